@@ -1,0 +1,309 @@
+//! The park: where it is, its clock, its assets, its tariff and its carbon settings.
+
+use std::fmt;
+
+use crate::assets::{
+    Battery, DcBus, EvCharger, Flexibility, FixedLoad, FlexibleLoad, GridConnection,
+    GridConverter, Meter, PvArray,
+};
+use crate::tariff::Tariff;
+use crate::time::ParkClock;
+use crate::units::{Kw, KgCo2PerKwh, Kwh, Kwp};
+
+/// Geographic position, used for solar geometry.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Location {
+    /// Latitude in degrees north (negative south).
+    pub latitude_deg: f64,
+    /// Longitude in degrees east (negative west).
+    pub longitude_deg: f64,
+    /// Altitude above sea level in metres.
+    pub altitude_m: f64,
+}
+
+/// How far a published figure has been checked (DOMAIN.md tags).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceStatus {
+    /// [C] confirmed in a published source.
+    Confirmed,
+    /// [S] seen only in secondary sources.
+    Secondary,
+    /// [U] unconfirmed.
+    Unverified,
+}
+
+impl SourceStatus {
+    /// The park-file word.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::Confirmed => "confirmed",
+            Self::Secondary => "secondary",
+            Self::Unverified => "unverified",
+        }
+    }
+    /// The short tag used in DOMAIN.md and data files.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Self::Confirmed => "[C]",
+            Self::Secondary => "[S]",
+            Self::Unverified => "[U]",
+        }
+    }
+    /// The status for a park-file word.
+    pub fn from_key(key: &str) -> Option<Self> {
+        [Self::Confirmed, Self::Secondary, Self::Unverified]
+            .into_iter()
+            .find(|s| s.key() == key)
+    }
+}
+
+/// The grid emission factor the park reports against, with its provenance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GridFactor {
+    /// Factor value.
+    pub value: KgCo2PerKwh,
+    /// Grid region (e.g. "north-china").
+    pub region: String,
+    /// Variant (e.g. "regional-average", "national-excl-market-non-fossil").
+    pub variant: String,
+    /// Data year the factor describes.
+    pub data_year: i32,
+    /// Publisher and document.
+    pub source: String,
+    /// How sure we are of the figure.
+    pub status: SourceStatus,
+}
+
+/// Carbon settings of the park.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CarbonSettings {
+    /// The annual average grid factor for location-based accounting.
+    pub grid_factor: GridFactor,
+    /// Internal carbon price the optimiser may weigh emissions with, CNY per t CO2.
+    pub carbon_price_cny_per_t: f64,
+}
+
+/// A whole PEDF park as configured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Park {
+    /// Short machine id (lowercase, digits, `-`).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Display name in Chinese, if given.
+    pub name_zh: Option<String>,
+    /// Owner or operator, as certificates name it.
+    pub owner: Option<String>,
+    /// Where the park is.
+    pub location: Location,
+    /// Time zone and interval length.
+    pub clock: ParkClock,
+    /// The DC bus.
+    pub dc_bus: DcBus,
+    /// The grid connection and its rules.
+    pub grid: GridConnection,
+    /// The AC/DC converter to the grid.
+    pub converter: GridConverter,
+    /// PV arrays.
+    pub pv: Vec<PvArray>,
+    /// Batteries.
+    pub batteries: Vec<Battery>,
+    /// Fixed DC loads.
+    pub fixed_loads: Vec<FixedLoad>,
+    /// Flexible DC loads.
+    pub flexible_loads: Vec<FlexibleLoad>,
+    /// EV chargers, one entry per charging point.
+    pub ev_chargers: Vec<EvCharger>,
+    /// Meters.
+    pub meters: Vec<Meter>,
+    /// The tariff.
+    pub tariff: Tariff,
+    /// Carbon settings.
+    pub carbon: CarbonSettings,
+}
+
+impl Park {
+    /// Total PV nameplate power.
+    pub fn pv_peak_power(&self) -> Kwp {
+        self.pv.iter().map(|p| p.peak_power).sum()
+    }
+
+    /// Total battery capacity.
+    pub fn battery_capacity(&self) -> Kwh {
+        self.batteries.iter().map(|b| b.capacity).sum()
+    }
+
+    /// The most DC power all sources together could put on the bus at once: the converter
+    /// from the grid, every battery at full discharge, every PV converter at its rating
+    /// (V2G chargers are not counted: a parked car is no firm source).
+    pub fn max_bus_supply(&self) -> Kw {
+        self.converter.max_dc_supply()
+            + self.batteries.iter().map(|b| b.max_discharge).sum()
+            + self.pv.iter().map(|p| p.converter_rating).sum()
+    }
+
+    /// A one-screen description of the park for `pedf check`.
+    pub fn summary(&self) -> ParkSummary<'_> {
+        ParkSummary(self)
+    }
+}
+
+/// Display adapter that prints a park's assets, capacities and tariff periods.
+pub struct ParkSummary<'a>(&'a Park);
+
+impl fmt::Display for ParkSummary<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = self.0;
+        let name = match &p.name_zh {
+            Some(zh) => format!("{} ({zh})", p.name),
+            None => p.name.clone(),
+        };
+        writeln!(f, "park {}: {name}", p.id)?;
+        writeln!(
+            f,
+            "  location   {:.4} N, {:.4} E, {} m; zone {}; interval {}",
+            p.location.latitude_deg,
+            p.location.longitude_deg,
+            p.location.altitude_m,
+            p.clock.tz.name(),
+            p.clock.interval
+        )?;
+        let pv_conv: Kw = p.pv.iter().map(|a| a.converter_rating).sum();
+        writeln!(
+            f,
+            "  PV         {} array(s), {:.0} peak, converters {:.0}",
+            p.pv.len(),
+            p.pv_peak_power(),
+            pv_conv
+        )?;
+        for b in &p.batteries {
+            writeln!(
+                f,
+                "  battery    {}: {:.0}, charge {:.0} / discharge {:.0}, SoC {:.0}-{:.0} %, round trip {:.1} %",
+                b.id,
+                b.capacity,
+                b.max_charge,
+                b.max_discharge,
+                b.soc_min * 100.0,
+                b.soc_max * 100.0,
+                b.round_trip_efficiency() * 100.0
+            )?;
+        }
+        writeln!(
+            f,
+            "  DC bus     {} V; converter {} {:.0}, AC->DC {:.1} %, DC->AC {:.1} %",
+            p.dc_bus.nominal_voltage_v,
+            p.converter.id,
+            p.converter.rating,
+            p.converter.efficiency_ac_to_dc * 100.0,
+            p.converter.efficiency_dc_to_ac * 100.0
+        )?;
+        let rules = &p.grid.export_rules;
+        writeln!(
+            f,
+            "  grid       {} kV, import <= {:.0}, export <= {:.0}; export {}{}{}",
+            p.grid.feeder_voltage_kv,
+            p.grid.import_limit,
+            p.grid.export_limit,
+            if rules.allow_export { "allowed" } else { "forbidden" },
+            if rules.export_only_from_pv { ", PV surplus only" } else { "" },
+            if rules.no_simultaneous_import_export {
+                ", never with import"
+            } else {
+                ""
+            }
+        )?;
+        let base: Kw = p.fixed_loads.iter().map(|l| l.base).sum();
+        let peak: Kw = p.fixed_loads.iter().map(|l| l.peak).sum();
+        writeln!(
+            f,
+            "  fixed load {} load(s), {:.0} base, {:.0} peak",
+            p.fixed_loads.len(),
+            base,
+            peak
+        )?;
+        for l in &p.flexible_loads {
+            let how = match &l.flexibility {
+                Flexibility::Deferrable {
+                    energy,
+                    window_start,
+                    window_end,
+                } => format!("deferrable {energy:.0} in {window_start}-{window_end}"),
+                Flexibility::Curtailable {
+                    curtailable_share,
+                    value_of_lost_load,
+                } => format!(
+                    "curtailable {:.0} % at {value_of_lost_load:.2}",
+                    curtailable_share * 100.0
+                ),
+            };
+            writeln!(
+                f,
+                "  flexible   {}: {:.0}-{:.0}, {how}",
+                l.id,
+                l.min_power.0,
+                l.max_power
+            )?;
+        }
+        if !p.ev_chargers.is_empty() {
+            let total: Kw = p.ev_chargers.iter().map(|c| c.max_power).sum();
+            let max = p
+                .ev_chargers
+                .iter()
+                .map(|c| c.max_power)
+                .fold(Kw::ZERO, Kw::max);
+            let v2g = p.ev_chargers.iter().filter(|c| c.v2g).count();
+            writeln!(
+                f,
+                "  EV         {} charger(s), up to {:.0} each, {:.0} installed, {v2g} with V2G",
+                p.ev_chargers.len(),
+                max,
+                total
+            )?;
+        }
+        writeln!(f, "  meters     {}", p.meters.len())?;
+        let t = &p.tariff;
+        writeln!(
+            f,
+            "  tariff     {}: export {:.4}, demand charge {:.2}",
+            t.name, t.export_price, t.demand_charge
+        )?;
+        for kind in crate::tariff::PeriodKind::ALL {
+            if let Some(price) = t.prices.get(&kind) {
+                writeln!(
+                    f,
+                    "    {:<14} {} {:.4}",
+                    kind.key(),
+                    kind.name_zh(),
+                    price
+                )?;
+            }
+        }
+        for s in &t.seasons {
+            let months: Vec<String> = s.months.iter().map(u32::to_string).collect();
+            let windows: Vec<String> = s
+                .windows
+                .iter()
+                .map(|w| format!("{}-{} {}", w.start, w.end, w.kind.key()))
+                .collect();
+            writeln!(f, "    season {} (months {}):", s.name, months.join(","))?;
+            writeln!(f, "      {}", windows.join(", "))?;
+        }
+        let g = &p.carbon.grid_factor;
+        write!(
+            f,
+            "  carbon     grid factor {:.4} {} ({}, {}, data year {}) {}",
+            g.value,
+            if g.status == SourceStatus::Confirmed {
+                ""
+            } else {
+                "UNVERIFIED "
+            },
+            g.region,
+            g.variant,
+            g.data_year,
+            g.status.tag()
+        )?;
+        Ok(())
+    }
+}
