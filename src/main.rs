@@ -32,7 +32,9 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Validate park files: every problem as file:line:col with a hint; exit 1 when any.
-    #[command(after_help = "Examples:\n  pedf check config/qingzhou-pedf.toml\n  pedf check config/*.toml\n\nA valid park prints a one-screen summary of its assets, capacities and tariff periods.\nWarnings (e.g. an unverified emission factor) are printed but do not fail the check.")]
+    #[command(
+        after_help = "Examples:\n  pedf check config/qingzhou-pedf.toml\n  pedf check config/*.toml\n\nA valid park prints a one-screen summary of its assets, capacities and tariff periods.\nWarnings (e.g. an unverified emission factor) are printed but do not fail the check."
+    )]
     Check {
         /// Park files (TOML) to validate.
         #[arg(required = true, value_name = "FILE")]

@@ -3,12 +3,12 @@
 use std::fmt;
 
 use crate::assets::{
-    Battery, DcBus, EvCharger, Flexibility, FixedLoad, FlexibleLoad, GridConnection,
-    GridConverter, Meter, PvArray,
+    Battery, DcBus, EvCharger, FixedLoad, Flexibility, FlexibleLoad, GridConnection, GridConverter,
+    Meter, PvArray,
 };
 use crate::tariff::Tariff;
 use crate::time::ParkClock;
-use crate::units::{Kw, KgCo2PerKwh, Kwh, Kwp};
+use crate::units::{KgCo2PerKwh, Kw, Kwh, Kwp};
 
 /// Geographic position, used for solar geometry.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -205,8 +205,16 @@ impl fmt::Display for ParkSummary<'_> {
             p.grid.feeder_voltage_kv,
             p.grid.import_limit,
             p.grid.export_limit,
-            if rules.allow_export { "allowed" } else { "forbidden" },
-            if rules.export_only_from_pv { ", PV surplus only" } else { "" },
+            if rules.allow_export {
+                "allowed"
+            } else {
+                "forbidden"
+            },
+            if rules.export_only_from_pv {
+                ", PV surplus only"
+            } else {
+                ""
+            },
             if rules.no_simultaneous_import_export {
                 ", never with import"
             } else {
@@ -240,9 +248,7 @@ impl fmt::Display for ParkSummary<'_> {
             writeln!(
                 f,
                 "  flexible   {}: {:.0}-{:.0}, {how}",
-                l.id,
-                l.min_power.0,
-                l.max_power
+                l.id, l.min_power.0, l.max_power
             )?;
         }
         if !p.ev_chargers.is_empty() {
@@ -270,13 +276,7 @@ impl fmt::Display for ParkSummary<'_> {
         )?;
         for kind in crate::tariff::PeriodKind::ALL {
             if let Some(price) = t.prices.get(&kind) {
-                writeln!(
-                    f,
-                    "    {:<14} {} {:.4}",
-                    kind.key(),
-                    kind.name_zh(),
-                    price
-                )?;
+                writeln!(f, "    {:<14} {} {:.4}", kind.key(), kind.name_zh(), price)?;
             }
         }
         for s in &t.seasons {

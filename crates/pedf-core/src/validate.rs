@@ -32,6 +32,9 @@ pub struct Problem {
     pub message: String,
     /// What would be valid.
     pub hint: String,
+    /// Other fields (or whole sections) the problem depends on; a reader drops the problem
+    /// when one of them could not be read, since the comparison would then be meaningless.
+    pub related: Vec<String>,
 }
 
 /// Collects problems while checking.
@@ -40,20 +43,44 @@ pub struct Problems(pub Vec<Problem>);
 
 impl Problems {
     /// Records an error.
-    pub fn error(&mut self, path: impl Into<String>, message: impl Into<String>, hint: impl Into<String>) {
+    pub fn error(
+        &mut self,
+        path: impl Into<String>,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) {
         self.push(Severity::Error, path, message, hint);
     }
     /// Records a warning.
-    pub fn warning(&mut self, path: impl Into<String>, message: impl Into<String>, hint: impl Into<String>) {
+    pub fn warning(
+        &mut self,
+        path: impl Into<String>,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) {
         self.push(Severity::Warning, path, message, hint);
     }
-    fn push(&mut self, severity: Severity, path: impl Into<String>, message: impl Into<String>, hint: impl Into<String>) {
+    fn push(
+        &mut self,
+        severity: Severity,
+        path: impl Into<String>,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) {
         self.0.push(Problem {
             severity,
             path: path.into(),
             message: message.into(),
             hint: hint.into(),
+            related: Vec::new(),
         });
+    }
+    /// Adds the fields the last recorded problem depends on.
+    pub fn involving<S: AsRef<str>>(&mut self, related: &[S]) {
+        if let Some(last) = self.0.last_mut() {
+            last.related
+                .extend(related.iter().map(|s| s.as_ref().to_string()));
+        }
     }
     /// True when any error (not warning) was recorded.
     pub fn has_errors(&self) -> bool {
@@ -83,7 +110,9 @@ impl Problems {
             self.error(
                 path,
                 format!("{what} must be above 0 {unit}, found {value}"),
-                format!("give the nameplate value in {unit}; remove the asset if it does not exist"),
+                format!(
+                    "give the nameplate value in {unit}; remove the asset if it does not exist"
+                ),
             );
         }
     }
@@ -92,36 +121,45 @@ impl Problems {
 /// Checks the whole park: every section, then the checks that span sections.
 pub fn validate_park(park: &Park) -> Vec<Problem> {
     let mut p = Problems::default();
-    validate_location(&park.location, &mut p);
-    if park.dc_bus.nominal_voltage_v <= 0.0 {
-        p.error(
-            "dc_bus.nominal_voltage_v",
-            format!("bus voltage must be above 0 V, found {}", park.dc_bus.nominal_voltage_v),
-            "PEDF buildings in China typically use 750 V or 375 V DC",
-        );
-    }
-    validate_grid(&park.grid, &mut p);
-    validate_converter(&park.converter, &mut p);
-    for (i, a) in park.pv.iter().enumerate() {
-        validate_pv(a, &format!("pv[{i}]"), &mut p);
-    }
-    for (i, b) in park.batteries.iter().enumerate() {
-        validate_battery(b, &format!("battery[{i}]"), &mut p);
-    }
-    for (i, l) in park.fixed_loads.iter().enumerate() {
-        validate_fixed_load(l, &format!("fixed_load[{i}]"), &mut p);
-    }
-    for (i, l) in park.flexible_loads.iter().enumerate() {
-        validate_flexible_load(l, &format!("flexible_load[{i}]"), park.clock.interval, &mut p);
-    }
-    for (i, c) in park.ev_chargers.iter().enumerate() {
-        validate_ev_charger(c, &format!("ev_charger[{i}]"), &mut p);
-    }
-    validate_tariff(&park.tariff, park.clock.interval, &mut p);
-    validate_carbon(&park.carbon, &mut p);
+    validate_sections(park, &mut p);
     check_unique_ids(park, &mut p);
     check_links(park, &mut p);
     p.0
+}
+
+/// Checks each section on its own (ranges, windows, tariff coverage).
+pub fn validate_sections(park: &Park, p: &mut Problems) {
+    let p = &mut *p;
+    validate_location(&park.location, p);
+    if park.dc_bus.nominal_voltage_v <= 0.0 {
+        p.error(
+            "dc_bus.nominal_voltage_v",
+            format!(
+                "bus voltage must be above 0 V, found {}",
+                park.dc_bus.nominal_voltage_v
+            ),
+            "PEDF buildings in China typically use 750 V or 375 V DC",
+        );
+    }
+    validate_grid(&park.grid, p);
+    validate_converter(&park.converter, p);
+    for (i, a) in park.pv.iter().enumerate() {
+        validate_pv(a, &format!("pv[{i}]"), p);
+    }
+    for (i, b) in park.batteries.iter().enumerate() {
+        validate_battery(b, &format!("battery[{i}]"), p);
+    }
+    for (i, l) in park.fixed_loads.iter().enumerate() {
+        validate_fixed_load(l, &format!("fixed_load[{i}]"), p);
+    }
+    for (i, l) in park.flexible_loads.iter().enumerate() {
+        validate_flexible_load(l, &format!("flexible_load[{i}]"), park.clock.interval, p);
+    }
+    for (i, c) in park.ev_chargers.iter().enumerate() {
+        validate_ev_charger(c, &format!("ev_charger[{i}]"), p);
+    }
+    validate_tariff(&park.tariff, park.clock.interval, p);
+    validate_carbon(&park.carbon, p);
 }
 
 /// Latitude and longitude in range.
@@ -151,9 +189,24 @@ pub fn validate_location(l: &Location, p: &mut Problems) {
 
 /// Grid limits are magnitudes; export needs a reason to exist.
 pub fn validate_grid(g: &GridConnection, p: &mut Problems) {
-    p.non_negative("grid.import_limit_kw".into(), "import limit", g.import_limit.0, "kW");
-    p.non_negative("grid.export_limit_kw".into(), "export limit", g.export_limit.0, "kW");
-    p.positive("grid.feeder_voltage_kv".into(), "feeder voltage", g.feeder_voltage_kv, "kV");
+    p.non_negative(
+        "grid.import_limit_kw".into(),
+        "import limit",
+        g.import_limit.0,
+        "kW",
+    );
+    p.non_negative(
+        "grid.export_limit_kw".into(),
+        "export limit",
+        g.export_limit.0,
+        "kW",
+    );
+    p.positive(
+        "grid.feeder_voltage_kv".into(),
+        "feeder voltage",
+        g.feeder_voltage_kv,
+        "kV",
+    );
     if !g.export_rules.allow_export && g.export_limit.0 > 0.0 {
         p.warning(
             "grid.export_limit_kw",
@@ -163,21 +216,49 @@ pub fn validate_grid(g: &GridConnection, p: &mut Problems) {
             ),
             "set export_limit_kw = 0, or allow_export = true if the contract lets surplus PV be sold",
         );
+        p.involving(&["grid.allow_export"]);
     }
 }
 
 /// Converter rating and efficiencies.
 pub fn validate_converter(c: &GridConverter, p: &mut Problems) {
-    p.positive("converter.rating_kw".into(), "converter rating", c.rating.0, "kW");
-    p.fraction_open_closed("converter.efficiency_ac_to_dc".into(), "AC->DC efficiency", c.efficiency_ac_to_dc);
-    p.fraction_open_closed("converter.efficiency_dc_to_ac".into(), "DC->AC efficiency", c.efficiency_dc_to_ac);
+    p.positive(
+        "converter.rating_kw".into(),
+        "converter rating",
+        c.rating.0,
+        "kW",
+    );
+    p.fraction_open_closed(
+        "converter.efficiency_ac_to_dc".into(),
+        "AC->DC efficiency",
+        c.efficiency_ac_to_dc,
+    );
+    p.fraction_open_closed(
+        "converter.efficiency_dc_to_ac".into(),
+        "DC->AC efficiency",
+        c.efficiency_dc_to_ac,
+    );
 }
 
 /// One PV array.
 pub fn validate_pv(a: &PvArray, path: &str, p: &mut Problems) {
-    p.positive(format!("{path}.peak_power_kwp"), "peak power", a.peak_power.0, "kWp");
-    p.positive(format!("{path}.converter_rating_kw"), "converter rating", a.converter_rating.0, "kW");
-    p.fraction_open_closed(format!("{path}.converter_efficiency"), "converter efficiency", a.converter_efficiency);
+    p.positive(
+        format!("{path}.peak_power_kwp"),
+        "peak power",
+        a.peak_power.0,
+        "kWp",
+    );
+    p.positive(
+        format!("{path}.converter_rating_kw"),
+        "converter rating",
+        a.converter_rating.0,
+        "kW",
+    );
+    p.fraction_open_closed(
+        format!("{path}.converter_efficiency"),
+        "converter efficiency",
+        a.converter_efficiency,
+    );
     if !(0.0..=90.0).contains(&a.tilt_deg) {
         p.error(
             format!("{path}.tilt_deg"),
@@ -217,17 +298,41 @@ pub fn validate_pv(a: &PvArray, path: &str, p: &mut Problems) {
                 format!("DC/AC ratio {ratio:.2} is high: much of the PV peak will be clipped"),
                 "typical ratios are 1.0 to 1.4",
             );
+            p.involving(&[format!("{path}.peak_power_kwp")]);
         }
     }
 }
 
 /// One battery.
 pub fn validate_battery(b: &Battery, path: &str, p: &mut Problems) {
-    p.positive(format!("{path}.capacity_kwh"), "capacity", b.capacity.0, "kWh");
-    p.non_negative(format!("{path}.max_charge_kw"), "charge power", b.max_charge.0, "kW");
-    p.non_negative(format!("{path}.max_discharge_kw"), "discharge power", b.max_discharge.0, "kW");
-    p.fraction_open_closed(format!("{path}.charge_efficiency"), "charge efficiency", b.charge_efficiency);
-    p.fraction_open_closed(format!("{path}.discharge_efficiency"), "discharge efficiency", b.discharge_efficiency);
+    p.positive(
+        format!("{path}.capacity_kwh"),
+        "capacity",
+        b.capacity.0,
+        "kWh",
+    );
+    p.non_negative(
+        format!("{path}.max_charge_kw"),
+        "charge power",
+        b.max_charge.0,
+        "kW",
+    );
+    p.non_negative(
+        format!("{path}.max_discharge_kw"),
+        "discharge power",
+        b.max_discharge.0,
+        "kW",
+    );
+    p.fraction_open_closed(
+        format!("{path}.charge_efficiency"),
+        "charge efficiency",
+        b.charge_efficiency,
+    );
+    p.fraction_open_closed(
+        format!("{path}.discharge_efficiency"),
+        "discharge efficiency",
+        b.discharge_efficiency,
+    );
     p.non_negative(
         format!("{path}.degradation_cost_cny_per_kwh"),
         "degradation cost",
@@ -235,17 +340,29 @@ pub fn validate_battery(b: &Battery, path: &str, p: &mut Problems) {
         "CNY/kWh",
     );
     let soc_hint = "fractions of capacity with 0 <= soc_min < soc_max <= 1, e.g. 0.10 and 0.95";
-    for (field, v) in [("soc_min", b.soc_min), ("soc_max", b.soc_max), ("initial_soc", b.initial_soc)] {
+    for (field, v) in [
+        ("soc_min", b.soc_min),
+        ("soc_max", b.soc_max),
+        ("initial_soc", b.initial_soc),
+    ] {
         if !(0.0..=1.0).contains(&v) {
-            p.error(format!("{path}.{field}"), format!("{field} {v} is outside [0, 1]"), soc_hint);
+            p.error(
+                format!("{path}.{field}"),
+                format!("{field} {v} is outside [0, 1]"),
+                soc_hint,
+            );
         }
     }
     if b.soc_min >= b.soc_max {
         p.error(
             format!("{path}.soc_min"),
-            format!("soc_min ({}) must be below soc_max ({})", b.soc_min, b.soc_max),
+            format!(
+                "soc_min ({}) must be below soc_max ({})",
+                b.soc_min, b.soc_max
+            ),
             soc_hint,
         );
+        p.involving(&[format!("{path}.soc_max")]);
     } else if b.initial_soc < b.soc_min || b.initial_soc > b.soc_max {
         p.error(
             format!("{path}.initial_soc"),
@@ -255,6 +372,7 @@ pub fn validate_battery(b: &Battery, path: &str, p: &mut Problems) {
             ),
             "start inside the window the battery is allowed to use",
         );
+        p.involving(&[format!("{path}.soc_min"), format!("{path}.soc_max")]);
     }
     let rt = b.round_trip_efficiency();
     if rt > 0.0 && rt < 0.6 {
@@ -263,6 +381,7 @@ pub fn validate_battery(b: &Battery, path: &str, p: &mut Problems) {
             format!("round-trip efficiency {:.1} % is unusually low", rt * 100.0),
             "lithium-ion systems are about 85-95 % round trip; check both efficiencies",
         );
+        p.involving(&[format!("{path}.discharge_efficiency")]);
     }
     if b.capacity.0 > 0.0 && b.max_discharge.0 / b.capacity.0 > 4.0 {
         p.warning(
@@ -273,6 +392,7 @@ pub fn validate_battery(b: &Battery, path: &str, p: &mut Problems) {
             ),
             "stationary storage is typically 0.25 C to 2 C",
         );
+        p.involving(&[format!("{path}.capacity_kwh")]);
     }
 }
 
@@ -283,9 +403,13 @@ pub fn validate_fixed_load(l: &FixedLoad, path: &str, p: &mut Problems) {
     if l.base > l.peak {
         p.error(
             format!("{path}.base_kw"),
-            format!("base load ({} kW) is above peak load ({} kW)", l.base.0, l.peak.0),
+            format!(
+                "base load ({} kW) is above peak load ({} kW)",
+                l.base.0, l.peak.0
+            ),
             "base_kw is the night-time minimum, peak_kw the daytime maximum",
         );
+        p.involving(&[format!("{path}.peak_kw")]);
     }
 }
 
@@ -294,15 +418,34 @@ fn aligned(t: TimeOfDay, interval: IntervalLength) -> bool {
 }
 
 /// One flexible load: its range, and whether its energy fits its window.
-pub fn validate_flexible_load(l: &FlexibleLoad, path: &str, interval: IntervalLength, p: &mut Problems) {
-    p.non_negative(format!("{path}.min_kw"), "minimum power", l.min_power.0, "kW");
-    p.positive(format!("{path}.max_kw"), "maximum power", l.max_power.0, "kW");
+pub fn validate_flexible_load(
+    l: &FlexibleLoad,
+    path: &str,
+    interval: IntervalLength,
+    p: &mut Problems,
+) {
+    p.non_negative(
+        format!("{path}.min_kw"),
+        "minimum power",
+        l.min_power.0,
+        "kW",
+    );
+    p.positive(
+        format!("{path}.max_kw"),
+        "maximum power",
+        l.max_power.0,
+        "kW",
+    );
     if l.min_power > l.max_power {
         p.error(
             format!("{path}.min_kw"),
-            format!("min_kw ({}) is above max_kw ({})", l.min_power.0, l.max_power.0),
+            format!(
+                "min_kw ({}) is above max_kw ({})",
+                l.min_power.0, l.max_power.0
+            ),
             "min_kw <= max_kw",
         );
+        p.involving(&[format!("{path}.max_kw")]);
     }
     match &l.flexibility {
         Flexibility::Deferrable {
@@ -310,21 +453,31 @@ pub fn validate_flexible_load(l: &FlexibleLoad, path: &str, interval: IntervalLe
             window_start,
             window_end,
         } => {
-            p.non_negative(format!("{path}.energy_kwh"), "energy to deliver", energy.0, "kWh");
+            p.non_negative(
+                format!("{path}.energy_kwh"),
+                "energy to deliver",
+                energy.0,
+                "kWh",
+            );
             if window_start >= window_end {
                 p.error(
                     format!("{path}.window_end"),
                     format!("window ends ({window_end}) at or before it starts ({window_start})"),
                     "a window lies within one day: window_start < window_end, e.g. \"22:00\" to \"24:00\"",
                 );
+                p.involving(&[format!("{path}.window_start")]);
             } else {
                 for (field, t) in [("window_start", window_start), ("window_end", window_end)] {
                     if !aligned(*t, interval) {
                         p.error(
                             format!("{path}.{field}"),
                             format!("{field} {t} does not fall on a {interval} interval boundary"),
-                            format!("use a time whose minutes are a multiple of {}", interval.minutes()),
+                            format!(
+                                "use a time whose minutes are a multiple of {}",
+                                interval.minutes()
+                            ),
                         );
+                        p.involving(&["park.interval_minutes"]);
                     }
                 }
                 let hours = f64::from(window_end.minutes() - window_start.minutes()) / 60.0;
@@ -338,6 +491,11 @@ pub fn validate_flexible_load(l: &FlexibleLoad, path: &str, interval: IntervalLe
                         ),
                         "widen the window, raise max_kw, or lower energy_kwh",
                     );
+                    p.involving(&[
+                        format!("{path}.max_kw"),
+                        format!("{path}.window_start"),
+                        format!("{path}.window_end"),
+                    ]);
                 }
                 let least = l.min_power.0 * hours;
                 if l.min_power.0 > 0.0 && energy.0 + 1e-9 < least && energy.0 > 0.0 {
@@ -349,6 +507,11 @@ pub fn validate_flexible_load(l: &FlexibleLoad, path: &str, interval: IntervalLe
                         ),
                         "this is fine if the load may switch off inside its window",
                     );
+                    p.involving(&[
+                        format!("{path}.min_kw"),
+                        format!("{path}.window_start"),
+                        format!("{path}.window_end"),
+                    ]);
                 }
             }
         }
@@ -375,14 +538,28 @@ pub fn validate_flexible_load(l: &FlexibleLoad, path: &str, interval: IntervalLe
 
 /// One EV charger.
 pub fn validate_ev_charger(c: &EvCharger, path: &str, p: &mut Problems) {
-    p.non_negative(format!("{path}.min_kw"), "minimum power", c.min_power.0, "kW");
-    p.positive(format!("{path}.max_kw"), "maximum power", c.max_power.0, "kW");
+    p.non_negative(
+        format!("{path}.min_kw"),
+        "minimum power",
+        c.min_power.0,
+        "kW",
+    );
+    p.positive(
+        format!("{path}.max_kw"),
+        "maximum power",
+        c.max_power.0,
+        "kW",
+    );
     if c.min_power > c.max_power {
         p.error(
             format!("{path}.min_kw"),
-            format!("min_kw ({}) is above max_kw ({})", c.min_power.0, c.max_power.0),
+            format!(
+                "min_kw ({}) is above max_kw ({})",
+                c.min_power.0, c.max_power.0
+            ),
             "min_kw is the lowest power the charger can regulate to, below max_kw",
         );
+        p.involving(&[format!("{path}.max_kw")]);
     }
 }
 
@@ -398,7 +575,12 @@ pub fn validate_tariff(t: &Tariff, interval: IntervalLength, p: &mut Problems) {
             );
         }
     }
-    p.non_negative("tariff.export_price_cny_per_kwh".into(), "export price", t.export_price.0, "CNY/kWh");
+    p.non_negative(
+        "tariff.export_price_cny_per_kwh".into(),
+        "export price",
+        t.export_price.0,
+        "CNY/kWh",
+    );
     p.non_negative(
         "tariff.demand_charge_cny_per_kw_month".into(),
         "demand charge",
@@ -431,6 +613,14 @@ pub fn validate_tariff(t: &Tariff, interval: IntervalLength, p: &mut Problems) {
         // Coverage of the day: sort windows by start, then look for overlaps and gaps.
         let mut order: Vec<usize> = (0..s.windows.len()).collect();
         order.sort_by_key(|&i| (s.windows[i].start, s.windows[i].end));
+        let bounds: Vec<String> = (0..s.windows.len())
+            .flat_map(|i| {
+                [
+                    format!("{spath}.periods[{i}].start"),
+                    format!("{spath}.periods[{i}].end"),
+                ]
+            })
+            .collect();
         let mut covered_to = TimeOfDay::MIDNIGHT;
         let mut covered_by: Option<usize> = None;
         for &wi in &order {
@@ -454,17 +644,23 @@ pub fn validate_tariff(t: &Tariff, interval: IntervalLength, p: &mut Problems) {
                             interval.minutes()
                         ),
                     );
+                    p.involving(&["park.interval_minutes"]);
                 }
             }
             if !t.prices.contains_key(&w.kind) {
                 p.error(
                     format!("{wpath}.kind"),
                     format!("period kind {} has no price", w.kind.key()),
-                    format!("add `{} = <CNY/kWh>` under [tariff.prices_cny_per_kwh]", w.kind.key()),
+                    format!(
+                        "add `{} = <CNY/kWh>` under [tariff.prices_cny_per_kwh]",
+                        w.kind.key()
+                    ),
                 );
             }
             if w.start < covered_to {
-                let other = covered_by.map(|o| format!(" (periods[{o}])")).unwrap_or_default();
+                let other = covered_by
+                    .map(|o| format!(" (periods[{o}])"))
+                    .unwrap_or_default();
                 p.error(
                     format!("{wpath}.start"),
                     format!(
@@ -473,12 +669,17 @@ pub fn validate_tariff(t: &Tariff, interval: IntervalLength, p: &mut Problems) {
                     ),
                     "periods of a season must not overlap",
                 );
+                p.involving(&bounds);
             } else if w.start > covered_to {
                 p.error(
                     format!("{wpath}.start"),
-                    format!("no period covers {covered_to}-{} in season \"{}\"", w.start, s.name),
+                    format!(
+                        "no period covers {covered_to}-{} in season \"{}\"",
+                        w.start, s.name
+                    ),
                     "the periods of a season must cover 00:00-24:00 without gaps",
                 );
+                p.involving(&bounds);
             }
             if w.end > covered_to {
                 covered_to = w.end;
@@ -488,11 +689,18 @@ pub fn validate_tariff(t: &Tariff, interval: IntervalLength, p: &mut Problems) {
         if covered_to < TimeOfDay::END_OF_DAY {
             p.error(
                 format!("{spath}.periods"),
-                format!("no period covers {covered_to}-24:00 in season \"{}\"", s.name),
+                format!(
+                    "no period covers {covered_to}-24:00 in season \"{}\"",
+                    s.name
+                ),
                 "the periods of a season must cover 00:00-24:00 without gaps",
             );
+            p.involving(&bounds);
         }
     }
+    let all_months: Vec<String> = (0..t.seasons.len())
+        .map(|i| format!("tariff.season[{i}].months"))
+        .collect();
     let missing: Vec<String> = (1..=12)
         .filter(|m| !month_owner.contains_key(m))
         .map(|m| m.to_string())
@@ -503,17 +711,23 @@ pub fn validate_tariff(t: &Tariff, interval: IntervalLength, p: &mut Problems) {
             format!("month(s) {} belong to no season", missing.join(", ")),
             "every month 1-12 must be listed in exactly one [[tariff.season]]",
         );
+        p.involving(&all_months);
     } else if t.seasons.is_empty() {
         p.error(
             "tariff",
             "the tariff has no [[tariff.season]]",
             "add at least one season with months = [1, ..., 12] and its periods",
         );
+        p.involving(&["tariff.season"]);
     }
     let unused: Vec<&str> = t
         .prices
         .keys()
-        .filter(|k| !t.seasons.iter().any(|s| s.windows.iter().any(|w| w.kind == **k)))
+        .filter(|k| {
+            !t.seasons
+                .iter()
+                .any(|s| s.windows.iter().any(|w| w.kind == **k))
+        })
         .map(|k| k.key())
         .collect();
     for k in unused {
@@ -522,6 +736,7 @@ pub fn validate_tariff(t: &Tariff, interval: IntervalLength, p: &mut Problems) {
             format!("price for {k} is never used by any season"),
             "remove it, or use it in a period",
         );
+        p.involving(&["tariff.season"]);
     }
 }
 
@@ -561,19 +776,54 @@ pub fn validate_carbon(c: &CarbonSettings, p: &mut Problems) {
             "the year the factor describes, e.g. 2023",
         );
     }
-    p.non_negative("carbon.carbon_price_cny_per_t".into(), "carbon price", c.carbon_price_cny_per_t, "CNY/t");
+    p.non_negative(
+        "carbon.carbon_price_cny_per_t".into(),
+        "carbon price",
+        c.carbon_price_cny_per_t,
+        "CNY/t",
+    );
 }
 
 /// Every asset and meter has its own id.
 pub fn check_unique_ids(park: &Park, p: &mut Problems) {
     let mut seen: HashMap<&str, String> = HashMap::new();
     let mut ids: Vec<(&str, String)> = vec![(park.converter.id.as_str(), "converter.id".into())];
-    ids.extend(park.pv.iter().enumerate().map(|(i, a)| (a.id.as_str(), format!("pv[{i}].id"))));
-    ids.extend(park.batteries.iter().enumerate().map(|(i, a)| (a.id.as_str(), format!("battery[{i}].id"))));
-    ids.extend(park.fixed_loads.iter().enumerate().map(|(i, a)| (a.id.as_str(), format!("fixed_load[{i}].id"))));
-    ids.extend(park.flexible_loads.iter().enumerate().map(|(i, a)| (a.id.as_str(), format!("flexible_load[{i}].id"))));
-    ids.extend(park.ev_chargers.iter().enumerate().map(|(i, a)| (a.id.as_str(), format!("ev_charger[{i}].id"))));
-    ids.extend(park.meters.iter().enumerate().map(|(i, a)| (a.id.as_str(), format!("meter[{i}].id"))));
+    ids.extend(
+        park.pv
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.id.as_str(), format!("pv[{i}].id"))),
+    );
+    ids.extend(
+        park.batteries
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.id.as_str(), format!("battery[{i}].id"))),
+    );
+    ids.extend(
+        park.fixed_loads
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.id.as_str(), format!("fixed_load[{i}].id"))),
+    );
+    ids.extend(
+        park.flexible_loads
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.id.as_str(), format!("flexible_load[{i}].id"))),
+    );
+    ids.extend(
+        park.ev_chargers
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.id.as_str(), format!("ev_charger[{i}].id"))),
+    );
+    ids.extend(
+        park.meters
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.id.as_str(), format!("meter[{i}].id"))),
+    );
     for (id, path) in ids {
         if let Some(first) = seen.get(id) {
             p.error(
@@ -603,13 +853,30 @@ pub fn check_links(park: &Park, p: &mut Problems) {
             if !is_asset(a) {
                 p.error(
                     format!("meter[{i}].measures"),
-                    format!("meter \"{}\" measures \"{a}\", which is no asset of this park", m.id),
+                    format!(
+                        "meter \"{}\" measures \"{a}\", which is no asset of this park",
+                        m.id
+                    ),
                     "use \"grid\" or the id of a PV array, battery, load, charger or the converter",
                 );
+                p.involving(&[
+                    "converter",
+                    "pv",
+                    "battery",
+                    "fixed_load",
+                    "flexible_load",
+                    "ev_charger",
+                ]);
             }
         }
     }
     let supply = park.max_bus_supply();
+    let supply_fields: Vec<String> = ["converter.rating_kw", "converter.efficiency_ac_to_dc"]
+        .into_iter()
+        .map(String::from)
+        .chain((0..park.pv.len()).map(|i| format!("pv[{i}].converter_rating_kw")))
+        .chain((0..park.batteries.len()).map(|i| format!("battery[{i}].max_discharge_kw")))
+        .collect();
     let from_grid = park.converter.max_dc_supply();
     for (i, c) in park.ev_chargers.iter().enumerate() {
         if c.max_power > supply {
@@ -621,6 +888,7 @@ pub fn check_links(park: &Park, p: &mut Problems) {
                 ),
                 "lower max_kw to what the charger can actually receive, or add supply",
             );
+            p.involving(&supply_fields);
         } else if c.max_power > from_grid {
             p.warning(
                 format!("ev_charger[{i}].max_kw"),
@@ -630,6 +898,7 @@ pub fn check_links(park: &Park, p: &mut Problems) {
                 ),
                 "this is fine if the battery or PV is meant to cover it",
             );
+            p.involving(&["converter.rating_kw", "converter.efficiency_ac_to_dc"]);
         }
     }
     let rules = &park.grid.export_rules;
@@ -639,6 +908,7 @@ pub fn check_links(park: &Park, p: &mut Problems) {
             "export is allowed only from PV, but the park has no PV",
             "set allow_export = false, or add the PV arrays",
         );
+        p.involving(&["pv", "grid.export_only_from_pv"]);
     }
     if park.grid.import_limit.0 > 0.0 && park.grid.import_limit > park.converter.rating * 1.5 {
         p.warning(
@@ -649,5 +919,6 @@ pub fn check_links(park: &Park, p: &mut Problems) {
             ),
             "state the contracted limit at the point of common coupling",
         );
+        p.involving(&["converter.rating_kw"]);
     }
 }

@@ -53,6 +53,8 @@ pub(crate) struct Reader<'a> {
     pub map: SourceMap<'a>,
     pub diagnostics: Vec<Diagnostic>,
     spans: HashMap<String, Range<usize>>,
+    /// Paths of fields and sections that could not be read.
+    failed: Vec<String>,
 }
 
 /// Describes the value a field expects, for messages: ("a number", "kWh", "2000").
@@ -72,6 +74,7 @@ impl<'a> Reader<'a> {
             map: SourceMap::new(text),
             diagnostics: Vec::new(),
             spans: HashMap::new(),
+            failed: Vec::new(),
         }
     }
 
@@ -109,9 +112,35 @@ impl<'a> Reader<'a> {
         self.spans.extend(copies);
     }
 
+    /// Notes that a field or section could not be read, so checks that depend on it are
+    /// skipped rather than run on a placeholder.
+    pub fn fail(&mut self, path: impl Into<String>) {
+        self.failed.push(path.into());
+    }
+
+    /// Records a failure of `t.key` when `value` is `None`; passes the value on.
+    fn note<T>(&mut self, t: &Table, key: &str, value: Option<T>) -> Option<T> {
+        if value.is_none() {
+            self.fail(t.field_path(key));
+        }
+        value
+    }
+
+    /// True when a problem depends on something that could not be read: its own field or a
+    /// section around it failed, or a related field, or anything inside a related section.
+    fn depends_on_failure(&self, p: &Problem) -> bool {
+        self.failed
+            .iter()
+            .any(|f| within(&p.path, f) || p.related.iter().any(|r| within(r, f) || within(f, r)))
+    }
+
     /// Turns a meaning problem into a located diagnostic: at the field's value when it was
-    /// written, otherwise at the nearest enclosing table that was.
+    /// written, otherwise at the nearest enclosing table that was. Problems that depend on
+    /// unreadable fields are dropped (the unreadable field has its own diagnostic).
     pub fn problem(&mut self, p: Problem) {
+        if self.depends_on_failure(&p) {
+            return;
+        }
         let mut path = p.path.as_str();
         let span = loop {
             if let Some(s) = self.spans.get(path) {
@@ -166,21 +195,29 @@ impl<'a> Reader<'a> {
 
     /// A required finite number (integers accepted).
     pub fn number(&mut self, t: &mut Table, key: &'static str, e: Expect) -> Option<f64> {
-        match self.take(t, key) {
+        let v = match self.take(t, key) {
             None => {
                 self.missing(t, key, &e);
                 None
             }
             Some(v) => self.as_number(t, key, v, &e),
-        }
+        };
+        self.note(t, key, v)
     }
 
     /// An optional finite number; `default` when absent, `None` when present but wrong.
-    pub fn number_or(&mut self, t: &mut Table, key: &'static str, default: f64, e: Expect) -> Option<f64> {
-        match self.take(t, key) {
+    pub fn number_or(
+        &mut self,
+        t: &mut Table,
+        key: &'static str,
+        default: f64,
+        e: Expect,
+    ) -> Option<f64> {
+        let v = match self.take(t, key) {
             None => Some(default),
             Some(v) => self.as_number(t, key, v, &e),
-        }
+        };
+        self.note(t, key, v)
     }
 
     fn as_number(&mut self, t: &Table, key: &str, v: &Spanned<DeValue>, e: &Expect) -> Option<f64> {
@@ -216,24 +253,38 @@ impl<'a> Reader<'a> {
 
     /// A required integer.
     pub fn integer(&mut self, t: &mut Table, key: &'static str, e: Expect) -> Option<i64> {
-        match self.take(t, key) {
+        let v = match self.take(t, key) {
             None => {
                 self.missing(t, key, &e);
                 None
             }
             Some(v) => self.as_integer(&t.field_path(key), key, v, &e),
-        }
+        };
+        self.note(t, key, v)
     }
 
     /// An optional integer; `default` when absent.
-    pub fn integer_or(&mut self, t: &mut Table, key: &'static str, default: i64, e: Expect) -> Option<i64> {
-        match self.take(t, key) {
+    pub fn integer_or(
+        &mut self,
+        t: &mut Table,
+        key: &'static str,
+        default: i64,
+        e: Expect,
+    ) -> Option<i64> {
+        let v = match self.take(t, key) {
             None => Some(default),
             Some(v) => self.as_integer(&t.field_path(key), key, v, &e),
-        }
+        };
+        self.note(t, key, v)
     }
 
-    pub fn as_integer(&mut self, path: &str, key: &str, v: &Spanned<DeValue>, e: &Expect) -> Option<i64> {
+    pub fn as_integer(
+        &mut self,
+        path: &str,
+        key: &str,
+        v: &Spanned<DeValue>,
+        e: &Expect,
+    ) -> Option<i64> {
         match v.get_ref() {
             DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
                 Ok(n) => Some(n),
@@ -259,24 +310,37 @@ impl<'a> Reader<'a> {
 
     /// A required string.
     pub fn string(&mut self, t: &mut Table, key: &'static str, e: Expect) -> Option<String> {
-        match self.take(t, key) {
+        let v = match self.take(t, key) {
             None => {
                 self.missing(t, key, &e);
                 None
             }
             Some(v) => self.as_string(t, key, v, &e),
-        }
+        };
+        self.note(t, key, v)
     }
 
     /// An optional string: `Some(None)` when absent, `None` when present but wrong.
-    pub fn string_opt(&mut self, t: &mut Table, key: &'static str, e: Expect) -> Option<Option<String>> {
-        match self.take(t, key) {
+    pub fn string_opt(
+        &mut self,
+        t: &mut Table,
+        key: &'static str,
+        e: Expect,
+    ) -> Option<Option<String>> {
+        let v = match self.take(t, key) {
             None => Some(None),
             Some(v) => self.as_string(t, key, v, &e).map(Some),
-        }
+        };
+        self.note(t, key, v)
     }
 
-    fn as_string(&mut self, t: &Table, key: &str, v: &Spanned<DeValue>, e: &Expect) -> Option<String> {
+    fn as_string(
+        &mut self,
+        t: &Table,
+        key: &str,
+        v: &Spanned<DeValue>,
+        e: &Expect,
+    ) -> Option<String> {
         match v.get_ref() {
             DeValue::String(s) => Some(s.to_string()),
             _ => {
@@ -287,43 +351,73 @@ impl<'a> Reader<'a> {
     }
 
     /// A required string that must be one of `choices`.
-    pub fn choice(&mut self, t: &mut Table, key: &'static str, choices: &[&str], e: Expect) -> Option<String> {
+    pub fn choice(
+        &mut self,
+        t: &mut Table,
+        key: &'static str,
+        choices: &[&str],
+        e: Expect,
+    ) -> Option<String> {
         let s = self.string(t, key, e)?;
         self.check_choice(t, key, s, choices)
     }
 
     /// An optional string that must be one of `choices`; `default` when absent.
-    pub fn choice_or(&mut self, t: &mut Table, key: &'static str, choices: &[&str], default: &str, e: Expect) -> Option<String> {
+    pub fn choice_or(
+        &mut self,
+        t: &mut Table,
+        key: &'static str,
+        choices: &[&str],
+        default: &str,
+        e: Expect,
+    ) -> Option<String> {
         match self.string_opt(t, key, e)? {
             None => Some(default.to_string()),
             Some(s) => self.check_choice(t, key, s, choices),
         }
     }
 
-    fn check_choice(&mut self, t: &Table, key: &str, s: String, choices: &[&str]) -> Option<String> {
+    fn check_choice(
+        &mut self,
+        t: &Table,
+        key: &str,
+        s: String,
+        choices: &[&str],
+    ) -> Option<String> {
         if choices.contains(&s.as_str()) {
             return Some(s);
         }
+        self.fail(t.field_path(key));
         let span = t.lookup(key).map(|v| v.span()).unwrap_or(t.span.clone());
         let near = suggest(&s, choices)
             .map(|c| format!("did you mean \"{c}\"? "))
             .unwrap_or_default();
         self.error(
             &span,
-            format!("{}: \"{s}\" is not one of the accepted values", t.field_path(key)),
+            format!(
+                "{}: \"{s}\" is not one of the accepted values",
+                t.field_path(key)
+            ),
             format!("{near}valid: {}", quoted_list(choices)),
         );
         None
     }
 
     /// An optional boolean; `default` when absent.
-    pub fn boolean_or(&mut self, t: &mut Table, key: &'static str, default: bool, e: Expect) -> Option<bool> {
+    pub fn boolean_or(
+        &mut self,
+        t: &mut Table,
+        key: &'static str,
+        default: bool,
+        e: Expect,
+    ) -> Option<bool> {
         match self.take(t, key) {
             None => Some(default),
             Some(v) => match v.get_ref() {
                 DeValue::Boolean(b) => Some(*b),
                 _ => {
                     self.wrong_type(t, key, v, &e);
+                    self.fail(t.field_path(key));
                     None
                 }
             },
@@ -343,12 +437,14 @@ impl<'a> Reader<'a> {
                 if required {
                     self.missing_section(t, key, &e);
                 }
+                self.fail(t.field_path(key));
                 None
             }
             Some(v) => match v.get_ref() {
                 DeValue::Table(inner) => Some(Table::new(t.field_path(key), v.span(), inner)),
                 _ => {
                     self.wrong_type(t, key, v, &e);
+                    self.fail(t.field_path(key));
                     None
                 }
             },
@@ -376,6 +472,7 @@ impl<'a> Reader<'a> {
         };
         let DeValue::Array(items) = v.get_ref() else {
             self.wrong_type(t, key, v, &e);
+            self.fail(t.field_path(key));
             return Vec::new();
         };
         let mut out = Vec::new();
@@ -386,17 +483,30 @@ impl<'a> Reader<'a> {
                     self.record_span(path.clone(), item.span());
                     out.push(Table::new(path, item.span(), inner));
                 }
-                other => self.error(
-                    &item.span(),
-                    format!("{path}: expected a table ({}), found {}", e.what, describe(other)),
-                    format!("write each entry as [[{}]] followed by its fields", t.field_path(key)),
-                ),
+                other => {
+                    self.error(
+                        &item.span(),
+                        format!(
+                            "{path}: expected a table ({}), found {}",
+                            e.what,
+                            describe(other)
+                        ),
+                        format!(
+                            "write each entry as [[{}]] followed by its fields",
+                            t.field_path(key)
+                        ),
+                    );
+                    // The list is now incomplete: checks over the whole section are skipped.
+                    self.fail(t.field_path(key));
+                }
             }
         }
         out
     }
 
-    /// A required array; each element is handed to `each` with its path and span.
+    /// A required array; each element is handed to `each` with its path and span. Elements
+    /// that could not be read are left out (and recorded as failed); `None` when the array
+    /// itself is missing or not an array.
     pub fn array<T>(
         &mut self,
         t: &mut Table,
@@ -406,23 +516,24 @@ impl<'a> Reader<'a> {
     ) -> Option<Vec<T>> {
         let Some(v) = self.take(t, key) else {
             self.missing(t, key, &e);
+            self.fail(t.field_path(key));
             return None;
         };
         let DeValue::Array(items) = v.get_ref() else {
             self.wrong_type(t, key, v, &e);
+            self.fail(t.field_path(key));
             return None;
         };
         let mut out = Vec::new();
-        let mut ok = true;
         for (i, item) in items.iter().enumerate() {
             let path = format!("{}[{i}]", t.field_path(key));
             self.record_span(path.clone(), item.span());
-            match each(self, path, item) {
+            match each(self, path.clone(), item) {
                 Some(x) => out.push(x),
-                None => ok = false,
+                None => self.fail(path),
             }
         }
-        ok.then_some(out)
+        Some(out)
     }
 
     /// Reports every key of the table that was never asked for, with a suggestion.
@@ -446,6 +557,14 @@ impl<'a> Reader<'a> {
                 format!("{near}valid keys: {}", t.known.join(", ")),
             );
         }
+    }
+}
+
+/// True when `path` is `outer` or lies inside it (`outer.x`, `outer[3]`).
+pub(crate) fn within(path: &str, outer: &str) -> bool {
+    match path.strip_prefix(outer) {
+        Some(rest) => rest.is_empty() || rest.starts_with('.') || rest.starts_with('['),
+        None => false,
     }
 }
 
