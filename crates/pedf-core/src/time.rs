@@ -10,11 +10,12 @@ use std::fmt;
 use crate::units::Hours;
 
 /// The interval lengths pedf plans and accounts in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub enum IntervalLength {
     /// 5 minutes.
     Min5,
     /// 15 minutes, the default (the settlement interval of Chinese smart meters).
+    #[default]
     Min15,
     /// 30 minutes.
     Min30,
@@ -63,12 +64,6 @@ impl IntervalLength {
     }
 }
 
-impl Default for IntervalLength {
-    fn default() -> Self {
-        Self::Min15
-    }
-}
-
 impl fmt::Display for IntervalLength {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} min", self.minutes())
@@ -87,7 +82,7 @@ impl TimeOfDay {
 
     /// A time from minutes since midnight, if within `0..=1440`.
     pub fn from_minutes(minutes: u32) -> Option<Self> {
-        (minutes <= 24 * 60).then(|| TimeOfDay(minutes as u16))
+        (minutes <= 24 * 60).then_some(TimeOfDay(minutes as u16))
     }
 
     /// Parses `HH:MM` (24-hour clock, `24:00` allowed for the end of the day).
@@ -179,11 +174,9 @@ impl ParkClock {
         let local = self.local(t);
         let minute_of_day = local.hour() * 60 + local.minute();
         let into = minute_of_day % self.interval.minutes();
-        let floored = t
-            - Duration::minutes(i64::from(into))
+        t - Duration::minutes(i64::from(into))
             - Duration::seconds(i64::from(local.second()))
-            - Duration::nanoseconds(i64::from(local.nanosecond()));
-        floored
+            - Duration::nanoseconds(i64::from(local.nanosecond()))
     }
 
     /// RFC 3339 text with the park's offset, the format at every boundary.

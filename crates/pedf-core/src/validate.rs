@@ -590,6 +590,13 @@ pub fn validate_tariff(t: &Tariff, interval: IntervalLength, p: &mut Problems) {
     let mut month_owner: BTreeMap<u32, usize> = BTreeMap::new();
     for (si, s) in t.seasons.iter().enumerate() {
         let spath = format!("tariff.season[{si}]");
+        if s.months.is_empty() {
+            p.error(
+                format!("{spath}.months"),
+                format!("season \"{}\" has no months", s.name),
+                "list the months (1-12) it applies in, or remove the season",
+            );
+        }
         for (mi, &m) in s.months.iter().enumerate() {
             if !(1..=12).contains(&m) {
                 p.error(
@@ -825,6 +832,15 @@ pub fn check_unique_ids(park: &Park, p: &mut Problems) {
             .map(|(i, a)| (a.id.as_str(), format!("meter[{i}].id"))),
     );
     for (id, path) in ids {
+        if id.is_empty() || id.len() > 64 || id.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            p.error(
+                path,
+                format!("id {id:?} is not usable as an id"),
+                "1-64 characters without spaces or control characters, e.g. \"bess-1\"",
+            );
+            continue;
+        }
         if let Some(first) = seen.get(id) {
             p.error(
                 path,
@@ -848,6 +864,13 @@ pub fn check_links(park: &Park, p: &mut Problems) {
             || park.flexible_loads.iter().any(|a| a.id == id)
             || park.ev_chargers.iter().any(|a| a.id == id)
     };
+    let id_fields: Vec<String> = std::iter::once("converter.id".to_string())
+        .chain((0..park.pv.len()).map(|i| format!("pv[{i}].id")))
+        .chain((0..park.batteries.len()).map(|i| format!("battery[{i}].id")))
+        .chain((0..park.fixed_loads.len()).map(|i| format!("fixed_load[{i}].id")))
+        .chain((0..park.flexible_loads.len()).map(|i| format!("flexible_load[{i}].id")))
+        .chain((0..park.ev_chargers.len()).map(|i| format!("ev_charger[{i}].id")))
+        .collect();
     for (i, m) in park.meters.iter().enumerate() {
         if let MeterPoint::Asset(a) = &m.point {
             if !is_asset(a) {
@@ -859,25 +882,22 @@ pub fn check_links(park: &Park, p: &mut Problems) {
                     ),
                     "use \"grid\" or the id of a PV array, battery, load, charger or the converter",
                 );
-                p.involving(&[
-                    "converter",
-                    "pv",
-                    "battery",
-                    "fixed_load",
-                    "flexible_load",
-                    "ev_charger",
-                ]);
+                p.involving(&id_fields);
             }
         }
     }
-    let supply = park.max_bus_supply();
+    // Supply as the bus could deliver it; an efficiency above 1 (already an error of its
+    // own) is taken as 1 so that this check still says something true.
+    let from_grid = park.converter.rating * park.converter.efficiency_ac_to_dc.clamp(0.0, 1.0);
+    let supply = from_grid
+        + park.batteries.iter().map(|b| b.max_discharge).sum()
+        + park.pv.iter().map(|a| a.converter_rating).sum();
     let supply_fields: Vec<String> = ["converter.rating_kw", "converter.efficiency_ac_to_dc"]
         .into_iter()
         .map(String::from)
         .chain((0..park.pv.len()).map(|i| format!("pv[{i}].converter_rating_kw")))
         .chain((0..park.batteries.len()).map(|i| format!("battery[{i}].max_discharge_kw")))
         .collect();
-    let from_grid = park.converter.max_dc_supply();
     for (i, c) in park.ev_chargers.iter().enumerate() {
         if c.max_power > supply {
             p.error(

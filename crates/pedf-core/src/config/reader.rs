@@ -157,11 +157,7 @@ impl<'a> Reader<'a> {
 
     fn missing(&mut self, t: &Table, key: &str, e: &Expect) {
         let span = t.span.clone();
-        let at = if t.path.is_empty() {
-            "the file".to_string()
-        } else {
-            format!("[{}]", t.path)
-        };
+        let at = table_name(&t.path);
         self.error(
             &span,
             format!("{at} is missing `{key}` ({})", e.what),
@@ -549,7 +545,7 @@ impl<'a> Reader<'a> {
             let place = if t.path.is_empty() {
                 "at the top level".to_string()
             } else {
-                format!("in [{}]", t.path)
+                format!("in {}", table_name(&t.path))
             };
             self.error(
                 &k.span(),
@@ -557,6 +553,17 @@ impl<'a> Reader<'a> {
                 format!("{near}valid keys: {}", t.known.join(", ")),
             );
         }
+    }
+}
+
+/// How a table is named in messages: `[grid]`, `pv[1]`, or "the file" for the root.
+fn table_name(path: &str) -> String {
+    if path.is_empty() {
+        "the file".into()
+    } else if path.ends_with(']') {
+        path.into()
+    } else {
+        format!("[{path}]")
     }
 }
 
