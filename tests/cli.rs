@@ -132,3 +132,13 @@ fn a_non_utf8_file_is_located() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("non-utf8.toml:4:17: error: the file is not UTF-8 text"));
 }
+
+#[test]
+fn warnings_are_shown_but_do_not_fail_the_check() {
+    let out = pedf(&["check", "-q", "tests/data/valid/warnings.toml"]);
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("warning: carbon.factor_status: grid factor 0.641 is secondary [S]: it will be shown as an unverified factor"), "{stderr}");
+    assert!(stderr.contains("warning: grid.export_limit_kw"), "{stderr}");
+    assert!(text(&out.stdout).contains("park is valid (2 warning(s))"));
+}

@@ -290,15 +290,15 @@ impl fmt::Display for ParkSummary<'_> {
             writeln!(f, "      {}", windows.join(", "))?;
         }
         let g = &p.carbon.grid_factor;
+        let flag = if g.status == SourceStatus::Confirmed {
+            ""
+        } else {
+            " - unverified factor"
+        };
         write!(
             f,
-            "  carbon     grid factor {:.4} {} ({}, {}, data year {}) {}",
+            "  carbon     grid factor {:.4} ({}, {}, data year {}) {}{flag}",
             g.value,
-            if g.status == SourceStatus::Confirmed {
-                ""
-            } else {
-                "UNVERIFIED "
-            },
             g.region,
             g.variant,
             g.data_year,

@@ -63,22 +63,19 @@ impl Terminal {
     }
 }
 
+/// Splits a signed power into its non-negative (positive part, negative part magnitudes).
+fn split_signed(power: Kw) -> (Kw, Kw) {
+    (power.max(Kw::ZERO), (-power).max(Kw::ZERO))
+}
+
 /// Splits a signed grid power into its non-negative (import, export) parts.
 pub fn split_grid(power: Kw) -> (Kw, Kw) {
-    if power.0 >= 0.0 {
-        (power, Kw::ZERO)
-    } else {
-        (Kw::ZERO, -power)
-    }
+    split_signed(power)
 }
 
 /// Splits a signed battery power into its non-negative (discharge, charge) parts.
 pub fn split_battery(power: Kw) -> (Kw, Kw) {
-    if power.0 >= 0.0 {
-        (power, Kw::ZERO)
-    } else {
-        (Kw::ZERO, -power)
-    }
+    split_signed(power)
 }
 
 #[cfg(test)]
