@@ -11,6 +11,40 @@ use std::process::ExitCode;
 
 use clap::{ArgAction, Parser, Subcommand};
 use pedf_core::config::{load_park, Diagnostic, Severity};
+use pedf_dispatch::{PlanOptions, TerminalSoc};
+
+mod plan_cmd;
+
+/// An error the user can fix; printed as `error: ...` with exit code 1.
+#[derive(Debug)]
+pub struct UserError(pub String);
+
+/// Prints diagnostics to stderr, one located line and a hint each.
+pub fn print_diagnostics(ds: &[Diagnostic]) {
+    let mut err = std::io::stderr().lock();
+    for d in ds {
+        let _ = writeln!(err, "{d}");
+    }
+}
+
+/// Loads the system font plots use for their text (DejaVu Sans, Debian fonts-dejavu-core).
+fn load_plot_font() -> Result<(), UserError> {
+    const CANDIDATES: [&str; 3] = [
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+        "/usr/share/fonts/TTF/DejaVuSans.ttf",
+        "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+    ];
+    for c in CANDIDATES {
+        if let Ok(bytes) = std::fs::read(c) {
+            // Registered once for the life of the process.
+            let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+            return pedf_report::use_font(bytes).map_err(|e| UserError(format!("{c}: {e}")));
+        }
+    }
+    Err(UserError(
+        "plots need the DejaVu Sans font (Debian package fonts-dejavu-core; scripts/setup installs it)".into(),
+    ))
+}
 
 /// Energy and carbon management for zero-carbon PEDF (光储直柔) parks.
 #[derive(Debug, Parser)]
@@ -18,7 +52,7 @@ use pedf_core::config::{load_park, Diagnostic, Severity};
     name = "pedf",
     version,
     about = "Energy and carbon management for zero-carbon PV-storage-DC-flexibility (光储直柔) parks",
-    after_help = "Example:\n  pedf check config/qingzhou-pedf.toml\n\nLogging: -v for info, -vv for debug, or RUST_LOG=pedf=debug."
+    after_help = "Examples:\n  pedf check config/qingzhou-pedf.toml\n  pedf plan --park config/qingzhou-pedf.toml --inputs simulations/qingzhou-pedf/day-inputs --date 2026-06-21\n\nLogging: -v for info, -vv for debug, or RUST_LOG=pedf_dispatch=debug."
 )]
 struct Cli {
     /// More log output on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
@@ -43,6 +77,49 @@ enum Command {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Day-ahead dispatch plan: lowest cost and carbon within every limit of the park.
+    #[command(after_help = "Examples:\n  pedf plan --park config/qingzhou-pedf.toml --inputs simulations/qingzhou-pedf/day-inputs --date 2026-06-21\n  pedf plan --park config/qingzhou-pedf.toml --inputs simulations/qingzhou-pedf/day-inputs --date 2026-06-21 --format json --out plan.json --plot plan.png\n\nWithout --format: prints the summary and writes plan-DATE.json, .csv and .svg into --out-dir.\nThe inputs folder holds pv.csv and loads.csv, and optionally ev-sessions.csv,\ncarbon-intensity.csv and prices.csv (formats: simulations/qingzhou-pedf/day-inputs/README.md).")]
+    Plan {
+        /// The park file.
+        #[arg(long, value_name = "FILE")]
+        park: PathBuf,
+        /// Folder of day inputs.
+        #[arg(long, value_name = "DIR")]
+        inputs: PathBuf,
+        /// The local day to plan, YYYY-MM-DD.
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        date: String,
+        /// Output format for --out (or stdout): json, csv or table.
+        #[arg(long, value_parser = ["json", "csv", "table"])]
+        format: Option<String>,
+        /// Where to write --format's output (default: stdout).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Also draw the plan: a .svg or .png file.
+        #[arg(long, value_name = "FILE")]
+        plot: Option<PathBuf>,
+        /// Folder for plan-DATE.json/.csv/.svg when no --format is given.
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        out_dir: PathBuf,
+        /// optimized (MILP, falling back to the rules) or rule (the rule-based baseline).
+        #[arg(long, default_value = "optimized", value_parser = ["optimized", "rule"])]
+        strategy: String,
+        /// Relative MIP gap at which the solver may stop.
+        #[arg(long, default_value_t = 1e-4, value_name = "GAP")]
+        mip_gap: f64,
+        /// Solver time limit in seconds; the best plan found by then is used.
+        #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
+        time_limit: f64,
+        /// Solver threads (default: HiGHS decides).
+        #[arg(long, value_name = "N")]
+        threads: Option<u32>,
+        /// Solve the LP relaxation only: no exclusivity binaries, no minimum powers.
+        #[arg(long)]
+        no_mip: bool,
+        /// Battery at the end of the day: "initial" (at least the start), "free", or a fraction 0-1.
+        #[arg(long, default_value = "initial", value_name = "SOC")]
+        terminal_soc: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -58,7 +135,79 @@ fn main() -> ExitCode {
     init_logging(cli.verbose);
     match cli.command {
         Command::Check { files, quiet } => check(&files, quiet),
+        Command::Plan {
+            park,
+            inputs,
+            date,
+            format,
+            out,
+            plot,
+            out_dir,
+            strategy,
+            mip_gap,
+            time_limit,
+            threads,
+            no_mip,
+            terminal_soc,
+        } => {
+            let result = plan_options(mip_gap, time_limit, threads, no_mip, &terminal_soc).and_then(|options| {
+                let needs_font = format.is_none() || plot.is_some();
+                if needs_font {
+                    load_plot_font()?;
+                }
+                plan_cmd::run(plan_cmd::PlanArgs {
+                    park,
+                    inputs,
+                    date,
+                    format,
+                    out,
+                    plot,
+                    out_dir,
+                    strategy,
+                    options,
+                })
+            });
+            report(result)
+        }
     }
+}
+
+fn report(result: Result<(), UserError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(UserError(message)) => {
+            let _ = writeln!(std::io::stderr().lock(), "error: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn plan_options(mip_gap: f64, time_limit: f64, threads: Option<u32>, no_mip: bool, terminal: &str) -> Result<PlanOptions, UserError> {
+    if !(mip_gap.is_finite() && (0.0..1.0).contains(&mip_gap)) {
+        return Err(UserError(format!("--mip-gap: {mip_gap} is outside [0, 1); e.g. 1e-4")));
+    }
+    if !(time_limit.is_finite() && time_limit > 0.0) {
+        return Err(UserError(format!("--time-limit: {time_limit} must be a positive number of seconds")));
+    }
+    if threads == Some(0) {
+        return Err(UserError("--threads: must be at least 1".into()));
+    }
+    let terminal_soc = match terminal {
+        "initial" => TerminalSoc::AtLeastInitial,
+        "free" => TerminalSoc::Free,
+        other => match other.parse::<f64>() {
+            Ok(f) if (0.0..=1.0).contains(&f) => TerminalSoc::AtLeast(f),
+            _ => return Err(UserError(format!("--terminal-soc: `{other}` is not \"initial\", \"free\" or a fraction 0-1"))),
+        },
+    };
+    Ok(PlanOptions {
+        mip: !no_mip,
+        mip_gap,
+        time_limit_s: time_limit,
+        threads,
+        terminal_soc,
+        ..PlanOptions::default()
+    })
 }
 
 fn init_logging(verbose: u8) {

@@ -8,7 +8,9 @@
 
 pub mod assets;
 pub mod config;
+pub mod inputs;
 pub mod park;
+pub mod plan;
 pub mod sign;
 pub mod tariff;
 pub mod time;

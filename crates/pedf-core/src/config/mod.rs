@@ -10,6 +10,11 @@ mod reader;
 
 pub use park_file::{load_park, PARK_SECTIONS};
 
+/// The candidate closest to `word`, if close enough to be a typo (for "did you mean").
+pub fn suggest_public<'c>(word: &str, candidates: &[&'c str]) -> Option<&'c str> {
+    reader::suggest(word, candidates)
+}
+
 use std::fmt;
 use std::ops::Range;
 

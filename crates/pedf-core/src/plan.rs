@@ -1,0 +1,137 @@
+//! A dispatch plan: what every asset should do in every interval, what it costs, what it
+//! emits, and what could not be met. Produced by pedf-dispatch (optimiser or rule-based
+//! strategy), followed by the controller, shown by the dashboard.
+//!
+//! Field names follow PRODUCT.md ("Plan JSON"); all powers are interval averages in kW with
+//! the sign convention of [`crate::sign`] split into non-negative parts.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, FixedOffset};
+use serde::Serialize;
+
+/// Which strategy made a plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// The MILP optimiser.
+    Optimized,
+    /// The rule-based strategy (baseline and fallback).
+    Rule,
+}
+
+/// How the solver ended.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SolverInfo {
+    /// Solver name, e.g. "HiGHS" or "rule-based".
+    pub name: String,
+    /// "optimal", "gap_limit", "time_limit", or "rule" for the rule-based strategy.
+    pub status: String,
+    /// Relative MIP gap reached (0 for an LP or a proven optimum; `None` for rules).
+    pub mip_gap: Option<f64>,
+    /// Seconds spent solving.
+    pub seconds: f64,
+    /// Seconds spent building the model.
+    pub build_seconds: f64,
+    /// Model size: columns, rows, integer columns.
+    pub columns: usize,
+    /// Rows of the model.
+    pub rows: usize,
+    /// Integer (binary) columns of the model.
+    pub binaries: usize,
+}
+
+/// One interval of a plan.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlanInterval {
+    /// Interval start in the park's local offset.
+    pub start: DateTime<FixedOffset>,
+    /// Import price in force (CNY/kWh).
+    pub import_price_cny_per_kwh: f64,
+    /// Export price in force (CNY/kWh).
+    pub export_price_cny_per_kwh: f64,
+    /// Grid carbon intensity used (kg CO2/kWh).
+    pub carbon_intensity_kg_per_kwh: f64,
+    /// Import at the grid connection (AC).
+    pub grid_import_kw: f64,
+    /// Export at the grid connection (AC).
+    pub grid_export_kw: f64,
+    /// PV power the forecast says is available at the bus.
+    pub pv_available_kw: f64,
+    /// PV power used (the rest is curtailed).
+    pub pv_used_kw: f64,
+    /// Battery charging power drawn from the bus, all batteries.
+    pub battery_charge_kw: f64,
+    /// Battery discharging power delivered to the bus, all batteries.
+    pub battery_discharge_kw: f64,
+    /// Stored energy at the end of the interval, all batteries.
+    pub battery_soc_kwh: f64,
+    /// Fixed load served.
+    pub fixed_load_kw: f64,
+    /// Flexible loads served (deferrable and curtailable together).
+    pub flexible_load_kw: f64,
+    /// Curtailable demand shed.
+    pub load_shed_kw: f64,
+    /// Demand that could not be served at all (a hard limit bound).
+    pub load_unserved_kw: f64,
+    /// EV charging, all chargers.
+    pub ev_kw: f64,
+    /// EV charging per charger id (chargers with a session in the horizon).
+    pub ev_chargers: BTreeMap<String, f64>,
+    /// Per-battery state of charge at the end of the interval (kWh).
+    pub batteries_soc_kwh: BTreeMap<String, f64>,
+    /// Per-flexible-load power (kW).
+    pub flexible_loads: BTreeMap<String, f64>,
+}
+
+/// A requirement the plan could not meet, with its shortfall.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Unmet {
+    /// What kind: "ev_session", "deferrable_load", "fixed_load", "terminal_soc".
+    pub kind: String,
+    /// Which asset or session.
+    pub id: String,
+    /// Energy short (kWh).
+    pub shortfall_kwh: f64,
+    /// Why, for people.
+    pub reason: String,
+}
+
+/// A whole plan with its cost and carbon terms.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    /// Park id.
+    pub park_id: String,
+    /// Which strategy made it.
+    pub strategy: Strategy,
+    /// Interval length in minutes.
+    pub interval_minutes: u32,
+    /// Total objective: the sum of the cost terms below, minus export revenue.
+    pub objective_cny: f64,
+    /// Import energy cost at time-of-use prices.
+    pub energy_cost_cny: f64,
+    /// Revenue from exported PV.
+    pub export_revenue_cny: f64,
+    /// Demand charge on the horizon's peak import, prorated to the horizon.
+    pub demand_charge_cny: f64,
+    /// Carbon price times import emissions.
+    pub carbon_cost_cny: f64,
+    /// Battery wear.
+    pub degradation_cost_cny: f64,
+    /// Value of lost load of shed curtailable demand.
+    pub load_shed_cost_cny: f64,
+    /// Penalties for unmet requirements (EV energy, deferrable energy, unserved load).
+    pub penalty_cny: f64,
+    /// Location-based emissions of grid import (kg CO2).
+    pub carbon_kg: f64,
+    /// Peak import in the horizon (kW).
+    pub peak_import_kw: f64,
+    /// How the solver ended.
+    pub solver: SolverInfo,
+    /// Per-interval schedule.
+    pub intervals: Vec<PlanInterval>,
+    /// Requirements not met, each with its shortfall.
+    pub unmet: Vec<Unmet>,
+    /// Things the planner did to the inputs that a user should know (never silent).
+    pub notes: Vec<String>,
+}

@@ -1,0 +1,180 @@
+//! Dispatch planning for PEDF parks: the day-ahead and rolling mixed-integer optimiser on
+//! HiGHS, and the rule-based strategy that is both its baseline and its fallback.
+//!
+//! Both strategies produce a [`pedf_core::plan::Plan`] through one evaluator, so their costs
+//! are computed the same way. The model is described in `milp.rs`; the rules in `rule.rs`.
+
+mod milp;
+mod problem;
+mod rule;
+mod schedule;
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use pedf_core::inputs::DayInputs;
+use pedf_core::plan::{Plan, SolverInfo, Strategy};
+use pedf_core::Park;
+
+/// What the battery must hold at the end of the horizon.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TerminalSoc {
+    /// At least what it held at the start (default: no borrowing from tomorrow).
+    AtLeastInitial,
+    /// At least this fraction of capacity.
+    AtLeast(f64),
+    /// Anything within its window.
+    Free,
+}
+
+/// Settings of a planning run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanOptions {
+    /// Use the mixed-integer options (no simultaneous import/export where it could pay,
+    /// chargers and deferrable loads off or at least their minimum power).
+    pub mip: bool,
+    /// Relative MIP gap at which the solver may stop.
+    pub mip_gap: f64,
+    /// Solver time limit, seconds; past it the best plan found is used, or the rules.
+    pub time_limit_s: f64,
+    /// Solver threads (`None`: HiGHS decides).
+    pub threads: Option<u32>,
+    /// End-of-horizon battery requirement.
+    pub terminal_soc: TerminalSoc,
+    /// Penalty per kWh of an unmet EV or deferrable requirement (above any energy price).
+    pub unmet_penalty_cny_per_kwh: f64,
+    /// Penalty per kWh of demand that cannot be served at all.
+    pub unserved_penalty_cny_per_kwh: f64,
+    /// Start the solver from the rule-based plan.
+    pub warm_start: bool,
+}
+
+impl Default for PlanOptions {
+    fn default() -> Self {
+        Self {
+            mip: true,
+            mip_gap: 1e-4,
+            time_limit_s: 5.0,
+            threads: None,
+            terminal_soc: TerminalSoc::AtLeastInitial,
+            unmet_penalty_cny_per_kwh: 50.0,
+            unserved_penalty_cny_per_kwh: 500.0,
+            warm_start: true,
+        }
+    }
+}
+
+/// What is known now, for re-planning the rest of a day (rolling optimisation).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CurrentState {
+    /// Measured stored energy per battery id, kWh (default: the park's initial SoC).
+    pub soc_kwh: BTreeMap<String, f64>,
+    /// Energy already delivered to each EV session today, kWh.
+    pub ev_delivered_kwh: BTreeMap<String, f64>,
+    /// Energy already delivered to each deferrable load today, kWh.
+    pub deferrable_delivered_kwh: BTreeMap<String, f64>,
+    /// This month's peak import so far, kW (the demand charge is on the month's peak).
+    pub month_peak_import_kw: f64,
+}
+
+/// Why planning failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DispatchError {
+    /// The solver could not produce a plan.
+    #[error("solver: {0}")]
+    Solver(String),
+    /// The inputs do not fit the park.
+    #[error("inputs: {0}")]
+    Inputs(String),
+}
+
+fn check_lengths(inputs: &DayInputs) -> Result<(), DispatchError> {
+    let n = inputs.len();
+    if n == 0 {
+        return Err(DispatchError::Inputs("the horizon has no intervals".into()));
+    }
+    let bad = |v: &Vec<f64>| v.len() != n || v.iter().any(|x| !x.is_finite());
+    if inputs.pv_kw.values().any(bad)
+        || inputs.load_kw.values().any(bad)
+        || bad(&inputs.import_price)
+        || bad(&inputs.export_price)
+        || bad(&inputs.carbon_intensity)
+    {
+        return Err(DispatchError::Inputs(format!(
+            "every series must have {n} finite values"
+        )));
+    }
+    Ok(())
+}
+
+/// The rule-based plan.
+pub fn plan_rule_based(park: &Park, inputs: &DayInputs, opts: &PlanOptions, state: &CurrentState) -> Result<Plan, DispatchError> {
+    check_lengths(inputs)?;
+    let started = Instant::now();
+    let p = problem::Problem::build(park, inputs, opts, state);
+    let s = rule::schedule(&p);
+    let info = SolverInfo {
+        name: "rule-based".into(),
+        status: "rule".into(),
+        mip_gap: None,
+        seconds: started.elapsed().as_secs_f64(),
+        build_seconds: 0.0,
+        columns: 0,
+        rows: 0,
+        binaries: 0,
+    };
+    Ok(schedule::evaluate(park, inputs, &p, &s, Strategy::Rule, info))
+}
+
+/// The optimised plan; falls back to the rule-based plan (saying so in its notes) when the
+/// solver fails or ends without a solution.
+pub fn plan_optimized(park: &Park, inputs: &DayInputs, opts: &PlanOptions, state: &CurrentState) -> Result<Plan, DispatchError> {
+    check_lengths(inputs)?;
+    let p = problem::Problem::build(park, inputs, opts, state);
+    let rule_schedule = rule::schedule(&p);
+    let warm = opts.warm_start.then_some(&rule_schedule);
+    match milp::solve(&p, opts, warm) {
+        Ok(r) => {
+            tracing::info!(status = %r.status, gap = r.mip_gap, build_s = r.build_seconds, solve_s = r.solve_seconds, cols = r.columns, rows = r.rows, binaries = r.binaries, objective = r.objective, "HiGHS finished");
+            let info = SolverInfo {
+                name: "HiGHS".into(),
+                status: r.status,
+                mip_gap: Some(r.mip_gap),
+                seconds: r.solve_seconds,
+                build_seconds: r.build_seconds,
+                columns: r.columns,
+                rows: r.rows,
+                binaries: r.binaries,
+            };
+            Ok(schedule::evaluate(park, inputs, &p, &r.schedule, Strategy::Optimized, info))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "optimiser failed; using the rule-based plan");
+            let mut plan = schedule::evaluate(
+                park,
+                inputs,
+                &p,
+                &rule_schedule,
+                Strategy::Rule,
+                SolverInfo {
+                    name: "rule-based".into(),
+                    status: "fallback".into(),
+                    mip_gap: None,
+                    seconds: 0.0,
+                    build_seconds: 0.0,
+                    columns: 0,
+                    rows: 0,
+                    binaries: 0,
+                },
+            );
+            plan.notes.push(format!("optimiser failed ({e}); this is the rule-based plan"));
+            Ok(plan)
+        }
+    }
+}
+
+/// Re-plans the rest of a horizon from the current state (rolling optimisation): `inputs`
+/// covers the remaining intervals, `state` what is measured now.
+pub fn replan(park: &Park, inputs: &DayInputs, opts: &PlanOptions, state: &CurrentState) -> Result<Plan, DispatchError> {
+    plan_optimized(park, inputs, opts, state)
+}

@@ -1,0 +1,309 @@
+//! The planning problem in numbers: every input of the park and the day inputs resolved to
+//! per-interval vectors, shared by the optimiser, the rule-based strategy and the evaluator.
+
+use std::collections::BTreeMap;
+
+use chrono::{Datelike, NaiveDate};
+use pedf_core::assets::Flexibility;
+use pedf_core::inputs::{DayInputs, EvSession};
+use pedf_core::Park;
+
+use crate::{CurrentState, PlanOptions, TerminalSoc};
+
+/// Smallest wear cost used per kWh discharged, so that charging and discharging in the same
+/// interval (which only burns energy) is never a tie with doing nothing.
+pub(crate) const MIN_DEGRADATION_CNY_PER_KWH: f64 = 1e-4;
+
+pub(crate) struct Battery {
+    pub id: String,
+    pub ch_max: f64,
+    pub dis_max: f64,
+    pub ec: f64,
+    pub ed: f64,
+    pub lo: f64,
+    pub hi: f64,
+    pub soc0: f64,
+    pub target: f64,
+    pub deg: f64,
+}
+
+pub(crate) struct Curtailable {
+    pub id: String,
+    pub demand: Vec<f64>,
+    pub share: f64,
+    pub voll: f64,
+}
+
+/// One energy requirement of a deferrable load: deliver `energy` kWh inside `intervals`.
+pub(crate) struct Requirement {
+    pub intervals: Vec<usize>,
+    pub energy: f64,
+    pub label: String,
+}
+
+pub(crate) struct Deferrable {
+    pub id: String,
+    pub min: f64,
+    pub max: f64,
+    /// Whether the load may run in each interval (inside some window).
+    pub allowed: Vec<bool>,
+    pub requirements: Vec<Requirement>,
+}
+
+pub(crate) struct Session {
+    pub id: String,
+    pub charger: String,
+    pub first: usize,
+    pub end: usize,
+    pub min: f64,
+    pub max: f64,
+    pub need: f64,
+}
+
+pub(crate) struct Problem {
+    pub n: usize,
+    pub dt: f64,
+    pub pv: Vec<f64>,
+    pub fixed: Vec<f64>,
+    pub curtailable: Vec<Curtailable>,
+    pub deferrable: Vec<Deferrable>,
+    pub batteries: Vec<Battery>,
+    pub sessions: Vec<Session>,
+    pub imp_price: Vec<f64>,
+    pub exp_price: Vec<f64>,
+    pub ci: Vec<f64>,
+    pub carbon_price_per_kg: f64,
+    pub eta_in: f64,
+    pub eta_out: f64,
+    pub rating: f64,
+    pub imp_cap: f64,
+    pub exp_cap: Vec<f64>,
+    pub pv_only: bool,
+    pub no_simultaneous: bool,
+    pub demand_rate: f64,
+    pub existing_peak: f64,
+    pub penalty: f64,
+    pub unserved_penalty: f64,
+    pub notes: Vec<String>,
+}
+
+impl Problem {
+    /// Effective import cost per kWh (energy plus carbon), the figure that decides whether a
+    /// binary is needed.
+    pub fn import_cost(&self, t: usize) -> f64 {
+        self.imp_price[t] + self.carbon_price_per_kg * self.ci[t]
+    }
+
+    /// Total curtailable demand at t.
+    pub fn curtailable_demand(&self, t: usize) -> f64 {
+        self.curtailable.iter().map(|c| c.demand[t]).sum()
+    }
+
+    pub fn build(park: &Park, inputs: &DayInputs, opts: &PlanOptions, state: &CurrentState) -> Problem {
+        let n = inputs.len();
+        let dt = park.clock.interval.hours().0;
+        let mut notes = inputs.notes.clone();
+        let pv = inputs.pv_total();
+        let mut fixed = vec![0.0; n];
+        for l in &park.fixed_loads {
+            if let Some(v) = inputs.load_kw.get(&l.id) {
+                for (f, x) in fixed.iter_mut().zip(v) {
+                    *f += x;
+                }
+            }
+        }
+        let local_dates: Vec<NaiveDate> = inputs
+            .starts
+            .iter()
+            .map(|t| park.clock.local(*t).date_naive())
+            .collect();
+        let tods: Vec<u32> = inputs
+            .starts
+            .iter()
+            .map(|t| pedf_core::time::TimeOfDay::of(park.clock.local(*t).time()).minutes())
+            .collect();
+
+        let mut curtailable = Vec::new();
+        let mut deferrable = Vec::new();
+        for l in &park.flexible_loads {
+            match &l.flexibility {
+                Flexibility::Curtailable {
+                    curtailable_share,
+                    value_of_lost_load,
+                } => curtailable.push(Curtailable {
+                    id: l.id.clone(),
+                    demand: inputs.load_kw.get(&l.id).cloned().unwrap_or_else(|| vec![0.0; n]),
+                    share: *curtailable_share,
+                    voll: value_of_lost_load.0,
+                }),
+                Flexibility::Deferrable {
+                    energy,
+                    window_start,
+                    window_end,
+                } => {
+                    let allowed: Vec<bool> = tods
+                        .iter()
+                        .map(|m| *m >= window_start.minutes() && *m < window_end.minutes())
+                        .collect();
+                    let window_len = (window_end.minutes() - window_start.minutes()) as f64
+                        / park.clock.interval.minutes() as f64;
+                    let mut by_day: BTreeMap<NaiveDate, Vec<usize>> = BTreeMap::new();
+                    for t in 0..n {
+                        if allowed[t] {
+                            by_day.entry(local_dates[t]).or_default().push(t);
+                        }
+                    }
+                    let delivered = state.deferrable_delivered_kwh.get(&l.id).copied().unwrap_or(0.0);
+                    let mut requirements = Vec::new();
+                    for (day, ivs) in by_day {
+                        let mut need = energy.0;
+                        if (ivs.len() as f64) < window_len - 1e-9 {
+                            if day == local_dates[0] && delivered > 0.0 {
+                                need = (energy.0 - delivered).max(0.0);
+                                notes.push(format!(
+                                    "{}: {delivered:.1} kWh already delivered on {day}; {need:.1} kWh left",
+                                    l.id
+                                ));
+                            } else {
+                                need = energy.0 * ivs.len() as f64 / window_len;
+                                notes.push(format!(
+                                    "{}: only {} of its {} window intervals on {day} are in the horizon; {need:.1} of {} kWh required (prorated)",
+                                    l.id,
+                                    ivs.len(),
+                                    window_len,
+                                    energy.0
+                                ));
+                            }
+                        }
+                        requirements.push(Requirement {
+                            intervals: ivs,
+                            energy: need,
+                            label: format!("{} on {day}", l.id),
+                        });
+                    }
+                    deferrable.push(Deferrable {
+                        id: l.id.clone(),
+                        min: l.min_power.0,
+                        max: l.max_power.0,
+                        allowed,
+                        requirements,
+                    });
+                }
+            }
+        }
+
+        let batteries = park
+            .batteries
+            .iter()
+            .map(|b| {
+                let cap = b.capacity.0;
+                let soc0 = state
+                    .soc_kwh
+                    .get(&b.id)
+                    .copied()
+                    .unwrap_or(b.initial_soc * cap);
+                let mut lo = b.soc_min * cap;
+                let mut hi = b.soc_max * cap;
+                if soc0 < lo || soc0 > hi {
+                    notes.push(format!(
+                        "battery {} starts at {:.1} kWh, outside its window {:.1}-{:.1} kWh; the window is widened to include it",
+                        b.id, soc0, lo, hi
+                    ));
+                    lo = lo.min(soc0);
+                    hi = hi.max(soc0);
+                }
+                let target = match opts.terminal_soc {
+                    TerminalSoc::AtLeastInitial => soc0,
+                    TerminalSoc::AtLeast(f) => (f * cap).clamp(lo, hi),
+                    TerminalSoc::Free => lo,
+                };
+                Battery {
+                    id: b.id.clone(),
+                    ch_max: b.max_charge.0,
+                    dis_max: b.max_discharge.0,
+                    ec: b.charge_efficiency,
+                    ed: b.discharge_efficiency,
+                    lo,
+                    hi,
+                    soc0,
+                    target,
+                    deg: b.degradation_cost.0.max(MIN_DEGRADATION_CNY_PER_KWH),
+                }
+            })
+            .collect();
+
+        let sessions = inputs
+            .sessions
+            .iter()
+            .map(|s: &EvSession| {
+                let c = park.ev_chargers.iter().find(|c| c.id == s.charger);
+                let delivered = state.ev_delivered_kwh.get(&s.id).copied().unwrap_or(0.0);
+                Session {
+                    id: s.id.clone(),
+                    charger: s.charger.clone(),
+                    first: s.first,
+                    end: s.end,
+                    min: c.map(|c| c.min_power.0).unwrap_or(0.0),
+                    max: c.map(|c| c.max_power.0).unwrap_or(0.0),
+                    need: (s.energy_kwh - delivered).max(0.0),
+                }
+            })
+            .collect();
+
+        let rules = &park.grid.export_rules;
+        let rating = park.converter.rating.0;
+        let imp_cap = park.grid.import_limit.0.min(rating);
+        let eta_out = park.converter.efficiency_dc_to_ac;
+        let exp_cap: Vec<f64> = (0..n)
+            .map(|t| {
+                if !rules.allow_export {
+                    0.0
+                } else if rules.export_only_from_pv {
+                    park.grid.export_limit.0.min(rating).min(pv[t] * eta_out)
+                } else {
+                    park.grid.export_limit.0.min(rating)
+                }
+            })
+            .collect();
+        // Demand charge prorated: the horizon's share of the month it starts in.
+        let horizon_h = n as f64 * dt;
+        let month_h = local_dates
+            .first()
+            .map(|d| days_in_month(d.year(), d.month()) as f64 * 24.0)
+            .unwrap_or(30.0 * 24.0);
+        Problem {
+            n,
+            dt,
+            pv,
+            fixed,
+            curtailable,
+            deferrable,
+            batteries,
+            sessions,
+            imp_price: inputs.import_price.clone(),
+            exp_price: inputs.export_price.clone(),
+            ci: inputs.carbon_intensity.clone(),
+            carbon_price_per_kg: park.carbon.carbon_price_cny_per_t / 1000.0,
+            eta_in: park.converter.efficiency_ac_to_dc,
+            eta_out,
+            rating,
+            imp_cap,
+            exp_cap,
+            pv_only: rules.export_only_from_pv,
+            no_simultaneous: rules.no_simultaneous_import_export,
+            demand_rate: park.tariff.demand_charge.0 * horizon_h / month_h,
+            existing_peak: state.month_peak_import_kw,
+            penalty: opts.unmet_penalty_cny_per_kwh,
+            unserved_penalty: opts.unserved_penalty_cny_per_kwh,
+            notes,
+        }
+    }
+}
+
+fn days_in_month(year: i32, month: u32) -> u32 {
+    let (ny, nm) = if month == 12 { (year + 1, 1) } else { (year, month + 1) };
+    NaiveDate::from_ymd_opt(ny, nm, 1)
+        .and_then(|d| d.pred_opt())
+        .map(|d| d.day())
+        .unwrap_or(30)
+}

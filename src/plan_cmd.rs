@@ -1,0 +1,257 @@
+//! `pedf plan`: reads the park and a folder of day inputs, plans, and writes the plan as a
+//! summary table, JSON, CSV and a plot.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use pedf_core::inputs::{load_day_inputs, DayFiles, InputFile};
+use pedf_core::plan::Plan;
+use pedf_core::Park;
+use pedf_dispatch::{plan_optimized, plan_rule_based, CurrentState, PlanOptions};
+
+use crate::{print_diagnostics, UserError};
+
+/// What `pedf plan` was asked for.
+pub struct PlanArgs {
+    pub park: PathBuf,
+    pub inputs: PathBuf,
+    pub date: String,
+    pub format: Option<String>,
+    pub out: Option<PathBuf>,
+    pub plot: Option<PathBuf>,
+    pub out_dir: PathBuf,
+    pub strategy: String,
+    pub options: PlanOptions,
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, UserError> {
+    std::fs::read(path).map_err(|e| UserError(format!("{}: cannot read: {e}", path.display())))
+}
+
+fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, UserError> {
+    if path.exists() {
+        read(path).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+/// Loads the park file, printing its diagnostics; an invalid park is a user error.
+pub fn load_park_file(path: &Path) -> Result<Park, UserError> {
+    let name = path.display().to_string();
+    let bytes = read(path)?;
+    let loaded = pedf_core::config::load_park(&name, &bytes);
+    print_diagnostics(&loaded.diagnostics);
+    loaded
+        .value
+        .ok_or_else(|| UserError(format!("{name}: the park file has errors (see above); `pedf check {name}` lists them")))
+}
+
+pub fn run(args: PlanArgs) -> Result<(), UserError> {
+    let date = NaiveDate::parse_from_str(&args.date, "%Y-%m-%d")
+        .map_err(|_| UserError(format!("--date: `{}` is not a date; write YYYY-MM-DD, e.g. 2026-06-21", args.date)))?;
+    let park = load_park_file(&args.park)?;
+    if !args.inputs.is_dir() {
+        return Err(UserError(format!(
+            "--inputs: {} is not a folder; give the folder holding pv.csv, loads.csv and optionally ev-sessions.csv, carbon-intensity.csv, prices.csv",
+            args.inputs.display()
+        )));
+    }
+    let path = |f: &str| args.inputs.join(f);
+    let names: Vec<String> = ["pv.csv", "loads.csv", "ev-sessions.csv", "carbon-intensity.csv", "prices.csv"]
+        .iter()
+        .map(|f| path(f).display().to_string())
+        .collect();
+    let pv = read(&path("pv.csv"))?;
+    let loads = read(&path("loads.csv"))?;
+    let sessions = read_optional(&path("ev-sessions.csv"))?;
+    let carbon = read_optional(&path("carbon-intensity.csv"))?;
+    let prices = read_optional(&path("prices.csv"))?;
+    let files = DayFiles {
+        pv: InputFile { name: &names[0], bytes: &pv },
+        loads: InputFile { name: &names[1], bytes: &loads },
+        sessions: sessions.as_deref().map(|b| InputFile { name: &names[2], bytes: b }),
+        carbon: carbon.as_deref().map(|b| InputFile { name: &names[3], bytes: b }),
+        prices: prices.as_deref().map(|b| InputFile { name: &names[4], bytes: b }),
+    };
+    let inputs = load_day_inputs(&park, date, files).map_err(|diags| {
+        print_diagnostics(&diags);
+        UserError(format!("{}: the day inputs have {} error(s) (see above)", args.inputs.display(), diags.len()))
+    })?;
+    let state = CurrentState::default();
+    let opts = &args.options;
+    let started = std::time::Instant::now();
+    let plan = match args.strategy.as_str() {
+        "rule" => plan_rule_based(&park, &inputs, opts, &state),
+        _ => plan_optimized(&park, &inputs, opts, &state),
+    }
+    .map_err(|e| UserError(format!("planning failed: {e}")))?;
+    let baseline = if plan.strategy == pedf_core::plan::Strategy::Optimized {
+        plan_rule_based(&park, &inputs, opts, &state).ok()
+    } else {
+        None
+    };
+    tracing::info!(seconds = started.elapsed().as_secs_f64(), "planned");
+
+    match args.format.as_deref() {
+        Some(fmt) => {
+            let text = match fmt {
+                "json" => to_json(&plan)?,
+                "csv" => to_csv(&plan),
+                _ => summary(&park, date, &plan, baseline.as_ref()),
+            };
+            match &args.out {
+                Some(p) => write(p, &text)?,
+                None => print!("{text}"),
+            }
+            if let Some(plot) = &args.plot {
+                pedf_report::plot_plan(&plan, &park, plot).map_err(|e| UserError(format!("{}: {e}", plot.display())))?;
+            }
+        }
+        None => {
+            print!("{}", summary(&park, date, &plan, baseline.as_ref()));
+            std::fs::create_dir_all(&args.out_dir)
+                .map_err(|e| UserError(format!("{}: cannot create: {e}", args.out_dir.display())))?;
+            let stem = args.out_dir.join(format!("plan-{date}"));
+            let json = stem.with_extension("json");
+            let csv = stem.with_extension("csv");
+            let svg = args.plot.clone().unwrap_or_else(|| stem.with_extension("svg"));
+            write(&json, &to_json(&plan)?)?;
+            write(&csv, &to_csv(&plan))?;
+            pedf_report::plot_plan(&plan, &park, &svg).map_err(|e| UserError(format!("{}: {e}", svg.display())))?;
+            println!("wrote {}, {}, {}", json.display(), csv.display(), svg.display());
+        }
+    }
+    Ok(())
+}
+
+fn write(path: &Path, text: &str) -> Result<(), UserError> {
+    std::fs::write(path, text).map_err(|e| UserError(format!("{}: cannot write: {e}", path.display())))
+}
+
+fn to_json(plan: &Plan) -> Result<String, UserError> {
+    serde_json::to_string_pretty(plan)
+        .map(|s| s + "\n")
+        .map_err(|e| UserError(format!("cannot encode the plan as JSON: {e}")))
+}
+
+/// One row per interval; EV chargers as `ev:<id>` columns.
+pub fn to_csv(plan: &Plan) -> String {
+    let chargers: Vec<String> = plan
+        .intervals
+        .first()
+        .map(|i| i.ev_chargers.keys().cloned().collect())
+        .unwrap_or_default();
+    let mut out = String::from("start,import_price_cny_per_kwh,export_price_cny_per_kwh,carbon_intensity_kg_per_kwh,grid_import_kw,grid_export_kw,pv_available_kw,pv_used_kw,battery_charge_kw,battery_discharge_kw,battery_soc_kwh,fixed_load_kw,flexible_load_kw,load_shed_kw,load_unserved_kw,ev_kw");
+    for c in &chargers {
+        let _ = write!(out, ",ev:{c}");
+    }
+    out.push('\n');
+    for i in &plan.intervals {
+        let _ = write!(
+            out,
+            "{},{},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3}",
+            i.start.to_rfc3339(),
+            i.import_price_cny_per_kwh,
+            i.export_price_cny_per_kwh,
+            i.carbon_intensity_kg_per_kwh,
+            i.grid_import_kw,
+            i.grid_export_kw,
+            i.pv_available_kw,
+            i.pv_used_kw,
+            i.battery_charge_kw,
+            i.battery_discharge_kw,
+            i.battery_soc_kwh,
+            i.fixed_load_kw,
+            i.flexible_load_kw,
+            i.load_shed_kw,
+            i.load_unserved_kw,
+            i.ev_kw
+        );
+        for c in &chargers {
+            let _ = write!(out, ",{:.3}", i.ev_chargers.get(c).copied().unwrap_or(0.0));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// The terminal summary: cost terms, energy, carbon, the comparison with the rules, unmet
+/// requirements, notes, and an hourly table.
+pub fn summary(park: &Park, date: NaiveDate, plan: &Plan, baseline: Option<&Plan>) -> String {
+    let mut s = String::new();
+    let dt = f64::from(plan.interval_minutes) / 60.0;
+    let sum = |f: &dyn Fn(&pedf_core::plan::PlanInterval) -> f64| plan.intervals.iter().map(f).sum::<f64>() * dt;
+    let _ = writeln!(s, "plan {} {date}: {} x {} min, strategy {:?}", plan.park_id, plan.intervals.len(), plan.interval_minutes, plan.strategy);
+    let sv = &plan.solver;
+    let gap = sv.mip_gap.map(|g| format!(", gap {g:.1e}")).unwrap_or_default();
+    let _ = writeln!(
+        s,
+        "solver {} {}{gap}; build {:.3} s, solve {:.3} s; {} columns, {} rows, {} integer/semi-continuous",
+        sv.name, sv.status, sv.build_seconds, sv.seconds, sv.columns, sv.rows, sv.binaries
+    );
+    let _ = writeln!(s, "objective      {:>10.2} CNY", plan.objective_cny);
+    let _ = writeln!(s, "  energy cost  {:>10.2}", plan.energy_cost_cny);
+    let _ = writeln!(s, "  export       {:>10.2}", -plan.export_revenue_cny);
+    let _ = writeln!(s, "  demand chg   {:>10.2}  (peak {:.0} kW, prorated)", plan.demand_charge_cny, plan.peak_import_kw);
+    let _ = writeln!(s, "  carbon cost  {:>10.2}  ({} CNY/t)", plan.carbon_cost_cny, park.carbon.carbon_price_cny_per_t);
+    let _ = writeln!(s, "  degradation  {:>10.2}", plan.degradation_cost_cny);
+    let _ = writeln!(s, "  load shed    {:>10.2}", plan.load_shed_cost_cny);
+    let _ = writeln!(s, "  penalties    {:>10.2}", plan.penalty_cny);
+    let pv_av = sum(&|i| i.pv_available_kw);
+    let pv_used = sum(&|i| i.pv_used_kw);
+    let _ = writeln!(
+        s,
+        "energy: import {:.0} kWh, export {:.0} kWh, PV {:.0} of {:.0} kWh used ({:.0} curtailed), battery +{:.0}/-{:.0} kWh, EV {:.0} kWh",
+        sum(&|i| i.grid_import_kw),
+        sum(&|i| i.grid_export_kw),
+        pv_used,
+        pv_av,
+        pv_av - pv_used,
+        sum(&|i| i.battery_discharge_kw),
+        sum(&|i| i.battery_charge_kw),
+        sum(&|i| i.ev_kw)
+    );
+    let _ = writeln!(s, "carbon: {:.0} kg CO2 location-based from grid import", plan.carbon_kg);
+    if let Some(b) = baseline {
+        let saved = b.objective_cny - plan.objective_cny;
+        let pct = if b.objective_cny.abs() > 1e-9 { 100.0 * saved / b.objective_cny.abs() } else { 0.0 };
+        let _ = writeln!(
+            s,
+            "vs rule-based: {:.2} CNY, {:.0} kg CO2; the plan saves {saved:.2} CNY ({pct:.1} %) and {:.0} kg CO2",
+            b.objective_cny,
+            b.carbon_kg,
+            b.carbon_kg - plan.carbon_kg
+        );
+    }
+    if plan.unmet.is_empty() {
+        let _ = writeln!(s, "unmet: none");
+    } else {
+        for u in &plan.unmet {
+            let _ = writeln!(s, "UNMET {} {}: {:.1} kWh short; {}", u.kind, u.id, u.shortfall_kwh, u.reason);
+        }
+    }
+    for n in &plan.notes {
+        let _ = writeln!(s, "note: {n}");
+    }
+    let _ = writeln!(s, "hour  price   PV_kW  load_kW  EV_kW  batt_kW  SoC_kWh  grid_kW");
+    let per_hour = (60 / plan.interval_minutes.max(1)) as usize;
+    for chunk in plan.intervals.chunks(per_hour.max(1)) {
+        let k = chunk.len() as f64;
+        let avg = |f: &dyn Fn(&pedf_core::plan::PlanInterval) -> f64| chunk.iter().map(f).sum::<f64>() / k;
+        let _ = writeln!(
+            s,
+            "{}  {:>5.2} {:>7.0} {:>8.0} {:>6.0} {:>8.0} {:>8.0} {:>8.0}",
+            chunk[0].start.format("%H:%M"),
+            avg(&|i| i.import_price_cny_per_kwh),
+            avg(&|i| i.pv_used_kw),
+            avg(&|i| i.fixed_load_kw + i.flexible_load_kw),
+            avg(&|i| i.ev_kw),
+            avg(&|i| i.battery_discharge_kw - i.battery_charge_kw),
+            chunk[chunk.len() - 1].battery_soc_kwh,
+            avg(&|i| i.grid_import_kw - i.grid_export_kw),
+        );
+    }
+    s
+}
