@@ -63,6 +63,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per run; the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Validate park files: every problem as file:line:col with a hint; exit 1 when any.
@@ -78,7 +80,9 @@ enum Command {
         quiet: bool,
     },
     /// Day-ahead dispatch plan: lowest cost and carbon within every limit of the park.
-    #[command(after_help = "Examples:\n  pedf plan --park config/qingzhou-pedf.toml --inputs simulations/qingzhou-pedf/day-inputs --date 2026-06-21\n  pedf plan --park config/qingzhou-pedf.toml --inputs simulations/qingzhou-pedf/day-inputs --date 2026-06-21 --format json --out plan.json --plot plan.png\n\nWithout --format: prints the summary and writes plan-DATE.json, .csv and .svg into --out-dir.\nThe inputs folder holds pv.csv and loads.csv, and optionally ev-sessions.csv,\ncarbon-intensity.csv and prices.csv (formats: simulations/qingzhou-pedf/day-inputs/README.md).")]
+    #[command(
+        after_help = "Examples:\n  pedf plan --park config/qingzhou-pedf.toml --inputs simulations/qingzhou-pedf/day-inputs --date 2026-06-21\n  pedf plan --park config/qingzhou-pedf.toml --inputs simulations/qingzhou-pedf/day-inputs --date 2026-06-21 --format json --out plan.json --plot plan.png\n\nWithout --format: prints the summary and writes plan-DATE.json, .csv and .svg into --out-dir.\nThe inputs folder holds pv.csv and loads.csv, and optionally ev-sessions.csv,\ncarbon-intensity.csv and prices.csv (formats: simulations/qingzhou-pedf/day-inputs/README.md)."
+    )]
     Plan {
         /// The park file.
         #[arg(long, value_name = "FILE")]
@@ -150,23 +154,24 @@ fn main() -> ExitCode {
             no_mip,
             terminal_soc,
         } => {
-            let result = plan_options(mip_gap, time_limit, threads, no_mip, &terminal_soc).and_then(|options| {
-                let needs_font = format.is_none() || plot.is_some();
-                if needs_font {
-                    load_plot_font()?;
-                }
-                plan_cmd::run(plan_cmd::PlanArgs {
-                    park,
-                    inputs,
-                    date,
-                    format,
-                    out,
-                    plot,
-                    out_dir,
-                    strategy,
-                    options,
-                })
-            });
+            let result = plan_options(mip_gap, time_limit, threads, no_mip, &terminal_soc)
+                .and_then(|options| {
+                    let needs_font = format.is_none() || plot.is_some();
+                    if needs_font {
+                        load_plot_font()?;
+                    }
+                    plan_cmd::run(plan_cmd::PlanArgs {
+                        park,
+                        inputs,
+                        date,
+                        format,
+                        out,
+                        plot,
+                        out_dir,
+                        strategy,
+                        options,
+                    })
+                });
             report(result)
         }
     }
@@ -182,12 +187,22 @@ fn report(result: Result<(), UserError>) -> ExitCode {
     }
 }
 
-fn plan_options(mip_gap: f64, time_limit: f64, threads: Option<u32>, no_mip: bool, terminal: &str) -> Result<PlanOptions, UserError> {
+fn plan_options(
+    mip_gap: f64,
+    time_limit: f64,
+    threads: Option<u32>,
+    no_mip: bool,
+    terminal: &str,
+) -> Result<PlanOptions, UserError> {
     if !(mip_gap.is_finite() && (0.0..1.0).contains(&mip_gap)) {
-        return Err(UserError(format!("--mip-gap: {mip_gap} is outside [0, 1); e.g. 1e-4")));
+        return Err(UserError(format!(
+            "--mip-gap: {mip_gap} is outside [0, 1); e.g. 1e-4"
+        )));
     }
     if !(time_limit.is_finite() && time_limit > 0.0) {
-        return Err(UserError(format!("--time-limit: {time_limit} must be a positive number of seconds")));
+        return Err(UserError(format!(
+            "--time-limit: {time_limit} must be a positive number of seconds"
+        )));
     }
     if threads == Some(0) {
         return Err(UserError("--threads: must be at least 1".into()));
@@ -197,7 +212,11 @@ fn plan_options(mip_gap: f64, time_limit: f64, threads: Option<u32>, no_mip: boo
         "free" => TerminalSoc::Free,
         other => match other.parse::<f64>() {
             Ok(f) if (0.0..=1.0).contains(&f) => TerminalSoc::AtLeast(f),
-            _ => return Err(UserError(format!("--terminal-soc: `{other}` is not \"initial\", \"free\" or a fraction 0-1"))),
+            _ => {
+                return Err(UserError(format!(
+                    "--terminal-soc: `{other}` is not \"initial\", \"free\" or a fraction 0-1"
+                )))
+            }
         },
     };
     Ok(PlanOptions {

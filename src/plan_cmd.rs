@@ -43,14 +43,20 @@ pub fn load_park_file(path: &Path) -> Result<Park, UserError> {
     let bytes = read(path)?;
     let loaded = pedf_core::config::load_park(&name, &bytes);
     print_diagnostics(&loaded.diagnostics);
-    loaded
-        .value
-        .ok_or_else(|| UserError(format!("{name}: the park file has errors (see above); `pedf check {name}` lists them")))
+    loaded.value.ok_or_else(|| {
+        UserError(format!(
+            "{name}: the park file has errors (see above); `pedf check {name}` lists them"
+        ))
+    })
 }
 
 pub fn run(args: PlanArgs) -> Result<(), UserError> {
-    let date = NaiveDate::parse_from_str(&args.date, "%Y-%m-%d")
-        .map_err(|_| UserError(format!("--date: `{}` is not a date; write YYYY-MM-DD, e.g. 2026-06-21", args.date)))?;
+    let date = NaiveDate::parse_from_str(&args.date, "%Y-%m-%d").map_err(|_| {
+        UserError(format!(
+            "--date: `{}` is not a date; write YYYY-MM-DD, e.g. 2026-06-21",
+            args.date
+        ))
+    })?;
     let park = load_park_file(&args.park)?;
     if !args.inputs.is_dir() {
         return Err(UserError(format!(
@@ -59,25 +65,50 @@ pub fn run(args: PlanArgs) -> Result<(), UserError> {
         )));
     }
     let path = |f: &str| args.inputs.join(f);
-    let names: Vec<String> = ["pv.csv", "loads.csv", "ev-sessions.csv", "carbon-intensity.csv", "prices.csv"]
-        .iter()
-        .map(|f| path(f).display().to_string())
-        .collect();
+    let names: Vec<String> = [
+        "pv.csv",
+        "loads.csv",
+        "ev-sessions.csv",
+        "carbon-intensity.csv",
+        "prices.csv",
+    ]
+    .iter()
+    .map(|f| path(f).display().to_string())
+    .collect();
     let pv = read(&path("pv.csv"))?;
     let loads = read(&path("loads.csv"))?;
     let sessions = read_optional(&path("ev-sessions.csv"))?;
     let carbon = read_optional(&path("carbon-intensity.csv"))?;
     let prices = read_optional(&path("prices.csv"))?;
     let files = DayFiles {
-        pv: InputFile { name: &names[0], bytes: &pv },
-        loads: InputFile { name: &names[1], bytes: &loads },
-        sessions: sessions.as_deref().map(|b| InputFile { name: &names[2], bytes: b }),
-        carbon: carbon.as_deref().map(|b| InputFile { name: &names[3], bytes: b }),
-        prices: prices.as_deref().map(|b| InputFile { name: &names[4], bytes: b }),
+        pv: InputFile {
+            name: &names[0],
+            bytes: &pv,
+        },
+        loads: InputFile {
+            name: &names[1],
+            bytes: &loads,
+        },
+        sessions: sessions.as_deref().map(|b| InputFile {
+            name: &names[2],
+            bytes: b,
+        }),
+        carbon: carbon.as_deref().map(|b| InputFile {
+            name: &names[3],
+            bytes: b,
+        }),
+        prices: prices.as_deref().map(|b| InputFile {
+            name: &names[4],
+            bytes: b,
+        }),
     };
     let inputs = load_day_inputs(&park, date, files).map_err(|diags| {
         print_diagnostics(&diags);
-        UserError(format!("{}: the day inputs have {} error(s) (see above)", args.inputs.display(), diags.len()))
+        UserError(format!(
+            "{}: the day inputs have {} error(s) (see above)",
+            args.inputs.display(),
+            diags.len()
+        ))
     })?;
     let state = CurrentState::default();
     let opts = &args.options;
@@ -106,28 +137,40 @@ pub fn run(args: PlanArgs) -> Result<(), UserError> {
                 None => print!("{text}"),
             }
             if let Some(plot) = &args.plot {
-                pedf_report::plot_plan(&plan, &park, plot).map_err(|e| UserError(format!("{}: {e}", plot.display())))?;
+                pedf_report::plot_plan(&plan, &park, plot)
+                    .map_err(|e| UserError(format!("{}: {e}", plot.display())))?;
             }
         }
         None => {
             print!("{}", summary(&park, date, &plan, baseline.as_ref()));
-            std::fs::create_dir_all(&args.out_dir)
-                .map_err(|e| UserError(format!("{}: cannot create: {e}", args.out_dir.display())))?;
+            std::fs::create_dir_all(&args.out_dir).map_err(|e| {
+                UserError(format!("{}: cannot create: {e}", args.out_dir.display()))
+            })?;
             let stem = args.out_dir.join(format!("plan-{date}"));
             let json = stem.with_extension("json");
             let csv = stem.with_extension("csv");
-            let svg = args.plot.clone().unwrap_or_else(|| stem.with_extension("svg"));
+            let svg = args
+                .plot
+                .clone()
+                .unwrap_or_else(|| stem.with_extension("svg"));
             write(&json, &to_json(&plan)?)?;
             write(&csv, &to_csv(&plan))?;
-            pedf_report::plot_plan(&plan, &park, &svg).map_err(|e| UserError(format!("{}: {e}", svg.display())))?;
-            println!("wrote {}, {}, {}", json.display(), csv.display(), svg.display());
+            pedf_report::plot_plan(&plan, &park, &svg)
+                .map_err(|e| UserError(format!("{}: {e}", svg.display())))?;
+            println!(
+                "wrote {}, {}, {}",
+                json.display(),
+                csv.display(),
+                svg.display()
+            );
         }
     }
     Ok(())
 }
 
 fn write(path: &Path, text: &str) -> Result<(), UserError> {
-    std::fs::write(path, text).map_err(|e| UserError(format!("{}: cannot write: {e}", path.display())))
+    std::fs::write(path, text)
+        .map_err(|e| UserError(format!("{}: cannot write: {e}", path.display())))
 }
 
 fn to_json(plan: &Plan) -> Result<String, UserError> {
@@ -182,10 +225,22 @@ pub fn to_csv(plan: &Plan) -> String {
 pub fn summary(park: &Park, date: NaiveDate, plan: &Plan, baseline: Option<&Plan>) -> String {
     let mut s = String::new();
     let dt = f64::from(plan.interval_minutes) / 60.0;
-    let sum = |f: &dyn Fn(&pedf_core::plan::PlanInterval) -> f64| plan.intervals.iter().map(f).sum::<f64>() * dt;
-    let _ = writeln!(s, "plan {} {date}: {} x {} min, strategy {:?}", plan.park_id, plan.intervals.len(), plan.interval_minutes, plan.strategy);
+    let sum = |f: &dyn Fn(&pedf_core::plan::PlanInterval) -> f64| {
+        plan.intervals.iter().map(f).sum::<f64>() * dt
+    };
+    let _ = writeln!(
+        s,
+        "plan {} {date}: {} x {} min, strategy {:?}",
+        plan.park_id,
+        plan.intervals.len(),
+        plan.interval_minutes,
+        plan.strategy
+    );
     let sv = &plan.solver;
-    let gap = sv.mip_gap.map(|g| format!(", gap {g:.1e}")).unwrap_or_default();
+    let gap = sv
+        .mip_gap
+        .map(|g| format!(", gap {g:.1e}"))
+        .unwrap_or_default();
     let _ = writeln!(
         s,
         "solver {} {}{gap}; build {:.3} s, solve {:.3} s; {} columns, {} rows, {} integer/semi-continuous",
@@ -194,8 +249,16 @@ pub fn summary(park: &Park, date: NaiveDate, plan: &Plan, baseline: Option<&Plan
     let _ = writeln!(s, "objective      {:>10.2} CNY", plan.objective_cny);
     let _ = writeln!(s, "  energy cost  {:>10.2}", plan.energy_cost_cny);
     let _ = writeln!(s, "  export       {:>10.2}", -plan.export_revenue_cny);
-    let _ = writeln!(s, "  demand chg   {:>10.2}  (peak {:.0} kW, prorated)", plan.demand_charge_cny, plan.peak_import_kw);
-    let _ = writeln!(s, "  carbon cost  {:>10.2}  ({} CNY/t)", plan.carbon_cost_cny, park.carbon.carbon_price_cny_per_t);
+    let _ = writeln!(
+        s,
+        "  demand chg   {:>10.2}  (peak {:.0} kW, prorated)",
+        plan.demand_charge_cny, plan.peak_import_kw
+    );
+    let _ = writeln!(
+        s,
+        "  carbon cost  {:>10.2}  ({} CNY/t)",
+        plan.carbon_cost_cny, park.carbon.carbon_price_cny_per_t
+    );
     let _ = writeln!(s, "  degradation  {:>10.2}", plan.degradation_cost_cny);
     let _ = writeln!(s, "  load shed    {:>10.2}", plan.load_shed_cost_cny);
     let _ = writeln!(s, "  penalties    {:>10.2}", plan.penalty_cny);
@@ -213,10 +276,18 @@ pub fn summary(park: &Park, date: NaiveDate, plan: &Plan, baseline: Option<&Plan
         sum(&|i| i.battery_charge_kw),
         sum(&|i| i.ev_kw)
     );
-    let _ = writeln!(s, "carbon: {:.0} kg CO2 location-based from grid import", plan.carbon_kg);
+    let _ = writeln!(
+        s,
+        "carbon: {:.0} kg CO2 location-based from grid import",
+        plan.carbon_kg
+    );
     if let Some(b) = baseline {
         let saved = b.objective_cny - plan.objective_cny;
-        let pct = if b.objective_cny.abs() > 1e-9 { 100.0 * saved / b.objective_cny.abs() } else { 0.0 };
+        let pct = if b.objective_cny.abs() > 1e-9 {
+            100.0 * saved / b.objective_cny.abs()
+        } else {
+            0.0
+        };
         let _ = writeln!(
             s,
             "vs rule-based: {:.2} CNY, {:.0} kg CO2; the plan saves {saved:.2} CNY ({pct:.1} %) and {:.0} kg CO2",
@@ -229,17 +300,26 @@ pub fn summary(park: &Park, date: NaiveDate, plan: &Plan, baseline: Option<&Plan
         let _ = writeln!(s, "unmet: none");
     } else {
         for u in &plan.unmet {
-            let _ = writeln!(s, "UNMET {} {}: {:.1} kWh short; {}", u.kind, u.id, u.shortfall_kwh, u.reason);
+            let _ = writeln!(
+                s,
+                "UNMET {} {}: {:.1} kWh short; {}",
+                u.kind, u.id, u.shortfall_kwh, u.reason
+            );
         }
     }
     for n in &plan.notes {
         let _ = writeln!(s, "note: {n}");
     }
-    let _ = writeln!(s, "hour  price   PV_kW  load_kW  EV_kW  batt_kW  SoC_kWh  grid_kW");
+    let _ = writeln!(
+        s,
+        "hour  price   PV_kW  load_kW  EV_kW  batt_kW  SoC_kWh  grid_kW"
+    );
     let per_hour = (60 / plan.interval_minutes.max(1)) as usize;
     for chunk in plan.intervals.chunks(per_hour.max(1)) {
         let k = chunk.len() as f64;
-        let avg = |f: &dyn Fn(&pedf_core::plan::PlanInterval) -> f64| chunk.iter().map(f).sum::<f64>() / k;
+        let avg = |f: &dyn Fn(&pedf_core::plan::PlanInterval) -> f64| {
+            chunk.iter().map(f).sum::<f64>() / k
+        };
         let _ = writeln!(
             s,
             "{}  {:>5.2} {:>7.0} {:>8.0} {:>6.0} {:>8.0} {:>8.0} {:>8.0}",

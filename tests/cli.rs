@@ -142,3 +142,122 @@ fn warnings_are_shown_but_do_not_fail_the_check() {
     assert!(stderr.contains("warning: grid.export_limit_kw"), "{stderr}");
     assert!(text(&out.stdout).contains("park is valid (2 warning(s))"));
 }
+
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("pedf-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+const PLAN: [&str; 7] = [
+    "plan",
+    "--park",
+    "config/qingzhou-pedf.toml",
+    "--inputs",
+    "simulations/qingzhou-pedf/day-inputs",
+    "--date",
+    "2026-06-21",
+];
+
+#[test]
+fn plan_prints_the_summary_and_writes_json_csv_and_plot() {
+    let dir = scratch("plan");
+    let mut args = PLAN.to_vec();
+    let d = dir.to_string_lossy().to_string();
+    args.extend(["--out-dir", &d, "--time-limit", "3"]);
+    let out = pedf(&args);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    for needle in [
+        "plan qingzhou-pedf 2026-06-21: 96 x 15 min",
+        "objective",
+        "vs rule-based",
+        "hour  price",
+    ] {
+        assert!(stdout.contains(needle), "{needle}: {stdout}");
+    }
+    let json = std::fs::read_to_string(dir.join("plan-2026-06-21.json")).expect("json written");
+    for field in [
+        "\"objective_cny\"",
+        "\"energy_cost_cny\"",
+        "\"export_revenue_cny\"",
+        "\"carbon_kg\"",
+        "\"solver\"",
+        "\"mip_gap\"",
+        "\"seconds\"",
+        "\"intervals\"",
+        "\"start\"",
+        "\"grid_import_kw\"",
+        "\"grid_export_kw\"",
+        "\"pv_available_kw\"",
+        "\"pv_used_kw\"",
+        "\"battery_charge_kw\"",
+        "\"battery_discharge_kw\"",
+        "\"battery_soc_kwh\"",
+        "\"fixed_load_kw\"",
+        "\"flexible_load_kw\"",
+        "\"ev_kw\"",
+        "\"ev_chargers\"",
+    ] {
+        assert!(json.contains(field), "JSON lacks {field}");
+    }
+    assert!(json.contains("\"start\": \"2026-06-21T00:00:00+08:00\""));
+    let csv = std::fs::read_to_string(dir.join("plan-2026-06-21.csv")).expect("csv written");
+    assert_eq!(csv.lines().count(), 97);
+    let svg = std::fs::read_to_string(dir.join("plan-2026-06-21.svg")).expect("svg written");
+    assert!(svg.starts_with("<svg") && svg.contains("PV used"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn plan_json_to_stdout_and_png_plot() {
+    let dir = scratch("png");
+    let png = dir.join("plan.png").to_string_lossy().to_string();
+    let mut args = PLAN.to_vec();
+    args.extend(["--format", "json", "--plot", &png, "--strategy", "rule"]);
+    let out = pedf(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let json = text(&out.stdout);
+    assert!(json.trim_start().starts_with('{') && json.contains("\"strategy\": \"rule\""));
+    let bytes = std::fs::read(&png).expect("png written");
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn plan_argument_errors_name_the_argument() {
+    let mut args = PLAN.to_vec();
+    args[6] = "21/06/2026";
+    let out = pedf(&args);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("--date: `21/06/2026` is not a date"),
+        "{}",
+        text(&out.stderr)
+    );
+    let mut args = PLAN.to_vec();
+    args[6] = "2026-07-01";
+    let out = pedf(&args);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr)
+            .contains("pv.csv:1:1: error: 96 of 96 intervals of the horizon are missing"),
+        "{}",
+        text(&out.stderr)
+    );
+    let mut args = PLAN.to_vec();
+    args[4] = "no/such/folder";
+    let out = pedf(&args);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("--inputs: no/such/folder is not a folder"));
+    let mut args = PLAN.to_vec();
+    args.extend(["--format", "json", "--plot", "plan.gif"]);
+    let out = pedf(&args);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("plan.gif: the plot file must end in .svg or .png"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::assets::Flexibility;
 use crate::config::{Diagnostic, SourceMap};
@@ -210,7 +210,10 @@ fn read_series(
         loc.error(
             0,
             "the file has no header line".into(),
-            &format!("the first line names the columns: start,{}", required.join(",")),
+            &format!(
+                "the first line names the columns: start,{}",
+                required.join(",")
+            ),
         );
         return None;
     };
@@ -219,7 +222,11 @@ fn read_series(
     for (i, (off, name)) in header.fields.iter().enumerate() {
         if i == 0 {
             if *name != "start" {
-                loc.error(*off, format!("first column is `{name}`, not `start`"), "the first column holds the interval start, RFC 3339 with offset");
+                loc.error(
+                    *off,
+                    format!("first column is `{name}`, not `start`"),
+                    "the first column holds the interval start, RFC 3339 with offset",
+                );
             }
             continue;
         }
@@ -227,15 +234,27 @@ fn read_series(
             let near = crate::config::suggest_public(name, allowed)
                 .map(|c| format!("did you mean `{c}`? "))
                 .unwrap_or_default();
-            loc.error(*off, format!("unknown column `{name}`"), &format!("{near}valid columns: {}", allowed.join(", ")));
+            loc.error(
+                *off,
+                format!("unknown column `{name}`"),
+                &format!("{near}valid columns: {}", allowed.join(", ")),
+            );
         } else if names.iter().any(|n| n == name) {
-            loc.error(*off, format!("column `{name}` appears twice"), "each column once");
+            loc.error(
+                *off,
+                format!("column `{name}` appears twice"),
+                "each column once",
+            );
         }
         names.push(name.to_string());
     }
     for r in required {
         if !names.iter().any(|n| n == r) {
-            loc.error(header.line_offset, format!("no column for `{r}`"), &format!("add a `{r}` column (kW for each interval)"));
+            loc.error(
+                header.line_offset,
+                format!("no column for `{r}`"),
+                &format!("add a `{r}` column (kW for each interval)"),
+            );
         }
     }
     // Rows.
@@ -244,29 +263,59 @@ fn read_series(
     let mut values: Vec<(DateTime<Utc>, Vec<f64>)> = Vec::new();
     let mut previous: Option<DateTime<Utc>> = None;
     for row in body {
-        if row.fields.len() != header.fields.len() {
-            loc.error(row.line_offset, format!("{} fields, the header has {}", row.fields.len(), header.fields.len()), "one value per column, separated by commas");
+        let complete = row.fields.len() == header.fields.len();
+        if !complete {
+            loc.error(
+                row.line_offset,
+                format!(
+                    "{} fields, the header has {}",
+                    row.fields.len(),
+                    header.fields.len()
+                ),
+                "one value per column, separated by commas",
+            );
+            // Its time still counts for the order of the rows, so the next row is no "gap".
+            if let Ok(t) = parse_rfc3339(row.fields[0].1) {
+                previous = Some(t);
+                by_time.insert(t, row.line_offset);
+            }
             continue;
         }
         let (toff, ttext) = row.fields[0];
         let t = match parse_rfc3339(ttext) {
             Ok(t) => t,
             Err(e) => {
-                loc.error(toff, e.to_string(), "interval starts are RFC 3339 with an offset, e.g. 2026-06-21T00:15:00+08:00");
+                loc.error(
+                    toff,
+                    e.to_string(),
+                    "interval starts are RFC 3339 with an offset, e.g. 2026-06-21T00:15:00+08:00",
+                );
                 continue;
             }
         };
         if clock.interval_start(t) != t {
-            loc.error(toff, format!("{ttext} is not the start of a {} interval", clock.interval), "rows are interval starts on the park's clock");
+            loc.error(
+                toff,
+                format!("{ttext} is not the start of a {} interval", clock.interval),
+                "rows are interval starts on the park's clock",
+            );
         }
         if let Some(&first) = by_time.get(&t) {
             let (l, _) = loc.map.locate(first);
-            loc.error(toff, format!("duplicate row for {ttext} (first at line {l})"), "one row per interval");
+            loc.error(
+                toff,
+                format!("duplicate row for {ttext} (first at line {l})"),
+                "one row per interval",
+            );
             continue;
         }
         if let Some(p) = previous {
             if t < p {
-                loc.error(toff, format!("{ttext} comes before the row above it"), "rows in time order");
+                loc.error(
+                    toff,
+                    format!("{ttext} comes before the row above it"),
+                    "rows in time order",
+                );
             } else if t != p + step {
                 loc.error(toff, format!("gap: expected {}, found {ttext}", clock.format(p + step)), "one row per interval, no gaps; fill a gap with an estimate and say so in a comment");
             }
@@ -279,11 +328,22 @@ fn read_series(
             match v.parse::<f64>() {
                 Ok(x) if x.is_finite() && x >= rule.min && x <= rule.max => vals.push(x),
                 Ok(x) if x.is_finite() => {
-                    loc.error(*off, format!("{col}: {x} is outside {}..{} ({})", rule.min, rule.max, rule.what), &format!("{} between {} and {}", rule.what, rule.min, rule.max));
+                    loc.error(
+                        *off,
+                        format!(
+                            "{col}: {x} is outside {}..{} ({})",
+                            rule.min, rule.max, rule.what
+                        ),
+                        &format!("{} between {} and {}", rule.what, rule.min, rule.max),
+                    );
                     vals.push(0.0);
                 }
                 _ => {
-                    loc.error(*off, format!("{col}: `{v}` is not a finite number"), &format!("{}, e.g. 120.5", rule.what));
+                    loc.error(
+                        *off,
+                        format!("{col}: `{v}` is not a finite number"),
+                        &format!("{}, e.g. 120.5", rule.what),
+                    );
                     vals.push(0.0);
                 }
             }
@@ -294,17 +354,34 @@ fn read_series(
         return None;
     }
     // Cut out the horizon.
-    let index: HashMap<DateTime<Utc>, usize> = values.iter().enumerate().map(|(i, (t, _))| (*t, i)).collect();
+    let index: HashMap<DateTime<Utc>, usize> = values
+        .iter()
+        .enumerate()
+        .map(|(i, (t, _))| (*t, i))
+        .collect();
     let missing: Vec<&DateTime<Utc>> = horizon.iter().filter(|t| !index.contains_key(t)).collect();
     if !missing.is_empty() {
         let covers = match (values.first(), values.last()) {
-            (Some(a), Some(b)) => format!("the file covers {} to {}", clock.format(a.0), clock.format(b.0)),
+            (Some(a), Some(b)) => format!(
+                "the file covers {} to {}",
+                clock.format(a.0),
+                clock.format(b.0)
+            ),
             _ => "the file has no rows".into(),
         };
-        let mut loc = Located { name: file.name, map: SourceMap::new(text), out };
+        let mut loc = Located {
+            name: file.name,
+            map: SourceMap::new(text),
+            out,
+        };
         loc.error(
             0,
-            format!("{} of {} intervals of the horizon are missing, first {}; {covers}", missing.len(), horizon.len(), clock.format(*missing[0])),
+            format!(
+                "{} of {} intervals of the horizon are missing, first {}; {covers}",
+                missing.len(),
+                horizon.len(),
+                clock.format(*missing[0])
+            ),
             "give every interval of the planned day (pick a --date inside the data)",
         );
         return None;
@@ -321,20 +398,34 @@ fn read_series(
 ///
 /// Every problem is reported with file, line and column; the inputs are returned only when
 /// there is none.
-pub fn load_day_inputs(park: &Park, date: NaiveDate, files: DayFiles) -> Result<DayInputs, Vec<Diagnostic>> {
+pub fn load_day_inputs(
+    park: &Park,
+    date: NaiveDate,
+    files: DayFiles,
+) -> Result<DayInputs, Vec<Diagnostic>> {
     let horizon = park.clock.intervals_of_local_day(date);
     load_inputs(park, &horizon, files)
 }
 
 /// Reads and checks input files for an arbitrary horizon (interval starts, UTC).
-pub fn load_inputs(park: &Park, horizon: &[DateTime<Utc>], files: DayFiles) -> Result<DayInputs, Vec<Diagnostic>> {
+pub fn load_inputs(
+    park: &Park,
+    horizon: &[DateTime<Utc>],
+    files: DayFiles,
+) -> Result<DayInputs, Vec<Diagnostic>> {
     let clock = park.clock;
     let mut diags = Vec::new();
     let mut notes = Vec::new();
-    let power = ValueRule { min: 0.0, max: 1e7, what: "power in kW, >= 0" };
+    let power = ValueRule {
+        min: 0.0,
+        max: 1e7,
+        what: "power in kW, >= 0",
+    };
 
     let pv_ids: Vec<&str> = park.pv.iter().map(|a| a.id.as_str()).collect();
-    let pv = read_series(files.pv, &clock, horizon, &pv_ids, &pv_ids, power, &mut diags);
+    let pv = read_series(
+        files.pv, &clock, horizon, &pv_ids, &pv_ids, power, &mut diags,
+    );
 
     let mut load_ids: Vec<&str> = park.fixed_loads.iter().map(|l| l.id.as_str()).collect();
     load_ids.extend(
@@ -343,24 +434,75 @@ pub fn load_inputs(park: &Park, horizon: &[DateTime<Utc>], files: DayFiles) -> R
             .filter(|l| matches!(l.flexibility, Flexibility::Curtailable { .. }))
             .map(|l| l.id.as_str()),
     );
-    let loads = read_series(files.loads, &clock, horizon, &load_ids, &load_ids, power, &mut diags);
+    let loads = read_series(
+        files.loads,
+        &clock,
+        horizon,
+        &load_ids,
+        &load_ids,
+        power,
+        &mut diags,
+    );
 
     let carbon = match files.carbon {
-        Some(f) => read_series(f, &clock, horizon, &["kg_per_kwh"], &["kg_per_kwh"], ValueRule { min: 0.0, max: 2.0, what: "grid carbon intensity in kg CO2/kWh" }, &mut diags)
-            .map(|s| (s.columns["kg_per_kwh"].clone(), format!("hourly intensity from {}", f.name))),
+        Some(f) => read_series(
+            f,
+            &clock,
+            horizon,
+            &["kg_per_kwh"],
+            &["kg_per_kwh"],
+            ValueRule {
+                min: 0.0,
+                max: 2.0,
+                what: "grid carbon intensity in kg CO2/kWh",
+            },
+            &mut diags,
+        )
+        .map(|s| {
+            (
+                s.columns["kg_per_kwh"].clone(),
+                format!("hourly intensity from {}", f.name),
+            )
+        }),
         None => {
             let g = &park.carbon.grid_factor;
             notes.push(format!(
                 "no carbon-intensity.csv: every interval uses the park's annual factor {} kg/kWh ({} {}, {})",
                 g.value.0, g.region, g.data_year, g.status.tag()
             ));
-            Some((vec![g.value.0; horizon.len()], format!("annual factor {} {} {}", g.region, g.data_year, g.status.tag())))
+            Some((
+                vec![g.value.0; horizon.len()],
+                format!(
+                    "annual factor {} {} {}",
+                    g.region,
+                    g.data_year,
+                    g.status.tag()
+                ),
+            ))
         }
     };
 
     let prices = match files.prices {
-        Some(f) => read_series(f, &clock, horizon, &["import_cny_per_kwh", "export_cny_per_kwh"], &["import_cny_per_kwh", "export_cny_per_kwh"], ValueRule { min: -10.0, max: 100.0, what: "a price in CNY/kWh" }, &mut diags)
-            .map(|s| (s.columns["import_cny_per_kwh"].clone(), s.columns["export_cny_per_kwh"].clone(), format!("price override {}", f.name))),
+        Some(f) => read_series(
+            f,
+            &clock,
+            horizon,
+            &["import_cny_per_kwh", "export_cny_per_kwh"],
+            &["import_cny_per_kwh", "export_cny_per_kwh"],
+            ValueRule {
+                min: -10.0,
+                max: 100.0,
+                what: "a price in CNY/kWh",
+            },
+            &mut diags,
+        )
+        .map(|s| {
+            (
+                s.columns["import_cny_per_kwh"].clone(),
+                s.columns["export_cny_per_kwh"].clone(),
+                format!("price override {}", f.name),
+            )
+        }),
         None => {
             let mut import = Vec::with_capacity(horizon.len());
             let mut ok = true;
@@ -379,7 +521,8 @@ pub fn load_inputs(park: &Park, horizon: &[DateTime<Utc>], files: DayFiles) -> R
                     file: "tariff".into(),
                     line: 1,
                     column: 1,
-                    message: "the park's tariff has no price for some intervals of the horizon".into(),
+                    message: "the park's tariff has no price for some intervals of the horizon"
+                        .into(),
                     hint: Some("run `pedf check` on the park file".into()),
                 });
             }
@@ -397,10 +540,14 @@ pub fn load_inputs(park: &Park, horizon: &[DateTime<Utc>], files: DayFiles) -> R
     };
 
     if !diags.is_empty() {
-        diags.sort_by(|a, b| (a.file.as_str(), a.line, a.column).cmp(&(b.file.as_str(), b.line, b.column)));
+        diags.sort_by(|a, b| {
+            (a.file.as_str(), a.line, a.column).cmp(&(b.file.as_str(), b.line, b.column))
+        });
         return Err(diags);
     }
-    let (Some(pv), Some(loads), Some((ci, csrc)), Some((imp, exp, psrc)), Some(sessions)) = (pv, loads, carbon, prices, sessions) else {
+    let (Some(pv), Some(loads), Some((ci, csrc)), Some((imp, exp, psrc)), Some(sessions)) =
+        (pv, loads, carbon, prices, sessions)
+    else {
         return Err(diags);
     };
     Ok(DayInputs {
@@ -417,7 +564,16 @@ pub fn load_inputs(park: &Park, horizon: &[DateTime<Utc>], files: DayFiles) -> R
     })
 }
 
-fn read_sessions(park: &Park, file: InputFile, horizon: &[DateTime<Utc>], notes: &mut Vec<String>, out: &mut Vec<Diagnostic>) -> Option<Vec<EvSession>> {
+/// A session already on a charger: arrival, departure, and the byte offset of its row.
+type Booked = (DateTime<Utc>, DateTime<Utc>, usize);
+
+fn read_sessions(
+    park: &Park,
+    file: InputFile,
+    horizon: &[DateTime<Utc>],
+    notes: &mut Vec<String>,
+    out: &mut Vec<Diagnostic>,
+) -> Option<Vec<EvSession>> {
     let text = match std::str::from_utf8(file.bytes) {
         Ok(t) => t,
         Err(_) => {
@@ -428,19 +584,35 @@ fn read_sessions(park: &Park, file: InputFile, horizon: &[DateTime<Utc>], notes:
         }
     };
     let before = out.len();
-    let mut loc = Located { name: file.name, map: SourceMap::new(text), out };
+    let mut loc = Located {
+        name: file.name,
+        map: SourceMap::new(text),
+        out,
+    };
     let all = rows(text);
     const HEADER: [&str; 5] = ["id", "charger", "arrival", "departure", "energy_kwh"];
     let Some((header, body)) = all.split_first() else {
-        loc.error(0, "the file has no header line".into(), "first line: id,charger,arrival,departure,energy_kwh");
+        loc.error(
+            0,
+            "the file has no header line".into(),
+            "first line: id,charger,arrival,departure,energy_kwh",
+        );
         return None;
     };
     let got: Vec<&str> = header.fields.iter().map(|f| f.1).collect();
     if got != HEADER {
-        loc.error(header.line_offset, format!("header is `{}`", got.join(",")), "the header must be exactly: id,charger,arrival,departure,energy_kwh");
+        loc.error(
+            header.line_offset,
+            format!("header is `{}`", got.join(",")),
+            "the header must be exactly: id,charger,arrival,departure,energy_kwh",
+        );
         return None;
     }
-    let chargers: HashMap<&str, f64> = park.ev_chargers.iter().map(|c| (c.id.as_str(), c.max_power.0)).collect();
+    let chargers: HashMap<&str, f64> = park
+        .ev_chargers
+        .iter()
+        .map(|c| (c.id.as_str(), c.max_power.0))
+        .collect();
     let charger_ids: Vec<&str> = park.ev_chargers.iter().map(|c| c.id.as_str()).collect();
     let step = park.clock.interval.duration();
     let (h0, h1) = match (horizon.first(), horizon.last()) {
@@ -448,11 +620,15 @@ fn read_sessions(park: &Park, file: InputFile, horizon: &[DateTime<Utc>], notes:
         _ => return Some(Vec::new()),
     };
     let mut seen: HashMap<String, usize> = HashMap::new();
-    let mut by_charger: HashMap<String, Vec<(DateTime<Utc>, DateTime<Utc>, usize)>> = HashMap::new();
+    let mut by_charger: HashMap<String, Vec<Booked>> = HashMap::new();
     let mut sessions = Vec::new();
     for row in body {
         if row.fields.len() != 5 {
-            loc.error(row.line_offset, format!("{} fields, expected 5", row.fields.len()), "id,charger,arrival,departure,energy_kwh");
+            loc.error(
+                row.line_offset,
+                format!("{} fields, expected 5", row.fields.len()),
+                "id,charger,arrival,departure,energy_kwh",
+            );
             continue;
         }
         let f = &row.fields;
@@ -461,30 +637,58 @@ fn read_sessions(park: &Park, file: InputFile, horizon: &[DateTime<Utc>], notes:
             loc.error(f[0].0, "empty session id".into(), "give each session an id");
         } else if let Some(&l) = seen.get(&id) {
             let (line, _) = loc.map.locate(l);
-            loc.error(f[0].0, format!("session id `{id}` repeats (first at line {line})"), "session ids are unique");
+            loc.error(
+                f[0].0,
+                format!("session id `{id}` repeats (first at line {line})"),
+                "session ids are unique",
+            );
         }
         seen.insert(id.clone(), row.line_offset);
         let charger = f[1].1;
         let max_kw = match chargers.get(charger) {
             Some(&k) => Some(k),
             None => {
-                let near = crate::config::suggest_public(charger, &charger_ids).map(|c| format!("did you mean `{c}`? ")).unwrap_or_default();
-                loc.error(f[1].0, format!("charger `{charger}` is not in the park"), &format!("{near}chargers are {}..{}", charger_ids.first().unwrap_or(&""), charger_ids.last().unwrap_or(&"")));
+                let near = crate::config::suggest_public(charger, &charger_ids)
+                    .map(|c| format!("did you mean `{c}`? "))
+                    .unwrap_or_default();
+                loc.error(
+                    f[1].0,
+                    format!("charger `{charger}` is not in the park"),
+                    &format!(
+                        "{near}chargers are {}..{}",
+                        charger_ids.first().unwrap_or(&""),
+                        charger_ids.last().unwrap_or(&"")
+                    ),
+                );
                 None
             }
         };
-        let arrival = parse_rfc3339(f[2].1).map_err(|e| loc.error(f[2].0, e.to_string(), "RFC 3339 with an offset")).ok();
-        let departure = parse_rfc3339(f[3].1).map_err(|e| loc.error(f[3].0, e.to_string(), "RFC 3339 with an offset")).ok();
+        let arrival = parse_rfc3339(f[2].1)
+            .map_err(|e| loc.error(f[2].0, e.to_string(), "RFC 3339 with an offset"))
+            .ok();
+        let departure = parse_rfc3339(f[3].1)
+            .map_err(|e| loc.error(f[3].0, e.to_string(), "RFC 3339 with an offset"))
+            .ok();
         let energy = match f[4].1.parse::<f64>() {
             Ok(e) if e.is_finite() && e >= 0.0 => Some(e),
             _ => {
-                loc.error(f[4].0, format!("energy_kwh `{}` is not a non-negative number", f[4].1), "the energy the car needs, kWh, e.g. 35");
+                loc.error(
+                    f[4].0,
+                    format!("energy_kwh `{}` is not a non-negative number", f[4].1),
+                    "the energy the car needs, kWh, e.g. 35",
+                );
                 None
             }
         };
-        let (Some(a), Some(d), Some(e)) = (arrival, departure, energy) else { continue };
+        let (Some(a), Some(d), Some(e)) = (arrival, departure, energy) else {
+            continue;
+        };
         if d <= a {
-            loc.error(f[3].0, format!("session leaves ({}) before it arrives ({})", f[3].1, f[2].1), "departure must be after arrival");
+            loc.error(
+                f[3].0,
+                format!("session leaves ({}) before it arrives ({})", f[3].1, f[2].1),
+                "departure must be after arrival",
+            );
             continue;
         }
         let dwell_h = (d - a).num_seconds() as f64 / 3600.0;
@@ -496,7 +700,11 @@ fn read_sessions(park: &Park, file: InputFile, horizon: &[DateTime<Utc>], notes:
             let list = by_charger.entry(charger.to_string()).or_default();
             if let Some(&(_, _, other)) = list.iter().find(|(oa, od, _)| a < *od && *oa < d) {
                 let (line, _) = loc.map.locate(other);
-                loc.error(f[2].0, format!("charger {charger} already has a session at this time (line {line})"), "one session per charger at a time");
+                loc.error(
+                    f[2].0,
+                    format!("charger {charger} already has a session at this time (line {line})"),
+                    "one session per charger at a time",
+                );
                 continue;
             }
             list.push((a, d, row.line_offset));
@@ -505,8 +713,16 @@ fn read_sessions(park: &Park, file: InputFile, horizon: &[DateTime<Utc>], notes:
             continue; // another day's session
         }
         // Intervals the car is present for in full.
-        let first = horizon.iter().position(|t| *t >= a).unwrap_or(horizon.len());
-        let end = horizon.iter().rposition(|t| *t + step <= d).map(|i| i + 1).unwrap_or(0).max(first);
+        let first = horizon
+            .iter()
+            .position(|t| *t >= a)
+            .unwrap_or(horizon.len());
+        let end = horizon
+            .iter()
+            .rposition(|t| *t + step <= d)
+            .map(|i| i + 1)
+            .unwrap_or(0)
+            .max(first);
         let mut need = e;
         if a < h0 || d > h1 {
             let inside = (d.min(h1) - a.max(h0)).num_seconds() as f64 / 3600.0;
@@ -515,8 +731,15 @@ fn read_sessions(park: &Park, file: InputFile, horizon: &[DateTime<Utc>], notes:
                 "session {id} runs past the horizon: {need:.1} of its {e} kWh required inside it (prorated by time present)"
             ));
         }
-        sessions.push(EvSession { id, charger: charger.to_string(), arrival: a, departure: d, energy_kwh: need, first, end });
+        sessions.push(EvSession {
+            id,
+            charger: charger.to_string(),
+            arrival: a,
+            departure: d,
+            energy_kwh: need,
+            first,
+            end,
+        });
     }
-    let _ = Duration::zero();
     (out.len() == before).then_some(sessions)
 }

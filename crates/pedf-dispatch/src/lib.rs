@@ -57,8 +57,8 @@ impl Default for PlanOptions {
             time_limit_s: 5.0,
             threads: None,
             terminal_soc: TerminalSoc::AtLeastInitial,
-            unmet_penalty_cny_per_kwh: 50.0,
-            unserved_penalty_cny_per_kwh: 500.0,
+            unmet_penalty_cny_per_kwh: 1000.0,
+            unserved_penalty_cny_per_kwh: 10000.0,
             warm_start: true,
         }
     }
@@ -108,7 +108,12 @@ fn check_lengths(inputs: &DayInputs) -> Result<(), DispatchError> {
 }
 
 /// The rule-based plan.
-pub fn plan_rule_based(park: &Park, inputs: &DayInputs, opts: &PlanOptions, state: &CurrentState) -> Result<Plan, DispatchError> {
+pub fn plan_rule_based(
+    park: &Park,
+    inputs: &DayInputs,
+    opts: &PlanOptions,
+    state: &CurrentState,
+) -> Result<Plan, DispatchError> {
     check_lengths(inputs)?;
     let started = Instant::now();
     let p = problem::Problem::build(park, inputs, opts, state);
@@ -123,12 +128,24 @@ pub fn plan_rule_based(park: &Park, inputs: &DayInputs, opts: &PlanOptions, stat
         rows: 0,
         binaries: 0,
     };
-    Ok(schedule::evaluate(park, inputs, &p, &s, Strategy::Rule, info))
+    Ok(schedule::evaluate(
+        park,
+        inputs,
+        &p,
+        &s,
+        Strategy::Rule,
+        info,
+    ))
 }
 
 /// The optimised plan; falls back to the rule-based plan (saying so in its notes) when the
 /// solver fails or ends without a solution.
-pub fn plan_optimized(park: &Park, inputs: &DayInputs, opts: &PlanOptions, state: &CurrentState) -> Result<Plan, DispatchError> {
+pub fn plan_optimized(
+    park: &Park,
+    inputs: &DayInputs,
+    opts: &PlanOptions,
+    state: &CurrentState,
+) -> Result<Plan, DispatchError> {
     check_lengths(inputs)?;
     let p = problem::Problem::build(park, inputs, opts, state);
     let rule_schedule = rule::schedule(&p);
@@ -146,7 +163,14 @@ pub fn plan_optimized(park: &Park, inputs: &DayInputs, opts: &PlanOptions, state
                 rows: r.rows,
                 binaries: r.binaries,
             };
-            Ok(schedule::evaluate(park, inputs, &p, &r.schedule, Strategy::Optimized, info))
+            Ok(schedule::evaluate(
+                park,
+                inputs,
+                &p,
+                &r.schedule,
+                Strategy::Optimized,
+                info,
+            ))
         }
         Err(e) => {
             tracing::warn!(error = %e, "optimiser failed; using the rule-based plan");
@@ -167,7 +191,9 @@ pub fn plan_optimized(park: &Park, inputs: &DayInputs, opts: &PlanOptions, state
                     binaries: 0,
                 },
             );
-            plan.notes.push(format!("optimiser failed ({e}); this is the rule-based plan"));
+            plan.notes.push(format!(
+                "optimiser failed ({e}); this is the rule-based plan"
+            ));
             Ok(plan)
         }
     }
@@ -175,6 +201,11 @@ pub fn plan_optimized(park: &Park, inputs: &DayInputs, opts: &PlanOptions, state
 
 /// Re-plans the rest of a horizon from the current state (rolling optimisation): `inputs`
 /// covers the remaining intervals, `state` what is measured now.
-pub fn replan(park: &Park, inputs: &DayInputs, opts: &PlanOptions, state: &CurrentState) -> Result<Plan, DispatchError> {
+pub fn replan(
+    park: &Park,
+    inputs: &DayInputs,
+    opts: &PlanOptions,
+    state: &CurrentState,
+) -> Result<Plan, DispatchError> {
     plan_optimized(park, inputs, opts, state)
 }

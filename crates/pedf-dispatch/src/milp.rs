@@ -66,7 +66,8 @@ impl Builder {
         if kind != Integrality::Continuous {
             self.binaries += 1;
         }
-        self.pb.add_column_with_integrality_kind(cost, lo..=hi, kind)
+        self.pb
+            .add_column_with_integrality_kind(cost, lo..=hi, kind)
     }
     fn row_eq(&mut self, rhs: f64, terms: &[(Col, f64)]) {
         self.rows += 1;
@@ -95,7 +96,11 @@ pub(crate) struct MilpResult {
     pub binaries: usize,
 }
 
-pub(crate) fn solve(p: &Problem, opts: &PlanOptions, warm: Option<&Schedule>) -> Result<MilpResult, DispatchError> {
+pub(crate) fn solve(
+    p: &Problem,
+    opts: &PlanOptions,
+    warm: Option<&Schedule>,
+) -> Result<MilpResult, DispatchError> {
     let started = Instant::now();
     let dt = p.dt;
     let mip = opts.mip;
@@ -106,7 +111,12 @@ pub(crate) fn solve(p: &Problem, opts: &PlanOptions, warm: Option<&Schedule>) ->
         rows: 0,
     };
     let n = p.n;
-    let peak = b.col(Var::Peak, p.demand_rate, p.existing_peak.min(p.imp_cap), p.imp_cap.max(p.existing_peak));
+    let peak = b.col(
+        Var::Peak,
+        p.demand_rate,
+        p.existing_peak.min(p.imp_cap),
+        p.imp_cap.max(p.existing_peak),
+    );
     let mut imp = Vec::with_capacity(n);
     let mut exp = Vec::with_capacity(n);
     let mut pv = Vec::with_capacity(n);
@@ -135,8 +145,14 @@ pub(crate) fn solve(p: &Problem, opts: &PlanOptions, warm: Option<&Schedule>) ->
         let mut cols = Vec::with_capacity(n);
         for t in 0..n {
             if d.allowed[t] && d.max > 0.0 {
-                    let col = if mip && d.min > 0.0 {
-                    b.col_kind(Var::Defer(f, t), 0.0, d.min, d.max, Integrality::SemiContinuous)
+                let col = if mip && d.min > 0.0 {
+                    b.col_kind(
+                        Var::Defer(f, t),
+                        0.0,
+                        d.min,
+                        d.max,
+                        Integrality::SemiContinuous,
+                    )
                 } else {
                     b.col(Var::Defer(f, t), 0.0, 0.0, d.max)
                 };
@@ -150,7 +166,14 @@ pub(crate) fn solve(p: &Problem, opts: &PlanOptions, warm: Option<&Schedule>) ->
     let mut shed = Vec::new();
     for (c, cur) in p.curtailable.iter().enumerate() {
         let cols: Vec<Col> = (0..n)
-            .map(|t| b.col(Var::Shed(c, t), dt * cur.voll, 0.0, cur.share * cur.demand[t]))
+            .map(|t| {
+                b.col(
+                    Var::Shed(c, t),
+                    dt * cur.voll,
+                    0.0,
+                    cur.share * cur.demand[t],
+                )
+            })
             .collect();
         shed.push(cols);
     }
@@ -160,7 +183,13 @@ pub(crate) fn solve(p: &Problem, opts: &PlanOptions, warm: Option<&Schedule>) ->
         let mut cols = vec![None; n];
         for (t, slot) in cols.iter_mut().enumerate().take(s.end).skip(s.first) {
             *slot = Some(if mip && s.min > 0.0 {
-                b.col_kind(Var::Ev(k, t), 0.0, s.min, s.max, Integrality::SemiContinuous)
+                b.col_kind(
+                    Var::Ev(k, t),
+                    0.0,
+                    s.min,
+                    s.max,
+                    Integrality::SemiContinuous,
+                )
             } else {
                 b.col(Var::Ev(k, t), 0.0, 0.0, s.max)
             });
@@ -170,7 +199,12 @@ pub(crate) fn solve(p: &Problem, opts: &PlanOptions, warm: Option<&Schedule>) ->
 
     for t in 0..n {
         // DC bus balance: sources - sinks = fixed + curtailable demand.
-        let mut terms: Vec<(Col, f64)> = vec![(pv[t], 1.0), (imp[t], p.eta_in), (exp[t], -1.0 / p.eta_out), (unserved[t], 1.0)];
+        let mut terms: Vec<(Col, f64)> = vec![
+            (pv[t], 1.0),
+            (imp[t], p.eta_in),
+            (exp[t], -1.0 / p.eta_out),
+            (unserved[t], 1.0),
+        ];
         for bi in 0..p.batteries.len() {
             terms.push((dis[bi][t], 1.0));
             terms.push((ch[bi][t], -1.0));
@@ -207,7 +241,11 @@ pub(crate) fn solve(p: &Problem, opts: &PlanOptions, warm: Option<&Schedule>) ->
         }
         // Battery dynamics and, where it could pay to burn energy, exclusivity.
         for (bi, bat) in p.batteries.iter().enumerate() {
-            let mut terms = vec![(soc[bi][t], 1.0), (ch[bi][t], -bat.ec * dt), (dis[bi][t], dt / bat.ed)];
+            let mut terms = vec![
+                (soc[bi][t], 1.0),
+                (ch[bi][t], -bat.ec * dt),
+                (dis[bi][t], dt / bat.ed),
+            ];
             let rhs = if t == 0 {
                 bat.soc0
             } else {
@@ -223,23 +261,43 @@ pub(crate) fn solve(p: &Problem, opts: &PlanOptions, warm: Option<&Schedule>) ->
         }
     }
     // Requirements, each with its shortfall.
+    // Energy requirements: at least the energy asked (or a penalised shortfall) and, where a
+    // minimum power makes the exact amount impossible, at most one interval at minimum power
+    // more than asked.
+    let requirement =
+        |b: &mut Builder, short_var: Var, energy: f64, min: f64, cols: Vec<(Col, f64)>| {
+            let short = b.col(short_var, p.penalty, 0.0, energy);
+            let mut terms = cols.clone();
+            terms.push((short, 1.0));
+            if mip && min > 0.0 {
+                b.row_ge(energy, &terms);
+                b.row_le(energy + min * dt, &cols);
+            } else {
+                b.row_eq(energy, &terms);
+            }
+        };
     for (f, d) in p.deferrable.iter().enumerate() {
         for (r, req) in d.requirements.iter().enumerate() {
-            let short = b.col(Var::DeferShort(f, r), p.penalty, 0.0, req.energy);
-            let mut terms: Vec<(Col, f64)> = req.intervals.iter().filter_map(|&t| defer[f][t].map(|c| (c, dt))).collect();
-            terms.push((short, 1.0));
-            b.row_eq(req.energy, &terms);
+            let cols: Vec<(Col, f64)> = req
+                .intervals
+                .iter()
+                .filter_map(|&t| defer[f][t].map(|c| (c, dt)))
+                .collect();
+            requirement(&mut b, Var::DeferShort(f, r), req.energy, d.min, cols);
         }
     }
     for (k, s) in p.sessions.iter().enumerate() {
-        let short = b.col(Var::EvShort(k), p.penalty, 0.0, s.need);
-        let mut terms: Vec<(Col, f64)> = ev[k].iter().flatten().map(|&c| (c, dt)).collect();
-        terms.push((short, 1.0));
-        b.row_eq(s.need, &terms);
+        let cols: Vec<(Col, f64)> = ev[k].iter().flatten().map(|&c| (c, dt)).collect();
+        requirement(&mut b, Var::EvShort(k), s.need, s.min, cols);
     }
     for (bi, bat) in p.batteries.iter().enumerate() {
         if let Some(&last) = soc[bi].last() {
-            let short = b.col(Var::TermShort(bi), p.penalty, 0.0, (bat.target - bat.lo).max(0.0));
+            let short = b.col(
+                Var::TermShort(bi),
+                p.penalty,
+                0.0,
+                (bat.target - bat.lo).max(0.0),
+            );
             b.row_ge(bat.target, &[(last, 1.0), (short, 1.0)]);
         }
     }
@@ -248,9 +306,15 @@ pub(crate) fn solve(p: &Problem, opts: &PlanOptions, warm: Option<&Schedule>) ->
     let rows = b.rows;
     let binaries = b.binaries;
     let vars = b.vars;
-    let mut model = b.pb.try_optimise(Sense::Minimise).map_err(|e| DispatchError::Solver(format!("HiGHS rejected the model: {e:?}")))?;
+    let mut model =
+        b.pb.try_optimise(Sense::Minimise)
+            .map_err(|e| DispatchError::Solver(format!("HiGHS rejected the model: {e:?}")))?;
     model.make_quiet();
-    let set = |model: &mut highs::Model, k: &str, v: f64| model.try_set_option(k, v).map_err(|e| DispatchError::Solver(format!("HiGHS option {k}: {e:?}")));
+    let set = |model: &mut highs::Model, k: &str, v: f64| {
+        model
+            .try_set_option(k, v)
+            .map_err(|e| DispatchError::Solver(format!("HiGHS option {k}: {e:?}")))
+    };
     set(&mut model, "mip_rel_gap", opts.mip_gap)?;
     set(&mut model, "time_limit", opts.time_limit_s)?;
     if let Some(threads) = opts.threads {
@@ -265,21 +329,37 @@ pub(crate) fn solve(p: &Problem, opts: &PlanOptions, warm: Option<&Schedule>) ->
     }
     let build_seconds = started.elapsed().as_secs_f64();
     let solve_start = Instant::now();
-    let solved = model.try_solve().map_err(|e| DispatchError::Solver(format!("HiGHS failed: {e:?}")))?;
+    let solved = model
+        .try_solve()
+        .map_err(|e| DispatchError::Solver(format!("HiGHS failed: {e:?}")))?;
     let solve_seconds = solve_start.elapsed().as_secs_f64();
     let status = match solved.status() {
         HighsModelStatus::Optimal => "optimal",
         HighsModelStatus::ReachedTimeLimit => "time_limit",
         HighsModelStatus::ReachedIterationLimit => "iteration_limit",
         HighsModelStatus::ReachedSolutionLimit => "solution_limit",
-        HighsModelStatus::Infeasible => return Err(DispatchError::Solver("HiGHS reports the model infeasible (a bound contradicts the park's limits)".into())),
-        other => return Err(DispatchError::Solver(format!("HiGHS ended with status {other:?}"))),
+        HighsModelStatus::Infeasible => {
+            return Err(DispatchError::Solver(
+                "HiGHS reports the model infeasible (a bound contradicts the park's limits)".into(),
+            ))
+        }
+        other => {
+            return Err(DispatchError::Solver(format!(
+                "HiGHS ended with status {other:?}"
+            )))
+        }
     };
     if solved.primal_solution_status() != highs::HighsSolutionStatus::Feasible {
-        return Err(DispatchError::Solver(format!("HiGHS ended ({status}) without a feasible solution")));
+        return Err(DispatchError::Solver(format!(
+            "HiGHS ended ({status}) without a feasible solution"
+        )));
     }
     let gap = solved.mip_gap();
-    let mip_gap = if binaries == 0 || !gap.is_finite() { 0.0 } else { gap.max(0.0) };
+    let mip_gap = if binaries == 0 || !gap.is_finite() {
+        0.0
+    } else {
+        gap.max(0.0)
+    };
     let objective = solved.objective_value();
     let solution = solved.get_solution();
     let x = solution.columns();
@@ -303,7 +383,11 @@ pub(crate) fn solve(p: &Problem, opts: &PlanOptions, warm: Option<&Schedule>) ->
     clean(&mut s);
     Ok(MilpResult {
         schedule: s,
-        status: if status == "optimal" && mip_gap > 0.0 { "gap_limit".into() } else { status.into() },
+        status: if status == "optimal" && mip_gap > 0.0 {
+            "gap_limit".into()
+        } else {
+            status.into()
+        },
         mip_gap,
         objective,
         build_seconds,

@@ -12,7 +12,7 @@ use crate::{CurrentState, PlanOptions, TerminalSoc};
 
 /// Smallest wear cost used per kWh discharged, so that charging and discharging in the same
 /// interval (which only burns energy) is never a tie with doing nothing.
-pub(crate) const MIN_DEGRADATION_CNY_PER_KWH: f64 = 1e-4;
+pub(crate) const MIN_DEGRADATION_CNY_PER_KWH: f64 = 1e-3;
 
 pub(crate) struct Battery {
     pub id: String,
@@ -99,7 +99,12 @@ impl Problem {
         self.curtailable.iter().map(|c| c.demand[t]).sum()
     }
 
-    pub fn build(park: &Park, inputs: &DayInputs, opts: &PlanOptions, state: &CurrentState) -> Problem {
+    pub fn build(
+        park: &Park,
+        inputs: &DayInputs,
+        opts: &PlanOptions,
+        state: &CurrentState,
+    ) -> Problem {
         let n = inputs.len();
         let dt = park.clock.interval.hours().0;
         let mut notes = inputs.notes.clone();
@@ -132,7 +137,11 @@ impl Problem {
                     value_of_lost_load,
                 } => curtailable.push(Curtailable {
                     id: l.id.clone(),
-                    demand: inputs.load_kw.get(&l.id).cloned().unwrap_or_else(|| vec![0.0; n]),
+                    demand: inputs
+                        .load_kw
+                        .get(&l.id)
+                        .cloned()
+                        .unwrap_or_else(|| vec![0.0; n]),
                     share: *curtailable_share,
                     voll: value_of_lost_load.0,
                 }),
@@ -153,7 +162,11 @@ impl Problem {
                             by_day.entry(local_dates[t]).or_default().push(t);
                         }
                     }
-                    let delivered = state.deferrable_delivered_kwh.get(&l.id).copied().unwrap_or(0.0);
+                    let delivered = state
+                        .deferrable_delivered_kwh
+                        .get(&l.id)
+                        .copied()
+                        .unwrap_or(0.0);
                     let mut requirements = Vec::new();
                     for (day, ivs) in by_day {
                         let mut need = energy.0;
@@ -301,7 +314,11 @@ impl Problem {
 }
 
 fn days_in_month(year: i32, month: u32) -> u32 {
-    let (ny, nm) = if month == 12 { (year + 1, 1) } else { (year, month + 1) };
+    let (ny, nm) = if month == 12 {
+        (year + 1, 1)
+    } else {
+        (year, month + 1)
+    };
     NaiveDate::from_ymd_opt(ny, nm, 1)
         .and_then(|d| d.pred_opt())
         .map(|d| d.day())

@@ -16,27 +16,18 @@
 use crate::problem::Problem;
 use crate::schedule::Schedule;
 
-/// Fills power `max` into intervals in `order` until `energy` kWh, honouring a minimum power
-/// (a last piece below it is merged into the previous one when that stays within `max`).
+/// Fills power `max` into intervals in `order` until `energy` kWh. A last piece below the
+/// minimum power runs at the minimum (delivering at most `min * dt` more than asked, as the
+/// optimiser may); with no interval left it is a shortfall.
 fn fill(order: &[usize], energy: f64, min: f64, max: f64, dt: f64, out: &mut [f64]) {
     let mut left = energy;
-    let mut last: Option<usize> = None;
     for &t in order {
         if left <= 1e-12 {
             break;
         }
-        let p = (left / dt).min(max);
-        if p < min {
-            // Too little for a run of its own: add it to the previous interval if it fits;
-            // what does not fit is left as a shortfall (never a run below min power).
-            if let Some(prev) = last {
-                out[prev] += p.min(max - out[prev]);
-            }
-            break;
-        }
+        let p = (left / dt).min(max).max(min.min(max));
         out[t] = p;
         left -= p * dt;
-        last = Some(t);
     }
 }
 
@@ -52,12 +43,20 @@ pub(crate) fn schedule(p: &Problem) -> Schedule {
     for (f, d) in p.deferrable.iter().enumerate() {
         for req in &d.requirements {
             let mut order = req.intervals.clone();
-            order.sort_by(|a, b| p.import_cost(*a).total_cmp(&p.import_cost(*b)).then(a.cmp(b)));
+            order.sort_by(|a, b| {
+                p.import_cost(*a)
+                    .total_cmp(&p.import_cost(*b))
+                    .then(a.cmp(b))
+            });
             fill(&order, req.energy, d.min, d.max, dt, &mut s.defer[f]);
         }
     }
-    let lo_price = (0..n).map(|t| p.import_cost(t)).fold(f64::INFINITY, f64::min);
-    let hi_price = (0..n).map(|t| p.import_cost(t)).fold(f64::NEG_INFINITY, f64::max);
+    let lo_price = (0..n)
+        .map(|t| p.import_cost(t))
+        .fold(f64::INFINITY, f64::min);
+    let hi_price = (0..n)
+        .map(|t| p.import_cost(t))
+        .fold(f64::NEG_INFINITY, f64::max);
     let range = (hi_price - lo_price).max(0.0);
     let cheap = |t: usize| range > 1e-9 && p.import_cost(t) <= lo_price + 0.25 * range;
     let dear = |t: usize| range > 1e-9 && p.import_cost(t) >= lo_price + 0.6 * range;
@@ -134,7 +133,11 @@ pub(crate) fn schedule(p: &Problem) -> Schedule {
     s.recompute_soc(p);
     // 5. Top up to the end-of-horizon target in the cheapest idle intervals.
     let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by(|a, b| p.import_cost(*a).total_cmp(&p.import_cost(*b)).then(b.cmp(a)));
+    order.sort_by(|a, b| {
+        p.import_cost(*a)
+            .total_cmp(&p.import_cost(*b))
+            .then(b.cmp(a))
+    });
     for (b, bat) in p.batteries.iter().enumerate() {
         let mut short = s.terminal_short(p, b);
         for &t in &order {
@@ -144,7 +147,11 @@ pub(crate) fn schedule(p: &Problem) -> Schedule {
             if s.dis[b][t] > 0.0 || s.exp[t] > 0.0 {
                 continue;
             }
-            let headroom = s.soc[b][t..].iter().map(|x| bat.hi - x).fold(f64::INFINITY, f64::min).max(0.0);
+            let headroom = s.soc[b][t..]
+                .iter()
+                .map(|x| bat.hi - x)
+                .fold(f64::INFINITY, f64::min)
+                .max(0.0);
             let by_power = (bat.ch_max - s.ch[b][t]).max(0.0) * bat.ec * dt;
             let by_grid = (p.imp_cap - s.imp[t]).max(0.0) * p.eta_in * bat.ec * dt;
             let add = short.min(headroom).min(by_power).min(by_grid);

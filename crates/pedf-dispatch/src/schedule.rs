@@ -214,7 +214,10 @@ pub(crate) fn evaluate(
             });
         }
     }
-    let objective = energy_cost - export_revenue + demand_charge + carbon_cost + degradation
+    let objective = energy_cost - export_revenue
+        + demand_charge
+        + carbon_cost
+        + degradation
         + shed_cost
         + penalty;
     Plan {

@@ -34,9 +34,13 @@ pub enum PlotError {
 
 const FONT: &str = "sans-serif";
 
+/// A labelled, coloured area of the power stack.
+type Layer = (&'static str, RGBColor, Vec<(f64, f64)>);
+
 /// Registers the TrueType font used for all text.
 pub fn use_font(bytes: &'static [u8]) -> Result<(), PlotError> {
-    register_font(FONT, FontStyle::Normal, bytes).map_err(|_| PlotError::Font("not a TrueType font".into()))
+    register_font(FONT, FontStyle::Normal, bytes)
+        .map_err(|_| PlotError::Font("not a TrueType font".into()))
 }
 
 /// Draws a plan to `path` (.svg or .png, 1200 x 760 px).
@@ -48,7 +52,11 @@ pub fn plot_plan(plan: &Plan, park: &Park, path: &Path) -> Result<(), PlotError>
     let size = (1200, 760);
     match ext.as_deref() {
         Some("svg") => draw(SVGBackend::new(path, size).into_drawing_area(), plan, park),
-        Some("png") => draw(BitMapBackend::new(path, size).into_drawing_area(), plan, park),
+        Some("png") => draw(
+            BitMapBackend::new(path, size).into_drawing_area(),
+            plan,
+            park,
+        ),
         _ => Err(PlotError::Extension),
     }
 }
@@ -62,7 +70,11 @@ fn err<E: std::fmt::Debug>(e: E) -> PlotError {
     }
 }
 
-fn draw<DB: DrawingBackend>(root: DrawingArea<DB, plotters::coord::Shift>, plan: &Plan, park: &Park) -> Result<(), PlotError>
+fn draw<DB: DrawingBackend>(
+    root: DrawingArea<DB, plotters::coord::Shift>,
+    plan: &Plan,
+    park: &Park,
+) -> Result<(), PlotError>
 where
     DB::ErrorType: 'static,
 {
@@ -80,7 +92,10 @@ where
         .iter()
         .map(|i| (i.pv_used_kw + i.battery_discharge_kw + i.grid_import_kw).max(i.pv_available_kw))
         .fold(0.0, f64::max);
-    let sink_max = iv.iter().map(|i| i.battery_charge_kw + i.grid_export_kw / 0.9).fold(0.0, f64::max);
+    let sink_max = iv
+        .iter()
+        .map(|i| i.battery_charge_kw + i.grid_export_kw / 0.9)
+        .fold(0.0, f64::max);
     let y_top = (supply_max * 1.1).max(10.0);
     let y_bottom = -(sink_max * 1.1).max(10.0);
     let title = format!(
@@ -108,25 +123,40 @@ where
         .map_err(err)?;
 
     // Price bands: darker red = dearer import.
-    let pmin = iv.iter().map(|i| i.import_price_cny_per_kwh).fold(f64::INFINITY, f64::min);
-    let pmax = iv.iter().map(|i| i.import_price_cny_per_kwh).fold(f64::NEG_INFINITY, f64::max);
+    let pmin = iv
+        .iter()
+        .map(|i| i.import_price_cny_per_kwh)
+        .fold(f64::INFINITY, f64::min);
+    let pmax = iv
+        .iter()
+        .map(|i| i.import_price_cny_per_kwh)
+        .fold(f64::NEG_INFINITY, f64::max);
     let span = (pmax - pmin).max(1e-9);
     chart
         .draw_series((0..n).map(|k| {
             let level = (iv[k].import_price_cny_per_kwh - pmin) / span;
-            let color = RGBColor(255, (245.0 - 70.0 * level) as u8, (235.0 - 120.0 * level) as u8);
-            Rectangle::new([(x_hours(k), y_bottom), (x_hours(k + 1), y_top)], color.filled())
+            let color = RGBColor(
+                255,
+                (245.0 - 70.0 * level) as u8,
+                (235.0 - 120.0 * level) as u8,
+            );
+            Rectangle::new(
+                [(x_hours(k), y_bottom), (x_hours(k + 1), y_top)],
+                color.filled(),
+            )
         }))
         .map_err(err)?;
 
     // Stacked supply, drawn from the top layer down so each area covers the one below.
     let step = |f: &dyn Fn(usize) -> f64| -> Vec<(f64, f64)> {
-        (0..n).flat_map(|k| [(x_hours(k), f(k)), (x_hours(k + 1), f(k))]).collect()
+        (0..n)
+            .flat_map(|k| [(x_hours(k), f(k)), (x_hours(k + 1), f(k))])
+            .collect()
     };
     let pv = |k: usize| iv[k].pv_used_kw;
     let pv_bat = |k: usize| pv(k) + iv[k].battery_discharge_kw;
     let all = |k: usize| pv_bat(k) + iv[k].grid_import_kw;
-    let layers: [(&str, RGBColor, Vec<(f64, f64)>); 3] = [
+    let layers: [Layer; 3] = [
         ("grid import", RGBColor(120, 120, 140), step(&all)),
         ("battery discharge", RGBColor(60, 170, 90), step(&pv_bat)),
         ("PV used", RGBColor(250, 190, 40), step(&pv)),
@@ -158,7 +188,12 @@ where
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 12, y)], BLACK.stroke_width(2)));
     let avail = |k: usize| iv[k].pv_available_kw;
     chart
-        .draw_series(DashedLineSeries::new(step(&avail), 6, 4, RGBColor(200, 120, 0).stroke_width(1)))
+        .draw_series(DashedLineSeries::new(
+            step(&avail),
+            6,
+            4,
+            RGBColor(200, 120, 0).stroke_width(1),
+        ))
         .map_err(err)?
         .label("PV available")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 12, y)], RGBColor(200, 120, 0)));
@@ -172,7 +207,12 @@ where
         .map_err(err)?;
 
     // Bottom: stored energy and import price.
-    let soc_max = iv.iter().map(|i| i.battery_soc_kwh).fold(0.0, f64::max).max(1.0) * 1.1;
+    let soc_max = iv
+        .iter()
+        .map(|i| i.battery_soc_kwh)
+        .fold(0.0, f64::max)
+        .max(1.0)
+        * 1.1;
     let mut lower = ChartBuilder::on(&bottom)
         .margin(12)
         .x_label_area_size(30)
@@ -194,7 +234,9 @@ where
         .label_style((FONT, 13))
         .draw()
         .map_err(err)?;
-    let soc: Vec<(f64, f64)> = (0..n).map(|k| (x_hours(k + 1), iv[k].battery_soc_kwh)).collect();
+    let soc: Vec<(f64, f64)> = (0..n)
+        .map(|k| (x_hours(k + 1), iv[k].battery_soc_kwh))
+        .collect();
     lower
         .draw_series(LineSeries::new(soc, RGBColor(60, 110, 220).stroke_width(2)))
         .map_err(err)?

@@ -1,0 +1,203 @@
+//! Small parks and inputs for dispatch tests, built from text so each case reads like a park file.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use pedf_core::inputs::{DayInputs, EvSession};
+use pedf_core::Park;
+
+/// Knobs of a test park (60-minute intervals, lossless unless set).
+pub struct Spec {
+    pub pv_kwp: f64,
+    pub battery_kwh: f64,
+    pub battery_kw: f64,
+    pub charge_kw: Option<f64>,
+    pub eff: f64,
+    pub conv_eff: f64,
+    pub soc_min: f64,
+    pub soc_max: f64,
+    pub initial_soc: f64,
+    pub degradation: f64,
+    pub import_limit: f64,
+    pub export_limit: f64,
+    pub allow_export: bool,
+    pub no_simultaneous: bool,
+    pub pv_only: bool,
+    pub demand_charge: f64,
+    pub carbon_price: f64,
+    pub ev: Option<(usize, f64, f64)>,
+}
+
+impl Default for Spec {
+    fn default() -> Self {
+        Spec {
+            pv_kwp: 0.0,
+            battery_kwh: 0.0,
+            battery_kw: 0.0,
+            charge_kw: None,
+            eff: 1.0,
+            conv_eff: 1.0,
+            soc_min: 0.0,
+            soc_max: 1.0,
+            initial_soc: 0.0,
+            degradation: 0.0,
+            import_limit: 1000.0,
+            export_limit: 1000.0,
+            allow_export: true,
+            no_simultaneous: true,
+            pv_only: true,
+            demand_charge: 0.0,
+            carbon_price: 0.0,
+            ev: None,
+        }
+    }
+}
+
+pub fn park(s: &Spec) -> Park {
+    let mut text = format!(
+        r#"
+[park]
+id = "t"
+name = "test"
+latitude_deg = 36.7
+longitude_deg = 118.47
+timezone = "Asia/Shanghai"
+interval_minutes = 60
+[dc_bus]
+nominal_voltage_v = 750
+[grid]
+feeder_voltage_kv = 10
+import_limit_kw = {imp}
+export_limit_kw = {exp}
+allow_export = {allow}
+no_simultaneous_import_export = {nosim}
+export_only_from_pv = {pvonly}
+[converter]
+id = "pcs"
+rating_kw = 1000
+efficiency_ac_to_dc = {ce}
+efficiency_dc_to_ac = {ce}
+[[fixed_load]]
+id = "load"
+base_kw = 0
+peak_kw = 1000
+[tariff]
+name = "t"
+source = "test"
+export_price_cny_per_kwh = 0
+demand_charge_cny_per_kw_month = {dc}
+[tariff.prices_cny_per_kwh]
+flat = 0.5
+[[tariff.season]]
+name = "all"
+months = [1,2,3,4,5,6,7,8,9,10,11,12]
+periods = [{{ start = "00:00", end = "24:00", kind = "flat" }}]
+[carbon]
+grid_factor_kg_per_kwh = 0.5
+grid_region = "north-china"
+factor_variant = "regional-average"
+factor_data_year = 2023
+factor_source = "test"
+factor_status = "confirmed"
+carbon_price_cny_per_t = {cp}
+"#,
+        imp = s.import_limit,
+        exp = s.export_limit,
+        allow = s.allow_export,
+        nosim = s.no_simultaneous,
+        pvonly = s.pv_only,
+        ce = s.conv_eff,
+        dc = s.demand_charge,
+        cp = s.carbon_price,
+    );
+    if s.pv_kwp > 0.0 {
+        text += &format!(
+            "[[pv]]\nid = \"pv\"\npeak_power_kwp = {}\ntilt_deg = 20\nazimuth_deg = 180\nconverter_rating_kw = {}\n",
+            s.pv_kwp, s.pv_kwp
+        );
+    }
+    if s.battery_kwh > 0.0 {
+        text += &format!(
+            "[[battery]]\nid = \"b\"\ncapacity_kwh = {}\nmax_charge_kw = {}\nmax_discharge_kw = {}\ncharge_efficiency = {}\ndischarge_efficiency = {}\nsoc_min = {}\nsoc_max = {}\ninitial_soc = {}\ndegradation_cost_cny_per_kwh = {}\n",
+            s.battery_kwh,
+            s.charge_kw.unwrap_or(s.battery_kw),
+            s.battery_kw,
+            s.eff,
+            s.eff,
+            s.soc_min,
+            s.soc_max,
+            s.initial_soc,
+            s.degradation
+        );
+    }
+    if let Some((count, min, max)) = s.ev {
+        text += &format!(
+            "[[ev_charger]]\nid = \"ev\"\ncount = {count}\nmin_kw = {min}\nmax_kw = {max}\n"
+        );
+    }
+    let loaded = pedf_core::config::load_park("test.toml", text.as_bytes());
+    let msgs: Vec<String> = loaded.diagnostics.iter().map(|d| d.to_string()).collect();
+    loaded
+        .value
+        .unwrap_or_else(|| panic!("test park invalid:\n{}", msgs.join("\n")))
+}
+
+/// Inputs over the first `n` hours of 2026-06-21.
+pub struct Day {
+    pub pv: Vec<f64>,
+    pub load: Vec<f64>,
+    pub import_price: Vec<f64>,
+    pub export_price: Vec<f64>,
+    pub ci: Vec<f64>,
+    /// (charger index from 0, first interval, end interval, kWh)
+    pub sessions: Vec<(usize, usize, usize, f64)>,
+}
+
+pub fn inputs(park: &Park, d: &Day) -> DayInputs {
+    let n = d.load.len();
+    let day = NaiveDate::from_ymd_opt(2026, 6, 21).unwrap();
+    let starts: Vec<_> = park.clock.intervals_of_local_day(day)[..n].to_vec();
+    let step = park.clock.interval.duration();
+    let mut pv_kw = BTreeMap::new();
+    if !park.pv.is_empty() {
+        pv_kw.insert("pv".to_string(), d.pv.clone());
+    }
+    let mut load_kw = BTreeMap::new();
+    load_kw.insert("load".to_string(), d.load.clone());
+    let sessions = d
+        .sessions
+        .iter()
+        .enumerate()
+        .map(|(k, &(c, first, end, kwh))| EvSession {
+            id: format!("s{k}"),
+            charger: park.ev_chargers[c].id.clone(),
+            arrival: starts[first],
+            departure: starts[first] + step * (end - first) as i32,
+            energy_kwh: kwh,
+            first,
+            end,
+        })
+        .collect();
+    DayInputs {
+        starts,
+        pv_kw,
+        load_kw,
+        sessions,
+        carbon_intensity: if d.ci.is_empty() {
+            vec![0.5; n]
+        } else {
+            d.ci.clone()
+        },
+        carbon_source: "test".into(),
+        import_price: d.import_price.clone(),
+        export_price: if d.export_price.is_empty() {
+            vec![0.0; n]
+        } else {
+            d.export_price.clone()
+        },
+        price_source: "test".into(),
+        notes: Vec::new(),
+    }
+}

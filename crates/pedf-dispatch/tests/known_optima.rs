@@ -1,0 +1,310 @@
+//! Small cases whose optimum is worked out by hand in each test.
+
+mod common;
+
+use common::{inputs, park, Day, Spec};
+use pedf_dispatch::{plan_optimized, CurrentState, PlanOptions, TerminalSoc};
+
+fn opts() -> PlanOptions {
+    PlanOptions {
+        mip_gap: 1e-9,
+        terminal_soc: TerminalSoc::Free,
+        ..PlanOptions::default()
+    }
+}
+
+fn close(a: f64, b: f64, what: &str) {
+    assert!((a - b).abs() < 1e-4, "{what}: got {a}, expected {b}");
+}
+
+const DEG: f64 = 1e-3; // the minimum wear cost per kWh discharged (problem.rs)
+
+#[test]
+fn two_interval_arbitrage_lossless() {
+    // 50 kW load; price 0.2 then 1.0. Charge 50 kW in hour 1 (import 100), discharge in hour 2.
+    let p = park(&Spec {
+        battery_kwh: 100.0,
+        battery_kw: 50.0,
+        ..Spec::default()
+    });
+    let d = Day {
+        pv: vec![0.0; 2],
+        load: vec![50.0, 50.0],
+        import_price: vec![0.2, 1.0],
+        export_price: vec![],
+        ci: vec![],
+        sessions: vec![],
+    };
+    let plan = plan_optimized(&p, &inputs(&p, &d), &opts(), &CurrentState::default()).unwrap();
+    close(plan.intervals[0].grid_import_kw, 100.0, "import h1");
+    close(plan.intervals[1].grid_import_kw, 0.0, "import h2");
+    close(plan.intervals[0].battery_soc_kwh, 50.0, "soc after h1");
+    close(plan.energy_cost_cny, 20.0, "energy cost");
+    close(plan.objective_cny, 20.0 + 50.0 * DEG, "objective");
+}
+
+#[test]
+fn two_interval_arbitrage_with_losses() {
+    // 90 % each way: 50 kW of charge stores 45 kWh and returns 40.5 kWh; 9.5 kWh bought at 1.0.
+    let p = park(&Spec {
+        battery_kwh: 100.0,
+        battery_kw: 50.0,
+        eff: 0.9,
+        ..Spec::default()
+    });
+    let d = Day {
+        pv: vec![0.0; 2],
+        load: vec![50.0, 50.0],
+        import_price: vec![0.2, 1.0],
+        export_price: vec![],
+        ci: vec![],
+        sessions: vec![],
+    };
+    let plan = plan_optimized(&p, &inputs(&p, &d), &opts(), &CurrentState::default()).unwrap();
+    close(plan.intervals[0].battery_charge_kw, 50.0, "charge");
+    close(plan.intervals[1].battery_discharge_kw, 40.5, "discharge");
+    close(plan.intervals[1].grid_import_kw, 9.5, "import h2");
+    close(plan.energy_cost_cny, 20.0 + 9.5, "energy cost");
+}
+
+#[test]
+fn export_cap_binds_and_the_rest_is_curtailed() {
+    // PV 200, load 50, export capped at 100: export 100, use 150, curtail 50.
+    let p = park(&Spec {
+        pv_kwp: 300.0,
+        export_limit: 100.0,
+        ..Spec::default()
+    });
+    let d = Day {
+        pv: vec![200.0],
+        load: vec![50.0],
+        import_price: vec![0.5],
+        export_price: vec![0.4],
+        ci: vec![],
+        sessions: vec![],
+    };
+    let plan = plan_optimized(&p, &inputs(&p, &d), &opts(), &CurrentState::default()).unwrap();
+    let i = &plan.intervals[0];
+    close(i.grid_export_kw, 100.0, "export");
+    close(i.pv_used_kw, 150.0, "PV used");
+    close(plan.export_revenue_cny, 40.0, "revenue");
+    close(plan.objective_cny, -40.0, "objective");
+}
+
+#[test]
+fn without_export_all_surplus_is_curtailed() {
+    let p = park(&Spec {
+        pv_kwp: 300.0,
+        allow_export: false,
+        export_limit: 0.0,
+        ..Spec::default()
+    });
+    let d = Day {
+        pv: vec![200.0],
+        load: vec![50.0],
+        import_price: vec![0.5],
+        export_price: vec![0.4],
+        ci: vec![],
+        sessions: vec![],
+    };
+    let plan = plan_optimized(&p, &inputs(&p, &d), &opts(), &CurrentState::default()).unwrap();
+    close(plan.intervals[0].grid_export_kw, 0.0, "export");
+    close(plan.intervals[0].pv_used_kw, 50.0, "PV used");
+    close(plan.objective_cny, 0.0, "objective");
+}
+
+#[test]
+fn ev_deadline_forces_peak_import() {
+    // 100 kWh in two hours on a 60 kW charger: 60 kWh in the cheap hour, 40 in the dear one.
+    let p = park(&Spec {
+        ev: Some((1, 0.0, 60.0)),
+        ..Spec::default()
+    });
+    let d = Day {
+        pv: vec![0.0; 2],
+        load: vec![0.0, 0.0],
+        import_price: vec![1.0, 0.3],
+        export_price: vec![],
+        ci: vec![],
+        sessions: vec![(0, 0, 2, 100.0)],
+    };
+    let plan = plan_optimized(&p, &inputs(&p, &d), &opts(), &CurrentState::default()).unwrap();
+    close(plan.intervals[0].ev_kw, 40.0, "EV at peak");
+    close(plan.intervals[1].ev_kw, 60.0, "EV off-peak");
+    close(plan.objective_cny, 40.0 + 18.0, "objective");
+    assert!(plan.unmet.is_empty());
+}
+
+#[test]
+fn ev_minimum_power_is_respected() {
+    // Same, with a 50 kW minimum: 40 kW is not allowed, so 50 + 50.
+    let p = park(&Spec {
+        ev: Some((1, 50.0, 60.0)),
+        ..Spec::default()
+    });
+    let d = Day {
+        pv: vec![0.0; 2],
+        load: vec![0.0, 0.0],
+        import_price: vec![1.0, 0.3],
+        export_price: vec![],
+        ci: vec![],
+        sessions: vec![(0, 0, 2, 100.0)],
+    };
+    let plan = plan_optimized(&p, &inputs(&p, &d), &opts(), &CurrentState::default()).unwrap();
+    close(plan.intervals[0].ev_kw, 50.0, "EV at peak");
+    close(plan.intervals[1].ev_kw, 50.0, "EV off-peak");
+    close(plan.objective_cny, 50.0 + 15.0, "objective");
+}
+
+#[test]
+fn an_impossible_ev_request_is_reported_with_its_shortfall() {
+    // 150 kWh in two hours at 60 kW: 30 kWh cannot be delivered.
+    let p = park(&Spec {
+        ev: Some((1, 0.0, 60.0)),
+        ..Spec::default()
+    });
+    let d = Day {
+        pv: vec![0.0; 2],
+        load: vec![0.0, 0.0],
+        import_price: vec![1.0, 0.3],
+        export_price: vec![],
+        ci: vec![],
+        sessions: vec![(0, 0, 2, 150.0)],
+    };
+    let plan = plan_optimized(&p, &inputs(&p, &d), &opts(), &CurrentState::default()).unwrap();
+    assert_eq!(plan.unmet.len(), 1);
+    assert_eq!(plan.unmet[0].kind, "ev_session");
+    close(plan.unmet[0].shortfall_kwh, 30.0, "shortfall");
+}
+
+fn arbitrage_day() -> Day {
+    // Hour 1: PV 300, import 0.1, export 0.4. Hour 2: load 200 at 1.0.
+    Day {
+        pv: vec![300.0, 0.0],
+        load: vec![0.0, 200.0],
+        import_price: vec![0.1, 1.0],
+        export_price: vec![0.4, 0.4],
+        ci: vec![],
+        sessions: vec![],
+    }
+}
+
+#[test]
+fn no_simultaneous_import_and_export() {
+    // With the rule: export mode in hour 1 (battery 200 from PV, export 100 -> 40 CNY),
+    // battery covers hour 2: objective -40. Import mode would curtail 100 and earn nothing.
+    let spec = Spec {
+        pv_kwp: 400.0,
+        battery_kwh: 400.0,
+        battery_kw: 200.0,
+        ..Spec::default()
+    };
+    let p = park(&spec);
+    let plan = plan_optimized(
+        &p,
+        &inputs(&p, &arbitrage_day()),
+        &opts(),
+        &CurrentState::default(),
+    )
+    .unwrap();
+    let i = &plan.intervals[0];
+    assert!(
+        i.grid_import_kw < 1e-6 || i.grid_export_kw < 1e-6,
+        "import {} and export {}",
+        i.grid_import_kw,
+        i.grid_export_kw
+    );
+    close(plan.objective_cny, -40.0 + 200.0 * DEG, "objective");
+    // Without the rule the meter arbitrage appears: import 200 at 0.1 into the battery while
+    // all 300 kW of PV is sold at 0.4: 20 - 120 = -100.
+    let p = park(&Spec {
+        no_simultaneous: false,
+        ..spec
+    });
+    let plan = plan_optimized(
+        &p,
+        &inputs(&p, &arbitrage_day()),
+        &opts(),
+        &CurrentState::default(),
+    )
+    .unwrap();
+    close(
+        plan.objective_cny,
+        -100.0 + 200.0 * DEG,
+        "objective without the rule",
+    );
+}
+
+#[test]
+fn bought_energy_is_never_exported() {
+    // Export only from PV: with no PV nothing can be exported, however good the price.
+    let p = park(&Spec {
+        battery_kwh: 100.0,
+        battery_kw: 100.0,
+        initial_soc: 1.0,
+        ..Spec::default()
+    });
+    let d = Day {
+        pv: vec![0.0; 2],
+        load: vec![0.0, 0.0],
+        import_price: vec![0.1, 0.1],
+        export_price: vec![5.0, 5.0],
+        ci: vec![],
+        sessions: vec![],
+    };
+    let plan = plan_optimized(&p, &inputs(&p, &d), &opts(), &CurrentState::default()).unwrap();
+    for i in &plan.intervals {
+        close(i.grid_export_kw, 0.0, "export");
+    }
+}
+
+#[test]
+fn terminal_soc_must_be_restored() {
+    // Start at 50 kWh; a dear second hour tempts discharge, but the day must end at >= 50 kWh:
+    // discharge 50 in hour 2 only if recharged in hour 3 at 0.2 (cost 10) to save 50.
+    let p = park(&Spec {
+        battery_kwh: 100.0,
+        battery_kw: 50.0,
+        initial_soc: 0.5,
+        ..Spec::default()
+    });
+    let d = Day {
+        pv: vec![0.0; 3],
+        load: vec![0.0, 50.0, 0.0],
+        import_price: vec![0.5, 1.0, 0.2],
+        export_price: vec![],
+        ci: vec![],
+        sessions: vec![],
+    };
+    let o = PlanOptions {
+        terminal_soc: TerminalSoc::AtLeastInitial,
+        ..opts()
+    };
+    let plan = plan_optimized(&p, &inputs(&p, &d), &o, &CurrentState::default()).unwrap();
+    close(plan.intervals[2].battery_soc_kwh, 50.0, "end SoC");
+    close(plan.energy_cost_cny, 10.0, "energy cost");
+}
+
+#[test]
+fn demand_charge_shaves_the_peak() {
+    // Load 100 then 0; a demand charge makes it worth pre-charging the battery at the same price
+    // to halve the peak: import 50 + 50 instead of 100 + 0.
+    let p = park(&Spec {
+        battery_kwh: 100.0,
+        battery_kw: 100.0,
+        demand_charge: 30.0 * 24.0 * 30.0,
+        ..Spec::default()
+    });
+    let d = Day {
+        pv: vec![0.0; 2],
+        load: vec![0.0, 100.0],
+        import_price: vec![0.5, 0.5],
+        export_price: vec![],
+        ci: vec![],
+        sessions: vec![],
+    };
+    let plan = plan_optimized(&p, &inputs(&p, &d), &opts(), &CurrentState::default()).unwrap();
+    close(plan.peak_import_kw, 50.0, "peak");
+    // 30*24*30 CNY/kW-month prorated to 2 h of a 30-day month = 60 CNY/kW.
+    close(plan.demand_charge_cny, 50.0 * 60.0, "demand charge");
+}
