@@ -29,7 +29,7 @@ fn read(f: &str) -> Vec<u8> {
 }
 
 /// Inputs of the reference folder over the given local days.
-fn reference_inputs(park: &Park, days: &[NaiveDate]) -> DayInputs {
+fn reference_inputs(park: &Park, days: &[NaiveDate], with_sessions: bool) -> DayInputs {
     let (pv, loads, ev, ci) = (
         read("pv.csv"),
         read("loads.csv"),
@@ -49,7 +49,7 @@ fn reference_inputs(park: &Park, days: &[NaiveDate]) -> DayInputs {
             name: "loads.csv",
             bytes: &loads,
         },
-        sessions: Some(InputFile {
+        sessions: with_sessions.then_some(InputFile {
             name: "ev-sessions.csv",
             bytes: &ev,
         }),
@@ -69,7 +69,7 @@ fn day(d: u32) -> NaiveDate {
 /// The reference day at 5-minute resolution: each 15-minute value held for three intervals.
 fn five_minute_case() -> (Park, DayInputs) {
     let p15 = park_from(&reference_text());
-    let i15 = reference_inputs(&p15, &[day(21)]);
+    let i15 = reference_inputs(&p15, &[day(21)], true);
     let park =
         park_from(&reference_text().replace("interval_minutes = 15", "interval_minutes = 5"));
     let starts = park.clock.intervals_of_local_day(day(21));
@@ -106,7 +106,7 @@ fn five_minute_case() -> (Park, DayInputs) {
 /// 200 chargers and 300 sessions on the reference day (seeded, deterministic).
 fn many_chargers_case() -> (Park, DayInputs) {
     let park = park_from(&reference_text().replace("count = 20", "count = 200"));
-    let mut inputs = reference_inputs(&park, &[day(21)]);
+    let mut inputs = reference_inputs(&park, &[day(21)], false);
     let mut seed: u64 = 0x9e3779b97f4a7c15;
     let mut rand = || {
         seed ^= seed << 13;
@@ -162,8 +162,8 @@ fn report(name: &str, park: &Park, inputs: &DayInputs, opts: &PlanOptions) {
 
 fn bench(c: &mut Criterion) {
     let reference = park_from(&reference_text());
-    let one_day = reference_inputs(&reference, &[day(21)]);
-    let week = reference_inputs(&reference, &(18..=24).map(day).collect::<Vec<_>>());
+    let one_day = reference_inputs(&reference, &[day(21)], true);
+    let week = reference_inputs(&reference, &(18..=24).map(day).collect::<Vec<_>>(), true);
     let (park5, five) = five_minute_case();
     let (park200, many) = many_chargers_case();
     let defaults = PlanOptions::default();

@@ -149,8 +149,31 @@ pub fn plan_optimized(
     check_lengths(inputs)?;
     let p = problem::Problem::build(park, inputs, opts, state);
     let rule_schedule = rule::schedule(&p);
-    let warm = opts.warm_start.then_some(&rule_schedule);
-    match milp::solve(&p, opts, warm) {
+    let blank = SolverInfo {
+        name: String::new(),
+        status: String::new(),
+        mip_gap: None,
+        seconds: 0.0,
+        build_seconds: 0.0,
+        columns: 0,
+        rows: 0,
+        binaries: 0,
+    };
+    let cost = |s: &schedule::Schedule| {
+        schedule::evaluate(park, inputs, &p, s, Strategy::Rule, blank.clone()).objective_cny
+    };
+    // The starting plan: the LP dive's when it is better than the rules'.
+    let dive = if opts.warm_start && opts.mip {
+        lp_dive(&p, opts)
+    } else {
+        None
+    };
+    let start = match dive {
+        Some(d) if cost(&d) < cost(&rule_schedule) => d,
+        _ => rule_schedule.clone(),
+    };
+    let warm = opts.warm_start.then_some(&start);
+    match milp::solve(&p, opts, warm, None) {
         Ok(r) => {
             tracing::info!(status = %r.status, gap = r.mip_gap, build_s = r.build_seconds, solve_s = r.solve_seconds, cols = r.columns, rows = r.rows, binaries = r.binaries, objective = r.objective, "HiGHS finished");
             let info = SolverInfo {
@@ -163,14 +186,20 @@ pub fn plan_optimized(
                 rows: r.rows,
                 binaries: r.binaries,
             };
-            Ok(schedule::evaluate(
+            let mut plan = schedule::evaluate(
                 park,
                 inputs,
                 &p,
                 &r.schedule,
                 Strategy::Optimized,
-                info,
-            ))
+                info.clone(),
+            );
+            // Never hand out a plan worse than the start the solver was given.
+            if warm.is_some() && cost(&start) < plan.objective_cny - 1e-9 {
+                plan = schedule::evaluate(park, inputs, &p, &start, Strategy::Optimized, info);
+                plan.notes.push("the solver stopped with a plan worse than its starting plan; the starting plan is used".into());
+            }
+            Ok(plan)
         }
         Err(e) => {
             tracing::warn!(error = %e, "optimiser failed; using the rule-based plan");
@@ -197,6 +226,61 @@ pub fn plan_optimized(
             Ok(plan)
         }
     }
+}
+
+/// A MILP-feasible starting plan from linear programs: solve the relaxation, hold at zero the
+/// weaker side of every interval that both imports and exports (where a binary would forbid
+/// it), hold every EV or deferrable-load interval that runs below its minimum power at least
+/// at the minimum (the requirement allows one interval at minimum power more), and solve again,
+/// until nothing is violated (at most 40 rounds). `None` when it does not settle.
+fn lp_dive(p: &problem::Problem, opts: &PlanOptions) -> Option<schedule::Schedule> {
+    let lp = PlanOptions {
+        mip: false,
+        ..opts.clone()
+    };
+    let mut fixes = milp::Fixes::none(p);
+    for _ in 0..40 {
+        let s = milp::solve(p, &lp, None, Some(&fixes)).ok()?.schedule;
+        let mut changed = false;
+        for t in 0..p.n {
+            if milp::grid_binary(p, t) && s.imp[t] > 1e-7 && s.exp[t] > 1e-7 {
+                if s.exp[t] * p.exp_price[t] >= s.imp[t] * p.import_cost(t) {
+                    fixes.import_off[t] = true;
+                } else {
+                    fixes.export_off[t] = true;
+                }
+                changed = true;
+            }
+            for (k, sess) in p.sessions.iter().enumerate() {
+                let v = s.ev[k][t];
+                if v > 1e-7 && v < sess.min - 1e-7 {
+                    fixes.ev_on[k][t] = true;
+                    changed = true;
+                }
+            }
+            for (f, d) in p.deferrable.iter().enumerate() {
+                let v = s.defer[f][t];
+                if v > 1e-7 && v < d.min - 1e-7 {
+                    fixes.defer_on[f][t] = true;
+                    changed = true;
+                }
+            }
+            // Simultaneous charge and discharge only pays at negative prices; leave those
+            // intervals to the solver.
+            if p.import_cost(t) < 0.0
+                && s.ch
+                    .iter()
+                    .zip(&s.dis)
+                    .any(|(c, d)| c[t] > 1e-7 && d[t] > 1e-7)
+            {
+                return None;
+            }
+        }
+        if !changed {
+            return Some(s);
+        }
+    }
+    None
 }
 
 /// Re-plans the rest of a horizon from the current state (rolling optimisation): `inputs`

@@ -96,10 +96,41 @@ pub(crate) struct MilpResult {
     pub binaries: usize,
 }
 
+/// Columns held at zero, for the LP dive that builds a starting plan (see `lib.rs`).
+#[derive(Clone)]
+pub(crate) struct Fixes {
+    pub import_off: Vec<bool>,
+    pub export_off: Vec<bool>,
+    /// Held at least at minimum power.
+    pub ev_on: Vec<Vec<bool>>,
+    pub defer_on: Vec<Vec<bool>>,
+}
+
+impl Fixes {
+    pub fn none(p: &Problem) -> Fixes {
+        Fixes {
+            import_off: vec![false; p.n],
+            export_off: vec![false; p.n],
+            ev_on: p.sessions.iter().map(|_| vec![false; p.n]).collect(),
+            defer_on: p.deferrable.iter().map(|_| vec![false; p.n]).collect(),
+        }
+    }
+}
+
+/// Whether interval `t` gets an import/export binary: only where importing costs less than
+/// exporting pays after both conversions (elsewhere netting both flows is always cheaper).
+pub(crate) fn grid_binary(p: &Problem, t: usize) -> bool {
+    p.no_simultaneous
+        && p.exp_cap[t] > 0.0
+        && p.imp_cap > 0.0
+        && p.import_cost(t) < p.exp_price[t] * p.eta_in * p.eta_out + 1e-9
+}
+
 pub(crate) fn solve(
     p: &Problem,
     opts: &PlanOptions,
     warm: Option<&Schedule>,
+    fixes: Option<&Fixes>,
 ) -> Result<MilpResult, DispatchError> {
     let started = Instant::now();
     let dt = p.dt;
@@ -122,8 +153,18 @@ pub(crate) fn solve(
     let mut pv = Vec::with_capacity(n);
     let mut unserved = Vec::with_capacity(n);
     for t in 0..n {
-        imp.push(b.col(Var::Imp(t), dt * p.import_cost(t), 0.0, p.imp_cap));
-        exp.push(b.col(Var::Exp(t), -dt * p.exp_price[t], 0.0, p.exp_cap[t]));
+        let imp_ub = if fixes.is_some_and(|f| f.import_off[t]) {
+            0.0
+        } else {
+            p.imp_cap
+        };
+        let exp_ub = if fixes.is_some_and(|f| f.export_off[t]) {
+            0.0
+        } else {
+            p.exp_cap[t]
+        };
+        imp.push(b.col(Var::Imp(t), dt * p.import_cost(t), 0.0, imp_ub));
+        exp.push(b.col(Var::Exp(t), -dt * p.exp_price[t], 0.0, exp_ub));
         pv.push(b.col(Var::Pv(t), 0.0, 0.0, p.pv[t]));
         let demand = p.fixed[t] + p.curtailable_demand(t);
         unserved.push(b.col(Var::Unserved(t), dt * p.unserved_penalty, 0.0, demand));
@@ -154,7 +195,12 @@ pub(crate) fn solve(
                         Integrality::SemiContinuous,
                     )
                 } else {
-                    b.col(Var::Defer(f, t), 0.0, 0.0, d.max)
+                    let lo = if fixes.is_some_and(|x| x.defer_on[f][t]) {
+                        d.min
+                    } else {
+                        0.0
+                    };
+                    b.col(Var::Defer(f, t), 0.0, lo, d.max)
                 };
                 cols.push(Some(col));
             } else {
@@ -191,7 +237,12 @@ pub(crate) fn solve(
                     Integrality::SemiContinuous,
                 )
             } else {
-                b.col(Var::Ev(k, t), 0.0, 0.0, s.max)
+                let lo = if fixes.is_some_and(|x| x.ev_on[k][t]) {
+                    s.min
+                } else {
+                    0.0
+                };
+                b.col(Var::Ev(k, t), 0.0, lo, s.max)
             });
         }
         ev.push(cols);
@@ -232,8 +283,7 @@ pub(crate) fn solve(
                 // Export only from this interval's PV (DC side).
                 b.row_le(0.0, &[(exp[t], 1.0 / p.eta_out), (pv[t], -1.0)]);
             }
-            let profitable = p.import_cost(t) < p.exp_price[t] * p.eta_in * p.eta_out + 1e-9;
-            if mip && p.no_simultaneous && profitable {
+            if mip && grid_binary(p, t) {
                 let y = b.col_kind(Var::GridDir(t), 0.0, 0.0, 1.0, Integrality::Integer);
                 b.row_le(0.0, &[(imp[t], 1.0), (y, -p.imp_cap)]);
                 b.row_le(p.exp_cap[t], &[(exp[t], 1.0), (y, p.exp_cap[t])]);
@@ -269,7 +319,7 @@ pub(crate) fn solve(
             let short = b.col(short_var, p.penalty, 0.0, energy);
             let mut terms = cols.clone();
             terms.push((short, 1.0));
-            if mip && min > 0.0 {
+            if min > 0.0 {
                 b.row_ge(energy, &terms);
                 b.row_le(energy + min * dt, &cols);
             } else {
