@@ -231,7 +231,7 @@ fn plan_options(
 
 fn init_logging(verbose: u8) {
     let default = match verbose {
-        0 => "warn",
+        0 => "warn,highs=error",
         1 => "info",
         2 => "debug",
         _ => "trace",
