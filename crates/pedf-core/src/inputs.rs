@@ -168,6 +168,17 @@ fn rows(text: &str) -> Vec<Row<'_>> {
     out
 }
 
+/// The file as text, or a located diagnostic at its first byte that is not UTF-8.
+fn text_of<'b>(file: InputFile<'b>, out: &mut Vec<Diagnostic>) -> Option<&'b str> {
+    match crate::config::decode_utf8(file.name, file.bytes) {
+        Ok(t) => Some(t),
+        Err(d) => {
+            out.push(d);
+            None
+        }
+    }
+}
+
 /// A time series file read for the horizon: the value columns on the horizon's intervals.
 struct Series {
     columns: BTreeMap<String, Vec<f64>>,
@@ -190,15 +201,7 @@ fn read_series(
     rule: ValueRule,
     out: &mut Vec<Diagnostic>,
 ) -> Option<Series> {
-    let text = match std::str::from_utf8(file.bytes) {
-        Ok(t) => t,
-        Err(_) => {
-            if let Err(d) = crate::config::decode_utf8(file.name, file.bytes) {
-                out.push(d);
-            }
-            return None;
-        }
-    };
+    let text = text_of(file, out)?;
     let before = out.len();
     let mut loc = Located {
         name: file.name,
@@ -574,15 +577,7 @@ fn read_sessions(
     notes: &mut Vec<String>,
     out: &mut Vec<Diagnostic>,
 ) -> Option<Vec<EvSession>> {
-    let text = match std::str::from_utf8(file.bytes) {
-        Ok(t) => t,
-        Err(_) => {
-            if let Err(d) = crate::config::decode_utf8(file.name, file.bytes) {
-                out.push(d);
-            }
-            return None;
-        }
-    };
+    let text = text_of(file, out)?;
     let before = out.len();
     let mut loc = Located {
         name: file.name,

@@ -41,6 +41,22 @@ pub struct SolverInfo {
     pub binaries: usize,
 }
 
+impl SolverInfo {
+    /// The record of a plan made by the rule-based strategy (`status`: "rule" or "fallback").
+    pub fn rule_based(status: &str, seconds: f64) -> Self {
+        SolverInfo {
+            name: "rule-based".into(),
+            status: status.into(),
+            mip_gap: None,
+            seconds,
+            build_seconds: 0.0,
+            columns: 0,
+            rows: 0,
+            binaries: 0,
+        }
+    }
+}
+
 /// One interval of a plan.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PlanInterval {

@@ -118,16 +118,7 @@ pub fn plan_rule_based(
     let started = Instant::now();
     let p = problem::Problem::build(park, inputs, opts, state);
     let s = rule::schedule(&p);
-    let info = SolverInfo {
-        name: "rule-based".into(),
-        status: "rule".into(),
-        mip_gap: None,
-        seconds: started.elapsed().as_secs_f64(),
-        build_seconds: 0.0,
-        columns: 0,
-        rows: 0,
-        binaries: 0,
-    };
+    let info = SolverInfo::rule_based("rule", started.elapsed().as_secs_f64());
     Ok(schedule::evaluate(
         park,
         inputs,
@@ -149,16 +140,7 @@ pub fn plan_optimized(
     check_lengths(inputs)?;
     let p = problem::Problem::build(park, inputs, opts, state);
     let rule_schedule = rule::schedule(&p);
-    let blank = SolverInfo {
-        name: String::new(),
-        status: String::new(),
-        mip_gap: None,
-        seconds: 0.0,
-        build_seconds: 0.0,
-        columns: 0,
-        rows: 0,
-        binaries: 0,
-    };
+    let blank = SolverInfo::rule_based("rule", 0.0);
     let cost = |s: &schedule::Schedule| {
         schedule::evaluate(park, inputs, &p, s, Strategy::Rule, blank.clone()).objective_cny
     };
@@ -209,16 +191,7 @@ pub fn plan_optimized(
                 &p,
                 &rule_schedule,
                 Strategy::Rule,
-                SolverInfo {
-                    name: "rule-based".into(),
-                    status: "fallback".into(),
-                    mip_gap: None,
-                    seconds: 0.0,
-                    build_seconds: 0.0,
-                    columns: 0,
-                    rows: 0,
-                    binaries: 0,
-                },
+                SolverInfo::rule_based("fallback", 0.0),
             );
             plan.notes.push(format!(
                 "optimiser failed ({e}); this is the rule-based plan"
