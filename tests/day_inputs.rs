@@ -257,3 +257,50 @@ fn the_reference_example_inputs_are_valid() {
     assert!(!d.sessions.is_empty());
     assert!(d.pv_total().iter().all(|x| *x >= 0.0));
 }
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Arbitrary bytes in any input file: located errors, never a panic.
+        #[test]
+        fn arbitrary_files_never_panic(a in proptest::collection::vec(any::<u8>(), 0..600),
+                                       b in "[0-9a-z:+T,.\\n -]{0,600}") {
+            let good_pv = pv(|_| {});
+            let good_loads = loads();
+            for (pv_bytes, loads_bytes, ev) in [
+                (a.as_slice(), good_loads.as_bytes(), None),
+                (good_pv.as_bytes(), b.as_bytes(), None),
+                (good_pv.as_bytes(), good_loads.as_bytes(), Some(b.as_bytes())),
+                (good_pv.as_bytes(), good_loads.as_bytes(), Some(a.as_slice())),
+            ] {
+                let files = DayFiles {
+                    pv: InputFile { name: "pv.csv", bytes: pv_bytes },
+                    loads: InputFile { name: "loads.csv", bytes: loads_bytes },
+                    sessions: ev.map(|bytes| InputFile { name: "ev-sessions.csv", bytes }),
+                    carbon: None,
+                    prices: None,
+                };
+                if let Err(diags) = load_day_inputs(&park(), day(), files) {
+                    prop_assert!(!diags.is_empty());
+                    for d in diags {
+                        prop_assert!(d.line >= 1 && d.column >= 1 && d.hint.is_some(), "{}", d);
+                    }
+                }
+            }
+        }
+
+        /// A corrupted line anywhere in pv.csv is reported on that line (or refused as a whole).
+        #[test]
+        fn a_corrupted_row_is_reported_on_its_line(row in 1usize..97, junk in "[a-z0-9,:.+-]{0,40}") {
+            let text = pv(|l| l[row] = junk.clone());
+            if let Err(diags) = run(&text, &loads(), None) {
+                prop_assert!(diags.iter().any(|d| d.line == row + 1 || d.line == row + 2 || d.line == 1),
+                    "{:?}", diags.iter().map(|d| d.to_string()).collect::<Vec<_>>());
+            }
+        }
+    }
+}
