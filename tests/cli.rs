@@ -241,8 +241,9 @@ fn plan_argument_errors_name_the_argument() {
     let out = pedf(&args);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stderr)
-            .contains("pv.csv:1:1: error: 96 of 96 intervals of the horizon are missing"),
+        text(&out.stderr).contains(
+            "day-inputs/pv.csv:675:1: error: 96 of 96 intervals of the horizon are missing"
+        ),
         "{}",
         text(&out.stderr)
     );

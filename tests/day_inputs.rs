@@ -193,7 +193,14 @@ fn a_date_outside_the_data_is_refused() {
     };
     let e =
         load_day_inputs(&park(), NaiveDate::from_ymd_opt(2026, 7, 1).unwrap(), files).unwrap_err();
-    assert!(e[0].to_string().contains("96 of 96 intervals of the horizon are missing, first 2026-07-01T00:00:00+08:00; the file covers 2026-06-21T00:00:00+08:00 to 2026-06-21T23:45:00+08:00"), "{}", e[0]);
+    // Every series is refused, each located where its data stops: the last row, line 97.
+    assert_eq!(e.len(), 2);
+    let pv_err = e
+        .iter()
+        .find(|d| d.file == "pv.csv")
+        .expect("pv.csv is reported");
+    assert_eq!((pv_err.line, pv_err.column), (97, 1));
+    assert!(pv_err.to_string().contains("96 of 96 intervals of the horizon are missing, first 2026-07-01T00:00:00+08:00; the file covers 2026-06-21T00:00:00+08:00 to 2026-06-21T23:45:00+08:00"), "{pv_err}");
 }
 
 #[test]
@@ -293,12 +300,13 @@ mod fuzz {
             }
         }
 
-        /// A corrupted line anywhere in pv.csv is reported on that line (or refused as a whole).
+        /// A corrupted line anywhere in pv.csv is reported on that line or a neighbour (a dropped
+        /// row shows as a gap on the next line, or as missing data after the previous one).
         #[test]
         fn a_corrupted_row_is_reported_on_its_line(row in 1usize..97, junk in "[a-z0-9,:.+-]{0,40}") {
             let text = pv(|l| l[row] = junk.clone());
             if let Err(diags) = run(&text, &loads(), None) {
-                prop_assert!(diags.iter().any(|d| d.line == row + 1 || d.line == row + 2 || d.line == 1),
+                prop_assert!(diags.iter().any(|d| (row..=row + 2).contains(&d.line)),
                     "{:?}", diags.iter().map(|d| d.to_string()).collect::<Vec<_>>());
             }
         }

@@ -85,9 +85,10 @@ pub struct GridConverter {
 }
 
 impl GridConverter {
-    /// The most DC power the converter can put on the bus from the grid.
+    /// The most DC power the converter can put on the bus from the grid. An efficiency above
+    /// 1 (invalid, and reported as such by validation) counts as 1, so the figure stays true.
     pub fn max_dc_supply(&self) -> Kw {
-        self.rating * self.efficiency_ac_to_dc
+        self.rating * self.efficiency_ac_to_dc.clamp(0.0, 1.0)
     }
 }
 

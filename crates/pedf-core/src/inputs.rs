@@ -372,13 +372,21 @@ fn read_series(
             ),
             _ => "the file has no rows".into(),
         };
+        // Point at where the data stops (or starts), the place the missing rows belong.
+        let at = match (values.first(), values.last()) {
+            (_, Some(last)) if *missing[0] > last.0 => by_time.get(&last.0).copied().unwrap_or(0),
+            (Some(first), _) if *missing[0] < first.0 => {
+                by_time.get(&first.0).copied().unwrap_or(0)
+            }
+            _ => 0,
+        };
         let mut loc = Located {
             name: file.name,
             map: SourceMap::new(text),
             out,
         };
         loc.error(
-            0,
+            at,
             format!(
                 "{} of {} intervals of the horizon are missing, first {}; {covers}",
                 missing.len(),

@@ -886,12 +886,8 @@ pub fn check_links(park: &Park, p: &mut Problems) {
             }
         }
     }
-    // Supply as the bus could deliver it; an efficiency above 1 (already an error of its
-    // own) is taken as 1 so that this check still says something true.
-    let from_grid = park.converter.rating * park.converter.efficiency_ac_to_dc.clamp(0.0, 1.0);
-    let supply = from_grid
-        + park.batteries.iter().map(|b| b.max_discharge).sum()
-        + park.pv.iter().map(|a| a.converter_rating).sum();
+    let from_grid = park.converter.max_dc_supply();
+    let supply = park.max_bus_supply();
     let supply_fields: Vec<String> = ["converter.rating_kw", "converter.efficiency_ac_to_dc"]
         .into_iter()
         .map(String::from)
