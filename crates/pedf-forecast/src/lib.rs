@@ -1,0 +1,7 @@
+//! Forecasts for pedf: solar position, clear-sky irradiance, PV power, loads and EV demand.
+//!
+//! Pure computation on data passed in; file reading lives in the `weather` module's readers
+//! and returns located errors.
+
+pub mod spa;
+mod spa_tables;
