@@ -20,6 +20,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::assets::Flexibility;
 use crate::config::{Diagnostic, SourceMap};
+pub use crate::csvtext::InputFile;
+use crate::csvtext::{rows, text_of, Located};
 use crate::park::Park;
 use crate::time::{parse_rfc3339, ParkClock};
 use crate::validate::Severity;
@@ -93,15 +95,6 @@ fn sum_columns(cols: &BTreeMap<String, Vec<f64>>, n: usize) -> Vec<f64> {
     out
 }
 
-/// A named file's bytes, as the binary read it.
-#[derive(Debug, Clone, Copy)]
-pub struct InputFile<'a> {
-    /// Path as shown in diagnostics.
-    pub name: &'a str,
-    /// Content.
-    pub bytes: &'a [u8],
-}
-
 /// The files of a day-inputs folder; optional ones may be absent.
 #[derive(Debug, Clone, Copy)]
 pub struct DayFiles<'a> {
@@ -115,68 +108,6 @@ pub struct DayFiles<'a> {
     pub carbon: Option<InputFile<'a>>,
     /// `prices.csv`, if present.
     pub prices: Option<InputFile<'a>>,
-}
-
-struct Located<'a> {
-    name: &'a str,
-    map: SourceMap<'a>,
-    out: &'a mut Vec<Diagnostic>,
-}
-
-impl Located<'_> {
-    fn error(&mut self, offset: usize, message: String, hint: &str) {
-        let (line, column) = self.map.locate(offset);
-        self.out.push(Diagnostic {
-            severity: Severity::Error,
-            file: self.name.to_string(),
-            line,
-            column,
-            message,
-            hint: Some(hint.to_string()),
-        });
-    }
-}
-
-/// A parsed CSV line: its fields with their byte offsets in the file.
-struct Row<'t> {
-    line_offset: usize,
-    fields: Vec<(usize, &'t str)>,
-}
-
-fn rows(text: &str) -> Vec<Row<'_>> {
-    let mut out = Vec::new();
-    let mut offset = 0;
-    for raw in text.split_inclusive('\n') {
-        let line = raw.trim_end_matches(['\n', '\r']);
-        let start = offset;
-        offset += raw.len();
-        if line.trim().is_empty() || line.trim_start().starts_with('#') {
-            continue;
-        }
-        let mut fields = Vec::new();
-        let mut pos = start;
-        for f in line.split(',') {
-            let lead = f.len() - f.trim_start().len();
-            fields.push((pos + lead, f.trim()));
-            pos += f.len() + 1;
-        }
-        out.push(Row {
-            line_offset: start,
-            fields,
-        });
-    }
-    out
-}
-
-/// The file as text, or a located diagnostic at its first byte that is not UTF-8.
-fn text_of<'b>(file: InputFile<'b>, out: &mut Vec<Diagnostic>) -> Option<&'b str> {
-    match crate::config::decode_utf8(file.name, file.bytes) {
-        Ok(t) => Some(t),
-        Err(d) => {
-            out.push(d);
-            None
-        }
-    }
 }
 
 /// A time series file read for the horizon: the value columns on the horizon's intervals.

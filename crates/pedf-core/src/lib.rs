@@ -8,6 +8,7 @@
 
 pub mod assets;
 pub mod config;
+pub mod csvtext;
 pub mod inputs;
 pub mod park;
 pub mod plan;

@@ -3,5 +3,9 @@
 //! Pure computation on data passed in; file reading lives in the `weather` module's readers
 //! and returns located errors.
 
+pub mod irradiance;
+pub mod pv;
+pub mod pvwatts;
 pub mod spa;
 mod spa_tables;
+pub mod weather;
