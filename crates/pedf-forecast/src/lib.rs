@@ -3,7 +3,9 @@
 //! Pure computation on data passed in; file reading lives in the `weather` module's readers
 //! and returns located errors.
 
+pub mod correction;
 pub mod irradiance;
+pub mod metrics;
 pub mod pv;
 pub mod pvwatts;
 pub mod spa;
