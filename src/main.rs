@@ -13,6 +13,7 @@ use clap::{ArgAction, Parser, Subcommand};
 use pedf_core::config::{load_park, Diagnostic, Severity};
 use pedf_dispatch::{PlanOptions, TerminalSoc};
 
+mod forecast_cmd;
 mod plan_cmd;
 
 /// An error the user can fix; printed as `error: ...` with exit code 1.
@@ -52,7 +53,7 @@ fn load_plot_font() -> Result<(), UserError> {
     name = "pedf",
     version,
     about = "Energy and carbon management for zero-carbon PV-storage-DC-flexibility (光储直柔) parks",
-    after_help = "Examples:\n  pedf check config/qingzhou-pedf.toml\n  pedf plan --park config/qingzhou-pedf.toml --inputs simulations/qingzhou-pedf/day-inputs --date 2026-06-21\n\nLogging: -v for info, -vv for debug, or RUST_LOG=pedf_dispatch=debug."
+    after_help = "Examples:\n  pedf check config/qingzhou-pedf.toml\n  pedf plan --park config/qingzhou-pedf.toml --inputs simulations/qingzhou-pedf/day-inputs --date 2026-06-21\n  pedf forecast pv --park config/qingzhou-pedf.toml --date 2026-06-21\n\nLogging: -v for info, -vv for debug, or RUST_LOG=pedf_dispatch=debug."
 )]
 struct Cli {
     /// More log output on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
@@ -124,6 +125,49 @@ enum Command {
         #[arg(long, default_value = "initial", value_name = "SOC")]
         terminal_soc: String,
     },
+    /// Forecasts for the planner's inputs.
+    #[command(subcommand)]
+    Forecast(ForecastCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ForecastCommand {
+    /// PV power of every array per interval: clear sky, or from an hourly weather forecast.
+    #[command(
+        after_help = "Examples:\n  pedf forecast pv --park config/qingzhou-pedf.toml --date 2026-06-21\n  pedf forecast pv --park config/qingzhou-pedf.toml --date 2026-06-21 --weather weather.csv --out day-inputs/pv.csv\n  pedf forecast pv --park config/qingzhou-pedf.toml --date 2026-06-21 --format table\n\nOutput: CSV in the planner's pv.csv format (kW at the DC bus, interval mean) unless\n--format or an --out ending in .json says otherwise. Without --weather the sky is clear all\nday: an upper bound. Weather file: hourly CSV `time,ghi_w_m2|cloud_cover_pct[,temp_air_c]\n[,wind_speed_m_s]`; --history: `start,array,forecast_kw,measured_kw` to learn a bias\ncorrection per array and hour (formats: crates/pedf-forecast/README.md)."
+    )]
+    Pv {
+        /// The park file.
+        #[arg(long, value_name = "FILE")]
+        park: PathBuf,
+        /// The first local day to forecast, YYYY-MM-DD.
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        date: String,
+        /// Number of days.
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        days: u32,
+        /// Hourly weather forecast (CSV); without it, clear sky.
+        #[arg(long, value_name = "FILE")]
+        weather: Option<PathBuf>,
+        /// Past forecasts and measurements (CSV) to learn a bias correction from.
+        #[arg(long, value_name = "FILE")]
+        history: Option<PathBuf>,
+        /// Linke turbidity of the clear-sky model (2 clean, 3-4 rural, 5-7 polluted air).
+        #[arg(long, default_value_t = 4.0, value_name = "TL")]
+        linke_turbidity: f64,
+        /// Sky diffuse model on the tilted plane.
+        #[arg(long, default_value = "hay-davies", value_parser = ["hay-davies", "isotropic"])]
+        transposition: String,
+        /// Module mounting, for cell temperature.
+        #[arg(long, default_value = "open-rack", value_parser = ["open-rack", "close-roof"])]
+        mounting: String,
+        /// csv (the planner's pv.csv), json or table.
+        #[arg(long, value_parser = ["csv", "json", "table"])]
+        format: Option<String>,
+        /// Write to this file instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -174,6 +218,29 @@ fn main() -> ExitCode {
                 });
             report(result)
         }
+        Command::Forecast(ForecastCommand::Pv {
+            park,
+            date,
+            days,
+            weather,
+            history,
+            linke_turbidity,
+            transposition,
+            mounting,
+            format,
+            out,
+        }) => report(forecast_cmd::run(forecast_cmd::PvArgs {
+            park,
+            date,
+            days,
+            weather,
+            history,
+            linke_turbidity,
+            transposition,
+            mounting,
+            format,
+            out,
+        })),
     }
 }
 

@@ -115,6 +115,15 @@ pub enum Transposition {
     HayDavies,
 }
 
+impl std::fmt::Display for Transposition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Transposition::Isotropic => "isotropic",
+            Transposition::HayDavies => "Hay-Davies",
+        })
+    }
+}
+
 /// Irradiance on the plane of array, split by path.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct PlaneOfArray {

@@ -345,7 +345,7 @@ pub fn forecast_pv(
         )
     } else {
         format!(
-            "{source}, monthly Linke turbidity, {:?} sky diffuse, PVWatts DC/converter model",
+            "{source}, monthly Linke turbidity, {} sky diffuse, PVWatts DC/converter model",
             model.transposition
         )
     };

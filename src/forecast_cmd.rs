@@ -1,0 +1,307 @@
+//! `pedf forecast pv`: the per-interval PV forecast of every array, as the planner's `pv.csv`,
+//! JSON or a summary table.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use pedf_core::csvtext::InputFile;
+use pedf_core::Park;
+use pedf_forecast::correction::{backtest_correction, read_pv_history, BiasCorrection};
+use pedf_forecast::irradiance::Transposition;
+use pedf_forecast::pv::{forecast_pv, PvForecast, PvModel};
+use pedf_forecast::pvwatts::Mounting;
+use pedf_forecast::weather::read_weather;
+
+use crate::plan_cmd::load_park_file;
+use crate::{print_diagnostics, UserError};
+
+/// What `pedf forecast pv` was asked for.
+pub struct PvArgs {
+    pub park: PathBuf,
+    pub date: String,
+    pub days: u32,
+    pub weather: Option<PathBuf>,
+    pub history: Option<PathBuf>,
+    pub linke_turbidity: f64,
+    pub transposition: String,
+    pub mounting: String,
+    pub format: Option<String>,
+    pub out: Option<PathBuf>,
+}
+
+/// Days of history the correction learns from (and is backtested with).
+const TRAIN_DAYS: usize = 14;
+
+fn read(path: &Path) -> Result<Vec<u8>, UserError> {
+    std::fs::read(path).map_err(|e| UserError(format!("{}: cannot read: {e}", path.display())))
+}
+
+pub fn run(args: PvArgs) -> Result<(), UserError> {
+    let date = NaiveDate::parse_from_str(&args.date, "%Y-%m-%d").map_err(|_| {
+        UserError(format!(
+            "--date: `{}` is not a date; write YYYY-MM-DD, e.g. 2026-06-21",
+            args.date
+        ))
+    })?;
+    if !(1..=366).contains(&args.days) {
+        return Err(UserError(format!(
+            "--days: {} is outside 1..366",
+            args.days
+        )));
+    }
+    if !(args.linke_turbidity.is_finite() && (1.0..=10.0).contains(&args.linke_turbidity)) {
+        return Err(UserError(format!(
+            "--linke-turbidity: {} is outside 1..10 (2 very clean air, 3-4 rural, 5-7 polluted or humid)",
+            args.linke_turbidity
+        )));
+    }
+    let format = match (&args.format, &args.out) {
+        (Some(f), _) => f.clone(),
+        (None, Some(p)) if p.extension().is_some_and(|e| e == "json") => "json".into(),
+        _ => "csv".into(),
+    };
+    let park = load_park_file(&args.park)?;
+    let weather = match &args.weather {
+        Some(p) => {
+            let name = p.display().to_string();
+            let bytes = read(p)?;
+            match read_weather(
+                InputFile {
+                    name: &name,
+                    bytes: &bytes,
+                },
+                park.clock.tz,
+            ) {
+                Ok(w) => Some(w),
+                Err(ds) => {
+                    print_diagnostics(&ds);
+                    return Err(UserError(format!(
+                        "{name}: {} error(s) in the weather file (see above)",
+                        ds.len()
+                    )));
+                }
+            }
+        }
+        None => None,
+    };
+    let model = PvModel {
+        linke_turbidity: [args.linke_turbidity; 12],
+        transposition: if args.transposition == "isotropic" {
+            Transposition::Isotropic
+        } else {
+            Transposition::HayDavies
+        },
+        mounting: if args.mounting == "close-roof" {
+            Mounting::CloseRoof
+        } else {
+            Mounting::OpenRack
+        },
+        ..PvModel::default()
+    };
+    let mut forecast = forecast_pv(&park, date, args.days, weather.as_ref(), &model)
+        .map_err(|e| UserError(e.to_string()))?;
+    if let Some(p) = &args.history {
+        apply_history(&park, p, &mut forecast)?;
+    }
+    for n in &forecast.notes {
+        eprintln!("note: {n}");
+    }
+    let text = match format.as_str() {
+        "json" => to_json(&park, date, args.days, &forecast),
+        "table" => to_table(&park, &forecast),
+        _ => to_csv(&park, &forecast),
+    };
+    match &args.out {
+        Some(p) => {
+            std::fs::write(p, text)
+                .map_err(|e| UserError(format!("--out: cannot write {}: {e}", p.display())))?;
+            let total: f64 = forecast
+                .arrays
+                .iter()
+                .map(|a| a.energy_kwh(park.clock.interval.hours().0))
+                .sum();
+            eprintln!(
+                "wrote {} ({} intervals, {total:.0} kWh in all)",
+                p.display(),
+                forecast.starts.len()
+            );
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
+}
+
+fn apply_history(park: &Park, path: &Path, forecast: &mut PvForecast) -> Result<(), UserError> {
+    let name = path.display().to_string();
+    let bytes = read(path)?;
+    let ids: Vec<&str> = park.pv.iter().map(|a| a.id.as_str()).collect();
+    let records = match read_pv_history(
+        InputFile {
+            name: &name,
+            bytes: &bytes,
+        },
+        &ids,
+    ) {
+        Ok(r) => r,
+        Err(ds) => {
+            print_diagnostics(&ds);
+            return Err(UserError(format!(
+                "{name}: {} error(s) in the PV history (see above)",
+                ds.len()
+            )));
+        }
+    };
+    // Learn from the most recent TRAIN_DAYS days before the forecast.
+    let first = forecast.starts.first().copied();
+    let mut days: Vec<_> = records
+        .iter()
+        .filter(|r| first.is_none_or(|f| r.start < f))
+        .map(|r| park.clock.local(r.start).date_naive())
+        .collect();
+    days.sort();
+    days.dedup();
+    let keep: std::collections::BTreeSet<_> = days.iter().rev().take(TRAIN_DAYS).copied().collect();
+    let recent: Vec<_> = records
+        .iter()
+        .filter(|r| keep.contains(&park.clock.local(r.start).date_naive()))
+        .cloned()
+        .collect();
+    let correction = BiasCorrection::learn(&recent, &park.clock);
+    let limits: BTreeMap<String, f64> = park
+        .pv
+        .iter()
+        .map(|a| (a.id.clone(), a.converter_rating.0))
+        .collect();
+    correction.apply(forecast, &park.clock, &limits);
+    forecast.notes.push(format!(
+        "{name}: bias correction learned from {} day(s) of history before the forecast",
+        correction.days
+    ));
+    match backtest_correction(&records, &park.clock, TRAIN_DAYS.min(days.len().saturating_sub(1)).max(1), park.pv_peak_power().0) {
+        Some(bt) => forecast.notes.push(format!(
+            "{name}: rolling backtest over {} day(s): uncorrected {}; corrected {} (nMAE of installed kWp)",
+            bt.days, bt.raw, bt.corrected
+        )),
+        None => forecast.notes.push(format!("{name}: too little history to backtest the correction")),
+    }
+    Ok(())
+}
+
+fn to_csv(park: &Park, f: &PvForecast) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# Available PV power at the DC bus per array, kW, interval average."
+    );
+    let _ = writeln!(s, "# pedf forecast pv, park {}: {}", park.id, f.source);
+    for n in &f.notes {
+        let _ = writeln!(s, "# note: {n}");
+    }
+    let ids: Vec<&str> = f.arrays.iter().map(|a| a.id.as_str()).collect();
+    let _ = writeln!(s, "start,{}", ids.join(","));
+    for (i, t) in f.starts.iter().enumerate() {
+        let _ = write!(s, "{}", park.clock.format(*t));
+        for a in &f.arrays {
+            let _ = write!(s, ",{:.3}", a.kw[i]);
+        }
+        s.push('\n');
+    }
+    s
+}
+
+fn to_json(park: &Park, date: NaiveDate, days: u32, f: &PvForecast) -> String {
+    let hours = park.clock.interval.hours().0;
+    let arrays: Vec<serde_json::Value> = f
+        .arrays
+        .iter()
+        .map(|a| {
+            serde_json::json!({
+                "id": a.id,
+                "energy_kwh": round3(a.energy_kwh(hours)),
+                "peak_kw": round3(a.kw.iter().cloned().fold(0.0, f64::max)),
+            })
+        })
+        .collect();
+    let intervals: Vec<serde_json::Value> = f
+        .starts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let mut o = serde_json::Map::new();
+            o.insert("start".into(), park.clock.format(*t).into());
+            o.insert(
+                "total_kw".into(),
+                round3(f.arrays.iter().map(|a| a.kw[i]).sum()).into(),
+            );
+            for a in &f.arrays {
+                o.insert(a.id.clone(), round3(a.kw[i]).into());
+            }
+            serde_json::Value::Object(o)
+        })
+        .collect();
+    let doc = serde_json::json!({
+        "park": park.id,
+        "first_day": date.to_string(),
+        "days": days,
+        "interval_minutes": park.clock.interval.minutes(),
+        "unit": "kW at the DC bus, interval mean",
+        "source": f.source,
+        "notes": f.notes,
+        "arrays": arrays,
+        "intervals": intervals,
+    });
+    let mut s = serde_json::to_string_pretty(&doc).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+fn to_table(park: &Park, f: &PvForecast) -> String {
+    let hours = park.clock.interval.hours().0;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "PV forecast for {} ({} intervals): {}",
+        park.id,
+        f.starts.len(),
+        f.source
+    );
+    let _ = writeln!(
+        s,
+        "{:<16} {:>12} {:>10} {:>8}  {:<25} {:<25}",
+        "array", "energy kWh", "peak kW", "kWh/kWp", "first production", "last production"
+    );
+    let mut total = 0.0;
+    for (a, pv) in f.arrays.iter().zip(&park.pv) {
+        let e = a.energy_kwh(hours);
+        total += e;
+        let peak = a.kw.iter().cloned().fold(0.0, f64::max);
+        let first =
+            a.kw.iter()
+                .position(|&p| p > 0.0)
+                .map(|i| park.clock.format(f.starts[i]))
+                .unwrap_or_else(|| "-".into());
+        let last =
+            a.kw.iter()
+                .rposition(|&p| p > 0.0)
+                .map(|i| park.clock.format(f.starts[i]))
+                .unwrap_or_else(|| "-".into());
+        let _ = writeln!(
+            s,
+            "{:<16} {:>12.1} {:>10.1} {:>8.2}  {:<25} {:<25}",
+            a.id,
+            e,
+            peak,
+            e / pv.peak_power.0,
+            first,
+            last
+        );
+    }
+    let _ = writeln!(s, "{:<16} {:>12.1}", "total", total);
+    s
+}
