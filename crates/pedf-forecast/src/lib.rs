@@ -3,8 +3,10 @@
 //! Pure computation on data passed in; file reading lives in the `weather` module's readers
 //! and returns located errors.
 
+pub mod calendar;
 pub mod correction;
 pub mod irradiance;
+pub mod load;
 pub mod metrics;
 pub mod pv;
 pub mod pvwatts;
