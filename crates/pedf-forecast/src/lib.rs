@@ -5,6 +5,7 @@
 
 pub mod calendar;
 pub mod correction;
+pub mod ev;
 pub mod irradiance;
 pub mod load;
 pub mod metrics;
