@@ -305,3 +305,188 @@ fn to_table(park: &Park, f: &PvForecast) -> String {
     let _ = writeln!(s, "{:<16} {:>12.1}", "total", total);
     s
 }
+
+/// What `pedf forecast load` and `pedf forecast ev` were asked for.
+pub struct HistoryArgs {
+    pub park: PathBuf,
+    pub history: PathBuf,
+    pub holidays: Option<PathBuf>,
+    pub date: String,
+    pub days: u32,
+    pub format: Option<String>,
+    pub out: Option<PathBuf>,
+}
+
+fn parse_day(date: &str, days: u32) -> Result<NaiveDate, UserError> {
+    if !(1..=366).contains(&days) {
+        return Err(UserError(format!("--days: {days} is outside 1..366")));
+    }
+    NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|_| {
+        UserError(format!(
+            "--date: `{date}` is not a date; write YYYY-MM-DD, e.g. 2026-06-21"
+        ))
+    })
+}
+
+/// Reads a file with a located reader, printing its diagnostics.
+fn read_with<T>(
+    path: &Path,
+    what: &str,
+    reader: impl FnOnce(InputFile) -> Result<T, Vec<pedf_core::config::Diagnostic>>,
+) -> Result<T, UserError> {
+    let name = path.display().to_string();
+    let bytes = read(path)?;
+    reader(InputFile {
+        name: &name,
+        bytes: &bytes,
+    })
+    .map_err(|ds| {
+        print_diagnostics(&ds);
+        UserError(format!(
+            "{name}: {} error(s) in the {what} (see above)",
+            ds.len()
+        ))
+    })
+}
+
+fn calendar(path: &Option<PathBuf>) -> Result<pedf_forecast::calendar::Calendar, UserError> {
+    match path {
+        Some(p) => read_with(p, "holiday file", pedf_forecast::calendar::read_calendar),
+        None => Ok(Default::default()),
+    }
+}
+
+fn write_out(out: &Option<PathBuf>, text: &str, what: &str) -> Result<(), UserError> {
+    match out {
+        Some(p) => {
+            std::fs::write(p, text)
+                .map_err(|e| UserError(format!("--out: cannot write {}: {e}", p.display())))?;
+            eprintln!("wrote {} ({what})", p.display());
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
+}
+
+fn wants_json(format: &Option<String>, out: &Option<PathBuf>) -> bool {
+    match format {
+        Some(f) => f == "json",
+        None => out
+            .as_ref()
+            .is_some_and(|p| p.extension().is_some_and(|e| e == "json")),
+    }
+}
+
+/// `pedf forecast load`.
+pub fn run_load(args: HistoryArgs) -> Result<(), UserError> {
+    use pedf_forecast::load::{backtest_loads, forecast_loads, read_load_history, LoadModel};
+    let date = parse_day(&args.date, args.days)?;
+    let park = load_park_file(&args.park)?;
+    let cal = calendar(&args.holidays)?;
+    let history = read_with(&args.history, "load history", |f| {
+        read_load_history(f, &park)
+    })?;
+    let model = LoadModel::default();
+    let f = forecast_loads(&park, &history, &cal, date, args.days, &model)
+        .map_err(|e| UserError(format!("{}: {e}", args.history.display())))?;
+    for n in &f.notes {
+        eprintln!("note: {n}");
+    }
+    if let Some((days, m)) = backtest_loads(&park, &history, &cal, 14, &model) {
+        eprintln!("note: rolling backtest of the last {days} day(s) of history, park total: {m} (nMAE of mean load)");
+    }
+    let text = if wants_json(&args.format, &args.out) {
+        let intervals: Vec<serde_json::Value> = f
+            .starts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let mut o = serde_json::Map::new();
+                o.insert("start".into(), park.clock.format(*t).into());
+                for (c, col) in f.columns.iter().enumerate() {
+                    o.insert(col.clone(), round3(f.values[c][i]).into());
+                }
+                serde_json::Value::Object(o)
+            })
+            .collect();
+        let doc = serde_json::json!({"park": park.id, "first_day": date.to_string(), "days": args.days, "unit": "kW, interval mean", "notes": f.notes, "intervals": intervals});
+        format!(
+            "{}\n",
+            serde_json::to_string_pretty(&doc).unwrap_or_default()
+        )
+    } else {
+        let mut s = String::new();
+        let _ = writeln!(s, "# Demand per load, kW, interval mean: pedf forecast load, park {}, profiles by day type", park.id);
+        for n in &f.notes {
+            let _ = writeln!(s, "# note: {n}");
+        }
+        let _ = writeln!(s, "start,{}", f.columns.join(","));
+        for (i, t) in f.starts.iter().enumerate() {
+            let _ = write!(s, "{}", park.clock.format(*t));
+            for col in &f.values {
+                let _ = write!(s, ",{:.3}", col[i]);
+            }
+            s.push('\n');
+        }
+        s
+    };
+    write_out(&args.out, &text, &format!("{} intervals", f.starts.len()))
+}
+
+/// `pedf forecast ev`.
+pub fn run_ev(args: HistoryArgs) -> Result<(), UserError> {
+    use pedf_forecast::ev::{forecast_ev, learn_ev, read_sessions};
+    let date = parse_day(&args.date, args.days)?;
+    let park = load_park_file(&args.park)?;
+    let cal = calendar(&args.holidays)?;
+    let past = read_with(&args.history, "session history", read_sessions)?;
+    let stats = learn_ev(&past, &park.clock, &cal);
+    for (kind, k) in &stats.kinds {
+        if let Some((p10, p50, p90, dwell, energy)) = k.summary() {
+            let hm = |m: f64| format!("{:02}:{:02}", (m / 60.0) as u32, (m % 60.0) as u32);
+            eprintln!(
+                "note: history, {kind}: {:.1} sessions/day over {} day(s); arrivals 10/50/90 % {} {} {}; mean dwell {:.0} min, mean energy {:.1} kWh",
+                k.per_day(), k.days, hm(p10), hm(p50), hm(p90), dwell, energy
+            );
+        }
+    }
+    let (sessions, notes) = forecast_ev(&park, &stats, &cal, date, args.days);
+    for n in &notes {
+        eprintln!("note: {n}");
+    }
+    let text = if wants_json(&args.format, &args.out) {
+        let list: Vec<serde_json::Value> = sessions
+            .iter()
+            .map(|s| serde_json::json!({"id": s.id, "charger": s.charger, "arrival": park.clock.format(s.arrival), "departure": park.clock.format(s.departure), "energy_kwh": s.energy_kwh}))
+            .collect();
+        let doc = serde_json::json!({"park": park.id, "first_day": date.to_string(), "days": args.days, "notes": notes, "sessions": list});
+        format!(
+            "{}\n",
+            serde_json::to_string_pretty(&doc).unwrap_or_default()
+        )
+    } else {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "# Expected EV sessions: pedf forecast ev, park {}, from past sessions",
+            park.id
+        );
+        for n in &notes {
+            let _ = writeln!(s, "# note: {n}");
+        }
+        let _ = writeln!(s, "id,charger,arrival,departure,energy_kwh");
+        for x in &sessions {
+            let _ = writeln!(
+                s,
+                "{},{},{},{},{:.1}",
+                x.id,
+                x.charger,
+                park.clock.format(x.arrival),
+                park.clock.format(x.departure),
+                x.energy_kwh
+            );
+        }
+        s
+    };
+    write_out(&args.out, &text, &format!("{} sessions", sessions.len()))
+}

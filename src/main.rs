@@ -168,6 +168,64 @@ enum ForecastCommand {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// Demand of every fixed and curtailable load per interval, from the park's history.
+    #[command(
+        after_help = "Example:\n  pedf forecast load --park config/qingzhou-pedf.toml --history loads-history.csv --date 2026-06-25 --out day-inputs/loads.csv\n\nHistory: the planner's loads.csv format over past days (missing intervals and empty cells\nallowed). Each day is forecast from the most recent days of its type (workday, weekend,\nholiday; --holidays: CSV `date,kind,name`, kind holiday or workday), recent days weighing more."
+    )]
+    Load {
+        #[command(flatten)]
+        common: HistoryOptions,
+        /// Past demand per load (CSV, the loads.csv format).
+        #[arg(long, value_name = "FILE")]
+        history: PathBuf,
+    },
+    /// Expected EV charging sessions, from past sessions.
+    #[command(
+        after_help = "Example:\n  pedf forecast ev --park config/qingzhou-pedf.toml --sessions simulations/qingzhou-pedf/day-inputs/ev-sessions.csv --date 2026-06-25\n\nPast sessions: the planner's ev-sessions.csv format. Output: the same format, the day's\nexpected sessions placed on the park's chargers."
+    )]
+    Ev {
+        #[command(flatten)]
+        common: HistoryOptions,
+        /// Past sessions (CSV, the ev-sessions.csv format).
+        #[arg(long, value_name = "FILE")]
+        sessions: PathBuf,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct HistoryOptions {
+    /// The park file.
+    #[arg(long, value_name = "FILE")]
+    park: PathBuf,
+    /// The first local day to forecast, YYYY-MM-DD.
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    date: String,
+    /// Number of days.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    days: u32,
+    /// Public holidays and make-up workdays (CSV `date,kind,name`).
+    #[arg(long, value_name = "FILE")]
+    holidays: Option<PathBuf>,
+    /// csv (the planner's input format) or json.
+    #[arg(long, value_parser = ["csv", "json"])]
+    format: Option<String>,
+    /// Write to this file instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
+impl HistoryOptions {
+    fn with(self, history: PathBuf) -> forecast_cmd::HistoryArgs {
+        forecast_cmd::HistoryArgs {
+            park: self.park,
+            history,
+            holidays: self.holidays,
+            date: self.date,
+            days: self.days,
+            format: self.format,
+            out: self.out,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -241,6 +299,12 @@ fn main() -> ExitCode {
             format,
             out,
         })),
+        Command::Forecast(ForecastCommand::Load { common, history }) => {
+            report(forecast_cmd::run_load(common.with(history)))
+        }
+        Command::Forecast(ForecastCommand::Ev { common, sessions }) => {
+            report(forecast_cmd::run_ev(common.with(sessions)))
+        }
     }
 }
 

@@ -316,3 +316,149 @@ fn bad_input_is_located_and_exits_1() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_day_planned_from_forecasts_alone() {
+    // 2026-06-25 lies after the example week: PV from the park file, loads and EV sessions
+    // from the week's history, then a plan from those three files only.
+    let dir = scratch("alone");
+    let d = |f: &str| dir.join(f).to_string_lossy().into_owned();
+    let week = "simulations/qingzhou-pedf/day-inputs";
+    let (pv, loads, ev) = (d("pv.csv"), d("loads.csv"), d("ev-sessions.csv"));
+    let runs = [
+        vec![
+            "forecast",
+            "pv",
+            "--park",
+            PARK,
+            "--date",
+            "2026-06-25",
+            "--out",
+            &pv,
+        ],
+        vec![
+            "forecast",
+            "load",
+            "--park",
+            PARK,
+            "--date",
+            "2026-06-25",
+            "--history",
+            "simulations/qingzhou-pedf/day-inputs/loads.csv",
+            "--out",
+            &loads,
+        ],
+        vec![
+            "forecast",
+            "ev",
+            "--park",
+            PARK,
+            "--date",
+            "2026-06-25",
+            "--sessions",
+            "simulations/qingzhou-pedf/day-inputs/ev-sessions.csv",
+            "--out",
+            &ev,
+        ],
+    ];
+    for args in &runs {
+        let out = pedf(args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    let loads = std::fs::read_to_string(dir.join("loads.csv")).unwrap();
+    assert!(loads.contains("start,office,lab,hvac\n"), "{loads}");
+    let week_loads = std::fs::read_to_string(format!("{week}/loads.csv")).unwrap();
+    // Thursday 25 June is forecast from the workdays of the week; at 10:00 the office load is
+    // the weighted mean of the week's workday values at 10:00, so within their range.
+    let office_at = |csv: &str, t: &str| -> f64 {
+        csv.lines()
+            .find(|l| l.starts_with(t))
+            .unwrap()
+            .split(',')
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let f = office_at(&loads, "2026-06-25T10:00:00+08:00");
+    let past: Vec<f64> = ["18", "19", "22", "23", "24"]
+        .iter()
+        .map(|day| office_at(&week_loads, &format!("2026-06-{day}T10:00:00+08:00")))
+        .collect();
+    let (lo, hi) = past
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+    assert!(f >= lo - 1e-6 && f <= hi + 1e-6, "{f} outside {lo}..{hi}");
+    let sessions = std::fs::read_to_string(dir.join("ev-sessions.csv")).unwrap();
+    assert!(
+        sessions.lines().filter(|l| l.starts_with("f0625-")).count() > 10,
+        "{sessions}"
+    );
+    let out = pedf(&[
+        "plan",
+        "--park",
+        PARK,
+        "--inputs",
+        &dir.to_string_lossy(),
+        "--date",
+        "2026-06-25",
+        "--format",
+        "json",
+        "--time-limit",
+        "2",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["intervals"].as_array().unwrap().len(), 96);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn load_and_ev_history_errors_exit_1() {
+    let dir = scratch("hist");
+    let h = dir.join("h.csv");
+    std::fs::write(
+        &h,
+        "start,office,lab,hvac\n2026-06-01T00:00:00+08:00,1,x,3\n",
+    )
+    .unwrap();
+    let out = pedf(&[
+        "forecast",
+        "load",
+        "--park",
+        PARK,
+        "--date",
+        "2026-06-02",
+        "--history",
+        h.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("h.csv:2:29: error: lab: `x` is not a number >= 0"),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::write(&h, "id,charger,arrival,departure\n").unwrap();
+    let out = pedf(&[
+        "forecast",
+        "ev",
+        "--park",
+        PARK,
+        "--date",
+        "2026-06-02",
+        "--sessions",
+        h.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("header is `id,charger,arrival,departure`"),
+        "{}",
+        text(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
