@@ -1,12 +1,11 @@
 #!/usr/bin/env python3
 """Writes the example day inputs of the reference park (simulations/qingzhou-pedf/day-inputs).
 
-Synthetic, deterministic data for 2026-06-18..24 (Asia/Shanghai, 15 min) until pedf's own
-forecasts (issue 8) and simulator (issue 7) produce them:
-- pv.csv: clear-sky PV from a simple solar-geometry model (declination and hour angle, GHI
-  ~ 1000 W/m2 * sin(elevation)^1.15, a flat-plate approximation that ignores tilt), scaled by
-  each array's kWp, losses and converter efficiency, clipped at its converter rating; thin
-  clouds on 06-19 and 06-23 (60 % and 80 %).
+Synthetic, deterministic data for 2026-06-18..24 (Asia/Shanghai, 15 min) until pedf's
+simulator (issue 7) produces them:
+- ../weather.csv: an hourly weather forecast (GHI from a simple solar-geometry model, GHI
+  ~ 1000 W/m2 * sin(elevation)^1.15, thin clouds on 06-19 and 06-23 (60 % and 80 %), a diurnal
+  air temperature and wind). pv.csv is then written by `pedf forecast pv` from it (README).
 - loads.csv: office and lab shaped to ~300 kW at night and ~700 kW by day (PRODUCT.md); HVAC
   cooling demand peaking in the afternoon; a small deterministic ripple.
 - ev-sessions.csv: about 30 sessions a day on the 20 chargers (commuters 08-10 h, visitors at
@@ -48,18 +47,23 @@ def elevation(t):
 def iso(t):
     return t.isoformat(timespec="seconds")
 
-with open(OUT + "pv.csv", "w") as f:
-    f.write("# Available PV power at the DC bus per array, kW, interval average. Synthetic clear sky:\n")
-    f.write("# see scripts/gen-day-inputs.py. Replace with `pedf forecast pv` output once it exists.\n")
-    f.write("start," + ",".join(a[0] for a in ARRAYS) + "\n")
-    for t in starts():
-        e = elevation(t)
+# weather.csv: an hourly "weather forecast" for the week (one hour either side), the input of
+# `pedf forecast pv`, which writes pv.csv from it (see the folder's README).
+with open(OUT + "../weather.csv", "w") as f:
+    f.write("# Synthetic hourly weather forecast for the reference park, 2026-06-17 23:00 to 06-25 00:00:\n")
+    f.write("# GHI ~ 1000 W/m2 * sin(elevation)^1.15 (a flat-plate approximation), thin cloud on 06-19\n")
+    f.write("# (GHI x 0.6) and 06-23 (x 0.8); air temperature 22-31 C; wind 1.5-3.5 m/s. Written by\n")
+    f.write("# scripts/gen-day-inputs.py; not measured data.\n")
+    f.write("time,ghi_w_m2,temp_air_c,wind_speed_m_s\n")
+    t = dt.datetime(2026, 6, 17, 23, tzinfo=TZ)
+    while t <= dt.datetime(2026, 6, 25, 0, tzinfo=TZ):
+        e = elevation(t - STEP / 2)  # elevation() looks at the middle of a 15-min step
         ghi = 1000 * max(0.0, math.sin(e)) ** 1.15 * CLOUD.get(t.date(), 1.0)
-        vals = []
-        for _, kwp, rating, loss in ARRAYS:
-            p = kwp * ghi / 1000 * (1 - loss) * 0.985
-            vals.append(f"{min(p, rating):.1f}")
-        f.write(iso(t) + "," + ",".join(vals) + "\n")
+        hour = t.hour
+        temp = 26.5 + 4.5 * math.cos(2 * math.pi * (hour - 15) / 24)
+        wind = 2.5 + 1.0 * math.cos(2 * math.pi * (hour - 14) / 24)
+        f.write(f"{iso(t)},{ghi:.1f},{temp:.1f},{wind:.1f}\n")
+        t += dt.timedelta(hours=1)
 
 def bump(hour, start, end, ramp=1.0):
     if hour <= start - ramp or hour >= end + ramp:

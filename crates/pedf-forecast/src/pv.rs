@@ -340,7 +340,7 @@ pub fn forecast_pv(
     let tl = model.linke_turbidity;
     let source = if tl.iter().all(|&x| x == tl[0]) {
         format!(
-            "{source}, Linke turbidity {}, {:?} sky diffuse, PVWatts DC/converter model",
+            "{source}, Linke turbidity {}, {} sky diffuse, PVWatts DC/converter model",
             tl[0], model.transposition
         )
     } else {

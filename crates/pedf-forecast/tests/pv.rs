@@ -234,3 +234,40 @@ fn weather_scales_the_forecast_and_must_cover_the_day() {
         "{err}"
     );
 }
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Arbitrary bytes never panic the weather reader; a file it accepts gives a forecast
+        /// that is finite, non-negative and within the converters' ratings, or a clear error.
+        #[test]
+        fn weather_reader_and_forecast_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = read_weather(InputFile { name: "w.csv", bytes: &bytes }, chrono_tz::Asia::Shanghai);
+        }
+
+        #[test]
+        fn any_valid_weather_gives_a_bounded_forecast(
+            ghi in proptest::collection::vec(0.0f64..1500.0, 26),
+            temp in proptest::collection::vec(-60.0f64..60.0, 26),
+            wind in proptest::collection::vec(0.0f64..75.0, 26),
+        ) {
+            let park = reference_park();
+            let mut text = String::from("time,ghi_w_m2,temp_air_c,wind_speed_m_s\n");
+            for h in 0..26 {
+                let t = chrono::DateTime::parse_from_rfc3339("2026-06-20T23:00:00+08:00").unwrap() + chrono::Duration::hours(h as i64);
+                text.push_str(&format!("{},{:.1},{:.1},{:.1}\n", t.to_rfc3339(), ghi[h], temp[h], wind[h]));
+            }
+            let w = weather(&text);
+            let f = forecast_pv(&park, NaiveDate::from_ymd_opt(2026, 6, 21).unwrap(), 1, Some(&w), &PvModel::default()).unwrap();
+            for (a, pv) in f.arrays.iter().zip(&park.pv) {
+                for &p in &a.kw {
+                    prop_assert!(p.is_finite() && p >= 0.0 && p <= pv.converter_rating.0 + 1e-9);
+                }
+            }
+        }
+    }
+}
