@@ -1,0 +1,3 @@
+pub mod capability;
+pub mod codec;
+pub mod template;

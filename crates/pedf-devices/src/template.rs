@@ -1,0 +1,457 @@
+//! Devices as data: register-map templates (`config/devices/templates/*.toml`) and the device
+//! list of a park (`config/devices/*.toml`).
+//!
+//! Template: `[template]` (name, capability, word order, whether SunSpec sentinels apply),
+//! `[[point]]` per field (table, address, type, word order, scale or scale-factor register,
+//! unit, invert), and an optional `[setpoint]` (register, type, scale, range, read-back
+//! register). Device list: `[[connection]]` (Modbus TCP address or RTU serial port) and
+//! `[[device]]` (id, capability, connection, unit id, template or `sunspec = true`, polling,
+//! staleness, ramp rate, safe value). Errors name the file, line and column or the field path.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use pedf_core::config::SourceMap;
+use serde::Deserialize;
+
+use crate::capability::{Capability, Field, Setpoint};
+use crate::codec::{RegType, WordOrder};
+
+/// A template or device-list problem, located.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}:{column}: {message}")]
+pub struct ConfigError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+/// The Modbus table a point lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Table {
+    #[default]
+    Holding,
+    Input,
+}
+
+/// Units a template may give; values are converted to the field's unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Unit {
+    W,
+    #[serde(rename = "kW")]
+    KW,
+    Wh,
+    #[serde(rename = "kWh")]
+    KWh,
+    #[serde(rename = "%")]
+    Percent,
+    #[serde(rename = "")]
+    None,
+}
+
+impl Unit {
+    /// Factor from this unit to the field's unit, or `None` if they do not match.
+    pub fn factor_to(self, field: Field) -> Option<f64> {
+        match (self, field.unit()) {
+            (Unit::W, "kW") | (Unit::Wh, "kWh") => Some(1e-3),
+            (Unit::KW, "kW") | (Unit::KWh, "kWh") | (Unit::Percent, "%") | (Unit::None, "") => Some(1.0),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateHead {
+    pub name: String,
+    pub capability: Capability,
+    #[serde(default)]
+    pub word_order: WordOrder,
+    /// Treat SunSpec "not implemented" values (0xFFFF, 0x8000, ...) as missing.
+    #[serde(default)]
+    pub sentinels: bool,
+    /// Where the data sheet is, for whoever checks the map.
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+/// One field read from registers.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Point {
+    pub field: Field,
+    #[serde(default)]
+    pub table: Table,
+    pub address: u16,
+    #[serde(rename = "type")]
+    pub ty: RegType,
+    #[serde(default)]
+    pub word_order: Option<WordOrder>,
+    /// Multiplier from the raw register value to `unit`.
+    #[serde(default)]
+    pub scale: Option<f64>,
+    /// Address of an int16 SunSpec scale factor (10^sf) in the same table.
+    #[serde(default)]
+    pub scale_register: Option<u16>,
+    pub unit: Unit,
+    /// The device counts the other way round from pedf's sign convention.
+    #[serde(default)]
+    pub invert: bool,
+}
+
+/// The register a setpoint is written to.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetpointMap {
+    pub kind: Setpoint,
+    pub address: u16,
+    #[serde(rename = "type")]
+    pub ty: RegType,
+    #[serde(default)]
+    pub word_order: Option<WordOrder>,
+    /// Register value x scale = value in `unit`.
+    #[serde(default)]
+    pub scale: Option<f64>,
+    pub unit: Unit,
+    /// The device's range, in pedf's unit and sign.
+    pub min: f64,
+    pub max: f64,
+    #[serde(default)]
+    pub invert: bool,
+    /// Where the device reports the setpoint it took (default: the same register).
+    #[serde(default)]
+    pub readback_address: Option<u16>,
+}
+
+/// A register-map template.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Template {
+    pub template: TemplateHead,
+    #[serde(default, rename = "point")]
+    pub points: Vec<Point>,
+    #[serde(default)]
+    pub setpoint: Option<SetpointMap>,
+}
+
+fn locate(file: &str, text: &str, offset: usize, message: String) -> ConfigError {
+    let (line, column) = SourceMap::new(text).locate(offset);
+    ConfigError { file: file.into(), line, column, message }
+}
+
+fn from_toml<T: for<'de> Deserialize<'de>>(file: &str, text: &str) -> Result<T, ConfigError> {
+    toml::from_str::<T>(text).map_err(|e| {
+        let offset = e.span().map_or(0, |s| s.start);
+        locate(file, text, offset, e.message().trim().to_string())
+    })
+}
+
+/// Byte offset of the `n`-th `[[name]]` header (for locating meaning errors).
+fn nth_table(text: &str, name: &str, n: usize) -> usize {
+    let header = format!("[[{name}]]");
+    text.match_indices(&header).nth(n).map_or(0, |(i, _)| i)
+}
+
+impl Template {
+    /// Parses and checks a template.
+    pub fn parse(file: &str, text: &str) -> Result<Template, Vec<ConfigError>> {
+        let t: Template = from_toml(file, text).map_err(|e| vec![e])?;
+        let mut errors = Vec::new();
+        let cap = t.template.capability;
+        let mut seen = BTreeSet::new();
+        for (i, p) in t.points.iter().enumerate() {
+            let at = nth_table(text, "point", i);
+            let mut err = |m: String| errors.push(locate(file, text, at, format!("point[{i}]: {m}")));
+            if !cap.fields().contains(&p.field) {
+                let valid: Vec<&str> = cap.fields().iter().map(|f| f.name()).collect();
+                err(format!("a {} has no field `{}`; fields: {}", cap.name(), p.field.name(), valid.join(", ")));
+            }
+            if !seen.insert(p.field) {
+                err(format!("field `{}` is mapped twice", p.field.name()));
+            }
+            if usize::from(p.address) + p.ty.words() > 65536 {
+                err(format!("address {} + {} register(s) runs past 65535", p.address, p.ty.words()));
+            }
+            if let Some(s) = p.scale {
+                if !s.is_finite() || s == 0.0 {
+                    err(format!("scale {s} must be a finite non-zero number"));
+                }
+            }
+            if p.scale.is_some() && p.scale_register.is_some() {
+                err("give `scale` or `scale_register`, not both".into());
+            }
+            if p.unit.factor_to(p.field).is_none() {
+                err(format!("unit {:?} does not fit `{}` (in {})", p.unit, p.field.name(), p.field.unit()));
+            }
+        }
+        if let Some(s) = &t.setpoint {
+            let at = text.find("[setpoint]").unwrap_or(0);
+            let mut err = |m: String| errors.push(locate(file, text, at, format!("setpoint: {m}")));
+            match cap.setpoint() {
+                Some(kind) if kind == s.kind => {}
+                Some(kind) => err(format!("a {} takes `{kind:?}`, not `{:?}`", cap.name(), s.kind)),
+                None => err(format!("a {} takes no setpoint", cap.name())),
+            }
+            if !(s.min.is_finite() && s.max.is_finite() && s.min <= s.max) {
+                err(format!("range {}..{} is empty or not finite", s.min, s.max));
+            }
+            if let Some(sc) = s.scale {
+                if !sc.is_finite() || sc == 0.0 {
+                    err(format!("scale {sc} must be a finite non-zero number"));
+                }
+            }
+            let field = match s.kind {
+                Setpoint::PowerKw => Field::PowerKw,
+                Setpoint::PowerLimitPct => Field::PowerLimitPct,
+            };
+            if s.unit.factor_to(field).is_none() {
+                err(format!("unit {:?} does not fit the setpoint (in {})", s.unit, field.unit()));
+            }
+        }
+        if errors.is_empty() {
+            Ok(t)
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// How a connection reaches its devices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    /// Modbus TCP: `address = "host:port"`.
+    Tcp,
+    /// Modbus RTU over a serial line: `path`, `baud`.
+    Rtu,
+}
+
+/// One Modbus connection: one request in flight at a time, shared by its devices.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Connection {
+    pub id: String,
+    pub kind: TransportKind,
+    /// TCP: `host:port`.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// RTU: serial device and speed.
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub baud: Option<u32>,
+    /// Per-request timeout.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Attempts after the first failure, with doubling back-off from `backoff_ms`.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    #[serde(default = "default_backoff_ms")]
+    pub backoff_ms: u64,
+}
+
+fn default_timeout_ms() -> u64 {
+    500
+}
+fn default_retries() -> u32 {
+    2
+}
+fn default_backoff_ms() -> u64 {
+    50
+}
+fn default_poll_ms() -> u64 {
+    1000
+}
+fn default_stale_ms() -> u64 {
+    5000
+}
+
+/// One device of the park.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceConfig {
+    pub id: String,
+    pub capability: Capability,
+    /// The park asset this device is (a pv id, battery id, charger id, `grid`...).
+    #[serde(default)]
+    pub asset: Option<String>,
+    pub connection: String,
+    #[serde(default = "one")]
+    pub unit_id: u8,
+    /// Register-map template name (file `templates/<name>.toml`); absent for SunSpec devices.
+    #[serde(default)]
+    pub template: Option<String>,
+    /// Discover and decode SunSpec models instead of a template.
+    #[serde(default)]
+    pub sunspec: bool,
+    #[serde(default = "default_poll_ms")]
+    pub poll_ms: u64,
+    #[serde(default = "default_stale_ms")]
+    pub stale_after_ms: u64,
+    /// Largest setpoint change per second, in the setpoint's unit.
+    #[serde(default)]
+    pub ramp_per_s: Option<f64>,
+    /// Value written when the controller stops or the device stops answering (default per
+    /// capability: battery 0 kW, charger and load 0 kW, PV 100 %).
+    #[serde(default)]
+    pub safe_value: Option<f64>,
+    /// For a SunSpec battery: which sign its power uses for discharge ("positive", the default,
+    /// or "negative").
+    #[serde(default)]
+    pub battery_discharge_sign: Option<String>,
+}
+
+fn one() -> u8 {
+    1
+}
+
+/// A park's device list.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevicesFile {
+    #[serde(default, rename = "connection")]
+    pub connections: Vec<Connection>,
+    #[serde(default, rename = "device")]
+    pub devices: Vec<DeviceConfig>,
+}
+
+impl DevicesFile {
+    /// Parses and checks a device list; `templates` are the known templates by name.
+    pub fn parse(file: &str, text: &str, templates: &BTreeMap<String, Template>) -> Result<DevicesFile, Vec<ConfigError>> {
+        let d: DevicesFile = from_toml(file, text).map_err(|e| vec![e])?;
+        let mut errors = Vec::new();
+        let conns: BTreeSet<&str> = d.connections.iter().map(|c| c.id.as_str()).collect();
+        let mut ids = BTreeSet::new();
+        for (i, c) in d.connections.iter().enumerate() {
+            let at = nth_table(text, "connection", i);
+            let mut err = |m: String| errors.push(locate(file, text, at, format!("connection[{i}] `{}`: {m}", c.id)));
+            if c.timeout_ms == 0 {
+                err("timeout_ms must be at least 1".into());
+            }
+            match c.kind {
+                TransportKind::Tcp => match &c.address {
+                    Some(a) if a.parse::<std::net::SocketAddr>().is_ok() => {}
+                    Some(a) => err(format!("address `{a}` is not host:port, e.g. 192.168.1.20:502")),
+                    None => err("a tcp connection needs `address = \"host:port\"`".into()),
+                },
+                TransportKind::Rtu => {
+                    if c.path.is_none() || c.baud.is_none() {
+                        err("an rtu connection needs `path` (e.g. /dev/ttyUSB0) and `baud` (e.g. 9600)".into());
+                    }
+                }
+            }
+        }
+        for (i, dev) in d.devices.iter().enumerate() {
+            let at = nth_table(text, "device", i);
+            let mut err = |m: String| errors.push(locate(file, text, at, format!("device[{i}] `{}`: {m}", dev.id)));
+            if !ids.insert(dev.id.as_str()) {
+                err("the id is used twice".into());
+            }
+            if !conns.contains(dev.connection.as_str()) {
+                err(format!("connection `{}` is not defined; connections: {}", dev.connection, conns.iter().copied().collect::<Vec<_>>().join(", ")));
+            }
+            match (&dev.template, dev.sunspec) {
+                (Some(_), true) => err("give `template` or `sunspec = true`, not both".into()),
+                (None, false) => err("give a `template` or `sunspec = true`".into()),
+                (Some(t), false) => match templates.get(t) {
+                    None => err(format!("template `{t}` not found; templates: {}", templates.keys().cloned().collect::<Vec<_>>().join(", "))),
+                    Some(tpl) if tpl.template.capability != dev.capability => err(format!("template `{t}` is a {}, the device a {}", tpl.template.capability.name(), dev.capability.name())),
+                    _ => {}
+                },
+                (None, true) => {
+                    if !matches!(dev.capability, Capability::Meter | Capability::PvInverter | Capability::Battery) {
+                        err(format!("SunSpec covers meters, PV inverters and batteries, not a {}", dev.capability.name()));
+                    }
+                }
+            }
+            if dev.poll_ms == 0 || dev.stale_after_ms < dev.poll_ms {
+                err(format!("stale_after_ms {} must be at least poll_ms {} (> 0)", dev.stale_after_ms, dev.poll_ms));
+            }
+            if let Some(r) = dev.ramp_per_s {
+                if !(r.is_finite() && r > 0.0) {
+                    err(format!("ramp_per_s {r} must be a positive number"));
+                }
+            }
+            if let Some(s) = &dev.battery_discharge_sign {
+                if s != "positive" && s != "negative" {
+                    err(format!("battery_discharge_sign `{s}` is not `positive` or `negative`"));
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(d)
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const METER: &str = r#"
+[template]
+name = "test meter"
+capability = "meter"
+
+[[point]]
+field = "power_kw"
+address = 0
+type = "i32"
+unit = "W"
+
+[[point]]
+field = "import_kwh"
+table = "input"
+address = 10
+type = "u32"
+scale = 0.01
+unit = "kWh"
+"#;
+
+    #[test]
+    fn a_good_template_parses() {
+        let t = Template::parse("m.toml", METER).unwrap();
+        assert_eq!(t.points.len(), 2);
+        assert_eq!(t.points[1].table, Table::Input);
+    }
+
+    #[test]
+    fn template_mistakes_are_located() {
+        let e = Template::parse("m.toml", &METER.replace("type = \"i32\"", "type = \"i17\"")).unwrap_err();
+        assert_eq!(e.len(), 1);
+        assert!(e[0].to_string().starts_with("m.toml:9:8: unknown variant `i17`, expected one of"), "{}", e[0]);
+        let e = Template::parse("m.toml", &METER.replace("field = \"import_kwh\"", "field = \"soc_pct\"")).unwrap_err();
+        assert_eq!(e[0].to_string(), "m.toml:12:1: point[1]: a meter has no field `soc_pct`; fields: power_kw, import_kwh, export_kwh");
+        let e = Template::parse("m.toml", &METER.replace("unit = \"W\"", "unit = \"kWh\"")).unwrap_err();
+        assert!(e[0].to_string().contains("point[0]: unit KWh does not fit `power_kw` (in kW)"), "{}", e[0]);
+        let e = Template::parse("m.toml", &METER.replace("address = 10", "adress = 10")).unwrap_err();
+        assert!(e[0].to_string().contains("unknown field `adress`"), "{}", e[0]);
+        let with_sp = format!("{METER}\n[setpoint]\nkind = \"power_kw\"\naddress = 5\ntype = \"i16\"\nunit = \"kW\"\nmin = 0\nmax = 1\n");
+        let e = Template::parse("m.toml", &with_sp).unwrap_err();
+        assert!(e[0].to_string().contains("setpoint: a meter takes no setpoint"), "{}", e[0]);
+    }
+
+    #[test]
+    fn device_list_mistakes_are_located() {
+        let mut templates = BTreeMap::new();
+        templates.insert("test-meter".to_string(), Template::parse("m.toml", METER).unwrap());
+        let good = "[[connection]]\nid = \"bus\"\nkind = \"tcp\"\naddress = \"127.0.0.1:502\"\n\n[[device]]\nid = \"grid\"\ncapability = \"meter\"\nconnection = \"bus\"\ntemplate = \"test-meter\"\n";
+        let d = DevicesFile::parse("d.toml", good, &templates).unwrap();
+        assert_eq!(d.devices[0].poll_ms, 1000);
+        let bad = good.replace("template = \"test-meter\"", "template = \"nope\"\n\n[[device]]\nid = \"grid\"\ncapability = \"ev-charger\"\nconnection = \"bus2\"\nsunspec = true\n");
+        let e = DevicesFile::parse("d.toml", &bad, &templates).unwrap_err();
+        let msgs: Vec<String> = e.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            msgs,
+            [
+                "d.toml:6:1: device[0] `grid`: template `nope` not found; templates: test-meter",
+                "d.toml:12:1: device[1] `grid`: the id is used twice",
+                "d.toml:12:1: device[1] `grid`: connection `bus2` is not defined; connections: bus",
+                "d.toml:12:1: device[1] `grid`: SunSpec covers meters, PV inverters and batteries, not a ev-charger",
+            ]
+        );
+    }
+}
