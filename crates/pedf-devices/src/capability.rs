@@ -55,7 +55,11 @@ impl Field {
     /// The unit the field is stored in.
     pub fn unit(self) -> &'static str {
         match self {
-            Field::PowerKw | Field::MaxChargeKw | Field::MaxDischargeKw | Field::DcPowerKw | Field::AcPowerKw => "kW",
+            Field::PowerKw
+            | Field::MaxChargeKw
+            | Field::MaxDischargeKw
+            | Field::DcPowerKw
+            | Field::AcPowerKw => "kW",
             Field::ImportKwh | Field::ExportKwh | Field::EnergyKwh | Field::SessionKwh => "kWh",
             Field::SocPct | Field::PowerLimitPct => "%",
             Field::ChargerState => "",
@@ -99,7 +103,10 @@ impl Capability {
         match self {
             Capability::Meter => None,
             Capability::PvInverter => Some(Setpoint::PowerLimitPct),
-            Capability::Battery | Capability::EvCharger | Capability::DcLoad | Capability::Converter => Some(Setpoint::PowerKw),
+            Capability::Battery
+            | Capability::EvCharger
+            | Capability::DcLoad
+            | Capability::Converter => Some(Setpoint::PowerKw),
         }
     }
 
@@ -162,7 +169,15 @@ pub struct DeviceState {
 
 impl DeviceState {
     pub fn new(id: impl Into<String>, capability: Capability, stale_after: Duration) -> Self {
-        DeviceState { id: id.into(), capability, values: BTreeMap::new(), bad: BTreeMap::new(), last_ok: None, last_error: None, stale_after }
+        DeviceState {
+            id: id.into(),
+            capability,
+            values: BTreeMap::new(),
+            bad: BTreeMap::new(),
+            last_ok: None,
+            last_error: None,
+            stale_after,
+        }
     }
 
     /// Records a good value.
@@ -209,7 +224,9 @@ impl DeviceState {
 
     /// Good readings only.
     pub fn good(&self, field: Field, now: DateTime<Utc>) -> Option<f64> {
-        self.reading(field, now).filter(|r| r.quality == Quality::Good).map(|r| r.value)
+        self.reading(field, now)
+            .filter(|r| r.quality == Quality::Good)
+            .map(|r| r.value)
     }
 }
 
@@ -328,12 +345,24 @@ mod tests {
 
     #[test]
     fn quality_follows_age_and_badness() {
-        let t0 = DateTime::parse_from_rfc3339("2026-06-21T04:00:00Z").unwrap().to_utc();
+        let t0 = DateTime::parse_from_rfc3339("2026-06-21T04:00:00Z")
+            .unwrap()
+            .to_utc();
         let mut s = DeviceState::new("meter", Capability::Meter, Duration::from_secs(5));
         assert!(s.grid_power(t0).is_none());
         s.set(Field::PowerKw, 120.0, t0);
-        assert_eq!(s.grid_power(t0 + chrono::Duration::seconds(3)).unwrap().quality, Quality::Good);
-        assert_eq!(s.grid_power(t0 + chrono::Duration::seconds(6)).unwrap().quality, Quality::Stale);
+        assert_eq!(
+            s.grid_power(t0 + chrono::Duration::seconds(3))
+                .unwrap()
+                .quality,
+            Quality::Good
+        );
+        assert_eq!(
+            s.grid_power(t0 + chrono::Duration::seconds(6))
+                .unwrap()
+                .quality,
+            Quality::Stale
+        );
         s.set_bad(Field::PowerKw, "NaN");
         assert_eq!(s.grid_power(t0).unwrap().quality, Quality::Bad);
         assert_eq!(s.good(Field::PowerKw, t0), None);

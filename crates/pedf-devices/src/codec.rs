@@ -47,7 +47,11 @@ pub enum WordOrder {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     #[error("{ty:?} needs {need} register(s), got {got}")]
-    Length { ty: RegType, need: usize, got: usize },
+    Length {
+        ty: RegType,
+        need: usize,
+        got: usize,
+    },
     #[error("the value is the \"not implemented\" marker")]
     NotImplemented,
     #[error("the value is not a finite number")]
@@ -65,9 +69,18 @@ fn ordered(words: &[u16], order: WordOrder) -> Vec<u16> {
 /// Decodes `words` (exactly `ty.words()` of them) into a number. The SunSpec sentinels
 /// (0xFFFF, 0x8000, 0xFFFFFFFF, 0x80000000, all-ones u64, NaN) are [`DecodeError::NotImplemented`]
 /// when `sentinels` is true; a float that is NaN or infinite is always rejected.
-pub fn decode(words: &[u16], ty: RegType, order: WordOrder, sentinels: bool) -> Result<f64, DecodeError> {
+pub fn decode(
+    words: &[u16],
+    ty: RegType,
+    order: WordOrder,
+    sentinels: bool,
+) -> Result<f64, DecodeError> {
     if words.len() != ty.words() {
-        return Err(DecodeError::Length { ty, need: ty.words(), got: words.len() });
+        return Err(DecodeError::Length {
+            ty,
+            need: ty.words(),
+            got: words.len(),
+        });
     }
     let w = ordered(words, order);
     let wide = w.iter().fold(0u64, |acc, &x| (acc << 16) | u64::from(x));
@@ -140,7 +153,9 @@ pub fn encode(value: f64, ty: RegType, order: WordOrder) -> Result<Vec<u16>, Enc
         _ => return Err(err()),
     };
     let n = ty.words();
-    let mut words: Vec<u16> = (0..n).map(|i| (wide >> (16 * (n - 1 - i))) as u16).collect();
+    let mut words: Vec<u16> = (0..n)
+        .map(|i| (wide >> (16 * (n - 1 - i))) as u16)
+        .collect();
     if order == WordOrder::LowFirst {
         words.reverse();
     }
@@ -160,26 +175,76 @@ mod tests {
 
     #[test]
     fn decodes_every_type_and_word_order() {
-        assert_eq!(decode(&[0x1234], RegType::U16, WordOrder::HighFirst, true), Ok(4660.0));
-        assert_eq!(decode(&[0xFFFE], RegType::I16, WordOrder::HighFirst, true), Ok(-2.0));
-        assert_eq!(decode(&[0x0001, 0x0002], RegType::U32, WordOrder::HighFirst, true), Ok(65538.0));
-        assert_eq!(decode(&[0x0002, 0x0001], RegType::U32, WordOrder::LowFirst, true), Ok(65538.0));
-        assert_eq!(decode(&[0xFFFF, 0xFFFE], RegType::I32, WordOrder::HighFirst, true), Ok(-2.0));
-        assert_eq!(decode(&[0, 0, 1, 0], RegType::U64, WordOrder::HighFirst, true), Ok(65536.0));
+        assert_eq!(
+            decode(&[0x1234], RegType::U16, WordOrder::HighFirst, true),
+            Ok(4660.0)
+        );
+        assert_eq!(
+            decode(&[0xFFFE], RegType::I16, WordOrder::HighFirst, true),
+            Ok(-2.0)
+        );
+        assert_eq!(
+            decode(&[0x0001, 0x0002], RegType::U32, WordOrder::HighFirst, true),
+            Ok(65538.0)
+        );
+        assert_eq!(
+            decode(&[0x0002, 0x0001], RegType::U32, WordOrder::LowFirst, true),
+            Ok(65538.0)
+        );
+        assert_eq!(
+            decode(&[0xFFFF, 0xFFFE], RegType::I32, WordOrder::HighFirst, true),
+            Ok(-2.0)
+        );
+        assert_eq!(
+            decode(&[0, 0, 1, 0], RegType::U64, WordOrder::HighFirst, true),
+            Ok(65536.0)
+        );
         let pi = 3.5f32.to_bits();
-        assert_eq!(decode(&[(pi >> 16) as u16, pi as u16], RegType::F32, WordOrder::HighFirst, true), Ok(3.5));
+        assert_eq!(
+            decode(
+                &[(pi >> 16) as u16, pi as u16],
+                RegType::F32,
+                WordOrder::HighFirst,
+                true
+            ),
+            Ok(3.5)
+        );
     }
 
     #[test]
     fn sentinels_and_garbage_are_refused() {
-        assert_eq!(decode(&[0xFFFF], RegType::U16, WordOrder::HighFirst, true), Err(DecodeError::NotImplemented));
-        assert_eq!(decode(&[0xFFFF], RegType::U16, WordOrder::HighFirst, false), Ok(65535.0));
-        assert_eq!(decode(&[0x8000], RegType::I16, WordOrder::HighFirst, true), Err(DecodeError::NotImplemented));
-        assert_eq!(decode(&[0x8000, 0], RegType::I32, WordOrder::HighFirst, true), Err(DecodeError::NotImplemented));
-        assert_eq!(decode(&[0x7FC0, 0], RegType::F32, WordOrder::HighFirst, true), Err(DecodeError::NotImplemented));
-        assert_eq!(decode(&[0x7F80, 0], RegType::F32, WordOrder::HighFirst, true), Err(DecodeError::NotFinite));
-        assert_eq!(decode(&[0x7FC0, 0], RegType::F32, WordOrder::HighFirst, false), Err(DecodeError::NotFinite));
-        assert!(matches!(decode(&[1], RegType::U32, WordOrder::HighFirst, true), Err(DecodeError::Length { .. })));
+        assert_eq!(
+            decode(&[0xFFFF], RegType::U16, WordOrder::HighFirst, true),
+            Err(DecodeError::NotImplemented)
+        );
+        assert_eq!(
+            decode(&[0xFFFF], RegType::U16, WordOrder::HighFirst, false),
+            Ok(65535.0)
+        );
+        assert_eq!(
+            decode(&[0x8000], RegType::I16, WordOrder::HighFirst, true),
+            Err(DecodeError::NotImplemented)
+        );
+        assert_eq!(
+            decode(&[0x8000, 0], RegType::I32, WordOrder::HighFirst, true),
+            Err(DecodeError::NotImplemented)
+        );
+        assert_eq!(
+            decode(&[0x7FC0, 0], RegType::F32, WordOrder::HighFirst, true),
+            Err(DecodeError::NotImplemented)
+        );
+        assert_eq!(
+            decode(&[0x7F80, 0], RegType::F32, WordOrder::HighFirst, true),
+            Err(DecodeError::NotFinite)
+        );
+        assert_eq!(
+            decode(&[0x7FC0, 0], RegType::F32, WordOrder::HighFirst, false),
+            Err(DecodeError::NotFinite)
+        );
+        assert!(matches!(
+            decode(&[1], RegType::U32, WordOrder::HighFirst, true),
+            Err(DecodeError::Length { .. })
+        ));
         assert_eq!(sunspec_scale(-2), Some(0.01));
         assert_eq!(sunspec_scale(i16::MIN), None);
     }
@@ -215,6 +280,9 @@ mod tests {
         assert!(encode(70000.0, RegType::U16, WordOrder::HighFirst).is_err());
         assert!(encode(-1.0, RegType::U32, WordOrder::HighFirst).is_err());
         assert!(encode(f64::NAN, RegType::F32, WordOrder::HighFirst).is_err());
-        assert_eq!(encode(-2.0, RegType::I32, WordOrder::LowFirst).unwrap(), vec![0xFFFE, 0xFFFF]);
+        assert_eq!(
+            encode(-2.0, RegType::I32, WordOrder::LowFirst).unwrap(),
+            vec![0xFFFE, 0xFFFF]
+        );
     }
 }

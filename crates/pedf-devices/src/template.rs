@@ -27,7 +27,7 @@ pub struct ConfigError {
 }
 
 /// The Modbus table a point lives in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Table {
     #[default]
@@ -55,7 +55,9 @@ impl Unit {
     pub fn factor_to(self, field: Field) -> Option<f64> {
         match (self, field.unit()) {
             (Unit::W, "kW") | (Unit::Wh, "kWh") => Some(1e-3),
-            (Unit::KW, "kW") | (Unit::KWh, "kWh") | (Unit::Percent, "%") | (Unit::None, "") => Some(1.0),
+            (Unit::KW, "kW") | (Unit::KWh, "kWh") | (Unit::Percent, "%") | (Unit::None, "") => {
+                Some(1.0)
+            }
             _ => None,
         }
     }
@@ -137,7 +139,12 @@ pub struct Template {
 
 fn locate(file: &str, text: &str, offset: usize, message: String) -> ConfigError {
     let (line, column) = SourceMap::new(text).locate(offset);
-    ConfigError { file: file.into(), line, column, message }
+    ConfigError {
+        file: file.into(),
+        line,
+        column,
+        message,
+    }
 }
 
 fn from_toml<T: for<'de> Deserialize<'de>>(file: &str, text: &str) -> Result<T, ConfigError> {
@@ -162,16 +169,26 @@ impl Template {
         let mut seen = BTreeSet::new();
         for (i, p) in t.points.iter().enumerate() {
             let at = nth_table(text, "point", i);
-            let mut err = |m: String| errors.push(locate(file, text, at, format!("point[{i}]: {m}")));
+            let mut err =
+                |m: String| errors.push(locate(file, text, at, format!("point[{i}]: {m}")));
             if !cap.fields().contains(&p.field) {
                 let valid: Vec<&str> = cap.fields().iter().map(|f| f.name()).collect();
-                err(format!("a {} has no field `{}`; fields: {}", cap.name(), p.field.name(), valid.join(", ")));
+                err(format!(
+                    "a {} has no field `{}`; fields: {}",
+                    cap.name(),
+                    p.field.name(),
+                    valid.join(", ")
+                ));
             }
             if !seen.insert(p.field) {
                 err(format!("field `{}` is mapped twice", p.field.name()));
             }
             if usize::from(p.address) + p.ty.words() > 65536 {
-                err(format!("address {} + {} register(s) runs past 65535", p.address, p.ty.words()));
+                err(format!(
+                    "address {} + {} register(s) runs past 65535",
+                    p.address,
+                    p.ty.words()
+                ));
             }
             if let Some(s) = p.scale {
                 if !s.is_finite() || s == 0.0 {
@@ -182,7 +199,12 @@ impl Template {
                 err("give `scale` or `scale_register`, not both".into());
             }
             if p.unit.factor_to(p.field).is_none() {
-                err(format!("unit {:?} does not fit `{}` (in {})", p.unit, p.field.name(), p.field.unit()));
+                err(format!(
+                    "unit {:?} does not fit `{}` (in {})",
+                    p.unit,
+                    p.field.name(),
+                    p.field.unit()
+                ));
             }
         }
         if let Some(s) = &t.setpoint {
@@ -190,7 +212,11 @@ impl Template {
             let mut err = |m: String| errors.push(locate(file, text, at, format!("setpoint: {m}")));
             match cap.setpoint() {
                 Some(kind) if kind == s.kind => {}
-                Some(kind) => err(format!("a {} takes `{kind:?}`, not `{:?}`", cap.name(), s.kind)),
+                Some(kind) => err(format!(
+                    "a {} takes `{kind:?}`, not `{:?}`",
+                    cap.name(),
+                    s.kind
+                )),
                 None => err(format!("a {} takes no setpoint", cap.name())),
             }
             if !(s.min.is_finite() && s.max.is_finite() && s.min <= s.max) {
@@ -206,7 +232,11 @@ impl Template {
                 Setpoint::PowerLimitPct => Field::PowerLimitPct,
             };
             if s.unit.factor_to(field).is_none() {
-                err(format!("unit {:?} does not fit the setpoint (in {})", s.unit, field.unit()));
+                err(format!(
+                    "unit {:?} does not fit the setpoint (in {})",
+                    s.unit,
+                    field.unit()
+                ));
             }
         }
         if errors.is_empty() {
@@ -318,21 +348,34 @@ pub struct DevicesFile {
 
 impl DevicesFile {
     /// Parses and checks a device list; `templates` are the known templates by name.
-    pub fn parse(file: &str, text: &str, templates: &BTreeMap<String, Template>) -> Result<DevicesFile, Vec<ConfigError>> {
+    pub fn parse(
+        file: &str,
+        text: &str,
+        templates: &BTreeMap<String, Template>,
+    ) -> Result<DevicesFile, Vec<ConfigError>> {
         let d: DevicesFile = from_toml(file, text).map_err(|e| vec![e])?;
         let mut errors = Vec::new();
         let conns: BTreeSet<&str> = d.connections.iter().map(|c| c.id.as_str()).collect();
         let mut ids = BTreeSet::new();
         for (i, c) in d.connections.iter().enumerate() {
             let at = nth_table(text, "connection", i);
-            let mut err = |m: String| errors.push(locate(file, text, at, format!("connection[{i}] `{}`: {m}", c.id)));
+            let mut err = |m: String| {
+                errors.push(locate(
+                    file,
+                    text,
+                    at,
+                    format!("connection[{i}] `{}`: {m}", c.id),
+                ))
+            };
             if c.timeout_ms == 0 {
                 err("timeout_ms must be at least 1".into());
             }
             match c.kind {
                 TransportKind::Tcp => match &c.address {
                     Some(a) if a.parse::<std::net::SocketAddr>().is_ok() => {}
-                    Some(a) => err(format!("address `{a}` is not host:port, e.g. 192.168.1.20:502")),
+                    Some(a) => err(format!(
+                        "address `{a}` is not host:port, e.g. 192.168.1.20:502"
+                    )),
                     None => err("a tcp connection needs `address = \"host:port\"`".into()),
                 },
                 TransportKind::Rtu => {
@@ -344,29 +387,56 @@ impl DevicesFile {
         }
         for (i, dev) in d.devices.iter().enumerate() {
             let at = nth_table(text, "device", i);
-            let mut err = |m: String| errors.push(locate(file, text, at, format!("device[{i}] `{}`: {m}", dev.id)));
+            let mut err = |m: String| {
+                errors.push(locate(
+                    file,
+                    text,
+                    at,
+                    format!("device[{i}] `{}`: {m}", dev.id),
+                ))
+            };
             if !ids.insert(dev.id.as_str()) {
                 err("the id is used twice".into());
             }
             if !conns.contains(dev.connection.as_str()) {
-                err(format!("connection `{}` is not defined; connections: {}", dev.connection, conns.iter().copied().collect::<Vec<_>>().join(", ")));
+                err(format!(
+                    "connection `{}` is not defined; connections: {}",
+                    dev.connection,
+                    conns.iter().copied().collect::<Vec<_>>().join(", ")
+                ));
             }
             match (&dev.template, dev.sunspec) {
                 (Some(_), true) => err("give `template` or `sunspec = true`, not both".into()),
                 (None, false) => err("give a `template` or `sunspec = true`".into()),
                 (Some(t), false) => match templates.get(t) {
-                    None => err(format!("template `{t}` not found; templates: {}", templates.keys().cloned().collect::<Vec<_>>().join(", "))),
-                    Some(tpl) if tpl.template.capability != dev.capability => err(format!("template `{t}` is a {}, the device a {}", tpl.template.capability.name(), dev.capability.name())),
+                    None => err(format!(
+                        "template `{t}` not found; templates: {}",
+                        templates.keys().cloned().collect::<Vec<_>>().join(", ")
+                    )),
+                    Some(tpl) if tpl.template.capability != dev.capability => err(format!(
+                        "template `{t}` is a {}, the device a {}",
+                        tpl.template.capability.name(),
+                        dev.capability.name()
+                    )),
                     _ => {}
                 },
                 (None, true) => {
-                    if !matches!(dev.capability, Capability::Meter | Capability::PvInverter | Capability::Battery) {
-                        err(format!("SunSpec covers meters, PV inverters and batteries, not a {}", dev.capability.name()));
+                    if !matches!(
+                        dev.capability,
+                        Capability::Meter | Capability::PvInverter | Capability::Battery
+                    ) {
+                        err(format!(
+                            "SunSpec covers meters, PV inverters and batteries, not a {}",
+                            dev.capability.name()
+                        ));
                     }
                 }
             }
             if dev.poll_ms == 0 || dev.stale_after_ms < dev.poll_ms {
-                err(format!("stale_after_ms {} must be at least poll_ms {} (> 0)", dev.stale_after_ms, dev.poll_ms));
+                err(format!(
+                    "stale_after_ms {} must be at least poll_ms {} (> 0)",
+                    dev.stale_after_ms, dev.poll_ms
+                ));
             }
             if let Some(r) = dev.ramp_per_s {
                 if !(r.is_finite() && r > 0.0) {
@@ -375,7 +445,9 @@ impl DevicesFile {
             }
             if let Some(s) = &dev.battery_discharge_sign {
                 if s != "positive" && s != "negative" {
-                    err(format!("battery_discharge_sign `{s}` is not `positive` or `negative`"));
+                    err(format!(
+                        "battery_discharge_sign `{s}` is not `positive` or `negative`"
+                    ));
                 }
             }
         }
@@ -420,24 +492,53 @@ unit = "kWh"
 
     #[test]
     fn template_mistakes_are_located() {
-        let e = Template::parse("m.toml", &METER.replace("type = \"i32\"", "type = \"i17\"")).unwrap_err();
+        let e = Template::parse("m.toml", &METER.replace("type = \"i32\"", "type = \"i17\""))
+            .unwrap_err();
         assert_eq!(e.len(), 1);
-        assert!(e[0].to_string().starts_with("m.toml:9:8: unknown variant `i17`, expected one of"), "{}", e[0]);
-        let e = Template::parse("m.toml", &METER.replace("field = \"import_kwh\"", "field = \"soc_pct\"")).unwrap_err();
+        assert!(
+            e[0].to_string()
+                .starts_with("m.toml:9:8: unknown variant `i17`, expected one of"),
+            "{}",
+            e[0]
+        );
+        let e = Template::parse(
+            "m.toml",
+            &METER.replace("field = \"import_kwh\"", "field = \"soc_pct\""),
+        )
+        .unwrap_err();
         assert_eq!(e[0].to_string(), "m.toml:12:1: point[1]: a meter has no field `soc_pct`; fields: power_kw, import_kwh, export_kwh");
-        let e = Template::parse("m.toml", &METER.replace("unit = \"W\"", "unit = \"kWh\"")).unwrap_err();
-        assert!(e[0].to_string().contains("point[0]: unit KWh does not fit `power_kw` (in kW)"), "{}", e[0]);
-        let e = Template::parse("m.toml", &METER.replace("address = 10", "adress = 10")).unwrap_err();
-        assert!(e[0].to_string().contains("unknown field `adress`"), "{}", e[0]);
+        let e = Template::parse("m.toml", &METER.replace("unit = \"W\"", "unit = \"kWh\""))
+            .unwrap_err();
+        assert!(
+            e[0].to_string()
+                .contains("point[0]: unit KWh does not fit `power_kw` (in kW)"),
+            "{}",
+            e[0]
+        );
+        let e =
+            Template::parse("m.toml", &METER.replace("address = 10", "adress = 10")).unwrap_err();
+        assert!(
+            e[0].to_string().contains("unknown field `adress`"),
+            "{}",
+            e[0]
+        );
         let with_sp = format!("{METER}\n[setpoint]\nkind = \"power_kw\"\naddress = 5\ntype = \"i16\"\nunit = \"kW\"\nmin = 0\nmax = 1\n");
         let e = Template::parse("m.toml", &with_sp).unwrap_err();
-        assert!(e[0].to_string().contains("setpoint: a meter takes no setpoint"), "{}", e[0]);
+        assert!(
+            e[0].to_string()
+                .contains("setpoint: a meter takes no setpoint"),
+            "{}",
+            e[0]
+        );
     }
 
     #[test]
     fn device_list_mistakes_are_located() {
         let mut templates = BTreeMap::new();
-        templates.insert("test-meter".to_string(), Template::parse("m.toml", METER).unwrap());
+        templates.insert(
+            "test-meter".to_string(),
+            Template::parse("m.toml", METER).unwrap(),
+        );
         let good = "[[connection]]\nid = \"bus\"\nkind = \"tcp\"\naddress = \"127.0.0.1:502\"\n\n[[device]]\nid = \"grid\"\ncapability = \"meter\"\nconnection = \"bus\"\ntemplate = \"test-meter\"\n";
         let d = DevicesFile::parse("d.toml", good, &templates).unwrap();
         assert_eq!(d.devices[0].poll_ms, 1000);
