@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::capability::{DeviceState, Field, Setpoint};
+use crate::capability::{Capability, DeviceState, Field, Setpoint};
 use crate::codec::{decode, encode, sunspec_scale, DecodeError, RegType, WordOrder};
 use crate::modbus::{LinkError, ModbusLink};
 use crate::sunspec::{self, ModelEntry, SunSpecError};
@@ -201,32 +201,63 @@ impl ModbusDevice {
                 Ok(readback)
             }
             Driver::SunSpec { models, data } => {
-                if self.config.capability != crate::capability::Capability::PvInverter {
-                    return Err(DeviceError::NotControllable);
-                }
                 let models = models
                     .as_deref()
                     .ok_or(DeviceError::Decode("not discovered yet: poll first".into()))?;
-                let (limit, enable, scale) = sunspec::power_limit_registers(models, data)
-                    .ok_or(DeviceError::NotControllable)?;
-                let raw = (value / scale).round();
-                let words = encode(raw, RegType::U16, WordOrder::HighFirst).map_err(|e| {
-                    DeviceError::Encode {
-                        value,
-                        why: e.to_string(),
+                match self.config.capability {
+                    Capability::PvInverter => {
+                        let (limit, enable, scale) = sunspec::power_limit_registers(models, data)
+                            .ok_or(DeviceError::NotControllable)?;
+                        let raw = (value / scale).round();
+                        let words =
+                            encode(raw, RegType::U16, WordOrder::HighFirst).map_err(|e| {
+                                DeviceError::Encode {
+                                    value,
+                                    why: e.to_string(),
+                                }
+                            })?;
+                        self.link.write(unit, limit, words).await?;
+                        self.link.write(unit, enable, vec![1]).await?;
+                        let back = self.link.read(unit, Table::Holding, limit, 1).await?;
+                        let readback = f64::from(back[0]) * scale;
+                        if (readback - value).abs() > scale * 0.5 + 1e-9 {
+                            return Err(DeviceError::Readback {
+                                asked: value,
+                                readback,
+                            });
+                        }
+                        Ok(readback)
                     }
-                })?;
-                self.link.write(unit, limit, words).await?;
-                self.link.write(unit, enable, vec![1]).await?;
-                let back = self.link.read(unit, Table::Holding, limit, 1).await?;
-                let readback = f64::from(back[0]) * scale;
-                if (readback - value).abs() > scale * 0.5 + 1e-9 {
-                    return Err(DeviceError::Readback {
-                        asked: value,
-                        readback,
-                    });
+                    Capability::Battery => {
+                        let ctl = sunspec::storage_control(models, data)
+                            .ok_or(DeviceError::NotControllable)?;
+                        let signed = if self.invert_power { -value } else { value };
+                        let (out_rate, in_rate) = ctl.rates_for(signed);
+                        self.link
+                            .write(unit, ctl.out_rate, vec![out_rate as u16, in_rate as u16])
+                            .await?;
+                        self.link.write(unit, ctl.mode, vec![3]).await?;
+                        let back = self
+                            .link
+                            .read(unit, Table::Holding, ctl.out_rate, 1)
+                            .await?;
+                        let mut readback = ctl.power_of(back[0] as i16);
+                        if self.invert_power {
+                            readback = -readback;
+                        }
+                        let step = ctl.rate_scale / 100.0 * ctl.w_cha_max_kw;
+                        if (readback - value).abs() > step * 0.5 + 1e-9
+                            && value.abs() <= ctl.w_cha_max_kw
+                        {
+                            return Err(DeviceError::Readback {
+                                asked: value,
+                                readback,
+                            });
+                        }
+                        Ok(readback)
+                    }
+                    _ => Err(DeviceError::NotControllable),
                 }
-                Ok(readback)
             }
         }
     }

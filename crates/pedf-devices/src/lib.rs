@@ -1,5 +1,6 @@
 pub mod capability;
 pub mod codec;
+pub mod control;
 pub mod device;
 pub mod modbus;
 pub mod sunspec;

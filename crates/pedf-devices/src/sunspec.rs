@@ -375,6 +375,56 @@ pub fn power_limit_registers(
     ))
 }
 
+/// Registers of the model 124 storage controls, for a battery power setpoint.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StorageControl {
+    /// StorCtl_Mod (bit 0 charge limit active, bit 1 discharge limit active).
+    pub mode: u16,
+    /// OutWRte and InWRte: percent of WChaMax, scaled by InOutWRte_SF; adjacent registers.
+    pub out_rate: u16,
+    pub in_rate: u16,
+    /// WChaMax in kW.
+    pub w_cha_max_kw: f64,
+    /// 10^InOutWRte_SF.
+    pub rate_scale: f64,
+}
+
+/// The storage control registers, when model 124 is present with usable scale factors.
+pub fn storage_control(
+    models: &[ModelEntry],
+    data: &BTreeMap<u16, Vec<u16>>,
+) -> Option<StorageControl> {
+    let entry = models.iter().find(|m| m.id == 124)?;
+    let m: Model124 = parse(data)?.ok()?;
+    let w_cha_max_kw = f64::from(m.w_cha_max) * sunspec_scale(m.w_cha_max_sf)? * 1e-3;
+    let rate_scale = sunspec_scale(m.in_out_w_rte_sf.unwrap_or(0))?;
+    (w_cha_max_kw > 0.0).then_some(StorageControl {
+        mode: entry.addr + Model124::STOR_CTL_MOD.offset,
+        out_rate: entry.addr + Model124::OUT_W_RTE.offset,
+        in_rate: entry.addr + Model124::IN_W_RTE.offset,
+        w_cha_max_kw,
+        rate_scale,
+    })
+}
+
+impl StorageControl {
+    /// Registers for a power in pedf's sign (+discharge): StorCtl_Mod = 3 (both limits
+    /// active), OutWRte = +x % and InWRte = -x % to discharge at x % of WChaMax, the reverse to
+    /// charge; 0 % both ways holds. This is the forced charge/discharge scheme of SunSpec 124
+    /// that storage inverters commonly implement; a device that does otherwise needs a
+    /// template.
+    pub fn rates_for(&self, power_kw: f64) -> (i16, i16) {
+        let pct = (power_kw / self.w_cha_max_kw * 100.0).clamp(-100.0, 100.0);
+        let raw = (pct / self.rate_scale).round() as i16;
+        (raw, -raw)
+    }
+
+    /// The power the rates stand for.
+    pub fn power_of(&self, out_rate: i16) -> f64 {
+        f64::from(out_rate) * self.rate_scale / 100.0 * self.w_cha_max_kw
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

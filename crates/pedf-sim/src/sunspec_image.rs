@@ -113,7 +113,8 @@ pub fn controls(limit_pct: f64) -> Vec<u16> {
     d
 }
 
-/// Storage (124): nameplate charge rate WChaMax in W (scale factor `sf`).
+/// Storage (124): nameplate charge rate WChaMax in W (scale factor `sf`); charge and
+/// discharge rates in 0.1 % steps.
 pub fn storage(w_cha_max: f64, sf: i16) -> Vec<u16> {
     let mut d = blank::<Model124>();
     put(
@@ -122,6 +123,7 @@ pub fn storage(w_cha_max: f64, sf: i16) -> Vec<u16> {
         (w_cha_max / 10f64.powi(i32::from(sf))).round() as u16,
     );
     put(&mut d, Model124::W_CHA_MAX_SF, sf);
+    put(&mut d, Model124::IN_OUT_W_RTE_SF, Some(-1i16));
     d
 }
 

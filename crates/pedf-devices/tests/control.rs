@@ -1,0 +1,244 @@
+//! Safe control end to end over Modbus: clamping to park limits, ramping, read-back, the
+//! watchdog's safe state, and the audit trail.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::Utc;
+use pedf_core::config::load_park;
+use pedf_devices::capability::Capability;
+use pedf_devices::control::{default_safe_value, park_limits, Limits, Policy, SafeControl};
+use pedf_devices::device::{DeviceError, ModbusDevice};
+use pedf_devices::modbus::{LinkOptions, ModbusLink};
+use pedf_devices::template::{DeviceConfig, Template};
+use pedf_sim::bank::{Bank, SimServer};
+use pedf_sim::sunspec_image::{self as img, SunSpecImage};
+
+fn config(id: &str, capability: Capability, sunspec: bool) -> DeviceConfig {
+    DeviceConfig {
+        id: id.into(),
+        capability,
+        asset: Some(id.into()),
+        connection: "bus".into(),
+        unit_id: 1,
+        template: (!sunspec).then(|| "t".to_string()),
+        sunspec,
+        poll_ms: 1000,
+        stale_after_ms: 3000,
+        ramp_per_s: None,
+        safe_value: None,
+        battery_discharge_sign: None,
+    }
+}
+
+fn link(addr: std::net::SocketAddr) -> ModbusLink {
+    ModbusLink::tcp(
+        addr,
+        LinkOptions {
+            timeout: Duration::from_millis(300),
+            retries: 1,
+            backoff: Duration::from_millis(10),
+        },
+    )
+}
+
+#[tokio::test]
+async fn sunspec_battery_is_clamped_ramped_read_back_and_made_safe() {
+    let park = load_park(
+        "p.toml",
+        &std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../config/qingzhou-pedf.toml"
+        ))
+        .unwrap(),
+    )
+    .value
+    .unwrap();
+    let battery_id = park.batteries[0].id.clone();
+    let mut bank = Bank::default();
+    let image = SunSpecImage::new(40000)
+        .model(1, &img::common("pedf-sim", "BAT", "B-1"))
+        .model(
+            802,
+            &img::battery(50.0, 0.0, 2, 1_000_000.0, 1_000_000.0, 3),
+        )
+        .model(124, &img::storage(1_000_000.0, 3))
+        .install(&mut bank);
+    let storage = image.addr_of(124).unwrap();
+    bank.writable.push((storage, 24));
+    let sim = SimServer::start(BTreeMap::from([(1, bank)])).await.unwrap();
+    let mut dev = ModbusDevice::sunspec(
+        config(&battery_id, Capability::Battery, true),
+        link(sim.addr),
+        false,
+    );
+    let t0 = Utc::now();
+    dev.poll(t0).await.unwrap();
+
+    let limits = park_limits(&park, &battery_id, Capability::Battery).unwrap();
+    assert_eq!(
+        limits,
+        Limits {
+            min: -1000.0,
+            max: 1000.0
+        }
+    );
+    let policy = Policy {
+        capability: Capability::Battery,
+        limits,
+        ramp_per_s: Some(200.0),
+        safe_value: default_safe_value(Capability::Battery, limits),
+        command_timeout: Duration::from_secs(5),
+    };
+    let mut ctl = SafeControl::new(&battery_id, policy);
+    // The first command has no ramp origin: only the clamp applies.
+    let got = ctl
+        .command(&mut dev, 1500.0, "controller", "day-ahead plan 12:00", t0)
+        .await
+        .unwrap();
+    assert_eq!(got, 1000.0);
+    let regs = sim.with_bank(1, |b| {
+        b.holding[usize::from(storage) + 10..usize::from(storage) + 12].to_vec()
+    });
+    assert_eq!(
+        regs,
+        vec![1000, (-1000i16) as u16],
+        "OutWRte +100.0 %, InWRte -100.0 %"
+    );
+    // One second later, a charge command moves at most 200 kW.
+    let got = ctl
+        .command(
+            &mut dev,
+            -800.0,
+            "controller",
+            "re-plan",
+            t0 + chrono::Duration::seconds(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(got, 800.0);
+    // The controller goes silent: the watchdog holds the battery at 0 kW.
+    let t_late = t0 + chrono::Duration::seconds(7);
+    assert_eq!(
+        ctl.watchdog(&mut dev, true, t_late).await.unwrap().unwrap(),
+        0.0
+    );
+    let regs = sim.with_bank(1, |b| {
+        b.holding[usize::from(storage) + 10..usize::from(storage) + 12].to_vec()
+    });
+    assert_eq!(regs, vec![0, 0]);
+    let audit: Vec<(String, f64, Option<f64>)> = ctl
+        .audit
+        .iter()
+        .map(|a| (a.by.clone(), a.requested, a.readback))
+        .collect();
+    assert_eq!(
+        audit,
+        [
+            ("controller".to_string(), 1500.0, Some(1000.0)),
+            ("controller".to_string(), -800.0, Some(800.0)),
+            ("watchdog".to_string(), 0.0, Some(0.0))
+        ]
+    );
+}
+
+const CHARGER: &str = r#"
+[template]
+name = "test DC charger with a separate read-back register"
+capability = "ev-charger"
+
+[[point]]
+field = "power_kw"
+address = 10
+type = "u16"
+scale = 0.1
+unit = "kW"
+
+[setpoint]
+kind = "power_kw"
+address = 100
+type = "u16"
+scale = 0.1
+unit = "kW"
+min = 0
+max = 60
+readback_address = 101
+"#;
+
+#[tokio::test]
+async fn a_setpoint_the_device_does_not_take_is_an_audited_error() {
+    let mut bank = Bank::default();
+    bank.writable.push((100, 1));
+    let sim = SimServer::start(BTreeMap::from([(1, bank)])).await.unwrap();
+    let t = Template::parse("c.toml", CHARGER).unwrap();
+    let mut dev = ModbusDevice::with_template(
+        config("ev-01", Capability::EvCharger, false),
+        t,
+        link(sim.addr),
+    );
+    let limits = Limits {
+        min: 0.0,
+        max: 60.0,
+    };
+    let mut ctl = SafeControl::new(
+        "ev-01",
+        Policy {
+            capability: Capability::EvCharger,
+            limits,
+            ramp_per_s: None,
+            safe_value: 0.0,
+            command_timeout: Duration::from_secs(5),
+        },
+    );
+    let r = ctl
+        .command(&mut dev, 30.0, "operator:wang", "manual", Utc::now())
+        .await;
+    assert_eq!(
+        r,
+        Err(DeviceError::Readback {
+            asked: 30.0,
+            readback: 0.0
+        })
+    );
+    assert_eq!(ctl.audit[0].outcome, "asked for 30, the device reports 0");
+    // Once the device mirrors the register, the same command is taken.
+    let copy = sim.with_bank(1, |b| b.holding[100]);
+    assert_eq!(copy, 300);
+    sim.with_bank(1, |b| b.holding[101] = 300);
+    assert_eq!(
+        ctl.command(&mut dev, 30.0, "operator:wang", "manual", Utc::now())
+            .await
+            .unwrap(),
+        30.0
+    );
+}
+
+#[tokio::test]
+async fn a_device_that_stops_answering_is_reported_by_the_watchdog() {
+    let sim = SimServer::start(BTreeMap::from([(1, Bank::default())]))
+        .await
+        .unwrap();
+    let addr = sim.addr;
+    drop(sim);
+    let t = Template::parse("c.toml", CHARGER).unwrap();
+    let mut dev =
+        ModbusDevice::with_template(config("ev-01", Capability::EvCharger, false), t, link(addr));
+    let mut ctl = SafeControl::new(
+        "ev-01",
+        Policy {
+            capability: Capability::EvCharger,
+            limits: Limits {
+                min: 0.0,
+                max: 60.0,
+            },
+            ramp_per_s: None,
+            safe_value: 0.0,
+            command_timeout: Duration::from_secs(5),
+        },
+    );
+    let r = ctl.watchdog(&mut dev, false, Utc::now()).await.unwrap();
+    assert!(r.is_err());
+    assert!(!ctl.in_safe_state(), "not safe until the device takes it");
+    assert_eq!(ctl.audit[0].by, "watchdog");
+    assert_eq!(ctl.audit[0].reason, "device not answering");
+}
