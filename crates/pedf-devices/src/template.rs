@@ -126,7 +126,45 @@ pub struct SetpointMap {
     pub readback_address: Option<u16>,
 }
 
-/// A register-map template.
+/// One field of an MQTT device's JSON state.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonField {
+    pub field: Field,
+    /// Key in the JSON object; a dotted path reaches into nested objects (`meter.power`).
+    pub key: String,
+    pub unit: Unit,
+    #[serde(default)]
+    pub invert: bool,
+}
+
+/// The command an MQTT device takes: `{"<key>": value}` on the command topic, QoS 1.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonCommand {
+    pub kind: Setpoint,
+    pub key: String,
+    pub unit: Unit,
+    pub min: f64,
+    pub max: f64,
+}
+
+/// How an MQTT device publishes its state and takes commands. `{prefix}` in a topic is the
+/// device's `topic` from the device list.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttMap {
+    pub state_topic: String,
+    #[serde(default)]
+    pub command_topic: Option<String>,
+    #[serde(rename = "field")]
+    pub fields: Vec<JsonField>,
+    #[serde(default)]
+    pub command: Option<JsonCommand>,
+}
+
+/// A device template: a Modbus register map (`[[point]]`, `[setpoint]`) or an MQTT JSON map
+/// (`[mqtt]`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Template {
@@ -135,6 +173,8 @@ pub struct Template {
     pub points: Vec<Point>,
     #[serde(default)]
     pub setpoint: Option<SetpointMap>,
+    #[serde(default)]
+    pub mqtt: Option<MqttMap>,
 }
 
 fn locate(file: &str, text: &str, offset: usize, message: String) -> ConfigError {
@@ -239,6 +279,55 @@ impl Template {
                 ));
             }
         }
+        if let Some(m) = &t.mqtt {
+            let at = text.find("[mqtt]").unwrap_or(0);
+            let mut err = |msg: String| errors.push(locate(file, text, at, format!("mqtt: {msg}")));
+            if !t.points.is_empty() || t.setpoint.is_some() {
+                err("a template is either a register map or an MQTT map, not both".into());
+            }
+            for (i, f) in m.fields.iter().enumerate() {
+                if !cap.fields().contains(&f.field) {
+                    err(format!(
+                        "field[{i}]: a {} has no field `{}`",
+                        cap.name(),
+                        f.field.name()
+                    ));
+                }
+                if f.unit.factor_to(f.field).is_none() {
+                    err(format!(
+                        "field[{i}]: unit {:?} does not fit `{}` (in {})",
+                        f.unit,
+                        f.field.name(),
+                        f.field.unit()
+                    ));
+                }
+            }
+            if let Some(c) = &m.command {
+                if cap.setpoint() != Some(c.kind) {
+                    err(format!(
+                        "command: a {} does not take `{:?}`",
+                        cap.name(),
+                        c.kind
+                    ));
+                }
+                if m.command_topic.is_none() {
+                    err("command: no `command_topic`".into());
+                }
+                if !(c.min.is_finite() && c.max.is_finite() && c.min <= c.max) {
+                    err(format!(
+                        "command: range {}..{} is empty or not finite",
+                        c.min, c.max
+                    ));
+                }
+            }
+        } else if t.points.is_empty() {
+            errors.push(locate(
+                file,
+                text,
+                0,
+                "the template maps no `[[point]]` and has no `[mqtt]` section".into(),
+            ));
+        }
         if errors.is_empty() {
             Ok(t)
         } else {
@@ -255,6 +344,8 @@ pub enum TransportKind {
     Tcp,
     /// Modbus RTU over a serial line: `path`, `baud`.
     Rtu,
+    /// An MQTT broker: `address = "host:port"`.
+    Mqtt,
 }
 
 /// One Modbus connection: one request in flight at a time, shared by its devices.
@@ -326,6 +417,9 @@ pub struct DeviceConfig {
     /// capability: battery 0 kW, charger and load 0 kW, PV 100 %).
     #[serde(default)]
     pub safe_value: Option<f64>,
+    /// MQTT devices: the topic prefix that replaces `{prefix}` in the template's topics.
+    #[serde(default)]
+    pub topic: Option<String>,
     /// For a SunSpec battery: which sign its power uses for discharge ("positive", the default,
     /// or "negative").
     #[serde(default)]
@@ -371,12 +465,12 @@ impl DevicesFile {
                 err("timeout_ms must be at least 1".into());
             }
             match c.kind {
-                TransportKind::Tcp => match &c.address {
+                TransportKind::Tcp | TransportKind::Mqtt => match &c.address {
                     Some(a) if a.parse::<std::net::SocketAddr>().is_ok() => {}
                     Some(a) => err(format!(
                         "address `{a}` is not host:port, e.g. 192.168.1.20:502"
                     )),
-                    None => err("a tcp connection needs `address = \"host:port\"`".into()),
+                    None => err("a tcp or mqtt connection needs `address = \"host:port\"`".into()),
                 },
                 TransportKind::Rtu => {
                     if c.path.is_none() || c.baud.is_none() {

@@ -28,6 +28,7 @@ fn config(id: &str, capability: Capability, sunspec: bool) -> DeviceConfig {
         ramp_per_s: None,
         safe_value: None,
         battery_discharge_sign: None,
+        topic: None,
     }
 }
 

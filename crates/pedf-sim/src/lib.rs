@@ -5,5 +5,7 @@
 //! The park physics (issue 7) will drive these banks; today tests and examples set registers.
 
 pub mod bank;
+pub mod broker;
 pub mod faulty;
+pub mod mqtt;
 pub mod sunspec_image;
