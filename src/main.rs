@@ -396,6 +396,10 @@ fn check(files: &[PathBuf], quiet: bool) -> ExitCode {
                 continue;
             }
         };
+        if let Some(ok) = check_device_file(path, &bytes) {
+            failed += usize::from(!ok);
+            continue;
+        }
         let loaded = load_park(&name, &bytes);
         let (errors, warnings) = count(&loaded.diagnostics);
         {
@@ -430,6 +434,52 @@ fn check(files: &[PathBuf], quiet: bool) -> ExitCode {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// Checks a device list (`[[device]]`/`[[connection]]` tables, templates from `templates/`
+/// beside it) or a device template (`[template]`); `None` when the file is neither.
+fn check_device_file(path: &std::path::Path, bytes: &[u8]) -> Option<bool> {
+    let text = String::from_utf8_lossy(bytes);
+    let has = |h: &str| text.lines().any(|l| l.trim_start().starts_with(h));
+    let name = path.display().to_string();
+    let result = if has("[[device]]") || has("[[connection]]") {
+        pedf_devices::template::load_device_set(path).map(|set| {
+            format!(
+                "{name}: device list is valid ({} devices on {} connections, {} templates)",
+                set.devices.devices.len(),
+                set.devices.connections.len(),
+                set.templates.len()
+            )
+        })
+    } else if has("[template]") {
+        pedf_devices::template::Template::parse(&name, &text).map(|t| {
+            format!(
+                "{name}: template `{}` ({}) is valid",
+                t.template.name,
+                t.template.capability.name()
+            )
+        })
+    } else {
+        return None;
+    };
+    match result {
+        Ok(summary) => {
+            println!("{summary}");
+            Some(true)
+        }
+        Err(errors) => {
+            let mut err = std::io::stderr().lock();
+            for e in &errors {
+                let _ = writeln!(
+                    err,
+                    "{}:{}:{}: error: {}",
+                    e.file, e.line, e.column, e.message
+                );
+            }
+            let _ = writeln!(err, "{name}: {} error(s)", errors.len());
+            Some(false)
+        }
     }
 }
 

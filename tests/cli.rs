@@ -262,3 +262,30 @@ fn plan_argument_errors_name_the_argument() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn check_validates_device_lists_and_templates() {
+    let out = pedf(&[
+        "check",
+        "config/devices/qingzhou-pedf.toml",
+        "config/devices/templates/pedf-sim-meter.toml",
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("config/devices/qingzhou-pedf.toml: device list is valid (5 devices on 2 connections, 3 templates)"), "{stdout}");
+    assert!(
+        stdout.contains("template `pedf-sim grid meter (register map)` (meter) is valid"),
+        "{stdout}"
+    );
+    let dir = scratch("devcheck");
+    let bad = dir.join("bad-template.toml");
+    std::fs::write(&bad, "[template]\nname = \"x\"\ncapability = \"meter\"\n\n[[point]]\nfield = \"power_kw\"\naddress = 1\ntype = \"u17\"\nunit = \"kW\"\n").unwrap();
+    let out = pedf(&["check", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("bad-template.toml:8:8: error: unknown variant `u17`"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -650,3 +650,99 @@ unit = "kWh"
         );
     }
 }
+
+/// A device list with the templates it uses, read from a file and the `templates/` folder next
+/// to it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceSet {
+    pub templates: BTreeMap<String, Template>,
+    pub devices: DevicesFile,
+}
+
+/// Reads a device list and every template in `templates/` beside it. MQTT devices must name
+/// a topic; their connection must be an MQTT one, Modbus devices' a TCP or RTU one.
+pub fn load_device_set(path: &std::path::Path) -> Result<DeviceSet, Vec<ConfigError>> {
+    let name = path.display().to_string();
+    let io = |file: &str, e: std::io::Error| {
+        vec![ConfigError {
+            file: file.into(),
+            line: 1,
+            column: 1,
+            message: format!("cannot read: {e}"),
+        }]
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| io(&name, e))?;
+    let dir = path
+        .parent()
+        .unwrap_or(std::path::Path::new("."))
+        .join("templates");
+    let mut templates = BTreeMap::new();
+    let mut errors = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        let mut files: Vec<_> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        files.sort();
+        for f in files {
+            let fname = f.display().to_string();
+            let Some(stem) = f.file_stem().map(|s| s.to_string_lossy().into_owned()) else {
+                continue;
+            };
+            match std::fs::read_to_string(&f) {
+                Ok(t) => match Template::parse(&fname, &t) {
+                    Ok(t) => {
+                        templates.insert(stem, t);
+                    }
+                    Err(e) => errors.extend(e),
+                },
+                Err(e) => errors.extend(io(&fname, e)),
+            }
+        }
+    }
+    let devices = match DevicesFile::parse(&name, &text, &templates) {
+        Ok(d) => d,
+        Err(e) => {
+            errors.extend(e);
+            return Err(errors);
+        }
+    };
+    for (i, d) in devices.devices.iter().enumerate() {
+        let at = nth_table(&text, "device", i);
+        let Some(conn) = devices.connections.iter().find(|c| c.id == d.connection) else {
+            continue;
+        };
+        let is_mqtt = d
+            .template
+            .as_ref()
+            .and_then(|t| templates.get(t))
+            .is_some_and(|t| t.mqtt.is_some());
+        let msg = match (is_mqtt, conn.kind) {
+            (true, TransportKind::Mqtt) if d.topic.is_none() => {
+                Some("an MQTT device needs `topic`".to_string())
+            }
+            (true, TransportKind::Tcp | TransportKind::Rtu) => Some(format!(
+                "an MQTT template on Modbus connection `{}`",
+                conn.id
+            )),
+            (false, TransportKind::Mqtt) => {
+                Some(format!("a Modbus device on MQTT connection `{}`", conn.id))
+            }
+            _ => None,
+        };
+        if let Some(m) = msg {
+            errors.push(locate(
+                &name,
+                &text,
+                at,
+                format!("device[{i}] `{}`: {m}", d.id),
+            ));
+        }
+    }
+    if errors.is_empty() {
+        Ok(DeviceSet { templates, devices })
+    } else {
+        Err(errors)
+    }
+}
