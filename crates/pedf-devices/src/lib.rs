@@ -4,5 +4,6 @@ pub mod control;
 pub mod device;
 pub mod modbus;
 pub mod mqtt;
+pub mod poller;
 pub mod sunspec;
 pub mod template;

@@ -1,4 +1,5 @@
-//! A Modbus TCP link: one task owns the connection and serves requests one at a time (one
+//! A Modbus link over TCP, RTU on a serial line, or RTU framing over TCP (serial gateways): one
+//! task owns the connection and serves requests one at a time (one
 //! request in flight per connection, as many devices require), with a timeout per request,
 //! retries with doubling back-off, and reconnection after any transport failure. A Modbus
 //! exception is the device's answer and is not retried.
@@ -7,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
-use tokio_modbus::client::{tcp, Context, Reader, Writer};
+use tokio_modbus::client::{rtu, tcp, Context, Reader, Writer};
 use tokio_modbus::{slave::SlaveContext, ExceptionCode, Slave};
 
 use crate::template::Table;
@@ -61,17 +62,58 @@ impl Default for LinkOptions {
     }
 }
 
-/// A handle to a Modbus TCP connection task; cheap to clone.
+/// Where a link connects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// Modbus TCP.
+    Tcp(SocketAddr),
+    /// Modbus RTU frames over a TCP socket (serial-to-Ethernet gateways).
+    RtuOverTcp(SocketAddr),
+    /// Modbus RTU on a serial line (8N1).
+    Serial { path: String, baud: u32 },
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Tcp(a) => write!(f, "{a}"),
+            Endpoint::RtuOverTcp(a) => write!(f, "rtu-over-tcp {a}"),
+            Endpoint::Serial { path, baud } => write!(f, "{path} at {baud} Bd"),
+        }
+    }
+}
+
+async fn connect(endpoint: &Endpoint, unit: u8) -> std::io::Result<Context> {
+    match endpoint {
+        Endpoint::Tcp(a) => tcp::connect_slave(*a, Slave(unit)).await,
+        Endpoint::RtuOverTcp(a) => Ok(rtu::attach_slave(
+            tokio::net::TcpStream::connect(a).await?,
+            Slave(unit),
+        )),
+        Endpoint::Serial { path, baud } => {
+            let port = tokio_serial::SerialStream::open(&tokio_serial::new(path, *baud))
+                .map_err(std::io::Error::other)?;
+            Ok(rtu::attach_slave(port, Slave(unit)))
+        }
+    }
+}
+
+/// A handle to a Modbus connection task; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct ModbusLink {
     tx: mpsc::Sender<Request>,
 }
 
 impl ModbusLink {
-    /// Starts the task for `addr`. It connects on the first request, not before.
+    /// Starts the task for a Modbus TCP device at `addr`. It connects on the first request.
     pub fn tcp(addr: SocketAddr, options: LinkOptions) -> ModbusLink {
+        Self::new(Endpoint::Tcp(addr), options)
+    }
+
+    /// Starts the task for any endpoint. It connects on the first request, not before.
+    pub fn new(endpoint: Endpoint, options: LinkOptions) -> ModbusLink {
         let (tx, rx) = mpsc::channel(64);
-        tokio::spawn(run(addr, options, rx));
+        tokio::spawn(run(endpoint, options, rx));
         ModbusLink { tx }
     }
 
@@ -159,25 +201,22 @@ async fn execute(
     }
 }
 
-async fn run(addr: SocketAddr, options: LinkOptions, mut rx: mpsc::Receiver<Request>) {
+async fn run(endpoint: Endpoint, options: LinkOptions, mut rx: mpsc::Receiver<Request>) {
     let timeout_ms = options.timeout.as_millis() as u64;
     let mut ctx: Option<Context> = None;
     while let Some(req) = rx.recv().await {
         let mut attempt = 0u32;
         let result = loop {
             let failure = match ctx.as_mut() {
-                None => match tokio::time::timeout(
-                    options.timeout,
-                    tcp::connect_slave(addr, Slave(req.unit)),
-                )
-                .await
+                None => match tokio::time::timeout(options.timeout, connect(&endpoint, req.unit))
+                    .await
                 {
                     Ok(Ok(c)) => {
                         ctx = Some(c);
                         continue;
                     }
                     Ok(Err(e)) => LinkError::Connect {
-                        addr: addr.to_string(),
+                        addr: endpoint.to_string(),
                         why: e.to_string(),
                     },
                     Err(_) => LinkError::Timeout(timeout_ms),

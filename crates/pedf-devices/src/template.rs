@@ -338,7 +338,7 @@ impl Template {
 
 /// How a connection reaches its devices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum TransportKind {
     /// Modbus TCP: `address = "host:port"`.
     Tcp,
@@ -346,6 +346,8 @@ pub enum TransportKind {
     Rtu,
     /// An MQTT broker: `address = "host:port"`.
     Mqtt,
+    /// Modbus RTU frames through a serial-to-Ethernet gateway: `address = "host:port"`.
+    RtuOverTcp,
 }
 
 /// One Modbus connection: one request in flight at a time, shared by its devices.
@@ -465,7 +467,9 @@ impl DevicesFile {
                 err("timeout_ms must be at least 1".into());
             }
             match c.kind {
-                TransportKind::Tcp | TransportKind::Mqtt => match &c.address {
+                TransportKind::Tcp | TransportKind::Mqtt | TransportKind::RtuOverTcp => match &c
+                    .address
+                {
                     Some(a) if a.parse::<std::net::SocketAddr>().is_ok() => {}
                     Some(a) => err(format!(
                         "address `{a}` is not host:port, e.g. 192.168.1.20:502"
@@ -722,10 +726,9 @@ pub fn load_device_set(path: &std::path::Path) -> Result<DeviceSet, Vec<ConfigEr
             (true, TransportKind::Mqtt) if d.topic.is_none() => {
                 Some("an MQTT device needs `topic`".to_string())
             }
-            (true, TransportKind::Tcp | TransportKind::Rtu) => Some(format!(
-                "an MQTT template on Modbus connection `{}`",
-                conn.id
-            )),
+            (true, TransportKind::Tcp | TransportKind::Rtu | TransportKind::RtuOverTcp) => Some(
+                format!("an MQTT template on Modbus connection `{}`", conn.id),
+            ),
             (false, TransportKind::Mqtt) => {
                 Some(format!("a Modbus device on MQTT connection `{}`", conn.id))
             }

@@ -338,3 +338,71 @@ async fn exceptions_are_final_and_the_link_recovers_after_a_fault() {
         matches!(link.read(1, Table::Holding, 40000, 2).await, Err(LinkError::Exception(e)) if e.contains("ServerDeviceBusy"))
     );
 }
+
+#[tokio::test]
+async fn rtu_framing_over_a_gateway_and_a_missing_serial_port() {
+    use pedf_devices::modbus::Endpoint;
+    let (bank, _) = inverter_bank();
+    let sim = SimServer::start_rtu_over_tcp(BTreeMap::from([(1, bank)]))
+        .await
+        .unwrap();
+    let link = ModbusLink::new(Endpoint::RtuOverTcp(sim.addr), fast());
+    let mut dev = ModbusDevice::sunspec(config("pv", Capability::PvInverter, true), link, false);
+    let now = Utc::now();
+    dev.poll(now).await.unwrap();
+    assert_eq!(dev.state.pv_power(now).unwrap().value, 45.0);
+    assert_eq!(dev.write_setpoint(75.0).await.unwrap(), 75.0);
+    // A serial port that does not exist is a connection error naming it.
+    let link = ModbusLink::new(
+        Endpoint::Serial {
+            path: "/dev/pedf-no-such-port".into(),
+            baud: 9600,
+        },
+        fast(),
+    );
+    match link.read(1, Table::Holding, 0, 1).await {
+        Err(LinkError::Connect { addr, .. }) => {
+            assert_eq!(addr, "/dev/pedf-no-such-port at 9600 Bd")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_poller_keeps_states_fresh_and_flags_an_outage() {
+    use pedf_devices::poller::{spawn_poller, States};
+    let (bank, _) = inverter_bank();
+    let sim = SimServer::start(BTreeMap::from([(1, bank.clone())]))
+        .await
+        .unwrap();
+    let addr = sim.addr;
+    let mut cfg = config("pv", Capability::PvInverter, true);
+    cfg.poll_ms = 50;
+    cfg.stale_after_ms = 300;
+    let states: States = Default::default();
+    let task = spawn_poller(
+        ModbusDevice::sunspec(cfg, ModbusLink::tcp(addr, fast()), false),
+        states.clone(),
+    );
+    let quality = |states: &States| {
+        states
+            .lock()
+            .unwrap()
+            .get("pv")
+            .and_then(|s| s.pv_power(Utc::now()))
+            .map(|r| r.quality)
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(quality(&states), Some(Quality::Good));
+    drop(sim); // the device goes away
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(quality(&states), Some(Quality::Stale));
+    assert!(states.lock().unwrap()["pv"].last_error.is_some());
+    // It comes back on the same address: the link reconnects, values are good again.
+    let _sim = SimServer::start_on(addr, BTreeMap::from([(1, bank)]))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(quality(&states), Some(Quality::Good));
+    task.abort();
+}

@@ -170,6 +170,33 @@ impl SimServer {
         })
     }
 
+    /// Serves `banks` with RTU framing over TCP (as a serial-to-Ethernet gateway does) on a
+    /// free loopback port.
+    pub async fn start_rtu_over_tcp(banks: BTreeMap<u8, Bank>) -> std::io::Result<SimServer> {
+        use tokio_modbus::server::rtu_over_tcp;
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let sim = Sim {
+            banks: Arc::new(Mutex::new(banks)),
+            faults: Arc::new(Mutex::new(Faults::default())),
+        };
+        let (banks, faults) = (sim.banks.clone(), sim.faults.clone());
+        let server = rtu_over_tcp::Server::new(listener);
+        let task = tokio::spawn(async move {
+            let new_service = |_socket_addr| Ok(Some(sim.clone()));
+            let on_connected = |stream, socket_addr| async move {
+                rtu_over_tcp::accept_tcp_connection(stream, socket_addr, new_service)
+            };
+            let _ = server.serve(&on_connected, |_err| {}).await;
+        });
+        Ok(SimServer {
+            addr,
+            banks,
+            faults,
+            task,
+        })
+    }
+
     /// Runs `f` on the bank of `unit`.
     pub fn with_bank<R>(&self, unit: u8, f: impl FnOnce(&mut Bank) -> R) -> R {
         let mut banks = self.banks.lock().expect("bank lock");
