@@ -90,7 +90,7 @@ impl Capability {
         use Field::*;
         match self {
             Capability::Meter => &[PowerKw, ImportKwh, ExportKwh],
-            Capability::PvInverter => &[PowerKw, EnergyKwh, PowerLimitPct],
+            Capability::PvInverter => &[PowerKw, EnergyKwh, PowerLimitPct, DcPowerKw],
             Capability::Battery => &[PowerKw, SocPct, MaxChargeKw, MaxDischargeKw],
             Capability::EvCharger => &[PowerKw, ChargerState, SessionKwh],
             Capability::DcLoad => &[PowerKw, EnergyKwh],

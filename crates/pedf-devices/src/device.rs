@@ -112,6 +112,14 @@ impl ModbusDevice {
         }
     }
 
+    /// The continuous power rating a SunSpec device states in its nameplate model, kW.
+    pub fn nameplate_kw(&self) -> Option<f64> {
+        match &self.driver {
+            Driver::SunSpec { data, .. } => sunspec::nameplate_kw(data),
+            Driver::Template(_) => None,
+        }
+    }
+
     /// Polls once: every field is updated (good or bad); a link failure marks the poll failed
     /// and leaves the values to age into staleness.
     pub async fn poll(&mut self, now: DateTime<Utc>) -> Result<(), DeviceError> {

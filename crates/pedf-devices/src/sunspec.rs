@@ -4,16 +4,17 @@
 //! Discovery and transport are ours (the link's timeouts, retries and errors; a chain that
 //! lies about lengths is refused with the reason); the model layouts and parsers come from the
 //! `sunspec` crate, generated from the official SunSpec model definitions. Decoded: common (1),
-//! inverters (101-103), immediate controls (123, power limit), storage (124, nameplate
-//! charge rate), meters (201-204), battery (802). Other models found in the chain are listed.
+//! inverters (101-103, or DER AC measurement 701), nameplate (120), immediate controls (123,
+//! power limit), storage (124, charge/discharge control), MPPT (160, DC power), meters
+//! (201-204), battery (802). Other models found in the chain are listed.
 //! Every value honours its scale factor; the "not implemented" sentinels give no value.
 
 use std::collections::BTreeMap;
 
 use sunspec::models::{
-    model1::Model1, model101::Model101, model102::Model102, model103::Model103, model123::Model123,
-    model124::Model124, model201::Model201, model202::Model202, model203::Model203,
-    model204::Model204, model802::Model802,
+    model1::Model1, model101::Model101, model102::Model102, model103::Model103, model120::Model120,
+    model123::Model123, model124::Model124, model160::Mppt, model201::Model201, model202::Model202,
+    model203::Model203, model204::Model204, model701::DerMeasureAc, model802::Model802,
 };
 use sunspec::{Group, Model};
 
@@ -25,6 +26,8 @@ use crate::template::Table;
 /// Where the "SunS" marker is looked for, in order (the usual base addresses).
 pub const BASES: [u16; 3] = [40000, 50000, 0];
 const SUNS: [u16; 2] = [0x5375, 0x6e53];
+/// Registers per module of the MPPT model (160), a repeating group.
+const MPPT_MODULE_LEN: u16 = 20;
 /// More models than any real device has: a chain longer than this is treated as broken.
 const MAX_MODELS: usize = 64;
 
@@ -52,6 +55,9 @@ pub enum SunSpecError {
 fn known_len(id: u16) -> Option<u16> {
     Some(match id {
         1 => Model1::LEN,
+        120 => Model120::LEN,
+        160 => <Mppt as Group>::LEN,
+        701 => DerMeasureAc::LEN,
         101 => Model101::LEN,
         102 => Model102::LEN,
         103 => Model103::LEN,
@@ -85,6 +91,11 @@ pub fn check_chain(first: u16, headers: &[(u16, u16)]) -> Result<Vec<ModelEntry>
             if len < fixed {
                 return Err(SunSpecError::Chain(format!(
                     "model {id} at {addr} claims {len} registers; the model has {fixed}"
+                )));
+            }
+            if id == 160 && (len - fixed) % MPPT_MODULE_LEN != 0 {
+                return Err(SunSpecError::Chain(format!(
+                    "model 160 at {addr} claims {len} registers: not {fixed} + a whole number of {MPPT_MODULE_LEN}-register modules"
                 )));
             }
         }
@@ -162,6 +173,8 @@ pub async fn read_models(
     let mut out = BTreeMap::new();
     for m in models {
         if let Some(len) = known_len(m.id) {
+            // Repeating groups (MPPT modules) make model 160 longer than its fixed part.
+            let len = if m.id == 160 { m.len } else { len };
             out.insert(
                 m.id,
                 link.read_long(unit, Table::Holding, m.addr, len).await?,
@@ -262,9 +275,39 @@ pub fn decode(
                 inverter_fields!(m?)
             } else if let Some(m) = parse::<Model101>(data) {
                 inverter_fields!(m?)
+            } else if let Some(m) = parse::<DerMeasureAc>(data) {
+                let m = m?;
+                let sf = |x: Option<i16>| x.unwrap_or(i16::MIN);
+                vec![
+                    (
+                        Field::PowerKw,
+                        match m.w {
+                            Some(w) => scaled(f64::from(w), false, sf(m.w_sf), 1e-3, "W"),
+                            None => Err("W is not implemented by the device".into()),
+                        },
+                    ),
+                    (
+                        Field::EnergyKwh,
+                        match m.tot_wh_inj {
+                            Some(wh) => scaled(wh as f64, false, sf(m.tot_wh_sf), 1e-3, "TotWhInj"),
+                            None => Err("TotWhInj is not implemented by the device".into()),
+                        },
+                    ),
+                ]
             } else {
-                return Err("no inverter model (101, 102 or 103) in the chain".into());
+                return Err("no inverter model (101, 102, 103 or 701) in the chain".into());
             };
+            if let Some(m) = parse::<Mppt>(data) {
+                let m = m?;
+                let total: Option<f64> = m.module.iter().map(|md| md.dcw.map(f64::from)).sum();
+                f.push((
+                    Field::DcPowerKw,
+                    match (total, m.dcw_sf) {
+                        (Some(w), Some(s)) => scaled(w, false, s, 1e-3, "DCW"),
+                        _ => Err("DCW of a module is not implemented".into()),
+                    },
+                ));
+            }
             if let Some(m) = parse::<Model123>(data) {
                 let m = m?;
                 f.push((
@@ -357,6 +400,12 @@ pub fn decode(
         }
     }
     Ok(fields)
+}
+
+/// The inverter's continuous power rating from the nameplate model (120), kW.
+pub fn nameplate_kw(data: &BTreeMap<u16, Vec<u16>>) -> Option<f64> {
+    let m: Model120 = parse(data)?.ok()?;
+    Some(f64::from(m.w_rtg) * sunspec_scale(m.w_rtg_sf)? * 1e-3)
 }
 
 /// Address and scale of the PV power limit (model 123 WMaxLimPct and its enable flag), for

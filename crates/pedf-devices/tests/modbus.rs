@@ -406,3 +406,31 @@ async fn the_poller_keeps_states_fresh_and_flags_an_outage() {
     assert_eq!(quality(&states), Some(Quality::Good));
     task.abort();
 }
+
+#[tokio::test]
+async fn der_model_701_mppt_160_and_nameplate_120() {
+    let mut bank = Bank::default();
+    SunSpecImage::new(40000)
+        .model(1, &img::common("pedf-sim", "DER", "D-1"))
+        .model(120, &img::nameplate(500_000.0, 1))
+        .model(701, &img::der_measure(310_000.0, 1, 7_000_000))
+        .model(160, &img::mppt(&[160_000.0, 165_000.0], 1))
+        .install(&mut bank);
+    let sim = SimServer::start(BTreeMap::from([(1, bank)])).await.unwrap();
+    let mut dev = ModbusDevice::sunspec(
+        config("pv", Capability::PvInverter, true),
+        ModbusLink::tcp(sim.addr, fast()),
+        false,
+    );
+    let now = Utc::now();
+    dev.poll(now).await.unwrap();
+    assert_eq!(dev.state.pv_power(now).unwrap().value, 310.0);
+    assert_eq!(dev.state.pv_energy_kwh(now).unwrap().value, 7000.0);
+    assert_eq!(
+        dev.state.reading(Field::DcPowerKw, now).unwrap().value,
+        325.0
+    );
+    let m160 = dev.models().unwrap().iter().find(|m| m.id == 160).unwrap();
+    assert_eq!(m160.len, 8 + 2 * 20);
+    assert_eq!(dev.nameplate_kw(), Some(500.0));
+}

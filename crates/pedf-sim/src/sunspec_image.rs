@@ -167,3 +167,49 @@ pub fn battery(
     put(&mut d, Model802::W_CHA_DIS_CHA_MAX_SF, rate_sf);
     d
 }
+
+/// Nameplate (120): continuous power rating in W (scale factor `sf`).
+pub fn nameplate(w_rtg: f64, sf: i16) -> Vec<u16> {
+    use sunspec::models::model120::Model120;
+    let mut d = blank::<Model120>();
+    put(
+        &mut d,
+        Model120::W_RTG,
+        (w_rtg / 10f64.powi(i32::from(sf))).round() as u16,
+    );
+    put(&mut d, Model120::W_RTG_SF, sf);
+    d
+}
+
+/// DER AC measurement (701): active power in W (sf `w_sf`), energy injected in Wh (sf 0).
+pub fn der_measure(w: f64, w_sf: i16, wh_injected: u64) -> Vec<u16> {
+    use sunspec::models::model701::DerMeasureAc;
+    let mut d = blank::<DerMeasureAc>();
+    put(
+        &mut d,
+        DerMeasureAc::W,
+        Some((w / 10f64.powi(i32::from(w_sf))).round() as i16),
+    );
+    put(&mut d, DerMeasureAc::W_SF, Some(w_sf));
+    put(&mut d, DerMeasureAc::TOT_WH_INJ, Some(wh_injected));
+    put(&mut d, DerMeasureAc::TOT_WH_SF, Some(0i16));
+    d
+}
+
+/// MPPT (160): one 20-register module per DC power given (W, scale factor `sf`).
+pub fn mppt(module_w: &[f64], sf: i16) -> Vec<u16> {
+    use sunspec::models::model160::{Module, Mppt};
+    let mut d = blank::<Mppt>();
+    put(&mut d, Mppt::DCW_SF, Some(sf));
+    put(&mut d, Mppt::N, Some(module_w.len() as u16));
+    for &w in module_w {
+        let mut m = blank::<Module>();
+        put(
+            &mut m,
+            Module::DCW,
+            Some((w / 10f64.powi(i32::from(sf))).round() as u16),
+        );
+        d.extend(m);
+    }
+    d
+}
