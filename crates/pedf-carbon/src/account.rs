@@ -1,0 +1,380 @@
+//! The accounting: every interval's flows allocated at the DC bus, the battery as a carbon
+//! store, and the figures of a period.
+//!
+//! **Allocation rule (proportional at the bus, each interval).** Sources put energy on the bus:
+//! PV, battery discharge, and grid import less converter losses (when importing, the losses are
+//! on the grid's side of the bus). Sinks take it: loads, EV chargers, battery charge, export,
+//! and converter losses when not importing (export path and standby). Every sink receives from
+//! every source in proportion to the source's share of the interval's bus supply. Each source
+//! kWh carries a carbon intensity: PV 0; grid import all of `import x factor` on the energy
+//! that reaches the bus (losses concentrate it); battery the stored intensity. Energy is
+//! conserved by construction (rows and columns of the flow matrix sum to the sources and
+//! sinks, to rounding of 1e-9 kWh); carbon is conserved through the store.
+//!
+//! **Battery carbon store (attributional).** Charging adds the charged kWh (bus side) and
+//! their carbon; discharging `D` kWh at the bus removes `D / η_rt` charged kWh and their
+//! carbon, so discharged energy carries the average intensity of what charged it, concentrated
+//! by the round-trip losses: `EF_discharge = Σ E_charge·EF_src / E_discharge`. The store starts
+//! with the battery's initial content at the grid factor (the conservative choice: it claims
+//! nothing clean it cannot show). Discharging more than the store holds takes the excess at
+//! the grid factor and flags the interval.
+//!
+//! **Gaps.** A missing interval is never invented as measured data. The conservative rule: it
+//! contributes no PV (so no avoided emissions are claimed for it) and, to the inventory, the
+//! mean grid import of the recorded intervals at the same time of day; such intervals are
+//! counted and listed as estimated.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Timelike, Utc};
+use pedf_core::time::ParkClock;
+
+use crate::records::IntervalRecord;
+
+/// Sources at the bus.
+pub const SOURCES: [&str; 3] = ["pv", "battery", "grid"];
+/// Sinks at the bus.
+pub const SINKS: [&str; 5] = ["loads", "ev", "battery", "export", "losses"];
+const PV: usize = 0;
+const BAT: usize = 1;
+const GRID: usize = 2;
+const LOADS: usize = 0;
+const EV: usize = 1;
+const CHARGE: usize = 2;
+const EXPORT: usize = 3;
+const LOSSES: usize = 4;
+
+/// Settings of an accounting run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    /// Grid factor used where no hourly series value exists, kg/kWh.
+    pub grid_factor: f64,
+    /// Per-interval grid factors (interval start → kg/kWh), e.g. a user's hourly series.
+    pub hourly_factors: BTreeMap<DateTime<Utc>, f64>,
+    /// Factor of the baseline that PV generation displaces (ACM0002: the grid's combined margin,
+    /// or the grid average for a park statement), kg/kWh.
+    pub baseline_factor: f64,
+    /// Residual-mix factor for market-based Scope 2, kg/kWh.
+    pub residual_factor: f64,
+    /// MWh of grid import covered by green certificates or contracts in the period.
+    pub covered_mwh: f64,
+    /// Share of grid electricity that is carbon-free, for the CFE score (0 unless the user has
+    /// a figure: the conservative default).
+    pub grid_cfe_share: f64,
+    /// Battery round-trip efficiency (bus to bus).
+    pub round_trip_efficiency: f64,
+    /// Energy in the battery at the start (bus-side kWh).
+    pub initial_battery_kwh: f64,
+    /// The park's interval clock.
+    pub clock: ParkClock,
+}
+
+/// The result of one interval.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntervalResult {
+    pub start: DateTime<Utc>,
+    /// `flows[source][sink]`, kWh.
+    pub flows: [[f64; 5]; 3],
+    /// Carbon delivered to each sink, kg.
+    pub sink_kg: [f64; 5],
+    /// Carbon-free kWh delivered to each sink.
+    pub sink_clean_kwh: [f64; 5],
+    pub grid_factor: f64,
+    /// Grid import x factor (location-based Scope 2), kg.
+    pub location_kg: f64,
+    /// PV generation x baseline factor, kg.
+    pub avoided_pv_kg: f64,
+    /// Consequential effect of the battery at this interval's factor: what it discharges
+    /// displaces grid supply, what it charges (from any source: PV charged would otherwise have
+    /// displaced grid supply) adds it. Summed over a period with hourly factors this is the
+    /// effect of shifting; with a flat factor it is the cost of the round-trip losses (kg;
+    /// positive = avoided). Reported apart from the inventory.
+    pub shifting_kg: f64,
+    pub battery_store_kwh: f64,
+    pub battery_store_kg: f64,
+    /// The interval was missing and is estimated (see the module documentation).
+    pub estimated: bool,
+    /// The battery gave more than it held; the excess was taken at the grid factor.
+    pub store_overdrawn: bool,
+}
+
+/// Totals of a period.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Totals {
+    pub intervals: usize,
+    pub estimated_intervals: usize,
+    pub pv_kwh: f64,
+    pub grid_import_kwh: f64,
+    pub grid_export_kwh: f64,
+    pub battery_charge_kwh: f64,
+    pub battery_discharge_kwh: f64,
+    pub consumption_kwh: f64,
+    pub losses_kwh: f64,
+    /// `flows[source][sink]` summed, kWh.
+    pub flows: [[f64; 5]; 3],
+    pub location_kg: f64,
+    pub market_kg: f64,
+    pub avoided_pv_kg: f64,
+    pub shifting_kg: f64,
+    /// Carbon in the energy the park consumed (loads and EV), kg.
+    pub consumption_kg: f64,
+    /// kg CO2 per kWh consumed.
+    pub park_intensity: f64,
+    /// Share of consumption not served from the grid.
+    pub self_sufficiency: f64,
+    /// Share of PV used in the park (loads, EV, battery).
+    pub self_consumption: f64,
+    /// Hourly carbon-free-energy score of consumption.
+    pub cfe_score: f64,
+    /// Carbon-free share of the energy given to EVs.
+    pub ev_green_share: f64,
+}
+
+/// The accounting of a period.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Accounting {
+    pub intervals: Vec<IntervalResult>,
+    pub totals: Totals,
+    /// Interval starts that were missing and estimated.
+    pub gaps: Vec<DateTime<Utc>>,
+}
+
+struct Store {
+    kwh: f64,
+    kg: f64,
+    clean: f64,
+}
+
+fn share(part: f64, whole: f64) -> f64 {
+    if whole > 0.0 {
+        part / whole
+    } else {
+        0.0
+    }
+}
+
+/// Accounts `records` over the intervals from `from` (inclusive) to `to` (exclusive) on the
+/// options' clock. Records outside are ignored; intervals without a record are gaps.
+pub fn account(
+    records: &[IntervalRecord],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    o: &Options,
+) -> Accounting {
+    let step = o.clock.interval.duration();
+    let by_start: BTreeMap<DateTime<Utc>, &IntervalRecord> = records
+        .iter()
+        .filter(|r| r.start >= from && r.start < to)
+        .map(|r| (r.start, r))
+        .collect();
+    // Mean import by local time of day, for the gap rule.
+    let mut tod: BTreeMap<u32, (f64, usize)> = BTreeMap::new();
+    for r in by_start.values() {
+        let l = o.clock.local(r.start);
+        let e = tod.entry(l.hour() * 60 + l.minute()).or_default();
+        e.0 += r.grid_import_kwh;
+        e.1 += 1;
+    }
+    let mut store = Store {
+        kwh: o.initial_battery_kwh.max(0.0),
+        kg: o.initial_battery_kwh.max(0.0) * o.grid_factor,
+        clean: 0.0,
+    };
+    let eta = o.round_trip_efficiency.clamp(0.01, 1.0);
+    let mut out = Vec::new();
+    let mut gaps = Vec::new();
+    let mut t = o.clock.interval_start(from);
+    if t < from {
+        t += step;
+    }
+    while t < to {
+        let (rec, estimated) = match by_start.get(&t) {
+            Some(r) => (**r, false),
+            None => {
+                let l = o.clock.local(t);
+                let import = tod
+                    .get(&(l.hour() * 60 + l.minute()))
+                    .map_or(0.0, |(s, n)| s / *n as f64);
+                gaps.push(t);
+                (
+                    IntervalRecord {
+                        start: t,
+                        grid_import_kwh: import,
+                        load_kwh: import,
+                        ..Default::default()
+                    },
+                    true,
+                )
+            }
+        };
+        let ef = o.hourly_factors.get(&t).copied().unwrap_or(o.grid_factor);
+        out.push(interval(
+            &rec,
+            ef,
+            o.baseline_factor,
+            eta,
+            &mut store,
+            estimated,
+        ));
+        t += step;
+    }
+    let totals = totals(&out, o);
+    Accounting {
+        intervals: out,
+        totals,
+        gaps,
+    }
+}
+
+fn interval(
+    r: &IntervalRecord,
+    ef: f64,
+    baseline: f64,
+    eta: f64,
+    store: &mut Store,
+    estimated: bool,
+) -> IntervalResult {
+    let losses = r.losses().max(0.0);
+    let importing = r.grid_import_kwh > 0.0;
+    // Grid energy reaching the bus; when importing, losses sit on the grid's side.
+    let grid_bus = if importing {
+        (r.grid_import_kwh - losses).max(0.0)
+    } else {
+        0.0
+    };
+    let loss_sink = if importing {
+        (losses - r.grid_import_kwh).max(0.0)
+    } else {
+        losses
+    };
+    let sources = [r.pv_kwh, r.battery_discharge_kwh, grid_bus];
+    let sinks = [
+        r.load_kwh,
+        r.ev_kwh,
+        r.battery_charge_kwh,
+        r.grid_export_kwh,
+        loss_sink,
+    ];
+    let supply: f64 = sources.iter().sum();
+    let mut flows = [[0.0; 5]; 3];
+    for (i, s) in sources.iter().enumerate() {
+        for (k, d) in sinks.iter().enumerate() {
+            flows[i][k] = d * share(*s, supply);
+        }
+    }
+    // Battery discharge leaves the store first (this interval's charge cannot feed it).
+    let drawn = r.battery_discharge_kwh / eta;
+    let overdrawn = drawn > store.kwh + 1e-9;
+    let (dis_kg, dis_clean) = if drawn > 0.0 {
+        let from_store = drawn.min(store.kwh);
+        let frac = share(from_store, store.kwh);
+        let kg = store.kg * frac + (drawn - from_store) * ef;
+        let clean_charged = store.clean * frac;
+        store.kg -= store.kg * frac;
+        store.clean -= clean_charged;
+        store.kwh -= from_store;
+        // Clean share of the discharged bus energy equals the clean share of what was drawn.
+        (kg, r.battery_discharge_kwh * share(clean_charged, drawn))
+    } else {
+        (0.0, 0.0)
+    };
+    let intensity = [
+        0.0,
+        share(dis_kg, r.battery_discharge_kwh),
+        share(r.grid_import_kwh * ef, grid_bus),
+    ];
+    let clean_frac = [1.0, share(dis_clean, r.battery_discharge_kwh), 0.0];
+    let mut sink_kg = [0.0; 5];
+    let mut sink_clean = [0.0; 5];
+    for i in 0..3 {
+        for k in 0..5 {
+            sink_kg[k] += flows[i][k] * intensity[i];
+            sink_clean[k] += flows[i][k] * clean_frac[i];
+        }
+    }
+    // When importing with nothing reaching the bus (all losses), the import's carbon still
+    // happened: book it to losses.
+    if importing && grid_bus == 0.0 {
+        sink_kg[LOSSES] += r.grid_import_kwh * ef;
+    }
+    store.kwh += r.battery_charge_kwh;
+    store.kg += sink_kg[CHARGE];
+    store.clean += sink_clean[CHARGE];
+    IntervalResult {
+        start: r.start,
+        flows,
+        sink_kg,
+        sink_clean_kwh: sink_clean,
+        grid_factor: ef,
+        location_kg: r.grid_import_kwh * ef,
+        avoided_pv_kg: if estimated { 0.0 } else { r.pv_kwh * baseline },
+        shifting_kg: (r.battery_discharge_kwh - r.battery_charge_kwh) * ef,
+        battery_store_kwh: store.kwh,
+        battery_store_kg: store.kg,
+        estimated,
+        store_overdrawn: overdrawn,
+    }
+}
+
+fn totals(results: &[IntervalResult], o: &Options) -> Totals {
+    let mut t = Totals {
+        intervals: results.len(),
+        ..Default::default()
+    };
+    let mut hourly: BTreeMap<DateTime<Utc>, (f64, f64)> = BTreeMap::new();
+    let mut ev_clean = 0.0;
+    for r in results {
+        t.estimated_intervals += usize::from(r.estimated);
+        for i in 0..3 {
+            for k in 0..5 {
+                t.flows[i][k] += r.flows[i][k];
+            }
+        }
+        t.location_kg += r.location_kg;
+        t.avoided_pv_kg += r.avoided_pv_kg;
+        t.shifting_kg += r.shifting_kg;
+        t.consumption_kg += r.sink_kg[LOADS] + r.sink_kg[EV];
+        ev_clean += r.sink_clean_kwh[EV];
+        let demand = r.flows.iter().map(|f| f[LOADS] + f[EV]).sum::<f64>();
+        let grid_to_demand = r.flows[GRID][LOADS] + r.flows[GRID][EV];
+        let clean =
+            r.sink_clean_kwh[LOADS] + r.sink_clean_kwh[EV] + grid_to_demand * o.grid_cfe_share;
+        let hour = r.start
+            - Duration::minutes(i64::from(r.start.minute()))
+            - Duration::seconds(i64::from(r.start.second()));
+        let h = hourly.entry(hour).or_default();
+        h.0 += demand;
+        h.1 += clean;
+    }
+    let col = |k: usize| t.flows.iter().map(|f| f[k]).sum::<f64>();
+    let row = |i: usize| t.flows[i].iter().sum::<f64>();
+    t.pv_kwh = row(PV);
+    t.battery_discharge_kwh = row(BAT);
+    t.battery_charge_kwh = col(CHARGE);
+    t.grid_export_kwh = col(EXPORT);
+    t.losses_kwh = col(LOSSES);
+    t.consumption_kwh = col(LOADS) + col(EV);
+    t.grid_import_kwh = results
+        .iter()
+        .map(|r| share(r.location_kg, r.grid_factor))
+        .sum();
+    // Market-based: covered MWh at 0, the rest at the residual-mix factor.
+    let uncovered = (t.grid_import_kwh - o.covered_mwh * 1000.0).max(0.0);
+    t.market_kg = uncovered * o.residual_factor;
+    t.park_intensity = share(t.consumption_kg, t.consumption_kwh);
+    t.self_sufficiency = if t.consumption_kwh > 0.0 {
+        1.0 - share(t.flows[GRID][LOADS] + t.flows[GRID][EV], t.consumption_kwh)
+    } else {
+        0.0
+    };
+    t.self_consumption = share(
+        t.flows[PV][LOADS] + t.flows[PV][EV] + t.flows[PV][CHARGE],
+        t.pv_kwh,
+    );
+    let (demand, cfe): (f64, f64) = hourly
+        .values()
+        .fold((0.0, 0.0), |(d, c), (hd, hc)| (d + hd, c + hc.min(*hd)));
+    t.cfe_score = share(cfe, demand);
+    t.ev_green_share = share(ev_clean, col(EV));
+    t
+}

@@ -1,0 +1,244 @@
+//! Emission factor tables (`config/emission-factors/*.toml`): each value with region, variant,
+//! data year, publisher, source and status ([C] confirmed, [S] secondary, [U] unverified).
+
+use serde::Deserialize;
+
+/// How sure a published figure is (DOMAIN.md tags).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Confirmed,
+    Secondary,
+    Unverified,
+}
+
+impl Status {
+    pub fn tag(self) -> &'static str {
+        match self {
+            Status::Confirmed => "[C]",
+            Status::Secondary => "[S]",
+            Status::Unverified => "[U]",
+        }
+    }
+}
+
+/// One published factor, kg CO2/kWh.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Factor {
+    pub region: String,
+    pub variant: String,
+    pub data_year: i32,
+    pub value: f64,
+    pub publisher: String,
+    pub source: String,
+    pub status: Status,
+}
+
+impl Factor {
+    /// "0.6361 kg/kWh, north-china regional-average 2023 [C] (source)".
+    pub fn describe(&self) -> String {
+        format!(
+            "{} kg/kWh, {} {} {} {} ({})",
+            self.value,
+            self.region,
+            self.variant,
+            self.data_year,
+            self.status.tag(),
+            self.source
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FactorFile {
+    #[serde(rename = "factor")]
+    factors: Vec<Factor>,
+}
+
+/// A factor table problem, located.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FactorError {
+    #[error("{file}:{line}:{column}: {message}")]
+    File {
+        file: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("no {variant} factor for {region} published for {year} or any year before it; add it to config/emission-factors/ (with its source) or give an hourly series")]
+    Missing {
+        region: String,
+        variant: String,
+        year: i32,
+    },
+}
+
+/// All factors known.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct FactorTable {
+    pub factors: Vec<Factor>,
+}
+
+impl FactorTable {
+    /// Parses a factor file and checks every entry.
+    pub fn parse(file: &str, text: &str) -> Result<FactorTable, Vec<FactorError>> {
+        let map = pedf_core::config::SourceMap::new(text);
+        let at = |offset: usize, message: String| {
+            let (line, column) = map.locate(offset);
+            FactorError::File {
+                file: file.into(),
+                line,
+                column,
+                message,
+            }
+        };
+        let parsed: FactorFile = toml::from_str(text).map_err(|e| {
+            vec![at(
+                e.span().map_or(0, |s| s.start),
+                e.message().trim().to_string(),
+            )]
+        })?;
+        let mut errors = Vec::new();
+        let offsets: Vec<usize> = text.match_indices("[[factor]]").map(|(i, _)| i).collect();
+        for (i, f) in parsed.factors.iter().enumerate() {
+            let off = offsets.get(i).copied().unwrap_or(0);
+            if !(f.value.is_finite() && f.value > 0.0 && f.value <= 2.0) {
+                errors.push(at(
+                    off,
+                    format!("factor[{i}]: value {} is outside 0..2 kg/kWh", f.value),
+                ));
+            }
+            if !(1990..=2100).contains(&f.data_year) {
+                errors.push(at(
+                    off,
+                    format!(
+                        "factor[{i}]: data_year {} is not a plausible year",
+                        f.data_year
+                    ),
+                ));
+            }
+            if f.source.trim().is_empty() || f.publisher.trim().is_empty() {
+                errors.push(at(
+                    off,
+                    format!("factor[{i}]: every factor needs its publisher and source"),
+                ));
+            }
+            if parsed.factors[..i].iter().any(|g| {
+                g.region == f.region && g.variant == f.variant && g.data_year == f.data_year
+            }) {
+                errors.push(at(
+                    off,
+                    format!(
+                        "factor[{i}]: {} {} {} is listed twice",
+                        f.region, f.variant, f.data_year
+                    ),
+                ));
+            }
+        }
+        if errors.is_empty() {
+            Ok(FactorTable {
+                factors: parsed.factors,
+            })
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The factor of exactly that year.
+    pub fn get(&self, region: &str, variant: &str, year: i32) -> Option<&Factor> {
+        self.factors
+            .iter()
+            .find(|f| f.region == region && f.variant == variant && f.data_year == year)
+    }
+
+    /// The most recent factor published for `year` or before (factors are published with a
+    /// lag of two to three years; using the latest available is the common practice, and the
+    /// data year is always stated with the figure).
+    pub fn latest_for(
+        &self,
+        region: &str,
+        variant: &str,
+        year: i32,
+    ) -> Result<&Factor, FactorError> {
+        self.factors
+            .iter()
+            .filter(|f| f.region == region && f.variant == variant && f.data_year <= year)
+            .max_by_key(|f| f.data_year)
+            .ok_or_else(|| FactorError::Missing {
+                region: region.into(),
+                variant: variant.into(),
+                year,
+            })
+    }
+}
+
+/// Combined margin of the CDM tool 07: `w_om·OM + (1 - w_om)·BM`; w_om = 0.75 for wind and
+/// solar.
+pub fn combined_margin(operating_margin: f64, build_margin: f64, w_om: f64) -> f64 {
+    w_om * operating_margin + (1.0 - w_om) * build_margin
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TABLE: &str = include_str!("../../../config/emission-factors/china-grid.toml");
+
+    #[test]
+    fn the_shipped_table_parses_and_answers() {
+        let t = FactorTable::parse("china-grid.toml", TABLE).unwrap();
+        let f = t
+            .latest_for("north-china", "regional-average", 2026)
+            .unwrap();
+        assert_eq!(
+            (f.value, f.data_year, f.status),
+            (0.6361, 2023, Status::Confirmed)
+        );
+        assert_eq!(
+            t.latest_for("national", "average", 2022).unwrap().value,
+            0.5366
+        );
+        let e = t
+            .latest_for("north-china", "regional-average", 2020)
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("no regional-average factor for north-china published for 2020"),
+            "{e}"
+        );
+        let cm = combined_margin(
+            t.get("north-china", "operating-margin", 2019)
+                .unwrap()
+                .value,
+            t.get("north-china", "build-margin", 2019).unwrap().value,
+            0.75,
+        );
+        assert!((cm - (0.75 * 0.9419 + 0.25 * 0.48)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn bad_entries_are_located() {
+        let text = "[[factor]]\nregion = \"x\"\nvariant = \"average\"\ndata_year = 2023\nvalue = 6.3\npublisher = \"p\"\nsource = \"s\"\nstatus = \"confirmed\"\n\n[[factor]]\nregion = \"x\"\nvariant = \"average\"\ndata_year = 2023\nvalue = 0.6\npublisher = \"p\"\nsource = \"\"\nstatus = \"sure\"\n";
+        let e = FactorTable::parse("f.toml", text).unwrap_err();
+        assert_eq!(e.len(), 1);
+        assert!(
+            e[0].to_string()
+                .starts_with("f.toml:17:10: unknown variant `sure`"),
+            "{}",
+            e[0]
+        );
+        let e =
+            FactorTable::parse("f.toml", &text.replace("\"sure\"", "\"confirmed\"")).unwrap_err();
+        let msgs: Vec<String> = e.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            msgs,
+            [
+                "f.toml:1:1: factor[0]: value 6.3 is outside 0..2 kg/kWh",
+                "f.toml:10:1: factor[1]: every factor needs its publisher and source",
+                "f.toml:10:1: factor[1]: x average 2023 is listed twice",
+            ]
+        );
+    }
+}

@@ -1,0 +1,240 @@
+//! Interval energy records: what the accounting consumes, one row per interval of the park's
+//! clock. Measured data (meters, the runtime's store) and plans both become records.
+//!
+//! CSV format (`#` comments, header line):
+//! `start,pv_kwh,grid_import_kwh,grid_export_kwh,battery_charge_kwh,battery_discharge_kwh,load_kwh,ev_kwh`
+//!
+//! * `pv_kwh`: PV energy delivered to the DC bus; `load_kwh`, `ev_kwh`: consumption from the
+//!   bus; `battery_*`: bus side of the battery; `grid_*`: AC side of the grid converter.
+//! * The balance closes through the converter: losses = supply - demand at the bus must be >= 0
+//!   (within 0.1 % of the interval's throughput plus 0.001 kWh); a record where more leaves the
+//!   bus than enters is an error, never "fixed".
+//! * Interval starts on the park's clock, strictly increasing; missing intervals are allowed
+//!   and become gaps (see `account`), duplicates are errors.
+
+use chrono::{DateTime, Utc};
+use pedf_core::config::{Diagnostic, SourceMap};
+use pedf_core::csvtext::{rows, text_of, InputFile, Located};
+use pedf_core::plan::Plan;
+use pedf_core::time::{parse_rfc3339, ParkClock};
+
+/// One interval's energies, kWh, all >= 0.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct IntervalRecord {
+    pub start: DateTime<Utc>,
+    pub pv_kwh: f64,
+    pub grid_import_kwh: f64,
+    pub grid_export_kwh: f64,
+    pub battery_charge_kwh: f64,
+    pub battery_discharge_kwh: f64,
+    pub load_kwh: f64,
+    pub ev_kwh: f64,
+}
+
+/// The columns of a record file.
+pub const COLUMNS: [&str; 8] = [
+    "start",
+    "pv_kwh",
+    "grid_import_kwh",
+    "grid_export_kwh",
+    "battery_charge_kwh",
+    "battery_discharge_kwh",
+    "load_kwh",
+    "ev_kwh",
+];
+
+impl IntervalRecord {
+    /// Energy entering the bus, with grid import counted at the AC meter.
+    pub fn supply(&self) -> f64 {
+        self.pv_kwh + self.battery_discharge_kwh + self.grid_import_kwh
+    }
+
+    /// Energy leaving the bus, with export counted at the AC meter.
+    pub fn demand(&self) -> f64 {
+        self.load_kwh + self.ev_kwh + self.battery_charge_kwh + self.grid_export_kwh
+    }
+
+    /// Converter (and other bus) losses that close the balance.
+    pub fn losses(&self) -> f64 {
+        self.supply() - self.demand()
+    }
+
+    /// How far below zero the losses may be before the record is refused.
+    pub fn tolerance(&self) -> f64 {
+        1e-3 + 1e-3 * self.supply().max(self.demand())
+    }
+
+    /// Serialises as a CSV row (the canonical text the Merkle tree of a certificate hashes).
+    pub fn to_csv(&self, clock: &ParkClock) -> String {
+        format!(
+            "{},{},{},{},{},{},{},{}",
+            clock.format(self.start),
+            fmt(self.pv_kwh),
+            fmt(self.grid_import_kwh),
+            fmt(self.grid_export_kwh),
+            fmt(self.battery_charge_kwh),
+            fmt(self.battery_discharge_kwh),
+            fmt(self.load_kwh),
+            fmt(self.ev_kwh)
+        )
+    }
+}
+
+/// Energies are written with 6 decimals (1 mWh), so text and value round-trip.
+fn fmt(x: f64) -> String {
+    format!("{x:.6}")
+}
+
+/// Reads a record file.
+pub fn read_records(
+    file: InputFile,
+    clock: &ParkClock,
+) -> Result<Vec<IntervalRecord>, Vec<Diagnostic>> {
+    let mut out = Vec::new();
+    let Some(text) = text_of(file, &mut out) else {
+        return Err(out);
+    };
+    let mut loc = Located {
+        name: file.name,
+        map: SourceMap::new(text),
+        out: &mut out,
+    };
+    let all = rows(text);
+    let Some((header, body)) = all.split_first() else {
+        loc.error(
+            0,
+            "the file has no header line".into(),
+            &format!("first line: {}", COLUMNS.join(",")),
+        );
+        return Err(out);
+    };
+    let names: Vec<&str> = header.fields.iter().map(|f| f.1).collect();
+    if names != COLUMNS {
+        loc.error(
+            header.line_offset,
+            format!("header is `{}`", names.join(",")),
+            &format!("the header is {}", COLUMNS.join(",")),
+        );
+        return Err(out);
+    }
+    let mut records: Vec<IntervalRecord> = Vec::new();
+    for row in body {
+        if row.fields.len() != COLUMNS.len() {
+            loc.error(
+                row.line_offset,
+                format!(
+                    "{} fields, the header has {}",
+                    row.fields.len(),
+                    COLUMNS.len()
+                ),
+                "one value per column",
+            );
+            continue;
+        }
+        let (toff, ttext) = row.fields[0];
+        let Ok(start) = parse_rfc3339(ttext) else {
+            loc.error(
+                toff,
+                format!("`{ttext}` is not an RFC 3339 time with an offset"),
+                "e.g. 2026-06-21T12:00:00+08:00",
+            );
+            continue;
+        };
+        if clock.interval_start(start) != start {
+            loc.error(
+                toff,
+                format!("{ttext} is not the start of a {} interval", clock.interval),
+                "interval starts on the park's clock",
+            );
+            continue;
+        }
+        if let Some(last) = records.last() {
+            if start == last.start {
+                loc.error(
+                    toff,
+                    format!("duplicate record for {ttext}"),
+                    "one record per interval",
+                );
+                continue;
+            }
+            if start < last.start {
+                loc.error(
+                    toff,
+                    format!("{ttext} comes before the record above it"),
+                    "records in time order",
+                );
+                continue;
+            }
+        }
+        let mut v = [0.0; 7];
+        let mut ok = true;
+        for (k, (off, s)) in row.fields[1..].iter().enumerate() {
+            match s.parse::<f64>() {
+                Ok(x) if x.is_finite() && x >= 0.0 && x < 1e9 => v[k] = x,
+                _ => {
+                    loc.error(
+                        *off,
+                        format!("{}: `{s}` is not an energy >= 0", COLUMNS[k + 1]),
+                        "kWh in the interval, e.g. 12.5",
+                    );
+                    ok = false;
+                }
+            }
+        }
+        if !ok {
+            continue;
+        }
+        let r = IntervalRecord {
+            start,
+            pv_kwh: v[0],
+            grid_import_kwh: v[1],
+            grid_export_kwh: v[2],
+            battery_charge_kwh: v[3],
+            battery_discharge_kwh: v[4],
+            load_kwh: v[5],
+            ev_kwh: v[6],
+        };
+        if r.losses() < -r.tolerance() {
+            loc.error(
+                row.line_offset,
+                format!("{:.3} kWh leave the bus but only {:.3} kWh enter it", r.demand(), r.supply()),
+                "check the meters: PV + discharge + import must cover loads + EV + charge + export (the difference is converter losses)",
+            );
+            continue;
+        }
+        records.push(r);
+    }
+    if !out.is_empty() {
+        return Err(out);
+    }
+    Ok(records)
+}
+
+/// The records a plan implies (its intervals as if they happened): PV used, battery and grid
+/// flows, loads and EV, each power times the interval length.
+pub fn records_from_plan(plan: &Plan, hours: f64) -> Vec<IntervalRecord> {
+    plan.intervals
+        .iter()
+        .map(|i| IntervalRecord {
+            start: i.start.with_timezone(&Utc),
+            pv_kwh: i.pv_used_kw * hours,
+            grid_import_kwh: i.grid_import_kw * hours,
+            grid_export_kwh: i.grid_export_kw * hours,
+            battery_charge_kwh: i.battery_charge_kw * hours,
+            battery_discharge_kwh: i.battery_discharge_kw * hours,
+            load_kwh: (i.fixed_load_kw + i.flexible_load_kw) * hours,
+            ev_kwh: i.ev_kw * hours,
+        })
+        .collect()
+}
+
+/// Writes records as CSV.
+pub fn write_records(records: &[IntervalRecord], clock: &ParkClock) -> String {
+    let mut s = COLUMNS.join(",");
+    s.push('\n');
+    for r in records {
+        s.push_str(&r.to_csv(clock));
+        s.push('\n');
+    }
+    s
+}
