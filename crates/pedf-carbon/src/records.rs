@@ -170,7 +170,7 @@ pub fn read_records(
         let mut ok = true;
         for (k, (off, s)) in row.fields[1..].iter().enumerate() {
             match s.parse::<f64>() {
-                Ok(x) if x.is_finite() && x >= 0.0 && x < 1e9 => v[k] = x,
+                Ok(x) if (0.0..1e9).contains(&x) => v[k] = x,
                 _ => {
                     loc.error(
                         *off,
