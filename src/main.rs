@@ -13,6 +13,7 @@ use clap::{ArgAction, Parser, Subcommand};
 use pedf_core::config::{load_park, Diagnostic, Severity};
 use pedf_dispatch::{PlanOptions, TerminalSoc};
 
+mod carbon_cmd;
 mod forecast_cmd;
 mod plan_cmd;
 
@@ -124,10 +125,61 @@ enum Command {
         /// Battery at the end of the day: "initial" (at least the start), "free", or a fraction 0-1.
         #[arg(long, default_value = "initial", value_name = "SOC")]
         terminal_soc: String,
+        /// Also write the plan's interval energy records (CSV) for `pedf carbon report`.
+        #[arg(long, value_name = "FILE")]
+        records_out: Option<PathBuf>,
     },
     /// Forecasts for the planner's inputs.
     #[command(subcommand)]
     Forecast(ForecastCommand),
+    /// Energy-carbon accounting.
+    #[command(subcommand)]
+    Carbon(CarbonCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum CarbonCommand {
+    /// The accounting of a period: flows, Scope 2 (location and market), avoided emissions,
+    /// intensity, self-sufficiency, hourly CFE.
+    #[command(
+        after_help = "Example:\n  pedf carbon report --park config/qingzhou-pedf.toml --records simulations/qingzhou-pedf/records/2026-06-21.csv --from 2026-06-21T00:00:00+08:00 --to 2026-06-22T00:00:00+08:00\n\nRecords: CSV start,pv_kwh,grid_import_kwh,grid_export_kwh,battery_charge_kwh,\nbattery_discharge_kwh,load_kwh,ev_kwh per interval (`pedf plan --records-out` writes them\nfor a plan). Factors come from --factors by the park's region and variant, the latest data\nyear at or before the period's; the allocation rule is in crates/pedf-carbon/src/account.rs."
+    )]
+    Report {
+        /// The park file.
+        #[arg(long, value_name = "FILE")]
+        park: PathBuf,
+        /// Interval energy records (CSV).
+        #[arg(long, value_name = "FILE")]
+        records: PathBuf,
+        /// Period start, RFC 3339 with offset.
+        #[arg(long, value_name = "TIME")]
+        from: String,
+        /// Period end (exclusive), RFC 3339 with offset.
+        #[arg(long, value_name = "TIME")]
+        to: String,
+        /// Emission factor table.
+        #[arg(
+            long,
+            value_name = "FILE",
+            default_value = "config/emission-factors/china-grid.toml"
+        )]
+        factors: PathBuf,
+        /// Per-interval or hourly grid factors (CSV start,kg_per_kwh), user data.
+        #[arg(long, value_name = "FILE")]
+        hourly_factors: Option<PathBuf>,
+        /// MWh of grid import covered by green certificates (绿证) or contracts.
+        #[arg(long, default_value_t = 0.0, value_name = "MWH")]
+        covered_mwh: f64,
+        /// What PV generation displaces: grid-average or combined-margin (CDM tool 07).
+        #[arg(long, default_value = "grid-average", value_parser = ["grid-average", "combined-margin"])]
+        baseline: String,
+        /// table, json or csv (per interval).
+        #[arg(long, default_value = "table", value_parser = ["table", "json", "csv"])]
+        format: String,
+        /// Write to this file instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -255,6 +307,7 @@ fn main() -> ExitCode {
             threads,
             no_mip,
             terminal_soc,
+            records_out,
         } => {
             let result = plan_options(mip_gap, time_limit, threads, no_mip, &terminal_soc)
                 .and_then(|options| {
@@ -272,6 +325,7 @@ fn main() -> ExitCode {
                         out_dir,
                         strategy,
                         options,
+                        records_out,
                     })
                 });
             report(result)
@@ -296,6 +350,29 @@ fn main() -> ExitCode {
             linke_turbidity,
             transposition,
             mounting,
+            format,
+            out,
+        })),
+        Command::Carbon(CarbonCommand::Report {
+            park,
+            records,
+            from,
+            to,
+            factors,
+            hourly_factors,
+            covered_mwh,
+            baseline,
+            format,
+            out,
+        }) => report(carbon_cmd::run(carbon_cmd::ReportArgs {
+            park,
+            records,
+            from,
+            to,
+            factors,
+            hourly_factors,
+            covered_mwh,
+            baseline,
             format,
             out,
         })),

@@ -23,6 +23,7 @@ pub struct PlanArgs {
     pub out_dir: PathBuf,
     pub strategy: String,
     pub options: PlanOptions,
+    pub records_out: Option<PathBuf>,
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, UserError> {
@@ -124,6 +125,16 @@ pub fn run(args: PlanArgs) -> Result<(), UserError> {
         None
     };
     tracing::info!(seconds = started.elapsed().as_secs_f64(), "planned");
+    if let Some(p) = &args.records_out {
+        let records = pedf_carbon::records::records_from_plan(&plan, park.clock.interval.hours().0);
+        let mut text = format!(
+            "# Interval energy records of the plan {} {} (simulated, not measured)\n",
+            park.id, date
+        );
+        text.push_str(&pedf_carbon::records::write_records(&records, &park.clock));
+        std::fs::write(p, text)
+            .map_err(|e| UserError(format!("--records-out: cannot write {}: {e}", p.display())))?;
+    }
 
     match args.format.as_deref() {
         Some(fmt) => {

@@ -49,7 +49,8 @@ const LOSSES: usize = 4;
 pub struct Options {
     /// Grid factor used where no hourly series value exists, kg/kWh.
     pub grid_factor: f64,
-    /// Per-interval grid factors (interval start → kg/kWh), e.g. a user's hourly series.
+    /// Grid factors by start (kg/kWh), e.g. a user's hourly series; a value holds from its start
+    /// until the next one, for at most an hour; elsewhere `grid_factor` applies.
     pub hourly_factors: BTreeMap<DateTime<Utc>, f64>,
     /// Factor of the baseline that PV generation displaces (ACM0002: the grid's combined margin,
     /// or the grid average for a park statement), kg/kWh.
@@ -207,7 +208,13 @@ pub fn account(
                 )
             }
         };
-        let ef = o.hourly_factors.get(&t).copied().unwrap_or(o.grid_factor);
+        // A series value holds from its start until the next one, for at most an hour.
+        let ef = o
+            .hourly_factors
+            .range(..=t)
+            .next_back()
+            .filter(|(s, _)| t - **s < Duration::hours(1))
+            .map_or(o.grid_factor, |(_, v)| *v);
         out.push(interval(
             &rec,
             ef,

@@ -677,3 +677,92 @@ fn read_sessions(
     }
     (out.len() == before).then_some(sessions)
 }
+
+/// Reads a grid carbon-intensity series (`start,kg_per_kwh`, any period, hourly or at the
+/// park's interval) into start → kg/kWh. Starts must be in order without duplicates; values in
+/// 0..2. Used by the carbon accounting for user-supplied hourly factors.
+pub fn read_intensity_series(
+    file: InputFile,
+    clock: &ParkClock,
+) -> Result<BTreeMap<DateTime<Utc>, f64>, Vec<Diagnostic>> {
+    let mut out = Vec::new();
+    let Some(text) = text_of(file, &mut out) else {
+        return Err(out);
+    };
+    let mut loc = Located {
+        name: file.name,
+        map: SourceMap::new(text),
+        out: &mut out,
+    };
+    let all = rows(text);
+    let Some((header, body)) = all.split_first() else {
+        loc.error(
+            0,
+            "the file has no header line".into(),
+            "first line: start,kg_per_kwh",
+        );
+        return Err(out);
+    };
+    let names: Vec<&str> = header.fields.iter().map(|f| f.1).collect();
+    if names != ["start", "kg_per_kwh"] {
+        loc.error(
+            header.line_offset,
+            format!("header is `{}`", names.join(",")),
+            "the header is start,kg_per_kwh",
+        );
+        return Err(out);
+    }
+    let mut series = BTreeMap::new();
+    let mut last: Option<DateTime<Utc>> = None;
+    for row in body {
+        if row.fields.len() != 2 {
+            loc.error(
+                row.line_offset,
+                format!("{} fields, the header has 2", row.fields.len()),
+                "start,kg_per_kwh",
+            );
+            continue;
+        }
+        let (toff, ttext) = row.fields[0];
+        let Ok(t) = parse_rfc3339(ttext) else {
+            loc.error(
+                toff,
+                format!("`{ttext}` is not an RFC 3339 time with an offset"),
+                "e.g. 2026-06-21T12:00:00+08:00",
+            );
+            continue;
+        };
+        if clock.interval_start(t) != t {
+            loc.error(
+                toff,
+                format!("{ttext} is not the start of a {} interval", clock.interval),
+                "starts on the park's clock",
+            );
+            continue;
+        }
+        if last.is_some_and(|l| t <= l) {
+            loc.error(
+                toff,
+                format!("{ttext} is not after the row above it"),
+                "rows in time order, one per start",
+            );
+            continue;
+        }
+        last = Some(t);
+        let (voff, v) = row.fields[1];
+        match v.parse::<f64>() {
+            Ok(x) if (0.0..=2.0).contains(&x) => {
+                series.insert(t, x);
+            }
+            _ => loc.error(
+                voff,
+                format!("kg_per_kwh: `{v}` is not a number in 0..2"),
+                "kg CO2 per kWh, e.g. 0.6361",
+            ),
+        }
+    }
+    if !out.is_empty() {
+        return Err(out);
+    }
+    Ok(series)
+}

@@ -1,0 +1,76 @@
+//! The record reader: located errors, nothing repaired; a plan's records round-trip.
+
+use pedf_carbon::records::{read_records, write_records, IntervalRecord};
+use pedf_core::csvtext::InputFile;
+use pedf_core::time::{IntervalLength, ParkClock};
+
+fn clock() -> ParkClock {
+    ParkClock::new(
+        chrono_tz::Asia::Shanghai,
+        IntervalLength::from_minutes(15).unwrap(),
+    )
+}
+
+const HEAD: &str = "start,pv_kwh,grid_import_kwh,grid_export_kwh,battery_charge_kwh,battery_discharge_kwh,load_kwh,ev_kwh\n";
+
+fn errors(body: &str) -> Vec<String> {
+    let text = format!("{HEAD}{body}");
+    read_records(
+        InputFile {
+            name: "r.csv",
+            bytes: text.as_bytes(),
+        },
+        &clock(),
+    )
+    .unwrap_err()
+    .iter()
+    .map(|d| format!("{}:{}: {}", d.line, d.column, d.message))
+    .collect()
+}
+
+#[test]
+fn bad_records_are_located() {
+    assert_eq!(
+        errors(
+            "2026-06-21T12:00:00+08:00,10,0,0,0,0,20,0\n\
+             2026-06-21T12:15:00+08:00,10,0,0,0,0,5,0\n\
+             2026-06-21T12:15:00+08:00,10,0,0,0,0,5,0\n\
+             2026-06-21T12:10:00+08:00,10,0,0,0,0,5,0\n\
+             2026-06-21T12:30:00+08:00,10,-1,0,0,0,5,0\n\
+             2026-06-21T12:00:00+08:00,1,0,0,0,0,1,0\n"
+        ),
+        [
+            "2:1: 20.000 kWh leave the bus but only 10.000 kWh enter it",
+            "4:1: duplicate record for 2026-06-21T12:15:00+08:00",
+            "5:1: 2026-06-21T12:10:00+08:00 is not the start of a 15 min interval",
+            "6:30: grid_import_kwh: `-1` is not an energy >= 0",
+            "7:1: 2026-06-21T12:00:00+08:00 comes before the record above it",
+        ]
+    );
+}
+
+#[test]
+fn records_round_trip_through_text() {
+    let text = format!("{HEAD}2026-06-21T12:00:00+08:00,100.5,0,39.25,10,0,50,1.125\n");
+    let r = read_records(
+        InputFile {
+            name: "r.csv",
+            bytes: text.as_bytes(),
+        },
+        &clock(),
+    )
+    .unwrap();
+    assert_eq!(r.len(), 1);
+    let again = write_records(&r, &clock());
+    let back = read_records(
+        InputFile {
+            name: "r2.csv",
+            bytes: again.as_bytes(),
+        },
+        &clock(),
+    )
+    .unwrap();
+    assert_eq!(r, back);
+    let rec: &IntervalRecord = &r[0];
+    assert!((rec.losses() - 0.125).abs() < 1e-12);
+}
