@@ -171,7 +171,7 @@ pub fn run(args: ReportArgs) -> Result<(), UserError> {
             .iter()
             .map(|b| b.capacity.0 * b.initial_soc)
             .sum(),
-        clock: park.clock.clone(),
+        clock: park.clock,
     };
     let mut notes = choice.notes.clone();
     if let Some(p) = &args.hourly_factors {
