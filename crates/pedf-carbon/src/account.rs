@@ -154,6 +154,129 @@ fn share(part: f64, whole: f64) -> f64 {
     }
 }
 
+/// Streaming accountant: push intervals in time order, read each result, take the totals at
+/// the end. Memory stays constant per interval (the hourly CFE sums grow by one entry an
+/// hour), so a year of 1-minute records needs no more than a day's.
+pub struct Accountant {
+    options: Options,
+    store: Store,
+    eta: f64,
+    sums: Sums,
+}
+
+#[derive(Default)]
+struct Sums {
+    totals: Totals,
+    hourly: BTreeMap<DateTime<Utc>, (f64, f64)>,
+    ev_clean: f64,
+    import_kwh: f64,
+}
+
+impl Accountant {
+    pub fn new(options: Options) -> Self {
+        let initial = options.initial_battery_kwh.max(0.0);
+        let store = Store {
+            kwh: initial,
+            kg: initial * options.grid_factor,
+            clean: 0.0,
+        };
+        let eta = options.round_trip_efficiency.clamp(0.01, 1.0);
+        Accountant {
+            options,
+            store,
+            eta,
+            sums: Sums::default(),
+        }
+    }
+
+    /// The grid factor at `t`: a series value holds from its start until the next one, for at
+    /// most an hour; elsewhere the annual factor.
+    pub fn factor_at(&self, t: DateTime<Utc>) -> f64 {
+        let o = &self.options;
+        o.hourly_factors
+            .range(..=t)
+            .next_back()
+            .filter(|(s, _)| t - **s < Duration::hours(1))
+            .map_or(o.grid_factor, |(_, v)| *v)
+    }
+
+    /// Accounts one interval (`estimated`: a gap filled by the conservative rule).
+    pub fn push(&mut self, rec: &IntervalRecord, estimated: bool) -> IntervalResult {
+        let ef = self.factor_at(rec.start);
+        let r = interval(
+            rec,
+            ef,
+            self.options.baseline_factor,
+            self.eta,
+            &mut self.store,
+            estimated,
+        );
+        let s = &mut self.sums;
+        let t = &mut s.totals;
+        t.intervals += 1;
+        t.estimated_intervals += usize::from(r.estimated);
+        for i in 0..3 {
+            for k in 0..5 {
+                t.flows[i][k] += r.flows[i][k];
+            }
+        }
+        t.location_kg += r.location_kg;
+        t.avoided_pv_kg += r.avoided_pv_kg;
+        t.shifting_kg += r.shifting_kg;
+        t.consumption_kg += r.sink_kg[LOADS] + r.sink_kg[EV];
+        s.ev_clean += r.sink_clean_kwh[EV];
+        s.import_kwh += rec.grid_import_kwh;
+        let demand = r.flows.iter().map(|f| f[LOADS] + f[EV]).sum::<f64>();
+        let grid_to_demand = r.flows[GRID][LOADS] + r.flows[GRID][EV];
+        let clean = r.sink_clean_kwh[LOADS]
+            + r.sink_clean_kwh[EV]
+            + grid_to_demand * self.options.grid_cfe_share;
+        let hour = r.start
+            - Duration::minutes(i64::from(r.start.minute()))
+            - Duration::seconds(i64::from(r.start.second()));
+        let h = s.hourly.entry(hour).or_default();
+        h.0 += demand;
+        h.1 += clean;
+        r
+    }
+
+    /// The totals of everything pushed.
+    pub fn totals(&self) -> Totals {
+        let o = &self.options;
+        let mut t = self.sums.totals.clone();
+        let col = |k: usize| t.flows.iter().map(|f| f[k]).sum::<f64>();
+        let row = |i: usize| t.flows[i].iter().sum::<f64>();
+        t.pv_kwh = row(PV);
+        t.battery_discharge_kwh = row(BAT);
+        t.battery_charge_kwh = col(CHARGE);
+        t.grid_export_kwh = col(EXPORT);
+        t.losses_kwh = col(LOSSES);
+        t.consumption_kwh = col(LOADS) + col(EV);
+        t.grid_import_kwh = self.sums.import_kwh;
+        // Market-based: covered MWh at 0, the rest at the residual-mix factor.
+        let uncovered = (t.grid_import_kwh - o.covered_mwh * 1000.0).max(0.0);
+        t.market_kg = uncovered * o.residual_factor;
+        t.park_intensity = share(t.consumption_kg, t.consumption_kwh);
+        t.self_sufficiency = if t.consumption_kwh > 0.0 {
+            1.0 - share(t.flows[GRID][LOADS] + t.flows[GRID][EV], t.consumption_kwh)
+        } else {
+            0.0
+        };
+        t.self_consumption = share(
+            t.flows[PV][LOADS] + t.flows[PV][EV] + t.flows[PV][CHARGE],
+            t.pv_kwh,
+        );
+        let (demand, cfe): (f64, f64) = self
+            .sums
+            .hourly
+            .values()
+            .fold((0.0, 0.0), |(d, c), (hd, hc)| (d + hd, c + hc.min(*hd)));
+        t.cfe_score = share(cfe, demand);
+        t.ev_green_share = share(self.sums.ev_clean, col(EV));
+        t
+    }
+}
+
 /// Accounts `records` over the intervals from `from` (inclusive) to `to` (exclusive) on the
 /// options' clock. Records outside are ignored; intervals without a record are gaps.
 pub fn account(
@@ -162,7 +285,8 @@ pub fn account(
     to: DateTime<Utc>,
     o: &Options,
 ) -> Accounting {
-    let step = o.clock.interval.duration();
+    let clock = o.clock;
+    let step = clock.interval.duration();
     let by_start: BTreeMap<DateTime<Utc>, &IntervalRecord> = records
         .iter()
         .filter(|r| r.start >= from && r.start < to)
@@ -171,34 +295,29 @@ pub fn account(
     // Mean import by local time of day, for the gap rule.
     let mut tod: BTreeMap<u32, (f64, usize)> = BTreeMap::new();
     for r in by_start.values() {
-        let l = o.clock.local(r.start);
+        let l = clock.local(r.start);
         let e = tod.entry(l.hour() * 60 + l.minute()).or_default();
         e.0 += r.grid_import_kwh;
         e.1 += 1;
     }
-    let mut store = Store {
-        kwh: o.initial_battery_kwh.max(0.0),
-        kg: o.initial_battery_kwh.max(0.0) * o.grid_factor,
-        clean: 0.0,
-    };
-    let eta = o.round_trip_efficiency.clamp(0.01, 1.0);
+    let mut acc = Accountant::new(o.clone());
     let mut out = Vec::new();
     let mut gaps = Vec::new();
-    let mut t = o.clock.interval_start(from);
+    let mut t = clock.interval_start(from);
     if t < from {
         t += step;
     }
     while t < to {
-        let (rec, estimated) = match by_start.get(&t) {
-            Some(r) => (**r, false),
+        let result = match by_start.get(&t) {
+            Some(r) => acc.push(r, false),
             None => {
-                let l = o.clock.local(t);
+                let l = clock.local(t);
                 let import = tod
                     .get(&(l.hour() * 60 + l.minute()))
                     .map_or(0.0, |(s, n)| s / *n as f64);
                 gaps.push(t);
-                (
-                    IntervalRecord {
+                acc.push(
+                    &IntervalRecord {
                         start: t,
                         grid_import_kwh: import,
                         load_kwh: import,
@@ -208,24 +327,10 @@ pub fn account(
                 )
             }
         };
-        // A series value holds from its start until the next one, for at most an hour.
-        let ef = o
-            .hourly_factors
-            .range(..=t)
-            .next_back()
-            .filter(|(s, _)| t - **s < Duration::hours(1))
-            .map_or(o.grid_factor, |(_, v)| *v);
-        out.push(interval(
-            &rec,
-            ef,
-            o.baseline_factor,
-            eta,
-            &mut store,
-            estimated,
-        ));
+        out.push(result);
         t += step;
     }
-    let totals = totals(&out, o);
+    let totals = acc.totals();
     Accounting {
         intervals: out,
         totals,
@@ -321,67 +426,4 @@ fn interval(
         estimated,
         store_overdrawn: overdrawn,
     }
-}
-
-fn totals(results: &[IntervalResult], o: &Options) -> Totals {
-    let mut t = Totals {
-        intervals: results.len(),
-        ..Default::default()
-    };
-    let mut hourly: BTreeMap<DateTime<Utc>, (f64, f64)> = BTreeMap::new();
-    let mut ev_clean = 0.0;
-    for r in results {
-        t.estimated_intervals += usize::from(r.estimated);
-        for i in 0..3 {
-            for k in 0..5 {
-                t.flows[i][k] += r.flows[i][k];
-            }
-        }
-        t.location_kg += r.location_kg;
-        t.avoided_pv_kg += r.avoided_pv_kg;
-        t.shifting_kg += r.shifting_kg;
-        t.consumption_kg += r.sink_kg[LOADS] + r.sink_kg[EV];
-        ev_clean += r.sink_clean_kwh[EV];
-        let demand = r.flows.iter().map(|f| f[LOADS] + f[EV]).sum::<f64>();
-        let grid_to_demand = r.flows[GRID][LOADS] + r.flows[GRID][EV];
-        let clean =
-            r.sink_clean_kwh[LOADS] + r.sink_clean_kwh[EV] + grid_to_demand * o.grid_cfe_share;
-        let hour = r.start
-            - Duration::minutes(i64::from(r.start.minute()))
-            - Duration::seconds(i64::from(r.start.second()));
-        let h = hourly.entry(hour).or_default();
-        h.0 += demand;
-        h.1 += clean;
-    }
-    let col = |k: usize| t.flows.iter().map(|f| f[k]).sum::<f64>();
-    let row = |i: usize| t.flows[i].iter().sum::<f64>();
-    t.pv_kwh = row(PV);
-    t.battery_discharge_kwh = row(BAT);
-    t.battery_charge_kwh = col(CHARGE);
-    t.grid_export_kwh = col(EXPORT);
-    t.losses_kwh = col(LOSSES);
-    t.consumption_kwh = col(LOADS) + col(EV);
-    t.grid_import_kwh = results
-        .iter()
-        .map(|r| share(r.location_kg, r.grid_factor))
-        .sum();
-    // Market-based: covered MWh at 0, the rest at the residual-mix factor.
-    let uncovered = (t.grid_import_kwh - o.covered_mwh * 1000.0).max(0.0);
-    t.market_kg = uncovered * o.residual_factor;
-    t.park_intensity = share(t.consumption_kg, t.consumption_kwh);
-    t.self_sufficiency = if t.consumption_kwh > 0.0 {
-        1.0 - share(t.flows[GRID][LOADS] + t.flows[GRID][EV], t.consumption_kwh)
-    } else {
-        0.0
-    };
-    t.self_consumption = share(
-        t.flows[PV][LOADS] + t.flows[PV][EV] + t.flows[PV][CHARGE],
-        t.pv_kwh,
-    );
-    let (demand, cfe): (f64, f64) = hourly
-        .values()
-        .fold((0.0, 0.0), |(d, c), (hd, hc)| (d + hd, c + hc.min(*hd)));
-    t.cfe_score = share(cfe, demand);
-    t.ev_green_share = share(ev_clean, col(EV));
-    t
 }
