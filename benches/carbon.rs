@@ -58,19 +58,13 @@ fn minute(k: usize) -> [f64; METERS] {
         (0.0, -net * 0.97)
     };
     let mut m = [0.0; METERS];
-    for i in 0..10 {
-        m[i] = pv / 10.0;
-    }
+    m[..10].fill(pv / 10.0);
     m[10] = charge / 2.0;
     m[11] = charge / 2.0;
     m[12] = discharge / 2.0;
     m[13] = discharge / 2.0;
-    for i in 14..44 {
-        m[i] = load / 30.0;
-    }
-    for i in 44..49 {
-        m[i] = ev / 5.0;
-    }
+    m[14..44].fill(load / 30.0);
+    m[44..49].fill(ev / 5.0);
     m[49] = import - export; // one bidirectional grid meter: + import / - export
     m
 }
