@@ -14,6 +14,7 @@ use pedf_core::config::{load_park, Diagnostic, Severity};
 use pedf_dispatch::{PlanOptions, TerminalSoc};
 
 mod carbon_cmd;
+mod certificate_cmd;
 mod forecast_cmd;
 mod plan_cmd;
 
@@ -135,6 +136,66 @@ enum Command {
     /// Energy-carbon accounting.
     #[command(subcommand)]
     Carbon(CarbonCommand),
+    /// Signed carbon-reduction certificates: issue and verify.
+    #[command(subcommand)]
+    Certificate(CertificateCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum CertificateCommand {
+    /// Issue a signed certificate for a period (refused if it overlaps an issued one).
+    #[command(
+        after_help = "Example:\n  pedf certificate issue --park config/qingzhou-pedf.toml --records simulations/qingzhou-pedf/records/2026-06-21.csv --from 2026-06-21T00:00:00+08:00 --to 2026-06-22T00:00:00+08:00\n\nWrites SERIAL.json (canonical JSON, signed with ed25519) and SERIAL.html (Chinese and English)\ninto --out-dir, and appends a hash-chained entry to the ledger. The issuer key is made at first\nuse in --key (mode 0600); its public key is printed and embedded in every certificate."
+    )]
+    Issue {
+        #[arg(long, value_name = "FILE")]
+        park: PathBuf,
+        /// Interval energy records (CSV).
+        #[arg(long, value_name = "FILE")]
+        records: PathBuf,
+        #[arg(long, value_name = "TIME")]
+        from: String,
+        #[arg(long, value_name = "TIME")]
+        to: String,
+        #[arg(
+            long,
+            value_name = "FILE",
+            default_value = "config/emission-factors/china-grid.toml"
+        )]
+        factors: PathBuf,
+        /// MWh of grid import covered by green certificates (绿证) or contracts.
+        #[arg(long, default_value_t = 0.0, value_name = "MWH")]
+        covered_mwh: f64,
+        /// What PV generation displaces: grid-average or combined-margin (CDM tool 07).
+        #[arg(long, default_value = "grid-average", value_parser = ["grid-average", "combined-margin"])]
+        baseline: String,
+        #[arg(long, value_name = "DIR", default_value = "certificates")]
+        out_dir: PathBuf,
+        /// The issuer's ed25519 secret key (made at first use).
+        #[arg(long, value_name = "FILE", default_value = ".pedf/issuer.key")]
+        key: PathBuf,
+        /// The ledger (default: ledger.jsonl in --out-dir).
+        #[arg(long, value_name = "FILE")]
+        ledger: Option<PathBuf>,
+    },
+    /// Verify a certificate: its signature, and with --data every figure recomputed.
+    #[command(
+        after_help = "Example:\n  pedf certificate verify certificates/QINGZHOU-PEDF-2026-000001.json --data simulations/qingzhou-pedf/records/2026-06-21.csv --ledger certificates/ledger.jsonl\n\nExit 0 when every check passes; otherwise each problem is named (a changed figure, record,\nsignature or ledger entry) and the exit code is 1."
+    )]
+    Verify {
+        /// The certificate (JSON).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// The interval records it was issued on, to recompute every figure.
+        #[arg(long, value_name = "FILE")]
+        data: Option<PathBuf>,
+        /// The ledger, to check the chain and the certificate's entry.
+        #[arg(long, value_name = "FILE")]
+        ledger: Option<PathBuf>,
+        /// The issuer's public key (hex) the certificate must be signed with.
+        #[arg(long, value_name = "HEX")]
+        public_key: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -375,6 +436,40 @@ fn main() -> ExitCode {
             baseline,
             format,
             out,
+        })),
+        Command::Certificate(CertificateCommand::Issue {
+            park,
+            records,
+            from,
+            to,
+            factors,
+            covered_mwh,
+            baseline,
+            out_dir,
+            key,
+            ledger,
+        }) => report(certificate_cmd::issue(certificate_cmd::IssueArgs {
+            park,
+            records,
+            from,
+            to,
+            factors,
+            covered_mwh,
+            baseline,
+            out_dir,
+            key,
+            ledger,
+        })),
+        Command::Certificate(CertificateCommand::Verify {
+            file,
+            data,
+            ledger,
+            public_key,
+        }) => report(certificate_cmd::verify(certificate_cmd::VerifyArgs {
+            file,
+            data,
+            ledger,
+            public_key,
         })),
         Command::Forecast(ForecastCommand::Load { common, history }) => {
             report(forecast_cmd::run_load(common.with(history)))

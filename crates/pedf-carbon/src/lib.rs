@@ -6,5 +6,7 @@
 //! No I/O here: readers take bytes and return values or located diagnostics.
 
 pub mod account;
+pub mod certificate;
 pub mod factors;
+pub mod merkle;
 pub mod records;

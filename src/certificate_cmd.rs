@@ -1,0 +1,341 @@
+//! `pedf certificate issue` and `pedf certificate verify`.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{Datelike, Utc};
+use pedf_carbon::account::Options;
+use pedf_carbon::certificate::{
+    append_line, build, check_signature, compare_with_data, load_or_create_key, next_entry,
+    overlapping, read_ledger, render_html, write_atomic, Certificate, FactorUsed, IssueInput,
+    ParkIdentity,
+};
+use pedf_carbon::factors::FactorTable;
+use pedf_carbon::records::read_records;
+use pedf_core::csvtext::InputFile;
+use pedf_core::time::{parse_rfc3339, parse_time_zone, IntervalLength, ParkClock};
+
+use crate::carbon_cmd::choose_factors;
+use crate::plan_cmd::load_park_file;
+use crate::{print_diagnostics, UserError};
+
+/// What `pedf certificate issue` was asked for.
+pub struct IssueArgs {
+    pub park: PathBuf,
+    pub records: PathBuf,
+    pub from: String,
+    pub to: String,
+    pub factors: PathBuf,
+    pub covered_mwh: f64,
+    pub baseline: String,
+    pub out_dir: PathBuf,
+    pub key: PathBuf,
+    pub ledger: Option<PathBuf>,
+}
+
+fn read_text(path: &Path) -> Result<String, UserError> {
+    std::fs::read_to_string(path)
+        .map_err(|e| UserError(format!("{}: cannot read: {e}", path.display())))
+}
+
+pub fn issue(args: IssueArgs) -> Result<(), UserError> {
+    let park = load_park_file(&args.park)?;
+    let from = parse_rfc3339(&args.from).map_err(|_| {
+        UserError(format!(
+            "--from: `{}` is not an RFC 3339 time with an offset",
+            args.from
+        ))
+    })?;
+    let to = parse_rfc3339(&args.to).map_err(|_| {
+        UserError(format!(
+            "--to: `{}` is not an RFC 3339 time with an offset",
+            args.to
+        ))
+    })?;
+    if to <= from {
+        return Err(UserError(format!(
+            "--to {} is not after --from {}",
+            args.to, args.from
+        )));
+    }
+    let fname = args.factors.display().to_string();
+    let table = FactorTable::parse(&fname, &read_text(&args.factors)?).map_err(|es| {
+        for e in &es {
+            eprintln!("{e}");
+        }
+        UserError(format!(
+            "{fname}: {} error(s) in the factor table",
+            es.len()
+        ))
+    })?;
+    let year = park.clock.local(from).year();
+    let choice = choose_factors(&park, &table, year, &args.baseline)?;
+    for n in &choice.notes {
+        eprintln!("note: {n}");
+    }
+    let rname = args.records.display().to_string();
+    let rbytes = std::fs::read(&args.records)
+        .map_err(|e| UserError(format!("{rname}: cannot read: {e}")))?;
+    let records = read_records(
+        InputFile {
+            name: &rname,
+            bytes: &rbytes,
+        },
+        &park.clock,
+    )
+    .map_err(|ds| {
+        print_diagnostics(&ds);
+        UserError(format!(
+            "{rname}: {} error(s) in the records (see above)",
+            ds.len()
+        ))
+    })?;
+    if !records.iter().any(|r| r.start >= from && r.start < to) {
+        return Err(UserError(format!(
+            "{rname}: no record inside {} – {}: nothing to certify",
+            args.from, args.to
+        )));
+    }
+    std::fs::create_dir_all(&args.out_dir)
+        .map_err(|e| UserError(format!("--out-dir {}: {e}", args.out_dir.display())))?;
+    let ledger_path = args
+        .ledger
+        .clone()
+        .unwrap_or_else(|| args.out_dir.join("ledger.jsonl"));
+    let ledger = if ledger_path.exists() {
+        read_ledger(
+            &read_text(&ledger_path)?,
+            &ledger_path.display().to_string(),
+        )
+        .map_err(UserError)?
+    } else {
+        Vec::new()
+    };
+    if let Some(e) = overlapping(&ledger, &park.id, from, to) {
+        return Err(UserError(format!(
+            "the period overlaps certificate {} ({} – {}) in {}: refused, a period is certified once",
+            e.serial,
+            e.from,
+            e.to,
+            ledger_path.display()
+        )));
+    }
+    let (key, created) = load_or_create_key(&args.key).map_err(UserError)?;
+    if created {
+        eprintln!(
+            "note: new issuer key created at {} (mode 0600); keep it safe and back it up",
+            args.key.display()
+        );
+    }
+    let options = Options {
+        grid_factor: choice.location.value,
+        hourly_factors: Default::default(),
+        baseline_factor: choice.baseline,
+        residual_factor: choice.residual.value,
+        covered_mwh: args.covered_mwh,
+        grid_cfe_share: 0.0,
+        round_trip_efficiency: park
+            .batteries
+            .first()
+            .map_or(1.0, |b| b.charge_efficiency * b.discharge_efficiency),
+        initial_battery_kwh: park
+            .batteries
+            .iter()
+            .map(|b| b.capacity.0 * b.initial_soc)
+            .sum(),
+        clock: park.clock,
+    };
+    let identity = ParkIdentity {
+        id: park.id.clone(),
+        name: park.name.clone(),
+        name_zh: park.name_zh.clone(),
+        owner: park.owner.clone(),
+        latitude_deg: park.location.latitude_deg,
+        longitude_deg: park.location.longitude_deg,
+        pv_kwp: park.pv_peak_power().0,
+        battery_kwh: park.batteries.iter().map(|b| b.capacity.0).sum(),
+        time_zone: park.clock.tz.name().to_string(),
+        interval_minutes: park.clock.interval.minutes(),
+    };
+    let factors = vec![
+        FactorUsed {
+            role: "location".into(),
+            value_kg_per_kwh: choice.location.value,
+            description: choice.location.describe(),
+        },
+        FactorUsed {
+            role: "residual".into(),
+            value_kg_per_kwh: choice.residual.value,
+            description: choice.residual.describe(),
+        },
+        FactorUsed {
+            role: "baseline".into(),
+            value_kg_per_kwh: choice.baseline,
+            description: choice.baseline_text.clone(),
+        },
+    ];
+    let serial = format!(
+        "{}-{}-{:06}",
+        park.id.to_uppercase(),
+        year,
+        ledger.len() + 1
+    );
+    let mut cert = build(
+        &records,
+        IssueInput {
+            serial,
+            issued_at: Utc::now(),
+            park: identity,
+            from,
+            to,
+            options: &options,
+            factors,
+        },
+    );
+    cert.sign(&key);
+    // The ledger entry first: a crash after it leaves the period reserved and no certificate
+    // file, never a certificate outside the ledger; the files appear whole or not at all.
+    let entry = next_entry(&ledger, &cert);
+    append_line(
+        &ledger_path,
+        &serde_json::to_string(&entry).unwrap_or_default(),
+    )
+    .map_err(|e| {
+        UserError(format!(
+            "{}: cannot append to the ledger: {e}; no certificate was issued",
+            ledger_path.display()
+        ))
+    })?;
+    let json_path = args.out_dir.join(format!("{}.json", cert.serial));
+    let html_path = args.out_dir.join(format!("{}.html", cert.serial));
+    write_atomic(
+        &json_path,
+        format!("{}\n", cert.canonical_json()).as_bytes(),
+    )
+    .map_err(|e| UserError(format!("{}: {e}", json_path.display())))?;
+    write_atomic(&html_path, render_html(&cert).as_bytes())
+        .map_err(|e| UserError(format!("{}: {e}", html_path.display())))?;
+    println!(
+        "issued {} for {} – {}",
+        cert.serial, cert.period.from, cert.period.to
+    );
+    println!(
+        "  certified reductions {} t CO2e (ER {} t, rounded down)",
+        cert.figures.certified_reductions_t, cert.figures.emission_reductions_t
+    );
+    println!(
+        "  Scope 2: {} t location-based, {} t market-based",
+        cert.figures.scope2_location_based_t, cert.figures.scope2_market_based_t
+    );
+    println!(
+        "  data: {} of {} intervals recorded",
+        cert.data_quality.intervals_recorded, cert.data_quality.intervals_expected
+    );
+    println!(
+        "  {}\n  {}\n  ledger entry {} in {}",
+        json_path.display(),
+        html_path.display(),
+        entry.seq,
+        ledger_path.display()
+    );
+    println!("  issuer public key {}", cert.issuer.public_key);
+    Ok(())
+}
+
+/// What `pedf certificate verify` was asked for.
+pub struct VerifyArgs {
+    pub file: PathBuf,
+    pub data: Option<PathBuf>,
+    pub ledger: Option<PathBuf>,
+    pub public_key: Option<String>,
+}
+
+pub fn verify(args: VerifyArgs) -> Result<(), UserError> {
+    let name = args.file.display().to_string();
+    let text = read_text(&args.file)?;
+    let cert: Certificate = serde_json::from_str(&text)
+        .map_err(|e| UserError(format!("{name}: not a pedf certificate: {e}")))?;
+    let mut problems = Vec::new();
+    match check_signature(&cert, args.public_key.as_deref()) {
+        Ok(()) => println!(
+            "{name}: {} signature valid (ed25519, key {})",
+            cert.serial, cert.issuer.public_key
+        ),
+        Err(e) => problems.push(format!("signature: {e}")),
+    }
+    if let Some(d) = &args.data {
+        let tz = parse_time_zone(&cert.park.time_zone).ok_or_else(|| {
+            UserError(format!(
+                "{name}: park.time_zone `{}` is not an IANA zone",
+                cert.park.time_zone
+            ))
+        })?;
+        let interval = IntervalLength::from_minutes(i64::from(cert.park.interval_minutes))
+            .ok_or_else(|| {
+                UserError(format!(
+                    "{name}: park.interval_minutes {} is not 5, 15, 30 or 60",
+                    cert.park.interval_minutes
+                ))
+            })?;
+        let clock = ParkClock::new(tz, interval);
+        let dname = d.display().to_string();
+        let bytes =
+            std::fs::read(d).map_err(|e| UserError(format!("{dname}: cannot read: {e}")))?;
+        let records = read_records(
+            InputFile {
+                name: &dname,
+                bytes: &bytes,
+            },
+            &clock,
+        )
+        .map_err(|ds| {
+            print_diagnostics(&ds);
+            UserError(format!(
+                "{dname}: {} error(s) in the records (see above)",
+                ds.len()
+            ))
+        })?;
+        match compare_with_data(&cert, &records, clock) {
+            Ok(diffs) if diffs.is_empty() => println!(
+                "{dname}: every figure recomputed from the {} records matches; Merkle root matches",
+                cert.records.count
+            ),
+            Ok(diffs) => problems.extend(diffs.into_iter().map(|d| format!("data: {d}"))),
+            Err(e) => problems.push(format!("data: {e}")),
+        }
+    }
+    if let Some(l) = &args.ledger {
+        let lname = l.display().to_string();
+        match read_ledger(&read_text(l)?, &lname) {
+            Ok(entries) => match entries.iter().find(|e| e.serial == cert.serial) {
+                Some(e)
+                    if e.certificate_sha256
+                        == pedf_carbon::merkle::sha256_hex(cert.canonical_json().as_bytes()) =>
+                {
+                    println!(
+                        "{lname}: entry {} of {}, hash chain intact, certificate hash matches",
+                        e.seq,
+                        entries.len()
+                    )
+                }
+                Some(e) => problems.push(format!(
+                    "ledger: entry {} for {} records another certificate content (hash differs)",
+                    e.seq, cert.serial
+                )),
+                None => problems.push(format!("ledger: {} is not in {lname}", cert.serial)),
+            },
+            Err(e) => problems.push(format!("ledger: {e}")),
+        }
+    }
+    if problems.is_empty() {
+        println!("{name}: verified");
+        Ok(())
+    } else {
+        for p in &problems {
+            eprintln!("{name}: {p}");
+        }
+        Err(UserError(format!(
+            "{name}: {} problem(s); the certificate is not verified",
+            problems.len()
+        )))
+    }
+}
