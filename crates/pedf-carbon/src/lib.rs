@@ -7,6 +7,7 @@
 
 pub mod account;
 pub mod certificate;
+pub mod counters;
 pub mod factors;
 pub mod merkle;
 pub mod records;
