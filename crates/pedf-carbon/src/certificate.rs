@@ -873,7 +873,7 @@ mod tests {
         );
         assert_eq!(read_ledger(&text, "l").unwrap().len(), 2);
         let from = pedf_core::time::parse_rfc3339("2026-06-21T12:00:00Z").unwrap();
-        assert!(overlapping(&[e1.clone()], "p", from, from + chrono::Duration::hours(1)).is_some());
+        assert!(overlapping(std::slice::from_ref(&e1), "p", from, from + chrono::Duration::hours(1)).is_some());
         assert!(
             overlapping(&[e1], "other-park", from, from + chrono::Duration::hours(1)).is_none()
         );
