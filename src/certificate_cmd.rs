@@ -207,6 +207,8 @@ pub fn issue(args: IssueArgs) -> Result<(), UserError> {
     })?;
     let json_path = args.out_dir.join(format!("{}.json", cert.serial));
     let html_path = args.out_dir.join(format!("{}.html", cert.serial));
+    let pdf_path = args.out_dir.join(format!("{}.pdf", cert.serial));
+    let pdf = render_pdf(&cert);
     write_atomic(
         &json_path,
         format!("{}\n", cert.canonical_json()).as_bytes(),
@@ -214,6 +216,13 @@ pub fn issue(args: IssueArgs) -> Result<(), UserError> {
     .map_err(|e| UserError(format!("{}: {e}", json_path.display())))?;
     write_atomic(&html_path, render_html(&cert).as_bytes())
         .map_err(|e| UserError(format!("{}: {e}", html_path.display())))?;
+    match pdf {
+        Ok(bytes) => write_atomic(&pdf_path, &bytes)
+            .map_err(|e| UserError(format!("{}: {e}", pdf_path.display())))?,
+        Err(why) => eprintln!(
+            "warning: no PDF rendering: {why} (the JSON is the certificate; HTML written)"
+        ),
+    }
     println!(
         "issued {} for {} – {}",
         cert.serial, cert.period.from, cert.period.to
@@ -231,9 +240,10 @@ pub fn issue(args: IssueArgs) -> Result<(), UserError> {
         cert.data_quality.intervals_recorded, cert.data_quality.intervals_expected
     );
     println!(
-        "  {}\n  {}\n  ledger entry {} in {}",
+        "  {}\n  {}\n  {}\n  ledger entry {} in {}",
         json_path.display(),
         html_path.display(),
+        pdf_path.display(),
         entry.seq,
         ledger_path.display()
     );
@@ -338,4 +348,98 @@ pub fn verify(args: VerifyArgs) -> Result<(), UserError> {
             problems.len()
         )))
     }
+}
+
+/// Fonts with Chinese glyphs, in order of preference (Debian: fonts-droid-fallback, which
+/// scripts/setup installs; fonts-wqy-microhei; fonts-noto-cjk).
+const CJK_FONTS: [&str; 3] = [
+    "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",
+    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
+    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+];
+
+/// The bilingual PDF rendering of a certificate (A4, the rows of the HTML).
+pub fn render_pdf(cert: &Certificate) -> Result<Vec<u8>, String> {
+    use pedf_report::pdf::{Item, TextPdf, A4};
+    let cjk = CJK_FONTS
+        .iter()
+        .find_map(|p| std::fs::read(p).ok())
+        .ok_or("no font with Chinese glyphs found (Debian package fonts-droid-fallback; scripts/setup installs it)")?;
+    let latin = std::fs::read("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+        .map_err(|e| format!("DejaVu Sans (fonts-dejavu-core): {e}"))?;
+    let mut doc = TextPdf::new(&[&latin, &cjk]).map_err(|e| e.to_string())?;
+    let (left, label_w, right) = (50.0, 170.0, A4.0 - 50.0);
+    let value_x = left + label_w;
+    let mut y = A4.1 - 60.0;
+    doc.push(Item::Text {
+        x: left,
+        y,
+        size: 20.0,
+        text: "碳减排证书".into(),
+    });
+    y -= 22.0;
+    doc.push(Item::Text {
+        x: left,
+        y,
+        size: 13.0,
+        text: "Carbon-reduction certificate".into(),
+    });
+    y -= 18.0;
+    doc.push(Item::Line {
+        x1: left,
+        y1: y,
+        x2: right,
+        y2: y,
+    });
+    y -= 16.0;
+    for (zh, en, value) in pedf_carbon::certificate::rows(cert) {
+        let lines = doc.wrap(&value, 9.0, right - value_x);
+        let height = (lines.len().max(2) as f64) * 11.5 + 6.0;
+        if y - height < 50.0 {
+            doc.new_page();
+            y = A4.1 - 60.0;
+        }
+        doc.push(Item::Text {
+            x: left,
+            y,
+            size: 9.0,
+            text: zh,
+        });
+        doc.push(Item::Text {
+            x: left,
+            y: y - 11.0,
+            size: 7.5,
+            text: en,
+        });
+        for (i, l) in lines.iter().enumerate() {
+            doc.push(Item::Text {
+                x: value_x,
+                y: y - 11.5 * i as f64,
+                size: 9.0,
+                text: l.clone(),
+            });
+        }
+        y -= height;
+        doc.push(Item::Line {
+            x1: left,
+            y1: y + 9.0,
+            x2: right,
+            y2: y + 9.0,
+        });
+    }
+    y -= 10.0;
+    doc.push(Item::Text {
+        x: left,
+        y,
+        size: 8.0,
+        text: format!(
+            "核验 Verify: pedf certificate verify {}.json --data RECORDS.csv",
+            cert.serial
+        ),
+    });
+    doc.render(&format!(
+        "碳减排证书 Carbon-reduction certificate {}",
+        cert.serial
+    ))
+    .map_err(|e| e.to_string())
 }

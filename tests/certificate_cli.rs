@@ -101,6 +101,13 @@ fn issue_verify_and_refuse_double_counting() {
             && html.contains("Carbon-reduction certificate")
             && html.contains("核证减排量")
     );
+    let pdf = std::fs::read(dir.join("certificates/QINGZHOU-PEDF-2026-000001.pdf")).unwrap();
+    assert!(pdf.starts_with(b"%PDF-1.7") && pdf.ends_with(b"%%EOF\n"));
+    let pdf_text = String::from_utf8_lossy(&pdf);
+    assert!(
+        pdf_text.contains("/ToUnicode") && pdf_text.contains("/CIDFontType2"),
+        "fonts embedded with a Unicode map"
+    );
     let json = std::fs::read_to_string(dir.join(CERT1)).unwrap();
     assert!(
         json.contains("\"claim_status\":\"The park's own verifiable statement; not a CCER credit")

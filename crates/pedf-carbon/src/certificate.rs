@@ -599,30 +599,15 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// A bilingual (Chinese and English) HTML rendering. The JSON is the certificate; this is a
-/// view of it.
-pub fn render_html(c: &Certificate) -> String {
-    let row = |zh: &str, en: &str, v: String| {
-        format!(
-            "<tr><th>{zh}<br><small>{en}</small></th><td>{}</td></tr>\n",
-            esc(&v)
-        )
-    };
+/// The certificate as labelled rows (Chinese label, English label, value): what the HTML and
+/// PDF renderings show.
+pub fn rows(c: &Certificate) -> Vec<(String, String, String)> {
     let m = &c.monitored;
     let f = &c.figures;
-    let mut s = String::new();
-    s.push_str("<!doctype html>\n<html lang=\"zh-CN\"><head><meta charset=\"utf-8\">\n");
-    s.push_str(&format!(
-        "<title>碳减排证书 Carbon-reduction certificate {}</title>\n",
-        esc(&c.serial)
-    ));
-    s.push_str("<style>body{font-family:sans-serif;max-width:52em;margin:2em auto}table{border-collapse:collapse;width:100%}th,td{border:1px solid #999;padding:.3em .6em;text-align:left;vertical-align:top}th{width:40%;background:#f3f3f3}small{color:#555}code{word-break:break-all}</style></head><body>\n");
-    s.push_str(&format!(
-        "<h1>碳减排证书<br><small>Carbon-reduction certificate</small></h1>\n<p><b>{}</b></p>\n",
-        esc(&c.serial)
-    ));
-    s.push_str("<table>\n");
-    s.push_str(&row(
+    let mut r: Vec<(String, String, String)> = Vec::new();
+    let mut add = |zh: &str, en: &str, v: String| r.push((zh.into(), en.into(), v));
+    add("证书编号", "Serial", c.serial.clone());
+    add(
         "园区",
         "Park",
         format!(
@@ -631,105 +616,101 @@ pub fn render_html(c: &Certificate) -> String {
             c.park.name,
             c.park.id
         ),
-    ));
-    s.push_str(&row(
-        "业主",
-        "Owner",
-        c.park.owner.clone().unwrap_or_default(),
-    ));
-    s.push_str(&row(
+    );
+    add("业主", "Owner", c.park.owner.clone().unwrap_or_default());
+    add(
         "位置",
         "Location",
         format!(
             "{:.4} N, {:.4} E",
             c.park.latitude_deg, c.park.longitude_deg
         ),
-    ));
-    s.push_str(&row(
+    );
+    add(
         "装机",
         "Capacity",
         format!(
             "PV {} kWp, storage {} kWh",
             c.park.pv_kwp, c.park.battery_kwh
         ),
-    ));
-    s.push_str(&row(
+    );
+    add(
         "核算期",
         "Period",
         format!("{} – {} ({})", c.period.from, c.period.to, c.park.time_zone),
-    ));
-    s.push_str(&row(
+    );
+    add(
         "方法学",
         "Methodology",
         format!(
             "{} {}; {}",
             c.methodology.name, c.methodology.version, c.methodology.allocation
         ),
-    ));
+    );
     for fu in &c.factors {
-        s.push_str(&row(
+        add(
             "排放因子",
             &format!("Factor ({})", fu.role),
-            format!("{} kg/kWh — {}", fu.value_kg_per_kwh, fu.description),
-        ));
+            fu.description.clone(),
+        );
     }
-    s.push_str(&row(
+    add(
         "光伏发电量",
         "PV generated",
         format!("{} MWh", m.pv_generated_mwh),
-    ));
-    s.push_str(&row(
+    );
+    add(
         "光伏自用",
         "PV self-consumed",
         format!("{} MWh", m.pv_self_consumed_mwh),
-    ));
-    s.push_str(&row(
+    );
+    add(
         "光伏上网",
         "PV exported",
         format!("{} MWh", m.pv_exported_mwh),
-    ));
-    s.push_str(&row(
+    );
+    add(
         "电网购电",
         "Grid import",
         format!("{} MWh", m.grid_import_mwh),
-    ));
-    s.push_str(&row(
+    );
+    add(
         "储能充/放电",
         "Battery charged / discharged",
         format!(
             "{} / {} MWh",
             m.battery_charged_mwh, m.battery_discharged_mwh
         ),
-    ));
-    s.push_str(&row(
+    );
+    add(
         "用电量",
         "Consumption",
         format!("{} MWh", m.consumption_mwh),
-    ));
-    s.push_str(&row(
+    );
+    add(
         "范围二（基于位置）",
         "Scope 2 location-based",
         format!("{} t CO2", f.scope2_location_based_t),
-    ));
-    s.push_str(&row(
+    );
+    add(
         "范围二（基于市场）",
         "Scope 2 market-based",
         format!("{} t CO2", f.scope2_market_based_t),
-    ));
-    s.push_str(&row(
+    );
+    add(
         "减排量 ER = BE − PE − LE",
         "Emission reductions",
         format!(
             "{} = {} − {} − {} t CO2e",
             f.emission_reductions_t, f.baseline_emissions_t, f.project_emissions_t, f.leakage_t
         ),
-    ));
-    s.push_str(&row(
+    );
+    add(
         "核证减排量（向下取整）",
         "Certified reductions (rounded down)",
         format!("{} t CO2e", f.certified_reductions_t),
-    ));
-    s.push_str(&row(
+    );
+    add(
         "数据质量",
         "Data quality",
         format!(
@@ -740,28 +721,46 @@ pub fn render_html(c: &Certificate) -> String {
             c.data_quality.estimated_intervals,
             c.data_quality.estimation_rule
         ),
-    ));
-    s.push_str(&row(
+    );
+    add(
         "声明性质",
         "Claim status",
         c.methodology.claim_status.clone(),
-    ));
-    s.push_str(&row(
+    );
+    add(
         "数据默克尔根",
         "Records Merkle root",
         format!("{} ({} records)", c.records.merkle_root, c.records.count),
-    ));
-    s.push_str(&row("签发时间", "Issued", c.issued_at.clone()));
-    s.push_str(&row(
+    );
+    add("签发时间", "Issued", c.issued_at.clone());
+    add(
         "签发公钥 (ed25519)",
         "Issuer public key",
         c.issuer.public_key.clone(),
+    );
+    add("签名", "Signature", c.signature.clone().unwrap_or_default());
+    r
+}
+
+/// A bilingual (Chinese and English) HTML rendering. The JSON is the certificate; this is a
+/// view of it.
+pub fn render_html(c: &Certificate) -> String {
+    let mut s = String::new();
+    s.push_str("<!doctype html>\n<html lang=\"zh-CN\"><head><meta charset=\"utf-8\">\n");
+    s.push_str(&format!(
+        "<title>碳减排证书 Carbon-reduction certificate {}</title>\n",
+        esc(&c.serial)
     ));
-    s.push_str(&row(
-        "签名",
-        "Signature",
-        c.signature.clone().unwrap_or_default(),
-    ));
+    s.push_str("<style>body{font-family:sans-serif;max-width:52em;margin:2em auto}table{border-collapse:collapse;width:100%}th,td{border:1px solid #999;padding:.3em .6em;text-align:left;vertical-align:top}th{width:40%;background:#f3f3f3}small{color:#555}td{word-break:break-all}</style></head><body>\n");
+    s.push_str(&format!("<h1>碳减排证书<br><small>Carbon-reduction certificate</small></h1>\n<p><b>{}</b></p>\n<table>\n", esc(&c.serial)));
+    for (zh, en, v) in rows(c) {
+        s.push_str(&format!(
+            "<tr><th>{}<br><small>{}</small></th><td>{}</td></tr>\n",
+            esc(&zh),
+            esc(&en),
+            esc(&v)
+        ));
+    }
     s.push_str("</table>\n<p><small>核验 Verify: <code>pedf certificate verify ");
     s.push_str(&esc(&c.serial));
     s.push_str(".json --data RECORDS.csv</code></small></p>\n</body></html>\n");
@@ -873,7 +872,13 @@ mod tests {
         );
         assert_eq!(read_ledger(&text, "l").unwrap().len(), 2);
         let from = pedf_core::time::parse_rfc3339("2026-06-21T12:00:00Z").unwrap();
-        assert!(overlapping(std::slice::from_ref(&e1), "p", from, from + chrono::Duration::hours(1)).is_some());
+        assert!(overlapping(
+            std::slice::from_ref(&e1),
+            "p",
+            from,
+            from + chrono::Duration::hours(1)
+        )
+        .is_some());
         assert!(
             overlapping(&[e1], "other-park", from, from + chrono::Duration::hours(1)).is_none()
         );
