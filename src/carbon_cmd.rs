@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Datelike, Utc};
-use pedf_carbon::account::{account, Accounting, Options, SINKS, SOURCES};
+use pedf_carbon::account::{account, Accounting, Options, SessionShare, SINKS, SOURCES};
 use pedf_carbon::factors::{combined_margin, Factor, FactorTable};
 use pedf_carbon::records::read_records;
 use pedf_core::csvtext::InputFile;
@@ -26,6 +26,7 @@ pub struct ReportArgs {
     pub baseline: String,
     pub format: String,
     pub out: Option<PathBuf>,
+    pub sessions: Option<PathBuf>,
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, UserError> {
@@ -196,6 +197,38 @@ pub fn run(args: ReportArgs) -> Result<(), UserError> {
         ));
     }
     let a = account(&records, from, to, &options);
+    let sessions = match &args.sessions {
+        Some(p) => {
+            let name = p.display().to_string();
+            let bytes = read(p)?;
+            let list = pedf_forecast::ev::read_sessions(InputFile {
+                name: &name,
+                bytes: &bytes,
+            })
+            .map_err(|ds| {
+                print_diagnostics(&ds);
+                UserError(format!(
+                    "{name}: {} error(s) in the sessions (see above)",
+                    ds.len()
+                ))
+            })?;
+            if !records.iter().any(|r| !r.ev_chargers.is_empty()) {
+                notes.push(format!("{}: the records have no ev:<charger> columns, so sessions cannot be told apart", args.records.display()));
+            }
+            let list: Vec<_> = list
+                .into_iter()
+                .filter(|s| s.arrival < to && s.departure > from)
+                .map(|s| (s.id, s.charger, s.arrival, s.departure))
+                .collect();
+            pedf_carbon::account::session_green_shares(
+                &records,
+                &a.intervals,
+                &list,
+                park.clock.interval.duration(),
+            )
+        }
+        None => Vec::new(),
+    };
     if !a.gaps.is_empty() {
         notes.push(format!(
             "{} of {} intervals have no record and are estimated (no PV claimed; import at the mean of the same time of day); first {}",
@@ -212,9 +245,9 @@ pub fn run(args: ReportArgs) -> Result<(), UserError> {
         eprintln!("note: {n}");
     }
     let text = match args.format.as_str() {
-        "json" => to_json(&park, &a, &choice, &args, &notes),
+        "json" => to_json(&park, &a, &choice, &args, &notes, &sessions),
         "csv" => to_csv(&park, &a),
-        _ => to_table(&park, &a, &choice, &args),
+        _ => to_table(&park, &a, &choice, &args, &sessions),
     };
     match &args.out {
         Some(p) => std::fs::write(p, text)
@@ -226,7 +259,13 @@ pub fn run(args: ReportArgs) -> Result<(), UserError> {
     }
 }
 
-fn to_table(park: &Park, a: &Accounting, c: &FactorChoice, args: &ReportArgs) -> String {
+fn to_table(
+    park: &Park,
+    a: &Accounting,
+    c: &FactorChoice,
+    args: &ReportArgs,
+    sessions: &[SessionShare],
+) -> String {
     let t = &a.totals;
     let mut s = String::new();
     let _ = writeln!(
@@ -303,6 +342,20 @@ fn to_table(park: &Park, a: &Accounting, c: &FactorChoice, args: &ReportArgs) ->
         "EV green share         {:>11.1} %",
         t.ev_green_share * 100.0
     );
+    if !sessions.is_empty() {
+        let _ = writeln!(s, "\nEV session       charger     kWh   green %   kg CO2");
+        for x in sessions {
+            let _ = writeln!(
+                s,
+                "{:<16} {:<8} {:>7.1} {:>9.1} {:>8.2}",
+                x.id,
+                x.charger,
+                x.kwh,
+                x.green_share() * 100.0,
+                x.kg
+            );
+        }
+    }
     s
 }
 
@@ -316,6 +369,7 @@ fn to_json(
     c: &FactorChoice,
     args: &ReportArgs,
     notes: &[String],
+    sessions: &[SessionShare],
 ) -> String {
     let t = &a.totals;
     let flows: serde_json::Map<String, serde_json::Value> = SOURCES
@@ -381,6 +435,7 @@ fn to_json(
         },
         "flows_kwh": flows,
         "notes": notes,
+        "ev_sessions": sessions.iter().map(|x| serde_json::json!({"id": x.id, "charger": x.charger, "kwh": r3(x.kwh), "green_share": x.green_share(), "kg": r3(x.kg)})).collect::<Vec<_>>(),
         "intervals": intervals,
     });
     format!(

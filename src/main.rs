@@ -240,6 +240,10 @@ enum CarbonCommand {
         /// Write to this file instead of stdout.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// EV sessions (ev-sessions.csv format) to give each its green share (needs the
+        /// records' ev:<charger> columns).
+        #[arg(long, value_name = "FILE")]
+        sessions: Option<PathBuf>,
     },
 }
 
@@ -425,6 +429,7 @@ fn main() -> ExitCode {
             baseline,
             format,
             out,
+            sessions,
         }) => report(carbon_cmd::run(carbon_cmd::ReportArgs {
             park,
             records,
@@ -436,6 +441,7 @@ fn main() -> ExitCode {
             baseline,
             format,
             out,
+            sessions,
         })),
         Command::Certificate(CertificateCommand::Issue {
             park,

@@ -154,3 +154,49 @@ fn errors_name_what_is_wrong() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn each_ev_session_gets_its_green_share() {
+    let mut args = vec![
+        "carbon",
+        "report",
+        "--park",
+        PARK,
+        "--records",
+        RECORDS,
+        "--format",
+        "json",
+        "--sessions",
+        "simulations/qingzhou-pedf/day-inputs/ev-sessions.csv",
+    ];
+    args.extend(DAY);
+    let out = pedf(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sessions = doc["ev_sessions"].as_array().unwrap();
+    assert!(sessions.len() > 20);
+    let total: f64 = sessions.iter().map(|s| s["kwh"].as_f64().unwrap()).sum();
+    let ev = doc["flows_kwh"]["pv"]["ev"].as_f64().unwrap()
+        + doc["flows_kwh"]["battery"]["ev"].as_f64().unwrap()
+        + doc["flows_kwh"]["grid"]["ev"].as_f64().unwrap();
+    assert!(
+        (total - ev).abs() < 0.5,
+        "sessions {total} kWh vs EV {ev} kWh"
+    );
+    for s in sessions {
+        let g = s["green_share"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&g), "{s}");
+    }
+    assert!(
+        sessions
+            .iter()
+            .any(|s| s["green_share"].as_f64().unwrap() > 0.99),
+        "a midday session on PV"
+    );
+    assert!(
+        sessions
+            .iter()
+            .any(|s| s["green_share"].as_f64().unwrap() < 0.01),
+        "an evening session on grid"
+    );
+}

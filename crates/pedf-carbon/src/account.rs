@@ -427,3 +427,64 @@ fn interval(
         store_overdrawn: overdrawn,
     }
 }
+
+/// One EV session's energy, its carbon-free part and its carbon.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionShare {
+    pub id: String,
+    pub charger: String,
+    pub kwh: f64,
+    pub green_kwh: f64,
+    pub kg: f64,
+}
+
+impl SessionShare {
+    pub fn green_share(&self) -> f64 {
+        share(self.green_kwh, self.kwh)
+    }
+}
+
+/// Each session's green share: the charger's energy in every interval the car was present
+/// (`ev:<charger>` columns of the records) times the EV sink's clean fraction and intensity of
+/// that interval (all chargers of an interval get the same mix, by the proportional rule).
+/// `sessions`: (id, charger, arrival, departure).
+pub fn session_green_shares(
+    records: &[IntervalRecord],
+    results: &[IntervalResult],
+    sessions: &[(String, String, DateTime<Utc>, DateTime<Utc>)],
+    step: Duration,
+) -> Vec<SessionShare> {
+    let by_start: BTreeMap<DateTime<Utc>, &IntervalResult> =
+        results.iter().map(|r| (r.start, r)).collect();
+    let mut out: Vec<SessionShare> = sessions
+        .iter()
+        .map(|(id, charger, _, _)| SessionShare {
+            id: id.clone(),
+            charger: charger.clone(),
+            kwh: 0.0,
+            green_kwh: 0.0,
+            kg: 0.0,
+        })
+        .collect();
+    for rec in records {
+        let Some(res) = by_start.get(&rec.start) else {
+            continue;
+        };
+        let ev_total: f64 = res.flows.iter().map(|f| f[EV]).sum();
+        let (clean_frac, kg_per_kwh) = (
+            share(res.sink_clean_kwh[EV], ev_total),
+            share(res.sink_kg[EV], ev_total),
+        );
+        for (charger, kwh) in &rec.ev_chargers {
+            let end = rec.start + step;
+            for (s, (_, c, arrival, departure)) in out.iter_mut().zip(sessions) {
+                if c == charger && *arrival < end && rec.start < *departure {
+                    s.kwh += kwh;
+                    s.green_kwh += kwh * clean_frac;
+                    s.kg += kwh * kg_per_kwh;
+                }
+            }
+        }
+    }
+    out
+}

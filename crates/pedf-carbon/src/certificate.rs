@@ -234,7 +234,7 @@ pub fn record_lines(
     records
         .iter()
         .filter(|r| r.start >= from && r.start < to)
-        .map(|r| r.to_csv(&options.clock))
+        .map(|r| r.canonical_line(&options.clock))
         .collect()
 }
 

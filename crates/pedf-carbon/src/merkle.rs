@@ -2,7 +2,7 @@
 //!
 //! Leaf = SHA-256(0x00 ‖ record line), node = SHA-256(0x01 ‖ left ‖ right) (domain separation
 //! as in RFC 6962, so a leaf cannot pose as a node); an odd node is carried up unchanged. The
-//! record line is the canonical CSV text of `IntervalRecord::to_csv` (RFC 3339 start in the
+//! record line is the canonical text of `IntervalRecord::canonical_line` (RFC 3339 start in the
 //! park's zone, energies with 6 decimals), so anyone can recompute the root from the records.
 
 use sha2::{Digest, Sha256};

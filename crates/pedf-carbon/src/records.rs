@@ -11,6 +11,9 @@
 //!   bus than enters is an error, never "fixed".
 //! * Interval starts on the park's clock, strictly increasing; missing intervals are allowed
 //!   and become gaps (see `account`), duplicates are errors.
+//! * Optional further columns `ev:<charger id>` give each charger's share of `ev_kwh` (they
+//!   must add up to it); with them, `account::session_green_shares` gives each EV session's
+//!   green share.
 
 use chrono::{DateTime, Utc};
 use pedf_core::config::{Diagnostic, SourceMap};
@@ -19,7 +22,7 @@ use pedf_core::plan::Plan;
 use pedf_core::time::{parse_rfc3339, ParkClock};
 
 /// One interval's energies, kWh, all >= 0.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct IntervalRecord {
     pub start: DateTime<Utc>,
     pub pv_kwh: f64,
@@ -29,6 +32,8 @@ pub struct IntervalRecord {
     pub battery_discharge_kwh: f64,
     pub load_kwh: f64,
     pub ev_kwh: f64,
+    /// Per charger (sorted by id, non-zero only): its part of `ev_kwh`.
+    pub ev_chargers: Vec<(String, f64)>,
 }
 
 /// The columns of a record file.
@@ -64,7 +69,17 @@ impl IntervalRecord {
         1e-3 + 1e-3 * self.supply().max(self.demand())
     }
 
-    /// Serialises as a CSV row (the canonical text the Merkle tree of a certificate hashes).
+    /// The canonical text of the record, which the Merkle tree of a certificate hashes: the
+    /// eight fixed fields as in a file, then `,<charger>=<kWh>` for each charger share.
+    pub fn canonical_line(&self, clock: &ParkClock) -> String {
+        let mut s = self.to_csv(clock);
+        for (id, kwh) in &self.ev_chargers {
+            s.push_str(&format!(",{id}={}", fmt(*kwh)));
+        }
+        s
+    }
+
+    /// The eight fixed fields as a CSV row.
     pub fn to_csv(&self, clock: &ParkClock) -> String {
         format!(
             "{},{},{},{},{},{},{},{}",
@@ -109,24 +124,40 @@ pub fn read_records(
         return Err(out);
     };
     let names: Vec<&str> = header.fields.iter().map(|f| f.1).collect();
-    if names != COLUMNS {
+    if names.len() < COLUMNS.len() || names[..COLUMNS.len()] != COLUMNS {
         loc.error(
             header.line_offset,
             format!("header is `{}`", names.join(",")),
-            &format!("the header is {}", COLUMNS.join(",")),
+            &format!(
+                "the header is {} (then optional ev:<charger> columns)",
+                COLUMNS.join(",")
+            ),
         );
         return Err(out);
     }
+    let mut chargers: Vec<String> = Vec::new();
+    for (off, n) in &header.fields[COLUMNS.len()..] {
+        match n.strip_prefix("ev:") {
+            Some(id) if !id.is_empty() && !chargers.iter().any(|c| c == id) => {
+                chargers.push(id.to_string())
+            }
+            _ => loc.error(
+                *off,
+                format!("column `{n}` is not `ev:<charger id>` or is repeated"),
+                "extra columns give each charger's kWh: ev:ev-01,ev:ev-02,...",
+            ),
+        }
+    }
+    if !loc.out.is_empty() {
+        return Err(out);
+    }
+    let width = names.len();
     let mut records: Vec<IntervalRecord> = Vec::new();
     for row in body {
-        if row.fields.len() != COLUMNS.len() {
+        if row.fields.len() != width {
             loc.error(
                 row.line_offset,
-                format!(
-                    "{} fields, the header has {}",
-                    row.fields.len(),
-                    COLUMNS.len()
-                ),
+                format!("{} fields, the header has {width}", row.fields.len()),
                 "one value per column",
             );
             continue;
@@ -166,7 +197,7 @@ pub fn read_records(
                 continue;
             }
         }
-        let mut v = [0.0; 7];
+        let mut v = vec![0.0; width - 1];
         let mut ok = true;
         for (k, (off, s)) in row.fields[1..].iter().enumerate() {
             match s.parse::<f64>() {
@@ -174,7 +205,7 @@ pub fn read_records(
                 _ => {
                     loc.error(
                         *off,
-                        format!("{}: `{s}` is not an energy >= 0", COLUMNS[k + 1]),
+                        format!("{}: `{s}` is not an energy >= 0", names[k + 1]),
                         "kWh in the interval, e.g. 12.5",
                     );
                     ok = false;
@@ -182,6 +213,25 @@ pub fn read_records(
             }
         }
         if !ok {
+            continue;
+        }
+        let mut ev_chargers: Vec<(String, f64)> = chargers
+            .iter()
+            .cloned()
+            .zip(v[7..].iter().copied())
+            .filter(|(_, x)| *x > 0.0)
+            .collect();
+        ev_chargers.sort_by(|a, b| a.0.cmp(&b.0));
+        let per_charger: f64 = ev_chargers.iter().map(|(_, x)| x).sum();
+        if !chargers.is_empty() && (per_charger - v[6]).abs() > 1e-3 + 1e-3 * v[6] {
+            loc.error(
+                row.line_offset,
+                format!(
+                    "the ev:<charger> columns add up to {per_charger:.3} kWh, ev_kwh is {:.3}",
+                    v[6]
+                ),
+                "each charger's kWh, adding up to ev_kwh",
+            );
             continue;
         }
         let r = IntervalRecord {
@@ -193,6 +243,7 @@ pub fn read_records(
             battery_discharge_kwh: v[4],
             load_kwh: v[5],
             ev_kwh: v[6],
+            ev_chargers,
         };
         if r.losses() < -r.tolerance() {
             loc.error(
@@ -224,16 +275,39 @@ pub fn records_from_plan(plan: &Plan, hours: f64) -> Vec<IntervalRecord> {
             battery_discharge_kwh: i.battery_discharge_kw * hours,
             load_kwh: (i.fixed_load_kw + i.flexible_load_kw) * hours,
             ev_kwh: i.ev_kw * hours,
+            ev_chargers: i
+                .ev_chargers
+                .iter()
+                .filter(|(_, kw)| **kw > 0.0)
+                .map(|(id, kw)| (id.clone(), kw * hours))
+                .collect(),
         })
         .collect()
 }
 
-/// Writes records as CSV.
+/// Writes records as CSV, with an `ev:<charger>` column for every charger that appears.
 pub fn write_records(records: &[IntervalRecord], clock: &ParkClock) -> String {
+    let mut chargers: Vec<&str> = records
+        .iter()
+        .flat_map(|r| r.ev_chargers.iter().map(|(id, _)| id.as_str()))
+        .collect();
+    chargers.sort_unstable();
+    chargers.dedup();
     let mut s = COLUMNS.join(",");
+    for c in &chargers {
+        s.push_str(&format!(",ev:{c}"));
+    }
     s.push('\n');
     for r in records {
         s.push_str(&r.to_csv(clock));
+        for c in &chargers {
+            let kwh = r
+                .ev_chargers
+                .iter()
+                .find(|(id, _)| id == c)
+                .map_or(0.0, |(_, k)| *k);
+            s.push_str(&format!(",{}", fmt(kwh)));
+        }
         s.push('\n');
     }
     s

@@ -340,3 +340,40 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn each_ev_session_gets_the_mix_of_its_intervals() {
+    let o = options(60, 0.5);
+    // 12:00: PV only; ev-01 takes 30 kWh. 19:00: grid only; ev-01 (another session) 20 kWh and
+    // ev-02 10 kWh.
+    let mut noon = rec(12, 60);
+    noon.pv_kwh = 30.0;
+    noon.ev_kwh = 30.0;
+    noon.ev_chargers = vec![("ev-01".into(), 30.0)];
+    let mut evening = rec(19, 60);
+    evening.grid_import_kwh = 30.0;
+    evening.ev_kwh = 30.0;
+    evening.ev_chargers = vec![("ev-01".into(), 20.0), ("ev-02".into(), 10.0)];
+    let records = vec![noon, evening];
+    let a = account(&records, t0(), t0() + Duration::hours(20), &o);
+    let h = |x: i64| t0() + Duration::hours(x);
+    let sessions = vec![
+        (
+            "a".to_string(),
+            "ev-01".to_string(),
+            h(11) + Duration::minutes(30),
+            h(14),
+        ),
+        ("b".to_string(), "ev-01".to_string(), h(18), h(22)),
+        ("c".to_string(), "ev-02".to_string(), h(19), h(21)),
+    ];
+    let s = pedf_carbon::account::session_green_shares(
+        &records,
+        &a.intervals,
+        &sessions,
+        Duration::hours(1),
+    );
+    assert_eq!((s[0].kwh, s[0].green_share(), s[0].kg), (30.0, 1.0, 0.0));
+    assert_eq!((s[1].kwh, s[1].green_share(), s[1].kg), (20.0, 0.0, 10.0));
+    assert_eq!((s[2].kwh, s[2].green_share(), s[2].kg), (10.0, 0.0, 5.0));
+}

@@ -74,3 +74,52 @@ fn records_round_trip_through_text() {
     let rec: &IntervalRecord = &r[0];
     assert!((rec.losses() - 0.125).abs() < 1e-12);
 }
+
+#[test]
+fn per_charger_columns_must_add_up() {
+    let head = format!("{}", HEAD.trim_end()) + ",ev:ev-01,ev:ev-02\n";
+    let ok = format!("{head}2026-06-21T12:00:00+08:00,10,0,0,0,0,5,5,2,3\n");
+    let r = read_records(
+        InputFile {
+            name: "r.csv",
+            bytes: ok.as_bytes(),
+        },
+        &clock(),
+    )
+    .unwrap();
+    assert_eq!(
+        r[0].ev_chargers,
+        vec![("ev-01".to_string(), 2.0), ("ev-02".to_string(), 3.0)]
+    );
+    assert!(r[0]
+        .canonical_line(&clock())
+        .ends_with(",ev-01=2.000000,ev-02=3.000000"));
+    let bad = format!("{head}2026-06-21T12:00:00+08:00,10,0,0,0,0,5,5,2,2\n");
+    let e = read_records(
+        InputFile {
+            name: "r.csv",
+            bytes: bad.as_bytes(),
+        },
+        &clock(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        e[0].message,
+        "the ev:<charger> columns add up to 4.000 kWh, ev_kwh is 5.000"
+    );
+    let odd = format!("{},charger3\n", HEAD.trim_end());
+    let e = read_records(
+        InputFile {
+            name: "r.csv",
+            bytes: odd.as_bytes(),
+        },
+        &clock(),
+    )
+    .unwrap_err();
+    assert!(
+        e[0].message
+            .contains("column `charger3` is not `ev:<charger id>`"),
+        "{}",
+        e[0].message
+    );
+}
