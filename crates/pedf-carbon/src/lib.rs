@@ -10,4 +10,5 @@ pub mod certificate;
 pub mod counters;
 pub mod factors;
 pub mod merkle;
-pub mod records;
+/// Interval energy records live in pedf-core (the store and the runtime write them too).
+pub use pedf_core::records;

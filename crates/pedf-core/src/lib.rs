@@ -12,6 +12,7 @@ pub mod csvtext;
 pub mod inputs;
 pub mod park;
 pub mod plan;
+pub mod records;
 pub mod sign;
 pub mod tariff;
 pub mod time;

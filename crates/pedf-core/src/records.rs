@@ -15,22 +15,30 @@
 //!   must add up to it); with them, `account::session_green_shares` gives each EV session's
 //!   green share.
 
+use crate::config::{Diagnostic, SourceMap};
+use crate::csvtext::{rows, text_of, InputFile, Located};
+use crate::plan::Plan;
+use crate::time::{parse_rfc3339, ParkClock};
 use chrono::{DateTime, Utc};
-use pedf_core::config::{Diagnostic, SourceMap};
-use pedf_core::csvtext::{rows, text_of, InputFile, Located};
-use pedf_core::plan::Plan;
-use pedf_core::time::{parse_rfc3339, ParkClock};
 
 /// One interval's energies, kWh, all >= 0.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct IntervalRecord {
+    /// Interval start.
     pub start: DateTime<Utc>,
+    /// PV energy delivered to the DC bus.
     pub pv_kwh: f64,
+    /// Grid import at the AC meter.
     pub grid_import_kwh: f64,
+    /// Grid export at the AC meter.
     pub grid_export_kwh: f64,
+    /// Energy into the battery (bus side).
     pub battery_charge_kwh: f64,
+    /// Energy out of the battery (bus side).
     pub battery_discharge_kwh: f64,
+    /// Fixed and flexible DC loads.
     pub load_kwh: f64,
+    /// EV chargers, all together.
     pub ev_kwh: f64,
     /// Per charger (sorted by id, non-zero only): its part of `ev_kwh`.
     pub ev_chargers: Vec<(String, f64)>,
