@@ -1,0 +1,462 @@
+//! The embedded store: one SQLite file in WAL mode.
+//!
+//! Tables: `samples` (raw device values with quality, kept for the configured retention),
+//! `agg_1min` (min/mean/max per device, field and minute, kept), `interval_records` (the
+//! interval energy records the carbon ledger and certificates are computed from), `plans`,
+//! `events`, `audit`. Durability: WAL with `synchronous = NORMAL` keeps every committed
+//! transaction through a process crash (kill -9); writers commit a batch at least once a
+//! second, so a crash loses at most the last second. A full disk or any SQLite failure is a
+//! `StoreError` naming the file; the caller keeps running.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, TimeZone, Utc};
+use pedf_core::records::IntervalRecord;
+use rusqlite::{params, Connection, ErrorCode};
+
+/// Why a store operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: the disk is full; nothing was written (free space, the EMS keeps running)")]
+    DiskFull { path: String },
+    #[error("{path}: {message}")]
+    Sqlite { path: String, message: String },
+    #[error("{path}: the file is not a pedf store (schema version {found}, expected {expected})")]
+    Schema {
+        path: String,
+        found: i64,
+        expected: i64,
+    },
+}
+
+/// One raw value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub device: String,
+    pub field: String,
+    pub at: DateTime<Utc>,
+    pub value: f64,
+    /// 0 good, 1 stale, 2 bad.
+    pub quality: u8,
+}
+
+/// A 1-minute aggregate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Aggregate {
+    pub minute: DateTime<Utc>,
+    pub min: f64,
+    pub mean: f64,
+    pub max: f64,
+    pub count: i64,
+}
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS samples (
+    device TEXT NOT NULL, field TEXT NOT NULL, ts_ms INTEGER NOT NULL, value REAL NOT NULL, quality INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS samples_by_key ON samples (device, field, ts_ms);
+CREATE INDEX IF NOT EXISTS samples_by_time ON samples (ts_ms);
+CREATE TABLE IF NOT EXISTS agg_1min (
+    device TEXT NOT NULL, field TEXT NOT NULL, minute_ms INTEGER NOT NULL,
+    min REAL NOT NULL, mean REAL NOT NULL, max REAL NOT NULL, n INTEGER NOT NULL,
+    PRIMARY KEY (device, field, minute_ms)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS interval_records (
+    start_ms INTEGER PRIMARY KEY, pv_kwh REAL NOT NULL, grid_import_kwh REAL NOT NULL, grid_export_kwh REAL NOT NULL,
+    battery_charge_kwh REAL NOT NULL, battery_discharge_kwh REAL NOT NULL, load_kwh REAL NOT NULL, ev_kwh REAL NOT NULL,
+    ev_chargers TEXT NOT NULL, source TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS plans (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, created_ms INTEGER NOT NULL, day TEXT NOT NULL, strategy TEXT NOT NULL,
+    active INTEGER NOT NULL DEFAULT 0, json TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, ts_ms INTEGER NOT NULL, severity TEXT NOT NULL, kind TEXT NOT NULL, message TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, ts_ms INTEGER NOT NULL, device TEXT NOT NULL, by_whom TEXT NOT NULL, reason TEXT NOT NULL,
+    requested REAL, written REAL, readback REAL, outcome TEXT NOT NULL
+);
+";
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(v: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(v).single().unwrap_or_default()
+}
+
+/// The store.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (or creates) the store at `path`.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let p = path.display().to_string();
+        let conn = Connection::open(path).map_err(|e| err(&p, e))?;
+        let store = Store {
+            conn,
+            path: path.to_path_buf(),
+        };
+        store
+            .conn
+            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;")
+            .map_err(|e| store.err(e))?;
+        let version: i64 = store
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| store.err(e))?;
+        match version {
+            0 => {
+                store.conn.execute_batch(SCHEMA).map_err(|e| store.err(e))?;
+                store
+                    .conn
+                    .execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
+                    .map_err(|e| store.err(e))?;
+            }
+            SCHEMA_VERSION => {}
+            other => {
+                return Err(StoreError::Schema {
+                    path: p,
+                    found: other,
+                    expected: SCHEMA_VERSION,
+                })
+            }
+        }
+        Ok(store)
+    }
+
+    fn err(&self, e: rusqlite::Error) -> StoreError {
+        err(&self.path.display().to_string(), e)
+    }
+
+    /// The path of the database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Inserts a batch of samples in one transaction (commit it at least once a second).
+    pub fn insert_samples(&mut self, batch: &[Sample]) -> Result<usize, StoreError> {
+        let path = self.path.display().to_string();
+        let tx = self.conn.transaction().map_err(|e| err(&path, e))?;
+        {
+            let mut stmt = tx.prepare_cached("INSERT INTO samples (device, field, ts_ms, value, quality) VALUES (?1, ?2, ?3, ?4, ?5)").map_err(|e| err(&path, e))?;
+            for s in batch {
+                stmt.execute(params![s.device, s.field, ms(s.at), s.value, s.quality])
+                    .map_err(|e| err(&path, e))?;
+            }
+        }
+        tx.commit().map_err(|e| err(&path, e))?;
+        Ok(batch.len())
+    }
+
+    /// Samples of one device field in `[from, to)`.
+    pub fn samples(
+        &self,
+        device: &str,
+        field: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<Sample>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT ts_ms, value, quality FROM samples WHERE device = ?1 AND field = ?2 AND ts_ms >= ?3 AND ts_ms < ?4 ORDER BY ts_ms")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![device, field, ms(from), ms(to)], |r| {
+                Ok(Sample {
+                    device: device.into(),
+                    field: field.into(),
+                    at: from_ms(r.get(0)?),
+                    value: r.get(1)?,
+                    quality: r.get(2)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Number of raw samples held.
+    pub fn sample_count(&self) -> Result<i64, StoreError> {
+        self.conn
+            .query_row("SELECT count(*) FROM samples", [], |r| r.get(0))
+            .map_err(|e| self.err(e))
+    }
+
+    /// (Re)computes the 1-minute aggregates of good samples in `[from, to)`.
+    pub fn aggregate_minutes(
+        &mut self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<usize, StoreError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO agg_1min (device, field, minute_ms, min, mean, max, n)
+                 SELECT device, field, (ts_ms / 60000) * 60000, min(value), avg(value), max(value), count(*)
+                 FROM samples WHERE ts_ms >= ?1 AND ts_ms < ?2 AND quality = 0 GROUP BY device, field, ts_ms / 60000",
+                params![ms(from), ms(to)],
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    /// The 1-minute aggregates of a device field in `[from, to)`.
+    pub fn aggregates(
+        &self,
+        device: &str,
+        field: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<Aggregate>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT minute_ms, min, mean, max, n FROM agg_1min WHERE device = ?1 AND field = ?2 AND minute_ms >= ?3 AND minute_ms < ?4 ORDER BY minute_ms")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![device, field, ms(from), ms(to)], |r| {
+                Ok(Aggregate {
+                    minute: from_ms(r.get(0)?),
+                    min: r.get(1)?,
+                    mean: r.get(2)?,
+                    max: r.get(3)?,
+                    count: r.get(4)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Deletes raw samples older than `before` (aggregates and records are kept).
+    pub fn prune_samples(&mut self, before: DateTime<Utc>) -> Result<usize, StoreError> {
+        self.conn
+            .execute("DELETE FROM samples WHERE ts_ms < ?1", params![ms(before)])
+            .map_err(|e| self.err(e))
+    }
+
+    /// Writes interval records (replacing any at the same start); `source` says where they
+    /// come from (`measured`, `estimated`, `plan`).
+    pub fn put_records(
+        &mut self,
+        records: &[IntervalRecord],
+        source: &str,
+    ) -> Result<usize, StoreError> {
+        let path = self.path.display().to_string();
+        let tx = self.conn.transaction().map_err(|e| err(&path, e))?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO interval_records (start_ms, pv_kwh, grid_import_kwh, grid_export_kwh, battery_charge_kwh, battery_discharge_kwh, load_kwh, ev_kwh, ev_chargers, source)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                )
+                .map_err(|e| err(&path, e))?;
+            for r in records {
+                let chargers =
+                    serde_json::to_string(&r.ev_chargers).unwrap_or_else(|_| "[]".into());
+                stmt.execute(params![
+                    ms(r.start),
+                    r.pv_kwh,
+                    r.grid_import_kwh,
+                    r.grid_export_kwh,
+                    r.battery_charge_kwh,
+                    r.battery_discharge_kwh,
+                    r.load_kwh,
+                    r.ev_kwh,
+                    chargers,
+                    source
+                ])
+                .map_err(|e| err(&path, e))?;
+            }
+        }
+        tx.commit().map_err(|e| err(&path, e))?;
+        Ok(records.len())
+    }
+
+    /// Interval records in `[from, to)`, in time order, with their source.
+    pub fn records(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<(IntervalRecord, String)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT start_ms, pv_kwh, grid_import_kwh, grid_export_kwh, battery_charge_kwh, battery_discharge_kwh, load_kwh, ev_kwh, ev_chargers, source
+                 FROM interval_records WHERE start_ms >= ?1 AND start_ms < ?2 ORDER BY start_ms",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![ms(from), ms(to)], |r| {
+                let chargers: String = r.get(8)?;
+                Ok((
+                    IntervalRecord {
+                        start: from_ms(r.get(0)?),
+                        pv_kwh: r.get(1)?,
+                        grid_import_kwh: r.get(2)?,
+                        grid_export_kwh: r.get(3)?,
+                        battery_charge_kwh: r.get(4)?,
+                        battery_discharge_kwh: r.get(5)?,
+                        load_kwh: r.get(6)?,
+                        ev_kwh: r.get(7)?,
+                        ev_chargers: serde_json::from_str(&chargers).unwrap_or_default(),
+                    },
+                    r.get::<_, String>(9)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Stores a plan (its JSON); returns its id.
+    pub fn put_plan(
+        &mut self,
+        created: DateTime<Utc>,
+        day: &str,
+        strategy: &str,
+        json: &str,
+    ) -> Result<i64, StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO plans (created_ms, day, strategy, json) VALUES (?1, ?2, ?3, ?4)",
+                params![ms(created), day, strategy, json],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Makes a plan the active one for its day (and no other plan of that day).
+    pub fn activate_plan(&mut self, id: i64) -> Result<(), StoreError> {
+        let path = self.path.display().to_string();
+        let tx = self.conn.transaction().map_err(|e| err(&path, e))?;
+        let day: String = tx
+            .query_row("SELECT day FROM plans WHERE id = ?1", params![id], |r| {
+                r.get(0)
+            })
+            .map_err(|e| err(&path, e))?;
+        tx.execute(
+            "UPDATE plans SET active = (id = ?1) WHERE day = ?2",
+            params![id, day],
+        )
+        .map_err(|e| err(&path, e))?;
+        tx.commit().map_err(|e| err(&path, e))
+    }
+
+    /// The active plan of a day: (id, strategy, json).
+    pub fn active_plan(&self, day: &str) -> Result<Option<(i64, String, String)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, strategy, json FROM plans WHERE day = ?1 AND active = 1")
+            .map_err(|e| self.err(e))?;
+        let mut rows = stmt.query(params![day]).map_err(|e| self.err(e))?;
+        match rows.next().map_err(|e| self.err(e))? {
+            Some(r) => Ok(Some((
+                r.get(0).map_err(|e| self.err(e))?,
+                r.get(1).map_err(|e| self.err(e))?,
+                r.get(2).map_err(|e| self.err(e))?,
+            ))),
+            None => Ok(None),
+        }
+    }
+
+    /// Records an event.
+    pub fn event(
+        &mut self,
+        at: DateTime<Utc>,
+        severity: &str,
+        kind: &str,
+        message: &str,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO events (ts_ms, severity, kind, message) VALUES (?1, ?2, ?3, ?4)",
+                params![ms(at), severity, kind, message],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Events in `[from, to)`: (time, severity, kind, message).
+    pub fn events(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<(DateTime<Utc>, String, String, String)>, StoreError> {
+        let mut stmt = self.conn.prepare_cached("SELECT ts_ms, severity, kind, message FROM events WHERE ts_ms >= ?1 AND ts_ms < ?2 ORDER BY id").map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![ms(from), ms(to)], |r| {
+                Ok((from_ms(r.get(0)?), r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Records a setpoint write (the audit log).
+    #[allow(clippy::too_many_arguments)]
+    pub fn audit(
+        &mut self,
+        at: DateTime<Utc>,
+        device: &str,
+        by: &str,
+        reason: &str,
+        requested: f64,
+        written: Option<f64>,
+        readback: Option<f64>,
+        outcome: &str,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO audit (ts_ms, device, by_whom, reason, requested, written, readback, outcome) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![ms(at), device, by, reason, requested, written, readback, outcome],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Number of audit entries.
+    pub fn audit_count(&self) -> Result<i64, StoreError> {
+        self.conn
+            .query_row("SELECT count(*) FROM audit", [], |r| r.get(0))
+            .map_err(|e| self.err(e))
+    }
+
+    /// Pages in the database file (tests).
+    #[doc(hidden)]
+    pub fn page_count_for_test(&self) -> i64 {
+        self.conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap_or(0)
+    }
+
+    /// Caps the file at `pages` pages, as a full disk would (tests).
+    #[doc(hidden)]
+    pub fn set_max_pages_for_test(&mut self, pages: i64) {
+        let _ = self
+            .conn
+            .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
+                r.get::<_, i64>(0)
+            });
+    }
+
+    /// SQLite's own consistency check ("ok" when sound).
+    pub fn integrity_check(&self) -> Result<String, StoreError> {
+        self.conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .map_err(|e| self.err(e))
+    }
+}
+
+fn err(path: &str, e: rusqlite::Error) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::DiskFull => {
+            StoreError::DiskFull { path: path.into() }
+        }
+        _ => StoreError::Sqlite {
+            path: path.into(),
+            message: e.to_string(),
+        },
+    }
+}

@@ -1,0 +1,187 @@
+//! The embedded store: round trips, retention, aggregates, a full disk, and durability across
+//! kill -9.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use pedf_core::records::IntervalRecord;
+use pedf_store::{Sample, Store, StoreError};
+
+fn temp_db(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("pedf-store-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join("pedf.sqlite")
+}
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 6, 21, 4, 0, 0).unwrap()
+}
+
+fn sample(device: &str, s: i64, value: f64, quality: u8) -> Sample {
+    Sample {
+        device: device.into(),
+        field: "power_kw".into(),
+        at: t0() + Duration::seconds(s),
+        value,
+        quality,
+    }
+}
+
+#[test]
+fn samples_aggregates_retention_records_plans_events_audit() {
+    let path = temp_db("roundtrip");
+    let mut st = Store::open(&path).unwrap();
+    let batch: Vec<Sample> = (0..180)
+        .map(|s| sample("meter", s, s as f64, if s == 10 { 2 } else { 0 }))
+        .collect();
+    assert_eq!(st.insert_samples(&batch).unwrap(), 180);
+    let got = st
+        .samples("meter", "power_kw", t0(), t0() + Duration::seconds(60))
+        .unwrap();
+    assert_eq!(got.len(), 60);
+    assert_eq!(got[10].quality, 2);
+    assert_eq!(
+        st.aggregate_minutes(t0(), t0() + Duration::minutes(3))
+            .unwrap(),
+        3
+    );
+    let agg = st
+        .aggregates("meter", "power_kw", t0(), t0() + Duration::minutes(3))
+        .unwrap();
+    assert_eq!(agg.len(), 3);
+    assert_eq!(
+        (agg[0].min, agg[0].max, agg[0].count),
+        (0.0, 59.0, 59),
+        "the bad sample is left out"
+    );
+    assert_eq!(agg[1].mean, 89.5);
+    // Retention: raw samples go, aggregates stay.
+    assert_eq!(st.prune_samples(t0() + Duration::minutes(2)).unwrap(), 120);
+    assert_eq!(st.sample_count().unwrap(), 60);
+    assert_eq!(
+        st.aggregates("meter", "power_kw", t0(), t0() + Duration::minutes(3))
+            .unwrap()
+            .len(),
+        3
+    );
+
+    let rec = IntervalRecord {
+        start: t0(),
+        pv_kwh: 10.5,
+        load_kwh: 8.0,
+        ev_kwh: 2.0,
+        ev_chargers: vec![("ev-01".into(), 2.0)],
+        ..Default::default()
+    };
+    st.put_records(std::slice::from_ref(&rec), "measured")
+        .unwrap();
+    let back = st.records(t0(), t0() + Duration::hours(1)).unwrap();
+    assert_eq!(back, vec![(rec, "measured".to_string())]);
+
+    let a = st
+        .put_plan(t0(), "2026-06-21", "optimized", "{\"objective_cny\": 1}")
+        .unwrap();
+    let b = st
+        .put_plan(t0(), "2026-06-21", "rule", "{\"objective_cny\": 2}")
+        .unwrap();
+    st.activate_plan(a).unwrap();
+    st.activate_plan(b).unwrap();
+    assert_eq!(st.active_plan("2026-06-21").unwrap().unwrap().1, "rule");
+    assert!(st.active_plan("2026-06-22").unwrap().is_none());
+
+    st.event(t0(), "warning", "device", "pv-roof-a stopped answering")
+        .unwrap();
+    assert_eq!(
+        st.events(t0(), t0() + Duration::seconds(1)).unwrap()[0].3,
+        "pv-roof-a stopped answering"
+    );
+    st.audit(
+        t0(),
+        "bess-1",
+        "controller",
+        "plan",
+        1500.0,
+        Some(1000.0),
+        Some(1000.0),
+        "ok",
+    )
+    .unwrap();
+    assert_eq!(st.audit_count().unwrap(), 1);
+    assert_eq!(st.integrity_check().unwrap(), "ok");
+    drop(st);
+    // Reopening keeps everything.
+    let st = Store::open(&path).unwrap();
+    assert_eq!(st.sample_count().unwrap(), 60);
+}
+
+#[test]
+fn a_full_disk_is_a_clear_error_and_the_store_stays_usable() {
+    let path = temp_db("full");
+    let mut st = Store::open(&path).unwrap();
+    // Cap the database a few pages above its size: a large batch finds the "disk" full.
+    let pages = st.page_count_for_test();
+    st.set_max_pages_for_test(pages + 8);
+    let big: Vec<Sample> = (0..20_000).map(|s| sample("meter", s, 1.0, 0)).collect();
+    match st.insert_samples(&big) {
+        Err(StoreError::DiskFull { path: p }) => assert!(p.ends_with("pedf.sqlite"), "{p}"),
+        other => panic!("{other:?}"),
+    }
+    // The failed batch left nothing; small writes still fit.
+    assert_eq!(st.sample_count().unwrap(), 0);
+    st.insert_samples(&big[..10]).unwrap();
+    assert_eq!(st.sample_count().unwrap(), 10);
+}
+
+/// Run as a child process (see below): writes batches of 100 samples, one commit each, and
+/// reports each commit on stdout until it is killed.
+#[test]
+fn child_writer() {
+    let Some(path) = std::env::var_os("PEDF_STORE_CHILD") else {
+        return;
+    };
+    let mut st = Store::open(std::path::Path::new(&path)).unwrap();
+    let mut out = std::io::stdout();
+    for batch in 0i64.. {
+        let samples: Vec<Sample> = (0..100)
+            .map(|i| sample("meter", batch * 100 + i, (batch * 100 + i) as f64, 0))
+            .collect();
+        st.insert_samples(&samples).unwrap();
+        writeln!(out, "committed {}", (batch + 1) * 100).unwrap();
+        out.flush().unwrap();
+    }
+}
+
+#[test]
+fn kill_9_loses_nothing_committed() {
+    let path = temp_db("kill9");
+    let exe = std::env::current_exe().unwrap();
+    let mut child = Command::new(exe)
+        .args(["--exact", "child_writer", "--nocapture", "--test-threads=1"])
+        .env("PEDF_STORE_CHILD", &path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut committed = 0i64;
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    while committed < 5_000 {
+        let line = lines.next().expect("the writer reports").unwrap();
+        if let Some(n) = line.strip_prefix("committed ") {
+            committed = n.trim().parse().unwrap();
+        }
+    }
+    child.kill().unwrap(); // SIGKILL: no destructor, no checkpoint
+    child.wait().unwrap();
+    let st = Store::open(&path).unwrap();
+    assert_eq!(st.integrity_check().unwrap(), "ok");
+    let n = st.sample_count().unwrap();
+    eprintln!("kill -9 after {committed} samples reported committed: {n} in the store");
+    assert!(
+        n >= committed,
+        "{n} samples after kill -9, {committed} were committed"
+    );
+    assert_eq!(n % 100, 0, "no half batch: {n}");
+}
