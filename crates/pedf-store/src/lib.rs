@@ -40,6 +40,9 @@ pub struct Sample {
     pub quality: u8,
 }
 
+/// An event: time, severity, kind, message.
+pub type EventRow = (DateTime<Utc>, String, String, String);
+
 /// A 1-minute aggregate.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Aggregate {
@@ -384,7 +387,7 @@ impl Store {
         &self,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
-    ) -> Result<Vec<(DateTime<Utc>, String, String, String)>, StoreError> {
+    ) -> Result<Vec<EventRow>, StoreError> {
         let mut stmt = self.conn.prepare_cached("SELECT ts_ms, severity, kind, message FROM events WHERE ts_ms >= ?1 AND ts_ms < ?2 ORDER BY id").map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map(params![ms(from), ms(to)], |r| {
