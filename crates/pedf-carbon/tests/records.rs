@@ -77,7 +77,7 @@ fn records_round_trip_through_text() {
 
 #[test]
 fn per_charger_columns_must_add_up() {
-    let head = format!("{}", HEAD.trim_end()) + ",ev:ev-01,ev:ev-02\n";
+    let head = HEAD.trim_end().to_string() + ",ev:ev-01,ev:ev-02\n";
     let ok = format!("{head}2026-06-21T12:00:00+08:00,10,0,0,0,0,5,5,2,3\n");
     let r = read_records(
         InputFile {
