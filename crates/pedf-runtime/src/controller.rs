@@ -1,0 +1,285 @@
+//! The controller of one cycle (1 s by default): from what the park measures now and the
+//! active plan's interval to setpoints for the battery, the EV chargers and the PV limit.
+//!
+//! Automatic mode follows the plan's grid exchange, not its battery power: the battery absorbs
+//! the forecast error (more sun, less load) inside its limits. Without a plan, a self-consumption
+//! rule: the battery takes PV surplus and covers deficits. In every mode the grid limits are
+//! enforced hard, in this order: the import limit by lowering EV charging (each charger no lower
+//! than its minimum while a session needs it); the export limit, the no-export rule and the
+//! export-only-from-PV rule by charging the battery more, then by curtailing PV. Safe mode
+//! writes the safe values (battery 0, chargers at minimum, PV unrestricted). What could not be
+//! met is said in `alarms`, never hidden.
+//!
+//! Power balance at the DC bus: `pv + battery + grid_to_bus = load + ev`, with
+//! `grid_to_bus = import * eta_in` when importing and `-export / eta_out` when exporting.
+
+use pedf_core::Park;
+
+/// What the park measures now (kW, bus side unless said).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// PV power the arrays could give now (unrestricted), at the bus.
+    pub pv_available_kw: f64,
+    /// Fixed and flexible loads.
+    pub load_kw: f64,
+    /// Chargers with a car: (id, power it would take now, minimum while charging, maximum).
+    pub chargers: Vec<ChargerNow>,
+    /// Battery state, if the battery answers.
+    pub battery: Option<BatteryNow>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChargerNow {
+    pub id: String,
+    /// What the car would draw if let (the plan's or the car's request).
+    pub wanted_kw: f64,
+    pub min_kw: f64,
+    pub max_kw: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BatteryNow {
+    pub soc_pct: f64,
+    /// BMS limits now (magnitudes).
+    pub max_charge_kw: f64,
+    pub max_discharge_kw: f64,
+}
+
+/// The active plan's interval, as the controller uses it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanTarget {
+    pub grid_import_kw: f64,
+    pub grid_export_kw: f64,
+    /// EV power per charger.
+    pub ev_kw: Vec<(String, f64)>,
+}
+
+/// Operating modes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mode {
+    Automatic,
+    /// Operator setpoints (clamped, grid limits still enforced).
+    Manual {
+        battery_kw: f64,
+    },
+    Safe,
+}
+
+/// What to write this cycle.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Setpoints {
+    /// Battery power, +discharge / -charge.
+    pub battery_kw: f64,
+    /// EV chargers: (id, kW).
+    pub chargers: Vec<(String, f64)>,
+    /// PV power allowed at the bus (the available power when not curtailing).
+    pub pv_kw: f64,
+    /// Grid exchange that results, AC side: +import / -export.
+    pub grid_kw: f64,
+    /// Why the setpoints differ from the wish (limits met, rules applied).
+    pub notes: Vec<String>,
+    /// Limits that could not be met.
+    pub alarms: Vec<String>,
+}
+
+/// The limits the controller keeps, from the park file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    pub import_kw: f64,
+    pub export_kw: f64,
+    pub allow_export: bool,
+    pub export_only_from_pv: bool,
+    pub eta_in: f64,
+    pub eta_out: f64,
+    pub soc_min_pct: f64,
+    pub soc_max_pct: f64,
+    pub battery_charge_kw: f64,
+    pub battery_discharge_kw: f64,
+}
+
+impl Limits {
+    pub fn of(park: &Park) -> Limits {
+        let b = park.batteries.first();
+        Limits {
+            import_kw: park.grid.import_limit.0.min(park.converter.rating.0),
+            export_kw: park.grid.export_limit.0.min(park.converter.rating.0),
+            allow_export: park.grid.export_rules.allow_export,
+            export_only_from_pv: park.grid.export_rules.export_only_from_pv,
+            eta_in: park.converter.efficiency_ac_to_dc,
+            eta_out: park.converter.efficiency_dc_to_ac,
+            soc_min_pct: b.map_or(0.0, |b| b.soc_min * 100.0),
+            soc_max_pct: b.map_or(100.0, |b| b.soc_max * 100.0),
+            battery_charge_kw: park.batteries.iter().map(|b| b.max_charge.0).sum(),
+            battery_discharge_kw: park.batteries.iter().map(|b| b.max_discharge.0).sum(),
+        }
+    }
+
+    /// AC grid power (+import) for a bus deficit (+ = the bus needs power).
+    fn grid_for(&self, deficit_kw: f64) -> f64 {
+        if deficit_kw >= 0.0 {
+            deficit_kw / self.eta_in
+        } else {
+            deficit_kw * self.eta_out
+        }
+    }
+
+    /// Bus deficit for an AC grid power.
+    fn deficit_for(&self, grid_kw: f64) -> f64 {
+        if grid_kw >= 0.0 {
+            grid_kw * self.eta_in
+        } else {
+            grid_kw / self.eta_out
+        }
+    }
+}
+
+/// The battery range now: BMS limits, park limits, SoC window (no discharge at or below the
+/// minimum, no charge at or above the maximum).
+fn battery_range(l: &Limits, b: Option<BatteryNow>) -> (f64, f64) {
+    let Some(b) = b else { return (0.0, 0.0) };
+    let mut lo = -b.max_charge_kw.min(l.battery_charge_kw).max(0.0);
+    let mut hi = b.max_discharge_kw.min(l.battery_discharge_kw).max(0.0);
+    if b.soc_pct <= l.soc_min_pct {
+        hi = 0.0;
+    }
+    if b.soc_pct >= l.soc_max_pct {
+        lo = 0.0;
+    }
+    (lo, hi)
+}
+
+/// One control cycle.
+pub fn control(l: &Limits, s: &Snapshot, plan: Option<&PlanTarget>, mode: &Mode) -> Setpoints {
+    let mut notes = Vec::new();
+    let mut alarms = Vec::new();
+    let (bat_lo, bat_hi) = battery_range(l, s.battery);
+    if s.battery.is_none() {
+        notes.push("battery not answering: held at 0 kW".into());
+    }
+    // EV wishes: the plan's power per charger in automatic mode, else what the car wants.
+    let mut chargers: Vec<(String, f64, f64, f64)> = s
+        .chargers
+        .iter()
+        .map(|c| {
+            let want = match (mode, plan) {
+                (Mode::Safe, _) => c.min_kw,
+                (Mode::Automatic, Some(p)) => p
+                    .ev_kw
+                    .iter()
+                    .find(|(id, _)| *id == c.id)
+                    .map_or(c.wanted_kw, |(_, kw)| *kw),
+                _ => c.wanted_kw,
+            };
+            (
+                c.id.clone(),
+                want.clamp(0.0, c.max_kw),
+                c.min_kw.min(c.max_kw),
+                c.max_kw,
+            )
+        })
+        .collect();
+    let ev = |ch: &[(String, f64, f64, f64)]| ch.iter().map(|c| c.1).sum::<f64>();
+    let mut pv = s.pv_available_kw.max(0.0);
+    let demand = s.load_kw.max(0.0) + ev(&chargers);
+    // The battery's wish.
+    let mut battery = match (mode, plan) {
+        (Mode::Safe, _) => 0.0,
+        (Mode::Manual { battery_kw }, _) => *battery_kw,
+        // Follow the plan's grid exchange: the battery makes up the difference.
+        (Mode::Automatic, Some(p)) => {
+            demand - pv - l.deficit_for(p.grid_import_kw - p.grid_export_kw)
+        }
+        // Self-consumption: take the surplus, cover the deficit.
+        (Mode::Automatic, None) => demand - pv,
+    };
+    if !battery.is_finite() {
+        alarms.push("battery setpoint not a number: held at 0 kW".into());
+        battery = 0.0;
+    }
+    let wished = battery;
+    battery = battery.clamp(bat_lo, bat_hi);
+    if (battery - wished).abs() > 1e-6 && *mode != Mode::Safe {
+        notes.push(format!(
+            "battery {wished:.1} kW limited to {battery:.1} kW (BMS, park or SoC window)"
+        ));
+    }
+    // Hard import limit: lower EV charging towards the chargers' minimum (largest first).
+    let mut deficit = s.load_kw.max(0.0) + ev(&chargers) - pv - battery;
+    let mut grid = l.grid_for(deficit);
+    if grid > l.import_kw + 1e-9 {
+        // More from the battery first (if it can), then less EV.
+        let room = bat_hi - battery;
+        let need_bus = l.deficit_for(grid) - l.deficit_for(l.import_kw);
+        let extra = room.min(need_bus).max(0.0);
+        if extra > 0.0 && *mode != Mode::Safe {
+            battery += extra;
+            notes.push(format!(
+                "battery +{extra:.1} kW to keep import under {:.0} kW",
+                l.import_kw
+            ));
+        }
+        deficit = s.load_kw.max(0.0) + ev(&chargers) - pv - battery;
+        let mut over_bus = deficit - l.deficit_for(l.import_kw);
+        chargers.sort_by(|a, b| b.1.total_cmp(&a.1));
+        for c in chargers.iter_mut() {
+            if over_bus <= 1e-9 {
+                break;
+            }
+            let floor = if c.1 > 0.0 { c.2 } else { 0.0 };
+            let cut = (c.1 - floor).min(over_bus).max(0.0);
+            if cut > 0.0 {
+                c.1 -= cut;
+                over_bus -= cut;
+                notes.push(format!("{} lowered by {cut:.1} kW (import limit)", c.0));
+            }
+        }
+        deficit = s.load_kw.max(0.0) + ev(&chargers) - pv - battery;
+        grid = l.grid_for(deficit);
+        if grid > l.import_kw + 1e-6 {
+            alarms.push(format!("import {grid:.1} kW above the {:.0} kW limit: loads exceed what PV, battery and the limit can supply", l.import_kw));
+        }
+    }
+    // Export rules: the allowed export now.
+    let mut max_export = if l.allow_export { l.export_kw } else { 0.0 };
+    if l.export_only_from_pv {
+        max_export = max_export.min(pv * l.eta_out);
+    }
+    if -grid > max_export + 1e-9 {
+        // Charge the battery more, then curtail PV.
+        let excess_bus = l.deficit_for(-max_export) - deficit; // > 0: bus surplus to absorb
+        let room = battery - bat_lo;
+        let extra = room.min(excess_bus).max(0.0);
+        if extra > 0.0 && *mode != Mode::Safe {
+            battery -= extra;
+            notes.push(format!(
+                "battery charges {extra:.1} kW more to keep export within {max_export:.0} kW"
+            ));
+        }
+        deficit = s.load_kw.max(0.0) + ev(&chargers) - pv - battery;
+        let left = l.deficit_for(-max_export) - deficit;
+        if left > 1e-9 {
+            let cut = left.min(pv);
+            pv -= cut;
+            notes.push(format!("PV curtailed by {cut:.1} kW (export rules)"));
+        }
+        deficit = s.load_kw.max(0.0) + ev(&chargers) - pv - battery;
+        // Export-only-from-PV depends on the PV left: check again.
+        grid = l.grid_for(deficit);
+        if l.export_only_from_pv && -grid > pv * l.eta_out + 1e-6 {
+            alarms.push(format!(
+                "export {:.1} kW above the PV {:.1} kW: battery discharge reaches the grid",
+                -grid, pv
+            ));
+        }
+    }
+    grid = l.grid_for(deficit);
+    chargers.sort_by(|a, b| a.0.cmp(&b.0));
+    Setpoints {
+        battery_kw: battery,
+        chargers: chargers.into_iter().map(|c| (c.0, c.1)).collect(),
+        pv_kw: pv,
+        grid_kw: grid,
+        notes,
+        alarms,
+    }
+}

@@ -1,0 +1,232 @@
+//! The controller: plan following, forecast error absorbed by the battery, hard grid limits,
+//! export rules, safe mode; and properties on random snapshots.
+
+use pedf_runtime::controller::{
+    control, BatteryNow, ChargerNow, Limits, Mode, PlanTarget, Snapshot,
+};
+
+fn limits() -> Limits {
+    Limits {
+        import_kw: 1500.0,
+        export_kw: 1500.0,
+        allow_export: true,
+        export_only_from_pv: true,
+        eta_in: 0.97,
+        eta_out: 0.97,
+        soc_min_pct: 10.0,
+        soc_max_pct: 95.0,
+        battery_charge_kw: 1000.0,
+        battery_discharge_kw: 1000.0,
+    }
+}
+
+fn battery(soc: f64) -> Option<BatteryNow> {
+    Some(BatteryNow {
+        soc_pct: soc,
+        max_charge_kw: 1000.0,
+        max_discharge_kw: 1000.0,
+    })
+}
+
+fn snap(pv: f64, load: f64, soc: f64) -> Snapshot {
+    Snapshot {
+        pv_available_kw: pv,
+        load_kw: load,
+        chargers: vec![],
+        battery: battery(soc),
+    }
+}
+
+fn close(a: f64, b: f64) {
+    assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+}
+
+#[test]
+fn follows_the_plans_grid_and_absorbs_forecast_error() {
+    let plan = PlanTarget {
+        grid_import_kw: 100.0,
+        grid_export_kw: 0.0,
+        ev_kw: vec![],
+    };
+    let s = control(
+        &limits(),
+        &snap(150.0, 300.0, 50.0),
+        Some(&plan),
+        &Mode::Automatic,
+    );
+    close(s.battery_kw, 300.0 - 150.0 - 97.0);
+    close(s.grid_kw, 100.0);
+    // More sun than forecast: the battery charges the difference, the grid stays on plan.
+    let s = control(
+        &limits(),
+        &snap(250.0, 300.0, 50.0),
+        Some(&plan),
+        &Mode::Automatic,
+    );
+    close(s.battery_kw, -47.0);
+    close(s.grid_kw, 100.0);
+    assert!(s.alarms.is_empty());
+}
+
+#[test]
+fn the_import_limit_lowers_ev_charging_after_the_battery() {
+    let mut s = snap(0.0, 1200.0, 10.0); // battery at its minimum: cannot help
+    s.chargers = vec![
+        ChargerNow {
+            id: "ev-01".into(),
+            wanted_kw: 60.0,
+            min_kw: 6.0,
+            max_kw: 60.0,
+        },
+        ChargerNow {
+            id: "ev-02".into(),
+            wanted_kw: 60.0,
+            min_kw: 6.0,
+            max_kw: 60.0,
+        },
+        ChargerNow {
+            id: "ev-03".into(),
+            wanted_kw: 60.0,
+            min_kw: 6.0,
+            max_kw: 60.0,
+        },
+        ChargerNow {
+            id: "ev-04".into(),
+            wanted_kw: 60.0,
+            min_kw: 6.0,
+            max_kw: 60.0,
+        },
+        ChargerNow {
+            id: "ev-05".into(),
+            wanted_kw: 60.0,
+            min_kw: 6.0,
+            max_kw: 60.0,
+        },
+    ];
+    let out = control(&limits(), &s, None, &Mode::Automatic);
+    assert!(out.grid_kw <= 1500.0 + 1e-6, "{}", out.grid_kw);
+    close(out.grid_kw, 1500.0);
+    let ev: f64 = out.chargers.iter().map(|c| c.1).sum();
+    close(ev, 1500.0 * 0.97 - 1200.0);
+    assert!(out.chargers.iter().all(|c| c.1 == 0.0 || c.1 >= 6.0 - 1e-9));
+    assert!(out.alarms.is_empty());
+    // Loads alone above the limit: an alarm, never a hidden violation.
+    let out = control(&limits(), &snap(0.0, 1600.0, 10.0), None, &Mode::Automatic);
+    assert!(
+        out.alarms[0].contains("above the 1500 kW limit"),
+        "{:?}",
+        out.alarms
+    );
+}
+
+#[test]
+fn export_rules_charge_the_battery_then_curtail() {
+    // Noon: 2000 kW PV, 300 kW load, battery nearly full: export would be 1649 kW > 1500.
+    let out = control(
+        &limits(),
+        &snap(2000.0, 300.0, 95.0),
+        None,
+        &Mode::Automatic,
+    );
+    close(out.grid_kw, -1500.0);
+    assert!(out.pv_kw < 2000.0);
+    assert!(
+        out.notes.iter().any(|n| n.contains("PV curtailed")),
+        "{:?}",
+        out.notes
+    );
+    // A park that may not export: the battery takes what it can, PV is curtailed to the rest.
+    let mut l = limits();
+    l.allow_export = false;
+    let out = control(&l, &snap(1500.0, 300.0, 50.0), None, &Mode::Automatic);
+    close(out.battery_kw, -1000.0);
+    close(out.grid_kw, 0.0);
+    close(out.pv_kw, 1300.0);
+    // A plan that asks to export while the battery discharges beyond PV: held to PV.
+    let plan = PlanTarget {
+        grid_import_kw: 0.0,
+        grid_export_kw: 800.0,
+        ev_kw: vec![],
+    };
+    let out = control(
+        &limits(),
+        &snap(200.0, 100.0, 80.0),
+        Some(&plan),
+        &Mode::Automatic,
+    );
+    assert!(-out.grid_kw <= 200.0 * 0.97 + 1e-6, "{}", out.grid_kw);
+}
+
+#[test]
+fn safe_mode_and_a_missing_battery() {
+    let mut s = snap(100.0, 300.0, 50.0);
+    s.chargers = vec![ChargerNow {
+        id: "ev-01".into(),
+        wanted_kw: 60.0,
+        min_kw: 6.0,
+        max_kw: 60.0,
+    }];
+    let out = control(&limits(), &s, None, &Mode::Safe);
+    assert_eq!(out.battery_kw, 0.0);
+    assert_eq!(out.chargers, vec![("ev-01".to_string(), 6.0)]);
+    close(out.pv_kw, 100.0);
+    s.battery = None;
+    let out = control(&limits(), &s, None, &Mode::Manual { battery_kw: 500.0 });
+    assert_eq!(out.battery_kw, 0.0);
+    assert!(out
+        .notes
+        .iter()
+        .any(|n| n.contains("battery not answering")));
+    let out = control(
+        &limits(),
+        &snap(0.0, 100.0, 50.0),
+        None,
+        &Mode::Manual {
+            battery_kw: f64::NAN,
+        },
+    );
+    assert_eq!(out.battery_kw, 0.0);
+    assert!(!out.alarms.is_empty());
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        #[test]
+        fn limits_hold_or_are_reported(
+            pv in 0.0..2500.0f64, load in 0.0..1800.0f64, soc in 0.0..100.0f64,
+            evs in proptest::collection::vec((0.0..60.0f64, 0.0..10.0f64), 0..10),
+            plan_grid in -1500.0..1500.0f64, mode in 0..3u8, manual in -1500.0..1500.0f64, allow in any::<bool>(),
+        ) {
+            let mut l = limits();
+            l.allow_export = allow;
+            let s = Snapshot {
+                pv_available_kw: pv,
+                load_kw: load,
+                chargers: evs.iter().enumerate().map(|(i, (w, m))| ChargerNow { id: format!("ev-{i:02}"), wanted_kw: *w, min_kw: *m, max_kw: 60.0 }).collect(),
+                battery: battery(soc),
+            };
+            let plan = PlanTarget { grid_import_kw: plan_grid.max(0.0), grid_export_kw: (-plan_grid).max(0.0), ev_kw: vec![] };
+            let mode = match mode { 0 => Mode::Automatic, 1 => Mode::Manual { battery_kw: manual }, _ => Mode::Safe };
+            let out = control(&l, &s, Some(&plan), &mode);
+            // Battery inside its range; chargers inside theirs; PV never above what is there.
+            prop_assert!(out.battery_kw <= 1000.0 + 1e-9 && out.battery_kw >= -1000.0 - 1e-9);
+            if soc <= l.soc_min_pct { prop_assert!(out.battery_kw <= 1e-9); }
+            if soc >= l.soc_max_pct { prop_assert!(out.battery_kw >= -1e-9); }
+            for (_, kw) in &out.chargers { prop_assert!(*kw >= -1e-9 && *kw <= 60.0 + 1e-9); }
+            prop_assert!(out.pv_kw >= -1e-9 && out.pv_kw <= pv + 1e-9);
+            // The bus balances.
+            let ev: f64 = out.chargers.iter().map(|c| c.1).sum();
+            let grid_bus = if out.grid_kw >= 0.0 { out.grid_kw * l.eta_in } else { out.grid_kw / l.eta_out };
+            prop_assert!((out.pv_kw + out.battery_kw + grid_bus - load - ev).abs() < 1e-6);
+            // Grid limits hold, or an alarm says why not.
+            let max_export = if allow { (l.export_kw).min(out.pv_kw * l.eta_out) } else { 0.0 };
+            let ok = out.grid_kw <= l.import_kw + 1e-6 && -out.grid_kw <= max_export + 1e-6;
+            prop_assert!(ok || !out.alarms.is_empty(), "grid {} alarms {:?}", out.grid_kw, out.alarms);
+        }
+    }
+}
