@@ -223,6 +223,23 @@ impl SafeControl {
     /// Checks the watchdog: when the controller has been silent longer than the timeout, or
     /// `device_answering` is false, and the device is not yet in its safe state, the safe
     /// value is written (retried on every call until it is taken). Returns what it did.
+    /// Writes the safe value now, whatever the state (shutdown, mode change to safe).
+    pub async fn force_safe<S: SetpointSink>(
+        &mut self,
+        dev: &mut S,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<f64, DeviceError> {
+        let safe = self.policy.safe_value;
+        let r = dev.write_setpoint(safe).await;
+        self.log(now, "watchdog", reason, safe, Some(safe), &r);
+        if let Ok(back) = r {
+            self.last = Some((back, now));
+            self.in_safe_state = true;
+        }
+        r
+    }
+
     pub async fn watchdog<S: SetpointSink>(
         &mut self,
         dev: &mut S,

@@ -200,15 +200,21 @@ impl MqttHub {
                     }
                     Ok(_) => {}
                     Err(e) => {
-                        {
+                        let was_connected = {
                             let mut s = task_shared.lock().expect("hub lock");
+                            let was = s.status.connected || s.status.last_error.is_none();
                             s.status.connected = false;
                             s.status.last_error = Some(e.to_string());
                             for st in s.states.values_mut() {
                                 st.poll_failed(format!("broker connection: {e}"));
                             }
+                            was
+                        };
+                        if was_connected {
+                            tracing::warn!(error = %e, "MQTT connection lost; retrying every 0.5 s");
+                        } else {
+                            tracing::debug!(error = %e, "MQTT still unreachable");
                         }
-                        tracing::warn!(error = %e, "MQTT connection lost; retrying");
                         tokio::time::sleep(Duration::from_millis(500)).await;
                     }
                 }
@@ -246,6 +252,11 @@ impl MqttHub {
             crate::capability::Setpoint::PowerKw => crate::capability::Field::PowerKw,
             crate::capability::Setpoint::PowerLimitPct => crate::capability::Field::PowerLimitPct,
         };
+        if !self.status().connected {
+            return Err(DeviceError::Link(crate::modbus::LinkError::Io(
+                "MQTT broker not connected: the command was not sent".into(),
+            )));
+        }
         let raw = value / cmd.unit.factor_to(field).unwrap_or(1.0);
         let payload = serde_json::json!({ cmd.key.clone(): raw }).to_string();
         self.client

@@ -2,3 +2,4 @@
 //! safe setpoints; the wiring of devices, store, planner and server (`pedf run`) comes next.
 
 pub mod controller;
+pub mod run;

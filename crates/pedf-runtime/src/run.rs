@@ -1,0 +1,537 @@
+//! `pedf run`: devices → park state → store → controller → safe setpoints, once per cycle.
+//!
+//! One task owns every Modbus device (polled when due, concurrently) and the controller; MQTT
+//! devices arrive through the hub. Each cycle: poll, build the snapshot, take the active plan's
+//! interval from the store (or none: self-consumption), run the controller, write setpoints
+//! through `SafeControl` (clamp, ramp, read-back, audit), store the samples, events and audit
+//! entries in one transaction each. A device that stops answering goes to its safe state by
+//! the watchdog; the cycle goes on. On shutdown (Ctrl-C, SIGTERM, or the given duration) every
+//! controllable device is put into its safe state and the store is flushed.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use pedf_core::Park;
+use pedf_devices::capability::{Capability, DeviceState, Field, Quality};
+use pedf_devices::control::{
+    default_safe_value, park_limits, Limits as SetLimits, Policy, SafeControl,
+};
+use pedf_devices::device::ModbusDevice;
+use pedf_devices::modbus::{Endpoint, LinkOptions, ModbusLink};
+use pedf_devices::mqtt::{MqttDeviceSpec, MqttHub};
+use pedf_devices::template::{load_device_set, TransportKind};
+use pedf_store::{Sample, Store};
+use serde::Deserialize;
+
+use crate::controller::{control, BatteryNow, ChargerNow, Limits, Mode, PlanTarget, Snapshot};
+
+/// The run configuration (TOML); paths are relative to the file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    pub park: PathBuf,
+    pub devices: PathBuf,
+    pub store: PathBuf,
+    #[serde(default = "default_cycle_ms")]
+    pub cycle_ms: u64,
+    #[serde(default = "default_retention_days")]
+    pub retention_days: i64,
+    #[serde(default = "default_client_id")]
+    pub mqtt_client_id: String,
+    /// The watchdog's controller-silence timeout.
+    #[serde(default = "default_command_timeout_s")]
+    pub command_timeout_s: u64,
+}
+
+fn default_cycle_ms() -> u64 {
+    1000
+}
+fn default_retention_days() -> i64 {
+    7
+}
+fn default_client_id() -> String {
+    "pedf-ems".into()
+}
+fn default_command_timeout_s() -> u64 {
+    10
+}
+
+impl RunConfig {
+    /// Reads a run configuration; paths become relative to the file's folder.
+    pub fn load(path: &Path) -> Result<RunConfig, String> {
+        let name = path.display();
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("{name}: cannot read: {e}"))?;
+        let mut c: RunConfig = toml::from_str(&text).map_err(|e| {
+            let (line, col) =
+                pedf_core::config::SourceMap::new(&text).locate(e.span().map_or(0, |s| s.start));
+            format!("{name}:{line}:{col}: {}", e.message().trim())
+        })?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        for p in [&mut c.park, &mut c.devices, &mut c.store] {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        }
+        if c.cycle_ms == 0 {
+            return Err(format!("{name}: cycle_ms must be at least 1"));
+        }
+        Ok(c)
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunSummary {
+    pub cycles: u64,
+    pub samples: u64,
+    pub setpoints: u64,
+    pub alarms: u64,
+    /// Controllable devices that could not be put into their safe state at shutdown (not
+    /// answering: their own fail-safe applies).
+    pub not_made_safe: Vec<String>,
+}
+
+struct Controlled {
+    id: String,
+    capability: Capability,
+    ctl: SafeControl,
+}
+
+fn quality_code(q: Quality) -> u8 {
+    match q {
+        Quality::Good => 0,
+        Quality::Stale => 1,
+        Quality::Bad => 2,
+    }
+}
+
+fn samples_of(state: &DeviceState, now: DateTime<Utc>, out: &mut Vec<Sample>) {
+    for f in state.capability.fields() {
+        if let Some(r) = state.reading(*f, now) {
+            out.push(Sample {
+                device: state.id.clone(),
+                field: f.name().into(),
+                at: r.at,
+                value: r.value,
+                quality: quality_code(r.quality),
+            });
+        }
+    }
+}
+
+/// The active plan's interval at `now` from the store (plan JSON as `pedf plan` writes it).
+fn plan_target(store: &Store, park: &Park, now: DateTime<Utc>) -> Option<PlanTarget> {
+    let day = park.clock.local(now).date_naive().to_string();
+    let (_, _, json) = store.active_plan(&day).ok()??;
+    let v: serde_json::Value = serde_json::from_str(&json).ok()?;
+    let start = park.clock.interval_start(now);
+    let interval = v["intervals"].as_array()?.iter().find(|i| {
+        i["start"]
+            .as_str()
+            .and_then(|s| pedf_core::time::parse_rfc3339(s).ok())
+            == Some(start)
+    })?;
+    Some(PlanTarget {
+        grid_import_kw: interval["grid_import_kw"].as_f64()?,
+        grid_export_kw: interval["grid_export_kw"].as_f64()?,
+        ev_kw: interval["ev_chargers"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_f64()?)))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    })
+}
+
+/// Runs until `shutdown` resolves.
+pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<RunSummary, String> {
+    let pname = cfg.park.display().to_string();
+    let bytes = std::fs::read(&cfg.park).map_err(|e| format!("{pname}: cannot read: {e}"))?;
+    let park = pedf_core::config::load_park(&pname, &bytes)
+        .value
+        .ok_or(format!(
+            "{pname}: the park file has errors; `pedf check {pname}` lists them"
+        ))?;
+    let set = load_device_set(&cfg.devices).map_err(|es| {
+        es.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    })?;
+    if let Some(dir) = cfg.store.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let mut store = Store::open(&cfg.store).map_err(|e| e.to_string())?;
+    let limits = Limits::of(&park);
+
+    // Devices.
+    let mut links: BTreeMap<String, ModbusLink> = BTreeMap::new();
+    let mut modbus: Vec<ModbusDevice> = Vec::new();
+    let mut mqtt_specs = Vec::new();
+    let mut mqtt_addr: Option<String> = None;
+    for c in &set.devices.connections {
+        let opts = LinkOptions {
+            timeout: Duration::from_millis(c.timeout_ms),
+            retries: c.retries,
+            backoff: Duration::from_millis(c.backoff_ms),
+        };
+        let endpoint = match c.kind {
+            TransportKind::Tcp => c
+                .address
+                .as_deref()
+                .and_then(|a| a.parse().ok())
+                .map(Endpoint::Tcp),
+            TransportKind::RtuOverTcp => c
+                .address
+                .as_deref()
+                .and_then(|a| a.parse().ok())
+                .map(Endpoint::RtuOverTcp),
+            TransportKind::Rtu => Some(Endpoint::Serial {
+                path: c.path.clone().unwrap_or_default(),
+                baud: c.baud.unwrap_or(9600),
+            }),
+            TransportKind::Mqtt => {
+                mqtt_addr = c.address.clone();
+                None
+            }
+        };
+        if let Some(e) = endpoint {
+            links.insert(c.id.clone(), ModbusLink::new(e, opts));
+        }
+    }
+    for d in &set.devices.devices {
+        let template = d.template.as_ref().and_then(|t| set.templates.get(t));
+        if let Some(t) = template.filter(|t| t.mqtt.is_some()) {
+            let prefix = d.topic.clone().unwrap_or_default();
+            if let Some(spec) = MqttDeviceSpec::from_template(
+                &d.id,
+                t,
+                &prefix,
+                Duration::from_millis(d.stale_after_ms),
+            ) {
+                mqtt_specs.push(spec);
+            }
+            continue;
+        }
+        let Some(link) = links.get(&d.connection).cloned() else {
+            continue;
+        };
+        let invert = d.battery_discharge_sign.as_deref() == Some("negative");
+        modbus.push(match template {
+            Some(t) => ModbusDevice::with_template(d.clone(), t.clone(), link),
+            None => ModbusDevice::sunspec(d.clone(), link, invert),
+        });
+    }
+    let hub = match (&mqtt_addr, mqtt_specs.is_empty()) {
+        (Some(a), false) => {
+            let (host, port) = a
+                .rsplit_once(':')
+                .ok_or(format!("MQTT address `{a}` is not host:port"))?;
+            let port: u16 = port
+                .parse()
+                .map_err(|_| format!("MQTT address `{a}` has no port"))?;
+            Some(MqttHub::start(
+                host,
+                port,
+                &cfg.mqtt_client_id,
+                &format!("pedf/{}/status", park.id),
+                mqtt_specs,
+            ))
+        }
+        _ => None,
+    };
+
+    // Safe control of every controllable device.
+    let mut controlled: Vec<Controlled> = Vec::new();
+    for d in &set.devices.devices {
+        let Some(_) = d.capability.setpoint() else {
+            continue;
+        };
+        let asset = d.asset.clone().unwrap_or_else(|| d.id.clone());
+        let park_l =
+            park_limits(&park, &asset, d.capability).unwrap_or(SetLimits { min: 0.0, max: 0.0 });
+        let device_l = d
+            .template
+            .as_ref()
+            .and_then(|t| set.templates.get(t))
+            .and_then(|t| {
+                t.setpoint
+                    .as_ref()
+                    .map(|s| SetLimits {
+                        min: s.min,
+                        max: s.max,
+                    })
+                    .or_else(|| {
+                        t.mqtt.as_ref()?.command.as_ref().map(|c| SetLimits {
+                            min: c.min,
+                            max: c.max,
+                        })
+                    })
+            });
+        let lim = device_l
+            .and_then(|dl| dl.intersect(park_l))
+            .unwrap_or(park_l);
+        let policy = Policy {
+            capability: d.capability,
+            limits: lim,
+            ramp_per_s: d.ramp_per_s,
+            safe_value: d
+                .safe_value
+                .unwrap_or_else(|| default_safe_value(d.capability, lim)),
+            command_timeout: Duration::from_secs(cfg.command_timeout_s),
+        };
+        controlled.push(Controlled {
+            id: d.id.clone(),
+            capability: d.capability,
+            ctl: SafeControl::new(d.id.clone(), policy),
+        });
+    }
+
+    let mut summary = RunSummary::default();
+    let mut tick = tokio::time::interval(Duration::from_millis(cfg.cycle_ms));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_poll: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
+    tokio::pin!(shutdown);
+    store
+        .event(
+            Utc::now(),
+            "info",
+            "run",
+            &format!(
+                "pedf run started for {} with {} devices",
+                park.id,
+                set.devices.devices.len()
+            ),
+        )
+        .map_err(|e| e.to_string())?;
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = tick.tick() => {}
+        }
+        let now = Utc::now();
+        // Poll the devices that are due, concurrently.
+        let taken = std::mem::take(&mut modbus);
+        let mut set_j = tokio::task::JoinSet::new();
+        for (i, mut d) in taken.into_iter().enumerate() {
+            let due = last_poll
+                .get(&d.config.id)
+                .is_none_or(|t| (now - *t).num_milliseconds() >= d.config.poll_ms as i64 - 5);
+            set_j.spawn(async move {
+                if due {
+                    let _ = d.poll(now).await;
+                }
+                (i, due, d)
+            });
+        }
+        let mut back = Vec::new();
+        while let Some(r) = set_j.join_next().await {
+            if let Ok(x) = r {
+                back.push(x);
+            }
+        }
+        back.sort_by_key(|x| x.0);
+        for (_, due, d) in &back {
+            if *due {
+                last_poll.insert(d.config.id.clone(), now);
+            }
+        }
+        modbus = back.into_iter().map(|x| x.2).collect();
+        let mut states: BTreeMap<String, DeviceState> = modbus
+            .iter()
+            .map(|d| (d.config.id.clone(), d.state.clone()))
+            .collect();
+        if let Some(h) = &hub {
+            for d in &set.devices.devices {
+                if let Some(s) = h.state(&d.id) {
+                    states.insert(d.id.clone(), s);
+                }
+            }
+        }
+        // Snapshot.
+        let good = |cap: Capability, f: Field| -> f64 {
+            states
+                .values()
+                .filter(|s| s.capability == cap)
+                .filter_map(|s| s.good(f, now))
+                .sum()
+        };
+        let pv = good(Capability::PvInverter, Field::PowerKw);
+        let battery_state = states
+            .values()
+            .find(|s| s.capability == Capability::Battery);
+        let battery = battery_state.and_then(|s| {
+            Some(BatteryNow {
+                soc_pct: s.good(Field::SocPct, now)?,
+                max_charge_kw: s
+                    .good(Field::MaxChargeKw, now)
+                    .unwrap_or(limits.battery_charge_kw),
+                max_discharge_kw: s
+                    .good(Field::MaxDischargeKw, now)
+                    .unwrap_or(limits.battery_discharge_kw),
+            })
+        });
+        let battery_kw = good(Capability::Battery, Field::PowerKw);
+        let ev_now = good(Capability::EvCharger, Field::PowerKw);
+        let grid_meter = states
+            .values()
+            .find(|s| s.capability == Capability::Meter)
+            .and_then(|s| s.good(Field::PowerKw, now));
+        let load = match grid_meter {
+            Some(g) => (pv
+                + battery_kw
+                + if g >= 0.0 {
+                    g * limits.eta_in
+                } else {
+                    g / limits.eta_out
+                }
+                - ev_now)
+                .max(0.0),
+            None => good(Capability::DcLoad, Field::PowerKw),
+        };
+        let chargers: Vec<ChargerNow> = controlled
+            .iter()
+            .filter(|c| c.capability == Capability::EvCharger)
+            .map(|c| ChargerNow {
+                id: c.id.clone(),
+                wanted_kw: states
+                    .get(&c.id)
+                    .and_then(|s| s.good(Field::PowerKw, now))
+                    .unwrap_or(0.0),
+                min_kw: c.ctl.policy.limits.min.max(0.0),
+                max_kw: c.ctl.policy.limits.max,
+            })
+            .collect();
+        let snapshot = Snapshot {
+            pv_available_kw: pv,
+            load_kw: load,
+            chargers,
+            battery,
+        };
+        let plan = plan_target(&store, &park, now);
+        let out = control(&limits, &snapshot, plan.as_ref(), &Mode::Automatic);
+        // Setpoints through safe control; the watchdog for devices that stopped answering.
+        for c in &mut controlled {
+            let answering = states
+                .get(&c.id)
+                .is_some_and(|s| s.last_error.is_none() && s.last_ok.is_some());
+            let value = match c.capability {
+                Capability::Battery => Some(out.battery_kw),
+                Capability::EvCharger => out
+                    .chargers
+                    .iter()
+                    .find(|(id, _)| *id == c.id)
+                    .map(|(_, kw)| *kw),
+                Capability::PvInverter => Some(if out.pv_kw + 1e-6 < snapshot.pv_available_kw {
+                    100.0 * out.pv_kw / park.pv_peak_power().0.max(1e-9)
+                } else {
+                    100.0
+                }),
+                _ => None,
+            };
+            let Some(value) = value else { continue };
+            if let Some(d) = modbus.iter_mut().find(|d| d.config.id == c.id) {
+                if !answering {
+                    let _ = c.ctl.watchdog(d, false, now).await;
+                } else if c
+                    .ctl
+                    .command(d, value, "controller", "automatic cycle", now)
+                    .await
+                    .is_ok()
+                {
+                    summary.setpoints += 1;
+                }
+            } else if let Some(h) = &hub {
+                let mut d = h.device(&c.id);
+                if !answering {
+                    let _ = c.ctl.watchdog(&mut d, false, now).await;
+                } else if c
+                    .ctl
+                    .command(&mut d, value, "controller", "automatic cycle", now)
+                    .await
+                    .is_ok()
+                {
+                    summary.setpoints += 1;
+                }
+            }
+        }
+        // Store: samples, alarms, audit.
+        let mut samples = Vec::new();
+        for s in states.values() {
+            samples_of(s, now, &mut samples);
+        }
+        summary.samples += samples.len() as u64;
+        if let Err(e) = store.insert_samples(&samples) {
+            tracing::error!(error = %e, "samples not stored; control goes on");
+        }
+        for a in &out.alarms {
+            summary.alarms += 1;
+            let _ = store.event(now, "alarm", "control", a);
+        }
+        for c in &mut controlled {
+            for a in c.ctl.audit.drain(..) {
+                let _ = store.audit(
+                    a.at,
+                    &a.device,
+                    &a.by,
+                    &a.reason,
+                    a.requested,
+                    a.written,
+                    a.readback,
+                    &a.outcome,
+                );
+            }
+        }
+        summary.cycles += 1;
+        if summary.cycles % 60 == 0 {
+            let _ = store.prune_samples(now - chrono::Duration::days(cfg.retention_days));
+        }
+    }
+    // Shutdown: every controllable device to its safe state, then flush.
+    let now = Utc::now();
+    for c in &mut controlled {
+        let r = if let Some(d) = modbus.iter_mut().find(|d| d.config.id == c.id) {
+            c.ctl.force_safe(d, "shutdown", now).await
+        } else if let Some(h) = &hub {
+            c.ctl
+                .force_safe(&mut h.device(&c.id), "shutdown", now)
+                .await
+        } else {
+            Err(pedf_devices::device::DeviceError::NotControllable)
+        };
+        if r.is_err() {
+            summary.not_made_safe.push(c.id.clone());
+        }
+        for a in c.ctl.audit.drain(..) {
+            let _ = store.audit(
+                a.at,
+                &a.device,
+                &a.by,
+                &a.reason,
+                a.requested,
+                a.written,
+                a.readback,
+                &a.outcome,
+            );
+        }
+    }
+    let message = if summary.not_made_safe.is_empty() {
+        "pedf run stopped; devices in their safe state".to_string()
+    } else {
+        format!(
+            "pedf run stopped; not reached for the safe state: {}",
+            summary.not_made_safe.join(", ")
+        )
+    };
+    let _ = store.event(now, "info", "run", &message);
+    if let Some(h) = &hub {
+        h.abort();
+    }
+    Ok(summary)
+}
