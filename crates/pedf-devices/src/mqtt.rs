@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Outgoing, Packet, QoS};
 use serde_json::Value;
 
 use crate::capability::DeviceState;
@@ -79,6 +79,9 @@ pub struct MqttHub {
     shared: Arc<Mutex<Shared>>,
     specs: Arc<BTreeMap<String, MqttDeviceSpec>>,
     task: Arc<tokio::task::JoinHandle<()>>,
+    status_topic: String,
+    /// Signalled when the event loop has sent DISCONNECT (everything queued before is out).
+    closed: Arc<tokio::sync::Notify>,
 }
 
 fn lookup<'v>(json: &'v Value, path: &str) -> Option<&'v Value> {
@@ -165,9 +168,16 @@ impl MqttHub {
             specs.clone(),
             status_topic.to_string(),
         );
+        let closed = Arc::new(tokio::sync::Notify::new());
+        let task_closed = closed.clone();
+        let hub_status_topic = status_topic.clone();
         let task = tokio::spawn(async move {
             loop {
                 match eventloop.poll().await {
+                    Ok(Event::Outgoing(Outgoing::Disconnect)) => {
+                        task_closed.notify_one();
+                        break;
+                    }
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         {
                             let mut s = task_shared.lock().expect("hub lock");
@@ -225,6 +235,8 @@ impl MqttHub {
             shared,
             specs,
             task: Arc::new(task),
+            status_topic: hub_status_topic,
+            closed,
         }
     }
 
@@ -272,6 +284,20 @@ impl MqttHub {
             .publish(topic, QoS::AtLeastOnce, true, json.to_string())
             .await
             .map_err(|e| DeviceError::Link(crate::modbus::LinkError::Io(e.to_string())))
+    }
+
+    /// Stops cleanly: publishes `offline` (retained), sends every queued command, then
+    /// disconnects (waiting at most two seconds for the broker).
+    pub async fn shutdown(&self) {
+        let _ = self
+            .client
+            .publish(self.status_topic.clone(), QoS::AtLeastOnce, true, "offline")
+            .await;
+        if self.client.disconnect().await.is_ok() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), self.closed.notified())
+                .await;
+        }
+        self.task.abort();
     }
 
     /// Stops the connection abruptly (the broker then sends the last will).

@@ -531,7 +531,8 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<R
     };
     let _ = store.event(now, "info", "run", &message);
     if let Some(h) = &hub {
-        h.abort();
+        // Graceful: the safe-state commands queued above go out before the disconnect.
+        h.shutdown().await;
     }
     Ok(summary)
 }
