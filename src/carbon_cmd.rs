@@ -111,25 +111,45 @@ pub fn choose_factors(
     })
 }
 
-pub fn run(args: ReportArgs) -> Result<(), UserError> {
-    let park = load_park_file(&args.park)?;
-    let from = time_arg("--from", &args.from)?;
-    let to = time_arg("--to", &args.to)?;
+/// What both `pedf carbon report` and `pedf certificate issue` start from: the park, the
+/// period, the factors chosen for it, the records, and the accounting options.
+pub struct PeriodSetup {
+    pub park: Park,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub choice: FactorChoice,
+    pub records: Vec<pedf_carbon::records::IntervalRecord>,
+    pub options: Options,
+}
+
+/// Reads and checks everything a period's accounting needs; every problem names its file or
+/// argument.
+pub fn prepare(
+    park: &Path,
+    records: &Path,
+    from: &str,
+    to: &str,
+    factors: &Path,
+    baseline: &str,
+    covered_mwh: f64,
+) -> Result<PeriodSetup, UserError> {
+    let park = load_park_file(park)?;
+    let (from_text, to_text) = (from, to);
+    let from = time_arg("--from", from)?;
+    let to = time_arg("--to", to)?;
     if to <= from {
         return Err(UserError(format!(
-            "--to {} is not after --from {}",
-            args.to, args.from
+            "--to {to_text} is not after --from {from_text}"
         )));
     }
-    if !(args.covered_mwh.is_finite() && args.covered_mwh >= 0.0) {
+    if !(covered_mwh.is_finite() && covered_mwh >= 0.0) {
         return Err(UserError(format!(
-            "--covered-mwh: {} must be a number >= 0",
-            args.covered_mwh
+            "--covered-mwh: {covered_mwh} must be a number >= 0"
         )));
     }
-    let fname = args.factors.display().to_string();
-    let table = FactorTable::parse(&fname, &String::from_utf8_lossy(&read(&args.factors)?))
-        .map_err(|es| {
+    let fname = factors.display().to_string();
+    let table =
+        FactorTable::parse(&fname, &String::from_utf8_lossy(&read(factors)?)).map_err(|es| {
             for e in &es {
                 eprintln!("{e}");
             }
@@ -139,9 +159,9 @@ pub fn run(args: ReportArgs) -> Result<(), UserError> {
             ))
         })?;
     let year = park.clock.local(from).year();
-    let choice = choose_factors(&park, &table, year, &args.baseline)?;
-    let rname = args.records.display().to_string();
-    let rbytes = read(&args.records)?;
+    let choice = choose_factors(&park, &table, year, baseline)?;
+    let rname = records.display().to_string();
+    let rbytes = read(records)?;
     let records = read_records(
         InputFile {
             name: &rname,
@@ -156,12 +176,12 @@ pub fn run(args: ReportArgs) -> Result<(), UserError> {
             ds.len()
         ))
     })?;
-    let mut options = Options {
+    let options = Options {
         grid_factor: choice.location.value,
         hourly_factors: Default::default(),
         baseline_factor: choice.baseline,
         residual_factor: choice.residual.value,
-        covered_mwh: args.covered_mwh,
+        covered_mwh,
         grid_cfe_share: 0.0,
         round_trip_efficiency: park
             .batteries
@@ -174,6 +194,33 @@ pub fn run(args: ReportArgs) -> Result<(), UserError> {
             .sum(),
         clock: park.clock,
     };
+    Ok(PeriodSetup {
+        park,
+        from,
+        to,
+        choice,
+        records,
+        options,
+    })
+}
+
+pub fn run(args: ReportArgs) -> Result<(), UserError> {
+    let PeriodSetup {
+        park,
+        from,
+        to,
+        choice,
+        records,
+        mut options,
+    } = prepare(
+        &args.park,
+        &args.records,
+        &args.from,
+        &args.to,
+        &args.factors,
+        &args.baseline,
+        args.covered_mwh,
+    )?;
     let mut notes = choice.notes.clone();
     if let Some(p) = &args.hourly_factors {
         let name = p.display().to_string();

@@ -3,19 +3,16 @@
 use std::path::{Path, PathBuf};
 
 use chrono::{Datelike, Utc};
-use pedf_carbon::account::Options;
 use pedf_carbon::certificate::{
     append_line, build, check_signature, compare_with_data, load_or_create_key, next_entry,
     overlapping, read_ledger, render_html, write_atomic, Certificate, FactorUsed, IssueInput,
     ParkIdentity,
 };
-use pedf_carbon::factors::FactorTable;
 use pedf_carbon::records::read_records;
 use pedf_core::csvtext::InputFile;
-use pedf_core::time::{parse_rfc3339, parse_time_zone, IntervalLength, ParkClock};
+use pedf_core::time::{parse_time_zone, IntervalLength, ParkClock};
 
-use crate::carbon_cmd::choose_factors;
-use crate::plan_cmd::load_park_file;
+use crate::carbon_cmd::{prepare, PeriodSetup};
 use crate::{print_diagnostics, UserError};
 
 /// What `pedf certificate issue` was asked for.
@@ -38,57 +35,27 @@ fn read_text(path: &Path) -> Result<String, UserError> {
 }
 
 pub fn issue(args: IssueArgs) -> Result<(), UserError> {
-    let park = load_park_file(&args.park)?;
-    let from = parse_rfc3339(&args.from).map_err(|_| {
-        UserError(format!(
-            "--from: `{}` is not an RFC 3339 time with an offset",
-            args.from
-        ))
-    })?;
-    let to = parse_rfc3339(&args.to).map_err(|_| {
-        UserError(format!(
-            "--to: `{}` is not an RFC 3339 time with an offset",
-            args.to
-        ))
-    })?;
-    if to <= from {
-        return Err(UserError(format!(
-            "--to {} is not after --from {}",
-            args.to, args.from
-        )));
-    }
-    let fname = args.factors.display().to_string();
-    let table = FactorTable::parse(&fname, &read_text(&args.factors)?).map_err(|es| {
-        for e in &es {
-            eprintln!("{e}");
-        }
-        UserError(format!(
-            "{fname}: {} error(s) in the factor table",
-            es.len()
-        ))
-    })?;
-    let year = park.clock.local(from).year();
-    let choice = choose_factors(&park, &table, year, &args.baseline)?;
+    let PeriodSetup {
+        park,
+        from,
+        to,
+        choice,
+        records,
+        options,
+    } = prepare(
+        &args.park,
+        &args.records,
+        &args.from,
+        &args.to,
+        &args.factors,
+        &args.baseline,
+        args.covered_mwh,
+    )?;
     for n in &choice.notes {
         eprintln!("note: {n}");
     }
     let rname = args.records.display().to_string();
-    let rbytes = std::fs::read(&args.records)
-        .map_err(|e| UserError(format!("{rname}: cannot read: {e}")))?;
-    let records = read_records(
-        InputFile {
-            name: &rname,
-            bytes: &rbytes,
-        },
-        &park.clock,
-    )
-    .map_err(|ds| {
-        print_diagnostics(&ds);
-        UserError(format!(
-            "{rname}: {} error(s) in the records (see above)",
-            ds.len()
-        ))
-    })?;
+    let year = park.clock.local(from).year();
     if !records.iter().any(|r| r.start >= from && r.start < to) {
         return Err(UserError(format!(
             "{rname}: no record inside {} – {}: nothing to certify",
@@ -126,24 +93,6 @@ pub fn issue(args: IssueArgs) -> Result<(), UserError> {
             args.key.display()
         );
     }
-    let options = Options {
-        grid_factor: choice.location.value,
-        hourly_factors: Default::default(),
-        baseline_factor: choice.baseline,
-        residual_factor: choice.residual.value,
-        covered_mwh: args.covered_mwh,
-        grid_cfe_share: 0.0,
-        round_trip_efficiency: park
-            .batteries
-            .first()
-            .map_or(1.0, |b| b.charge_efficiency * b.discharge_efficiency),
-        initial_battery_kwh: park
-            .batteries
-            .iter()
-            .map(|b| b.capacity.0 * b.initial_soc)
-            .sum(),
-        clock: park.clock,
-    };
     let identity = ParkIdentity {
         id: park.id.clone(),
         name: park.name.clone(),
