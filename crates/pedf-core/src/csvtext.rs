@@ -3,7 +3,10 @@
 //! lines starting with `#` are skipped; every field keeps its byte offset so a problem can be
 //! reported as file:line:column.
 
+use chrono::{DateTime, Utc};
+
 use crate::config::{Diagnostic, SourceMap};
+use crate::time::{parse_rfc3339, ParkClock};
 use crate::validate::Severity;
 
 /// A named file's bytes, as the binary read it.
@@ -29,6 +32,34 @@ impl Located<'_> {
     /// Records an error at byte `offset` of the file.
     pub fn error(&mut self, offset: usize, message: String, hint: &str) {
         self.push(Severity::Error, offset, message, hint);
+    }
+
+    /// Reads an interval start (RFC 3339 with offset, on the park's clock) from a field, or
+    /// records the error located at the field.
+    pub fn interval_start(
+        &mut self,
+        field: (usize, &str),
+        clock: &ParkClock,
+    ) -> Option<DateTime<Utc>> {
+        let (offset, text) = field;
+        let hint = "interval starts on the park's clock, RFC 3339 with offset, e.g. 2026-06-21T12:00:00+08:00";
+        let Ok(t) = parse_rfc3339(text) else {
+            self.error(
+                offset,
+                format!("`{text}` is not an RFC 3339 time with an offset"),
+                hint,
+            );
+            return None;
+        };
+        if clock.interval_start(t) != t {
+            self.error(
+                offset,
+                format!("{text} is not the start of a {} interval", clock.interval),
+                hint,
+            );
+            return None;
+        }
+        Some(t)
     }
 
     /// Records a warning at byte `offset` of the file.

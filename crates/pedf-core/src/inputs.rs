@@ -724,22 +724,9 @@ pub fn read_intensity_series(
             continue;
         }
         let (toff, ttext) = row.fields[0];
-        let Ok(t) = parse_rfc3339(ttext) else {
-            loc.error(
-                toff,
-                format!("`{ttext}` is not an RFC 3339 time with an offset"),
-                "e.g. 2026-06-21T12:00:00+08:00",
-            );
+        let Some(t) = loc.interval_start(row.fields[0], clock) else {
             continue;
         };
-        if clock.interval_start(t) != t {
-            loc.error(
-                toff,
-                format!("{ttext} is not the start of a {} interval", clock.interval),
-                "starts on the park's clock",
-            );
-            continue;
-        }
         if last.is_some_and(|l| t <= l) {
             loc.error(
                 toff,

@@ -18,7 +18,7 @@
 use crate::config::{Diagnostic, SourceMap};
 use crate::csvtext::{rows, text_of, InputFile, Located};
 use crate::plan::Plan;
-use crate::time::{parse_rfc3339, ParkClock};
+use crate::time::ParkClock;
 use chrono::{DateTime, Utc};
 
 /// One interval's energies, kWh, all >= 0.
@@ -171,22 +171,9 @@ pub fn read_records(
             continue;
         }
         let (toff, ttext) = row.fields[0];
-        let Ok(start) = parse_rfc3339(ttext) else {
-            loc.error(
-                toff,
-                format!("`{ttext}` is not an RFC 3339 time with an offset"),
-                "e.g. 2026-06-21T12:00:00+08:00",
-            );
+        let Some(start) = loc.interval_start(row.fields[0], clock) else {
             continue;
         };
-        if clock.interval_start(start) != start {
-            loc.error(
-                toff,
-                format!("{ttext} is not the start of a {} interval", clock.interval),
-                "interval starts on the park's clock",
-            );
-            continue;
-        }
         if let Some(last) = records.last() {
             if start == last.start {
                 loc.error(

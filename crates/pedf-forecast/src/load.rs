@@ -19,7 +19,7 @@ use pedf_core::assets::Flexibility;
 use pedf_core::config::{suggest_public, Diagnostic, SourceMap};
 use pedf_core::csvtext::{rows, text_of, InputFile, Located};
 use pedf_core::park::Park;
-use pedf_core::time::{parse_rfc3339, ParkClock};
+use pedf_core::time::ParkClock;
 
 use crate::calendar::{Calendar, DayType};
 use crate::metrics::{error_metrics, ErrorMetrics};
@@ -114,22 +114,9 @@ pub fn read_load_history(file: InputFile, park: &Park) -> Result<LoadHistory, Ve
             continue;
         }
         let (toff, ttext) = row.fields[0];
-        let Ok(t) = parse_rfc3339(ttext) else {
-            loc.error(
-                toff,
-                format!("`{ttext}` is not an RFC 3339 time with an offset"),
-                "e.g. 2026-06-20T12:15:00+08:00",
-            );
+        let Some(t) = loc.interval_start(row.fields[0], clock) else {
             continue;
         };
-        if clock.interval_start(t) != t {
-            loc.error(
-                toff,
-                format!("{ttext} is not the start of a {} interval", clock.interval),
-                "rows are interval starts on the park's clock",
-            );
-            continue;
-        }
         if let Some(&l) = first_line.get(&t) {
             let (line, _) = loc.map.locate(l);
             loc.error(
