@@ -1,5 +1,7 @@
-//! The EMS runtime. Today: the real-time controller, pure logic from a snapshot of the park to
-//! safe setpoints; the wiring of devices, store, planner and server (`pedf run`) comes next.
+//! The EMS runtime: the real-time controller (pure logic from a snapshot of the park to safe
+//! setpoints), the run loop wiring devices, store and controller (`pedf run`), and what the
+//! loop publishes for the server each cycle (`live`).
 
 pub mod controller;
+pub mod live;
 pub mod run;

@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -27,6 +28,8 @@ use pedf_store::{Sample, Store};
 use serde::Deserialize;
 
 use crate::controller::{control, BatteryNow, ChargerNow, Limits, Mode, PlanTarget, Snapshot};
+use crate::live::{tariff_now, today, ChargerLive, DeviceLive, Flows, Integrator, Live, ModeView};
+use tokio::sync::watch;
 
 /// The run configuration (TOML); paths are relative to the file.
 #[derive(Debug, Clone, Deserialize)]
@@ -44,6 +47,25 @@ pub struct RunConfig {
     /// The watchdog's controller-silence timeout.
     #[serde(default = "default_command_timeout_s")]
     pub command_timeout_s: u64,
+    /// The HTTP server (API, live stream, dashboard); none: no server.
+    #[serde(default)]
+    pub server: Option<ServerConfig>,
+}
+
+/// The `[server]` table of a run configuration.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on, e.g. `127.0.0.1:8080`.
+    pub listen: String,
+    /// PEM certificate chain and private key for HTTPS (both or neither).
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// Day-input folder the plan page plans from (`pedf plan --inputs`).
+    #[serde(default)]
+    pub plan_inputs: Option<PathBuf>,
 }
 
 fn default_cycle_ms() -> u64 {
@@ -74,6 +96,27 @@ impl RunConfig {
         for p in [&mut c.park, &mut c.devices, &mut c.store] {
             if p.is_relative() {
                 *p = dir.join(&*p);
+            }
+        }
+        if let Some(srv) = &mut c.server {
+            for p in [&mut srv.tls_cert, &mut srv.tls_key, &mut srv.plan_inputs]
+                .into_iter()
+                .flatten()
+            {
+                if p.is_relative() {
+                    *p = dir.join(&*p);
+                }
+            }
+            if srv.tls_cert.is_some() != srv.tls_key.is_some() {
+                return Err(format!(
+                    "{name}: [server] needs both tls_cert and tls_key for HTTPS, or neither"
+                ));
+            }
+            if srv.listen.parse::<std::net::SocketAddr>().is_err() {
+                return Err(format!(
+                    "{name}: [server] listen = `{}` is not an address:port such as 127.0.0.1:8080",
+                    srv.listen
+                ));
             }
         }
         if c.cycle_ms == 0 {
@@ -123,10 +166,12 @@ fn samples_of(state: &DeviceState, now: DateTime<Utc>, out: &mut Vec<Sample>) {
     }
 }
 
-/// The active plan's interval at `now` from the store (plan JSON as `pedf plan` writes it).
-fn plan_target(store: &Store, park: &Park, now: DateTime<Utc>) -> Option<PlanTarget> {
+/// The active plan's interval at `now` from the store (plan JSON as `pedf plan` writes it),
+/// with the plan's label.
+fn plan_target(store: &Store, park: &Park, now: DateTime<Utc>) -> Option<(PlanTarget, String)> {
     let day = park.clock.local(now).date_naive().to_string();
-    let (_, _, json) = store.active_plan(&day).ok()??;
+    let (id, strategy, json) = store.active_plan(&day).ok()??;
+    let label = format!("plan #{id} ({strategy})");
     let v: serde_json::Value = serde_json::from_str(&json).ok()?;
     let start = park.clock.interval_start(now);
     let interval = v["intervals"].as_array()?.iter().find(|i| {
@@ -135,22 +180,43 @@ fn plan_target(store: &Store, park: &Park, now: DateTime<Utc>) -> Option<PlanTar
             .and_then(|s| pedf_core::time::parse_rfc3339(s).ok())
             == Some(start)
     })?;
-    Some(PlanTarget {
-        grid_import_kw: interval["grid_import_kw"].as_f64()?,
-        grid_export_kw: interval["grid_export_kw"].as_f64()?,
-        ev_kw: interval["ev_chargers"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| Some((k.clone(), v.as_f64()?)))
-                    .collect()
-            })
-            .unwrap_or_default(),
-    })
+    Some((
+        PlanTarget {
+            grid_import_kw: interval["grid_import_kw"].as_f64()?,
+            grid_export_kw: interval["grid_export_kw"].as_f64()?,
+            ev_kw: interval["ev_chargers"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, v)| Some((k.clone(), v.as_f64()?)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        },
+        label,
+    ))
+}
+
+/// The channels between the run loop and the server.
+#[derive(Default)]
+pub struct RunIo {
+    /// Gets the park state after every cycle.
+    pub live: Option<watch::Sender<Arc<Live>>>,
+    /// The operating mode, set by operators through the server; read every cycle.
+    pub mode: Option<watch::Receiver<Mode>>,
 }
 
 /// Runs until `shutdown` resolves.
 pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<RunSummary, String> {
+    run_with(cfg, RunIo::default(), shutdown).await
+}
+
+/// Runs until `shutdown` resolves, publishing the park state and taking the mode through `io`.
+pub async fn run_with(
+    cfg: RunConfig,
+    io: RunIo,
+    shutdown: impl Future<Output = ()>,
+) -> Result<RunSummary, String> {
     let pname = cfg.park.display().to_string();
     let bytes = std::fs::read(&cfg.park).map_err(|e| format!("{pname}: cannot read: {e}"))?;
     let park = pedf_core::config::load_park(&pname, &bytes)
@@ -294,6 +360,23 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<R
     }
 
     let mut summary = RunSummary::default();
+    // Energy records: today's closed intervals (reloaded from the store on a restart) and the
+    // running one.
+    let mut integrator = Integrator::new(&park);
+    let mut day_records: Vec<pedf_core::records::IntervalRecord> = {
+        let now = Utc::now();
+        let from = park
+            .clock
+            .start_of_local_day(park.clock.local(now).date_naive());
+        store
+            .records(from, now)
+            .map(|v| v.into_iter().map(|(r, _)| r).collect())
+            .unwrap_or_default()
+    };
+    let running_start = park.clock.interval_start(Utc::now());
+    if let Some(i) = day_records.iter().position(|r| r.start == running_start) {
+        integrator.resume(day_records.remove(i));
+    }
     let mut tick = tokio::time::interval(Duration::from_millis(cfg.cycle_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_poll: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
@@ -316,6 +399,8 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<R
             _ = tick.tick() => {}
         }
         let now = Utc::now();
+        let work_started = std::time::Instant::now();
+        let mut faults: Vec<String> = Vec::new();
         // Poll the devices that are due, concurrently.
         let taken = std::mem::take(&mut modbus);
         let mut set_j = tokio::task::JoinSet::new();
@@ -415,7 +500,11 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<R
             battery,
         };
         let plan = plan_target(&store, &park, now);
-        let out = control(&limits, &snapshot, plan.as_ref(), &Mode::Automatic);
+        let mode = io
+            .mode
+            .as_ref()
+            .map_or(Mode::Automatic, |m| m.borrow().clone());
+        let out = control(&limits, &snapshot, plan.as_ref().map(|p| &p.0), &mode);
         // Setpoints through safe control; the watchdog for devices that stopped answering.
         for c in &mut controlled {
             let answering = states
@@ -469,6 +558,7 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<R
         summary.samples += samples.len() as u64;
         if let Err(e) = store.insert_samples(&samples) {
             tracing::error!(error = %e, "samples not stored; control goes on");
+            faults.push(format!("samples not stored: {e}"));
         }
         for a in &out.alarms {
             summary.alarms += 1;
@@ -488,6 +578,120 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<R
                 );
             }
         }
+        // The park now: flows from the measurements, energy records, today's figures.
+        let converter_dc_kw;
+        let grid_kw;
+        match grid_meter {
+            Some(g) => {
+                grid_kw = g;
+                converter_dc_kw = if g >= 0.0 {
+                    g * limits.eta_in
+                } else {
+                    g / limits.eta_out
+                };
+            }
+            None => {
+                converter_dc_kw = load + ev_now - pv - battery_kw;
+                grid_kw = if converter_dc_kw >= 0.0 {
+                    converter_dc_kw / limits.eta_in
+                } else {
+                    converter_dc_kw * limits.eta_out
+                };
+            }
+        }
+        let flows = Flows {
+            pv_kw: pv,
+            pv_available_kw: snapshot.pv_available_kw,
+            battery_kw,
+            soc_pct: snapshot.battery.as_ref().map(|b| b.soc_pct),
+            load_kw: load,
+            ev_kw: ev_now,
+            converter_dc_kw,
+            grid_kw,
+            grid_measured: grid_meter.is_some(),
+        };
+        let chargers_live: Vec<ChargerLive> = controlled
+            .iter()
+            .filter(|c| c.capability == Capability::EvCharger)
+            .map(|c| ChargerLive {
+                id: c.id.clone(),
+                kw: states
+                    .get(&c.id)
+                    .and_then(|s| s.good(Field::PowerKw, now))
+                    .unwrap_or(0.0),
+                setpoint_kw: out
+                    .chargers
+                    .iter()
+                    .find(|(id, _)| *id == c.id)
+                    .map(|(_, kw)| *kw),
+            })
+            .collect();
+        if let Some(closed) = integrator.add(now, &flows, &chargers_live) {
+            if let Err(e) = store.put_records(std::slice::from_ref(&closed), "measured") {
+                tracing::error!(error = %e, "interval record not stored");
+                faults.push(format!("interval record not stored: {e}"));
+            }
+            day_records.push(closed);
+        }
+        if let Some(tx) = &io.live {
+            let day_start = park
+                .clock
+                .start_of_local_day(park.clock.local(now).date_naive());
+            day_records.retain(|r| r.start >= day_start);
+            let mut recs = day_records.clone();
+            recs.extend(integrator.running());
+            let devices = set
+                .devices
+                .devices
+                .iter()
+                .map(|d| {
+                    let st = states.get(&d.id);
+                    let quality = match st {
+                        None => "none",
+                        Some(s) if s.last_error.is_some() => "bad",
+                        Some(s) => match s.last_ok {
+                            None => "none",
+                            Some(t) if (now - t).to_std().unwrap_or_default() > s.stale_after => {
+                                "stale"
+                            }
+                            Some(_) => "good",
+                        },
+                    };
+                    DeviceLive {
+                        id: d.id.clone(),
+                        capability: d.capability.name().to_string(),
+                        quality: quality.into(),
+                        last_ok: st.and_then(|s| s.last_ok),
+                        error: st.and_then(|s| s.last_error.clone()),
+                    }
+                })
+                .collect();
+            let live = Live {
+                park_id: park.id.clone(),
+                park_name: park.name.clone(),
+                park_name_zh: park.name_zh.clone(),
+                at: Some(now),
+                cycle: summary.cycles + 1,
+                cycle_work_ms: work_started.elapsed().as_secs_f64() * 1e3,
+                mode: Some(ModeView::from(&mode)),
+                strategy: plan.as_ref().map_or_else(
+                    || "self-consumption (no active plan)".to_string(),
+                    |p| p.1.clone(),
+                ),
+                plan_grid_kw: plan
+                    .as_ref()
+                    .map(|p| p.0.grid_import_kw - p.0.grid_export_kw),
+                flows,
+                chargers: chargers_live,
+                tariff: tariff_now(&park, now),
+                grid_factor_kg_per_kwh: park.carbon.grid_factor.value.0,
+                today: today(&park, &recs, now),
+                devices,
+                alarms: out.alarms.clone(),
+                faults,
+            };
+            tx.send_replace(Arc::new(live));
+        }
         summary.cycles += 1;
         if summary.cycles % 60 == 0 {
             let _ = store.prune_samples(now - chrono::Duration::days(cfg.retention_days));
@@ -495,6 +699,9 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<R
     }
     // Shutdown: every controllable device to its safe state, then flush.
     let now = Utc::now();
+    if let Some(partial) = integrator.finish() {
+        let _ = store.put_records(&[partial], "measured-partial");
+    }
     for c in &mut controlled {
         let r = if let Some(d) = modbus.iter_mut().find(|d| d.config.id == c.id) {
             c.ctl.force_safe(d, "shutdown", now).await

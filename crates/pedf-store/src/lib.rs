@@ -3,7 +3,7 @@
 //! Tables: `samples` (raw device values with quality, kept for the configured retention),
 //! `agg_1min` (min/mean/max per device, field and minute, kept), `interval_records` (the
 //! interval energy records the carbon ledger and certificates are computed from), `plans`,
-//! `events`, `audit`. Durability: WAL with `synchronous = NORMAL` keeps every committed
+//! `events`, `audit`, `tokens` (API tokens, SHA-256 hashes only). Durability: WAL with `synchronous = NORMAL` keeps every committed
 //! transaction through a process crash (kill -9); writers commit a batch at least once a
 //! second, so a crash loses at most the last second. A full disk or any SQLite failure is a
 //! `StoreError` naming the file; the caller keeps running.
@@ -53,7 +53,7 @@ pub struct Aggregate {
     pub count: i64,
 }
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS samples (
@@ -83,6 +83,46 @@ CREATE TABLE IF NOT EXISTS audit (
     requested REAL, written REAL, readback REAL, outcome TEXT NOT NULL
 );
 ";
+
+/// Added in schema version 2.
+const SCHEMA_V2: &str = "
+CREATE TABLE IF NOT EXISTS tokens (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, created_ms INTEGER NOT NULL, label TEXT NOT NULL, role TEXT NOT NULL,
+    hash TEXT NOT NULL UNIQUE, revoked INTEGER NOT NULL DEFAULT 0
+);
+";
+
+/// An API token as stored: never the token itself, only its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRow {
+    pub id: i64,
+    pub label: String,
+    pub role: String,
+    pub created: DateTime<Utc>,
+}
+
+/// An audit entry: time, device, by whom, reason, requested, written, read back, outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRow {
+    pub at: DateTime<Utc>,
+    pub device: String,
+    pub by: String,
+    pub reason: String,
+    pub requested: Option<f64>,
+    pub written: Option<f64>,
+    pub readback: Option<f64>,
+    pub outcome: String,
+}
+
+/// A stored plan without its JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanRow {
+    pub id: i64,
+    pub created: DateTime<Utc>,
+    pub day: String,
+    pub strategy: String,
+    pub active: bool,
+}
 
 fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
@@ -116,8 +156,13 @@ impl Store {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(|e| store.err(e))?;
         match version {
-            0 => {
+            0 | 1 => {
+                // 0: new file; 1: the tables of version 1 exist, version 2 adds tokens.
                 store.conn.execute_batch(SCHEMA).map_err(|e| store.err(e))?;
+                store
+                    .conn
+                    .execute_batch(SCHEMA_V2)
+                    .map_err(|e| store.err(e))?;
                 store
                     .conn
                     .execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
@@ -423,6 +468,158 @@ impl Store {
     pub fn audit_count(&self) -> Result<i64, StoreError> {
         self.conn
             .query_row("SELECT count(*) FROM audit", [], |r| r.get(0))
+            .map_err(|e| self.err(e))
+    }
+
+    /// The last `limit` events, newest first.
+    pub fn recent_events(&self, limit: usize) -> Result<Vec<EventRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT ts_ms, severity, kind, message FROM events ORDER BY id DESC LIMIT ?1",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![limit as i64], |r| {
+                Ok((from_ms(r.get(0)?), r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// The last `limit` audit entries, newest first.
+    pub fn recent_audit(&self, limit: usize) -> Result<Vec<AuditRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT ts_ms, device, by_whom, reason, requested, written, readback, outcome FROM audit ORDER BY id DESC LIMIT ?1")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![limit as i64], |r| {
+                Ok(AuditRow {
+                    at: from_ms(r.get(0)?),
+                    device: r.get(1)?,
+                    by: r.get(2)?,
+                    reason: r.get(3)?,
+                    requested: r.get(4)?,
+                    written: r.get(5)?,
+                    readback: r.get(6)?,
+                    outcome: r.get(7)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// The plans of a day, newest first.
+    pub fn plans_of_day(&self, day: &str) -> Result<Vec<PlanRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, created_ms, day, strategy, active FROM plans WHERE day = ?1 ORDER BY id DESC")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![day], |r| {
+                Ok(PlanRow {
+                    id: r.get(0)?,
+                    created: from_ms(r.get(1)?),
+                    day: r.get(2)?,
+                    strategy: r.get(3)?,
+                    active: r.get::<_, i64>(4)? != 0,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// One plan: its row and JSON.
+    pub fn plan(&self, id: i64) -> Result<Option<(PlanRow, String)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, created_ms, day, strategy, active, json FROM plans WHERE id = ?1",
+            )
+            .map_err(|e| self.err(e))?;
+        let mut rows = stmt.query(params![id]).map_err(|e| self.err(e))?;
+        let Some(r) = rows.next().map_err(|e| self.err(e))? else {
+            return Ok(None);
+        };
+        let get = |e| self.err(e);
+        Ok(Some((
+            PlanRow {
+                id: r.get(0).map_err(get)?,
+                created: from_ms(r.get(1).map_err(get)?),
+                day: r.get(2).map_err(get)?,
+                strategy: r.get(3).map_err(get)?,
+                active: r.get::<_, i64>(4).map_err(get)? != 0,
+            },
+            r.get(5).map_err(get)?,
+        )))
+    }
+
+    /// Stores an API token's hash with its role; returns its id.
+    pub fn add_token(
+        &mut self,
+        at: DateTime<Utc>,
+        label: &str,
+        role: &str,
+        hash: &str,
+    ) -> Result<i64, StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO tokens (created_ms, label, role, hash) VALUES (?1, ?2, ?3, ?4)",
+                params![ms(at), label, role, hash],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// The token (not revoked) with this hash.
+    pub fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, label, role, created_ms FROM tokens WHERE hash = ?1 AND revoked = 0",
+            )
+            .map_err(|e| self.err(e))?;
+        let mut rows = stmt
+            .query_map(params![hash], |r| {
+                Ok(TokenRow {
+                    id: r.get(0)?,
+                    label: r.get(1)?,
+                    role: r.get(2)?,
+                    created: from_ms(r.get(3)?),
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.next().transpose().map_err(|e| self.err(e))
+    }
+
+    /// The tokens (not revoked) with a role.
+    pub fn tokens_with_role(&self, role: &str) -> Result<Vec<TokenRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, label, role, created_ms FROM tokens WHERE role = ?1 AND revoked = 0 ORDER BY id")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![role], |r| {
+                Ok(TokenRow {
+                    id: r.get(0)?,
+                    label: r.get(1)?,
+                    role: r.get(2)?,
+                    created: from_ms(r.get(3)?),
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Revokes a token; false when there was no such token.
+    pub fn revoke_token(&mut self, id: i64) -> Result<bool, StoreError> {
+        self.conn
+            .execute(
+                "UPDATE tokens SET revoked = 1 WHERE id = ?1 AND revoked = 0",
+                params![id],
+            )
+            .map(|n| n > 0)
             .map_err(|e| self.err(e))
     }
 

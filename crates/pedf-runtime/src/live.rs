@@ -1,0 +1,405 @@
+//! What the runtime publishes each cycle for the server and dashboard ([`Live`]), and the
+//! integration of measured power into interval energy records (the carbon ledger's source).
+//!
+//! Power values follow the park sign convention at the point where an asset meets the DC bus:
+//! grid +import/-export (AC meter), battery +discharge/-charge, PV, loads and EV positive.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use pedf_carbon::account::{account, Options};
+use pedf_core::records::IntervalRecord;
+use pedf_core::Park;
+use serde::Serialize;
+
+use crate::controller::Mode;
+
+/// The operating mode as shown and set through the API.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModeView {
+    /// `automatic`, `manual` or `safe`.
+    pub mode: String,
+    /// The operator's battery setpoint in manual mode (+discharge/-charge), kW.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub battery_kw: Option<f64>,
+}
+
+impl From<&Mode> for ModeView {
+    fn from(m: &Mode) -> Self {
+        match m {
+            Mode::Automatic => ModeView {
+                mode: "automatic".into(),
+                battery_kw: None,
+            },
+            Mode::Manual { battery_kw } => ModeView {
+                mode: "manual".into(),
+                battery_kw: Some(*battery_kw),
+            },
+            Mode::Safe => ModeView {
+                mode: "safe".into(),
+                battery_kw: None,
+            },
+        }
+    }
+}
+
+/// Power on each link of the park, kW.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Flows {
+    /// PV delivered to the bus (after curtailment).
+    pub pv_kw: f64,
+    /// PV the arrays could give now.
+    pub pv_available_kw: f64,
+    /// Battery, +discharge/-charge.
+    pub battery_kw: f64,
+    pub soc_pct: Option<f64>,
+    /// Fixed and flexible DC loads.
+    pub load_kw: f64,
+    /// EV chargers together.
+    pub ev_kw: f64,
+    /// Converter, DC side: +from the grid onto the bus / -from the bus to the grid.
+    pub converter_dc_kw: f64,
+    /// Grid at the AC meter, +import/-export.
+    pub grid_kw: f64,
+    /// The grid value is measured (false: computed from the bus balance).
+    pub grid_measured: bool,
+}
+
+/// One charger now.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChargerLive {
+    pub id: String,
+    pub kw: f64,
+    /// The setpoint written this cycle.
+    pub setpoint_kw: Option<f64>,
+}
+
+/// One device's communication state.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeviceLive {
+    pub id: String,
+    pub capability: String,
+    /// `good`, `stale`, `bad` or `none` (never answered).
+    pub quality: String,
+    pub last_ok: Option<DateTime<Utc>>,
+    pub error: Option<String>,
+}
+
+/// The tariff now.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TariffNow {
+    /// Period key (`valley`, `flat`, `peak`, ...), if the tariff covers this time.
+    pub period: Option<String>,
+    pub period_zh: Option<String>,
+    pub import_cny_per_kwh: Option<f64>,
+}
+
+/// Energy and carbon of the local day so far (closed intervals plus the running one).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Today {
+    pub pv_kwh: f64,
+    pub grid_import_kwh: f64,
+    pub grid_export_kwh: f64,
+    pub load_kwh: f64,
+    pub ev_kwh: f64,
+    pub battery_charge_kwh: f64,
+    pub battery_discharge_kwh: f64,
+    /// Location-based Scope 2 (grid import x the park's grid factor), kg CO2.
+    pub location_kg: f64,
+    /// PV generation x the park's grid factor, kg CO2.
+    pub avoided_kg: f64,
+    pub self_sufficiency: f64,
+    pub self_consumption: f64,
+    pub cfe_score: f64,
+    /// Intervals in the figures (closed ones; the running one counts as one more).
+    pub intervals: usize,
+}
+
+/// The park now: one value per cycle.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Live {
+    pub park_id: String,
+    pub park_name: String,
+    pub park_name_zh: Option<String>,
+    pub at: Option<DateTime<Utc>>,
+    pub cycle: u64,
+    /// How long the last cycle's work took, ms.
+    pub cycle_work_ms: f64,
+    pub mode: Option<ModeView>,
+    /// What the controller follows: `plan #N (strategy)`, or self-consumption without a plan.
+    pub strategy: String,
+    /// The active plan's grid target for this interval (+import/-export), kW.
+    pub plan_grid_kw: Option<f64>,
+    pub flows: Flows,
+    pub chargers: Vec<ChargerLive>,
+    pub tariff: TariffNow,
+    /// The park's annual grid factor, kg CO2/kWh (park file, with its source).
+    pub grid_factor_kg_per_kwh: f64,
+    pub today: Today,
+    pub devices: Vec<DeviceLive>,
+    /// Alarms raised this cycle.
+    pub alarms: Vec<String>,
+    /// Problems of the runtime itself this cycle (store not writable, ...).
+    pub faults: Vec<String>,
+}
+
+/// Integrates power into interval energy records on the park's clock.
+pub struct Integrator {
+    clock: pedf_core::time::ParkClock,
+    current: Option<IntervalRecord>,
+    chargers: BTreeMap<String, f64>,
+    last: Option<DateTime<Utc>>,
+}
+
+impl Integrator {
+    pub fn new(park: &Park) -> Self {
+        Integrator {
+            clock: park.clock,
+            current: None,
+            chargers: BTreeMap::new(),
+            last: None,
+        }
+    }
+
+    /// Adds the power held since the previous call (at most 10 s: a longer silence is a gap,
+    /// not energy), split at an interval boundary. Returns the record of an interval that
+    /// closed.
+    pub fn add(
+        &mut self,
+        now: DateTime<Utc>,
+        f: &Flows,
+        chargers: &[ChargerLive],
+    ) -> Option<IntervalRecord> {
+        let start = self.clock.interval_start(now);
+        let held_ms = self
+            .last
+            .map(|l| (now - l).num_milliseconds().clamp(0, 10_000))
+            .unwrap_or(0);
+        self.last = Some(now);
+        let mut closed = None;
+        let mut ms_here = held_ms;
+        if self.current.as_ref().is_some_and(|c| c.start != start) {
+            // The part before the boundary belongs to the closing interval.
+            let before = ((start - (now - chrono::Duration::milliseconds(held_ms)))
+                .num_milliseconds())
+            .clamp(0, held_ms);
+            self.accumulate(before as f64 / 3.6e6, f, chargers);
+            closed = self.take();
+            ms_here = held_ms - before;
+        }
+        if self.current.is_none() {
+            self.current = Some(IntervalRecord {
+                start,
+                pv_kwh: 0.0,
+                grid_import_kwh: 0.0,
+                grid_export_kwh: 0.0,
+                battery_charge_kwh: 0.0,
+                battery_discharge_kwh: 0.0,
+                load_kwh: 0.0,
+                ev_kwh: 0.0,
+                ev_chargers: Vec::new(),
+            });
+        }
+        self.accumulate(ms_here as f64 / 3.6e6, f, chargers);
+        closed
+    }
+
+    /// Continues a partial record of the running interval (stored at a shutdown), so a restart
+    /// inside an interval does not lose its first part.
+    pub fn resume(&mut self, partial: IntervalRecord) {
+        self.chargers = partial.ev_chargers.iter().cloned().collect();
+        self.current = Some(IntervalRecord {
+            ev_chargers: Vec::new(),
+            ..partial
+        });
+    }
+
+    fn accumulate(&mut self, dt_h: f64, f: &Flows, chargers: &[ChargerLive]) {
+        let Some(c) = self.current.as_mut() else {
+            return;
+        };
+        c.pv_kwh += f.pv_kw.max(0.0) * dt_h;
+        c.grid_import_kwh += f.grid_kw.max(0.0) * dt_h;
+        c.grid_export_kwh += (-f.grid_kw).max(0.0) * dt_h;
+        c.battery_discharge_kwh += f.battery_kw.max(0.0) * dt_h;
+        c.battery_charge_kwh += (-f.battery_kw).max(0.0) * dt_h;
+        c.load_kwh += f.load_kw.max(0.0) * dt_h;
+        c.ev_kwh += f.ev_kw.max(0.0) * dt_h;
+        for ch in chargers {
+            *self.chargers.entry(ch.id.clone()).or_default() += ch.kw.max(0.0) * dt_h;
+        }
+    }
+
+    fn take(&mut self) -> Option<IntervalRecord> {
+        let mut r = self.current.take()?;
+        r.ev_chargers = std::mem::take(&mut self.chargers)
+            .into_iter()
+            .filter(|(_, v)| *v > 0.0)
+            .collect();
+        Some(r)
+    }
+
+    /// The running interval so far.
+    pub fn running(&self) -> Option<IntervalRecord> {
+        let mut r = self.current.clone()?;
+        r.ev_chargers = self
+            .chargers
+            .iter()
+            .filter(|(_, v)| **v > 0.0)
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        Some(r)
+    }
+
+    /// Closes the running interval (at shutdown): a partial record.
+    pub fn finish(&mut self) -> Option<IntervalRecord> {
+        self.take()
+    }
+}
+
+/// Today's figures from the day's records (closed intervals and the running one), accounted
+/// with the park's annual grid factor as both the location and the avoided-emission factor.
+pub fn today(park: &Park, records: &[IntervalRecord], now: DateTime<Utc>) -> Today {
+    let day = park.clock.local(now).date_naive();
+    let from = park.clock.start_of_local_day(day);
+    let to = park.clock.interval_start(now) + park.clock.interval.duration();
+    let battery_kwh: f64 = park.batteries.iter().map(|b| b.capacity.0).sum();
+    let eta = park
+        .batteries
+        .first()
+        .map_or(0.9, |b| b.round_trip_efficiency());
+    let f = park.carbon.grid_factor.value.0;
+    let recs: Vec<IntervalRecord> = records
+        .iter()
+        .filter(|r| r.start >= from && r.start < to)
+        .cloned()
+        .collect();
+    if recs.is_empty() {
+        return Today::default();
+    }
+    let from = recs[0].start;
+    let o = Options {
+        grid_factor: f,
+        hourly_factors: BTreeMap::new(),
+        baseline_factor: f,
+        residual_factor: f,
+        covered_mwh: 0.0,
+        grid_cfe_share: 0.0,
+        round_trip_efficiency: eta,
+        // The battery's content at the start of the first record is not known here; half is
+        // the neutral guess for today's display (certificates use the ledger, not this).
+        initial_battery_kwh: battery_kwh * 0.5,
+        clock: park.clock,
+    };
+    let a = account(&recs, from, to, &o);
+    let t = &a.totals;
+    Today {
+        pv_kwh: t.pv_kwh,
+        grid_import_kwh: t.grid_import_kwh,
+        grid_export_kwh: t.grid_export_kwh,
+        load_kwh: recs.iter().map(|r| r.load_kwh).sum(),
+        ev_kwh: recs.iter().map(|r| r.ev_kwh).sum(),
+        battery_charge_kwh: t.battery_charge_kwh,
+        battery_discharge_kwh: t.battery_discharge_kwh,
+        location_kg: t.location_kg,
+        avoided_kg: t.avoided_pv_kg,
+        self_sufficiency: t.self_sufficiency,
+        self_consumption: t.self_consumption,
+        cfe_score: t.cfe_score,
+        intervals: recs.len(),
+    }
+}
+
+/// The tariff at `now`.
+pub fn tariff_now(park: &Park, now: DateTime<Utc>) -> TariffNow {
+    let local = park.clock.local(now).naive_local();
+    let period = park.tariff.period_at(local);
+    TariffNow {
+        period: period.map(|p| p.key().to_string()),
+        period_zh: period.map(|p| p.name_zh().to_string()),
+        import_cny_per_kwh: park.tariff.import_price_at(local).map(|p| p.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn park() -> Park {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../config/qingzhou-pedf.toml"
+        );
+        let bytes = std::fs::read(path).unwrap();
+        pedf_core::config::load_park(path, &bytes).value.unwrap()
+    }
+
+    #[test]
+    fn integration_closes_intervals_with_the_energy_of_the_power_held() {
+        let p = park();
+        let mut i = Integrator::new(&p);
+        let t0 = Utc.with_ymd_and_hms(2026, 6, 21, 2, 0, 0).unwrap();
+        let f = Flows {
+            pv_kw: 600.0,
+            grid_kw: -100.0,
+            battery_kw: -200.0,
+            load_kw: 250.0,
+            ev_kw: 40.0,
+            ..Flows::default()
+        };
+        let ch = vec![ChargerLive {
+            id: "ev-01".into(),
+            kw: 40.0,
+            setpoint_kw: None,
+        }];
+        let mut closed = Vec::new();
+        // One second steps over 15 min and a bit.
+        for s in 0..=905 {
+            if let Some(r) = i.add(t0 + chrono::Duration::seconds(s), &f, &ch) {
+                closed.push(r);
+            }
+        }
+        assert_eq!(closed.len(), 1);
+        let r = &closed[0];
+        assert_eq!(r.start, t0);
+        // 900 one-second steps inside the first interval; the power held before a step
+        // belongs to the interval it was held in.
+        let h = 900.0 / 3600.0;
+        assert!((r.pv_kwh - 600.0 * h).abs() < 1e-9, "{}", r.pv_kwh);
+        assert!((r.grid_export_kwh - 100.0 * h).abs() < 1e-9);
+        assert_eq!(r.grid_import_kwh, 0.0);
+        assert!((r.battery_charge_kwh - 200.0 * h).abs() < 1e-9);
+        assert!((r.ev_chargers[0].1 - 40.0 * h).abs() < 1e-9);
+        // A silence longer than 10 s is not integrated.
+        let mut j = Integrator::new(&p);
+        j.add(t0, &f, &ch);
+        j.add(t0 + chrono::Duration::seconds(300), &f, &ch);
+        assert!((j.running().unwrap().pv_kwh - 600.0 * 10.0 / 3600.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn today_counts_pv_as_avoided_at_the_park_factor() {
+        let p = park();
+        let start = Utc.with_ymd_and_hms(2026, 6, 21, 2, 0, 0).unwrap();
+        let r = IntervalRecord {
+            start,
+            pv_kwh: 100.0,
+            grid_import_kwh: 10.0,
+            grid_export_kwh: 0.0,
+            battery_charge_kwh: 0.0,
+            battery_discharge_kwh: 0.0,
+            load_kwh: 105.0,
+            ev_kwh: 0.0,
+            ev_chargers: vec![],
+        };
+        let t = today(&p, &[r], start + chrono::Duration::minutes(5));
+        let f = p.carbon.grid_factor.value.0;
+        assert!((t.avoided_kg - 100.0 * f).abs() < 1e-9);
+        assert!((t.location_kg - 10.0 * f).abs() < 1e-9);
+        assert_eq!(t.intervals, 1);
+        // A record of yesterday does not count.
+        let t2 = today(&p, &[], start);
+        assert_eq!(t2, Today::default());
+    }
+}
