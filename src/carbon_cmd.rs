@@ -134,6 +134,35 @@ pub fn prepare(
     covered_mwh: f64,
 ) -> Result<PeriodSetup, UserError> {
     let park = load_park_file(park)?;
+    let rname = records.display().to_string();
+    let rbytes = read(records)?;
+    let records = read_records(
+        InputFile {
+            name: &rname,
+            bytes: &rbytes,
+        },
+        &park.clock,
+    )
+    .map_err(|ds| {
+        print_diagnostics(&ds);
+        UserError(format!(
+            "{rname}: {} error(s) in the records (see above)",
+            ds.len()
+        ))
+    })?;
+    prepare_with(park, records, from, to, factors, baseline, covered_mwh)
+}
+
+/// As [`prepare`], with the park and its records already read (e.g. from the EMS store).
+pub fn prepare_with(
+    park: Park,
+    records: Vec<pedf_carbon::records::IntervalRecord>,
+    from: &str,
+    to: &str,
+    factors: &Path,
+    baseline: &str,
+    covered_mwh: f64,
+) -> Result<PeriodSetup, UserError> {
     let (from_text, to_text) = (from, to);
     let from = time_arg("--from", from)?;
     let to = time_arg("--to", to)?;
@@ -160,22 +189,6 @@ pub fn prepare(
         })?;
     let year = park.clock.local(from).year();
     let choice = choose_factors(&park, &table, year, baseline)?;
-    let rname = records.display().to_string();
-    let rbytes = read(records)?;
-    let records = read_records(
-        InputFile {
-            name: &rname,
-            bytes: &rbytes,
-        },
-        &park.clock,
-    )
-    .map_err(|ds| {
-        print_diagnostics(&ds);
-        UserError(format!(
-            "{rname}: {} error(s) in the records (see above)",
-            ds.len()
-        ))
-    })?;
     let options = Options {
         grid_factor: choice.location.value,
         hourly_factors: Default::default(),

@@ -17,6 +17,7 @@ mod carbon_cmd;
 mod certificate_cmd;
 mod forecast_cmd;
 mod plan_cmd;
+mod run_cmd;
 
 /// An error the user can fix; printed as `error: ...` with exit code 1.
 #[derive(Debug)]
@@ -142,7 +143,9 @@ enum Command {
     /// The EMS against devices: poll, control within hard limits, store; Ctrl-C or SIGTERM
     /// leaves every device in its safe state.
     #[command(
-        after_help = "Example:\n  pedf run --config config/run-qingzhou.toml\n\nThe run file names the park file, the device list and the store (SQLite), relative to\nitself, and the cycle (cycle_ms, default 1000). The active plan of the day in the store is\nfollowed; without one the battery maximises self-consumption. The dashboard is not there yet."
+        after_help = "Example:\n  pedf run --config config/run-qingzhou.toml\n\nThe run file names the park file, the device list and the store (SQLite), relative to\nitself, and the cycle (cycle_ms, default 1000). The active plan of the day in the store is\nfollowed; without one the battery maximises self-consumption. With a [server] table
+(listen = \"127.0.0.1:8080\") the dashboard, API (/api/v1, OpenAPI at /api/v1/openapi.json),
+live stream and /metrics are served; the first start prints an admin token once."
     )]
     Run {
         /// The run configuration (TOML).
@@ -459,7 +462,7 @@ fn main() -> ExitCode {
         Command::Run {
             config,
             for_seconds,
-        } => report(run_ems(&config, for_seconds)),
+        } => report(run_cmd::run_ems(&config, for_seconds)),
         Command::Certificate(CertificateCommand::Issue {
             park,
             records,
@@ -501,64 +504,6 @@ fn main() -> ExitCode {
             report(forecast_cmd::run_ev(common.with(sessions)))
         }
     }
-}
-
-/// `pedf run`: the runtime on a tokio runtime, stopped by Ctrl-C, SIGTERM or `--for`.
-fn run_ems(config: &std::path::Path, for_seconds: Option<f64>) -> Result<(), UserError> {
-    let cfg = pedf_runtime::run::RunConfig::load(config).map_err(UserError)?;
-    if let Some(s) = for_seconds {
-        if !(s.is_finite() && s > 0.0) {
-            return Err(UserError(format!(
-                "--for: {s} must be a positive number of seconds"
-            )));
-        }
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| UserError(format!("cannot start the runtime: {e}")))?;
-    let summary = rt.block_on(async move {
-        let shutdown = async move {
-            let timer = async {
-                match for_seconds {
-                    Some(s) => tokio::time::sleep(std::time::Duration::from_secs_f64(s)).await,
-                    None => std::future::pending::<()>().await,
-                }
-            };
-            #[cfg(unix)]
-            let term = async {
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(mut s) => {
-                        s.recv().await;
-                    }
-                    Err(_) => std::future::pending::<()>().await,
-                }
-            };
-            #[cfg(not(unix))]
-            let term = std::future::pending::<()>();
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => eprintln!("pedf run: Ctrl-C, stopping"),
-                _ = term => eprintln!("pedf run: SIGTERM, stopping"),
-                _ = timer => {}
-            }
-        };
-        pedf_runtime::run::run(cfg, shutdown).await
-    });
-    let s = summary.map_err(UserError)?;
-    let safe = if s.not_made_safe.is_empty() {
-        "every controllable device in its safe state".to_string()
-    } else {
-        format!(
-            "not answering at shutdown (their own fail-safe applies): {}",
-            s.not_made_safe.join(", ")
-        )
-    };
-    println!(
-        "pedf run stopped: {} cycles, {} samples stored, {} setpoints written, {} alarms; {safe}",
-        s.cycles, s.samples, s.setpoints, s.alarms
-    );
-    Ok(())
 }
 
 fn report(result: Result<(), UserError>) -> ExitCode {

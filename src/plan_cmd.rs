@@ -59,58 +59,7 @@ pub fn run(args: PlanArgs) -> Result<(), UserError> {
         ))
     })?;
     let park = load_park_file(&args.park)?;
-    if !args.inputs.is_dir() {
-        return Err(UserError(format!(
-            "--inputs: {} is not a folder; give the folder holding pv.csv, loads.csv and optionally ev-sessions.csv, carbon-intensity.csv, prices.csv",
-            args.inputs.display()
-        )));
-    }
-    let path = |f: &str| args.inputs.join(f);
-    let names: Vec<String> = [
-        "pv.csv",
-        "loads.csv",
-        "ev-sessions.csv",
-        "carbon-intensity.csv",
-        "prices.csv",
-    ]
-    .iter()
-    .map(|f| path(f).display().to_string())
-    .collect();
-    let pv = read(&path("pv.csv"))?;
-    let loads = read(&path("loads.csv"))?;
-    let sessions = read_optional(&path("ev-sessions.csv"))?;
-    let carbon = read_optional(&path("carbon-intensity.csv"))?;
-    let prices = read_optional(&path("prices.csv"))?;
-    let files = DayFiles {
-        pv: InputFile {
-            name: &names[0],
-            bytes: &pv,
-        },
-        loads: InputFile {
-            name: &names[1],
-            bytes: &loads,
-        },
-        sessions: sessions.as_deref().map(|b| InputFile {
-            name: &names[2],
-            bytes: b,
-        }),
-        carbon: carbon.as_deref().map(|b| InputFile {
-            name: &names[3],
-            bytes: b,
-        }),
-        prices: prices.as_deref().map(|b| InputFile {
-            name: &names[4],
-            bytes: b,
-        }),
-    };
-    let inputs = load_day_inputs(&park, date, files).map_err(|diags| {
-        print_diagnostics(&diags);
-        UserError(format!(
-            "{}: the day inputs have {} error(s) (see above)",
-            args.inputs.display(),
-            diags.len()
-        ))
-    })?;
+    let inputs = load_inputs(&park, &args.inputs, date)?;
     let state = CurrentState::default();
     let opts = &args.options;
     let started = std::time::Instant::now();
@@ -177,6 +126,66 @@ pub fn run(args: PlanArgs) -> Result<(), UserError> {
         }
     }
     Ok(())
+}
+
+/// Reads and checks the day inputs of `date` from a folder (`pedf plan --inputs`).
+pub fn load_inputs(
+    park: &Park,
+    dir: &Path,
+    date: NaiveDate,
+) -> Result<pedf_core::inputs::DayInputs, UserError> {
+    if !dir.is_dir() {
+        return Err(UserError(format!(
+            "--inputs: {} is not a folder; give the folder holding pv.csv, loads.csv and optionally ev-sessions.csv, carbon-intensity.csv, prices.csv",
+            dir.display()
+        )));
+    }
+    let path = |f: &str| dir.join(f);
+    let names: Vec<String> = [
+        "pv.csv",
+        "loads.csv",
+        "ev-sessions.csv",
+        "carbon-intensity.csv",
+        "prices.csv",
+    ]
+    .iter()
+    .map(|f| path(f).display().to_string())
+    .collect();
+    let pv = read(&path("pv.csv"))?;
+    let loads = read(&path("loads.csv"))?;
+    let sessions = read_optional(&path("ev-sessions.csv"))?;
+    let carbon = read_optional(&path("carbon-intensity.csv"))?;
+    let prices = read_optional(&path("prices.csv"))?;
+    let files = DayFiles {
+        pv: InputFile {
+            name: &names[0],
+            bytes: &pv,
+        },
+        loads: InputFile {
+            name: &names[1],
+            bytes: &loads,
+        },
+        sessions: sessions.as_deref().map(|b| InputFile {
+            name: &names[2],
+            bytes: b,
+        }),
+        carbon: carbon.as_deref().map(|b| InputFile {
+            name: &names[3],
+            bytes: b,
+        }),
+        prices: prices.as_deref().map(|b| InputFile {
+            name: &names[4],
+            bytes: b,
+        }),
+    };
+    load_day_inputs(park, date, files).map_err(|diags| {
+        print_diagnostics(&diags);
+        UserError(format!(
+            "{}: the day inputs have {} error(s) (see above)",
+            dir.display(),
+            diags.len()
+        ))
+    })
 }
 
 fn write(path: &Path, text: &str) -> Result<(), UserError> {

@@ -133,6 +133,8 @@ pub struct Live {
     pub flows: Flows,
     pub chargers: Vec<ChargerLive>,
     pub tariff: TariffNow,
+    /// Usable nameplate capacity of the park's batteries, kWh.
+    pub battery_capacity_kwh: f64,
     /// The park's annual grid factor, kg CO2/kWh (park file, with its source).
     pub grid_factor_kg_per_kwh: f64,
     pub today: Today,

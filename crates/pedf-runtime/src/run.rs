@@ -58,14 +58,17 @@ pub struct RunConfig {
 pub struct ServerConfig {
     /// Address to listen on, e.g. `127.0.0.1:8080`.
     pub listen: String,
-    /// PEM certificate chain and private key for HTTPS (both or neither).
-    #[serde(default)]
-    pub tls_cert: Option<PathBuf>,
-    #[serde(default)]
-    pub tls_key: Option<PathBuf>,
-    /// Day-input folder the plan page plans from (`pedf plan --inputs`).
+    /// Day-input folder the plan page plans from (`pedf plan --inputs`; a subfolder named
+    /// after the day is used when there is one).
     #[serde(default)]
     pub plan_inputs: Option<PathBuf>,
+    /// The emission-factor table carbon accounting uses.
+    #[serde(default = "default_factors")]
+    pub emission_factors: PathBuf,
+}
+
+fn default_factors() -> PathBuf {
+    PathBuf::from("emission-factors/china-grid.toml")
 }
 
 fn default_cycle_ms() -> u64 {
@@ -99,18 +102,13 @@ impl RunConfig {
             }
         }
         if let Some(srv) = &mut c.server {
-            for p in [&mut srv.tls_cert, &mut srv.tls_key, &mut srv.plan_inputs]
+            for p in [Some(&mut srv.emission_factors), srv.plan_inputs.as_mut()]
                 .into_iter()
                 .flatten()
             {
                 if p.is_relative() {
                     *p = dir.join(&*p);
                 }
-            }
-            if srv.tls_cert.is_some() != srv.tls_key.is_some() {
-                return Err(format!(
-                    "{name}: [server] needs both tls_cert and tls_key for HTTPS, or neither"
-                ));
             }
             if srv.listen.parse::<std::net::SocketAddr>().is_err() {
                 return Err(format!(
@@ -684,6 +682,7 @@ pub async fn run_with(
                 flows,
                 chargers: chargers_live,
                 tariff: tariff_now(&park, now),
+                battery_capacity_kwh: park.battery_capacity().0,
                 grid_factor_kg_per_kwh: park.carbon.grid_factor.value.0,
                 today: today(&park, &recs, now),
                 devices,

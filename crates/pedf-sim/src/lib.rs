@@ -8,4 +8,5 @@ pub mod bank;
 pub mod broker;
 pub mod faulty;
 pub mod mqtt;
+pub mod park;
 pub mod sunspec_image;

@@ -1,0 +1,135 @@
+//! API tokens with roles. A token is `pedf_` + 64 hex digits of OS randomness; the store keeps
+//! only its SHA-256 hash, so a copied database gives no access. Roles are ordered: a viewer
+//! reads, an operator also acts on the park (mode, plans, certificates), an admin also manages
+//! tokens.
+
+use chrono::Utc;
+use pedf_store::{Store, StoreError};
+use sha2::{Digest, Sha256};
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    Viewer,
+    Operator,
+    Admin,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "viewer" => Some(Role::Viewer),
+            "operator" => Some(Role::Operator),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// The SHA-256 of a token, hex.
+pub fn hash_token(token: &str) -> String {
+    let d = Sha256::digest(token.as_bytes());
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A new random token.
+pub fn new_token() -> Result<String, String> {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).map_err(|e| format!("no randomness for a new token: {e}"))?;
+    Ok(format!(
+        "pedf_{}",
+        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+    ))
+}
+
+/// Creates a token with a role; returns it (the only time it is seen) and its id.
+pub fn create_token(store: &mut Store, label: &str, role: Role) -> Result<(String, i64), String> {
+    let token = new_token()?;
+    let id = store
+        .add_token(Utc::now(), label, role.name(), &hash_token(&token))
+        .map_err(|e| e.to_string())?;
+    Ok((token, id))
+}
+
+/// On first start (no admin token yet) creates one and returns it to be printed once.
+pub fn ensure_admin_token(store: &mut Store) -> Result<Option<String>, String> {
+    if !store
+        .tokens_with_role(Role::Admin.name())
+        .map_err(|e| e.to_string())?
+        .is_empty()
+    {
+        return Ok(None);
+    }
+    create_token(store, "admin (created on first start)", Role::Admin).map(|(t, _)| Some(t))
+}
+
+/// Who a request comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub token_id: i64,
+    pub label: String,
+    pub role: Role,
+}
+
+impl Caller {
+    /// How the audit log names the caller.
+    pub fn who(&self) -> String {
+        format!("{} #{} ({})", self.role.name(), self.token_id, self.label)
+    }
+}
+
+/// Looks a presented token up.
+pub fn lookup(store: &Store, token: &str) -> Result<Option<Caller>, StoreError> {
+    // Cheap shape check first: anything else is not one of ours.
+    if !(token.starts_with("pedf_") && token.len() == 69) {
+        return Ok(None);
+    }
+    Ok(store.token_by_hash(&hash_token(token))?.and_then(|t| {
+        Some(Caller {
+            token_id: t.id,
+            label: t.label,
+            role: Role::parse(&t.role)?,
+        })
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_stored_hashed_and_found_by_hash() {
+        let dir = std::env::temp_dir().join(format!("pedf-auth-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut st = Store::open(&dir.join("s.sqlite")).unwrap();
+        let first = ensure_admin_token(&mut st).unwrap().expect("first start");
+        assert!(ensure_admin_token(&mut st).unwrap().is_none(), "only once");
+        let c = lookup(&st, &first).unwrap().unwrap();
+        assert_eq!(c.role, Role::Admin);
+        let (viewer, id) = create_token(&mut st, "wall screen", Role::Viewer).unwrap();
+        assert_eq!(lookup(&st, &viewer).unwrap().unwrap().role, Role::Viewer);
+        // The plain token is nowhere in the file.
+        drop(st);
+        let bytes = std::fs::read(dir.join("s.sqlite")).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains(&first) && !text.contains(&viewer));
+        let mut st = Store::open(&dir.join("s.sqlite")).unwrap();
+        // A changed character, a wrong shape, a revoked token: no access.
+        let mut wrong = viewer.clone();
+        wrong.replace_range(10..11, if &viewer[10..11] == "a" { "b" } else { "a" });
+        assert!(lookup(&st, &wrong).unwrap().is_none());
+        assert!(lookup(&st, "admin").unwrap().is_none());
+        assert!(st.revoke_token(id).unwrap());
+        assert!(lookup(&st, &viewer).unwrap().is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,324 @@
+//! The API against a running EMS on the simulated park: auth and roles, the live stream
+//! following a measurement, control actions audited, bad bodies refused with a reason,
+//! metrics, the OpenAPI document, a device that fails mid-run.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{eventually, Ems};
+use pedf_store::Store;
+use serde_json::{json, Value};
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+async fn get(c: &reqwest::Client, url: &str, token: Option<&str>) -> (u16, Value) {
+    let mut r = c.get(url);
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    let resp = r.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+async fn send(
+    c: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    token: &str,
+    body: &str,
+    content_type: &str,
+) -> (u16, Value) {
+    let resp = c
+        .request(method, url)
+        .bearer_auth(token)
+        .header("Content-Type", content_type)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_end_to_end() {
+    let ems = Ems::start("api").await;
+    let c = client();
+    let b = &ems.base;
+
+    // No token, a wrong token, a token of the wrong shape: 401 with a reason.
+    let (s, v) = get(&c, &format!("{b}/api/v1/state"), None).await;
+    assert_eq!(s, 401);
+    assert!(v["error"].as_str().unwrap().contains("no token"), "{v}");
+    let mut wrong = ems.viewer.clone();
+    wrong.pop();
+    wrong.push(if ems.viewer.ends_with('0') { '1' } else { '0' });
+    let (s, v) = get(&c, &format!("{b}/api/v1/state"), Some(&wrong)).await;
+    assert_eq!(s, 401);
+    assert!(v["error"].as_str().unwrap().contains("not valid"), "{v}");
+
+    // The viewer sees the park: PV 300 kW from the simulated inverter, the grid meter's 100 kW.
+    let ok = eventually(5.0, || async {
+        let (s, v) = get(&c, &format!("{b}/api/v1/state"), Some(&ems.viewer)).await;
+        s == 200 && v["flows"]["pv_kw"] == json!(300.0) && v["flows"]["grid_kw"] == json!(100.0)
+    })
+    .await;
+    assert!(ok, "live state never showed the simulated values");
+    let (_, v) = get(&c, &format!("{b}/api/v1/state"), Some(&ems.viewer)).await;
+    assert_eq!(v["devices"].as_array().unwrap().len(), 5, "{v}");
+    assert_eq!(v["mode"]["mode"], "automatic");
+    assert!(v["tariff"]["import_cny_per_kwh"].is_number(), "{v}");
+
+    // The stream: a measurement that changes shows in the stream within a second.
+    let mut resp = c
+        .get(format!("{b}/api/v1/stream"))
+        .bearer_auth(&ems.viewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let first = resp.chunk().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("event: state"));
+    let changed_at = Instant::now();
+    ems.sim.set_grid_kw(-42.5);
+    let mut seen = None;
+    let mut buf = String::new();
+    while changed_at.elapsed() < Duration::from_secs(3) {
+        let Ok(Some(chunk)) = tokio::time::timeout(Duration::from_secs(3), resp.chunk())
+            .await
+            .map(|r| r.unwrap())
+        else {
+            break;
+        };
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        if buf.contains("\"grid_kw\":-42.5") {
+            seen = Some(changed_at.elapsed());
+            break;
+        }
+    }
+    let latency = seen.expect("the stream never showed the new grid value");
+    assert!(
+        latency < Duration::from_secs(1),
+        "stream latency {latency:?} (poll 200 ms + cycle 200 ms should be well under 1 s)"
+    );
+    drop(resp);
+
+    // Control: a viewer is refused, an operator changes the mode, which is audited and followed.
+    let url = format!("{b}/api/v1/mode");
+    let (s, v) = send(
+        &c,
+        reqwest::Method::PUT,
+        &url,
+        &ems.viewer,
+        r#"{"mode":"safe"}"#,
+        "application/json",
+    )
+    .await;
+    assert_eq!(s, 403, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("operator"), "{v}");
+    let (s, v) = send(
+        &c,
+        reqwest::Method::PUT,
+        &url,
+        &ems.operator,
+        r#"{"mode":"manual","battery_kw":-50,"reason":"test charge"}"#,
+        "application/json",
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["mode"], "manual");
+    let ok = eventually(3.0, || async {
+        let (_, v) = get(&c, &format!("{b}/api/v1/state"), Some(&ems.viewer)).await;
+        v["mode"]["mode"] == "manual" && v["mode"]["battery_kw"] == json!(-50.0)
+    })
+    .await;
+    assert!(ok, "the runtime did not take the manual mode");
+    let (s, audit) = get(
+        &c,
+        &format!("{b}/api/v1/audit?limit=500"),
+        Some(&ems.operator),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert!(
+        audit.as_array().unwrap().iter().any(|a| a["by"]
+            .as_str()
+            .unwrap()
+            .starts_with("operator #")
+            && a["reason"].as_str().unwrap().contains("test charge")),
+        "{audit}"
+    );
+    let (s, _) = get(&c, &format!("{b}/api/v1/audit"), Some(&ems.viewer)).await;
+    assert_eq!(s, 403);
+
+    // Bad bodies: each refused with a status and a reason naming the problem.
+    let cases: &[(&str, &str, u16, &str)] = &[
+        ("{\"mode\":", "application/json", 400, "request body"),
+        (
+            "{\"mode\":\"turbo\"}",
+            "application/json",
+            400,
+            "mode: `turbo`",
+        ),
+        (
+            "{\"mode\":\"manual\"}",
+            "application/json",
+            400,
+            "battery_kw",
+        ),
+        (
+            "{\"mode\":\"manual\",\"battery_kw\":1e9}",
+            "application/json",
+            400,
+            "outside the park's battery range",
+        ),
+        (
+            "{\"mode\":\"safe\",\"colour\":1}",
+            "application/json",
+            422,
+            "colour",
+        ),
+        ("mode=safe", "text/plain", 415, "application/json"),
+    ];
+    for (body, ct, status, needle) in cases {
+        let (s, v) = send(&c, reqwest::Method::PUT, &url, &ems.operator, body, ct).await;
+        assert_eq!(s, *status, "{body}: {v}");
+        assert!(
+            v["error"].as_str().unwrap_or("").contains(needle),
+            "{body}: {v}"
+        );
+    }
+    let big = format!(
+        "{{\"mode\":\"safe\",\"reason\":\"{}\"}}",
+        "x".repeat(100_000)
+    );
+    let (s, v) = send(
+        &c,
+        reqwest::Method::PUT,
+        &url,
+        &ems.operator,
+        &big,
+        "application/json",
+    )
+    .await;
+    assert_eq!(s, 413, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("too large"), "{v}");
+    // Unknown path: JSON 404 pointing at the API description.
+    let (s, v) = get(&c, &format!("{b}/api/v1/nothing"), Some(&ems.viewer)).await;
+    assert_eq!(s, 404);
+    assert!(v["error"].as_str().unwrap().contains("openapi"), "{v}");
+
+    // Tokens: only an admin creates them; the new token works at once with its role.
+    let (s, _) = send(
+        &c,
+        reqwest::Method::POST,
+        &format!("{b}/api/v1/tokens"),
+        &ems.operator,
+        r#"{"label":"x","role":"viewer"}"#,
+        "application/json",
+    )
+    .await;
+    assert_eq!(s, 403);
+    let (s, v) = send(
+        &c,
+        reqwest::Method::POST,
+        &format!("{b}/api/v1/tokens"),
+        &ems.admin,
+        r#"{"label":"control room","role":"viewer"}"#,
+        "application/json",
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, who) = get(
+        &c,
+        &format!("{b}/api/v1/whoami"),
+        Some(v["token"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!((s, who["role"].as_str()), (200, Some("viewer")));
+
+    // Metrics need a token and show the park.
+    let (s, _) = get(&c, &format!("{b}/metrics"), None).await;
+    assert_eq!(s, 401);
+    let text = c
+        .get(format!("{b}/metrics"))
+        .bearer_auth(&ems.viewer)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("pedf_power_kw{flow=\"pv\"} 300"), "{text}");
+    assert!(text.contains("# TYPE pedf_cycles_total counter"));
+    assert!(text.contains("pedf_auth_failures_total "));
+
+    // The OpenAPI document describes exactly the routes served.
+    let (s, doc) = get(&c, &format!("{b}/api/v1/openapi.json"), None).await;
+    assert_eq!(s, 200);
+    let mut documented: Vec<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(p, ops)| {
+            ops.as_object()
+                .unwrap()
+                .keys()
+                .map(|m| (m.clone(), p.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    documented.sort();
+    let mut served: Vec<(String, String)> = pedf_server::ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    served.sort();
+    assert_eq!(documented, served);
+
+    // A device that fails mid-run: shown as bad, and the EMS keeps cycling.
+    ems.sim.modbus.set_faults(pedf_sim::bank::Faults {
+        delay: None,
+        exception: Some(tokio_modbus::ExceptionCode::ServerDeviceFailure),
+    });
+    let ok = eventually(5.0, || async {
+        let (_, v) = get(&c, &format!("{b}/api/v1/state"), Some(&ems.viewer)).await;
+        v["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["id"] == "bess-1" && d["quality"] == "bad")
+    })
+    .await;
+    assert!(ok, "the failed battery never showed as bad");
+    let (_, v1) = get(&c, &format!("{b}/api/v1/state"), Some(&ems.viewer)).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (_, v2) = get(&c, &format!("{b}/api/v1/state"), Some(&ems.viewer)).await;
+    assert!(v2["cycle"].as_u64() > v1["cycle"].as_u64(), "EMS stopped");
+
+    // The audit of the mode change is in the store the runtime writes.
+    let st = Store::open(&ems.store).unwrap();
+    assert!(st.audit_count().unwrap() > 0);
+    drop(st);
+    let summary = ems.stop().await;
+    assert!(summary.cycles >= 5, "{summary:?}");
+}

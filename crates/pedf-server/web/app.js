@@ -1,0 +1,403 @@
+// pedf dashboard: plain JavaScript, no build step. Live values come from the server-sent
+// event stream /api/v1/stream (one event per control cycle); everything else from /api/v1.
+'use strict';
+
+const I18N = {
+  zh: {
+    'nav.live': '实时', 'nav.plan': '计划', 'nav.carbon': '碳核算', 'nav.devices': '设备与事件',
+    'auth.title': '登录', 'auth.hint': '请输入访问令牌（首次启动时打印的管理员令牌，或管理员创建的令牌）。',
+    'auth.token': '令牌 pedf_…', 'auth.login': '登录', 'auth.logout': '退出',
+    'live.updated': '更新于', 'live.mode': '模式', 'live.strategy': '策略', 'live.flow': '能量流',
+    'live.today': '今日', 'live.planvsactual': '今日计划与实际（电网功率）', 'live.control': '控制',
+    'live.alarms': '告警',
+    'flow.bus': '直流母线', 'flow.pv': '光伏', 'flow.grid': '电网', 'flow.converter': '变流器',
+    'flow.battery': '储能', 'flow.load': '直流负荷', 'flow.ev': '充电桩',
+    'flow.sign': '电网：+购电/−售电；储能：+放电/−充电（kW）',
+    'kpi.tariff': '当前电价', 'kpi.factor': '电网排放因子', 'kpi.avoided': '今日减排 CO₂',
+    'kpi.location': '今日购电排放 CO₂', 'kpi.selfsuff': '自给率', 'kpi.selfcons': '自消纳率',
+    'kpi.cfe': '无碳能源得分', 'kpi.pvkwh': '今日光伏发电', 'kpi.import': '今日购电', 'kpi.export': '今日售电',
+    'pva.plan': '计划', 'pva.actual': '实际',
+    'mode.automatic': '自动', 'mode.manual': '手动', 'mode.safe': '安全',
+    'mode.battery': '储能功率 kW（+放/−充）', 'mode.apply': '切换模式',
+    'mode.note': '需要运行人员权限；每次操作都记入审计日志。',
+    'plan.day': '日期', 'plan.run': '计算日前计划', 'plan.list': '查看已有计划', 'plan.grid': '电网',
+    'plan.pv': '光伏', 'plan.battery': '储能', 'plan.soc': 'SoC', 'plan.activate': '设为执行计划',
+    'plan.table': '逐时段数据', 'plan.active': '执行中', 'plan.view': '查看',
+    'carbon.from': '开始', 'carbon.to': '结束（不含）', 'carbon.account': '核算', 'carbon.issue': '签发减排证书',
+    'dev.title': '设备', 'dev.events': '事件与告警', 'dev.quality': '通信', 'dev.id': '设备', 'dev.cap': '类型',
+    'dev.last': '最近应答',
+    'q.good': '正常', 'q.stale': '数据过期', 'q.bad': '故障', 'q.none': '未应答',
+    'msg.forbidden': '权限不足：', 'msg.saved': '已生效', 'msg.error': '错误：', 'msg.offline': '连接中断，正在重连…',
+    'msg.planning': '正在计算计划…', 'msg.none': '无',
+    'period.valley': '谷', 'period.deep-valley': '深谷', 'period.flat': '平', 'period.peak': '峰', 'period.critical-peak': '尖峰',
+  },
+  en: {
+    'nav.live': 'Live', 'nav.plan': 'Plan', 'nav.carbon': 'Carbon', 'nav.devices': 'Devices & events',
+    'auth.title': 'Log in', 'auth.hint': 'Enter an access token (the admin token printed on first start, or one an admin created).',
+    'auth.token': 'token pedf_…', 'auth.login': 'Log in', 'auth.logout': 'Log out',
+    'live.updated': 'Updated', 'live.mode': 'Mode', 'live.strategy': 'Strategy', 'live.flow': 'Energy flow',
+    'live.today': 'Today', 'live.planvsactual': "Today's plan against actual (grid power)", 'live.control': 'Control',
+    'live.alarms': 'Alarms',
+    'flow.bus': 'DC bus', 'flow.pv': 'PV', 'flow.grid': 'Grid', 'flow.converter': 'Converter',
+    'flow.battery': 'Battery', 'flow.load': 'DC loads', 'flow.ev': 'EV chargers',
+    'flow.sign': 'Grid: +import/−export; battery: +discharge/−charge (kW)',
+    'kpi.tariff': 'Price now', 'kpi.factor': 'Grid emission factor', 'kpi.avoided': 'CO₂ avoided today',
+    'kpi.location': 'CO₂ of grid import today', 'kpi.selfsuff': 'Self-sufficiency', 'kpi.selfcons': 'Self-consumption',
+    'kpi.cfe': 'Carbon-free score', 'kpi.pvkwh': 'PV today', 'kpi.import': 'Import today', 'kpi.export': 'Export today',
+    'pva.plan': 'plan', 'pva.actual': 'actual',
+    'mode.automatic': 'Automatic', 'mode.manual': 'Manual', 'mode.safe': 'Safe',
+    'mode.battery': 'battery kW (+discharge/−charge)', 'mode.apply': 'Change mode',
+    'mode.note': 'Needs the operator role; every action is written to the audit log.',
+    'plan.day': 'Day', 'plan.run': 'Run day-ahead plan', 'plan.list': 'List plans', 'plan.grid': 'grid',
+    'plan.pv': 'PV', 'plan.battery': 'battery', 'plan.soc': 'SoC', 'plan.activate': 'Make active',
+    'plan.table': 'Intervals', 'plan.active': 'active', 'plan.view': 'view',
+    'carbon.from': 'From', 'carbon.to': 'To (exclusive)', 'carbon.account': 'Account', 'carbon.issue': 'Issue certificate',
+    'dev.title': 'Devices', 'dev.events': 'Events and alarms', 'dev.quality': 'Comms', 'dev.id': 'Device', 'dev.cap': 'Kind',
+    'dev.last': 'Last answer',
+    'q.good': 'good', 'q.stale': 'stale', 'q.bad': 'fault', 'q.none': 'no answer',
+    'msg.forbidden': 'Not allowed: ', 'msg.saved': 'Done', 'msg.error': 'Error: ', 'msg.offline': 'Connection lost, reconnecting…',
+    'msg.planning': 'Planning…', 'msg.none': 'none',
+    'period.valley': 'valley', 'period.deep-valley': 'deep valley', 'period.flat': 'flat', 'period.peak': 'peak', 'period.critical-peak': 'critical peak',
+  },
+};
+
+let lang = localStorage.getItem('pedf.lang') || 'zh';
+let live = null;
+let stream = null;
+let currentPlan = null;
+const $ = (id) => document.getElementById(id);
+const t = (k) => (I18N[lang][k] ?? k);
+
+function applyLang() {
+  document.documentElement.lang = lang === 'zh' ? 'zh-CN' : 'en';
+  $('lang').textContent = lang === 'zh' ? 'EN' : '中文';
+  document.querySelectorAll('[data-i18n]').forEach((e) => { e.textContent = t(e.dataset.i18n); });
+  document.querySelectorAll('[data-i18n-placeholder]').forEach((e) => { e.placeholder = t(e.dataset.i18nPlaceholder); });
+  if (live) render(live);
+}
+
+function say(text, kind) {
+  const m = $('msg');
+  m.textContent = text || '';
+  m.className = kind || '';
+}
+
+async function api(method, path, body) {
+  const opt = { method, headers: {}, credentials: 'same-origin' };
+  if (body !== undefined) {
+    opt.headers['Content-Type'] = 'application/json';
+    opt.body = JSON.stringify(body);
+  }
+  const r = await fetch(path, opt);
+  const ct = r.headers.get('Content-Type') || '';
+  const data = ct.includes('json') ? await r.json() : await r.text();
+  if (!r.ok) {
+    const err = new Error((data && data.error) || r.statusText);
+    err.status = r.status;
+    throw err;
+  }
+  return data;
+}
+
+function fail(e) {
+  if (e.status === 401) { showLogin(); return; }
+  say((e.status === 403 ? t('msg.forbidden') : t('msg.error')) + e.message, 'error');
+}
+
+const kw = (v) => (v === null || v === undefined ? '–' : `${v.toFixed(1)} kW`);
+const pct = (v) => `${(100 * v).toFixed(1)} %`;
+
+function setLink(id, value, towardsBus) {
+  // Dashes run in the direction the energy flows; a link with no flow is grey.
+  const l = $(id);
+  l.classList.toggle('idle', Math.abs(value) < 0.05);
+  l.classList.toggle('in', value >= 0.05 === towardsBus);
+  l.classList.toggle('out', value >= 0.05 !== towardsBus);
+}
+
+function render(s) {
+  live = s;
+  const f = s.flows;
+  $('park-name').textContent = lang === 'zh' && s.park_name_zh ? s.park_name_zh : s.park_name;
+  $('v-at').textContent = s.at ? new Date(s.at).toLocaleTimeString(lang === 'zh' ? 'zh-CN' : 'en-GB') : '–';
+  $('mode-now').textContent = s.mode ? t('mode.' + s.mode.mode) + (s.mode.battery_kw !== undefined ? ` (${s.mode.battery_kw} kW)` : '') : '–';
+  $('v-strategy').textContent = s.strategy;
+  $('v-pv').textContent = kw(f.pv_kw);
+  $('v-grid').textContent = kw(f.grid_kw) + (f.grid_measured ? '' : ' *');
+  $('v-converter').textContent = kw(f.converter_dc_kw);
+  $('v-battery').textContent = kw(f.battery_kw);
+  $('v-soc').textContent = f.soc_pct === null ? 'SoC –' : `SoC ${f.soc_pct.toFixed(1)} %`;
+  $('v-load').textContent = kw(f.load_kw);
+  $('v-ev').textContent = kw(f.ev_kw);
+  setLink('l-pv', f.pv_kw, true);
+  setLink('l-grid', f.converter_dc_kw, true);
+  setLink('l-battery', f.battery_kw, true);
+  setLink('l-load', f.load_kw, false);
+  setLink('l-ev', f.ev_kw, false);
+  const tr = s.tariff;
+  $('v-tariff').textContent = tr.period ? `${t('period.' + tr.period)} · ${tr.import_cny_per_kwh.toFixed(4)} CNY/kWh` : '–';
+  $('v-factor').textContent = `${s.grid_factor_kg_per_kwh} kg CO₂/kWh`;
+  const d = s.today;
+  $('v-avoided').textContent = `${d.avoided_kg.toFixed(1)} kg`;
+  $('v-location').textContent = `${d.location_kg.toFixed(1)} kg`;
+  $('v-selfsuff').textContent = pct(d.self_sufficiency);
+  $('v-selfcons').textContent = pct(d.self_consumption);
+  $('v-cfe').textContent = pct(d.cfe_score);
+  $('v-pvkwh').textContent = `${d.pv_kwh.toFixed(1)} kWh`;
+  $('v-import').textContent = `${d.grid_import_kwh.toFixed(1)} kWh`;
+  $('v-export').textContent = `${d.grid_export_kwh.toFixed(1)} kWh`;
+  const al = $('alarms');
+  al.replaceChildren(...[...s.alarms, ...s.faults].map((a) => li(a, 'alarm')));
+  if (!al.children.length) al.append(li(t('msg.none')));
+  const tb = $('devices');
+  tb.replaceChildren(row([t('dev.id'), t('dev.cap'), t('dev.quality'), t('dev.last')], true),
+    ...s.devices.map((x) => {
+      const r = row([x.id, x.capability, t('q.' + x.quality), x.last_ok ? new Date(x.last_ok).toLocaleTimeString() : '–']);
+      r.children[2].className = 'q-' + x.quality;
+      if (x.error) r.title = x.error;
+      return r;
+    }));
+}
+
+function li(text, cls) {
+  const e = document.createElement('li');
+  e.textContent = text;
+  if (cls) e.className = cls;
+  return e;
+}
+
+function row(cells, head) {
+  const r = document.createElement('tr');
+  for (const c of cells) {
+    const e = document.createElement(head ? 'th' : 'td');
+    if (c instanceof Node) e.append(c); else e.textContent = c;
+    r.append(e);
+  }
+  return r;
+}
+
+function connect() {
+  if (stream) stream.close();
+  stream = new EventSource('/api/v1/stream');
+  stream.addEventListener('state', (ev) => {
+    if ($('msg').className === 'offline') say('');
+    render(JSON.parse(ev.data));
+  });
+  stream.onerror = () => {
+    // The browser reconnects by itself; a 401 closes the stream, so check the session.
+    say(t('msg.offline'), 'offline');
+    api('GET', '/api/v1/whoami').catch(fail);
+  };
+}
+
+function showLogin() {
+  if (stream) { stream.close(); stream = null; }
+  $('app').hidden = true;
+  $('login').hidden = false;
+  $('logout').hidden = true;
+  $('who').textContent = '';
+}
+
+async function start() {
+  try {
+    const me = await api('GET', '/api/v1/whoami');
+    $('who').textContent = `${me.label} · ${me.role}`;
+    $('who').dataset.role = me.role;
+    $('login').hidden = true;
+    $('app').hidden = false;
+    $('logout').hidden = false;
+    connect();
+    loadEvents();
+    loadPlanVsActual();
+  } catch (e) {
+    if (e.status === 401) showLogin(); else fail(e);
+  }
+}
+
+async function loadEvents() {
+  try {
+    const ev = await api('GET', '/api/v1/events?limit=50');
+    $('events').replaceChildren(...ev.map((e) => li(`${new Date(e.at).toLocaleString()} [${e.severity}] ${e.message}`, e.severity)));
+  } catch (e) { fail(e); }
+}
+
+function localDay(offsetDays) {
+  const d = new Date(Date.now() + offsetDays * 864e5);
+  return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
+}
+
+// A small line chart: series of {values, cls}, on a shared y scale unless `right` is set.
+function chart(svg, series, w = 400, h = svg.viewBox.baseVal.height) {
+  const pad = 24;
+  const all = series.filter((s) => !s.right).flatMap((s) => s.values.filter((v) => v !== null));
+  const lo = Math.min(0, ...all); const hi = Math.max(1, ...all);
+  const n = Math.max(...series.map((s) => s.values.length), 2);
+  const x = (i) => pad + (i * (w - 2 * pad)) / (n - 1);
+  const y = (v, s) => (s.right ? h - pad - (v / 100) * (h - 2 * pad) : h - pad - ((v - lo) / (hi - lo)) * (h - 2 * pad));
+  const ns = 'http://www.w3.org/2000/svg';
+  const parts = [];
+  const zero = document.createElementNS(ns, 'line');
+  zero.setAttribute('x1', pad); zero.setAttribute('x2', w - pad);
+  zero.setAttribute('y1', y(0, {})); zero.setAttribute('y2', y(0, {}));
+  zero.setAttribute('class', 'axis');
+  parts.push(zero);
+  for (const [v, cls] of [[hi, 'hi'], [lo, 'lo']]) {
+    const tx = document.createElementNS(ns, 'text');
+    tx.setAttribute('x', 2); tx.setAttribute('y', y(v, {}) + 4); tx.setAttribute('class', 'tick');
+    tx.textContent = `${Math.round(v)}`;
+    if (cls) parts.push(tx);
+  }
+  for (const s of series) {
+    let d = '';
+    s.values.forEach((v, i) => { if (v !== null) d += `${d ? 'L' : 'M'}${x(i).toFixed(1)},${y(v, s).toFixed(1)}`; });
+    const p = document.createElementNS(ns, 'path');
+    p.setAttribute('d', d); p.setAttribute('class', 'series ' + s.cls);
+    parts.push(p);
+  }
+  svg.replaceChildren(...parts);
+}
+
+async function loadPlanVsActual() {
+  try {
+    const day = localDay(0);
+    const [plans, recs] = await Promise.all([
+      api('GET', `/api/v1/plans?day=${day}`),
+      api('GET', `/api/v1/records?day=${day}`),
+    ]);
+    const act = plans.find((p) => p.active);
+    let planned = [];
+    if (act) {
+      const p = await api('GET', `/api/v1/plans/${act.id}`);
+      planned = p.plan.intervals.map((i) => i.grid_import_kw - i.grid_export_kw);
+    }
+    const n = Math.max(planned.length, recs.intervals_per_day);
+    const actual = new Array(n).fill(null);
+    for (const r of recs.records) actual[r.index] = (r.grid_import_kwh - r.grid_export_kwh) / recs.interval_hours;
+    chart($('pva'), [{ values: planned, cls: 'plan' }, { values: actual, cls: 'act' }]);
+  } catch (e) { fail(e); }
+}
+
+async function listPlans() {
+  try {
+    const day = $('plan-day').value;
+    const plans = await api('GET', `/api/v1/plans?day=${day}`);
+    $('plans').replaceChildren(...plans.map((p) => {
+      const b = document.createElement('button');
+      b.textContent = t('plan.view');
+      b.onclick = () => viewPlan(p.id);
+      return row([`#${p.id}`, p.strategy, new Date(p.created).toLocaleString(), p.active ? t('plan.active') : '', b]);
+    }));
+  } catch (e) { fail(e); }
+}
+
+async function viewPlan(id) {
+  try {
+    const p = await api('GET', `/api/v1/plans/${id}`);
+    currentPlan = p;
+    $('plan-view').hidden = false;
+    $('plan-title').textContent = `#${p.id} · ${p.day} · ${p.strategy}${p.active ? ' · ' + t('plan.active') : ''}`;
+    const iv = p.plan.intervals;
+    chart($('plan-chart'), [
+      { values: iv.map((i) => i.grid_import_kw - i.grid_export_kw), cls: 'grid' },
+      { values: iv.map((i) => i.pv_used_kw), cls: 'pv' },
+      { values: iv.map((i) => i.battery_discharge_kw - i.battery_charge_kw), cls: 'bat' },
+      { values: iv.map((i) => (live && live.battery_capacity_kwh > 0 ? (100 * i.battery_soc_kwh) / live.battery_capacity_kwh : null)), cls: 'soc', right: true },
+    ]);
+    const terms = $('plan-terms');
+    terms.replaceChildren();
+    for (const [k, v] of Object.entries(p.plan)) {
+      if (typeof v !== 'number' || k === 'interval_minutes') continue;
+      const dt = document.createElement('dt'); dt.textContent = k;
+      const dd = document.createElement('dd'); dd.textContent = v.toFixed(2);
+      terms.append(dt, dd);
+    }
+    const keys = iv.length ? Object.keys(iv[0]).filter((k) => typeof iv[0][k] !== 'object') : [];
+    $('plan-table').replaceChildren(row(keys, true), ...iv.map((i) => row(keys.map((k) => (typeof i[k] === 'number' ? i[k].toFixed(2) : String(i[k]))))));
+  } catch (e) { fail(e); }
+}
+
+function showPage(name) {
+  document.querySelectorAll('.tab').forEach((b) => b.classList.toggle('active', b.dataset.page === name));
+  document.querySelectorAll('.page').forEach((p) => { p.hidden = p.id !== 'page-' + name; });
+  if (name === 'devices') loadEvents();
+  if (name === 'plan') listPlans();
+  if (name === 'live') loadPlanVsActual();
+}
+
+document.addEventListener('DOMContentLoaded', () => {
+  applyLang();
+  $('lang').onclick = () => { lang = lang === 'zh' ? 'en' : 'zh'; localStorage.setItem('pedf.lang', lang); applyLang(); };
+  document.querySelectorAll('.tab').forEach((b) => { b.onclick = () => showPage(b.dataset.page); });
+  $('login-form').onsubmit = async (e) => {
+    e.preventDefault();
+    try {
+      await api('POST', '/api/v1/session', { token: $('login-token').value.trim() });
+      $('login-token').value = '';
+      say('');
+      start();
+    } catch (err) { say(t('msg.error') + err.message, 'error'); }
+  };
+  $('logout').onclick = async () => { await api('DELETE', '/api/v1/session').catch(() => {}); showLogin(); };
+  $('mode-form').onsubmit = async (e) => {
+    e.preventDefault();
+    const mode = $('mode-select').value;
+    const body = { mode };
+    if (mode === 'manual') body.battery_kw = Number($('mode-battery').value || 0);
+    try {
+      const m = await api('PUT', '/api/v1/mode', body);
+      say(`${t('msg.saved')}: ${t('mode.' + m.mode)}`, 'ok');
+    } catch (err) { fail(err); }
+  };
+  $('plan-day').value = localDay(1);
+  $('carbon-from').value = localDay(-7);
+  $('carbon-to').value = localDay(1);
+  $('plan-list').onclick = listPlans;
+  $('plan-form').onsubmit = async (e) => {
+    e.preventDefault();
+    say(t('msg.planning'), 'ok');
+    try {
+      const r = await api('POST', '/api/v1/plans', { day: $('plan-day').value });
+      say(`${t('msg.saved')}: #${r.id} (${r.strategy})`, 'ok');
+      await listPlans();
+      viewPlan(r.id);
+    } catch (err) { fail(err); }
+  };
+  $('plan-activate').onclick = async () => {
+    if (!currentPlan) return;
+    try {
+      await api('POST', `/api/v1/plans/${currentPlan.id}/activate`);
+      say(`${t('msg.saved')}: #${currentPlan.id}`, 'ok');
+      viewPlan(currentPlan.id);
+    } catch (err) { fail(err); }
+  };
+  $('carbon-form').onsubmit = async (e) => {
+    e.preventDefault();
+    try {
+      const r = await api('GET', `/api/v1/carbon?from=${$('carbon-from').value}&to=${$('carbon-to').value}`);
+      const out = $('carbon-out');
+      out.replaceChildren();
+      for (const [k, v] of Object.entries(r.totals || r)) {
+        if (typeof v !== 'number') continue;
+        const dt = document.createElement('dt'); dt.textContent = k;
+        const dd = document.createElement('dd'); dd.textContent = Math.abs(v) < 10 ? v.toFixed(4) : v.toFixed(1);
+        out.append(dt, dd);
+      }
+      say('');
+    } catch (err) { fail(err); }
+  };
+  $('cert-issue').onclick = async () => {
+    try {
+      const r = await api('POST', '/api/v1/certificates', { from: $('carbon-from').value, to: $('carbon-to').value });
+      const p = $('cert-out');
+      p.replaceChildren();
+      p.append(`${r.id}: ${r.certified_t} t CO₂ `);
+      for (const k of ['pdf', 'json']) {
+        const a = document.createElement('a');
+        a.href = `/api/v1/certificates/${r.id}/${k}`; a.textContent = k.toUpperCase(); a.download = `${r.id}.${k}`;
+        p.append(a, ' ');
+      }
+    } catch (err) { fail(err); }
+  };
+  start();
+  setInterval(() => { if (!$('app').hidden && !$('page-live').hidden) loadPlanVsActual(); }, 60000);
+});

@@ -1,0 +1,191 @@
+//! A small simulated park on loopback for end-to-end runs: a SunSpec PV inverter and battery
+//! and a template grid meter on one Modbus TCP server, an EV charger and a DC load over MQTT
+//! through a real Mosquitto, and the device list (`devices.toml`) that points `pedf run` at
+//! them. Values are set by the caller (no physics yet: issue 7 drives them from the park
+//! model); what the EMS writes lands in the registers and MQTT devices as a real device's would.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::bank::{Bank, SimServer};
+use crate::broker::Mosquitto;
+use crate::mqtt::{SimKind, SimMqttDevice};
+use crate::sunspec_image::{self as img, SunSpecImage};
+
+/// Modbus unit ids on the one server.
+pub const PV_UNIT: u8 = 1;
+pub const BATTERY_UNIT: u8 = 2;
+pub const METER_UNIT: u8 = 3;
+
+/// The running simulated park.
+pub struct SimPark {
+    pub modbus: SimServer,
+    pub broker: Mosquitto,
+    pub charger: SimMqttDevice,
+    pub load: SimMqttDevice,
+    /// Address of SunSpec model 124 (storage controls) in the battery's bank.
+    pub storage_addr: u16,
+    /// Address of SunSpec model 103 (inverter) in the PV bank.
+    pub inverter_addr: u16,
+    /// The device list written for `pedf run`.
+    pub devices_file: PathBuf,
+}
+
+/// Where the template meter keeps its grid power (f32, input registers).
+const METER_POWER: usize = 0x2012;
+
+impl SimPark {
+    /// Starts the park: PV `pv_kw`, battery at `soc_pct`, grid meter `grid_kw`, and writes the
+    /// device list (with copies of the templates it needs, from `templates_dir`) into `dir`.
+    pub async fn start(
+        dir: &Path,
+        templates_dir: &Path,
+        pv_kw: f64,
+        soc_pct: f64,
+        grid_kw: f64,
+    ) -> Result<SimPark, String> {
+        std::fs::create_dir_all(dir.join("templates")).map_err(|e| e.to_string())?;
+        for t in ["pedf-sim-meter", "pedf-sim-dc-charger", "pedf-sim-dc-load"] {
+            std::fs::copy(
+                templates_dir.join(format!("{t}.toml")),
+                dir.join(format!("templates/{t}.toml")),
+            )
+            .map_err(|e| format!("{}: {e}", templates_dir.join(t).display()))?;
+        }
+        let mut pv = Bank::default();
+        let pv_img = SunSpecImage::new(40000)
+            .model(1, &img::common("pedf-sim", "PV", "1"))
+            .model(103, &img::inverter(pv_kw * 1000.0, 1, 1_000_000))
+            .model(123, &img::controls(100.0))
+            .install(&mut pv);
+        pv.writable.push((pv_img.addr_of(123).unwrap_or(0), 24));
+        let inverter_addr = pv_img.addr_of(103).unwrap_or(0);
+        let mut bess = Bank::default();
+        let b_img = SunSpecImage::new(40000)
+            .model(1, &img::common("pedf-sim", "BESS", "2"))
+            .model(
+                802,
+                &img::battery(soc_pct, 0.0, 2, 1_000_000.0, 1_000_000.0, 3),
+            )
+            .model(124, &img::storage(1_000_000.0, 3))
+            .install(&mut bess);
+        let storage_addr = b_img.addr_of(124).unwrap_or(0);
+        bess.writable.push((storage_addr, 24));
+        let mut meter = Bank::default();
+        let p = (grid_kw as f32).to_bits();
+        meter.input[METER_POWER..METER_POWER + 2].copy_from_slice(&[(p >> 16) as u16, p as u16]);
+        let modbus = SimServer::start(BTreeMap::from([
+            (PV_UNIT, pv),
+            (BATTERY_UNIT, bess),
+            (METER_UNIT, meter),
+        ]))
+        .await
+        .map_err(|e| format!("simulated Modbus server: {e}"))?;
+        let broker = Mosquitto::start()?;
+        let charger = SimMqttDevice::start(
+            "127.0.0.1",
+            broker.port,
+            "sim/ev-01",
+            SimKind::Charger { max_kw: 60.0 },
+            30.0,
+            Duration::from_millis(100),
+        );
+        let load = SimMqttDevice::start(
+            "127.0.0.1",
+            broker.port,
+            "sim/hvac",
+            SimKind::DcLoad { max_kw: 200.0 },
+            120.0,
+            Duration::from_millis(100),
+        );
+        let devices_file = dir.join("devices.toml");
+        std::fs::write(
+            &devices_file,
+            devices_toml(&modbus.addr.to_string(), broker.port),
+        )
+        .map_err(|e| format!("{}: {e}", devices_file.display()))?;
+        Ok(SimPark {
+            modbus,
+            broker,
+            charger,
+            load,
+            storage_addr,
+            inverter_addr,
+            devices_file,
+        })
+    }
+
+    /// Sets the grid meter's power (+import/-export), kW.
+    pub fn set_grid_kw(&self, kw: f64) {
+        let p = (kw as f32).to_bits();
+        self.modbus.with_bank(METER_UNIT, |b| {
+            b.input[METER_POWER..METER_POWER + 2].copy_from_slice(&[(p >> 16) as u16, p as u16]);
+        });
+    }
+}
+
+fn devices_toml(modbus: &str, mqtt_port: u16) -> String {
+    format!(
+        r#"# Written by pedf-sim: the simulated park's devices on loopback.
+[[connection]]
+id = "modbus"
+kind = "tcp"
+address = "{modbus}"
+timeout_ms = 300
+
+[[connection]]
+id = "mqtt"
+kind = "mqtt"
+address = "127.0.0.1:{mqtt_port}"
+
+[[device]]
+id = "pv-roof-a"
+capability = "pv-inverter"
+asset = "pv-roof-a"
+connection = "modbus"
+unit_id = {PV_UNIT}
+sunspec = true
+poll_ms = 200
+stale_after_ms = 2000
+
+[[device]]
+id = "bess-1"
+capability = "battery"
+asset = "bess-1"
+connection = "modbus"
+unit_id = {BATTERY_UNIT}
+sunspec = true
+poll_ms = 200
+stale_after_ms = 2000
+
+[[device]]
+id = "grid-meter"
+capability = "meter"
+asset = "grid"
+connection = "modbus"
+unit_id = {METER_UNIT}
+template = "pedf-sim-meter"
+poll_ms = 200
+stale_after_ms = 2000
+
+[[device]]
+id = "ev-01"
+capability = "ev-charger"
+asset = "ev-01"
+connection = "mqtt"
+template = "pedf-sim-dc-charger"
+topic = "sim/ev-01"
+stale_after_ms = 2000
+
+[[device]]
+id = "hvac"
+capability = "dc-load"
+asset = "hvac"
+connection = "mqtt"
+template = "pedf-sim-dc-load"
+topic = "sim/hvac"
+stale_after_ms = 2000
+"#
+    )
+}

@@ -1,0 +1,249 @@
+//! `pedf run`: the runtime on tokio and, when the run file has a `[server]` table, the HTTP
+//! server (API, live stream, metrics, dashboard) beside it, with planning and carbon
+//! accounting wired in from the rest of pedf.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use pedf_core::Park;
+use pedf_dispatch::{plan_optimized, plan_rule_based, CurrentState, PlanOptions};
+use pedf_runtime::controller::Mode;
+use pedf_runtime::live::Live;
+use pedf_runtime::run::{run_with, RunConfig, RunIo};
+use pedf_server::{AppState, Services};
+use pedf_store::Store;
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use crate::{carbon_cmd, plan_cmd, UserError};
+
+/// Planning and carbon accounting for the server, from the run's files and store.
+struct EmsServices {
+    park: Park,
+    store: PathBuf,
+    plan_inputs: Option<PathBuf>,
+    factors: PathBuf,
+}
+
+/// A date (local midnight of the park) or an RFC 3339 instant, as RFC 3339.
+fn instant_text(park: &Park, text: &str) -> String {
+    match NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        Ok(d) => park
+            .clock
+            .local(park.clock.start_of_local_day(d))
+            .to_rfc3339(),
+        Err(_) => text.to_string(),
+    }
+}
+
+impl Services for EmsServices {
+    fn plan_day(&self, date: NaiveDate) -> Result<(String, String), String> {
+        let dir = self.plan_inputs.as_ref().ok_or(
+            "planning needs the day-input folder: set [server] plan_inputs in the run file",
+        )?;
+        let inputs = plan_cmd::load_inputs(&self.park, &dir.join(date.to_string()), date)
+            .or_else(|_| plan_cmd::load_inputs(&self.park, dir, date))
+            .map_err(|e| e.0)?;
+        let opts = PlanOptions::default();
+        let state = CurrentState::default();
+        let plan = match plan_optimized(&self.park, &inputs, &opts, &state) {
+            Ok(p) => p,
+            // The rule-based plan is the fallback when the solver fails.
+            Err(e) => {
+                let mut p = plan_rule_based(&self.park, &inputs, &opts, &state)
+                    .map_err(|e2| format!("planning failed: {e}; the rule-based plan too: {e2}"))?;
+                p.notes
+                    .push(format!("the optimiser failed ({e}); rule-based fallback"));
+                p
+            }
+        };
+        let strategy = match plan.strategy {
+            pedf_core::plan::Strategy::Optimized => "optimized",
+            _ => "rule",
+        };
+        let json = serde_json::to_string(&plan).map_err(|e| e.to_string())?;
+        Ok((strategy.to_string(), json))
+    }
+
+    fn carbon(&self, from: &str, to: &str) -> Result<Value, String> {
+        let (from, to) = (instant_text(&self.park, from), instant_text(&self.park, to));
+        let store = Store::open(&self.store).map_err(|e| e.to_string())?;
+        let (f, t) = match (
+            pedf_core::time::parse_rfc3339(&from),
+            pedf_core::time::parse_rfc3339(&to),
+        ) {
+            (Ok(f), Ok(t)) => (f, t),
+            _ => {
+                return Err(format!(
+                "from/to: `{from}` .. `{to}`: write dates YYYY-MM-DD or RFC 3339 times with an offset"
+            ))
+            }
+        };
+        let records: Vec<_> = store
+            .records(f, t)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|(r, _)| r)
+            .collect();
+        let setup = carbon_cmd::prepare_with(
+            self.park.clone(),
+            records,
+            &from,
+            &to,
+            &self.factors,
+            "grid-average",
+            0.0,
+        )
+        .map_err(|e| e.0.replace("--from", "from").replace("--to", "to"))?;
+        let a = pedf_carbon::account::account(&setup.records, setup.from, setup.to, &setup.options);
+        let tt = &a.totals;
+        Ok(json!({
+            "from": from, "to": to,
+            "factor": setup.choice.location.describe(),
+            "baseline": setup.choice.baseline_text,
+            "notes": setup.choice.notes,
+            "measured_intervals": tt.intervals - tt.estimated_intervals,
+            "estimated_intervals": tt.estimated_intervals,
+            "totals": {
+                "pv_kwh": tt.pv_kwh, "grid_import_kwh": tt.grid_import_kwh,
+                "grid_export_kwh": tt.grid_export_kwh, "consumption_kwh": tt.consumption_kwh,
+                "location_kg": tt.location_kg, "market_kg": tt.market_kg,
+                "avoided_pv_kg": tt.avoided_pv_kg, "shifting_kg": tt.shifting_kg,
+                "park_intensity_kg_per_kwh": tt.park_intensity,
+                "self_sufficiency": tt.self_sufficiency, "self_consumption": tt.self_consumption,
+                "cfe_score": tt.cfe_score,
+            }
+        }))
+    }
+
+    fn issue_certificate(&self, _from: &str, _to: &str, _by: &str) -> Result<Value, String> {
+        Err("issuing certificates from the dashboard is not available yet; use `pedf certificate issue` with the records exported from the store".into())
+    }
+
+    fn certificate_file(&self, id: &str, _kind: &str) -> Result<Vec<u8>, String> {
+        Err(format!("no certificate {id} in this server"))
+    }
+}
+
+fn shutdown_signal(for_seconds: Option<f64>) -> impl std::future::Future<Output = ()> {
+    async move {
+        let timer = async {
+            match for_seconds {
+                Some(s) => tokio::time::sleep(std::time::Duration::from_secs_f64(s)).await,
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => eprintln!("pedf run: Ctrl-C, stopping"),
+            _ = term => eprintln!("pedf run: SIGTERM, stopping"),
+            _ = timer => {}
+        }
+    }
+}
+
+fn load_park(path: &Path) -> Result<Park, UserError> {
+    plan_cmd::load_park_file(path)
+}
+
+/// `pedf run`: the runtime on a tokio runtime, stopped by Ctrl-C, SIGTERM or `--for`.
+pub fn run_ems(config: &Path, for_seconds: Option<f64>) -> Result<(), UserError> {
+    let cfg = RunConfig::load(config).map_err(UserError)?;
+    if let Some(s) = for_seconds {
+        if !(s.is_finite() && s > 0.0) {
+            return Err(UserError(format!(
+                "--for: {s} must be a positive number of seconds"
+            )));
+        }
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| UserError(format!("cannot start the runtime: {e}")))?;
+    let summary = rt.block_on(async move {
+        let mut io = RunIo::default();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut server = None;
+        if let Some(srv) = cfg.server.clone() {
+            let park = load_park(&cfg.park)?;
+            if let Some(dir) = cfg.store.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| UserError(format!("{}: {e}", dir.display())))?;
+            }
+            let mut store = Store::open(&cfg.store).map_err(|e| UserError(e.to_string()))?;
+            if let Some(token) =
+                pedf_server::auth::ensure_admin_token(&mut store).map_err(UserError)?
+            {
+                println!("pedf run: first start: admin token (shown once, keep it safe): {token}");
+            }
+            let (live_tx, live_rx) = watch::channel(Arc::new(Live::default()));
+            let (mode_tx, mode_rx) = watch::channel(Mode::Automatic);
+            io.live = Some(live_tx);
+            io.mode = Some(mode_rx);
+            let services = EmsServices {
+                park: park.clone(),
+                store: cfg.store.clone(),
+                plan_inputs: srv.plan_inputs.clone(),
+                factors: srv.emission_factors.clone(),
+            };
+            let state = AppState::new(
+                park,
+                live_rx,
+                mode_tx,
+                store,
+                Some(Box::new(services)),
+                stop_rx.clone(),
+            );
+            let listener = tokio::net::TcpListener::bind(&srv.listen)
+                .await
+                .map_err(|e| UserError(format!("[server] listen = {}: {e}", srv.listen)))?;
+            let addr = listener
+                .local_addr()
+                .map_err(|e| UserError(e.to_string()))?;
+            println!("pedf run: dashboard and API at http://{addr}/");
+            server = Some(tokio::spawn(pedf_server::serve(
+                listener,
+                state,
+                stop_rx.clone(),
+            )));
+        }
+        let r = run_with(cfg, io, shutdown_signal(for_seconds))
+            .await
+            .map_err(UserError);
+        let _ = stop_tx.send(true);
+        if let Some(s) = server {
+            match tokio::time::timeout(std::time::Duration::from_secs(5), s).await {
+                Ok(Ok(Err(e))) => eprintln!("pedf run: server: {e}"),
+                Err(_) => eprintln!("pedf run: server did not stop within 5 s"),
+                _ => {}
+            }
+        }
+        r
+    });
+    let s = summary?;
+    let safe = if s.not_made_safe.is_empty() {
+        "every controllable device in its safe state".to_string()
+    } else {
+        format!(
+            "not answering at shutdown (their own fail-safe applies): {}",
+            s.not_made_safe.join(", ")
+        )
+    };
+    println!(
+        "pedf run stopped: {} cycles, {} samples stored, {} setpoints written, {} alarms; {safe}",
+        s.cycles, s.samples, s.setpoints, s.alarms
+    );
+    Ok(())
+}
