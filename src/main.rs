@@ -598,6 +598,10 @@ fn check(files: &[PathBuf], quiet: bool) -> ExitCode {
             failed += usize::from(!ok);
             continue;
         }
+        if let Some(ok) = check_run_file(path, &bytes) {
+            failed += usize::from(!ok);
+            continue;
+        }
         let loaded = load_park(&name, &bytes);
         let (errors, warnings) = count(&loaded.diagnostics);
         {
@@ -637,6 +641,74 @@ fn check(files: &[PathBuf], quiet: bool) -> ExitCode {
 
 /// Checks a device list (`[[device]]`/`[[connection]]` tables, templates from `templates/`
 /// beside it) or a device template (`[template]`); `None` when the file is neither.
+/// A run file (`pedf run --config`): its keys, and the park file and device list it names.
+fn check_run_file(path: &std::path::Path, bytes: &[u8]) -> Option<bool> {
+    let text = String::from_utf8_lossy(bytes);
+    let key = |k: &str| {
+        text.lines().any(|l| {
+            l.trim_start()
+                .strip_prefix(k)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+    };
+    if !(key("devices") && key("store")) {
+        return None;
+    }
+    let name = path.display().to_string();
+    let cfg = match pedf_runtime::run::RunConfig::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return Some(false);
+        }
+    };
+    let mut ok = true;
+    let pname = cfg.park.display().to_string();
+    match std::fs::read(&cfg.park) {
+        Ok(b) => {
+            let loaded = load_park(&pname, &b);
+            for d in &loaded.diagnostics {
+                eprintln!("{d}");
+            }
+            ok &= loaded.value.is_some();
+        }
+        Err(e) => {
+            eprintln!("{name}: park = {pname}: cannot read: {e}");
+            ok = false;
+        }
+    }
+    if let Err(errors) = pedf_devices::template::load_device_set(&cfg.devices) {
+        for e in &errors {
+            eprintln!("{e}");
+        }
+        ok = false;
+    }
+    if let Some(srv) = &cfg.server {
+        for (what, p) in [
+            ("plan_inputs", srv.plan_inputs.as_ref()),
+            ("emission_factors", Some(&srv.emission_factors)),
+        ] {
+            if let Some(p) = p.filter(|p| !p.exists()) {
+                eprintln!("{name}: [server] {what} = {}: not found", p.display());
+                ok = false;
+            }
+        }
+    }
+    if ok {
+        println!(
+            "{name}: run file is valid (park {}, devices {}, store {}{})",
+            cfg.park.display(),
+            cfg.devices.display(),
+            cfg.store.display(),
+            cfg.server
+                .as_ref()
+                .map(|s| format!(", server on {}", s.listen))
+                .unwrap_or_default()
+        );
+    }
+    Some(ok)
+}
+
 fn check_device_file(path: &std::path::Path, bytes: &[u8]) -> Option<bool> {
     let text = String::from_utf8_lossy(bytes);
     let has = |h: &str| text.lines().any(|l| l.trim_start().starts_with(h));

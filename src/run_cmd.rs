@@ -126,30 +126,28 @@ impl Services for EmsServices {
     }
 }
 
-fn shutdown_signal(for_seconds: Option<f64>) -> impl std::future::Future<Output = ()> {
-    async move {
-        let timer = async {
-            match for_seconds {
-                Some(s) => tokio::time::sleep(std::time::Duration::from_secs_f64(s)).await,
-                None => std::future::pending::<()>().await,
-            }
-        };
-        #[cfg(unix)]
-        let term = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut s) => {
-                    s.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
-            }
-        };
-        #[cfg(not(unix))]
-        let term = std::future::pending::<()>();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => eprintln!("pedf run: Ctrl-C, stopping"),
-            _ = term => eprintln!("pedf run: SIGTERM, stopping"),
-            _ = timer => {}
+async fn shutdown_signal(for_seconds: Option<f64>) {
+    let timer = async {
+        match for_seconds {
+            Some(s) => tokio::time::sleep(std::time::Duration::from_secs_f64(s)).await,
+            None => std::future::pending::<()>().await,
         }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => eprintln!("pedf run: Ctrl-C, stopping"),
+        _ = term => eprintln!("pedf run: SIGTERM, stopping"),
+        _ = timer => {}
     }
 }
 

@@ -672,10 +672,14 @@ pub async fn run_with(
                 cycle: summary.cycles + 1,
                 cycle_work_ms: work_started.elapsed().as_secs_f64() * 1e3,
                 mode: Some(ModeView::from(&mode)),
-                strategy: plan.as_ref().map_or_else(
-                    || "self-consumption (no active plan)".to_string(),
-                    |p| p.1.clone(),
-                ),
+                strategy: match &mode {
+                    Mode::Safe => "safe state (every device at its safe value)".to_string(),
+                    Mode::Manual { .. } => "manual battery setpoint".to_string(),
+                    Mode::Automatic => plan.as_ref().map_or_else(
+                        || "self-consumption (no active plan)".to_string(),
+                        |p| p.1.clone(),
+                    ),
+                },
                 plan_grid_kw: plan
                     .as_ref()
                     .map(|p| p.0.grid_import_kw - p.0.grid_export_kw),

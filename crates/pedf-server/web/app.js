@@ -29,7 +29,8 @@ const I18N = {
     'q.good': '正常', 'q.stale': '数据过期', 'q.bad': '故障', 'q.none': '未应答',
     'msg.forbidden': '权限不足：', 'msg.saved': '已生效', 'msg.error': '错误：', 'msg.offline': '连接中断，正在重连…',
     'msg.planning': '正在计算计划…', 'msg.none': '无',
-    'period.valley': '谷', 'period.deep-valley': '深谷', 'period.flat': '平', 'period.peak': '峰', 'period.critical-peak': '尖峰',
+    'period.valley': '低谷', 'period.deep_valley': '深谷', 'period.flat': '平段', 'period.peak': '高峰', 'period.critical_peak': '尖峰',
+    'pva.empty': '今日尚无执行计划或实测时段',
   },
   en: {
     'nav.live': 'Live', 'nav.plan': 'Plan', 'nav.carbon': 'Carbon', 'nav.devices': 'Devices & events',
@@ -57,7 +58,8 @@ const I18N = {
     'q.good': 'good', 'q.stale': 'stale', 'q.bad': 'fault', 'q.none': 'no answer',
     'msg.forbidden': 'Not allowed: ', 'msg.saved': 'Done', 'msg.error': 'Error: ', 'msg.offline': 'Connection lost, reconnecting…',
     'msg.planning': 'Planning…', 'msg.none': 'none',
-    'period.valley': 'valley', 'period.deep-valley': 'deep valley', 'period.flat': 'flat', 'period.peak': 'peak', 'period.critical-peak': 'critical peak',
+    'period.valley': 'valley', 'period.deep_valley': 'deep valley', 'period.flat': 'flat', 'period.peak': 'peak', 'period.critical_peak': 'critical peak',
+    'pva.empty': 'No active plan or measured interval today yet',
   },
 };
 
@@ -74,6 +76,7 @@ function applyLang() {
   document.querySelectorAll('[data-i18n]').forEach((e) => { e.textContent = t(e.dataset.i18n); });
   document.querySelectorAll('[data-i18n-placeholder]').forEach((e) => { e.placeholder = t(e.dataset.i18nPlaceholder); });
   if (live) render(live);
+  if (!$('app').hidden) loadPlanVsActual();
 }
 
 function say(text, kind) {
@@ -273,6 +276,13 @@ async function loadPlanVsActual() {
     const n = Math.max(planned.length, recs.intervals_per_day);
     const actual = new Array(n).fill(null);
     for (const r of recs.records) actual[r.index] = (r.grid_import_kwh - r.grid_export_kwh) / recs.interval_hours;
+    if (!planned.length && !recs.records.length) {
+      const tx = document.createElementNS('http://www.w3.org/2000/svg', 'text');
+      tx.setAttribute('x', 200); tx.setAttribute('y', 80); tx.setAttribute('class', 'empty');
+      tx.textContent = t('pva.empty');
+      $('pva').replaceChildren(tx);
+      return;
+    }
     chart($('pva'), [{ values: planned, cls: 'plan' }, { values: actual, cls: 'act' }]);
   } catch (e) { fail(e); }
 }

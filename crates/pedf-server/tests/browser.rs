@@ -1,0 +1,248 @@
+//! The dashboard in headless Chromium (Debian `chromium` + `chromium-driver`, installed by
+//! scripts/setup), driven over WebDriver with fantoccini, against a running EMS on the
+//! simulated park: the page loads, a viewer logs in, live values follow a measurement, the
+//! language switches, a viewer is refused a control action, an operator changes the mode.
+//! Screenshots (desktop and phone width) go to target/browser-shots/.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Ems, ROOT};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn start_browser(profile: &std::path::Path) -> (Driver, Client) {
+    let port = free_port();
+    // Without --allowed-ips chromedriver listens on loopback only.
+    let child = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver (Debian package chromium-driver; scripts/setup installs it)");
+    let driver = Driver(child);
+    let url = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "chromedriver did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": "/usr/bin/chromium",
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--no-first-run", "--window-size=1280,1000",
+                format!("--user-data-dir={}", profile.display()),
+            ]
+        }),
+    );
+    let client = ClientBuilder::rustls()
+        .unwrap()
+        .capabilities(caps)
+        .connect(&url)
+        .await
+        .expect("a Chromium session through chromedriver");
+    (driver, client)
+}
+
+async fn text(c: &Client, css: &str) -> String {
+    match c.find(Locator::Css(css)).await {
+        Ok(e) => e.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// Waits up to `secs` for the element's text to satisfy `f`; returns the last text seen.
+async fn wait_text(c: &Client, css: &str, secs: f64, f: impl Fn(&str) -> bool) -> (bool, String) {
+    let until = Instant::now() + Duration::from_secs_f64(secs);
+    loop {
+        let t = text(c, css).await;
+        if f(&t) {
+            return (true, t);
+        }
+        if Instant::now() > until {
+            return (false, t);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn visible(c: &Client, css: &str) -> bool {
+    match c.find(Locator::Css(css)).await {
+        Ok(e) => e.is_displayed().await.unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+async fn log_in(c: &Client, token: &str) {
+    let input = c.find(Locator::Css("#login-token")).await.unwrap();
+    input.send_keys(token).await.unwrap();
+    c.find(Locator::Css("#login-btn"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+async fn set_mode(c: &Client, mode: &str) {
+    c.execute(
+        "document.getElementById('mode-select').value = arguments[0];",
+        vec![json!(mode)],
+    )
+    .await
+    .unwrap();
+    c.find(Locator::Css("#mode-apply"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+async fn shot(c: &Client, name: &str) {
+    let dir = std::path::Path::new(ROOT).join("target/browser-shots");
+    let _ = std::fs::create_dir_all(&dir);
+    if let Ok(png) = c.screenshot().await {
+        let _ = std::fs::write(dir.join(name), png);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_in_headless_chromium() {
+    let ems = Ems::start("browser").await;
+    let profile = ems.dir.join("chromium-profile");
+    let (_driver, c) = start_browser(&profile).await;
+    async {
+        // Chinese by default; the login form first.
+        c.goto(&ems.base).await.unwrap();
+        let (ok, _) = wait_text(&c, "#login h2", 5.0, |t| t == "登录").await;
+        assert!(ok, "login form in Chinese");
+        assert!(!visible(&c, "#app").await);
+
+        // A viewer logs in and sees the simulated park.
+        log_in(&c, &ems.viewer).await;
+        let (ok, t) = wait_text(&c, "#v-pv", 10.0, |t| t == "300.0 kW").await;
+        assert!(ok, "PV value on the page: `{t}`");
+        let (ok, t) = wait_text(&c, "#who", 2.0, |t| t.contains("viewer")).await;
+        assert!(ok, "{t}");
+
+        // A measurement changes: the page shows it within a second or so.
+        let changed = Instant::now();
+        ems.sim.set_grid_kw(-42.5);
+        let (ok, t) = wait_text(&c, "#v-grid", 3.0, |t| t.starts_with("-42.5 kW")).await;
+        let latency = changed.elapsed();
+        assert!(ok, "grid value on the page: `{t}`");
+        assert!(
+            latency < Duration::from_millis(1500),
+            "page updated after {latency:?}"
+        );
+        eprintln!("browser: measurement to page in {latency:?}");
+
+        // The language switches.
+        assert_eq!(text(&c, "[data-page=live]").await, "实时");
+        c.find(Locator::Css("#lang"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let (ok, t) = wait_text(&c, "[data-page=live]", 2.0, |t| t == "Live").await;
+        assert!(ok, "tab after switching: `{t}`");
+        let lang = c
+            .execute("return document.documentElement.lang;", vec![])
+            .await
+            .unwrap();
+        assert_eq!(lang, json!("en"));
+        let (ok, t) = wait_text(&c, "#mode-now", 2.0, |t| t == "Automatic").await;
+        assert!(ok, "mode shown: `{t}`");
+        shot(&c, "live-en-desktop.png").await;
+
+        // The viewer is refused a control action, and the mode stays.
+        set_mode(&c, "safe").await;
+        let (ok, t) = wait_text(&c, "#msg", 3.0, |t| t.starts_with("Not allowed")).await;
+        assert!(ok, "message after a viewer's mode change: `{t}`");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(text(&c, "#mode-now").await, "Automatic");
+
+        // An operator logs in and changes the mode; the page shows the new mode from the
+        // stream.
+        c.find(Locator::Css("#logout"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let (ok, _) = wait_text(&c, "#login h2", 3.0, |t| t == "Log in").await;
+        assert!(ok, "back at the login form");
+        log_in(&c, &ems.operator).await;
+        let (ok, t) = wait_text(&c, "#who", 5.0, |t| t.contains("operator")).await;
+        assert!(ok, "{t}");
+        set_mode(&c, "safe").await;
+        let (ok, t) = wait_text(&c, "#mode-now", 3.0, |t| t == "Safe").await;
+        assert!(ok, "mode after the operator's change: `{t}`");
+
+        // The devices page lists every device with its communication quality.
+        c.find(Locator::Css("[data-page=devices]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let (ok, t) = wait_text(&c, "#devices", 3.0, |t| {
+            t.contains("bess-1") && t.contains("ev-01") && t.contains("good")
+        })
+        .await;
+        assert!(ok, "devices table: `{t}`");
+        shot(&c, "devices-en-desktop.png").await;
+
+        // Phone-sized screen: the live page still shows the flow and values, one column.
+        c.set_window_size(390, 844).await.unwrap();
+        c.find(Locator::Css("[data-page=live]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let width = c
+            .execute(
+                "return document.documentElement.scrollWidth <= window.innerWidth + 1;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(width, json!(true), "no horizontal scrolling at phone width");
+        assert!(visible(&c, "#v-grid").await);
+        shot(&c, "live-en-phone.png").await;
+    }
+    .await;
+    let _ = c.close().await;
+
+    ems.stop().await;
+}
