@@ -50,6 +50,9 @@ pub struct RunConfig {
     /// The HTTP server (API, live stream, dashboard); none: no server.
     #[serde(default)]
     pub server: Option<ServerConfig>,
+    /// An InfluxDB v2 sink for every sample, with a store-and-forward buffer; none: no sink.
+    #[serde(default)]
+    pub influx: Option<pedf_influx::InfluxConfig>,
 }
 
 /// The `[server]` table of a run configuration.
@@ -99,6 +102,20 @@ impl RunConfig {
         for p in [&mut c.park, &mut c.devices, &mut c.store] {
             if p.is_relative() {
                 *p = dir.join(&*p);
+            }
+        }
+        if let Some(i) = &mut c.influx {
+            if i.buffer_dir.is_relative() {
+                i.buffer_dir = dir.join(&i.buffer_dir);
+            }
+            if !(i.url.starts_with("http://") || i.url.starts_with("https://")) {
+                return Err(format!(
+                    "{name}: [influx] url = `{}` is not an http:// or https:// URL",
+                    i.url
+                ));
+            }
+            if i.batch_lines == 0 {
+                return Err(format!("{name}: [influx] batch_lines must be at least 1"));
             }
         }
         if let Some(srv) = &mut c.server {
@@ -233,6 +250,10 @@ pub async fn run_with(
     }
     let mut store = Store::open(&cfg.store).map_err(|e| e.to_string())?;
     let limits = Limits::of(&park);
+    let sink = match &cfg.influx {
+        Some(i) => Some(pedf_influx::InfluxSink::start(i.clone()).map_err(|e| e.to_string())?),
+        None => None,
+    };
 
     // Devices.
     let mut links: BTreeMap<String, ModbusLink> = BTreeMap::new();
@@ -558,6 +579,11 @@ pub async fn run_with(
             tracing::error!(error = %e, "samples not stored; control goes on");
             faults.push(format!("samples not stored: {e}"));
         }
+        if let Some(k) = &sink {
+            if !k.send(samples.clone()) {
+                faults.push("InfluxDB sink queue full: this cycle's samples not sent".into());
+            }
+        }
         for a in &out.alarms {
             summary.alarms += 1;
             let _ = store.event(now, "alarm", "control", a);
@@ -740,6 +766,21 @@ pub async fn run_with(
         )
     };
     let _ = store.event(now, "info", "run", &message);
+    if let Some(k) = &sink {
+        let st = k.stop().await;
+        if st.buffered_segments > 0 {
+            let _ = store.event(
+                now,
+                "warning",
+                "influx",
+                &format!(
+                    "InfluxDB: {} buffer segment(s) wait on disk for the next run ({})",
+                    st.buffered_segments,
+                    st.last_error.unwrap_or_default()
+                ),
+            );
+        }
+    }
     if let Some(h) = &hub {
         // Graceful: the safe-state commands queued above go out before the disconnect.
         h.shutdown().await;
