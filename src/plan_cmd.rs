@@ -5,7 +5,6 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
-use pedf_core::inputs::{load_day_inputs, DayFiles, InputFile};
 use pedf_core::plan::Plan;
 use pedf_core::Park;
 use pedf_dispatch::{plan_optimized, plan_rule_based, CurrentState, PlanOptions};
@@ -28,14 +27,6 @@ pub struct PlanArgs {
 
 fn read(path: &Path) -> Result<Vec<u8>, UserError> {
     std::fs::read(path).map_err(|e| UserError(format!("{}: cannot read: {e}", path.display())))
-}
-
-fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, UserError> {
-    if path.exists() {
-        read(path).map(Some)
-    } else {
-        Ok(None)
-    }
 }
 
 /// Loads the park file, printing its diagnostics; an invalid park is a user error.
@@ -134,57 +125,18 @@ pub fn load_inputs(
     dir: &Path,
     date: NaiveDate,
 ) -> Result<pedf_core::inputs::DayInputs, UserError> {
-    if !dir.is_dir() {
-        return Err(UserError(format!(
-            "--inputs: {} is not a folder; give the folder holding pv.csv, loads.csv and optionally ev-sessions.csv, carbon-intensity.csv, prices.csv",
-            dir.display()
-        )));
-    }
-    let path = |f: &str| dir.join(f);
-    let names: Vec<String> = [
-        "pv.csv",
-        "loads.csv",
-        "ev-sessions.csv",
-        "carbon-intensity.csv",
-        "prices.csv",
-    ]
-    .iter()
-    .map(|f| path(f).display().to_string())
-    .collect();
-    let pv = read(&path("pv.csv"))?;
-    let loads = read(&path("loads.csv"))?;
-    let sessions = read_optional(&path("ev-sessions.csv"))?;
-    let carbon = read_optional(&path("carbon-intensity.csv"))?;
-    let prices = read_optional(&path("prices.csv"))?;
-    let files = DayFiles {
-        pv: InputFile {
-            name: &names[0],
-            bytes: &pv,
-        },
-        loads: InputFile {
-            name: &names[1],
-            bytes: &loads,
-        },
-        sessions: sessions.as_deref().map(|b| InputFile {
-            name: &names[2],
-            bytes: b,
-        }),
-        carbon: carbon.as_deref().map(|b| InputFile {
-            name: &names[3],
-            bytes: b,
-        }),
-        prices: prices.as_deref().map(|b| InputFile {
-            name: &names[4],
-            bytes: b,
-        }),
-    };
-    load_day_inputs(park, date, files).map_err(|diags| {
-        print_diagnostics(&diags);
-        UserError(format!(
-            "{}: the day inputs have {} error(s) (see above)",
-            dir.display(),
-            diags.len()
-        ))
+    use pedf_core::inputs::FolderError;
+    pedf_core::inputs::load_day_inputs_from_dir(park, dir, date).map_err(|e| match e {
+        FolderError::NotAFolder(_) => UserError(format!("--inputs: {e}")),
+        FolderError::Read { .. } => UserError(e.to_string()),
+        FolderError::Invalid { diagnostics, .. } => {
+            print_diagnostics(&diagnostics);
+            UserError(format!(
+                "{}: the day inputs have {} error(s) (see above)",
+                dir.display(),
+                diagnostics.len()
+            ))
+        }
     })
 }
 

@@ -336,6 +336,128 @@ fn read_series(
     Some(Series { columns })
 }
 
+/// Why a day-inputs folder could not be read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FolderError {
+    /// The path is not a folder.
+    NotAFolder(String),
+    /// A file could not be read.
+    Read {
+        /// The file.
+        file: String,
+        /// What the system said.
+        why: String,
+    },
+    /// The files have errors.
+    Invalid {
+        /// The folder.
+        folder: String,
+        /// Every problem, located.
+        diagnostics: Vec<Diagnostic>,
+    },
+}
+
+impl std::fmt::Display for FolderError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FolderError::NotAFolder(d) => write!(f, "{d} is not a folder; give the folder holding pv.csv, loads.csv and optionally ev-sessions.csv, carbon-intensity.csv, prices.csv"),
+            FolderError::Read { file, why } => write!(f, "{file}: cannot read: {why}"),
+            FolderError::Invalid { folder, diagnostics } => {
+                write!(f, "{folder}: the day inputs have {} error(s)", diagnostics.len())?;
+                for d in diagnostics.iter().take(5) {
+                    write!(f, "\n{d}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Reads a day-inputs folder (pv.csv, loads.csv, and optionally ev-sessions.csv,
+/// carbon-intensity.csv, prices.csv) and checks it against the park for `date`.
+pub fn load_day_inputs_from_dir(
+    park: &Park,
+    dir: &std::path::Path,
+    date: NaiveDate,
+) -> Result<DayInputs, FolderError> {
+    if !dir.is_dir() {
+        return Err(FolderError::NotAFolder(dir.display().to_string()));
+    }
+    let read = |f: &str, optional: bool| -> Result<Option<(String, Vec<u8>)>, FolderError> {
+        let p = dir.join(f);
+        let name = p.display().to_string();
+        match std::fs::read(&p) {
+            Ok(b) => Ok(Some((name, b))),
+            Err(e) if optional && e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(FolderError::Read {
+                file: name,
+                why: e.to_string(),
+            }),
+        }
+    };
+    let pv = read("pv.csv", false)?.unwrap_or_default();
+    let loads = read("loads.csv", false)?.unwrap_or_default();
+    let sessions = read("ev-sessions.csv", true)?;
+    let carbon = read("carbon-intensity.csv", true)?;
+    let prices = read("prices.csv", true)?;
+    fn file(x: &(String, Vec<u8>)) -> InputFile<'_> {
+        InputFile {
+            name: &x.0,
+            bytes: &x.1,
+        }
+    }
+    let files = DayFiles {
+        pv: file(&pv),
+        loads: file(&loads),
+        sessions: sessions.as_ref().map(file),
+        carbon: carbon.as_ref().map(file),
+        prices: prices.as_ref().map(file),
+    };
+    load_day_inputs(park, date, files).map_err(|diagnostics| FolderError::Invalid {
+        folder: dir.display().to_string(),
+        diagnostics,
+    })
+}
+
+impl DayInputs {
+    /// The inputs from interval `k` of the horizon on (rolling re-planning): series cut, EV
+    /// sessions moved to the new indices (those already gone dropped; a session that started
+    /// keeps its whole energy, which errs on the side of charging).
+    pub fn tail(&self, k: usize) -> DayInputs {
+        let k = k.min(self.len());
+        let cut = |v: &Vec<f64>| v[k.min(v.len())..].to_vec();
+        DayInputs {
+            starts: self.starts[k..].to_vec(),
+            pv_kw: self
+                .pv_kw
+                .iter()
+                .map(|(a, v)| (a.clone(), cut(v)))
+                .collect(),
+            load_kw: self
+                .load_kw
+                .iter()
+                .map(|(a, v)| (a.clone(), cut(v)))
+                .collect(),
+            sessions: self
+                .sessions
+                .iter()
+                .filter(|s| s.end > k)
+                .map(|s| EvSession {
+                    first: s.first.saturating_sub(k),
+                    end: s.end - k,
+                    ..s.clone()
+                })
+                .collect(),
+            carbon_intensity: cut(&self.carbon_intensity),
+            carbon_source: self.carbon_source.clone(),
+            import_price: cut(&self.import_price),
+            export_price: cut(&self.export_price),
+            price_source: self.price_source.clone(),
+            notes: self.notes.clone(),
+        }
+    }
+}
+
 /// Reads and checks a day's input files for `date` (a local day of the park).
 ///
 /// Every problem is reported with file, line and column; the inputs are returned only when

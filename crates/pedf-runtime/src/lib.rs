@@ -4,4 +4,5 @@
 
 pub mod controller;
 pub mod live;
+pub mod replan;
 pub mod run;

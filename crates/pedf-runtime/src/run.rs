@@ -53,6 +53,9 @@ pub struct RunConfig {
     /// An InfluxDB v2 sink for every sample, with a store-and-forward buffer; none: no sink.
     #[serde(default)]
     pub influx: Option<pedf_influx::InfluxConfig>,
+    /// Intraday re-planning from a forecast folder; none: follow the stored plan only.
+    #[serde(default)]
+    pub replan: Option<crate::replan::ReplanConfig>,
 }
 
 /// The `[server]` table of a run configuration.
@@ -102,6 +105,19 @@ impl RunConfig {
         for p in [&mut c.park, &mut c.devices, &mut c.store] {
             if p.is_relative() {
                 *p = dir.join(&*p);
+            }
+        }
+        if let Some(r) = &mut c.replan {
+            if r.inputs.is_relative() {
+                r.inputs = dir.join(&r.inputs);
+            }
+            if !(r.time_limit_s.is_finite() && r.time_limit_s > 0.0) {
+                return Err(format!(
+                    "{name}: [replan] time_limit_s must be a positive number of seconds"
+                ));
+            }
+            if !(r.deviation_kw.is_finite() && r.deviation_kw > 0.0) {
+                return Err(format!("{name}: [replan] deviation_kw must be above 0"));
             }
         }
         if let Some(i) = &mut c.influx {
@@ -250,6 +266,11 @@ pub async fn run_with(
     }
     let mut store = Store::open(&cfg.store).map_err(|e| e.to_string())?;
     let limits = Limits::of(&park);
+    let mut replanner = cfg
+        .replan
+        .clone()
+        .map(|r| crate::replan::Replanner::new(r, park.clone()));
+    let mut replan_note: Option<String> = None;
     let sink = match &cfg.influx {
         Some(i) => Some(pedf_influx::InfluxSink::start(i.clone()).map_err(|e| e.to_string())?),
         None => None,
@@ -650,6 +671,69 @@ pub async fn run_with(
                     .map(|(_, kw)| *kw),
             })
             .collect();
+        // Intraday re-planning (automatic mode only), off the control path.
+        if let Some(rp) = replanner.as_mut() {
+            if let Some(o) = rp.poll() {
+                match o.plan {
+                    Ok((plan, strategy)) => {
+                        let stored = serde_json::to_string(&plan)
+                            .map_err(|e| e.to_string())
+                            .and_then(|json| {
+                                store
+                                    .put_plan(now, &o.day.to_string(), &strategy, &json)
+                                    .map_err(|e| e.to_string())
+                            })
+                            .and_then(|id| {
+                                store.activate_plan(id).map_err(|e| e.to_string())?;
+                                Ok(id)
+                            });
+                        match stored {
+                            Ok(id) => {
+                                let severity = if strategy.starts_with("rule, fallback") {
+                                    "alarm"
+                                } else {
+                                    "info"
+                                };
+                                let _ = store.event(
+                                    now,
+                                    severity,
+                                    "plan",
+                                    &format!(
+                                        "re-planned ({}): plan #{id} ({strategy}) active",
+                                        o.why
+                                    ),
+                                );
+                                replan_note = None;
+                            }
+                            Err(e) => replan_note = Some(format!("re-plan not stored: {e}")),
+                        }
+                    }
+                    Err(e) => {
+                        let _ = store.event(
+                            now,
+                            "alarm",
+                            "plan",
+                            &format!("re-plan failed ({}): {e}", o.why),
+                        );
+                        replan_note = Some(format!("re-plan failed: {e}"));
+                    }
+                }
+            } else if mode == Mode::Automatic {
+                let plan_grid = plan
+                    .as_ref()
+                    .map(|p| p.0.grid_import_kw - p.0.grid_export_kw);
+                if let Some(why) = rp.due(now, grid_kw, plan_grid) {
+                    let stored = snapshot
+                        .battery
+                        .as_ref()
+                        .map(|b| b.soc_pct / 100.0 * park.battery_capacity().0);
+                    rp.start(now, stored, why);
+                }
+            }
+        }
+        if let Some(n) = &replan_note {
+            faults.push(n.clone());
+        }
         if let Some(closed) = integrator.add(now, &flows, &chargers_live) {
             if let Err(e) = store.put_records(std::slice::from_ref(&closed), "measured") {
                 tracing::error!(error = %e, "interval record not stored");

@@ -83,6 +83,32 @@ async fn api_end_to_end() {
     assert_eq!(v["devices"].as_array().unwrap().len(), 5, "{v}");
     assert_eq!(v["mode"]["mode"], "automatic");
     assert!(v["tariff"]["import_cny_per_kwh"].is_number(), "{v}");
+    // The example forecasts are for June 2026: the intraday re-plan cannot run today, which
+    // is reported (the controller goes on with self-consumption).
+    let ok = eventually(5.0, || async {
+        let (_, v) = get(&c, &format!("{b}/api/v1/state"), Some(&ems.viewer)).await;
+        v["faults"].as_array().is_some_and(|f| {
+            f.iter().any(|x| {
+                x.as_str()
+                    .unwrap_or("")
+                    .contains("re-plan failed: no forecast for")
+            })
+        })
+    })
+    .await;
+    assert!(ok, "re-plan failure not reported");
+    let (_, ev) = get(&c, &format!("{b}/api/v1/events"), Some(&ems.viewer)).await;
+    assert!(
+        ev.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["severity"] == "alarm"
+                && e["message"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("re-plan failed (every 15 min)")),
+        "{ev}"
+    );
 
     // The stream: a measurement that changes shows in the stream within a second.
     let mut resp = c

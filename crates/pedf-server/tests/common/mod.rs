@@ -47,7 +47,7 @@ impl Ems {
         std::fs::write(
             dir.join("run.toml"),
             format!(
-                "park = \"{ROOT}/config/qingzhou-pedf.toml\"\ndevices = \"devices.toml\"\nstore = \"pedf.sqlite\"\ncycle_ms = 200\n\n[server]\nlisten = \"127.0.0.1:0\"\nemission_factors = \"{ROOT}/config/emission-factors/china-grid.toml\"\n"
+                "park = \"{ROOT}/config/qingzhou-pedf.toml\"\ndevices = \"devices.toml\"\nstore = \"pedf.sqlite\"\ncycle_ms = 200\n\n[server]\nlisten = \"127.0.0.1:0\"\nemission_factors = \"{ROOT}/config/emission-factors/china-grid.toml\"\n\n[replan]\ninputs = \"{ROOT}/simulations/qingzhou-pedf/day-inputs\"\n"
             ),
         )
         .unwrap();

@@ -1,0 +1,323 @@
+//! Intraday re-planning: every `every_min` minutes (at interval boundaries) and when the grid
+//! deviates from the active plan by more than `deviation_kw` for `deviation_s` seconds, the
+//! rest of the day is planned again from the measured state (rolling optimisation of
+//! pedf-dispatch) on a worker thread, so the control cycle never waits for the solver. When
+//! the optimiser fails, the rule-based plan of the same inputs is used and says so in its
+//! strategy; when even the inputs cannot be read, the controller keeps what it follows and
+//! the failure is reported.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use pedf_core::inputs::DayInputs;
+use pedf_core::plan::Plan;
+use pedf_core::Park;
+use pedf_dispatch::{plan_rule_based, replan, CurrentState, DispatchError, PlanOptions};
+use serde::Deserialize;
+
+/// The `[replan]` table of a run configuration.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ReplanConfig {
+    /// Forecast folder in the day-inputs format (`pedf plan --inputs`); a subfolder named
+    /// after the day (YYYY-MM-DD) is used when there is one.
+    pub inputs: PathBuf,
+    #[serde(default = "default_every")]
+    pub every_min: u32,
+    /// Grid deviation from the plan that triggers a re-plan, kW.
+    #[serde(default = "default_deviation_kw")]
+    pub deviation_kw: f64,
+    /// How long the deviation must last, s.
+    #[serde(default = "default_deviation_s")]
+    pub deviation_s: u64,
+    /// Solver time limit per re-plan, s.
+    #[serde(default = "default_time_limit")]
+    pub time_limit_s: f64,
+}
+
+fn default_every() -> u32 {
+    15
+}
+fn default_deviation_kw() -> f64 {
+    100.0
+}
+fn default_deviation_s() -> u64 {
+    60
+}
+fn default_time_limit() -> f64 {
+    5.0
+}
+
+/// The optimiser the re-planner calls (pedf-dispatch's rolling re-plan; tests put a failing
+/// one in to exercise the fallback).
+pub type Planner =
+    fn(&Park, &DayInputs, &PlanOptions, &CurrentState) -> Result<Plan, DispatchError>;
+
+/// What a finished re-plan produced.
+#[derive(Debug)]
+pub struct Outcome {
+    pub day: NaiveDate,
+    /// The plan and its strategy label, or why there is none.
+    pub plan: Result<(Plan, String), String>,
+    /// What triggered it.
+    pub why: String,
+}
+
+pub struct Replanner {
+    cfg: ReplanConfig,
+    park: Park,
+    planner: Planner,
+    task: Option<std::thread::JoinHandle<Outcome>>,
+    last_slot: Option<DateTime<Utc>>,
+    deviation_since: Option<DateTime<Utc>>,
+}
+
+impl Replanner {
+    pub fn new(cfg: ReplanConfig, park: Park) -> Replanner {
+        Replanner {
+            cfg,
+            park,
+            planner: replan,
+            task: None,
+            last_slot: None,
+            deviation_since: None,
+        }
+    }
+
+    /// The same with another optimiser.
+    pub fn with_planner(mut self, planner: Planner) -> Replanner {
+        self.planner = planner;
+        self
+    }
+
+    /// Whether a re-plan is due now, and why.
+    pub fn due(
+        &mut self,
+        now: DateTime<Utc>,
+        grid_kw: f64,
+        plan_grid_kw: Option<f64>,
+    ) -> Option<String> {
+        if self.task.is_some() {
+            return None;
+        }
+        let every = chrono::Duration::minutes(i64::from(self.cfg.every_min.max(1)));
+        let slot = self.park.clock.interval_start(now);
+        let periodic = match self.last_slot {
+            None => true,
+            Some(last) => slot >= last + every,
+        };
+        if periodic {
+            return Some(format!("every {} min", self.cfg.every_min));
+        }
+        match plan_grid_kw {
+            Some(p) if (grid_kw - p).abs() > self.cfg.deviation_kw => {
+                let since = *self.deviation_since.get_or_insert(now);
+                if (now - since).num_seconds() >= self.cfg.deviation_s as i64 {
+                    self.deviation_since = None;
+                    return Some(format!(
+                        "grid {grid_kw:.0} kW is {:.0} kW off the plan's {p:.0} kW for {} s",
+                        (grid_kw - p).abs(),
+                        self.cfg.deviation_s
+                    ));
+                }
+            }
+            _ => self.deviation_since = None,
+        }
+        None
+    }
+
+    /// Starts a re-plan of the rest of the local day from `now` with the measured stored
+    /// energy (kWh, whole park), on a worker thread.
+    pub fn start(&mut self, now: DateTime<Utc>, stored_kwh: Option<f64>, why: String) {
+        self.last_slot = Some(self.park.clock.interval_start(now));
+        let park = self.park.clone();
+        let cfg = self.cfg.clone();
+        let planner = self.planner;
+        self.task = Some(std::thread::spawn(move || {
+            let day = park.clock.local(now).date_naive();
+            let plan = compute(&park, &cfg, planner, now, stored_kwh);
+            Outcome { day, plan, why }
+        }));
+    }
+
+    /// The outcome of a finished re-plan (never waits).
+    pub fn poll(&mut self) -> Option<Outcome> {
+        if !self.task.as_ref()?.is_finished() {
+            return None;
+        }
+        let t = self.task.take()?;
+        Some(t.join().unwrap_or_else(|_| Outcome {
+            day: NaiveDate::MIN,
+            plan: Err("the re-plan thread panicked".into()),
+            why: String::new(),
+        }))
+    }
+
+    /// Waits for a running re-plan (tests, shutdown).
+    pub fn wait(&mut self) -> Option<Outcome> {
+        let t = self.task.take()?;
+        t.join().ok()
+    }
+}
+
+fn compute(
+    park: &Park,
+    cfg: &ReplanConfig,
+    planner: Planner,
+    now: DateTime<Utc>,
+    stored_kwh: Option<f64>,
+) -> Result<(Plan, String), String> {
+    let day = park.clock.local(now).date_naive();
+    let sub = cfg.inputs.join(day.to_string());
+    let dir = if sub.is_dir() {
+        sub
+    } else {
+        cfg.inputs.clone()
+    };
+    let inputs = pedf_core::inputs::load_day_inputs_from_dir(park, &dir, day)
+        .map_err(|e| format!("no forecast for {day}: {e}"))?;
+    let slot = park.clock.interval_start(now);
+    let k = inputs
+        .starts
+        .iter()
+        .position(|s| *s == slot)
+        .ok_or(format!("the forecast has no interval starting at {slot}"))?;
+    let tail = inputs.tail(k);
+    let mut state = CurrentState::default();
+    if let Some(kwh) = stored_kwh {
+        // The measured energy shared over the batteries by capacity.
+        let total: f64 = park.batteries.iter().map(|b| b.capacity.0).sum();
+        for b in &park.batteries {
+            state
+                .soc_kwh
+                .insert(b.id.clone(), kwh * b.capacity.0 / total.max(1e-9));
+        }
+    }
+    let opts = PlanOptions {
+        time_limit_s: cfg.time_limit_s,
+        ..PlanOptions::default()
+    };
+    match planner(park, &tail, &opts, &state) {
+        Ok(p) => Ok((p, "optimized, intraday".to_string())),
+        Err(e) => {
+            let mut p = plan_rule_based(park, &tail, &opts, &state).map_err(|e2| {
+                format!("optimiser failed ({e}) and the rule-based plan too ({e2})")
+            })?;
+            p.notes
+                .push(format!("optimiser failed ({e}): rule-based fallback"));
+            Ok((p, format!("rule, fallback: optimiser failed: {e}")))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+
+    fn park() -> Park {
+        let path = format!("{ROOT}/config/qingzhou-pedf.toml");
+        let bytes = std::fs::read(&path).unwrap();
+        pedf_core::config::load_park(&path, &bytes).value.unwrap()
+    }
+
+    fn cfg() -> ReplanConfig {
+        ReplanConfig {
+            inputs: format!("{ROOT}/simulations/qingzhou-pedf/day-inputs").into(),
+            every_min: 15,
+            deviation_kw: 100.0,
+            deviation_s: 60,
+            time_limit_s: 5.0,
+        }
+    }
+
+    fn failing(
+        _: &Park,
+        _: &DayInputs,
+        _: &PlanOptions,
+        _: &CurrentState,
+    ) -> Result<Plan, DispatchError> {
+        Err(DispatchError::Solver(
+            "no solution within the time limit".into(),
+        ))
+    }
+
+    #[test]
+    fn replans_the_rest_of_the_day_from_the_measured_state() {
+        let p = park();
+        let mut r = Replanner::new(cfg(), p.clone());
+        // 10:00 local on the example day (UTC+8).
+        let now = Utc.with_ymd_and_hms(2026, 6, 21, 2, 0, 7).unwrap();
+        let why = r.due(now, 0.0, None).expect("first call is due");
+        r.start(now, Some(1000.0), why);
+        assert!(r.due(now, 0.0, None).is_none(), "one at a time");
+        let o = r.wait().unwrap();
+        let (plan, strategy) = o.plan.unwrap();
+        assert_eq!(strategy, "optimized, intraday");
+        assert_eq!(plan.intervals.len(), 96 - 40);
+        assert_eq!(
+            plan.intervals[0].start.with_timezone(&Utc),
+            Utc.with_ymd_and_hms(2026, 6, 21, 2, 0, 0).unwrap()
+        );
+        // Starts from the measured 1000 kWh (charge/discharge in the first interval moves it
+        // by at most the battery's power for 15 min).
+        let cap_kw: f64 = p
+            .batteries
+            .iter()
+            .map(|b| b.max_charge.0.max(b.max_discharge.0))
+            .sum();
+        assert!((plan.intervals[0].battery_soc_kwh - 1000.0).abs() <= cap_kw * 0.25 + 1e-6);
+        // Same interval: not due; next interval: due.
+        assert!(r
+            .due(now + chrono::Duration::minutes(5), 0.0, Some(0.0))
+            .is_none());
+        assert!(r
+            .due(now + chrono::Duration::minutes(15), 0.0, Some(0.0))
+            .is_some());
+    }
+
+    #[test]
+    fn a_lasting_deviation_triggers_a_replan() {
+        let mut r = Replanner::new(cfg(), park());
+        let now = Utc.with_ymd_and_hms(2026, 6, 21, 2, 0, 0).unwrap();
+        r.last_slot = Some(now);
+        let at = |s| now + chrono::Duration::seconds(s);
+        assert!(
+            r.due(at(1), 500.0, Some(350.0)).is_none(),
+            "starts the clock"
+        );
+        assert!(r.due(at(30), 500.0, Some(350.0)).is_none());
+        assert!(
+            r.due(at(45), 400.0, Some(350.0)).is_none(),
+            "back inside: reset"
+        );
+        assert!(r.due(at(50), 500.0, Some(350.0)).is_none());
+        let why = r.due(at(111), 500.0, Some(350.0)).expect("61 s off");
+        assert!(why.contains("150 kW off"), "{why}");
+    }
+
+    #[test]
+    fn a_failing_optimiser_falls_back_to_the_rule_based_plan() {
+        let mut r = Replanner::new(cfg(), park()).with_planner(failing);
+        let now = Utc.with_ymd_and_hms(2026, 6, 21, 6, 30, 0).unwrap();
+        r.start(now, None, "test".into());
+        let (plan, strategy) = r.wait().unwrap().plan.unwrap();
+        assert!(
+            strategy.starts_with("rule, fallback: optimiser failed"),
+            "{strategy}"
+        );
+        assert_eq!(plan.strategy, pedf_core::plan::Strategy::Rule);
+        assert!(plan.notes.iter().any(|n| n.contains("rule-based fallback")));
+    }
+
+    #[test]
+    fn no_forecast_for_the_day_is_an_error_naming_it() {
+        let mut r = Replanner::new(cfg(), park());
+        let now = Utc.with_ymd_and_hms(2026, 11, 27, 6, 30, 0).unwrap();
+        r.start(now, None, "test".into());
+        let e = r.wait().unwrap().plan.unwrap_err();
+        assert!(e.contains("no forecast for 2026-11-27"), "{e}");
+    }
+}
