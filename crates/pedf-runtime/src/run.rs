@@ -235,6 +235,9 @@ pub struct RunIo {
     pub live: Option<watch::Sender<Arc<Live>>>,
     /// The operating mode, set by operators through the server; read every cycle.
     pub mode: Option<watch::Receiver<Mode>>,
+    /// Caps the store file at this many pages, as a full disk would (tests).
+    #[doc(hidden)]
+    pub store_max_pages_for_test: Option<i64>,
 }
 
 /// Runs until `shutdown` resolves.
@@ -265,6 +268,9 @@ pub async fn run_with(
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
     let mut store = Store::open(&cfg.store).map_err(|e| e.to_string())?;
+    if let Some(pages) = io.store_max_pages_for_test {
+        store.set_max_pages_for_test(pages);
+    }
     let limits = Limits::of(&park);
     let mut replanner = cfg
         .replan

@@ -69,3 +69,71 @@ async fn runs_against_simulated_devices_and_stops_safely() {
     assert_eq!(ev, 0.0, "charger at its minimum (0 kW for this template)");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_is_reported_and_control_goes_on() {
+    use pedf_runtime::run::{run_with, RunIo};
+    use std::sync::Arc;
+    let dir = std::env::temp_dir().join(format!("pedf-run-full-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let sim = SimPark::start(
+        &dir,
+        std::path::Path::new(&format!("{ROOT}/config/devices/templates")),
+        300.0,
+        60.0,
+        100.0,
+    )
+    .await
+    .expect("simulated park");
+    std::fs::write(
+        dir.join("run.toml"),
+        format!("park = \"{ROOT}/config/qingzhou-pedf.toml\"\ndevices = \"devices.toml\"\nstore = \"pedf.sqlite\"\ncycle_ms = 200\n"),
+    )
+    .unwrap();
+    // The store exists with its schema; then the "disk" has room for a few more pages only.
+    let pages = Store::open(&dir.join("pedf.sqlite"))
+        .unwrap()
+        .page_count_for_test();
+    let cfg = RunConfig::load(&dir.join("run.toml")).unwrap();
+    let (live_tx, mut live_rx) =
+        tokio::sync::watch::channel(Arc::new(pedf_runtime::live::Live::default()));
+    let io = RunIo {
+        live: Some(live_tx),
+        mode: None,
+        store_max_pages_for_test: Some(pages + 3),
+    };
+    let watcher = tokio::spawn(async move {
+        let mut full_seen_at_cycle = None;
+        let mut last_cycle = 0;
+        while live_rx.changed().await.is_ok() {
+            let l = live_rx.borrow_and_update().clone();
+            last_cycle = l.cycle;
+            if full_seen_at_cycle.is_none()
+                && l.faults.iter().any(|f| f.contains("the disk is full"))
+            {
+                full_seen_at_cycle = Some(l.cycle);
+            }
+        }
+        (full_seen_at_cycle, last_cycle)
+    });
+    let summary = run_with(cfg, io, tokio::time::sleep(Duration::from_millis(3000)))
+        .await
+        .unwrap();
+    let (full_at, last) = watcher.await.unwrap();
+    let full_at = full_at.expect("the full disk was never reported");
+    assert!(
+        last >= full_at + 5,
+        "control stopped after the disk filled: {full_at} .. {last}"
+    );
+    // Setpoints kept being written and the shutdown still reached the safe state.
+    assert!(
+        summary.setpoints > 0 && summary.not_made_safe.is_empty(),
+        "{summary:?}"
+    );
+    let rates = sim.modbus.with_bank(pedf_sim::park::BATTERY_UNIT, |b| {
+        b.holding[usize::from(sim.storage_addr) + 10..usize::from(sim.storage_addr) + 12].to_vec()
+    });
+    assert_eq!(rates, vec![0, 0]);
+    let _ = std::fs::remove_dir_all(&dir);
+}

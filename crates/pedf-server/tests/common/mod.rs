@@ -72,6 +72,7 @@ impl Ems {
             RunIo {
                 live: Some(live_tx),
                 mode: Some(mode_rx),
+                ..RunIo::default()
             },
             async move {
                 let _ = stop_run.wait_for(|s| *s).await;
