@@ -35,14 +35,7 @@ fn read_text(path: &Path) -> Result<String, UserError> {
 }
 
 pub fn issue(args: IssueArgs) -> Result<(), UserError> {
-    let PeriodSetup {
-        park,
-        from,
-        to,
-        choice,
-        records,
-        options,
-    } = prepare(
+    let setup = prepare(
         &args.park,
         &args.records,
         &args.from,
@@ -51,23 +44,97 @@ pub fn issue(args: IssueArgs) -> Result<(), UserError> {
         &args.baseline,
         args.covered_mwh,
     )?;
-    for n in &choice.notes {
+    for n in &setup.choice.notes {
         eprintln!("note: {n}");
     }
-    let rname = args.records.display().to_string();
+    let i = issue_prepared(
+        setup,
+        &args.records.display().to_string(),
+        (&args.from, &args.to),
+        &args.out_dir,
+        &args.key,
+        args.ledger.as_deref(),
+    )?;
+    let cert = &i.cert;
+    if i.key_created {
+        eprintln!(
+            "note: new issuer key created at {} (mode 0600); keep it safe and back it up",
+            args.key.display()
+        );
+    }
+    if let Some(why) = &i.pdf_error {
+        eprintln!("warning: no PDF rendering: {why} (the JSON is the certificate; HTML written)");
+    }
+    println!(
+        "issued {} for {} – {}",
+        cert.serial, cert.period.from, cert.period.to
+    );
+    println!(
+        "  certified reductions {} t CO2e (ER {} t, rounded down)",
+        cert.figures.certified_reductions_t, cert.figures.emission_reductions_t
+    );
+    println!(
+        "  Scope 2: {} t location-based, {} t market-based",
+        cert.figures.scope2_location_based_t, cert.figures.scope2_market_based_t
+    );
+    println!(
+        "  data: {} of {} intervals recorded",
+        cert.data_quality.intervals_recorded, cert.data_quality.intervals_expected
+    );
+    println!(
+        "  {}\n  {}\n  {}\n  ledger entry {} in {}",
+        i.json_path.display(),
+        i.html_path.display(),
+        i.pdf_path.display(),
+        i.ledger_seq,
+        i.ledger_path.display()
+    );
+    println!("  issuer public key {}", cert.issuer.public_key);
+    Ok(())
+}
+
+/// A certificate just issued, with where its files are.
+pub struct Issued {
+    pub cert: Certificate,
+    pub json_path: PathBuf,
+    pub html_path: PathBuf,
+    pub pdf_path: PathBuf,
+    /// Why there is no PDF, if there is none.
+    pub pdf_error: Option<String>,
+    pub ledger_path: PathBuf,
+    pub ledger_seq: u64,
+    pub key_created: bool,
+}
+
+/// Issues a certificate for a prepared period: refused when the period overlaps one in the
+/// ledger; the ledger entry is appended before the files are written (atomically).
+pub fn issue_prepared(
+    setup: PeriodSetup,
+    records_name: &str,
+    (from_text, to_text): (&str, &str),
+    out_dir: &Path,
+    key_path: &Path,
+    ledger: Option<&Path>,
+) -> Result<Issued, UserError> {
+    let PeriodSetup {
+        park,
+        from,
+        to,
+        choice,
+        records,
+        options,
+    } = setup;
     let year = park.clock.local(from).year();
     if !records.iter().any(|r| r.start >= from && r.start < to) {
         return Err(UserError(format!(
-            "{rname}: no record inside {} – {}: nothing to certify",
-            args.from, args.to
+            "{records_name}: no record inside {from_text} – {to_text}: nothing to certify"
         )));
     }
-    std::fs::create_dir_all(&args.out_dir)
-        .map_err(|e| UserError(format!("--out-dir {}: {e}", args.out_dir.display())))?;
-    let ledger_path = args
-        .ledger
-        .clone()
-        .unwrap_or_else(|| args.out_dir.join("ledger.jsonl"));
+    std::fs::create_dir_all(out_dir)
+        .map_err(|e| UserError(format!("--out-dir {}: {e}", out_dir.display())))?;
+    let ledger_path = ledger
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| out_dir.join("ledger.jsonl"));
     let ledger = if ledger_path.exists() {
         read_ledger(
             &read_text(&ledger_path)?,
@@ -86,13 +153,7 @@ pub fn issue(args: IssueArgs) -> Result<(), UserError> {
             ledger_path.display()
         )));
     }
-    let (key, created) = load_or_create_key(&args.key).map_err(UserError)?;
-    if created {
-        eprintln!(
-            "note: new issuer key created at {} (mode 0600); keep it safe and back it up",
-            args.key.display()
-        );
-    }
+    let (key, key_created) = load_or_create_key(key_path).map_err(UserError)?;
     let identity = ParkIdentity {
         id: park.id.clone(),
         name: park.name.clone(),
@@ -154,9 +215,9 @@ pub fn issue(args: IssueArgs) -> Result<(), UserError> {
             ledger_path.display()
         ))
     })?;
-    let json_path = args.out_dir.join(format!("{}.json", cert.serial));
-    let html_path = args.out_dir.join(format!("{}.html", cert.serial));
-    let pdf_path = args.out_dir.join(format!("{}.pdf", cert.serial));
+    let json_path = out_dir.join(format!("{}.json", cert.serial));
+    let html_path = out_dir.join(format!("{}.html", cert.serial));
+    let pdf_path = out_dir.join(format!("{}.pdf", cert.serial));
     let pdf = render_pdf(&cert);
     write_atomic(
         &json_path,
@@ -165,39 +226,24 @@ pub fn issue(args: IssueArgs) -> Result<(), UserError> {
     .map_err(|e| UserError(format!("{}: {e}", json_path.display())))?;
     write_atomic(&html_path, render_html(&cert).as_bytes())
         .map_err(|e| UserError(format!("{}: {e}", html_path.display())))?;
-    match pdf {
-        Ok(bytes) => write_atomic(&pdf_path, &bytes)
-            .map_err(|e| UserError(format!("{}: {e}", pdf_path.display())))?,
-        Err(why) => eprintln!(
-            "warning: no PDF rendering: {why} (the JSON is the certificate; HTML written)"
-        ),
-    }
-    println!(
-        "issued {} for {} – {}",
-        cert.serial, cert.period.from, cert.period.to
-    );
-    println!(
-        "  certified reductions {} t CO2e (ER {} t, rounded down)",
-        cert.figures.certified_reductions_t, cert.figures.emission_reductions_t
-    );
-    println!(
-        "  Scope 2: {} t location-based, {} t market-based",
-        cert.figures.scope2_location_based_t, cert.figures.scope2_market_based_t
-    );
-    println!(
-        "  data: {} of {} intervals recorded",
-        cert.data_quality.intervals_recorded, cert.data_quality.intervals_expected
-    );
-    println!(
-        "  {}\n  {}\n  {}\n  ledger entry {} in {}",
-        json_path.display(),
-        html_path.display(),
-        pdf_path.display(),
-        entry.seq,
-        ledger_path.display()
-    );
-    println!("  issuer public key {}", cert.issuer.public_key);
-    Ok(())
+    let pdf_error = match pdf {
+        Ok(bytes) => {
+            write_atomic(&pdf_path, &bytes)
+                .map_err(|e| UserError(format!("{}: {e}", pdf_path.display())))?;
+            None
+        }
+        Err(why) => Some(why),
+    };
+    Ok(Issued {
+        cert,
+        json_path,
+        html_path,
+        pdf_path,
+        pdf_error,
+        ledger_path,
+        ledger_seq: entry.seq,
+        key_created,
+    })
 }
 
 /// What `pedf certificate verify` was asked for.

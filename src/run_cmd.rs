@@ -16,7 +16,7 @@ use pedf_store::Store;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-use crate::{carbon_cmd, plan_cmd, UserError};
+use crate::{carbon_cmd, certificate_cmd, plan_cmd, UserError};
 
 /// Planning and carbon accounting for the server, from the run's files and store.
 struct EmsServices {
@@ -24,6 +24,42 @@ struct EmsServices {
     store: PathBuf,
     plan_inputs: Option<PathBuf>,
     factors: PathBuf,
+    certificates: PathBuf,
+    issuer_key: PathBuf,
+}
+
+impl EmsServices {
+    /// The period's setup from the store's interval records.
+    fn setup(&self, from: &str, to: &str) -> Result<carbon_cmd::PeriodSetup, String> {
+        let store = Store::open(&self.store).map_err(|e| e.to_string())?;
+        let (f, t) = match (
+            pedf_core::time::parse_rfc3339(from),
+            pedf_core::time::parse_rfc3339(to),
+        ) {
+            (Ok(f), Ok(t)) => (f, t),
+            _ => {
+                return Err(format!(
+                    "from/to: `{from}` .. `{to}`: write dates YYYY-MM-DD or RFC 3339 times with an offset"
+                ))
+            }
+        };
+        let records: Vec<_> = store
+            .records(f, t)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|(r, _)| r)
+            .collect();
+        carbon_cmd::prepare_with(
+            self.park.clone(),
+            records,
+            from,
+            to,
+            &self.factors,
+            "grid-average",
+            0.0,
+        )
+        .map_err(|e| e.0.replace("--from", "from").replace("--to", "to"))
+    }
 }
 
 /// A date (local midnight of the park) or an RFC 3339 instant, as RFC 3339.
@@ -68,34 +104,7 @@ impl Services for EmsServices {
 
     fn carbon(&self, from: &str, to: &str) -> Result<Value, String> {
         let (from, to) = (instant_text(&self.park, from), instant_text(&self.park, to));
-        let store = Store::open(&self.store).map_err(|e| e.to_string())?;
-        let (f, t) = match (
-            pedf_core::time::parse_rfc3339(&from),
-            pedf_core::time::parse_rfc3339(&to),
-        ) {
-            (Ok(f), Ok(t)) => (f, t),
-            _ => {
-                return Err(format!(
-                "from/to: `{from}` .. `{to}`: write dates YYYY-MM-DD or RFC 3339 times with an offset"
-            ))
-            }
-        };
-        let records: Vec<_> = store
-            .records(f, t)
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .map(|(r, _)| r)
-            .collect();
-        let setup = carbon_cmd::prepare_with(
-            self.park.clone(),
-            records,
-            &from,
-            &to,
-            &self.factors,
-            "grid-average",
-            0.0,
-        )
-        .map_err(|e| e.0.replace("--from", "from").replace("--to", "to"))?;
+        let setup = self.setup(&from, &to)?;
         let a = pedf_carbon::account::account(&setup.records, setup.from, setup.to, &setup.options);
         let tt = &a.totals;
         Ok(json!({
@@ -117,12 +126,39 @@ impl Services for EmsServices {
         }))
     }
 
-    fn issue_certificate(&self, _from: &str, _to: &str, _by: &str) -> Result<Value, String> {
-        Err("issuing certificates from the dashboard is not available yet; use `pedf certificate issue` with the records exported from the store".into())
+    fn issue_certificate(&self, from: &str, to: &str, by: &str) -> Result<Value, String> {
+        let (from, to) = (instant_text(&self.park, from), instant_text(&self.park, to));
+        let setup = self.setup(&from, &to)?;
+        let i = certificate_cmd::issue_prepared(
+            setup,
+            "the EMS store's interval records",
+            (&from, &to),
+            &self.certificates,
+            &self.issuer_key,
+            None,
+        )
+        .map_err(|e| e.0)?;
+        tracing::info!(serial = %i.cert.serial, by, "certificate issued from the API");
+        let f = &i.cert.figures;
+        Ok(json!({
+            "id": i.cert.serial,
+            "from": i.cert.period.from,
+            "to": i.cert.period.to,
+            "certified_t": f.certified_reductions_t,
+            "emission_reductions_t": f.emission_reductions_t,
+            "scope2_location_based_t": f.scope2_location_based_t,
+            "intervals_recorded": i.cert.data_quality.intervals_recorded,
+            "intervals_expected": i.cert.data_quality.intervals_expected,
+            "pdf": i.pdf_error.is_none(),
+            "issuer_public_key": i.cert.issuer.public_key,
+            "ledger_seq": i.ledger_seq,
+        }))
     }
 
-    fn certificate_file(&self, id: &str, _kind: &str) -> Result<Vec<u8>, String> {
-        Err(format!("no certificate {id} in this server"))
+    fn certificate_file(&self, id: &str, kind: &str) -> Result<Vec<u8>, String> {
+        // The id is checked by the server (letters, digits, - and _ only).
+        let p = self.certificates.join(format!("{id}.{kind}"));
+        std::fs::read(&p).map_err(|_| format!("no {kind} of certificate {id}"))
     }
 }
 
@@ -195,6 +231,8 @@ pub fn run_ems(config: &Path, for_seconds: Option<f64>) -> Result<(), UserError>
                 store: cfg.store.clone(),
                 plan_inputs: srv.plan_inputs.clone(),
                 factors: srv.emission_factors.clone(),
+                certificates: srv.certificates_dir.clone().unwrap_or_default(),
+                issuer_key: srv.issuer_key.clone().unwrap_or_default(),
             };
             let state = AppState::new(
                 park,

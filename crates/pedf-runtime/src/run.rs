@@ -71,6 +71,13 @@ pub struct ServerConfig {
     /// The emission-factor table carbon accounting uses.
     #[serde(default = "default_factors")]
     pub emission_factors: PathBuf,
+    /// Where certificates issued from the dashboard go, with their ledger (default:
+    /// `certificates/` beside the store).
+    #[serde(default)]
+    pub certificates_dir: Option<PathBuf>,
+    /// The issuer's ed25519 key, made at first use (default: `issuer.key` beside the store).
+    #[serde(default)]
+    pub issuer_key: Option<PathBuf>,
 }
 
 fn default_factors() -> PathBuf {
@@ -135,9 +142,19 @@ impl RunConfig {
             }
         }
         if let Some(srv) = &mut c.server {
-            for p in [Some(&mut srv.emission_factors), srv.plan_inputs.as_mut()]
-                .into_iter()
-                .flatten()
+            let store_dir = c.store.parent().map(Path::to_path_buf).unwrap_or_default();
+            srv.certificates_dir
+                .get_or_insert_with(|| store_dir.join("certificates"));
+            srv.issuer_key
+                .get_or_insert_with(|| store_dir.join("issuer.key"));
+            for p in [
+                Some(&mut srv.emission_factors),
+                srv.plan_inputs.as_mut(),
+                srv.certificates_dir.as_mut(),
+                srv.issuer_key.as_mut(),
+            ]
+            .into_iter()
+            .flatten()
             {
                 if p.is_relative() {
                     *p = dir.join(&*p);

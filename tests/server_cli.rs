@@ -1,0 +1,259 @@
+//! `pedf run` with a `[server]` table, as a process: the first start prints the admin token
+//! once; the plan page's calls plan a day from the example inputs and make the plan active;
+//! the carbon page's calls account a day of interval records in the store and issue a signed
+//! certificate whose PDF and JSON can be downloaded; a second certificate for the same period
+//! is refused; a viewer may not issue one.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn call(
+    c: &reqwest::blocking::Client,
+    method: &str,
+    url: &str,
+    token: &str,
+    body: Option<&str>,
+) -> (u16, Value) {
+    let mut r = c
+        .request(method.parse().unwrap(), url)
+        .bearer_auth(token)
+        .timeout(Duration::from_secs(60));
+    if let Some(b) = body {
+        r = r
+            .header("Content-Type", "application/json")
+            .body(b.to_string());
+    }
+    let resp = r.send().unwrap();
+    let s = resp.status().as_u16();
+    let text = resp.text().unwrap();
+    (
+        s,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+#[cfg(unix)]
+#[test]
+fn plans_accounts_and_certifies_through_the_api() {
+    let dir = std::env::temp_dir().join(format!("pedf-server-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("var")).unwrap();
+    // The store holds the example day's interval records (as the runtime would have written).
+    let park_path = format!("{ROOT}/config/qingzhou-pedf.toml");
+    let park = pedf_core::config::load_park(&park_path, &std::fs::read(&park_path).unwrap())
+        .value
+        .unwrap();
+    let rec_path = format!("{ROOT}/simulations/qingzhou-pedf/records/2026-06-21.csv");
+    let bytes = std::fs::read(&rec_path).unwrap();
+    let records = pedf_carbon::records::read_records(
+        pedf_core::csvtext::InputFile {
+            name: &rec_path,
+            bytes: &bytes,
+        },
+        &park.clock,
+    )
+    .unwrap();
+    let pv_total: f64 = records.iter().map(|r| r.pv_kwh).sum();
+    let mut store = pedf_store::Store::open(&dir.join("var/pedf.sqlite")).unwrap();
+    store.put_records(&records, "measured").unwrap();
+    drop(store);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        dir.join("run.toml"),
+        format!(
+            "park = \"{park_path}\"\ndevices = \"{ROOT}/config/devices/qingzhou-pedf.toml\"\nstore = \"var/pedf.sqlite\"\ncycle_ms = 500\n\n[server]\nlisten = \"127.0.0.1:{port}\"\nplan_inputs = \"{ROOT}/simulations/qingzhou-pedf/day-inputs\"\nemission_factors = \"{ROOT}/config/emission-factors/china-grid.toml\"\n"
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pedf"))
+        .args(["run", "--config", dir.join("run.toml").to_str().unwrap()])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut admin = None;
+    let mut url = None;
+    for l in lines.by_ref() {
+        let l = l.unwrap();
+        if let Some(t) = l.split("keep it safe): ").nth(1) {
+            admin = Some(t.trim().to_string());
+        }
+        if let Some(u) = l.strip_prefix("pedf run: dashboard and API at ") {
+            url = Some(u.trim().trim_end_matches('/').to_string());
+            break;
+        }
+    }
+    let admin = admin.expect("the admin token is printed on first start");
+    let b = url.expect("the server's address is printed");
+    let c = reqwest::blocking::Client::new();
+
+    // The dashboard page itself is served.
+    let page = c.get(format!("{b}/")).send().unwrap().text().unwrap();
+    assert!(page.contains("/assets/app.js"));
+
+    // A viewer token, made by the admin.
+    let (s, v) = call(
+        &c,
+        "POST",
+        &format!("{b}/api/v1/tokens"),
+        &admin,
+        Some(r#"{"label":"auditor","role":"viewer"}"#),
+    );
+    assert_eq!(s, 200, "{v}");
+    let viewer = v["token"].as_str().unwrap().to_string();
+
+    // Plan a day from the example inputs, inspect it, make it active.
+    let (s, v) = call(
+        &c,
+        "POST",
+        &format!("{b}/api/v1/plans"),
+        &admin,
+        Some(r#"{"day":"2026-06-21"}"#),
+    );
+    assert_eq!(s, 200, "{v}");
+    let id = v["id"].as_i64().unwrap();
+    let (s, p) = call(&c, "GET", &format!("{b}/api/v1/plans/{id}"), &viewer, None);
+    assert_eq!(s, 200);
+    assert_eq!(p["plan"]["intervals"].as_array().unwrap().len(), 96);
+    assert!(p["plan"]["objective_cny"].as_f64().unwrap() > 0.0);
+    let (s, _) = call(
+        &c,
+        "POST",
+        &format!("{b}/api/v1/plans/{id}/activate"),
+        &viewer,
+        None,
+    );
+    assert_eq!(s, 403);
+    let (s, v) = call(
+        &c,
+        "POST",
+        &format!("{b}/api/v1/plans/{id}/activate"),
+        &admin,
+        None,
+    );
+    assert_eq!(s, 200, "{v}");
+    let (_, list) = call(
+        &c,
+        "GET",
+        &format!("{b}/api/v1/plans?day=2026-06-21"),
+        &viewer,
+        None,
+    );
+    assert_eq!(list[0]["active"], Value::Bool(true), "{list}");
+    // A day without inputs: a clear reason.
+    let (s, v) = call(
+        &c,
+        "POST",
+        &format!("{b}/api/v1/plans"),
+        &admin,
+        Some(r#"{"day":"2027-01-01"}"#),
+    );
+    assert_eq!(s, 422, "{v}");
+
+    // Carbon accounting of the day in the store.
+    let (s, v) = call(
+        &c,
+        "GET",
+        &format!("{b}/api/v1/carbon?from=2026-06-21&to=2026-06-22"),
+        &viewer,
+        None,
+    );
+    assert_eq!(s, 200, "{v}");
+    let pv = v["totals"]["pv_kwh"].as_f64().unwrap();
+    assert!((pv - pv_total).abs() < 1e-6, "{pv} vs {pv_total}");
+    assert_eq!(v["estimated_intervals"], 0);
+
+    // Certificates: a viewer is refused; an operator (here the admin) issues one.
+    let body = r#"{"from":"2026-06-21","to":"2026-06-22"}"#;
+    let (s, _) = call(
+        &c,
+        "POST",
+        &format!("{b}/api/v1/certificates"),
+        &viewer,
+        Some(body),
+    );
+    assert_eq!(s, 403);
+    let (s, cert) = call(
+        &c,
+        "POST",
+        &format!("{b}/api/v1/certificates"),
+        &admin,
+        Some(body),
+    );
+    assert_eq!(s, 200, "{cert}");
+    let serial = cert["id"].as_str().unwrap().to_string();
+    assert!(serial.starts_with("QINGZHOU-PEDF-2026-"), "{serial}");
+    assert!(cert["certified_t"].as_f64().unwrap() > 0.0, "{cert}");
+    let pdf = c
+        .get(format!("{b}/api/v1/certificates/{serial}/pdf"))
+        .bearer_auth(&viewer)
+        .send()
+        .unwrap();
+    assert_eq!(pdf.status().as_u16(), 200);
+    assert_eq!(pdf.headers()["content-type"], "application/pdf");
+    assert!(pdf.bytes().unwrap().starts_with(b"%PDF-"));
+    let json = c
+        .get(format!("{b}/api/v1/certificates/{serial}/json"))
+        .bearer_auth(&viewer)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let doc: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(doc["serial"].as_str(), Some(serial.as_str()));
+    // The downloaded certificate verifies (signature and ledger) with `pedf certificate verify`.
+    std::fs::write(dir.join("downloaded.json"), &json).unwrap();
+    let verify = Command::new(env!("CARGO_BIN_EXE_pedf"))
+        .args([
+            "certificate",
+            "verify",
+            dir.join("downloaded.json").to_str().unwrap(),
+            "--ledger",
+            dir.join("var/certificates/ledger.jsonl").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    // The same period again: refused, a period is certified once.
+    let (s, v) = call(
+        &c,
+        "POST",
+        &format!("{b}/api/v1/certificates"),
+        &admin,
+        Some(body),
+    );
+    assert_eq!(s, 422, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("overlaps"), "{v}");
+    // Path tricks are refused.
+    let (s, _) = call(
+        &c,
+        "GET",
+        &format!("{b}/api/v1/certificates/..%2Fpedf/json"),
+        &viewer,
+        None,
+    );
+    assert_eq!(s, 400);
+
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
