@@ -242,18 +242,31 @@ pub fn run_ems(config: &Path, for_seconds: Option<f64>) -> Result<(), UserError>
                 Some(Box::new(services)),
                 stop_rx.clone(),
             );
+            let tls = match (&srv.tls_cert, &srv.tls_key) {
+                (Some(c), Some(k)) => Some(pedf_server::tls_config(c, k).map_err(UserError)?),
+                _ => None,
+            };
             let listener = tokio::net::TcpListener::bind(&srv.listen)
                 .await
                 .map_err(|e| UserError(format!("[server] listen = {}: {e}", srv.listen)))?;
             let addr = listener
                 .local_addr()
                 .map_err(|e| UserError(e.to_string()))?;
-            println!("pedf run: dashboard and API at http://{addr}/");
-            server = Some(tokio::spawn(pedf_server::serve(
-                listener,
-                state,
-                stop_rx.clone(),
-            )));
+            server = Some(match tls {
+                Some(tls) => {
+                    println!("pedf run: dashboard and API at https://{addr}/");
+                    tokio::spawn(pedf_server::serve_tls(
+                        listener,
+                        state.with_secure_cookie(),
+                        tls,
+                        stop_rx.clone(),
+                    ))
+                }
+                None => {
+                    println!("pedf run: dashboard and API at http://{addr}/");
+                    tokio::spawn(pedf_server::serve(listener, state, stop_rx.clone()))
+                }
+            });
         }
         let r = run_with(cfg, io, shutdown_signal(for_seconds))
             .await

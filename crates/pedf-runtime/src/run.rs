@@ -64,6 +64,11 @@ pub struct RunConfig {
 pub struct ServerConfig {
     /// Address to listen on, e.g. `127.0.0.1:8080`.
     pub listen: String,
+    /// PEM certificate chain and private key: HTTPS when both are given (rustls).
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
     /// Day-input folder the plan page plans from (`pedf plan --inputs`; a subfolder named
     /// after the day is used when there is one).
     #[serde(default)]
@@ -152,6 +157,8 @@ impl RunConfig {
                 srv.plan_inputs.as_mut(),
                 srv.certificates_dir.as_mut(),
                 srv.issuer_key.as_mut(),
+                srv.tls_cert.as_mut(),
+                srv.tls_key.as_mut(),
             ]
             .into_iter()
             .flatten()
@@ -159,6 +166,11 @@ impl RunConfig {
                 if p.is_relative() {
                     *p = dir.join(&*p);
                 }
+            }
+            if srv.tls_cert.is_some() != srv.tls_key.is_some() {
+                return Err(format!(
+                    "{name}: [server] HTTPS needs both tls_cert and tls_key (PEM files), or neither"
+                ));
             }
             if srv.listen.parse::<std::net::SocketAddr>().is_err() {
                 return Err(format!(
