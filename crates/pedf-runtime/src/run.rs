@@ -448,6 +448,12 @@ pub async fn run_with(
             .map(|v| v.into_iter().map(|(r, _)| r).collect())
             .unwrap_or_default()
     };
+    let minute_of = |t: DateTime<Utc>| {
+        DateTime::<Utc>::from_timestamp_millis(t.timestamp_millis().div_euclid(60_000) * 60_000)
+            .unwrap_or(t)
+    };
+    // 1-minute aggregates are made as each minute closes (and for the last one at shutdown).
+    let mut aggregated_to = minute_of(Utc::now());
     let running_start = park.clock.interval_start(Utc::now());
     if let Some(i) = day_records.iter().position(|r| r.start == running_start) {
         integrator.resume(day_records.remove(i));
@@ -840,6 +846,13 @@ pub async fn run_with(
             };
             tx.send_replace(Arc::new(live));
         }
+        let minute = minute_of(now);
+        if minute > aggregated_to {
+            match store.aggregate_minutes(aggregated_to, minute) {
+                Ok(_) => aggregated_to = minute,
+                Err(e) => tracing::error!(error = %e, "1-minute aggregates not made"),
+            }
+        }
         summary.cycles += 1;
         if summary.cycles % 60 == 0 {
             let _ = store.prune_samples(now - chrono::Duration::days(cfg.retention_days));
@@ -847,6 +860,7 @@ pub async fn run_with(
     }
     // Shutdown: every controllable device to its safe state, then flush.
     let now = Utc::now();
+    let _ = store.aggregate_minutes(aggregated_to, now + chrono::Duration::milliseconds(1));
     if let Some(partial) = integrator.finish() {
         let _ = store.put_records(&[partial], "measured-partial");
     }

@@ -44,6 +44,19 @@ async fn runs_against_simulated_devices_and_stops_safely() {
     let pv_samples = st.samples("pv-roof-a", "power_kw", t0, Utc::now()).unwrap();
     assert!(!pv_samples.is_empty() && pv_samples.iter().all(|s| s.value == 300.0));
     assert!(st.audit_count().unwrap() > 0);
+    // 1-minute aggregates of the good samples (the last minute is made at shutdown).
+    let aggs = st
+        .aggregates(
+            "pv-roof-a",
+            "power_kw",
+            t0,
+            Utc::now() + chrono::Duration::minutes(1),
+        )
+        .unwrap();
+    assert!(
+        !aggs.is_empty() && aggs.iter().all(|a| a.mean == 300.0 && a.count > 0),
+        "{aggs:?}"
+    );
     let events = st
         .events(t0, Utc::now() + chrono::Duration::minutes(1))
         .unwrap();
