@@ -31,6 +31,10 @@ const I18N = {
     'msg.planning': '正在计算计划…', 'msg.none': '无',
     'period.valley': '低谷', 'period.deep_valley': '深谷', 'period.flat': '平段', 'period.peak': '高峰', 'period.critical_peak': '尖峰',
     'pva.empty': '今日尚无执行计划或实测时段',
+    'c.pv_kwh': '光伏发电 kWh', 'c.grid_import_kwh': '购电 kWh', 'c.grid_export_kwh': '售电 kWh',
+    'c.consumption_kwh': '用电 kWh', 'c.location_kg': '购电排放（基于位置）kg', 'c.market_kg': '购电排放（基于市场）kg',
+    'c.avoided_pv_kg': '光伏减排 kg', 'c.shifting_kg': '储能移峰效应 kg', 'c.park_intensity_kg_per_kwh': '园区用电碳强度 kg/kWh',
+    'c.self_sufficiency': '自给率', 'c.self_consumption': '自消纳率', 'c.cfe_score': '无碳能源得分',
   },
   en: {
     'nav.live': 'Live', 'nav.plan': 'Plan', 'nav.carbon': 'Carbon', 'nav.devices': 'Devices & events',
@@ -60,6 +64,10 @@ const I18N = {
     'msg.planning': 'Planning…', 'msg.none': 'none',
     'period.valley': 'valley', 'period.deep_valley': 'deep valley', 'period.flat': 'flat', 'period.peak': 'peak', 'period.critical_peak': 'critical peak',
     'pva.empty': 'No active plan or measured interval today yet',
+    'c.pv_kwh': 'PV kWh', 'c.grid_import_kwh': 'Grid import kWh', 'c.grid_export_kwh': 'Grid export kWh',
+    'c.consumption_kwh': 'Consumption kWh', 'c.location_kg': 'Scope 2 location-based kg', 'c.market_kg': 'Scope 2 market-based kg',
+    'c.avoided_pv_kg': 'Avoided by PV kg', 'c.shifting_kg': 'Battery shifting effect kg', 'c.park_intensity_kg_per_kwh': 'Park intensity kg/kWh',
+    'c.self_sufficiency': 'Self-sufficiency', 'c.self_consumption': 'Self-consumption', 'c.cfe_score': 'Carbon-free score',
   },
 };
 
@@ -388,7 +396,7 @@ document.addEventListener('DOMContentLoaded', () => {
       out.replaceChildren();
       for (const [k, v] of Object.entries(r.totals || r)) {
         if (typeof v !== 'number') continue;
-        const dt = document.createElement('dt'); dt.textContent = k;
+        const dt = document.createElement('dt'); dt.textContent = t('c.' + k).replace(/^c\./, '');
         const dd = document.createElement('dd'); dd.textContent = Math.abs(v) < 10 ? v.toFixed(4) : v.toFixed(1);
         out.append(dt, dd);
       }
