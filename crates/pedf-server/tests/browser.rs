@@ -62,6 +62,9 @@ async fn start_browser(profile: &std::path::Path) -> (Driver, Client) {
             ]
         }),
     );
+    // rustls has two crypto providers compiled in here (ring for the server's HTTPS,
+    // aws-lc-rs through fantoccini/reqwest): name the process default, or rustls cannot pick.
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
     let client = ClientBuilder::rustls()
         .unwrap()
         .capabilities(caps)
