@@ -257,6 +257,22 @@ fn plan_target(store: &Store, park: &Park, now: DateTime<Utc>) -> Option<(PlanTa
     ))
 }
 
+/// Moves a device's audit entries from safe control into the store.
+fn store_audit(store: &mut Store, ctl: &mut SafeControl) {
+    for a in ctl.audit.drain(..) {
+        let _ = store.audit(
+            a.at,
+            &a.device,
+            &a.by,
+            &a.reason,
+            a.requested,
+            a.written,
+            a.readback,
+            &a.outcome,
+        );
+    }
+}
+
 /// The channels between the run loop and the server.
 #[derive(Default)]
 pub struct RunIo {
@@ -651,18 +667,7 @@ pub async fn run_with(
             let _ = store.event(now, "alarm", "control", a);
         }
         for c in &mut controlled {
-            for a in c.ctl.audit.drain(..) {
-                let _ = store.audit(
-                    a.at,
-                    &a.device,
-                    &a.by,
-                    &a.reason,
-                    a.requested,
-                    a.written,
-                    a.readback,
-                    &a.outcome,
-                );
-            }
+            store_audit(&mut store, &mut c.ctl);
         }
         // The park now: flows from the measurements, energy records, today's figures.
         let converter_dc_kw;
@@ -877,18 +882,7 @@ pub async fn run_with(
         if r.is_err() {
             summary.not_made_safe.push(c.id.clone());
         }
-        for a in c.ctl.audit.drain(..) {
-            let _ = store.audit(
-                a.at,
-                &a.device,
-                &a.by,
-                &a.reason,
-                a.requested,
-                a.written,
-                a.readback,
-                &a.outcome,
-            );
-        }
+        store_audit(&mut store, &mut c.ctl);
     }
     let message = if summary.not_made_safe.is_empty() {
         "pedf run stopped; devices in their safe state".to_string()
