@@ -9,6 +9,7 @@
 //! Sans from the system). This crate writes the file it is asked to and nothing else.
 
 pub mod pdf;
+pub mod sim;
 
 use std::path::Path;
 

@@ -2,7 +2,8 @@
 //! setpoints), the run loop wiring devices, store and controller (`pedf run`), and what the
 //! loop publishes for the server each cycle (`live`).
 
-pub mod controller;
+/// The controller lives in its own crate so the simulator can run the very same logic.
+pub use pedf_control as controller;
 pub mod live;
 pub mod replan;
 pub mod run;

@@ -1,0 +1,670 @@
+//! Backtests (`pedf simulate`): the same simulated period run under each strategy.
+//!
+//! * `none`: no battery control (the battery stays idle), chargers give cars what they ask,
+//!   deferrable loads run flat over their window, nothing is shed.
+//! * `rule`: the rule-based plan each day and again every re-plan period from the measured
+//!   state, followed by the real-time controller.
+//! * `optimized`: the MILP day-ahead plan each day and intraday re-plans every
+//!   `replan_every_min` from the measured state (SoC, cars present with what they still need,
+//!   the deferrable energy delivered, the month's peak so far), on forecasts, never on the
+//!   actual data; a solver failure falls back to the rules, counted in the report.
+//!
+//! Each interval the physics (`physics.rs`) turns the controller's setpoints (pedf-control,
+//! the same code as `pedf run`) into flows; the grid meter is the balance. The flows become
+//! interval records, accounted by pedf-carbon as a real period would be, and billed with the
+//! park's tariff (energy at time-of-use prices, demand charge on each month's peak prorated
+//! to the days simulated, export revenue), plus battery wear and the value of shed load.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use chrono::{DateTime, Datelike, Timelike, Utc};
+use pedf_carbon::account::{Accountant, Options as CarbonOptions};
+use pedf_carbon::records::IntervalRecord;
+use pedf_control::{control, BatteryNow, ChargerNow, Limits, Mode, PlanTarget, Snapshot};
+use pedf_core::assets::Flexibility;
+use pedf_core::plan::Plan;
+use pedf_dispatch::{plan_optimized, plan_rule_based, CurrentState, PlanOptions, TerminalSoc};
+use serde::Serialize;
+
+use crate::physics::{BatteryModel, Car, Converter, DeferrableModel};
+use crate::scenario::Scenario;
+use crate::world::{Session, World};
+
+/// A strategy of a backtest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StrategyKind {
+    None,
+    Rule,
+    Optimized,
+}
+
+impl StrategyKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            StrategyKind::None => "none",
+            StrategyKind::Rule => "rule",
+            StrategyKind::Optimized => "optimized",
+        }
+    }
+}
+
+/// Energy over the period, kWh.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct EnergyTotals {
+    pub pv_available_kwh: f64,
+    pub pv_used_kwh: f64,
+    pub pv_curtailed_kwh: f64,
+    pub grid_import_kwh: f64,
+    pub grid_export_kwh: f64,
+    pub battery_charge_kwh: f64,
+    pub battery_discharge_kwh: f64,
+    pub load_kwh: f64,
+    pub load_shed_kwh: f64,
+    pub ev_kwh: f64,
+    pub converter_losses_kwh: f64,
+    pub battery_losses_kwh: f64,
+    pub battery_stored_change_kwh: f64,
+    /// (PV used + import) - (loads + EV + export + converter and battery losses + stored
+    /// change), from the period's totals and the battery's state: should be 0.
+    pub balance_residual_kwh: f64,
+    /// The residual as a share of the energy supplied.
+    pub balance_residual_share: f64,
+}
+
+/// Money over the period, CNY.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CostTotals {
+    pub energy_cost_cny: f64,
+    pub demand_charge_cny: f64,
+    pub export_revenue_cny: f64,
+    pub degradation_cny: f64,
+    pub load_shed_cny: f64,
+    /// energy + demand + degradation + load shed - export revenue.
+    pub net_cny: f64,
+}
+
+/// Carbon over the period.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CarbonTotals {
+    /// Grid import x the annual grid factor (Scope 2, location-based).
+    pub location_kg: f64,
+    /// PV generation x the grid factor.
+    pub avoided_pv_kg: f64,
+    pub self_sufficiency: f64,
+    pub self_consumption: f64,
+    pub cfe_score: f64,
+    pub grid_factor_kg_per_kwh: f64,
+}
+
+/// EV service.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct EvTotals {
+    pub sessions: usize,
+    pub turned_away: usize,
+    pub delivered_kwh: f64,
+    pub wanted_kwh: f64,
+    pub unmet_kwh: f64,
+    pub sessions_unmet: usize,
+}
+
+/// How the planner did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SolverTotals {
+    pub plans: usize,
+    pub fallbacks: usize,
+    pub solve_seconds: f64,
+    pub median_gap: Option<f64>,
+    pub max_gap: Option<f64>,
+    /// Plans that stopped at the time limit before the gap.
+    pub time_limited: usize,
+}
+
+/// One month of a strategy.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MonthRow {
+    pub month: String,
+    pub import_kwh: f64,
+    pub export_kwh: f64,
+    pub net_cny: f64,
+    pub location_kg: f64,
+    pub peak_import_kw: f64,
+}
+
+/// The result of one strategy.
+#[derive(Debug, Clone, Serialize)]
+pub struct StrategyResult {
+    pub strategy: StrategyKind,
+    pub energy: EnergyTotals,
+    pub cost: CostTotals,
+    pub carbon: CarbonTotals,
+    pub ev: EvTotals,
+    pub peak_import_kw: f64,
+    /// Discharged energy / usable capacity (equivalent full cycles).
+    pub battery_cycles: f64,
+    pub deferrable_unmet_kwh: f64,
+    pub solver: SolverTotals,
+    /// Intervals where the controller could not keep a grid limit.
+    pub alarm_intervals: usize,
+    pub monthly: Vec<MonthRow>,
+    /// Per interval: grid kW (+import) and battery SoC %, for plots.
+    #[serde(skip)]
+    pub grid_kw: Vec<f64>,
+    #[serde(skip)]
+    pub soc_pct: Vec<f64>,
+    pub wall_seconds: f64,
+}
+
+/// A backtest's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct Backtest {
+    pub scenario: String,
+    pub park: String,
+    pub first_day: String,
+    pub days: u32,
+    pub seed: u64,
+    pub interval_minutes: u32,
+    pub results: Vec<StrategyResult>,
+    #[serde(skip)]
+    pub starts: Vec<DateTime<Utc>>,
+}
+
+/// Runs `strategies` over `days` days from the scenario's start. `progress` is called after
+/// every simulated day with (days done, days in all, over all strategies).
+pub fn run(
+    s: &Scenario,
+    days: u32,
+    strategies: &[StrategyKind],
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Backtest, String> {
+    if days == 0 {
+        return Err("--days must be at least 1".into());
+    }
+    let world = World::build(s, s.start, days)?;
+    let total = u64::from(days) * strategies.len() as u64;
+    let mut done = 0;
+    let mut results = Vec::new();
+    for &k in strategies {
+        results.push(run_one(s, &world, k, &mut |d| progress(done + d, total))?);
+        done += u64::from(days);
+    }
+    Ok(Backtest {
+        scenario: s.name.clone(),
+        park: s.park.id.clone(),
+        first_day: world.first_day.to_string(),
+        days,
+        seed: s.seed,
+        interval_minutes: s.park.clock.interval.minutes(),
+        results,
+        starts: world.starts.clone(),
+    })
+}
+
+struct ActivePlan {
+    from: usize,
+    plan: Plan,
+}
+
+fn month_key(t: DateTime<chrono_tz::Tz>) -> String {
+    format!("{:04}-{:02}", t.year(), t.month())
+}
+
+fn run_one(
+    s: &Scenario,
+    w: &World,
+    kind: StrategyKind,
+    progress: &mut dyn FnMut(u64),
+) -> Result<StrategyResult, String> {
+    let started = Instant::now();
+    let park = &s.park;
+    let clock = &park.clock;
+    let dt = w.dt_h;
+    let n = w.starts.len();
+    let limits = Limits::of(park);
+    let conv = Converter {
+        eta_in: park.converter.efficiency_ac_to_dc,
+        eta_out: park.converter.efficiency_dc_to_ac,
+    };
+    let mut battery = if kind == StrategyKind::None {
+        None
+    } else {
+        BatteryModel::of(park)
+    };
+    // The idle battery of `none` still holds its energy (for the balance): keep the model but
+    // never command it.
+    let idle_battery = BatteryModel::of(park);
+    let stored0 = battery
+        .as_ref()
+        .or(idle_battery.as_ref())
+        .map_or(0.0, |b| b.stored_kwh);
+    let mut defer = DeferrableModel::of(park);
+    let curtail: Vec<(String, f64, f64)> = park
+        .flexible_loads
+        .iter()
+        .filter_map(|l| match l.flexibility {
+            Flexibility::Curtailable {
+                curtailable_share,
+                value_of_lost_load,
+            } => Some((l.id.clone(), curtailable_share, value_of_lost_load.0)),
+            _ => None,
+        })
+        .collect();
+    let fixed_ids: Vec<String> = park.fixed_loads.iter().map(|l| l.id.clone()).collect();
+    let chargers: Vec<(String, f64, f64)> = park
+        .ev_chargers
+        .iter()
+        .map(|c| (c.id.clone(), c.min_power.0, c.max_power.0))
+        .collect();
+    let mut cars: BTreeMap<String, Car> = BTreeMap::new();
+    let mut next_session = 0;
+    let deg = park.batteries.first().map_or(0.0, |b| b.degradation_cost.0);
+    let usable: f64 = park.batteries.iter().map(|b| b.usable_energy().0).sum();
+
+    let carbon_opts = CarbonOptions {
+        grid_factor: w.grid_factor,
+        hourly_factors: Default::default(),
+        baseline_factor: w.grid_factor,
+        residual_factor: w.grid_factor,
+        covered_mwh: 0.0,
+        grid_cfe_share: 0.0,
+        round_trip_efficiency: park
+            .batteries
+            .first()
+            .map_or(1.0, |b| b.charge_efficiency * b.discharge_efficiency),
+        initial_battery_kwh: stored0,
+        clock: *clock,
+    };
+    let mut accountant = Accountant::new(carbon_opts);
+    let mut e = EnergyTotals::default();
+    let mut c = CostTotals::default();
+    let mut ev = EvTotals {
+        turned_away: w.turned_away,
+        ..Default::default()
+    };
+    let mut solver = SolverTotals::default();
+    let mut gaps = Vec::new();
+    let mut alarms = 0;
+    let mut months: BTreeMap<String, MonthRow> = BTreeMap::new();
+    let mut month_days: BTreeMap<String, (u32, u32)> = BTreeMap::new();
+    let mut grid_series = Vec::with_capacity(n);
+    let mut soc_series = Vec::with_capacity(n);
+    let mut active: Option<ActivePlan> = None;
+    let mut day_start_stored = stored0;
+    let mut deferrable_unmet = 0.0;
+    let every = (s.optimized.replan_every_min / clock.interval.minutes()).max(1) as usize;
+    let peak_rate = park.tariff.demand_charge.0;
+
+    for i in 0..n {
+        let t = w.starts[i];
+        let local = clock.local(t);
+        let mkey = month_key(local);
+        let step_end = t + clock.interval.duration();
+        let day_index = i / w.per_day;
+        let new_day = i % w.per_day == 0;
+        if new_day {
+            for d in &mut defer {
+                deferrable_unmet +=
+                    (d.energy_kwh - d.delivered_kwh).max(0.0) * f64::from(u8::from(i > 0));
+                d.new_day();
+            }
+            day_start_stored = battery.as_ref().map_or(stored0, |b| b.stored_kwh);
+            let date = local.date_naive();
+            let first =
+                chrono::NaiveDate::from_ymd_opt(date.year(), date.month(), 1).expect("date");
+            let next = if date.month() == 12 {
+                chrono::NaiveDate::from_ymd_opt(date.year() + 1, 1, 1)
+            } else {
+                chrono::NaiveDate::from_ymd_opt(date.year(), date.month() + 1, 1)
+            }
+            .expect("date");
+            let entry = month_days
+                .entry(mkey.clone())
+                .or_insert((0, (next - first).num_days() as u32));
+            entry.0 += 1;
+        }
+        // Cars leave (what they did not get is unmet) and arrive (present for whole intervals).
+        let gone: Vec<String> = cars
+            .iter()
+            .filter(|(_, car)| w.sessions[car.session].departure < step_end)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in gone {
+            let car = cars.remove(&id).expect("present");
+            finish_car(&mut ev, &car);
+        }
+        while next_session < w.sessions.len() && w.sessions[next_session].arrival <= t {
+            let sess = &w.sessions[next_session];
+            if sess.departure >= step_end {
+                cars.insert(
+                    sess.charger.clone(),
+                    Car {
+                        session: next_session,
+                        need_kwh: sess.energy_kwh,
+                        got_kwh: 0.0,
+                    },
+                );
+            } else {
+                // Shorter than what is left of the interval: it never charges.
+                finish_car(
+                    &mut ev,
+                    &Car {
+                        session: next_session,
+                        need_kwh: sess.energy_kwh,
+                        got_kwh: 0.0,
+                    },
+                );
+            }
+            next_session += 1;
+        }
+
+        // Planning.
+        if kind != StrategyKind::None && (new_day || i % every == 0) {
+            let day_end = (day_index + 1) * w.per_day;
+            let mut list: Vec<(Session, f64)> = cars
+                .values()
+                .map(|car| {
+                    (
+                        w.sessions[car.session].clone(),
+                        (car.need_kwh - car.got_kwh).max(0.0),
+                    )
+                })
+                .collect();
+            let occupied: Vec<&String> = cars.keys().collect();
+            for f in &w.sessions_forecast[day_index] {
+                if f.arrival >= t
+                    && !(occupied.contains(&&f.charger)
+                        && f.arrival < t + chrono::Duration::hours(1))
+                {
+                    list.push((f.clone(), f.energy_kwh));
+                }
+            }
+            let inputs = w.inputs(i, day_end, &list);
+            let bat = battery.as_ref();
+            let mut soc_kwh = BTreeMap::new();
+            if let Some(b) = bat {
+                let cap: f64 = park.batteries.iter().map(|x| x.capacity.0).sum();
+                for pb in &park.batteries {
+                    soc_kwh.insert(pb.id.clone(), b.stored_kwh * pb.capacity.0 / cap);
+                }
+            }
+            let month_peak = months.get(&mkey).map_or(0.0, |m| m.peak_import_kw);
+            let state = CurrentState {
+                soc_kwh,
+                ev_delivered_kwh: BTreeMap::new(),
+                deferrable_delivered_kwh: defer
+                    .iter()
+                    .map(|d| (d.id.clone(), d.delivered_kwh))
+                    .collect(),
+                month_peak_import_kw: month_peak,
+            };
+            let cap = bat.map_or(1.0, |b| b.capacity_kwh);
+            let opts = PlanOptions {
+                mip_gap: s.optimized.mip_gap,
+                time_limit_s: if new_day {
+                    s.optimized.day_ahead_time_limit_s
+                } else {
+                    s.optimized.replan_time_limit_s
+                },
+                terminal_soc: TerminalSoc::AtLeast(
+                    (day_start_stored / cap).min(park.batteries.first().map_or(1.0, |b| b.soc_max)),
+                ),
+                ..PlanOptions::default()
+            };
+            let planned = match kind {
+                StrategyKind::Rule => plan_rule_based(park, &inputs, &opts, &state),
+                _ => plan_optimized(park, &inputs, &opts, &state),
+            };
+            match planned {
+                Ok(plan) => {
+                    solver.plans += 1;
+                    solver.solve_seconds += plan.solver.seconds + plan.solver.build_seconds;
+                    if plan.solver.status == "fallback" {
+                        solver.fallbacks += 1;
+                    }
+                    if plan.solver.status == "time_limit" {
+                        solver.time_limited += 1;
+                    }
+                    if let Some(g) = plan.solver.mip_gap {
+                        gaps.push(g);
+                    }
+                    active = Some(ActivePlan { from: i, plan });
+                }
+                Err(err) => {
+                    solver.fallbacks += 1;
+                    tracing::warn!(error = %err, "planning failed; the last plan (or none) is followed");
+                }
+            }
+        }
+        let plan_iv = active
+            .as_ref()
+            .and_then(|a| a.plan.intervals.get(i - a.from));
+
+        // The actual interval.
+        let pv_avail: f64 = w.pv_actual.values().map(|v| v[i]).sum();
+        let fixed: f64 = fixed_ids.iter().map(|id| w.load_actual[id][i]).sum();
+        let mut load = fixed;
+        let mut shed_kwh_cost = 0.0;
+        for (id, share, voll) in &curtail {
+            let demand = w.load_actual[id][i];
+            let wish = plan_iv.map_or(0.0, |p| {
+                p.load_shed_kw * demand
+                    / plan_iv
+                        .map_or(1.0, |_| total_curtailable(w, &curtail, i))
+                        .max(1e-9)
+            });
+            let shed = wish.clamp(0.0, share * demand);
+            load += demand - shed;
+            e.load_shed_kwh += shed * dt;
+            shed_kwh_cost += shed * dt * voll;
+        }
+        let local_min = f64::from(local.hour() * 60 + local.minute());
+        for d in &mut defer {
+            let wish = match plan_iv {
+                Some(p) => p.flexible_loads.get(&d.id).copied().unwrap_or(0.0),
+                None => d.flat_kw(),
+            };
+            load += d.run(wish, local_min, dt);
+        }
+        let charger_now: Vec<ChargerNow> = chargers
+            .iter()
+            .filter_map(|(id, min, max)| {
+                let car = cars.get(id)?;
+                let left = ((car.need_kwh - car.got_kwh) / dt).max(0.0);
+                if left <= 1e-9 {
+                    return None;
+                }
+                let top = max.min(left);
+                Some(ChargerNow {
+                    id: id.clone(),
+                    wanted_kw: top,
+                    min_kw: min.min(top),
+                    max_kw: top,
+                })
+            })
+            .collect();
+        let snapshot = Snapshot {
+            pv_available_kw: pv_avail,
+            load_kw: load,
+            chargers: charger_now,
+            battery: battery.as_ref().map(|b| {
+                let (ch, dis) = b.limits(dt);
+                BatteryNow {
+                    soc_pct: b.soc_pct(),
+                    max_charge_kw: ch,
+                    max_discharge_kw: dis,
+                }
+            }),
+        };
+        let target = plan_iv.map(|p| PlanTarget {
+            grid_import_kw: p.grid_import_kw,
+            grid_export_kw: p.grid_export_kw,
+            ev_kw: p.ev_chargers.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+        });
+        let sp = control(&limits, &snapshot, target.as_ref(), &Mode::Automatic);
+        if !sp.alarms.is_empty() {
+            alarms += 1;
+        }
+        // Physics.
+        let bat_kw = match battery.as_mut() {
+            Some(b) => b.apply(sp.battery_kw, dt),
+            None => 0.0,
+        };
+        let mut ev_kw = 0.0;
+        let mut per_charger = Vec::new();
+        for (id, kw) in &sp.chargers {
+            if let Some(car) = cars.get_mut(id) {
+                let p = kw.clamp(0.0, ((car.need_kwh - car.got_kwh) / dt).max(0.0));
+                car.got_kwh += p * dt;
+                ev_kw += p;
+                if p > 0.0 {
+                    per_charger.push((id.clone(), p * dt));
+                }
+            }
+        }
+        let pv_used = sp.pv_kw.clamp(0.0, pv_avail);
+        let deficit = load + ev_kw - pv_used - bat_kw;
+        let grid = conv.grid_for(deficit);
+        let (imp, exp) = (grid.max(0.0), (-grid).max(0.0));
+        let (ch, dis) = ((-bat_kw).max(0.0), bat_kw.max(0.0));
+        e.pv_available_kwh += pv_avail * dt;
+        e.pv_used_kwh += pv_used * dt;
+        e.grid_import_kwh += imp * dt;
+        e.grid_export_kwh += exp * dt;
+        e.battery_charge_kwh += ch * dt;
+        e.battery_discharge_kwh += dis * dt;
+        e.load_kwh += load * dt;
+        e.ev_kwh += ev_kw * dt;
+        e.converter_losses_kwh += conv.losses(grid) * dt;
+        if let Some(b) = &battery {
+            e.battery_losses_kwh +=
+                ch * dt * (1.0 - b.eta_charge) + dis * dt * (1.0 / b.eta_discharge - 1.0);
+        }
+        let price = w.import_price[i];
+        c.energy_cost_cny += imp * dt * price;
+        c.export_revenue_cny += exp * dt * w.export_price[i];
+        c.degradation_cny += dis * dt * deg;
+        c.load_shed_cny += shed_kwh_cost;
+        let m = months.entry(mkey.clone()).or_insert_with(|| MonthRow {
+            month: mkey.clone(),
+            ..Default::default()
+        });
+        m.import_kwh += imp * dt;
+        m.export_kwh += exp * dt;
+        m.net_cny +=
+            imp * dt * price - exp * dt * w.export_price[i] + dis * dt * deg + shed_kwh_cost;
+        m.location_kg += imp * dt * w.grid_factor;
+        m.peak_import_kw = m.peak_import_kw.max(imp);
+        grid_series.push(grid);
+        soc_series.push(
+            battery
+                .as_ref()
+                .or(idle_battery.as_ref())
+                .map_or(0.0, |b| b.soc_pct()),
+        );
+        accountant.push(
+            &IntervalRecord {
+                start: t,
+                pv_kwh: pv_used * dt,
+                grid_import_kwh: imp * dt,
+                grid_export_kwh: exp * dt,
+                battery_charge_kwh: ch * dt,
+                battery_discharge_kwh: dis * dt,
+                load_kwh: load * dt,
+                ev_kwh: ev_kw * dt,
+                ev_chargers: per_charger,
+            },
+            false,
+        );
+        if (i + 1) % w.per_day == 0 {
+            progress(((i + 1) / w.per_day) as u64);
+        }
+    }
+    // The period ends: cars still present and deferrable energy still due are counted.
+    for d in &defer {
+        deferrable_unmet += (d.energy_kwh - d.delivered_kwh).max(0.0);
+    }
+    for car in cars.values() {
+        let sess = &w.sessions[car.session];
+        ev.sessions += 1;
+        ev.wanted_kwh += car.need_kwh;
+        ev.delivered_kwh += car.got_kwh;
+        // A car that stays past the end is not yet late.
+        let _ = sess;
+    }
+    ev.unmet_kwh = ev.unmet_kwh.max(0.0);
+    // Demand charge: each month's peak, prorated to the days simulated in it.
+    for (k, m) in &mut months {
+        let (sim, all) = month_days[k];
+        let charge = m.peak_import_kw * peak_rate * f64::from(sim) / f64::from(all);
+        c.demand_charge_cny += charge;
+        m.net_cny += charge;
+    }
+    c.net_cny = c.energy_cost_cny + c.demand_charge_cny + c.degradation_cny + c.load_shed_cny
+        - c.export_revenue_cny;
+    e.pv_curtailed_kwh = e.pv_available_kwh - e.pv_used_kwh;
+    let stored_end = battery.as_ref().map_or(stored0, |b| b.stored_kwh);
+    e.battery_stored_change_kwh = stored_end - stored0;
+    let supply = e.pv_used_kwh + e.grid_import_kwh;
+    e.balance_residual_kwh = supply
+        - (e.load_kwh
+            + e.ev_kwh
+            + e.grid_export_kwh
+            + e.converter_losses_kwh
+            + e.battery_losses_kwh
+            + e.battery_stored_change_kwh);
+    e.balance_residual_share = if supply > 0.0 {
+        e.balance_residual_kwh.abs() / supply
+    } else {
+        0.0
+    };
+    let totals = accountant.totals();
+    gaps.sort_by(f64::total_cmp);
+    solver.median_gap = gaps.get(gaps.len() / 2).copied();
+    solver.max_gap = gaps.last().copied();
+    Ok(StrategyResult {
+        strategy: kind,
+        peak_import_kw: months
+            .values()
+            .map(|m| m.peak_import_kw)
+            .fold(0.0, f64::max),
+        battery_cycles: if usable > 0.0 {
+            e.battery_discharge_kwh / usable
+        } else {
+            0.0
+        },
+        energy: e,
+        cost: c,
+        carbon: CarbonTotals {
+            location_kg: totals.location_kg,
+            avoided_pv_kg: totals.avoided_pv_kg,
+            self_sufficiency: totals.self_sufficiency,
+            self_consumption: totals.self_consumption,
+            cfe_score: totals.cfe_score,
+            grid_factor_kg_per_kwh: w.grid_factor,
+        },
+        ev,
+        deferrable_unmet_kwh: deferrable_unmet,
+        solver,
+        alarm_intervals: alarms,
+        monthly: months.into_values().collect(),
+        grid_kw: grid_series,
+        soc_pct: soc_series,
+        wall_seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn total_curtailable(w: &World, curtail: &[(String, f64, f64)], i: usize) -> f64 {
+    curtail.iter().map(|(id, _, _)| w.load_actual[id][i]).sum()
+}
+
+fn finish_car(ev: &mut EvTotals, car: &Car) {
+    ev.sessions += 1;
+    ev.wanted_kwh += car.need_kwh;
+    ev.delivered_kwh += car.got_kwh;
+    let short = car.need_kwh - car.got_kwh;
+    if short > 0.01 {
+        ev.unmet_kwh += short;
+        ev.sessions_unmet += 1;
+    }
+}

@@ -1,0 +1,350 @@
+//! `pedf simulate`: backtests of a scenario under the strategies, with a report and plots.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use chrono::Datelike;
+use pedf_report::sim::{plot_comparison, plot_week, StrategySeries};
+use pedf_sim::backtest::{self, Backtest, StrategyKind};
+use pedf_sim::scenario::Scenario;
+
+use crate::UserError;
+
+pub struct SimulateArgs {
+    pub scenario: PathBuf,
+    pub days: u32,
+    pub strategy: String,
+    pub out_dir: PathBuf,
+    pub seed: Option<u64>,
+    pub progress: bool,
+}
+
+/// The largest share of the supplied energy the period's balance may miss (0.01 %).
+pub const BALANCE_TOLERANCE: f64 = 1e-4;
+
+pub fn run(a: SimulateArgs) -> Result<(), UserError> {
+    let mut s = Scenario::load(&a.scenario).map_err(|ds| {
+        crate::print_diagnostics(&ds);
+        UserError(format!(
+            "{}: {} error(s) in the scenario; nothing was simulated",
+            a.scenario.display(),
+            ds.len()
+        ))
+    })?;
+    if let Some(seed) = a.seed {
+        s.seed = seed;
+    }
+    if a.days == 0 || a.days > 3660 {
+        return Err(UserError(format!("--days {}: give 1..3660 days", a.days)));
+    }
+    let strategies = match a.strategy.as_str() {
+        "none" => vec![StrategyKind::None],
+        "rule" => vec![StrategyKind::Rule],
+        "optimized" => vec![StrategyKind::Optimized],
+        _ => vec![
+            StrategyKind::None,
+            StrategyKind::Rule,
+            StrategyKind::Optimized,
+        ],
+    };
+    std::fs::create_dir_all(&a.out_dir)
+        .map_err(|e| UserError(format!("--out-dir {}: {e}", a.out_dir.display())))?;
+    let bar = if a.progress {
+        let b = indicatif::ProgressBar::new(u64::from(a.days) * strategies.len() as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {msg} [{bar:40}] {pos}/{len} days · {elapsed} (ETA {eta})",
+            )
+            .map_err(|e| UserError(e.to_string()))?
+            .progress_chars("=> "),
+        );
+        b.set_message(format!("{} {}", s.park.id, a.strategy));
+        b
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let started = std::time::Instant::now();
+    let bt = backtest::run(&s, a.days, &strategies, &mut |done, _| {
+        bar.set_position(done)
+    })
+    .map_err(UserError)?;
+    bar.finish_and_clear();
+    let elapsed = started.elapsed().as_secs_f64();
+    let text = summary(&bt, elapsed);
+    print!("{text}");
+    let out = |name: &str| a.out_dir.join(name);
+    let write = |name: &str, body: &[u8]| {
+        std::fs::write(out(name), body)
+            .map_err(|e| UserError(format!("{}: {e}", out(name).display())))
+    };
+    write("report.txt", text.as_bytes())?;
+    let json = serde_json::to_string_pretty(&bt).map_err(|e| UserError(e.to_string()))?;
+    write("report.json", json.as_bytes())?;
+    write("monthly.csv", monthly_csv(&bt).as_bytes())?;
+    crate::load_plot_font()?;
+    let series = plot_series(&bt);
+    let title = format!(
+        "{}: {} days from {}, seed {}",
+        bt.park, bt.days, bt.first_day, bt.seed
+    );
+    plot_comparison(&title, &series.0, &out("comparison.svg"))
+        .map_err(|e| UserError(format!("comparison.svg: {e}")))?;
+    plot_comparison(&title, &series.0, &out("comparison.png"))
+        .map_err(|e| UserError(format!("comparison.png: {e}")))?;
+    let wtitle = format!("{}: week from {}", bt.park, series.1);
+    plot_week(&wtitle, bt.interval_minutes, &series.0, &out("week.svg"))
+        .map_err(|e| UserError(format!("week.svg: {e}")))?;
+    plot_week(&wtitle, bt.interval_minutes, &series.0, &out("week.png"))
+        .map_err(|e| UserError(format!("week.png: {e}")))?;
+    println!(
+        "wrote {}: report.txt, report.json, monthly.csv, comparison.svg/.png, week.svg/.png",
+        a.out_dir.display()
+    );
+    for r in &bt.results {
+        if r.energy.balance_residual_share > BALANCE_TOLERANCE {
+            return Err(UserError(format!(
+                "{}: the period's energy balance misses {:.3} kWh ({:.4} %), above 0.01 %: a simulator fault, please report it",
+                r.strategy.name(),
+                r.energy.balance_residual_kwh,
+                100.0 * r.energy.balance_residual_share
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn plot_series(bt: &Backtest) -> (Vec<StrategySeries>, String) {
+    let per_day = (24 * 60 / bt.interval_minutes) as usize;
+    let n = bt.starts.len();
+    // A summer week when the period has one (1 July onwards), else the first week.
+    let tz: chrono_tz::Tz = "Asia/Shanghai".parse().unwrap_or(chrono_tz::UTC);
+    let from = bt
+        .starts
+        .iter()
+        .position(|t| {
+            let l = t.with_timezone(&tz);
+            l.month() == 7 && l.day() == 1
+        })
+        .filter(|&i| i + 7 * per_day <= n)
+        .unwrap_or(0);
+    let to = (from + 7 * per_day).min(n);
+    let label = bt
+        .starts
+        .get(from)
+        .map(|t| t.with_timezone(&tz).format("%Y-%m-%d").to_string())
+        .unwrap_or_default();
+    let series = bt
+        .results
+        .iter()
+        .map(|r| StrategySeries {
+            name: r.strategy.name().to_string(),
+            monthly: r
+                .monthly
+                .iter()
+                .map(|m| (m.month.clone(), m.net_cny, m.location_kg / 1000.0))
+                .collect(),
+            week_grid_kw: r.grid_kw[from..to].to_vec(),
+            week_soc_pct: r.soc_pct[from..to].to_vec(),
+        })
+        .collect();
+    (series, label)
+}
+
+fn monthly_csv(bt: &Backtest) -> String {
+    let mut s =
+        String::from("strategy,month,import_kwh,export_kwh,net_cny,location_kg,peak_import_kw\n");
+    for r in &bt.results {
+        for m in &r.monthly {
+            let _ = writeln!(
+                s,
+                "{},{},{:.3},{:.3},{:.2},{:.3},{:.3}",
+                r.strategy.name(),
+                m.month,
+                m.import_kwh,
+                m.export_kwh,
+                m.net_cny,
+                m.location_kg,
+                m.peak_import_kw
+            );
+        }
+    }
+    s
+}
+
+/// The comparison table.
+pub fn summary(bt: &Backtest, elapsed_s: f64) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{} ({}): {} days from {} at {} min, seed {}; simulated in {:.1} s",
+        bt.scenario, bt.park, bt.days, bt.first_day, bt.interval_minutes, bt.seed, elapsed_s
+    );
+    let _ = write!(s, "\n{:<34}", "");
+    for r in &bt.results {
+        let _ = write!(s, "{:>16}", r.strategy.name());
+    }
+    s.push('\n');
+    type Row<'a> = (&'a str, Box<dyn Fn(&backtest::StrategyResult) -> String>);
+    let mwh = |v: f64| format!("{:.1}", v / 1000.0);
+    let rows: Vec<Row> = vec![
+        ("energy (MWh)", Box::new(|_| String::new())),
+        (
+            "  PV available",
+            Box::new(move |r| mwh(r.energy.pv_available_kwh)),
+        ),
+        ("  PV used", Box::new(move |r| mwh(r.energy.pv_used_kwh))),
+        (
+            "  PV curtailed",
+            Box::new(move |r| mwh(r.energy.pv_curtailed_kwh)),
+        ),
+        (
+            "  grid import",
+            Box::new(move |r| mwh(r.energy.grid_import_kwh)),
+        ),
+        (
+            "  grid export",
+            Box::new(move |r| mwh(r.energy.grid_export_kwh)),
+        ),
+        (
+            "  battery charge",
+            Box::new(move |r| mwh(r.energy.battery_charge_kwh)),
+        ),
+        (
+            "  battery discharge",
+            Box::new(move |r| mwh(r.energy.battery_discharge_kwh)),
+        ),
+        (
+            "  loads (after shedding)",
+            Box::new(move |r| mwh(r.energy.load_kwh)),
+        ),
+        (
+            "  load shed",
+            Box::new(move |r| mwh(r.energy.load_shed_kwh)),
+        ),
+        ("  EV charging", Box::new(move |r| mwh(r.energy.ev_kwh))),
+        (
+            "  converter + battery losses",
+            Box::new(move |r| mwh(r.energy.converter_losses_kwh + r.energy.battery_losses_kwh)),
+        ),
+        (
+            "  balance residual (kWh)",
+            Box::new(|r| format!("{:.2e}", r.energy.balance_residual_kwh)),
+        ),
+        ("cost (CNY)", Box::new(|_| String::new())),
+        (
+            "  energy at TOU prices",
+            Box::new(|r| format!("{:.0}", r.cost.energy_cost_cny)),
+        ),
+        (
+            "  demand charge",
+            Box::new(|r| format!("{:.0}", r.cost.demand_charge_cny)),
+        ),
+        (
+            "  export revenue",
+            Box::new(|r| format!("-{:.0}", r.cost.export_revenue_cny)),
+        ),
+        (
+            "  battery wear",
+            Box::new(|r| format!("{:.0}", r.cost.degradation_cny)),
+        ),
+        (
+            "  shed load (VOLL)",
+            Box::new(|r| format!("{:.0}", r.cost.load_shed_cny)),
+        ),
+        ("  net", Box::new(|r| format!("{:.0}", r.cost.net_cny))),
+        ("carbon", Box::new(|_| String::new())),
+        (
+            "  Scope 2 location-based (t)",
+            Box::new(|r| format!("{:.1}", r.carbon.location_kg / 1000.0)),
+        ),
+        (
+            "  avoided by PV (t)",
+            Box::new(|r| format!("{:.1}", r.carbon.avoided_pv_kg / 1000.0)),
+        ),
+        (
+            "  self-sufficiency",
+            Box::new(|r| format!("{:.1} %", 100.0 * r.carbon.self_sufficiency)),
+        ),
+        (
+            "  PV self-consumption",
+            Box::new(|r| format!("{:.1} %", 100.0 * r.carbon.self_consumption)),
+        ),
+        (
+            "  hourly CFE score",
+            Box::new(|r| format!("{:.1} %", 100.0 * r.carbon.cfe_score)),
+        ),
+        ("operation", Box::new(|_| String::new())),
+        (
+            "  peak import (kW)",
+            Box::new(|r| format!("{:.0}", r.peak_import_kw)),
+        ),
+        (
+            "  battery cycles (full equiv.)",
+            Box::new(|r| format!("{:.0}", r.battery_cycles)),
+        ),
+        (
+            "  EV sessions / unmet",
+            Box::new(|r| format!("{}/{}", r.ev.sessions, r.ev.sessions_unmet)),
+        ),
+        (
+            "  EV energy unmet (kWh)",
+            Box::new(|r| format!("{:.1}", r.ev.unmet_kwh)),
+        ),
+        (
+            "  deferrable energy unmet (kWh)",
+            Box::new(|r| format!("{:.1}", r.deferrable_unmet_kwh)),
+        ),
+        (
+            "  intervals with a limit alarm",
+            Box::new(|r| r.alarm_intervals.to_string()),
+        ),
+        ("planner", Box::new(|_| String::new())),
+        (
+            "  plans / fallbacks",
+            Box::new(|r| format!("{}/{}", r.solver.plans, r.solver.fallbacks)),
+        ),
+        (
+            "  stopped at time limit",
+            Box::new(|r| r.solver.time_limited.to_string()),
+        ),
+        (
+            "  median / max MIP gap",
+            Box::new(|r| match (r.solver.median_gap, r.solver.max_gap) {
+                (Some(a), Some(b)) => format!("{a:.1e}/{b:.1e}"),
+                _ => "-".into(),
+            }),
+        ),
+        (
+            "  solver seconds",
+            Box::new(|r| format!("{:.1}", r.solver.solve_seconds)),
+        ),
+        (
+            "  wall seconds",
+            Box::new(|r| format!("{:.1}", r.wall_seconds)),
+        ),
+    ];
+    for (label, f) in rows {
+        let _ = write!(s, "{label:<34}");
+        for r in &bt.results {
+            let _ = write!(s, "{:>16}", f(r));
+        }
+        s.push('\n');
+    }
+    if let Some(base) = bt.results.iter().find(|r| r.strategy == StrategyKind::None) {
+        for r in bt
+            .results
+            .iter()
+            .filter(|r| r.strategy != StrategyKind::None)
+        {
+            let _ = writeln!(
+                s,
+                "\n{} against none: {:.0} CNY saved ({:.1} %), {:.1} t CO2 less Scope 2",
+                r.strategy.name(),
+                base.cost.net_cny - r.cost.net_cny,
+                100.0 * (base.cost.net_cny - r.cost.net_cny) / base.cost.net_cny.abs().max(1e-9),
+                (base.carbon.location_kg - r.carbon.location_kg) / 1000.0
+            );
+        }
+    }
+    s
+}
