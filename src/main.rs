@@ -620,11 +620,15 @@ fn check(files: &[PathBuf], quiet: bool) -> ExitCode {
     for path in files {
         let name = path.display().to_string();
         tracing::info!(file = %name, "checking");
+        if path.is_dir() && path.join("scenario.toml").is_file() {
+            failed += usize::from(!check_scenario(path));
+            continue;
+        }
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
             Err(e) => {
                 let why = if path.is_dir() {
-                    "is a directory; give the park file inside it".to_string()
+                    "is a directory without a scenario.toml; give a park, run, device or scenario file".to_string()
                 } else {
                     e.to_string()
                 };
@@ -633,6 +637,10 @@ fn check(files: &[PathBuf], quiet: bool) -> ExitCode {
                 continue;
             }
         };
+        if pedf_sim::scenario::is_scenario_text(&String::from_utf8_lossy(&bytes)) {
+            failed += usize::from(!check_scenario(path));
+            continue;
+        }
         if let Some(ok) = check_device_file(path, &bytes) {
             failed += usize::from(!ok);
             continue;
@@ -680,6 +688,29 @@ fn check(files: &[PathBuf], quiet: bool) -> ExitCode {
 
 /// Checks a device list (`[[device]]`/`[[connection]]` tables, templates from `templates/`
 /// beside it) or a device template (`[template]`); `None` when the file is neither.
+/// A scenario folder (or its scenario.toml): every file it names, each problem located.
+fn check_scenario(path: &std::path::Path) -> bool {
+    match pedf_sim::scenario::Scenario::load(path) {
+        Ok(s) => {
+            println!(
+                "{}: scenario is valid (\"{}\", park {}, from {}, seed {}, {} EV groups)",
+                s.file.display(),
+                s.name,
+                s.park_file.display(),
+                s.start,
+                s.seed,
+                s.ev_groups.len()
+            );
+            true
+        }
+        Err(ds) => {
+            print_diagnostics(&ds);
+            eprintln!("{}: {} error(s) in the scenario", path.display(), ds.len());
+            false
+        }
+    }
+}
+
 /// A run file (`pedf run --config`): its keys, and the park file and device list it names.
 fn check_run_file(path: &std::path::Path, bytes: &[u8]) -> Option<bool> {
     let text = String::from_utf8_lossy(bytes);

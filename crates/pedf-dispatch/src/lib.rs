@@ -39,6 +39,9 @@ pub struct PlanOptions {
     pub time_limit_s: f64,
     /// Solver threads (`None`: HiGHS decides).
     pub threads: Option<u32>,
+    /// Branch-and-bound node limit (`None`: none). Unlike the time limit it stops at the same
+    /// point on every run and machine, so backtests that must be reproducible use it.
+    pub max_nodes: Option<u32>,
     /// End-of-horizon battery requirement.
     pub terminal_soc: TerminalSoc,
     /// Penalty per kWh of an unmet EV or deferrable requirement (above any energy price).
@@ -56,6 +59,7 @@ impl Default for PlanOptions {
             mip_gap: 1e-4,
             time_limit_s: 5.0,
             threads: None,
+            max_nodes: None,
             terminal_soc: TerminalSoc::AtLeastInitial,
             unmet_penalty_cny_per_kwh: 1000.0,
             unserved_penalty_cny_per_kwh: 10000.0,

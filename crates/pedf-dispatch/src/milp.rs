@@ -372,6 +372,11 @@ pub(crate) fn solve(
             .try_set_option("threads", threads as i32)
             .map_err(|e| DispatchError::Solver(format!("HiGHS option threads: {e:?}")))?;
     }
+    if let Some(nodes) = opts.max_nodes {
+        model
+            .try_set_option("mip_max_nodes", nodes as i32)
+            .map_err(|e| DispatchError::Solver(format!("HiGHS option mip_max_nodes: {e:?}")))?;
+    }
     if let Some(w) = warm {
         let values: Vec<f64> = vars.iter().map(|v| value_of(p, w, *v)).collect();
         // An incumbent HiGHS cannot use is ignored by it; that is not an error.
@@ -387,6 +392,7 @@ pub(crate) fn solve(
         HighsModelStatus::Optimal => "optimal",
         HighsModelStatus::ReachedTimeLimit => "time_limit",
         HighsModelStatus::ReachedIterationLimit => "iteration_limit",
+        HighsModelStatus::ReachedSolutionLimit if opts.max_nodes.is_some() => "node_limit",
         HighsModelStatus::ReachedSolutionLimit => "solution_limit",
         HighsModelStatus::Infeasible => {
             return Err(DispatchError::Solver(

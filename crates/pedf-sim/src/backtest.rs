@@ -117,8 +117,10 @@ pub struct SolverTotals {
     pub solve_seconds: f64,
     pub median_gap: Option<f64>,
     pub max_gap: Option<f64>,
-    /// Plans that stopped at the time limit before the gap.
+    /// Plans that stopped at the time limit before the gap (not reproducible: see the note).
     pub time_limited: usize,
+    /// Plans that stopped at the node limit before the gap.
+    pub node_limited: usize,
 }
 
 /// One month of a strategy.
@@ -422,8 +424,10 @@ fn run_one(
                     if plan.solver.status == "fallback" {
                         solver.fallbacks += 1;
                     }
-                    if plan.solver.status == "time_limit" {
-                        solver.time_limited += 1;
+                    match plan.solver.status.as_str() {
+                        "time_limit" => solver.time_limited += 1,
+                        "node_limit" => solver.node_limited += 1,
+                        _ => {}
                     }
                     if let Some(g) = plan.solver.mip_gap {
                         gaps.push(g);

@@ -57,6 +57,10 @@ pub struct OptimizedSettings {
     pub day_ahead_time_limit_s: f64,
     pub replan_every_min: u32,
     pub replan_time_limit_s: f64,
+    /// Branch-and-bound node limits: the reproducible stop (the time limits are a safety net
+    /// whose hits the report counts, since a time-limited solve may end elsewhere next run).
+    pub day_ahead_max_nodes: u32,
+    pub replan_max_nodes: u32,
 }
 
 /// A checked scenario.
@@ -150,6 +154,8 @@ struct OptimizedFile {
     day_ahead_time_limit_s: Spanned<f64>,
     replan_every_min: Spanned<u32>,
     replan_time_limit_s: Spanned<f64>,
+    day_ahead_max_nodes: u32,
+    replan_max_nodes: u32,
 }
 
 struct Diags<'a> {
@@ -269,6 +275,8 @@ impl Scenario {
         );
         let o = &f.optimized;
         let optimized = OptimizedSettings {
+            day_ahead_max_nodes: o.day_ahead_max_nodes,
+            replan_max_nodes: o.replan_max_nodes,
             mip_gap: d.range(
                 &o.mip_gap,
                 "optimized.mip_gap",
@@ -397,6 +405,14 @@ impl Scenario {
             }
         };
         if let Some(p) = &park {
+            let im = p.clock.interval.minutes();
+            if every % im != 0 {
+                d.error(
+                    o.replan_every_min.span(),
+                    format!("optimized.replan_every_min: {every} is not a multiple of the park's {im}-minute interval"),
+                    "re-plans start at interval boundaries, e.g. 60",
+                );
+            }
             if !ev_groups.is_empty() && p.ev_chargers.is_empty() {
                 d.error(
                     0..0,

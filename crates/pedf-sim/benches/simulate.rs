@@ -1,0 +1,29 @@
+//! Backtest speed: days of the reference scenario under each strategy, 15-min steps.
+//! The year-long figure (365 days, optimised) is taken with the CLI (see the issue note):
+//! `time target/release/pedf simulate simulations/qingzhou-pedf --days 365 --strategy optimized`.
+
+use std::path::Path;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use pedf_sim::backtest::{run, StrategyKind};
+use pedf_sim::scenario::Scenario;
+
+fn bench(c: &mut Criterion) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../simulations/qingzhou-pedf");
+    let s = Scenario::load(&dir).expect("scenario");
+    let mut g = c.benchmark_group("simulate");
+    g.sample_size(10);
+    g.bench_function("none_365_days", |b| {
+        b.iter(|| run(&s, 365, &[StrategyKind::None], &mut |_, _| {}).unwrap())
+    });
+    g.bench_function("rule_30_days", |b| {
+        b.iter(|| run(&s, 30, &[StrategyKind::Rule], &mut |_, _| {}).unwrap())
+    });
+    g.bench_function("optimized_7_days", |b| {
+        b.iter(|| run(&s, 7, &[StrategyKind::Optimized], &mut |_, _| {}).unwrap())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
