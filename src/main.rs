@@ -15,6 +15,7 @@ use pedf_dispatch::{PlanOptions, TerminalSoc};
 
 mod carbon_cmd;
 mod certificate_cmd;
+mod demo_cmd;
 mod forecast_cmd;
 mod plan_cmd;
 mod run_cmd;
@@ -148,6 +149,37 @@ enum Command {
 (listen = \"127.0.0.1:8080\") the dashboard, API (/api/v1, OpenAPI at /api/v1/openapi.json),
 live stream and /metrics are served; the first start prints an admin token once."
     )]
+    /// The reference park simulated on loopback with the EMS and the dashboard: one command,
+    /// no outside service.
+    #[command(
+        after_help = "Example:\n  pedf demo            (then open http://127.0.0.1:8080/ and log in with the printed token)\n  pedf demo --speed 60 (the park's physics one simulated minute per second)\n\nStarts an MQTT broker in the process (rumqttd; or --mqtt HOST:PORT), the scenario's park as\nModbus TCP (SunSpec PV inverters and battery, grid meter) and MQTT devices (EV chargers, DC\nloads) driven by the simulator's physics, the EMS with intraday re-planning from the demo's\nforecasts, and the dashboard. Run it from the repository root. --speed accelerates the park's\nphysics (weather, loads, cars); the EMS's clock, tariff periods and records stay on real time."
+    )]
+    Demo {
+        /// The scenario folder.
+        #[arg(long, value_name = "DIR", default_value = "simulations/qingzhou-pedf")]
+        scenario: PathBuf,
+        /// Dashboard and API address.
+        #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+        listen: String,
+        /// Port of the simulated Modbus TCP devices (loopback).
+        #[arg(long, default_value_t = 15020, value_name = "PORT")]
+        modbus_port: u16,
+        /// Port of the embedded MQTT broker (loopback).
+        #[arg(long, default_value_t = 18830, value_name = "PORT")]
+        mqtt_port: u16,
+        /// Use this MQTT broker instead of the embedded one.
+        #[arg(long, value_name = "HOST:PORT")]
+        mqtt: Option<String>,
+        /// Simulated seconds per real second for the park's physics.
+        #[arg(long, default_value_t = 1.0, value_name = "X")]
+        speed: f64,
+        /// Where the demo keeps its files (device list, run file, day inputs, store).
+        #[arg(long, default_value = ".pedf-demo", value_name = "DIR")]
+        dir: PathBuf,
+        /// Stop after this many seconds (default: until Ctrl-C).
+        #[arg(long = "for", value_name = "SECONDS")]
+        for_seconds: Option<f64>,
+    },
     /// Backtest a scenario under the strategies: energy, cost, carbon, comparison, plots.
     #[command(
         after_help = "Example:\n  pedf simulate simulations/qingzhou-pedf --days 365 --strategy all\n\nThe scenario folder's scenario.toml names the park file, the climate, load profiles, EV\nstatistics, the grid's carbon shape and the optimised strategy's solver settings. Strategies:\nnone (battery idle, chargers and loads uncontrolled), rule (rule-based plans), optimized (MILP\nday-ahead plan and intraday re-plans on forecasts), all. Writes report.txt, report.json,\nmonthly.csv, comparison.svg/.png and week.svg/.png into --out-dir. The same seed gives the\nsame result; the period's energy balance is checked to 0.01 %."
@@ -487,6 +519,25 @@ fn main() -> ExitCode {
             config,
             for_seconds,
         } => report(run_cmd::run_ems(&config, for_seconds)),
+        Command::Demo {
+            scenario,
+            listen,
+            modbus_port,
+            mqtt_port,
+            mqtt,
+            speed,
+            dir,
+            for_seconds,
+        } => report(demo_cmd::run(demo_cmd::DemoArgs {
+            scenario,
+            listen,
+            modbus_port,
+            mqtt,
+            mqtt_port,
+            speed,
+            dir,
+            for_seconds,
+        })),
         Command::Simulate {
             scenario,
             days,
@@ -599,8 +650,10 @@ fn plan_options(
 
 fn init_logging(verbose: u8) {
     let default = match verbose {
-        0 => "warn,highs=error",
-        1 => "info",
+        // The embedded broker (pedf demo) logs every client that drops as an error; it is quiet
+        // unless asked for.
+        0 => "warn,highs=error,rumqttd=off",
+        1 => "info,rumqttd=warn",
         2 => "debug",
         _ => "trace",
     };

@@ -162,7 +162,7 @@ impl Services for EmsServices {
     }
 }
 
-async fn shutdown_signal(for_seconds: Option<f64>) {
+pub async fn shutdown_signal(for_seconds: Option<f64>) {
     let timer = async {
         match for_seconds {
             Some(s) => tokio::time::sleep(std::time::Duration::from_secs_f64(s)).await,
@@ -181,14 +181,92 @@ async fn shutdown_signal(for_seconds: Option<f64>) {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => eprintln!("pedf run: Ctrl-C, stopping"),
-        _ = term => eprintln!("pedf run: SIGTERM, stopping"),
+        _ = tokio::signal::ctrl_c() => eprintln!("pedf: Ctrl-C, stopping"),
+        _ = term => eprintln!("pedf: SIGTERM, stopping"),
         _ = timer => {}
     }
 }
 
 fn load_park(path: &Path) -> Result<Park, UserError> {
     plan_cmd::load_park_file(path)
+}
+
+/// The runtime with its server (when the run file has one) until `shutdown`; `who` prefixes
+/// the console lines (`pedf run`, `pedf demo`).
+pub async fn run_and_serve(
+    cfg: RunConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+    who: &str,
+) -> Result<pedf_runtime::run::RunSummary, UserError> {
+    let mut io = RunIo::default();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut server = None;
+    if let Some(srv) = cfg.server.clone() {
+        let park = load_park(&cfg.park)?;
+        if let Some(dir) = cfg.store.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| UserError(format!("{}: {e}", dir.display())))?;
+        }
+        let mut store = Store::open(&cfg.store).map_err(|e| UserError(e.to_string()))?;
+        if let Some(token) = pedf_server::auth::ensure_admin_token(&mut store).map_err(UserError)? {
+            println!("{who}: first start: admin token (shown once, keep it safe): {token}");
+        }
+        let (live_tx, live_rx) = watch::channel(Arc::new(Live::default()));
+        let (mode_tx, mode_rx) = watch::channel(Mode::Automatic);
+        io.live = Some(live_tx);
+        io.mode = Some(mode_rx);
+        let services = EmsServices {
+            park: park.clone(),
+            store: cfg.store.clone(),
+            plan_inputs: srv.plan_inputs.clone(),
+            factors: srv.emission_factors.clone(),
+            certificates: srv.certificates_dir.clone().unwrap_or_default(),
+            issuer_key: srv.issuer_key.clone().unwrap_or_default(),
+        };
+        let state = AppState::new(
+            park,
+            live_rx,
+            mode_tx,
+            store,
+            Some(Box::new(services)),
+            stop_rx.clone(),
+        );
+        let tls = match (&srv.tls_cert, &srv.tls_key) {
+            (Some(c), Some(k)) => Some(pedf_server::tls_config(c, k).map_err(UserError)?),
+            _ => None,
+        };
+        let listener = tokio::net::TcpListener::bind(&srv.listen)
+            .await
+            .map_err(|e| UserError(format!("[server] listen = {}: {e}", srv.listen)))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| UserError(e.to_string()))?;
+        server = Some(match tls {
+            Some(tls) => {
+                println!("{who}: dashboard and API at https://{addr}/");
+                tokio::spawn(pedf_server::serve_tls(
+                    listener,
+                    state.with_secure_cookie(),
+                    tls,
+                    stop_rx.clone(),
+                ))
+            }
+            None => {
+                println!("{who}: dashboard and API at http://{addr}/");
+                tokio::spawn(pedf_server::serve(listener, state, stop_rx.clone()))
+            }
+        });
+    }
+    let r = run_with(cfg, io, shutdown).await.map_err(UserError);
+    let _ = stop_tx.send(true);
+    if let Some(s) = server {
+        match tokio::time::timeout(std::time::Duration::from_secs(5), s).await {
+            Ok(Ok(Err(e))) => eprintln!("{who}: server: {e}"),
+            Err(_) => eprintln!("{who}: server did not stop within 5 s"),
+            _ => {}
+        }
+    }
+    r
 }
 
 /// `pedf run`: the runtime on a tokio runtime, stopped by Ctrl-C, SIGTERM or `--for`.
@@ -206,81 +284,7 @@ pub fn run_ems(config: &Path, for_seconds: Option<f64>) -> Result<(), UserError>
         .enable_all()
         .build()
         .map_err(|e| UserError(format!("cannot start the runtime: {e}")))?;
-    let summary = rt.block_on(async move {
-        let mut io = RunIo::default();
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let mut server = None;
-        if let Some(srv) = cfg.server.clone() {
-            let park = load_park(&cfg.park)?;
-            if let Some(dir) = cfg.store.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| UserError(format!("{}: {e}", dir.display())))?;
-            }
-            let mut store = Store::open(&cfg.store).map_err(|e| UserError(e.to_string()))?;
-            if let Some(token) =
-                pedf_server::auth::ensure_admin_token(&mut store).map_err(UserError)?
-            {
-                println!("pedf run: first start: admin token (shown once, keep it safe): {token}");
-            }
-            let (live_tx, live_rx) = watch::channel(Arc::new(Live::default()));
-            let (mode_tx, mode_rx) = watch::channel(Mode::Automatic);
-            io.live = Some(live_tx);
-            io.mode = Some(mode_rx);
-            let services = EmsServices {
-                park: park.clone(),
-                store: cfg.store.clone(),
-                plan_inputs: srv.plan_inputs.clone(),
-                factors: srv.emission_factors.clone(),
-                certificates: srv.certificates_dir.clone().unwrap_or_default(),
-                issuer_key: srv.issuer_key.clone().unwrap_or_default(),
-            };
-            let state = AppState::new(
-                park,
-                live_rx,
-                mode_tx,
-                store,
-                Some(Box::new(services)),
-                stop_rx.clone(),
-            );
-            let tls = match (&srv.tls_cert, &srv.tls_key) {
-                (Some(c), Some(k)) => Some(pedf_server::tls_config(c, k).map_err(UserError)?),
-                _ => None,
-            };
-            let listener = tokio::net::TcpListener::bind(&srv.listen)
-                .await
-                .map_err(|e| UserError(format!("[server] listen = {}: {e}", srv.listen)))?;
-            let addr = listener
-                .local_addr()
-                .map_err(|e| UserError(e.to_string()))?;
-            server = Some(match tls {
-                Some(tls) => {
-                    println!("pedf run: dashboard and API at https://{addr}/");
-                    tokio::spawn(pedf_server::serve_tls(
-                        listener,
-                        state.with_secure_cookie(),
-                        tls,
-                        stop_rx.clone(),
-                    ))
-                }
-                None => {
-                    println!("pedf run: dashboard and API at http://{addr}/");
-                    tokio::spawn(pedf_server::serve(listener, state, stop_rx.clone()))
-                }
-            });
-        }
-        let r = run_with(cfg, io, shutdown_signal(for_seconds))
-            .await
-            .map_err(UserError);
-        let _ = stop_tx.send(true);
-        if let Some(s) = server {
-            match tokio::time::timeout(std::time::Duration::from_secs(5), s).await {
-                Ok(Ok(Err(e))) => eprintln!("pedf run: server: {e}"),
-                Err(_) => eprintln!("pedf run: server did not stop within 5 s"),
-                _ => {}
-            }
-        }
-        r
-    });
+    let summary = rt.block_on(run_and_serve(cfg, shutdown_signal(for_seconds), "pedf run"));
     let s = summary?;
     let safe = if s.not_made_safe.is_empty() {
         "every controllable device in its safe state".to_string()

@@ -9,6 +9,9 @@
 pub mod backtest;
 pub mod bank;
 pub mod broker;
+pub mod demo;
+#[cfg(feature = "embedded-broker")]
+pub mod embedded_broker;
 pub mod faulty;
 pub mod mqtt;
 pub mod park;

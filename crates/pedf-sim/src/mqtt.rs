@@ -5,6 +5,7 @@
 //! (state 1 connected, 2 charging). Load state: `{"power_kw": ..}`. Command:
 //! `{"power_kw": x}`, clamped to the device's maximum.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,8 +20,13 @@ pub enum SimKind {
 
 /// A running simulated MQTT device.
 pub struct SimMqttDevice {
-    /// Current power, kW (commands change it; tests may too).
+    /// Current power, kW (commands change it; tests and the demo's physics may too).
     pub power_kw: Arc<Mutex<f64>>,
+    /// The last power command received, kW (`None` until one arrives; the demo's physics
+    /// clears it when a new car plugs in).
+    pub command_kw: Arc<Mutex<Option<f64>>>,
+    /// Charger: a car is plugged in (state 0 when not; default true, as before the demo).
+    pub present: Arc<AtomicBool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -39,8 +45,11 @@ impl SimMqttDevice {
         options.set_keep_alive(Duration::from_secs(5));
         let (client, mut eventloop) = AsyncClient::new(options, 64);
         let power = Arc::new(Mutex::new(initial_kw));
+        let command: Arc<Mutex<Option<f64>>> = Arc::new(Mutex::new(None));
+        let present = Arc::new(AtomicBool::new(true));
         let (set_topic, state_topic) = (format!("{prefix}/set"), format!("{prefix}/state"));
         let (p1, c1, st1) = (power.clone(), client.clone(), set_topic.clone());
+        let cmd1 = command.clone();
         let max = match kind {
             SimKind::Charger { max_kw } | SimKind::DcLoad { max_kw } => max_kw,
         };
@@ -54,6 +63,7 @@ impl SimMqttDevice {
                         if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&p.payload) {
                             if let Some(x) = v.get("power_kw").and_then(serde_json::Value::as_f64) {
                                 *p1.lock().expect("sim lock") = x.clamp(0.0, max);
+                                *cmd1.lock().expect("sim lock") = Some(x.clamp(0.0, max));
                             }
                         }
                     }
@@ -63,6 +73,7 @@ impl SimMqttDevice {
             }
         });
         let p2 = power.clone();
+        let here = present.clone();
         let publisher = tokio::spawn(async move {
             let mut session_wh = 0.0;
             let mut tick = tokio::time::interval(period);
@@ -72,7 +83,15 @@ impl SimMqttDevice {
                 session_wh += p * 1000.0 * period.as_secs_f64() / 3600.0;
                 let json = match kind {
                     SimKind::Charger { .. } => {
-                        serde_json::json!({"power_w": p * 1000.0, "state": if p > 0.0 { 2 } else { 1 }, "session_wh": session_wh})
+                        let state = if !here.load(Ordering::Relaxed) {
+                            session_wh = 0.0;
+                            0
+                        } else if p > 0.0 {
+                            2
+                        } else {
+                            1
+                        };
+                        serde_json::json!({"power_w": p * 1000.0, "state": state, "session_wh": session_wh})
                     }
                     SimKind::DcLoad { .. } => serde_json::json!({"power_kw": p}),
                 };
@@ -86,6 +105,8 @@ impl SimMqttDevice {
         });
         SimMqttDevice {
             power_kw: power,
+            command_kw: command,
+            present,
             tasks: vec![events, publisher],
         }
     }

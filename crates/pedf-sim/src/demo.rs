@@ -1,0 +1,468 @@
+//! The demonstration park (`pedf demo`): the scenario's park on loopback, driven by the physics
+//! in (optionally accelerated) simulated time. PV inverters, the battery and the grid meter are
+//! Modbus TCP devices (SunSpec, and the template meter), the EV chargers and DC loads speak
+//! MQTT; the EMS reads and commands them exactly as it would real ones.
+//!
+//! Each tick (200 ms of real time, `speed` times that of simulated time) the driver reads what
+//! the EMS wrote (battery power in SunSpec 124, PV limits in 123, charger commands), runs the
+//! physics (PV and loads of the scenario's world interpolated to the instant, battery with its
+//! taper, cars that arrive, charge and leave, the deferrable load on its flat schedule) and
+//! writes the measurements back (103/802 power and SoC, the meter's power and counters, charger
+//! and load state). The grid meter is the bus balance through the converter.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Timelike, Utc};
+use sunspec::models::{
+    model103::Model103, model123::Model123, model124::Model124, model802::Model802,
+};
+use sunspec::Value;
+
+use crate::bank::{Bank, SimServer};
+use crate::mqtt::{SimKind, SimMqttDevice};
+use crate::physics::{BatteryModel, Converter, DeferrableModel};
+use crate::scenario::Scenario;
+use crate::sunspec_image::{self as img, SunSpecImage};
+use crate::world::World;
+
+/// Simulated time: `speed` simulated seconds per real second from an origin.
+#[derive(Debug, Clone, Copy)]
+pub struct SimClock {
+    origin_real: Instant,
+    origin_sim: DateTime<Utc>,
+    speed: f64,
+}
+
+impl SimClock {
+    pub fn new(origin_sim: DateTime<Utc>, speed: f64) -> SimClock {
+        SimClock {
+            origin_real: Instant::now(),
+            origin_sim,
+            speed,
+        }
+    }
+    pub fn now(&self) -> DateTime<Utc> {
+        let real = self.origin_real.elapsed().as_secs_f64();
+        self.origin_sim + chrono::Duration::milliseconds((real * self.speed * 1000.0) as i64)
+    }
+    pub fn speed(&self) -> f64 {
+        self.speed
+    }
+}
+
+/// Where the demo's devices listen.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub modbus: SocketAddr,
+    pub mqtt_host: String,
+    pub mqtt_port: u16,
+    /// Folder for the device list and its templates.
+    pub dir: PathBuf,
+    /// Where the sim templates are (config/devices/templates).
+    pub templates_dir: PathBuf,
+    pub speed: f64,
+    /// Simulated days built ahead (the world repeats after them).
+    pub days: u32,
+    /// The simulated instant the demo starts at.
+    pub start: DateTime<Utc>,
+}
+
+/// What the physics did last tick, for the console.
+#[derive(Debug, Clone, Default)]
+pub struct DemoNow {
+    pub at: Option<DateTime<Utc>>,
+    pub pv_kw: f64,
+    pub battery_kw: f64,
+    pub soc_pct: f64,
+    pub load_kw: f64,
+    pub ev_kw: f64,
+    pub grid_kw: f64,
+    pub cars: usize,
+}
+
+/// The running demonstration park.
+pub struct DemoPark {
+    pub modbus: SimServer,
+    pub devices_file: PathBuf,
+    pub clock: SimClock,
+    pub now: Arc<Mutex<DemoNow>>,
+    _mqtt: Vec<SimMqttDevice>,
+    driver: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for DemoPark {
+    fn drop(&mut self) {
+        self.driver.abort();
+        self.modbus.stop();
+    }
+}
+
+const BATTERY_UNIT: u8 = 10;
+const METER_UNIT: u8 = 20;
+const METER_POWER: usize = 0x2012;
+
+struct Addrs {
+    pv: Vec<(u8, u16, u16, f64)>, // unit, 103 data, 123 data, rating kW
+    bat_802: u16,
+    bat_124: u16,
+}
+
+impl DemoPark {
+    /// Starts the devices and the physics. The MQTT broker must already run.
+    pub async fn start(s: &Scenario, o: &DemoOptions) -> Result<DemoPark, String> {
+        let park = &s.park;
+        let clock = SimClock::new(o.start, o.speed);
+        let first_day = park.clock.local(o.start).date_naive();
+        let world = World::build(s, first_day, o.days.max(1))?;
+        std::fs::create_dir_all(o.dir.join("templates"))
+            .map_err(|e| format!("{}: {e}", o.dir.display()))?;
+        for t in ["pedf-sim-meter", "pedf-sim-dc-charger", "pedf-sim-dc-load"] {
+            let from = o.templates_dir.join(format!("{t}.toml"));
+            std::fs::copy(&from, o.dir.join(format!("templates/{t}.toml")))
+                .map_err(|e| format!("{}: {e}", from.display()))?;
+        }
+        let mut banks = BTreeMap::new();
+        let mut addrs = Addrs {
+            pv: Vec::new(),
+            bat_802: 0,
+            bat_124: 0,
+        };
+        for (k, a) in park.pv.iter().enumerate() {
+            let unit = 1 + k as u8;
+            let rating = a.converter_rating.0;
+            let mut b = Bank::default();
+            let image = SunSpecImage::new(40000)
+                .model(1, &img::common("pedf-sim", "PV", &a.id))
+                .model(120, &img::nameplate(rating * 1000.0, 2))
+                .model(103, &img::inverter(0.0, 2, 0))
+                .model(123, &img::controls(100.0))
+                .install(&mut b);
+            let c123 = image.addr_of(123).unwrap_or(0);
+            b.writable.push((c123, 24));
+            addrs
+                .pv
+                .push((unit, image.addr_of(103).unwrap_or(0), c123, rating));
+            banks.insert(unit, b);
+        }
+        let bat = BatteryModel::of(park).ok_or("the park has no battery")?;
+        let mut b = Bank::default();
+        let image = SunSpecImage::new(40000)
+            .model(1, &img::common("pedf-sim", "BESS", "demo"))
+            .model(
+                802,
+                &img::battery(
+                    bat.soc_pct(),
+                    0.0,
+                    2,
+                    bat.max_charge_kw * 1000.0,
+                    bat.max_discharge_kw * 1000.0,
+                    3,
+                ),
+            )
+            .model(124, &img::storage(bat.max_charge_kw * 1000.0, 3))
+            .install(&mut b);
+        addrs.bat_802 = image.addr_of(802).unwrap_or(0);
+        addrs.bat_124 = image.addr_of(124).unwrap_or(0);
+        b.writable.push((addrs.bat_124, 24));
+        banks.insert(BATTERY_UNIT, b);
+        banks.insert(METER_UNIT, Bank::default());
+        let modbus = SimServer::start_on(o.modbus, banks)
+            .await
+            .map_err(|e| format!("Modbus server on {}: {e}", o.modbus))?;
+        let mut mqtt = Vec::new();
+        let mut chargers = Vec::new();
+        for c in &park.ev_chargers {
+            let d = SimMqttDevice::start(
+                &o.mqtt_host,
+                o.mqtt_port,
+                &format!("demo/{}", c.id),
+                SimKind::Charger {
+                    max_kw: c.max_power.0,
+                },
+                0.0,
+                Duration::from_millis(500),
+            );
+            d.present.store(false, Ordering::Relaxed);
+            chargers.push((
+                c.id.clone(),
+                c.max_power.0,
+                d.power_kw.clone(),
+                d.command_kw.clone(),
+                d.present.clone(),
+            ));
+            mqtt.push(d);
+        }
+        let mut loads = Vec::new();
+        for l in &park.flexible_loads {
+            let d = SimMqttDevice::start(
+                &o.mqtt_host,
+                o.mqtt_port,
+                &format!("demo/{}", l.id),
+                SimKind::DcLoad {
+                    max_kw: l.max_power.0,
+                },
+                0.0,
+                Duration::from_millis(500),
+            );
+            loads.push((l.id.clone(), d.power_kw.clone()));
+            mqtt.push(d);
+        }
+        let devices_file = o.dir.join("devices.toml");
+        std::fs::write(
+            &devices_file,
+            devices_toml(s, &modbus.addr.to_string(), &o.mqtt_host, o.mqtt_port),
+        )
+        .map_err(|e| format!("{}: {e}", devices_file.display()))?;
+        let now = Arc::new(Mutex::new(DemoNow::default()));
+        let banks = modbus.banks.clone();
+        let driver = {
+            let now = now.clone();
+            let s = s.clone();
+            tokio::spawn(async move {
+                drive(s, world, clock, banks, addrs, chargers, loads, now).await;
+            })
+        };
+        Ok(DemoPark {
+            modbus,
+            devices_file,
+            clock,
+            now,
+            _mqtt: mqtt,
+            driver,
+        })
+    }
+}
+
+type ChargerHandles = (
+    String,
+    f64,
+    Arc<Mutex<f64>>,
+    Arc<Mutex<Option<f64>>>,
+    Arc<std::sync::atomic::AtomicBool>,
+);
+
+fn words<T: Value>(v: T) -> Vec<u16> {
+    v.encode().to_vec()
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn drive(
+    s: Scenario,
+    w: World,
+    clock: SimClock,
+    banks: crate::bank::Banks,
+    addrs: Addrs,
+    chargers: Vec<ChargerHandles>,
+    loads: Vec<(String, Arc<Mutex<f64>>)>,
+    now_out: Arc<Mutex<DemoNow>>,
+) {
+    let park = &s.park;
+    let mut battery = BatteryModel::of(park).expect("checked at start");
+    let mut defer = DeferrableModel::of(park);
+    let conv = Converter {
+        eta_in: park.converter.efficiency_ac_to_dc,
+        eta_out: park.converter.efficiency_dc_to_ac,
+    };
+    let step_s = w.dt_h * 3600.0;
+    let span = w.starts.len() as f64 * step_s;
+    let w0 = w.starts[0];
+    let fixed_ids: Vec<String> = park.fixed_loads.iter().map(|l| l.id.clone()).collect();
+    let curtail_ids: Vec<String> = Scenario::profile_ids(park)
+        .into_iter()
+        .filter(|id| !fixed_ids.contains(id))
+        .collect();
+    // Cars on chargers: (session index, energy got).
+    let mut cars: BTreeMap<String, (usize, f64)> = BTreeMap::new();
+    let (mut imp_kwh, mut exp_kwh) = (0.0f64, 0.0f64);
+    let mut last = clock.now();
+    let mut day = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tick.tick().await;
+        let t = clock.now();
+        let dt_h = ((t - last).num_milliseconds() as f64 / 3.6e6).clamp(0.0, 1.0);
+        last = t;
+        // Position in the world (it repeats after its last day).
+        let secs = ((t - w0).num_milliseconds() as f64 / 1000.0).rem_euclid(span);
+        let x = secs / step_s - 0.5;
+        let i0 = x.floor().max(0.0) as usize;
+        let i1 = (i0 + 1).min(w.starts.len() - 1);
+        let f = (x - x.floor()).clamp(0.0, 1.0) * f64::from(u8::from(x >= 0.0));
+        let at = |v: &Vec<f64>| v[i0] + (v[i1] - v[i0]) * f;
+        let wt = w0 + chrono::Duration::milliseconds((secs * 1000.0) as i64);
+        let local = park.clock.local(wt);
+        if day != Some(local.date_naive()) {
+            day = Some(local.date_naive());
+            defer.iter_mut().for_each(DeferrableModel::new_day);
+        }
+        let mut b = banks.lock().expect("bank lock");
+        // What the EMS wrote.
+        let mut pv = 0.0;
+        let mut pv_each = Vec::new();
+        for ((unit, _, c123, rating), avail) in addrs.pv.iter().zip(w.pv_actual.values()) {
+            let bank = b.entry(*unit).or_default();
+            bank.writes.clear();
+            let pct =
+                f64::from(bank.holding[usize::from(c123 + Model123::W_MAX_LIM_PCT.offset)]) * 0.1;
+            let ena = bank.holding[usize::from(c123 + Model123::W_MAX_LIM_ENA.offset)] == 1;
+            let cap = if ena {
+                pct / 100.0 * rating
+            } else {
+                f64::INFINITY
+            };
+            let p = at(avail).min(cap).max(0.0);
+            pv += p;
+            pv_each.push(p);
+        }
+        let bank = b.entry(BATTERY_UNIT).or_default();
+        bank.writes.clear();
+        let mode = bank.holding[usize::from(addrs.bat_124 + Model124::STOR_CTL_MOD.offset)];
+        let out_rate = bank.holding[usize::from(addrs.bat_124 + Model124::OUT_W_RTE.offset)] as i16;
+        let set_kw = if mode & 3 == 3 {
+            f64::from(out_rate) * 0.1 / 100.0 * battery.max_charge_kw
+        } else {
+            0.0
+        };
+        let bat_kw = battery.apply(set_kw, dt_h.max(1e-9));
+        // Cars.
+        let mut ev = 0.0;
+        for (id, max, power, command, present) in &chargers {
+            let here = w
+                .sessions
+                .iter()
+                .position(|x| x.charger == *id && x.arrival <= wt && wt < x.departure);
+            match (here, cars.get(id).map(|c| c.0)) {
+                (Some(k), Some(old)) if k == old => {}
+                (Some(k), _) => {
+                    cars.insert(id.clone(), (k, 0.0));
+                    *command.lock().expect("lock") = None;
+                }
+                (None, _) => {
+                    cars.remove(id);
+                }
+            }
+            let p = match cars.get_mut(id) {
+                Some((k, got)) => {
+                    let left = (w.sessions[*k].energy_kwh - *got).max(0.0);
+                    // A car takes its maximum until the EMS says otherwise.
+                    let wish = command.lock().expect("lock").unwrap_or(*max);
+                    let p = wish
+                        .clamp(0.0, *max)
+                        .min(if dt_h > 0.0 { left / dt_h } else { *max });
+                    *got += p * dt_h;
+                    p
+                }
+                None => 0.0,
+            };
+            present.store(cars.contains_key(id), Ordering::Relaxed);
+            *power.lock().expect("lock") = p;
+            ev += p;
+        }
+        // Loads.
+        let mut load: f64 = fixed_ids.iter().map(|id| at(&w.load_actual[id])).sum();
+        for (id, power) in &loads {
+            let p = if curtail_ids.contains(id) {
+                at(&w.load_actual[id])
+            } else if let Some(d) = defer.iter_mut().find(|d| d.id == *id) {
+                let flat = d.flat_kw();
+                d.run(
+                    flat,
+                    f64::from(local.hour() * 60 + local.minute()),
+                    dt_h.max(1e-9),
+                )
+            } else {
+                0.0
+            };
+            *power.lock().expect("lock") = p;
+            load += p;
+        }
+        let grid = conv.grid_for(load + ev - pv - bat_kw);
+        imp_kwh += grid.max(0.0) * dt_h;
+        exp_kwh += (-grid).max(0.0) * dt_h;
+        // Measurements back.
+        for ((unit, c103, _, _), p) in addrs.pv.iter().zip(&pv_each) {
+            let bank = b.entry(*unit).or_default();
+            bank.set(c103 + Model103::W.offset, &words((p * 10.0).round() as i16));
+        }
+        let bank = b.entry(BATTERY_UNIT).or_default();
+        bank.set(
+            addrs.bat_802 + Model802::SOC.offset,
+            &words((battery.soc_pct() * 10.0).round() as u16),
+        );
+        bank.set(
+            addrs.bat_802 + Model802::W.offset,
+            &words((bat_kw * 10.0).round() as i16),
+        );
+        let meter = b.entry(METER_UNIT).or_default();
+        let g = (grid as f32).to_bits();
+        meter.input[METER_POWER..METER_POWER + 2].copy_from_slice(&[(g >> 16) as u16, g as u16]);
+        let (ik, ek) = (imp_kwh.round() as u32, exp_kwh.round() as u32);
+        meter.set(
+            0x4000,
+            &[
+                (ik >> 16) as u16,
+                ik as u16,
+                (ek >> 16) as u16,
+                ek as u16,
+                0,
+            ],
+        );
+        drop(b);
+        *now_out.lock().expect("lock") = DemoNow {
+            at: Some(t),
+            pv_kw: pv,
+            battery_kw: bat_kw,
+            soc_pct: battery.soc_pct(),
+            load_kw: load,
+            ev_kw: ev,
+            grid_kw: grid,
+            cars: cars.len(),
+        };
+    }
+}
+
+fn devices_toml(s: &Scenario, modbus: &str, mqtt_host: &str, mqtt_port: u16) -> String {
+    let park = &s.park;
+    let mut t = format!(
+        "# Written by `pedf demo`: the demonstration park's devices on loopback.\n\n[[connection]]\nid = \"modbus\"\nkind = \"tcp\"\naddress = \"{modbus}\"\ntimeout_ms = 500\n\n[[connection]]\nid = \"mqtt\"\nkind = \"mqtt\"\naddress = \"{mqtt_host}:{mqtt_port}\"\n"
+    );
+    for (k, a) in park.pv.iter().enumerate() {
+        t += &format!(
+            "\n[[device]]\nid = \"{id}\"\ncapability = \"pv-inverter\"\nasset = \"{id}\"\nconnection = \"modbus\"\nunit_id = {unit}\nsunspec = true\npoll_ms = 500\nstale_after_ms = 5000\n",
+            id = a.id,
+            unit = 1 + k
+        );
+    }
+    if let Some(b) = park.batteries.first() {
+        t += &format!(
+            "\n[[device]]\nid = \"{id}\"\ncapability = \"battery\"\nasset = \"{id}\"\nconnection = \"modbus\"\nunit_id = {BATTERY_UNIT}\nsunspec = true\npoll_ms = 500\nstale_after_ms = 5000\n",
+            id = b.id
+        );
+    }
+    t += &format!(
+        "\n[[device]]\nid = \"grid-meter\"\ncapability = \"meter\"\nasset = \"grid\"\nconnection = \"modbus\"\nunit_id = {METER_UNIT}\ntemplate = \"pedf-sim-meter\"\npoll_ms = 500\nstale_after_ms = 5000\n"
+    );
+    for c in &park.ev_chargers {
+        t += &format!(
+            "\n[[device]]\nid = \"{id}\"\ncapability = \"ev-charger\"\nasset = \"{id}\"\nconnection = \"mqtt\"\ntemplate = \"pedf-sim-dc-charger\"\ntopic = \"demo/{id}\"\nstale_after_ms = 5000\n",
+            id = c.id
+        );
+    }
+    for l in &park.flexible_loads {
+        t += &format!(
+            "\n[[device]]\nid = \"{id}\"\ncapability = \"dc-load\"\nasset = \"{id}\"\nconnection = \"mqtt\"\ntemplate = \"pedf-sim-dc-load\"\ntopic = \"demo/{id}\"\nstale_after_ms = 5000\n",
+            id = l.id
+        );
+    }
+    t
+}
+
+/// The templates folder beside a park file's config folder (config/devices/templates).
+pub fn default_templates_dir(root: &Path) -> PathBuf {
+    root.join("config/devices/templates")
+}

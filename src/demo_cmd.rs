@@ -1,0 +1,199 @@
+//! `pedf demo`: the reference park simulated on loopback (Modbus and MQTT devices driven by the
+//! physics), its own MQTT broker, the EMS with intraday re-planning, and the dashboard. One
+//! command, no outside service; Ctrl-C leaves every device in its safe state and stops.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use chrono::Utc;
+use pedf_runtime::run::RunConfig;
+use pedf_sim::demo::{DemoOptions, DemoPark};
+use pedf_sim::scenario::Scenario;
+use pedf_sim::world::World;
+
+use crate::UserError;
+
+pub struct DemoArgs {
+    pub scenario: PathBuf,
+    pub listen: String,
+    pub modbus_port: u16,
+    pub mqtt: Option<String>,
+    pub mqtt_port: u16,
+    pub speed: f64,
+    pub dir: PathBuf,
+    pub for_seconds: Option<f64>,
+}
+
+fn abs(p: &Path) -> Result<PathBuf, UserError> {
+    std::path::absolute(p).map_err(|e| UserError(format!("{}: {e}", p.display())))
+}
+
+/// Writes the day inputs the EMS plans from (forecast PV and loads of the demo's world, the
+/// sessions drivers booked, the grid's carbon signal), in the planner's formats.
+fn write_day_inputs(w: &World, s: &Scenario, dir: &Path) -> Result<(), UserError> {
+    std::fs::create_dir_all(dir).map_err(|e| UserError(format!("{}: {e}", dir.display())))?;
+    let clock = &s.park.clock;
+    let table = |m: &std::collections::BTreeMap<String, Vec<f64>>, what: &str| {
+        let mut t = format!(
+            "# {what}, kW, interval mean: the demo's day-ahead forecast (pedf demo).\nstart"
+        );
+        for k in m.keys() {
+            t += &format!(",{k}");
+        }
+        t.push('\n');
+        for (i, start) in w.starts.iter().enumerate() {
+            t += &clock.format(*start);
+            for v in m.values() {
+                let _ = write!(t, ",{:.3}", v[i]);
+            }
+            t.push('\n');
+        }
+        t
+    };
+    let put = |name: &str, text: String| {
+        std::fs::write(dir.join(name), text)
+            .map_err(|e| UserError(format!("{}: {e}", dir.join(name).display())))
+    };
+    put("pv.csv", table(&w.pv_forecast, "PV available at the bus"))?;
+    put("loads.csv", table(&w.load_forecast, "Demand"))?;
+    let mut ci = String::from("# Grid carbon signal, kg CO2/kWh (scenario: annual factor x hourly shape).\nstart,kg_per_kwh\n");
+    for (i, start) in w.starts.iter().enumerate() {
+        let _ = writeln!(ci, "{},{:.4}", clock.format(*start), w.intensity[i]);
+    }
+    put("carbon-intensity.csv", ci)?;
+    let mut ev = String::from("# EV sessions as drivers booked them (pedf demo).\nid,charger,arrival,departure,energy_kwh\n");
+    for x in &w.sessions {
+        let _ = writeln!(
+            ev,
+            "{},{},{},{},{:.1}",
+            x.id,
+            x.charger,
+            clock.format(x.arrival),
+            clock.format(x.departure),
+            x.energy_kwh
+        );
+    }
+    put("ev-sessions.csv", ev)
+}
+
+pub fn run(a: DemoArgs) -> Result<(), UserError> {
+    let s = Scenario::load(&a.scenario).map_err(|ds| {
+        crate::print_diagnostics(&ds);
+        UserError(format!(
+            "{}: {} error(s) in the scenario",
+            a.scenario.display(),
+            ds.len()
+        ))
+    })?;
+    if !(a.speed.is_finite() && (0.1..=3600.0).contains(&a.speed)) {
+        return Err(UserError(format!(
+            "--speed {}: give 0.1..3600 (simulated seconds per second)",
+            a.speed
+        )));
+    }
+    let listen: SocketAddr = a.listen.parse().map_err(|_| {
+        UserError(format!(
+            "--listen {}: not an address such as 127.0.0.1:8080",
+            a.listen
+        ))
+    })?;
+    std::fs::create_dir_all(&a.dir)
+        .map_err(|e| UserError(format!("--dir {}: {e}", a.dir.display())))?;
+    let dir = abs(&a.dir)?;
+    let root = abs(Path::new("."))?;
+    let templates = root.join("config/devices/templates");
+    if !templates.join("pedf-sim-meter.toml").is_file() {
+        return Err(UserError(
+            "run pedf demo from the repository root (config/devices/templates is needed)".into(),
+        ));
+    }
+    let (mqtt_host, mqtt_port, embedded) = match &a.mqtt {
+        Some(hp) => {
+            let (h, p) = hp
+                .rsplit_once(':')
+                .ok_or_else(|| UserError(format!("--mqtt {hp}: HOST:PORT")))?;
+            (
+                h.to_string(),
+                p.parse::<u16>()
+                    .map_err(|_| UserError(format!("--mqtt {hp}: bad port")))?,
+                false,
+            )
+        }
+        None => ("127.0.0.1".to_string(), a.mqtt_port, true),
+    };
+    if embedded {
+        #[cfg(feature = "embedded-broker")]
+        pedf_sim::embedded_broker::start(SocketAddr::from(([127, 0, 0, 1], mqtt_port)))
+            .map_err(UserError)?;
+        #[cfg(not(feature = "embedded-broker"))]
+        return Err(UserError(
+            "built without the embedded-broker feature: give --mqtt HOST:PORT of a running broker"
+                .into(),
+        ));
+    }
+    // The demo starts now; the world covers today and the next days (then repeats).
+    let start = Utc::now();
+    let days = 3;
+    let today = s.park.clock.local(start).date_naive();
+    let world = World::build(&s, today, days).map_err(UserError)?;
+    let inputs = dir.join("day-inputs");
+    write_day_inputs(&world, &s, &inputs)?;
+    // A fresh store each start: the demo's history is its own.
+    let store = dir.join("demo.sqlite");
+    for ext in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{ext}", store.display()));
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| UserError(format!("cannot start the runtime: {e}")))?;
+    let factors = root.join("config/emission-factors/china-grid.toml");
+    rt.block_on(async move {
+        let opts = DemoOptions {
+            modbus: SocketAddr::from(([127, 0, 0, 1], a.modbus_port)),
+            mqtt_host: mqtt_host.clone(),
+            mqtt_port,
+            dir: dir.clone(),
+            templates_dir: templates,
+            speed: a.speed,
+            days,
+            start,
+        };
+        let demo = DemoPark::start(&s, &opts).await.map_err(UserError)?;
+        let run_file = dir.join("run.toml");
+        let q = |p: &Path| p.display().to_string().replace('\\', "/");
+        let text = format!(
+            "# Written by `pedf demo`.\npark = \"{}\"\ndevices = \"{}\"\nstore = \"{}\"\ncycle_ms = 1000\nretention_days = 1\nmqtt_client_id = \"pedf-demo-ems\"\ncommand_timeout_s = 10\n\n[server]\nlisten = \"{listen}\"\nplan_inputs = \"{}\"\nemission_factors = \"{}\"\n\n[replan]\ninputs = \"{}\"\nevery_min = 15\ndeviation_kw = 100\ndeviation_s = 60\ntime_limit_s = 5\n",
+            q(&s.park_file.canonicalize().unwrap_or(s.park_file.clone())),
+            q(&demo.devices_file),
+            q(&store),
+            q(&inputs),
+            q(&factors),
+            q(&inputs),
+        );
+        std::fs::write(&run_file, text).map_err(|e| UserError(format!("{}: {e}", run_file.display())))?;
+        let cfg = RunConfig::load(&run_file).map_err(UserError)?;
+        println!(
+            "pedf demo: {} ({}), simulated on loopback: Modbus {} (PV units 1-{}, battery 10, meter 20), MQTT {}:{}{}; physics at {}x real time",
+            s.park.name,
+            s.park.id,
+            demo.modbus.addr,
+            s.park.pv.len(),
+            mqtt_host,
+            mqtt_port,
+            if embedded { " (embedded broker)" } else { "" },
+            a.speed
+        );
+        println!("pedf demo: files in {} (run.toml, devices.toml, day-inputs/, demo.sqlite); Ctrl-C stops", dir.display());
+        let summary = crate::run_cmd::run_and_serve(cfg, crate::run_cmd::shutdown_signal(a.for_seconds), "pedf demo").await?;
+        let now = demo.now.lock().map(|n| n.clone()).unwrap_or_default();
+        drop(demo);
+        println!(
+            "pedf demo stopped: {} cycles, {} setpoints written, {} alarms; last: PV {:.0} kW, battery {:.0} kW at {:.1} %, loads {:.0} kW, EV {:.0} kW ({} cars), grid {:.0} kW",
+            summary.cycles, summary.setpoints, summary.alarms, now.pv_kw, now.battery_kw, now.soc_pct, now.load_kw, now.ev_kw, now.cars, now.grid_kw
+        );
+        Ok(())
+    })
+}
