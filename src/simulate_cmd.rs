@@ -304,8 +304,8 @@ pub fn summary(bt: &Backtest, elapsed_s: f64) -> String {
             Box::new(|r| format!("{}/{}", r.solver.plans, r.solver.fallbacks)),
         ),
         (
-            "  stopped at time limit",
-            Box::new(|r| r.solver.time_limited.to_string()),
+            "  stopped at node / time limit",
+            Box::new(|r| format!("{}/{}", r.solver.node_limited, r.solver.time_limited)),
         ),
         (
             "  median / max MIP gap",

@@ -21,15 +21,8 @@ use crate::rng::Rng;
 use crate::scenario::Scenario;
 use crate::weather;
 
-/// An EV session as it happens (or as forecast).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Session {
-    pub id: String,
-    pub charger: String,
-    pub arrival: DateTime<Utc>,
-    pub departure: DateTime<Utc>,
-    pub energy_kwh: f64,
-}
+/// An EV session as it happens (or as forecast): pedf-forecast's session type.
+pub use pedf_forecast::ev::Session;
 
 /// The period's series.
 pub struct World {
