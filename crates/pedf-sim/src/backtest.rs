@@ -408,6 +408,13 @@ fn run_one(
                 } else {
                     s.optimized.replan_time_limit_s
                 },
+                max_nodes: Some(if new_day {
+                    s.optimized.day_ahead_max_nodes
+                } else {
+                    s.optimized.replan_max_nodes
+                }),
+                // One thread: the same answer on every machine.
+                threads: Some(1),
                 terminal_soc: TerminalSoc::AtLeast(
                     (day_start_stored / cap).min(park.batteries.first().map_or(1.0, |b| b.soc_max)),
                 ),
