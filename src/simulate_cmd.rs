@@ -310,7 +310,13 @@ pub fn summary(bt: &Backtest, elapsed_s: f64) -> String {
         (
             "  median / max MIP gap",
             Box::new(|r| match (r.solver.median_gap, r.solver.max_gap) {
+                (Some(a), Some(b)) if r.solver.gap_unknown > 0 => {
+                    format!("{a:.1e}/{b:.1e} ({} unknown)", r.solver.gap_unknown)
+                }
                 (Some(a), Some(b)) => format!("{a:.1e}/{b:.1e}"),
+                (None, _) if r.solver.gap_unknown > 0 => {
+                    format!("unknown ({})", r.solver.gap_unknown)
+                }
                 _ => "-".into(),
             }),
         ),

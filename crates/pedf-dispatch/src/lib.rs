@@ -165,7 +165,7 @@ pub fn plan_optimized(
             let info = SolverInfo {
                 name: "HiGHS".into(),
                 status: r.status,
-                mip_gap: Some(r.mip_gap),
+                mip_gap: r.mip_gap.is_finite().then_some(r.mip_gap),
                 seconds: r.solve_seconds,
                 build_seconds: r.build_seconds,
                 columns: r.columns,

@@ -411,8 +411,12 @@ pub(crate) fn solve(
         )));
     }
     let gap = solved.mip_gap();
-    let mip_gap = if binaries == 0 || !gap.is_finite() {
+    // No binaries: an LP, solved exactly. A MIP stopped before it has a dual bound (a node
+    // limit of 0 can end in the root) has an unknown gap: infinity here, `None` in the plan.
+    let mip_gap = if binaries == 0 {
         0.0
+    } else if !gap.is_finite() {
+        f64::INFINITY
     } else {
         gap.max(0.0)
     };

@@ -121,6 +121,8 @@ pub struct SolverTotals {
     pub time_limited: usize,
     /// Plans that stopped at the node limit before the gap.
     pub node_limited: usize,
+    /// MIP plans that stopped before the solver had a bound (gap unknown).
+    pub gap_unknown: usize,
 }
 
 /// One month of a strategy.
@@ -436,8 +438,10 @@ fn run_one(
                         "node_limit" => solver.node_limited += 1,
                         _ => {}
                     }
-                    if let Some(g) = plan.solver.mip_gap {
-                        gaps.push(g);
+                    match plan.solver.mip_gap {
+                        Some(g) => gaps.push(g),
+                        None if plan.solver.binaries > 0 => solver.gap_unknown += 1,
+                        None => {}
                     }
                     active = Some(ActivePlan { from: i, plan });
                 }
