@@ -344,11 +344,11 @@ pub fn summary(bt: &Backtest, elapsed_s: f64) -> String {
         {
             let _ = writeln!(
                 s,
-                "\n{} against none: {:.0} CNY saved ({:.1} %), {:.1} t CO2 less Scope 2",
+                "\n{} against none: {:.0} CNY saved ({:.1} %); Scope 2 {:+.1} t CO2 (losses add import; shifting cannot lower emissions at a flat annual factor)",
                 r.strategy.name(),
                 base.cost.net_cny - r.cost.net_cny,
                 100.0 * (base.cost.net_cny - r.cost.net_cny) / base.cost.net_cny.abs().max(1e-9),
-                (base.carbon.location_kg - r.carbon.location_kg) / 1000.0
+                (r.carbon.location_kg - base.carbon.location_kg) / 1000.0
             );
         }
     }
