@@ -162,7 +162,7 @@ impl Services for EmsServices {
     }
 }
 
-pub async fn shutdown_signal(for_seconds: Option<f64>) {
+pub async fn shutdown_signal(for_seconds: Option<f64>, who: &str) {
     let timer = async {
         match for_seconds {
             Some(s) => tokio::time::sleep(std::time::Duration::from_secs_f64(s)).await,
@@ -181,8 +181,8 @@ pub async fn shutdown_signal(for_seconds: Option<f64>) {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => eprintln!("pedf: Ctrl-C, stopping"),
-        _ = term => eprintln!("pedf: SIGTERM, stopping"),
+        _ = tokio::signal::ctrl_c() => eprintln!("{who}: Ctrl-C, stopping"),
+        _ = term => eprintln!("{who}: SIGTERM, stopping"),
         _ = timer => {}
     }
 }
@@ -284,7 +284,11 @@ pub fn run_ems(config: &Path, for_seconds: Option<f64>) -> Result<(), UserError>
         .enable_all()
         .build()
         .map_err(|e| UserError(format!("cannot start the runtime: {e}")))?;
-    let summary = rt.block_on(run_and_serve(cfg, shutdown_signal(for_seconds), "pedf run"));
+    let summary = rt.block_on(run_and_serve(
+        cfg,
+        shutdown_signal(for_seconds, "pedf run"),
+        "pedf run",
+    ));
     let s = summary?;
     let safe = if s.not_made_safe.is_empty() {
         "every controllable device in its safe state".to_string()
