@@ -462,11 +462,9 @@ fn run_one(
         let mut shed_kwh_cost = 0.0;
         for (id, share, voll) in &curtail {
             let demand = w.load_actual[id][i];
+            // The plan's shed, shared over the curtailable loads by their demand now.
             let wish = plan_iv.map_or(0.0, |p| {
-                p.load_shed_kw * demand
-                    / plan_iv
-                        .map_or(1.0, |_| total_curtailable(w, &curtail, i))
-                        .max(1e-9)
+                p.load_shed_kw * demand / total_curtailable(w, &curtail, i).max(1e-9)
             });
             let shed = wish.clamp(0.0, share * demand);
             load += demand - shed;
@@ -599,15 +597,12 @@ fn run_one(
     for d in &defer {
         deferrable_unmet += (d.energy_kwh - d.delivered_kwh).max(0.0);
     }
+    // A car that stays past the end is counted, but not as short: it is not yet late.
     for car in cars.values() {
-        let sess = &w.sessions[car.session];
         ev.sessions += 1;
         ev.wanted_kwh += car.need_kwh;
         ev.delivered_kwh += car.got_kwh;
-        // A car that stays past the end is not yet late.
-        let _ = sess;
     }
-    ev.unmet_kwh = ev.unmet_kwh.max(0.0);
     // Demand charge: each month's peak, prorated to the days simulated in it.
     for (k, m) in &mut months {
         let (sim, all) = month_days[k];

@@ -82,7 +82,6 @@ pub fn generate(s: &Scenario, first_day: NaiveDate, days: u32) -> YearWeather {
     let (mut day_anom, mut temp_anom, mut hour_anom, mut err) = (0.0, 0.0, 0.0, 0.0);
     let mut current_day: Option<NaiveDate> = None;
     let mut k_day = 0.7;
-    let mut mean_k = 0.7;
     let ar_day: f64 = 0.5;
     let ar_hour: f64 = 0.7;
     let ar_err: f64 = 0.8;
@@ -92,7 +91,7 @@ pub fn generate(s: &Scenario, first_day: NaiveDate, days: u32) -> YearWeather {
         let date = local.date_naive();
         if current_day != Some(date) {
             current_day = Some(date);
-            mean_k = mean_clear_sky_index(s, date.month(), date.year());
+            let mean_k = mean_clear_sky_index(s, date.month(), date.year());
             day_anom = ar_day * day_anom + 0.22 * (1.0 - ar_day * ar_day).sqrt() * day_rng.normal();
             temp_anom = 0.6 * temp_anom + 2.0 * 0.8 * day_rng.normal();
             k_day = (mean_k + day_anom).clamp(0.25, 1.0);
@@ -109,7 +108,6 @@ pub fn generate(s: &Scenario, first_day: NaiveDate, days: u32) -> YearWeather {
             + (c.high_c - c.low_c) / 2.0 * (std::f64::consts::TAU * (hour - 15.0) / 24.0).cos()
             + temp_anom;
         let temp_f = temp + err_rng.normal();
-        let _ = mean_k;
         actual.push(WeatherRow {
             time: t,
             ghi_w_m2: None,
