@@ -304,20 +304,26 @@ pub fn summary(bt: &Backtest, elapsed_s: f64) -> String {
             Box::new(|r| format!("{}/{}", r.solver.plans, r.solver.fallbacks)),
         ),
         (
+            "  LP dive only (node limit 0)",
+            Box::new(|r| r.solver.lp_dive.to_string()),
+        ),
+        (
             "  stopped at node / time limit",
             Box::new(|r| format!("{}/{}", r.solver.node_limited, r.solver.time_limited)),
         ),
         (
-            "  median / max MIP gap",
-            Box::new(|r| match (r.solver.median_gap, r.solver.max_gap) {
-                (Some(a), Some(b)) if r.solver.gap_unknown > 0 => {
-                    format!("{a:.1e}/{b:.1e} ({} unknown)", r.solver.gap_unknown)
+            "  MIP gap median / p95 / max",
+            Box::new(|r| {
+                let known = match (r.solver.median_gap, r.solver.p95_gap, r.solver.max_gap) {
+                    (Some(a), Some(b), Some(c)) => Some(format!("{a:.1e}/{b:.1e}/{c:.1e}")),
+                    _ => None,
+                };
+                match (known, r.solver.gap_unknown) {
+                    (Some(k), 0) => k,
+                    (Some(k), u) => format!("{k} ({u} unknown)"),
+                    (None, 0) => "-".into(),
+                    (None, u) => format!("unknown ({u})"),
                 }
-                (Some(a), Some(b)) => format!("{a:.1e}/{b:.1e}"),
-                (None, _) if r.solver.gap_unknown > 0 => {
-                    format!("unknown ({})", r.solver.gap_unknown)
-                }
-                _ => "-".into(),
             }),
         ),
         (

@@ -25,7 +25,9 @@ pub enum Strategy {
 pub struct SolverInfo {
     /// Solver name, e.g. "HiGHS" or "rule-based".
     pub name: String,
-    /// "optimal", "gap_limit", "time_limit", or "rule" for the rule-based strategy.
+    /// "optimal", "gap_limit", "time_limit", "node_limit", "lp_dive" (node limit 0: the LP
+    /// dive's plan, its gap against the linear relaxation), or "rule"/"fallback" for the
+    /// rule-based strategy.
     pub status: String,
     /// Relative MIP gap reached (0 for an LP or a proven optimum; `None` for rules).
     pub mip_gap: Option<f64>,

@@ -149,17 +149,51 @@ pub fn plan_optimized(
         schedule::evaluate(park, inputs, &p, s, Strategy::Rule, blank.clone()).objective_cny
     };
     // The starting plan: the LP dive's when it is better than the rules'.
-    let dive = if opts.warm_start && opts.mip {
+    let dive = if opts.mip && (opts.warm_start || opts.max_nodes == Some(0)) {
         lp_dive(&p, opts)
     } else {
         None
     };
-    let start = match dive {
+    // A node limit of 0 means no branch and bound: the dive's plan is the answer, and its
+    // first LP (the relaxation) bounds the optimum, so the gap is known.
+    if opts.max_nodes == Some(0) {
+        if let Some(d) = dive.as_ref().filter(|d| d.schedule.is_some()) {
+            let s = d.schedule.as_ref().expect("filtered");
+            let mut info = SolverInfo {
+                name: "HiGHS".into(),
+                status: "lp_dive".into(),
+                mip_gap: None,
+                seconds: d.solve_seconds,
+                build_seconds: d.build_seconds,
+                columns: d.columns,
+                rows: d.rows,
+                binaries: 0,
+            };
+            let (chosen, note) = if cost(s) <= cost(&rule_schedule) {
+                (s, None)
+            } else {
+                (
+                    &rule_schedule,
+                    Some("the LP dive's plan cost more than the rule-based plan; the rule-based plan is used"),
+                )
+            };
+            let objective = cost(chosen);
+            info.mip_gap = Some(((objective - d.bound) / objective.abs().max(1e-9)).max(0.0));
+            let mut plan = schedule::evaluate(park, inputs, &p, chosen, Strategy::Optimized, info);
+            plan.notes.extend(note.map(String::from));
+            plan.notes.push(format!(
+                "no branch and bound (node limit 0): the plan of an LP dive in {} rounds; the gap is against the linear relaxation",
+                d.rounds
+            ));
+            return Ok(plan);
+        }
+    }
+    let start = match dive.and_then(|d| d.schedule) {
         Some(d) if cost(&d) < cost(&rule_schedule) => d,
         _ => rule_schedule.clone(),
     };
     let warm = opts.warm_start.then_some(&start);
-    match milp::solve(&p, opts, warm, None) {
+    match milp::solve(&p, opts, warm) {
         Ok(r) => {
             tracing::info!(status = %r.status, gap = r.mip_gap, build_s = r.build_seconds, solve_s = r.solve_seconds, cols = r.columns, rows = r.rows, binaries = r.binaries, objective = r.objective, "HiGHS finished");
             let info = SolverInfo {
@@ -205,59 +239,153 @@ pub fn plan_optimized(
     }
 }
 
+/// What the LP dive found.
+struct Dive {
+    /// The MILP-feasible plan, or `None` when the dive did not settle.
+    schedule: Option<schedule::Schedule>,
+    /// The linear relaxation's optimum: a lower bound on the MILP's.
+    bound: f64,
+    rounds: usize,
+    build_seconds: f64,
+    solve_seconds: f64,
+    columns: usize,
+    rows: usize,
+}
+
 /// A MILP-feasible starting plan from linear programs: solve the relaxation, hold at zero the
 /// weaker side of every interval that both imports and exports (where a binary would forbid
 /// it), hold every EV or deferrable-load interval that runs below its minimum power at least
-/// at the minimum (the requirement allows one interval at minimum power more), and solve again,
-/// until nothing is violated (at most 40 rounds). `None` when it does not settle.
-fn lp_dive(p: &problem::Problem, opts: &PlanOptions) -> Option<schedule::Schedule> {
-    let lp = PlanOptions {
-        mip: false,
-        ..opts.clone()
+/// at the minimum (the requirement allows one interval at minimum power more), and solve again
+/// from the last basis, until nothing is violated (at most 40 rounds). `None` when even the
+/// relaxation cannot be solved.
+fn lp_dive(p: &problem::Problem, opts: &PlanOptions) -> Option<Dive> {
+    let started = Instant::now();
+    let mut lp = milp::Relaxation::new(p, opts).ok()?;
+    let build_seconds = started.elapsed().as_secs_f64();
+    let solve_start = Instant::now();
+    let mut dive = Dive {
+        schedule: None,
+        bound: f64::NEG_INFINITY,
+        rounds: 0,
+        build_seconds,
+        solve_seconds: 0.0,
+        columns: lp.columns,
+        rows: lp.rows,
     };
-    let mut fixes = milp::Fixes::none(p);
-    for _ in 0..40 {
-        let s = milp::solve(p, &lp, None, Some(&fixes)).ok()?.schedule;
+    let mut import_off = vec![false; p.n];
+    let mut export_off = vec![false; p.n];
+    let mut ev_on: Vec<Vec<bool>> = p.sessions.iter().map(|_| vec![false; p.n]).collect();
+    let mut defer_on: Vec<Vec<bool>> = p.deferrable.iter().map(|_| vec![false; p.n]).collect();
+    for round in 0..40 {
+        let Ok((s, objective)) = lp.solve(p) else {
+            break;
+        };
+        if round == 0 {
+            dive.bound = objective;
+        }
+        dive.rounds = round + 1;
         let mut changed = false;
+        let mut burns = false;
         for t in 0..p.n {
-            if milp::grid_binary(p, t) && s.imp[t] > 1e-7 && s.exp[t] > 1e-7 {
+            if milp::grid_binary(p, t)
+                && s.imp[t] > 1e-7
+                && s.exp[t] > 1e-7
+                && !import_off[t]
+                && !export_off[t]
+            {
                 if s.exp[t] * p.exp_price[t] >= s.imp[t] * p.import_cost(t) {
-                    fixes.import_off[t] = true;
+                    import_off[t] = true;
+                    lp.import_off(t);
                 } else {
-                    fixes.export_off[t] = true;
+                    export_off[t] = true;
+                    lp.export_off(t);
                 }
                 changed = true;
             }
-            for (k, sess) in p.sessions.iter().enumerate() {
-                let v = s.ev[k][t];
-                if v > 1e-7 && v < sess.min - 1e-7 {
-                    fixes.ev_on[k][t] = true;
-                    changed = true;
-                }
-            }
-            for (f, d) in p.deferrable.iter().enumerate() {
-                let v = s.defer[f][t];
-                if v > 1e-7 && v < d.min - 1e-7 {
-                    fixes.defer_on[f][t] = true;
-                    changed = true;
-                }
-            }
             // Simultaneous charge and discharge only pays at negative prices; leave those
             // intervals to the solver.
-            if p.import_cost(t) < 0.0
+            burns |= p.import_cost(t) < 0.0
                 && s.ch
                     .iter()
                     .zip(&s.dis)
-                    .any(|(c, d)| c[t] > 1e-7 && d[t] > 1e-7)
+                    .any(|(c, d)| c[t] > 1e-7 && d[t] > 1e-7);
+        }
+        if burns {
+            break;
+        }
+        for (k, sess) in p.sessions.iter().enumerate() {
+            let ivs: Vec<usize> = (sess.first..sess.end).collect();
+            for (t, on) in round_min_power(&s.ev[k], &ivs, sess.min, sess.need, p.dt, &mut ev_on[k])
             {
-                return None;
+                lp.ev_hold(p, k, t, on);
+                changed = true;
+            }
+        }
+        for (f, d) in p.deferrable.iter().enumerate() {
+            for req in &d.requirements {
+                for (t, on) in round_min_power(
+                    &s.defer[f],
+                    &req.intervals,
+                    d.min,
+                    req.energy,
+                    p.dt,
+                    &mut defer_on[f],
+                ) {
+                    lp.defer_hold(p, f, t, on);
+                    changed = true;
+                }
             }
         }
         if !changed {
-            return Some(s);
+            dive.schedule = Some(s);
+            break;
         }
     }
-    None
+    dive.solve_seconds = solve_start.elapsed().as_secs_f64();
+    dive.bound.is_finite().then_some(dive)
+}
+
+/// Rounds the intervals of one requirement (an EV session or a deferrable load's window)
+/// that run between zero and the minimum power: the largest of them are held on (at least
+/// at the minimum) until they carry the energy the sub-minimum intervals carried, the rest
+/// are held off. A hold on is skipped (held off instead) when the requirement's upper limit,
+/// the energy asked plus one interval at minimum power, could no longer be met, so the next
+/// relaxation stays feasible. Returns the holds to apply; `on` records the holds on so far.
+fn round_min_power(
+    values: &[f64],
+    intervals: &[usize],
+    min: f64,
+    energy: f64,
+    dt: f64,
+    on: &mut [bool],
+) -> Vec<(usize, bool)> {
+    if min <= 0.0 {
+        return Vec::new();
+    }
+    let mut low: Vec<usize> = intervals
+        .iter()
+        .copied()
+        .filter(|&t| values[t] > 1e-7 && values[t] < min - 1e-7)
+        .collect();
+    if low.is_empty() {
+        return Vec::new();
+    }
+    let low_energy: f64 = low.iter().map(|&t| values[t] * dt).sum();
+    let wanted = (low_energy / (min * dt) - 1e-9).ceil() as usize;
+    low.sort_by(|&a, &b| values[b].total_cmp(&values[a]).then(a.cmp(&b)));
+    let mut held = intervals.iter().filter(|&&t| on[t]).count();
+    let mut holds = Vec::with_capacity(low.len());
+    for (j, t) in low.into_iter().enumerate() {
+        let fits = (held + 1) as f64 * min * dt <= energy + min * dt + 1e-9;
+        if j < wanted && fits {
+            on[t] = true;
+            held += 1;
+            holds.push((t, true));
+        } else {
+            holds.push((t, false));
+        }
+    }
+    holds
 }
 
 /// Re-plans the rest of a horizon from the current state (rolling optimisation): `inputs`

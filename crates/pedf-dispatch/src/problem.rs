@@ -99,6 +99,42 @@ impl Problem {
         self.curtailable.iter().map(|c| c.demand[t]).sum()
     }
 
+    /// The most the DC bus can take at `t`: every load at its most, every session and
+    /// deferrable load at full power, every battery charging at full power.
+    pub fn sink_max(&self, t: usize) -> f64 {
+        self.fixed[t]
+            + self.curtailable_demand(t)
+            + self
+                .deferrable
+                .iter()
+                .filter(|d| d.allowed[t])
+                .map(|d| d.max)
+                .sum::<f64>()
+            + self
+                .sessions
+                .iter()
+                .filter(|s| s.first <= t && t < s.end)
+                .map(|s| s.max)
+                .sum::<f64>()
+            + self.batteries.iter().map(|b| b.ch_max).sum::<f64>()
+    }
+
+    /// An upper bound on import at `t` that keeps at least one optimal plan. Where importing
+    /// costs money and importing while exporting is forbidden or does not pay, some optimal
+    /// plan never imports and exports at once (netting the two is no dearer) and never
+    /// imports while curtailing PV (using the PV and importing less is cheaper), so import
+    /// never needs to exceed what the bus can take beyond all of its PV.
+    pub fn import_bound(&self, t: usize) -> f64 {
+        let both_pay = !self.no_simultaneous
+            && self.exp_cap[t] > 0.0
+            && self.import_cost(t) < self.exp_price[t] * self.eta_in * self.eta_out;
+        if self.import_cost(t) > 0.0 && !both_pay {
+            (((self.sink_max(t) - self.pv[t]) / self.eta_in).max(0.0)).min(self.imp_cap)
+        } else {
+            self.imp_cap
+        }
+    }
+
     pub fn build(
         park: &Park,
         inputs: &DayInputs,

@@ -115,8 +115,14 @@ pub struct SolverTotals {
     pub plans: usize,
     pub fallbacks: usize,
     pub solve_seconds: f64,
+    /// Relative gap of the plans: median, 95th percentile and largest (a plan with an
+    /// objective near zero can show a large relative gap on a few CNY).
     pub median_gap: Option<f64>,
+    pub p95_gap: Option<f64>,
     pub max_gap: Option<f64>,
+    /// Plans made by the LP dive without branch and bound (node limit 0), their gap measured
+    /// against the linear relaxation.
+    pub lp_dive: usize,
     /// Plans that stopped at the time limit before the gap (not reproducible: see the note).
     pub time_limited: usize,
     /// Plans that stopped at the node limit before the gap.
@@ -436,6 +442,7 @@ fn run_one(
                     match plan.solver.status.as_str() {
                         "time_limit" => solver.time_limited += 1,
                         "node_limit" => solver.node_limited += 1,
+                        "lp_dive" => solver.lp_dive += 1,
                         _ => {}
                     }
                     match plan.solver.mip_gap {
@@ -631,6 +638,7 @@ fn run_one(
     let totals = accountant.totals();
     gaps.sort_by(f64::total_cmp);
     solver.median_gap = gaps.get(gaps.len() / 2).copied();
+    solver.p95_gap = gaps.get(gaps.len() * 95 / 100).copied();
     solver.max_gap = gaps.last().copied();
     Ok(StrategyResult {
         strategy: kind,
