@@ -132,9 +132,12 @@ pub fn run(a: DemoArgs) -> Result<(), UserError> {
                 .into(),
         ));
     }
-    // The demo starts now; the world covers today and the next days (then repeats).
+    // The demo starts now; the world and the day inputs cover today and the next days (at
+    // least 3, and about 8 hours of real time at the chosen speed; then the park's world
+    // repeats and the EMS, without a forecast, raises its alarm).
     let start = Utc::now();
-    let days = 3;
+    let clock = pedf_core::time::TimeSource::scaled(start, a.speed);
+    let days = ((a.speed / 3.0).ceil() as u32).clamp(3, 366);
     let today = s.park.clock.local(start).date_naive();
     let world = World::build(&s, today, days).map_err(UserError)?;
     let inputs = dir.join("day-inputs");
@@ -157,7 +160,7 @@ pub fn run(a: DemoArgs) -> Result<(), UserError> {
             mqtt_port,
             dir: dir.clone(),
             templates_dir: templates,
-            speed: a.speed,
+            clock,
             days,
             start,
         };
@@ -165,18 +168,21 @@ pub fn run(a: DemoArgs) -> Result<(), UserError> {
         let run_file = dir.join("run.toml");
         let q = |p: &Path| p.display().to_string().replace('\\', "/");
         let text = format!(
-            "# Written by `pedf demo`.\npark = \"{}\"\ndevices = \"{}\"\nstore = \"{}\"\ncycle_ms = 1000\nretention_days = 1\nmqtt_client_id = \"pedf-demo-ems\"\ncommand_timeout_s = 10\n\n[server]\nlisten = \"{listen}\"\nplan_inputs = \"{}\"\nemission_factors = \"{}\"\n\n[replan]\ninputs = \"{}\"\nevery_min = 15\ndeviation_kw = 100\ndeviation_s = 60\ntime_limit_s = 5\n",
+            "# Written by `pedf demo`.\npark = \"{}\"\ndevices = \"{}\"\nstore = \"{}\"\ncycle_ms = 1000\nretention_days = 1\nmqtt_client_id = \"pedf-demo-ems\"\ncommand_timeout_s = {timeout}\n\n[server]\nlisten = \"{listen}\"\nplan_inputs = \"{}\"\nemission_factors = \"{}\"\n\n[replan]\ninputs = \"{}\"\nevery_min = 15\ndeviation_kw = 100\ndeviation_s = 60\ntime_limit_s = 5\n",
             q(&s.park_file.canonicalize().unwrap_or(s.park_file.clone())),
             q(&demo.devices_file),
             q(&store),
             q(&inputs),
             q(&factors),
             q(&inputs),
+            // The watchdog's 10 s of real time, in simulated seconds.
+            timeout = (10.0 * a.speed).ceil().max(10.0) as u64,
         );
         std::fs::write(&run_file, text).map_err(|e| UserError(format!("{}: {e}", run_file.display())))?;
-        let cfg = RunConfig::load(&run_file).map_err(UserError)?;
+        let mut cfg = RunConfig::load(&run_file).map_err(UserError)?;
+        cfg.time = clock;
         println!(
-            "pedf demo: {} ({}), simulated on loopback: Modbus {} (PV units 1-{}, battery 10, meter 20), MQTT {}:{}{}; physics at {}x real time",
+            "pedf demo: {} ({}), simulated on loopback: Modbus {} (PV units 1-{}, battery 10, meter 20), MQTT {}:{}{}; park and EMS in simulated time at {}x real time",
             s.park.name,
             s.park.id,
             demo.modbus.addr,

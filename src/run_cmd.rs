@@ -230,7 +230,8 @@ pub async fn run_and_serve(
             store,
             Some(Box::new(services)),
             stop_rx.clone(),
-        );
+        )
+        .with_time(cfg.time);
         let tls = match (&srv.tls_cert, &srv.tls_key) {
             (Some(c), Some(k)) => Some(pedf_server::tls_config(c, k).map_err(UserError)?),
             _ => None,

@@ -1,6 +1,10 @@
 //! `pedf demo` as a newcomer runs it: its own MQTT broker, the simulated park on loopback, the
 //! EMS and the dashboard; the API shows every device answering and the park's flows balanced;
-//! it stops cleanly at the end of `--for`.
+//! the dashboard in headless Chromium shows the live park (values that move, every device
+//! good); it stops cleanly at the end of `--for`.
+
+#[path = "../crates/pedf-server/tests/support/chromium.rs"]
+mod chromium;
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
@@ -29,7 +33,7 @@ fn the_demo_runs_the_park_and_serves_the_dashboard() {
         .args([
             "demo",
             "--for",
-            "40",
+            "75",
             "--speed",
             "60",
             "--listen",
@@ -105,6 +109,65 @@ fn the_demo_runs_the_park_and_serves_the_dashboard() {
     assert!(load > 100.0, "the park's loads are running: {f}");
     let soc = f["soc_pct"].as_f64().unwrap();
     assert!((10.0..=95.0).contains(&soc), "{f}");
+    // The EMS runs on the demo's simulated time: its clock advances about 60 s per second.
+    let at = |c: &reqwest::blocking::Client| -> chrono::DateTime<chrono::Utc> {
+        let v: Value = serde_json::from_str(
+            &c.get(format!("{b}/api/v1/state"))
+                .bearer_auth(&token)
+                .send()
+                .unwrap()
+                .text()
+                .unwrap(),
+        )
+        .unwrap();
+        v["at"].as_str().unwrap().parse().unwrap()
+    };
+    let (t0, real0) = (at(&c), Instant::now());
+    std::thread::sleep(Duration::from_secs(5));
+    let (t1, real) = (at(&c), real0.elapsed().as_secs_f64());
+    let sim = (t1 - t0).num_milliseconds() as f64 / 1000.0;
+    // One control cycle (1 s of real time) of slack either way.
+    assert!(
+        sim > 60.0 * (real - 1.5) && sim < 60.0 * (real + 1.5),
+        "EMS clock advanced {sim} s in {real} s of real time at --speed 60"
+    );
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(dashboard_shows_the_live_park(&b, &token, &dir));
+    // Interval records hold simulated energy: a whole 15-min interval of the park's loads
+    // (several hundred kW) is well above 50 kWh, where wall-clock integration at 60x would
+    // give a sixtieth of it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let day = |t: chrono::DateTime<chrono::Utc>| {
+            (t + chrono::Duration::hours(8))
+                .format("%Y-%m-%d")
+                .to_string()
+        };
+        let mut best = 0.0f64;
+        for d in [day(t0), day(at(&c))] {
+            let v: Value = serde_json::from_str(
+                &c.get(format!("{b}/api/v1/records?day={d}"))
+                    .bearer_auth(&token)
+                    .send()
+                    .unwrap()
+                    .text()
+                    .unwrap(),
+            )
+            .unwrap();
+            for r in v["records"].as_array().cloned().unwrap_or_default() {
+                best = best.max(r["load_kwh"].as_f64().unwrap_or(0.0));
+            }
+        }
+        if best > 50.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no interval record with simulated energy yet (largest load {best} kWh)"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
     let status = child.wait().unwrap();
     let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
     assert!(status.success(), "{rest:?}");
@@ -122,4 +185,44 @@ fn the_demo_runs_the_park_and_serves_the_dashboard() {
         assert!(dir.join(f).exists(), "{f}");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The newcomer's view: the dashboard in a browser, logged in with the token the demo printed.
+#[cfg(unix)]
+async fn dashboard_shows_the_live_park(base: &str, token: &str, dir: &std::path::Path) {
+    use chromium::{log_in, shot, start_browser, text, wait_text};
+    use fantoccini::Locator;
+
+    let (_driver, c) = start_browser(&dir.join("chromium-profile")).await;
+    c.goto(&format!("{base}/")).await.unwrap();
+    let (ok, t) = wait_text(&c, "#login h2", 10.0, |t| t == "登录").await;
+    assert!(ok, "login form: `{t}`");
+    log_in(&c, token).await;
+    let kw = |t: &str| t.ends_with(" kW") && t[..t.len() - 3].parse::<f64>().is_ok();
+    for id in ["#v-pv", "#v-grid", "#v-load"] {
+        let (ok, t) = wait_text(&c, id, 10.0, kw).await;
+        assert!(ok, "{id} on the page: `{t}`");
+    }
+    // At 60 times real time the park moves: the load value changes within seconds.
+    let first = text(&c, "#v-load").await;
+    let (ok, t) = wait_text(&c, "#v-load", 15.0, |t| kw(t) && t != first).await;
+    assert!(ok, "the live load stayed at `{t}`");
+    shot(&c, ROOT, "demo-live.png").await;
+    c.find(Locator::Css("[data-page=devices]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let (ok, t) = wait_text(&c, "#devices", 5.0, |t| {
+        ["bess-1", "grid-meter", "pv-carport", "ev-01", "ev-20", "hvac", "cold-storage"]
+            .iter()
+            .all(|id| t.contains(id))
+            // Every device's quality is good ("正常" on the default Chinese page).
+            && t.matches("正常").count() + t.matches("good").count() >= 27
+    })
+    .await;
+    assert!(ok, "devices page: `{t}`");
+    shot(&c, ROOT, "demo-devices.png").await;
+    let _ = c.close().await;
 }

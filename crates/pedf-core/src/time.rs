@@ -271,3 +271,76 @@ mod tests {
         assert!(parse_time_zone("Asia/Qingzhou").is_none());
     }
 }
+
+/// Where "now" comes from: the wall clock, or simulated time that runs `speed` times faster
+/// than real time from an origin (`pedf demo --speed`). Everything of one EMS process (device
+/// time stamps, staleness, control cycle, tariff periods, energy intervals, records, "today")
+/// reads the same source, so an accelerated demo is consistent end to end. Durations the EMS
+/// measures (staleness, poll periods, timeouts) are then in simulated time too; whoever
+/// accelerates time scales those settings with it.
+#[derive(Debug, Clone, Copy)]
+pub struct TimeSource {
+    scaled: Option<(std::time::Instant, DateTime<Utc>, f64)>,
+}
+
+impl Default for TimeSource {
+    fn default() -> Self {
+        Self::wall()
+    }
+}
+
+impl TimeSource {
+    /// The wall clock.
+    pub fn wall() -> TimeSource {
+        TimeSource { scaled: None }
+    }
+
+    /// Simulated time starting now at `origin`, `speed` simulated seconds per real second
+    /// (a speed that is not a positive number is taken as 1).
+    pub fn scaled(origin: DateTime<Utc>, speed: f64) -> TimeSource {
+        let speed = if speed.is_finite() && speed > 0.0 {
+            speed
+        } else {
+            1.0
+        };
+        TimeSource {
+            scaled: Some((std::time::Instant::now(), origin, speed)),
+        }
+    }
+
+    /// The current instant of this source.
+    pub fn now(&self) -> DateTime<Utc> {
+        match self.scaled {
+            None => Utc::now(),
+            Some((real0, origin, speed)) => {
+                let real = real0.elapsed().as_secs_f64();
+                origin + Duration::milliseconds((real * speed * 1000.0).round() as i64)
+            }
+        }
+    }
+
+    /// Simulated seconds per real second (1 for the wall clock).
+    pub fn speed(&self) -> f64 {
+        self.scaled.map_or(1.0, |s| s.2)
+    }
+}
+
+#[cfg(test)]
+mod time_source_tests {
+    use super::*;
+
+    #[test]
+    fn scaled_time_runs_at_its_speed_from_its_origin() {
+        let origin = Utc.with_ymd_and_hms(2026, 6, 21, 0, 0, 0).unwrap();
+        let t = TimeSource::scaled(origin, 3600.0);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let elapsed = (t.now() - origin).num_milliseconds() as f64 / 1000.0;
+        // 50 ms or a little more of real time: 180 s or a little more of simulated time.
+        assert!((180.0..400.0).contains(&elapsed), "{elapsed}");
+        assert_eq!(t.speed(), 3600.0);
+        assert_eq!(TimeSource::scaled(origin, -2.0).speed(), 1.0);
+        let w = TimeSource::wall();
+        assert!((w.now() - Utc::now()).num_seconds().abs() < 2);
+        assert_eq!(w.speed(), 1.0);
+    }
+}

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
+use pedf_core::time::TimeSource;
 use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Outgoing, Packet, QoS};
 use serde_json::Value;
 
@@ -134,6 +135,25 @@ impl MqttHub {
         status_topic: &str,
         devices: Vec<MqttDeviceSpec>,
     ) -> MqttHub {
+        Self::start_with_time(
+            host,
+            port,
+            client_id,
+            status_topic,
+            devices,
+            TimeSource::wall(),
+        )
+    }
+
+    /// As [`MqttHub::start`], stamping messages with `time` (simulated time in `pedf demo`).
+    pub fn start_with_time(
+        host: &str,
+        port: u16,
+        client_id: &str,
+        status_topic: &str,
+        devices: Vec<MqttDeviceSpec>,
+        time: TimeSource,
+    ) -> MqttHub {
         let mut options = MqttOptions::new(client_id, host, port);
         options.set_keep_alive(Duration::from_secs(5));
         options.set_last_will(LastWill::new(
@@ -205,7 +225,7 @@ impl MqttHub {
                         let mut s = task_shared.lock().expect("hub lock");
                         s.status.messages += 1;
                         if let Some(state) = s.states.get_mut(id) {
-                            apply_message(spec, state, &p.payload, Utc::now());
+                            apply_message(spec, state, &p.payload, time.now());
                         }
                     }
                     Ok(_) => {}

@@ -334,11 +334,6 @@ fn build(p: &Problem, opts: &PlanOptions, relaxed: bool) -> Result<Built, Dispat
         b.pb.try_optimise(Sense::Minimise)
             .map_err(|e| DispatchError::Solver(format!("HiGHS rejected the model: {e:?}")))?;
     model.make_quiet();
-    // Diagnostics: PEDF_HIGHS_LOG=1 shows HiGHS's own log of every mixed-integer solve.
-    if mip && binaries > 0 && std::env::var_os("PEDF_HIGHS_LOG").is_some() {
-        model.set_option("output_flag", true);
-        model.set_option("log_to_console", true);
-    }
     let set = |model: &mut highs::Model, k: &str, v: f64| {
         model
             .try_set_option(k, v)

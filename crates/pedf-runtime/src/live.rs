@@ -151,6 +151,7 @@ pub struct Integrator {
     current: Option<IntervalRecord>,
     chargers: BTreeMap<String, f64>,
     last: Option<DateTime<Utc>>,
+    max_gap_ms: i64,
 }
 
 impl Integrator {
@@ -160,12 +161,20 @@ impl Integrator {
             current: None,
             chargers: BTreeMap::new(),
             last: None,
+            max_gap_ms: 10_000,
         }
     }
 
-    /// Adds the power held since the previous call (at most 10 s: a longer silence is a gap,
-    /// not energy), split at an interval boundary. Returns the record of an interval that
-    /// closed.
+    /// The longest time between two calls still counted as energy (default 10 s; the
+    /// runtime scales it with accelerated time, where one cycle spans `speed` seconds).
+    pub fn with_max_gap_ms(mut self, ms: i64) -> Self {
+        self.max_gap_ms = ms.max(1);
+        self
+    }
+
+    /// Adds the power held since the previous call (at most the maximum gap, 10 s by default:
+    /// a longer silence is a gap, not energy), split at an interval boundary. Returns the
+    /// record of an interval that closed.
     pub fn add(
         &mut self,
         now: DateTime<Utc>,
@@ -175,7 +184,7 @@ impl Integrator {
         let start = self.clock.interval_start(now);
         let held_ms = self
             .last
-            .map(|l| (now - l).num_milliseconds().clamp(0, 10_000))
+            .map(|l| (now - l).num_milliseconds().clamp(0, self.max_gap_ms))
             .unwrap_or(0);
         self.last = Some(now);
         let mut closed = None;

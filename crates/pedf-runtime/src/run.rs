@@ -56,6 +56,10 @@ pub struct RunConfig {
     /// Intraday re-planning from a forecast folder; none: follow the stored plan only.
     #[serde(default)]
     pub replan: Option<crate::replan::ReplanConfig>,
+    /// Where "now" comes from (not in the file): the wall clock, or the accelerated time of
+    /// `pedf demo --speed`.
+    #[serde(skip)]
+    pub time: pedf_core::time::TimeSource,
 }
 
 /// The `[server]` table of a run configuration.
@@ -296,6 +300,7 @@ pub async fn run_with(
     io: RunIo,
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunSummary, String> {
+    let time = cfg.time;
     let pname = cfg.park.display().to_string();
     let bytes = std::fs::read(&cfg.park).map_err(|e| format!("{pname}: cannot read: {e}"))?;
     let park = pedf_core::config::load_park(&pname, &bytes)
@@ -393,12 +398,13 @@ pub async fn run_with(
             let port: u16 = port
                 .parse()
                 .map_err(|_| format!("MQTT address `{a}` has no port"))?;
-            Some(MqttHub::start(
+            Some(MqttHub::start_with_time(
                 host,
                 port,
                 &cfg.mqtt_client_id,
                 &format!("pedf/{}/status", park.id),
                 mqtt_specs,
+                time,
             ))
         }
         _ => None,
@@ -453,9 +459,10 @@ pub async fn run_with(
     let mut summary = RunSummary::default();
     // Energy records: today's closed intervals (reloaded from the store on a restart) and the
     // running one.
-    let mut integrator = Integrator::new(&park);
+    let mut integrator =
+        Integrator::new(&park).with_max_gap_ms((10_000.0 * time.speed()).round() as i64);
     let mut day_records: Vec<pedf_core::records::IntervalRecord> = {
-        let now = Utc::now();
+        let now = time.now();
         let from = park
             .clock
             .start_of_local_day(park.clock.local(now).date_naive());
@@ -469,8 +476,8 @@ pub async fn run_with(
             .unwrap_or(t)
     };
     // 1-minute aggregates are made as each minute closes (and for the last one at shutdown).
-    let mut aggregated_to = minute_of(Utc::now());
-    let running_start = park.clock.interval_start(Utc::now());
+    let mut aggregated_to = minute_of(time.now());
+    let running_start = park.clock.interval_start(time.now());
     if let Some(i) = day_records.iter().position(|r| r.start == running_start) {
         integrator.resume(day_records.remove(i));
     }
@@ -480,7 +487,7 @@ pub async fn run_with(
     tokio::pin!(shutdown);
     store
         .event(
-            Utc::now(),
+            time.now(),
             "info",
             "run",
             &format!(
@@ -495,7 +502,7 @@ pub async fn run_with(
             _ = &mut shutdown => break,
             _ = tick.tick() => {}
         }
-        let now = Utc::now();
+        let now = time.now();
         let work_started = std::time::Instant::now();
         let mut faults: Vec<String> = Vec::new();
         // Poll the devices that are due, concurrently.
@@ -864,7 +871,7 @@ pub async fn run_with(
         }
     }
     // Shutdown: every controllable device to its safe state, then flush.
-    let now = Utc::now();
+    let now = time.now();
     let _ = store.aggregate_minutes(aggregated_to, now + chrono::Duration::milliseconds(1));
     if let Some(partial) = integrator.finish() {
         let _ = store.put_records(&[partial], "measured-partial");

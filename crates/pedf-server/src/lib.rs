@@ -23,7 +23,6 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::Utc;
 use pedf_core::Park;
 use pedf_runtime::controller::Mode;
 use pedf_runtime::live::{Live, ModeView};
@@ -68,6 +67,8 @@ struct Inner {
     counters: Counters,
     shutdown: watch::Receiver<bool>,
     secure_cookie: bool,
+    /// "Now" for stamps and "today": the runtime's time source.
+    time: pedf_core::time::TimeSource,
 }
 
 #[derive(Default)]
@@ -116,6 +117,7 @@ impl AppState {
                 counters: Counters::default(),
                 shutdown,
                 secure_cookie: false,
+                time: pedf_core::time::TimeSource::wall(),
             }),
         }
     }
@@ -124,6 +126,15 @@ impl AppState {
     pub fn with_secure_cookie(mut self) -> AppState {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.secure_cookie = true;
+        }
+        self
+    }
+
+    /// Takes "now" from `time` (the accelerated time of `pedf demo --speed`); call before
+    /// the state is shared.
+    pub fn with_time(mut self, time: pedf_core::time::TimeSource) -> AppState {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.time = time;
         }
         self
     }
@@ -586,7 +597,7 @@ async fn mode_put(
     let reason = b.reason.unwrap_or_else(|| "set from the API".into());
     s.store()
         .audit(
-            Utc::now(),
+            s.inner.time.now(),
             "park",
             &c.who(),
             &format!("mode {}: {reason}", view.mode),
@@ -669,7 +680,7 @@ async fn records(
     let clock = s.inner.park.clock;
     let day = match q.day {
         Some(d) => parse_day(&d, "day")?,
-        None => clock.local(Utc::now()).date_naive(),
+        None => clock.local(s.inner.time.now()).date_naive(),
     };
     let starts = clock.intervals_of_local_day(day);
     let (Some(from), Some(last)) = (starts.first(), starts.last()) else {
@@ -700,7 +711,7 @@ async fn plans(
 ) -> Result<Json<Value>, ApiError> {
     let day = match q.day {
         Some(d) => parse_day(&d, "day")?,
-        None => s.inner.park.clock.local(Utc::now()).date_naive(),
+        None => s.inner.park.clock.local(s.inner.time.now()).date_naive(),
     };
     let rows = s.store().plans_of_day(&day.to_string()).map_err(internal)?;
     Ok(Json(Value::Array(
@@ -738,10 +749,10 @@ async fn plan_run(
     .map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e))?;
     let mut store = s.store();
     let id = store
-        .put_plan(Utc::now(), &day.to_string(), &strategy, &json)
+        .put_plan(s.inner.time.now(), &day.to_string(), &strategy, &json)
         .map_err(internal)?;
     let _ = store.event(
-        Utc::now(),
+        s.inner.time.now(),
         "info",
         "plan",
         &format!("plan #{id} ({strategy}) for {day} computed, asked by {who}"),
@@ -780,7 +791,7 @@ async fn plan_activate(
     store.activate_plan(id).map_err(internal)?;
     store
         .audit(
-            Utc::now(),
+            s.inner.time.now(),
             "park",
             &c.who(),
             &format!("plan #{id} ({}) made active for {}", row.strategy, row.day),
@@ -845,7 +856,7 @@ async fn certificate_issue(
     let id = out["id"].as_str().unwrap_or("?").to_string();
     s.store()
         .audit(
-            Utc::now(),
+            s.inner.time.now(),
             "carbon",
             &c.who(),
             &format!("certificate {id} issued for {} .. {}", b.from, b.to),
@@ -919,7 +930,7 @@ async fn token_create(
     let mut store = s.store();
     let (token, id) = auth::create_token(&mut store, b.label.trim(), role).map_err(internal)?;
     let _ = store.event(
-        Utc::now(),
+        s.inner.time.now(),
         "info",
         "auth",
         &format!(

@@ -4,115 +4,16 @@
 //! language switches, a viewer is refused a control action, an operator changes the mode.
 //! Screenshots (desktop and phone width) go to target/browser-shots/.
 
+#[path = "support/chromium.rs"]
+mod chromium;
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use chromium::{log_in, shot, start_browser, text, visible, wait_text};
 use common::{Ems, ROOT};
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use serde_json::json;
-
-struct Driver(Child);
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn start_browser(profile: &std::path::Path) -> (Driver, Client) {
-    let port = free_port();
-    // Without --allowed-ips chromedriver listens on loopback only.
-    let child = Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromedriver (Debian package chromium-driver; scripts/setup installs it)");
-    let driver = Driver(child);
-    let url = format!("http://127.0.0.1:{port}");
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "chromedriver did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": "/usr/bin/chromium",
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run", "--window-size=1280,1000",
-                format!("--user-data-dir={}", profile.display()),
-            ]
-        }),
-    );
-    // rustls has two crypto providers compiled in here (ring for the server's HTTPS,
-    // aws-lc-rs through fantoccini/reqwest): name the process default, or rustls cannot pick.
-    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
-    let client = ClientBuilder::rustls()
-        .unwrap()
-        .capabilities(caps)
-        .connect(&url)
-        .await
-        .expect("a Chromium session through chromedriver");
-    (driver, client)
-}
-
-async fn text(c: &Client, css: &str) -> String {
-    match c.find(Locator::Css(css)).await {
-        Ok(e) => e.text().await.unwrap_or_default(),
-        Err(_) => String::new(),
-    }
-}
-
-/// Waits up to `secs` for the element's text to satisfy `f`; returns the last text seen.
-async fn wait_text(c: &Client, css: &str, secs: f64, f: impl Fn(&str) -> bool) -> (bool, String) {
-    let until = Instant::now() + Duration::from_secs_f64(secs);
-    loop {
-        let t = text(c, css).await;
-        if f(&t) {
-            return (true, t);
-        }
-        if Instant::now() > until {
-            return (false, t);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn visible(c: &Client, css: &str) -> bool {
-    match c.find(Locator::Css(css)).await {
-        Ok(e) => e.is_displayed().await.unwrap_or(false),
-        Err(_) => false,
-    }
-}
-
-async fn log_in(c: &Client, token: &str) {
-    let input = c.find(Locator::Css("#login-token")).await.unwrap();
-    input.send_keys(token).await.unwrap();
-    c.find(Locator::Css("#login-btn"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-}
 
 async fn set_mode(c: &Client, mode: &str) {
     c.execute(
@@ -127,14 +28,6 @@ async fn set_mode(c: &Client, mode: &str) {
         .click()
         .await
         .unwrap();
-}
-
-async fn shot(c: &Client, name: &str) {
-    let dir = std::path::Path::new(ROOT).join("target/browser-shots");
-    let _ = std::fs::create_dir_all(&dir);
-    if let Ok(png) = c.screenshot().await {
-        let _ = std::fs::write(dir.join(name), png);
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -185,7 +78,7 @@ async fn dashboard_in_headless_chromium() {
         assert_eq!(lang, json!("en"));
         let (ok, t) = wait_text(&c, "#mode-now", 2.0, |t| t == "Automatic").await;
         assert!(ok, "mode shown: `{t}`");
-        shot(&c, "live-en-desktop.png").await;
+        shot(&c, ROOT, "live-en-desktop.png").await;
 
         // The viewer is refused a control action, and the mode stays.
         set_mode(&c, "safe").await;
@@ -223,7 +116,7 @@ async fn dashboard_in_headless_chromium() {
         })
         .await;
         assert!(ok, "devices table: `{t}`");
-        shot(&c, "devices-en-desktop.png").await;
+        shot(&c, ROOT, "devices-en-desktop.png").await;
 
         // Phone-sized screen: the live page still shows the flow and values, one column.
         c.set_window_size(390, 844).await.unwrap();
@@ -242,7 +135,7 @@ async fn dashboard_in_headless_chromium() {
             .unwrap();
         assert_eq!(width, json!(true), "no horizontal scrolling at phone width");
         assert!(visible(&c, "#v-grid").await);
-        shot(&c, "live-en-phone.png").await;
+        shot(&c, ROOT, "live-en-phone.png").await;
     }
     .await;
     let _ = c.close().await;

@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Timelike, Utc};
 use sunspec::models::{
@@ -30,30 +30,9 @@ use crate::scenario::Scenario;
 use crate::sunspec_image::{self as img, SunSpecImage};
 use crate::world::World;
 
-/// Simulated time: `speed` simulated seconds per real second from an origin.
-#[derive(Debug, Clone, Copy)]
-pub struct SimClock {
-    origin_real: Instant,
-    origin_sim: DateTime<Utc>,
-    speed: f64,
-}
-
-impl SimClock {
-    pub fn new(origin_sim: DateTime<Utc>, speed: f64) -> SimClock {
-        SimClock {
-            origin_real: Instant::now(),
-            origin_sim,
-            speed,
-        }
-    }
-    pub fn now(&self) -> DateTime<Utc> {
-        let real = self.origin_real.elapsed().as_secs_f64();
-        self.origin_sim + chrono::Duration::milliseconds((real * self.speed * 1000.0) as i64)
-    }
-    pub fn speed(&self) -> f64 {
-        self.speed
-    }
-}
+/// Simulated time: `speed` simulated seconds per real second from an origin. The EMS of the
+/// demo reads the same source (`RunConfig::time`), so park and EMS agree on the instant.
+pub type SimClock = pedf_core::time::TimeSource;
 
 /// Where the demo's devices listen.
 #[derive(Debug, Clone)]
@@ -65,7 +44,8 @@ pub struct DemoOptions {
     pub dir: PathBuf,
     /// Where the sim templates are (config/devices/templates).
     pub templates_dir: PathBuf,
-    pub speed: f64,
+    /// Simulated time (its origin is the instant the demo starts at).
+    pub clock: SimClock,
     /// Simulated days built ahead (the world repeats after them).
     pub days: u32,
     /// The simulated instant the demo starts at.
@@ -116,7 +96,7 @@ impl DemoPark {
     /// Starts the devices and the physics. The MQTT broker must already run.
     pub async fn start(s: &Scenario, o: &DemoOptions) -> Result<DemoPark, String> {
         let park = &s.park;
-        let clock = SimClock::new(o.start, o.speed);
+        let clock = o.clock;
         let first_day = park.clock.local(o.start).date_naive();
         let world = World::build(s, first_day, o.days.max(1))?;
         std::fs::create_dir_all(o.dir.join("templates"))
@@ -215,7 +195,13 @@ impl DemoPark {
         let devices_file = o.dir.join("devices.toml");
         std::fs::write(
             &devices_file,
-            devices_toml(s, &modbus.addr.to_string(), &o.mqtt_host, o.mqtt_port),
+            devices_toml(
+                s,
+                &modbus.addr.to_string(),
+                &o.mqtt_host,
+                o.mqtt_port,
+                o.clock.speed(),
+            ),
         )
         .map_err(|e| format!("{}: {e}", devices_file.display()))?;
         let now = Arc::new(Mutex::new(DemoNow::default()));
@@ -426,36 +412,40 @@ async fn drive(
     }
 }
 
-fn devices_toml(s: &Scenario, modbus: &str, mqtt_host: &str, mqtt_port: u16) -> String {
+/// The device list. Poll periods and stale ages are in the EMS's (simulated) time, so they are
+/// the real-time figures (poll 500 ms, stale after 5 s) times `speed`.
+fn devices_toml(s: &Scenario, modbus: &str, mqtt_host: &str, mqtt_port: u16, speed: f64) -> String {
     let park = &s.park;
+    let poll = (500.0 * speed).round().max(1.0) as u64;
+    let stale = (5000.0 * speed).round().max(1.0) as u64;
     let mut t = format!(
         "# Written by `pedf demo`: the demonstration park's devices on loopback.\n\n[[connection]]\nid = \"modbus\"\nkind = \"tcp\"\naddress = \"{modbus}\"\ntimeout_ms = 500\n\n[[connection]]\nid = \"mqtt\"\nkind = \"mqtt\"\naddress = \"{mqtt_host}:{mqtt_port}\"\n"
     );
     for (k, a) in park.pv.iter().enumerate() {
         t += &format!(
-            "\n[[device]]\nid = \"{id}\"\ncapability = \"pv-inverter\"\nasset = \"{id}\"\nconnection = \"modbus\"\nunit_id = {unit}\nsunspec = true\npoll_ms = 500\nstale_after_ms = 5000\n",
+            "\n[[device]]\nid = \"{id}\"\ncapability = \"pv-inverter\"\nasset = \"{id}\"\nconnection = \"modbus\"\nunit_id = {unit}\nsunspec = true\npoll_ms = {poll}\nstale_after_ms = {stale}\n",
             id = a.id,
             unit = 1 + k
         );
     }
     if let Some(b) = park.batteries.first() {
         t += &format!(
-            "\n[[device]]\nid = \"{id}\"\ncapability = \"battery\"\nasset = \"{id}\"\nconnection = \"modbus\"\nunit_id = {BATTERY_UNIT}\nsunspec = true\npoll_ms = 500\nstale_after_ms = 5000\n",
+            "\n[[device]]\nid = \"{id}\"\ncapability = \"battery\"\nasset = \"{id}\"\nconnection = \"modbus\"\nunit_id = {BATTERY_UNIT}\nsunspec = true\npoll_ms = {poll}\nstale_after_ms = {stale}\n",
             id = b.id
         );
     }
     t += &format!(
-        "\n[[device]]\nid = \"grid-meter\"\ncapability = \"meter\"\nasset = \"grid\"\nconnection = \"modbus\"\nunit_id = {METER_UNIT}\ntemplate = \"pedf-sim-meter\"\npoll_ms = 500\nstale_after_ms = 5000\n"
+        "\n[[device]]\nid = \"grid-meter\"\ncapability = \"meter\"\nasset = \"grid\"\nconnection = \"modbus\"\nunit_id = {METER_UNIT}\ntemplate = \"pedf-sim-meter\"\npoll_ms = {poll}\nstale_after_ms = {stale}\n"
     );
     for c in &park.ev_chargers {
         t += &format!(
-            "\n[[device]]\nid = \"{id}\"\ncapability = \"ev-charger\"\nasset = \"{id}\"\nconnection = \"mqtt\"\ntemplate = \"pedf-sim-dc-charger\"\ntopic = \"demo/{id}\"\nstale_after_ms = 5000\n",
+            "\n[[device]]\nid = \"{id}\"\ncapability = \"ev-charger\"\nasset = \"{id}\"\nconnection = \"mqtt\"\ntemplate = \"pedf-sim-dc-charger\"\ntopic = \"demo/{id}\"\nstale_after_ms = {stale}\n",
             id = c.id
         );
     }
     for l in &park.flexible_loads {
         t += &format!(
-            "\n[[device]]\nid = \"{id}\"\ncapability = \"dc-load\"\nasset = \"{id}\"\nconnection = \"mqtt\"\ntemplate = \"pedf-sim-dc-load\"\ntopic = \"demo/{id}\"\nstale_after_ms = 5000\n",
+            "\n[[device]]\nid = \"{id}\"\ncapability = \"dc-load\"\nasset = \"{id}\"\nconnection = \"mqtt\"\ntemplate = \"pedf-sim-dc-load\"\ntopic = \"demo/{id}\"\nstale_after_ms = {stale}\n",
             id = l.id
         );
     }
