@@ -31,7 +31,7 @@ pub struct SolverInfo {
     pub status: String,
     /// Relative MIP gap reached (0 for an LP or a proven optimum; `None` for rules).
     pub mip_gap: Option<f64>,
-    /// Seconds spent solving.
+    /// Seconds spent solving (with the optimiser: its LP dive and HiGHS's search).
     pub seconds: f64,
     /// Seconds spent building the model.
     pub build_seconds: f64,

@@ -50,6 +50,10 @@ pub struct PlanOptions {
     pub unserved_penalty_cny_per_kwh: f64,
     /// Start the solver from the rule-based plan.
     pub warm_start: bool,
+    /// After the LP dive settles the grid directions, try flipping each import/export-binary
+    /// interval (an LP from the last basis each) and keep what lowers the cost: a better
+    /// starting plan for a few more LPs.
+    pub polish_directions: bool,
 }
 
 impl Default for PlanOptions {
@@ -64,6 +68,7 @@ impl Default for PlanOptions {
             unmet_penalty_cny_per_kwh: 1000.0,
             unserved_penalty_cny_per_kwh: 10000.0,
             warm_start: true,
+            polish_directions: true,
         }
     }
 }
@@ -150,7 +155,7 @@ pub fn plan_optimized(
     };
     // The starting plan: the LP dive's when it is better than the rules'.
     let dive = if opts.mip && (opts.warm_start || opts.max_nodes == Some(0)) {
-        lp_dive(&p, opts)
+        lp_dive(&p, opts, opts.polish_directions)
     } else {
         None
     };
@@ -188,6 +193,10 @@ pub fn plan_optimized(
             return Ok(plan);
         }
     }
+    // The dive's time counts as solving time of the plan (its LPs are part of the search).
+    let dive_seconds = dive
+        .as_ref()
+        .map_or(0.0, |d| d.build_seconds + d.solve_seconds);
     let start = match dive.and_then(|d| d.schedule) {
         Some(d) if cost(&d) < cost(&rule_schedule) => d,
         _ => rule_schedule.clone(),
@@ -200,7 +209,7 @@ pub fn plan_optimized(
                 name: "HiGHS".into(),
                 status: r.status,
                 mip_gap: r.mip_gap.is_finite().then_some(r.mip_gap),
-                seconds: r.solve_seconds,
+                seconds: r.solve_seconds + dive_seconds,
                 build_seconds: r.build_seconds,
                 columns: r.columns,
                 rows: r.rows,
@@ -258,7 +267,7 @@ struct Dive {
 /// at the minimum (the requirement allows one interval at minimum power more), and solve again
 /// from the last basis, until nothing is violated (at most 40 rounds). `None` when even the
 /// relaxation cannot be solved.
-fn lp_dive(p: &problem::Problem, opts: &PlanOptions) -> Option<Dive> {
+fn lp_dive(p: &problem::Problem, opts: &PlanOptions, polish: bool) -> Option<Dive> {
     let started = Instant::now();
     let mut lp = milp::Relaxation::new(p, opts).ok()?;
     let build_seconds = started.elapsed().as_secs_f64();
@@ -276,6 +285,7 @@ fn lp_dive(p: &problem::Problem, opts: &PlanOptions) -> Option<Dive> {
     let mut export_off = vec![false; p.n];
     let mut ev_on: Vec<Vec<bool>> = p.sessions.iter().map(|_| vec![false; p.n]).collect();
     let mut defer_on: Vec<Vec<bool>> = p.deferrable.iter().map(|_| vec![false; p.n]).collect();
+    let mut min_power = false;
     for round in 0..40 {
         let Ok((s, objective)) = lp.solve(p) else {
             break;
@@ -313,26 +323,38 @@ fn lp_dive(p: &problem::Problem, opts: &PlanOptions) -> Option<Dive> {
         if burns {
             break;
         }
-        for (k, sess) in p.sessions.iter().enumerate() {
-            let ivs: Vec<usize> = (sess.first..sess.end).collect();
-            for (t, on) in round_min_power(&s.ev[k], &ivs, sess.min, sess.need, p.dt, &mut ev_on[k])
-            {
-                lp.ev_hold(p, k, t, on);
-                changed = true;
+        if !changed && !min_power {
+            // The grid directions are settled on the relaxation of the minimum powers; now
+            // (after trying better directions, when asked) round the minimum powers.
+            min_power = true;
+            if polish {
+                polish_modes(p, &mut lp, objective);
+                continue;
             }
         }
-        for (f, d) in p.deferrable.iter().enumerate() {
-            for req in &d.requirements {
-                for (t, on) in round_min_power(
-                    &s.defer[f],
-                    &req.intervals,
-                    d.min,
-                    req.energy,
-                    p.dt,
-                    &mut defer_on[f],
-                ) {
-                    lp.defer_hold(p, f, t, on);
+        if min_power {
+            for (k, sess) in p.sessions.iter().enumerate() {
+                let ivs: Vec<usize> = (sess.first..sess.end).collect();
+                for (t, on) in
+                    round_min_power(&s.ev[k], &ivs, sess.min, sess.need, p.dt, &mut ev_on[k])
+                {
+                    lp.ev_hold(p, k, t, on);
                     changed = true;
+                }
+            }
+            for (f, d) in p.deferrable.iter().enumerate() {
+                for req in &d.requirements {
+                    for (t, on) in round_min_power(
+                        &s.defer[f],
+                        &req.intervals,
+                        d.min,
+                        req.energy,
+                        p.dt,
+                        &mut defer_on[f],
+                    ) {
+                        lp.defer_hold(p, f, t, on);
+                        changed = true;
+                    }
                 }
             }
         }
@@ -343,6 +365,41 @@ fn lp_dive(p: &problem::Problem, opts: &PlanOptions) -> Option<Dive> {
     }
     dive.solve_seconds = solve_start.elapsed().as_secs_f64();
     dive.bound.is_finite().then_some(dive)
+}
+
+/// Tries better grid directions for a dive whose directions are settled (on the relaxation of
+/// the minimum powers): flips one import/export-binary interval at a time (importing to
+/// exporting or back), re-solves from the last basis and keeps a flip that lowers the
+/// objective; at most three passes. Leaves every binary interval pinned to its best direction.
+fn polish_modes(p: &problem::Problem, lp: &mut milp::Relaxation, objective: f64) {
+    let binary: Vec<usize> = (0..p.n).filter(|&t| milp::grid_binary(p, t)).collect();
+    let Ok((s, _)) = lp.solve(p) else {
+        return;
+    };
+    let mut best_obj = objective;
+    // Pin every binary interval to the direction the plan uses (idle: import side).
+    let mut import: Vec<bool> = vec![true; p.n];
+    for &t in &binary {
+        import[t] = s.exp[t] <= 1e-7;
+        lp.grid_mode(p, t, import[t]);
+    }
+    for _ in 0..3 {
+        let mut improved = false;
+        for &t in &binary {
+            lp.grid_mode(p, t, !import[t]);
+            match lp.solve(p) {
+                Ok((_, obj)) if obj < best_obj - 1e-9 * best_obj.abs().max(1.0) => {
+                    import[t] = !import[t];
+                    best_obj = obj;
+                    improved = true;
+                }
+                _ => lp.grid_mode(p, t, import[t]),
+            }
+        }
+        if !improved {
+            break;
+        }
+    }
 }
 
 /// Rounds the intervals of one requirement (an EV session or a deferrable load's window)

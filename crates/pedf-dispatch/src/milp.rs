@@ -540,6 +540,18 @@ impl Relaxation {
         self.set(self.exp[t], 0.0, 0.0);
     }
 
+    /// Gives interval `t` one grid direction: import allowed and export held at zero
+    /// (`import`), or the other way round.
+    pub fn grid_mode(&mut self, p: &Problem, t: usize, import: bool) {
+        if import {
+            self.set(self.imp[t], 0.0, p.import_bound(t));
+            self.set(self.exp[t], 0.0, 0.0);
+        } else {
+            self.set(self.imp[t], 0.0, 0.0);
+            self.set(self.exp[t], 0.0, p.exp_cap[t]);
+        }
+    }
+
     /// Holds session `k` in interval `t` at least at its minimum power (`on`) or at zero.
     pub fn ev_hold(&mut self, p: &Problem, k: usize, t: usize, on: bool) {
         if let Some(c) = self.ev[k][t] {

@@ -423,6 +423,10 @@ fn run_one(
                 }),
                 // One thread: the same answer on every machine.
                 threads: Some(1),
+                // Polishing the grid directions costs an LP per binary interval: for the
+                // day-ahead plan, not for the hourly re-plans (measured: 14 June days 5.6 s
+                // with every plan polished, against 1.5 s with none).
+                polish_directions: new_day,
                 terminal_soc: TerminalSoc::AtLeast(
                     (day_start_stored / cap).min(park.batteries.first().map_or(1.0, |b| b.soc_max)),
                 ),
