@@ -134,6 +134,27 @@ fn the_demo_runs_the_park_and_serves_the_dashboard() {
     tokio::runtime::Runtime::new()
         .unwrap()
         .block_on(dashboard_shows_the_live_park(&b, &token, &dir));
+    // The EMS schedules the deferrable load (cold storage) by the plan: its setpoints are in
+    // the audit log, written by the controller.
+    let audit: Value = serde_json::from_str(
+        &c.get(format!("{b}/api/v1/audit?limit=1000"))
+            .bearer_auth(&token)
+            .send()
+            .unwrap()
+            .text()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["device"] == "cold-storage"
+                && a["by"] == "controller"
+                && a["outcome"] == "ok"),
+        "no controller setpoint for the cold storage in the audit log: {audit}"
+    );
     // Interval records hold simulated energy: a whole 15-min interval of the park's loads
     // (several hundred kW) is well above 50 kWh, where wall-clock integration at 60x would
     // give a sixtieth of it.

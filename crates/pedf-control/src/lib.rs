@@ -1,5 +1,6 @@
 //! The controller of one cycle (1 s by default): from what the park measures now and the
-//! active plan's interval to setpoints for the battery, the EV chargers and the PV limit.
+//! active plan's interval to setpoints for the battery, the EV chargers, the deferrable DC loads
+//! (the plan's power; their maximum in safe mode; none without a plan) and the PV limit.
 //!
 //! Automatic mode follows the plan's grid exchange, not its battery power: the battery absorbs
 //! the forecast error (more sun, less load) inside its limits. Without a plan, a self-consumption
@@ -26,6 +27,18 @@ pub struct Snapshot {
     pub chargers: Vec<ChargerNow>,
     /// Battery state, if the battery answers.
     pub battery: Option<BatteryNow>,
+    /// Deferrable loads the controller commands (their power is part of `load_kw`).
+    pub loads: Vec<LoadNow>,
+}
+
+/// A deferrable DC load (e.g. cold storage) the plan schedules.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadNow {
+    pub id: String,
+    /// What it draws now.
+    pub kw: f64,
+    pub min_kw: f64,
+    pub max_kw: f64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -52,6 +65,8 @@ pub struct PlanTarget {
     pub grid_export_kw: f64,
     /// EV power per charger.
     pub ev_kw: Vec<(String, f64)>,
+    /// Power per deferrable load.
+    pub loads_kw: Vec<(String, f64)>,
 }
 
 /// Operating modes.
@@ -72,6 +87,9 @@ pub struct Setpoints {
     pub battery_kw: f64,
     /// EV chargers: (id, kW).
     pub chargers: Vec<(String, f64)>,
+    /// Deferrable loads: (id, kW); a load the plan does not schedule (no plan) gets none and
+    /// runs on its own control.
+    pub loads: Vec<(String, f64)>,
     /// PV power allowed at the bus (the available power when not curtailing).
     pub pv_kw: f64,
     /// Grid exchange that results, AC side: +import / -export.
@@ -179,8 +197,31 @@ pub fn control(l: &Limits, s: &Snapshot, plan: Option<&PlanTarget>, mode: &Mode)
         })
         .collect();
     let ev = |ch: &[(String, f64, f64, f64)]| ch.iter().map(|c| c.1).sum::<f64>();
+    // Deferrable loads: the plan's power in automatic and manual mode, their maximum (the
+    // safe value: keep cooling) in safe mode; the bus balance counts what they are told.
+    let loads: Vec<(String, f64)> = s
+        .loads
+        .iter()
+        .filter_map(|x| {
+            let want = match (mode, plan) {
+                (Mode::Safe, _) => Some(x.max_kw),
+                (_, Some(p)) => p
+                    .loads_kw
+                    .iter()
+                    .find(|(id, _)| *id == x.id)
+                    .map(|(_, kw)| *kw),
+                _ => None,
+            }?;
+            Some((x.id.clone(), want.clamp(0.0, x.max_kw.max(0.0))))
+        })
+        .collect();
+    let load_kw = s.load_kw
+        + loads
+            .iter()
+            .filter_map(|(id, kw)| s.loads.iter().find(|x| x.id == *id).map(|x| kw - x.kw))
+            .sum::<f64>();
     let mut pv = s.pv_available_kw.max(0.0);
-    let demand = s.load_kw.max(0.0) + ev(&chargers);
+    let demand = load_kw.max(0.0) + ev(&chargers);
     // The battery's wish.
     let mut battery = match (mode, plan) {
         (Mode::Safe, _) => 0.0,
@@ -204,7 +245,7 @@ pub fn control(l: &Limits, s: &Snapshot, plan: Option<&PlanTarget>, mode: &Mode)
         ));
     }
     // Hard import limit: lower EV charging towards the chargers' minimum (largest first).
-    let mut deficit = s.load_kw.max(0.0) + ev(&chargers) - pv - battery;
+    let mut deficit = load_kw.max(0.0) + ev(&chargers) - pv - battery;
     let mut grid = l.grid_for(deficit);
     if grid > l.import_kw + 1e-9 {
         // More from the battery first (if it can), then less EV.
@@ -218,7 +259,7 @@ pub fn control(l: &Limits, s: &Snapshot, plan: Option<&PlanTarget>, mode: &Mode)
                 l.import_kw
             ));
         }
-        deficit = s.load_kw.max(0.0) + ev(&chargers) - pv - battery;
+        deficit = load_kw.max(0.0) + ev(&chargers) - pv - battery;
         let mut over_bus = deficit - l.deficit_for(l.import_kw);
         chargers.sort_by(|a, b| b.1.total_cmp(&a.1));
         for c in chargers.iter_mut() {
@@ -233,7 +274,7 @@ pub fn control(l: &Limits, s: &Snapshot, plan: Option<&PlanTarget>, mode: &Mode)
                 notes.push(format!("{} lowered by {cut:.1} kW (import limit)", c.0));
             }
         }
-        deficit = s.load_kw.max(0.0) + ev(&chargers) - pv - battery;
+        deficit = load_kw.max(0.0) + ev(&chargers) - pv - battery;
         grid = l.grid_for(deficit);
         if grid > l.import_kw + 1e-6 {
             alarms.push(format!("import {grid:.1} kW above the {:.0} kW limit: loads exceed what PV, battery and the limit can supply", l.import_kw));
@@ -255,14 +296,14 @@ pub fn control(l: &Limits, s: &Snapshot, plan: Option<&PlanTarget>, mode: &Mode)
                 "battery charges {extra:.1} kW more to keep export within {max_export:.0} kW"
             ));
         }
-        deficit = s.load_kw.max(0.0) + ev(&chargers) - pv - battery;
+        deficit = load_kw.max(0.0) + ev(&chargers) - pv - battery;
         let left = l.deficit_for(-max_export) - deficit;
         if left > 1e-9 {
             let cut = left.min(pv);
             pv -= cut;
             notes.push(format!("PV curtailed by {cut:.1} kW (export rules)"));
         }
-        deficit = s.load_kw.max(0.0) + ev(&chargers) - pv - battery;
+        deficit = load_kw.max(0.0) + ev(&chargers) - pv - battery;
         // Export-only-from-PV depends on the PV left: check again.
         grid = l.grid_for(deficit);
         if l.export_only_from_pv && -grid > pv * l.eta_out + 1e-6 {
@@ -277,6 +318,7 @@ pub fn control(l: &Limits, s: &Snapshot, plan: Option<&PlanTarget>, mode: &Mode)
     Setpoints {
         battery_kw: battery,
         chargers: chargers.into_iter().map(|c| (c.0, c.1)).collect(),
+        loads,
         pv_kw: pv,
         grid_kw: grid,
         notes,

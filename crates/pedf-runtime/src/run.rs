@@ -27,7 +27,9 @@ use pedf_devices::template::{load_device_set, TransportKind};
 use pedf_store::{Sample, Store};
 use serde::Deserialize;
 
-use crate::controller::{control, BatteryNow, ChargerNow, Limits, Mode, PlanTarget, Snapshot};
+use crate::controller::{
+    control, BatteryNow, ChargerNow, Limits, LoadNow, Mode, PlanTarget, Snapshot,
+};
 use crate::live::{tariff_now, today, ChargerLive, DeviceLive, Flows, Integrator, Live, ModeView};
 use tokio::sync::watch;
 
@@ -205,6 +207,8 @@ pub struct RunSummary {
 struct Controlled {
     id: String,
     capability: Capability,
+    /// The park asset it serves (device file `asset`).
+    asset: Option<String>,
     ctl: SafeControl,
 }
 
@@ -252,6 +256,24 @@ fn plan_target(store: &Store, park: &Park, now: DateTime<Utc>) -> Option<(PlanTa
                 .as_object()
                 .map(|m| {
                     m.iter()
+                        .filter_map(|(k, v)| Some((k.clone(), v.as_f64()?)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            // The plan's power per flexible load; the runtime keeps the deferrable ones.
+            loads_kw: interval["flexible_loads"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .filter(|(k, _)| {
+                            park.flexible_loads.iter().any(|l| {
+                                l.id == **k
+                                    && matches!(
+                                        l.flexibility,
+                                        pedf_core::assets::Flexibility::Deferrable { .. }
+                                    )
+                            })
+                        })
                         .filter_map(|(k, v)| Some((k.clone(), v.as_f64()?)))
                         .collect()
                 })
@@ -452,6 +474,7 @@ pub async fn run_with(
         controlled.push(Controlled {
             id: d.id.clone(),
             capability: d.capability,
+            asset: d.asset.clone(),
             ctl: SafeControl::new(d.id.clone(), policy),
         });
     }
@@ -597,13 +620,52 @@ pub async fn run_with(
                 max_kw: c.ctl.policy.limits.max,
             })
             .collect();
+        // Deferrable loads the plan schedules: devices whose asset is one of the park's
+        // deferrable flexible loads.
+        let deferrable_asset = |c: &Controlled| -> Option<String> {
+            let a = c.asset.as_deref()?;
+            park.flexible_loads
+                .iter()
+                .any(|l| {
+                    l.id == a
+                        && matches!(
+                            l.flexibility,
+                            pedf_core::assets::Flexibility::Deferrable { .. }
+                        )
+                })
+                .then(|| a.to_string())
+        };
+        let loads: Vec<LoadNow> = controlled
+            .iter()
+            .filter(|c| c.capability == Capability::DcLoad && deferrable_asset(c).is_some())
+            .filter_map(|c| {
+                Some(LoadNow {
+                    id: c.id.clone(),
+                    kw: states.get(&c.id)?.good(Field::PowerKw, now)?,
+                    min_kw: c.ctl.policy.limits.min.max(0.0),
+                    max_kw: c.ctl.policy.limits.max,
+                })
+            })
+            .collect();
         let snapshot = Snapshot {
             pv_available_kw: pv,
             load_kw: load,
             chargers,
             battery,
+            loads,
         };
-        let plan = plan_target(&store, &park, now);
+        // The plan names loads by asset; the controller by device.
+        let plan = plan_target(&store, &park, now).map(|(mut target, label)| {
+            target.loads_kw = controlled
+                .iter()
+                .filter_map(|c| {
+                    let a = deferrable_asset(c)?;
+                    let kw = target.loads_kw.iter().find(|(id, _)| *id == a)?.1;
+                    Some((c.id.clone(), kw))
+                })
+                .collect();
+            (target, label)
+        });
         let mode = io
             .mode
             .as_ref()
@@ -621,6 +683,16 @@ pub async fn run_with(
                     .iter()
                     .find(|(id, _)| *id == c.id)
                     .map(|(_, kw)| *kw),
+                // A scheduled load that stops answering goes through the watchdog below.
+                Capability::DcLoad => out
+                    .loads
+                    .iter()
+                    .find(|(id, _)| *id == c.id)
+                    .map(|(_, kw)| *kw)
+                    .or_else(|| {
+                        (!answering && deferrable_asset(c).is_some())
+                            .then_some(c.ctl.policy.safe_value)
+                    }),
                 Capability::PvInverter => Some(if out.pv_kw + 1e-6 < snapshot.pv_available_kw {
                     100.0 * out.pv_kw / park.pv_peak_power().0.max(1e-9)
                 } else {

@@ -2,7 +2,7 @@
 //! export rules, safe mode; and properties on random snapshots.
 
 use pedf_runtime::controller::{
-    control, BatteryNow, ChargerNow, Limits, Mode, PlanTarget, Snapshot,
+    control, BatteryNow, ChargerNow, Limits, LoadNow, Mode, PlanTarget, Snapshot,
 };
 
 fn limits() -> Limits {
@@ -34,6 +34,7 @@ fn snap(pv: f64, load: f64, soc: f64) -> Snapshot {
         load_kw: load,
         chargers: vec![],
         battery: battery(soc),
+        loads: vec![],
     }
 }
 
@@ -47,6 +48,7 @@ fn follows_the_plans_grid_and_absorbs_forecast_error() {
         grid_import_kw: 100.0,
         grid_export_kw: 0.0,
         ev_kw: vec![],
+        loads_kw: vec![],
     };
     let s = control(
         &limits(),
@@ -147,6 +149,7 @@ fn export_rules_charge_the_battery_then_curtail() {
         grid_import_kw: 0.0,
         grid_export_kw: 800.0,
         ev_kw: vec![],
+        loads_kw: vec![],
     };
     let out = control(
         &limits(),
@@ -209,8 +212,9 @@ mod properties {
                 load_kw: load,
                 chargers: evs.iter().enumerate().map(|(i, (w, m))| ChargerNow { id: format!("ev-{i:02}"), wanted_kw: *w, min_kw: *m, max_kw: 60.0 }).collect(),
                 battery: battery(soc),
+                loads: vec![],
             };
-            let plan = PlanTarget { grid_import_kw: plan_grid.max(0.0), grid_export_kw: (-plan_grid).max(0.0), ev_kw: vec![] };
+            let plan = PlanTarget { grid_import_kw: plan_grid.max(0.0), grid_export_kw: (-plan_grid).max(0.0), ev_kw: vec![], loads_kw: vec![] };
             let mode = match mode { 0 => Mode::Automatic, 1 => Mode::Manual { battery_kw: manual }, _ => Mode::Safe };
             let out = control(&l, &s, Some(&plan), &mode);
             // Battery inside its range; chargers inside theirs; PV never above what is there.
@@ -229,4 +233,39 @@ mod properties {
             prop_assert!(ok || !out.alarms.is_empty(), "grid {} alarms {:?}", out.grid_kw, out.alarms);
         }
     }
+}
+
+#[test]
+fn deferrable_loads_follow_the_plan_and_the_balance_counts_their_command() {
+    // Cold storage draws 50 kW now (part of the 300 kW load); the plan wants 120 kW. The
+    // battery covers the 70 kW more so the grid stays on the plan's 100 kW import.
+    let plan = PlanTarget {
+        grid_import_kw: 100.0,
+        grid_export_kw: 0.0,
+        ev_kw: vec![],
+        loads_kw: vec![("cold".into(), 120.0)],
+    };
+    let mut s = snap(150.0, 300.0, 50.0);
+    s.loads = vec![LoadNow {
+        id: "cold".into(),
+        kw: 50.0,
+        min_kw: 30.0,
+        max_kw: 150.0,
+    }];
+    let out = control(&limits(), &s, Some(&plan), &Mode::Automatic);
+    assert_eq!(out.loads, vec![("cold".to_string(), 120.0)]);
+    close(out.battery_kw, 370.0 - 150.0 - 97.0);
+    close(out.grid_kw, 100.0);
+    // A plan beyond the load's rating is clamped to it; safe mode runs it at its maximum;
+    // without a plan the load is left to its own control.
+    let over = PlanTarget {
+        loads_kw: vec![("cold".into(), 400.0)],
+        ..plan.clone()
+    };
+    let out = control(&limits(), &s, Some(&over), &Mode::Automatic);
+    assert_eq!(out.loads, vec![("cold".to_string(), 150.0)]);
+    let out = control(&limits(), &s, Some(&plan), &Mode::Safe);
+    assert_eq!(out.loads, vec![("cold".to_string(), 150.0)]);
+    let out = control(&limits(), &s, None, &Mode::Automatic);
+    assert!(out.loads.is_empty());
 }

@@ -519,11 +519,14 @@ fn run_one(
                     max_discharge_kw: dis,
                 }
             }),
+            // The backtest applies the plan's deferrable and shed powers itself (above).
+            loads: Vec::new(),
         };
         let target = plan_iv.map(|p| PlanTarget {
             grid_import_kw: p.grid_import_kw,
             grid_export_kw: p.grid_export_kw,
             ev_kw: p.ev_chargers.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            loads_kw: Vec::new(),
         });
         let sp = control(&limits, &snapshot, target.as_ref(), &Mode::Automatic);
         if !sp.alarms.is_empty() {

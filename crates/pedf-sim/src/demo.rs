@@ -6,7 +6,8 @@
 //! Each tick (200 ms of real time, `speed` times that of simulated time) the driver reads what
 //! the EMS wrote (battery power in SunSpec 124, PV limits in 123, charger commands), runs the
 //! physics (PV and loads of the scenario's world interpolated to the instant, battery with its
-//! taper, cars that arrive, charge and leave, the deferrable load on its flat schedule) and
+//! taper, cars that arrive, charge and leave, the deferrable load at the EMS's setpoint or on
+//! its flat schedule until it gets one) and
 //! writes the measurements back (103/802 power and SoC, the meter's power and counters, charger
 //! and load state). The grid meter is the bus balance through the converter.
 
@@ -189,7 +190,7 @@ impl DemoPark {
                 0.0,
                 Duration::from_millis(500),
             );
-            loads.push((l.id.clone(), d.power_kw.clone()));
+            loads.push((l.id.clone(), d.power_kw.clone(), d.command_kw.clone()));
             mqtt.push(d);
         }
         let devices_file = o.dir.join("devices.toml");
@@ -236,6 +237,9 @@ fn words<T: Value>(v: T) -> Vec<u16> {
     v.encode().to_vec()
 }
 
+/// A DC load's measured power and the EMS's last command.
+type LoadHandles = (String, Arc<Mutex<f64>>, Arc<Mutex<Option<f64>>>);
+
 #[allow(clippy::too_many_arguments)]
 async fn drive(
     s: Scenario,
@@ -244,7 +248,7 @@ async fn drive(
     banks: crate::bank::Banks,
     addrs: Addrs,
     chargers: Vec<ChargerHandles>,
-    loads: Vec<(String, Arc<Mutex<f64>>)>,
+    loads: Vec<LoadHandles>,
     now_out: Arc<Mutex<DemoNow>>,
 ) {
     let park = &s.park;
@@ -351,13 +355,17 @@ async fn drive(
         }
         // Loads.
         let mut load: f64 = fixed_ids.iter().map(|id| at(&w.load_actual[id])).sum();
-        for (id, power) in &loads {
+        for (id, power, command) in &loads {
+            let command = *command.lock().expect("lock");
             let p = if curtail_ids.contains(id) {
-                at(&w.load_actual[id])
+                // A command caps a curtailable load; it draws its demand below the cap.
+                at(&w.load_actual[id]).min(command.unwrap_or(f64::INFINITY).max(0.0))
             } else if let Some(d) = defer.iter_mut().find(|d| d.id == *id) {
-                let flat = d.flat_kw();
+                // The EMS's setpoint, or the load's own flat schedule until it gets one; the
+                // comfort override still delivers the day's energy.
+                let wish = command.unwrap_or_else(|| d.flat_kw());
                 d.run(
-                    flat,
+                    wish,
                     f64::from(local.hour() * 60 + local.minute()),
                     dt_h.max(1e-9),
                 )
