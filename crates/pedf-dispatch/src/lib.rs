@@ -202,7 +202,12 @@ pub fn plan_optimized(
         _ => rule_schedule.clone(),
     };
     let warm = opts.warm_start.then_some(&start);
-    match milp::solve(&p, opts, warm) {
+    // The time limit covers the whole plan: HiGHS gets what the dive left (at least a tenth).
+    let search = PlanOptions {
+        time_limit_s: (opts.time_limit_s - dive_seconds).max(opts.time_limit_s / 10.0),
+        ..opts.clone()
+    };
+    match milp::solve(&p, &search, warm) {
         Ok(r) => {
             tracing::info!(status = %r.status, gap = r.mip_gap, build_s = r.build_seconds, solve_s = r.solve_seconds, cols = r.columns, rows = r.rows, binaries = r.binaries, objective = r.objective, "HiGHS finished");
             let info = SolverInfo {
@@ -328,7 +333,9 @@ fn lp_dive(p: &problem::Problem, opts: &PlanOptions, polish: bool) -> Option<Div
             // (after trying better directions, when asked) round the minimum powers.
             min_power = true;
             if polish {
-                polish_modes(p, &mut lp, objective);
+                // Half the time limit at most, so the search keeps the rest.
+                let budget = std::time::Duration::from_secs_f64(opts.time_limit_s.max(0.0) / 2.0);
+                polish_modes(p, &mut lp, objective, started + budget);
                 continue;
             }
         }
@@ -370,8 +377,14 @@ fn lp_dive(p: &problem::Problem, opts: &PlanOptions, polish: bool) -> Option<Div
 /// Tries better grid directions for a dive whose directions are settled (on the relaxation of
 /// the minimum powers): flips one import/export-binary interval at a time (importing to
 /// exporting or back), re-solves from the last basis and keeps a flip that lowers the
-/// objective; at most three passes. Leaves every binary interval pinned to its best direction.
-fn polish_modes(p: &problem::Problem, lp: &mut milp::Relaxation, objective: f64) {
+/// objective; at most three passes, and none past `deadline`. Leaves every binary interval
+/// pinned to its best direction.
+fn polish_modes(
+    p: &problem::Problem,
+    lp: &mut milp::Relaxation,
+    objective: f64,
+    deadline: Instant,
+) {
     let binary: Vec<usize> = (0..p.n).filter(|&t| milp::grid_binary(p, t)).collect();
     let Ok((s, _)) = lp.solve(p) else {
         return;
@@ -386,6 +399,9 @@ fn polish_modes(p: &problem::Problem, lp: &mut milp::Relaxation, objective: f64)
     for _ in 0..3 {
         let mut improved = false;
         for &t in &binary {
+            if Instant::now() > deadline {
+                return;
+            }
             lp.grid_mode(p, t, !import[t]);
             match lp.solve(p) {
                 Ok((_, obj)) if obj < best_obj - 1e-9 * best_obj.abs().max(1.0) => {
