@@ -352,13 +352,23 @@ pub fn summary(bt: &Backtest, elapsed_s: f64) -> String {
             .iter()
             .filter(|r| r.strategy != StrategyKind::None)
         {
+            let scope2_t = (r.carbon.location_kg - base.carbon.location_kg) / 1000.0;
+            // Location-based Scope 2 is import times the annual grid factor: only the amount
+            // imported moves it, never its timing.
+            let why = if scope2_t > 0.05 {
+                " (more import: the battery's and converter's losses; at a flat annual factor shifting cannot lower it)"
+            } else if scope2_t < -0.05 {
+                " (less import: more of the PV used on site)"
+            } else {
+                ""
+            };
             let _ = writeln!(
                 s,
-                "\n{} against none: {:.0} CNY saved ({:.1} %); Scope 2 {:+.1} t CO2 (losses add import; shifting cannot lower emissions at a flat annual factor)",
+                "\n{} against none: {:.0} CNY saved ({:.1} %); Scope 2 {:+.1} t CO2{why}",
                 r.strategy.name(),
                 base.cost.net_cny - r.cost.net_cny,
                 100.0 * (base.cost.net_cny - r.cost.net_cny) / base.cost.net_cny.abs().max(1e-9),
-                (r.carbon.location_kg - base.carbon.location_kg) / 1000.0
+                scope2_t
             );
         }
     }
