@@ -75,19 +75,22 @@ fn the_demo_runs_the_park_and_serves_the_dashboard() {
         "{seen:?}"
     );
     let c = reqwest::blocking::Client::new();
-    let page = c.get(format!("{b}/")).send().unwrap().text().unwrap();
-    assert!(page.contains("/assets/app.js"));
-    // Every device (3 PV inverters, battery, meter, 20 chargers, 2 loads) answers within 15 s.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let state = loop {
-        let v: Value = c
-            .get(format!("{b}/api/v1/state"))
+    // An API read as JSON (null when the body is not JSON yet).
+    let get = |path: &str| -> Value {
+        c.get(format!("{b}{path}"))
             .bearer_auth(&token)
             .send()
             .unwrap()
             .text()
             .map(|t| serde_json::from_str(&t).unwrap_or(Value::Null))
-            .unwrap();
+            .unwrap()
+    };
+    let page = c.get(format!("{b}/")).send().unwrap().text().unwrap();
+    assert!(page.contains("/assets/app.js"));
+    // Every device (3 PV inverters, battery, meter, 20 chargers, 2 loads) answers within 15 s.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let state = loop {
+        let v = get("/api/v1/state");
         let devices = v["devices"].as_array().cloned().unwrap_or_default();
         if devices.len() == 27 && devices.iter().all(|d| d["quality"] == "good") {
             break v;
@@ -110,21 +113,16 @@ fn the_demo_runs_the_park_and_serves_the_dashboard() {
     let soc = f["soc_pct"].as_f64().unwrap();
     assert!((10.0..=95.0).contains(&soc), "{f}");
     // The EMS runs on the demo's simulated time: its clock advances about 60 s per second.
-    let at = |c: &reqwest::blocking::Client| -> chrono::DateTime<chrono::Utc> {
-        let v: Value = serde_json::from_str(
-            &c.get(format!("{b}/api/v1/state"))
-                .bearer_auth(&token)
-                .send()
-                .unwrap()
-                .text()
-                .unwrap(),
-        )
-        .unwrap();
-        v["at"].as_str().unwrap().parse().unwrap()
+    let at = || -> chrono::DateTime<chrono::Utc> {
+        get("/api/v1/state")["at"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap()
     };
-    let (t0, real0) = (at(&c), Instant::now());
+    let (t0, real0) = (at(), Instant::now());
     std::thread::sleep(Duration::from_secs(5));
-    let (t1, real) = (at(&c), real0.elapsed().as_secs_f64());
+    let (t1, real) = (at(), real0.elapsed().as_secs_f64());
     let sim = (t1 - t0).num_milliseconds() as f64 / 1000.0;
     // One control cycle (1 s of real time) of slack either way.
     assert!(
@@ -136,15 +134,7 @@ fn the_demo_runs_the_park_and_serves_the_dashboard() {
         .block_on(dashboard_shows_the_live_park(&b, &token, &dir));
     // The EMS schedules the deferrable load (cold storage) by the plan: its setpoints are in
     // the audit log, written by the controller.
-    let audit: Value = serde_json::from_str(
-        &c.get(format!("{b}/api/v1/audit?limit=1000"))
-            .bearer_auth(&token)
-            .send()
-            .unwrap()
-            .text()
-            .unwrap(),
-    )
-    .unwrap();
+    let audit = get("/api/v1/audit?limit=1000");
     assert!(
         audit
             .as_array()
@@ -166,16 +156,8 @@ fn the_demo_runs_the_park_and_serves_the_dashboard() {
                 .to_string()
         };
         let mut best = 0.0f64;
-        for d in [day(t0), day(at(&c))] {
-            let v: Value = serde_json::from_str(
-                &c.get(format!("{b}/api/v1/records?day={d}"))
-                    .bearer_auth(&token)
-                    .send()
-                    .unwrap()
-                    .text()
-                    .unwrap(),
-            )
-            .unwrap();
+        for d in [day(t0), day(at())] {
+            let v = get(&format!("/api/v1/records?day={d}"));
             for r in v["records"].as_array().cloned().unwrap_or_default() {
                 best = best.max(r["load_kwh"].as_f64().unwrap_or(0.0));
             }
@@ -211,8 +193,7 @@ fn the_demo_runs_the_park_and_serves_the_dashboard() {
 /// The newcomer's view: the dashboard in a browser, logged in with the token the demo printed.
 #[cfg(unix)]
 async fn dashboard_shows_the_live_park(base: &str, token: &str, dir: &std::path::Path) {
-    use chromium::{log_in, shot, start_browser, text, wait_text};
-    use fantoccini::Locator;
+    use chromium::{click, log_in, shot, start_browser, text, wait_text};
 
     let (_driver, c) = start_browser(&dir.join("chromium-profile")).await;
     c.goto(&format!("{base}/")).await.unwrap();
@@ -229,12 +210,7 @@ async fn dashboard_shows_the_live_park(base: &str, token: &str, dir: &std::path:
     let (ok, t) = wait_text(&c, "#v-load", 15.0, |t| kw(t) && t != first).await;
     assert!(ok, "the live load stayed at `{t}`");
     shot(&c, ROOT, "demo-live.png").await;
-    c.find(Locator::Css("[data-page=devices]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "[data-page=devices]").await;
     let (ok, t) = wait_text(&c, "#devices", 5.0, |t| {
         ["bess-1", "grid-meter", "pv-carport", "ev-01", "ev-20", "hvac", "cold-storage"]
             .iter()

@@ -10,9 +10,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use chromium::{log_in, shot, start_browser, text, visible, wait_text};
+use chromium::{click, log_in, shot, start_browser, text, visible, wait_text};
 use common::{Ems, ROOT};
-use fantoccini::{Client, Locator};
+use fantoccini::Client;
 use serde_json::json;
 
 async fn set_mode(c: &Client, mode: &str) {
@@ -22,12 +22,7 @@ async fn set_mode(c: &Client, mode: &str) {
     )
     .await
     .unwrap();
-    c.find(Locator::Css("#mode-apply"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, "#mode-apply").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,12 +58,7 @@ async fn dashboard_in_headless_chromium() {
 
         // The language switches.
         assert_eq!(text(&c, "[data-page=live]").await, "实时");
-        c.find(Locator::Css("#lang"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&c, "#lang").await;
         let (ok, t) = wait_text(&c, "[data-page=live]", 2.0, |t| t == "Live").await;
         assert!(ok, "tab after switching: `{t}`");
         let lang = c
@@ -89,12 +79,7 @@ async fn dashboard_in_headless_chromium() {
 
         // An operator logs in and changes the mode; the page shows the new mode from the
         // stream.
-        c.find(Locator::Css("#logout"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&c, "#logout").await;
         let (ok, _) = wait_text(&c, "#login h2", 3.0, |t| t == "Log in").await;
         assert!(ok, "back at the login form");
         log_in(&c, &ems.operator).await;
@@ -105,12 +90,7 @@ async fn dashboard_in_headless_chromium() {
         assert!(ok, "mode after the operator's change: `{t}`");
 
         // The devices page lists every device with its communication quality.
-        c.find(Locator::Css("[data-page=devices]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&c, "[data-page=devices]").await;
         let (ok, t) = wait_text(&c, "#devices", 3.0, |t| {
             t.contains("bess-1") && t.contains("ev-01") && t.contains("good")
         })
@@ -120,12 +100,7 @@ async fn dashboard_in_headless_chromium() {
 
         // Phone-sized screen: the live page still shows the flow and values, one column.
         c.set_window_size(390, 844).await.unwrap();
-        c.find(Locator::Css("[data-page=live]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&c, "[data-page=live]").await;
         let width = c
             .execute(
                 "return document.documentElement.scrollWidth <= window.innerWidth + 1;",

@@ -105,15 +105,20 @@ pub async fn visible(c: &Client, css: &str) -> bool {
     }
 }
 
-pub async fn log_in(c: &Client, token: &str) {
-    let input = c.find(Locator::Css("#login-token")).await.unwrap();
-    input.send_keys(token).await.unwrap();
-    c.find(Locator::Css("#login-btn"))
+/// Clicks the element `css` selects.
+pub async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
         .await
         .unwrap()
         .click()
         .await
         .unwrap();
+}
+
+pub async fn log_in(c: &Client, token: &str) {
+    let input = c.find(Locator::Css("#login-token")).await.unwrap();
+    input.send_keys(token).await.unwrap();
+    click(c, "#login-btn").await;
 }
 
 /// Saves a screenshot into `root`/target/browser-shots/.
