@@ -266,12 +266,13 @@ struct Dive {
     rows: usize,
 }
 
-/// A MILP-feasible starting plan from linear programs: solve the relaxation, hold at zero the
-/// weaker side of every interval that both imports and exports (where a binary would forbid
-/// it), hold every EV or deferrable-load interval that runs below its minimum power at least
-/// at the minimum (the requirement allows one interval at minimum power more), and solve again
-/// from the last basis, until nothing is violated (at most 40 rounds). `None` when even the
-/// relaxation cannot be solved.
+/// A MILP-feasible starting plan from linear programs. Solve the relaxation; while some
+/// interval both imports and exports (where a binary would forbid it), hold its weaker side at
+/// zero and solve again from the last basis. With the grid directions settled, optionally try
+/// better ones (`polish_modes`), then round the EV and deferrable-load intervals that run below
+/// their minimum power (`round_min_power`) and solve again, until nothing is violated (at most
+/// 40 rounds in all). The first solve's objective bounds the MILP's optimum from below. `None`
+/// when even the relaxation cannot be solved.
 fn lp_dive(p: &problem::Problem, opts: &PlanOptions, polish: bool) -> Option<Dive> {
     let started = Instant::now();
     let mut lp = milp::Relaxation::new(p, opts).ok()?;
@@ -286,8 +287,6 @@ fn lp_dive(p: &problem::Problem, opts: &PlanOptions, polish: bool) -> Option<Div
         columns: lp.columns,
         rows: lp.rows,
     };
-    let mut import_off = vec![false; p.n];
-    let mut export_off = vec![false; p.n];
     let mut ev_on: Vec<Vec<bool>> = p.sessions.iter().map(|_| vec![false; p.n]).collect();
     let mut defer_on: Vec<Vec<bool>> = p.deferrable.iter().map(|_| vec![false; p.n]).collect();
     let mut min_power = false;
@@ -302,19 +301,10 @@ fn lp_dive(p: &problem::Problem, opts: &PlanOptions, polish: bool) -> Option<Div
         let mut changed = false;
         let mut burns = false;
         for t in 0..p.n {
-            if milp::grid_binary(p, t)
-                && s.imp[t] > 1e-7
-                && s.exp[t] > 1e-7
-                && !import_off[t]
-                && !export_off[t]
-            {
-                if s.exp[t] * p.exp_price[t] >= s.imp[t] * p.import_cost(t) {
-                    import_off[t] = true;
-                    lp.import_off(t);
-                } else {
-                    export_off[t] = true;
-                    lp.export_off(t);
-                }
+            if milp::grid_binary(p, t) && s.imp[t] > 1e-7 && s.exp[t] > 1e-7 {
+                // Keep the side worth more here.
+                let export = s.exp[t] * p.exp_price[t] >= s.imp[t] * p.import_cost(t);
+                lp.grid_mode(p, t, !export);
                 changed = true;
             }
             // Simultaneous charge and discharge only pays at negative prices; leave those
@@ -335,7 +325,7 @@ fn lp_dive(p: &problem::Problem, opts: &PlanOptions, polish: bool) -> Option<Div
             if polish {
                 // Half the time limit at most, so the search keeps the rest.
                 let budget = std::time::Duration::from_secs_f64(opts.time_limit_s.max(0.0) / 2.0);
-                polish_modes(p, &mut lp, objective, started + budget);
+                polish_modes(p, &mut lp, &s, objective, started + budget);
                 continue;
             }
         }
@@ -374,21 +364,20 @@ fn lp_dive(p: &problem::Problem, opts: &PlanOptions, polish: bool) -> Option<Div
     dive.bound.is_finite().then_some(dive)
 }
 
-/// Tries better grid directions for a dive whose directions are settled (on the relaxation of
-/// the minimum powers): flips one import/export-binary interval at a time (importing to
+/// Tries better grid directions for a dive whose directions are settled (`s`, `objective`:
+/// the last solve, on the relaxation of the minimum powers): flips one import/export-binary interval at a time (importing to
 /// exporting or back), re-solves from the last basis and keeps a flip that lowers the
 /// objective; at most three passes, and none past `deadline`. Leaves every binary interval
 /// pinned to its best direction.
 fn polish_modes(
     p: &problem::Problem,
     lp: &mut milp::Relaxation,
+    s: &schedule::Schedule,
     objective: f64,
     deadline: Instant,
 ) {
     let binary: Vec<usize> = (0..p.n).filter(|&t| milp::grid_binary(p, t)).collect();
-    let Ok((s, _)) = lp.solve(p) else {
-        return;
-    };
+
     let mut best_obj = objective;
     // Pin every binary interval to the direction the plan uses (idle: import side).
     let mut import: Vec<bool> = vec![true; p.n];

@@ -530,16 +530,6 @@ impl Relaxation {
         }
     }
 
-    /// Holds import at zero in interval `t`.
-    pub fn import_off(&mut self, t: usize) {
-        self.set(self.imp[t], 0.0, 0.0);
-    }
-
-    /// Holds export at zero in interval `t`.
-    pub fn export_off(&mut self, t: usize) {
-        self.set(self.exp[t], 0.0, 0.0);
-    }
-
     /// Gives interval `t` one grid direction: import allowed and export held at zero
     /// (`import`), or the other way round.
     pub fn grid_mode(&mut self, p: &Problem, t: usize, import: bool) {
