@@ -207,8 +207,9 @@ pub struct RunSummary {
 struct Controlled {
     id: String,
     capability: Capability,
-    /// The park asset it serves (device file `asset`).
-    asset: Option<String>,
+    /// The deferrable flexible load of the park it serves (device file `asset`), which the
+    /// plan schedules.
+    deferrable: Option<String>,
     ctl: SafeControl,
 }
 
@@ -260,20 +261,12 @@ fn plan_target(store: &Store, park: &Park, now: DateTime<Utc>) -> Option<(PlanTa
                         .collect()
                 })
                 .unwrap_or_default(),
-            // The plan's power per flexible load; the runtime keeps the deferrable ones.
+            // The plan's power per flexible load, by park asset (the run loop maps the
+            // deferrable ones to their devices).
             loads_kw: interval["flexible_loads"]
                 .as_object()
                 .map(|m| {
                     m.iter()
-                        .filter(|(k, _)| {
-                            park.flexible_loads.iter().any(|l| {
-                                l.id == **k
-                                    && matches!(
-                                        l.flexibility,
-                                        pedf_core::assets::Flexibility::Deferrable { .. }
-                                    )
-                            })
-                        })
                         .filter_map(|(k, v)| Some((k.clone(), v.as_f64()?)))
                         .collect()
                 })
@@ -474,7 +467,16 @@ pub async fn run_with(
         controlled.push(Controlled {
             id: d.id.clone(),
             capability: d.capability,
-            asset: d.asset.clone(),
+            deferrable: d.asset.clone().filter(|a| {
+                d.capability == Capability::DcLoad
+                    && park.flexible_loads.iter().any(|l| {
+                        l.id == *a
+                            && matches!(
+                                l.flexibility,
+                                pedf_core::assets::Flexibility::Deferrable { .. }
+                            )
+                    })
+            }),
             ctl: SafeControl::new(d.id.clone(), policy),
         });
     }
@@ -620,24 +622,10 @@ pub async fn run_with(
                 max_kw: c.ctl.policy.limits.max,
             })
             .collect();
-        // Deferrable loads the plan schedules: devices whose asset is one of the park's
-        // deferrable flexible loads.
-        let deferrable_asset = |c: &Controlled| -> Option<String> {
-            let a = c.asset.as_deref()?;
-            park.flexible_loads
-                .iter()
-                .any(|l| {
-                    l.id == a
-                        && matches!(
-                            l.flexibility,
-                            pedf_core::assets::Flexibility::Deferrable { .. }
-                        )
-                })
-                .then(|| a.to_string())
-        };
+        // Deferrable loads the plan schedules.
         let loads: Vec<LoadNow> = controlled
             .iter()
-            .filter(|c| c.capability == Capability::DcLoad && deferrable_asset(c).is_some())
+            .filter(|c| c.deferrable.is_some())
             .filter_map(|c| {
                 Some(LoadNow {
                     id: c.id.clone(),
@@ -659,8 +647,8 @@ pub async fn run_with(
             target.loads_kw = controlled
                 .iter()
                 .filter_map(|c| {
-                    let a = deferrable_asset(c)?;
-                    let kw = target.loads_kw.iter().find(|(id, _)| *id == a)?.1;
+                    let a = c.deferrable.as_ref()?;
+                    let kw = target.loads_kw.iter().find(|(id, _)| id == a)?.1;
                     Some((c.id.clone(), kw))
                 })
                 .collect();
@@ -690,8 +678,7 @@ pub async fn run_with(
                     .find(|(id, _)| *id == c.id)
                     .map(|(_, kw)| *kw)
                     .or_else(|| {
-                        (!answering && deferrable_asset(c).is_some())
-                            .then_some(c.ctl.policy.safe_value)
+                        (!answering && c.deferrable.is_some()).then_some(c.ctl.policy.safe_value)
                     }),
                 Capability::PvInverter => Some(if out.pv_kw + 1e-6 < snapshot.pv_available_kw {
                     100.0 * out.pv_kw / park.pv_peak_power().0.max(1e-9)
