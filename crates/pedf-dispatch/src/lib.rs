@@ -147,11 +147,12 @@ pub fn plan_optimized(
     state: &CurrentState,
 ) -> Result<Plan, DispatchError> {
     check_lengths(inputs)?;
-    let p = problem::Problem::build(park, inputs, opts, state);
+    let plan_start = Instant::now();
+    let mut p = problem::Problem::build(park, inputs, opts, state);
     let rule_schedule = rule::schedule(&p);
     let blank = SolverInfo::rule_based("rule", 0.0);
-    let cost = |s: &schedule::Schedule| {
-        schedule::evaluate(park, inputs, &p, s, Strategy::Rule, blank.clone()).objective_cny
+    let cost = |p: &problem::Problem, s: &schedule::Schedule| {
+        schedule::evaluate(park, inputs, p, s, Strategy::Rule, blank.clone()).objective_cny
     };
     // The starting plan: the LP dive's when it is better than the rules'.
     let dive = if opts.mip && (opts.warm_start || opts.max_nodes == Some(0)) {
@@ -174,7 +175,7 @@ pub fn plan_optimized(
                 rows: d.rows,
                 binaries: 0,
             };
-            let (chosen, note) = if cost(s) <= cost(&rule_schedule) {
+            let (chosen, note) = if cost(&p, s) <= cost(&p, &rule_schedule) {
                 (s, None)
             } else {
                 (
@@ -182,7 +183,7 @@ pub fn plan_optimized(
                     Some("the LP dive's plan cost more than the rule-based plan; the rule-based plan is used"),
                 )
             };
-            let objective = cost(chosen);
+            let objective = cost(&p, chosen);
             info.mip_gap = Some(((objective - d.bound) / objective.abs().max(1e-9)).max(0.0));
             let mut plan = schedule::evaluate(park, inputs, &p, chosen, Strategy::Optimized, info);
             plan.notes.extend(note.map(String::from));
@@ -198,16 +199,27 @@ pub fn plan_optimized(
         .as_ref()
         .map_or(0.0, |d| d.build_seconds + d.solve_seconds);
     let start = match dive.and_then(|d| d.schedule) {
-        Some(d) if cost(&d) < cost(&rule_schedule) => d,
+        Some(d) if cost(&p, &d) < cost(&p, &rule_schedule) => d,
         _ => rule_schedule.clone(),
     };
     let warm = opts.warm_start.then_some(&start);
+    // Narrow the peak's range to the plans no dearer than the start: tighter import bounds
+    // for the search.
+    let tighten_start = Instant::now();
+    if opts.mip && p.demand_rate > 0.0 && p.peak_hi > p.peak_lo {
+        let ub = cost(&p, &start);
+        // A quarter of the time limit at most (each round is two LPs).
+        let budget = std::time::Duration::from_secs_f64(opts.time_limit_s.max(0.0) / 4.0);
+        tighten_peak(&mut p, opts, ub, plan_start + budget);
+    }
+    let dive_seconds = dive_seconds + tighten_start.elapsed().as_secs_f64();
     // The time limit covers the whole plan: HiGHS gets what the dive left (at least a tenth).
     let search = PlanOptions {
         time_limit_s: (opts.time_limit_s - dive_seconds).max(opts.time_limit_s / 10.0),
         ..opts.clone()
     };
-    match milp::solve(&p, &search, warm) {
+    let deadline = Instant::now() + std::time::Duration::from_secs_f64(search.time_limit_s);
+    match self::search(&mut p, &search, warm, deadline) {
         Ok(r) => {
             tracing::info!(status = %r.status, gap = r.mip_gap, build_s = r.build_seconds, solve_s = r.solve_seconds, cols = r.columns, rows = r.rows, binaries = r.binaries, objective = r.objective, "HiGHS finished");
             let info = SolverInfo {
@@ -229,7 +241,7 @@ pub fn plan_optimized(
                 info.clone(),
             );
             // Never hand out a plan worse than the start the solver was given.
-            if warm.is_some() && cost(&start) < plan.objective_cny - 1e-9 {
+            if warm.is_some() && cost(&p, &start) < plan.objective_cny - 1e-9 {
                 plan = schedule::evaluate(park, inputs, &p, &start, Strategy::Optimized, info);
                 plan.notes.push("the solver stopped with a plan worse than its starting plan; the starting plan is used".into());
             }
@@ -249,6 +261,33 @@ pub fn plan_optimized(
                 "optimiser failed ({e}); this is the rule-based plan"
             ));
             Ok(plan)
+        }
+    }
+}
+
+/// Optimality-based bound tightening of the horizon's peak import: the range the peak can take
+/// in the linear relaxation among plans costing at most `ub` (a feasible plan's cost), applied
+/// to the problem and repeated while the range shrinks (each round tightens the relaxation,
+/// which narrows the next range). No plan cheaper than `ub` is cut off.
+fn tighten_peak(p: &mut problem::Problem, opts: &PlanOptions, ub: f64, deadline: Instant) {
+    for _ in 0..4 {
+        if Instant::now() >= deadline {
+            return;
+        }
+        let Ok((lo, hi)) = milp::peak_range(p, opts, ub) else {
+            return;
+        };
+        // A little slack for the LP's tolerances.
+        let slack = 1e-6 * p.peak_hi.max(1.0);
+        let (lo, hi) = ((lo - slack).max(p.peak_lo), (hi + slack).min(p.peak_hi));
+        if lo > hi {
+            return;
+        }
+        let shrunk = (p.peak_hi - p.peak_lo) - (hi - lo);
+        p.peak_lo = lo;
+        p.peak_hi = hi;
+        if shrunk < 0.01 * (hi - lo).max(1.0) {
+            return;
         }
     }
 }
@@ -330,30 +369,7 @@ fn lp_dive(p: &problem::Problem, opts: &PlanOptions, polish: bool) -> Option<Div
             }
         }
         if min_power {
-            for (k, sess) in p.sessions.iter().enumerate() {
-                let ivs: Vec<usize> = (sess.first..sess.end).collect();
-                for (t, on) in
-                    round_min_power(&s.ev[k], &ivs, sess.min, sess.need, p.dt, &mut ev_on[k])
-                {
-                    lp.ev_hold(p, k, t, on);
-                    changed = true;
-                }
-            }
-            for (f, d) in p.deferrable.iter().enumerate() {
-                for req in &d.requirements {
-                    for (t, on) in round_min_power(
-                        &s.defer[f],
-                        &req.intervals,
-                        d.min,
-                        req.energy,
-                        p.dt,
-                        &mut defer_on[f],
-                    ) {
-                        lp.defer_hold(p, f, t, on);
-                        changed = true;
-                    }
-                }
-            }
+            changed |= hold_min_powers(p, &mut lp, &s, &mut ev_on, &mut defer_on);
         }
         if !changed {
             dive.schedule = Some(s);
@@ -403,6 +419,151 @@ fn polish_modes(
         }
         if !improved {
             break;
+        }
+    }
+}
+
+/// Holds the intervals that run below their minimum power on or off (`round_min_power` per
+/// session and deferrable requirement); whether anything changed.
+fn hold_min_powers(
+    p: &problem::Problem,
+    lp: &mut milp::Relaxation,
+    s: &schedule::Schedule,
+    ev_on: &mut [Vec<bool>],
+    defer_on: &mut [Vec<bool>],
+) -> bool {
+    let mut changed = false;
+    for (k, sess) in p.sessions.iter().enumerate() {
+        let ivs: Vec<usize> = (sess.first..sess.end).collect();
+        for (t, on) in round_min_power(&s.ev[k], &ivs, sess.min, sess.need, p.dt, &mut ev_on[k]) {
+            lp.ev_hold(p, k, t, on);
+            changed = true;
+        }
+    }
+    for (f, d) in p.deferrable.iter().enumerate() {
+        for req in &d.requirements {
+            for (t, on) in round_min_power(
+                &s.defer[f],
+                &req.intervals,
+                d.min,
+                req.energy,
+                p.dt,
+                &mut defer_on[f],
+            ) {
+                lp.defer_hold(p, f, t, on);
+                changed = true;
+            }
+        }
+    }
+    changed
+}
+
+/// The plan with `s`'s grid directions whose EV sessions and deferrable loads run off or at
+/// least at their minimum power: the linear relaxation with those directions, rounded (as in
+/// the dive) until nothing runs below its minimum, and its cost. `None` when it does not settle.
+fn settle_min_power(
+    p: &problem::Problem,
+    opts: &PlanOptions,
+    s: &schedule::Schedule,
+) -> Option<(schedule::Schedule, f64)> {
+    let mut lp = milp::Relaxation::new(p, opts).ok()?;
+    for t in 0..p.n {
+        if milp::grid_binary(p, t) {
+            lp.grid_mode(p, t, s.exp[t] <= 1e-7);
+        }
+    }
+    let mut ev_on: Vec<Vec<bool>> = p.sessions.iter().map(|_| vec![false; p.n]).collect();
+    let mut defer_on: Vec<Vec<bool>> = p.deferrable.iter().map(|_| vec![false; p.n]).collect();
+    for _ in 0..40 {
+        let (x, objective) = lp.solve(p).ok()?;
+        if !hold_min_powers(p, &mut lp, &x, &mut ev_on, &mut defer_on) {
+            return Some((x, objective));
+        }
+    }
+    None
+}
+
+/// The sessions and deferrable loads that run somewhere between zero and their minimum power.
+fn below_min_power(p: &problem::Problem, s: &schedule::Schedule) -> (Vec<usize>, Vec<usize>) {
+    let low = |v: &[f64], min: f64| v.iter().any(|&x| x > 1e-7 && x < min - 1e-7);
+    let sessions = (0..p.sessions.len())
+        .filter(|&k| low(&s.ev[k], p.sessions[k].min))
+        .collect();
+    let loads = (0..p.deferrable.len())
+        .filter(|&f| low(&s.defer[f], p.deferrable[f].min))
+        .collect();
+    (sessions, loads)
+}
+
+/// The MILP search with minimum powers enforced lazily: first with every "off or at least the
+/// minimum" relaxed (its dual bound bounds the full problem too); a solution that runs below
+/// some minimum is settled (`settle_min_power`) and, if that leaves a gap above the target
+/// and time remains, the offending sessions and loads get their semi-continuous columns and
+/// the search runs again from the settled plan. The answer always respects every minimum.
+fn search(
+    p: &mut problem::Problem,
+    opts: &PlanOptions,
+    start: Option<&schedule::Schedule>,
+    deadline: Instant,
+) -> Result<milp::MilpResult, DispatchError> {
+    if !opts.mip {
+        return milp::solve(p, opts, start);
+    }
+    for s in p.sessions.iter_mut() {
+        s.strict = false;
+    }
+    for d in p.deferrable.iter_mut() {
+        d.strict = false;
+    }
+    let mut warm = start.cloned();
+    let mut spent = (0.0, 0.0);
+    loop {
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .as_secs_f64();
+        let o = PlanOptions {
+            time_limit_s: left.max(opts.time_limit_s / 10.0),
+            ..opts.clone()
+        };
+        let mut r = milp::solve(p, &o, warm.as_ref())?;
+        spent.0 += r.build_seconds;
+        spent.1 += r.solve_seconds;
+        r.build_seconds = spent.0;
+        r.solve_seconds = spent.1;
+        let (sessions, loads) = below_min_power(p, &r.schedule);
+        if sessions.is_empty() && loads.is_empty() {
+            return Ok(r);
+        }
+        let settled = settle_min_power(p, opts, &r.schedule);
+        let out_of_time = Instant::now() >= deadline;
+        if let Some((x, objective)) = &settled {
+            let gap = ((objective - r.dual_bound) / objective.abs().max(1e-9)).max(0.0);
+            if gap <= opts.mip_gap || out_of_time {
+                if gap <= opts.mip_gap {
+                    r.status = if gap > 0.0 { "gap_limit" } else { "optimal" }.into();
+                }
+                r.schedule = x.clone();
+                r.objective = *objective;
+                r.mip_gap = if r.dual_bound.is_finite() {
+                    gap
+                } else {
+                    f64::INFINITY
+                };
+                return Ok(r);
+            }
+        } else if out_of_time {
+            return Err(DispatchError::Solver(
+                "the search ended with minimum powers it could not settle".into(),
+            ));
+        }
+        for k in sessions {
+            p.sessions[k].strict = true;
+        }
+        for f in loads {
+            p.deferrable[f].strict = true;
+        }
+        if let Some((x, _)) = settled {
+            warm = Some(x);
         }
     }
 }

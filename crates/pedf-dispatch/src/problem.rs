@@ -48,6 +48,8 @@ pub(crate) struct Deferrable {
     /// Whether the load may run in each interval (inside some window).
     pub allowed: Vec<bool>,
     pub requirements: Vec<Requirement>,
+    /// Whether the MILP enforces "off or at least `min`" (see `Session::strict`).
+    pub strict: bool,
 }
 
 pub(crate) struct Session {
@@ -58,6 +60,10 @@ pub(crate) struct Session {
     pub min: f64,
     pub max: f64,
     pub need: f64,
+    /// Whether the MILP enforces "off or at least `min`". The search starts with it relaxed
+    /// everywhere and enforces it only where a solution runs below the minimum (a binary only
+    /// where it changes the answer); the final plan always respects every minimum.
+    pub strict: bool,
 }
 
 pub(crate) struct Problem {
@@ -82,6 +88,11 @@ pub(crate) struct Problem {
     pub no_simultaneous: bool,
     pub demand_rate: f64,
     pub existing_peak: f64,
+    /// Range the horizon's peak import can take in a plan worth looking at: the import limit
+    /// and the month's peak so far unless tightened (`tighten_peak`), which also narrows every
+    /// interval's import bound.
+    pub peak_lo: f64,
+    pub peak_hi: f64,
     pub penalty: f64,
     pub unserved_penalty: f64,
     pub notes: Vec<String>,
@@ -129,9 +140,11 @@ impl Problem {
             && self.exp_cap[t] > 0.0
             && self.import_cost(t) < self.exp_price[t] * self.eta_in * self.eta_out;
         if self.import_cost(t) > 0.0 && !both_pay {
-            (((self.sink_max(t) - self.pv[t]) / self.eta_in).max(0.0)).min(self.imp_cap)
+            (((self.sink_max(t) - self.pv[t]) / self.eta_in).max(0.0))
+                .min(self.imp_cap)
+                .min(self.peak_hi)
         } else {
-            self.imp_cap
+            self.imp_cap.min(self.peak_hi)
         }
     }
 
@@ -236,6 +249,7 @@ impl Problem {
                         max: l.max_power.0,
                         allowed,
                         requirements,
+                        strict: true,
                     });
                 }
             }
@@ -295,6 +309,7 @@ impl Problem {
                     min: c.map(|c| c.min_power.0).unwrap_or(0.0),
                     max: c.map(|c| c.max_power.0).unwrap_or(0.0),
                     need: (s.energy_kwh - delivered).max(0.0),
+                    strict: true,
                 }
             })
             .collect();
@@ -342,6 +357,8 @@ impl Problem {
             no_simultaneous: rules.no_simultaneous_import_export,
             demand_rate: park.tariff.demand_charge.0 * horizon_h / month_h,
             existing_peak: state.month_peak_import_kw,
+            peak_lo: state.month_peak_import_kw.min(imp_cap),
+            peak_hi: imp_cap.max(state.month_peak_import_kw),
             penalty: opts.unmet_penalty_cny_per_kwh,
             unserved_penalty: opts.unserved_penalty_cny_per_kwh,
             notes,
