@@ -460,11 +460,14 @@ fn hold_min_powers(
 
 /// The plan with `s`'s grid directions whose EV sessions and deferrable loads run off or at
 /// least at their minimum power: the linear relaxation with those directions, rounded (as in
-/// the dive) until nothing runs below its minimum, and its cost. `None` when it does not settle.
+/// the dive) until nothing runs below its minimum, and its cost. With `pin`, every interval
+/// that `pin` runs off or at least at its minimum is first held so (only `pin`'s sub-minimum
+/// intervals are rounded). `None` when it does not settle.
 fn settle_min_power(
     p: &problem::Problem,
     opts: &PlanOptions,
     s: &schedule::Schedule,
+    pin: Option<&schedule::Schedule>,
 ) -> Option<(schedule::Schedule, f64)> {
     let mut lp = milp::Relaxation::new(p, opts).ok()?;
     for t in 0..p.n {
@@ -474,6 +477,44 @@ fn settle_min_power(
     }
     let mut ev_on: Vec<Vec<bool>> = p.sessions.iter().map(|_| vec![false; p.n]).collect();
     let mut defer_on: Vec<Vec<bool>> = p.deferrable.iter().map(|_| vec![false; p.n]).collect();
+    if let Some(m) = pin {
+        let hold = |v: f64, min: f64| {
+            if v <= 1e-7 {
+                Some(false)
+            } else if v >= min - 1e-7 {
+                Some(true)
+            } else {
+                None
+            }
+        };
+        for (k, sess) in p.sessions.iter().enumerate() {
+            if sess.min <= 0.0 {
+                continue;
+            }
+            for (t, on_t) in ev_on[k]
+                .iter_mut()
+                .enumerate()
+                .take(sess.end)
+                .skip(sess.first)
+            {
+                if let Some(on) = hold(m.ev[k][t], sess.min) {
+                    lp.ev_hold(p, k, t, on);
+                    *on_t = on;
+                }
+            }
+        }
+        for (f, d) in p.deferrable.iter().enumerate() {
+            if d.min <= 0.0 {
+                continue;
+            }
+            for (t, on_t) in defer_on[f].iter_mut().enumerate() {
+                if let (true, Some(on)) = (d.allowed[t], hold(m.defer[f][t], d.min)) {
+                    lp.defer_hold(p, f, t, on);
+                    *on_t = on;
+                }
+            }
+        }
+    }
     for _ in 0..40 {
         let (x, objective) = lp.solve(p).ok()?;
         if !hold_min_powers(p, &mut lp, &x, &mut ev_on, &mut defer_on) {
@@ -481,6 +522,48 @@ fn settle_min_power(
         }
     }
     None
+}
+
+/// A plan with `s`'s grid directions that respects every minimum power: one MILP with those
+/// directions fixed and semi-continuous columns for the sessions and loads `s` runs below
+/// their minimum (at most `seconds`), then `settle_min_power` pinned to its on/off pattern for
+/// whatever else runs below a minimum. Leaves `p` as it found it.
+fn settle_with_directions(
+    p: &mut problem::Problem,
+    opts: &PlanOptions,
+    s: &schedule::Schedule,
+    seconds: f64,
+) -> Option<(schedule::Schedule, f64)> {
+    let strict: (Vec<bool>, Vec<bool>) = (
+        p.sessions.iter().map(|x| x.strict).collect(),
+        p.deferrable.iter().map(|x| x.strict).collect(),
+    );
+    for t in 0..p.n {
+        if milp::grid_binary(p, t) {
+            p.directions[t] = Some(s.exp[t] <= 1e-7);
+        }
+    }
+    let (sessions, loads) = below_min_power(p, s);
+    for k in sessions {
+        p.sessions[k].strict = true;
+    }
+    for f in loads {
+        p.deferrable[f].strict = true;
+    }
+    let o = PlanOptions {
+        time_limit_s: seconds,
+        ..opts.clone()
+    };
+    let solved = milp::solve(p, &o, None);
+    p.directions.iter_mut().for_each(|d| *d = None);
+    for (x, v) in p.sessions.iter_mut().zip(strict.0) {
+        x.strict = v;
+    }
+    for (x, v) in p.deferrable.iter_mut().zip(strict.1) {
+        x.strict = v;
+    }
+    let m = solved.ok()?.schedule;
+    settle_min_power(p, opts, s, Some(&m))
 }
 
 /// The sessions and deferrable loads that run somewhere between zero and their minimum power.
@@ -516,32 +599,62 @@ fn search(
         d.strict = false;
     }
     let mut warm = start.cloned();
-    let mut spent = (0.0, 0.0);
+    let began = Instant::now();
+    let mut built = 0.0;
     loop {
         let left = deadline
             .saturating_duration_since(Instant::now())
             .as_secs_f64();
+        // Half the gap for the search with minimum powers relaxed: settling them costs a
+        // little, and the settled plan must still be within the gap asked.
+        let relaxed = p.sessions.iter().any(|s| !s.strict && s.min > 0.0)
+            || p.deferrable.iter().any(|d| !d.strict && d.min > 0.0);
         let o = PlanOptions {
             time_limit_s: left.max(opts.time_limit_s / 10.0),
+            mip_gap: if relaxed {
+                opts.mip_gap / 2.0
+            } else {
+                opts.mip_gap
+            },
             ..opts.clone()
         };
         let mut r = milp::solve(p, &o, warm.as_ref())?;
-        spent.0 += r.build_seconds;
-        spent.1 += r.solve_seconds;
-        r.build_seconds = spent.0;
-        r.solve_seconds = spent.1;
+        built += r.build_seconds;
+        r.build_seconds = built;
         let (sessions, loads) = below_min_power(p, &r.schedule);
         if sessions.is_empty() && loads.is_empty() {
+            r.solve_seconds = began.elapsed().as_secs_f64() - built;
             return Ok(r);
         }
-        let settled = settle_min_power(p, opts, &r.schedule);
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .as_secs_f64();
+        let settled = settle_min_power(p, opts, &r.schedule, None)
+            .into_iter()
+            .chain(settle_with_directions(p, opts, &r.schedule, left / 4.0))
+            .min_by(|a, b| a.1.total_cmp(&b.1));
         let out_of_time = Instant::now() >= deadline;
+        tracing::debug!(
+            status = %r.status,
+            objective = r.objective,
+            dual_bound = r.dual_bound,
+            below_min_sessions = sessions.len(),
+            below_min_loads = loads.len(),
+            settled = settled.as_ref().map(|s| s.1),
+            "search round ended below some minimum power"
+        );
         if let Some((x, objective)) = &settled {
             let gap = ((objective - r.dual_bound) / objective.abs().max(1e-9)).max(0.0);
             if gap <= opts.mip_gap || out_of_time {
-                if gap <= opts.mip_gap {
-                    r.status = if gap > 0.0 { "gap_limit" } else { "optimal" }.into();
+                r.status = if gap > opts.mip_gap {
+                    "time_limit"
+                } else if gap > 0.0 {
+                    "gap_limit"
+                } else {
+                    "optimal"
                 }
+                .into();
+                r.solve_seconds = began.elapsed().as_secs_f64() - built;
                 r.schedule = x.clone();
                 r.objective = *objective;
                 r.mip_gap = if r.dual_bound.is_finite() {

@@ -93,6 +93,9 @@ pub(crate) struct Problem {
     /// interval's import bound.
     pub peak_lo: f64,
     pub peak_hi: f64,
+    /// Import/export directions held fixed in the MILP (`Some(true)` importing), by interval;
+    /// `None` leaves the binary free.
+    pub directions: Vec<Option<bool>>,
     pub penalty: f64,
     pub unserved_penalty: f64,
     pub notes: Vec<String>,
@@ -359,6 +362,7 @@ impl Problem {
             existing_peak: state.month_peak_import_kw,
             peak_lo: state.month_peak_import_kw.min(imp_cap),
             peak_hi: imp_cap.max(state.month_peak_import_kw),
+            directions: vec![None; n],
             penalty: opts.unmet_penalty_cny_per_kwh,
             unserved_penalty: opts.unserved_penalty_cny_per_kwh,
             notes,
