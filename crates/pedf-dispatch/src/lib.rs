@@ -665,9 +665,17 @@ fn search(
                 return Ok(r);
             }
         } else if out_of_time {
-            return Err(DispatchError::Solver(
-                "the search ended with minimum powers it could not settle".into(),
-            ));
+            // Out of time with nothing settled: the start the search was given, if any.
+            let Some(w) = warm else {
+                return Err(DispatchError::Solver(
+                    "the search ended with minimum powers it could not settle".into(),
+                ));
+            };
+            r.status = "time_limit".into();
+            r.solve_seconds = began.elapsed().as_secs_f64() - built;
+            r.schedule = w;
+            r.mip_gap = f64::INFINITY;
+            return Ok(r);
         }
         for k in sessions {
             p.sessions[k].strict = true;
