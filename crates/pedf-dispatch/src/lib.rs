@@ -580,7 +580,8 @@ fn below_min_power(p: &problem::Problem, s: &schedule::Schedule) -> (Vec<usize>,
 
 /// The MILP search with minimum powers enforced lazily: first with every "off or at least the
 /// minimum" relaxed (its dual bound bounds the full problem too); a solution that runs below
-/// some minimum is settled (`settle_min_power`) and, if that leaves a gap above the target
+/// some minimum is settled (the cheaper of `settle_min_power` and `settle_with_directions`)
+/// and, if that leaves a gap above the target
 /// and time remains, the offending sessions and loads get their semi-continuous columns and
 /// the search runs again from the settled plan. The answer always respects every minimum.
 fn search(

@@ -29,9 +29,10 @@
 //! Measured on the reference day (2026-06-21): the plain relaxation with the binaries as
 //! continuous columns bounds the optimum (2015.18 CNY) at 1902; with the hull 1987; with the
 //! narrowed peak range 2011. HiGHS then proves the optimum to 1e-6 in about 2-3 s (RINS and
-//! RENS off), where before it ended 60 s at a 1.6e-3 gap. (An earlier hull attempt, before the tighter import bounds
-//! and the lazy minimum powers, slowed the branch and bound; with the semi-continuous columns
-//! of 25 sessions in the model HiGHS spends most of its time in sub-MIP heuristics.)
+//! RENS off), where before it ended 60 s at a 1.6e-3 gap. (An earlier hull attempt, before
+//! the tighter import bounds and the lazy minimum powers, slowed the branch and bound; with
+//! the semi-continuous columns of 25 sessions in the model HiGHS spends most of its time in
+//! sub-MIP heuristics.)
 
 use std::time::Instant;
 

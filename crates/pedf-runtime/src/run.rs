@@ -235,6 +235,17 @@ fn samples_of(state: &DeviceState, now: DateTime<Utc>, out: &mut Vec<Sample>) {
     }
 }
 
+/// A plan interval's per-asset powers (a JSON object of id -> kW); empty when absent.
+fn kw_by_id(v: &serde_json::Value) -> Vec<(String, f64)> {
+    v.as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_f64()?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The active plan's interval at `now` from the store (plan JSON as `pedf plan` writes it),
 /// with the plan's label.
 fn plan_target(store: &Store, park: &Park, now: DateTime<Utc>) -> Option<(PlanTarget, String)> {
@@ -253,24 +264,10 @@ fn plan_target(store: &Store, park: &Park, now: DateTime<Utc>) -> Option<(PlanTa
         PlanTarget {
             grid_import_kw: interval["grid_import_kw"].as_f64()?,
             grid_export_kw: interval["grid_export_kw"].as_f64()?,
-            ev_kw: interval["ev_chargers"]
-                .as_object()
-                .map(|m| {
-                    m.iter()
-                        .filter_map(|(k, v)| Some((k.clone(), v.as_f64()?)))
-                        .collect()
-                })
-                .unwrap_or_default(),
+            ev_kw: kw_by_id(&interval["ev_chargers"]),
             // The plan's power per flexible load, by park asset (the run loop maps the
             // deferrable ones to their devices).
-            loads_kw: interval["flexible_loads"]
-                .as_object()
-                .map(|m| {
-                    m.iter()
-                        .filter_map(|(k, v)| Some((k.clone(), v.as_f64()?)))
-                        .collect()
-                })
-                .unwrap_or_default(),
+            loads_kw: kw_by_id(&interval["flexible_loads"]),
         },
         label,
     ))
