@@ -14,9 +14,10 @@
 //!   sells all the PV while importing for the loads. Only the MILP uses it; the LP dive keeps
 //!   the smaller big-M model (its LPs are three times faster and it runs 8760 times a year).
 //! * The peak-import column is bounded by `Problem::peak_lo`/`peak_hi`, which the planner
-//!   narrows before the search (`peak_range`: minimise and maximise the peak over relaxation
-//!   plans no dearer than the starting plan). The upper end caps every interval's import; the
-//!   lower end gives `imp <= peak - peak_lo * (1 - y)`.
+//!   narrows before the search (`peak_range`: the lowest and highest peak of relaxation plans
+//!   no dearer than the starting plan, by Newton steps on the relaxation's cost as a function
+//!   of the peak). The upper end caps every interval's import; the lower end gives
+//!   `imp <= peak - peak_lo * (1 - y)`.
 //! * "Off or at least min power" (EV sessions, deferrable loads) are semi-continuous columns,
 //!   which HiGHS branches on directly, with their own bounds as the tightest big-M, but only for
 //!   the sessions and loads marked `strict`: the planner's search relaxes them all first and
@@ -71,8 +72,6 @@ enum Var {
 struct Builder {
     pb: RowProblem,
     vars: Vec<Var>,
-    costs: Vec<f64>,
-    cols: Vec<Col>,
     binaries: usize,
     rows: usize,
 }
@@ -80,22 +79,15 @@ struct Builder {
 impl Builder {
     fn col(&mut self, v: Var, cost: f64, lo: f64, hi: f64) -> Col {
         self.vars.push(v);
-        self.costs.push(cost);
-        let c = self.pb.add_column(cost, lo..=hi);
-        self.cols.push(c);
-        c
+        self.pb.add_column(cost, lo..=hi)
     }
     fn col_kind(&mut self, v: Var, cost: f64, lo: f64, hi: f64, kind: Integrality) -> Col {
         self.vars.push(v);
-        self.costs.push(cost);
         if kind != Integrality::Continuous {
             self.binaries += 1;
         }
-        let c = self
-            .pb
-            .add_column_with_integrality_kind(cost, lo..=hi, kind);
-        self.cols.push(c);
-        c
+        self.pb
+            .add_column_with_integrality_kind(cost, lo..=hi, kind)
     }
     fn row_eq(&mut self, rhs: f64, terms: &[(Col, f64)]) {
         self.rows += 1;
@@ -139,8 +131,6 @@ pub(crate) fn grid_binary(p: &Problem, t: usize) -> bool {
 struct Built {
     model: highs::Model,
     vars: Vec<Var>,
-    costs: Vec<f64>,
-    cols: Vec<Col>,
     peak: Col,
     imp: Vec<Col>,
     exp: Vec<Col>,
@@ -172,8 +162,6 @@ fn build(
     let mut b = Builder {
         pb: RowProblem::default(),
         vars: Vec::new(),
-        costs: Vec::new(),
-        cols: Vec::new(),
         binaries: 0,
         rows: 0,
     };
@@ -411,8 +399,6 @@ fn build(
     let rows = b.rows;
     let binaries = b.binaries;
     let vars = b.vars;
-    let costs = b.costs;
-    let cols = b.cols;
     let mut model =
         b.pb.try_optimise(Sense::Minimise)
             .map_err(|e| DispatchError::Solver(format!("HiGHS rejected the model: {e:?}")))?;
@@ -447,8 +433,6 @@ fn build(
     Ok(Built {
         model,
         vars,
-        costs,
-        cols,
         peak,
         imp,
         exp,
@@ -733,41 +717,39 @@ fn value_of(p: &Problem, s: &Schedule, v: Var) -> f64 {
     }
 }
 
-/// The range of the horizon's peak import over the plans of the linear relaxation that cost
-/// at most `ub` (an incumbent's cost): no plan cheaper than the incumbent has its peak
-/// outside it. Two LPs: minimise and maximise the peak under an objective cut-off row.
+/// The range of the horizon's peak import over the relaxation plans that cost at most `ub`,
+/// found on the relaxation's value function instead of with a cut-off row: `V(P)`, the
+/// cheapest relaxation plan with the peak held at `P`, is convex in `P`, so the range is where
+/// `V <= ub`. From each end of the current range, Newton steps on `V` (its slope is the peak
+/// column's reduced cost) move inwards and never pass the point where `V` meets `ub`, so every
+/// step is a valid end and the search can stop at `deadline`. Each step is a re-solve from the
+/// last basis after one bound change.
 pub(crate) fn peak_range(
     p: &Problem,
     opts: &PlanOptions,
     ub: f64,
+    deadline: Instant,
 ) -> Result<(f64, f64), DispatchError> {
     let lp = PlanOptions {
         mip: false,
         ..opts.clone()
     };
     let mut b = build(p, &lp, true, true)?;
-    let cut: Vec<(Col, f64)> = b
-        .cols
-        .iter()
-        .zip(&b.costs)
-        .filter(|(_, c)| **c != 0.0)
-        .map(|(col, c)| (*col, *c))
-        .collect();
     b.model
         .try_set_option("presolve", "off")
         .map_err(|e| DispatchError::Solver(format!("HiGHS option presolve: {e:?}")))?;
-    b.model
-        .try_add_row(..=ub + 1e-9 * ub.abs().max(1.0), cut.iter().copied())
-        .map_err(|e| DispatchError::Solver(format!("HiGHS cut-off row: {e:?}")))?;
-    for (col, _) in &cut {
-        b.model.change_column_cost(*col, 0.0);
-    }
-    b.model.change_column_cost(b.peak, 1.0);
-    let mut model = b.model;
-    let mut out = [0.0; 2];
-    for (i, sense) in [Sense::Minimise, Sense::Maximise].into_iter().enumerate() {
-        model.set_sense(sense);
-        let solved = model
+    let peak = b.peak;
+    let mut model = Some(b.model);
+    // V(P) and its slope, solving from the last basis.
+    let mut value = |fix: Option<f64>| -> Result<(f64, f64, f64), DispatchError> {
+        let mut m = model
+            .take()
+            .ok_or_else(|| DispatchError::Solver("peak range: model lost".into()))?;
+        match fix {
+            Some(v) => m.change_column_bounds(peak, v..=v),
+            None => m.change_column_bounds(peak, p.peak_lo..=p.peak_hi),
+        }
+        let solved = m
             .try_solve()
             .map_err(|e| DispatchError::Solver(format!("HiGHS failed: {e:?}")))?;
         if solved.status() != HighsModelStatus::Optimal {
@@ -776,8 +758,142 @@ pub(crate) fn peak_range(
                 solved.status()
             )));
         }
-        out[i] = solved.objective_value();
-        model = solved.into();
+        let sol = solved.get_solution();
+        let out = (
+            solved.objective_value(),
+            sol.columns()[peak.index()],
+            sol.dual_columns()[peak.index()],
+        );
+        model = Some(solved.into());
+        Ok(out)
+    };
+    let (v_star, p_star, _) = value(None)?;
+    let tol = 1e-7 * ub.abs().max(1.0);
+    if v_star > ub + tol {
+        // The start costs less than the relaxation allows: numerical trouble; keep the range.
+        return Ok((p.peak_lo, p.peak_hi));
     }
-    Ok((out[0], out[1]))
+    let mut ends = [p.peak_lo, p.peak_hi];
+    for (side, end) in ends.iter_mut().enumerate() {
+        let mut at = *end;
+        for _ in 0..30 {
+            if Instant::now() >= deadline || (at - p_star).abs() < 1e-6 {
+                break;
+            }
+            let (v, _, slope) = value(Some(at))?;
+            if v <= ub + tol {
+                break;
+            }
+            // Inwards: the slope is negative left of the minimum, positive right of it.
+            let step = (v - ub) / slope.abs().max(1e-12);
+            let next = if side == 0 {
+                (at + step).min(p_star)
+            } else {
+                (at - step).max(p_star)
+            };
+            let moved = (next - at).abs();
+            at = next;
+            *end = at;
+            if moved < 1e-3 {
+                break;
+            }
+        }
+    }
+    Ok((ends[0], ends[1]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{plan_optimized, CurrentState};
+    use chrono::NaiveDate;
+    use pedf_core::inputs::{load_inputs, DayFiles, InputFile};
+
+    const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+
+    /// The reference park's 2026-06-21 from the repository's example inputs.
+    fn reference_day() -> (pedf_core::Park, pedf_core::inputs::DayInputs) {
+        let read = |f: &str| {
+            std::fs::read(format!("{ROOT}/simulations/qingzhou-pedf/day-inputs/{f}")).unwrap()
+        };
+        let text = std::fs::read_to_string(format!("{ROOT}/config/qingzhou-pedf.toml")).unwrap();
+        let park = pedf_core::config::load_park("qingzhou-pedf.toml", text.as_bytes())
+            .value
+            .unwrap();
+        let (pv, loads, ev, ci) = (
+            read("pv.csv"),
+            read("loads.csv"),
+            read("ev-sessions.csv"),
+            read("carbon-intensity.csv"),
+        );
+        let day = NaiveDate::from_ymd_opt(2026, 6, 21).unwrap();
+        let files = DayFiles {
+            pv: InputFile {
+                name: "pv.csv",
+                bytes: &pv,
+            },
+            loads: InputFile {
+                name: "loads.csv",
+                bytes: &loads,
+            },
+            sessions: Some(InputFile {
+                name: "ev-sessions.csv",
+                bytes: &ev,
+            }),
+            carbon: Some(InputFile {
+                name: "carbon-intensity.csv",
+                bytes: &ci,
+            }),
+            prices: None,
+        };
+        let inputs = load_inputs(&park, &park.clock.intervals_of_local_day(day), files).unwrap();
+        (park, inputs)
+    }
+
+    /// The hull relaxation's cost with the peak held at `peak`.
+    fn cost_at_peak(p: &Problem, opts: &PlanOptions, peak: f64) -> f64 {
+        let lp = PlanOptions {
+            mip: false,
+            ..opts.clone()
+        };
+        let mut b = build(p, &lp, true, true).unwrap();
+        b.model.change_column_bounds(b.peak, peak..=peak);
+        let solved = b.model.try_solve().unwrap();
+        assert_eq!(solved.status(), HighsModelStatus::Optimal);
+        solved.objective_value()
+    }
+
+    #[test]
+    fn peak_range_keeps_every_cheaper_plan_and_is_tight() {
+        let (park, inputs) = reference_day();
+        let opts = PlanOptions::default();
+        let plan = plan_optimized(&park, &inputs, &opts, &CurrentState::default()).unwrap();
+        let p = Problem::build(&park, &inputs, &opts, &CurrentState::default());
+        let peak = plan
+            .intervals
+            .iter()
+            .map(|i| i.grid_import_kw)
+            .fold(0.0, f64::max);
+        let ub = plan.objective_cny;
+        let far = Instant::now() + std::time::Duration::from_secs(60);
+        let (lo, hi) = peak_range(&p, &opts, ub, far).unwrap();
+        // The plan itself (cost ub) lies inside, strictly narrower than the import limit.
+        assert!(
+            lo <= peak + 1e-6 && peak <= hi + 1e-6,
+            "{lo} <= {peak} <= {hi}"
+        );
+        assert!(lo > p.peak_lo + 1.0 && hi < p.peak_hi - 1.0, "[{lo}, {hi}]");
+        // Tight: a little outside either end the relaxation already costs more than ub, a
+        // little inside no more than ub.
+        for (outside, inside) in [(lo - 0.5, lo + 0.5), (hi + 0.5, hi - 0.5)] {
+            assert!(cost_at_peak(&p, &opts, outside) > ub, "outside {outside}");
+            assert!(
+                cost_at_peak(&p, &opts, inside) <= ub + 1e-6,
+                "inside {inside}"
+            );
+        }
+        // With a dearer bound the range widens; never narrows.
+        let (lo2, hi2) = peak_range(&p, &opts, ub + 20.0, far).unwrap();
+        assert!(lo2 <= lo + 1e-9 && hi2 >= hi - 1e-9);
+    }
 }
