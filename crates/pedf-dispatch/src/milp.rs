@@ -722,8 +722,9 @@ fn value_of(p: &Problem, s: &Schedule, v: Var) -> f64 {
 /// cheapest relaxation plan with the peak held at `P`, is convex in `P`, so the range is where
 /// `V <= ub`. From each end of the current range, Newton steps on `V` (its slope is the peak
 /// column's reduced cost) move inwards and never pass the point where `V` meets `ub`, so every
-/// step is a valid end and the search can stop at `deadline`. Each step is a re-solve from the
-/// last basis after one bound change.
+/// step is a valid end and the search can stop at `deadline`; bisection probes keep it moving
+/// where `V` bends sharply. Each evaluation is a re-solve from the last basis after one bound
+/// change.
 pub(crate) fn peak_range(
     p: &Problem,
     opts: &PlanOptions,
@@ -773,31 +774,46 @@ pub(crate) fn peak_range(
         // The start costs less than the relaxation allows: numerical trouble; keep the range.
         return Ok((p.peak_lo, p.peak_hi));
     }
+    // Per side: `outer` is a valid end (the current bound, or a point where V > ub), `inner`
+    // a point where V <= ub. Where V bends sharply (a steep penalty segment next to a flat
+    // one) Newton crawls, so a step that closes less than a tenth of the bracket is followed
+    // by a bisection probe. (The caller widens the range by a small slack for the LPs'
+    // tolerances.)
     let mut ends = [p.peak_lo, p.peak_hi];
     for (side, end) in ends.iter_mut().enumerate() {
-        let mut at = *end;
-        for _ in 0..30 {
-            if Instant::now() >= deadline || (at - p_star).abs() < 1e-6 {
+        let inwards = if side == 0 { 1.0 } else { -1.0 };
+        let (mut outer, mut inner) = (*end, p_star);
+        let mut known: Option<(f64, f64)> = None;
+        for _ in 0..40 {
+            if Instant::now() >= deadline || (inner - outer).abs() < 1e-3 {
                 break;
             }
-            let (v, _, slope) = value(Some(at))?;
-            if v <= ub + tol {
-                break;
-            }
-            // Inwards: the slope is negative left of the minimum, positive right of it.
-            let step = (v - ub) / slope.abs().max(1e-12);
-            let next = if side == 0 {
-                (at + step).min(p_star)
-            } else {
-                (at - step).max(p_star)
+            let (v, slope) = match known.take() {
+                Some(vs) => vs,
+                None => {
+                    let (v, _, slope) = value(Some(outer))?;
+                    (v, slope)
+                }
             };
-            let moved = (next - at).abs();
-            at = next;
-            *end = at;
-            if moved < 1e-3 {
+            if v <= ub + tol {
+                // At the crossing within the tolerance (or the bound itself is inside).
                 break;
+            }
+            let step = (v - ub) / slope.abs().max(1e-12);
+            let width = (inner - outer).abs();
+            outer += inwards * step.min(width * 0.999);
+            if step < 0.1 * width {
+                let mid = 0.5 * (outer + inner);
+                let (vm, _, sm) = value(Some(mid))?;
+                if vm > ub + tol {
+                    outer = mid;
+                    known = Some((vm, sm));
+                } else {
+                    inner = mid;
+                }
             }
         }
+        *end = outer;
     }
     Ok((ends[0], ends[1]))
 }
