@@ -1,5 +1,5 @@
 //! Planning benchmarks (issue 3): the reference park's day, a week at 15 min, a day at 5 min,
-//! and 200 chargers with 300 sessions. Each case first prints one solve with model-build and
+//! 200 chargers with 300 sessions, and a re-plan of the reference day from 06:00. Each case first prints one solve with model-build and
 //! solve time apart and the MIP gap reached, then criterion times the whole planning call.
 //!
 //! Run: `cargo bench --bench plan` (about 5 minutes; the solver's time limit is 5 s per plan).
@@ -140,8 +140,43 @@ fn many_chargers_case() -> (Park, DayInputs) {
     (park, inputs)
 }
 
-fn report(name: &str, park: &Park, inputs: &DayInputs, opts: &PlanOptions) {
-    let plan = plan_optimized(park, inputs, opts, &CurrentState::default()).unwrap();
+/// The state the day-ahead plan of `inputs` reaches after its first `k` intervals: stored
+/// energy, energy each EV session and flexible load has had so far, peak import so far.
+fn state_after(park: &Park, inputs: &DayInputs, k: usize) -> CurrentState {
+    let plan = plan_optimized(
+        park,
+        inputs,
+        &PlanOptions::default(),
+        &CurrentState::default(),
+    )
+    .unwrap();
+    let dt = park.clock.interval.duration().num_seconds() as f64 / 3600.0;
+    let done = &plan.intervals[..k];
+    let mut state = CurrentState {
+        soc_kwh: done[k - 1].batteries_soc_kwh.clone(),
+        month_peak_import_kw: done.iter().map(|i| i.grid_import_kw).fold(0.0, f64::max),
+        ..CurrentState::default()
+    };
+    for s in inputs.sessions.iter().filter(|s| s.first < k) {
+        let kwh: f64 = done[s.first..s.end.min(k)]
+            .iter()
+            .map(|i| i.ev_chargers.get(&s.charger).copied().unwrap_or(0.0) * dt)
+            .sum();
+        state.ev_delivered_kwh.insert(s.id.clone(), kwh);
+    }
+    for i in done {
+        for (id, kw) in &i.flexible_loads {
+            *state
+                .deferrable_delivered_kwh
+                .entry(id.clone())
+                .or_default() += kw * dt;
+        }
+    }
+    state
+}
+
+fn report(name: &str, park: &Park, inputs: &DayInputs, opts: &PlanOptions, state: &CurrentState) {
+    let plan = plan_optimized(park, inputs, opts, state).unwrap();
     let s = &plan.solver;
     eprintln!(
         "{name}: {} intervals, {} sessions; {} {} gap {:.2e}; build {:.3} s, solve {:.3} s; {} cols, {} rows, {} int/semi-cont; objective {:.2} CNY; unmet {}",
@@ -192,7 +227,7 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("plan");
     group.sample_size(10);
     for (name, park, inputs, opts) in cases {
-        report(name, park, inputs, opts);
+        report(name, park, inputs, opts, &CurrentState::default());
         group.bench_function(name, |b| {
             b.iter(|| {
                 plan_optimized(
@@ -205,6 +240,17 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    // A re-plan as the runtime makes one (pedf-runtime's replan: the rest of the day from the
+    // measured state): the reference day from 06:00, in the state its day-ahead plan reaches.
+    let rest = one_day.tail(24);
+    let state = state_after(&reference, &one_day, 24);
+    let name = "re-plan from 06:00 (72 intervals), MILP";
+    report(name, &reference, &rest, &defaults, &state);
+    group.bench_function(name, |b| {
+        b.iter(|| {
+            plan_optimized(black_box(&reference), black_box(&rest), &defaults, &state).unwrap()
+        })
+    });
     group.finish();
 }
 
