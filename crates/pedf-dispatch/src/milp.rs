@@ -29,8 +29,12 @@
 //!
 //! Measured on the reference day (2026-06-21): the plain relaxation with the binaries as
 //! continuous columns bounds the optimum (2015.18 CNY) at 1902; with the hull 1987; with the
-//! narrowed peak range 2011. HiGHS then proves the optimum to 1e-6 in about 2-3 s (RINS and
-//! RENS off), where before it ended 60 s at a 1.6e-3 gap. (An earlier hull attempt, before
+//! narrowed peak range 2011 (2013.3 had the range been narrowed with the optimum's cost).
+//! HiGHS then proves the optimum to 1e-6 in about 1.3 s of a 1.6-1.9-s plan (RINS and RENS
+//! off), where before it ended 60 s at a 1.6e-3 gap. What is left is near-symmetry: in the
+//! midday deep valley an importing interval imports at the peak, so the relaxation wants a
+//! fractional number of importing intervals (5.13 on this day) and the intervals that could
+//! take the whole ones differ only by cents. (An earlier hull attempt, before
 //! the tighter import bounds and the lazy minimum powers, slowed the branch and bound; with
 //! the semi-continuous columns of 25 sessions in the model HiGHS spends most of its time in
 //! sub-MIP heuristics.)
