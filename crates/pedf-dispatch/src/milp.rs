@@ -803,7 +803,14 @@ pub(crate) fn peak_range(
                 // At the crossing within the tolerance (or the bound itself is inside).
                 break;
             }
-            let step = (v - ub) / slope.abs().max(1e-12);
+            // The reduced cost is a subgradient of V, so outside the range it points
+            // outwards; one that does not (numerical trouble) gives no Newton step, only the
+            // probe.
+            let step = if slope * inwards < 0.0 {
+                (v - ub) / slope.abs().max(1e-12)
+            } else {
+                0.0
+            };
             let width = (inner - outer).abs();
             outer += inwards * step.min(width * 0.999);
             if step < 0.1 * width {
