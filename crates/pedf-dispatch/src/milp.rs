@@ -743,6 +743,14 @@ pub(crate) fn peak_range(
     b.model
         .try_set_option("presolve", "off")
         .map_err(|e| DispatchError::Solver(format!("HiGHS option presolve: {e:?}")))?;
+    // No LP runs past the deadline (one on the week takes up to 0.7 s). HiGHS's time limit
+    // counts all the solves of a model, so it is the time from now to the deadline.
+    let budget = deadline
+        .saturating_duration_since(Instant::now())
+        .as_secs_f64();
+    b.model
+        .try_set_option("time_limit", budget.max(1e-3))
+        .map_err(|e| DispatchError::Solver(format!("HiGHS option time_limit: {e:?}")))?;
     let peak = b.peak;
     let mut model = Some(b.model);
     // V(P) and its slope, solving from the last basis.
@@ -784,7 +792,8 @@ pub(crate) fn peak_range(
     // by a bisection probe. (The caller widens the range by a small slack for the LPs'
     // tolerances.)
     let mut ends = [p.peak_lo, p.peak_hi];
-    for (side, end) in ends.iter_mut().enumerate() {
+    // An LP that fails or runs out of time ends the search; the ends so far stay valid.
+    'sides: for (side, end) in ends.iter_mut().enumerate() {
         let inwards = if side == 0 { 1.0 } else { -1.0 };
         let (mut outer, mut inner) = (*end, p_star);
         let mut known: Option<(f64, f64)> = None;
@@ -794,10 +803,13 @@ pub(crate) fn peak_range(
             }
             let (v, slope) = match known.take() {
                 Some(vs) => vs,
-                None => {
-                    let (v, _, slope) = value(Some(outer))?;
-                    (v, slope)
-                }
+                None => match value(Some(outer)) {
+                    Ok((v, _, slope)) => (v, slope),
+                    Err(_) => {
+                        *end = outer;
+                        break 'sides;
+                    }
+                },
             };
             if v <= ub + tol {
                 // At the crossing within the tolerance (or the bound itself is inside).
@@ -815,12 +827,16 @@ pub(crate) fn peak_range(
             outer += inwards * step.min(width * 0.999);
             if step < 0.1 * width {
                 let mid = 0.5 * (outer + inner);
-                let (vm, _, sm) = value(Some(mid))?;
-                if vm > ub + tol {
-                    outer = mid;
-                    known = Some((vm, sm));
-                } else {
-                    inner = mid;
+                match value(Some(mid)) {
+                    Ok((vm, _, sm)) if vm > ub + tol => {
+                        outer = mid;
+                        known = Some((vm, sm));
+                    }
+                    Ok(_) => inner = mid,
+                    Err(_) => {
+                        *end = outer;
+                        break 'sides;
+                    }
                 }
             }
         }
@@ -918,6 +934,10 @@ mod tests {
                 cost_at_peak(&p, &opts, inside) <= ub + 1e-6,
                 "inside {inside}"
             );
+        }
+        // Stopped by its deadline it fails or hands back ends that are still valid.
+        if let Ok((lo3, hi3)) = peak_range(&p, &opts, ub, Instant::now()) {
+            assert!(lo3 <= lo + 1e-9 && hi3 >= hi - 1e-9, "[{lo3}, {hi3}]");
         }
         // With a dearer bound the range widens; never narrows.
         let (lo2, hi2) = peak_range(&p, &opts, ub + 20.0, far).unwrap();
