@@ -206,8 +206,19 @@ fn bench(c: &mut Criterion) {
         mip: false,
         ..PlanOptions::default()
     };
-    let cases: [(&str, &Park, &DayInputs, &PlanOptions); 6] = [
+    // The target for the reference day is a gap of 1e-6.
+    let tight = PlanOptions {
+        mip_gap: 1e-6,
+        ..PlanOptions::default()
+    };
+    let cases: [(&str, &Park, &DayInputs, &PlanOptions); 7] = [
         ("reference day, MILP", &reference, &one_day, &defaults),
+        (
+            "reference day, MILP, gap 1e-6",
+            &reference,
+            &one_day,
+            &tight,
+        ),
         ("reference day, LP relaxation", &reference, &one_day, &lp),
         ("week at 15 min, MILP", &reference, &week, &defaults),
         ("day at 5 min, MILP", &park5, &five, &defaults),
