@@ -850,46 +850,19 @@ mod tests {
     use super::*;
     use crate::{plan_optimized, CurrentState};
     use chrono::NaiveDate;
-    use pedf_core::inputs::{load_inputs, DayFiles, InputFile};
+    use pedf_core::inputs::load_day_inputs_from_dir;
 
     const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
     /// The reference park's 2026-06-21 from the repository's example inputs.
     fn reference_day() -> (pedf_core::Park, pedf_core::inputs::DayInputs) {
-        let read = |f: &str| {
-            std::fs::read(format!("{ROOT}/simulations/qingzhou-pedf/day-inputs/{f}")).unwrap()
-        };
         let text = std::fs::read_to_string(format!("{ROOT}/config/qingzhou-pedf.toml")).unwrap();
         let park = pedf_core::config::load_park("qingzhou-pedf.toml", text.as_bytes())
             .value
             .unwrap();
-        let (pv, loads, ev, ci) = (
-            read("pv.csv"),
-            read("loads.csv"),
-            read("ev-sessions.csv"),
-            read("carbon-intensity.csv"),
-        );
+        let dir = std::path::PathBuf::from(format!("{ROOT}/simulations/qingzhou-pedf/day-inputs"));
         let day = NaiveDate::from_ymd_opt(2026, 6, 21).unwrap();
-        let files = DayFiles {
-            pv: InputFile {
-                name: "pv.csv",
-                bytes: &pv,
-            },
-            loads: InputFile {
-                name: "loads.csv",
-                bytes: &loads,
-            },
-            sessions: Some(InputFile {
-                name: "ev-sessions.csv",
-                bytes: &ev,
-            }),
-            carbon: Some(InputFile {
-                name: "carbon-intensity.csv",
-                bytes: &ci,
-            }),
-            prices: None,
-        };
-        let inputs = load_inputs(&park, &park.clock.intervals_of_local_day(day), files).unwrap();
+        let inputs = load_day_inputs_from_dir(&park, &dir, day).unwrap();
         (park, inputs)
     }
 
