@@ -198,6 +198,15 @@ pub fn plan_optimized(
     let dive_seconds = dive
         .as_ref()
         .map_or(0.0, |d| d.build_seconds + d.solve_seconds);
+    // The best lower bound on the optimum known before the search: the relaxation's (the
+    // dive's first LP), then the tighter ones of the peak range. HiGHS's own bound replaces
+    // it once its root is solved; until then (a search cut short) it keeps the gap honest.
+    let mut bound = dive.as_ref().map_or(f64::NEG_INFINITY, |d| d.bound);
+    // Time kept for settling minimum powers after HiGHS: the rounding's LP from scratch and
+    // its re-solves, about twice the dive's first LP (on the week at 15 minutes 0.2 s).
+    let settle_seconds = dive.as_ref().map_or(0.0, |d| {
+        (2.0 * d.first_lp_seconds).min(opts.time_limit_s.max(0.0) / 5.0)
+    });
     let start = match dive.and_then(|d| d.schedule) {
         Some(d) if cost(&p, &d) < cost(&p, &rule_schedule) => d,
         _ => rule_schedule.clone(),
@@ -212,7 +221,9 @@ pub fn plan_optimized(
         // range is worth more to the search than the time it costs (a round is a few LPs;
         // on the week at 15 min the first takes about 1.5 s, later ones 0.3 s).
         let budget = std::time::Duration::from_secs_f64(opts.time_limit_s.max(0.0) * 0.75);
-        tighten_peak(&mut p, opts, ub, plan_start + budget);
+        if let Some(b) = tighten_peak(&mut p, opts, ub, plan_start + budget) {
+            bound = bound.max(b);
+        }
     }
     let dive_seconds = dive_seconds + tighten_start.elapsed().as_secs_f64();
     // The time limit covers the whole plan: HiGHS gets what the dive left (at least a tenth).
@@ -221,7 +232,7 @@ pub fn plan_optimized(
         ..opts.clone()
     };
     let deadline = Instant::now() + std::time::Duration::from_secs_f64(search.time_limit_s);
-    match self::search(&mut p, &search, warm, deadline) {
+    match self::search(&mut p, &search, warm, deadline, bound, settle_seconds) {
         Ok(r) => {
             tracing::info!(status = %r.status, gap = r.mip_gap, build_s = r.build_seconds, solve_s = r.solve_seconds, cols = r.columns, rows = r.rows, binaries = r.binaries, objective = r.objective, "HiGHS finished");
             let info = SolverInfo {
@@ -247,6 +258,13 @@ pub fn plan_optimized(
                 plan = schedule::evaluate(park, inputs, &p, &start, Strategy::Optimized, info);
                 plan.notes.push("the solver stopped with a plan worse than its starting plan; the starting plan is used".into());
             }
+            // The gap of the plan handed out (the search's, or the start it fell back to)
+            // against the best lower bound known.
+            if r.binaries > 0 && r.dual_bound.is_finite() {
+                let objective = plan.objective_cny;
+                let gap = ((objective - r.dual_bound) / objective.abs().max(1e-9)).max(0.0);
+                plan.solver.mip_gap = Some(gap);
+            }
             Ok(plan)
         }
         Err(e) => {
@@ -270,29 +288,40 @@ pub fn plan_optimized(
 /// Optimality-based bound tightening of the horizon's peak import: the range the peak can take
 /// in the linear relaxation among plans costing at most `ub` (a feasible plan's cost), applied
 /// to the problem and repeated while the range shrinks (each round tightens the relaxation,
-/// which narrows the next range). No plan cheaper than `ub` is cut off.
-fn tighten_peak(p: &mut problem::Problem, opts: &PlanOptions, ub: f64, deadline: Instant) {
+/// which narrows the next range). No plan cheaper than `ub` is cut off. Returns the best lower
+/// bound on the optimum the rounds' relaxations gave (each is the relaxation over a range that
+/// holds every plan no dearer than `ub`), if any.
+fn tighten_peak(
+    p: &mut problem::Problem,
+    opts: &PlanOptions,
+    ub: f64,
+    deadline: Instant,
+) -> Option<f64> {
+    let mut best: Option<f64> = None;
     for _ in 0..4 {
         if Instant::now() >= deadline {
-            return;
+            return best;
         }
-        let Ok((lo, hi)) = milp::peak_range(p, opts, ub, deadline) else {
-            return;
+        let Ok(range) = milp::peak_range(p, opts, ub, deadline) else {
+            return best;
         };
+        best = best.into_iter().chain(range.bound).reduce(f64::max);
+        let (lo, hi) = (range.lo, range.hi);
         // A little slack for the LP's tolerances.
         let slack = 1e-6 * p.peak_hi.max(1.0);
         let (lo, hi) = ((lo - slack).max(p.peak_lo), (hi + slack).min(p.peak_hi));
         if lo > hi {
-            return;
+            return best;
         }
         let shrunk = (p.peak_hi - p.peak_lo) - (hi - lo);
-        tracing::debug!(lo, hi, shrunk, "peak range narrowed");
+        tracing::debug!(lo, hi, shrunk, bound = range.bound, "peak range narrowed");
         p.peak_lo = lo;
         p.peak_hi = hi;
         if shrunk < 0.01 * (hi - lo).max(1.0) {
-            return;
+            return best;
         }
     }
+    best
 }
 
 /// What the LP dive found.
@@ -301,6 +330,8 @@ struct Dive {
     schedule: Option<schedule::Schedule>,
     /// The linear relaxation's optimum: a lower bound on the MILP's.
     bound: f64,
+    /// Building and solving the first LP from scratch, the cost of one settling's first LP.
+    first_lp_seconds: f64,
     rounds: usize,
     build_seconds: f64,
     solve_seconds: f64,
@@ -323,6 +354,7 @@ fn lp_dive(p: &problem::Problem, opts: &PlanOptions, polish: bool) -> Option<Div
     let mut dive = Dive {
         schedule: None,
         bound: f64::NEG_INFINITY,
+        first_lp_seconds: 0.0,
         rounds: 0,
         build_seconds,
         solve_seconds: 0.0,
@@ -338,6 +370,7 @@ fn lp_dive(p: &problem::Problem, opts: &PlanOptions, polish: bool) -> Option<Div
         };
         if round == 0 {
             dive.bound = objective;
+            dive.first_lp_seconds = started.elapsed().as_secs_f64();
         }
         dive.rounds = round + 1;
         let mut changed = false;
@@ -594,11 +627,19 @@ fn below_min_power(p: &problem::Problem, s: &schedule::Schedule) -> (Vec<usize>,
 /// also `settle_with_directions`, the cheaper kept) and, if that leaves a gap above the target
 /// and time remains, the offending sessions and loads get their semi-continuous columns and
 /// the search runs again from the settled plan. The answer always respects every minimum.
+///
+/// `bound` is a lower bound on the optimum known beforehand (`-inf` if none): the gap is
+/// measured against the better of it and HiGHS's (HiGHS stopped before its root LP has a poor
+/// one of its own). `settle_seconds` estimates one settling (a few LPs of the relaxation);
+/// HiGHS stops that long before `deadline`, so the plan is settled in time, and another round
+/// starts only while there is time for it.
 fn search(
     p: &mut problem::Problem,
     opts: &PlanOptions,
     start: Option<&schedule::Schedule>,
     deadline: Instant,
+    bound: f64,
+    settle_seconds: f64,
 ) -> Result<milp::MilpResult, DispatchError> {
     if !opts.mip {
         return milp::solve(p, opts, start);
@@ -621,7 +662,7 @@ fn search(
         let relaxed = p.sessions.iter().any(|s| !s.strict && s.min > 0.0)
             || p.deferrable.iter().any(|d| !d.strict && d.min > 0.0);
         let o = PlanOptions {
-            time_limit_s: left.max(opts.time_limit_s / 10.0),
+            time_limit_s: (left - settle_seconds).max(opts.time_limit_s / 10.0),
             mip_gap: if relaxed {
                 opts.mip_gap / 2.0
             } else {
@@ -632,23 +673,32 @@ fn search(
         let mut r = milp::solve(p, &o, warm.as_ref())?;
         built += r.build_seconds;
         r.build_seconds = built;
+        r.dual_bound = r.dual_bound.max(bound);
+        let gap_of =
+            |objective: f64| ((objective - r.dual_bound) / objective.abs().max(1e-9)).max(0.0);
         let (sessions, loads) = below_min_power(p, &r.schedule);
         if sessions.is_empty() && loads.is_empty() {
             r.solve_seconds = began.elapsed().as_secs_f64() - built;
+            if r.binaries > 0 && r.dual_bound.is_finite() {
+                r.mip_gap = r.mip_gap.min(gap_of(r.objective));
+                if r.status == "time_limit" && r.mip_gap <= opts.mip_gap {
+                    r.status = "gap_limit".into();
+                }
+            }
             return Ok(r);
         }
+        // The dive's rounding first; the small MILP only when the rounding leaves the gap
+        // above the target (measured on the reference day at 1e-6: the rounding is within
+        // it, and the MILP would have cost 0.6 s for a worse plan) and there is time for it
+        // and its own settling.
+        let rounded = settle_min_power(p, opts, &r.schedule, None);
         let left = deadline
             .saturating_duration_since(Instant::now())
             .as_secs_f64();
-        // The dive's rounding first; the small MILP only when the rounding leaves the gap
-        // above the target (measured on the reference day at 1e-6: the rounding is within
-        // it, and the MILP would have cost 0.6 s for a worse plan).
-        let gap_of =
-            |objective: f64| ((objective - r.dual_bound) / objective.abs().max(1e-9)).max(0.0);
-        let rounded = settle_min_power(p, opts, &r.schedule, None);
         let settled = if rounded
             .as_ref()
             .is_some_and(|(_, objective)| gap_of(*objective) <= opts.mip_gap)
+            || left < 2.0 * settle_seconds
         {
             rounded
         } else {
@@ -657,7 +707,10 @@ fn search(
                 .chain(settle_with_directions(p, opts, &r.schedule, left / 4.0))
                 .min_by(|a, b| a.1.total_cmp(&b.1))
         };
-        let out_of_time = Instant::now() >= deadline;
+        // Another round needs a tenth of the limit for HiGHS and time to settle again.
+        let out_of_time = Instant::now()
+            + std::time::Duration::from_secs_f64(settle_seconds + opts.time_limit_s / 10.0)
+            >= deadline;
         tracing::debug!(
             status = %r.status,
             objective = r.objective,
