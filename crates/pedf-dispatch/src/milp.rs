@@ -962,16 +962,18 @@ mod tests {
             };
             let plan = plan_optimized(&park, &inputs, &opts, &CurrentState::default()).unwrap();
             // So short that even the relaxation is cut off, no gap is known; otherwise the
-            // bound it implies is below the optimum (it is a bound) and not far below it: at
-            // 0.05 s the plain relaxation's 1902 CNY, 5.6 % under (HiGHS's search has not
-            // started its root; before, such a plan reported 3.26, against no bound of HiGHS).
+            // bound it implies is below the optimum (it is a bound) and at least the plain
+            // relaxation's 1902 CNY (at 0.05 s HiGHS has not finished its root, and before,
+            // such a plan reported a gap of 3.26, a bound below zero).
             let Some(gap) = plan.solver.mip_gap else {
                 assert!(limit < 0.01, "limit {limit}: no gap");
                 continue;
             };
             let bound = plan.objective_cny * (1.0 - gap);
-            assert!(bound <= optimum + 0.01, "limit {limit}: bound {bound}");
-            assert!(gap < 0.08, "limit {limit}: gap {gap}");
+            assert!(
+                (1901.0..=optimum + 0.01).contains(&bound),
+                "limit {limit}: bound {bound}"
+            );
         }
     }
 }
