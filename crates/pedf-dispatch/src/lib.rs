@@ -184,7 +184,7 @@ pub fn plan_optimized(
                 )
             };
             let objective = cost(&p, chosen);
-            info.mip_gap = Some(((objective - d.bound) / objective.abs().max(1e-9)).max(0.0));
+            info.mip_gap = Some(relative_gap(objective, d.bound));
             let mut plan = schedule::evaluate(park, inputs, &p, chosen, Strategy::Optimized, info);
             plan.notes.extend(note.map(String::from));
             plan.notes.push(format!(
@@ -261,9 +261,7 @@ pub fn plan_optimized(
             // The gap of the plan handed out (the search's, or the start it fell back to)
             // against the best lower bound known.
             if r.binaries > 0 && r.dual_bound.is_finite() {
-                let objective = plan.objective_cny;
-                let gap = ((objective - r.dual_bound) / objective.abs().max(1e-9)).max(0.0);
-                plan.solver.mip_gap = Some(gap);
+                plan.solver.mip_gap = Some(relative_gap(plan.objective_cny, r.dual_bound));
             }
             Ok(plan)
         }
@@ -283,6 +281,12 @@ pub fn plan_optimized(
             Ok(plan)
         }
     }
+}
+
+/// The relative gap of a plan costing `objective` to a lower bound on the optimum, as HiGHS
+/// measures its MIP gap: (objective - bound) / |objective|, never below zero.
+fn relative_gap(objective: f64, bound: f64) -> f64 {
+    ((objective - bound) / objective.abs().max(1e-9)).max(0.0)
 }
 
 /// Optimality-based bound tightening of the horizon's peak import: the range the peak can take
@@ -677,13 +681,12 @@ fn search(
         built += r.build_seconds;
         r.build_seconds = built;
         r.dual_bound = r.dual_bound.max(bound);
-        let gap_of =
-            |objective: f64| ((objective - r.dual_bound) / objective.abs().max(1e-9)).max(0.0);
+        let gap_of = |objective: f64| relative_gap(objective, r.dual_bound);
         let (sessions, loads) = below_min_power(p, &r.schedule);
         if sessions.is_empty() && loads.is_empty() {
             r.solve_seconds = began.elapsed().as_secs_f64() - built;
             if r.binaries > 0 && r.dual_bound.is_finite() {
-                r.mip_gap = r.mip_gap.min(gap_of(r.objective));
+                r.mip_gap = gap_of(r.objective);
                 if r.status == "time_limit" && r.mip_gap <= opts.mip_gap {
                     r.status = "gap_limit".into();
                 }
