@@ -87,7 +87,7 @@ enum Command {
     },
     /// Day-ahead dispatch plan: lowest cost and carbon within every limit of the park.
     #[command(
-        after_help = "Examples:\n  pedf plan --park config/qingzhou-pedf.toml --inputs simulations/qingzhou-pedf/day-inputs --date 2026-06-21\n  pedf plan --park config/qingzhou-pedf.toml --inputs simulations/qingzhou-pedf/day-inputs --date 2026-06-21 --format json --out plan.json --plot plan.png\n\nWithout --format: prints the summary and writes plan-DATE.json, .csv and .svg into --out-dir.\nThe inputs folder holds pv.csv and loads.csv, and optionally ev-sessions.csv,\ncarbon-intensity.csv and prices.csv (formats: simulations/qingzhou-pedf/day-inputs/README.md)."
+        after_help = "Examples:\n  pedf plan --park config/qingzhou-pedf.toml --inputs simulations/qingzhou-pedf/day-inputs --date 2026-06-21\n  pedf plan --park config/qingzhou-pedf.toml --inputs simulations/qingzhou-pedf/day-inputs --date 2026-06-21 --format json --out plan.json --plot plan.png\n  pedf plan --park config/qingzhou-pedf.toml --inputs simulations/qingzhou-pedf/day-inputs --date 2026-06-21 --days 2 --month-peak 850\n\nThe demand charge is planned as the month's bill has it: importing up to --month-peak (or the\npark's demand_target_kw) adds nothing, a new peak costs the whole monthly rate.\nWithout --format: prints the summary and writes plan-DATE.json, .csv and .svg into --out-dir.\nThe inputs folder holds pv.csv and loads.csv, and optionally ev-sessions.csv,\ncarbon-intensity.csv and prices.csv (formats: simulations/qingzhou-pedf/day-inputs/README.md)."
     )]
     Plan {
         /// The park file.
@@ -132,6 +132,13 @@ enum Command {
         /// Also write the plan's interval energy records (CSV) for `pedf carbon report`.
         #[arg(long, value_name = "FILE")]
         records_out: Option<PathBuf>,
+        /// Local days to plan at once from --date (the input files must cover them).
+        #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=31))]
+        days: u32,
+        /// The billing month's peak import so far, kW: up to it (or the park's demand target)
+        /// importing adds nothing to the demand charge; above it the whole monthly rate.
+        #[arg(long, default_value_t = 0.0, value_name = "KW", value_parser = parse_month_peak)]
+        month_peak: f64,
     },
     /// Forecasts for the planner's inputs.
     #[command(subcommand)]
@@ -445,6 +452,8 @@ fn main() -> ExitCode {
             no_mip,
             terminal_soc,
             records_out,
+            days,
+            month_peak,
         } => {
             let result = plan_options(mip_gap, time_limit, threads, no_mip, &terminal_soc)
                 .and_then(|options| {
@@ -463,6 +472,8 @@ fn main() -> ExitCode {
                         strategy,
                         options,
                         records_out,
+                        days,
+                        month_peak_kw: month_peak,
                     })
                 });
             report(result)
@@ -879,4 +890,14 @@ fn check_device_file(path: &std::path::Path, bytes: &[u8]) -> Option<bool> {
 fn count(ds: &[Diagnostic]) -> (usize, usize) {
     let errors = ds.iter().filter(|d| d.severity == Severity::Error).count();
     (errors, ds.len() - errors)
+}
+
+/// `--month-peak`: a finite power in kW, >= 0.
+fn parse_month_peak(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if (0.0..1e7).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "`{text}` is not a power in kW; give the month's highest 15-minute import so far, e.g. --month-peak 850"
+        )),
+    }
 }

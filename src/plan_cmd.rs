@@ -23,6 +23,10 @@ pub struct PlanArgs {
     pub strategy: String,
     pub options: PlanOptions,
     pub records_out: Option<PathBuf>,
+    /// Local days in the horizon.
+    pub days: u32,
+    /// The billing month's peak import so far, kW.
+    pub month_peak_kw: f64,
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, UserError> {
@@ -50,8 +54,11 @@ pub fn run(args: PlanArgs) -> Result<(), UserError> {
         ))
     })?;
     let park = load_park_file(&args.park)?;
-    let inputs = load_inputs(&park, &args.inputs, date)?;
-    let state = CurrentState::default();
+    let inputs = load_inputs(&park, &args.inputs, date, args.days)?;
+    let state = CurrentState {
+        month_peak_import_kw: args.month_peak_kw,
+        ..CurrentState::default()
+    };
     let opts = &args.options;
     let started = std::time::Instant::now();
     let plan = match args.strategy.as_str() {
@@ -124,9 +131,10 @@ pub fn load_inputs(
     park: &Park,
     dir: &Path,
     date: NaiveDate,
+    days: u32,
 ) -> Result<pedf_core::inputs::DayInputs, UserError> {
     use pedf_core::inputs::FolderError;
-    pedf_core::inputs::load_day_inputs_from_dir(park, dir, date).map_err(|e| match e {
+    pedf_core::inputs::load_days_inputs_from_dir(park, dir, date, days).map_err(|e| match e {
         FolderError::NotAFolder(_) => UserError(format!("--inputs: {e}")),
         FolderError::Read { .. } => UserError(e.to_string()),
         FolderError::Invalid { diagnostics, .. } => {
@@ -221,10 +229,21 @@ pub fn summary(park: &Park, date: NaiveDate, plan: &Plan, baseline: Option<&Plan
     let _ = writeln!(s, "objective      {:>10.2} CNY", plan.objective_cny);
     let _ = writeln!(s, "  energy cost  {:>10.2}", plan.energy_cost_cny);
     let _ = writeln!(s, "  export       {:>10.2}", -plan.export_revenue_cny);
+    let d = &park.tariff.demand;
     let _ = writeln!(
         s,
-        "  demand chg   {:>10.2}  (peak {:.0} kW, prorated)",
-        plan.demand_charge_cny, plan.peak_import_kw
+        "  demand chg   {:>10.2}  (plan peak {:.0} kW; free up to {:.0} kW: month peak so far {:.0} kW{}; {:.2} CNY/kW on the rise, {})",
+        plan.demand_charge_cny,
+        plan.peak_import_kw,
+        plan.demand_free_up_to_kw,
+        plan.month_peak_before_kw,
+        if d.monthly_target_kw > 0.0 {
+            format!(", target {:.0} kW", d.monthly_target_kw)
+        } else {
+            String::new()
+        },
+        d.marginal_rate(),
+        d.basis.key()
     );
     let _ = writeln!(
         s,

@@ -78,8 +78,8 @@ impl Services for EmsServices {
         let dir = self.plan_inputs.as_ref().ok_or(
             "planning needs the day-input folder: set [server] plan_inputs in the run file",
         )?;
-        let inputs = plan_cmd::load_inputs(&self.park, &dir.join(date.to_string()), date)
-            .or_else(|_| plan_cmd::load_inputs(&self.park, dir, date))
+        let inputs = plan_cmd::load_inputs(&self.park, &dir.join(date.to_string()), date, 1)
+            .or_else(|_| plan_cmd::load_inputs(&self.park, dir, date, 1))
             .map_err(|e| e.0)?;
         let opts = PlanOptions::default();
         let state = CurrentState::default();

@@ -151,17 +151,23 @@ fn plot_series(bt: &Backtest) -> (Vec<StrategySeries>, String) {
 }
 
 fn monthly_csv(bt: &Backtest) -> String {
-    let mut s =
-        String::from("strategy,month,import_kwh,export_kwh,net_cny,location_kg,peak_import_kw\n");
+    let mut s = String::from(
+        "strategy,month,import_kwh,export_kwh,energy_cny,demand_cny,export_cny,wear_cny,lost_load_cny,net_cny,location_kg,peak_import_kw\n",
+    );
     for r in &bt.results {
         for m in &r.monthly {
             let _ = writeln!(
                 s,
-                "{},{},{:.3},{:.3},{:.2},{:.3},{:.3}",
+                "{},{},{:.3},{:.3},{:.2},{:.2},{:.2},{:.2},{:.2},{:.2},{:.3},{:.3}",
                 r.strategy.name(),
                 m.month,
                 m.import_kwh,
                 m.export_kwh,
+                m.energy_cny,
+                m.demand_cny,
+                m.export_cny,
+                m.wear_cny,
+                m.lost_load_cny,
                 m.net_cny,
                 m.location_kg,
                 m.peak_import_kw
@@ -169,6 +175,41 @@ fn monthly_csv(bt: &Backtest) -> String {
         }
     }
     s
+}
+
+/// The months in which `r` did worse than `base` on a bill term or on Scope 2, one line each
+/// ("2026-07: demand +1,520 CNY, net +310 CNY"); none: an empty list.
+fn worse_months(r: &backtest::StrategyResult, base: &backtest::StrategyResult) -> Vec<String> {
+    let mut out = Vec::new();
+    for m in &r.monthly {
+        let Some(b) = base.monthly.iter().find(|b| b.month == m.month) else {
+            continue;
+        };
+        // Terms where more is worse; export revenue is worse when lower.
+        let terms = [
+            ("energy", m.energy_cny - b.energy_cny, "CNY"),
+            ("demand", m.demand_cny - b.demand_cny, "CNY"),
+            ("export", b.export_cny - m.export_cny, "CNY less"),
+            ("lost load", m.lost_load_cny - b.lost_load_cny, "CNY"),
+            ("net", m.net_cny - b.net_cny, "CNY"),
+            ("Scope 2", (m.location_kg - b.location_kg) / 1000.0, "t"),
+        ];
+        let worse: Vec<String> = terms
+            .iter()
+            .filter(|(_, d, unit)| *d > if *unit == "t" { 0.05 } else { 0.5 })
+            .map(|(name, d, unit)| {
+                if *unit == "t" {
+                    format!("{name} +{d:.1} t")
+                } else {
+                    format!("{name} +{d:.0} {unit}")
+                }
+            })
+            .collect();
+        if !worse.is_empty() {
+            out.push(format!("{}: {}", m.month, worse.join(", ")));
+        }
+    }
+    out
 }
 
 /// The comparison table.
@@ -370,6 +411,21 @@ pub fn summary(bt: &Backtest, elapsed_s: f64) -> String {
                 100.0 * (base.cost.net_cny - r.cost.net_cny) / base.cost.net_cny.abs().max(1e-9),
                 scope2_t
             );
+            let worse = worse_months(r, base);
+            if worse.is_empty() {
+                let _ = writeln!(
+                    s,
+                    "  no month worse than none on any bill term or on Scope 2"
+                );
+            } else {
+                let _ = writeln!(
+                    s,
+                    "  months worse than none (energy, demand, export, lost load, net, Scope 2):"
+                );
+                for line in worse {
+                    let _ = writeln!(s, "    {line}");
+                }
+            }
         }
     }
     s

@@ -29,6 +29,24 @@ pub struct Snapshot {
     pub battery: Option<BatteryNow>,
     /// Deferrable loads the controller commands (their power is part of `load_kw`).
     pub loads: Vec<LoadNow>,
+    /// Curtailable demand the controller may shed now, kW (part of `load_kw`); 0: none.
+    pub curtailable_kw: f64,
+    /// The peak guard: the import (AC, kW) that keeps the demand meter's window at or below
+    /// the month's peak so far (or the park's target), from [`window_allowance`]. `None`: no
+    /// guard (no demand charge, or the month's state unknown).
+    pub import_guard_kw: Option<f64>,
+}
+
+/// The import allowed for the rest of a demand window so that its average stays at `level_kw`:
+/// (level x window - energy imported so far in it) / time left. `window_s` and `elapsed_s` in
+/// seconds, `imported_kwh` since the window began; never below 0 and, with under a second left,
+/// the level itself (the window is as good as closed).
+pub fn window_allowance(level_kw: f64, window_s: f64, elapsed_s: f64, imported_kwh: f64) -> f64 {
+    let left_s = window_s - elapsed_s;
+    if left_s < 1.0 {
+        return level_kw.max(0.0);
+    }
+    ((level_kw * window_s / 3600.0 - imported_kwh) * 3600.0 / left_s).max(0.0)
 }
 
 /// A deferrable DC load (e.g. cold storage) the plan schedules.
@@ -63,6 +81,9 @@ pub struct BatteryNow {
 pub struct PlanTarget {
     pub grid_import_kw: f64,
     pub grid_export_kw: f64,
+    /// The plan's battery charging in the interval, kW (magnitude): the peak guard lets the
+    /// battery charge this much at the plan's import, and no more above the month's peak.
+    pub battery_charge_kw: f64,
     /// EV power per charger.
     pub ev_kw: Vec<(String, f64)>,
     /// Power per deferrable load.
@@ -92,6 +113,8 @@ pub struct Setpoints {
     pub loads: Vec<(String, f64)>,
     /// PV power allowed at the bus (the available power when not curtailing).
     pub pv_kw: f64,
+    /// Curtailable demand to shed now, kW (the peak guard's), at most `curtailable_kw`.
+    pub shed_kw: f64,
     /// Grid exchange that results, AC side: +import / -export.
     pub grid_kw: f64,
     /// Why the setpoints differ from the wish (limits met, rules applied).
@@ -199,7 +222,7 @@ pub fn control(l: &Limits, s: &Snapshot, plan: Option<&PlanTarget>, mode: &Mode)
     let ev = |ch: &[(String, f64, f64, f64)]| ch.iter().map(|c| c.1).sum::<f64>();
     // Deferrable loads: the plan's power in automatic and manual mode, their maximum (the
     // safe value: keep cooling) in safe mode; the bus balance counts what they are told.
-    let loads: Vec<(String, f64)> = s
+    let mut loads: Vec<(String, f64)> = s
         .loads
         .iter()
         .filter_map(|x| {
@@ -215,11 +238,14 @@ pub fn control(l: &Limits, s: &Snapshot, plan: Option<&PlanTarget>, mode: &Mode)
             Some((x.id.clone(), want.clamp(0.0, x.max_kw.max(0.0))))
         })
         .collect();
-    let load_kw = s.load_kw
-        + loads
-            .iter()
-            .filter_map(|(id, kw)| s.loads.iter().find(|x| x.id == *id).map(|x| kw - x.kw))
-            .sum::<f64>();
+    let told = |loads: &[(String, f64)]| {
+        s.load_kw
+            + loads
+                .iter()
+                .filter_map(|(id, kw)| s.loads.iter().find(|x| x.id == *id).map(|x| kw - x.kw))
+                .sum::<f64>()
+    };
+    let mut load_kw = told(&loads);
     let mut pv = s.pv_available_kw.max(0.0);
     let demand = load_kw.max(0.0) + ev(&chargers);
     // The battery's wish.
@@ -244,23 +270,72 @@ pub fn control(l: &Limits, s: &Snapshot, plan: Option<&PlanTarget>, mode: &Mode)
             "battery {wished:.1} kW limited to {battery:.1} kW (BMS, park or SoC window)"
         ));
     }
-    // Hard import limit: lower EV charging towards the chargers' minimum (largest first).
-    let mut deficit = load_kw.max(0.0) + ev(&chargers) - pv - battery;
-    let mut grid = l.grid_for(deficit);
-    if grid > l.import_kw + 1e-9 {
-        // More from the battery first (if it can), then less EV.
-        let room = bat_hi - battery;
-        let need_bus = l.deficit_for(grid) - l.deficit_for(l.import_kw);
-        let extra = room.min(need_bus).max(0.0);
-        if extra > 0.0 && *mode != Mode::Safe {
-            battery += extra;
+    // The peak guard (automatic mode): import no more than the month's peak so far allows in
+    // this demand window, or the plan's import where the plan chose to raise the peak.
+    let guard = match (mode, s.import_guard_kw) {
+        (Mode::Automatic, Some(g)) => Some(g.max(plan.map_or(0.0, |p| p.grid_import_kw))),
+        _ => None,
+    };
+    let cap = guard.map_or(l.import_kw, |g| g.min(l.import_kw));
+    let mut shed = 0.0;
+    // Following the plan's import where the loads turn out lower would charge the battery
+    // from the grid beyond the plan; above the month's peak that buys a new peak for a
+    // forecast error: charge only what the plan charges there.
+    if let (Some(level), Some(p), Mode::Automatic) = (s.import_guard_kw, plan, mode) {
+        let extra_charge = (-battery - p.battery_charge_kw.max(0.0)).max(0.0);
+        let grid_now = l.grid_for(load_kw.max(0.0) + ev(&chargers) - pv - battery);
+        let above = l.deficit_for(grid_now) - l.deficit_for(level.min(cap));
+        let less = extra_charge.min(above).max(0.0);
+        if less > 1e-9 {
+            battery += less;
             notes.push(format!(
-                "battery +{extra:.1} kW to keep import under {:.0} kW",
-                l.import_kw
+                "battery charges {less:.1} kW less than following the plan's import would: no new month peak for a forecast error"
             ));
         }
+    }
+    // Import held under the cap: more from the battery first (if it can), then shed
+    // curtailable demand and lower deferrable loads (guard only), then less EV (never below a
+    // charger's minimum while charging, largest first).
+    let mut deficit = load_kw.max(0.0) + ev(&chargers) - pv - battery;
+    let mut grid = l.grid_for(deficit);
+    if grid > cap + 1e-9 {
+        let why = if cap < l.import_kw {
+            format!("the month's peak ({cap:.0} kW)")
+        } else {
+            format!("the import limit ({:.0} kW)", l.import_kw)
+        };
+        let over = |deficit: f64| deficit - l.deficit_for(cap);
+        let room = bat_hi - battery;
+        let extra = room.min(over(deficit)).max(0.0);
+        if extra > 0.0 && *mode != Mode::Safe {
+            battery += extra;
+            notes.push(format!("battery +{extra:.1} kW to keep import under {why}"));
+        }
+        if guard.is_some() {
+            deficit = load_kw.max(0.0) + ev(&chargers) - pv - battery;
+            let x = over(deficit).min(s.curtailable_kw.max(0.0)).max(0.0);
+            if x > 1e-9 {
+                shed = x;
+                load_kw -= x;
+                notes.push(format!(
+                    "{x:.1} kW of curtailable load shed to keep import under {why}"
+                ));
+            }
+            for k in 0..loads.len() {
+                deficit = load_kw.max(0.0) + ev(&chargers) - pv - battery;
+                let cut = over(deficit).min(loads[k].1).max(0.0);
+                if cut > 1e-9 {
+                    loads[k].1 -= cut;
+                    load_kw = told(&loads) - shed;
+                    notes.push(format!(
+                        "{} lowered by {cut:.1} kW to keep import under {why}",
+                        loads[k].0
+                    ));
+                }
+            }
+        }
         deficit = load_kw.max(0.0) + ev(&chargers) - pv - battery;
-        let mut over_bus = deficit - l.deficit_for(l.import_kw);
+        let mut over_bus = over(deficit);
         chargers.sort_by(|a, b| b.1.total_cmp(&a.1));
         for c in chargers.iter_mut() {
             if over_bus <= 1e-9 {
@@ -271,13 +346,20 @@ pub fn control(l: &Limits, s: &Snapshot, plan: Option<&PlanTarget>, mode: &Mode)
             if cut > 0.0 {
                 c.1 -= cut;
                 over_bus -= cut;
-                notes.push(format!("{} lowered by {cut:.1} kW (import limit)", c.0));
+                notes.push(format!(
+                    "{} lowered by {cut:.1} kW (to keep import under {why})",
+                    c.0
+                ));
             }
         }
         deficit = load_kw.max(0.0) + ev(&chargers) - pv - battery;
         grid = l.grid_for(deficit);
         if grid > l.import_kw + 1e-6 {
             alarms.push(format!("import {grid:.1} kW above the {:.0} kW limit: loads exceed what PV, battery and the limit can supply", l.import_kw));
+        } else if grid > cap + 1e-6 {
+            alarms.push(format!(
+                "import {grid:.1} kW sets a new month peak above {cap:.0} kW: battery, flexible loads and chargers are at their limits"
+            ));
         }
     }
     // Export rules: the allowed export now.
@@ -320,6 +402,7 @@ pub fn control(l: &Limits, s: &Snapshot, plan: Option<&PlanTarget>, mode: &Mode)
         chargers: chargers.into_iter().map(|c| (c.0, c.1)).collect(),
         loads,
         pv_kw: pv,
+        shed_kw: shed,
         grid_kw: grid,
         notes,
         alarms,

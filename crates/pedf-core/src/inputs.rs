@@ -380,6 +380,17 @@ pub fn load_day_inputs_from_dir(
     dir: &std::path::Path,
     date: NaiveDate,
 ) -> Result<DayInputs, FolderError> {
+    load_days_inputs_from_dir(park, dir, date, 1)
+}
+
+/// As [`load_day_inputs_from_dir`], for `days` local days from `date` (a horizon of several
+/// days; every file must cover all of them).
+pub fn load_days_inputs_from_dir(
+    park: &Park,
+    dir: &std::path::Path,
+    date: NaiveDate,
+    days: u32,
+) -> Result<DayInputs, FolderError> {
     if !dir.is_dir() {
         return Err(FolderError::NotAFolder(dir.display().to_string()));
     }
@@ -413,7 +424,11 @@ pub fn load_day_inputs_from_dir(
         carbon: carbon.as_ref().map(file),
         prices: prices.as_ref().map(file),
     };
-    load_day_inputs(park, date, files).map_err(|diagnostics| FolderError::Invalid {
+    let horizon: Vec<DateTime<Utc>> = (0..days.max(1))
+        .filter_map(|d| date.checked_add_days(chrono::Days::new(u64::from(d))))
+        .flat_map(|d| park.clock.intervals_of_local_day(d))
+        .collect();
+    load_inputs(park, &horizon, files).map_err(|diagnostics| FolderError::Invalid {
         folder: dir.display().to_string(),
         diagnostics,
     })

@@ -271,8 +271,17 @@ impl fmt::Display for ParkSummary<'_> {
         let t = &p.tariff;
         writeln!(
             f,
-            "  tariff     {}: export {:.4}, demand charge {:.2}",
-            t.name, t.export_price, t.demand_charge
+            "  tariff     {}: export {:.4}, demand charge {:.2} ({}, {}-min window{})",
+            t.name,
+            t.export_price,
+            t.demand.rate,
+            t.demand.basis.key(),
+            t.demand.window_minutes,
+            if t.demand.monthly_target_kw > 0.0 {
+                format!(", monthly target {:.0} kW", t.demand.monthly_target_kw)
+            } else {
+                String::new()
+            }
         )?;
         for kind in crate::tariff::PeriodKind::ALL {
             if let Some(price) = t.prices.get(&kind) {

@@ -130,8 +130,16 @@ pub struct Plan {
     pub energy_cost_cny: f64,
     /// Revenue from exported PV.
     pub export_revenue_cny: f64,
-    /// Demand charge on the horizon's peak import, prorated to the horizon.
+    /// What the horizon adds to the month's basic charge: the whole monthly rate on the rise
+    /// of the month's peak above `demand_free_up_to_kw` (never a share prorated to the
+    /// horizon; under contracted demand the surcharge rate; none under transformer capacity).
     pub demand_charge_cny: f64,
+    /// The billing month's peak import before the horizon, kW, as the plan was told it.
+    pub month_peak_before_kw: f64,
+    /// The import up to which the month's peak rose at no cost in this plan: the month's peak
+    /// so far, the park's monthly target, 105 % of a contracted demand (the largest), at most
+    /// the import limit.
+    pub demand_free_up_to_kw: f64,
     /// Carbon price times import emissions.
     pub carbon_cost_cny: f64,
     /// Battery wear.
@@ -142,7 +150,7 @@ pub struct Plan {
     pub penalty_cny: f64,
     /// Location-based emissions of grid import (kg CO2).
     pub carbon_kg: f64,
-    /// Peak import in the horizon (kW).
+    /// Peak import in the horizon (kW), window averages as the plan's intervals see them.
     pub peak_import_kw: f64,
     /// How the solver ended.
     pub solver: SolverInfo,

@@ -9,7 +9,7 @@ use crate::assets::{
     MeterPoint, PvArray,
 };
 use crate::park::{CarbonSettings, Location, Park, SourceStatus};
-use crate::tariff::Tariff;
+use crate::tariff::{DemandBasis, Tariff};
 use crate::time::{IntervalLength, TimeOfDay};
 
 /// How bad a problem is.
@@ -584,9 +584,48 @@ pub fn validate_tariff(t: &Tariff, interval: IntervalLength, p: &mut Problems) {
     p.non_negative(
         "tariff.demand_charge_cny_per_kw_month".into(),
         "demand charge",
-        t.demand_charge.0,
+        t.demand.rate.0,
         "CNY/kW/month",
     );
+    p.non_negative(
+        "tariff.demand_target_kw".into(),
+        "demand target",
+        t.demand.monthly_target_kw,
+        "kW",
+    );
+    let (key, what, value, unit) = match t.demand.basis {
+        DemandBasis::ContractedDemand { contracted_kw } => (
+            "contracted_demand_kw",
+            "contracted demand",
+            contracted_kw,
+            "kW",
+        ),
+        DemandBasis::TransformerCapacity { kva } => (
+            "transformer_capacity_kva",
+            "transformer capacity",
+            kva,
+            "kVA",
+        ),
+        DemandBasis::MaximumDemand => ("", "", 1.0, ""),
+    };
+    if value <= 0.0 {
+        p.error(
+            format!("tariff.{key}"),
+            format!(
+                "{what} must be above 0 {unit} under demand_billing = \"{}\", found {value}",
+                t.demand.basis.key()
+            ),
+            format!("give the {what} of the supply contract in {unit}"),
+        );
+    }
+    let w = t.demand.window_minutes;
+    if w == 0 || w > 60 || 60 % w != 0 {
+        p.error(
+            "tariff.demand_window_minutes",
+            format!("a demand window of {w} minutes does not divide the hour"),
+            "the demand meter averages over 15 minutes in China's two-part tariff; give 5, 15, 30 or 60",
+        );
+    }
     let mut month_owner: BTreeMap<u32, usize> = BTreeMap::new();
     for (si, s) in t.seasons.iter().enumerate() {
         let spath = format!("tariff.season[{si}]");

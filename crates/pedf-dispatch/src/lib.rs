@@ -48,6 +48,12 @@ pub struct PlanOptions {
     pub unmet_penalty_cny_per_kwh: f64,
     /// Penalty per kWh of demand that cannot be served at all.
     pub unserved_penalty_cny_per_kwh: f64,
+    /// How a battery ending below its end-of-horizon target is priced: `false`, at the unmet
+    /// penalty (a requirement); `true`, at what refilling that energy costs at the horizon's
+    /// cheapest import price through the converter and the battery (rolling plans, whose
+    /// horizon ends before the next cheap period: a re-plan at 23:00 would otherwise buy a
+    /// new month peak to refill in one hour what the next night refills for free).
+    pub terminal_refill_priced: bool,
     /// Start the solver from the rule-based plan.
     pub warm_start: bool,
     /// After the LP dive settles the grid directions, try flipping each import/export-binary
@@ -67,6 +73,7 @@ impl Default for PlanOptions {
             terminal_soc: TerminalSoc::AtLeastInitial,
             unmet_penalty_cny_per_kwh: 1000.0,
             unserved_penalty_cny_per_kwh: 10000.0,
+            terminal_refill_priced: false,
             warm_start: true,
             polish_directions: true,
         }
@@ -207,10 +214,16 @@ pub fn plan_optimized(
     let settle_seconds = dive.as_ref().map_or(0.0, |d| {
         (2.0 * d.first_lp_seconds).min(opts.time_limit_s.max(0.0) / 5.0)
     });
+    let dive_found = dive.as_ref().is_some_and(|d| d.schedule.is_some());
     let start = match dive.and_then(|d| d.schedule) {
         Some(d) if cost(&p, &d) < cost(&p, &rule_schedule) => d,
         _ => rule_schedule.clone(),
     };
+    // Node limit 0 asks for the dive's plan; when the dive found none (its 40 rounds did not
+    // settle the minimum powers), HiGHS at the root alone would hand back the rules' plan (in
+    // a backtest year, three plans, one of them a new month peak the optimum avoids). A small
+    // branch and bound instead, still bounded by nodes so a seed reproduces the year.
+    let fallback_nodes = (opts.max_nodes == Some(0) && !dive_found).then_some(DIVE_FAILED_NODES);
     let warm = opts.warm_start.then_some(&start);
     // Narrow the peak's range to the plans no dearer than the start: tighter import bounds
     // for the search.
@@ -229,6 +242,7 @@ pub fn plan_optimized(
     // The time limit covers the whole plan: HiGHS gets what the dive left (at least a tenth).
     let search = PlanOptions {
         time_limit_s: (opts.time_limit_s - dive_seconds).max(opts.time_limit_s / 10.0),
+        max_nodes: fallback_nodes.or(opts.max_nodes),
         ..opts.clone()
     };
     let deadline = Instant::now() + std::time::Duration::from_secs_f64(search.time_limit_s);
@@ -258,6 +272,11 @@ pub fn plan_optimized(
                 plan = schedule::evaluate(park, inputs, &p, &start, Strategy::Optimized, info);
                 plan.notes.push("the solver stopped with a plan worse than its starting plan; the starting plan is used".into());
             }
+            if let Some(nodes) = fallback_nodes {
+                plan.notes.push(format!(
+                    "the LP dive found no plan within its rounds: branch and bound of up to {nodes} nodes instead of none"
+                ));
+            }
             // The gap of the plan handed out (the search's, or the start it fell back to)
             // against the best lower bound known.
             if r.binaries > 0 && r.dual_bound.is_finite() {
@@ -282,6 +301,9 @@ pub fn plan_optimized(
         }
     }
 }
+
+/// Branch-and-bound nodes allowed, under a node limit of 0, when the LP dive finds no plan.
+const DIVE_FAILED_NODES: u32 = 2000;
 
 /// The relative gap of a plan costing `objective` to a lower bound on the optimum, as HiGHS
 /// measures its MIP gap: (objective - bound) / |objective|, never below zero.

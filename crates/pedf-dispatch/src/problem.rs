@@ -25,6 +25,8 @@ pub(crate) struct Battery {
     pub soc0: f64,
     pub target: f64,
     pub deg: f64,
+    /// CNY per kWh the battery ends below `target` (`PlanOptions::terminal_refill_priced`).
+    pub short_price: f64,
 }
 
 pub(crate) struct Curtailable {
@@ -86,7 +88,12 @@ pub(crate) struct Problem {
     pub exp_cap: Vec<f64>,
     pub pv_only: bool,
     pub no_simultaneous: bool,
+    /// CNY per kW the month's bill adds for each kW of peak above `existing_peak`.
     pub demand_rate: f64,
+    /// The month's peak import before the horizon (reported).
+    pub month_peak: f64,
+    /// The level up to which the horizon's peak costs nothing (`DemandCharge::free_up_to`,
+    /// at most the import limit).
     pub existing_peak: f64,
     /// Range the horizon's peak import can take in a plan worth looking at: the import limit
     /// and the month's peak so far unless tightened (`tighten_peak`), which also narrows every
@@ -283,7 +290,21 @@ impl Problem {
                     TerminalSoc::AtLeast(f) => (f * cap).clamp(lo, hi),
                     TerminalSoc::Free => lo,
                 };
+                let short_price = if opts.terminal_refill_priced {
+                    let cheapest = (0..n)
+                        .map(|t| {
+                            inputs.import_price[t]
+                                + park.carbon.carbon_price_cny_per_t / 1000.0
+                                    * inputs.carbon_intensity[t]
+                        })
+                        .fold(f64::INFINITY, f64::min);
+                    (cheapest / (park.converter.efficiency_ac_to_dc * b.charge_efficiency))
+                        .max(0.0)
+                } else {
+                    opts.unmet_penalty_cny_per_kwh
+                };
                 Battery {
+                    short_price,
                     id: b.id.clone(),
                     ch_max: b.max_charge.0,
                     dis_max: b.max_discharge.0,
@@ -332,12 +353,26 @@ impl Problem {
                 }
             })
             .collect();
-        // Demand charge prorated: the horizon's share of the month it starts in.
-        let horizon_h = n as f64 * dt;
-        let month_h = local_dates
+        // The demand charge as the bill computes it: one window sets the month's charge, so
+        // raising the month's peak costs the whole monthly rate, whatever the horizon; up to
+        // the month's peak so far (or the target, or 105 % of a contract) it costs nothing.
+        let demand = &park.tariff.demand;
+        let free = demand.free_up_to(state.month_peak_import_kw).min(imp_cap);
+        if demand.marginal_rate() > 0.0 && free <= 0.0 {
+            notes.push(format!(
+                "no month peak so far and no demand target: the horizon's whole peak is charged as the month's new peak at {:.2} CNY/kW (give the month's peak so far, e.g. --month-peak, or the park's tariff.demand_target_kw)",
+                demand.marginal_rate()
+            ));
+        }
+        if local_dates
             .first()
-            .map(|d| days_in_month(d.year(), d.month()) as f64 * 24.0)
-            .unwrap_or(30.0 * 24.0);
+            .zip(local_dates.last())
+            .is_some_and(|(a, b)| (a.year(), a.month()) != (b.year(), b.month()))
+        {
+            notes.push(
+                "the horizon runs into the next billing month: its peak is charged as one month's (an upper bound on the bill)".into(),
+            );
+        }
         Problem {
             n,
             dt,
@@ -358,26 +393,15 @@ impl Problem {
             exp_cap,
             pv_only: rules.export_only_from_pv,
             no_simultaneous: rules.no_simultaneous_import_export,
-            demand_rate: park.tariff.demand_charge.0 * horizon_h / month_h,
-            existing_peak: state.month_peak_import_kw,
-            peak_lo: state.month_peak_import_kw.min(imp_cap),
-            peak_hi: imp_cap.max(state.month_peak_import_kw),
+            demand_rate: demand.marginal_rate(),
+            month_peak: state.month_peak_import_kw,
+            existing_peak: free,
+            peak_lo: free,
+            peak_hi: imp_cap,
             directions: vec![None; n],
             penalty: opts.unmet_penalty_cny_per_kwh,
             unserved_penalty: opts.unserved_penalty_cny_per_kwh,
             notes,
         }
     }
-}
-
-fn days_in_month(year: i32, month: u32) -> u32 {
-    let (ny, nm) = if month == 12 {
-        (year + 1, 1)
-    } else {
-        (year, month + 1)
-    };
-    NaiveDate::from_ymd_opt(ny, nm, 1)
-        .and_then(|d| d.pred_opt())
-        .map(|d| d.day())
-        .unwrap_or(30)
 }

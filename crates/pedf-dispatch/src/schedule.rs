@@ -152,7 +152,7 @@ pub(crate) fn evaluate(
         });
     }
     let peak = s.peak(p);
-    let demand_charge = p.demand_rate * peak;
+    let demand_charge = p.demand_rate * (peak - p.existing_peak).max(0.0);
     let carbon_cost = carbon_kg * p.carbon_price_per_kg;
     let mut unmet = Vec::new();
     let mut penalty = unserved_kwh * p.unserved_penalty;
@@ -204,13 +204,21 @@ pub(crate) fn evaluate(
     }
     for (b, bat) in p.batteries.iter().enumerate() {
         let short = s.terminal_short(p, b);
-        penalty += short * p.penalty;
+        penalty += short * bat.short_price;
         if short > 1e-6 {
+            let reason = if bat.short_price < p.penalty {
+                format!(
+                    "ends below its target of {:.1} kWh; priced at {:.3} CNY/kWh, the refill at the horizon's cheapest import",
+                    bat.target, bat.short_price
+                )
+            } else {
+                format!("ends below its target of {:.1} kWh", bat.target)
+            };
             unmet.push(Unmet {
                 kind: "terminal_soc".into(),
                 id: bat.id.clone(),
                 shortfall_kwh: short,
-                reason: format!("ends below its target of {:.1} kWh", bat.target),
+                reason,
             });
         }
     }
@@ -233,7 +241,9 @@ pub(crate) fn evaluate(
         load_shed_cost_cny: shed_cost,
         penalty_cny: penalty,
         carbon_kg,
-        peak_import_kw: peak,
+        peak_import_kw: s.imp.iter().copied().fold(0.0, f64::max),
+        month_peak_before_kw: p.month_peak,
+        demand_free_up_to_kw: p.existing_peak,
         solver,
         intervals,
         unmet,

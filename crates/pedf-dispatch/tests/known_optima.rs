@@ -292,7 +292,7 @@ fn demand_charge_shaves_the_peak() {
     let p = park(&Spec {
         battery_kwh: 100.0,
         battery_kw: 100.0,
-        demand_charge: 30.0 * 24.0 * 30.0,
+        demand_charge: 38.0,
         ..Spec::default()
     });
     let d = Day {
@@ -305,8 +305,114 @@ fn demand_charge_shaves_the_peak() {
     };
     let plan = plan_optimized(&p, &inputs(&p, &d), &opts(), &CurrentState::default()).unwrap();
     close(plan.peak_import_kw, 50.0, "peak");
-    // 30*24*30 CNY/kW-month prorated to 2 h of a 30-day month = 60 CNY/kW.
-    close(plan.demand_charge_cny, 50.0 * 60.0, "demand charge");
+    // The whole monthly rate on the month's new peak (no peak so far): 50 kW x 38 CNY.
+    close(plan.demand_charge_cny, 50.0 * 38.0, "demand charge");
+}
+
+/// A day whose cheapest plan without the month's state sets a new peak. Two hours: 0.30 then
+/// 1.00 CNY/kWh, load 400 kW in the second; a 400 kWh battery (lossless, wear 0.01/kWh).
+/// Month peak so far 300 kW, demand charge 38 CNY/kW-month on the whole rise above it.
+///
+/// Told nothing of the month (peak 0): the cheapest plan charges 400 in hour 1 and covers hour
+/// 2 from the battery: 400 x 0.30 + 4 wear + 38 x 400 = 15,324; importing 200 + 200 costs
+/// 60 + 200 + 2 + 38 x 200 = 7,862; any split x, 400 - x with x >= 200 costs
+/// 0.30 x + 1.00 (400 - x) + 0.01 x + 38 x, least at x = 200. So the month-blind plan imports
+/// 200 kW each hour.
+///
+/// With the month's peak at 300 kW, importing up to 300 is free: hour 1 imports 300 (battery
+/// 300), hour 2 imports 100: 90 + 100 + 3 = 193 CNY, no demand increment. Raising hour 1 to
+/// 400 would save 70 CNY of energy but cost 38 x 100 = 3800. The month-blind plan (200 + 200)
+/// costs 60 + 200 + 2 = 262 here: the plan that knows the month is cheaper on the bill.
+#[test]
+fn the_months_peak_so_far_is_free_and_a_new_peak_costs_the_whole_rate() {
+    let p = park(&Spec {
+        battery_kwh: 400.0,
+        battery_kw: 400.0,
+        degradation: 0.01,
+        demand_charge: 38.0,
+        ..Spec::default()
+    });
+    let d = Day {
+        pv: vec![0.0; 2],
+        load: vec![0.0, 400.0],
+        import_price: vec![0.30, 1.00],
+        export_price: vec![],
+        ci: vec![],
+        sessions: vec![],
+    };
+    let o = PlanOptions {
+        terminal_soc: TerminalSoc::Free,
+        mip_gap: 1e-9,
+        ..opts()
+    };
+    let blind = plan_optimized(&p, &inputs(&p, &d), &o, &CurrentState::default()).unwrap();
+    close(blind.intervals[0].grid_import_kw, 200.0, "blind hour 1");
+    close(blind.intervals[1].grid_import_kw, 200.0, "blind hour 2");
+    close(blind.demand_charge_cny, 38.0 * 200.0, "blind demand");
+
+    let state = CurrentState {
+        month_peak_import_kw: 300.0,
+        ..CurrentState::default()
+    };
+    let plan = plan_optimized(&p, &inputs(&p, &d), &o, &state).unwrap();
+    close(plan.intervals[0].grid_import_kw, 300.0, "hour 1");
+    close(plan.intervals[1].grid_import_kw, 100.0, "hour 2");
+    close(plan.demand_charge_cny, 0.0, "no new peak");
+    close(plan.objective_cny, 193.0, "objective");
+    close(plan.month_peak_before_kw, 300.0, "month peak reported");
+    close(plan.demand_free_up_to_kw, 300.0, "free up to");
+    // The rule-based fallback charges from the grid only up to the larger of the month's peak
+    // and the peak its loads give the day anyway (400 kW in hour 2 with an empty battery).
+    let rule = pedf_dispatch::plan_rule_based(&p, &inputs(&p, &d), &o, &state).unwrap();
+    assert!(
+        rule.intervals
+            .iter()
+            .all(|i| i.grid_import_kw <= 400.0 + 1e-6),
+        "rule imports {:?}",
+        rule.intervals
+            .iter()
+            .map(|i| i.grid_import_kw)
+            .collect::<Vec<_>>()
+    );
+}
+
+/// Contracted demand of 200 kW: up to 105 % (210 kW) the month's peak is free, above it the
+/// surcharge is twice the rate. Load 300 kW for one hour, a 50 kWh battery: the plan holds the
+/// import at 250 (battery 50) and pays 2 x 38 x 40 for the 40 kW above 210.
+#[test]
+fn contracted_demand_is_free_to_105_percent_then_twice_the_rate() {
+    let mut p = park(&Spec {
+        battery_kwh: 50.0,
+        battery_kw: 100.0,
+        initial_soc: 1.0,
+        demand_charge: 38.0,
+        ..Spec::default()
+    });
+    p.tariff.demand.basis = pedf_core::tariff::DemandBasis::ContractedDemand {
+        contracted_kw: 200.0,
+    };
+    let d = Day {
+        pv: vec![0.0],
+        load: vec![300.0],
+        import_price: vec![0.5],
+        export_price: vec![],
+        ci: vec![],
+        sessions: vec![],
+    };
+    let o = PlanOptions {
+        terminal_soc: TerminalSoc::Free,
+        ..opts()
+    };
+    let plan = plan_optimized(&p, &inputs(&p, &d), &o, &CurrentState::default()).unwrap();
+    close(plan.intervals[0].grid_import_kw, 250.0, "import");
+    close(plan.demand_free_up_to_kw, 210.0, "free up to 105 %");
+    close(plan.demand_charge_cny, 2.0 * 38.0 * 40.0, "surcharge");
+    // The month's bill: 200 x 38 + 2 x 38 x 40.
+    close(
+        p.tariff.demand.monthly_charge(250.0),
+        200.0 * 38.0 + 2.0 * 38.0 * 40.0,
+        "bill",
+    );
 }
 
 #[test]
@@ -318,7 +424,7 @@ fn replanning_starts_from_the_measured_state() {
         battery_kwh: 100.0,
         battery_kw: 50.0,
         ev: Some((1, 0.0, 60.0)),
-        demand_charge: 720.0,
+        demand_charge: 38.0,
         ..Spec::default()
     });
     let d = Day {
@@ -340,8 +446,11 @@ fn replanning_starts_from_the_measured_state() {
     let discharged: f64 = plan.intervals.iter().map(|i| i.battery_discharge_kw).sum();
     close(discharged, 80.0, "battery energy used");
     close(plan.energy_cost_cny, 50.0, "energy bought");
-    // The demand charge is on the month's peak, which this plan does not exceed.
-    assert!(plan.peak_import_kw >= 120.0 - 1e-9);
+    // The demand charge is on the month's peak, which this plan does not exceed: nothing to
+    // pay, and the plan says which peak it assumed.
+    assert!(plan.peak_import_kw <= 120.0 + 1e-9);
+    close(plan.demand_charge_cny, 0.0, "demand increment");
+    close(plan.month_peak_before_kw, 120.0, "month peak assumed");
 }
 
 #[test]

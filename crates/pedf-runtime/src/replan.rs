@@ -128,14 +128,22 @@ impl Replanner {
 
     /// Starts a re-plan of the rest of the local day from `now` with the measured stored
     /// energy (kWh, whole park), on a worker thread.
-    pub fn start(&mut self, now: DateTime<Utc>, stored_kwh: Option<f64>, why: String) {
+    /// Starts a re-plan from the measured stored energy and the billing month's peak import so
+    /// far (kW; the plan pays the demand charge only on a rise above it).
+    pub fn start(
+        &mut self,
+        now: DateTime<Utc>,
+        stored_kwh: Option<f64>,
+        month_peak_kw: f64,
+        why: String,
+    ) {
         self.last_slot = Some(self.park.clock.interval_start(now));
         let park = self.park.clone();
         let cfg = self.cfg.clone();
         let planner = self.planner;
         self.task = Some(std::thread::spawn(move || {
             let day = park.clock.local(now).date_naive();
-            let plan = compute(&park, &cfg, planner, now, stored_kwh);
+            let plan = compute(&park, &cfg, planner, now, stored_kwh, month_peak_kw);
             Outcome { day, plan, why }
         }));
     }
@@ -166,6 +174,7 @@ fn compute(
     planner: Planner,
     now: DateTime<Utc>,
     stored_kwh: Option<f64>,
+    month_peak_kw: f64,
 ) -> Result<(Plan, String), String> {
     let day = park.clock.local(now).date_naive();
     let sub = cfg.inputs.join(day.to_string());
@@ -183,7 +192,10 @@ fn compute(
         .position(|s| *s == slot)
         .ok_or(format!("the forecast has no interval starting at {slot}"))?;
     let tail = inputs.tail(k);
-    let mut state = CurrentState::default();
+    let mut state = CurrentState {
+        month_peak_import_kw: month_peak_kw,
+        ..CurrentState::default()
+    };
     if let Some(kwh) = stored_kwh {
         // The measured energy shared over the batteries by capacity.
         let total: f64 = park.batteries.iter().map(|b| b.capacity.0).sum();
@@ -195,6 +207,8 @@ fn compute(
     }
     let opts = PlanOptions {
         time_limit_s: cfg.time_limit_s,
+        // The rest of the day: what the battery lacks at midnight is refilled the next night.
+        terminal_refill_priced: true,
         ..PlanOptions::default()
     };
     match planner(park, &tail, &opts, &state) {
@@ -251,7 +265,7 @@ mod tests {
         // 10:00 local on the example day (UTC+8).
         let now = Utc.with_ymd_and_hms(2026, 6, 21, 2, 0, 7).unwrap();
         let why = r.due(now, 0.0, None).expect("first call is due");
-        r.start(now, Some(1000.0), why);
+        r.start(now, Some(1000.0), 0.0, why);
         assert!(r.due(now, 0.0, None).is_none(), "one at a time");
         let o = r.wait().unwrap();
         let (plan, strategy) = o.plan.unwrap();
@@ -302,7 +316,7 @@ mod tests {
     fn a_failing_optimiser_falls_back_to_the_rule_based_plan() {
         let mut r = Replanner::new(cfg(), park()).with_planner(failing);
         let now = Utc.with_ymd_and_hms(2026, 6, 21, 6, 30, 0).unwrap();
-        r.start(now, None, "test".into());
+        r.start(now, None, 0.0, "test".into());
         let (plan, strategy) = r.wait().unwrap().plan.unwrap();
         assert!(
             strategy.starts_with("rule, fallback: optimiser failed"),
@@ -316,7 +330,7 @@ mod tests {
     fn no_forecast_for_the_day_is_an_error_naming_it() {
         let mut r = Replanner::new(cfg(), park());
         let now = Utc.with_ymd_and_hms(2026, 11, 27, 6, 30, 0).unwrap();
-        r.start(now, None, "test".into());
+        r.start(now, None, 0.0, "test".into());
         let e = r.wait().unwrap().plan.unwrap_err();
         assert!(e.contains("no forecast for 2026-11-27"), "{e}");
     }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use pedf_core::Park;
 use pedf_devices::capability::{Capability, DeviceState, Field, Quality};
 use pedf_devices::control::{
@@ -264,6 +264,7 @@ fn plan_target(store: &Store, park: &Park, now: DateTime<Utc>) -> Option<(PlanTa
         PlanTarget {
             grid_import_kw: interval["grid_import_kw"].as_f64()?,
             grid_export_kw: interval["grid_export_kw"].as_f64()?,
+            battery_charge_kw: interval["battery_charge_kw"].as_f64().unwrap_or(0.0),
             ev_kw: kw_by_id(&interval["ev_chargers"]),
             // The plan's power per flexible load, by park asset (the run loop maps the
             // deferrable ones to their devices).
@@ -503,6 +504,23 @@ pub async fn run_with(
     if let Some(i) = day_records.iter().position(|r| r.start == running_start) {
         integrator.resume(day_records.remove(i));
     }
+    // The billing month's peak import so far (kW, interval averages): from the store at start
+    // (restart-safe), raised as intervals close, reset when a new month begins. The peak guard
+    // and every re-plan use it.
+    let interval_h = park.clock.interval.hours().0;
+    let month_of = |t: DateTime<Utc>| {
+        let d = park.clock.local(t).date_naive();
+        d.with_day(1).unwrap_or(d)
+    };
+    let mut month = month_of(time.now());
+    let mut month_peak_kw = store
+        .max_interval_import_kwh(park.clock.start_of_local_day(month), time.now())
+        .map(|kwh| kwh / interval_h)
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "the month's peak so far could not be read; 0 kW assumed");
+            0.0
+        });
+    let demand = park.tariff.demand;
     let mut tick = tokio::time::interval(Duration::from_millis(cfg.cycle_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_poll: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
@@ -632,12 +650,31 @@ pub async fn run_with(
                 })
             })
             .collect();
+        if month_of(now) != month {
+            month = month_of(now);
+            month_peak_kw = 0.0;
+        }
+        // The peak guard: what keeps the running interval's (the demand window's) average import
+        // at the level the month's peak so far allows.
+        let import_guard_kw = (demand.marginal_rate() > 0.0).then(|| {
+            let running = integrator.running();
+            let start = running.as_ref().map_or(now, |r| r.start);
+            pedf_control::window_allowance(
+                demand.free_up_to(month_peak_kw),
+                interval_h * 3600.0,
+                (now - start).num_milliseconds() as f64 / 1000.0,
+                running.map_or(0.0, |r| r.grid_import_kwh),
+            )
+        });
         let snapshot = Snapshot {
             pv_available_kw: pv,
             load_kw: load,
             chargers,
             battery,
             loads,
+            // Curtailable loads are not commanded by the runtime yet.
+            curtailable_kw: 0.0,
+            import_guard_kw,
         };
         // The plan names loads by asset; the controller by device.
         let plan = plan_target(&store, &park, now).map(|(mut target, label)| {
@@ -836,7 +873,7 @@ pub async fn run_with(
                         .battery
                         .as_ref()
                         .map(|b| b.soc_pct / 100.0 * park.battery_capacity().0);
-                    rp.start(now, stored, why);
+                    rp.start(now, stored, month_peak_kw, why);
                 }
             }
         }
@@ -844,6 +881,9 @@ pub async fn run_with(
             faults.push(n.clone());
         }
         if let Some(closed) = integrator.add(now, &flows, &chargers_live) {
+            if month_of(closed.start) == month {
+                month_peak_kw = month_peak_kw.max(closed.grid_import_kwh / interval_h);
+            }
             if let Err(e) = store.put_records(std::slice::from_ref(&closed), "measured") {
                 tracing::error!(error = %e, "interval record not stored");
                 faults.push(format!("interval record not stored: {e}"));

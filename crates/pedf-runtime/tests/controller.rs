@@ -35,6 +35,8 @@ fn snap(pv: f64, load: f64, soc: f64) -> Snapshot {
         chargers: vec![],
         battery: battery(soc),
         loads: vec![],
+        curtailable_kw: 0.0,
+        import_guard_kw: None,
     }
 }
 
@@ -47,6 +49,7 @@ fn follows_the_plans_grid_and_absorbs_forecast_error() {
     let plan = PlanTarget {
         grid_import_kw: 100.0,
         grid_export_kw: 0.0,
+        battery_charge_kw: 0.0,
         ev_kw: vec![],
         loads_kw: vec![],
     };
@@ -148,6 +151,7 @@ fn export_rules_charge_the_battery_then_curtail() {
     let plan = PlanTarget {
         grid_import_kw: 0.0,
         grid_export_kw: 800.0,
+        battery_charge_kw: 0.0,
         ev_kw: vec![],
         loads_kw: vec![],
     };
@@ -213,8 +217,10 @@ mod properties {
                 chargers: evs.iter().enumerate().map(|(i, (w, m))| ChargerNow { id: format!("ev-{i:02}"), wanted_kw: *w, min_kw: *m, max_kw: 60.0 }).collect(),
                 battery: battery(soc),
                 loads: vec![],
+                curtailable_kw: 0.0,
+                import_guard_kw: None,
             };
-            let plan = PlanTarget { grid_import_kw: plan_grid.max(0.0), grid_export_kw: (-plan_grid).max(0.0), ev_kw: vec![], loads_kw: vec![] };
+            let plan = PlanTarget { grid_import_kw: plan_grid.max(0.0), grid_export_kw: (-plan_grid).max(0.0), battery_charge_kw: 0.0, ev_kw: vec![], loads_kw: vec![] };
             let mode = match mode { 0 => Mode::Automatic, 1 => Mode::Manual { battery_kw: manual }, _ => Mode::Safe };
             let out = control(&l, &s, Some(&plan), &mode);
             // Battery inside its range; chargers inside theirs; PV never above what is there.
@@ -242,6 +248,7 @@ fn deferrable_loads_follow_the_plan_and_the_balance_counts_their_command() {
     let plan = PlanTarget {
         grid_import_kw: 100.0,
         grid_export_kw: 0.0,
+        battery_charge_kw: 0.0,
         ev_kw: vec![],
         loads_kw: vec![("cold".into(), 120.0)],
     };
@@ -268,4 +275,105 @@ fn deferrable_loads_follow_the_plan_and_the_balance_counts_their_command() {
     assert_eq!(out.loads, vec![("cold".to_string(), 150.0)]);
     let out = control(&limits(), &s, None, &Mode::Automatic);
     assert!(out.loads.is_empty());
+}
+
+/// The peak guard: more load than the plan expected. While the battery can, it absorbs the
+/// error and the grid stays on the plan; with the battery at its minimum state of charge, the
+/// curtailable load is shed and then the chargers lowered (not below their minimum) so that
+/// import stays at the month's peak so far (600 kW); without a guard the same snapshot sets a
+/// new peak.
+#[test]
+fn the_peak_guard_holds_a_forecast_error_with_the_battery_then_the_loads() {
+    let l = limits();
+    let plan = PlanTarget {
+        grid_import_kw: 500.0,
+        grid_export_kw: 0.0,
+        battery_charge_kw: 0.0,
+        ev_kw: vec![("ev-01".into(), 100.0)],
+        loads_kw: vec![],
+    };
+    let charger = ChargerNow {
+        id: "ev-01".into(),
+        wanted_kw: 100.0,
+        min_kw: 20.0,
+        max_kw: 100.0,
+    };
+    let snapshot = |soc: f64, guard: Option<f64>| Snapshot {
+        chargers: vec![charger.clone()],
+        curtailable_kw: 150.0,
+        import_guard_kw: guard,
+        ..snap(0.0, 700.0, soc)
+    };
+    // The battery holds it: 800 kW of demand, the plan's 500 kW import gives 485 at the bus.
+    let s = control(
+        &l,
+        &snapshot(50.0, Some(600.0)),
+        Some(&plan),
+        &Mode::Automatic,
+    );
+    close(s.battery_kw, 800.0 - 485.0);
+    close(s.grid_kw, 500.0);
+    close(s.shed_kw, 0.0);
+    assert!(s.alarms.is_empty(), "{:?}", s.alarms);
+    // The battery is empty: 800 kW at the bus against 600 x 0.97 = 582 allowed: 150 kW shed,
+    // then the charger lowered by the last 68 kW (to 32, above its 20 kW minimum).
+    let s = control(
+        &l,
+        &snapshot(10.0, Some(600.0)),
+        Some(&plan),
+        &Mode::Automatic,
+    );
+    close(s.battery_kw, 0.0);
+    close(s.shed_kw, 150.0);
+    close(s.chargers[0].1, 100.0 - 68.0);
+    close(s.grid_kw, 600.0);
+    assert!(s.alarms.is_empty(), "{:?}", s.alarms);
+    // No guard: nothing shed, a new peak of 800 / 0.97.
+    let s = control(&l, &snapshot(10.0, None), Some(&plan), &Mode::Automatic);
+    close(s.shed_kw, 0.0);
+    close(s.grid_kw, 800.0 / 0.97);
+    // Nothing left to hold it with (a charger already at its minimum, no curtailable load):
+    // the new peak is an alarm.
+    let s = control(
+        &l,
+        &Snapshot {
+            curtailable_kw: 0.0,
+            chargers: vec![ChargerNow {
+                wanted_kw: 20.0,
+                ..charger.clone()
+            }],
+            ..snapshot(10.0, Some(600.0))
+        },
+        None,
+        &Mode::Automatic,
+    );
+    assert!(
+        s.alarms.iter().any(|a| a.contains("new month peak")),
+        "{:?}",
+        s.alarms
+    );
+    // A plan that chose to raise the peak (import 700 kW) is followed: the guard is the larger.
+    let raise = PlanTarget {
+        grid_import_kw: 700.0,
+        ..plan.clone()
+    };
+    let s = control(
+        &l,
+        &snapshot(10.0, Some(600.0)),
+        Some(&raise),
+        &Mode::Automatic,
+    );
+    close(s.shed_kw, 800.0 - 0.97 * 700.0);
+    close(s.grid_kw, 700.0);
+}
+
+#[test]
+fn the_window_allowance_keeps_the_windows_average_at_the_level() {
+    use pedf_runtime::controller::window_allowance;
+    // Half of a 15-minute window at 800 kW (100 kWh): 400 kW for the rest keeps 600 on average.
+    close(window_allowance(600.0, 900.0, 450.0, 100.0), 400.0);
+    // Nothing imported yet: the level.
+    close(window_allowance(600.0, 900.0, 0.0, 0.0), 600.0);
+    // Already above the level's energy: nothing more.
+    close(window_allowance(600.0, 900.0, 600.0, 200.0), 0.0);
 }

@@ -19,7 +19,7 @@ use crate::assets::{
     GridConnection, GridConverter, Meter, MeterPoint, PvArray,
 };
 use crate::park::{CarbonSettings, GridFactor, Location, Park, SourceStatus};
-use crate::tariff::{PeriodKind, Tariff, TouSeason, TouWindow};
+use crate::tariff::{DemandBasis, DemandCharge, PeriodKind, Tariff, TouSeason, TouWindow};
 use crate::time::{parse_time_zone, IntervalLength, ParkClock, TimeOfDay};
 use crate::units::{CnyPerKwMonth, CnyPerKwh, KgCo2PerKwh, Kw, Kwh, Kwp};
 use crate::validate::{self, Problems, Severity};
@@ -785,7 +785,7 @@ fn read_tariff(r: &mut Reader, root: &mut Table, required: bool) -> Tariff {
         prices: BTreeMap::new(),
         seasons: Vec::new(),
         export_price: CnyPerKwh(0.0),
-        demand_charge: CnyPerKwMonth(0.0),
+        demand: DemandCharge::default(),
     };
     let Some(mut t) = r.table(
         root,
@@ -822,7 +822,64 @@ fn read_tariff(r: &mut Reader, root: &mut Table, required: bool) -> Tariff {
     tariff.name = name.unwrap_or_default();
     tariff.source = source.unwrap_or_default();
     tariff.export_price = CnyPerKwh(export.unwrap_or(0.0));
-    tariff.demand_charge = CnyPerKwMonth(demand.unwrap_or(0.0));
+    let basis = r.choice_or(
+        &mut t,
+        "demand_billing",
+        &[
+            "maximum_demand",
+            "contracted_demand",
+            "transformer_capacity",
+        ],
+        "maximum_demand",
+        expect(
+            "how the monthly basic charge is billed",
+            "\"maximum_demand\"",
+        ),
+    );
+    let basis = match basis.as_deref() {
+        Some("contracted_demand") => {
+            let kw = r.number(
+                &mut t,
+                "contracted_demand_kw",
+                expect("the contracted maximum demand, kW", "1200"),
+            );
+            DemandBasis::ContractedDemand {
+                contracted_kw: kw.unwrap_or(0.0),
+            }
+        }
+        Some("transformer_capacity") => {
+            let kva = r.number(
+                &mut t,
+                "transformer_capacity_kva",
+                expect("the installed transformer capacity, kVA", "2000"),
+            );
+            DemandBasis::TransformerCapacity {
+                kva: kva.unwrap_or(0.0),
+            }
+        }
+        _ => DemandBasis::MaximumDemand,
+    };
+    let window = r.integer_or(
+        &mut t,
+        "demand_window_minutes",
+        15,
+        expect("the demand meter's averaging window, minutes", "15"),
+    );
+    let target = r.number_or(
+        &mut t,
+        "demand_target_kw",
+        0.0,
+        expect(
+            "a monthly peak the plan may reach without paying for it, kW",
+            "900",
+        ),
+    );
+    tariff.demand = DemandCharge {
+        basis,
+        rate: CnyPerKwMonth(demand.unwrap_or(0.0)),
+        window_minutes: window.and_then(|w| u32::try_from(w).ok()).unwrap_or(0),
+        monthly_target_kw: target.unwrap_or(0.0),
+    };
 
     if let Some(mut pt) = r.table(
         &mut t,
