@@ -137,7 +137,7 @@ enum Command {
         days: u32,
         /// The billing month's peak import so far, kW: up to it (or the park's demand target)
         /// importing adds nothing to the demand charge; above it the whole monthly rate.
-        #[arg(long, default_value_t = 0.0, value_name = "KW", value_parser = parse_month_peak)]
+        #[arg(long, default_value_t = 0.0, value_name = "KW", value_parser = parse_month_peak, allow_negative_numbers = true)]
         month_peak: f64,
     },
     /// Forecasts for the planner's inputs.

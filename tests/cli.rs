@@ -225,6 +225,42 @@ fn plan_json_to_stdout_and_png_plot() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The month's peak so far: importing up to it is free, the plan says what it assumed, and a
+/// two-day horizon plans both days.
+#[test]
+fn plan_takes_the_months_peak_and_several_days() {
+    let mut args = PLAN.to_vec();
+    args.extend([
+        "--format",
+        "json",
+        "--month-peak",
+        "900",
+        "--days",
+        "2",
+        "--time-limit",
+        "3",
+    ]);
+    let out = pedf(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("plan JSON");
+    assert_eq!(plan["intervals"].as_array().map(Vec::len), Some(192));
+    assert_eq!(plan["month_peak_before_kw"].as_f64(), Some(900.0));
+    assert_eq!(plan["demand_free_up_to_kw"].as_f64(), Some(900.0));
+    // No import above the month's peak is needed on these days: no demand charge.
+    let peak = plan["peak_import_kw"].as_f64().unwrap();
+    assert!(peak <= 900.0 + 1e-6, "{peak}");
+    assert!(plan["demand_charge_cny"].as_f64().unwrap().abs() < 1e-6);
+    let mut args = PLAN.to_vec();
+    args.extend(["--format", "table", "--month-peak", "-5"]);
+    let out = pedf(&args);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("`-5` is not a power in kW"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 #[test]
 fn plan_argument_errors_name_the_argument() {
     let mut args = PLAN.to_vec();

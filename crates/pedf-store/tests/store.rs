@@ -185,3 +185,34 @@ fn kill_9_loses_nothing_committed() {
     );
     assert_eq!(n % 100, 0, "no half batch: {n}");
 }
+
+/// The billing month's peak so far is read back after a restart: the largest interval import
+/// in the period, from a reopened store; none is 0.
+#[test]
+fn the_months_largest_interval_import_survives_a_reopen() {
+    let path = temp_db("month-peak");
+    let at = |i: i64| t0() + Duration::minutes(15 * i);
+    {
+        let mut st = Store::open(&path).unwrap();
+        assert_eq!(
+            st.max_interval_import_kwh(at(0), at(100)).unwrap(),
+            0.0,
+            "no records"
+        );
+        let recs: Vec<IntervalRecord> = [120.0, 212.5, 180.0]
+            .iter()
+            .enumerate()
+            .map(|(i, kwh)| IntervalRecord {
+                start: at(i as i64),
+                grid_import_kwh: *kwh,
+                ..Default::default()
+            })
+            .collect();
+        st.put_records(&recs, "measured").unwrap();
+    }
+    let st = Store::open(&path).unwrap();
+    assert_eq!(st.max_interval_import_kwh(at(0), at(100)).unwrap(), 212.5);
+    // Only the period asked for.
+    assert_eq!(st.max_interval_import_kwh(at(2), at(100)).unwrap(), 180.0);
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
