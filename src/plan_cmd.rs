@@ -267,9 +267,16 @@ pub fn summary(park: &Park, date: NaiveDate, plan: &Plan, baseline: Option<&Plan
         sum(&|i| i.battery_charge_kw),
         sum(&|i| i.ev_kw)
     );
+    let limit = plan
+        .scope2_allowance_kg
+        .map(|a| format!(", allowed {a:.0} kg by [carbon.control]"))
+        .unwrap_or_default();
     let _ = writeln!(
         s,
-        "carbon: {:.0} kg CO2 location-based from grid import",
+        "carbon: Scope 2 {:.0} kg CO2 location-based (import x the annual factor {:.4}; without the EMS {:.0} kg{limit}); {:.0} kg at the inputs' hourly intensity",
+        plan.scope2_kg,
+        park.carbon.grid_factor.value.0,
+        plan.scope2_without_ems_kg,
         plan.carbon_kg
     );
     if let Some(b) = baseline {

@@ -81,6 +81,22 @@ pub struct CarbonSettings {
     pub grid_factor: GridFactor,
     /// Internal carbon price the optimiser may weigh emissions with, CNY per t CO2.
     pub carbon_price_cny_per_t: f64,
+    /// Carbon dual control (能碳双控): limits on the park's Scope 2 the planner keeps.
+    pub control: CarbonControl,
+}
+
+/// Limits on the park's location-based Scope 2 (grid import x the annual grid factor, the figure
+/// the carbon report and the backtest give) that every plan keeps, as a constraint with a
+/// priced overrun so a plan always exists.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct CarbonControl {
+    /// Never plan more Scope 2 than the park would emit without the EMS over the same
+    /// horizon (battery idle, cars charged on arrival, deferrable loads flat, nothing shed):
+    /// arbitrage that trades carbon for money is refused.
+    pub no_more_than_without_ems: bool,
+    /// Scope 2 budget per calendar month (local), t CO2. Each plan gets what is left of it,
+    /// shared over the rest of the month by time.
+    pub monthly_budget_t: Option<f64>,
 }
 
 /// A whole PEDF park as configured.

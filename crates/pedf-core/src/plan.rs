@@ -148,8 +148,18 @@ pub struct Plan {
     pub load_shed_cost_cny: f64,
     /// Penalties for unmet requirements (EV energy, deferrable energy, unserved load).
     pub penalty_cny: f64,
-    /// Location-based emissions of grid import (kg CO2).
+    /// Emissions of grid import at the inputs' carbon intensity (kg CO2; the series the
+    /// carbon price weighs, hourly where the inputs give an hourly shape).
     pub carbon_kg: f64,
+    /// Location-based Scope 2 as the carbon report and the backtests count it: import x the
+    /// park's annual grid factor (kg CO2).
+    pub scope2_kg: f64,
+    /// The Scope 2 the horizon was allowed under `[carbon.control]` (kg; none without limits).
+    pub scope2_allowance_kg: Option<f64>,
+    /// Scope 2 of the same horizon without the EMS (battery idle, cars charged on arrival,
+    /// deferrable loads flat, nothing shed), kg: the counterfactual "carbon saved" compares
+    /// with.
+    pub scope2_without_ems_kg: f64,
     /// Peak import in the horizon (kW), window averages as the plan's intervals see them.
     pub peak_import_kw: f64,
     /// How the solver ended.

@@ -828,6 +828,15 @@ pub fn validate_carbon(c: &CarbonSettings, p: &mut Problems) {
         c.carbon_price_cny_per_t,
         "CNY/t",
     );
+    if let Some(b) = c.control.monthly_budget_t {
+        if b <= 0.0 {
+            p.error(
+                "carbon.control.monthly_budget_t",
+                format!("a monthly Scope 2 budget of {b} t leaves no import at all"),
+                "give the park's budget in t CO2 per month (> 0), or leave the key out for none",
+            );
+        }
+    }
 }
 
 /// Every asset and meter has its own id.

@@ -91,6 +91,9 @@ pub struct CurrentState {
     pub deferrable_delivered_kwh: BTreeMap<String, f64>,
     /// This month's peak import so far, kW (the demand charge is on the month's peak).
     pub month_peak_import_kw: f64,
+    /// This month's location-based Scope 2 so far, kg CO2 (a monthly carbon budget gets
+    /// what is left of it).
+    pub month_scope2_kg: f64,
 }
 
 /// Why planning failed.

@@ -70,6 +70,8 @@ enum Var {
     EvShort(usize),
     TermShort(usize),
     Peak,
+    /// Location-based Scope 2 above the horizon's allowance (carbon dual control), kg.
+    CarbonOver,
     /// A column fixed at 1 whose cost is the objective's constant: the demand charge is paid
     /// on the peak above `Problem::existing_peak` only, so the model's objective equals the
     /// plan's (`schedule::evaluate`) and bounds compare with it directly.
@@ -195,6 +197,14 @@ fn build(
         pv.push(b.col(Var::Pv(t), 0.0, 0.0, p.pv[t]));
         let demand = p.fixed[t] + p.curtailable_demand(t);
         unserved.push(b.col(Var::Unserved(t), dt * p.unserved_penalty, 0.0, demand));
+    }
+    // Carbon dual control: the horizon's Scope 2 (import x the annual factor) within its
+    // allowance, each kg above it at the penalty.
+    if let Some(allowance) = p.scope2_allowance {
+        let over = b.col(Var::CarbonOver, p.penalty, 0.0, f64::INFINITY);
+        let mut terms: Vec<(Col, f64)> = imp.iter().map(|c| (*c, p.scope2_factor * dt)).collect();
+        terms.push((over, -1.0));
+        b.row_le(allowance, &terms);
     }
     // Battery columns.
     let mut ch = vec![Vec::with_capacity(n); p.batteries.len()];
@@ -717,6 +727,7 @@ fn value_of(p: &Problem, s: &Schedule, v: Var) -> f64 {
         Var::TermShort(b) => s.terminal_short(p, b),
         Var::Peak => s.peak(p),
         Var::One => 1.0,
+        Var::CarbonOver => s.scope2_over(p),
         Var::GridDir(t) => {
             if s.exp[t] > 0.0 {
                 0.0

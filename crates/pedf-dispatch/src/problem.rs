@@ -105,6 +105,15 @@ pub(crate) struct Problem {
     pub directions: Vec<Option<bool>>,
     pub penalty: f64,
     pub unserved_penalty: f64,
+    /// The annual grid factor, kg/kWh: location-based Scope 2 as the report and backtests
+    /// count it (import x this factor, whatever the hourly shape the carbon price uses).
+    pub scope2_factor: f64,
+    /// Location-based Scope 2 the horizon may emit (carbon dual control), kg; `None`: no limit.
+    /// Above it each kg costs `penalty`.
+    pub scope2_allowance: Option<f64>,
+    /// Scope 2 of the same horizon without the EMS (battery idle, cars on arrival at full
+    /// power, deferrable loads flat over their window, nothing shed), kg.
+    pub scope2_without_ems: f64,
     pub notes: Vec<String>,
 }
 
@@ -319,7 +328,7 @@ impl Problem {
             })
             .collect();
 
-        let sessions = inputs
+        let sessions: Vec<Session> = inputs
             .sessions
             .iter()
             .map(|s: &EvSession| {
@@ -373,7 +382,49 @@ impl Problem {
                 "the horizon runs into the next billing month: its peak is charged as one month's (an upper bound on the bill)".into(),
             );
         }
+        // Carbon dual control: the horizon's Scope 2 allowance.
+        let scope2_factor = park.carbon.grid_factor.value.0;
+        let scope2_without_ems = scope2_factor
+            * dt
+            * without_ems_import(
+                n,
+                dt,
+                &pv,
+                &fixed,
+                &curtailable,
+                &deferrable,
+                &sessions,
+                park.converter.efficiency_ac_to_dc,
+                imp_cap,
+            );
+        let control = park.carbon.control;
+        let mut scope2_allowance: Option<f64> = None;
+        if control.no_more_than_without_ems {
+            scope2_allowance = Some(scope2_without_ems);
+        }
+        if let (Some(budget_t), Some(first)) = (control.monthly_budget_t, local_dates.first()) {
+            let next = first
+                .with_day(1)
+                .and_then(|d| d.checked_add_months(chrono::Months::new(1)))
+                .unwrap_or(*first);
+            let month_end = park.clock.start_of_local_day(next);
+            let left_h = ((month_end - inputs.starts[0]).num_seconds() as f64 / 3600.0).max(dt);
+            let horizon_h = n as f64 * dt;
+            let left_kg = (budget_t * 1000.0 - state.month_scope2_kg).max(0.0);
+            let share = left_kg * (horizon_h / left_h).min(1.0);
+            notes.push(format!(
+                "monthly Scope 2 budget {budget_t:.1} t: {:.1} t used, {:.1} t left for {:.0} h of the month; this plan's share {:.0} kg",
+                state.month_scope2_kg / 1000.0,
+                left_kg / 1000.0,
+                left_h,
+                share
+            ));
+            scope2_allowance = Some(scope2_allowance.map_or(share, |a| a.min(share)));
+        }
         Problem {
+            scope2_factor,
+            scope2_allowance,
+            scope2_without_ems,
             n,
             dt,
             pv,
@@ -404,4 +455,51 @@ impl Problem {
             notes,
         }
     }
+}
+
+/// The horizon's grid import without the EMS, kWh per interval hour summed (multiply by `dt`
+/// for kWh): battery idle, every session charging from its first interval at full power until
+/// its need is met, deferrable requirements spread evenly over their intervals, curtailable
+/// loads at their demand; import capped at the limit (beyond it demand would go unserved).
+#[allow(clippy::too_many_arguments)]
+fn without_ems_import(
+    n: usize,
+    dt: f64,
+    pv: &[f64],
+    fixed: &[f64],
+    curtailable: &[Curtailable],
+    deferrable: &[Deferrable],
+    sessions: &[Session],
+    eta_in: f64,
+    imp_cap: f64,
+) -> f64 {
+    let mut deficit: Vec<f64> = (0..n)
+        .map(|t| fixed[t] + curtailable.iter().map(|c| c.demand[t]).sum::<f64>() - pv[t])
+        .collect();
+    for d in deferrable {
+        for r in &d.requirements {
+            if r.intervals.is_empty() {
+                continue;
+            }
+            let kw = (r.energy / (r.intervals.len() as f64 * dt)).min(d.max);
+            for &t in &r.intervals {
+                deficit[t] += kw;
+            }
+        }
+    }
+    for s in sessions {
+        let mut left = s.need;
+        for x in deficit.iter_mut().take(s.end).skip(s.first) {
+            if left <= 1e-12 {
+                break;
+            }
+            let kw = s.max.min(left / dt);
+            *x += kw;
+            left -= kw * dt;
+        }
+    }
+    deficit
+        .iter()
+        .map(|d| (d.max(0.0) / eta_in).min(imp_cap))
+        .sum()
 }

@@ -72,6 +72,17 @@ impl Schedule {
         (req.energy - delivered).max(0.0)
     }
 
+    /// Location-based Scope 2 of the schedule, kg (import x the annual factor).
+    pub fn scope2(&self, p: &Problem) -> f64 {
+        self.imp.iter().sum::<f64>() * p.dt * p.scope2_factor
+    }
+
+    /// Scope 2 above the horizon's allowance, kg (0 without one).
+    pub fn scope2_over(&self, p: &Problem) -> f64 {
+        p.scope2_allowance
+            .map_or(0.0, |a| (self.scope2(p) - a).max(0.0))
+    }
+
     pub fn terminal_short(&self, p: &Problem, b: usize) -> f64 {
         let end = self.soc[b].last().copied().unwrap_or(p.batteries[b].soc0);
         (p.batteries[b].target - end).max(0.0)
@@ -222,6 +233,20 @@ pub(crate) fn evaluate(
             });
         }
     }
+    let over = s.scope2_over(p);
+    penalty += over * p.penalty;
+    if over > 1e-6 {
+        unmet.push(Unmet {
+            kind: "carbon_limit".into(),
+            id: "park".into(),
+            shortfall_kwh: over / p.scope2_factor.max(1e-9),
+            reason: format!(
+                "Scope 2 {:.0} kg above the horizon's allowance of {:.0} kg (carbon.control); the import it takes to serve the loads",
+                over,
+                p.scope2_allowance.unwrap_or(0.0)
+            ),
+        });
+    }
     let objective = energy_cost - export_revenue
         + demand_charge
         + carbon_cost
@@ -243,6 +268,9 @@ pub(crate) fn evaluate(
         carbon_kg,
         peak_import_kw: s.imp.iter().copied().fold(0.0, f64::max),
         month_peak_before_kw: p.month_peak,
+        scope2_kg: s.scope2(p),
+        scope2_allowance_kg: p.scope2_allowance,
+        scope2_without_ems_kg: p.scope2_without_ems,
         demand_free_up_to_kw: p.existing_peak,
         solver,
         intervals,

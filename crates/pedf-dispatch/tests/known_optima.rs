@@ -590,3 +590,98 @@ fn polishing_the_grid_directions_repairs_the_dives_rounding() {
     let best = plan_optimized(&p, &inputs(&p, &d), &opts(), &CurrentState::default()).unwrap();
     close(best.objective_cny, 10.0 + 400.0 * DEG, "branch and bound");
 }
+
+/// Carbon dual control, "no more Scope 2 than without the EMS": two hours at 0.20 then 1.00
+/// CNY/kWh, load 0 then 100 kW, a 200 kWh battery at 90 % each way (81 % round trip), lossless
+/// converter, annual factor 0.5 kg/kWh. Without the option the plan charges 100 / 0.81 =
+/// 123.46 kWh in hour 1 and covers hour 2 from the battery: 24.69 CNY, but 61.7 kg against the
+/// 50 kg of running without the EMS. With it, total import may not exceed 100 kWh: charging x
+/// in hour 1 leaves 100 - 0.81 x for hour 2, 100 + 0.19 x in all, so x = 0: 100 CNY, 50 kg.
+#[test]
+fn no_more_scope2_than_without_the_ems_refuses_arbitrage_that_trades_carbon_for_money() {
+    let mut p = park(&Spec {
+        battery_kwh: 200.0,
+        battery_kw: 200.0,
+        eff: 0.9,
+        ..Spec::default()
+    });
+    let d = Day {
+        pv: vec![0.0; 2],
+        load: vec![0.0, 100.0],
+        import_price: vec![0.20, 1.00],
+        export_price: vec![],
+        ci: vec![],
+        sessions: vec![],
+    };
+    let o = PlanOptions {
+        terminal_soc: TerminalSoc::Free,
+        ..opts()
+    };
+    let free = plan_optimized(&p, &inputs(&p, &d), &o, &CurrentState::default()).unwrap();
+    close(
+        free.intervals[0].grid_import_kw,
+        100.0 / 0.81,
+        "arbitrage charge",
+    );
+    close(free.scope2_kg, 0.5 * 100.0 / 0.81, "arbitrage Scope 2");
+    close(free.scope2_without_ems_kg, 50.0, "counterfactual");
+    assert!(free.scope2_allowance_kg.is_none());
+
+    p.carbon.control.no_more_than_without_ems = true;
+    let plan = plan_optimized(&p, &inputs(&p, &d), &o, &CurrentState::default()).unwrap();
+    close(plan.intervals[0].grid_import_kw, 0.0, "no charging");
+    close(
+        plan.intervals[1].grid_import_kw,
+        100.0,
+        "hour 2 from the grid",
+    );
+    close(plan.scope2_kg, 50.0, "Scope 2");
+    close(plan.scope2_allowance_kg.unwrap(), 50.0, "allowance");
+    close(plan.energy_cost_cny, 100.0, "what the option costs");
+    assert!(plan.unmet.is_empty(), "{:?}", plan.unmet);
+}
+
+/// A monthly Scope 2 budget that binds: 10 t for the month, 9.4 t used, so 600 kg left for the
+/// 240 h from 2026-06-21 00:00 to the month's end; this 2-hour plan's share is 5 kg, 10 kWh at
+/// 0.5 kg/kWh. Load 100 kW for two hours at 0.10 CNY/kWh, a full 200 kWh battery (100 kW,
+/// lossless, wear 0.5 CNY/kWh): without the budget the battery stays idle (wear above the
+/// price) and the grid gives 200 kWh; with it the battery gives 190 kWh and the grid 10.
+#[test]
+fn a_monthly_scope2_budget_binds() {
+    let mut p = park(&Spec {
+        battery_kwh: 200.0,
+        battery_kw: 100.0,
+        initial_soc: 1.0,
+        degradation: 0.5,
+        ..Spec::default()
+    });
+    let d = Day {
+        pv: vec![0.0; 2],
+        load: vec![100.0, 100.0],
+        import_price: vec![0.10, 0.10],
+        export_price: vec![],
+        ci: vec![],
+        sessions: vec![],
+    };
+    let o = PlanOptions {
+        terminal_soc: TerminalSoc::Free,
+        ..opts()
+    };
+    let state = CurrentState {
+        month_scope2_kg: 9400.0,
+        ..CurrentState::default()
+    };
+    let free = plan_optimized(&p, &inputs(&p, &d), &o, &state).unwrap();
+    close(free.scope2_kg, 100.0, "no budget: all from the grid");
+    p.carbon.control.monthly_budget_t = Some(10.0);
+    let plan = plan_optimized(&p, &inputs(&p, &d), &o, &state).unwrap();
+    close(plan.scope2_allowance_kg.unwrap(), 5.0, "the plan's share");
+    close(plan.scope2_kg, 5.0, "within it");
+    let discharged: f64 = plan.intervals.iter().map(|i| i.battery_discharge_kw).sum();
+    close(discharged, 190.0, "battery");
+    assert!(plan.unmet.is_empty(), "{:?}", plan.unmet);
+    assert!(plan
+        .notes
+        .iter()
+        .any(|n| n.contains("monthly Scope 2 budget 10.0 t")));
+}

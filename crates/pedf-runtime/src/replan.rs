@@ -128,13 +128,14 @@ impl Replanner {
 
     /// Starts a re-plan of the rest of the local day from `now` with the measured stored
     /// energy (kWh, whole park), on a worker thread.
-    /// Starts a re-plan from the measured stored energy and the billing month's peak import so
-    /// far (kW; the plan pays the demand charge only on a rise above it).
+    /// Starts a re-plan from the measured stored energy and the billing month so far (its peak
+    /// import: the plan pays the demand charge only on a rise above it; its Scope 2: a monthly
+    /// carbon budget gets what is left).
     pub fn start(
         &mut self,
         now: DateTime<Utc>,
         stored_kwh: Option<f64>,
-        month_peak_kw: f64,
+        month: MonthSoFar,
         why: String,
     ) {
         self.last_slot = Some(self.park.clock.interval_start(now));
@@ -143,7 +144,7 @@ impl Replanner {
         let planner = self.planner;
         self.task = Some(std::thread::spawn(move || {
             let day = park.clock.local(now).date_naive();
-            let plan = compute(&park, &cfg, planner, now, stored_kwh, month_peak_kw);
+            let plan = compute(&park, &cfg, planner, now, stored_kwh, month);
             Outcome { day, plan, why }
         }));
     }
@@ -168,13 +169,22 @@ impl Replanner {
     }
 }
 
+/// The billing month so far, as the runtime measured it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct MonthSoFar {
+    /// The month's highest interval-average import, kW.
+    pub peak_kw: f64,
+    /// The month's location-based Scope 2, kg CO2.
+    pub scope2_kg: f64,
+}
+
 fn compute(
     park: &Park,
     cfg: &ReplanConfig,
     planner: Planner,
     now: DateTime<Utc>,
     stored_kwh: Option<f64>,
-    month_peak_kw: f64,
+    month: MonthSoFar,
 ) -> Result<(Plan, String), String> {
     let day = park.clock.local(now).date_naive();
     let sub = cfg.inputs.join(day.to_string());
@@ -193,7 +203,8 @@ fn compute(
         .ok_or(format!("the forecast has no interval starting at {slot}"))?;
     let tail = inputs.tail(k);
     let mut state = CurrentState {
-        month_peak_import_kw: month_peak_kw,
+        month_peak_import_kw: month.peak_kw,
+        month_scope2_kg: month.scope2_kg,
         ..CurrentState::default()
     };
     if let Some(kwh) = stored_kwh {
@@ -265,7 +276,7 @@ mod tests {
         // 10:00 local on the example day (UTC+8).
         let now = Utc.with_ymd_and_hms(2026, 6, 21, 2, 0, 7).unwrap();
         let why = r.due(now, 0.0, None).expect("first call is due");
-        r.start(now, Some(1000.0), 0.0, why);
+        r.start(now, Some(1000.0), MonthSoFar::default(), why);
         assert!(r.due(now, 0.0, None).is_none(), "one at a time");
         let o = r.wait().unwrap();
         let (plan, strategy) = o.plan.unwrap();
@@ -316,7 +327,7 @@ mod tests {
     fn a_failing_optimiser_falls_back_to_the_rule_based_plan() {
         let mut r = Replanner::new(cfg(), park()).with_planner(failing);
         let now = Utc.with_ymd_and_hms(2026, 6, 21, 6, 30, 0).unwrap();
-        r.start(now, None, 0.0, "test".into());
+        r.start(now, None, MonthSoFar::default(), "test".into());
         let (plan, strategy) = r.wait().unwrap().plan.unwrap();
         assert!(
             strategy.starts_with("rule, fallback: optimiser failed"),
@@ -330,7 +341,7 @@ mod tests {
     fn no_forecast_for_the_day_is_an_error_naming_it() {
         let mut r = Replanner::new(cfg(), park());
         let now = Utc.with_ymd_and_hms(2026, 11, 27, 6, 30, 0).unwrap();
-        r.start(now, None, 0.0, "test".into());
+        r.start(now, None, MonthSoFar::default(), "test".into());
         let e = r.wait().unwrap().plan.unwrap_err();
         assert!(e.contains("no forecast for 2026-11-27"), "{e}");
     }

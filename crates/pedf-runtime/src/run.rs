@@ -513,12 +513,13 @@ pub async fn run_with(
         d.with_day(1).unwrap_or(d)
     };
     let mut month = month_of(time.now());
-    let mut month_peak_kw = store
-        .max_interval_import_kwh(park.clock.start_of_local_day(month), time.now())
-        .map(|kwh| kwh / interval_h)
+    let factor = park.carbon.grid_factor.value.0;
+    let (mut month_peak_kw, mut month_scope2_kg) = store
+        .import_max_and_sum_kwh(park.clock.start_of_local_day(month), running_start)
+        .map(|(max, sum)| (max / interval_h, sum * factor))
         .unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "the month's peak so far could not be read; 0 kW assumed");
-            0.0
+            tracing::warn!(error = %e, "the month's peak and import so far could not be read; 0 assumed");
+            (0.0, 0.0)
         });
     let demand = park.tariff.demand;
     let mut tick = tokio::time::interval(Duration::from_millis(cfg.cycle_ms));
@@ -653,6 +654,7 @@ pub async fn run_with(
         if month_of(now) != month {
             month = month_of(now);
             month_peak_kw = 0.0;
+            month_scope2_kg = 0.0;
         }
         // The peak guard: what keeps the running interval's (the demand window's) average import
         // at the level the month's peak so far allows.
@@ -873,7 +875,11 @@ pub async fn run_with(
                         .battery
                         .as_ref()
                         .map(|b| b.soc_pct / 100.0 * park.battery_capacity().0);
-                    rp.start(now, stored, month_peak_kw, why);
+                    let month = crate::replan::MonthSoFar {
+                        peak_kw: month_peak_kw,
+                        scope2_kg: month_scope2_kg,
+                    };
+                    rp.start(now, stored, month, why);
                 }
             }
         }
@@ -883,6 +889,7 @@ pub async fn run_with(
         if let Some(closed) = integrator.add(now, &flows, &chargers_live) {
             if month_of(closed.start) == month {
                 month_peak_kw = month_peak_kw.max(closed.grid_import_kwh / interval_h);
+                month_scope2_kg += closed.grid_import_kwh * factor;
             }
             if let Err(e) = store.put_records(std::slice::from_ref(&closed), "measured") {
                 tracing::error!(error = %e, "interval record not stored");

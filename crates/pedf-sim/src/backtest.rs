@@ -422,6 +422,7 @@ fn run_one(
                     .map(|d| (d.id.clone(), d.delivered_kwh))
                     .collect(),
                 month_peak_import_kw: month_peak,
+                month_scope2_kg: months.get(&mkey).map_or(0.0, |m| m.location_kg),
             };
             let cap = bat.map_or(1.0, |b| b.capacity_kwh);
             let opts = PlanOptions {

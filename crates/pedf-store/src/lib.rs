@@ -324,19 +324,20 @@ impl Store {
         Ok(records.len())
     }
 
-    /// The largest grid import of one interval record in `[from, to)`, kWh (0 with none): the
-    /// billing month's peak so far is this over the interval's hours. One query, however long
-    /// the period (the demand charge needs it at every start and re-plan).
-    pub fn max_interval_import_kwh(
+    /// The largest grid import of one interval record in `[from, to)` and the sum of all of
+    /// them, kWh (0 with none): the billing month's peak so far is the first over the
+    /// interval's hours, its Scope 2 so far the second times the grid factor. One query,
+    /// however long the period (needed at every start and re-plan).
+    pub fn import_max_and_sum_kwh(
         &self,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
-    ) -> Result<f64, StoreError> {
+    ) -> Result<(f64, f64), StoreError> {
         self.conn
             .query_row(
-                "SELECT COALESCE(MAX(grid_import_kwh), 0.0) FROM interval_records WHERE start_ms >= ?1 AND start_ms < ?2",
+                "SELECT COALESCE(MAX(grid_import_kwh), 0.0), COALESCE(SUM(grid_import_kwh), 0.0) FROM interval_records WHERE start_ms >= ?1 AND start_ms < ?2",
                 params![ms(from), ms(to)],
-                |r| r.get::<_, f64>(0),
+                |r| Ok((r.get::<_, f64>(0)?, r.get::<_, f64>(1)?)),
             )
             .map_err(|e| self.err(e))
     }

@@ -186,8 +186,8 @@ fn kill_9_loses_nothing_committed() {
     assert_eq!(n % 100, 0, "no half batch: {n}");
 }
 
-/// The billing month's peak so far is read back after a restart: the largest interval import
-/// in the period, from a reopened store; none is 0.
+/// The billing month's peak and import so far are read back after a restart: the largest
+/// interval import in the period and their sum, from a reopened store; none is 0.
 #[test]
 fn the_months_largest_interval_import_survives_a_reopen() {
     let path = temp_db("month-peak");
@@ -195,8 +195,8 @@ fn the_months_largest_interval_import_survives_a_reopen() {
     {
         let mut st = Store::open(&path).unwrap();
         assert_eq!(
-            st.max_interval_import_kwh(at(0), at(100)).unwrap(),
-            0.0,
+            st.import_max_and_sum_kwh(at(0), at(100)).unwrap(),
+            (0.0, 0.0),
             "no records"
         );
         let recs: Vec<IntervalRecord> = [120.0, 212.5, 180.0]
@@ -211,8 +211,14 @@ fn the_months_largest_interval_import_survives_a_reopen() {
         st.put_records(&recs, "measured").unwrap();
     }
     let st = Store::open(&path).unwrap();
-    assert_eq!(st.max_interval_import_kwh(at(0), at(100)).unwrap(), 212.5);
+    assert_eq!(
+        st.import_max_and_sum_kwh(at(0), at(100)).unwrap(),
+        (212.5, 512.5)
+    );
     // Only the period asked for.
-    assert_eq!(st.max_interval_import_kwh(at(2), at(100)).unwrap(), 180.0);
+    assert_eq!(
+        st.import_max_and_sum_kwh(at(2), at(100)).unwrap(),
+        (180.0, 180.0)
+    );
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }

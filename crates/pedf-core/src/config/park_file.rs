@@ -18,7 +18,7 @@ use crate::assets::{
     Battery, Coupling, DcBus, EvCharger, ExportRules, FixedLoad, Flexibility, FlexibleLoad,
     GridConnection, GridConverter, Meter, MeterPoint, PvArray,
 };
-use crate::park::{CarbonSettings, GridFactor, Location, Park, SourceStatus};
+use crate::park::{CarbonControl, CarbonSettings, GridFactor, Location, Park, SourceStatus};
 use crate::tariff::{DemandBasis, DemandCharge, PeriodKind, Tariff, TouSeason, TouWindow};
 use crate::time::{parse_time_zone, IntervalLength, ParkClock, TimeOfDay};
 use crate::units::{CnyPerKwMonth, CnyPerKwh, KgCo2PerKwh, Kw, Kwh, Kwp};
@@ -996,6 +996,7 @@ fn read_carbon(r: &mut Reader, root: &mut Table, required: bool) -> CarbonSettin
             status: SourceStatus::Unverified,
         },
         carbon_price_cny_per_t: 0.0,
+        control: CarbonControl::default(),
     };
     let Some(mut t) = r.table(
         root,
@@ -1048,6 +1049,40 @@ fn read_carbon(r: &mut Reader, root: &mut Table, required: bool) -> CarbonSettin
         0.0,
         expect("an internal carbon price, CNY per t CO2", "80"),
     );
+    if let Some(mut ct) = r.table(
+        &mut t,
+        "control",
+        false,
+        expect(
+            "limits on the park's Scope 2 the planner keeps",
+            "no_more_than_without_ems = true",
+        ),
+    ) {
+        let never_more = r.boolean_or(
+            &mut ct,
+            "no_more_than_without_ems",
+            false,
+            expect(
+                "whether plans may emit more Scope 2 than running without the EMS",
+                "true",
+            ),
+        );
+        let budget = if ct.table.get("monthly_budget_t").is_some() {
+            r.number(
+                &mut ct,
+                "monthly_budget_t",
+                expect("a Scope 2 budget per month, t CO2", "180"),
+            )
+        } else {
+            ct.allow(&["monthly_budget_t"]);
+            None
+        };
+        r.finish(ct);
+        c.control = CarbonControl {
+            no_more_than_without_ems: never_more.unwrap_or(false),
+            monthly_budget_t: budget,
+        };
+    }
     r.finish(t);
     c.grid_factor = GridFactor {
         value: KgCo2PerKwh(value.unwrap_or(0.0)),
