@@ -57,6 +57,13 @@ pub const COLUMNS: [&str; 8] = [
 ];
 
 impl IntervalRecord {
+    /// Grid import the interval would have needed without the EMS, estimated from what was
+    /// measured: the battery idle, the same loads, cars and PV (`max(0, load + ev - pv)` through
+    /// the converter's AC-to-DC efficiency). The counterfactual of carbon dual control.
+    pub fn import_without_ems_kwh(&self, eta_in: f64) -> f64 {
+        (self.load_kwh + self.ev_kwh - self.pv_kwh).max(0.0) / eta_in.max(1e-9)
+    }
+
     /// Energy entering the bus, with grid import counted at the AC meter.
     pub fn supply(&self) -> f64 {
         self.pv_kwh + self.battery_discharge_kwh + self.grid_import_kwh

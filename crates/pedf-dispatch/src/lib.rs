@@ -94,6 +94,10 @@ pub struct CurrentState {
     /// This month's location-based Scope 2 so far, kg CO2 (a monthly carbon budget gets
     /// what is left of it).
     pub month_scope2_kg: f64,
+    /// This month's Scope 2 so far without the EMS (`IntervalRecord::import_without_ems_kwh`
+    /// x the annual factor), kg: with `no_more_than_without_ems` a plan's allowance carries
+    /// the month's slack or overrun against it.
+    pub month_scope2_without_ems_kg: f64,
 }
 
 /// Why planning failed.

@@ -400,7 +400,10 @@ impl Problem {
         let control = park.carbon.control;
         let mut scope2_allowance: Option<f64> = None;
         if control.no_more_than_without_ems {
-            scope2_allowance = Some(scope2_without_ems);
+            // The month is what is compared: the horizon's counterfactual plus what the month
+            // so far stayed under it (or minus what it went over).
+            let carry = state.month_scope2_without_ems_kg - state.month_scope2_kg;
+            scope2_allowance = Some((scope2_without_ems + carry).max(0.0));
         }
         if let (Some(budget_t), Some(first)) = (control.monthly_budget_t, local_dates.first()) {
             let next = first

@@ -176,6 +176,8 @@ pub struct MonthSoFar {
     pub peak_kw: f64,
     /// The month's location-based Scope 2, kg CO2.
     pub scope2_kg: f64,
+    /// The month's Scope 2 without the EMS, estimated from its records, kg CO2.
+    pub scope2_without_ems_kg: f64,
 }
 
 fn compute(
@@ -205,6 +207,7 @@ fn compute(
     let mut state = CurrentState {
         month_peak_import_kw: month.peak_kw,
         month_scope2_kg: month.scope2_kg,
+        month_scope2_without_ems_kg: month.scope2_without_ems_kg,
         ..CurrentState::default()
     };
     if let Some(kwh) = stored_kwh {

@@ -521,6 +521,17 @@ pub async fn run_with(
             tracing::warn!(error = %e, "the month's peak and import so far could not be read; 0 assumed");
             (0.0, 0.0)
         });
+    // ... and its Scope 2 without the EMS, estimated from the same records (carbon dual
+    // control compares the month with it).
+    let eta_in = park.converter.efficiency_ac_to_dc;
+    let mut month_without_ems_kg: f64 = store
+        .records(park.clock.start_of_local_day(month), running_start)
+        .map(|v| {
+            v.iter()
+                .map(|(r, _)| r.import_without_ems_kwh(eta_in) * factor)
+                .sum()
+        })
+        .unwrap_or(0.0);
     let demand = park.tariff.demand;
     let mut tick = tokio::time::interval(Duration::from_millis(cfg.cycle_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -655,6 +666,7 @@ pub async fn run_with(
             month = month_of(now);
             month_peak_kw = 0.0;
             month_scope2_kg = 0.0;
+            month_without_ems_kg = 0.0;
         }
         // The peak guard: what keeps the running interval's (the demand window's) average import
         // at the level the month's peak so far allows.
@@ -878,6 +890,7 @@ pub async fn run_with(
                     let month = crate::replan::MonthSoFar {
                         peak_kw: month_peak_kw,
                         scope2_kg: month_scope2_kg,
+                        scope2_without_ems_kg: month_without_ems_kg,
                     };
                     rp.start(now, stored, month, why);
                 }
@@ -890,6 +903,7 @@ pub async fn run_with(
             if month_of(closed.start) == month {
                 month_peak_kw = month_peak_kw.max(closed.grid_import_kwh / interval_h);
                 month_scope2_kg += closed.grid_import_kwh * factor;
+                month_without_ems_kg += closed.import_without_ems_kwh(eta_in) * factor;
             }
             if let Err(e) = store.put_records(std::slice::from_ref(&closed), "measured") {
                 tracing::error!(error = %e, "interval record not stored");

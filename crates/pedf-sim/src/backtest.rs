@@ -2,12 +2,13 @@
 //!
 //! * `none`: no battery control (the battery stays idle), chargers give cars what they ask,
 //!   deferrable loads run flat over their window, nothing is shed.
-//! * `rule`: the rule-based plan each day and again every re-plan period from the measured
-//!   state, followed by the real-time controller.
+//! * `rule`: the rule-based plan each day and again every re-plan period and at each car's
+//!   arrival from the measured state, followed by the real-time controller.
 //! * `optimized`: the MILP day-ahead plan each day and intraday re-plans every
-//!   `replan_every_min` from the measured state (SoC, cars present with what they still need,
-//!   the deferrable energy delivered, the month's peak so far), on forecasts, never on the
-//!   actual data; a solver failure falls back to the rules, counted in the report.
+//!   `replan_every_min` and at each car's arrival from the measured state (SoC, cars present
+//!   with what they still need, the deferrable energy delivered, the month's peak and Scope 2
+//!   so far), on forecasts, never on the actual data; a solver failure falls back to the
+//!   rules, counted in the report.
 //!
 //! Each interval the physics (`physics.rs`) turns the controller's setpoints (pedf-control,
 //! the same code as `pedf run`) into flows; the grid meter is the balance. The flows become
@@ -152,6 +153,9 @@ pub struct MonthRow {
     pub net_cny: f64,
     /// Scope 2, location-based: import x the grid factor.
     pub location_kg: f64,
+    /// Scope 2 without the EMS, estimated from the month's flows as the runtime would
+    /// (`IntervalRecord::import_without_ems_kwh`): what carbon dual control compares with.
+    pub location_without_ems_kg: f64,
     /// The month's highest interval-average import (the demand meter's window when the
     /// interval is 15 minutes).
     pub peak_import_kw: f64,
@@ -358,9 +362,11 @@ fn run_one(
             let car = cars.remove(&id).expect("present");
             finish_car(&mut ev, &car);
         }
+        let mut arrived = false;
         while next_session < w.sessions.len() && w.sessions[next_session].arrival <= t {
             let sess = &w.sessions[next_session];
             if sess.departure >= step_end {
+                arrived = true;
                 cars.insert(
                     sess.charger.clone(),
                     Car {
@@ -383,8 +389,10 @@ fn run_one(
             next_session += 1;
         }
 
-        // Planning.
-        if kind != StrategyKind::None && (new_day || i % every == 0) {
+        // Planning: day-ahead at midnight, a re-plan every `replan_every_min` and when a car
+        // arrives (the plan in force knows only the forecast's cars: one that came at another
+        // time or charger would get nothing until the next re-plan).
+        if kind != StrategyKind::None && (new_day || i % every == 0 || arrived) {
             let day_end = (day_index + 1) * w.per_day;
             let mut list: Vec<(Session, f64)> = cars
                 .values()
@@ -423,6 +431,9 @@ fn run_one(
                     .collect(),
                 month_peak_import_kw: month_peak,
                 month_scope2_kg: months.get(&mkey).map_or(0.0, |m| m.location_kg),
+                month_scope2_without_ems_kg: months
+                    .get(&mkey)
+                    .map_or(0.0, |m| m.location_without_ems_kg),
             };
             let cap = bat.map_or(1.0, |b| b.capacity_kwh);
             let opts = PlanOptions {
@@ -492,6 +503,8 @@ fn run_one(
         let mut shed_kwh_cost = 0.0;
         // What the peak guard may still shed, per curtailable load: (room kW, VOLL).
         let mut shed_room: Vec<(f64, f64)> = Vec::new();
+        // Demand shed this interval, kW (the counterfactual without the EMS sheds nothing).
+        let mut shed_kw = 0.0;
         for (id, share, voll) in &curtail {
             let demand = w.load_actual[id][i];
             // The plan's shed, shared over the curtailable loads by their demand now.
@@ -500,6 +513,7 @@ fn run_one(
             });
             let shed = wish.clamp(0.0, share * demand);
             load += demand - shed;
+            shed_kw += shed;
             e.load_shed_kwh += shed * dt;
             shed_kwh_cost += shed * dt * voll;
             shed_room.push(((share * demand - shed).max(0.0), *voll));
@@ -565,6 +579,7 @@ fn run_one(
         for (room, voll) in &shed_room {
             let x = guard_shed.min(*room).max(0.0);
             load -= x;
+            shed_kw += x;
             e.load_shed_kwh += x * dt;
             shed_kwh_cost += x * dt * voll;
             guard_shed -= x;
@@ -628,20 +643,27 @@ fn run_one(
                 .or(idle_battery.as_ref())
                 .map_or(0.0, |b| b.soc_pct()),
         );
-        accountant.push(
-            &IntervalRecord {
-                start: t,
-                pv_kwh: pv_used * dt,
-                grid_import_kwh: imp * dt,
-                grid_export_kwh: exp * dt,
-                battery_charge_kwh: ch * dt,
-                battery_discharge_kwh: dis * dt,
-                load_kwh: load * dt,
-                ev_kwh: ev_kw * dt,
-                ev_chargers: per_charger,
-            },
-            false,
-        );
+        let record = IntervalRecord {
+            start: t,
+            pv_kwh: pv_used * dt,
+            grid_import_kwh: imp * dt,
+            grid_export_kwh: exp * dt,
+            battery_charge_kwh: ch * dt,
+            battery_discharge_kwh: dis * dt,
+            load_kwh: load * dt,
+            ev_kwh: ev_kw * dt,
+            ev_chargers: per_charger,
+        };
+        if let Some(m) = months.get_mut(&mkey) {
+            // Without the EMS nothing would have been shed.
+            let unshed = IntervalRecord {
+                load_kwh: record.load_kwh + shed_kw * dt,
+                ev_chargers: Vec::new(),
+                ..record.clone()
+            };
+            m.location_without_ems_kg += unshed.import_without_ems_kwh(conv.eta_in) * w.grid_factor;
+        }
+        accountant.push(&record, false);
         if (i + 1) % w.per_day == 0 {
             progress(((i + 1) / w.per_day) as u64);
         }
