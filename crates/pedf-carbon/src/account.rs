@@ -121,7 +121,8 @@ pub struct Totals {
     pub consumption_kg: f64,
     /// kg CO2 per kWh consumed.
     pub park_intensity: f64,
-    /// Share of consumption not served from the grid.
+    /// Share of consumption served by the park's PV, directly or through the battery (its
+    /// store's PV share: grid-charged energy counts as grid when it comes out).
     pub self_sufficiency: f64,
     /// Share of PV used in the park (loads, EV, battery).
     pub self_consumption: f64,
@@ -169,6 +170,8 @@ struct Sums {
     totals: Totals,
     hourly: BTreeMap<DateTime<Utc>, (f64, f64)>,
     ev_clean: f64,
+    /// Consumption served by PV, directly or from the battery's PV share, kWh.
+    pv_served: f64,
     import_kwh: f64,
 }
 
@@ -225,6 +228,7 @@ impl Accountant {
         t.shifting_kg += r.shifting_kg;
         t.consumption_kg += r.sink_kg[LOADS] + r.sink_kg[EV];
         s.ev_clean += r.sink_clean_kwh[EV];
+        s.pv_served += r.sink_clean_kwh[LOADS] + r.sink_clean_kwh[EV];
         s.import_kwh += rec.grid_import_kwh;
         let demand = r.flows.iter().map(|f| f[LOADS] + f[EV]).sum::<f64>();
         let grid_to_demand = r.flows[GRID][LOADS] + r.flows[GRID][EV];
@@ -257,11 +261,9 @@ impl Accountant {
         let uncovered = (t.grid_import_kwh - o.covered_mwh * 1000.0).max(0.0);
         t.market_kg = uncovered * o.residual_factor;
         t.park_intensity = share(t.consumption_kg, t.consumption_kwh);
-        t.self_sufficiency = if t.consumption_kwh > 0.0 {
-            1.0 - share(t.flows[GRID][LOADS] + t.flows[GRID][EV], t.consumption_kwh)
-        } else {
-            0.0
-        };
+        // On-site supply is PV's: direct, or through the battery's carbon store (a kWh the grid
+        // put into the battery is grid energy when it comes out, DOMAIN.md "Storage").
+        t.self_sufficiency = share(self.sums.pv_served, t.consumption_kwh);
         t.self_consumption = share(
             t.flows[PV][LOADS] + t.flows[PV][EV] + t.flows[PV][CHARGE],
             t.pv_kwh,

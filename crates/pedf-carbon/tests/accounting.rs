@@ -207,6 +207,14 @@ fn battery_charged_from_grid_at_night_and_discharged_at_noon() {
     close("shifting", a.totals.shifting_kg, -8.0, 1e-9);
     // Location-based Scope 2 counts the import where it happened.
     close("location", a.totals.location_kg, 84.0, 1e-9);
+    // Self-sufficiency: only the 50 kWh of PV served the park; the battery's 90 kWh came from
+    // the grid (counting battery discharge as on-site supply would say 100 %).
+    close(
+        "self-sufficiency",
+        a.totals.self_sufficiency,
+        50.0 / 140.0,
+        1e-12,
+    );
 }
 
 #[test]
@@ -233,6 +241,14 @@ fn pv_charged_battery_makes_green_ev_energy() {
         1e-12,
     );
     close("half the store left", e.battery_store_kwh, 50.0, 1e-9);
+    // PV-charged energy out of the battery is on-site supply: 100 kWh of PV to the loads at
+    // noon and 45 from the battery in the evening, of 202 consumed.
+    close(
+        "self-sufficiency",
+        a.totals.self_sufficiency,
+        145.0 / 202.0,
+        1e-12,
+    );
 }
 
 #[test]
