@@ -261,6 +261,29 @@ fn plan_takes_the_months_peak_and_several_days() {
     );
 }
 
+/// A battery's wear cost derived from its economics: 600 CNY/kWh over 6000 cycles at 85 %
+/// depth is 600 / (6000 x 0.85) = 0.118 CNY per kWh discharged, and `pedf check` says how.
+#[test]
+fn check_derives_the_battery_wear_cost_from_its_economics() {
+    let dir = scratch("wear");
+    let park_text = std::fs::read_to_string("config/qingzhou-pedf.toml")
+        .unwrap()
+        .replace(
+            "degradation_cost_cny_per_kwh = 0.10",
+            "replacement_cost_cny_per_kwh = 600\ncycle_life = 6000\ncycle_depth = 0.85",
+        );
+    let park = dir.join("park.toml");
+    std::fs::write(&park, park_text).unwrap();
+    let out = pedf(&["check", &park.to_string_lossy()]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("wear 0.118 CNY/kWh discharged = 600 CNY/kWh / (6000 cycles x 0.85 depth)"),
+        "{stdout}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn plan_argument_errors_name_the_argument() {
     let mut args = PLAN.to_vec();

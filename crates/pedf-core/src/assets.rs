@@ -48,8 +48,33 @@ pub struct Battery {
     pub soc_max: f64,
     /// State of charge assumed when no measurement is available, a fraction of capacity.
     pub initial_soc: f64,
-    /// Wear cost charged per kWh discharged.
+    /// Wear cost charged per kWh discharged (given, or derived from `wear`).
     pub degradation_cost: CnyPerKwh,
+    /// What the wear cost was derived from, when the park file gives the battery's economics
+    /// instead of the cost itself.
+    pub wear: Option<BatteryWear>,
+}
+
+/// A battery's economics that give its wear cost per kWh discharged: replacing the capacity
+/// costs `replacement_cost` per kWh, and it lasts `cycle_life` full cycles at `cycle_depth`;
+/// each cycle moves `cycle_depth` of the capacity, so the cost is
+/// `replacement_cost / (cycle_life x cycle_depth)` per kWh moved (e.g. 600 CNY/kWh over 6000
+/// cycles at 85 % depth: 0.118 CNY/kWh).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BatteryWear {
+    /// CNY per kWh of capacity to replace the battery.
+    pub replacement_cost_cny_per_kwh: f64,
+    /// Full cycles to end of life (the maker's figure) at `cycle_depth`.
+    pub cycle_life: f64,
+    /// Depth of discharge of the rated cycles, a fraction in (0, 1].
+    pub cycle_depth: f64,
+}
+
+impl BatteryWear {
+    /// The wear cost per kWh discharged.
+    pub fn cost_per_kwh(&self) -> f64 {
+        self.replacement_cost_cny_per_kwh / (self.cycle_life * self.cycle_depth).max(1e-9)
+    }
 }
 
 impl Battery {
@@ -233,6 +258,7 @@ mod tests {
             soc_max: 0.9,
             initial_soc: 0.5,
             degradation_cost: CnyPerKwh(0.05),
+            wear: None,
         };
         assert!((b.usable_energy().0 - 1600.0).abs() < 1e-9);
         assert!((b.round_trip_efficiency() - 0.9025).abs() < 1e-12);

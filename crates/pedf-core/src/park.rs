@@ -204,6 +204,21 @@ impl fmt::Display for ParkSummary<'_> {
                 b.soc_max * 100.0,
                 b.round_trip_efficiency() * 100.0
             )?;
+            match b.wear {
+                Some(w) => writeln!(
+                    f,
+                    "             wear {:.3} CNY/kWh discharged = {:.0} CNY/kWh / ({:.0} cycles x {:.2} depth)",
+                    b.degradation_cost.0,
+                    w.replacement_cost_cny_per_kwh,
+                    w.cycle_life,
+                    w.cycle_depth
+                )?,
+                None => writeln!(
+                    f,
+                    "             wear {:.3} CNY/kWh discharged (given)",
+                    b.degradation_cost.0
+                )?,
+            }
         }
         writeln!(
             f,

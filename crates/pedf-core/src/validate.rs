@@ -333,12 +333,35 @@ pub fn validate_battery(b: &Battery, path: &str, p: &mut Problems) {
         "discharge efficiency",
         b.discharge_efficiency,
     );
-    p.non_negative(
-        format!("{path}.degradation_cost_cny_per_kwh"),
-        "degradation cost",
-        b.degradation_cost.0,
-        "CNY/kWh",
-    );
+    match b.wear {
+        None => p.non_negative(
+            format!("{path}.degradation_cost_cny_per_kwh"),
+            "degradation cost",
+            b.degradation_cost.0,
+            "CNY/kWh",
+        ),
+        Some(w) => {
+            p.non_negative(
+                format!("{path}.replacement_cost_cny_per_kwh"),
+                "replacement cost",
+                w.replacement_cost_cny_per_kwh,
+                "CNY/kWh",
+            );
+            p.positive(
+                format!("{path}.cycle_life"),
+                "cycle life",
+                w.cycle_life,
+                "cycles",
+            );
+            if !(w.cycle_depth > 0.0 && w.cycle_depth <= 1.0) {
+                p.error(
+                    format!("{path}.cycle_depth"),
+                    format!("cycle depth {} is outside (0, 1]", w.cycle_depth),
+                    "the depth of discharge of the maker's rated cycles as a fraction of capacity, e.g. 0.85 for 85 %",
+                );
+            }
+        }
+    }
     let soc_hint = "fractions of capacity with 0 <= soc_min < soc_max <= 1, e.g. 0.10 and 0.95";
     for (field, v) in [
         ("soc_min", b.soc_min),

@@ -15,8 +15,8 @@ use toml::de::{DeTable, DeValue};
 use super::reader::{describe, expect, Reader, Table};
 use super::{decode_utf8, Loaded};
 use crate::assets::{
-    Battery, Coupling, DcBus, EvCharger, ExportRules, FixedLoad, Flexibility, FlexibleLoad,
-    GridConnection, GridConverter, Meter, MeterPoint, PvArray,
+    Battery, BatteryWear, Coupling, DcBus, EvCharger, ExportRules, FixedLoad, Flexibility,
+    FlexibleLoad, GridConnection, GridConverter, Meter, MeterPoint, PvArray,
 };
 use crate::park::{CarbonControl, CarbonSettings, GridFactor, Location, Park, SourceStatus};
 use crate::tariff::{DemandBasis, DemandCharge, PeriodKind, Tariff, TouSeason, TouWindow};
@@ -526,12 +526,77 @@ fn read_battery(r: &mut Reader, mut t: Table) -> Battery {
         0.5,
         expect("the SoC assumed without a measurement", "0.5"),
     );
+    // The wear cost: given, or derived from the battery's economics (all three keys).
+    const WEAR_KEYS: [&str; 3] = ["replacement_cost_cny_per_kwh", "cycle_life", "cycle_depth"];
+    let given = t.table.get("degradation_cost_cny_per_kwh").is_some();
+    let present: Vec<&str> = WEAR_KEYS
+        .iter()
+        .copied()
+        .filter(|k| t.table.get(*k).is_some())
+        .collect();
     let deg = r.number_or(
         &mut t,
         "degradation_cost_cny_per_kwh",
         0.0,
         expect("the wear cost per kWh discharged, CNY/kWh", "0.05"),
     );
+    let mut wear = None;
+    if !present.is_empty() {
+        let price = r.number_or(
+            &mut t,
+            "replacement_cost_cny_per_kwh",
+            f64::NAN,
+            expect("the cost of replacing a kWh of capacity, CNY/kWh", "600"),
+        );
+        let cycles = r.number_or(
+            &mut t,
+            "cycle_life",
+            f64::NAN,
+            expect("full cycles to end of life at cycle_depth", "6000"),
+        );
+        let depth = r.number_or(
+            &mut t,
+            "cycle_depth",
+            f64::NAN,
+            expect(
+                "the depth of discharge of the rated cycles, a fraction",
+                "0.85",
+            ),
+        );
+        let span = t.span.clone();
+        if given {
+            r.error(
+                &span,
+                format!(
+                    "{}: both degradation_cost_cny_per_kwh and {} are given",
+                    t.path,
+                    present.join(", ")
+                ),
+                "give the wear cost per kWh discharged, or the battery's replacement_cost_cny_per_kwh, cycle_life and cycle_depth to derive it, not both".into(),
+            );
+        } else if present.len() < WEAR_KEYS.len() {
+            let missing: Vec<&str> = WEAR_KEYS
+                .iter()
+                .copied()
+                .filter(|k| !present.contains(k))
+                .collect();
+            r.error(
+                &span,
+                format!(
+                    "{}: the wear cost is derived from replacement_cost_cny_per_kwh, cycle_life and cycle_depth; {} missing",
+                    t.path,
+                    missing.join(", ")
+                ),
+                "add the missing keys (e.g. replacement_cost_cny_per_kwh = 600, cycle_life = 6000, cycle_depth = 0.85), or give degradation_cost_cny_per_kwh instead".into(),
+            );
+        } else if let (Some(p), Some(c), Some(d)) = (price, cycles, depth) {
+            wear = Some(BatteryWear {
+                replacement_cost_cny_per_kwh: p,
+                cycle_life: c,
+                cycle_depth: d,
+            });
+        }
+    }
     r.finish(t);
     Battery {
         id: id.unwrap_or_default(),
@@ -543,7 +608,10 @@ fn read_battery(r: &mut Reader, mut t: Table) -> Battery {
         soc_min: smin.unwrap_or(0.0),
         soc_max: smax.unwrap_or(1.0),
         initial_soc: init.unwrap_or(0.5),
-        degradation_cost: CnyPerKwh(deg.unwrap_or(0.0)),
+        degradation_cost: CnyPerKwh(
+            wear.map_or(deg.unwrap_or(0.0), |w: BatteryWear| w.cost_per_kwh()),
+        ),
+        wear,
     }
 }
 
