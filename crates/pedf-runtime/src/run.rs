@@ -669,12 +669,14 @@ pub async fn run_with(
             month_without_ems_kg = 0.0;
         }
         // The peak guard: what keeps the running interval's (the demand window's) average import
-        // at the level the month's peak so far allows.
-        let import_guard_kw = (demand.marginal_rate() > 0.0).then(|| {
+        // at the level the month's peak so far allows. None before the month has a level (its
+        // first intervals, no target): there is no peak yet to protect.
+        let level = demand.free_up_to(month_peak_kw);
+        let import_guard_kw = (demand.marginal_rate() > 0.0 && level > 0.0).then(|| {
             let running = integrator.running();
             let start = running.as_ref().map_or(now, |r| r.start);
             pedf_control::window_allowance(
-                demand.free_up_to(month_peak_kw),
+                level,
                 interval_h * 3600.0,
                 (now - start).num_milliseconds() as f64 / 1000.0,
                 running.map_or(0.0, |r| r.grid_import_kwh),

@@ -559,8 +559,13 @@ fn run_one(
             loads: Vec::new(),
             curtailable_kw: shed_room.iter().map(|r| r.0).sum(),
             // The demand window is the interval here (15 min): the guard is the level itself.
-            import_guard_kw: (kind != StrategyKind::None && demand.marginal_rate() > 0.0)
-                .then(|| demand.free_up_to(months.get(&mkey).map_or(0.0, |m| m.peak_import_kw))),
+            // None before the month has a level (no peak yet, no target).
+            import_guard_kw: Some(
+                demand.free_up_to(months.get(&mkey).map_or(0.0, |m| m.peak_import_kw)),
+            )
+            .filter(|level| {
+                kind != StrategyKind::None && demand.marginal_rate() > 0.0 && *level > 0.0
+            }),
         };
         let target = plan_iv.map(|p| PlanTarget {
             grid_import_kw: p.grid_import_kw,
