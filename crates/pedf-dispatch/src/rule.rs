@@ -124,7 +124,8 @@ fn charge_cars(p: &Problem, s: &mut Schedule) {
     }
 }
 
-/// What the evaluator would charge a rule schedule, without the parts every level shares.
+/// What the evaluator would charge a rule schedule, without the parts every level shares (EV
+/// and deferrable shortfalls: the loads are placed before the battery, whatever the level).
 fn rule_cost(p: &Problem, s: &Schedule) -> f64 {
     let energy: f64 = (0..p.n)
         .map(|t| p.dt * (s.imp[t] * p.import_cost(t) - s.exp[t] * p.exp_price[t]))
@@ -153,6 +154,7 @@ fn rule_cost(p: &Problem, s: &Schedule) -> f64 {
         + shed
         + p.dt * p.unserved_penalty * s.unserved.iter().sum::<f64>()
         + p.demand_rate * (s.peak(p) - p.existing_peak).max(0.0)
+        + p.penalty * s.scope2_over(p)
 }
 
 /// The rules with the shaving level `level` (`None`: the lowest the stored energy holds);
