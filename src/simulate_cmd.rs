@@ -333,6 +333,15 @@ pub fn summary(bt: &Backtest, elapsed_s: f64) -> String {
             Box::new(|r| format!("{:.1}", r.ev.unmet_kwh)),
         ),
         (
+            "  EV short of deliverable (sessions / kWh)",
+            Box::new(|r| {
+                format!(
+                    "{}/{:.1}",
+                    r.ev.sessions_short_of_deliverable, r.ev.short_of_deliverable_kwh
+                )
+            }),
+        ),
+        (
             "  deferrable energy unmet (kWh)",
             Box::new(|r| format!("{:.1}", r.deferrable_unmet_kwh)),
         ),

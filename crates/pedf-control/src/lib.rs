@@ -66,6 +66,21 @@ pub struct ChargerNow {
     pub wanted_kw: f64,
     pub min_kw: f64,
     pub max_kw: f64,
+    /// The power the session needs now to still get what it is owed by its departure at full
+    /// power afterwards, from [`ev_must_kw`]: the plan and the peak guard never give it less
+    /// (only the hard import limit may). 0: no deadline known, or time to spare.
+    pub must_kw: f64,
+}
+
+/// The power a session must get now so that what it is still owed can be delivered by its
+/// departure: what full power after this step (`hours_left - step_h` of it) cannot deliver,
+/// spread over this step; 0 while there is time to spare, at most `max_kw`.
+pub fn ev_must_kw(owed_kwh: f64, max_kw: f64, hours_left: f64, step_h: f64) -> f64 {
+    if owed_kwh <= 0.0 || step_h <= 0.0 || max_kw <= 0.0 {
+        return 0.0;
+    }
+    let after = (hours_left - step_h).max(0.0);
+    ((owed_kwh - max_kw * after) / step_h).clamp(0.0, max_kw)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -198,28 +213,36 @@ pub fn control(l: &Limits, s: &Snapshot, plan: Option<&PlanTarget>, mode: &Mode)
         notes.push("battery not answering: held at 0 kW".into());
     }
     // EV wishes: the plan's power per charger in automatic mode, else what the car wants.
-    let mut chargers: Vec<(String, f64, f64, f64)> = s
+    let mut chargers: Vec<(String, f64, f64, f64, f64)> = s
         .chargers
         .iter()
         .map(|c| {
+            let must = c.must_kw.clamp(0.0, c.max_kw.max(0.0));
             let want = match (mode, plan) {
                 (Mode::Safe, _) => c.min_kw,
+                // A plan made before the car came (or on a forecast of it) may give less than
+                // the session needs to finish by its departure: never less than that.
                 (Mode::Automatic, Some(p)) => p
                     .ev_kw
                     .iter()
                     .find(|(id, _)| *id == c.id)
-                    .map_or(c.wanted_kw, |(_, kw)| *kw),
+                    .map_or(c.wanted_kw, |(_, kw)| *kw)
+                    .max(must),
                 _ => c.wanted_kw,
             };
+            // The floor the guard keeps: the charger's minimum while it charges, and what the
+            // session must get now (not in safe mode).
+            let floor = if *mode == Mode::Safe { 0.0 } else { must };
             (
                 c.id.clone(),
                 want.clamp(0.0, c.max_kw),
                 c.min_kw.min(c.max_kw),
                 c.max_kw,
+                floor,
             )
         })
         .collect();
-    let ev = |ch: &[(String, f64, f64, f64)]| ch.iter().map(|c| c.1).sum::<f64>();
+    let ev = |ch: &[(String, f64, f64, f64, f64)]| ch.iter().map(|c| c.1).sum::<f64>();
     // Deferrable loads: the plan's power in automatic and manual mode, their maximum (the
     // safe value: keep cooling) in safe mode; the bus balance counts what they are told.
     let mut loads: Vec<(String, f64)> = s
@@ -337,19 +360,39 @@ pub fn control(l: &Limits, s: &Snapshot, plan: Option<&PlanTarget>, mode: &Mode)
         deficit = load_kw.max(0.0) + ev(&chargers) - pv - battery;
         let mut over_bus = over(deficit);
         chargers.sort_by(|a, b| b.1.total_cmp(&a.1));
-        for c in chargers.iter_mut() {
-            if over_bus <= 1e-9 {
-                break;
+        // First down to what each session must get to finish by its departure; below that
+        // only for the hard import limit, never for the month's peak.
+        let hard_over = |deficit: f64| deficit - l.deficit_for(l.import_kw);
+        for keep_deadlines in [true, false] {
+            if !keep_deadlines {
+                let deficit = load_kw.max(0.0) + ev(&chargers) - pv - battery;
+                over_bus = hard_over(deficit);
             }
-            let floor = if c.1 > 0.0 { c.2 } else { 0.0 };
-            let cut = (c.1 - floor).min(over_bus).max(0.0);
-            if cut > 0.0 {
-                c.1 -= cut;
-                over_bus -= cut;
-                notes.push(format!(
-                    "{} lowered by {cut:.1} kW (to keep import under {why})",
-                    c.0
-                ));
+            for c in chargers.iter_mut() {
+                if over_bus <= 1e-9 {
+                    break;
+                }
+                let mut floor = if c.1 > 0.0 { c.2 } else { 0.0 };
+                if keep_deadlines {
+                    floor = floor.max(c.4.min(c.1));
+                }
+                let cut = (c.1 - floor).min(over_bus).max(0.0);
+                if cut > 0.0 {
+                    c.1 -= cut;
+                    over_bus -= cut;
+                    let why = if keep_deadlines {
+                        why.clone()
+                    } else {
+                        format!(
+                            "the import limit ({:.0} kW), short of what the session needs by its departure",
+                            l.import_kw
+                        )
+                    };
+                    notes.push(format!(
+                        "{} lowered by {cut:.1} kW (to keep import under {why})",
+                        c.0
+                    ));
+                }
             }
         }
         deficit = load_kw.max(0.0) + ev(&chargers) - pv - battery;
@@ -358,7 +401,7 @@ pub fn control(l: &Limits, s: &Snapshot, plan: Option<&PlanTarget>, mode: &Mode)
             alarms.push(format!("import {grid:.1} kW above the {:.0} kW limit: loads exceed what PV, battery and the limit can supply", l.import_kw));
         } else if grid > cap + 1e-6 {
             alarms.push(format!(
-                "import {grid:.1} kW sets a new month peak above {cap:.0} kW: battery, flexible loads and chargers are at their limits"
+                "import {grid:.1} kW sets a new month peak above {cap:.0} kW: battery, flexible loads and chargers are at their limits (chargers at what their sessions need by departure)"
             ));
         }
     }

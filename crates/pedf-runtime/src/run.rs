@@ -647,6 +647,7 @@ pub async fn run_with(
                     .unwrap_or(0.0),
                 min_kw: c.ctl.policy.limits.min.max(0.0),
                 max_kw: c.ctl.policy.limits.max,
+                must_kw: 0.0,
             })
             .collect();
         // Deferrable loads the plan schedules.

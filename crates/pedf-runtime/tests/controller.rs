@@ -82,30 +82,35 @@ fn the_import_limit_lowers_ev_charging_after_the_battery() {
             wanted_kw: 60.0,
             min_kw: 6.0,
             max_kw: 60.0,
+            must_kw: 0.0,
         },
         ChargerNow {
             id: "ev-02".into(),
             wanted_kw: 60.0,
             min_kw: 6.0,
             max_kw: 60.0,
+            must_kw: 0.0,
         },
         ChargerNow {
             id: "ev-03".into(),
             wanted_kw: 60.0,
             min_kw: 6.0,
             max_kw: 60.0,
+            must_kw: 0.0,
         },
         ChargerNow {
             id: "ev-04".into(),
             wanted_kw: 60.0,
             min_kw: 6.0,
             max_kw: 60.0,
+            must_kw: 0.0,
         },
         ChargerNow {
             id: "ev-05".into(),
             wanted_kw: 60.0,
             min_kw: 6.0,
             max_kw: 60.0,
+            must_kw: 0.0,
         },
     ];
     let out = control(&limits(), &s, None, &Mode::Automatic);
@@ -172,6 +177,7 @@ fn safe_mode_and_a_missing_battery() {
         wanted_kw: 60.0,
         min_kw: 6.0,
         max_kw: 60.0,
+        must_kw: 0.0,
     }];
     let out = control(&limits(), &s, None, &Mode::Safe);
     assert_eq!(out.battery_kw, 0.0);
@@ -214,7 +220,7 @@ mod properties {
             let s = Snapshot {
                 pv_available_kw: pv,
                 load_kw: load,
-                chargers: evs.iter().enumerate().map(|(i, (w, m))| ChargerNow { id: format!("ev-{i:02}"), wanted_kw: *w, min_kw: *m, max_kw: 60.0 }).collect(),
+                chargers: evs.iter().enumerate().map(|(i, (w, m))| ChargerNow { id: format!("ev-{i:02}"), wanted_kw: *w, min_kw: *m, max_kw: 60.0, must_kw: 0.0 }).collect(),
                 battery: battery(soc),
                 loads: vec![],
                 curtailable_kw: 0.0,
@@ -297,6 +303,7 @@ fn the_peak_guard_holds_a_forecast_error_with_the_battery_then_the_loads() {
         wanted_kw: 100.0,
         min_kw: 20.0,
         max_kw: 100.0,
+        must_kw: 0.0,
     };
     let snapshot = |soc: f64, guard: Option<f64>| Snapshot {
         chargers: vec![charger.clone()],

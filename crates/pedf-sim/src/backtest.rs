@@ -23,7 +23,9 @@ use std::time::Instant;
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use pedf_carbon::account::{Accountant, Options as CarbonOptions};
 use pedf_carbon::records::IntervalRecord;
-use pedf_control::{control, BatteryNow, ChargerNow, Limits, Mode, PlanTarget, Snapshot};
+use pedf_control::{
+    control, ev_must_kw, BatteryNow, ChargerNow, Limits, Mode, PlanTarget, Snapshot,
+};
 use pedf_core::assets::Flexibility;
 use pedf_core::plan::Plan;
 use pedf_dispatch::{plan_optimized, plan_rule_based, CurrentState, PlanOptions, TerminalSoc};
@@ -109,6 +111,11 @@ pub struct EvTotals {
     pub wanted_kwh: f64,
     pub unmet_kwh: f64,
     pub sessions_unmet: usize,
+    /// Sessions that left with less than their charger could have given them in their stay
+    /// (the lesser of the energy asked and maximum power x whole intervals present), and the
+    /// energy they missed: what the EMS, not the charger or the car's stay, left undone.
+    pub sessions_short_of_deliverable: usize,
+    pub short_of_deliverable_kwh: f64,
 }
 
 /// How the planner did.
@@ -365,26 +372,31 @@ fn run_one(
         let mut arrived = false;
         while next_session < w.sessions.len() && w.sessions[next_session].arrival <= t {
             let sess = &w.sessions[next_session];
-            if sess.departure >= step_end {
-                arrived = true;
-                cars.insert(
-                    sess.charger.clone(),
-                    Car {
-                        session: next_session,
-                        need_kwh: sess.energy_kwh,
-                        got_kwh: 0.0,
-                    },
-                );
+            // Present for the whole intervals from this one up to the last that ends by the
+            // departure; one shorter than what is left of this interval never charges.
+            let whole = if sess.departure >= step_end {
+                ((sess.departure - step_end).num_seconds()
+                    / clock.interval.duration().num_seconds()) as usize
+                    + 1
             } else {
-                // Shorter than what is left of the interval: it never charges.
-                finish_car(
-                    &mut ev,
-                    &Car {
-                        session: next_session,
-                        need_kwh: sess.energy_kwh,
-                        got_kwh: 0.0,
-                    },
-                );
+                0
+            };
+            let max_kw = chargers
+                .iter()
+                .find(|c| c.0 == sess.charger)
+                .map_or(0.0, |c| c.2);
+            let car = Car {
+                session: next_session,
+                need_kwh: sess.energy_kwh,
+                got_kwh: 0.0,
+                last: (i + whole).saturating_sub(1),
+                deliverable_kwh: max_kw * whole as f64 * dt,
+            };
+            if whole > 0 {
+                arrived = true;
+                cars.insert(sess.charger.clone(), car);
+            } else {
+                finish_car(&mut ev, &car);
             }
             next_session += 1;
         }
@@ -535,11 +547,14 @@ fn run_one(
                     return None;
                 }
                 let top = max.min(left);
+                let owed = car.need_kwh - car.got_kwh;
+                let hours_left = (car.last + 1).saturating_sub(i) as f64 * dt;
                 Some(ChargerNow {
                     id: id.clone(),
                     wanted_kw: top,
                     min_kw: min.min(top),
                     max_kw: top,
+                    must_kw: ev_must_kw(owed, *max, hours_left, dt),
                 })
             })
             .collect();
@@ -759,5 +774,11 @@ fn finish_car(ev: &mut EvTotals, car: &Car) {
     if short > 0.01 {
         ev.unmet_kwh += short;
         ev.sessions_unmet += 1;
+    }
+    // Short of what its charger could have given it in its stay: the EMS's doing.
+    let owed = car.need_kwh.min(car.deliverable_kwh) - car.got_kwh;
+    if owed > 0.01 {
+        ev.short_of_deliverable_kwh += owed;
+        ev.sessions_short_of_deliverable += 1;
     }
 }

@@ -166,6 +166,11 @@ pub struct Car {
     pub session: usize,
     pub need_kwh: f64,
     pub got_kwh: f64,
+    /// The last interval (index in the period) the car is present for in full.
+    pub last: usize,
+    /// What its charger could give it over its stay at full power, kWh: a session asking
+    /// more leaves short whatever the EMS does.
+    pub deliverable_kwh: f64,
 }
 
 /// The converter between the AC grid and the DC bus.
