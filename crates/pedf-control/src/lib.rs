@@ -6,7 +6,8 @@
 //! the forecast error (more sun, less load) inside its limits. Without a plan, a self-consumption
 //! rule: the battery takes PV surplus and covers deficits. In every mode the grid limits are
 //! enforced hard, in this order: the import limit by lowering EV charging (each charger no lower
-//! than its minimum while a session needs it); the export limit, the no-export rule and the
+//! than its minimum while a session needs it; for the month's peak, also no lower than what the
+//! session needs to finish by its departure, [`ev_must_kw`]); the export limit, the no-export rule and the
 //! export-only-from-PV rule by charging the battery more, then by curtailing PV. Safe mode
 //! writes the safe values (battery 0, chargers at minimum, PV unrestricted). What could not be
 //! met is said in `alarms`, never hidden.

@@ -374,6 +374,73 @@ fn the_peak_guard_holds_a_forecast_error_with_the_battery_then_the_loads() {
     close(s.grid_kw, 700.0);
 }
 
+/// A session near its departure: 30 kWh still owed, 20 minutes left on a 100 kW charger.
+/// Full power after this 15-minute step (5 minutes, 8.3 kWh) cannot deliver it, so it must
+/// get (30 - 8.33) / 0.25 = 86.7 kW now: a stale plan's 10 kW is raised to it and the peak
+/// guard lowers the charger no further (the new peak is an alarm); the hard import limit
+/// may cut below it, and says so.
+#[test]
+fn a_session_gets_what_it_needs_by_its_departure() {
+    use pedf_runtime::controller::ev_must_kw;
+    let must = ev_must_kw(30.0, 100.0, 20.0 / 60.0, 0.25);
+    close(must, (30.0 - 100.0 * 5.0 / 60.0) / 0.25);
+    // Time to spare: nothing is forced; nothing owed: nothing either.
+    close(ev_must_kw(30.0, 100.0, 2.0, 0.25), 0.0);
+    close(ev_must_kw(0.0, 100.0, 0.1, 0.25), 0.0);
+    // More owed than the charger can give in the step: its maximum.
+    close(ev_must_kw(90.0, 100.0, 0.25, 0.25), 100.0);
+    let charger = ChargerNow {
+        id: "ev-01".into(),
+        wanted_kw: 100.0,
+        min_kw: 20.0,
+        max_kw: 100.0,
+        must_kw: must,
+    };
+    let plan = PlanTarget {
+        grid_import_kw: 500.0,
+        grid_export_kw: 0.0,
+        battery_charge_kw: 0.0,
+        ev_kw: vec![("ev-01".into(), 10.0)],
+        loads_kw: vec![],
+    };
+    let s = control(
+        &limits(),
+        &Snapshot {
+            chargers: vec![charger.clone()],
+            import_guard_kw: Some(600.0),
+            ..snap(0.0, 560.0, 10.0)
+        },
+        Some(&plan),
+        &Mode::Automatic,
+    );
+    close(s.chargers[0].1, must);
+    close(s.grid_kw, (560.0 + must) / 0.97);
+    assert!(
+        s.alarms.iter().any(|a| a.contains("new month peak")),
+        "{:?}",
+        s.alarms
+    );
+    // The hard limit (1500 kW) is kept even at the session's cost.
+    let s = control(
+        &limits(),
+        &Snapshot {
+            chargers: vec![charger],
+            ..snap(0.0, 1400.0, 10.0)
+        },
+        Some(&plan),
+        &Mode::Automatic,
+    );
+    close(s.grid_kw, 1500.0);
+    close(s.chargers[0].1, 1500.0 * 0.97 - 1400.0);
+    assert!(
+        s.notes
+            .iter()
+            .any(|n| n.contains("short of what the session needs")),
+        "{:?}",
+        s.notes
+    );
+}
+
 #[test]
 fn the_window_allowance_keeps_the_windows_average_at_the_level() {
     use pedf_runtime::controller::window_allowance;
