@@ -28,6 +28,7 @@ use pedf_control::{
 };
 use pedf_core::assets::Flexibility;
 use pedf_core::plan::Plan;
+use pedf_core::records::WithoutEms;
 use pedf_dispatch::{plan_optimized, plan_rule_based, CurrentState, PlanOptions, TerminalSoc};
 use serde::Serialize;
 
@@ -275,6 +276,10 @@ fn run_one(
         .or(idle_battery.as_ref())
         .map_or(0.0, |b| b.stored_kwh);
     let mut defer = DeferrableModel::of(park);
+    // The same park without the EMS, alongside: the month's Scope 2 without the EMS that carbon
+    // dual control holds the plans to (deferrable loads flat, cars charged on arrival).
+    let mut without = WithoutEms::new();
+    let mut defer_without = DeferrableModel::of(park);
     let curtail: Vec<(String, f64, f64)> = park
         .flexible_loads
         .iter()
@@ -344,6 +349,9 @@ fn run_one(
                     (d.energy_kwh - d.delivered_kwh).max(0.0) * f64::from(u8::from(i > 0));
                 d.new_day();
             }
+            for d in &mut defer_without {
+                d.new_day();
+            }
             day_start_stored = battery.as_ref().map_or(stored0, |b| b.stored_kwh);
             let date = local.date_naive();
             let first =
@@ -367,6 +375,7 @@ fn run_one(
             .collect();
         for id in gone {
             let car = cars.remove(&id).expect("present");
+            without.depart(&id);
             finish_car(&mut ev, &car);
         }
         let mut arrived = false;
@@ -394,6 +403,7 @@ fn run_one(
             };
             if whole > 0 {
                 arrived = true;
+                without.arrive(&sess.charger, sess.energy_kwh, max_kw);
                 cars.insert(sess.charger.clone(), car);
             } else {
                 finish_car(&mut ev, &car);
@@ -515,8 +525,6 @@ fn run_one(
         let mut shed_kwh_cost = 0.0;
         // What the peak guard may still shed, per curtailable load: (room kW, VOLL).
         let mut shed_room: Vec<(f64, f64)> = Vec::new();
-        // Demand shed this interval, kW (the counterfactual without the EMS sheds nothing).
-        let mut shed_kw = 0.0;
         for (id, share, voll) in &curtail {
             let demand = w.load_actual[id][i];
             // The plan's shed, shared over the curtailable loads by their demand now.
@@ -525,7 +533,6 @@ fn run_one(
             });
             let shed = wish.clamp(0.0, share * demand);
             load += demand - shed;
-            shed_kw += shed;
             e.load_shed_kwh += shed * dt;
             shed_kwh_cost += shed * dt * voll;
             shed_room.push(((share * demand - shed).max(0.0), *voll));
@@ -599,7 +606,6 @@ fn run_one(
         for (room, voll) in &shed_room {
             let x = guard_shed.min(*room).max(0.0);
             load -= x;
-            shed_kw += x;
             e.load_shed_kwh += x * dt;
             shed_kwh_cost += x * dt * voll;
             guard_shed -= x;
@@ -675,13 +681,22 @@ fn run_one(
             ev_chargers: per_charger,
         };
         if let Some(m) = months.get_mut(&mkey) {
-            // Without the EMS nothing would have been shed.
-            let unshed = IntervalRecord {
-                load_kwh: record.load_kwh + shed_kw * dt,
-                ev_chargers: Vec::new(),
-                ..record.clone()
-            };
-            m.location_without_ems_kg += unshed.import_without_ems_kwh(conv.eta_in) * w.grid_factor;
+            // Without the EMS: nothing shed, deferrable loads flat, cars on arrival.
+            let flat: f64 = defer_without
+                .iter_mut()
+                .map(|d| {
+                    let kw = d.flat_kw();
+                    d.run(kw, local_min, dt)
+                })
+                .sum();
+            let loads = fixed
+                + curtail
+                    .iter()
+                    .map(|(id, _, _)| w.load_actual[id][i])
+                    .sum::<f64>()
+                + flat;
+            let (imp_without, _) = without.interval(dt, loads * dt, pv_avail * dt, conv.eta_in);
+            m.location_without_ems_kg += imp_without * w.grid_factor;
         }
         accountant.push(&record, false);
         if (i + 1) % w.per_day == 0 {
