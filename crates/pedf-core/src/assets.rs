@@ -219,6 +219,12 @@ pub struct EvCharger {
     pub max_power: Kw,
     /// Whether it can discharge the vehicle into the bus (vehicle-to-grid).
     pub v2g: bool,
+    /// The energy a session on it asks for when neither the charger nor the operator says,
+    /// kWh (`session_kwh`; 0: no default: the car is charged as it takes power and the plan
+    /// uses the EV forecast).
+    pub session_kwh: f64,
+    /// How long such a session stays, hours (`session_hours`; 0 with `session_kwh` 0).
+    pub session_hours: f64,
 }
 
 /// What a meter measures.

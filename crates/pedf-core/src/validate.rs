@@ -584,6 +584,41 @@ pub fn validate_ev_charger(c: &EvCharger, path: &str, p: &mut Problems) {
         );
         p.involving(&[format!("{path}.max_kw")]);
     }
+    p.non_negative(
+        format!("{path}.session_kwh"),
+        "default session energy",
+        c.session_kwh,
+        "kWh",
+    );
+    p.non_negative(
+        format!("{path}.session_hours"),
+        "default stay",
+        c.session_hours,
+        "h",
+    );
+    if (c.session_kwh > 0.0) != (c.session_hours > 0.0) {
+        let (set, unset) = if c.session_kwh > 0.0 {
+            ("session_kwh", "session_hours")
+        } else {
+            ("session_hours", "session_kwh")
+        };
+        p.error(
+            format!("{path}.{set}"),
+            format!("{set} is given without {unset}: a default session needs both its energy and its stay"),
+            format!("add `{unset}` (e.g. `session_kwh = 30`, `session_hours = 8`) or leave both out"),
+        );
+    } else if c.session_kwh > c.max_power.0 * c.session_hours + 1e-9 && c.max_power.0 > 0.0 {
+        p.error(
+            format!("{path}.session_kwh"),
+            format!(
+                "session_kwh ({}) is more than max_kw x session_hours ({:.1} kWh): no car could get it",
+                c.session_kwh,
+                c.max_power.0 * c.session_hours
+            ),
+            "a default session the charger can deliver in its stay",
+        );
+        p.involving(&[format!("{path}.session_hours"), format!("{path}.max_kw")]);
+    }
 }
 
 /// The tariff: prices for every period used, every month in one season, every season's

@@ -791,6 +791,24 @@ fn read_ev_group(r: &mut Reader, mut t: Table) -> ChargerGroup {
         expect("the highest charging power, kW", "60"),
     );
     let v2g = r.boolean_or(&mut t, "v2g", false, expect("true or false", "false"));
+    let session_kwh = r.number_or(
+        &mut t,
+        "session_kwh",
+        0.0,
+        expect(
+            "the energy a session asks for when nobody says, kWh (0: no default)",
+            "30",
+        ),
+    );
+    let session_hours = r.number_or(
+        &mut t,
+        "session_hours",
+        0.0,
+        expect(
+            "how long a car stays when nobody says, hours (0: no default)",
+            "8",
+        ),
+    );
     let count = count.and_then(|n| {
         if (1..=1000).contains(&n) {
             Some(n as usize)
@@ -817,6 +835,8 @@ fn read_ev_group(r: &mut Reader, mut t: Table) -> ChargerGroup {
             min_power: Kw(min.unwrap_or(0.0)),
             max_power: Kw(max.unwrap_or(0.0)),
             v2g: v2g.unwrap_or(false),
+            session_kwh: session_kwh.unwrap_or(0.0),
+            session_hours: session_hours.unwrap_or(0.0),
         },
         count: count.unwrap_or(1),
     }
