@@ -7,3 +7,4 @@ pub use pedf_control as controller;
 pub mod live;
 pub mod replan;
 pub mod run;
+pub mod sessions;

@@ -9,7 +9,9 @@
 use std::path::PathBuf;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use pedf_core::inputs::DayInputs;
+use pedf_core::inputs::{DayInputs, EvSession};
+
+use crate::sessions::Session;
 use pedf_core::plan::Plan;
 use pedf_core::Park;
 use pedf_dispatch::{plan_rule_based, replan, CurrentState, DispatchError, PlanOptions};
@@ -70,6 +72,8 @@ pub struct Replanner {
     task: Option<std::thread::JoinHandle<Outcome>>,
     last_slot: Option<DateTime<Utc>>,
     deviation_since: Option<DateTime<Utc>>,
+    /// A re-plan asked for by an event (a car arrived), and why.
+    requested: Option<String>,
 }
 
 impl Replanner {
@@ -81,6 +85,7 @@ impl Replanner {
             task: None,
             last_slot: None,
             deviation_since: None,
+            requested: None,
         }
     }
 
@@ -88,6 +93,17 @@ impl Replanner {
     pub fn with_planner(mut self, planner: Planner) -> Replanner {
         self.planner = planner;
         self
+    }
+
+    /// Asks for a re-plan at the next chance (after the one running, if any).
+    pub fn request(&mut self, why: String) {
+        match &mut self.requested {
+            Some(w) => {
+                w.push_str("; ");
+                w.push_str(&why);
+            }
+            None => self.requested = Some(why),
+        }
     }
 
     /// Whether a re-plan is due now, and why.
@@ -99,6 +115,9 @@ impl Replanner {
     ) -> Option<String> {
         if self.task.is_some() {
             return None;
+        }
+        if let Some(why) = self.requested.take() {
+            return Some(why);
         }
         let every = chrono::Duration::minutes(i64::from(self.cfg.every_min.max(1)));
         let slot = self.park.clock.interval_start(now);
@@ -136,6 +155,7 @@ impl Replanner {
         now: DateTime<Utc>,
         stored_kwh: Option<f64>,
         month: MonthSoFar,
+        sessions: Vec<Session>,
         why: String,
     ) {
         self.last_slot = Some(self.park.clock.interval_start(now));
@@ -144,7 +164,7 @@ impl Replanner {
         let planner = self.planner;
         self.task = Some(std::thread::spawn(move || {
             let day = park.clock.local(now).date_naive();
-            let plan = compute(&park, &cfg, planner, now, stored_kwh, month);
+            let plan = compute(&park, &cfg, planner, now, stored_kwh, month, &sessions);
             Outcome { day, plan, why }
         }));
     }
@@ -187,6 +207,7 @@ fn compute(
     now: DateTime<Utc>,
     stored_kwh: Option<f64>,
     month: MonthSoFar,
+    sessions: &[Session],
 ) -> Result<(Plan, String), String> {
     let day = park.clock.local(now).date_naive();
     let sub = cfg.inputs.join(day.to_string());
@@ -203,7 +224,8 @@ fn compute(
         .iter()
         .position(|s| *s == slot)
         .ok_or(format!("the forecast has no interval starting at {slot}"))?;
-    let tail = inputs.tail(k);
+    let mut tail = inputs.tail(k);
+    with_sessions(park, &mut tail, now, sessions);
     let mut state = CurrentState {
         month_peak_import_kw: month.peak_kw,
         month_scope2_kg: month.scope2_kg,
@@ -235,6 +257,60 @@ fn compute(
                 .push(format!("optimiser failed ({e}): rule-based fallback"));
             Ok((p, format!("rule, fallback: optimiser failed: {e}")))
         }
+    }
+}
+
+/// The EV sessions of a re-plan: on the chargers whose sessions the runtime tracks (those
+/// with a default session in the park file), the cars that are there now with what they are
+/// still owed by their departure, in place of the forecast's (a forecast car due before now
+/// that has not come is not planned for: its arrival triggers a re-plan; one due on an
+/// occupied charger before the car there leaves cannot plug in). Elsewhere the forecast stands.
+pub fn with_sessions(park: &Park, inputs: &mut DayInputs, now: DateTime<Utc>, open: &[Session]) {
+    let tracked: Vec<&str> = park
+        .ev_chargers
+        .iter()
+        .filter(|c| c.session_kwh > 0.0 && c.session_hours > 0.0)
+        .map(|c| c.id.as_str())
+        .collect();
+    let Some(&h0) = inputs.starts.first() else {
+        return;
+    };
+    let step = park.clock.interval.duration();
+    let h1 = inputs.starts[inputs.starts.len() - 1] + step;
+    inputs.sessions.retain(|f| {
+        if !tracked.contains(&f.charger.as_str()) {
+            return true;
+        }
+        let here = open.iter().find(|s| s.charger == f.charger);
+        f.arrival >= now && here.is_none_or(|s| f.arrival >= s.departure)
+    });
+    for s in open {
+        let owed = s.owed_kwh();
+        if owed <= 1e-9 {
+            continue;
+        }
+        // Whole intervals that end by the departure; at least the one running now.
+        let end = inputs
+            .starts
+            .iter()
+            .rposition(|t| *t + step <= s.departure)
+            .map_or(1, |i| i + 1)
+            .max(1);
+        let mut need = owed;
+        if s.departure > h1 {
+            let stay = (s.departure - now.max(h0)).num_seconds() as f64;
+            let inside = (h1 - now.max(h0)).num_seconds() as f64;
+            need *= (inside / stay.max(1.0)).clamp(0.0, 1.0);
+        }
+        inputs.sessions.push(EvSession {
+            id: format!("{}@{}", s.charger, s.arrival.format("%H:%M")),
+            charger: s.charger.clone(),
+            arrival: s.arrival,
+            departure: s.departure,
+            energy_kwh: need,
+            first: 0,
+            end,
+        });
     }
 }
 
@@ -272,6 +348,56 @@ mod tests {
         ))
     }
 
+    /// A car that came at 08:00 and got 12 kWh of its 30: the 10:00 re-plan plans the 18 kWh
+    /// it is still owed by its 16:00 departure on its charger (not its whole 30 again), the
+    /// forecast's earlier cars on that charger are gone, and an arrival asks for a re-plan at
+    /// once.
+    #[test]
+    fn a_replan_plans_what_the_cars_there_are_still_owed() {
+        let p = park();
+        let now = Utc.with_ymd_and_hms(2026, 6, 21, 2, 0, 7).unwrap();
+        let day = p.clock.local(now).date_naive();
+        let inputs = pedf_core::inputs::load_day_inputs_from_dir(&p, &cfg().inputs, day).unwrap();
+        let k = inputs
+            .starts
+            .iter()
+            .position(|t| *t == p.clock.interval_start(now))
+            .unwrap();
+        let mut tail = inputs.tail(k);
+        let charger = p.ev_chargers[0].id.clone();
+        let s = Session {
+            device: "dev".into(),
+            charger: charger.clone(),
+            arrival: now - chrono::Duration::hours(2),
+            departure: now + chrono::Duration::hours(6),
+            requested_kwh: 30.0,
+            delivered_kwh: 12.0,
+            max_kw: 60.0,
+        };
+        with_sessions(&p, &mut tail, now, std::slice::from_ref(&s));
+        let on: Vec<_> = tail
+            .sessions
+            .iter()
+            .filter(|x| x.charger == charger)
+            .collect();
+        let here: Vec<_> = on.iter().filter(|x| x.arrival < s.departure).collect();
+        assert_eq!(here.len(), 1, "{on:?}");
+        assert!((here[0].energy_kwh - 18.0).abs() < 1e-9);
+        assert_eq!(here[0].first, 0);
+        assert_eq!(here[0].end, 24, "6 h of 15-minute intervals");
+        // A forecast car after this one leaves is still planned for.
+        assert!(on.iter().all(|x| x.arrival >= s.departure || x.first == 0));
+        assert!(tail.sessions.iter().all(|x| x.first < x.end));
+        let mut r = Replanner::new(cfg(), p.clone());
+        r.start(now, None, MonthSoFar::default(), Vec::new(), "test".into());
+        r.request("a car arrived on ev-01".into());
+        r.wait();
+        assert_eq!(
+            r.due(now, 0.0, None).as_deref(),
+            Some("a car arrived on ev-01")
+        );
+    }
+
     #[test]
     fn replans_the_rest_of_the_day_from_the_measured_state() {
         let p = park();
@@ -279,7 +405,7 @@ mod tests {
         // 10:00 local on the example day (UTC+8).
         let now = Utc.with_ymd_and_hms(2026, 6, 21, 2, 0, 7).unwrap();
         let why = r.due(now, 0.0, None).expect("first call is due");
-        r.start(now, Some(1000.0), MonthSoFar::default(), why);
+        r.start(now, Some(1000.0), MonthSoFar::default(), Vec::new(), why);
         assert!(r.due(now, 0.0, None).is_none(), "one at a time");
         let o = r.wait().unwrap();
         let (plan, strategy) = o.plan.unwrap();
@@ -330,7 +456,7 @@ mod tests {
     fn a_failing_optimiser_falls_back_to_the_rule_based_plan() {
         let mut r = Replanner::new(cfg(), park()).with_planner(failing);
         let now = Utc.with_ymd_and_hms(2026, 6, 21, 6, 30, 0).unwrap();
-        r.start(now, None, MonthSoFar::default(), "test".into());
+        r.start(now, None, MonthSoFar::default(), Vec::new(), "test".into());
         let (plan, strategy) = r.wait().unwrap().plan.unwrap();
         assert!(
             strategy.starts_with("rule, fallback: optimiser failed"),
@@ -344,7 +470,7 @@ mod tests {
     fn no_forecast_for_the_day_is_an_error_naming_it() {
         let mut r = Replanner::new(cfg(), park());
         let now = Utc.with_ymd_and_hms(2026, 11, 27, 6, 30, 0).unwrap();
-        r.start(now, None, MonthSoFar::default(), "test".into());
+        r.start(now, None, MonthSoFar::default(), Vec::new(), "test".into());
         let e = r.wait().unwrap().plan.unwrap_err();
         assert!(e.contains("no forecast for 2026-11-27"), "{e}");
     }

@@ -207,6 +207,8 @@ pub struct RunSummary {
 struct Controlled {
     id: String,
     capability: Capability,
+    /// The park asset it is (device file `asset`, else its id): the plan's name for it.
+    asset: String,
     /// The deferrable flexible load of the park it serves (device file `asset`), which the
     /// plan schedules.
     deferrable: Option<String>,
@@ -465,6 +467,7 @@ pub async fn run_with(
         controlled.push(Controlled {
             id: d.id.clone(),
             capability: d.capability,
+            asset: asset.clone(),
             deferrable: d.asset.clone().filter(|a| {
                 d.capability == Capability::DcLoad
                     && park.flexible_loads.iter().any(|l| {
@@ -533,6 +536,26 @@ pub async fn run_with(
         })
         .unwrap_or(0.0);
     let demand = park.tariff.demand;
+    // EV sessions on the chargers that report whether a car is there, and the park without the
+    // EMS alongside (cars charged on arrival) for the month's Scope 2 without it.
+    let mut sessions = crate::sessions::Sessions::new();
+    let mut without = pedf_core::records::WithoutEms::new();
+    let session_defaults = |asset: &str| {
+        let c = park.ev_chargers.iter().find(|c| c.id == asset);
+        crate::sessions::Defaults {
+            session_kwh: c.map_or(0.0, |c| c.session_kwh),
+            session_hours: c.map_or(0.0, |c| c.session_hours),
+            max_kw: c.map_or(0.0, |c| c.max_power.0),
+        }
+    };
+    // Devices whose sessions are tracked (their park charger has a default session).
+    let tracked: Vec<String> = controlled
+        .iter()
+        .filter(|c| c.capability == Capability::EvCharger)
+        .filter(|c| session_defaults(&c.asset).session_kwh > 0.0)
+        .map(|c| c.id.clone())
+        .collect();
+    let cycle_h = cfg.cycle_ms as f64 / 3.6e6;
     let mut tick = tokio::time::interval(Duration::from_millis(cfg.cycle_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_poll: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
@@ -636,18 +659,94 @@ pub async fn run_with(
                 .max(0.0),
             None => good(Capability::DcLoad, Field::PowerKw),
         };
+        // Sessions: arrivals and departures from the chargers' states.
+        let readings: Vec<_> = controlled
+            .iter()
+            .filter(|c| tracked.contains(&c.id))
+            .map(|c| {
+                let st = states.get(&c.id);
+                (
+                    c.id.clone(),
+                    c.asset.clone(),
+                    session_defaults(&c.asset),
+                    crate::sessions::Reading {
+                        state: st.and_then(|s| s.good(Field::ChargerState, now)),
+                        session_kwh: st.and_then(|s| s.good(Field::SessionKwh, now)),
+                        power_kw: st.and_then(|s| s.good(Field::PowerKw, now)).unwrap_or(0.0),
+                    },
+                )
+            })
+            .collect();
+        for change in sessions.update(now, &readings) {
+            match change {
+                crate::sessions::Change::Arrived(s) => {
+                    without.arrive(&s.device, s.requested_kwh, s.max_kw);
+                    let _ = store.event(
+                        now,
+                        "info",
+                        "ev",
+                        &format!(
+                            "car on {}: asks {:.1} kWh by {} (the park's default session)",
+                            s.charger,
+                            s.requested_kwh,
+                            park.clock.format(s.departure)
+                        ),
+                    );
+                    if let Some(rp) = replanner.as_mut() {
+                        rp.request(format!("a car arrived on {}", s.charger));
+                    }
+                }
+                crate::sessions::Change::Departed(s) => {
+                    without.depart(&s.device);
+                    let short = s.owed_kwh();
+                    let severity = if short > 0.01 && now >= s.departure {
+                        "warning"
+                    } else {
+                        "info"
+                    };
+                    let _ = store.event(
+                        now,
+                        severity,
+                        "ev",
+                        &format!(
+                            "car left {}: {:.1} of {:.1} kWh in {:.1} h{}",
+                            s.charger,
+                            s.delivered_kwh,
+                            s.requested_kwh,
+                            (now - s.arrival).num_seconds() as f64 / 3600.0,
+                            if short > 0.01 {
+                                format!(", {short:.1} kWh short")
+                            } else {
+                                String::new()
+                            }
+                        ),
+                    );
+                }
+            }
+        }
         let chargers: Vec<ChargerNow> = controlled
             .iter()
             .filter(|c| c.capability == Capability::EvCharger)
-            .map(|c| ChargerNow {
-                id: c.id.clone(),
-                wanted_kw: states
-                    .get(&c.id)
-                    .and_then(|s| s.good(Field::PowerKw, now))
-                    .unwrap_or(0.0),
-                min_kw: c.ctl.policy.limits.min.max(0.0),
-                max_kw: c.ctl.policy.limits.max,
-                must_kw: 0.0,
+            .map(|c| {
+                let max_kw = c.ctl.policy.limits.max;
+                ChargerNow {
+                    id: c.id.clone(),
+                    wanted_kw: states
+                        .get(&c.id)
+                        .and_then(|s| s.good(Field::PowerKw, now))
+                        .unwrap_or(0.0),
+                    min_kw: c.ctl.policy.limits.min.max(0.0),
+                    max_kw,
+                    // What the session needs now to finish by its departure.
+                    must_kw: sessions.on(&c.id).map_or(0.0, |s| {
+                        pedf_control::ev_must_kw(
+                            s.owed_kwh(),
+                            s.max_kw.min(max_kw),
+                            s.hours_left(now),
+                            cycle_h,
+                        )
+                    }),
+                }
             })
             .collect();
         // Deferrable loads the plan schedules.
@@ -695,6 +794,14 @@ pub async fn run_with(
         };
         // The plan names loads by asset; the controller by device.
         let plan = plan_target(&store, &park, now).map(|(mut target, label)| {
+            target.ev_kw = controlled
+                .iter()
+                .filter(|c| c.capability == Capability::EvCharger)
+                .filter_map(|c| {
+                    let kw = target.ev_kw.iter().find(|(id, _)| *id == c.asset)?.1;
+                    Some((c.id.clone(), kw))
+                })
+                .collect();
             target.loads_kw = controlled
                 .iter()
                 .filter_map(|c| {
@@ -895,7 +1002,7 @@ pub async fn run_with(
                         scope2_kg: month_scope2_kg,
                         scope2_without_ems_kg: month_without_ems_kg,
                     };
-                    rp.start(now, stored, month, why);
+                    rp.start(now, stored, month, sessions.open().cloned().collect(), why);
                 }
             }
         }
@@ -906,7 +1013,26 @@ pub async fn run_with(
             if month_of(closed.start) == month {
                 month_peak_kw = month_peak_kw.max(closed.grid_import_kwh / interval_h);
                 month_scope2_kg += closed.grid_import_kwh * factor;
-                month_without_ems_kg += closed.import_without_ems_kwh(eta_in) * factor;
+                // Without the EMS: the tracked chargers' cars on arrival (alongside), the
+                // others' as they charged.
+                let untracked_ev: f64 = closed
+                    .ev_chargers
+                    .iter()
+                    .filter(|(id, _)| !tracked.contains(id))
+                    .map(|(_, kwh)| kwh)
+                    .sum();
+                let untracked_ev = if tracked.is_empty() {
+                    closed.ev_kwh
+                } else {
+                    untracked_ev
+                };
+                let (imp, _) = without.interval(
+                    interval_h,
+                    closed.load_kwh + untracked_ev,
+                    closed.pv_kwh,
+                    eta_in,
+                );
+                month_without_ems_kg += imp * factor;
             }
             if let Err(e) = store.put_records(std::slice::from_ref(&closed), "measured") {
                 tracing::error!(error = %e, "interval record not stored");

@@ -150,3 +150,66 @@ async fn a_full_disk_is_reported_and_control_goes_on() {
     assert_eq!(rates, vec![0, 0]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// EV sessions in the running EMS: the simulated charger reports a car (state 1/2), the run
+/// opens a session with the park's default (30 kWh in 8 h) and says so; when the car is
+/// unplugged (state 0) the session is closed with what it got. Waits for each event in the
+/// store with a deadline, never for a fixed time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_car_arrives_and_leaves() {
+    let dir = std::env::temp_dir().join(format!("pedf-run-ev-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let sim = SimPark::start(
+        &dir,
+        std::path::Path::new(&format!("{ROOT}/config/devices/templates")),
+        300.0,
+        60.0,
+        100.0,
+    )
+    .await
+    .expect("simulated park");
+    std::fs::write(
+        dir.join("run.toml"),
+        format!("park = \"{ROOT}/config/qingzhou-pedf.toml\"\ndevices = \"devices.toml\"\nstore = \"pedf.sqlite\"\ncycle_ms = 200\n"),
+    )
+    .unwrap();
+    let cfg = RunConfig::load(&dir.join("run.toml")).unwrap();
+    let db = dir.join("pedf.sqlite");
+    let present = sim.charger.present.clone();
+    let wait_for = move |text: &'static str| {
+        let db = db.clone();
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while std::time::Instant::now() < deadline {
+                if let Ok(st) = Store::open(&db) {
+                    let t0 = Utc::now() - chrono::Duration::hours(1);
+                    let events = st.events(t0, Utc::now()).unwrap_or_default();
+                    if let Some(e) = events.iter().find(|e| e.3.contains(text)) {
+                        return Some(e.3.clone());
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            None
+        }
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let driver = tokio::spawn(async move {
+        let arrived = wait_for("car on ev-01").await;
+        present.store(false, std::sync::atomic::Ordering::Relaxed);
+        let left = wait_for("car left ev-01").await;
+        let _ = tx.send(());
+        (arrived, left)
+    });
+    run(cfg, async {
+        let _ = rx.await;
+    })
+    .await
+    .unwrap();
+    let (arrived, left) = driver.await.unwrap();
+    let arrived = arrived.expect("an arrival event within 20 s");
+    assert!(arrived.contains("asks 30.0 kWh by"), "{arrived}");
+    let left = left.expect("a departure event within 20 s");
+    assert!(left.contains("of 30.0 kWh"), "{left}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
