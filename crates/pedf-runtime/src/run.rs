@@ -209,6 +209,9 @@ struct Controlled {
     capability: Capability,
     /// The park asset it is (device file `asset`, else its id): the plan's name for it.
     asset: String,
+    /// The share of its demand that may be shed, when it is a curtailable flexible load of
+    /// the park (its setpoint is then a cap: it draws its demand below it).
+    curtailable: Option<f64>,
     /// The deferrable flexible load of the park it serves (device file `asset`), which the
     /// plan schedules.
     deferrable: Option<String>,
@@ -250,7 +253,11 @@ fn kw_by_id(v: &serde_json::Value) -> Vec<(String, f64)> {
 
 /// The active plan's interval at `now` from the store (plan JSON as `pedf plan` writes it),
 /// with the plan's label.
-fn plan_target(store: &Store, park: &Park, now: DateTime<Utc>) -> Option<(PlanTarget, String)> {
+fn plan_target(
+    store: &Store,
+    park: &Park,
+    now: DateTime<Utc>,
+) -> Option<(PlanTarget, String, f64)> {
     let day = park.clock.local(now).date_naive().to_string();
     let (id, strategy, json) = store.active_plan(&day).ok()??;
     let label = format!("plan #{id} ({strategy})");
@@ -273,6 +280,8 @@ fn plan_target(store: &Store, park: &Park, now: DateTime<Utc>) -> Option<(PlanTa
             loads_kw: kw_by_id(&interval["flexible_loads"]),
         },
         label,
+        // The plan's shed of curtailable demand, kW.
+        interval["load_shed_kw"].as_f64().unwrap_or(0.0).max(0.0),
     ))
 }
 
@@ -468,6 +477,17 @@ pub async fn run_with(
             id: d.id.clone(),
             capability: d.capability,
             asset: asset.clone(),
+            curtailable: park
+                .flexible_loads
+                .iter()
+                .filter(|_| d.capability == Capability::DcLoad)
+                .find(|l| l.id == asset)
+                .and_then(|l| match l.flexibility {
+                    pedf_core::assets::Flexibility::Curtailable {
+                        curtailable_share, ..
+                    } => Some(curtailable_share),
+                    _ => None,
+                }),
             deferrable: d.asset.clone().filter(|a| {
                 d.capability == Capability::DcLoad
                     && park.flexible_loads.iter().any(|l| {
@@ -556,6 +576,10 @@ pub async fn run_with(
         .map(|c| c.id.clone())
         .collect();
     let cycle_h = cfg.cycle_ms as f64 / 3.6e6;
+    // Curtailable loads: each one's demand when not held (measured while its cap is above
+    // what it draws) and the cap written last (None: unrestricted).
+    let mut free_kw: BTreeMap<String, f64> = BTreeMap::new();
+    let mut caps: BTreeMap<String, f64> = BTreeMap::new();
     let mut tick = tokio::time::interval(Duration::from_millis(cfg.cycle_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_poll: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
@@ -782,18 +806,8 @@ pub async fn run_with(
                 running.map_or(0.0, |r| r.grid_import_kwh),
             )
         });
-        let snapshot = Snapshot {
-            pv_available_kw: pv,
-            load_kw: load,
-            chargers,
-            battery,
-            loads,
-            // Curtailable loads are not commanded by the runtime yet.
-            curtailable_kw: 0.0,
-            import_guard_kw,
-        };
         // The plan names loads by asset; the controller by device.
-        let plan = plan_target(&store, &park, now).map(|(mut target, label)| {
+        let plan = plan_target(&store, &park, now).map(|(mut target, label, shed)| {
             target.ev_kw = controlled
                 .iter()
                 .filter(|c| c.capability == Capability::EvCharger)
@@ -810,13 +824,99 @@ pub async fn run_with(
                     Some((c.id.clone(), kw))
                 })
                 .collect();
-            (target, label)
+            (target, label, shed)
         });
         let mode = io
             .mode
             .as_ref()
             .map_or(Mode::Automatic, |m| m.borrow().clone());
+        // Curtailable loads: their demand when not held, the plan's shed shared over them by
+        // demand (never above a load's sheddable share), and the room left for the peak guard.
+        // The load the controller sees is the demand without last cycle's caps, less the
+        // plan's shed.
+        let mut curtailable: Vec<(String, f64, f64, f64)> = Vec::new(); // id, free, share, plan shed
+        let mut uncapped_extra = 0.0;
+        for c in controlled.iter().filter(|c| c.curtailable.is_some()) {
+            let measured = states.get(&c.id).and_then(|s| s.good(Field::PowerKw, now));
+            if let Some(m) = measured {
+                let free = match caps.get(&c.id) {
+                    // Drawing below its cap: that is its demand.
+                    Some(cap) if m >= cap - 0.5 => {
+                        free_kw.get(&c.id).copied().unwrap_or(m).max(*cap)
+                    }
+                    _ => m,
+                };
+                free_kw.insert(c.id.clone(), free);
+                uncapped_extra += (free - m).max(0.0);
+            }
+            if let Some(&free) = free_kw.get(&c.id) {
+                curtailable.push((c.id.clone(), free, c.curtailable.unwrap_or(0.0), 0.0));
+            }
+        }
+        let plan_shed = match (&mode, &plan) {
+            (Mode::Automatic, Some(p)) => p.2,
+            _ => 0.0,
+        };
+        let total_free: f64 = curtailable.iter().map(|c| c.1).sum();
+        for c in &mut curtailable {
+            c.3 = (plan_shed * c.1 / total_free.max(1e-9))
+                .min(c.2 * c.1)
+                .max(0.0);
+        }
+        let planned_shed: f64 = curtailable.iter().map(|c| c.3).sum();
+        let snapshot = Snapshot {
+            pv_available_kw: pv,
+            load_kw: (load + uncapped_extra - planned_shed).max(0.0),
+            chargers,
+            battery,
+            loads,
+            curtailable_kw: curtailable
+                .iter()
+                .map(|c| c.2 * c.1 - c.3)
+                .sum::<f64>()
+                .max(0.0),
+            import_guard_kw,
+        };
         let out = control(&limits, &snapshot, plan.as_ref().map(|p| &p.0), &mode);
+        // Each curtailable load's cap: its demand less the plan's shed and its part of the
+        // guard's (by the room each has); none (its maximum, unrestricted) when nothing is
+        // shed. Written when it changes, and once to lift it.
+        let mut guard_left = out.shed_kw;
+        let room_total: f64 = curtailable.iter().map(|c| c.2 * c.1 - c.3).sum();
+        let mut cap_writes: BTreeMap<String, f64> = BTreeMap::new();
+        for (id, free, share, planned) in &curtailable {
+            let room = (share * free - planned).max(0.0);
+            let g = (out.shed_kw * room / room_total.max(1e-9))
+                .min(room)
+                .min(guard_left);
+            guard_left -= g;
+            let shed = planned + g;
+            let max = controlled
+                .iter()
+                .find(|c| c.id == *id)
+                .map_or(*free, |c| c.ctl.policy.limits.max);
+            if shed > 0.01 {
+                let cap = (free - shed).max(0.0);
+                if caps.get(id).is_none_or(|old| (old - cap).abs() > 0.5) {
+                    if !caps.contains_key(id) {
+                        let _ = store.event(
+                            now,
+                            "info",
+                            "control",
+                            &format!(
+                                "{id} capped at {cap:.1} kW: {shed:.1} kW of its demand shed ({})",
+                                if g > 0.01 { "peak guard" } else { "plan" }
+                            ),
+                        );
+                    }
+                    caps.insert(id.clone(), cap);
+                    cap_writes.insert(id.clone(), cap);
+                }
+            } else if caps.remove(id).is_some() {
+                let _ = store.event(now, "info", "control", &format!("{id}: cap lifted"));
+                cap_writes.insert(id.clone(), max);
+            }
+        }
         // Setpoints through safe control; the watchdog for devices that stopped answering.
         for c in &mut controlled {
             let answering = states
@@ -829,12 +929,14 @@ pub async fn run_with(
                     .iter()
                     .find(|(id, _)| *id == c.id)
                     .map(|(_, kw)| *kw),
-                // A scheduled load that stops answering goes through the watchdog below.
+                // A scheduled load that stops answering goes through the watchdog below; a
+                // curtailable one gets its cap.
                 Capability::DcLoad => out
                     .loads
                     .iter()
                     .find(|(id, _)| *id == c.id)
                     .map(|(_, kw)| *kw)
+                    .or_else(|| cap_writes.get(&c.id).copied())
                     .or_else(|| {
                         (!answering && c.deferrable.is_some()).then_some(c.ctl.policy.safe_value)
                     }),

@@ -213,3 +213,85 @@ async fn a_car_arrives_and_leaves() {
     assert!(left.contains("of 30.0 kWh"), "{left}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A plan that sheds 30 kW of the curtailable HVAC (drawing 120 kW, 30 % sheddable): the run
+/// caps it at 90 kW and says so. Waits for the command with a deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plans_shed_caps_the_curtailable_load() {
+    let dir = std::env::temp_dir().join(format!("pedf-run-shed-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let sim = SimPark::start(
+        &dir,
+        std::path::Path::new(&format!("{ROOT}/config/devices/templates")),
+        300.0,
+        60.0,
+        100.0,
+    )
+    .await
+    .expect("simulated park");
+    std::fs::write(
+        dir.join("run.toml"),
+        format!("park = \"{ROOT}/config/qingzhou-pedf.toml\"\ndevices = \"devices.toml\"\nstore = \"pedf.sqlite\"\ncycle_ms = 200\n"),
+    )
+    .unwrap();
+    let park = pedf_core::config::load_park(
+        "park",
+        &std::fs::read(format!("{ROOT}/config/qingzhou-pedf.toml")).unwrap(),
+    )
+    .value
+    .unwrap();
+    // The plan covers this interval and the next (the test may cross a boundary).
+    let now = Utc::now();
+    let t0 = park.clock.interval_start(now);
+    let iv = |t: chrono::DateTime<Utc>| {
+        serde_json::json!({
+            "start": t.to_rfc3339(), "grid_import_kw": 100.0, "grid_export_kw": 0.0,
+            "battery_charge_kw": 0.0, "ev_chargers": {}, "flexible_loads": {}, "load_shed_kw": 30.0
+        })
+    };
+    let plan = serde_json::json!({"intervals": [iv(t0), iv(t0 + park.clock.interval.duration())]});
+    {
+        let mut st = Store::open(&dir.join("pedf.sqlite")).unwrap();
+        let day = park.clock.local(now).date_naive().to_string();
+        let id = st.put_plan(now, &day, "test", &plan.to_string()).unwrap();
+        st.activate_plan(id).unwrap();
+    }
+    let cfg = RunConfig::load(&dir.join("run.toml")).unwrap();
+    let command = sim.load.command_kw.clone();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let watcher = tokio::spawn(async move {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut seen = None;
+        while std::time::Instant::now() < deadline {
+            let c = *command.lock().unwrap();
+            if c.is_some_and(|c| (c - 90.0).abs() < 1e-6) {
+                seen = c;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = tx.send(());
+        seen
+    });
+    run(cfg, async {
+        let _ = rx.await;
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        watcher.await.unwrap(),
+        Some(90.0),
+        "the HVAC was never capped at 90 kW"
+    );
+    let st = Store::open(&dir.join("pedf.sqlite")).unwrap();
+    let events = st
+        .events(now - chrono::Duration::minutes(1), Utc::now())
+        .unwrap();
+    assert!(
+        events.iter().any(|e| e
+            .3
+            .contains("hvac capped at 90.0 kW: 30.0 kW of its demand shed (plan)")),
+        "{events:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
