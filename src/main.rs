@@ -87,7 +87,7 @@ enum Command {
     },
     /// Day-ahead dispatch plan: lowest cost and carbon within every limit of the park.
     #[command(
-        after_help = "Examples:\n  pedf plan --park config/qingzhou-pedf.toml --inputs simulations/qingzhou-pedf/day-inputs --date 2026-06-21\n  pedf plan --park config/qingzhou-pedf.toml --inputs simulations/qingzhou-pedf/day-inputs --date 2026-06-21 --format json --out plan.json --plot plan.png\n  pedf plan --park config/qingzhou-pedf.toml --inputs simulations/qingzhou-pedf/day-inputs --date 2026-06-21 --days 2 --month-peak 850\n\nThe demand charge is planned as the month's bill has it: importing up to --month-peak (or the\npark's demand_target_kw) adds nothing, a new peak costs the whole monthly rate.\nWithout --format: prints the summary and writes plan-DATE.json, .csv and .svg into --out-dir.\nThe inputs folder holds pv.csv and loads.csv, and optionally ev-sessions.csv,\ncarbon-intensity.csv and prices.csv (formats: simulations/qingzhou-pedf/day-inputs/README.md)."
+        after_help = "Examples:\n  pedf plan --park config/qingzhou-pedf.toml --inputs simulations/qingzhou-pedf/day-inputs --date 2026-06-21\n  pedf plan --park config/qingzhou-pedf.toml --inputs simulations/qingzhou-pedf/day-inputs --date 2026-06-21 --format json --out plan.json --plot plan.png\n  pedf plan --park config/qingzhou-pedf.toml --inputs simulations/qingzhou-pedf/day-inputs --date 2026-06-21 --days 2 --month-peak 850\n  pedf plan --park config/qingzhou-pedf.toml --inputs simulations/qingzhou-pedf/day-inputs --date 2026-06-21 --records month-so-far.csv\n\nThe demand charge is planned as the month's bill has it: importing up to --month-peak (or the\npark's demand_target_kw) adds nothing, a new peak costs the whole monthly rate.\nWithout --format: prints the summary and writes plan-DATE.json, .csv and .svg into --out-dir.\nThe inputs folder holds pv.csv and loads.csv, and optionally ev-sessions.csv,\ncarbon-intensity.csv and prices.csv (formats: simulations/qingzhou-pedf/day-inputs/README.md)."
     )]
     Plan {
         /// The park file.
@@ -139,6 +139,12 @@ enum Command {
         /// importing adds nothing to the demand charge; above it the whole monthly rate.
         #[arg(long, default_value_t = 0.0, value_name = "KW", value_parser = parse_month_peak, allow_negative_numbers = true)]
         month_peak: f64,
+        /// Interval records measured so far (CSV, `pedf carbon report`'s format): the month's
+        /// peak, Scope 2, consumption and Scope 2 without the EMS, and the year's Scope 2, from
+        /// the records before the plan's start. The month's peak is the larger of theirs and
+        /// --month-peak.
+        #[arg(long, value_name = "FILE")]
+        records: Option<PathBuf>,
     },
     /// Forecasts for the planner's inputs.
     #[command(subcommand)]
@@ -454,6 +460,7 @@ fn main() -> ExitCode {
             records_out,
             days,
             month_peak,
+            records,
         } => {
             let result = plan_options(mip_gap, time_limit, threads, no_mip, &terminal_soc)
                 .and_then(|options| {
@@ -474,6 +481,7 @@ fn main() -> ExitCode {
                         records_out,
                         days,
                         month_peak_kw: month_peak,
+                        records,
                     })
                 });
             report(result)

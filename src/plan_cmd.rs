@@ -27,6 +27,8 @@ pub struct PlanArgs {
     pub days: u32,
     /// The billing month's peak import so far, kW.
     pub month_peak_kw: f64,
+    /// Interval records measured so far (the month and year before the plan).
+    pub records: Option<PathBuf>,
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, UserError> {
@@ -55,10 +57,47 @@ pub fn run(args: PlanArgs) -> Result<(), UserError> {
     })?;
     let park = load_park_file(&args.park)?;
     let inputs = load_inputs(&park, &args.inputs, date, args.days)?;
-    let state = CurrentState {
+    let mut state = CurrentState {
         month_peak_import_kw: args.month_peak_kw,
         ..CurrentState::default()
     };
+    if let Some(path) = &args.records {
+        let name = path.display().to_string();
+        let bytes = read(path)?;
+        let records = pedf_core::records::read_records(
+            pedf_core::csvtext::InputFile {
+                name: &name,
+                bytes: &bytes,
+            },
+            &park.clock,
+        )
+        .map_err(|ds| {
+            print_diagnostics(&ds);
+            UserError(format!(
+                "--records {name}: {} error(s) in the records (see above)",
+                ds.len()
+            ))
+        })?;
+        let start = inputs.starts[0];
+        let so_far = pedf_core::records::PeriodSoFar::of(
+            &records,
+            &park.clock,
+            start,
+            park.carbon.grid_factor.value.0,
+            park.converter.efficiency_ac_to_dc,
+        );
+        if records.iter().any(|r| r.start >= start) {
+            eprintln!(
+                "note: --records {name}: records from the plan's start on ({}) are not counted as the month so far",
+                park.clock.format(start)
+            );
+        }
+        state.month_peak_import_kw = state.month_peak_import_kw.max(so_far.month_peak_kw);
+        state.month_scope2_kg = so_far.month_scope2_kg;
+        state.month_scope2_without_ems_kg = so_far.month_scope2_without_ems_kg;
+        state.month_consumption_kwh = so_far.month_consumption_kwh;
+        state.year_scope2_kg = so_far.year_scope2_kg;
+    }
     let opts = &args.options;
     let started = std::time::Instant::now();
     let plan = match args.strategy.as_str() {

@@ -152,13 +152,13 @@ fn plot_series(bt: &Backtest) -> (Vec<StrategySeries>, String) {
 
 fn monthly_csv(bt: &Backtest) -> String {
     let mut s = String::from(
-        "strategy,month,import_kwh,export_kwh,energy_cny,demand_cny,export_cny,wear_cny,lost_load_cny,net_cny,location_kg,location_without_ems_kg,peak_import_kw\n",
+        "strategy,month,import_kwh,export_kwh,energy_cny,demand_cny,export_cny,wear_cny,lost_load_cny,net_cny,location_kg,location_without_ems_kg,consumption_kwh,peak_import_kw\n",
     );
     for r in &bt.results {
         for m in &r.monthly {
             let _ = writeln!(
                 s,
-                "{},{},{:.3},{:.3},{:.2},{:.2},{:.2},{:.2},{:.2},{:.2},{:.3},{:.3},{:.3}",
+                "{},{},{:.3},{:.3},{:.2},{:.2},{:.2},{:.2},{:.2},{:.2},{:.3},{:.3},{:.3},{:.3}",
                 r.strategy.name(),
                 m.month,
                 m.import_kwh,
@@ -171,6 +171,7 @@ fn monthly_csv(bt: &Backtest) -> String {
                 m.net_cny,
                 m.location_kg,
                 m.location_without_ems_kg,
+                m.consumption_kwh,
                 m.peak_import_kw
             );
         }

@@ -261,6 +261,68 @@ fn plan_takes_the_months_peak_and_several_days() {
     );
 }
 
+/// The month and year so far from measured records: the month's peak (1000 kW: 250 kWh in a
+/// quarter hour on 20 June) is free, the Scope 2 budgets say what is used and left (June's
+/// 250 kWh x 0.6361 = 159 kg; the year adds May's 400 kWh: 413 kg), and a record from the plan's
+/// own day is not counted.
+#[test]
+fn plan_takes_the_month_so_far_from_records() {
+    let dir = scratch("records");
+    let park_text = std::fs::read_to_string("config/qingzhou-pedf.toml")
+        .unwrap()
+        .replace(
+            "# monthly_budget_t = 180",
+            "monthly_budget_t = 180\nannual_budget_t = 2100",
+        );
+    let park = dir.join("park.toml");
+    std::fs::write(&park, park_text).unwrap();
+    let records = dir.join("records.csv");
+    std::fs::write(
+        &records,
+        "start,pv_kwh,grid_import_kwh,grid_export_kwh,battery_charge_kwh,battery_discharge_kwh,load_kwh,ev_kwh\n\
+         2026-05-31T12:00:00+08:00,0,400,0,0,0,380,0\n\
+         2026-06-20T10:00:00+08:00,50,250,0,0,0,290,0\n\
+         2026-06-21T10:00:00+08:00,0,375,0,0,0,360,0\n",
+    )
+    .unwrap();
+    let park = park.to_string_lossy().to_string();
+    let records = records.to_string_lossy().to_string();
+    let out = pedf(&[
+        "plan",
+        "--park",
+        &park,
+        "--inputs",
+        "simulations/qingzhou-pedf/day-inputs",
+        "--date",
+        "2026-06-21",
+        "--format",
+        "table",
+        "--records",
+        &records,
+        "--time-limit",
+        "3",
+    ]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stdout.contains("free up to 1000 kW: month peak so far 1000 kW"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("month Scope 2 budget 180.0 t: 0.2 t used, 179.8 t left, on track"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("year Scope 2 budget 2100.0 t: 0.4 t used, 2099.6 t left, on track"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("records from the plan's start on"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A battery's wear cost derived from its economics: 600 CNY/kWh over 6000 cycles at 85 %
 /// depth is 600 / (6000 x 0.85) = 0.118 CNY per kWh discharged, and `pedf check` says how.
 #[test]

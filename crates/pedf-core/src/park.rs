@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use chrono::{DateTime, Datelike, Utc};
+
 use crate::assets::{
     Battery, DcBus, EvCharger, FixedLoad, Flexibility, FlexibleLoad, GridConnection, GridConverter,
     Meter, PvArray,
@@ -97,6 +99,126 @@ pub struct CarbonControl {
     /// Scope 2 budget per calendar month (local), t CO2. Each plan gets what is left of it,
     /// shared over the rest of the month by time.
     pub monthly_budget_t: Option<f64>,
+    /// Scope 2 budget per calendar year (local), t CO2, shared the same way over the rest of
+    /// the year.
+    pub annual_budget_t: Option<f64>,
+    /// Scope 2 intensity target, kg CO2 per kWh consumed on site (loads and EV at the bus),
+    /// kept over each calendar month: the month's Scope 2 no more than the target times its
+    /// consumption.
+    pub intensity_kg_per_kwh: Option<f64>,
+}
+
+/// Which calendar period a budget covers (local time of the park).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BudgetPeriod {
+    /// The calendar month.
+    Month,
+    /// The calendar year.
+    Year,
+}
+
+impl BudgetPeriod {
+    /// The period's name as users read it.
+    pub fn name(self) -> &'static str {
+        match self {
+            BudgetPeriod::Month => "month",
+            BudgetPeriod::Year => "year",
+        }
+    }
+
+    /// The local period holding `t`: its start and end, UTC.
+    pub fn bounds(self, clock: &ParkClock, t: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+        let d = clock.local(t).date_naive();
+        let first = match self {
+            BudgetPeriod::Month => d.with_day(1),
+            BudgetPeriod::Year => d.with_day(1).and_then(|x| x.with_month(1)),
+        }
+        .unwrap_or(d);
+        let months = match self {
+            BudgetPeriod::Month => 1,
+            BudgetPeriod::Year => 12,
+        };
+        let next = first
+            .checked_add_months(chrono::Months::new(months))
+            .unwrap_or(first);
+        (
+            clock.start_of_local_day(first),
+            clock.start_of_local_day(next),
+        )
+    }
+}
+
+/// Where the park stands against a Scope 2 budget: used, left, and whether it is on track
+/// (used no more than the budget times the share of the period gone, a straight line).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BudgetStatus {
+    /// The period.
+    pub period: BudgetPeriod,
+    /// The budget, kg CO2.
+    pub budget_kg: f64,
+    /// Scope 2 so far in the period, kg CO2.
+    pub used_kg: f64,
+    /// What is left, kg CO2 (0 once spent).
+    pub left_kg: f64,
+    /// The budget times the share of the period gone, kg CO2: the straight-line pace.
+    pub pace_kg: f64,
+    /// Hours left in the period.
+    pub hours_left: f64,
+}
+
+impl BudgetStatus {
+    /// The status at `now` of a budget of `budget_t` t over `period`, `used_kg` so far.
+    pub fn at(
+        period: BudgetPeriod,
+        clock: &ParkClock,
+        budget_t: f64,
+        used_kg: f64,
+        now: DateTime<Utc>,
+    ) -> BudgetStatus {
+        let (start, end) = period.bounds(clock, now);
+        let all = (end - start).num_seconds().max(1) as f64;
+        let gone = ((now - start).num_seconds() as f64 / all).clamp(0.0, 1.0);
+        let budget_kg = budget_t * 1000.0;
+        BudgetStatus {
+            period,
+            budget_kg,
+            used_kg,
+            left_kg: (budget_kg - used_kg).max(0.0),
+            pace_kg: budget_kg * gone,
+            hours_left: ((end - now).num_seconds() as f64 / 3600.0).max(0.0),
+        }
+    }
+
+    /// Used no more than the straight-line pace.
+    pub fn on_track(&self) -> bool {
+        self.used_kg <= self.pace_kg + 1e-9
+    }
+
+    /// The part of what is left that a horizon of `horizon_h` hours may use: what is left
+    /// shared over the rest of the period by time.
+    pub fn share_kg(&self, horizon_h: f64) -> f64 {
+        self.left_kg * (horizon_h / self.hours_left.max(horizon_h).max(1e-9)).min(1.0)
+    }
+
+    /// One line for users: budget, used, left, on track or how far ahead of the pace.
+    pub fn describe(&self) -> String {
+        let pace = if self.on_track() {
+            "on track".to_string()
+        } else {
+            format!(
+                "{:.1} t above the straight-line pace of {:.1} t",
+                (self.used_kg - self.pace_kg) / 1000.0,
+                self.pace_kg / 1000.0
+            )
+        };
+        format!(
+            "{} Scope 2 budget {:.1} t: {:.1} t used, {:.1} t left, {pace}",
+            self.period.name(),
+            self.budget_kg / 1000.0,
+            self.used_kg / 1000.0,
+            self.left_kg / 1000.0
+        )
+    }
 }
 
 /// A whole PEDF park as configured.

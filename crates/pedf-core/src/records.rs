@@ -90,6 +90,62 @@ impl WithoutEms {
     }
 }
 
+/// The billing month and the calendar year so far, from interval records: what the planner
+/// needs of them (month peak, Scope 2 budgets, intensity target, the option never to emit
+/// more than without the EMS).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PeriodSoFar {
+    /// The month's highest interval-average import, kW.
+    pub month_peak_kw: f64,
+    /// The month's location-based Scope 2 (import x `factor`), kg.
+    pub month_scope2_kg: f64,
+    /// The month's Scope 2 without the EMS estimated from the records
+    /// ([`IntervalRecord::import_without_ems_kwh`]), kg.
+    pub month_scope2_without_ems_kg: f64,
+    /// The month's consumption on site (loads and EV), kWh.
+    pub month_consumption_kwh: f64,
+    /// The calendar year's Scope 2, kg.
+    pub year_scope2_kg: f64,
+    /// Records counted in the month.
+    pub month_records: usize,
+}
+
+impl PeriodSoFar {
+    /// From the records that start before `before` in its local month (and year).
+    pub fn of(
+        records: &[IntervalRecord],
+        clock: &ParkClock,
+        before: DateTime<Utc>,
+        factor: f64,
+        eta_in: f64,
+    ) -> PeriodSoFar {
+        use chrono::Datelike;
+        let local = clock.local(before).date_naive();
+        let month_start = clock.start_of_local_day(local.with_day(1).unwrap_or(local));
+        let year_start = clock.start_of_local_day(
+            local
+                .with_day(1)
+                .and_then(|d| d.with_month(1))
+                .unwrap_or(local),
+        );
+        let h = clock.interval.hours().0;
+        let mut s = PeriodSoFar::default();
+        for r in records.iter().filter(|r| r.start < before) {
+            if r.start >= year_start {
+                s.year_scope2_kg += r.grid_import_kwh * factor;
+            }
+            if r.start >= month_start {
+                s.month_peak_kw = s.month_peak_kw.max(r.grid_import_kwh / h);
+                s.month_scope2_kg += r.grid_import_kwh * factor;
+                s.month_scope2_without_ems_kg += r.import_without_ems_kwh(eta_in) * factor;
+                s.month_consumption_kwh += r.load_kwh + r.ev_kwh;
+                s.month_records += 1;
+            }
+        }
+        s
+    }
+}
+
 /// The columns of a record file.
 pub const COLUMNS: [&str; 8] = [
     "start",

@@ -886,12 +886,28 @@ pub fn validate_carbon(c: &CarbonSettings, p: &mut Problems) {
         c.carbon_price_cny_per_t,
         "CNY/t",
     );
-    if let Some(b) = c.control.monthly_budget_t {
-        if b <= 0.0 {
+    for (key, value, what) in [
+        (
+            "monthly_budget_t",
+            c.control.monthly_budget_t,
+            "t CO2 per month",
+        ),
+        (
+            "annual_budget_t",
+            c.control.annual_budget_t,
+            "t CO2 per year",
+        ),
+        (
+            "intensity_kg_per_kwh",
+            c.control.intensity_kg_per_kwh,
+            "kg CO2 per kWh consumed",
+        ),
+    ] {
+        if let Some(b) = value.filter(|b| *b <= 0.0) {
             p.error(
-                "carbon.control.monthly_budget_t",
-                format!("a monthly Scope 2 budget of {b} t leaves no import at all"),
-                "give the park's budget in t CO2 per month (> 0), or leave the key out for none",
+                format!("carbon.control.{key}"),
+                format!("carbon.control.{key} = {b} leaves no import at all"),
+                format!("give the park's limit in {what} (> 0), or leave the key out for none"),
             );
         }
     }

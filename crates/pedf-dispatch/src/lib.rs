@@ -98,6 +98,11 @@ pub struct CurrentState {
     /// x the annual factor), kg: with `no_more_than_without_ems` a plan's allowance carries
     /// the month's slack or overrun against it.
     pub month_scope2_without_ems_kg: f64,
+    /// This calendar year's Scope 2 so far, kg CO2 (an annual budget gets what is left).
+    pub year_scope2_kg: f64,
+    /// This month's consumption on site so far (loads and EV at the bus), kWh: an intensity
+    /// target allows the target times the month's consumption.
+    pub month_consumption_kwh: f64,
 }
 
 /// Why planning failed.

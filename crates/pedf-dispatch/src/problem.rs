@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{Datelike, NaiveDate};
 use pedf_core::assets::Flexibility;
 use pedf_core::inputs::{DayInputs, EvSession};
+use pedf_core::park::{BudgetPeriod, BudgetStatus};
 use pedf_core::Park;
 
 use crate::{CurrentState, PlanOptions, TerminalSoc};
@@ -405,24 +406,64 @@ impl Problem {
             let carry = state.month_scope2_without_ems_kg - state.month_scope2_kg;
             scope2_allowance = Some((scope2_without_ems + carry).max(0.0));
         }
-        if let (Some(budget_t), Some(first)) = (control.monthly_budget_t, local_dates.first()) {
-            let next = first
-                .with_day(1)
-                .and_then(|d| d.checked_add_months(chrono::Months::new(1)))
-                .unwrap_or(*first);
-            let month_end = park.clock.start_of_local_day(next);
-            let left_h = ((month_end - inputs.starts[0]).num_seconds() as f64 / 3600.0).max(dt);
-            let horizon_h = n as f64 * dt;
-            let left_kg = (budget_t * 1000.0 - state.month_scope2_kg).max(0.0);
-            let share = left_kg * (horizon_h / left_h).min(1.0);
-            notes.push(format!(
-                "monthly Scope 2 budget {budget_t:.1} t: {:.1} t used, {:.1} t left for {:.0} h of the month; this plan's share {:.0} kg",
-                state.month_scope2_kg / 1000.0,
-                left_kg / 1000.0,
-                left_h,
-                share
-            ));
-            scope2_allowance = Some(scope2_allowance.map_or(share, |a| a.min(share)));
+        let horizon_h = n as f64 * dt;
+        let mut limit = |allowance: f64, note: String| {
+            notes.push(note);
+            scope2_allowance = Some(scope2_allowance.map_or(allowance, |a| a.min(allowance)));
+        };
+        for (budget, period, used) in [
+            (
+                control.monthly_budget_t,
+                BudgetPeriod::Month,
+                state.month_scope2_kg,
+            ),
+            (
+                control.annual_budget_t,
+                BudgetPeriod::Year,
+                state.year_scope2_kg,
+            ),
+        ] {
+            let Some(budget_t) = budget else { continue };
+            let status = BudgetStatus::at(period, &park.clock, budget_t, used, inputs.starts[0]);
+            let share = status.share_kg(horizon_h);
+            limit(
+                share,
+                format!(
+                    "{}; this plan's share of what is left {share:.0} kg for {horizon_h:.1} of {:.0} h",
+                    status.describe(),
+                    status.hours_left
+                ),
+            );
+        }
+        if let Some(target) = control.intensity_kg_per_kwh {
+            // The month's Scope 2 no more than the target times its consumption: this horizon
+            // may emit the target times its own consumption plus what the month so far stayed
+            // under the line (less what it went over).
+            let consumption = dt
+                * (0..n)
+                    .map(|t| fixed[t] + curtailable.iter().map(|c| c.demand[t]).sum::<f64>())
+                    .sum::<f64>()
+                + deferrable
+                    .iter()
+                    .flat_map(|d| d.requirements.iter().map(|r| r.energy))
+                    .sum::<f64>()
+                + sessions.iter().map(|s| s.need).sum::<f64>();
+            let carry = target * state.month_consumption_kwh - state.month_scope2_kg;
+            let allowance = (target * consumption + carry).max(0.0);
+            let so_far = if state.month_consumption_kwh > 0.0 {
+                format!(
+                    "{:.3} kg/kWh so far this month",
+                    state.month_scope2_kg / state.month_consumption_kwh
+                )
+            } else {
+                "nothing consumed yet this month".to_string()
+            };
+            limit(
+                allowance,
+                format!(
+                    "Scope 2 intensity target {target:.3} kg/kWh consumed ({so_far}): this plan may emit {allowance:.0} kg for its {consumption:.0} kWh"
+                ),
+            );
         }
         Problem {
             scope2_factor,

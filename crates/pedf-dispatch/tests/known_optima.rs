@@ -641,13 +641,13 @@ fn no_more_scope2_than_without_the_ems_refuses_arbitrage_that_trades_carbon_for_
     assert!(plan.unmet.is_empty(), "{:?}", plan.unmet);
 }
 
-/// A monthly Scope 2 budget that binds: 10 t for the month, 9.4 t used, so 600 kg left for the
+/// Scope 2 budgets and an intensity target that bind. A monthly budget: 10 t for the month, 9.4 t used, so 600 kg left for the
 /// 240 h from 2026-06-21 00:00 to the month's end; this 2-hour plan's share is 5 kg, 10 kWh at
 /// 0.5 kg/kWh. Load 100 kW for two hours at 0.10 CNY/kWh, a full 200 kWh battery (100 kW,
 /// lossless, wear 0.5 CNY/kWh): without the budget the battery stays idle (wear above the
 /// price) and the grid gives 200 kWh; with it the battery gives 190 kWh and the grid 10.
 #[test]
-fn a_monthly_scope2_budget_binds() {
+fn scope2_budgets_and_an_intensity_target_bind() {
     let mut p = park(&Spec {
         battery_kwh: 200.0,
         battery_kw: 100.0,
@@ -680,8 +680,53 @@ fn a_monthly_scope2_budget_binds() {
     let discharged: f64 = plan.intervals.iter().map(|i| i.battery_discharge_kw).sum();
     close(discharged, 190.0, "battery");
     assert!(plan.unmet.is_empty(), "{:?}", plan.unmet);
-    assert!(plan
-        .notes
-        .iter()
-        .any(|n| n.contains("monthly Scope 2 budget 10.0 t")));
+    // 20 of June's 30 days gone: the straight-line pace is 6.7 t, 9.4 t is above it.
+    assert!(
+        plan.notes.iter().any(|n| n.contains(
+            "month Scope 2 budget 10.0 t: 9.4 t used, 0.6 t left, 2.7 t above the straight-line pace of 6.7 t"
+        )),
+        "{:?}",
+        plan.notes
+    );
+
+    // The same share from an annual budget: 1000 t, 988.36 t used, 11,640 kg left for the
+    // 4656 h from 2026-06-21 to the year's end: 5 kg for these 2 hours.
+    p.carbon.control.monthly_budget_t = None;
+    p.carbon.control.annual_budget_t = Some(1000.0);
+    let state = CurrentState {
+        year_scope2_kg: 1_000_000.0 - 11_640.0,
+        ..CurrentState::default()
+    };
+    let plan = plan_optimized(&p, &inputs(&p, &d), &o, &state).unwrap();
+    close(
+        plan.scope2_allowance_kg.unwrap(),
+        5.0,
+        "the plan's annual share",
+    );
+    close(plan.scope2_kg, 5.0, "within it");
+
+    // An intensity target of 0.3 kg/kWh: the month so far consumed 10,000 kWh and emitted
+    // 3055 kg, 55 kg over the line; this horizon's 200 kWh allow 60 kg, so 5 kg are left.
+    p.carbon.control.annual_budget_t = None;
+    p.carbon.control.intensity_kg_per_kwh = Some(0.3);
+    let state = CurrentState {
+        month_scope2_kg: 3055.0,
+        month_consumption_kwh: 10_000.0,
+        ..CurrentState::default()
+    };
+    let plan = plan_optimized(&p, &inputs(&p, &d), &o, &state).unwrap();
+    close(
+        plan.scope2_allowance_kg.unwrap(),
+        5.0,
+        "the intensity allowance",
+    );
+    close(plan.scope2_kg, 5.0, "within it");
+    assert!(
+        plan.notes
+            .iter()
+            .any(|n| n.contains("intensity target 0.300 kg/kWh")
+                && n.contains("may emit 5 kg for its 200 kWh")),
+        "{:?}",
+        plan.notes
+    );
 }

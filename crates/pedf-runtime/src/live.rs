@@ -115,6 +115,56 @@ pub struct Today {
     pub intervals: usize,
 }
 
+/// The billing month so far (and the year's Scope 2 budget), as the planner sees it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct MonthLive {
+    /// The month's highest interval-average import, kW.
+    pub peak_import_kw: f64,
+    /// Import up to which the demand charge does not rise (month peak, target, 105 % of a
+    /// contract), kW.
+    pub demand_free_up_to_kw: f64,
+    /// Location-based Scope 2 this month, kg CO2.
+    pub scope2_kg: f64,
+    /// The same without the EMS, kg CO2.
+    pub scope2_without_ems_kg: f64,
+    /// Consumption on site this month (loads and EV), kWh.
+    pub consumption_kwh: f64,
+    /// Scope 2 this calendar year, kg CO2.
+    pub year_scope2_kg: f64,
+    /// The park's Scope 2 budgets (`[carbon.control]`) and where the park stands.
+    pub budgets: Vec<BudgetLive>,
+    /// The park's intensity target, kg CO2 per kWh consumed, if any.
+    pub intensity_target_kg_per_kwh: Option<f64>,
+    /// Whether plans may emit no more than without the EMS.
+    pub no_more_than_without_ems: bool,
+}
+
+/// One Scope 2 budget now.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BudgetLive {
+    /// "month" or "year".
+    pub period: String,
+    pub budget_kg: f64,
+    pub used_kg: f64,
+    pub left_kg: f64,
+    /// The budget times the share of the period gone (straight-line pace).
+    pub pace_kg: f64,
+    pub on_track: bool,
+}
+
+impl From<pedf_core::park::BudgetStatus> for BudgetLive {
+    fn from(b: pedf_core::park::BudgetStatus) -> Self {
+        BudgetLive {
+            period: b.period.name().to_string(),
+            budget_kg: b.budget_kg,
+            used_kg: b.used_kg,
+            left_kg: b.left_kg,
+            pace_kg: b.pace_kg,
+            on_track: b.on_track(),
+        }
+    }
+}
+
 /// The park now: one value per cycle.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Live {
@@ -138,6 +188,8 @@ pub struct Live {
     /// The park's annual grid factor, kg CO2/kWh (park file, with its source).
     pub grid_factor_kg_per_kwh: f64,
     pub today: Today,
+    /// The billing month and year so far against the demand charge and carbon dual control.
+    pub month: MonthLive,
     pub devices: Vec<DeviceLive>,
     /// Alarms raised this cycle.
     pub alarms: Vec<String>,

@@ -196,8 +196,12 @@ pub struct MonthSoFar {
     pub peak_kw: f64,
     /// The month's location-based Scope 2, kg CO2.
     pub scope2_kg: f64,
-    /// The month's Scope 2 without the EMS, estimated from its records, kg CO2.
+    /// The month's Scope 2 without the EMS, kg CO2.
     pub scope2_without_ems_kg: f64,
+    /// The month's consumption on site (loads and EV), kWh.
+    pub consumption_kwh: f64,
+    /// The calendar year's Scope 2, kg CO2.
+    pub year_scope2_kg: f64,
 }
 
 fn compute(
@@ -230,6 +234,8 @@ fn compute(
         month_peak_import_kw: month.peak_kw,
         month_scope2_kg: month.scope2_kg,
         month_scope2_without_ems_kg: month.scope2_without_ems_kg,
+        month_consumption_kwh: month.consumption_kwh,
+        year_scope2_kg: month.year_scope2_kg,
         ..CurrentState::default()
     };
     if let Some(kwh) = stored_kwh {

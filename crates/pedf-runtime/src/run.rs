@@ -537,24 +537,37 @@ pub async fn run_with(
     };
     let mut month = month_of(time.now());
     let factor = park.carbon.grid_factor.value.0;
-    let (mut month_peak_kw, mut month_scope2_kg) = store
-        .import_max_and_sum_kwh(park.clock.start_of_local_day(month), running_start)
-        .map(|(max, sum)| (max / interval_h, sum * factor))
-        .unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "the month's peak and import so far could not be read; 0 assumed");
-            (0.0, 0.0)
-        });
-    // ... and its Scope 2 without the EMS, estimated from the same records (carbon dual
-    // control compares the month with it).
     let eta_in = park.converter.efficiency_ac_to_dc;
-    let mut month_without_ems_kg: f64 = store
-        .records(park.clock.start_of_local_day(month), running_start)
-        .map(|v| {
-            v.iter()
-                .map(|(r, _)| r.import_without_ems_kwh(eta_in) * factor)
-                .sum()
-        })
-        .unwrap_or(0.0);
+    // The month and the year so far from the store's records (restart-safe): the month's peak,
+    // Scope 2, consumption and Scope 2 without the EMS (estimated from the records at start,
+    // run alongside after), the year's Scope 2.
+    let so_far = {
+        let (year_start, _) = pedf_core::park::BudgetPeriod::Year.bounds(&park.clock, time.now());
+        match store.records(year_start, running_start) {
+            Ok(v) => {
+                let recs: Vec<_> = v.into_iter().map(|(r, _)| r).collect();
+                pedf_core::records::PeriodSoFar::of(
+                    &recs,
+                    &park.clock,
+                    running_start,
+                    factor,
+                    eta_in,
+                )
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the month's and year's records could not be read; 0 assumed");
+                pedf_core::records::PeriodSoFar::default()
+            }
+        }
+    };
+    let mut month_peak_kw = so_far.month_peak_kw;
+    let mut month_scope2_kg = so_far.month_scope2_kg;
+    let mut month_without_ems_kg = so_far.month_scope2_without_ems_kg;
+    let mut month_consumption_kwh = so_far.month_consumption_kwh;
+    let mut year_scope2_kg = so_far.year_scope2_kg;
+    let mut year = pedf_core::park::BudgetPeriod::Year
+        .bounds(&park.clock, time.now())
+        .0;
     let demand = park.tariff.demand;
     // EV sessions on the chargers that report whether a car is there, and the park without the
     // EMS alongside (cars charged on arrival) for the month's Scope 2 without it.
@@ -791,6 +804,14 @@ pub async fn run_with(
             month_peak_kw = 0.0;
             month_scope2_kg = 0.0;
             month_without_ems_kg = 0.0;
+            month_consumption_kwh = 0.0;
+        }
+        let this_year = pedf_core::park::BudgetPeriod::Year
+            .bounds(&park.clock, now)
+            .0;
+        if this_year != year {
+            year = this_year;
+            year_scope2_kg = 0.0;
         }
         // The peak guard: what keeps the running interval's (the demand window's) average import
         // at the level the month's peak so far allows. None before the month has a level (its
@@ -1103,6 +1124,8 @@ pub async fn run_with(
                         peak_kw: month_peak_kw,
                         scope2_kg: month_scope2_kg,
                         scope2_without_ems_kg: month_without_ems_kg,
+                        consumption_kwh: month_consumption_kwh,
+                        year_scope2_kg,
                     };
                     rp.start(now, stored, month, sessions.open().cloned().collect(), why);
                 }
@@ -1112,9 +1135,17 @@ pub async fn run_with(
             faults.push(n.clone());
         }
         if let Some(closed) = integrator.add(now, &flows, &chargers_live) {
+            if pedf_core::park::BudgetPeriod::Year
+                .bounds(&park.clock, closed.start)
+                .0
+                == year
+            {
+                year_scope2_kg += closed.grid_import_kwh * factor;
+            }
             if month_of(closed.start) == month {
                 month_peak_kw = month_peak_kw.max(closed.grid_import_kwh / interval_h);
                 month_scope2_kg += closed.grid_import_kwh * factor;
+                month_consumption_kwh += closed.load_kwh + closed.ev_kwh;
                 // Without the EMS: the tracked chargers' cars on arrival (alongside), the
                 // others' as they charged.
                 let untracked_ev: f64 = closed
@@ -1175,7 +1206,39 @@ pub async fn run_with(
                     }
                 })
                 .collect();
+            let control = park.carbon.control;
+            let month_live = crate::live::MonthLive {
+                peak_import_kw: month_peak_kw,
+                demand_free_up_to_kw: demand.free_up_to(month_peak_kw),
+                scope2_kg: month_scope2_kg,
+                scope2_without_ems_kg: month_without_ems_kg,
+                consumption_kwh: month_consumption_kwh,
+                year_scope2_kg,
+                budgets: [
+                    (
+                        control.monthly_budget_t,
+                        pedf_core::park::BudgetPeriod::Month,
+                        month_scope2_kg,
+                    ),
+                    (
+                        control.annual_budget_t,
+                        pedf_core::park::BudgetPeriod::Year,
+                        year_scope2_kg,
+                    ),
+                ]
+                .into_iter()
+                .filter_map(|(b, period, used)| {
+                    Some(
+                        pedf_core::park::BudgetStatus::at(period, &park.clock, b?, used, now)
+                            .into(),
+                    )
+                })
+                .collect(),
+                intensity_target_kg_per_kwh: control.intensity_kg_per_kwh,
+                no_more_than_without_ems: control.no_more_than_without_ems,
+            };
             let live = Live {
+                month: month_live,
                 park_id: park.id.clone(),
                 park_name: park.name.clone(),
                 park_name_zh: park.name_zh.clone(),

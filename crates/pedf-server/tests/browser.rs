@@ -68,6 +68,15 @@ async fn dashboard_in_headless_chromium() {
         assert_eq!(lang, json!("en"));
         let (ok, t) = wait_text(&c, "#mode-now", 2.0, |t| t == "Automatic").await;
         assert!(ok, "mode shown: `{t}`");
+        // The month so far: its peak against the free level, and the park's budgets (the
+        // reference park sets none).
+        let (ok, t) = wait_text(&c, "#v-mpeak", 3.0, |t| {
+            t.ends_with(" kW") && t.contains(" kW / ")
+        })
+        .await;
+        assert!(ok, "month peak shown: `{t}`");
+        let (ok, t) = wait_text(&c, "#v-budget-month", 2.0, |t| t == "not set").await;
+        assert!(ok, "monthly budget shown: `{t}`");
         shot(&c, ROOT, "live-en-desktop.png").await;
 
         // The viewer is refused a control action, and the mode stays.

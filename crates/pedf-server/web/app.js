@@ -16,6 +16,11 @@ const I18N = {
     'kpi.tariff': '当前电价', 'kpi.factor': '电网排放因子', 'kpi.avoided': '今日减排 CO₂',
     'kpi.location': '今日购电排放 CO₂', 'kpi.selfsuff': '自给率', 'kpi.selfcons': '自消纳率',
     'kpi.cfe': '无碳能源得分', 'kpi.pvkwh': '今日光伏发电', 'kpi.import': '今日购电', 'kpi.export': '今日售电',
+    'live.month': '本月（能碳双控）', 'kpi.mpeak': '本月最大需量 / 不增费上限',
+    'kpi.mscope2': '本月购电排放（无EMS时）', 'kpi.intensity': '本月排放强度（目标）',
+    'kpi.budget.month': '月度碳预算', 'kpi.budget.year': '年度碳预算',
+    'budget.used': '已用', 'budget.left': '剩余', 'budget.ontrack': '进度正常', 'budget.ahead': '超出直线进度',
+    'budget.none': '未设置',
     'pva.plan': '计划', 'pva.actual': '实际',
     'mode.automatic': '自动', 'mode.manual': '手动', 'mode.safe': '安全',
     'mode.battery': '储能功率 kW（+放/−充）', 'mode.apply': '切换模式',
@@ -49,6 +54,11 @@ const I18N = {
     'kpi.tariff': 'Price now', 'kpi.factor': 'Grid emission factor', 'kpi.avoided': 'CO₂ avoided today',
     'kpi.location': 'CO₂ of grid import today', 'kpi.selfsuff': 'Self-sufficiency', 'kpi.selfcons': 'Self-consumption',
     'kpi.cfe': 'Carbon-free score', 'kpi.pvkwh': 'PV today', 'kpi.import': 'Import today', 'kpi.export': 'Export today',
+    'live.month': 'This month (energy and carbon)', 'kpi.mpeak': 'Month peak / free up to',
+    'kpi.mscope2': 'Scope 2 this month (without EMS)', 'kpi.intensity': 'Intensity this month (target)',
+    'kpi.budget.month': 'Monthly Scope 2 budget', 'kpi.budget.year': 'Annual Scope 2 budget',
+    'budget.used': 'used', 'budget.left': 'left', 'budget.ontrack': 'on track', 'budget.ahead': 'above straight-line pace',
+    'budget.none': 'not set',
     'pva.plan': 'plan', 'pva.actual': 'actual',
     'mode.automatic': 'Automatic', 'mode.manual': 'Manual', 'mode.safe': 'Safe',
     'mode.battery': 'battery kW (+discharge/−charge)', 'mode.apply': 'Change mode',
@@ -157,6 +167,23 @@ function render(s) {
   $('v-pvkwh').textContent = `${d.pv_kwh.toFixed(1)} kWh`;
   $('v-import').textContent = `${d.grid_import_kwh.toFixed(1)} kWh`;
   $('v-export').textContent = `${d.grid_export_kwh.toFixed(1)} kWh`;
+  const m = s.month;
+  if (m) {
+    const tons = (kg) => `${(kg / 1000).toFixed(1)} t`;
+    $('v-mpeak').textContent = `${m.peak_import_kw.toFixed(0)} kW / ${m.demand_free_up_to_kw.toFixed(0)} kW`;
+    $('v-mscope2').textContent = `${tons(m.scope2_kg)} (${tons(m.scope2_without_ems_kg)})`;
+    const inten = m.consumption_kwh > 0 ? `${(m.scope2_kg / m.consumption_kwh).toFixed(3)} kg/kWh` : '–';
+    $('v-intensity').textContent = m.intensity_target_kg_per_kwh === null
+      ? inten : `${inten} (${m.intensity_target_kg_per_kwh.toFixed(3)})`;
+    for (const period of ['month', 'year']) {
+      const b = m.budgets.find((x) => x.period === period);
+      const el = $('v-budget-' + period);
+      el.textContent = b
+        ? `${t('budget.used')} ${tons(b.used_kg)} / ${tons(b.budget_kg)} · ${t('budget.left')} ${tons(b.left_kg)} · ${t(b.on_track ? 'budget.ontrack' : 'budget.ahead')}`
+        : t('budget.none');
+      el.className = b && !b.on_track ? 'alarm' : '';
+    }
+  }
   const al = $('alarms');
   al.replaceChildren(...[...s.alarms, ...s.faults].map((a) => li(a, 'alarm')));
   if (!al.children.length) al.append(li(t('msg.none')));

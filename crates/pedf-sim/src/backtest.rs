@@ -161,9 +161,12 @@ pub struct MonthRow {
     pub net_cny: f64,
     /// Scope 2, location-based: import x the grid factor.
     pub location_kg: f64,
-    /// Scope 2 without the EMS, estimated from the month's flows as the runtime would
-    /// (`IntervalRecord::import_without_ems_kwh`): what carbon dual control compares with.
+    /// Scope 2 without the EMS: the park run without it alongside (`WithoutEms`), what
+    /// carbon dual control compares with.
     pub location_without_ems_kg: f64,
+    /// Consumption on site (loads and EV at the bus), kWh: Scope 2 / consumption is the
+    /// month's intensity.
+    pub consumption_kwh: f64,
     /// The month's highest interval-average import (the demand meter's window when the
     /// interval is 15 minutes).
     pub peak_import_kw: f64,
@@ -456,6 +459,12 @@ fn run_one(
                 month_scope2_without_ems_kg: months
                     .get(&mkey)
                     .map_or(0.0, |m| m.location_without_ems_kg),
+                month_consumption_kwh: months.get(&mkey).map_or(0.0, |m| m.consumption_kwh),
+                year_scope2_kg: months
+                    .iter()
+                    .filter(|(k, _)| k[..4] == mkey[..4])
+                    .map(|(_, m)| m.location_kg)
+                    .sum(),
             };
             let cap = bat.map_or(1.0, |b| b.capacity_kwh);
             let opts = PlanOptions {
@@ -661,6 +670,7 @@ fn run_one(
         m.wear_cny += dis * dt * deg;
         m.lost_load_cny += shed_kwh_cost;
         m.location_kg += imp * dt * w.grid_factor;
+        m.consumption_kwh += (load + ev_kw) * dt;
         m.peak_import_kw = m.peak_import_kw.max(imp);
         grid_series.push(grid);
         soc_series.push(

@@ -1155,20 +1155,44 @@ fn read_carbon(r: &mut Reader, root: &mut Table, required: bool) -> CarbonSettin
                 "true",
             ),
         );
-        let budget = if ct.table.get("monthly_budget_t").is_some() {
-            r.number(
-                &mut ct,
-                "monthly_budget_t",
-                expect("a Scope 2 budget per month, t CO2", "180"),
-            )
-        } else {
-            ct.allow(&["monthly_budget_t"]);
-            None
+        let optional = |r: &mut Reader,
+                        ct: &mut Table,
+                        key: &'static str,
+                        e: crate::config::reader::Expect| {
+            if ct.table.get(key).is_some() {
+                r.number(ct, key, e)
+            } else {
+                ct.allow(&[key]);
+                None
+            }
         };
+        let budget = optional(
+            r,
+            &mut ct,
+            "monthly_budget_t",
+            expect("a Scope 2 budget per month, t CO2", "180"),
+        );
+        let annual = optional(
+            r,
+            &mut ct,
+            "annual_budget_t",
+            expect("a Scope 2 budget per calendar year, t CO2", "2100"),
+        );
+        let intensity = optional(
+            r,
+            &mut ct,
+            "intensity_kg_per_kwh",
+            expect(
+                "a Scope 2 intensity target, kg CO2 per kWh consumed on site",
+                "0.40",
+            ),
+        );
         r.finish(ct);
         c.control = CarbonControl {
             no_more_than_without_ems: never_more.unwrap_or(false),
             monthly_budget_t: budget,
+            annual_budget_t: annual,
+            intensity_kg_per_kwh: intensity,
         };
     }
     r.finish(t);
