@@ -70,7 +70,7 @@ pub fn run(a: SimulateArgs) -> Result<(), UserError> {
     .map_err(UserError)?;
     bar.finish_and_clear();
     let elapsed = started.elapsed().as_secs_f64();
-    let text = summary(&bt, elapsed);
+    let text = summary(&bt, elapsed) + &carbon_control_summary(&bt, &s.park.carbon.control);
     print!("{text}");
     let out = |name: &str| a.out_dir.join(name);
     let write = |name: &str, body: &[u8]| {
@@ -215,6 +215,62 @@ fn worse_months(r: &backtest::StrategyResult, base: &backtest::StrategyResult) -
 }
 
 /// The comparison table.
+/// Each strategy against the park's carbon dual control (`[carbon.control]`): Scope 2 against
+/// the monthly and annual budgets and the intensity target, month by month; empty when the
+/// park sets none.
+pub fn carbon_control_summary(bt: &Backtest, c: &pedf_core::park::CarbonControl) -> String {
+    let mut s = String::new();
+    if c.monthly_budget_t.is_none()
+        && c.annual_budget_t.is_none()
+        && c.intensity_kg_per_kwh.is_none()
+    {
+        return s;
+    }
+    let _ = writeln!(s, "\ncarbon dual control ([carbon.control]):");
+    for r in &bt.results {
+        let mut parts = Vec::new();
+        if let Some(b) = c.monthly_budget_t {
+            let over: Vec<String> = r
+                .monthly
+                .iter()
+                .filter(|m| m.location_kg > b * 1000.0 + 1e-6)
+                .map(|m| format!("{} {:+.1} t", m.month, m.location_kg / 1000.0 - b))
+                .collect();
+            parts.push(if over.is_empty() {
+                format!("every month within {b:.1} t")
+            } else {
+                format!("months over {b:.1} t: {}", over.join(", "))
+            });
+        }
+        if let Some(b) = c.annual_budget_t {
+            let total = r.carbon.location_kg / 1000.0;
+            parts.push(format!(
+                "{total:.1} t against the annual {b:.1} t ({})",
+                if total <= b + 1e-9 {
+                    format!("{:.1} t left", b - total)
+                } else {
+                    format!("{:.1} t over", total - b)
+                }
+            ));
+        }
+        if let Some(t) = c.intensity_kg_per_kwh {
+            let above: Vec<String> = r
+                .monthly
+                .iter()
+                .filter(|m| m.consumption_kwh > 0.0 && m.location_kg > t * m.consumption_kwh + 1e-6)
+                .map(|m| format!("{} {:.3}", m.month, m.location_kg / m.consumption_kwh))
+                .collect();
+            parts.push(if above.is_empty() {
+                format!("every month at or under {t:.3} kg/kWh")
+            } else {
+                format!("months above {t:.3} kg/kWh: {}", above.join(", "))
+            });
+        }
+        let _ = writeln!(s, "  {:<10} {}", r.strategy.name(), parts.join("; "));
+    }
+    s
+}
+
 pub fn summary(bt: &Backtest, elapsed_s: f64) -> String {
     let mut s = String::new();
     let _ = writeln!(
