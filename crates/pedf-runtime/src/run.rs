@@ -543,16 +543,34 @@ pub async fn run_with(
     // run alongside after), the year's Scope 2.
     let so_far = {
         let (year_start, _) = pedf_core::park::BudgetPeriod::Year.bounds(&park.clock, time.now());
+        let (month_start, _) = pedf_core::park::BudgetPeriod::Month.bounds(&park.clock, time.now());
         match store.records(year_start, running_start) {
             Ok(v) => {
                 let recs: Vec<_> = v.into_iter().map(|(r, _)| r).collect();
-                pedf_core::records::PeriodSoFar::of(
+                let mut so_far = pedf_core::records::PeriodSoFar::of(
                     &recs,
                     &park.clock,
                     running_start,
                     factor,
                     eta_in,
-                )
+                );
+                // The counterfactual as it was run alongside, where it was stored; estimated
+                // from the record where not (intervals before this version).
+                let stored = store
+                    .without_ems(month_start, running_start)
+                    .unwrap_or_default();
+                so_far.month_scope2_without_ems_kg = recs
+                    .iter()
+                    .filter(|r| r.start >= month_start && r.start < running_start)
+                    .map(|r| {
+                        stored
+                            .get(&r.start)
+                            .copied()
+                            .unwrap_or_else(|| r.import_without_ems_kwh(eta_in))
+                            * factor
+                    })
+                    .sum();
+                so_far
             }
             Err(e) => {
                 tracing::warn!(error = %e, "the month's and year's records could not be read; 0 assumed");
@@ -1166,6 +1184,9 @@ pub async fn run_with(
                     eta_in,
                 );
                 month_without_ems_kg += imp * factor;
+                if let Err(e) = store.put_without_ems(closed.start, imp) {
+                    tracing::error!(error = %e, "the interval's import without the EMS not stored");
+                }
             }
             if let Err(e) = store.put_records(std::slice::from_ref(&closed), "measured") {
                 tracing::error!(error = %e, "interval record not stored");

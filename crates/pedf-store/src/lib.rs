@@ -53,7 +53,7 @@ pub struct Aggregate {
     pub count: i64,
 }
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS samples (
@@ -89,6 +89,15 @@ const SCHEMA_V2: &str = "
 CREATE TABLE IF NOT EXISTS tokens (
     id INTEGER PRIMARY KEY AUTOINCREMENT, created_ms INTEGER NOT NULL, label TEXT NOT NULL, role TEXT NOT NULL,
     hash TEXT NOT NULL UNIQUE, revoked INTEGER NOT NULL DEFAULT 0
+);
+";
+
+/// Added in schema version 3: the grid import the park would have had without the EMS in each
+/// closed interval (carbon dual control's counterfactual, run alongside the park), so that a
+/// restart keeps the month's figure.
+const SCHEMA_V3: &str = "
+CREATE TABLE IF NOT EXISTS without_ems (
+    start_ms INTEGER PRIMARY KEY, import_kwh REAL NOT NULL
 );
 ";
 
@@ -156,12 +165,17 @@ impl Store {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(|e| store.err(e))?;
         match version {
-            0 | 1 => {
-                // 0: new file; 1: the tables of version 1 exist, version 2 adds tokens.
+            0..=2 => {
+                // 0: new file; 1: the tables of version 1 exist, version 2 adds tokens, 3 the
+                // counterfactual without the EMS.
                 store.conn.execute_batch(SCHEMA).map_err(|e| store.err(e))?;
                 store
                     .conn
                     .execute_batch(SCHEMA_V2)
+                    .map_err(|e| store.err(e))?;
+                store
+                    .conn
+                    .execute_batch(SCHEMA_V3)
                     .map_err(|e| store.err(e))?;
                 store
                     .conn
@@ -322,6 +336,49 @@ impl Store {
         }
         tx.commit().map_err(|e| err(&path, e))?;
         Ok(records.len())
+    }
+
+    /// Stores the grid import without the EMS of a closed interval, kWh (replacing one stored
+    /// for the same interval).
+    pub fn put_without_ems(
+        &mut self,
+        start: DateTime<Utc>,
+        import_kwh: f64,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO without_ems (start_ms, import_kwh) VALUES (?1, ?2)",
+                params![ms(start), import_kwh],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// The stored imports without the EMS of the intervals in `[from, to)`, by start.
+    pub fn without_ems(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<std::collections::BTreeMap<DateTime<Utc>, f64>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT start_ms, import_kwh FROM without_ems WHERE start_ms >= ?1 AND start_ms < ?2",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![ms(from), ms(to)], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = std::collections::BTreeMap::new();
+        for row in rows {
+            let (t, kwh) = row.map_err(|e| self.err(e))?;
+            if let Some(t) = DateTime::<Utc>::from_timestamp_millis(t) {
+                out.insert(t, kwh);
+            }
+        }
+        Ok(out)
     }
 
     /// The largest grid import of one interval record in `[from, to)` and the sum of all of

@@ -222,3 +222,26 @@ fn the_months_largest_interval_import_survives_a_reopen() {
     );
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
+
+/// The import without the EMS of each closed interval survives a reopen (carbon dual control's
+/// month so far after a restart), and only the period asked for is returned.
+#[test]
+fn the_counterfactual_survives_a_reopen() {
+    let path = temp_db("without-ems");
+    let at = |i: i64| t0() + Duration::minutes(15 * i);
+    {
+        let mut st = Store::open(&path).unwrap();
+        assert!(st.without_ems(at(0), at(10)).unwrap().is_empty());
+        st.put_without_ems(at(0), 101.5).unwrap();
+        st.put_without_ems(at(1), 99.0).unwrap();
+        st.put_without_ems(at(1), 98.0).unwrap();
+    }
+    let st = Store::open(&path).unwrap();
+    let got = st.without_ems(at(0), at(10)).unwrap();
+    assert_eq!(
+        got.into_iter().collect::<Vec<_>>(),
+        vec![(at(0), 101.5), (at(1), 98.0)]
+    );
+    assert_eq!(st.without_ems(at(1), at(10)).unwrap().len(), 1);
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
