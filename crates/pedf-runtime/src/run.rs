@@ -769,10 +769,12 @@ pub async fn run_with(
                             s.delivered_kwh,
                             s.requested_kwh,
                             (now - s.arrival).num_seconds() as f64 / 3600.0,
-                            if short > 0.01 {
+                            if short <= 0.01 {
+                                String::new()
+                            } else if now >= s.departure {
                                 format!(", {short:.1} kWh short")
                             } else {
-                                String::new()
+                                " (before its expected departure)".to_string()
                             }
                         ),
                     );

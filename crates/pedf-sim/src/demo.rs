@@ -158,7 +158,7 @@ impl DemoPark {
         let mut mqtt = Vec::new();
         let mut chargers = Vec::new();
         for c in &park.ev_chargers {
-            let d = SimMqttDevice::start(
+            let d = SimMqttDevice::start_at_speed(
                 &o.mqtt_host,
                 o.mqtt_port,
                 &format!("demo/{}", c.id),
@@ -167,6 +167,7 @@ impl DemoPark {
                 },
                 0.0,
                 Duration::from_millis(500),
+                o.clock.speed(),
             );
             d.present.store(false, Ordering::Relaxed);
             chargers.push((

@@ -40,6 +40,20 @@ impl SimMqttDevice {
         initial_kw: f64,
         period: Duration,
     ) -> SimMqttDevice {
+        Self::start_at_speed(host, port, prefix, kind, initial_kw, period, 1.0)
+    }
+
+    /// The same with the park's time running `speed` times real time (`pedf demo --speed`):
+    /// the charger's session register counts simulated hours.
+    pub fn start_at_speed(
+        host: &str,
+        port: u16,
+        prefix: &str,
+        kind: SimKind,
+        initial_kw: f64,
+        period: Duration,
+        speed: f64,
+    ) -> SimMqttDevice {
         let mut options =
             MqttOptions::new(format!("pedf-sim-{}", prefix.replace('/', "-")), host, port);
         options.set_keep_alive(Duration::from_secs(5));
@@ -80,7 +94,7 @@ impl SimMqttDevice {
             loop {
                 tick.tick().await;
                 let p = *p2.lock().expect("sim lock");
-                session_wh += p * 1000.0 * period.as_secs_f64() / 3600.0;
+                session_wh += p * 1000.0 * period.as_secs_f64() * speed / 3600.0;
                 let json = match kind {
                     SimKind::Charger { .. } => {
                         let state = if !here.load(Ordering::Relaxed) {
