@@ -134,14 +134,24 @@ pub fn prepare(
     covered_mwh: f64,
 ) -> Result<PeriodSetup, UserError> {
     let park = load_park_file(park)?;
-    let rname = records.display().to_string();
-    let rbytes = read(records)?;
-    let records = read_records(
+    let records = read_records_file(records, &park.clock)?;
+    prepare_with(park, records, from, to, factors, baseline, covered_mwh)
+}
+
+/// Reads an interval-record file, printing its diagnostics; any error is a user error naming
+/// the file.
+pub fn read_records_file(
+    path: &Path,
+    clock: &pedf_core::time::ParkClock,
+) -> Result<Vec<pedf_carbon::records::IntervalRecord>, UserError> {
+    let rname = path.display().to_string();
+    let rbytes = read(path)?;
+    read_records(
         InputFile {
             name: &rname,
             bytes: &rbytes,
         },
-        &park.clock,
+        clock,
     )
     .map_err(|ds| {
         print_diagnostics(&ds);
@@ -149,8 +159,7 @@ pub fn prepare(
             "{rname}: {} error(s) in the records (see above)",
             ds.len()
         ))
-    })?;
-    prepare_with(park, records, from, to, factors, baseline, covered_mwh)
+    })
 }
 
 /// As [`prepare`], with the park and its records already read (e.g. from the EMS store).

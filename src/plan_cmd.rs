@@ -63,21 +63,8 @@ pub fn run(args: PlanArgs) -> Result<(), UserError> {
     };
     if let Some(path) = &args.records {
         let name = path.display().to_string();
-        let bytes = read(path)?;
-        let records = pedf_core::records::read_records(
-            pedf_core::csvtext::InputFile {
-                name: &name,
-                bytes: &bytes,
-            },
-            &park.clock,
-        )
-        .map_err(|ds| {
-            print_diagnostics(&ds);
-            UserError(format!(
-                "--records {name}: {} error(s) in the records (see above)",
-                ds.len()
-            ))
-        })?;
+        let records = crate::carbon_cmd::read_records_file(path, &park.clock)
+            .map_err(|e| UserError(format!("--records: {}", e.0)))?;
         let start = inputs.starts[0];
         let so_far = pedf_core::records::PeriodSoFar::of(
             &records,

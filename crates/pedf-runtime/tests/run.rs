@@ -12,6 +12,29 @@ use pedf_store::Store;
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
+/// A simulated park (PV 300 kW, battery at 60 %, grid meter at 100 kW import) in a fresh
+/// folder named after the test, with a run file for it (cycle 200 ms).
+async fn sim_park(name: &str) -> (std::path::PathBuf, SimPark, RunConfig) {
+    let dir = std::env::temp_dir().join(format!("pedf-run-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let sim = SimPark::start(
+        &dir,
+        std::path::Path::new(&format!("{ROOT}/config/devices/templates")),
+        300.0,
+        60.0,
+        100.0,
+    )
+    .await
+    .expect("simulated park");
+    std::fs::write(
+        dir.join("run.toml"),
+        format!("park = \"{ROOT}/config/qingzhou-pedf.toml\"\ndevices = \"devices.toml\"\nstore = \"pedf.sqlite\"\ncycle_ms = 200\n"),
+    )
+    .unwrap();
+    let cfg = RunConfig::load(&dir.join("run.toml")).unwrap();
+    (dir, sim, cfg)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_against_simulated_devices_and_stops_safely() {
     let dir = std::env::temp_dir().join(format!("pedf-run-{}", std::process::id()));
@@ -157,23 +180,7 @@ async fn a_full_disk_is_reported_and_control_goes_on() {
 /// store with a deadline, never for a fixed time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_car_arrives_and_leaves() {
-    let dir = std::env::temp_dir().join(format!("pedf-run-ev-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let sim = SimPark::start(
-        &dir,
-        std::path::Path::new(&format!("{ROOT}/config/devices/templates")),
-        300.0,
-        60.0,
-        100.0,
-    )
-    .await
-    .expect("simulated park");
-    std::fs::write(
-        dir.join("run.toml"),
-        format!("park = \"{ROOT}/config/qingzhou-pedf.toml\"\ndevices = \"devices.toml\"\nstore = \"pedf.sqlite\"\ncycle_ms = 200\n"),
-    )
-    .unwrap();
-    let cfg = RunConfig::load(&dir.join("run.toml")).unwrap();
+    let (dir, sim, cfg) = sim_park("ev").await;
     let db = dir.join("pedf.sqlite");
     let present = sim.charger.present.clone();
     let wait_for = move |text: &'static str| {
@@ -218,22 +225,7 @@ async fn a_car_arrives_and_leaves() {
 /// caps it at 90 kW and says so. Waits for the command with a deadline.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_plans_shed_caps_the_curtailable_load() {
-    let dir = std::env::temp_dir().join(format!("pedf-run-shed-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let sim = SimPark::start(
-        &dir,
-        std::path::Path::new(&format!("{ROOT}/config/devices/templates")),
-        300.0,
-        60.0,
-        100.0,
-    )
-    .await
-    .expect("simulated park");
-    std::fs::write(
-        dir.join("run.toml"),
-        format!("park = \"{ROOT}/config/qingzhou-pedf.toml\"\ndevices = \"devices.toml\"\nstore = \"pedf.sqlite\"\ncycle_ms = 200\n"),
-    )
-    .unwrap();
+    let (dir, sim, cfg) = sim_park("shed").await;
     let park = pedf_core::config::load_park(
         "park",
         &std::fs::read(format!("{ROOT}/config/qingzhou-pedf.toml")).unwrap(),
@@ -256,7 +248,6 @@ async fn the_plans_shed_caps_the_curtailable_load() {
         let id = st.put_plan(now, &day, "test", &plan.to_string()).unwrap();
         st.activate_plan(id).unwrap();
     }
-    let cfg = RunConfig::load(&dir.join("run.toml")).unwrap();
     let command = sim.load.command_kw.clone();
     let (tx, rx) = tokio::sync::oneshot::channel();
     let watcher = tokio::spawn(async move {
