@@ -37,25 +37,8 @@ async fn sim_park(name: &str) -> (std::path::PathBuf, SimPark, RunConfig) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_against_simulated_devices_and_stops_safely() {
-    let dir = std::env::temp_dir().join(format!("pedf-run-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    // Simulated park: PV 300 kW, battery at 60 %, grid meter reading 100 kW import.
-    let sim = SimPark::start(
-        &dir,
-        std::path::Path::new(&format!("{ROOT}/config/devices/templates")),
-        300.0,
-        60.0,
-        100.0,
-    )
-    .await
-    .expect("simulated park");
+    let (dir, sim, cfg) = sim_park("basic").await;
     let storage = sim.storage_addr;
-    std::fs::write(
-        dir.join("run.toml"),
-        format!("park = \"{ROOT}/config/qingzhou-pedf.toml\"\ndevices = \"devices.toml\"\nstore = \"pedf.sqlite\"\ncycle_ms = 200\n"),
-    )
-    .unwrap();
-    let cfg = RunConfig::load(&dir.join("run.toml")).unwrap();
     let summary = run(cfg, tokio::time::sleep(Duration::from_millis(3000)))
         .await
         .unwrap();
@@ -110,28 +93,11 @@ async fn runs_against_simulated_devices_and_stops_safely() {
 async fn a_full_disk_is_reported_and_control_goes_on() {
     use pedf_runtime::run::{run_with, RunIo};
     use std::sync::Arc;
-    let dir = std::env::temp_dir().join(format!("pedf-run-full-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let sim = SimPark::start(
-        &dir,
-        std::path::Path::new(&format!("{ROOT}/config/devices/templates")),
-        300.0,
-        60.0,
-        100.0,
-    )
-    .await
-    .expect("simulated park");
-    std::fs::write(
-        dir.join("run.toml"),
-        format!("park = \"{ROOT}/config/qingzhou-pedf.toml\"\ndevices = \"devices.toml\"\nstore = \"pedf.sqlite\"\ncycle_ms = 200\n"),
-    )
-    .unwrap();
+    let (dir, sim, cfg) = sim_park("full").await;
     // The store exists with its schema; then the "disk" has room for a few more pages only.
     let pages = Store::open(&dir.join("pedf.sqlite"))
         .unwrap()
         .page_count_for_test();
-    let cfg = RunConfig::load(&dir.join("run.toml")).unwrap();
     let (live_tx, mut live_rx) =
         tokio::sync::watch::channel(Arc::new(pedf_runtime::live::Live::default()));
     let io = RunIo {
