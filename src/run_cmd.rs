@@ -215,6 +215,8 @@ pub async fn run_and_serve(
         let (mode_tx, mode_rx) = watch::channel(Mode::Automatic);
         io.live = Some(live_tx);
         io.mode = Some(mode_rx);
+        let (orders_tx, orders_rx) = tokio::sync::mpsc::channel(64);
+        io.orders = Some(orders_rx);
         let services = EmsServices {
             park: park.clone(),
             store: cfg.store.clone(),
@@ -231,7 +233,8 @@ pub async fn run_and_serve(
             Some(Box::new(services)),
             stop_rx.clone(),
         )
-        .with_time(cfg.time);
+        .with_time(cfg.time)
+        .with_orders(orders_tx);
         let tls = match (&srv.tls_cert, &srv.tls_key) {
             (Some(c), Some(k)) => Some(pedf_server::tls_config(c, k).map_err(UserError)?),
             _ => None,

@@ -72,6 +72,18 @@ pub struct ChargerLive {
     pub kw: f64,
     /// The setpoint written this cycle.
     pub setpoint_kw: Option<f64>,
+    /// The car on it, when its sessions are tracked.
+    pub session: Option<SessionLive>,
+}
+
+/// A car on a charger as the EMS tracks it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SessionLive {
+    pub arrival: DateTime<Utc>,
+    /// When it is expected to leave (the park's default stay, or the operator's word).
+    pub departure: DateTime<Utc>,
+    pub requested_kwh: f64,
+    pub delivered_kwh: f64,
 }
 
 /// One device's communication state.
@@ -415,6 +427,7 @@ mod tests {
             id: "ev-01".into(),
             kw: 40.0,
             setpoint_kw: None,
+            session: None,
         }];
         let mut closed = Vec::new();
         // One second steps over 15 min and a bit.

@@ -116,17 +116,17 @@ impl Replanner {
         if self.task.is_some() {
             return None;
         }
-        if let Some(why) = self.requested.take() {
-            return Some(why);
-        }
         let every = chrono::Duration::minutes(i64::from(self.cfg.every_min.max(1)));
         let slot = self.park.clock.interval_start(now);
         let periodic = match self.last_slot {
             None => true,
             Some(last) => slot >= last + every,
         };
-        if periodic {
-            return Some(format!("every {} min", self.cfg.every_min));
+        match (periodic, self.requested.take()) {
+            (true, Some(why)) => return Some(format!("every {} min; {why}", self.cfg.every_min)),
+            (true, None) => return Some(format!("every {} min", self.cfg.every_min)),
+            (false, Some(why)) => return Some(why),
+            (false, None) => {}
         }
         match plan_grid_kw {
             Some(p) if (grid_kw - p).abs() > self.cfg.deviation_kw => {

@@ -308,6 +308,8 @@ pub struct RunIo {
     pub live: Option<watch::Sender<Arc<Live>>>,
     /// The operating mode, set by operators through the server; read every cycle.
     pub mode: Option<watch::Receiver<Mode>>,
+    /// Operators' orders on EV sessions (energy, departure), from the server.
+    pub orders: Option<tokio::sync::mpsc::Receiver<crate::sessions::Order>>,
     /// Caps the store file at this many pages, as a full disk would (tests).
     #[doc(hidden)]
     pub store_max_pages_for_test: Option<i64>,
@@ -321,7 +323,7 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<R
 /// Runs until `shutdown` resolves, publishing the park state and taking the mode through `io`.
 pub async fn run_with(
     cfg: RunConfig,
-    io: RunIo,
+    mut io: RunIo,
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunSummary, String> {
     let time = cfg.time;
@@ -781,6 +783,48 @@ pub async fn run_with(
                 }
             }
         }
+        // Operators' orders on the sessions (what a car needs, when it leaves).
+        while let Some(order) = io.orders.as_mut().and_then(|rx| rx.try_recv().ok()) {
+            let outcome = sessions.apply(now, &order);
+            let (severity, message, result) = match &outcome {
+                Ok(s) => (
+                    "info",
+                    format!(
+                        "session on {} set by {}: {:.1} kWh by {} ({})",
+                        s.charger,
+                        order.by,
+                        s.requested_kwh,
+                        park.clock.format(s.departure),
+                        order.reason
+                    ),
+                    "accepted".to_string(),
+                ),
+                Err(e) => (
+                    "warning",
+                    format!(
+                        "session order for {} by {} refused: {e}",
+                        order.charger, order.by
+                    ),
+                    format!("refused: {e}"),
+                ),
+            };
+            let _ = store.event(now, severity, "ev", &message);
+            let _ = store.audit(
+                now,
+                &order.charger,
+                &order.by,
+                &format!("session: {}", order.reason),
+                order.energy_kwh.unwrap_or(0.0),
+                None,
+                None,
+                &result,
+            );
+            if outcome.is_ok() {
+                if let Some(rp) = replanner.as_mut() {
+                    rp.request(format!("the session on {} was changed", order.charger));
+                }
+            }
+        }
         let chargers: Vec<ChargerNow> = controlled
             .iter()
             .filter(|c| c.capability == Capability::EvCharger)
@@ -1082,6 +1126,12 @@ pub async fn run_with(
                     .iter()
                     .find(|(id, _)| *id == c.id)
                     .map(|(_, kw)| *kw),
+                session: sessions.on(&c.id).map(|s| crate::live::SessionLive {
+                    arrival: s.arrival,
+                    departure: s.departure,
+                    requested_kwh: s.requested_kwh,
+                    delivered_kwh: s.delivered_kwh,
+                }),
             })
             .collect();
         // Intraday re-planning (automatic mode only), off the control path.

@@ -70,6 +70,19 @@ pub struct Reading {
     pub power_kw: f64,
 }
 
+/// An operator's word on the session on a charger (`PUT /api/v1/chargers/{id}/session`):
+/// what it asks for and when it leaves, replacing the park file's defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Order {
+    /// The charger: its device id or the park's charger id.
+    pub charger: String,
+    pub energy_kwh: Option<f64>,
+    pub departure: Option<DateTime<Utc>>,
+    /// Who asked (the token's label and role) and why, for the audit.
+    pub by: String,
+    pub reason: String,
+}
+
 /// The open sessions, by device.
 #[derive(Debug, Default)]
 pub struct Sessions {
@@ -90,6 +103,33 @@ impl Sessions {
     /// The open session on a device.
     pub fn on(&self, device: &str) -> Option<&Session> {
         self.open.get(device)
+    }
+
+    /// Applies an operator's order to the open session on its charger; the session as it
+    /// now is, or why not (no car there, a departure already past, energy not positive).
+    pub fn apply(&mut self, now: DateTime<Utc>, o: &Order) -> Result<Session, String> {
+        let s = self
+            .open
+            .values_mut()
+            .find(|s| s.device == o.charger || s.charger == o.charger)
+            .ok_or_else(|| format!("no car on {} now", o.charger))?;
+        if let Some(e) = o.energy_kwh {
+            if !(e.is_finite() && e > 0.0) {
+                return Err(format!("energy_kwh {e} is not a positive number of kWh"));
+            }
+        }
+        if let Some(d) = o.departure {
+            if d <= now {
+                return Err(format!("departure {d} is not after now ({now})"));
+            }
+        }
+        if let Some(e) = o.energy_kwh {
+            s.requested_kwh = e;
+        }
+        if let Some(d) = o.departure {
+            s.departure = d;
+        }
+        Ok(s.clone())
     }
 
     /// One cycle's readings: (device, park charger id, defaults, reading). A charger with no
@@ -201,6 +241,46 @@ mod tests {
         };
         assert_eq!(d.delivered_kwh, 20.0);
         assert!(s.open().next().is_none());
+    }
+
+    /// The operator says the car needs 45 kWh by 12:00: the open session takes it; an order for
+    /// a charger without a car, a past departure or a negative energy is refused.
+    #[test]
+    fn an_operator_sets_what_a_session_asks_for() {
+        let mut s = Sessions::new();
+        s.update(at(0), &reading(1.0, Some(0.0), 0.0));
+        let order = Order {
+            charger: "ev-01".into(),
+            energy_kwh: Some(45.0),
+            departure: Some(at(240)),
+            by: "operator".into(),
+            reason: "driver at the desk".into(),
+        };
+        let got = s.apply(at(5), &order).unwrap();
+        assert_eq!((got.requested_kwh, got.departure), (45.0, at(240)));
+        assert_eq!(s.on("dev-ev-01").unwrap().owed_kwh(), 45.0);
+        let past = Order {
+            departure: Some(at(1)),
+            ..order.clone()
+        };
+        assert!(s.apply(at(5), &past).unwrap_err().contains("not after now"));
+        let negative = Order {
+            energy_kwh: Some(-3.0),
+            departure: None,
+            ..order.clone()
+        };
+        assert!(s
+            .apply(at(5), &negative)
+            .unwrap_err()
+            .contains("not a positive"));
+        let elsewhere = Order {
+            charger: "ev-02".into(),
+            ..order
+        };
+        assert_eq!(
+            s.apply(at(5), &elsewhere).unwrap_err(),
+            "no car on ev-02 now"
+        );
     }
 
     /// Without a register the power is integrated: 60 kW for 30 minutes is 30 kWh.

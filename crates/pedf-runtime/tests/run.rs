@@ -103,6 +103,7 @@ async fn a_full_disk_is_reported_and_control_goes_on() {
     let io = RunIo {
         live: Some(live_tx),
         mode: None,
+        orders: None,
         store_max_pages_for_test: Some(pages + 3),
     };
     let watcher = tokio::spawn(async move {

@@ -21,7 +21,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use pedf_core::Park;
 use pedf_runtime::controller::Mode;
@@ -69,6 +69,8 @@ struct Inner {
     secure_cookie: bool,
     /// "Now" for stamps and "today": the runtime's time source.
     time: pedf_core::time::TimeSource,
+    /// Operators' orders on EV sessions, to the run loop.
+    orders: Option<tokio::sync::mpsc::Sender<pedf_runtime::sessions::Order>>,
 }
 
 #[derive(Default)]
@@ -118,6 +120,7 @@ impl AppState {
                 shutdown,
                 secure_cookie: false,
                 time: pedf_core::time::TimeSource::wall(),
+                orders: None,
             }),
         }
     }
@@ -135,6 +138,17 @@ impl AppState {
     pub fn with_time(mut self, time: pedf_core::time::TimeSource) -> AppState {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.time = time;
+        }
+        self
+    }
+
+    /// Takes operators' orders on EV sessions to the run loop (`RunIo::orders`).
+    pub fn with_orders(
+        mut self,
+        orders: tokio::sync::mpsc::Sender<pedf_runtime::sessions::Order>,
+    ) -> AppState {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.orders = Some(orders);
         }
         self
     }
@@ -265,6 +279,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/stream"),
     ("get", "/api/v1/mode"),
     ("put", "/api/v1/mode"),
+    ("put", "/api/v1/chargers/{id}/session"),
     ("get", "/api/v1/events"),
     ("get", "/api/v1/audit"),
     ("get", "/api/v1/records"),
@@ -288,6 +303,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/state", get(state_now))
         .route("/api/v1/stream", get(stream))
         .route("/api/v1/mode", get(mode_get).put(mode_put))
+        .route("/api/v1/chargers/{id}/session", put(session_put))
         .route("/api/v1/events", get(events))
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/records", get(records))
@@ -613,6 +629,105 @@ async fn mode_put(
         .fetch_add(1, Ordering::Relaxed);
     s.inner.mode.send_replace(mode);
     Ok(Json(view))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SessionBody {
+    #[serde(default)]
+    energy_kwh: Option<f64>,
+    /// RFC 3339, e.g. 2026-06-21T17:30:00+08:00.
+    #[serde(default)]
+    departure: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// An operator tells the EMS what the car on a charger needs and when it leaves (replacing
+/// the park file's default session); the run loop applies it in its next cycle and re-plans.
+async fn session_put(
+    c: Caller,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Body(b): Body<SessionBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    c.require(Role::Operator)?;
+    let now = s.inner.time.now();
+    if b.energy_kwh.is_none() && b.departure.is_none() {
+        return Err(bad_request(
+            "give energy_kwh (kWh the car still needs in all) and/or departure (RFC 3339)",
+        ));
+    }
+    if let Some(e) = b
+        .energy_kwh
+        .filter(|e| !(e.is_finite() && *e > 0.0 && *e < 1e4))
+    {
+        return Err(bad_request(format!(
+            "energy_kwh: {e} is not a car's energy; give kWh above 0 and below 10000"
+        )));
+    }
+    let departure = match &b.departure {
+        None => None,
+        Some(t) => {
+            let d = pedf_core::time::parse_rfc3339(t).map_err(|_| {
+                bad_request(format!(
+                    "departure: `{t}` is not an RFC 3339 time, e.g. 2026-06-21T17:30:00+08:00"
+                ))
+            })?;
+            if d <= now {
+                return Err(bad_request(format!(
+                    "departure: {t} is not after now ({})",
+                    s.inner.park.clock.format(now)
+                )));
+            }
+            Some(d)
+        }
+    };
+    let live = s.inner.live.borrow().clone();
+    let Some(charger) = live.chargers.iter().find(|x| x.id == id) else {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no charger `{id}` (the chargers are in /api/v1/state)"),
+        ));
+    };
+    if charger.session.is_none() {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            format!("no car on {id} now (or its sessions are not tracked: it needs a charger state and the park's default session)"),
+        ));
+    }
+    let Some(tx) = &s.inner.orders else {
+        return Err(ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this server takes no session orders".into(),
+        ));
+    };
+    let order = pedf_runtime::sessions::Order {
+        charger: id.clone(),
+        energy_kwh: b.energy_kwh,
+        departure,
+        by: c.who(),
+        reason: b.reason.unwrap_or_else(|| "set from the API".into()),
+    };
+    tx.try_send(order).map_err(|_| {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the EMS is not taking orders now; try again".into(),
+        )
+    })?;
+    s.inner
+        .counters
+        .control_actions
+        .fetch_add(1, Ordering::Relaxed);
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "charger": id,
+            "energy_kwh": b.energy_kwh,
+            "departure": departure.map(|d| s.inner.park.clock.format(d)),
+            "applied": "in the next control cycle, then a re-plan",
+        })),
+    ))
 }
 
 #[derive(Deserialize)]

@@ -61,7 +61,9 @@ impl Ems {
         let (live_tx, live_rx) = watch::channel(Arc::new(Live::default()));
         let (mode_tx, mode_rx) = watch::channel(Mode::Automatic);
         let (stop, stop_rx) = watch::channel(false);
-        let state = AppState::new(park, live_rx, mode_tx, store, None, stop_rx.clone());
+        let (orders_tx, orders_rx) = tokio::sync::mpsc::channel(64);
+        let state = AppState::new(park, live_rx, mode_tx, store, None, stop_rx.clone())
+            .with_orders(orders_tx);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(pedf_server::serve(listener, state, stop_rx.clone()));
@@ -72,6 +74,7 @@ impl Ems {
             RunIo {
                 live: Some(live_tx),
                 mode: Some(mode_rx),
+                orders: Some(orders_rx),
                 ..RunIo::default()
             },
             async move {
