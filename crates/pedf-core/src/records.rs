@@ -55,6 +55,10 @@ pub struct IntervalRecord {
 pub struct WithoutEms {
     /// Per charger: (energy still to charge, kWh; the charger's full power, kW).
     cars: std::collections::BTreeMap<String, (f64, f64)>,
+    /// Per charger: what the car there has been given without the EMS so far, kWh.
+    charged: std::collections::BTreeMap<String, f64>,
+    /// Energy counted for cars that, as it turned out, took less: taken off the next interval.
+    credit_kwh: f64,
 }
 
 impl WithoutEms {
@@ -67,26 +71,39 @@ impl WithoutEms {
     pub fn arrive(&mut self, charger: &str, energy_kwh: f64, max_kw: f64) {
         self.cars
             .insert(charger.to_string(), (energy_kwh.max(0.0), max_kw.max(0.0)));
+        self.charged.insert(charger.to_string(), 0.0);
     }
 
-    /// The car on a charger leaves (what it had not got stays uncharged).
-    pub fn depart(&mut self, charger: &str) {
+    /// The car on a charger leaves (what it had not got stays uncharged). `delivered_kwh`:
+    /// what it really took, when known; a car that took less than it was given here (it
+    /// asked less than the default it was counted with) is taken back off the next interval
+    /// as if all of the difference had been imported, so the counterfactual never overstates
+    /// the park without the EMS.
+    pub fn depart(&mut self, charger: &str, delivered_kwh: Option<f64>) {
         self.cars.remove(charger);
+        let charged = self.charged.remove(charger).unwrap_or(0.0);
+        if let Some(d) = delivered_kwh {
+            self.credit_kwh += (charged - d.max(0.0)).max(0.0);
+        }
     }
 
     /// One interval of `dt_h` hours: `loads_kwh` the loads as they run without the EMS
     /// (deferrable loads flat, nothing shed), `pv_kwh` the PV energy at the bus. Returns the
-    /// grid import at the AC meter, kWh (`eta_in` the converter's AC-to-DC efficiency) and
-    /// the cars' energy in the interval.
+    /// grid import at the AC meter, kWh (`eta_in` the converter's AC-to-DC efficiency; less
+    /// any credit of cars that took less than counted, so it can be below 0), and the cars'
+    /// energy in the interval.
     pub fn interval(&mut self, dt_h: f64, loads_kwh: f64, pv_kwh: f64, eta_in: f64) -> (f64, f64) {
         let mut ev = 0.0;
-        for (left, max_kw) in self.cars.values_mut() {
+        for (id, (left, max_kw)) in self.cars.iter_mut() {
             let e = left.min(*max_kw * dt_h);
             *left -= e;
             ev += e;
+            *self.charged.entry(id.clone()).or_insert(0.0) += e;
         }
         self.cars.retain(|_, (left, _)| *left > 1e-9);
-        ((loads_kwh + ev - pv_kwh).max(0.0) / eta_in.max(1e-9), ev)
+        let eta = eta_in.max(1e-9);
+        let credit = std::mem::take(&mut self.credit_kwh);
+        ((loads_kwh + ev - pv_kwh).max(0.0) / eta - credit / eta, ev)
     }
 }
 
@@ -424,7 +441,7 @@ mod tests {
     /// A car asking 50 kWh on a 60 kW charger at 15-minute intervals charges 15, 15, 15 and
     /// 5 kWh from its arrival without the EMS, whatever the EMS did; 100 kW of load against
     /// 40 kW of PV imports (25 - 10 + 15) / 0.97 kWh in the first interval; a car that
-    /// leaves before it is full charges no more.
+    /// leaves having taken less than it was counted with is taken back off the next interval.
     #[test]
     fn cars_charge_on_arrival_at_full_power() {
         let mut w = WithoutEms::new();
@@ -437,7 +454,11 @@ mod tests {
         // PV above the loads and the car: nothing imported.
         w.arrive("ev-02", 30.0, 60.0);
         assert_eq!(w.interval(0.25, 5.0, 40.0, 0.97).0, 0.0);
-        w.depart("ev-02");
-        assert_eq!(w.interval(0.25, 0.0, 0.0, 1.0).1, 0.0);
+        // It leaves having taken 9 of the 15 kWh counted here: 6 kWh come off the next
+        // interval's import as if imported.
+        w.depart("ev-02", Some(9.0));
+        let (imp, ev) = w.interval(0.25, 20.0, 0.0, 1.0);
+        assert_eq!(ev, 0.0);
+        assert!((imp - 14.0).abs() < 1e-12);
     }
 }

@@ -754,7 +754,7 @@ pub async fn run_with(
                     }
                 }
                 crate::sessions::Change::Departed(s) => {
-                    without.depart(&s.device);
+                    without.depart(&s.device, Some(s.delivered_kwh));
                     let short = s.owed_kwh();
                     let severity = if short > 0.01 && now >= s.departure {
                         "warning"

@@ -378,7 +378,7 @@ fn run_one(
             .collect();
         for id in gone {
             let car = cars.remove(&id).expect("present");
-            without.depart(&id);
+            without.depart(&id, Some(car.got_kwh));
             finish_car(&mut ev, &car);
         }
         let mut arrived = false;
