@@ -419,6 +419,20 @@ impl fmt::Display for ParkSummary<'_> {
                 max,
                 total
             )?;
+            let tracked: Vec<&EvCharger> = p
+                .ev_chargers
+                .iter()
+                .filter(|c| c.session_kwh > 0.0)
+                .collect();
+            if let Some(c) = tracked.first() {
+                writeln!(
+                    f,
+                    "             default session {:.1} kWh in {:.1} h on {} of them (when neither charger nor operator says)",
+                    c.session_kwh,
+                    c.session_hours,
+                    tracked.len()
+                )?;
+            }
         }
         writeln!(f, "  meters     {}", p.meters.len())?;
         let t = &p.tariff;
@@ -466,6 +480,23 @@ impl fmt::Display for ParkSummary<'_> {
             g.data_year,
             g.status.tag()
         )?;
+        let c = &p.carbon.control;
+        let mut limits = Vec::new();
+        if c.no_more_than_without_ems {
+            limits.push("never more Scope 2 than without the EMS".to_string());
+        }
+        if let Some(b) = c.monthly_budget_t {
+            limits.push(format!("{b:.1} t a month"));
+        }
+        if let Some(b) = c.annual_budget_t {
+            limits.push(format!("{b:.1} t a year"));
+        }
+        if let Some(t) = c.intensity_kg_per_kwh {
+            limits.push(format!("{t:.3} kg/kWh consumed each month"));
+        }
+        if !limits.is_empty() {
+            write!(f, "\n             Scope 2 control: {}", limits.join("; "))?;
+        }
         Ok(())
     }
 }
