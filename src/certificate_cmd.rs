@@ -252,6 +252,8 @@ pub struct VerifyArgs {
     pub data: Option<PathBuf>,
     pub ledger: Option<PathBuf>,
     pub public_key: Option<String>,
+    /// A trust list: the issuer keys (hex) accepted, one per line, `#` comments.
+    pub trusted_keys: Option<PathBuf>,
 }
 
 pub fn verify(args: VerifyArgs) -> Result<(), UserError> {
@@ -260,12 +262,50 @@ pub fn verify(args: VerifyArgs) -> Result<(), UserError> {
     let cert: Certificate = serde_json::from_str(&text)
         .map_err(|e| UserError(format!("{name}: not a pedf certificate: {e}")))?;
     let mut problems = Vec::new();
-    match check_signature(&cert, args.public_key.as_deref()) {
-        Ok(()) => println!(
-            "{name}: {} signature valid (ed25519, key {})",
-            cert.serial, cert.issuer.public_key
-        ),
+    // The keys trusted here: --public-key and the trust list. A certificate names its own key,
+    // so without a trusted one anybody can re-sign a changed copy: never "verified" then.
+    let mut trusted: Vec<String> = args
+        .public_key
+        .iter()
+        .map(|k| k.trim().to_string())
+        .collect();
+    if let Some(t) = &args.trusted_keys {
+        let tname = t.display().to_string();
+        for (i, line) in read_text(t)?.lines().enumerate() {
+            let k = line.split('#').next().unwrap_or("").trim();
+            if k.is_empty() {
+                continue;
+            }
+            if k.len() != 64 || !k.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(UserError(format!(
+                    "{tname}:{}: `{k}` is not an ed25519 public key (64 hex digits)",
+                    i + 1
+                )));
+            }
+            trusted.push(k.to_string());
+        }
+    }
+    let fingerprint = pedf_carbon::certificate::key_fingerprint(&cert.issuer.public_key);
+    match check_signature(&cert, None) {
         Err(e) => problems.push(format!("signature: {e}")),
+        Ok(()) if trusted.is_empty() => problems.push(format!(
+            "signature: consistent with the key the certificate names ({}, fingerprint {fingerprint}), but no trusted key was given: anyone can change a copy and re-sign it with their own key; give the issuer's published key with --public-key HEX or --trusted-keys FILE",
+            cert.issuer.public_key
+        )),
+        Ok(()) if trusted
+            .iter()
+            .any(|k| k.eq_ignore_ascii_case(&cert.issuer.public_key)) =>
+        {
+            println!(
+                "{name}: {} signature valid, by the trusted key {} (ed25519, fingerprint {fingerprint})",
+                cert.serial, cert.issuer.public_key
+            )
+        }
+        Ok(()) => problems.push(format!(
+            "signature: signed by key {} (fingerprint {fingerprint}), which is not a trusted key ({})",
+            cert.issuer.public_key,
+            trusted.join(", ")
+        )),
     }
     if let Some(d) = &args.data {
         let tz = parse_time_zone(&cert.park.time_zone).ok_or_else(|| {
@@ -423,13 +463,35 @@ pub fn render_pdf(cert: &Certificate) -> Result<Vec<u8>, String> {
         });
     }
     y -= 10.0;
+    // The verify block's three lines stay above the bottom margin.
+    if y - 22.0 < 40.0 {
+        doc.new_page();
+        y = A4.1 - 60.0;
+    }
     doc.push(Item::Text {
         x: left,
         y,
         size: 8.0,
         text: format!(
-            "核验 Verify: pedf certificate verify {}.json --data RECORDS.csv",
+            "核验 Verify: pedf certificate verify {}.json --data RECORDS.csv \\",
             cert.serial
+        ),
+    });
+    y -= 11.0;
+    doc.push(Item::Text {
+        x: left,
+        y,
+        size: 8.0,
+        text: format!("  --public-key {}", cert.issuer.public_key),
+    });
+    y -= 11.0;
+    doc.push(Item::Text {
+        x: left,
+        y,
+        size: 8.0,
+        text: format!(
+            "签发密钥指纹 Issuer key fingerprint {} (compare with the issuer's published key)",
+            pedf_carbon::certificate::key_fingerprint(&cert.issuer.public_key)
         ),
     });
     doc.render(&format!(

@@ -265,7 +265,7 @@ enum CertificateCommand {
     },
     /// Verify a certificate: its signature, and with --data every figure recomputed.
     #[command(
-        after_help = "Example:\n  pedf certificate verify certificates/QINGZHOU-PEDF-2026-000001.json --data simulations/qingzhou-pedf/records/2026-06-21.csv --ledger certificates/ledger.jsonl\n\nExit 0 when every check passes; otherwise each problem is named (a changed figure, record,\nsignature or ledger entry) and the exit code is 1."
+        after_help = "Example:\n  pedf certificate verify certificates/QINGZHOU-PEDF-2026-000001.json --public-key HEX --data simulations/qingzhou-pedf/records/2026-06-21.csv --ledger certificates/ledger.jsonl\n\nA certificate names the key it was signed with, so the signature proves nothing until that key\nis the issuer's: give it (--public-key, or --trusted-keys with a list), from the issuer's\npublished channel. Exit 0 when every check passes; otherwise each problem is named (an untrusted\nor missing key, a changed figure, record, signature or ledger entry) and the exit code is 1."
     )]
     Verify {
         /// The certificate (JSON).
@@ -277,9 +277,13 @@ enum CertificateCommand {
         /// The ledger, to check the chain and the certificate's entry.
         #[arg(long, value_name = "FILE")]
         ledger: Option<PathBuf>,
-        /// The issuer's public key (hex) the certificate must be signed with.
+        /// The issuer's public key (hex) the certificate must be signed with, from the
+        /// issuer's published channel (not from the certificate itself).
         #[arg(long, value_name = "HEX")]
         public_key: Option<String>,
+        /// A trust list: issuer public keys (hex) accepted, one per line, `#` comments.
+        #[arg(long, value_name = "FILE")]
+        trusted_keys: Option<PathBuf>,
     },
 }
 
@@ -600,11 +604,13 @@ fn main() -> ExitCode {
             data,
             ledger,
             public_key,
+            trusted_keys,
         }) => report(certificate_cmd::verify(certificate_cmd::VerifyArgs {
             file,
             data,
             ledger,
             public_key,
+            trusted_keys,
         })),
         Command::Forecast(ForecastCommand::Load { common, history }) => {
             report(forecast_cmd::run_load(common.with(history)))

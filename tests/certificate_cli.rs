@@ -60,8 +60,21 @@ const MORNING: (&str, &str) = ("2026-06-21T00:00:00+08:00", "2026-06-21T12:00:00
 const AFTERNOON: (&str, &str) = ("2026-06-21T12:00:00+08:00", "2026-06-22T00:00:00+08:00");
 const CERT1: &str = "certificates/QINGZHOU-PEDF-2026-000001.json";
 
+/// The issuer's public key (hex), as the issuer publishes it: from its own key file.
+fn issuer_key(dir: &Path) -> String {
+    let (key, _) =
+        pedf_carbon::certificate::load_or_create_key(&dir.join(".pedf/issuer.key")).unwrap();
+    key.verifying_key()
+        .as_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Verifies with the issuer's published key.
 fn verify(dir: &Path, cert: &str, data: Option<&str>, ledger: bool) -> Output {
-    let mut args = vec!["certificate", "verify", cert];
+    let key = issuer_key(dir);
+    let mut args = vec!["certificate", "verify", cert, "--public-key", &key];
     if let Some(d) = data {
         args.extend(["--data", d]);
     }
@@ -284,5 +297,76 @@ fn a_failed_issue_leaves_no_certificate_and_keys_must_be_private() {
             text(&out.stderr)
         );
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A forgery: the morning's certificate with its reductions raised, re-signed by another
+/// issuer's key. It names the forger's key, so its signature is consistent, and it fails
+/// `verify` in every form: without a trusted key, with the issuer's key, and with a trust list
+/// holding only the issuer's key. The genuine one passes with that key and also fails without
+/// one.
+#[test]
+fn a_forgery_signed_by_another_key_does_not_verify() {
+    let dir = scratch("forged");
+    assert_eq!(issue(&dir, MORNING.0, MORNING.1).status.code(), Some(0));
+    let genuine = std::fs::read_to_string(dir.join(CERT1)).unwrap();
+    let mut cert: pedf_carbon::certificate::Certificate = serde_json::from_str(&genuine).unwrap();
+    cert.figures.certified_reductions_t += 1000.0;
+    let (forger, _) =
+        pedf_carbon::certificate::load_or_create_key(&dir.join("forger.key")).unwrap();
+    cert.sign(&forger);
+    std::fs::write(
+        dir.join("forged.json"),
+        serde_json::to_string(&cert).unwrap(),
+    )
+    .unwrap();
+    let issuer = issuer_key(&dir);
+    std::fs::write(
+        dir.join("trusted.txt"),
+        format!("# the park's issuer\n{issuer}\n"),
+    )
+    .unwrap();
+    for extra in [
+        vec![],
+        vec!["--public-key", issuer.as_str()],
+        vec!["--trusted-keys", "trusted.txt"],
+    ] {
+        let mut args = vec!["certificate", "verify", "forged.json"];
+        args.extend(extra.iter().copied());
+        let out = pedf_in(&dir, &args);
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stdout}{stderr}");
+        assert!(!stdout.contains("verified"), "{args:?}: {stdout}");
+        let why = if extra.is_empty() {
+            "no trusted key was given"
+        } else {
+            "which is not a trusted key"
+        };
+        assert!(stderr.contains(why), "{args:?}: {stderr}");
+    }
+    let out = pedf_in(
+        &dir,
+        &[
+            "certificate",
+            "verify",
+            CERT1,
+            "--trusted-keys",
+            "trusted.txt",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("by the trusted key"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = pedf_in(&dir, &["certificate", "verify", CERT1]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no trusted key was given"));
+    // The printed certificate carries the exact command with the key and its fingerprint.
+    let html =
+        std::fs::read_to_string(dir.join("certificates/QINGZHOU-PEDF-2026-000001.html")).unwrap();
+    assert!(html.contains(&format!("--public-key {issuer}")), "{html}");
+    assert!(html.contains(&pedf_carbon::certificate::key_fingerprint(&issuer)));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -212,13 +212,24 @@ fn plans_accounts_and_certifies_through_the_api() {
         .unwrap();
     let doc: Value = serde_json::from_str(&json).unwrap();
     assert_eq!(doc["serial"].as_str(), Some(serial.as_str()));
-    // The downloaded certificate verifies (signature and ledger) with `pedf certificate verify`.
+    // The downloaded certificate verifies (signature and ledger) with `pedf certificate verify`
+    // and the server's issuer key as the park publishes it (from its key file).
+    let (issuer, _) =
+        pedf_carbon::certificate::load_or_create_key(&dir.join("var/issuer.key")).unwrap();
+    let issuer_public_key: String = issuer
+        .verifying_key()
+        .as_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     std::fs::write(dir.join("downloaded.json"), &json).unwrap();
     let verify = Command::new(env!("CARGO_BIN_EXE_pedf"))
         .args([
             "certificate",
             "verify",
             dir.join("downloaded.json").to_str().unwrap(),
+            "--public-key",
+            &issuer_public_key,
             "--ledger",
             dir.join("var/certificates/ledger.jsonl").to_str().unwrap(),
         ])

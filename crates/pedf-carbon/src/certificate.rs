@@ -347,6 +347,18 @@ pub fn options_of(
 }
 
 /// Checks the signature against the embedded public key (and, if given, the expected one).
+/// A key's fingerprint as people compare it: the first 16 bytes of SHA-256 of the 32 key
+/// bytes, hex in groups of four.
+pub fn key_fingerprint(public_key_hex: &str) -> String {
+    let bytes = unhex(public_key_hex).unwrap_or_default();
+    let digest = crate::merkle::sha256_hex(&bytes);
+    digest.as_bytes()[..32]
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 pub fn check_signature(cert: &Certificate, expected_key: Option<&str>) -> Result<(), String> {
     if let Some(k) = expected_key {
         if !k.eq_ignore_ascii_case(&cert.issuer.public_key) {
@@ -761,9 +773,13 @@ pub fn render_html(c: &Certificate) -> String {
             esc(&v)
         ));
     }
-    s.push_str("</table>\n<p><small>核验 Verify: <code>pedf certificate verify ");
+    s.push_str("</table>\n<p><small>核验 Verify (签发密钥指纹 issuer key fingerprint ");
+    s.push_str(&esc(&key_fingerprint(&c.issuer.public_key)));
+    s.push_str("): <code>pedf certificate verify ");
     s.push_str(&esc(&c.serial));
-    s.push_str(".json --data RECORDS.csv</code></small></p>\n</body></html>\n");
+    s.push_str(".json --public-key ");
+    s.push_str(&esc(&c.issuer.public_key));
+    s.push_str(" --data RECORDS.csv</code><br>只有当该密钥来自签发方公布的渠道时，核验才有意义。 The check means something only with the key from the issuer's published channel, not from this page alone.</small></p>\n</body></html>\n");
     s
 }
 
