@@ -12,6 +12,13 @@ use pedf_store::Store;
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
+/// The instant the EMS's clock starts from in the tests that set it: 10:05 local (UTC+8) on
+/// 21 June 2026.
+fn ems_origin() -> chrono::DateTime<Utc> {
+    use chrono::TimeZone;
+    Utc.with_ymd_and_hms(2026, 6, 21, 2, 5, 0).unwrap()
+}
+
 /// A simulated park (PV 300 kW, battery at 60 %, grid meter at 100 kW import) in a fresh
 /// folder named after the test, with a run file for it (cycle 200 ms).
 async fn sim_park(name: &str) -> (std::path::PathBuf, SimPark, RunConfig) {
@@ -147,7 +154,10 @@ async fn a_full_disk_is_reported_and_control_goes_on() {
 /// store with a deadline, never for a fixed time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_car_arrives_and_leaves() {
-    let (dir, sim, cfg) = sim_park("ev").await;
+    let (dir, sim, mut cfg) = sim_park("ev").await;
+    // The EMS on its own clock from a fixed instant (10:05 local on 21 June 2026): nothing
+    // depends on today's date.
+    cfg.time = pedf_core::time::TimeSource::scaled(ems_origin(), 1.0);
     let db = dir.join("pedf.sqlite");
     let present = sim.charger.present.clone();
     let wait_for = move |text: &'static str| {
@@ -156,8 +166,10 @@ async fn a_car_arrives_and_leaves() {
             let deadline = std::time::Instant::now() + Duration::from_secs(20);
             while std::time::Instant::now() < deadline {
                 if let Ok(st) = Store::open(&db) {
-                    let t0 = Utc::now() - chrono::Duration::hours(1);
-                    let events = st.events(t0, Utc::now()).unwrap_or_default();
+                    let t0 = ems_origin() - chrono::Duration::hours(1);
+                    let events = st
+                        .events(t0, ems_origin() + chrono::Duration::hours(1))
+                        .unwrap_or_default();
                     if let Some(e) = events.iter().find(|e| e.3.contains(text)) {
                         return Some(e.3.clone());
                     }
@@ -192,15 +204,16 @@ async fn a_car_arrives_and_leaves() {
 /// caps it at 90 kW and says so. Waits for the command with a deadline.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_plans_shed_caps_the_curtailable_load() {
-    let (dir, sim, cfg) = sim_park("shed").await;
+    let (dir, sim, mut cfg) = sim_park("shed").await;
+    cfg.time = pedf_core::time::TimeSource::scaled(ems_origin(), 1.0);
     let park = pedf_core::config::load_park(
         "park",
         &std::fs::read(format!("{ROOT}/config/qingzhou-pedf.toml")).unwrap(),
     )
     .value
     .unwrap();
-    // The plan covers this interval and the next (the test may cross a boundary).
-    let now = Utc::now();
+    // The plan covers the EMS's interval and the next (the test may cross a boundary).
+    let now = ems_origin();
     let t0 = park.clock.interval_start(now);
     let iv = |t: chrono::DateTime<Utc>| {
         serde_json::json!({
@@ -243,7 +256,10 @@ async fn the_plans_shed_caps_the_curtailable_load() {
     );
     let st = Store::open(&dir.join("pedf.sqlite")).unwrap();
     let events = st
-        .events(now - chrono::Duration::minutes(1), Utc::now())
+        .events(
+            now - chrono::Duration::minutes(1),
+            now + chrono::Duration::hours(1),
+        )
         .unwrap();
     assert!(
         events.iter().any(|e| e
