@@ -19,6 +19,14 @@
 //! nothing clean it cannot show). Discharging more than the store holds takes the excess at
 //! the grid factor and flags the interval.
 //!
+//! **Avoided emissions on net delivered electricity (ACM0002 / AMS-I.D / AMS-I.F).** The
+//! baseline emissions count the electricity the PV delivers, not what it generates at the bus:
+//! EG = PV delivered to the park's consumption (directly or out of the battery's PV share,
+//! after its round-trip losses) + PV delivered to the grid at the grid meter (AC, after the
+//! converter's losses) - auxiliary imports (grid energy that fed only the conversion, nothing
+//! of it reaching a load, a car or the battery). PV still in the battery at the end of the
+//! period is not credited. BE = EG x the baseline factor; PE = LE = 0 for PV.
+//!
 //! **Gaps.** A missing interval is never invented as measured data. The conservative rule: it
 //! contributes no PV (so no avoided emissions are claimed for it) and, to the inventory, the
 //! mean grid import of the recorded intervals at the same time of day; such intervals are
@@ -83,7 +91,19 @@ pub struct IntervalResult {
     pub grid_factor: f64,
     /// Grid import x factor (location-based Scope 2), kg.
     pub location_kg: f64,
-    /// PV generation x baseline factor, kg.
+    /// PV energy delivered to the park's consumption (loads and EV at the bus), directly or
+    /// through the battery's PV share (after its round-trip losses), kWh.
+    pub pv_onsite_kwh: f64,
+    /// PV energy delivered to the grid at the grid meter (AC, after the converter's losses),
+    /// directly or through the battery's PV share, kWh.
+    pub pv_export_kwh: f64,
+    /// Grid import the park took only for its own conversion (nothing of it reached a load,
+    /// a car or the battery): the plant's auxiliary consumption, kWh.
+    pub aux_import_kwh: f64,
+    /// PV energy lost in storage: the round-trip loss on the PV share of the discharge, kWh.
+    pub pv_storage_losses_kwh: f64,
+    /// Net delivered PV (onsite + export - auxiliary) x baseline factor, kg; 0 for an
+    /// estimated interval.
     pub avoided_pv_kg: f64,
     /// Consequential effect of the battery at this interval's factor: what it discharges
     /// displaces grid supply, what it charges (from any source: PV charged would otherwise have
@@ -115,6 +135,17 @@ pub struct Totals {
     pub flows: [[f64; 5]; 3],
     pub location_kg: f64,
     pub market_kg: f64,
+    /// See [`IntervalResult`]: PV delivered on site, PV delivered to the grid meter, auxiliary
+    /// imports, PV lost in storage, kWh (estimated intervals count none).
+    pub pv_onsite_kwh: f64,
+    pub pv_export_kwh: f64,
+    pub aux_import_kwh: f64,
+    pub pv_storage_losses_kwh: f64,
+    /// PV that charged the battery and was still in it at the end (charged kWh, not credited).
+    pub pv_in_storage_end_kwh: f64,
+    /// Net delivered electricity EG = onsite + export - auxiliary, per local month (`YYYY-MM`),
+    /// kWh: what green certificates are matched against.
+    pub net_delivered_by_month: BTreeMap<String, f64>,
     pub avoided_pv_kg: f64,
     pub shifting_kg: f64,
     /// Carbon in the energy the park consumed (loads and EV), kg.
@@ -225,6 +256,20 @@ impl Accountant {
         }
         t.location_kg += r.location_kg;
         t.avoided_pv_kg += r.avoided_pv_kg;
+        if !r.estimated {
+            t.pv_onsite_kwh += r.pv_onsite_kwh;
+            t.pv_export_kwh += r.pv_export_kwh;
+            t.aux_import_kwh += r.aux_import_kwh;
+            t.pv_storage_losses_kwh += r.pv_storage_losses_kwh;
+            let month = self
+                .options
+                .clock
+                .local(r.start)
+                .format("%Y-%m")
+                .to_string();
+            *t.net_delivered_by_month.entry(month).or_default() +=
+                r.pv_onsite_kwh + r.pv_export_kwh - r.aux_import_kwh;
+        }
         t.shifting_kg += r.shifting_kg;
         t.consumption_kg += r.sink_kg[LOADS] + r.sink_kg[EV];
         s.ev_clean += r.sink_clean_kwh[EV];
@@ -257,6 +302,7 @@ impl Accountant {
         t.losses_kwh = col(LOSSES);
         t.consumption_kwh = col(LOADS) + col(EV);
         t.grid_import_kwh = self.sums.import_kwh;
+        t.pv_in_storage_end_kwh = self.store.clean;
         // Market-based: covered MWh at 0, the rest at the residual-mix factor.
         let uncovered = (t.grid_import_kwh - o.covered_mwh * 1000.0).max(0.0);
         t.market_kg = uncovered * o.residual_factor;
@@ -379,7 +425,7 @@ fn interval(
     // Battery discharge leaves the store first (this interval's charge cannot feed it).
     let drawn = r.battery_discharge_kwh / eta;
     let overdrawn = drawn > store.kwh + 1e-9;
-    let (dis_kg, dis_clean) = if drawn > 0.0 {
+    let (dis_kg, dis_clean, clean_drawn) = if drawn > 0.0 {
         let from_store = drawn.min(store.kwh);
         let frac = share(from_store, store.kwh);
         let kg = store.kg * frac + (drawn - from_store) * ef;
@@ -388,9 +434,13 @@ fn interval(
         store.clean -= clean_charged;
         store.kwh -= from_store;
         // Clean share of the discharged bus energy equals the clean share of what was drawn.
-        (kg, r.battery_discharge_kwh * share(clean_charged, drawn))
+        (
+            kg,
+            r.battery_discharge_kwh * share(clean_charged, drawn),
+            clean_charged,
+        )
     } else {
-        (0.0, 0.0)
+        (0.0, 0.0, 0.0)
     };
     let intensity = [
         0.0,
@@ -414,6 +464,19 @@ fn interval(
     store.kwh += r.battery_charge_kwh;
     store.kg += sink_kg[CHARGE];
     store.clean += sink_clean[CHARGE];
+    // Net delivered electricity (ACM0002 / AMS-I.D / AMS-I.F): the PV energy that reached the
+    // park's consumption or the grid meter, after the converter's losses on the export path
+    // and the round-trip losses of the PV share of storage, less auxiliary imports (grid
+    // energy that fed only the conversion: a PV-only plant's converter at night). Import-side
+    // conversion losses while loads are served are the baseline's, not the plant's: the loads
+    // would import through the same converter without the PV.
+    let pv_onsite = sink_clean[LOADS] + sink_clean[EV];
+    let pv_export = sink_clean[EXPORT];
+    let aux = if importing && grid_bus == 0.0 {
+        r.grid_import_kwh
+    } else {
+        0.0
+    };
     IntervalResult {
         start: r.start,
         flows,
@@ -421,7 +484,15 @@ fn interval(
         sink_clean_kwh: sink_clean,
         grid_factor: ef,
         location_kg: r.grid_import_kwh * ef,
-        avoided_pv_kg: if estimated { 0.0 } else { r.pv_kwh * baseline },
+        pv_onsite_kwh: pv_onsite,
+        pv_export_kwh: pv_export,
+        aux_import_kwh: aux,
+        pv_storage_losses_kwh: clean_drawn - dis_clean,
+        avoided_pv_kg: if estimated {
+            0.0
+        } else {
+            (pv_onsite + pv_export - aux) * baseline
+        },
         shifting_kg: (r.battery_discharge_kwh - r.battery_charge_kwh) * ef,
         battery_store_kwh: store.kwh,
         battery_store_kg: store.kg,

@@ -142,6 +142,86 @@ fn worked_example_cdm_pv_reductions() {
     assert_eq!(tonnes.floor(), 14_023.0);
 }
 
+/// Issue 19's case: a PV-only plant exporting 72,668 MWh in a year at the grid meter through a
+/// converter that loses 3 %, with a project-specific combined margin of 0.8784 t/MWh, is
+/// credited floor(72,668 x 0.8784) = 63,831 t (gross PV at the bus would give 65,806 t); the
+/// same plant without losses the same.
+#[test]
+fn avoided_emissions_count_the_electricity_delivered_at_the_grid_meter() {
+    let hours = 8760;
+    let export_kwh = 72_668_000.0 / f64::from(hours);
+    for loss in [0.03, 0.0] {
+        let mut o = options(60, 0.6361);
+        o.baseline_factor = 0.8784;
+        let records: Vec<IntervalRecord> = (0..i64::from(hours))
+            .map(|h| IntervalRecord {
+                pv_kwh: export_kwh / (1.0 - loss),
+                grid_export_kwh: export_kwh,
+                ..rec(h, 60)
+            })
+            .collect();
+        let a = account(&records, t0(), t0() + Duration::hours(8760), &o);
+        let t = &a.totals;
+        close(
+            "export at the grid meter",
+            t.pv_export_kwh,
+            72_668_000.0,
+            1e-3,
+        );
+        close("PV at the bus", t.pv_kwh, 72_668_000.0 / (1.0 - loss), 1e-3);
+        assert_eq!((t.avoided_pv_kg / 1000.0).floor(), 63_831.0, "loss {loss}");
+    }
+}
+
+/// PV that goes through the battery is credited with what comes out of it: the round trip's
+/// losses of PV energy are not delivered; PV still in the battery at the end is not credited.
+#[test]
+fn storage_losses_of_pv_are_not_credited() {
+    let mut o = options(60, 0.6);
+    o.round_trip_efficiency = 0.9;
+    let mut noon = rec(12, 60);
+    noon.pv_kwh = 200.0;
+    noon.battery_charge_kwh = 200.0;
+    let mut evening = rec(19, 60);
+    evening.battery_discharge_kwh = 135.0; // 150 charged kWh out of 200
+    evening.load_kwh = 135.0;
+    let a = account(&[noon, evening], t0(), t0() + Duration::hours(20), &o);
+    let t = &a.totals;
+    close("delivered on site", t.pv_onsite_kwh, 135.0, 1e-9);
+    close("lost in storage", t.pv_storage_losses_kwh, 15.0, 1e-9);
+    close("still stored", t.pv_in_storage_end_kwh, 50.0, 1e-9);
+    close("avoided", t.avoided_pv_kg, 135.0 * 0.6, 1e-9);
+}
+
+/// Grid energy a PV plant draws for itself (its converter at night) is auxiliary consumption
+/// and comes off the delivered energy; the import that serves loads does not.
+#[test]
+fn auxiliary_imports_come_off_the_delivered_energy() {
+    let o = options(60, 0.6);
+    let mut night = rec(2, 60);
+    night.grid_import_kwh = 1.5; // standby of the converter, nothing reaches the bus
+    let mut day = rec(12, 60);
+    day.pv_kwh = 100.0;
+    day.grid_export_kwh = 97.0;
+    let a = account(&[night, day], t0(), t0() + Duration::hours(13), &o);
+    close("auxiliary", a.totals.aux_import_kwh, 1.5, 1e-12);
+    close("avoided", a.totals.avoided_pv_kg, (97.0 - 1.5) * 0.6, 1e-9);
+    // A park importing for its loads at night: the conversion losses are the loads'.
+    let mut loads = rec(2, 60);
+    loads.grid_import_kwh = 103.0;
+    loads.load_kwh = 100.0;
+    let mut day = rec(12, 60);
+    day.pv_kwh = 100.0;
+    day.load_kwh = 100.0;
+    let a = account(&[loads, day], t0(), t0() + Duration::hours(13), &o);
+    assert_eq!(a.totals.aux_import_kwh, 0.0);
+    close("avoided", a.totals.avoided_pv_kg, 100.0 * 0.6, 1e-9);
+    assert_eq!(
+        a.totals.net_delivered_by_month.get("2026-06").copied(),
+        Some(100.0)
+    );
+}
+
 #[test]
 fn a_pv_only_day() {
     let o = options(15, 0.6361);
@@ -155,7 +235,9 @@ fn a_pv_only_day() {
     assert_eq!(i.sink_kg, [0.0; 5]);
     assert_eq!(a.totals.location_kg, 0.0);
     close("self-consumption", a.totals.self_consumption, 0.6, 1e-12);
-    close("avoided", a.totals.avoided_pv_kg, 63.61, 1e-9);
+    // Net delivered: 60 kWh on site + 39 kWh at the grid meter (the 1 kWh lost in the
+    // converter is not delivered).
+    close("avoided", a.totals.avoided_pv_kg, 99.0 * 0.6361, 1e-9);
     assert_eq!(a.gaps.len(), 95, "the other intervals are gaps");
     assert_eq!(a.totals.estimated_intervals, 95);
     // Gaps are estimated from recorded intervals at the same time of day only (none here):
