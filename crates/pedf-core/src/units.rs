@@ -95,14 +95,24 @@ macro_rules! quantity {
         }
         impl std::iter::Sum for $name {
             fn sum<I: Iterator<Item = Self>>(iter: I) -> Self {
-                Self(iter.map(|q| q.0).sum())
+                // From +0: std's f64 sum of nothing is -0, which people would read as "-0".
+                Self(iter.fold(0.0, |s, q| s + q.0))
             }
         }
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                // Never "-0" (a negative zero, or a small negative value rounding to zero).
+                let shown = |p: Option<usize>| {
+                    let scale = 10f64.powi(p.map_or(17, |p| p as i32));
+                    if (self.0 * scale).round() == 0.0 {
+                        0.0
+                    } else {
+                        self.0
+                    }
+                };
                 match f.precision() {
-                    Some(p) => write!(f, "{:.*} {}", p, self.0, $unit),
-                    None => write!(f, "{} {}", self.0, $unit),
+                    Some(p) => write!(f, "{:.*} {}", p, shown(Some(p)), $unit),
+                    None => write!(f, "{} {}", shown(None), $unit),
                 }
             }
         }
@@ -217,5 +227,15 @@ mod tests {
         assert_eq!(format!("{}", Kwh(2.0)), "2 kWh");
         let total: Kwh = [Kwh(1.0), Kwh(2.5)].into_iter().sum();
         assert_eq!(total, Kwh(3.5));
+    }
+
+    #[test]
+    fn nobody_reads_minus_zero() {
+        let none: Kwp = std::iter::empty().sum();
+        assert!(none.0.is_sign_positive(), "the sum of nothing is +0");
+        assert_eq!(format!("{none}"), "0 kWp");
+        assert_eq!(format!("{}", Kw(-0.0)), "0 kW");
+        assert_eq!(format!("{:.1}", Kw(-0.01)), "0.0 kW");
+        assert_eq!(format!("{:.1}", Kw(-0.06)), "-0.1 kW");
     }
 }
