@@ -1,8 +1,9 @@
 //! A small PDF writer for text documents in any script (certificates in Chinese and English).
 //!
 //! Text is set in a chain of TrueType fonts (each character in the first font that has it, e.g.
-//! DejaVu Sans for Latin, Droid Sans Fallback for Chinese), each embedded whole (FontFile2,
-//! deflate-compressed) as a Type0 CIDFontType2 font with Identity-H encoding: content streams
+//! DejaVu Sans for Latin, Droid Sans Fallback for Chinese), each embedded as a subset of the
+//! glyphs the document uses ([`crate::subset`], FontFile2, deflate-compressed) as a Type0
+//! CIDFontType2 font with Identity-H encoding: content streams
 //! hold glyph ids, a ToUnicode map per font makes the text searchable and copyable. No layout
 //! engine: callers place lines, and [`TextPdf::wrap`] breaks long values to a width using the
 //! fonts' advances.
@@ -189,7 +190,8 @@ impl<'f> TextPdf<'f> {
         objects.push(format!("<< /Title <{title_utf16}> /Producer (pedf) >>").into_bytes());
         for (fi, (face, bytes)) in self.faces.iter().enumerate() {
             let id = font_base + 5 * fi;
-            let name = format!("PedfFont{}", fi + 1);
+            // A subset's name starts with six capital letters and `+` (ISO 32000-1 §9.6.4).
+            let name = format!("PEDFA{}+PedfFont{}", char::from(b'A' + fi as u8), fi + 1);
             let upem = f64::from(face.units_per_em());
             objects.push(format!("<< /Type /Font /Subtype /Type0 /BaseFont /{name} /Encoding /Identity-H /DescendantFonts [{} 0 R] /ToUnicode {} 0 R >>", id + 1, id + 4).into_bytes());
             let widths: Vec<String> = used[fi]
@@ -227,9 +229,12 @@ impl<'f> TextPdf<'f> {
                 )
                 .into_bytes(),
             );
-            let packed = miniz_oxide::deflate::compress_to_vec_zlib(bytes, 6);
+            let glyphs: std::collections::BTreeSet<u16> = used[fi].keys().copied().collect();
+            let font = crate::subset::subset(bytes, 0, &glyphs)
+                .map_err(|e| PdfError::Font(e.to_string()))?;
+            let packed = miniz_oxide::deflate::compress_to_vec_zlib(&font, 9);
             objects.push(stream(
-                &format!("/Length1 {} /Filter /FlateDecode", bytes.len()),
+                &format!("/Length1 {} /Filter /FlateDecode", font.len()),
                 &packed,
             ));
             let mut cmap = String::from("/CIDInit /ProcSet findresource begin\n12 dict begin\nbegincmap\n/CIDSystemInfo << /Registry (Adobe) /Ordering (UCS) /Supplement 0 >> def\n/CMapName /Adobe-Identity-UCS def\n/CMapType 2 def\n1 begincodespacerange\n<0000> <FFFF>\nendcodespacerange\n");
