@@ -39,14 +39,21 @@ fn time_arg(name: &str, text: &str) -> Result<DateTime<Utc>, UserError> {
 
 /// The factors a park's period uses, with what was chosen and why.
 pub struct FactorChoice {
+    /// Location-based Scope 2: the grid average.
     pub location: Factor,
+    /// Market-based Scope 2, uncovered import: the residual mix.
     pub residual: Factor,
+    /// Avoided emissions: the baseline factor.
     pub baseline: f64,
+    /// The baseline's provenance, as the certificate prints it.
     pub baseline_text: String,
     pub notes: Vec<String>,
 }
 
-/// Picks the location, residual and baseline factors for a park and period year.
+/// Picks the location, residual and baseline factors for a park and period year. `baseline`:
+/// `auto` (the park's `[carbon.baseline]` if it has one, else the combined margin of the
+/// table), `project` (the park's, required), `combined-margin` (the table's, OM and BM of one
+/// publication year), `grid-average` (the location factor: not what ACM0002 uses, named so).
 pub fn choose_factors(
     park: &Park,
     table: &FactorTable,
@@ -75,31 +82,57 @@ pub fn choose_factors(
         .latest_for("national", "residual", year)
         .map_err(|e| UserError(e.to_string()))?
         .clone();
-    let (baseline, baseline_text) = match baseline {
+    let project = park.carbon.baseline.as_ref();
+    let kind = match (baseline, project) {
+        ("auto", Some(_)) => "project",
+        ("auto", None) => "combined-margin",
+        ("project", None) => {
+            return Err(UserError(
+                "--baseline project: the park file has no [carbon.baseline] (factor_kg_per_kwh, variant, source, status)".into(),
+            ))
+        }
+        (other, _) => other,
+    };
+    let (baseline, baseline_text) = match kind {
+        "project" => {
+            let b = project.expect("checked above");
+            (
+                b.value.0,
+                format!(
+                    "{} kg/kWh, project-specific {} {} ({}), from the park file's [carbon.baseline]",
+                    b.value.0,
+                    b.variant,
+                    b.status.tag(),
+                    b.source
+                ),
+            )
+        }
         "combined-margin" => {
-            let om = table
-                .latest_for(&gf.region, "operating-margin", year)
-                .map_err(|e| UserError(e.to_string()))?;
-            let bm = table
-                .latest_for(&gf.region, "build-margin", year)
+            let (om, bm) = table
+                .margins_for(&gf.region, year)
                 .map_err(|e| UserError(e.to_string()))?;
             let cm = combined_margin(om.value, bm.value, 0.75);
             (
                 cm,
                 format!(
-                    "combined margin 0.75 x OM {} ({} {}) + 0.25 x BM {} ({} {}) = {cm:.4}",
+                    "{cm:.6} kg/kWh, {} combined margin (CDM tool 07, solar) = 0.75 x OM {} + 0.25 x BM {}, both of the {} edition; OM {} ({}), BM {} ({})",
+                    gf.region,
                     om.value,
+                    bm.value,
                     om.data_year,
                     om.status.tag(),
-                    bm.value,
-                    bm.data_year,
-                    bm.status.tag()
+                    om.source,
+                    bm.status.tag(),
+                    bm.source
                 ),
             )
         }
         _ => (
             location.value,
-            format!("grid average {}", location.describe()),
+            format!(
+                "grid average {} (chosen with --baseline grid-average; ACM0002 / AMS-I.D use the combined margin)",
+                location.describe()
+            ),
         ),
     };
     Ok(FactorChoice {
@@ -377,9 +410,17 @@ fn to_table(
     );
     let _ = writeln!(
         s,
-        "avoided by PV          {:>12.1} kg CO2 ({} t rounded down)",
+        "PV delivered           {:>12.1} kWh net = {:.1} on site + {:.1} at the grid meter - {:.1} auxiliary imports",
+        t.pv_onsite_kwh + t.pv_export_kwh - t.aux_import_kwh,
+        t.pv_onsite_kwh,
+        t.pv_export_kwh,
+        t.aux_import_kwh
+    );
+    let _ = writeln!(
+        s,
+        "avoided by PV          {:>12.1} kg CO2 ({} t rounded down; net delivered x baseline)",
         t.avoided_pv_kg,
-        (t.avoided_pv_kg / 1000.0).floor()
+        (t.avoided_pv_kg / 1000.0).floor().max(0.0)
     );
     let _ = writeln!(
         s,
@@ -494,6 +535,10 @@ fn to_json(
             "losses_kwh": r3(t.losses_kwh),
             "location_based_kg": r3(t.location_kg),
             "market_based_kg": r3(t.market_kg),
+            "pv_delivered_on_site_kwh": r3(t.pv_onsite_kwh),
+            "pv_delivered_grid_meter_kwh": r3(t.pv_export_kwh),
+            "auxiliary_import_kwh": r3(t.aux_import_kwh),
+            "pv_storage_losses_kwh": r3(t.pv_storage_losses_kwh),
             "avoided_pv_kg": r3(t.avoided_pv_kg),
             "shifting_kg": r3(t.shifting_kg),
             "park_intensity_kg_per_kwh": t.park_intensity,

@@ -85,7 +85,7 @@ fn report_of_the_example_day_balances_and_cites_its_factors() {
         "{table}"
     );
     assert!(
-        table.contains("combined margin 0.75 x OM 0.9419 (2019 [S]) + 0.25 x BM 0.48 (2019 [U])"),
+        table.contains("combined margin (CDM tool 07, solar) = 0.75 x OM 0.9419 + 0.25 x BM 0.48, both of the 2019 edition; OM [S]"),
         "{table}"
     );
 }

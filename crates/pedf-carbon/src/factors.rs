@@ -174,6 +174,28 @@ impl FactorTable {
     }
 }
 
+impl FactorTable {
+    /// The operating and build margins of the most recent publication year at or before `year`
+    /// that has both (tool 07: OM and BM of one edition, never mixed vintages).
+    pub fn margins_for(&self, region: &str, year: i32) -> Result<(&Factor, &Factor), FactorError> {
+        self.factors
+            .iter()
+            .filter(|om| {
+                om.region == region && om.variant == "operating-margin" && om.data_year <= year
+            })
+            .filter_map(|om| {
+                self.get(region, "build-margin", om.data_year)
+                    .map(|bm| (om, bm))
+            })
+            .max_by_key(|(om, _)| om.data_year)
+            .ok_or_else(|| FactorError::Missing {
+                region: region.into(),
+                variant: "operating-margin and build-margin (of one year)".into(),
+                year,
+            })
+    }
+}
+
 /// Combined margin of the CDM tool 07: `w_om·OM + (1 - w_om)·BM`; w_om = 0.75 for wind and
 /// solar.
 pub fn combined_margin(operating_margin: f64, build_margin: f64, w_om: f64) -> f64 {
@@ -216,6 +238,10 @@ mod tests {
             0.75,
         );
         assert!((cm - (0.75 * 0.9419 + 0.25 * 0.48)).abs() < 1e-12);
+        // OM and BM of one edition: 2019, not the 2016 OM with the 2019 BM.
+        let (om, bm) = t.margins_for("north-china", 2026).unwrap();
+        assert_eq!((om.data_year, bm.data_year, om.value), (2019, 2019, 0.9419));
+        assert!(t.margins_for("north-china", 2018).is_err());
     }
 
     #[test]

@@ -85,6 +85,23 @@ pub struct CarbonSettings {
     pub carbon_price_cny_per_t: f64,
     /// Carbon dual control (能碳双控): limits on the park's Scope 2 the planner keeps.
     pub control: CarbonControl,
+    /// A project-specific baseline factor for avoided emissions (`[carbon.baseline]`), e.g.
+    /// the EF_grid,CM of a registered project design document; without it the combined
+    /// margin of the factor table is used.
+    pub baseline: Option<BaselineFactor>,
+}
+
+/// A project-specific baseline emission factor and the document it comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BaselineFactor {
+    /// kg CO2/kWh (= t/MWh).
+    pub value: KgCo2PerKwh,
+    /// What the figure is, e.g. "combined-margin".
+    pub variant: String,
+    /// The document and where in it, e.g. "PDD ... section B.6.3, EF_grid,CM,y".
+    pub source: String,
+    /// How sure the figure is.
+    pub status: SourceStatus,
 }
 
 /// Limits on the park's location-based Scope 2 (grid import x the annual grid factor, the figure
@@ -496,6 +513,17 @@ impl fmt::Display for ParkSummary<'_> {
         }
         if !limits.is_empty() {
             write!(f, "\n             Scope 2 control: {}", limits.join("; "))?;
+        }
+        match &p.carbon.baseline {
+            Some(b) => write!(
+                f,
+                "\n             avoided emissions baseline {:.4}, project-specific {} {} ({})",
+                b.value, b.variant, b.status.tag(), b.source
+            )?,
+            None => write!(
+                f,
+                "\n             avoided emissions baseline: the factor table's combined margin of the region (no [carbon.baseline])"
+            )?,
         }
         Ok(())
     }

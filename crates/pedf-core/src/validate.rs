@@ -880,6 +880,22 @@ pub fn validate_carbon(c: &CarbonSettings, p: &mut Problems) {
             "the year the factor describes, e.g. 2023",
         );
     }
+    if let Some(b) = &c.baseline {
+        if !(b.value.0 > 0.0 && b.value.0 <= 2.0) {
+            p.error(
+                "carbon.baseline.factor_kg_per_kwh",
+                format!("baseline factor {} kg CO2/kWh is implausible", b.value.0),
+                "a grid baseline factor is above 0 and below about 1.2 t CO2/MWh (a North China combined margin is near 0.8-0.9)",
+            );
+        }
+        if b.source.trim().is_empty() {
+            p.error(
+                "carbon.baseline.source",
+                "the baseline factor has no source",
+                "name the document and where in it, e.g. \"PDD of the project, section B.6.3\"",
+            );
+        }
+    }
     p.non_negative(
         "carbon.carbon_price_cny_per_t".into(),
         "carbon price",

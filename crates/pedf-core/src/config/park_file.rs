@@ -18,7 +18,9 @@ use crate::assets::{
     Battery, BatteryWear, Coupling, DcBus, EvCharger, ExportRules, FixedLoad, Flexibility,
     FlexibleLoad, GridConnection, GridConverter, Meter, MeterPoint, PvArray,
 };
-use crate::park::{CarbonControl, CarbonSettings, GridFactor, Location, Park, SourceStatus};
+use crate::park::{
+    BaselineFactor, CarbonControl, CarbonSettings, GridFactor, Location, Park, SourceStatus,
+};
 use crate::tariff::{DemandBasis, DemandCharge, PeriodKind, Tariff, TouSeason, TouWindow};
 use crate::time::{parse_time_zone, IntervalLength, ParkClock, TimeOfDay};
 use crate::units::{CnyPerKwMonth, CnyPerKwh, KgCo2PerKwh, Kw, Kwh, Kwp};
@@ -1085,6 +1087,7 @@ fn read_carbon(r: &mut Reader, root: &mut Table, required: bool) -> CarbonSettin
         },
         carbon_price_cny_per_t: 0.0,
         control: CarbonControl::default(),
+        baseline: None,
     };
     let Some(mut t) = r.table(
         root,
@@ -1194,6 +1197,49 @@ fn read_carbon(r: &mut Reader, root: &mut Table, required: bool) -> CarbonSettin
             annual_budget_t: annual,
             intensity_kg_per_kwh: intensity,
         };
+    }
+    if let Some(mut bt) = r.table(
+        &mut t,
+        "baseline",
+        false,
+        expect(
+            "a project-specific baseline factor for avoided emissions and its source",
+            "factor_kg_per_kwh = 0.8784",
+        ),
+    ) {
+        let value = r.number(
+            &mut bt,
+            "factor_kg_per_kwh",
+            expect("the baseline factor in kg CO2/kWh (= t/MWh)", "0.8784"),
+        );
+        let variant = r.string(
+            &mut bt,
+            "variant",
+            expect("what the figure is", "\"combined-margin\""),
+        );
+        let source = r.string(
+            &mut bt,
+            "source",
+            expect(
+                "the document the factor comes from and where in it",
+                "\"PDD of the project, section B.6.3, EF_grid,CM,y\"",
+            ),
+        );
+        let status = r.choice(
+            &mut bt,
+            "status",
+            &["confirmed", "secondary", "unverified"],
+            expect("how the factor was checked", "\"confirmed\""),
+        );
+        r.finish(bt);
+        c.baseline = Some(BaselineFactor {
+            value: KgCo2PerKwh(value.unwrap_or(0.0)),
+            variant: variant.unwrap_or_default(),
+            source: source.unwrap_or_default(),
+            status: status
+                .and_then(|s| SourceStatus::from_key(&s))
+                .unwrap_or(SourceStatus::Unverified),
+        });
     }
     r.finish(t);
     c.grid_factor = GridFactor {
