@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 
 use chrono::{Datelike, Utc};
 use pedf_carbon::certificate::{
-    append_line, build, check_signature, compare_with_data, load_or_create_key, next_entry,
-    overlapping, read_ledger, render_html, write_atomic, Certificate, FactorUsed, IssueInput,
-    ParkIdentity,
+    append_line, build, check_signature_value, compare_with_data, header, load_or_create_key,
+    next_entry, num, overlapping, read_ledger, render_html, v1_records_match, write_atomic,
+    Certificate, FactorUsed, GreenCertificates, IssueInput, MeterUsed, ParkIdentity,
 };
 use pedf_carbon::records::read_records;
 use pedf_core::csvtext::InputFile;
@@ -19,8 +19,11 @@ use crate::{print_diagnostics, UserError};
 pub struct IssueArgs {
     pub park: PathBuf,
     pub records: PathBuf,
-    pub from: String,
-    pub to: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    /// A calendar month of the park's zone instead of from/to.
+    pub month: Option<String>,
+    pub green_certificates: Option<PathBuf>,
     pub factors: PathBuf,
     pub covered_mwh: f64,
     pub baseline: String,
@@ -34,12 +37,121 @@ fn read_text(path: &Path) -> Result<String, UserError> {
         .map_err(|e| UserError(format!("{}: cannot read: {e}", path.display())))
 }
 
+/// The local calendar month `YYYY-MM` of a park as an RFC 3339 period.
+pub fn month_period(clock: &ParkClock, month: &str) -> Result<(String, String), UserError> {
+    let first = chrono::NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d")
+        .ok()
+        .filter(|_| month.len() == 7)
+        .ok_or_else(|| {
+            UserError(format!(
+                "--month `{month}` is not a calendar month YYYY-MM, e.g. 2026-06"
+            ))
+        })?;
+    let next = first
+        .checked_add_months(chrono::Months::new(1))
+        .ok_or_else(|| UserError(format!("--month `{month}` is out of range")))?;
+    Ok((
+        clock.format(clock.start_of_local_day(first)),
+        clock.format(clock.start_of_local_day(next)),
+    ))
+}
+
+/// Reads a green-certificate file: CSV `month,mwh,status,reference` (`#` comments), one line
+/// per month; every problem names its line.
+pub fn read_green_certificates(path: &Path) -> Result<Vec<GreenCertificates>, UserError> {
+    const STATUSES: [&str; 4] = ["issued", "held", "sold", "cancelled"];
+    let name = path.display().to_string();
+    let text = read_text(path)?;
+    let mut out: Vec<GreenCertificates> = Vec::new();
+    let mut header = false;
+    for (i, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let at = |what: String| UserError(format!("{name}:{}: {what}", i + 1));
+        let cols: Vec<&str> = line.split(',').map(str::trim).collect();
+        if !header {
+            if cols != ["month", "mwh", "status", "reference"] {
+                return Err(at(format!(
+                    "the header is `{line}`; it must be `month,mwh,status,reference`"
+                )));
+            }
+            header = true;
+            continue;
+        }
+        if cols.len() != 4 {
+            return Err(at(format!(
+                "{} fields where 4 (month,mwh,status,reference) are expected",
+                cols.len()
+            )));
+        }
+        let valid_month = chrono::NaiveDate::parse_from_str(&format!("{}-01", cols[0]), "%Y-%m-%d")
+            .is_ok()
+            && cols[0].len() == 7;
+        if !valid_month {
+            return Err(at(format!("month `{}` is not YYYY-MM", cols[0])));
+        }
+        let mwh: f64 = cols[1]
+            .parse()
+            .ok()
+            .filter(|x: &f64| x.is_finite() && *x >= 0.0)
+            .ok_or_else(|| {
+                at(format!(
+                    "mwh `{}` is not a number of MWh >= 0 (1 certificate = 1 MWh)",
+                    cols[1]
+                ))
+            })?;
+        if !STATUSES.contains(&cols[2]) {
+            return Err(at(format!(
+                "status `{}` is not one of {}",
+                cols[2],
+                STATUSES.join(", ")
+            )));
+        }
+        if out.iter().any(|g| g.month == cols[0]) {
+            return Err(at(format!(
+                "month {} is listed twice; give one line per month with its total",
+                cols[0]
+            )));
+        }
+        out.push(GreenCertificates {
+            month: cols[0].to_string(),
+            mwh,
+            status: cols[2].to_string(),
+            reference: cols[3].to_string(),
+        });
+    }
+    if !header {
+        return Err(UserError(format!(
+            "{name}: empty; it needs the header `month,mwh,status,reference`"
+        )));
+    }
+    Ok(out)
+}
+
 pub fn issue(args: IssueArgs) -> Result<(), UserError> {
+    let (from, to) = match (&args.month, &args.from, &args.to) {
+        (Some(m), _, _) => {
+            let park = crate::plan_cmd::load_park_file(&args.park)?;
+            month_period(&park.clock, m)?
+        }
+        (None, Some(f), Some(t)) => (f.clone(), t.clone()),
+        _ => {
+            return Err(UserError(
+                "give the period with --from and --to, or --month YYYY-MM".into(),
+            ))
+        }
+    };
+    let green = match &args.green_certificates {
+        Some(p) => read_green_certificates(p)?,
+        None => Vec::new(),
+    };
     let setup = prepare(
         &args.park,
         &args.records,
-        &args.from,
-        &args.to,
+        &from,
+        &to,
         &args.factors,
         &args.baseline,
         args.covered_mwh,
@@ -50,10 +162,11 @@ pub fn issue(args: IssueArgs) -> Result<(), UserError> {
     let i = issue_prepared(
         setup,
         &args.records.display().to_string(),
-        (&args.from, &args.to),
+        (&from, &to),
         &args.out_dir,
         &args.key,
         args.ledger.as_deref(),
+        green,
     )?;
     let cert = &i.cert;
     if i.key_created {
@@ -70,8 +183,18 @@ pub fn issue(args: IssueArgs) -> Result<(), UserError> {
         cert.serial, cert.period.from, cert.period.to
     );
     println!(
-        "  certified reductions {} t CO2e (ER {} t, rounded down)",
-        cert.figures.certified_reductions_t, cert.figures.emission_reductions_t
+        "  reductions stated {} t CO2e (ER {} t, rounded down) on {} MWh delivered net{}",
+        num(cert.figures.stated_reductions_t),
+        num(cert.figures.emission_reductions_t),
+        num(cert.monitored.net_delivered_mwh),
+        if cert.monitored.green_certificate_mwh > 0.0 {
+            format!(
+                ", less {} MWh with green certificates",
+                num(cert.monitored.green_certificate_mwh)
+            )
+        } else {
+            String::new()
+        }
     );
     println!(
         "  Scope 2: {} t location-based, {} t market-based",
@@ -115,6 +238,7 @@ pub fn issue_prepared(
     out_dir: &Path,
     key_path: &Path,
     ledger: Option<&Path>,
+    green_certificates: Vec<GreenCertificates>,
 ) -> Result<Issued, UserError> {
     let PeriodSetup {
         park,
@@ -169,20 +293,24 @@ pub fn issue_prepared(
     let factors = vec![
         FactorUsed {
             role: "location".into(),
+            applies_to: "Scope 2 location-based (grid average)".into(),
             value_kg_per_kwh: choice.location.value,
             description: choice.location.describe(),
         },
         FactorUsed {
             role: "residual".into(),
+            applies_to: "Scope 2 market-based, uncovered import (residual mix)".into(),
             value_kg_per_kwh: choice.residual.value,
             description: choice.residual.describe(),
         },
         FactorUsed {
             role: "baseline".into(),
+            applies_to: "avoided emissions, BE = EG x EF".into(),
             value_kg_per_kwh: choice.baseline,
             description: choice.baseline_text.clone(),
         },
     ];
+    let meters = meters_of(&park);
     let serial = format!(
         "{}-{}-{:06}",
         park.id.to_uppercase(),
@@ -199,6 +327,8 @@ pub fn issue_prepared(
             to,
             options: &options,
             factors,
+            meters,
+            green_certificates,
         },
     );
     cert.sign(&key);
@@ -246,6 +376,55 @@ pub fn issue_prepared(
     })
 }
 
+/// Where each monitored quantity is measured, with the park file's meter ids.
+pub fn meters_of(park: &pedf_core::Park) -> Vec<MeterUsed> {
+    use pedf_core::assets::MeterPoint;
+    let ids = |pick: &dyn Fn(&MeterPoint) -> bool| -> Vec<String> {
+        park.meters
+            .iter()
+            .filter(|m| pick(&m.point))
+            .map(|m| m.id.clone())
+            .collect()
+    };
+    let of_assets = |assets: Vec<&str>| {
+        ids(&|p: &MeterPoint| matches!(p, MeterPoint::Asset(a) if assets.contains(&a.as_str())))
+    };
+    vec![
+        MeterUsed {
+            quantity: "grid import and export".into(),
+            point: "grid meter, AC, the utility's billing point".into(),
+            meters: ids(&|p: &MeterPoint| matches!(p, MeterPoint::Grid)),
+        },
+        MeterUsed {
+            quantity: "PV generation".into(),
+            point: "DC bus, output of each PV array's converter".into(),
+            meters: of_assets(park.pv.iter().map(|a| a.id.as_str()).collect()),
+        },
+        MeterUsed {
+            quantity: "battery charge and discharge".into(),
+            point: "DC bus, battery side".into(),
+            meters: of_assets(park.batteries.iter().map(|a| a.id.as_str()).collect()),
+        },
+        MeterUsed {
+            quantity: "grid converter".into(),
+            point: "AC side of the park's grid converter".into(),
+            meters: of_assets(vec![park.converter.id.as_str()]),
+        },
+        MeterUsed {
+            quantity: "loads, cars and converter losses".into(),
+            point: "DC bus: the chargers' and loads' own meters where listed, the balance of the metered flows otherwise".into(),
+            meters: of_assets(
+                park.fixed_loads
+                    .iter()
+                    .map(|a| a.id.as_str())
+                    .chain(park.flexible_loads.iter().map(|a| a.id.as_str()))
+                    .chain(park.ev_chargers.iter().map(|a| a.id.as_str()))
+                    .collect(),
+            ),
+        },
+    ]
+}
+
 /// What `pedf certificate verify` was asked for.
 pub struct VerifyArgs {
     pub file: PathBuf,
@@ -259,8 +438,18 @@ pub struct VerifyArgs {
 pub fn verify(args: VerifyArgs) -> Result<(), UserError> {
     let name = args.file.display().to_string();
     let text = read_text(&args.file)?;
-    let cert: Certificate = serde_json::from_str(&text)
-        .map_err(|e| UserError(format!("{name}: not a pedf certificate: {e}")))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| UserError(format!("{name}: not JSON: {e}")))?;
+    let head =
+        header(&value).map_err(|e| UserError(format!("{name}: not a pedf certificate: {e}")))?;
+    // Format 2 is read whole (every member known); format 1 is checked on its JSON as signed.
+    let cert: Option<Certificate> = match head.version {
+        2 => Some(
+            serde_json::from_value(value.clone())
+                .map_err(|e| UserError(format!("{name}: not a pedf-certificate/2: {e}")))?,
+        ),
+        _ => None,
+    };
     let mut problems = Vec::new();
     // The keys trusted here: --public-key and the trust list. A certificate names its own key,
     // so without a trusted one anybody can re-sign a changed copy: never "verified" then.
@@ -285,42 +474,47 @@ pub fn verify(args: VerifyArgs) -> Result<(), UserError> {
             trusted.push(k.to_string());
         }
     }
-    let fingerprint = pedf_carbon::certificate::key_fingerprint(&cert.issuer.public_key);
-    match check_signature(&cert, None) {
+    let key = &head.public_key;
+    let fingerprint = pedf_carbon::certificate::key_fingerprint(key);
+    let canon = if head.version == 1 {
+        "pedf's format-1 canonical JSON"
+    } else {
+        "RFC 8785 canonical JSON"
+    };
+    println!(
+        "{name}: {} is a version-{} certificate (format pedf-certificate/{}, signed over {canon})",
+        head.serial, head.version, head.version
+    );
+    match check_signature_value(&value) {
         Err(e) => problems.push(format!("signature: {e}")),
         Ok(()) if trusted.is_empty() => problems.push(format!(
-            "signature: consistent with the key the certificate names ({}, fingerprint {fingerprint}), but no trusted key was given: anyone can change a copy and re-sign it with their own key; give the issuer's published key with --public-key HEX or --trusted-keys FILE",
-            cert.issuer.public_key
+            "signature: consistent with the key the certificate names ({key}, fingerprint {fingerprint}), but no trusted key was given: anyone can change a copy and re-sign it with their own key; give the issuer's published key with --public-key HEX or --trusted-keys FILE"
         )),
-        Ok(()) if trusted
-            .iter()
-            .any(|k| k.eq_ignore_ascii_case(&cert.issuer.public_key)) =>
-        {
-            println!(
-                "{name}: {} signature valid, by the trusted key {} (ed25519, fingerprint {fingerprint})",
-                cert.serial, cert.issuer.public_key
-            )
-        }
+        Ok(()) if trusted.iter().any(|k| k.eq_ignore_ascii_case(key)) => println!(
+            "{name}: signature valid, by the trusted key {key} (ed25519, fingerprint {fingerprint})"
+        ),
         Ok(()) => problems.push(format!(
-            "signature: signed by key {} (fingerprint {fingerprint}), which is not a trusted key ({})",
-            cert.issuer.public_key,
+            "signature: signed by key {key} (fingerprint {fingerprint}), which is not a trusted key ({})",
             trusted.join(", ")
         )),
     }
     if let Some(d) = &args.data {
-        let tz = parse_time_zone(&cert.park.time_zone).ok_or_else(|| {
+        let park = value.get("park").cloned().unwrap_or_default();
+        let zone = park.get("time_zone").and_then(|z| z.as_str()).unwrap_or("");
+        let tz = parse_time_zone(zone).ok_or_else(|| {
             UserError(format!(
-                "{name}: park.time_zone `{}` is not an IANA zone",
-                cert.park.time_zone
+                "{name}: park.time_zone `{zone}` is not an IANA zone"
             ))
         })?;
-        let interval = IntervalLength::from_minutes(i64::from(cert.park.interval_minutes))
-            .ok_or_else(|| {
-                UserError(format!(
-                    "{name}: park.interval_minutes {} is not 5, 15, 30 or 60",
-                    cert.park.interval_minutes
-                ))
-            })?;
+        let minutes = park
+            .get("interval_minutes")
+            .and_then(|m| m.as_i64())
+            .unwrap_or(0);
+        let interval = IntervalLength::from_minutes(minutes).ok_or_else(|| {
+            UserError(format!(
+                "{name}: park.interval_minutes {minutes} is not 5, 15, 30 or 60"
+            ))
+        })?;
         let clock = ParkClock::new(tz, interval);
         let dname = d.display().to_string();
         let bytes =
@@ -339,40 +533,48 @@ pub fn verify(args: VerifyArgs) -> Result<(), UserError> {
                 ds.len()
             ))
         })?;
-        match compare_with_data(&cert, &records, clock) {
-            Ok(diffs) if diffs.is_empty() => println!(
-                "{dname}: every figure recomputed from the {} records matches; Merkle root matches",
-                cert.records.count
-            ),
-            Ok(diffs) => problems.extend(diffs.into_iter().map(|d| format!("data: {d}"))),
-            Err(e) => problems.push(format!("data: {e}")),
+        match &cert {
+            Some(cert) => match compare_with_data(cert, &records, clock) {
+                Ok(diffs) if diffs.is_empty() => println!(
+                    "{dname}: every figure recomputed from the {} records matches; Merkle root matches",
+                    cert.records.count
+                ),
+                Ok(diffs) => problems.extend(diffs.into_iter().map(|d| format!("data: {d}"))),
+                Err(e) => problems.push(format!("data: {e}")),
+            },
+            None => match v1_records_match(&value, &records, clock) {
+                Ok(true) => println!(
+                    "{dname}: the records' Merkle root matches; the figures of a version-1 certificate (methodology 1.0, avoided emissions on gross PV at the DC bus) are not recomputed by this version"
+                ),
+                Ok(false) => problems.push(format!(
+                    "data: records.merkle_root: the records in {dname} are not the ones the certificate was issued on"
+                )),
+                Err(e) => problems.push(format!("data: {e}")),
+            },
         }
     }
     if let Some(l) = &args.ledger {
         let lname = l.display().to_string();
+        let own = pedf_carbon::certificate::canonical_text(&value)
+            .map(|c| pedf_carbon::merkle::sha256_hex(c.as_bytes()));
         match read_ledger(&read_text(l)?, &lname) {
-            Ok(entries) => match entries.iter().find(|e| e.serial == cert.serial) {
-                Some(e)
-                    if e.certificate_sha256
-                        == pedf_carbon::merkle::sha256_hex(cert.canonical_json().as_bytes()) =>
-                {
-                    println!(
-                        "{lname}: entry {} of {}, hash chain intact, certificate hash matches",
-                        e.seq,
-                        entries.len()
-                    )
-                }
+            Ok(entries) => match entries.iter().find(|e| e.serial == head.serial) {
+                Some(e) if own.as_deref() == Ok(e.certificate_sha256.as_str()) => println!(
+                    "{lname}: entry {} of {}, hash chain intact, certificate hash matches",
+                    e.seq,
+                    entries.len()
+                ),
                 Some(e) => problems.push(format!(
                     "ledger: entry {} for {} records another certificate content (hash differs)",
-                    e.seq, cert.serial
+                    e.seq, head.serial
                 )),
-                None => problems.push(format!("ledger: {} is not in {lname}", cert.serial)),
+                None => problems.push(format!("ledger: {} is not in {lname}", head.serial)),
             },
             Err(e) => problems.push(format!("ledger: {e}")),
         }
     }
     if problems.is_empty() {
-        println!("{name}: verified");
+        println!("{name}: verified (version {})", head.version);
         Ok(())
     } else {
         for p in &problems {
@@ -410,14 +612,14 @@ pub fn render_pdf(cert: &Certificate) -> Result<Vec<u8>, String> {
         x: left,
         y,
         size: 20.0,
-        text: "碳减排证书".into(),
+        text: "碳减排自我声明".into(),
     });
     y -= 22.0;
     doc.push(Item::Text {
         x: left,
         y,
         size: 13.0,
-        text: "Carbon-reduction certificate".into(),
+        text: "Self-declared carbon-reduction statement (pedf certificate; not CCER)".into(),
     });
     y -= 18.0;
     doc.push(Item::Line {
@@ -495,7 +697,7 @@ pub fn render_pdf(cert: &Certificate) -> Result<Vec<u8>, String> {
         ),
     });
     doc.render(&format!(
-        "碳减排证书 Carbon-reduction certificate {}",
+        "碳减排自我声明 Self-declared carbon-reduction statement {}",
         cert.serial
     ))
     .map_err(|e| e.to_string())

@@ -230,7 +230,7 @@ live stream and /metrics are served; the first start prints an admin token once.
 enum CertificateCommand {
     /// Issue a signed certificate for a period (refused if it overlaps an issued one).
     #[command(
-        after_help = "Example:\n  pedf certificate issue --park config/qingzhou-pedf.toml --records simulations/qingzhou-pedf/records/2026-06-21.csv --from 2026-06-21T00:00:00+08:00 --to 2026-06-22T00:00:00+08:00\n\nWrites SERIAL.json (canonical JSON, signed with ed25519) and SERIAL.html (Chinese and English)\ninto --out-dir, and appends a hash-chained entry to the ledger. The issuer key is made at first\nuse in --key (mode 0600); its public key is printed and embedded in every certificate."
+        after_help = "Example:\n  pedf certificate issue --park config/qingzhou-pedf.toml --records simulations/qingzhou-pedf/records/2026-06-21.csv --from 2026-06-21T00:00:00+08:00 --to 2026-06-22T00:00:00+08:00\n  pedf certificate issue --park PARK --records YEAR.csv --month 2026-06 --green-certificates gec.csv\n\nWrites SERIAL.json (RFC 8785 canonical JSON, signed with ed25519), SERIAL.html and SERIAL.pdf\n(Chinese and English) into --out-dir, and appends a hash-chained entry to the ledger. The issuer\nkey is made at first use in --key (mode 0600); its public key is printed and embedded in every\ncertificate. Avoided emissions count the net delivered electricity (ACM0002 / AMS-I.D / AMS-I.F)\nat the baseline factor (--baseline); green certificates (--green-certificates: CSV\nmonth,mwh,status,reference with status issued, held, sold or cancelled) come off each month."
     )]
     Issue {
         #[arg(long, value_name = "FILE")]
@@ -238,21 +238,43 @@ enum CertificateCommand {
         /// Interval energy records (CSV).
         #[arg(long, value_name = "FILE")]
         records: PathBuf,
-        #[arg(long, value_name = "TIME")]
-        from: String,
-        #[arg(long, value_name = "TIME")]
-        to: String,
+        /// Period start, RFC 3339 with offset (or --month).
+        #[arg(
+            long,
+            value_name = "TIME",
+            required_unless_present = "month",
+            conflicts_with = "month"
+        )]
+        from: Option<String>,
+        /// Period end (exclusive), RFC 3339 with offset.
+        #[arg(
+            long,
+            value_name = "TIME",
+            required_unless_present = "month",
+            conflicts_with = "month"
+        )]
+        to: Option<String>,
+        /// A calendar month of the park's zone (YYYY-MM): the period green certificates are
+        /// issued for.
+        #[arg(long, value_name = "YYYY-MM")]
+        month: Option<String>,
+        /// Green certificates (绿证) issued for the park's PV, per month (CSV
+        /// month,mwh,status,reference): subtracted from what the certificate claims.
+        #[arg(long, value_name = "FILE")]
+        green_certificates: Option<PathBuf>,
         #[arg(
             long,
             value_name = "FILE",
             default_value = "config/emission-factors/china-grid.toml"
         )]
         factors: PathBuf,
-        /// MWh of grid import covered by green certificates (绿证) or contracts.
+        /// MWh of grid import covered by green certificates or green-power contracts the park
+        /// bought (market-based Scope 2).
         #[arg(long, default_value_t = 0.0, value_name = "MWH")]
         covered_mwh: f64,
-        /// What PV generation displaces: grid-average or combined-margin (CDM tool 07).
-        #[arg(long, default_value = "grid-average", value_parser = ["grid-average", "combined-margin"])]
+        /// The baseline factor of avoided emissions: auto (the park's [carbon.baseline], else
+        /// the table's combined margin), project, combined-margin (CDM tool 07), grid-average.
+        #[arg(long, default_value = "auto", value_parser = ["auto", "project", "combined-margin", "grid-average"])]
         baseline: String,
         #[arg(long, value_name = "DIR", default_value = "certificates")]
         out_dir: PathBuf,
@@ -317,11 +339,13 @@ enum CarbonCommand {
         /// Per-interval or hourly grid factors (CSV start,kg_per_kwh), user data.
         #[arg(long, value_name = "FILE")]
         hourly_factors: Option<PathBuf>,
-        /// MWh of grid import covered by green certificates (绿证) or contracts.
+        /// MWh of grid import covered by green certificates or green-power contracts the park
+        /// bought (market-based Scope 2).
         #[arg(long, default_value_t = 0.0, value_name = "MWH")]
         covered_mwh: f64,
-        /// What PV generation displaces: grid-average or combined-margin (CDM tool 07).
-        #[arg(long, default_value = "grid-average", value_parser = ["grid-average", "combined-margin"])]
+        /// The baseline factor of avoided emissions: auto (the park's [carbon.baseline], else
+        /// the table's combined margin), project, combined-margin (CDM tool 07), grid-average.
+        #[arg(long, default_value = "auto", value_parser = ["auto", "project", "combined-margin", "grid-average"])]
         baseline: String,
         /// table, json or csv (per interval).
         #[arg(long, default_value = "table", value_parser = ["table", "json", "csv"])]
@@ -581,6 +605,8 @@ fn main() -> ExitCode {
             records,
             from,
             to,
+            month,
+            green_certificates,
             factors,
             covered_mwh,
             baseline,
@@ -592,6 +618,8 @@ fn main() -> ExitCode {
             records,
             from,
             to,
+            month,
+            green_certificates,
             factors,
             covered_mwh,
             baseline,

@@ -55,7 +55,7 @@ impl EmsServices {
             from,
             to,
             &self.factors,
-            "grid-average",
+            "auto",
             0.0,
         )
         .map_err(|e| e.0.replace("--from", "from").replace("--to", "to"))
@@ -136,6 +136,7 @@ impl Services for EmsServices {
             &self.certificates,
             &self.issuer_key,
             None,
+            Vec::new(),
         )
         .map_err(|e| e.0)?;
         tracing::info!(serial = %i.cert.serial, by, "certificate issued from the API");
@@ -144,7 +145,7 @@ impl Services for EmsServices {
             "id": i.cert.serial,
             "from": i.cert.period.from,
             "to": i.cert.period.to,
-            "certified_t": f.certified_reductions_t,
+            "stated_t": f.stated_reductions_t,
             "emission_reductions_t": f.emission_reductions_t,
             "scope2_location_based_t": f.scope2_location_based_t,
             "intervals_recorded": i.cert.data_quality.intervals_recorded,

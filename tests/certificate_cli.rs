@@ -110,21 +110,30 @@ fn issue_verify_and_refuse_double_counting() {
     let html =
         std::fs::read_to_string(dir.join("certificates/QINGZHOU-PEDF-2026-000001.html")).unwrap();
     assert!(
-        html.contains("碳减排证书")
-            && html.contains("Carbon-reduction certificate")
-            && html.contains("核证减排量")
+        html.contains("碳减排自我声明")
+            && html.contains("Self-declared carbon-reduction statement")
+            && html.contains("声明减排量")
+            && !html.contains("核证减排量"),
+        "a statement the park makes itself, not CCER wording"
+    );
+    assert!(html.contains("[C] 已在公开来源核实 confirmed in a published source"));
+    assert!(
+        !html.contains(">-0 ") && !html.contains(" -0 "),
+        "no -0: {html}"
     );
     let pdf = std::fs::read(dir.join("certificates/QINGZHOU-PEDF-2026-000001.pdf")).unwrap();
     assert!(pdf.starts_with(b"%PDF-1.7") && pdf.ends_with(b"%%EOF\n"));
+    // The fonts are subset: a few tens of kB, not the 4 MB Chinese font (was 2.5 MB a PDF).
+    assert!(pdf.len() < 300_000, "{} bytes", pdf.len());
     let pdf_text = String::from_utf8_lossy(&pdf);
     assert!(
         pdf_text.contains("/ToUnicode") && pdf_text.contains("/CIDFontType2"),
         "fonts embedded with a Unicode map"
     );
     let json = std::fs::read_to_string(dir.join(CERT1)).unwrap();
-    assert!(
-        json.contains("\"claim_status\":\"The park's own verifiable statement; not a CCER credit")
-    );
+    assert!(json.contains(
+        "\"claim_status\":\"Self-declared, verifiable statement of the park; not a CCER credit"
+    ));
     let r = records();
     let out = verify(&dir, CERT1, Some(&r), true);
     assert_eq!(
@@ -166,10 +175,7 @@ fn tampering_is_named() {
     let r = records();
 
     // A figure changed: the signature fails, and the data names the figure.
-    let forged = original.replace(
-        "\"certified_reductions_t\":",
-        "\"certified_reductions_t\":1",
-    );
+    let forged = original.replace("\"stated_reductions_t\":", "\"stated_reductions_t\":1");
     assert_ne!(forged, original);
     std::fs::write(&cert_path, &forged).unwrap();
     let out = verify(&dir, CERT1, Some(&r), false);
@@ -177,7 +183,7 @@ fn tampering_is_named() {
     assert_eq!(out.status.code(), Some(1));
     assert!(err.contains("signature: signature does not match"), "{err}");
     assert!(
-        err.contains("data: figures.certified_reductions_t: the certificate says 1"),
+        err.contains("data: figures.stated_reductions_t: the certificate says 1"),
         "{err}"
     );
 
@@ -210,7 +216,10 @@ fn tampering_is_named() {
         err.contains("data: records.merkle_root: the certificate says"),
         "{err}"
     );
-    assert!(err.contains("data: monitored.pv_generated_mwh"), "{err}");
+    assert!(
+        err.contains("data: monitored.pv_generated_dc_bus_mwh"),
+        "{err}"
+    );
 
     // The ledger reordered, then an entry edited.
     let ledger_path = dir.join("certificates/ledger.jsonl");
@@ -311,7 +320,7 @@ fn a_forgery_signed_by_another_key_does_not_verify() {
     assert_eq!(issue(&dir, MORNING.0, MORNING.1).status.code(), Some(0));
     let genuine = std::fs::read_to_string(dir.join(CERT1)).unwrap();
     let mut cert: pedf_carbon::certificate::Certificate = serde_json::from_str(&genuine).unwrap();
-    cert.figures.certified_reductions_t += 1000.0;
+    cert.figures.stated_reductions_t += 1000.0;
     let (forger, _) =
         pedf_carbon::certificate::load_or_create_key(&dir.join("forger.key")).unwrap();
     cert.sign(&forger);
@@ -368,5 +377,232 @@ fn a_forgery_signed_by_another_key_does_not_verify() {
         std::fs::read_to_string(dir.join("certificates/QINGZHOU-PEDF-2026-000001.html")).unwrap();
     assert!(html.contains(&format!("--public-key {issuer}")), "{html}");
     assert!(html.contains(&pedf_carbon::certificate::key_fingerprint(&issuer)));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A certificate of format 1 (pedf's own canonical JSON, methodology 1.0), issued before
+/// format 2: it still verifies with its issuer's key and ledger, says it is version 1, and its
+/// records are checked by the Merkle root; a changed figure fails.
+#[test]
+fn version_1_certificates_still_verify_and_say_so() {
+    let dir = scratch("v1");
+    let v1 = format!("{ROOT}/tests/data/certificates/v1");
+    let key = std::fs::read_to_string(format!("{v1}/issuer.pub")).unwrap();
+    let cert = format!("{v1}/QINGZHOU-PEDF-2026-000001.json");
+    let ledger = format!("{v1}/ledger.jsonl");
+    let r = records();
+    let out = pedf_in(
+        &dir,
+        &[
+            "certificate",
+            "verify",
+            &cert,
+            "--public-key",
+            key.trim(),
+            "--data",
+            &r,
+            "--ledger",
+            &ledger,
+        ],
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("is a version-1 certificate (format pedf-certificate/1"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("the records' Merkle root matches"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("hash chain intact, certificate hash matches"));
+    assert!(stdout.contains("verified (version 1)"), "{stdout}");
+    let original = std::fs::read_to_string(&cert).unwrap();
+    let changed = original.replace(
+        "\"certified_reductions_t\":7.0",
+        "\"certified_reductions_t\":70.0",
+    );
+    assert_ne!(changed, original);
+    std::fs::write(dir.join("changed.json"), changed).unwrap();
+    let out = pedf_in(
+        &dir,
+        &[
+            "certificate",
+            "verify",
+            "changed.json",
+            "--public-key",
+            key.trim(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("signature does not match"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A PV plant of `loss` converter loss that delivers 72,668 MWh in 2025 at the grid meter,
+/// hourly records (sun 08:00-17:00, nothing else on the bus).
+fn pv_plant_year(dir: &Path, loss: f64) -> PathBuf {
+    use std::fmt::Write as _;
+    let hours_of_sun = 9;
+    let export = 72_668_000.0 / f64::from(365 * hours_of_sun);
+    let mut csv = String::from("start,pv_kwh,grid_import_kwh,grid_export_kwh,battery_charge_kwh,battery_discharge_kwh,load_kwh,ev_kwh\n");
+    let start = chrono::NaiveDate::from_ymd_opt(2025, 1, 1).unwrap();
+    for d in 0..365 {
+        let day = start + chrono::Duration::days(d);
+        for h in 0..24u32 {
+            let sun = (8..8 + hours_of_sun).contains(&h);
+            let (pv, ex) = if sun {
+                (export / (1.0 - loss), export)
+            } else {
+                (0.0, 0.0)
+            };
+            let _ = writeln!(
+                csv,
+                "{day}T{h:02}:00:00+08:00,{pv:.6},0.000000,{ex:.6},0.000000,0.000000,0.000000,0.000000"
+            );
+        }
+    }
+    let path = dir.join(format!("plant-{loss}.csv"));
+    std::fs::write(&path, csv).unwrap();
+    path
+}
+
+/// Issue 19's case: the plant through a converter losing 3 % (and the same plant without
+/// losses), with the project's own combined margin of 0.8784 t/MWh from its design document,
+/// is credited floor(72,668 x 0.8784) = 63,831 t: net delivered electricity at the grid meter,
+/// not the gross PV at the bus (which would give 65,806 t). Issued for the year, and for a
+/// calendar month with green certificates subtracted.
+#[test]
+fn a_pv_plant_is_credited_on_what_it_delivers_at_the_grid_meter() {
+    let dir = scratch("plant");
+    let park = format!("{ROOT}/tests/data/valid/pv-plant.toml");
+    let f = factors();
+    for (i, loss) in [0.03, 0.0].into_iter().enumerate() {
+        let records = pv_plant_year(&dir, loss);
+        let out_dir = format!("out-{i}");
+        let out = pedf_in(
+            &dir,
+            &[
+                "certificate",
+                "issue",
+                "--park",
+                &park,
+                "--records",
+                records.to_str().unwrap(),
+                "--factors",
+                &f,
+                "--from",
+                "2025-01-01T00:00:00+08:00",
+                "--to",
+                "2026-01-01T00:00:00+08:00",
+                "--out-dir",
+                &out_dir,
+            ],
+        );
+        let stdout = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        assert!(
+            stdout.contains("reductions stated 63831 t CO2e"),
+            "loss {loss}: {stdout}"
+        );
+        let json =
+            std::fs::read_to_string(dir.join(format!("{out_dir}/PV-PLANT-2025-000001.json")))
+                .unwrap();
+        let cert: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(cert["figures"]["stated_reductions_t"], 63831);
+        let m = &cert["monitored"];
+        assert!((m["pv_delivered_grid_meter_mwh"].as_f64().unwrap() - 72_668.0).abs() < 1e-3);
+        assert!(
+            (m["pv_generated_dc_bus_mwh"].as_f64().unwrap() - 72_668.0 / (1.0 - loss)).abs() < 1e-2
+        );
+        let baseline = cert["factors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["role"] == "baseline")
+            .unwrap();
+        assert_eq!(baseline["value_kg_per_kwh"], 0.8784);
+        assert!(
+            baseline["description"]
+                .as_str()
+                .unwrap()
+                .contains("project-specific combined-margin [C] (PDD of the plant"),
+            "{baseline}"
+        );
+        assert!(
+            json.contains("\"meters\":[\"m-export\"]"),
+            "the grid meter named: {json}"
+        );
+    }
+    // June, a calendar month, with 1,000 green certificates sold: they come off the claim.
+    std::fs::write(
+        dir.join("gec.csv"),
+        "# green certificates of the plant\nmonth,mwh,status,reference\n2025-06,1000,sold,GEC-2025-06-0001\n",
+    )
+    .unwrap();
+    let records = pv_plant_year(&dir, 0.03);
+    let out = pedf_in(
+        &dir,
+        &[
+            "certificate",
+            "issue",
+            "--park",
+            &park,
+            "--records",
+            records.to_str().unwrap(),
+            "--factors",
+            &f,
+            "--month",
+            "2025-06",
+            "--green-certificates",
+            "gec.csv",
+            "--out-dir",
+            "june",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let cert: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("june/PV-PLANT-2025-000001.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(cert["period"]["from"], "2025-06-01T00:00:00+08:00");
+    assert_eq!(cert["period"]["to"], "2025-07-01T00:00:00+08:00");
+    let june = 72_668.0 * 30.0 / 365.0;
+    let m = &cert["monitored"];
+    assert!((m["net_delivered_mwh"].as_f64().unwrap() - june).abs() < 1e-3);
+    assert_eq!(m["green_certificate_mwh"], 1000);
+    let stated = ((june - 1000.0) * 0.8784).floor();
+    assert_eq!(
+        cert["figures"]["stated_reductions_t"].as_f64(),
+        Some(stated)
+    );
+    assert_eq!(cert["green_certificates"][0]["status"], "sold");
+    // A bad green-certificate file is named by line.
+    std::fs::write(
+        dir.join("bad.csv"),
+        "month,mwh,status,reference\n2025-13,10,sold,x\n",
+    )
+    .unwrap();
+    let out = pedf_in(
+        &dir,
+        &[
+            "certificate",
+            "issue",
+            "--park",
+            &park,
+            "--records",
+            records.to_str().unwrap(),
+            "--month",
+            "2025-07",
+            "--green-certificates",
+            "bad.csv",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("bad.csv:2: month `2025-13` is not YYYY-MM"),
+        "{}",
+        text(&out.stderr)
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

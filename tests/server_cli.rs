@@ -194,7 +194,7 @@ fn plans_accounts_and_certifies_through_the_api() {
     assert_eq!(s, 200, "{cert}");
     let serial = cert["id"].as_str().unwrap().to_string();
     assert!(serial.starts_with("QINGZHOU-PEDF-2026-"), "{serial}");
-    assert!(cert["certified_t"].as_f64().unwrap() > 0.0, "{cert}");
+    assert!(cert["stated_t"].as_f64().unwrap() > 0.0, "{cert}");
     let pdf = c
         .get(format!("{b}/api/v1/certificates/{serial}/pdf"))
         .bearer_auth(&viewer)

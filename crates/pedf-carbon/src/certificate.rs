@@ -1,14 +1,17 @@
-//! Verifiable carbon-reduction certificates: content, canonical form, ed25519 signature,
+//! Verifiable carbon-reduction statements: content, canonical form, ed25519 signature,
 //! recomputation from the records, the hash-chained ledger, and rendering.
 //!
-//! The signature covers the canonical JSON of the certificate without its `signature` field:
-//! object keys sorted at every level, no whitespace, numbers as serde_json writes them
-//! (shortest round-trip). Figures are rounded before signing (kWh to 1 Wh, kg to 1 g), so a
-//! recomputation from the same records gives the same numbers.
+//! **Format 2** (`pedf-certificate/2`): the signature covers the RFC 8785 (JCS) canonical JSON
+//! of the certificate without its `signature` member ([`crate::jcs`]), so any JCS
+//! implementation reproduces the signed bytes. Figures are rounded before signing (MWh to
+//! 1 kWh... 1e-6 MWh, t to 1 g... 1e-6 t), so a recomputation from the same records gives the
+//! same numbers. **Format 1** (`pedf-certificate/1`, methodology 1.0: avoided emissions on
+//! gross PV at the DC bus) used pedf's own canonical form (sorted keys, serde_json numbers);
+//! such certificates still verify by that rule and are reported as version 1.
 //!
-//! These certificates are the park's own verifiable statements in the style of ISO 14064-2;
-//! they are not CCER credits or tradable offsets (distributed PV is not admitted to CCER,
-//! NEA/MEE 2024 No. 124), and the certificate says so.
+//! These are the park's own verifiable statements in the style of ISO 14064-2; they are not
+//! CCER credits or tradable offsets (distributed PV is not admitted to CCER, NEA/MEE 2024
+//! No. 124), and the certificate says so in both languages.
 
 use std::path::Path;
 
@@ -21,9 +24,12 @@ use crate::account::{account, Accounting, Options};
 use crate::merkle::{hex, merkle_root, sha256_hex, unhex};
 use crate::records::IntervalRecord;
 
-pub const FORMAT: &str = "pedf-certificate/1";
+/// The format written now.
+pub const FORMAT: &str = "pedf-certificate/2";
+/// The first format: pedf's own canonical JSON, methodology 1.0 (gross PV).
+pub const FORMAT_V1: &str = "pedf-certificate/1";
 pub const METHODOLOGY: &str = "pedf park carbon statement";
-pub const METHODOLOGY_VERSION: &str = "1.0";
+pub const METHODOLOGY_VERSION: &str = "2.0";
 
 /// The park a certificate speaks for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,7 +55,7 @@ pub struct Period {
     pub to: String,
 }
 
-/// How the figures were made.
+/// How the figures were made: references, rules and every parameter, so anyone can repeat it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Methodology {
@@ -57,53 +63,117 @@ pub struct Methodology {
     pub version: String,
     pub references: Vec<String>,
     pub allocation: String,
+    /// What EG, the net delivered electricity, counts.
+    pub net_delivered_rule: String,
+    pub project_emissions_rule: String,
+    pub leakage_rule: String,
+    pub green_certificate_rule: String,
+    pub rounding: String,
     pub claim_status: String,
-    /// Parameters of the calculation, so it can be repeated.
+    /// Battery round-trip efficiency (bus to bus) of the carbon store.
     pub round_trip_efficiency: f64,
+    /// Energy in the battery at the start, kWh (taken at the grid factor, with no PV in it).
     pub initial_battery_kwh: f64,
     pub grid_cfe_share: f64,
-    pub covered_mwh: f64,
+    /// MWh of grid import covered by instruments the park holds (market-based Scope 2).
+    pub covered_import_mwh: f64,
 }
 
-/// A factor used, with its provenance.
+/// A factor used, with its provenance and what it is applied to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FactorUsed {
     /// `location`, `residual` or `baseline`.
     pub role: String,
+    /// The figure it is used for.
+    pub applies_to: String,
     pub value_kg_per_kwh: f64,
     pub description: String,
 }
 
-/// Monitored quantities, MWh.
+/// Where a monitored quantity is measured, and by which meters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeterUsed {
+    pub quantity: String,
+    pub point: String,
+    /// Meter ids of the park file; empty when the quantity is the balance of the others.
+    pub meters: Vec<String>,
+}
+
+/// Monitored quantities, MWh. Where each is measured is in [`Certificate::meters`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Monitored {
-    pub pv_generated_mwh: f64,
-    pub pv_self_consumed_mwh: f64,
-    pub pv_exported_mwh: f64,
+    /// PV energy delivered to the DC bus (gross generation of the plant).
+    pub pv_generated_dc_bus_mwh: f64,
+    /// PV delivered to the park's loads and cars, directly or out of the battery.
+    pub pv_delivered_on_site_mwh: f64,
+    /// PV delivered to the grid at the grid meter (AC, after the converter).
+    pub pv_delivered_grid_meter_mwh: f64,
+    /// PV lost in the grid converter on the export path.
+    pub pv_converter_losses_mwh: f64,
+    /// PV lost in the battery's round trip.
+    pub pv_storage_losses_mwh: f64,
+    /// PV still in the battery at the end (charged energy), not credited.
+    pub pv_in_storage_at_end_mwh: f64,
+    /// Grid import that fed only the conversion (the plant's auxiliary consumption).
+    pub auxiliary_import_mwh: f64,
+    /// EG = on site + grid meter - auxiliary.
+    pub net_delivered_mwh: f64,
+    /// MWh of EG whose green certificates were issued: subtracted from the claim.
+    pub green_certificate_mwh: f64,
+    /// EG - green-certificate MWh: what the baseline emissions are counted on.
+    pub claimed_mwh: f64,
     pub grid_import_mwh: f64,
     pub grid_export_mwh: f64,
     pub battery_charged_mwh: f64,
     pub battery_discharged_mwh: f64,
     pub consumption_mwh: f64,
-    pub losses_mwh: f64,
+    pub converter_losses_mwh: f64,
 }
 
-/// Emissions and reductions, t CO2 (to the kg).
+/// Green certificates (绿证) of one calendar month the period touches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GreenCertificateMonth {
+    /// `YYYY-MM`, the park's local month.
+    pub month: String,
+    /// MWh covered by green certificates issued for the park's PV that month (1 per MWh).
+    pub mwh: f64,
+    /// `none declared`, or as declared: issued, held, sold, cancelled.
+    pub status: String,
+    /// The issuing record or transaction, as declared.
+    pub reference: String,
+    /// The period's net delivered electricity in that month, MWh.
+    pub net_delivered_mwh: f64,
+    /// What is subtracted from the claim: the month's MWh, at most the period's EG in it.
+    pub subtracted_mwh: f64,
+}
+
+/// Green certificates declared for a month (input of an issue).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GreenCertificates {
+    pub month: String,
+    pub mwh: f64,
+    pub status: String,
+    pub reference: String,
+}
+
+/// Emissions and reductions, t CO2 (to the gram).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Figures {
     pub scope2_location_based_t: f64,
     pub scope2_market_based_t: f64,
-    /// Baseline emissions of the PV generation (BE = EG x EF).
+    /// BE = claimed MWh x baseline factor.
     pub baseline_emissions_t: f64,
     pub project_emissions_t: f64,
     pub leakage_t: f64,
     /// ER = BE - PE - LE.
     pub emission_reductions_t: f64,
-    /// ER rounded down to whole tonnes: the figure claimed.
-    pub certified_reductions_t: f64,
+    /// ER rounded down to whole tonnes (0 if negative): the figure the statement claims.
+    pub stated_reductions_t: f64,
     pub park_intensity_kg_per_kwh: f64,
     pub self_sufficiency: f64,
     pub cfe_score: f64,
@@ -138,7 +208,7 @@ pub struct Issuer {
     pub public_key: String,
 }
 
-/// A carbon-reduction certificate.
+/// A carbon-reduction statement (format 2).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Certificate {
@@ -149,7 +219,9 @@ pub struct Certificate {
     pub period: Period,
     pub methodology: Methodology,
     pub factors: Vec<FactorUsed>,
+    pub meters: Vec<MeterUsed>,
     pub monitored: Monitored,
+    pub green_certificates: Vec<GreenCertificateMonth>,
     pub figures: Figures,
     pub data_quality: DataQuality,
     pub records: RecordsDigest,
@@ -160,6 +232,7 @@ pub struct Certificate {
 fn round(x: f64, decimals: i32) -> f64 {
     let f = 10f64.powi(decimals);
     let r = (x * f).round() / f;
+    // Never a negative zero where a person reads the figure.
     if r == 0.0 {
         0.0
     } else {
@@ -167,39 +240,72 @@ fn round(x: f64, decimals: i32) -> f64 {
     }
 }
 
-/// Canonical JSON: keys sorted at every level, no whitespace.
-pub fn canonical(value: &Value) -> String {
+/// A figure as people read it: shortest digits, never `-0`.
+pub fn num(x: f64) -> String {
+    if x == 0.0 {
+        "0".into()
+    } else {
+        crate::jcs::number(x).unwrap_or_else(|_| x.to_string())
+    }
+}
+
+/// Format 1's canonical JSON: keys sorted at every level (by bytes), no whitespace, numbers as
+/// serde_json writes them (`12.0`). Only for checking version-1 certificates.
+pub fn canonical_v1(value: &Value) -> String {
     match value {
         Value::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();
             keys.sort();
             let parts: Vec<String> = keys
                 .iter()
-                .map(|k| format!("{}:{}", Value::String((*k).clone()), canonical(&map[*k])))
+                .map(|k| format!("{}:{}", Value::String((*k).clone()), canonical_v1(&map[*k])))
                 .collect();
             format!("{{{}}}", parts.join(","))
         }
         Value::Array(items) => format!(
             "[{}]",
-            items.iter().map(canonical).collect::<Vec<_>>().join(",")
+            items.iter().map(canonical_v1).collect::<Vec<_>>().join(",")
         ),
         other => other.to_string(),
     }
 }
 
+/// The canonical text of a certificate (any format) as JSON: JCS for format 2, format 1's own
+/// rule for format 1.
+pub fn canonical_text(cert: &Value) -> Result<String, String> {
+    match cert.get("format").and_then(Value::as_str) {
+        Some(FORMAT_V1) => Ok(canonical_v1(cert)),
+        Some(FORMAT) => crate::jcs::canonicalize(cert),
+        Some(other) => Err(format!(
+            "format `{other}` is not one this version reads ({FORMAT_V1}, {FORMAT})"
+        )),
+        None => Err("no `format` member: not a pedf certificate".into()),
+    }
+}
+
+/// The bytes the signature of a certificate (any format) covers: its canonical text without
+/// the `signature` member.
+pub fn signed_bytes_of(cert: &Value) -> Result<Vec<u8>, String> {
+    let mut v = cert.clone();
+    if let Value::Object(m) = &mut v {
+        m.remove("signature");
+    }
+    canonical_text(&v).map(String::into_bytes)
+}
+
 impl Certificate {
-    /// The bytes the signature covers.
-    pub fn signed_bytes(&self) -> Vec<u8> {
-        let mut v = serde_json::to_value(self).expect("a certificate serialises");
-        if let Value::Object(m) = &mut v {
-            m.remove("signature");
-        }
-        canonical(&v).into_bytes()
+    fn value(&self) -> Value {
+        serde_json::to_value(self).expect("a certificate serialises")
     }
 
-    /// The canonical JSON of the whole certificate (signature included).
+    /// The bytes the signature covers (RFC 8785 canonical JSON without `signature`).
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        signed_bytes_of(&self.value()).expect("a format-2 certificate has finite figures")
+    }
+
+    /// The canonical JSON of the whole certificate (signature included): the file's content.
     pub fn canonical_json(&self) -> String {
-        canonical(&serde_json::to_value(self).expect("a certificate serialises"))
+        canonical_text(&self.value()).expect("a format-2 certificate has finite figures")
     }
 
     pub fn sign(&mut self, key: &SigningKey) {
@@ -222,6 +328,8 @@ pub struct IssueInput<'a> {
     pub to: DateTime<Utc>,
     pub options: &'a Options,
     pub factors: Vec<FactorUsed>,
+    pub meters: Vec<MeterUsed>,
+    pub green_certificates: Vec<GreenCertificates>,
 }
 
 /// The lines the Merkle tree covers: the records inside the period, canonical CSV.
@@ -238,32 +346,91 @@ pub fn record_lines(
         .collect()
 }
 
-fn figures_of(a: &Accounting) -> (Monitored, Figures) {
+/// The green certificates of each month the period touches, matched against the period's net
+/// delivered electricity of that month.
+fn green_months(
+    a: &Accounting,
+    declared: &[GreenCertificates],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    o: &Options,
+) -> Vec<GreenCertificateMonth> {
+    let mut months: Vec<String> = Vec::new();
+    let mut t = from;
+    while t < to {
+        let m = o.clock.local(t).format("%Y-%m").to_string();
+        if months.last() != Some(&m) {
+            months.push(m);
+        }
+        t += o.clock.interval.duration();
+    }
+    months
+        .into_iter()
+        .map(|m| {
+            let net_mwh = a
+                .totals
+                .net_delivered_by_month
+                .get(&m)
+                .copied()
+                .unwrap_or(0.0)
+                / 1000.0;
+            let (mwh, status, reference) = declared
+                .iter()
+                .find(|g| g.month == m)
+                .map(|g| (g.mwh, g.status.clone(), g.reference.clone()))
+                .unwrap_or((0.0, "none declared".into(), String::new()));
+            GreenCertificateMonth {
+                month: m,
+                mwh: round(mwh, 6),
+                status,
+                reference,
+                net_delivered_mwh: round(net_mwh, 6),
+                subtracted_mwh: round(mwh.min(net_mwh.max(0.0)), 6),
+            }
+        })
+        .collect()
+}
+
+fn figures_of(
+    a: &Accounting,
+    green: &[GreenCertificateMonth],
+    baseline: f64,
+) -> (Monitored, Figures) {
     let t = &a.totals;
     let mwh = |kwh: f64| round(kwh / 1000.0, 6);
     let tonnes = |kg: f64| round(kg / 1000.0, 6);
-    let self_consumed = t.flows[0][0] + t.flows[0][1] + t.flows[0][2];
-    let er = tonnes(t.avoided_pv_kg);
+    let net_kwh = t.pv_onsite_kwh + t.pv_export_kwh - t.aux_import_kwh;
+    let gec_mwh: f64 = green.iter().map(|g| g.subtracted_mwh).sum();
+    let claimed_kwh = net_kwh - gec_mwh * 1000.0;
+    // BE on the claimed energy: the accountant's EG x EF less the green-certificate MWh x EF.
+    let be = tonnes(t.avoided_pv_kg - gec_mwh * 1000.0 * baseline);
     (
         Monitored {
-            pv_generated_mwh: mwh(t.pv_kwh),
-            pv_self_consumed_mwh: mwh(self_consumed),
-            pv_exported_mwh: mwh(t.flows[0][3]),
+            pv_generated_dc_bus_mwh: mwh(t.pv_kwh),
+            pv_delivered_on_site_mwh: mwh(t.pv_onsite_kwh),
+            pv_delivered_grid_meter_mwh: mwh(t.pv_export_kwh),
+            pv_converter_losses_mwh: mwh(t.flows[0][4]),
+            pv_storage_losses_mwh: mwh(t.pv_storage_losses_kwh),
+            pv_in_storage_at_end_mwh: mwh(t.pv_in_storage_end_kwh),
+            auxiliary_import_mwh: mwh(t.aux_import_kwh),
+            net_delivered_mwh: mwh(net_kwh),
+            green_certificate_mwh: round(gec_mwh, 6),
+            claimed_mwh: mwh(claimed_kwh),
             grid_import_mwh: mwh(t.grid_import_kwh),
             grid_export_mwh: mwh(t.grid_export_kwh),
             battery_charged_mwh: mwh(t.battery_charge_kwh),
             battery_discharged_mwh: mwh(t.battery_discharge_kwh),
             consumption_mwh: mwh(t.consumption_kwh),
-            losses_mwh: mwh(t.losses_kwh),
+            converter_losses_mwh: mwh(t.losses_kwh),
         },
         Figures {
             scope2_location_based_t: tonnes(t.location_kg),
             scope2_market_based_t: tonnes(t.market_kg),
-            baseline_emissions_t: er,
+            baseline_emissions_t: be,
             project_emissions_t: 0.0,
             leakage_t: 0.0,
-            emission_reductions_t: er,
-            certified_reductions_t: er.floor(),
+            emission_reductions_t: be,
+            stated_reductions_t: be.floor().max(0.0),
             park_intensity_kg_per_kwh: round(t.park_intensity, 6),
             self_sufficiency: round(t.self_sufficiency, 6),
             cfe_score: round(t.cfe_score, 6),
@@ -271,11 +438,15 @@ fn figures_of(a: &Accounting) -> (Monitored, Figures) {
     )
 }
 
+/// The rule of the Merkle leaves, as a verifier in another language needs it.
+pub const LEAF_RULE: &str = "RFC 6962 Merkle tree hash (SHA-256) over the records inside the period in time order: leaf = SHA-256(0x00 || line), node = SHA-256(0x01 || left || right), the first subtree the largest power of two below n; line = UTF-8 'start,pv_kwh,grid_import_kwh,grid_export_kwh,battery_charge_kwh,battery_discharge_kwh,load_kwh,ev_kwh' with start in RFC 3339 at the park's offset and each energy with exactly 6 decimals, then ',<charger id>=<kWh, 6 decimals>' for each charger with energy, by id";
+
 /// Builds (unsigned) the certificate of a period.
 pub fn build(records: &[IntervalRecord], input: IssueInput) -> Certificate {
     let o = input.options;
     let a = account(records, input.from, input.to, o);
-    let (monitored, figures) = figures_of(&a);
+    let green = green_months(&a, &input.green_certificates, input.from, input.to, o);
+    let (monitored, figures) = figures_of(&a, &green, o.baseline_factor);
     let lines = record_lines(records, input.from, input.to, o);
     let expected = a.totals.intervals;
     Certificate {
@@ -288,20 +459,28 @@ pub fn build(records: &[IntervalRecord], input: IssueInput) -> Certificate {
             name: METHODOLOGY.into(),
             version: METHODOLOGY_VERSION.into(),
             references: vec![
+                "CDM ACM0002 (grid-connected renewable generation) and AMS-I.D / AMS-I.F (small-scale renewable electricity, to the grid / for captive use): ER = BE - PE - LE, BE = EG x EF_grid,CM".into(),
+                "CDM methodological tool 07 (emission factor of an electricity system): EF_CM = 0.75 EF_OM + 0.25 EF_BM for wind and solar, OM and BM of one publication".into(),
                 "GHG Protocol Scope 2 Guidance (2015): location- and market-based dual reporting".into(),
-                "CDM ACM0002 / AMS-I.D, AMS-I.F: ER = BE - PE - LE, BE = EG x EF, PE = LE = 0 for PV".into(),
                 "Attributional storage tracking: discharged energy carries the stored intensity".into(),
-                "ISO 14064-2 style statement of the park".into(),
+                "ISO 14064-2 style statement of the park; NDRC/MoF/NEA 2023 No. 1044 and NEA 2024 No. 67 on green certificates".into(),
             ],
             allocation: "proportional at the DC bus each interval (crates/pedf-carbon/src/account.rs)".into(),
-            claim_status: "The park's own verifiable statement; not a CCER credit or tradable offset (distributed PV is not admitted to CCER, NEA/MEE 2024 No. 124). 园区自愿性碳减排声明，非CCER或可交易抵消量。".into(),
+            net_delivered_rule: "EG = PV delivered to the park's loads and cars (directly, or out of the battery's PV share after its round-trip losses) + PV delivered to the grid at the grid meter (AC, after the converter's losses) - auxiliary imports (grid energy that fed only the conversion); PV left in the battery at the end is not credited; estimated intervals credit nothing".into(),
+            project_emissions_rule: "PE = 0: a PV plant burns no fuel and its own grid use is taken off EG as auxiliary imports (ACM0002)".into(),
+            leakage_rule: "LE = 0: no equipment is transferred from or to another activity (ACM0002 / AMS-I.D)".into(),
+            green_certificate_rule: "MWh of the park's PV covered by green certificates (绿证) issued in a month are subtracted from that month's EG in the period, at most that EG; a period covering part of a month subtracts the month's whole MWh (conservative)".into(),
+            rounding: "energies to 1e-6 MWh, masses to 1e-6 t; the stated reductions are ER rounded down to whole tonnes, 0 when ER is negative".into(),
+            claim_status: "Self-declared, verifiable statement of the park; not a CCER credit, not certified by a third party, not a tradable offset (distributed PV is not admitted to CCER, NEA/MEE 2024 No. 124). 园区自我声明的可核验碳减排声明：非CCER减排量，未经第三方核证，不可交易或用于抵消。".into(),
             round_trip_efficiency: o.round_trip_efficiency,
             initial_battery_kwh: o.initial_battery_kwh,
             grid_cfe_share: o.grid_cfe_share,
-            covered_mwh: o.covered_mwh,
+            covered_import_mwh: o.covered_mwh,
         },
         factors: input.factors,
+        meters: input.meters,
         monitored,
+        green_certificates: green,
         figures,
         data_quality: DataQuality {
             intervals_expected: expected,
@@ -314,7 +493,7 @@ pub fn build(records: &[IntervalRecord], input: IssueInput) -> Certificate {
         records: RecordsDigest {
             count: lines.len(),
             merkle_root: hex(&merkle_root(&lines)),
-            leaf_rule: "SHA-256(0x00 || record CSV line), node SHA-256(0x01 || left || right), odd node carried up".into(),
+            leaf_rule: LEAF_RULE.into(),
         },
         issuer: Issuer { algorithm: "ed25519".into(), public_key: String::new() },
         signature: None,
@@ -338,7 +517,7 @@ pub fn options_of(
         hourly_factors: Default::default(),
         baseline_factor: factor("baseline")?,
         residual_factor: factor("residual")?,
-        covered_mwh: cert.methodology.covered_mwh,
+        covered_mwh: cert.methodology.covered_import_mwh,
         grid_cfe_share: cert.methodology.grid_cfe_share,
         round_trip_efficiency: cert.methodology.round_trip_efficiency,
         initial_battery_kwh: cert.methodology.initial_battery_kwh,
@@ -346,7 +525,6 @@ pub fn options_of(
     })
 }
 
-/// Checks the signature against the embedded public key (and, if given, the expected one).
 /// A key's fingerprint as people compare it: the first 16 bytes of SHA-256 of the 32 key
 /// bytes, hex in groups of four.
 pub fn key_fingerprint(public_key_hex: &str) -> String {
@@ -359,29 +537,66 @@ pub fn key_fingerprint(public_key_hex: &str) -> String {
         .join(":")
 }
 
-pub fn check_signature(cert: &Certificate, expected_key: Option<&str>) -> Result<(), String> {
-    if let Some(k) = expected_key {
-        if !k.eq_ignore_ascii_case(&cert.issuer.public_key) {
+/// What a certificate file says about itself before any check: its format version, serial,
+/// period and issuer key (read from the JSON of any format).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Header {
+    pub version: u32,
+    pub serial: String,
+    pub public_key: String,
+}
+
+/// Reads the header of a certificate of any format.
+pub fn header(cert: &Value) -> Result<Header, String> {
+    let version = match cert.get("format").and_then(Value::as_str) {
+        Some(FORMAT_V1) => 1,
+        Some(FORMAT) => 2,
+        Some(other) => {
             return Err(format!(
-                "signed by key {}, not the expected {k}",
-                cert.issuer.public_key
-            ));
+                "format `{other}` is not one this version reads ({FORMAT_V1}, {FORMAT})"
+            ))
         }
-    }
-    let key_bytes: [u8; 32] = unhex(&cert.issuer.public_key)
+        None => return Err("no `format` member: not a pedf certificate".into()),
+    };
+    let text = |path: &[&str]| {
+        let mut v = cert;
+        for p in path {
+            v = v.get(*p).ok_or(format!("no `{}` member", path.join(".")))?;
+        }
+        v.as_str()
+            .map(str::to_string)
+            .ok_or(format!("`{}` is not a string", path.join(".")))
+    };
+    Ok(Header {
+        version,
+        serial: text(&["serial"])?,
+        public_key: text(&["issuer", "public_key"])?,
+    })
+}
+
+/// Checks the signature of a certificate of any format against the key it names (whether that
+/// key is trusted is the caller's question).
+pub fn check_signature_value(cert: &Value) -> Result<(), String> {
+    let h = header(cert)?;
+    let key_bytes: [u8; 32] = unhex(&h.public_key)
         .and_then(|b| b.try_into().ok())
         .ok_or("issuer.public_key is not a 32-byte hex key")?;
     let key = VerifyingKey::from_bytes(&key_bytes)
         .map_err(|e| format!("issuer.public_key is not a valid ed25519 key: {e}"))?;
     let sig_hex = cert
-        .signature
-        .as_deref()
+        .get("signature")
+        .and_then(Value::as_str)
         .ok_or("the certificate is not signed")?;
     let sig_bytes: [u8; 64] = unhex(sig_hex)
         .and_then(|b| b.try_into().ok())
         .ok_or("signature is not 64 bytes of hex")?;
-    key.verify(&cert.signed_bytes(), &Signature::from_bytes(&sig_bytes))
+    key.verify(&signed_bytes_of(cert)?, &Signature::from_bytes(&sig_bytes))
         .map_err(|_| "signature does not match: the certificate was changed after it was signed, or signed with another key".to_string())
+}
+
+/// Checks a format-2 certificate's signature against the key it names.
+pub fn check_signature(cert: &Certificate) -> Result<(), String> {
+    check_signature_value(&cert.value())
 }
 
 /// Differences between a certificate and a recomputation from records, each named.
@@ -405,13 +620,28 @@ pub fn compare_with_data(
             to,
             options: &options,
             factors: cert.factors.clone(),
+            meters: cert.meters.clone(),
+            green_certificates: cert
+                .green_certificates
+                .iter()
+                .filter(|g| g.status != "none declared")
+                .map(|g| GreenCertificates {
+                    month: g.month.clone(),
+                    mwh: g.mwh,
+                    status: g.status.clone(),
+                    reference: g.reference.clone(),
+                })
+                .collect(),
         },
     );
     let mut diffs = Vec::new();
-    let (a, b) = (
-        serde_json::to_value(cert).unwrap_or_default(),
-        serde_json::to_value(&again).unwrap_or_default(),
-    );
+    let (a, b) = (cert.value(), again.value());
+    if a.get("green_certificates") != b.get("green_certificates") {
+        diffs.push(format!(
+            "green_certificates: the certificate says {}, the data gives {}",
+            a["green_certificates"], b["green_certificates"]
+        ));
+    }
     for section in ["monitored", "figures", "data_quality", "records"] {
         if let (Some(Value::Object(x)), Some(Value::Object(y))) = (a.get(section), b.get(section)) {
             let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
@@ -429,6 +659,34 @@ pub fn compare_with_data(
         }
     }
     Ok(diffs)
+}
+
+/// The Merkle root of a version-1 certificate's records recomputed (the leaf rule did not
+/// change): `Ok(true)` when it matches the certificate's.
+pub fn v1_records_match(
+    cert: &Value,
+    records: &[IntervalRecord],
+    clock: pedf_core::time::ParkClock,
+) -> Result<bool, String> {
+    let period = |k: &str| {
+        cert.get("period")
+            .and_then(|p| p.get(k))
+            .and_then(Value::as_str)
+            .ok_or(format!("no period.{k}"))
+            .and_then(|t| pedf_core::time::parse_rfc3339(t).map_err(|e| format!("period.{k}: {e}")))
+    };
+    let (from, to) = (period("from")?, period("to")?);
+    let lines: Vec<String> = records
+        .iter()
+        .filter(|r| r.start >= from && r.start < to)
+        .map(|r| r.canonical_line(&clock))
+        .collect();
+    let root = cert
+        .get("records")
+        .and_then(|r| r.get("merkle_root"))
+        .and_then(Value::as_str)
+        .ok_or("no records.merkle_root")?;
+    Ok(hex(&merkle_root(&lines)) == root)
 }
 
 /// One line of the ledger.
@@ -454,7 +712,11 @@ impl LedgerEntry {
         if let Value::Object(m) = &mut v {
             m.remove("hash");
         }
-        sha256_hex(canonical(&v).as_bytes())
+        sha256_hex(
+            crate::jcs::canonicalize(&v)
+                .expect("a ledger entry has no number but integers")
+                .as_bytes(),
+        )
     }
 }
 
@@ -612,13 +874,19 @@ fn esc(s: &str) -> String {
 }
 
 /// The certificate as labelled rows (Chinese label, English label, value): what the HTML and
-/// PDF renderings show.
+/// PDF renderings show. Figures are written with their shortest digits, never `-0`.
 pub fn rows(c: &Certificate) -> Vec<(String, String, String)> {
     let m = &c.monitored;
     let f = &c.figures;
+    let mwh = |x: f64| format!("{} MWh", num(x));
     let mut r: Vec<(String, String, String)> = Vec::new();
     let mut add = |zh: &str, en: &str, v: String| r.push((zh.into(), en.into(), v));
-    add("证书编号", "Serial", c.serial.clone());
+    add("声明编号", "Serial", c.serial.clone());
+    add(
+        "声明性质",
+        "Status of this statement",
+        c.methodology.claim_status.clone(),
+    );
     add(
         "园区",
         "Park",
@@ -643,7 +911,8 @@ pub fn rows(c: &Certificate) -> Vec<(String, String, String)> {
         "Capacity",
         format!(
             "PV {} kWp, storage {} kWh",
-            c.park.pv_kwp, c.park.battery_kwh
+            num(c.park.pv_kwp),
+            num(c.park.battery_kwh)
         ),
     );
     add(
@@ -651,76 +920,154 @@ pub fn rows(c: &Certificate) -> Vec<(String, String, String)> {
         "Period",
         format!("{} – {} ({})", c.period.from, c.period.to, c.park.time_zone),
     );
+    let md = &c.methodology;
     add(
         "方法学",
         "Methodology",
+        format!("{} {}: {}", md.name, md.version, md.references.join("; ")),
+    );
+    add(
+        "方法参数",
+        "Parameters",
         format!(
-            "{} {}; {}",
-            c.methodology.name, c.methodology.version, c.methodology.allocation
+            "battery round-trip efficiency {}; initial battery content {} kWh (at the grid factor, no PV); grid import covered by instruments {} MWh; grid carbon-free share {}; allocation {}",
+            num(md.round_trip_efficiency),
+            num(md.initial_battery_kwh),
+            num(md.covered_import_mwh),
+            num(md.grid_cfe_share),
+            md.allocation
         ),
     );
     for fu in &c.factors {
         add(
             "排放因子",
-            &format!("Factor ({})", fu.role),
+            &format!("Factor: {}", fu.applies_to),
             fu.description.clone(),
         );
     }
+    for mu in &c.meters {
+        add(
+            "计量点",
+            &format!("Meters: {}", mu.quantity),
+            if mu.meters.is_empty() {
+                mu.point.clone()
+            } else {
+                format!("{} ({})", mu.point, mu.meters.join(", "))
+            },
+        );
+    }
     add(
-        "光伏发电量",
-        "PV generated",
-        format!("{} MWh", m.pv_generated_mwh),
+        "光伏发电量（直流母线）",
+        "PV generated (DC bus)",
+        mwh(m.pv_generated_dc_bus_mwh),
     );
     add(
-        "光伏自用",
-        "PV self-consumed",
-        format!("{} MWh", m.pv_self_consumed_mwh),
+        "光伏园区内使用",
+        "PV delivered on site",
+        mwh(m.pv_delivered_on_site_mwh),
     );
     add(
-        "光伏上网",
-        "PV exported",
-        format!("{} MWh", m.pv_exported_mwh),
+        "光伏上网（关口表，交流）",
+        "PV delivered at the grid meter (AC)",
+        mwh(m.pv_delivered_grid_meter_mwh),
     );
     add(
-        "电网购电",
-        "Grid import",
-        format!("{} MWh", m.grid_import_mwh),
+        "光伏损耗（变流器 / 储能）",
+        "PV losses (converter / storage)",
+        format!(
+            "{} / {} MWh; {} MWh still in storage at the end, not credited",
+            num(m.pv_converter_losses_mwh),
+            num(m.pv_storage_losses_mwh),
+            num(m.pv_in_storage_at_end_mwh)
+        ),
+    );
+    add(
+        "厂用电（购电）",
+        "Auxiliary imports",
+        mwh(m.auxiliary_import_mwh),
+    );
+    add(
+        "净上网/自用电量 EG",
+        "Net delivered electricity EG",
+        format!("{} ({})", mwh(m.net_delivered_mwh), md.net_delivered_rule),
+    );
+    for g in &c.green_certificates {
+        add(
+            "绿证",
+            &format!("Green certificates {}", g.month),
+            format!(
+                "{} MWh, {}{}; EG of the period in the month {} MWh; subtracted {} MWh",
+                num(g.mwh),
+                g.status,
+                if g.reference.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", g.reference)
+                },
+                num(g.net_delivered_mwh),
+                num(g.subtracted_mwh)
+            ),
+        );
+    }
+    add(
+        "声明电量（EG − 绿证）",
+        "Claimed energy (EG − green certificates)",
+        mwh(m.claimed_mwh),
+    );
+    add(
+        "电网购电 / 上网",
+        "Grid import / export (grid meter)",
+        format!(
+            "{} / {} MWh",
+            num(m.grid_import_mwh),
+            num(m.grid_export_mwh)
+        ),
     );
     add(
         "储能充/放电",
         "Battery charged / discharged",
         format!(
             "{} / {} MWh",
-            m.battery_charged_mwh, m.battery_discharged_mwh
+            num(m.battery_charged_mwh),
+            num(m.battery_discharged_mwh)
         ),
     );
     add(
-        "用电量",
-        "Consumption",
-        format!("{} MWh", m.consumption_mwh),
+        "用电量 / 变流器损耗",
+        "Consumption / converter losses",
+        format!(
+            "{} / {} MWh",
+            num(m.consumption_mwh),
+            num(m.converter_losses_mwh)
+        ),
     );
     add(
         "范围二（基于位置）",
         "Scope 2 location-based",
-        format!("{} t CO2", f.scope2_location_based_t),
+        format!("{} t CO2", num(f.scope2_location_based_t)),
     );
     add(
         "范围二（基于市场）",
         "Scope 2 market-based",
-        format!("{} t CO2", f.scope2_market_based_t),
+        format!("{} t CO2", num(f.scope2_market_based_t)),
     );
     add(
         "减排量 ER = BE − PE − LE",
         "Emission reductions",
         format!(
-            "{} = {} − {} − {} t CO2e",
-            f.emission_reductions_t, f.baseline_emissions_t, f.project_emissions_t, f.leakage_t
+            "{} = {} − {} − {} t CO2e (PE: {}; LE: {})",
+            num(f.emission_reductions_t),
+            num(f.baseline_emissions_t),
+            num(f.project_emissions_t),
+            num(f.leakage_t),
+            md.project_emissions_rule,
+            md.leakage_rule
         ),
     );
     add(
-        "核证减排量（向下取整）",
-        "Certified reductions (rounded down)",
-        format!("{} t CO2e", f.certified_reductions_t),
+        "声明减排量（向下取整）",
+        "Reductions stated (rounded down)",
+        format!("{} t CO2e", num(f.stated_reductions_t)),
     );
     add(
         "数据质量",
@@ -735,22 +1082,33 @@ pub fn rows(c: &Certificate) -> Vec<(String, String, String)> {
         ),
     );
     add(
-        "声明性质",
-        "Claim status",
-        c.methodology.claim_status.clone(),
-    );
-    add(
         "数据默克尔根",
         "Records Merkle root",
-        format!("{} ({} records)", c.records.merkle_root, c.records.count),
+        format!(
+            "{} ({} records; {})",
+            c.records.merkle_root, c.records.count, c.records.leaf_rule
+        ),
+    );
+    add(
+        "图例",
+        "Legend",
+        "[C] 已在公开来源核实 confirmed in a published source; [S] 仅见于二手来源 seen only in secondary sources; [U] 未核实 unverified".into(),
     );
     add("签发时间", "Issued", c.issued_at.clone());
     add(
         "签发公钥 (ed25519)",
         "Issuer public key",
-        c.issuer.public_key.clone(),
+        format!(
+            "{} (fingerprint {})",
+            c.issuer.public_key,
+            key_fingerprint(&c.issuer.public_key)
+        ),
     );
-    add("签名", "Signature", c.signature.clone().unwrap_or_default());
+    add(
+        "签名（RFC 8785 规范化 JSON）",
+        "Signature (over the RFC 8785 canonical JSON)",
+        c.signature.clone().unwrap_or_default(),
+    );
     r
 }
 
@@ -760,11 +1118,11 @@ pub fn render_html(c: &Certificate) -> String {
     let mut s = String::new();
     s.push_str("<!doctype html>\n<html lang=\"zh-CN\"><head><meta charset=\"utf-8\">\n");
     s.push_str(&format!(
-        "<title>碳减排证书 Carbon-reduction certificate {}</title>\n",
+        "<title>碳减排自我声明 Self-declared carbon-reduction statement {}</title>\n",
         esc(&c.serial)
     ));
     s.push_str("<style>body{font-family:sans-serif;max-width:52em;margin:2em auto}table{border-collapse:collapse;width:100%}th,td{border:1px solid #999;padding:.3em .6em;text-align:left;vertical-align:top}th{width:40%;background:#f3f3f3}small{color:#555}td{word-break:break-all}</style></head><body>\n");
-    s.push_str(&format!("<h1>碳减排证书<br><small>Carbon-reduction certificate</small></h1>\n<p><b>{}</b></p>\n<table>\n", esc(&c.serial)));
+    s.push_str(&format!("<h1>碳减排自我声明<br><small>Self-declared carbon-reduction statement (pedf certificate, not CCER)</small></h1>\n<p><b>{}</b></p>\n<table>\n", esc(&c.serial)));
     for (zh, en, v) in rows(c) {
         s.push_str(&format!(
             "<tr><th>{}<br><small>{}</small></th><td>{}</td></tr>\n",
@@ -786,99 +1144,100 @@ pub fn render_html(c: &Certificate) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pedf_core::time::{IntervalLength, ParkClock};
 
     #[test]
-    fn canonical_json_sorts_keys_at_every_level() {
+    fn format_1_canonical_json_sorts_keys_at_every_level() {
         let v: Value =
-            serde_json::from_str(r#"{"b":1,"a":{"d":[3,{"z":1,"y":2}],"c":"x"}}"#).unwrap();
+            serde_json::from_str(r#"{"b":1.0,"a":{"d":[3,{"z":1,"y":2}],"c":"x"}}"#).unwrap();
         assert_eq!(
-            canonical(&v),
-            r#"{"a":{"c":"x","d":[3,{"y":2,"z":1}]},"b":1}"#
+            canonical_v1(&v),
+            r#"{"a":{"c":"x","d":[3,{"y":2,"z":1}]},"b":1.0}"#
         );
     }
 
-    #[test]
-    fn ledger_entries_chain() {
-        let cert = Certificate {
-            format: FORMAT.into(),
-            serial: "P-2026-000001".into(),
-            issued_at: "2026-06-22T00:00:00+00:00".into(),
-            park: ParkIdentity {
-                id: "p".into(),
-                name: "P".into(),
-                name_zh: None,
-                owner: None,
-                latitude_deg: 0.0,
-                longitude_deg: 0.0,
-                pv_kwp: 1.0,
-                battery_kwh: 0.0,
-                time_zone: "UTC".into(),
-                interval_minutes: 15,
-            },
-            period: Period {
-                from: "2026-06-21T00:00:00+00:00".into(),
-                to: "2026-06-22T00:00:00+00:00".into(),
-            },
-            methodology: Methodology {
-                name: METHODOLOGY.into(),
-                version: METHODOLOGY_VERSION.into(),
-                references: vec![],
-                allocation: String::new(),
-                claim_status: String::new(),
-                round_trip_efficiency: 1.0,
-                initial_battery_kwh: 0.0,
-                grid_cfe_share: 0.0,
-                covered_mwh: 0.0,
-            },
-            factors: vec![],
-            monitored: Monitored {
-                pv_generated_mwh: 1.0,
-                pv_self_consumed_mwh: 1.0,
-                pv_exported_mwh: 0.0,
-                grid_import_mwh: 0.0,
-                grid_export_mwh: 0.0,
-                battery_charged_mwh: 0.0,
-                battery_discharged_mwh: 0.0,
-                consumption_mwh: 1.0,
-                losses_mwh: 0.0,
-            },
-            figures: Figures {
-                scope2_location_based_t: 0.0,
-                scope2_market_based_t: 0.0,
-                baseline_emissions_t: 0.6,
-                project_emissions_t: 0.0,
-                leakage_t: 0.0,
-                emission_reductions_t: 0.6,
-                certified_reductions_t: 0.0,
-                park_intensity_kg_per_kwh: 0.0,
-                self_sufficiency: 1.0,
-                cfe_score: 1.0,
-            },
-            data_quality: DataQuality {
-                intervals_expected: 96,
-                intervals_recorded: 96,
-                coverage: 1.0,
-                estimated_intervals: 0,
-                estimation_rule: String::new(),
-                first_gaps: vec![],
-            },
-            records: RecordsDigest {
-                count: 96,
-                merkle_root: "00".repeat(32),
-                leaf_rule: String::new(),
-            },
-            issuer: Issuer {
-                algorithm: "ed25519".into(),
-                public_key: String::new(),
-            },
-            signature: None,
+    fn day_certificate() -> Certificate {
+        let clock = ParkClock::new(chrono_tz::UTC, IntervalLength::from_minutes(60).unwrap());
+        let from = pedf_core::time::parse_rfc3339("2026-06-21T00:00:00Z").unwrap();
+        let records: Vec<IntervalRecord> = (0..24)
+            .map(|h| IntervalRecord {
+                start: from + chrono::Duration::hours(h),
+                pv_kwh: if (8..16).contains(&h) { 100.0 } else { 0.0 },
+                grid_import_kwh: if (8..16).contains(&h) { 0.0 } else { 10.5 },
+                load_kwh: 10.0,
+                grid_export_kwh: if (8..16).contains(&h) { 87.3 } else { 0.0 },
+                ..Default::default()
+            })
+            .collect();
+        let options = Options {
+            grid_factor: 0.6361,
+            hourly_factors: Default::default(),
+            baseline_factor: 0.8264,
+            residual_factor: 0.6096,
+            covered_mwh: 0.0,
+            grid_cfe_share: 0.0,
+            round_trip_efficiency: 0.9,
+            initial_battery_kwh: 0.0,
+            clock,
         };
-        let mut signed = cert.clone();
+        build(
+            &records,
+            IssueInput {
+                serial: "P-2026-000001".into(),
+                issued_at: from,
+                park: ParkIdentity {
+                    id: "p".into(),
+                    name: "P".into(),
+                    name_zh: None,
+                    owner: None,
+                    latitude_deg: 0.0,
+                    longitude_deg: 0.0,
+                    pv_kwp: 1.0,
+                    battery_kwh: 0.0,
+                    time_zone: "UTC".into(),
+                    interval_minutes: 60,
+                },
+                from,
+                to: from + chrono::Duration::days(1),
+                options: &options,
+                factors: vec![],
+                meters: vec![],
+                green_certificates: vec![GreenCertificates {
+                    month: "2026-06".into(),
+                    mwh: 0.5,
+                    status: "sold".into(),
+                    reference: "GEC-1".into(),
+                }],
+            },
+        )
+    }
+
+    #[test]
+    fn green_certificates_come_off_the_claim() {
+        let c = day_certificate();
+        // EG: 8 h x (10 on site + 87.3 exported) = 778.4 kWh; 0.5 MWh of it has green
+        // certificates: 0.2784 MWh claimed.
+        assert_eq!(c.monitored.net_delivered_mwh, 0.7784);
+        assert_eq!(c.monitored.green_certificate_mwh, 0.5);
+        assert_eq!(c.monitored.claimed_mwh, 0.2784);
+        assert_eq!(c.figures.baseline_emissions_t, round(0.2784 * 0.8264, 6));
+        assert_eq!(c.green_certificates.len(), 1);
+        assert_eq!(c.green_certificates[0].subtracted_mwh, 0.5);
+        assert_eq!(c.figures.stated_reductions_t, 0.0);
+        // JCS writes whole numbers without a fraction, and never -0.
+        let json = c.canonical_json();
+        assert!(json.contains("\"project_emissions_t\":0,"), "{json}");
+        assert!(!json.contains("-0,") && !json.contains(":-0}"));
+    }
+
+    #[test]
+    fn signatures_cover_the_canonical_bytes_and_ledger_entries_chain() {
+        let mut signed = day_certificate();
         signed.sign(&SigningKey::from_bytes(&[7; 32]));
-        assert_eq!(check_signature(&signed, None), Ok(()));
+        assert_eq!(check_signature(&signed), Ok(()));
         let mut changed = signed.clone();
-        changed.monitored.pv_generated_mwh = 2.0;
-        assert!(check_signature(&changed, None).is_err());
+        changed.monitored.pv_generated_dc_bus_mwh = 2.0;
+        assert!(check_signature(&changed).is_err());
         let e1 = next_entry(&[], &signed);
         let e2 = next_entry(std::slice::from_ref(&e1), &signed);
         let text = format!(

@@ -9,6 +9,7 @@ pub mod account;
 pub mod certificate;
 pub mod counters;
 pub mod factors;
+pub mod jcs;
 pub mod merkle;
 /// Interval energy records live in pedf-core (the store and the runtime write them too).
 pub use pedf_core::records;

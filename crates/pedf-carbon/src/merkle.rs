@@ -1,7 +1,9 @@
 //! A SHA-256 Merkle tree over the interval records a certificate used.
 //!
-//! Leaf = SHA-256(0x00 ‖ record line), node = SHA-256(0x01 ‖ left ‖ right) (domain separation
-//! as in RFC 6962, so a leaf cannot pose as a node); an odd node is carried up unchanged. The
+//! The Merkle tree hash of RFC 6962 §2.1: leaf = SHA-256(0x00 ‖ record line), node =
+//! SHA-256(0x01 ‖ left ‖ right) (domain separation, so a leaf cannot pose as a node), the left
+//! subtree the largest power of two below n. Built level by level with an odd node carried up
+//! unchanged, which gives the same root; tested against pymerkle in `tests/outside_peers.rs`. The
 //! record line is the canonical text of `IntervalRecord::canonical_line` (RFC 3339 start in the
 //! park's zone, energies with 6 decimals), so anyone can recompute the root from the records.
 
@@ -38,11 +40,11 @@ fn node(l: &[u8; 32], r: &[u8; 32]) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// The root over `lines` in order (all zeros for no lines).
+/// The root over `lines` in order (SHA-256 of nothing for no lines, as RFC 6962 has it).
 pub fn merkle_root<S: AsRef<str>>(lines: &[S]) -> [u8; 32] {
     let mut level: Vec<[u8; 32]> = lines.iter().map(|l| leaf(l.as_ref())).collect();
     if level.is_empty() {
-        return [0; 32];
+        return Sha256::digest([]).into();
     }
     while level.len() > 1 {
         level = level
@@ -75,7 +77,10 @@ mod tests {
         assert_ne!(a, merkle_root(&["b", "a", "c"]));
         assert_ne!(a, merkle_root(&["a", "b"]));
         assert_eq!(a, merkle_root(&["a", "b", "c"]));
-        assert_eq!(merkle_root::<&str>(&[]), [0; 32]);
+        assert_eq!(
+            hex(&merkle_root::<&str>(&[])),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
         // A single leaf is its own root; a leaf hash differs from the line's plain hash.
         assert_ne!(hex(&merkle_root(&["x"])), sha256_hex(b"x"));
         assert_eq!(unhex(&hex(&[0, 15, 255])), Some(vec![0, 15, 255]));

@@ -975,7 +975,7 @@ async fn certificate_issue(
             "carbon",
             &c.who(),
             &format!("certificate {id} issued for {} .. {}", b.from, b.to),
-            out["certified_t"].as_f64().unwrap_or(0.0),
+            out["stated_t"].as_f64().unwrap_or(0.0),
             None,
             None,
             "accepted",

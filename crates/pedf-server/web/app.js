@@ -435,7 +435,7 @@ document.addEventListener('DOMContentLoaded', () => {
       const r = await api('POST', '/api/v1/certificates', { from: $('carbon-from').value, to: $('carbon-to').value });
       const p = $('cert-out');
       p.replaceChildren();
-      p.append(`${r.id}: ${r.certified_t} t CO₂ `);
+      p.append(`${r.id}: ${r.stated_t} t CO₂ `);
       for (const k of ['pdf', 'json']) {
         const a = document.createElement('a');
         a.href = `/api/v1/certificates/${r.id}/${k}`; a.textContent = k.toUpperCase(); a.download = `${r.id}.${k}`;
