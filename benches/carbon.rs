@@ -25,8 +25,11 @@ fn options() -> Options {
         residual_factor: 0.6096,
         covered_mwh: 0.0,
         grid_cfe_share: 0.0,
-        round_trip_efficiency: 0.9,
-        initial_battery_kwh: 1000.0,
+        batteries: vec![pedf_carbon::account::BatteryParams {
+            id: "bess-1".into(),
+            round_trip_efficiency: 0.9,
+            initial_kwh: 1000.0,
+        }],
         clock: ParkClock::new(
             chrono_tz::Asia::Shanghai,
             IntervalLength::from_minutes(15).unwrap(),

@@ -238,15 +238,7 @@ pub fn prepare_with(
         residual_factor: choice.residual.value,
         covered_mwh,
         grid_cfe_share: 0.0,
-        round_trip_efficiency: park
-            .batteries
-            .first()
-            .map_or(1.0, |b| b.charge_efficiency * b.discharge_efficiency),
-        initial_battery_kwh: park
-            .batteries
-            .iter()
-            .map(|b| b.capacity.0 * b.initial_soc)
-            .sum(),
+        batteries: pedf_carbon::account::BatteryParams::of_park(&park),
         clock: park.clock,
     };
     Ok(PeriodSetup {

@@ -42,6 +42,13 @@ def record_lines(path, zone, start, end):
             chargers = sorted((k[3:], float(v)) for k, v in cols.items()
                               if k.startswith("ev:") and float(v) != 0.0)
             line += "".join(f",{c}={v:.6f}" for c, v in chargers)
+            batteries = sorted({k.split(":", 1)[1] for k in cols
+                                if k.startswith(("charge:", "discharge:"))})
+            for b in batteries:
+                for flow in ("charge", "discharge"):
+                    v = float(cols[f"{flow}:{b}"])
+                    if v != 0.0:
+                        line += f",{flow}:{b}={v:.6f}"
             yield line
 
 

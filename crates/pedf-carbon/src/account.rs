@@ -19,6 +19,13 @@
 //! nothing clean it cannot show). Discharging more than the store holds takes the excess at
 //! the grid factor and flags the interval.
 //!
+//! **Several batteries.** Each battery has its own store and round-trip efficiency when the
+//! records give each battery's charge and discharge (`charge:<id>`, `discharge:<id>` columns)
+//! in every interval of the period where a battery moved; each battery's charge takes the
+//! interval's charge mix. Records with only the totals cannot say which battery moved: then
+//! the batteries are one pooled store at the **lowest** round-trip efficiency among them (the
+//! conservative choice: more of the PV is counted as lost), and the result says so.
+//!
 //! **Avoided emissions on net delivered electricity (ACM0002 / AMS-I.D / AMS-I.F).** The
 //! baseline emissions count the electricity the PV delivers, not what it generates at the bus:
 //! EG = PV delivered to the park's consumption (directly or out of the battery's PV share,
@@ -70,12 +77,61 @@ pub struct Options {
     /// Share of grid electricity that is carbon-free, for the CFE score (0 unless the user has
     /// a figure: the conservative default).
     pub grid_cfe_share: f64,
-    /// Battery round-trip efficiency (bus to bus).
-    pub round_trip_efficiency: f64,
-    /// Energy in the battery at the start (bus-side kWh).
-    pub initial_battery_kwh: f64,
+    /// The park's batteries: round-trip efficiency (bus to bus) and energy at the start
+    /// (bus-side kWh) of each. None: battery flows go through one lossless store that starts
+    /// empty.
+    pub batteries: Vec<BatteryParams>,
     /// The park's interval clock.
     pub clock: ParkClock,
+}
+
+/// One battery's carbon-store parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatteryParams {
+    pub id: String,
+    /// Bus to bus.
+    pub round_trip_efficiency: f64,
+    /// Energy in it at the start, bus-side kWh (taken at the grid factor, no PV in it).
+    pub initial_kwh: f64,
+}
+
+impl BatteryParams {
+    /// The batteries of a park, their stores starting at their initial state of charge.
+    pub fn of_park(park: &pedf_core::Park) -> Vec<BatteryParams> {
+        park.batteries
+            .iter()
+            .map(|b| BatteryParams {
+                id: b.id.clone(),
+                round_trip_efficiency: b.round_trip_efficiency(),
+                initial_kwh: b.capacity.0 * b.initial_soc,
+            })
+            .collect()
+    }
+}
+
+/// How the batteries' carbon is kept over a period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageMode {
+    /// One store per battery (the records split the flows by battery).
+    PerBattery,
+    /// One store for all, at the lowest round-trip efficiency.
+    Pooled,
+}
+
+impl StorageMode {
+    /// The rule as a certificate states it.
+    pub fn rule(self, batteries: usize) -> String {
+        match (self, batteries) {
+            (_, 0) => "no battery".into(),
+            (_, 1) => "one battery, one carbon store".into(),
+            (StorageMode::PerBattery, n) => format!(
+                "{n} batteries, each its own carbon store and round-trip efficiency (the records split the flows by battery)"
+            ),
+            (StorageMode::Pooled, n) => format!(
+                "{n} batteries as one carbon store at the lowest round-trip efficiency among them (the records give only the totals; conservative)"
+            ),
+        }
+    }
 }
 
 /// The result of one interval.
@@ -170,12 +226,15 @@ pub struct Accounting {
     pub totals: Totals,
     /// Interval starts that were missing and estimated.
     pub gaps: Vec<DateTime<Utc>>,
+    /// How the batteries' carbon was kept.
+    pub storage: StorageMode,
 }
 
 struct Store {
     kwh: f64,
     kg: f64,
     clean: f64,
+    eta: f64,
 }
 
 fn share(part: f64, whole: f64) -> f64 {
@@ -191,8 +250,9 @@ fn share(part: f64, whole: f64) -> f64 {
 /// hour), so a year of 1-minute records needs no more than a day's.
 pub struct Accountant {
     options: Options,
-    store: Store,
-    eta: f64,
+    /// One per battery (`ids` in the same order), or one pooled store (`ids` empty).
+    stores: Vec<Store>,
+    ids: Vec<String>,
     sums: Sums,
 }
 
@@ -207,19 +267,54 @@ struct Sums {
 }
 
 impl Accountant {
+    /// An accountant keeping the batteries as one pooled store (at the lowest round-trip
+    /// efficiency among them): for records without a split by battery.
     pub fn new(options: Options) -> Self {
-        let initial = options.initial_battery_kwh.max(0.0);
-        let store = Store {
-            kwh: initial,
-            kg: initial * options.grid_factor,
+        Self::with_mode(options, StorageMode::Pooled)
+    }
+
+    /// An accountant in the given storage mode (`PerBattery` needs every record with battery
+    /// flows to split them by battery: a battery missing from a record's split is idle).
+    pub fn with_mode(options: Options, mode: StorageMode) -> Self {
+        let store = |initial: f64, eta: f64| Store {
+            kwh: initial.max(0.0),
+            kg: initial.max(0.0) * options.grid_factor,
             clean: 0.0,
+            eta: eta.clamp(0.01, 1.0),
         };
-        let eta = options.round_trip_efficiency.clamp(0.01, 1.0);
+        let b = &options.batteries;
+        let (stores, ids) = if mode == StorageMode::PerBattery && b.len() > 1 {
+            (
+                b.iter()
+                    .map(|p| store(p.initial_kwh, p.round_trip_efficiency))
+                    .collect(),
+                b.iter().map(|p| p.id.clone()).collect(),
+            )
+        } else {
+            let eta = b
+                .iter()
+                .map(|p| p.round_trip_efficiency)
+                .fold(None, |m: Option<f64>, e| Some(m.map_or(e, |m| m.min(e))))
+                .unwrap_or(1.0);
+            (
+                vec![store(b.iter().map(|p| p.initial_kwh).sum(), eta)],
+                Vec::new(),
+            )
+        };
         Accountant {
             options,
-            store,
-            eta,
+            stores,
+            ids,
             sums: Sums::default(),
+        }
+    }
+
+    /// The storage mode in use.
+    pub fn mode(&self) -> StorageMode {
+        if self.ids.is_empty() {
+            StorageMode::Pooled
+        } else {
+            StorageMode::PerBattery
         }
     }
 
@@ -237,12 +332,26 @@ impl Accountant {
     /// Accounts one interval (`estimated`: a gap filled by the conservative rule).
     pub fn push(&mut self, rec: &IntervalRecord, estimated: bool) -> IntervalResult {
         let ef = self.factor_at(rec.start);
+        // Each store's (charge, discharge): the record's split by battery, or the totals.
+        let split: Vec<(f64, f64)> = if self.ids.is_empty() {
+            vec![(rec.battery_charge_kwh, rec.battery_discharge_kwh)]
+        } else {
+            self.ids
+                .iter()
+                .map(|id| {
+                    rec.batteries
+                        .iter()
+                        .find(|(b, _, _)| b == id)
+                        .map_or((0.0, 0.0), |(_, c, d)| (*c, *d))
+                })
+                .collect()
+        };
         let r = interval(
             rec,
             ef,
             self.options.baseline_factor,
-            self.eta,
-            &mut self.store,
+            &mut self.stores,
+            &split,
             estimated,
         );
         let s = &mut self.sums;
@@ -302,7 +411,7 @@ impl Accountant {
         t.losses_kwh = col(LOSSES);
         t.consumption_kwh = col(LOADS) + col(EV);
         t.grid_import_kwh = self.sums.import_kwh;
-        t.pv_in_storage_end_kwh = self.store.clean;
+        t.pv_in_storage_end_kwh = self.stores.iter().map(|s| s.clean).sum();
         // Market-based: covered MWh at 0, the rest at the residual-mix factor.
         let uncovered = (t.grid_import_kwh - o.covered_mwh * 1000.0).max(0.0);
         t.market_kg = uncovered * o.residual_factor;
@@ -348,7 +457,16 @@ pub fn account(
         e.0 += r.grid_import_kwh;
         e.1 += 1;
     }
-    let mut acc = Accountant::new(o.clone());
+    // One store per battery only when every record that moved a battery says which.
+    let split_everywhere = by_start.values().all(|r| {
+        (r.battery_charge_kwh == 0.0 && r.battery_discharge_kwh == 0.0) || !r.batteries.is_empty()
+    });
+    let mode = if split_everywhere {
+        StorageMode::PerBattery
+    } else {
+        StorageMode::Pooled
+    };
+    let mut acc = Accountant::with_mode(o.clone(), mode);
     let mut out = Vec::new();
     let mut gaps = Vec::new();
     let mut t = clock.interval_start(from);
@@ -383,6 +501,7 @@ pub fn account(
         intervals: out,
         totals,
         gaps,
+        storage: acc.mode(),
     }
 }
 
@@ -390,8 +509,8 @@ fn interval(
     r: &IntervalRecord,
     ef: f64,
     baseline: f64,
-    eta: f64,
-    store: &mut Store,
+    stores: &mut [Store],
+    split: &[(f64, f64)],
     estimated: bool,
 ) -> IntervalResult {
     let losses = r.losses().max(0.0);
@@ -422,26 +541,26 @@ fn interval(
             flows[i][k] = d * share(*s, supply);
         }
     }
-    // Battery discharge leaves the store first (this interval's charge cannot feed it).
-    let drawn = r.battery_discharge_kwh / eta;
-    let overdrawn = drawn > store.kwh + 1e-9;
-    let (dis_kg, dis_clean, clean_drawn) = if drawn > 0.0 {
+    // Battery discharge leaves each store first (this interval's charge cannot feed it):
+    // `D / eta` charged kWh and their carbon and PV share.
+    let (mut dis_kg, mut dis_clean, mut clean_drawn, mut overdrawn) = (0.0, 0.0, 0.0, false);
+    for (store, &(_, discharge)) in stores.iter_mut().zip(split) {
+        let drawn = discharge / store.eta;
+        if drawn <= 0.0 {
+            continue;
+        }
+        overdrawn |= drawn > store.kwh + 1e-9;
         let from_store = drawn.min(store.kwh);
         let frac = share(from_store, store.kwh);
-        let kg = store.kg * frac + (drawn - from_store) * ef;
+        dis_kg += store.kg * frac + (drawn - from_store) * ef;
         let clean_charged = store.clean * frac;
         store.kg -= store.kg * frac;
         store.clean -= clean_charged;
         store.kwh -= from_store;
         // Clean share of the discharged bus energy equals the clean share of what was drawn.
-        (
-            kg,
-            r.battery_discharge_kwh * share(clean_charged, drawn),
-            clean_charged,
-        )
-    } else {
-        (0.0, 0.0, 0.0)
-    };
+        dis_clean += discharge * share(clean_charged, drawn);
+        clean_drawn += clean_charged;
+    }
     let intensity = [
         0.0,
         share(dis_kg, r.battery_discharge_kwh),
@@ -461,9 +580,14 @@ fn interval(
     if importing && grid_bus == 0.0 {
         sink_kg[LOSSES] += r.grid_import_kwh * ef;
     }
-    store.kwh += r.battery_charge_kwh;
-    store.kg += sink_kg[CHARGE];
-    store.clean += sink_clean[CHARGE];
+    // Each battery's charge takes the interval's charge mix.
+    let charged: f64 = split.iter().map(|(c, _)| c).sum();
+    for (store, &(charge, _)) in stores.iter_mut().zip(split) {
+        let f = share(charge, charged);
+        store.kwh += charge;
+        store.kg += sink_kg[CHARGE] * f;
+        store.clean += sink_clean[CHARGE] * f;
+    }
     // Net delivered electricity (ACM0002 / AMS-I.D / AMS-I.F): the PV energy that reached the
     // park's consumption or the grid meter, after the converter's losses on the export path
     // and the round-trip losses of the PV share of storage, less auxiliary imports (grid
@@ -494,8 +618,8 @@ fn interval(
             (pv_onsite + pv_export - aux) * baseline
         },
         shifting_kg: (r.battery_discharge_kwh - r.battery_charge_kwh) * ef,
-        battery_store_kwh: store.kwh,
-        battery_store_kg: store.kg,
+        battery_store_kwh: stores.iter().map(|s| s.kwh).sum(),
+        battery_store_kg: stores.iter().map(|s| s.kg).sum(),
         estimated,
         store_overdrawn: overdrawn,
     }

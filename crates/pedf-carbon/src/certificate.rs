@@ -70,13 +70,24 @@ pub struct Methodology {
     pub green_certificate_rule: String,
     pub rounding: String,
     pub claim_status: String,
-    /// Battery round-trip efficiency (bus to bus) of the carbon store.
-    pub round_trip_efficiency: f64,
-    /// Energy in the battery at the start, kWh (taken at the grid factor, with no PV in it).
-    pub initial_battery_kwh: f64,
+    /// How the batteries' carbon was kept: one store per battery, or pooled.
+    pub storage_rule: String,
+    /// Each battery's carbon-store parameters.
+    pub batteries: Vec<BatteryUsed>,
     pub grid_cfe_share: f64,
     /// MWh of grid import covered by instruments the park holds (market-based Scope 2).
     pub covered_import_mwh: f64,
+}
+
+/// A battery's carbon-store parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatteryUsed {
+    pub id: String,
+    /// Bus to bus.
+    pub round_trip_efficiency: f64,
+    /// Energy in it at the start, kWh (taken at the grid factor, with no PV in it).
+    pub initial_kwh: f64,
 }
 
 /// A factor used, with its provenance and what it is applied to.
@@ -439,7 +450,7 @@ fn figures_of(
 }
 
 /// The rule of the Merkle leaves, as a verifier in another language needs it.
-pub const LEAF_RULE: &str = "RFC 6962 Merkle tree hash (SHA-256) over the records inside the period in time order: leaf = SHA-256(0x00 || line), node = SHA-256(0x01 || left || right), the first subtree the largest power of two below n; line = UTF-8 'start,pv_kwh,grid_import_kwh,grid_export_kwh,battery_charge_kwh,battery_discharge_kwh,load_kwh,ev_kwh' with start in RFC 3339 at the park's offset and each energy with exactly 6 decimals, then ',<charger id>=<kWh, 6 decimals>' for each charger with energy, by id";
+pub const LEAF_RULE: &str = "RFC 6962 Merkle tree hash (SHA-256) over the records inside the period in time order: leaf = SHA-256(0x00 || line), node = SHA-256(0x01 || left || right), the first subtree the largest power of two below n; line = UTF-8 'start,pv_kwh,grid_import_kwh,grid_export_kwh,battery_charge_kwh,battery_discharge_kwh,load_kwh,ev_kwh' with start in RFC 3339 at the park's offset and each energy with exactly 6 decimals, then ',<charger id>=<kWh>' for each charger with energy, by id, then ',charge:<battery id>=<kWh>' and ',discharge:<battery id>=<kWh>' for each battery flow that is not zero, by id (records split by battery only)";
 
 /// Builds (unsigned) the certificate of a period.
 pub fn build(records: &[IntervalRecord], input: IssueInput) -> Certificate {
@@ -472,8 +483,16 @@ pub fn build(records: &[IntervalRecord], input: IssueInput) -> Certificate {
             green_certificate_rule: "MWh of the park's PV covered by green certificates (绿证) issued in a month are subtracted from that month's EG in the period, at most that EG; a period covering part of a month subtracts the month's whole MWh (conservative)".into(),
             rounding: "energies to 1e-6 MWh, masses to 1e-6 t; the stated reductions are ER rounded down to whole tonnes, 0 when ER is negative".into(),
             claim_status: "Self-declared, verifiable statement of the park; not a CCER credit, not certified by a third party, not a tradable offset (distributed PV is not admitted to CCER, NEA/MEE 2024 No. 124). 园区自我声明的可核验碳减排声明：非CCER减排量，未经第三方核证，不可交易或用于抵消。".into(),
-            round_trip_efficiency: o.round_trip_efficiency,
-            initial_battery_kwh: o.initial_battery_kwh,
+            storage_rule: a.storage.rule(o.batteries.len()),
+            batteries: o
+                .batteries
+                .iter()
+                .map(|b| BatteryUsed {
+                    id: b.id.clone(),
+                    round_trip_efficiency: b.round_trip_efficiency,
+                    initial_kwh: b.initial_kwh,
+                })
+                .collect(),
             grid_cfe_share: o.grid_cfe_share,
             covered_import_mwh: o.covered_mwh,
         },
@@ -519,8 +538,16 @@ pub fn options_of(
         residual_factor: factor("residual")?,
         covered_mwh: cert.methodology.covered_import_mwh,
         grid_cfe_share: cert.methodology.grid_cfe_share,
-        round_trip_efficiency: cert.methodology.round_trip_efficiency,
-        initial_battery_kwh: cert.methodology.initial_battery_kwh,
+        batteries: cert
+            .methodology
+            .batteries
+            .iter()
+            .map(|b| crate::account::BatteryParams {
+                id: b.id.clone(),
+                round_trip_efficiency: b.round_trip_efficiency,
+                initial_kwh: b.initial_kwh,
+            })
+            .collect(),
         clock,
     })
 }
@@ -930,9 +957,17 @@ pub fn rows(c: &Certificate) -> Vec<(String, String, String)> {
         "方法参数",
         "Parameters",
         format!(
-            "battery round-trip efficiency {}; initial battery content {} kWh (at the grid factor, no PV); grid import covered by instruments {} MWh; grid carbon-free share {}; allocation {}",
-            num(md.round_trip_efficiency),
-            num(md.initial_battery_kwh),
+            "storage: {}{}; initial battery content at the grid factor, no PV; grid import covered by instruments {} MWh; grid carbon-free share {}; allocation {}",
+            md.storage_rule,
+            md.batteries
+                .iter()
+                .map(|b| format!(
+                    "; {} round trip {}, initially {} kWh",
+                    b.id,
+                    num(b.round_trip_efficiency),
+                    num(b.initial_kwh)
+                ))
+                .collect::<String>(),
             num(md.covered_import_mwh),
             num(md.grid_cfe_share),
             md.allocation
@@ -1176,8 +1211,7 @@ mod tests {
             residual_factor: 0.6096,
             covered_mwh: 0.0,
             grid_cfe_share: 0.0,
-            round_trip_efficiency: 0.9,
-            initial_battery_kwh: 0.0,
+            batteries: vec![],
             clock,
         };
         build(

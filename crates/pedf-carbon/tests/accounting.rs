@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use pedf_carbon::account::{account, Options};
+use pedf_carbon::account::{account, BatteryParams, Options, StorageMode};
 use pedf_carbon::factors::FactorTable;
 use pedf_carbon::records::IntervalRecord;
 use pedf_core::time::{IntervalLength, ParkClock};
@@ -27,10 +27,18 @@ fn options(minutes: i64, ef: f64) -> Options {
         residual_factor: ef,
         covered_mwh: 0.0,
         grid_cfe_share: 0.0,
-        round_trip_efficiency: 1.0,
-        initial_battery_kwh: 0.0,
+        batteries: vec![],
         clock: clock(minutes),
     }
+}
+
+/// One battery of round trip `eta` holding `initial_kwh` at the start.
+fn battery(o: &mut Options, eta: f64, initial_kwh: f64) {
+    o.batteries = vec![BatteryParams {
+        id: "bess-1".into(),
+        round_trip_efficiency: eta,
+        initial_kwh,
+    }];
 }
 
 fn rec(i: i64, minutes: i64) -> IntervalRecord {
@@ -57,7 +65,7 @@ fn worked_example_storage_carries_the_charging_intensity() {
         (700.0, 0.30),
     ];
     let mut o = options(60, 0.5);
-    o.round_trip_efficiency = 0.85;
+    battery(&mut o, 0.85, 0.0);
     let mut records = Vec::new();
     for (i, (mwh, ef)) in charges.iter().enumerate() {
         let mut r = rec(i as i64, 60);
@@ -178,7 +186,7 @@ fn avoided_emissions_count_the_electricity_delivered_at_the_grid_meter() {
 #[test]
 fn storage_losses_of_pv_are_not_credited() {
     let mut o = options(60, 0.6);
-    o.round_trip_efficiency = 0.9;
+    battery(&mut o, 0.9, 0.0);
     let mut noon = rec(12, 60);
     noon.pv_kwh = 200.0;
     noon.battery_charge_kwh = 200.0;
@@ -249,7 +257,7 @@ fn a_pv_only_day() {
 #[test]
 fn battery_charged_from_grid_at_night_and_discharged_at_noon() {
     let mut o = options(60, 0.8);
-    o.round_trip_efficiency = 0.9;
+    battery(&mut o, 0.9, 0.0);
     // 02:00 import 105 kWh AC, 100 kWh reach the battery (5 kWh converter loss).
     let mut night = rec(2, 60);
     night.grid_import_kwh = 105.0;
@@ -302,7 +310,7 @@ fn battery_charged_from_grid_at_night_and_discharged_at_noon() {
 #[test]
 fn pv_charged_battery_makes_green_ev_energy() {
     let mut o = options(60, 0.6);
-    o.round_trip_efficiency = 0.9;
+    battery(&mut o, 0.9, 0.0);
     let mut noon = rec(12, 60);
     noon.pv_kwh = 200.0;
     noon.battery_charge_kwh = 100.0;
@@ -397,8 +405,7 @@ mod properties {
         #[test]
         fn energy_and_carbon_are_conserved(raw in proptest::collection::vec(record(), 1..60), ef in 0.1..1.2f64) {
             let mut o = options(15, ef);
-            o.round_trip_efficiency = 0.9;
-            o.initial_battery_kwh = 1e6; // never overdrawn
+            battery(&mut o, 0.9, 1e6); // never overdrawn
             let mut records = Vec::new();
             for (i, (pv, imp, load, charge, dis, ev_share, exp_share, loss)) in raw.iter().enumerate() {
                 let importing = i % 2 == 0;
@@ -474,4 +481,63 @@ fn each_ev_session_gets_the_mix_of_its_intervals() {
     assert_eq!((s[0].kwh, s[0].green_share(), s[0].kg), (30.0, 1.0, 0.0));
     assert_eq!((s[1].kwh, s[1].green_share(), s[1].kg), (20.0, 0.0, 10.0));
     assert_eq!((s[2].kwh, s[2].green_share(), s[2].kg), (10.0, 0.0, 5.0));
+}
+
+/// Two batteries of different round trips, the records splitting their flows: each keeps its
+/// own store, so PV through the lossy one loses more; with only the totals, the two are one
+/// store at the lowest round trip (conservative), and the result says so.
+#[test]
+fn several_batteries_keep_their_own_stores() {
+    let mut o = options(60, 0.6);
+    o.batteries = vec![
+        BatteryParams {
+            id: "a".into(),
+            round_trip_efficiency: 0.95,
+            initial_kwh: 0.0,
+        },
+        BatteryParams {
+            id: "b".into(),
+            round_trip_efficiency: 0.8,
+            initial_kwh: 0.0,
+        },
+    ];
+    // Noon: 200 kWh of PV into the batteries, 100 each. Evening: each gives back all it can.
+    let mut noon = rec(12, 60);
+    noon.pv_kwh = 200.0;
+    noon.battery_charge_kwh = 200.0;
+    noon.batteries = vec![("a".into(), 100.0, 0.0), ("b".into(), 100.0, 0.0)];
+    let mut evening = rec(19, 60);
+    evening.battery_discharge_kwh = 175.0;
+    evening.load_kwh = 175.0;
+    evening.batteries = vec![("a".into(), 0.0, 95.0), ("b".into(), 0.0, 80.0)];
+    let a = account(
+        &[noon.clone(), evening.clone()],
+        t0(),
+        t0() + Duration::hours(20),
+        &o,
+    );
+    assert_eq!(a.storage, StorageMode::PerBattery);
+    close("delivered", a.totals.pv_onsite_kwh, 175.0, 1e-9);
+    close(
+        "lost in storage",
+        a.totals.pv_storage_losses_kwh,
+        25.0,
+        1e-9,
+    );
+    close("nothing left", a.totals.pv_in_storage_end_kwh, 0.0, 1e-9);
+    assert!(a.intervals.iter().all(|i| !i.store_overdrawn));
+    // The totals only: one store at 0.8. 175 kWh out draw 218.75 charged kWh, more than
+    // the 200 in it: the excess is taken at the grid factor and flagged.
+    noon.batteries.clear();
+    evening.batteries.clear();
+    let pooled = account(&[noon, evening], t0(), t0() + Duration::hours(20), &o);
+    assert_eq!(pooled.storage, StorageMode::Pooled);
+    assert!(pooled.intervals[19].store_overdrawn);
+    assert!(pooled.totals.pv_onsite_kwh < a.totals.pv_onsite_kwh);
+    close(
+        "pooled: the store's PV at 0.8",
+        pooled.totals.pv_onsite_kwh,
+        175.0 * 200.0 / 218.75,
+        1e-9,
+    );
 }

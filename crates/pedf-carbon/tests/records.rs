@@ -123,3 +123,46 @@ fn per_charger_columns_must_add_up() {
         e[0].message
     );
 }
+
+#[test]
+fn per_battery_columns_must_come_in_pairs_and_add_up() {
+    let read = |text: String| {
+        read_records(
+            InputFile {
+                name: "r.csv",
+                bytes: text.as_bytes(),
+            },
+            &clock(),
+        )
+    };
+    let head = HEAD.trim_end().to_string()
+        + ",ev:ev-01,charge:bess-2,discharge:bess-2,charge:bess-1,discharge:bess-1\n";
+    let ok = format!(
+        "{head}2026-06-21T12:00:00+08:00,100,0,0,60,0,35,5,5,20,0,40,0\n\
+         2026-06-21T19:00:00+08:00,0,0,0,0,50,45,5,5,0,10,0,40\n"
+    );
+    let r = read(ok).unwrap();
+    assert_eq!(
+        r[0].batteries,
+        vec![
+            ("bess-1".to_string(), 40.0, 0.0),
+            ("bess-2".to_string(), 20.0, 0.0)
+        ]
+    );
+    assert!(r[1]
+        .canonical_line(&clock())
+        .ends_with(",ev-01=5.000000,discharge:bess-1=40.000000,discharge:bess-2=10.000000"));
+    // Written and read again, the split survives.
+    let again = read(write_records(&r, &clock())).unwrap();
+    assert_eq!(again, r);
+    let bad = format!("{head}2026-06-21T12:00:00+08:00,100,0,0,60,0,35,5,5,20,0,30,0\n");
+    assert_eq!(
+        read(bad).unwrap_err()[0].message,
+        "the battery columns add up to 50.000 kWh charged and 0.000 discharged; battery_charge_kwh is 60.000, battery_discharge_kwh 0.000"
+    );
+    let unpaired = format!("{},charge:bess-1\n", HEAD.trim_end());
+    assert_eq!(
+        read(unpaired).unwrap_err()[0].message,
+        "battery `bess-1` has a charge column but no discharge column"
+    );
+}

@@ -14,6 +14,8 @@
 //! * Optional further columns `ev:<charger id>` give each charger's share of `ev_kwh` (they
 //!   must add up to it); with them, `account::session_green_shares` gives each EV session's
 //!   green share.
+//! * Optional pairs `charge:<battery id>`, `discharge:<battery id>` give each battery's flows
+//!   (adding up to the totals); with them, each battery keeps its own carbon store.
 
 use crate::config::{Diagnostic, SourceMap};
 use crate::csvtext::{rows, text_of, InputFile, Located};
@@ -42,6 +44,9 @@ pub struct IntervalRecord {
     pub ev_kwh: f64,
     /// Per charger (sorted by id, non-zero only): its part of `ev_kwh`.
     pub ev_chargers: Vec<(String, f64)>,
+    /// Per battery (sorted by id, those that moved): (id, charge, discharge), kWh at the bus,
+    /// adding up to the totals; empty when the records give only the totals.
+    pub batteries: Vec<(String, f64, f64)>,
 }
 
 /// The park run without the EMS alongside the real one, interval by interval: the
@@ -204,11 +209,21 @@ impl IntervalRecord {
     }
 
     /// The canonical text of the record, which the Merkle tree of a certificate hashes: the
-    /// eight fixed fields as in a file, then `,<charger>=<kWh>` for each charger share.
+    /// eight fixed fields as in a file, then `,<charger>=<kWh>` for each charger share, then
+    /// `,charge:<battery>=<kWh>` and `,discharge:<battery>=<kWh>` for each battery's non-zero
+    /// flows (by id; only when the records split them by battery).
     pub fn canonical_line(&self, clock: &ParkClock) -> String {
         let mut s = self.to_csv(clock);
         for (id, kwh) in &self.ev_chargers {
             s.push_str(&format!(",{id}={}", fmt(*kwh)));
+        }
+        for (id, charge, discharge) in &self.batteries {
+            if *charge > 0.0 {
+                s.push_str(&format!(",charge:{id}={}", fmt(*charge)));
+            }
+            if *discharge > 0.0 {
+                s.push_str(&format!(",discharge:{id}={}", fmt(*discharge)));
+            }
         }
         s
     }
@@ -269,19 +284,50 @@ pub fn read_records(
         );
         return Err(out);
     }
-    let mut chargers: Vec<String> = Vec::new();
+    // Extra columns, in header order: `ev:<charger>`, `charge:<battery>`, `discharge:<battery>`.
+    let mut extras: Vec<(Extra, String)> = Vec::new();
     for (off, n) in &header.fields[COLUMNS.len()..] {
-        match n.strip_prefix("ev:") {
-            Some(id) if !id.is_empty() && !chargers.iter().any(|c| c == id) => {
-                chargers.push(id.to_string())
+        let parsed = [
+            ("ev:", Extra::Ev),
+            ("charge:", Extra::Charge),
+            ("discharge:", Extra::Discharge),
+        ]
+        .into_iter()
+        .find_map(|(p, kind)| n.strip_prefix(p).map(|id| (kind, id.to_string())));
+        match parsed {
+            Some((kind, id)) if !id.is_empty() && !extras.contains(&(kind, id.clone())) => {
+                extras.push((kind, id))
             }
             _ => loc.error(
                 *off,
-                format!("column `{n}` is not `ev:<charger id>` or is repeated"),
-                "extra columns give each charger's kWh: ev:ev-01,ev:ev-02,...",
+                format!("column `{n}` is not `ev:<charger id>`, `charge:<battery id>` or `discharge:<battery id>`, or is repeated"),
+                "extra columns give each charger's kWh (ev:ev-01,...) and each battery's charge and discharge (charge:bess-1,discharge:bess-1,...)",
             ),
         }
     }
+    for (kind, id) in &extras {
+        let other = match kind {
+            Extra::Charge => Extra::Discharge,
+            Extra::Discharge => Extra::Charge,
+            Extra::Ev => continue,
+        };
+        if !extras.contains(&(other, id.clone())) {
+            loc.error(
+                header.line_offset,
+                format!(
+                    "battery `{id}` has a {} column but no {} column",
+                    kind.name(),
+                    other.name()
+                ),
+                "give both charge:<battery> and discharge:<battery> for each battery",
+            );
+        }
+    }
+    let chargers: Vec<String> = extras
+        .iter()
+        .filter(|(k, _)| *k == Extra::Ev)
+        .map(|(_, id)| id.clone())
+        .collect();
     if !loc.out.is_empty() {
         return Err(out);
     }
@@ -336,11 +382,10 @@ pub fn read_records(
         if !ok {
             continue;
         }
-        let mut ev_chargers: Vec<(String, f64)> = chargers
-            .iter()
-            .cloned()
-            .zip(v[7..].iter().copied())
-            .filter(|(_, x)| *x > 0.0)
+        let extra_values = || extras.iter().zip(v[7..].iter().copied());
+        let mut ev_chargers: Vec<(String, f64)> = extra_values()
+            .filter(|((k, _), x)| *k == Extra::Ev && *x > 0.0)
+            .map(|((_, id), x)| (id.clone(), x))
             .collect();
         ev_chargers.sort_by(|a, b| a.0.cmp(&b.0));
         let per_charger: f64 = ev_chargers.iter().map(|(_, x)| x).sum();
@@ -355,6 +400,41 @@ pub fn read_records(
             );
             continue;
         }
+        let mut batteries: Vec<(String, f64, f64)> = Vec::new();
+        for ((kind, id), x) in extra_values() {
+            if *kind == Extra::Ev {
+                continue;
+            }
+            let i = match batteries.iter().position(|(b, _, _)| b == id) {
+                Some(i) => i,
+                None => {
+                    batteries.push((id.clone(), 0.0, 0.0));
+                    batteries.len() - 1
+                }
+            };
+            match kind {
+                Extra::Charge => batteries[i].1 = x,
+                _ => batteries[i].2 = x,
+            }
+        }
+        let split = !batteries.is_empty();
+        let (charged, discharged) = batteries
+            .iter()
+            .fold((0.0, 0.0), |(c, d), (_, bc, bd)| (c + bc, d + bd));
+        let near = |a: f64, b: f64| (a - b).abs() <= 1e-3 + 1e-3 * b;
+        if split && !(near(charged, v[3]) && near(discharged, v[4])) {
+            loc.error(
+                row.line_offset,
+                format!(
+                    "the battery columns add up to {charged:.3} kWh charged and {discharged:.3} discharged; battery_charge_kwh is {:.3}, battery_discharge_kwh {:.3}",
+                    v[3], v[4]
+                ),
+                "each battery's charge and discharge, adding up to the totals",
+            );
+            continue;
+        }
+        batteries.retain(|(_, c, d)| *c > 0.0 || *d > 0.0);
+        batteries.sort_by(|a, b| a.0.cmp(&b.0));
         let r = IntervalRecord {
             start,
             pv_kwh: v[0],
@@ -365,6 +445,7 @@ pub fn read_records(
             load_kwh: v[5],
             ev_kwh: v[6],
             ev_chargers,
+            batteries,
         };
         if r.losses() < -r.tolerance() {
             loc.error(
@@ -402,8 +483,28 @@ pub fn records_from_plan(plan: &Plan, hours: f64) -> Vec<IntervalRecord> {
                 .filter(|(_, kw)| **kw > 0.0)
                 .map(|(id, kw)| (id.clone(), kw * hours))
                 .collect(),
+            // Plans give the batteries' totals only.
+            batteries: Vec::new(),
         })
         .collect()
+}
+
+/// An extra column of a record file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Extra {
+    Ev,
+    Charge,
+    Discharge,
+}
+
+impl Extra {
+    fn name(self) -> &'static str {
+        match self {
+            Extra::Ev => "ev",
+            Extra::Charge => "charge",
+            Extra::Discharge => "discharge",
+        }
+    }
 }
 
 /// Writes records as CSV, with an `ev:<charger>` column for every charger that appears.
@@ -414,9 +515,18 @@ pub fn write_records(records: &[IntervalRecord], clock: &ParkClock) -> String {
         .collect();
     chargers.sort_unstable();
     chargers.dedup();
+    let mut batteries: Vec<&str> = records
+        .iter()
+        .flat_map(|r| r.batteries.iter().map(|(id, _, _)| id.as_str()))
+        .collect();
+    batteries.sort_unstable();
+    batteries.dedup();
     let mut s = COLUMNS.join(",");
     for c in &chargers {
         s.push_str(&format!(",ev:{c}"));
+    }
+    for b in &batteries {
+        s.push_str(&format!(",charge:{b},discharge:{b}"));
     }
     s.push('\n');
     for r in records {
@@ -428,6 +538,14 @@ pub fn write_records(records: &[IntervalRecord], clock: &ParkClock) -> String {
                 .find(|(id, _)| id == c)
                 .map_or(0.0, |(_, k)| *k);
             s.push_str(&format!(",{}", fmt(kwh)));
+        }
+        for b in &batteries {
+            let (c, d) = r
+                .batteries
+                .iter()
+                .find(|(id, _, _)| id == b)
+                .map_or((0.0, 0.0), |(_, c, d)| (*c, *d));
+            s.push_str(&format!(",{},{}", fmt(c), fmt(d)));
         }
         s.push('\n');
     }

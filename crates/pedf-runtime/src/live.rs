@@ -273,6 +273,8 @@ impl Integrator {
                 load_kwh: 0.0,
                 ev_kwh: 0.0,
                 ev_chargers: Vec::new(),
+                // The batteries' totals only: the flows come from the snapshot's battery sum.
+                batteries: Vec::new(),
             });
         }
         self.accumulate(ms_here as f64 / 3.6e6, f, chargers);
@@ -338,11 +340,6 @@ pub fn today(park: &Park, records: &[IntervalRecord], now: DateTime<Utc>) -> Tod
     let day = park.clock.local(now).date_naive();
     let from = park.clock.start_of_local_day(day);
     let to = park.clock.interval_start(now) + park.clock.interval.duration();
-    let battery_kwh: f64 = park.batteries.iter().map(|b| b.capacity.0).sum();
-    let eta = park
-        .batteries
-        .first()
-        .map_or(0.9, |b| b.round_trip_efficiency());
     let f = park.carbon.grid_factor.value.0;
     let recs: Vec<IntervalRecord> = records
         .iter()
@@ -360,10 +357,17 @@ pub fn today(park: &Park, records: &[IntervalRecord], now: DateTime<Utc>) -> Tod
         residual_factor: f,
         covered_mwh: 0.0,
         grid_cfe_share: 0.0,
-        round_trip_efficiency: eta,
-        // The battery's content at the start of the first record is not known here; half is
+        // Each battery's content at the start of the first record is not known here; half is
         // the neutral guess for today's display (certificates use the ledger, not this).
-        initial_battery_kwh: battery_kwh * 0.5,
+        batteries: park
+            .batteries
+            .iter()
+            .map(|b| pedf_carbon::account::BatteryParams {
+                id: b.id.clone(),
+                round_trip_efficiency: b.round_trip_efficiency(),
+                initial_kwh: b.capacity.0 * 0.5,
+            })
+            .collect(),
         clock: park.clock,
     };
     let a = account(&recs, from, to, &o);
@@ -468,6 +472,7 @@ mod tests {
             load_kwh: 105.0,
             ev_kwh: 0.0,
             ev_chargers: vec![],
+            batteries: vec![],
         };
         let t = today(&p, &[r], start + chrono::Duration::minutes(5));
         let f = p.carbon.grid_factor.value.0;

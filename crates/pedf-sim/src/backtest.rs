@@ -313,11 +313,9 @@ fn run_one(
         residual_factor: w.grid_factor,
         covered_mwh: 0.0,
         grid_cfe_share: 0.0,
-        round_trip_efficiency: park
-            .batteries
-            .first()
-            .map_or(1.0, |b| b.charge_efficiency * b.discharge_efficiency),
-        initial_battery_kwh: stored0,
+        // The simulated park runs its batteries as one: one pooled store at the lowest round
+        // trip, starting with what they hold (`stored0`, the sum of their initial charges).
+        batteries: pedf_carbon::account::BatteryParams::of_park(park),
         clock: *clock,
     };
     let mut accountant = Accountant::new(carbon_opts);
@@ -689,6 +687,8 @@ fn run_one(
             load_kwh: load * dt,
             ev_kwh: ev_kw * dt,
             ev_chargers: per_charger,
+            // The simulated batteries run as one.
+            batteries: Vec::new(),
         };
         if let Some(m) = months.get_mut(&mkey) {
             // Without the EMS: nothing shed, deferrable loads flat, cars on arrival.

@@ -53,7 +53,7 @@ pub struct Aggregate {
     pub count: i64,
 }
 
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS samples (
@@ -99,6 +99,13 @@ const SCHEMA_V3: &str = "
 CREATE TABLE IF NOT EXISTS without_ems (
     start_ms INTEGER PRIMARY KEY, import_kwh REAL NOT NULL
 );
+";
+
+/// Added in schema version 4: each battery's charge and discharge of an interval record (JSON
+/// `[[id, charge_kwh, discharge_kwh], ...]`, `[]` when only the totals are known), so records
+/// split by battery keep their split (each battery's carbon store).
+const SCHEMA_V4: &str = "
+ALTER TABLE interval_records ADD COLUMN batteries TEXT NOT NULL DEFAULT '[]';
 ";
 
 /// An API token as stored: never the token itself, only its hash.
@@ -165,17 +172,23 @@ impl Store {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(|e| store.err(e))?;
         match version {
-            0..=2 => {
+            0..=3 => {
                 // 0: new file; 1: the tables of version 1 exist, version 2 adds tokens, 3 the
-                // counterfactual without the EMS.
-                store.conn.execute_batch(SCHEMA).map_err(|e| store.err(e))?;
+                // counterfactual without the EMS, 4 the records' split by battery.
+                if version <= 2 {
+                    store.conn.execute_batch(SCHEMA).map_err(|e| store.err(e))?;
+                    store
+                        .conn
+                        .execute_batch(SCHEMA_V2)
+                        .map_err(|e| store.err(e))?;
+                    store
+                        .conn
+                        .execute_batch(SCHEMA_V3)
+                        .map_err(|e| store.err(e))?;
+                }
                 store
                     .conn
-                    .execute_batch(SCHEMA_V2)
-                    .map_err(|e| store.err(e))?;
-                store
-                    .conn
-                    .execute_batch(SCHEMA_V3)
+                    .execute_batch(SCHEMA_V4)
                     .map_err(|e| store.err(e))?;
                 store
                     .conn
@@ -312,13 +325,14 @@ impl Store {
         {
             let mut stmt = tx
                 .prepare_cached(
-                    "INSERT OR REPLACE INTO interval_records (start_ms, pv_kwh, grid_import_kwh, grid_export_kwh, battery_charge_kwh, battery_discharge_kwh, load_kwh, ev_kwh, ev_chargers, source)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    "INSERT OR REPLACE INTO interval_records (start_ms, pv_kwh, grid_import_kwh, grid_export_kwh, battery_charge_kwh, battery_discharge_kwh, load_kwh, ev_kwh, ev_chargers, source, batteries)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 )
                 .map_err(|e| err(&path, e))?;
             for r in records {
                 let chargers =
                     serde_json::to_string(&r.ev_chargers).unwrap_or_else(|_| "[]".into());
+                let batteries = serde_json::to_string(&r.batteries).unwrap_or_else(|_| "[]".into());
                 stmt.execute(params![
                     ms(r.start),
                     r.pv_kwh,
@@ -329,7 +343,8 @@ impl Store {
                     r.load_kwh,
                     r.ev_kwh,
                     chargers,
-                    source
+                    source,
+                    batteries
                 ])
                 .map_err(|e| err(&path, e))?;
             }
@@ -408,7 +423,7 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT start_ms, pv_kwh, grid_import_kwh, grid_export_kwh, battery_charge_kwh, battery_discharge_kwh, load_kwh, ev_kwh, ev_chargers, source
+                "SELECT start_ms, pv_kwh, grid_import_kwh, grid_export_kwh, battery_charge_kwh, battery_discharge_kwh, load_kwh, ev_kwh, ev_chargers, source, batteries
                  FROM interval_records WHERE start_ms >= ?1 AND start_ms < ?2 ORDER BY start_ms",
             )
             .map_err(|e| self.err(e))?;
@@ -426,6 +441,8 @@ impl Store {
                         load_kwh: r.get(6)?,
                         ev_kwh: r.get(7)?,
                         ev_chargers: serde_json::from_str(&chargers).unwrap_or_default(),
+                        batteries: serde_json::from_str(&r.get::<_, String>(10)?)
+                            .unwrap_or_default(),
                     },
                     r.get::<_, String>(9)?,
                 ))

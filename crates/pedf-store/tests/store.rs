@@ -74,6 +74,8 @@ fn samples_aggregates_retention_records_plans_events_audit() {
         load_kwh: 8.0,
         ev_kwh: 2.0,
         ev_chargers: vec![("ev-01".into(), 2.0)],
+        battery_charge_kwh: 0.5,
+        batteries: vec![("bess-1".into(), 0.2, 0.0), ("bess-2".into(), 0.3, 0.0)],
         ..Default::default()
     };
     st.put_records(std::slice::from_ref(&rec), "measured")
@@ -244,4 +246,45 @@ fn the_counterfactual_survives_a_reopen() {
     );
     assert_eq!(st.without_ems(at(1), at(10)).unwrap().len(), 1);
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
+
+/// A store of schema 3 (records without the split by battery) opens as schema 4: its records
+/// read back with no split, and new records keep theirs.
+#[test]
+fn a_schema_3_store_gains_the_split_by_battery() {
+    let dir = std::env::temp_dir().join(format!("pedf-store-v3-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("pedf.db");
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(
+            "CREATE TABLE interval_records (
+                start_ms INTEGER PRIMARY KEY, pv_kwh REAL NOT NULL, grid_import_kwh REAL NOT NULL, grid_export_kwh REAL NOT NULL,
+                battery_charge_kwh REAL NOT NULL, battery_discharge_kwh REAL NOT NULL, load_kwh REAL NOT NULL, ev_kwh REAL NOT NULL,
+                ev_chargers TEXT NOT NULL, source TEXT NOT NULL);
+             INSERT INTO interval_records VALUES (1782000000000, 1, 0, 0, 0, 0, 1, 0, '[]', 'measured');
+             PRAGMA user_version = 3;",
+        )
+        .unwrap();
+    }
+    let mut st = Store::open(&path).unwrap();
+    let t = Utc.timestamp_millis_opt(1_782_000_000_000).unwrap();
+    let old = st.records(t, t + Duration::hours(1)).unwrap();
+    assert_eq!(old.len(), 1);
+    assert!(old[0].0.batteries.is_empty());
+    let rec = IntervalRecord {
+        start: t + Duration::minutes(15),
+        battery_discharge_kwh: 1.0,
+        load_kwh: 1.0,
+        batteries: vec![("bess-1".into(), 0.0, 1.0)],
+        ..Default::default()
+    };
+    st.put_records(std::slice::from_ref(&rec), "measured")
+        .unwrap();
+    drop(st);
+    let st = Store::open(&path).unwrap();
+    let back = st.records(t, t + Duration::hours(1)).unwrap();
+    assert_eq!(back[1].0, rec);
+    let _ = std::fs::remove_dir_all(&dir);
 }
