@@ -587,6 +587,48 @@ pub fn verify(args: VerifyArgs) -> Result<(), UserError> {
     }
 }
 
+/// `pedf certificate render`: the HTML and PDF of a signed certificate, again.
+pub fn render(file: &Path, out_dir: Option<&Path>) -> Result<(), UserError> {
+    let name = file.display().to_string();
+    let value: serde_json::Value = serde_json::from_str(&read_text(file)?)
+        .map_err(|e| UserError(format!("{name}: not JSON: {e}")))?;
+    let head =
+        header(&value).map_err(|e| UserError(format!("{name}: not a pedf certificate: {e}")))?;
+    if head.version != 2 {
+        return Err(UserError(format!(
+            "{name}: a version-{} certificate; this version renders format pedf-certificate/2 (version-1 certificates keep the HTML and PDF they were issued with, and still verify)",
+            head.version
+        )));
+    }
+    check_signature_value(&value).map_err(|e| {
+        UserError(format!(
+            "{name}: {e}; a changed certificate is not rendered"
+        ))
+    })?;
+    let cert: Certificate = serde_json::from_value(value)
+        .map_err(|e| UserError(format!("{name}: not a pedf-certificate/2: {e}")))?;
+    let dir = out_dir
+        .map(Path::to_path_buf)
+        .or_else(|| file.parent().map(Path::to_path_buf))
+        .unwrap_or_default();
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| UserError(format!("--out-dir {}: {e}", dir.display())))?;
+    let html_path = dir.join(format!("{}.html", cert.serial));
+    write_atomic(&html_path, render_html(&cert).as_bytes())
+        .map_err(|e| UserError(format!("{}: {e}", html_path.display())))?;
+    println!("{}", html_path.display());
+    let pdf = render_pdf(&cert).map_err(|why| {
+        UserError(format!(
+            "no PDF rendering: {why} (HTML written to {})",
+            html_path.display()
+        ))
+    })?;
+    let pdf_path = dir.join(format!("{}.pdf", cert.serial));
+    write_atomic(&pdf_path, &pdf).map_err(|e| UserError(format!("{}: {e}", pdf_path.display())))?;
+    println!("{}", pdf_path.display());
+    Ok(())
+}
+
 /// Fonts with Chinese glyphs, in order of preference (Debian: fonts-droid-fallback, which
 /// scripts/setup installs; fonts-wqy-microhei; fonts-noto-cjk).
 const CJK_FONTS: [&str; 3] = [

@@ -307,6 +307,18 @@ enum CertificateCommand {
         #[arg(long, value_name = "FILE")]
         trusted_keys: Option<PathBuf>,
     },
+    /// Render a signed certificate again: its HTML and PDF (Chinese and English).
+    #[command(
+        after_help = "Example:\n  pedf certificate render certificates/QINGZHOU-PEDF-2026-000001.json --out-dir copies\n\nWrites SERIAL.html and SERIAL.pdf into --out-dir (default: the certificate's folder). A\ncertificate whose signature does not match its content is refused: a changed copy gets no\nclean rendering. Rendering checks nothing about who signed; `pedf certificate verify` does."
+    )]
+    Render {
+        /// The certificate (JSON, format pedf-certificate/2).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Where to write the HTML and PDF.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -640,6 +652,9 @@ fn main() -> ExitCode {
             public_key,
             trusted_keys,
         })),
+        Command::Certificate(CertificateCommand::Render { file, out_dir }) => {
+            report(certificate_cmd::render(&file, out_dir.as_deref()))
+        }
         Command::Forecast(ForecastCommand::Load { common, history }) => {
             report(forecast_cmd::run_load(common.with(history)))
         }

@@ -606,3 +606,42 @@ fn a_pv_plant_is_credited_on_what_it_delivers_at_the_grid_meter() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `pedf certificate render` writes the HTML and PDF of a signed certificate again, refuses a
+/// changed one, and names a version-1 certificate as such.
+#[test]
+fn a_certificate_is_rendered_again_and_a_changed_one_is_not() {
+    let dir = scratch("render");
+    assert_eq!(issue(&dir, MORNING.0, MORNING.1).status.code(), Some(0));
+    let out = pedf_in(
+        &dir,
+        &["certificate", "render", CERT1, "--out-dir", "copies"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let pdf = std::fs::read(dir.join("copies/QINGZHOU-PEDF-2026-000001.pdf")).unwrap();
+    assert!(pdf.starts_with(b"%PDF-1.7") && pdf.len() < 300_000);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("copies/QINGZHOU-PEDF-2026-000001.html")).unwrap(),
+        std::fs::read_to_string(dir.join("certificates/QINGZHOU-PEDF-2026-000001.html")).unwrap(),
+        "the same HTML as at issue"
+    );
+    let json = std::fs::read_to_string(dir.join(CERT1)).unwrap();
+    std::fs::write(
+        dir.join("changed.json"),
+        json.replacen("\"stated_reductions_t\":", "\"stated_reductions_t\":5", 1),
+    )
+    .unwrap();
+    let out = pedf_in(&dir, &["certificate", "render", "changed.json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("signature does not match")
+            && text(&out.stderr).contains("a changed certificate is not rendered"),
+        "{}",
+        text(&out.stderr)
+    );
+    let v1 = format!("{ROOT}/tests/data/certificates/v1/QINGZHOU-PEDF-2026-000001.json");
+    let out = pedf_in(&dir, &["certificate", "render", &v1]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("a version-1 certificate"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
