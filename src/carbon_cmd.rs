@@ -525,6 +525,7 @@ fn to_json(
             "battery_discharge_kwh": r3(t.battery_discharge_kwh),
             "consumption_kwh": r3(t.consumption_kwh),
             "losses_kwh": r3(t.losses_kwh),
+            "conversion_losses_kwh": r3(t.conversion_losses_kwh),
             "location_based_kg": r3(t.location_kg),
             "market_based_kg": r3(t.market_kg),
             "pv_delivered_on_site_kwh": r3(t.pv_onsite_kwh),

@@ -186,7 +186,10 @@ pub struct Totals {
     pub battery_charge_kwh: f64,
     pub battery_discharge_kwh: f64,
     pub consumption_kwh: f64,
+    /// Losses as a sink of the bus (on the export path and while not importing), kWh.
     pub losses_kwh: f64,
+    /// All conversion losses that close the balance, on the grid side while importing too.
+    pub conversion_losses_kwh: f64,
     /// `flows[source][sink]` summed, kWh.
     pub flows: [[f64; 5]; 3],
     pub location_kg: f64,
@@ -384,6 +387,7 @@ impl Accountant {
         s.ev_clean += r.sink_clean_kwh[EV];
         s.pv_served += r.sink_clean_kwh[LOADS] + r.sink_clean_kwh[EV];
         s.import_kwh += rec.grid_import_kwh;
+        t.conversion_losses_kwh += rec.losses().max(0.0);
         let demand = r.flows.iter().map(|f| f[LOADS] + f[EV]).sum::<f64>();
         let grid_to_demand = r.flows[GRID][LOADS] + r.flows[GRID][EV];
         let clean = r.sink_clean_kwh[LOADS]

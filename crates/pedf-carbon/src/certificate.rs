@@ -141,6 +141,7 @@ pub struct Monitored {
     pub battery_charged_mwh: f64,
     pub battery_discharged_mwh: f64,
     pub consumption_mwh: f64,
+    /// All conversion losses closing the bus balance (import side too).
     pub converter_losses_mwh: f64,
 }
 
@@ -432,7 +433,7 @@ fn figures_of(
             battery_charged_mwh: mwh(t.battery_charge_kwh),
             battery_discharged_mwh: mwh(t.battery_discharge_kwh),
             consumption_mwh: mwh(t.consumption_kwh),
-            converter_losses_mwh: mwh(t.losses_kwh),
+            converter_losses_mwh: mwh(t.conversion_losses_kwh),
         },
         Figures {
             scope2_location_based_t: tonnes(t.location_kg),
