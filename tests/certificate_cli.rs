@@ -467,6 +467,23 @@ fn pv_plant_year(dir: &Path, loss: f64) -> PathBuf {
     path
 }
 
+/// `pedf certificate issue` for the PV plant's records, with `extra` arguments.
+fn issue_plant(dir: &Path, records: &Path, extra: &[&str]) -> Output {
+    let (park, f) = (format!("{ROOT}/tests/data/valid/pv-plant.toml"), factors());
+    let mut args = vec![
+        "certificate",
+        "issue",
+        "--park",
+        &park,
+        "--factors",
+        &f,
+        "--records",
+        records.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    pedf_in(dir, &args)
+}
+
 /// Issue 19's case: the plant through a converter losing 3 % (and the same plant without
 /// losses), with the project's own combined margin of 0.8784 t/MWh from its design document,
 /// is credited floor(72,668 x 0.8784) = 63,831 t: net delivered electricity at the grid meter,
@@ -475,22 +492,13 @@ fn pv_plant_year(dir: &Path, loss: f64) -> PathBuf {
 #[test]
 fn a_pv_plant_is_credited_on_what_it_delivers_at_the_grid_meter() {
     let dir = scratch("plant");
-    let park = format!("{ROOT}/tests/data/valid/pv-plant.toml");
-    let f = factors();
     for (i, loss) in [0.03, 0.0].into_iter().enumerate() {
         let records = pv_plant_year(&dir, loss);
         let out_dir = format!("out-{i}");
-        let out = pedf_in(
+        let out = issue_plant(
             &dir,
+            &records,
             &[
-                "certificate",
-                "issue",
-                "--park",
-                &park,
-                "--records",
-                records.to_str().unwrap(),
-                "--factors",
-                &f,
                 "--from",
                 "2025-01-01T00:00:00+08:00",
                 "--to",
@@ -541,17 +549,10 @@ fn a_pv_plant_is_credited_on_what_it_delivers_at_the_grid_meter() {
     )
     .unwrap();
     let records = pv_plant_year(&dir, 0.03);
-    let out = pedf_in(
+    let out = issue_plant(
         &dir,
+        &records,
         &[
-            "certificate",
-            "issue",
-            "--park",
-            &park,
-            "--records",
-            records.to_str().unwrap(),
-            "--factors",
-            &f,
             "--month",
             "2025-06",
             "--green-certificates",
@@ -583,20 +584,10 @@ fn a_pv_plant_is_credited_on_what_it_delivers_at_the_grid_meter() {
         "month,mwh,status,reference\n2025-13,10,sold,x\n",
     )
     .unwrap();
-    let out = pedf_in(
+    let out = issue_plant(
         &dir,
-        &[
-            "certificate",
-            "issue",
-            "--park",
-            &park,
-            "--records",
-            records.to_str().unwrap(),
-            "--month",
-            "2025-07",
-            "--green-certificates",
-            "bad.csv",
-        ],
+        &records,
+        &["--month", "2025-07", "--green-certificates", "bad.csv"],
     );
     assert_eq!(out.status.code(), Some(1));
     assert!(
