@@ -14,6 +14,12 @@
 //!
 //! Power balance at the DC bus: `pv + battery + grid_to_bus = load + ev`, with
 //! `grid_to_bus = import * eta_in` when importing and `-export / eta_out` when exporting.
+//!
+//! Several batteries are one battery to [`control`]: [`pool_batteries`] sums what each that
+//! answers can give or take now (inside its own SoC window and BMS limits) with their
+//! capacity-weighted SoC, and [`share_battery_power`] splits the park's battery setpoint among
+//! them in proportion to what each can do in that direction, so no battery is asked for more
+//! than it can give and the setpoints add up to the park's.
 
 use pedf_core::Park;
 
@@ -92,6 +98,117 @@ pub struct BatteryNow {
     pub max_discharge_kw: f64,
 }
 
+/// One of the park's batteries as the controller shares power among them (from the park file).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatteryUnit {
+    /// The park asset id.
+    pub id: String,
+    pub capacity_kwh: f64,
+    pub soc_min_pct: f64,
+    pub soc_max_pct: f64,
+    pub max_charge_kw: f64,
+    pub max_discharge_kw: f64,
+}
+
+impl BatteryUnit {
+    /// The park's batteries.
+    pub fn of(park: &Park) -> Vec<BatteryUnit> {
+        park.batteries
+            .iter()
+            .map(|b| BatteryUnit {
+                id: b.id.clone(),
+                capacity_kwh: b.capacity.0,
+                soc_min_pct: b.soc_min * 100.0,
+                soc_max_pct: b.soc_max * 100.0,
+                max_charge_kw: b.max_charge.0,
+                max_discharge_kw: b.max_discharge.0,
+            })
+            .collect()
+    }
+
+    /// What it can take and give now (magnitudes, kW): its BMS limits now and its own limits,
+    /// nothing in a direction its SoC window closes.
+    fn room(&self, now: &BatteryNow) -> (f64, f64) {
+        let charge = if now.soc_pct >= self.soc_max_pct {
+            0.0
+        } else {
+            now.max_charge_kw.min(self.max_charge_kw).max(0.0)
+        };
+        let discharge = if now.soc_pct <= self.soc_min_pct {
+            0.0
+        } else {
+            now.max_discharge_kw.min(self.max_discharge_kw).max(0.0)
+        };
+        (charge, discharge)
+    }
+}
+
+/// The park's batteries as one: the sum of what each answering battery (`now`, by asset id) can
+/// take and give now, with their capacity-weighted SoC. `None` when none answers. Batteries
+/// not in `units` are ignored.
+pub fn pool_batteries(units: &[BatteryUnit], now: &[(String, BatteryNow)]) -> Option<BatteryNow> {
+    let mut pooled: Option<(f64, f64, f64, f64)> = None;
+    for u in units {
+        let Some((_, n)) = now.iter().find(|(id, _)| *id == u.id) else {
+            continue;
+        };
+        let (charge, discharge) = u.room(n);
+        let (c, d, e, cap) = pooled.unwrap_or_default();
+        pooled = Some((
+            c + charge,
+            d + discharge,
+            e + n.soc_pct * u.capacity_kwh,
+            cap + u.capacity_kwh,
+        ));
+    }
+    pooled.map(|(charge, discharge, e, cap)| BatteryNow {
+        soc_pct: if cap > 0.0 { e / cap } else { 0.0 },
+        max_charge_kw: charge,
+        max_discharge_kw: discharge,
+    })
+}
+
+/// The park's battery setpoint `total_kw` (+discharge / -charge) split among the batteries
+/// (by asset id): each in proportion to what it can do in that direction now; a battery that
+/// does not answer, or cannot move that way, gets 0. The shares add up to `total_kw` within
+/// what the answering batteries can do (which [`control`] keeps to, through the pool).
+pub fn share_battery_power(
+    total_kw: f64,
+    units: &[BatteryUnit],
+    now: &[(String, BatteryNow)],
+) -> Vec<(String, f64)> {
+    let rooms: Vec<(String, f64)> = units
+        .iter()
+        .map(|u| {
+            let room = now
+                .iter()
+                .find(|(id, _)| *id == u.id)
+                .map_or(0.0, |(_, n)| {
+                    let (charge, discharge) = u.room(n);
+                    if total_kw >= 0.0 {
+                        discharge
+                    } else {
+                        charge
+                    }
+                });
+            (u.id.clone(), room)
+        })
+        .collect();
+    let all: f64 = rooms.iter().map(|(_, r)| r).sum();
+    rooms
+        .into_iter()
+        .map(|(id, room)| {
+            let kw = if all > 0.0 {
+                total_kw * room / all
+            } else {
+                0.0
+            };
+            // Never more than the battery can do, whatever the total.
+            (id, kw.clamp(-room, room))
+        })
+        .collect()
+}
+
 /// The active plan's interval, as the controller uses it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlanTarget {
@@ -156,7 +273,9 @@ pub struct Limits {
 
 impl Limits {
     pub fn of(park: &Park) -> Limits {
-        let b = park.batteries.first();
+        // One battery: its SoC window. Several: each battery's window is applied where they
+        // are pooled ([`pool_batteries`]); the pool's weighted SoC closes nothing.
+        let b = park.batteries.first().filter(|_| park.batteries.len() == 1);
         Limits {
             import_kw: park.grid.import_limit.0.min(park.converter.rating.0),
             export_kw: park.grid.export_limit.0.min(park.converter.rating.0),

@@ -28,7 +28,8 @@ use pedf_store::{Sample, Store};
 use serde::Deserialize;
 
 use crate::controller::{
-    control, BatteryNow, ChargerNow, Limits, LoadNow, Mode, PlanTarget, Snapshot,
+    control, pool_batteries, share_battery_power, BatteryNow, BatteryUnit, ChargerNow, Limits,
+    LoadNow, Mode, PlanTarget, Snapshot,
 };
 use crate::live::{tariff_now, today, ChargerLive, DeviceLive, Flows, Integrator, Live, ModeView};
 use tokio::sync::watch;
@@ -348,6 +349,7 @@ pub async fn run_with(
         store.set_max_pages_for_test(pages);
     }
     let limits = Limits::of(&park);
+    let battery_units = BatteryUnit::of(&park);
     let mut replanner = cfg
         .replan
         .clone()
@@ -684,20 +686,31 @@ pub async fn run_with(
                 .sum()
         };
         let pv = good(Capability::PvInverter, Field::PowerKw);
-        let battery_state = states
-            .values()
-            .find(|s| s.capability == Capability::Battery);
-        let battery = battery_state.and_then(|s| {
-            Some(BatteryNow {
-                soc_pct: s.good(Field::SocPct, now)?,
-                max_charge_kw: s
-                    .good(Field::MaxChargeKw, now)
-                    .unwrap_or(limits.battery_charge_kw),
-                max_discharge_kw: s
-                    .good(Field::MaxDischargeKw, now)
-                    .unwrap_or(limits.battery_discharge_kw),
+        // Each battery that answers with its SoC, by park asset; the controller sees them
+        // pooled and their setpoints are its share of the park's.
+        let batteries_now: Vec<(String, BatteryNow)> = controlled
+            .iter()
+            .filter(|c| c.capability == Capability::Battery)
+            .filter_map(|c| {
+                let s = states.get(&c.id)?;
+                let unit = battery_units.iter().find(|u| u.id == c.asset);
+                Some((
+                    c.asset.clone(),
+                    BatteryNow {
+                        soc_pct: s.good(Field::SocPct, now)?,
+                        max_charge_kw: s
+                            .good(Field::MaxChargeKw, now)
+                            .or(unit.map(|u| u.max_charge_kw))
+                            .unwrap_or(0.0),
+                        max_discharge_kw: s
+                            .good(Field::MaxDischargeKw, now)
+                            .or(unit.map(|u| u.max_discharge_kw))
+                            .unwrap_or(0.0),
+                    },
+                ))
             })
-        });
+            .collect();
+        let battery = pool_batteries(&battery_units, &batteries_now);
         let battery_kw = good(Capability::Battery, Field::PowerKw);
         let ev_now = good(Capability::EvCharger, Field::PowerKw);
         let grid_meter = states
@@ -1003,12 +1016,22 @@ pub async fn run_with(
             }
         }
         // Setpoints through safe control; the watchdog for devices that stopped answering.
+        let battery_shares = share_battery_power(out.battery_kw, &battery_units, &batteries_now);
+        // The audit names the mode the setpoint came from.
+        let reason = match &mode {
+            Mode::Automatic => "automatic cycle",
+            Mode::Manual { .. } => "manual mode (operator's battery setpoint)",
+            Mode::Safe => "safe mode",
+        };
         for c in &mut controlled {
             let answering = states
                 .get(&c.id)
                 .is_some_and(|s| s.last_error.is_none() && s.last_ok.is_some());
             let value = match c.capability {
-                Capability::Battery => Some(out.battery_kw),
+                Capability::Battery => battery_shares
+                    .iter()
+                    .find(|(id, _)| *id == c.asset)
+                    .map(|(_, kw)| *kw),
                 Capability::EvCharger => out
                     .chargers
                     .iter()
@@ -1038,7 +1061,7 @@ pub async fn run_with(
                     let _ = c.ctl.watchdog(d, false, now).await;
                 } else if c
                     .ctl
-                    .command(d, value, "controller", "automatic cycle", now)
+                    .command(d, value, "controller", reason, now)
                     .await
                     .is_ok()
                 {
@@ -1050,7 +1073,7 @@ pub async fn run_with(
                     let _ = c.ctl.watchdog(&mut d, false, now).await;
                 } else if c
                     .ctl
-                    .command(&mut d, value, "controller", "automatic cycle", now)
+                    .command(&mut d, value, "controller", reason, now)
                     .await
                     .is_ok()
                 {

@@ -269,3 +269,78 @@ async fn the_plans_shed_caps_the_curtailable_load() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Two batteries (the reference park with a second `bess-2` like `bess-1`), a manual setpoint
+/// of 400 kW for the park (which the controller may trim for the grid rules): each battery is
+/// asked its share (half each, both able), not the park's whole setpoint each; one that cannot
+/// discharge (below its SoC minimum) is asked nothing and the other takes it all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_batteries_share_the_parks_setpoint() {
+    use pedf_runtime::controller::Mode;
+    use pedf_runtime::run::{run_with, RunIo};
+    for (socs, _want) in [([60.0, 60.0], [200.0, 200.0]), ([60.0, 8.0], [400.0, 0.0])] {
+        let dir = std::env::temp_dir().join(format!(
+            "pedf-run-two-batteries-{}-{}",
+            socs[1],
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let sim = SimPark::start_with_batteries(
+            &dir,
+            std::path::Path::new(&format!("{ROOT}/config/devices/templates")),
+            300.0,
+            &socs,
+            100.0,
+        )
+        .await
+        .expect("simulated park");
+        let park = std::fs::read_to_string(format!("{ROOT}/config/qingzhou-pedf.toml")).unwrap();
+        let first = park.find("[[battery]]").unwrap();
+        let block_end = first + park[first..].find("\n\n").unwrap();
+        let second = park[first..block_end].replace("id = \"bess-1\"", "id = \"bess-2\"");
+        let two = format!("{}\n\n{second}{}", &park[..block_end], &park[block_end..]);
+        std::fs::write(dir.join("park.toml"), two).unwrap();
+        std::fs::write(
+            dir.join("run.toml"),
+            "park = \"park.toml\"\ndevices = \"devices.toml\"\nstore = \"pedf.sqlite\"\ncycle_ms = 200\n",
+        )
+        .unwrap();
+        let cfg = RunConfig::load(&dir.join("run.toml")).unwrap();
+        let (_mode_tx, mode_rx) = tokio::sync::watch::channel(Mode::Manual { battery_kw: 400.0 });
+        let io = RunIo {
+            mode: Some(mode_rx),
+            ..RunIo::default()
+        };
+        run_with(cfg, io, tokio::time::sleep(Duration::from_millis(2500)))
+            .await
+            .unwrap();
+        let st = Store::open(&dir.join("pedf.sqlite")).unwrap();
+        let audit = st.recent_audit(500).unwrap();
+        let asked = |battery: &str| -> Vec<f64> {
+            audit
+                .iter()
+                .filter(|a| a.device == battery && a.reason.contains("manual"))
+                .map(|a| a.requested.unwrap_or(f64::NAN))
+                .collect()
+        };
+        let (one, two) = (asked("bess-1"), asked("bess-2"));
+        assert!(!one.is_empty(), "no setpoint for bess-1: {audit:?}");
+        // The park's setpoint: 400 kW, or a little less where the controller trimmed it.
+        let park_kw = |kw: f64| kw > 300.0 && kw <= 400.0 + 1e-9;
+        if socs[1] > 10.0 {
+            assert_eq!(one, two, "equal batteries, equal shares");
+            assert!(
+                one.iter().all(|kw| park_kw(2.0 * kw)),
+                "each asked {one:?}: not half the park's setpoint"
+            );
+        } else {
+            assert!(one.iter().all(|kw| park_kw(*kw)), "bess-1 asked {one:?}");
+            assert!(
+                two.iter().all(|kw| *kw == 0.0),
+                "bess-2 below its minimum asked {two:?}"
+            );
+        }
+        drop(sim);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -26,6 +26,9 @@ pub struct SimPark {
     pub load: SimMqttDevice,
     /// Address of SunSpec model 124 (storage controls) in the battery's bank.
     pub storage_addr: u16,
+    /// Every battery: (Modbus unit id, device and asset id `bess-N`); the first is
+    /// `BATTERY_UNIT` / `bess-1`, further ones from unit 4 on. All share `storage_addr`.
+    pub batteries: Vec<(u8, String)>,
     /// Address of SunSpec model 103 (inverter) in the PV bank.
     pub inverter_addr: u16,
     /// The device list written for `pedf run`.
@@ -45,6 +48,18 @@ impl SimPark {
         soc_pct: f64,
         grid_kw: f64,
     ) -> Result<SimPark, String> {
+        Self::start_with_batteries(dir, templates_dir, pv_kw, &[soc_pct], grid_kw).await
+    }
+
+    /// As [`SimPark::start`], with one SunSpec battery per entry of `socs_pct` (`bess-1`,
+    /// `bess-2`, ...), each rated 1 MW both ways.
+    pub async fn start_with_batteries(
+        dir: &Path,
+        templates_dir: &Path,
+        pv_kw: f64,
+        socs_pct: &[f64],
+        grid_kw: f64,
+    ) -> Result<SimPark, String> {
         std::fs::create_dir_all(dir.join("templates")).map_err(|e| e.to_string())?;
         for t in ["pedf-sim-meter", "pedf-sim-dc-charger", "pedf-sim-dc-load"] {
             std::fs::copy(
@@ -61,27 +76,33 @@ impl SimPark {
             .install(&mut pv);
         pv.writable.push((pv_img.addr_of(123).unwrap_or(0), 24));
         let inverter_addr = pv_img.addr_of(103).unwrap_or(0);
-        let mut bess = Bank::default();
-        let b_img = SunSpecImage::new(40000)
-            .model(1, &img::common("pedf-sim", "BESS", "2"))
-            .model(
-                802,
-                &img::battery(soc_pct, 0.0, 2, 1_000_000.0, 1_000_000.0, 3),
-            )
-            .model(124, &img::storage(1_000_000.0, 3))
-            .install(&mut bess);
-        let storage_addr = b_img.addr_of(124).unwrap_or(0);
-        bess.writable.push((storage_addr, 24));
+        let mut banks = BTreeMap::new();
+        let mut batteries = Vec::new();
+        let mut storage_addr = 0;
+        for (i, soc_pct) in socs_pct.iter().enumerate() {
+            let mut bess = Bank::default();
+            let b_img = SunSpecImage::new(40000)
+                .model(1, &img::common("pedf-sim", "BESS", &format!("{}", 2 + i)))
+                .model(
+                    802,
+                    &img::battery(*soc_pct, 0.0, 2, 1_000_000.0, 1_000_000.0, 3),
+                )
+                .model(124, &img::storage(1_000_000.0, 3))
+                .install(&mut bess);
+            storage_addr = b_img.addr_of(124).unwrap_or(0);
+            bess.writable.push((storage_addr, 24));
+            let unit = if i == 0 { BATTERY_UNIT } else { 3 + i as u8 };
+            banks.insert(unit, bess);
+            batteries.push((unit, format!("bess-{}", i + 1)));
+        }
         let mut meter = Bank::default();
         let p = (grid_kw as f32).to_bits();
         meter.input[METER_POWER..METER_POWER + 2].copy_from_slice(&[(p >> 16) as u16, p as u16]);
-        let modbus = SimServer::start(BTreeMap::from([
-            (PV_UNIT, pv),
-            (BATTERY_UNIT, bess),
-            (METER_UNIT, meter),
-        ]))
-        .await
-        .map_err(|e| format!("simulated Modbus server: {e}"))?;
+        banks.insert(PV_UNIT, pv);
+        banks.insert(METER_UNIT, meter);
+        let modbus = SimServer::start(banks)
+            .await
+            .map_err(|e| format!("simulated Modbus server: {e}"))?;
         let broker = Mosquitto::start()?;
         let charger = SimMqttDevice::start(
             "127.0.0.1",
@@ -102,7 +123,7 @@ impl SimPark {
         let devices_file = dir.join("devices.toml");
         std::fs::write(
             &devices_file,
-            devices_toml(&modbus.addr.to_string(), broker.port),
+            devices_toml(&modbus.addr.to_string(), broker.port, &batteries),
         )
         .map_err(|e| format!("{}: {e}", devices_file.display()))?;
         Ok(SimPark {
@@ -111,6 +132,7 @@ impl SimPark {
             charger,
             load,
             storage_addr,
+            batteries,
             inverter_addr,
             devices_file,
         })
@@ -125,8 +147,14 @@ impl SimPark {
     }
 }
 
-fn devices_toml(modbus: &str, mqtt_port: u16) -> String {
-    format!(
+fn devices_toml(modbus: &str, mqtt_port: u16, batteries: &[(u8, String)]) -> String {
+    let mut more = String::new();
+    for (unit, id) in batteries.iter().skip(1) {
+        more.push_str(&format!(
+            "\n[[device]]\nid = \"{id}\"\ncapability = \"battery\"\nasset = \"{id}\"\nconnection = \"modbus\"\nunit_id = {unit}\nsunspec = true\npoll_ms = 200\nstale_after_ms = 2000\n"
+        ));
+    }
+    let text = format!(
         r#"# Written by pedf-sim: the simulated park's devices on loopback.
 [[connection]]
 id = "modbus"
@@ -187,5 +215,6 @@ template = "pedf-sim-dc-load"
 topic = "sim/hvac"
 stale_after_ms = 2000
 "#
-    )
+    );
+    text + &more
 }
