@@ -254,6 +254,17 @@ fn compute(
         ..PlanOptions::default()
     };
     match planner(park, &tail, &opts, &state) {
+        // The optimiser falls back to the rule-based plan itself when HiGHS fails, and says so
+        // in the plan's strategy and notes: the label carries it, so the runtime alarms.
+        Ok(p) if p.strategy == pedf_core::plan::Strategy::Rule => {
+            let why = p
+                .notes
+                .iter()
+                .find(|n| n.contains("optimiser failed"))
+                .cloned()
+                .unwrap_or_else(|| "the optimiser gave the rule-based plan".into());
+            Ok((p, format!("rule, fallback: {why}")))
+        }
         Ok(p) => Ok((p, "optimized, intraday".to_string())),
         Err(e) => {
             let mut p = plan_rule_based(park, &tail, &opts, &state).map_err(|e2| {
@@ -470,6 +481,34 @@ mod tests {
         );
         assert_eq!(plan.strategy, pedf_core::plan::Strategy::Rule);
         assert!(plan.notes.iter().any(|n| n.contains("rule-based fallback")));
+    }
+
+    /// What `plan_optimized` itself returns when HiGHS fails: the rule-based plan, as `Ok`,
+    /// with its strategy `Rule` and a note (pedf-dispatch's own fallback).
+    fn falls_back_inside(
+        park: &Park,
+        inputs: &DayInputs,
+        opts: &PlanOptions,
+        state: &CurrentState,
+    ) -> Result<Plan, DispatchError> {
+        let mut p = plan_rule_based(park, inputs, opts, state)?;
+        p.solver = pedf_core::plan::SolverInfo::rule_based("fallback", 0.0);
+        p.notes
+            .push("optimiser failed (HiGHS: solver error); this is the rule-based plan".into());
+        Ok(p)
+    }
+
+    #[test]
+    fn the_optimisers_own_fallback_is_labelled_a_fallback() {
+        let mut r = Replanner::new(cfg(), park()).with_planner(falls_back_inside);
+        let now = Utc.with_ymd_and_hms(2026, 6, 21, 6, 30, 0).unwrap();
+        r.start(now, None, MonthSoFar::default(), Vec::new(), "test".into());
+        let (plan, strategy) = r.wait().unwrap().plan.unwrap();
+        assert_eq!(plan.strategy, pedf_core::plan::Strategy::Rule);
+        assert!(
+            strategy.starts_with("rule, fallback: optimiser failed (HiGHS"),
+            "labelled {strategy}: the runtime's alarm would not fire"
+        );
     }
 
     #[test]
