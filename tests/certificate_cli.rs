@@ -290,9 +290,14 @@ fn a_failed_issue_leaves_no_certificate_and_keys_must_be_private() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(files, ["blocked"], "no certificate file, no temporary file");
+    assert!(
+        !dir.join(".pedf/issuer.key").exists(),
+        "the ledger is checked before a key is made"
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
+        pedf_carbon::certificate::load_or_create_key(&dir.join(".pedf/issuer.key")).unwrap();
         std::fs::set_permissions(
             dir.join(".pedf/issuer.key"),
             std::fs::Permissions::from_mode(0o644),

@@ -883,6 +883,75 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     result
 }
 
+/// The ledger held for one issue: an exclusive lock on the ledger file from reading it to
+/// appending the new entry, so two issues at once (two processes, or the API and the command
+/// line) cannot both read the same ledger and certify one period twice. The operating system
+/// releases the lock when the holder ends, also when it crashes.
+pub struct LockedLedger {
+    file: std::fs::File,
+    name: String,
+    pub entries: Vec<LedgerEntry>,
+}
+
+impl LockedLedger {
+    /// Opens (creating it empty if need be), locks (waiting for another holder) and reads the
+    /// ledger at `path`.
+    pub fn open(path: &Path) -> Result<LockedLedger, String> {
+        Self::open_with(path, true)
+    }
+
+    /// As [`LockedLedger::open`], but gives up at once when another issue holds the ledger.
+    pub fn try_open(path: &Path) -> Result<LockedLedger, String> {
+        Self::open_with(path, false)
+    }
+
+    fn open_with(path: &Path, wait: bool) -> Result<LockedLedger, String> {
+        use std::io::{Read, Seek};
+        let name = path.display().to_string();
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(|e| format!("{name}: cannot open the ledger: {e}"))?;
+        if wait {
+            file.lock()
+                .map_err(|e| format!("{name}: cannot lock the ledger: {e}"))?;
+        } else {
+            file.try_lock().map_err(|e| match e {
+                std::fs::TryLockError::WouldBlock => {
+                    format!("{name}: another issue holds the ledger; try again")
+                }
+                std::fs::TryLockError::Error(e) => format!("{name}: cannot lock the ledger: {e}"),
+            })?;
+        }
+        let mut text = String::new();
+        file.rewind()
+            .and_then(|()| file.read_to_string(&mut text))
+            .map_err(|e| format!("{name}: cannot read the ledger: {e}"))?;
+        let entries = read_ledger(&text, &name)?;
+        Ok(LockedLedger {
+            file,
+            name,
+            entries,
+        })
+    }
+
+    /// Appends the entry of `cert` (synced) and returns it; the lock is kept until `self` is
+    /// dropped.
+    pub fn append(&mut self, cert: &Certificate) -> Result<LedgerEntry, String> {
+        use std::io::Write;
+        let entry = next_entry(&self.entries, cert);
+        let line = serde_json::to_string(&entry).map_err(|e| e.to_string())?;
+        self.file
+            .write_all(format!("{line}\n").as_bytes())
+            .and_then(|()| self.file.sync_all())
+            .map_err(|e| format!("{}: cannot append to the ledger: {e}", self.name))?;
+        self.entries.push(entry.clone());
+        Ok(entry)
+    }
+}
+
 /// Appends one line and syncs it.
 pub fn append_line(path: &Path, line: &str) -> std::io::Result<()> {
     use std::io::Write;
@@ -1263,6 +1332,40 @@ mod tests {
         let json = c.canonical_json();
         assert!(json.contains("\"project_emissions_t\":0,"), "{json}");
         assert!(!json.contains("-0,") && !json.contains(":-0}"));
+    }
+
+    /// While one issue holds the ledger, no other can read it to append (a thread stands in for
+    /// a second process: the lock is the file's, per open file description); once it is
+    /// released, the next one sees the entry the first appended.
+    #[test]
+    fn an_issue_holds_the_ledger_until_it_has_appended() {
+        let dir = std::env::temp_dir().join(format!("pedf-ledger-lock-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ledger.jsonl");
+        let mut signed = day_certificate();
+        signed.sign(&SigningKey::from_bytes(&[7; 32]));
+        let mut first = LockedLedger::open(&path).unwrap();
+        let p = path.clone();
+        let blocked = std::thread::spawn(move || LockedLedger::try_open(&p).err())
+            .join()
+            .unwrap();
+        assert!(
+            blocked.is_some_and(|e| e.contains("another issue holds the ledger")),
+            "a second issue read the ledger while the first held it"
+        );
+        first.append(&signed).unwrap();
+        drop(first);
+        let second = LockedLedger::try_open(&path).unwrap();
+        assert_eq!(second.entries.len(), 1);
+        assert!(overlapping(
+            &second.entries,
+            "p",
+            pedf_core::time::parse_rfc3339("2026-06-21T12:00:00Z").unwrap(),
+            pedf_core::time::parse_rfc3339("2026-06-21T13:00:00Z").unwrap()
+        )
+        .is_some());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

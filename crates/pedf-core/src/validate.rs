@@ -437,7 +437,7 @@ pub fn validate_fixed_load(l: &FixedLoad, path: &str, p: &mut Problems) {
 }
 
 fn aligned(t: TimeOfDay, interval: IntervalLength) -> bool {
-    t.minutes() % interval.minutes() == 0
+    t.minutes().is_multiple_of(interval.minutes())
 }
 
 /// One flexible load: its range, and whether its energy fits its window.

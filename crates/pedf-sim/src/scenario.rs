@@ -406,7 +406,7 @@ impl Scenario {
         };
         if let Some(p) = &park {
             let im = p.clock.interval.minutes();
-            if every % im != 0 {
+            if !every.is_multiple_of(im) {
                 d.error(
                     o.replan_every_min.span(),
                     format!("optimized.replan_every_min: {every} is not a multiple of the park's {im}-minute interval"),
