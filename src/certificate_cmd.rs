@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 
 use chrono::{Datelike, Utc};
 use pedf_carbon::certificate::{
-    append_line, build, check_signature_value, compare_with_data, header, load_or_create_key,
-    next_entry, num, overlapping, read_ledger, render_html, v1_records_match, write_atomic,
-    Certificate, FactorUsed, GreenCertificates, IssueInput, MeterUsed, ParkIdentity,
+    build, check_signature_value, compare_with_data, header, load_or_create_key, num, overlapping,
+    read_ledger, render_html, v1_records_match, write_atomic, Certificate, FactorUsed,
+    GreenCertificates, IssueInput, LockedLedger, MeterUsed, ParkIdentity,
 };
 use pedf_carbon::records::read_records;
 use pedf_core::csvtext::InputFile;
@@ -163,10 +163,13 @@ pub fn issue(args: IssueArgs) -> Result<(), UserError> {
         setup,
         &args.records.display().to_string(),
         (&from, &to),
-        &args.out_dir,
-        &args.key,
-        args.ledger.as_deref(),
+        IssueFiles {
+            out_dir: &args.out_dir,
+            key: &args.key,
+            ledger: args.ledger.as_deref(),
+        },
         green,
+        Utc::now(),
     )?;
     let cert = &i.cert;
     if i.key_created {
@@ -229,17 +232,30 @@ pub struct Issued {
     pub key_created: bool,
 }
 
-/// Issues a certificate for a prepared period: refused when the period overlaps one in the
-/// ledger; the ledger entry is appended before the files are written (atomically).
+/// Where an issue keeps its files: the certificates' folder, the issuer key, the ledger
+/// (default: ledger.jsonl in the folder).
+pub struct IssueFiles<'a> {
+    pub out_dir: &'a Path,
+    pub key: &'a Path,
+    pub ledger: Option<&'a Path>,
+}
+
+/// Issues a certificate for a prepared period at `issued_at` (the caller's clock: the EMS's
+/// for the API): refused when the period overlaps one in the ledger; the ledger entry is
+/// appended before the files are written (atomically).
 pub fn issue_prepared(
     setup: PeriodSetup,
     records_name: &str,
     (from_text, to_text): (&str, &str),
-    out_dir: &Path,
-    key_path: &Path,
-    ledger: Option<&Path>,
+    files: IssueFiles,
     green_certificates: Vec<GreenCertificates>,
+    issued_at: chrono::DateTime<Utc>,
 ) -> Result<Issued, UserError> {
+    let IssueFiles {
+        out_dir,
+        key: key_path,
+        ledger,
+    } = files;
     let PeriodSetup {
         park,
         from,
@@ -259,16 +275,14 @@ pub fn issue_prepared(
     let ledger_path = ledger
         .map(Path::to_path_buf)
         .unwrap_or_else(|| out_dir.join("ledger.jsonl"));
-    let ledger = if ledger_path.exists() {
-        read_ledger(
-            &read_text(&ledger_path)?,
-            &ledger_path.display().to_string(),
-        )
-        .map_err(UserError)?
-    } else {
-        Vec::new()
-    };
-    if let Some(e) = overlapping(&ledger, &park.id, from, to) {
+    // Held from reading the ledger to appending the entry: another issue at the same time
+    // (the API, another command) waits, then sees this one's entry.
+    let mut ledger = LockedLedger::open(&ledger_path).map_err(|e| {
+        UserError(format!(
+            "{e}; no certificate was issued (cannot append to the ledger)"
+        ))
+    })?;
+    if let Some(e) = overlapping(&ledger.entries, &park.id, from, to) {
         return Err(UserError(format!(
             "the period overlaps certificate {} ({} – {}) in {}: refused, a period is certified once",
             e.serial,
@@ -315,13 +329,13 @@ pub fn issue_prepared(
         "{}-{}-{:06}",
         park.id.to_uppercase(),
         year,
-        ledger.len() + 1
+        ledger.entries.len() + 1
     );
     let mut cert = build(
         &records,
         IssueInput {
             serial,
-            issued_at: Utc::now(),
+            issued_at,
             park: identity,
             from,
             to,
@@ -334,17 +348,9 @@ pub fn issue_prepared(
     cert.sign(&key);
     // The ledger entry first: a crash after it leaves the period reserved and no certificate
     // file, never a certificate outside the ledger; the files appear whole or not at all.
-    let entry = next_entry(&ledger, &cert);
-    append_line(
-        &ledger_path,
-        &serde_json::to_string(&entry).unwrap_or_default(),
-    )
-    .map_err(|e| {
-        UserError(format!(
-            "{}: cannot append to the ledger: {e}; no certificate was issued",
-            ledger_path.display()
-        ))
-    })?;
+    let entry = ledger
+        .append(&cert)
+        .map_err(|e| UserError(format!("{e}; no certificate was issued")))?;
     let json_path = out_dir.join(format!("{}.json", cert.serial));
     let html_path = out_dir.join(format!("{}.html", cert.serial));
     let pdf_path = out_dir.join(format!("{}.pdf", cert.serial));

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 use pedf_core::Park;
-use pedf_dispatch::{plan_optimized, plan_rule_based, CurrentState, PlanOptions};
+use pedf_dispatch::{plan_optimized, CurrentState, PlanOptions};
 use pedf_runtime::controller::Mode;
 use pedf_runtime::live::Live;
 use pedf_runtime::run::{run_with, RunConfig, RunIo};
@@ -26,6 +26,8 @@ struct EmsServices {
     factors: PathBuf,
     certificates: PathBuf,
     issuer_key: PathBuf,
+    /// The EMS's clock: certificates issued through the API are stamped with its time.
+    time: pedf_core::time::TimeSource,
 }
 
 impl EmsServices {
@@ -83,23 +85,22 @@ impl Services for EmsServices {
             .map_err(|e| e.0)?;
         let opts = PlanOptions::default();
         let state = CurrentState::default();
-        let plan = match plan_optimized(&self.park, &inputs, &opts, &state) {
-            Ok(p) => p,
-            // The rule-based plan is the fallback when the solver fails.
-            Err(e) => {
-                let mut p = plan_rule_based(&self.park, &inputs, &opts, &state)
-                    .map_err(|e2| format!("planning failed: {e}; the rule-based plan too: {e2}"))?;
-                p.notes
-                    .push(format!("the optimiser failed ({e}); rule-based fallback"));
-                p
-            }
-        };
+        // The optimiser falls back to the rule-based plan itself when HiGHS fails (its
+        // strategy says so); an error here is in the inputs, which no planner can use.
+        let plan = plan_optimized(&self.park, &inputs, &opts, &state)
+            .map_err(|e| format!("planning failed: {e}"))?;
         let strategy = match plan.strategy {
-            pedf_core::plan::Strategy::Optimized => "optimized",
-            _ => "rule",
+            pedf_core::plan::Strategy::Optimized => "optimized".to_string(),
+            pedf_core::plan::Strategy::Rule => format!(
+                "rule, fallback: {}",
+                plan.notes
+                    .iter()
+                    .find(|n| n.contains("optimiser failed"))
+                    .map_or("the optimiser gave the rule-based plan", String::as_str)
+            ),
         };
         let json = serde_json::to_string(&plan).map_err(|e| e.to_string())?;
-        Ok((strategy.to_string(), json))
+        Ok((strategy, json))
     }
 
     fn carbon(&self, from: &str, to: &str) -> Result<Value, String> {
@@ -133,10 +134,13 @@ impl Services for EmsServices {
             setup,
             "the EMS store's interval records",
             (&from, &to),
-            &self.certificates,
-            &self.issuer_key,
-            None,
+            certificate_cmd::IssueFiles {
+                out_dir: &self.certificates,
+                key: &self.issuer_key,
+                ledger: None,
+            },
             Vec::new(),
+            self.time.now(),
         )
         .map_err(|e| e.0)?;
         tracing::info!(serial = %i.cert.serial, by, "certificate issued from the API");
@@ -209,7 +213,9 @@ pub async fn run_and_serve(
                 .map_err(|e| UserError(format!("{}: {e}", dir.display())))?;
         }
         let mut store = Store::open(&cfg.store).map_err(|e| UserError(e.to_string()))?;
-        if let Some(token) = pedf_server::auth::ensure_admin_token(&mut store).map_err(UserError)? {
+        if let Some(token) =
+            pedf_server::auth::ensure_admin_token(&mut store, cfg.time.now()).map_err(UserError)?
+        {
             println!("{who}: first start: admin token (shown once, keep it safe): {token}");
         }
         let (live_tx, live_rx) = watch::channel(Arc::new(Live::default()));
@@ -225,6 +231,7 @@ pub async fn run_and_serve(
             factors: srv.emission_factors.clone(),
             certificates: srv.certificates_dir.clone().unwrap_or_default(),
             issuer_key: srv.issuer_key.clone().unwrap_or_default(),
+            time: cfg.time,
         };
         let state = AppState::new(
             park,

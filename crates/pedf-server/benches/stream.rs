@@ -93,9 +93,13 @@ fn fanout(c: &mut Criterion) {
             .value
             .unwrap();
         let mut store = pedf_store::Store::open(&dir.join("s.sqlite")).unwrap();
-        let (token, _) =
-            pedf_server::auth::create_token(&mut store, "bench", pedf_server::Role::Viewer)
-                .unwrap();
+        let (token, _) = pedf_server::auth::create_token(
+            &mut store,
+            "bench",
+            pedf_server::Role::Viewer,
+            chrono::DateTime::UNIX_EPOCH,
+        )
+        .unwrap();
         let (live_tx, live_rx) = watch::channel(Arc::new(Live::default()));
         let (mode_tx, _) = watch::channel(pedf_runtime::controller::Mode::Automatic);
         let (_stop_tx, stop_rx) = watch::channel(false);

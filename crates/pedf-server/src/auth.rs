@@ -3,7 +3,7 @@
 //! reads, an operator also acts on the park (mode, plans, certificates), an admin also manages
 //! tokens.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use pedf_store::{Store, StoreError};
 use sha2::{Digest, Sha256};
 
@@ -50,17 +50,23 @@ pub fn new_token() -> Result<String, String> {
     ))
 }
 
-/// Creates a token with a role; returns it (the only time it is seen) and its id.
-pub fn create_token(store: &mut Store, label: &str, role: Role) -> Result<(String, i64), String> {
+/// Creates a token with a role at `now` (the EMS's time); returns it (the only time it is
+/// seen) and its id.
+pub fn create_token(
+    store: &mut Store,
+    label: &str,
+    role: Role,
+    now: DateTime<Utc>,
+) -> Result<(String, i64), String> {
     let token = new_token()?;
     let id = store
-        .add_token(Utc::now(), label, role.name(), &hash_token(&token))
+        .add_token(now, label, role.name(), &hash_token(&token))
         .map_err(|e| e.to_string())?;
     Ok((token, id))
 }
 
 /// On first start (no admin token yet) creates one and returns it to be printed once.
-pub fn ensure_admin_token(store: &mut Store) -> Result<Option<String>, String> {
+pub fn ensure_admin_token(store: &mut Store, now: DateTime<Utc>) -> Result<Option<String>, String> {
     if !store
         .tokens_with_role(Role::Admin.name())
         .map_err(|e| e.to_string())?
@@ -68,7 +74,7 @@ pub fn ensure_admin_token(store: &mut Store) -> Result<Option<String>, String> {
     {
         return Ok(None);
     }
-    create_token(store, "admin (created on first start)", Role::Admin).map(|(t, _)| Some(t))
+    create_token(store, "admin (created on first start)", Role::Admin, now).map(|(t, _)| Some(t))
 }
 
 /// Who a request comes from.
@@ -111,11 +117,17 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let mut st = Store::open(&dir.join("s.sqlite")).unwrap();
-        let first = ensure_admin_token(&mut st).unwrap().expect("first start");
-        assert!(ensure_admin_token(&mut st).unwrap().is_none(), "only once");
+        let at = chrono::DateTime::from_timestamp(1_782_000_000, 0).unwrap();
+        let first = ensure_admin_token(&mut st, at)
+            .unwrap()
+            .expect("first start");
+        assert!(
+            ensure_admin_token(&mut st, at).unwrap().is_none(),
+            "only once"
+        );
         let c = lookup(&st, &first).unwrap().unwrap();
         assert_eq!(c.role, Role::Admin);
-        let (viewer, id) = create_token(&mut st, "wall screen", Role::Viewer).unwrap();
+        let (viewer, id) = create_token(&mut st, "wall screen", Role::Viewer, at).unwrap();
         assert_eq!(lookup(&st, &viewer).unwrap().unwrap().role, Role::Viewer);
         // The plain token is nowhere in the file.
         drop(st);

@@ -849,19 +849,10 @@ async fn plan_run(
 ) -> Result<Json<Value>, ApiError> {
     c.require(Role::Operator)?;
     let day = parse_day(&b.day, "day")?;
-    services(&s)?;
-    let st = s.clone();
     let who = c.who();
-    let (strategy, json) = tokio::task::spawn_blocking(move || {
-        st.inner
-            .services
-            .as_ref()
-            .map(|x| x.plan_day(day))
-            .unwrap_or(Err("planning is not configured".into()))
-    })
-    .await
-    .map_err(internal)?
-    .map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e))?;
+    let (strategy, json) = on_blocking_pool(&s, move |x| x.plan_day(day))
+        .await?
+        .map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e))?;
     let mut store = s.store();
     let id = store
         .put_plan(s.inner.time.now(), &day.to_string(), &strategy, &json)
@@ -929,6 +920,23 @@ struct PeriodQuery {
     to: Option<String>,
 }
 
+/// Runs a service call on the blocking pool: accounting, issuing and reading files take time
+/// and touch the disk, and must never hold an executor thread (the stream, the dashboard and
+/// the other requests go on meanwhile).
+async fn on_blocking_pool<T: Send + 'static>(
+    s: &AppState,
+    call: impl FnOnce(&dyn Services) -> Result<T, String> + Send + 'static,
+) -> Result<Result<T, String>, ApiError> {
+    services(s)?;
+    let st = s.clone();
+    tokio::task::spawn_blocking(move || match st.inner.services.as_deref() {
+        Some(x) => call(x),
+        None => Err("carbon accounting and planning are not available in this server".into()),
+    })
+    .await
+    .map_err(internal)
+}
+
 fn services(s: &AppState) -> Result<&dyn Services, ApiError> {
     s.inner.services.as_deref().ok_or(ApiError(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -946,8 +954,8 @@ async fn carbon(
             "from and to: both are needed (dates YYYY-MM-DD or RFC 3339 instants)",
         ));
     };
-    services(&s)?
-        .carbon(&from, &to)
+    on_blocking_pool(&s, move |x| x.carbon(&from, &to))
+        .await?
         .map(Json)
         .map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e))
 }
@@ -965,8 +973,9 @@ async fn certificate_issue(
     Body(b): Body<CertificateBody>,
 ) -> Result<Json<Value>, ApiError> {
     c.require(Role::Operator)?;
-    let out = services(&s)?
-        .issue_certificate(&b.from, &b.to, &c.who())
+    let (from, to, who) = (b.from.clone(), b.to.clone(), c.who());
+    let out = on_blocking_pool(&s, move |x| x.issue_certificate(&from, &to, &who))
+        .await?
         .map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e))?;
     let id = out["id"].as_str().unwrap_or("?").to_string();
     s.store()
@@ -1004,8 +1013,9 @@ async fn certificate_file(
     {
         return Err(bad_request(format!("id: `{id}` is not a certificate id")));
     }
-    let bytes = services(&s)?
-        .certificate_file(&id, &kind)
+    let (i, k) = (id.clone(), kind.clone());
+    let bytes = on_blocking_pool(&s, move |x| x.certificate_file(&i, &k))
+        .await?
         .map_err(|e| ApiError(StatusCode::NOT_FOUND, e))?;
     Ok((
         [
@@ -1043,7 +1053,8 @@ async fn token_create(
         return Err(bad_request("label: give a name of 1 to 100 characters"));
     }
     let mut store = s.store();
-    let (token, id) = auth::create_token(&mut store, b.label.trim(), role).map_err(internal)?;
+    let (token, id) = auth::create_token(&mut store, b.label.trim(), role, s.inner.time.now())
+        .map_err(internal)?;
     let _ = store.event(
         s.inner.time.now(),
         "info",

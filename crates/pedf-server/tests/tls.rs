@@ -66,7 +66,13 @@ async fn serves_https_with_a_given_certificate() {
         .value
         .unwrap();
     let mut store = Store::open(&dir.join("s.sqlite")).unwrap();
-    let (viewer, _) = create_token(&mut store, "tls", Role::Viewer).unwrap();
+    let (viewer, _) = create_token(
+        &mut store,
+        "tls",
+        Role::Viewer,
+        chrono::DateTime::UNIX_EPOCH,
+    )
+    .unwrap();
     let (_live_tx, live_rx) = watch::channel(Arc::new(Live::default()));
     let (mode_tx, _) = watch::channel(Mode::Automatic);
     let (stop_tx, stop_rx) = watch::channel(false);

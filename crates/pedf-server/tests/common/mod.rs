@@ -55,9 +55,11 @@ impl Ems {
         let bytes = std::fs::read(&cfg.park).unwrap();
         let park = pedf_core::config::load_park("park", &bytes).value.unwrap();
         let mut store = Store::open(&cfg.store).unwrap();
-        let admin = ensure_admin_token(&mut store).unwrap().unwrap();
-        let (operator, _) = create_token(&mut store, "shift operator", Role::Operator).unwrap();
-        let (viewer, _) = create_token(&mut store, "wall screen", Role::Viewer).unwrap();
+        let now = cfg.time.now();
+        let admin = ensure_admin_token(&mut store, now).unwrap().unwrap();
+        let (operator, _) =
+            create_token(&mut store, "shift operator", Role::Operator, now).unwrap();
+        let (viewer, _) = create_token(&mut store, "wall screen", Role::Viewer, now).unwrap();
         let (live_tx, live_rx) = watch::channel(Arc::new(Live::default()));
         let (mode_tx, mode_rx) = watch::channel(Mode::Automatic);
         let (stop, stop_rx) = watch::channel(false);
