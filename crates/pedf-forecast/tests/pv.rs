@@ -239,14 +239,76 @@ mod fuzz {
     use super::*;
     use proptest::prelude::*;
 
+    /// Random bytes, or a weather file with the right header and rows that are right, out of
+    /// range or garbled (so the forecast is reached, not only the header check).
+    fn weather_bytes() -> impl Strategy<Value = Vec<u8>> {
+        let row = (
+            0i64..60,
+            -100.0f64..2000.0,
+            -90.0f64..90.0,
+            -5.0f64..90.0,
+            0u8..8,
+        );
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..400),
+            proptest::collection::vec(row, 0..40).prop_map(|mut rows| {
+                // Mostly in time order, so most files get past the order check.
+                rows.sort_by_key(|r| r.0);
+                rows.dedup_by_key(|r| r.0);
+                let base =
+                    chrono::DateTime::parse_from_rfc3339("2026-06-20T23:00:00+08:00").unwrap();
+                let mut s = String::from("time,ghi_w_m2,temp_air_c,wind_speed_m_s\n");
+                for (h, ghi, t, w, kind) in rows {
+                    let time = (base + chrono::Duration::hours(h)).to_rfc3339();
+                    match kind {
+                        0 => s.push_str(&format!("{time},,{t:.1},{w:.1}\n")),
+                        1 => s.push_str(&format!("{time},{ghi:.1},x,{w:.1}\n")),
+                        _ => s.push_str(&format!("{time},{ghi:.1},{t:.1},{w:.1}\n")),
+                    }
+                }
+                s.into_bytes()
+            }),
+        ]
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
 
         /// Arbitrary bytes never panic the weather reader; a file it accepts gives a forecast
         /// that is finite, non-negative and within the converters' ratings, or a clear error.
         #[test]
-        fn weather_reader_and_forecast_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
-            let _ = read_weather(InputFile { name: "w.csv", bytes: &bytes }, chrono_tz::Asia::Shanghai);
+        fn weather_reader_and_forecast_never_panic(bytes in weather_bytes()) {
+            let park = reference_park();
+            match read_weather(InputFile { name: "w.csv", bytes: &bytes }, chrono_tz::Asia::Shanghai) {
+                Ok(w) => {
+                    // Every local day the file touches forecasts within the ratings, or says
+                    // why it cannot.
+                    let mut days: Vec<NaiveDate> = w
+                        .rows
+                        .iter()
+                        .map(|r| r.time.with_timezone(&chrono_tz::Asia::Shanghai).date_naive())
+                        .collect();
+                    days.dedup();
+                    for day in days.into_iter().take(2) {
+                        match forecast_pv(&park, day, 1, Some(&w), &PvModel::default()) {
+                            Ok(f) => {
+                                for (a, pv) in f.arrays.iter().zip(&park.pv) {
+                                    for &p in &a.kw {
+                                        prop_assert!(p.is_finite() && p >= 0.0 && p <= pv.converter_rating.0 + 1e-9);
+                                    }
+                                }
+                            }
+                            Err(e) => prop_assert!(!e.to_string().is_empty()),
+                        }
+                    }
+                }
+                Err(ds) => {
+                    prop_assert!(!ds.is_empty());
+                    for d in &ds {
+                        prop_assert!(!d.message.is_empty() && d.line >= 1, "{d:?}");
+                    }
+                }
+            }
         }
 
         #[test]

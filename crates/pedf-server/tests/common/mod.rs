@@ -19,6 +19,8 @@ use tokio::sync::watch;
 pub const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
 pub struct Ems {
+    /// The EMS's clock: fixed to start at [`ems_origin`], whatever the day the tests run.
+    pub time: pedf_core::time::TimeSource,
     pub base: String,
     pub admin: String,
     pub operator: String,
@@ -28,6 +30,14 @@ pub struct Ems {
     pub store: PathBuf,
     stop: watch::Sender<bool>,
     run: Option<tokio::task::JoinHandle<Result<RunSummary, String>>>,
+}
+
+/// Where the tests' EMS clock starts: 10:00 local on 27 November 2026, a day the example
+/// forecasts (June 2026) do not cover, so the intraday re-plan reports that it has none on
+/// any day the tests are run.
+pub fn ems_origin() -> chrono::DateTime<chrono::Utc> {
+    use chrono::TimeZone;
+    chrono::Utc.with_ymd_and_hms(2026, 11, 27, 2, 0, 0).unwrap()
 }
 
 impl Ems {
@@ -51,7 +61,8 @@ impl Ems {
             ),
         )
         .unwrap();
-        let cfg = RunConfig::load(&dir.join("run.toml")).unwrap();
+        let mut cfg = RunConfig::load(&dir.join("run.toml")).unwrap();
+        cfg.time = pedf_core::time::TimeSource::scaled(ems_origin(), 1.0);
         let bytes = std::fs::read(&cfg.park).unwrap();
         let park = pedf_core::config::load_park("park", &bytes).value.unwrap();
         let mut store = Store::open(&cfg.store).unwrap();
@@ -64,7 +75,9 @@ impl Ems {
         let (mode_tx, mode_rx) = watch::channel(Mode::Automatic);
         let (stop, stop_rx) = watch::channel(false);
         let (orders_tx, orders_rx) = tokio::sync::mpsc::channel(64);
+        let time = cfg.time;
         let state = AppState::new(park, live_rx, mode_tx, store, None, stop_rx.clone())
+            .with_time(time)
             .with_orders(orders_tx);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -84,6 +97,7 @@ impl Ems {
             },
         ));
         Ems {
+            time,
             base,
             admin,
             operator,
