@@ -307,19 +307,36 @@ async fn two_batteries_share_the_parks_setpoint() {
         .unwrap();
         let cfg = RunConfig::load(&dir.join("run.toml")).unwrap();
         let (_mode_tx, mode_rx) = tokio::sync::watch::channel(Mode::Manual { battery_kw: 400.0 });
+        let (live_tx, mut live_rx) =
+            tokio::sync::watch::channel(std::sync::Arc::new(pedf_runtime::live::Live::default()));
         let io = RunIo {
             mode: Some(mode_rx),
+            live: Some(live_tx),
             ..RunIo::default()
         };
-        run_with(cfg, io, tokio::time::sleep(Duration::from_millis(2500)))
-            .await
-            .unwrap();
+        // Stops after ten cycles with both batteries read (waited for, with a deadline), not
+        // after a time: a slow machine runs as many cycles.
+        let ten_cycles = async move {
+            let wait = async {
+                while live_rx.changed().await.is_ok() {
+                    let l = live_rx.borrow_and_update().clone();
+                    if l.cycle >= 10 {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(120), wait).await;
+        };
+        run_with(cfg, io, ten_cycles).await.unwrap();
         let st = Store::open(&dir.join("pedf.sqlite")).unwrap();
         let audit = st.recent_audit(500).unwrap();
+        // The newest five setpoints of each (the first cycles may have read one battery
+        // before the other).
         let asked = |battery: &str| -> Vec<f64> {
             audit
                 .iter()
                 .filter(|a| a.device == battery && a.reason.contains("manual"))
+                .take(5)
                 .map(|a| a.requested.unwrap_or(f64::NAN))
                 .collect()
         };
