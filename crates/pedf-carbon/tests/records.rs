@@ -166,3 +166,19 @@ fn per_battery_columns_must_come_in_pairs_and_add_up() {
         "battery `bess-1` has a charge column but no discharge column"
     );
 }
+
+/// Excel's "CSV UTF-8" writes a byte-order mark first: the file reads as without it.
+#[test]
+fn a_byte_order_mark_is_not_part_of_the_header() {
+    let text = format!("\u{feff}{HEAD}2026-06-21T12:00:00+08:00,10,0,0,0,0,5,0\n");
+    let r = read_records(
+        InputFile {
+            name: "excel.csv",
+            bytes: text.as_bytes(),
+        },
+        &clock(),
+    )
+    .unwrap();
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].pv_kwh, 10.0);
+}
