@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use chrono::{Datelike, Utc};
 use pedf_carbon::certificate::{
     build, check_signature_value, compare_with_data, header, load_or_create_key, num, overlapping,
-    read_ledger, render_html, v1_records_match, write_atomic, Certificate, FactorUsed,
-    GreenCertificates, IssueInput, LockedLedger, MeterUsed, ParkIdentity,
+    read_ledger, v1_records_match, write_atomic, Certificate, FactorUsed, GreenCertificates,
+    IssueInput, LockedLedger, MeterUsed, ParkIdentity,
 };
 use pedf_carbon::records::read_records;
 use pedf_core::csvtext::InputFile;
@@ -635,118 +635,27 @@ pub fn render(file: &Path, out_dir: Option<&Path>) -> Result<(), UserError> {
     Ok(())
 }
 
-/// Fonts with Chinese glyphs, in order of preference (Debian: fonts-droid-fallback, which
-/// scripts/setup installs; fonts-wqy-microhei; fonts-noto-cjk).
-const CJK_FONTS: [&str; 3] = [
-    "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",
-    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
-    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
-];
+/// The certificate as a bilingual statement (pedf-report lays it out).
+fn statement(cert: &Certificate) -> pedf_report::statement::Statement {
+    let (zh, en) = pedf_carbon::certificate::TITLE;
+    pedf_report::statement::Statement {
+        title_zh: zh.into(),
+        title_en: en.into(),
+        heading: cert.serial.clone(),
+        rows: pedf_carbon::certificate::rows(cert),
+        closing: pedf_carbon::certificate::closing_lines(cert),
+    }
+}
 
-/// The bilingual PDF rendering of a certificate (A4, the rows of the HTML).
+/// The bilingual HTML rendering of a certificate.
+pub fn render_html(cert: &Certificate) -> String {
+    statement(cert).to_html()
+}
+
+/// The bilingual PDF rendering of a certificate (A4, fonts subset).
 pub fn render_pdf(cert: &Certificate) -> Result<Vec<u8>, String> {
-    use pedf_report::pdf::{Item, TextPdf, A4};
-    let cjk = CJK_FONTS
-        .iter()
-        .find_map(|p| std::fs::read(p).ok())
-        .ok_or("no font with Chinese glyphs found (Debian package fonts-droid-fallback; scripts/setup installs it)")?;
-    let latin = std::fs::read("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
-        .map_err(|e| format!("DejaVu Sans (fonts-dejavu-core): {e}"))?;
-    let mut doc = TextPdf::new(&[&latin, &cjk]).map_err(|e| e.to_string())?;
-    let (left, label_w, right) = (50.0, 170.0, A4.0 - 50.0);
-    let value_x = left + label_w;
-    let mut y = A4.1 - 60.0;
-    doc.push(Item::Text {
-        x: left,
-        y,
-        size: 20.0,
-        text: "碳减排自我声明".into(),
-    });
-    y -= 22.0;
-    doc.push(Item::Text {
-        x: left,
-        y,
-        size: 13.0,
-        text: "Self-declared carbon-reduction statement (pedf certificate; not CCER)".into(),
-    });
-    y -= 18.0;
-    doc.push(Item::Line {
-        x1: left,
-        y1: y,
-        x2: right,
-        y2: y,
-    });
-    y -= 16.0;
-    for (zh, en, value) in pedf_carbon::certificate::rows(cert) {
-        let lines = doc.wrap(&value, 9.0, right - value_x);
-        let height = (lines.len().max(2) as f64) * 11.5 + 6.0;
-        if y - height < 50.0 {
-            doc.new_page();
-            y = A4.1 - 60.0;
-        }
-        doc.push(Item::Text {
-            x: left,
-            y,
-            size: 9.0,
-            text: zh,
-        });
-        doc.push(Item::Text {
-            x: left,
-            y: y - 11.0,
-            size: 7.5,
-            text: en,
-        });
-        for (i, l) in lines.iter().enumerate() {
-            doc.push(Item::Text {
-                x: value_x,
-                y: y - 11.5 * i as f64,
-                size: 9.0,
-                text: l.clone(),
-            });
-        }
-        y -= height;
-        doc.push(Item::Line {
-            x1: left,
-            y1: y + 9.0,
-            x2: right,
-            y2: y + 9.0,
-        });
-    }
-    y -= 10.0;
-    // The verify block's three lines stay above the bottom margin.
-    if y - 22.0 < 40.0 {
-        doc.new_page();
-        y = A4.1 - 60.0;
-    }
-    doc.push(Item::Text {
-        x: left,
-        y,
-        size: 8.0,
-        text: format!(
-            "核验 Verify: pedf certificate verify {}.json --data RECORDS.csv \\",
-            cert.serial
-        ),
-    });
-    y -= 11.0;
-    doc.push(Item::Text {
-        x: left,
-        y,
-        size: 8.0,
-        text: format!("  --public-key {}", cert.issuer.public_key),
-    });
-    y -= 11.0;
-    doc.push(Item::Text {
-        x: left,
-        y,
-        size: 8.0,
-        text: format!(
-            "签发密钥指纹 Issuer key fingerprint {} (compare with the issuer's published key)",
-            pedf_carbon::certificate::key_fingerprint(&cert.issuer.public_key)
-        ),
-    });
-    doc.render(&format!(
-        "碳减排自我声明 Self-declared carbon-reduction statement {}",
-        cert.serial
-    ))
-    .map_err(|e| e.to_string())
+    let (latin, cjk) = pedf_report::statement::system_fonts()?;
+    statement(cert)
+        .to_pdf(&[&latin, &cjk])
+        .map_err(|e| e.to_string())
 }

@@ -117,7 +117,10 @@ pub fn rows(text: &str) -> Vec<Row<'_>> {
 /// The file as text, or a located diagnostic at its first byte that is not UTF-8.
 pub fn text_of<'b>(file: InputFile<'b>, out: &mut Vec<Diagnostic>) -> Option<&'b str> {
     // Excel's "CSV UTF-8" starts the file with a byte-order mark: not part of the header.
-    let bytes = file.bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(file.bytes);
+    let bytes = file
+        .bytes
+        .strip_prefix(b"\xEF\xBB\xBF")
+        .unwrap_or(file.bytes);
     match crate::config::decode_utf8(file.name, bytes) {
         Ok(t) => Some(t),
         Err(d) => {

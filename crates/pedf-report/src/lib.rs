@@ -10,6 +10,7 @@
 
 pub mod pdf;
 pub mod sim;
+pub mod statement;
 pub mod subset;
 
 use std::path::Path;
