@@ -223,16 +223,8 @@ pub struct PlanTarget {
     pub loads_kw: Vec<(String, f64)>,
 }
 
-/// Operating modes.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Mode {
-    Automatic,
-    /// Operator setpoints (clamped, grid limits still enforced).
-    Manual {
-        battery_kw: f64,
-    },
-    Safe,
-}
+/// Operating modes (a pedf-core type: the server sets it, the controller follows it).
+pub use pedf_core::live::Mode;
 
 /// What to write this cycle.
 #[derive(Debug, Clone, PartialEq)]

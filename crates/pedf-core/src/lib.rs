@@ -10,6 +10,7 @@ pub mod assets;
 pub mod config;
 pub mod csvtext;
 pub mod inputs;
+pub mod live;
 pub mod park;
 pub mod plan;
 pub mod records;

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use influxdb2::api::write::TimestampPrecision;
-use pedf_store::Sample;
+use pedf_core::live::Sample;
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 

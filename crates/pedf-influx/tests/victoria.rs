@@ -9,8 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
+use pedf_core::live::Sample;
 use pedf_influx::{InfluxConfig, InfluxSink};
-use pedf_store::Sample;
 
 struct Victoria {
     child: Option<Child>,

@@ -70,18 +70,8 @@ pub struct Reading {
     pub power_kw: f64,
 }
 
-/// An operator's word on the session on a charger (`PUT /api/v1/chargers/{id}/session`):
-/// what it asks for and when it leaves, replacing the park file's defaults.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Order {
-    /// The charger: its device id or the park's charger id.
-    pub charger: String,
-    pub energy_kwh: Option<f64>,
-    pub departure: Option<DateTime<Utc>>,
-    /// Who asked (the token's label and role) and why, for the audit.
-    pub by: String,
-    pub reason: String,
-}
+/// An operator's word on the session on a charger (a pedf-core type: the server takes it).
+pub use pedf_core::live::Order;
 
 /// The open sessions, by device.
 #[derive(Debug, Default)]

@@ -23,9 +23,8 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
+use pedf_core::live::{Live, Mode, ModeView, Order};
 use pedf_core::Park;
-use pedf_runtime::controller::Mode;
-use pedf_runtime::live::{Live, ModeView};
 use pedf_store::Store;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -70,7 +69,7 @@ struct Inner {
     /// "Now" for stamps and "today": the runtime's time source.
     time: pedf_core::time::TimeSource,
     /// Operators' orders on EV sessions, to the run loop.
-    orders: Option<tokio::sync::mpsc::Sender<pedf_runtime::sessions::Order>>,
+    orders: Option<tokio::sync::mpsc::Sender<Order>>,
 }
 
 #[derive(Default)]
@@ -143,10 +142,7 @@ impl AppState {
     }
 
     /// Takes operators' orders on EV sessions to the run loop (`RunIo::orders`).
-    pub fn with_orders(
-        mut self,
-        orders: tokio::sync::mpsc::Sender<pedf_runtime::sessions::Order>,
-    ) -> AppState {
+    pub fn with_orders(mut self, orders: tokio::sync::mpsc::Sender<Order>) -> AppState {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.orders = Some(orders);
         }
@@ -702,7 +698,7 @@ async fn session_put(
             "this server takes no session orders".into(),
         ));
     };
-    let order = pedf_runtime::sessions::Order {
+    let order = Order {
         charger: id.clone(),
         energy_kwh: b.energy_kwh,
         departure,

@@ -29,16 +29,8 @@ pub enum StoreError {
     },
 }
 
-/// One raw value.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sample {
-    pub device: String,
-    pub field: String,
-    pub at: DateTime<Utc>,
-    pub value: f64,
-    /// 0 good, 1 stale, 2 bad.
-    pub quality: u8,
-}
+/// One raw value (a pedf-core type: the runtime makes it, the InfluxDB sink sends it too).
+pub use pedf_core::live::Sample;
 
 /// An event: time, severity, kind, message.
 pub type EventRow = (DateTime<Utc>, String, String, String);

@@ -1,0 +1,286 @@
+//! What an EMS publishes and takes while it runs, shared by the runtime that makes it, the
+//! server that shows it and the simulator: the operating mode, the live state of each cycle
+//! ([`Live`]), an operator's order on an EV session, and a raw measurement ([`Sample`]).
+//!
+//! Power values follow the park sign convention at the point where an asset meets the DC bus:
+//! grid +import/-export (AC meter), battery +discharge/-charge, PV, loads and EV positive.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// Operating modes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mode {
+    /// Following the active plan (self-consumption without one).
+    Automatic,
+    /// Operator setpoints (clamped, grid limits still enforced).
+    Manual {
+        /// The battery setpoint, +discharge / -charge, kW.
+        battery_kw: f64,
+    },
+    /// Every device at its safe value.
+    Safe,
+}
+
+/// An operator's word on the session on a charger (`PUT /api/v1/chargers/{id}/session`):
+/// what it asks for and when it leaves, replacing the park file's defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Order {
+    /// The charger: its device id or the park's charger id.
+    pub charger: String,
+    /// The energy the car asks for in this session, kWh (`None`: unchanged).
+    pub energy_kwh: Option<f64>,
+    /// When the car leaves (`None`: unchanged).
+    pub departure: Option<DateTime<Utc>>,
+    /// Who asked (the token's label and role) and why, for the audit.
+    pub by: String,
+    /// The operator's reason.
+    pub reason: String,
+}
+
+/// One raw value of a device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// The device id.
+    pub device: String,
+    /// The field read (e.g. `power_kw`).
+    pub field: String,
+    /// When it was read, on the EMS clock.
+    pub at: DateTime<Utc>,
+    /// The value, in the field's unit.
+    pub value: f64,
+    /// 0 good, 1 stale, 2 bad.
+    pub quality: u8,
+}
+
+/// The operating mode as shown and set through the API.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModeView {
+    /// `automatic`, `manual` or `safe`.
+    pub mode: String,
+    /// The operator's battery setpoint in manual mode (+discharge/-charge), kW.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub battery_kw: Option<f64>,
+}
+
+impl From<&Mode> for ModeView {
+    fn from(m: &Mode) -> Self {
+        match m {
+            Mode::Automatic => ModeView {
+                mode: "automatic".into(),
+                battery_kw: None,
+            },
+            Mode::Manual { battery_kw } => ModeView {
+                mode: "manual".into(),
+                battery_kw: Some(*battery_kw),
+            },
+            Mode::Safe => ModeView {
+                mode: "safe".into(),
+                battery_kw: None,
+            },
+        }
+    }
+}
+
+/// Power on each link of the park, kW.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Flows {
+    /// PV delivered to the bus (after curtailment).
+    pub pv_kw: f64,
+    /// PV the arrays could give now.
+    pub pv_available_kw: f64,
+    /// Battery, +discharge/-charge.
+    pub battery_kw: f64,
+    /// The batteries' state of charge, % (capacity-weighted; `None`: none answers).
+    pub soc_pct: Option<f64>,
+    /// Fixed and flexible DC loads.
+    pub load_kw: f64,
+    /// EV chargers together.
+    pub ev_kw: f64,
+    /// Converter, DC side: +from the grid onto the bus / -from the bus to the grid.
+    pub converter_dc_kw: f64,
+    /// Grid at the AC meter, +import/-export.
+    pub grid_kw: f64,
+    /// The grid value is measured (false: computed from the bus balance).
+    pub grid_measured: bool,
+}
+
+/// One charger now.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChargerLive {
+    /// The charger device id.
+    pub id: String,
+    /// What it draws now, kW.
+    pub kw: f64,
+    /// The setpoint written this cycle.
+    pub setpoint_kw: Option<f64>,
+    /// The car on it, when its sessions are tracked.
+    pub session: Option<SessionLive>,
+}
+
+/// A car on a charger as the EMS tracks it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SessionLive {
+    /// When the car arrived.
+    pub arrival: DateTime<Utc>,
+    /// When it is expected to leave (the park's default stay, or the operator's word).
+    pub departure: DateTime<Utc>,
+    /// The energy the session asks for, kWh.
+    pub requested_kwh: f64,
+    /// The energy it has had so far, kWh.
+    pub delivered_kwh: f64,
+}
+
+/// One device's communication state.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeviceLive {
+    /// The device id.
+    pub id: String,
+    /// What it is (`battery`, `pv-inverter`, ...).
+    pub capability: String,
+    /// `good`, `stale`, `bad` or `none` (never answered).
+    pub quality: String,
+    /// The last good reading.
+    pub last_ok: Option<DateTime<Utc>>,
+    /// The last communication error, if the last exchange failed.
+    pub error: Option<String>,
+}
+
+/// The tariff now.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TariffNow {
+    /// Period key (`valley`, `flat`, `peak`, ...), if the tariff covers this time.
+    pub period: Option<String>,
+    /// The period in Chinese (峰, 平, 谷, ...).
+    pub period_zh: Option<String>,
+    /// The import price now, CNY/kWh.
+    pub import_cny_per_kwh: Option<f64>,
+}
+
+/// Energy and carbon of the local day so far (closed intervals plus the running one).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Today {
+    /// PV energy at the bus, kWh.
+    pub pv_kwh: f64,
+    /// Grid import at the AC meter, kWh.
+    pub grid_import_kwh: f64,
+    /// Grid export at the AC meter, kWh.
+    pub grid_export_kwh: f64,
+    /// Fixed and flexible DC loads, kWh.
+    pub load_kwh: f64,
+    /// EV chargers together, kWh.
+    pub ev_kwh: f64,
+    /// Energy into the batteries (bus side), kWh.
+    pub battery_charge_kwh: f64,
+    /// Energy out of the batteries (bus side), kWh.
+    pub battery_discharge_kwh: f64,
+    /// Location-based Scope 2 (grid import x the park's grid factor), kg CO2.
+    pub location_kg: f64,
+    /// PV generation x the park's grid factor, kg CO2.
+    pub avoided_kg: f64,
+    /// Share of consumption served by the park's PV (directly or out of the batteries' PV share).
+    pub self_sufficiency: f64,
+    /// Share of PV used in the park.
+    pub self_consumption: f64,
+    /// Hourly carbon-free-energy score of consumption.
+    pub cfe_score: f64,
+    /// Intervals in the figures (closed ones; the running one counts as one more).
+    pub intervals: usize,
+}
+
+/// The billing month so far (and the year's Scope 2 budget), as the planner sees it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct MonthLive {
+    /// The month's highest interval-average import, kW.
+    pub peak_import_kw: f64,
+    /// Import up to which the demand charge does not rise (month peak, target, 105 % of a
+    /// contract), kW.
+    pub demand_free_up_to_kw: f64,
+    /// Location-based Scope 2 this month, kg CO2.
+    pub scope2_kg: f64,
+    /// The same without the EMS, kg CO2.
+    pub scope2_without_ems_kg: f64,
+    /// Consumption on site this month (loads and EV), kWh.
+    pub consumption_kwh: f64,
+    /// Scope 2 this calendar year, kg CO2.
+    pub year_scope2_kg: f64,
+    /// The park's Scope 2 budgets (`[carbon.control]`) and where the park stands.
+    pub budgets: Vec<BudgetLive>,
+    /// The park's intensity target, kg CO2 per kWh consumed, if any.
+    pub intensity_target_kg_per_kwh: Option<f64>,
+    /// Whether plans may emit no more than without the EMS.
+    pub no_more_than_without_ems: bool,
+}
+
+/// One Scope 2 budget now.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BudgetLive {
+    /// "month" or "year".
+    pub period: String,
+    /// The budget, kg CO2.
+    pub budget_kg: f64,
+    /// Scope 2 so far in the period, kg CO2.
+    pub used_kg: f64,
+    /// What is left, kg CO2.
+    pub left_kg: f64,
+    /// The budget times the share of the period gone (straight-line pace).
+    pub pace_kg: f64,
+    /// Used no more than the pace.
+    pub on_track: bool,
+}
+
+impl From<crate::park::BudgetStatus> for BudgetLive {
+    fn from(b: crate::park::BudgetStatus) -> Self {
+        BudgetLive {
+            period: b.period.name().to_string(),
+            budget_kg: b.budget_kg,
+            used_kg: b.used_kg,
+            left_kg: b.left_kg,
+            pace_kg: b.pace_kg,
+            on_track: b.on_track(),
+        }
+    }
+}
+
+/// The park now: one value per cycle.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Live {
+    /// The park id.
+    pub park_id: String,
+    /// The park name.
+    pub park_name: String,
+    /// The park name in Chinese, if given.
+    pub park_name_zh: Option<String>,
+    /// The cycle's time on the EMS clock.
+    pub at: Option<DateTime<Utc>>,
+    /// The cycle number since start.
+    pub cycle: u64,
+    /// How long the last cycle's work took, ms.
+    pub cycle_work_ms: f64,
+    /// The operating mode.
+    pub mode: Option<ModeView>,
+    /// What the controller follows: `plan #N (strategy)`, or self-consumption without a plan.
+    pub strategy: String,
+    /// The active plan's grid target for this interval (+import/-export), kW.
+    pub plan_grid_kw: Option<f64>,
+    /// Power on each link of the park.
+    pub flows: Flows,
+    /// Each charger now.
+    pub chargers: Vec<ChargerLive>,
+    /// The tariff now.
+    pub tariff: TariffNow,
+    /// Usable nameplate capacity of the park's batteries, kWh.
+    pub battery_capacity_kwh: f64,
+    /// The park's annual grid factor, kg CO2/kWh (park file, with its source).
+    pub grid_factor_kg_per_kwh: f64,
+    /// The local day so far.
+    pub today: Today,
+    /// The billing month and year so far against the demand charge and carbon dual control.
+    pub month: MonthLive,
+    /// Each device's communication state.
+    pub devices: Vec<DeviceLive>,
+    /// Alarms raised this cycle.
+    pub alarms: Vec<String>,
+    /// Problems of the runtime itself this cycle (store not writable, ...).
+    pub faults: Vec<String>,
+}
