@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Datelike, Utc};
 use pedf_carbon::account::{account, Accounting, Options, SessionShare, SINKS, SOURCES};
-use pedf_carbon::factors::{combined_margin, Factor, FactorTable};
+use pedf_carbon::factors::{choose, FactorChoice, FactorTable};
 use pedf_carbon::records::read_records;
 use pedf_core::csvtext::InputFile;
 use pedf_core::time::parse_rfc3339;
@@ -35,113 +35,6 @@ fn read(path: &Path) -> Result<Vec<u8>, UserError> {
 
 fn time_arg(name: &str, text: &str) -> Result<DateTime<Utc>, UserError> {
     parse_rfc3339(text).map_err(|_| UserError(format!("{name}: `{text}` is not an RFC 3339 time with an offset, e.g. 2026-06-21T00:00:00+08:00")))
-}
-
-/// The factors a park's period uses, with what was chosen and why.
-pub struct FactorChoice {
-    /// Location-based Scope 2: the grid average.
-    pub location: Factor,
-    /// Market-based Scope 2, uncovered import: the residual mix.
-    pub residual: Factor,
-    /// Avoided emissions: the baseline factor.
-    pub baseline: f64,
-    /// The baseline's provenance, as the certificate prints it.
-    pub baseline_text: String,
-    pub notes: Vec<String>,
-}
-
-/// Picks the location, residual and baseline factors for a park and period year. `baseline`:
-/// `auto` (the park's `[carbon.baseline]` if it has one, else the combined margin of the
-/// table), `project` (the park's, required), `combined-margin` (the table's, OM and BM of one
-/// publication year), `grid-average` (the location factor: not what ACM0002 uses, named so).
-pub fn choose_factors(
-    park: &Park,
-    table: &FactorTable,
-    year: i32,
-    baseline: &str,
-) -> Result<FactorChoice, UserError> {
-    let gf = &park.carbon.grid_factor;
-    let location = table
-        .latest_for(&gf.region, &gf.variant, year)
-        .map_err(|e| UserError(e.to_string()))?
-        .clone();
-    let mut notes = Vec::new();
-    if (location.value - gf.value.0).abs() > 1e-9 {
-        notes.push(format!(
-            "the park file's factor {} differs from the table's {} for {} {}: the table's is used",
-            gf.value.0, location.value, gf.region, location.data_year
-        ));
-    }
-    if location.data_year < year {
-        notes.push(format!(
-            "no factor published for {year} yet: data year {} is used",
-            location.data_year
-        ));
-    }
-    let residual = table
-        .latest_for("national", "residual", year)
-        .map_err(|e| UserError(e.to_string()))?
-        .clone();
-    let project = park.carbon.baseline.as_ref();
-    let kind = match (baseline, project) {
-        ("auto", Some(_)) => "project",
-        ("auto", None) => "combined-margin",
-        ("project", None) => {
-            return Err(UserError(
-                "--baseline project: the park file has no [carbon.baseline] (factor_kg_per_kwh, variant, source, status)".into(),
-            ))
-        }
-        (other, _) => other,
-    };
-    let (baseline, baseline_text) = match kind {
-        "project" => {
-            let b = project.expect("checked above");
-            (
-                b.value.0,
-                format!(
-                    "{} kg/kWh, project-specific {} {} ({}), from the park file's [carbon.baseline]",
-                    b.value.0,
-                    b.variant,
-                    b.status.tag(),
-                    b.source
-                ),
-            )
-        }
-        "combined-margin" => {
-            let (om, bm) = table
-                .margins_for(&gf.region, year)
-                .map_err(|e| UserError(e.to_string()))?;
-            let cm = combined_margin(om.value, bm.value, 0.75);
-            (
-                cm,
-                format!(
-                    "{cm:.6} kg/kWh, {} combined margin (CDM tool 07, solar) = 0.75 x OM {} + 0.25 x BM {}, both of the {} edition; OM {} ({}), BM {} ({})",
-                    gf.region,
-                    om.value,
-                    bm.value,
-                    om.data_year,
-                    om.status.tag(),
-                    om.source,
-                    bm.status.tag(),
-                    bm.source
-                ),
-            )
-        }
-        _ => (
-            location.value,
-            format!(
-                "grid average {} (chosen with --baseline grid-average; ACM0002 / AMS-I.D use the combined margin)",
-                location.describe()
-            ),
-        ),
-    };
-    Ok(FactorChoice {
-        location,
-        residual,
-        baseline,
-        baseline_text,
-        notes,
-    })
 }
 
 /// What both `pedf carbon report` and `pedf certificate issue` start from: the park, the
@@ -230,17 +123,8 @@ pub fn prepare_with(
             ))
         })?;
     let year = park.clock.local(from).year();
-    let choice = choose_factors(&park, &table, year, baseline)?;
-    let options = Options {
-        grid_factor: choice.location.value,
-        hourly_factors: Default::default(),
-        baseline_factor: choice.baseline,
-        residual_factor: choice.residual.value,
-        covered_mwh,
-        grid_cfe_share: 0.0,
-        batteries: pedf_carbon::account::BatteryParams::of_park(&park),
-        clock: park.clock,
-    };
+    let choice = choose(&park, &table, year, baseline).map_err(UserError)?;
+    let options = Options::for_park(&park, &choice, covered_mwh);
     Ok(PeriodSetup {
         park,
         from,

@@ -85,6 +85,29 @@ pub struct Options {
     pub clock: ParkClock,
 }
 
+impl Options {
+    /// The accounting of a park with the factors chosen for its period (`choice`) and `covered_mwh`
+    /// of grid import covered by instruments the park holds: each battery from its initial
+    /// state of charge, no hourly factors, no carbon-free share of grid power (the
+    /// conservative default). One function for the command line, the API and the live figures.
+    pub fn for_park(
+        park: &pedf_core::Park,
+        choice: &crate::factors::FactorChoice,
+        covered_mwh: f64,
+    ) -> Options {
+        Options {
+            grid_factor: choice.location.value,
+            hourly_factors: BTreeMap::new(),
+            baseline_factor: choice.baseline,
+            residual_factor: choice.residual.value,
+            covered_mwh,
+            grid_cfe_share: 0.0,
+            batteries: BatteryParams::of_park(park),
+            clock: park.clock,
+        }
+    }
+}
+
 /// One battery's carbon-store parameters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BatteryParams {

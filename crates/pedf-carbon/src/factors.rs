@@ -1,6 +1,7 @@
 //! Emission factor tables (`config/emission-factors/*.toml`): each value with region, variant,
 //! data year, publisher, source and status ([C] confirmed, [S] secondary, [U] unverified).
 
+use pedf_core::Park;
 use serde::Deserialize;
 
 /// How sure a published figure is (DOMAIN.md tags).
@@ -200,6 +201,124 @@ impl FactorTable {
 /// solar.
 pub fn combined_margin(operating_margin: f64, build_margin: f64, w_om: f64) -> f64 {
     w_om * operating_margin + (1.0 - w_om) * build_margin
+}
+
+/// The factor table pedf ships (`config/emission-factors/china-grid.toml`), for what runs
+/// without a table of its own (the EMS's live figures).
+pub const SHIPPED: &str = include_str!("../../../config/emission-factors/china-grid.toml");
+
+impl FactorTable {
+    /// [`SHIPPED`], parsed (it is checked by the tests, so it parses).
+    pub fn shipped() -> FactorTable {
+        FactorTable::parse("config/emission-factors/china-grid.toml", SHIPPED).unwrap_or_default()
+    }
+}
+
+/// The factors a park's period uses, with what was chosen and why.
+pub struct FactorChoice {
+    /// Location-based Scope 2: the grid average.
+    pub location: Factor,
+    /// Market-based Scope 2, uncovered import: the residual mix.
+    pub residual: Factor,
+    /// Avoided emissions: the baseline factor.
+    pub baseline: f64,
+    /// The baseline's provenance, as the certificate prints it.
+    pub baseline_text: String,
+    pub notes: Vec<String>,
+}
+
+/// Picks the location, residual and baseline factors for a park and period year. `baseline`:
+/// `auto` (the park's `[carbon.baseline]` if it has one, else the combined margin of the
+/// table), `project` (the park's, required), `combined-margin` (the table's, OM and BM of one
+/// publication year), `grid-average` (the location factor: not what ACM0002 uses, named so).
+pub fn choose(
+    park: &Park,
+    table: &FactorTable,
+    year: i32,
+    baseline: &str,
+) -> Result<FactorChoice, String> {
+    let gf = &park.carbon.grid_factor;
+    let location = table
+        .latest_for(&gf.region, &gf.variant, year)
+        .map_err(|e| e.to_string())?
+        .clone();
+    let mut notes = Vec::new();
+    if (location.value - gf.value.0).abs() > 1e-9 {
+        notes.push(format!(
+            "the park file's factor {} differs from the table's {} for {} {}: the table's is used",
+            gf.value.0, location.value, gf.region, location.data_year
+        ));
+    }
+    if location.data_year < year {
+        notes.push(format!(
+            "no factor published for {year} yet: data year {} is used",
+            location.data_year
+        ));
+    }
+    let residual = table
+        .latest_for("national", "residual", year)
+        .map_err(|e| e.to_string())?
+        .clone();
+    let project = park.carbon.baseline.as_ref();
+    let kind = match (baseline, project) {
+        ("auto", Some(_)) => "project",
+        ("auto", None) => "combined-margin",
+        ("project", None) => {
+            return Err(
+                "--baseline project: the park file has no [carbon.baseline] (factor_kg_per_kwh, variant, source, status)".into(),
+            )
+        }
+        (other, _) => other,
+    };
+    let (baseline, baseline_text) = match kind {
+        "project" => {
+            let b = project.expect("checked above");
+            (
+                b.value.0,
+                format!(
+                    "{} kg/kWh, project-specific {} {} ({}), from the park file's [carbon.baseline]",
+                    b.value.0,
+                    b.variant,
+                    b.status.tag(),
+                    b.source
+                ),
+            )
+        }
+        "combined-margin" => {
+            let (om, bm) = table
+                .margins_for(&gf.region, year)
+                .map_err(|e| e.to_string())?;
+            let cm = combined_margin(om.value, bm.value, 0.75);
+            (
+                cm,
+                format!(
+                    "{cm:.6} kg/kWh, {} combined margin (CDM tool 07, solar) = 0.75 x OM {} + 0.25 x BM {}, both of the {} edition; OM {} ({}), BM {} ({})",
+                    gf.region,
+                    om.value,
+                    bm.value,
+                    om.data_year,
+                    om.status.tag(),
+                    om.source,
+                    bm.status.tag(),
+                    bm.source
+                ),
+            )
+        }
+        _ => (
+            location.value,
+            format!(
+                "grid average {} (chosen with --baseline grid-average; ACM0002 / AMS-I.D use the combined margin)",
+                location.describe()
+            ),
+        ),
+    };
+    Ok(FactorChoice {
+        location,
+        residual,
+        baseline,
+        baseline_text,
+        notes,
+    })
 }
 
 #[cfg(test)]

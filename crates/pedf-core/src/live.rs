@@ -174,9 +174,10 @@ pub struct Today {
     pub battery_charge_kwh: f64,
     /// Energy out of the batteries (bus side), kWh.
     pub battery_discharge_kwh: f64,
-    /// Location-based Scope 2 (grid import x the park's grid factor), kg CO2.
+    /// Location-based Scope 2 (grid import x the grid average of the factor table), kg CO2.
     pub location_kg: f64,
-    /// PV generation x the park's grid factor, kg CO2.
+    /// Avoided emissions as a certificate of the day would count them: PV delivered net x the
+    /// baseline factor (the park's `[carbon.baseline]`, else the combined margin), kg CO2.
     pub avoided_kg: f64,
     /// Share of consumption served by the park's PV (directly or out of the batteries' PV share).
     pub self_sufficiency: f64,

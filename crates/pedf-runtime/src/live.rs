@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use pedf_carbon::account::{account, Options};
+use pedf_carbon::factors::{choose, FactorTable};
 use pedf_core::records::IntervalRecord;
 use pedf_core::Park;
 
@@ -157,26 +158,34 @@ pub fn today(park: &Park, records: &[IntervalRecord], now: DateTime<Utc>) -> Tod
         return Today::default();
     }
     let from = recs[0].start;
-    let o = Options {
-        grid_factor: f,
-        hourly_factors: BTreeMap::new(),
-        baseline_factor: f,
-        residual_factor: f,
-        covered_mwh: 0.0,
-        grid_cfe_share: 0.0,
-        // Each battery's content at the start of the first record is not known here; half is
-        // the neutral guess for today's display (certificates use the ledger, not this).
-        batteries: park
-            .batteries
-            .iter()
-            .map(|b| pedf_carbon::account::BatteryParams {
-                id: b.id.clone(),
-                round_trip_efficiency: b.round_trip_efficiency(),
-                initial_kwh: b.capacity.0 * 0.5,
-            })
-            .collect(),
-        clock: park.clock,
+    // The factors a certificate of today would use (the shipped table, the park's baseline or
+    // the combined margin), so the dashboard's avoided emissions are the certificate's; a park
+    // whose region the table lacks is shown at its own grid factor for both.
+    let year = chrono::Datelike::year(&park.clock.local(now));
+    let mut o = match choose(park, &FactorTable::shipped(), year, "auto") {
+        Ok(choice) => Options::for_park(park, &choice, 0.0),
+        Err(_) => Options {
+            grid_factor: f,
+            hourly_factors: BTreeMap::new(),
+            baseline_factor: f,
+            residual_factor: f,
+            covered_mwh: 0.0,
+            grid_cfe_share: 0.0,
+            batteries: Vec::new(),
+            clock: park.clock,
+        },
     };
+    // Each battery's content at the start of the first record is not known here; half is
+    // the neutral guess for today's display (certificates use the ledger, not this).
+    o.batteries = park
+        .batteries
+        .iter()
+        .map(|b| pedf_carbon::account::BatteryParams {
+            id: b.id.clone(),
+            round_trip_efficiency: b.round_trip_efficiency(),
+            initial_kwh: b.capacity.0 * 0.5,
+        })
+        .collect();
     let a = account(&recs, from, to, &o);
     let t = &a.totals;
     Today {
@@ -266,7 +275,7 @@ mod tests {
     }
 
     #[test]
-    fn today_counts_pv_as_avoided_at_the_park_factor() {
+    fn today_counts_pv_as_avoided_at_the_certificates_factor() {
         let p = park();
         let start = Utc.with_ymd_and_hms(2026, 6, 21, 2, 0, 0).unwrap();
         let r = IntervalRecord {
@@ -283,7 +292,12 @@ mod tests {
         };
         let t = today(&p, &[r], start + chrono::Duration::minutes(5));
         let f = p.carbon.grid_factor.value.0;
-        assert!((t.avoided_kg - 100.0 * f).abs() < 1e-9);
+        // Avoided at the factor a certificate of the day uses: the shipped table's combined
+        // margin for North China (the park file names no project baseline), on the 100 kWh
+        // of PV delivered to the loads.
+        let choice = choose(&p, &FactorTable::shipped(), 2026, "auto").unwrap();
+        assert!((choice.baseline - (0.75 * 0.9419 + 0.25 * 0.48)).abs() < 1e-12);
+        assert!((t.avoided_kg - 100.0 * choice.baseline).abs() < 1e-9);
         assert!((t.location_kg - 10.0 * f).abs() < 1e-9);
         assert_eq!(t.intervals, 1);
         // A record of yesterday does not count.
