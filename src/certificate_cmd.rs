@@ -2,11 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
-use chrono::{Datelike, Utc};
+use chrono::Utc;
 use pedf_carbon::certificate::{
-    build, check_signature_value, compare_with_data, header, load_or_create_key, num, overlapping,
-    read_ledger, v1_records_match, write_atomic, Certificate, FactorUsed, GreenCertificates,
-    IssueInput, LockedLedger, MeterUsed, ParkIdentity,
+    check_signature_value, compare_with_data, header, num, read_ledger, v1_records_match,
+    write_atomic, Certificate, CertificateIssuer, GreenCertificates, IssuePeriod, Issued, Rendered,
 };
 use pedf_carbon::records::read_records;
 use pedf_core::csvtext::InputFile;
@@ -162,7 +161,6 @@ pub fn issue(args: IssueArgs) -> Result<(), UserError> {
     let i = issue_prepared(
         setup,
         &args.records.display().to_string(),
-        (&from, &to),
         IssueFiles {
             out_dir: &args.out_dir,
             key: &args.key,
@@ -219,19 +217,6 @@ pub fn issue(args: IssueArgs) -> Result<(), UserError> {
     Ok(())
 }
 
-/// A certificate just issued, with where its files are.
-pub struct Issued {
-    pub cert: Certificate,
-    pub json_path: PathBuf,
-    pub html_path: PathBuf,
-    pub pdf_path: PathBuf,
-    /// Why there is no PDF, if there is none.
-    pub pdf_error: Option<String>,
-    pub ledger_path: PathBuf,
-    pub ledger_seq: u64,
-    pub key_created: bool,
-}
-
 /// Where an issue keeps its files: the certificates' folder, the issuer key, the ledger
 /// (default: ledger.jsonl in the folder).
 pub struct IssueFiles<'a> {
@@ -241,194 +226,40 @@ pub struct IssueFiles<'a> {
 }
 
 /// Issues a certificate for a prepared period at `issued_at` (the caller's clock: the EMS's
-/// for the API): refused when the period overlaps one in the ledger; the ledger entry is
-/// appended before the files are written (atomically).
+/// for the API) through pedf-carbon's issuer, with this application's HTML and PDF.
 pub fn issue_prepared(
     setup: PeriodSetup,
     records_name: &str,
-    (from_text, to_text): (&str, &str),
     files: IssueFiles,
     green_certificates: Vec<GreenCertificates>,
     issued_at: chrono::DateTime<Utc>,
 ) -> Result<Issued, UserError> {
-    let IssueFiles {
-        out_dir,
-        key: key_path,
-        ledger,
-    } = files;
-    let PeriodSetup {
-        park,
-        from,
-        to,
-        choice,
-        records,
-        options,
-    } = setup;
-    let year = park.clock.local(from).year();
-    if !records.iter().any(|r| r.start >= from && r.start < to) {
-        return Err(UserError(format!(
-            "{records_name}: no record inside {from_text} – {to_text}: nothing to certify"
-        )));
-    }
-    std::fs::create_dir_all(out_dir)
-        .map_err(|e| UserError(format!("--out-dir {}: {e}", out_dir.display())))?;
-    let ledger_path = ledger
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| out_dir.join("ledger.jsonl"));
-    // Held from reading the ledger to appending the entry: another issue at the same time
-    // (the API, another command) waits, then sees this one's entry.
-    let mut ledger = LockedLedger::open(&ledger_path).map_err(|e| {
-        UserError(format!(
-            "{e}; no certificate was issued (cannot append to the ledger)"
-        ))
-    })?;
-    if let Some(e) = overlapping(&ledger.entries, &park.id, from, to) {
-        return Err(UserError(format!(
-            "the period overlaps certificate {} ({} – {}) in {}: refused, a period is certified once",
-            e.serial,
-            e.from,
-            e.to,
-            ledger_path.display()
-        )));
-    }
-    let (key, key_created) = load_or_create_key(key_path).map_err(UserError)?;
-    let identity = ParkIdentity {
-        id: park.id.clone(),
-        name: park.name.clone(),
-        name_zh: park.name_zh.clone(),
-        owner: park.owner.clone(),
-        latitude_deg: park.location.latitude_deg,
-        longitude_deg: park.location.longitude_deg,
-        pv_kwp: park.pv_peak_power().0,
-        battery_kwh: park.batteries.iter().map(|b| b.capacity.0).sum(),
-        time_zone: park.clock.tz.name().to_string(),
-        interval_minutes: park.clock.interval.minutes(),
+    let issuer = CertificateIssuer {
+        out_dir: files.out_dir,
+        key: files.key,
+        ledger: files.ledger,
     };
-    let factors = vec![
-        FactorUsed {
-            role: "location".into(),
-            applies_to: "Scope 2 location-based (grid average)".into(),
-            value_kg_per_kwh: choice.location.value,
-            description: choice.location.describe(),
-        },
-        FactorUsed {
-            role: "residual".into(),
-            applies_to: "Scope 2 market-based, uncovered import (residual mix)".into(),
-            value_kg_per_kwh: choice.residual.value,
-            description: choice.residual.describe(),
-        },
-        FactorUsed {
-            role: "baseline".into(),
-            applies_to: "avoided emissions, BE = EG x EF".into(),
-            value_kg_per_kwh: choice.baseline,
-            description: choice.baseline_text.clone(),
-        },
-    ];
-    let meters = meters_of(&park);
-    let serial = format!(
-        "{}-{}-{:06}",
-        park.id.to_uppercase(),
-        year,
-        ledger.entries.len() + 1
-    );
-    let mut cert = build(
-        &records,
-        IssueInput {
-            serial,
-            issued_at,
-            park: identity,
-            from,
-            to,
-            options: &options,
-            factors,
-            meters,
-            green_certificates,
-        },
-    );
-    cert.sign(&key);
-    // The ledger entry first: a crash after it leaves the period reserved and no certificate
-    // file, never a certificate outside the ledger; the files appear whole or not at all.
-    let entry = ledger
-        .append(&cert)
-        .map_err(|e| UserError(format!("{e}; no certificate was issued")))?;
-    let json_path = out_dir.join(format!("{}.json", cert.serial));
-    let html_path = out_dir.join(format!("{}.html", cert.serial));
-    let pdf_path = out_dir.join(format!("{}.pdf", cert.serial));
-    let pdf = render_pdf(&cert);
-    write_atomic(
-        &json_path,
-        format!("{}\n", cert.canonical_json()).as_bytes(),
-    )
-    .map_err(|e| UserError(format!("{}: {e}", json_path.display())))?;
-    write_atomic(&html_path, render_html(&cert).as_bytes())
-        .map_err(|e| UserError(format!("{}: {e}", html_path.display())))?;
-    let pdf_error = match pdf {
-        Ok(bytes) => {
-            write_atomic(&pdf_path, &bytes)
-                .map_err(|e| UserError(format!("{}: {e}", pdf_path.display())))?;
-            None
-        }
-        Err(why) => Some(why),
+    let period = IssuePeriod {
+        park: &setup.park,
+        records: &setup.records,
+        from: setup.from,
+        to: setup.to,
+        options: &setup.options,
+        choice: &setup.choice,
+        green_certificates,
     };
-    Ok(Issued {
-        cert,
-        json_path,
-        html_path,
-        pdf_path,
-        pdf_error,
-        ledger_path,
-        ledger_seq: entry.seq,
-        key_created,
-    })
-}
-
-/// Where each monitored quantity is measured, with the park file's meter ids.
-pub fn meters_of(park: &pedf_core::Park) -> Vec<MeterUsed> {
-    use pedf_core::assets::MeterPoint;
-    let ids = |pick: &dyn Fn(&MeterPoint) -> bool| -> Vec<String> {
-        park.meters
-            .iter()
-            .filter(|m| pick(&m.point))
-            .map(|m| m.id.clone())
-            .collect()
-    };
-    let of_assets = |assets: Vec<&str>| {
-        ids(&|p: &MeterPoint| matches!(p, MeterPoint::Asset(a) if assets.contains(&a.as_str())))
-    };
-    vec![
-        MeterUsed {
-            quantity: "grid import and export".into(),
-            point: "grid meter, AC, the utility's billing point".into(),
-            meters: ids(&|p: &MeterPoint| matches!(p, MeterPoint::Grid)),
-        },
-        MeterUsed {
-            quantity: "PV generation".into(),
-            point: "DC bus, output of each PV array's converter".into(),
-            meters: of_assets(park.pv.iter().map(|a| a.id.as_str()).collect()),
-        },
-        MeterUsed {
-            quantity: "battery charge and discharge".into(),
-            point: "DC bus, battery side".into(),
-            meters: of_assets(park.batteries.iter().map(|a| a.id.as_str()).collect()),
-        },
-        MeterUsed {
-            quantity: "grid converter".into(),
-            point: "AC side of the park's grid converter".into(),
-            meters: of_assets(vec![park.converter.id.as_str()]),
-        },
-        MeterUsed {
-            quantity: "loads, cars and converter losses".into(),
-            point: "DC bus: the chargers' and loads' own meters where listed, the balance of the metered flows otherwise".into(),
-            meters: of_assets(
-                park.fixed_loads
-                    .iter()
-                    .map(|a| a.id.as_str())
-                    .chain(park.flexible_loads.iter().map(|a| a.id.as_str()))
-                    .chain(park.ev_chargers.iter().map(|a| a.id.as_str()))
-                    .collect(),
-            ),
-        },
-    ]
+    issuer
+        .issue(period, issued_at, |cert| Rendered {
+            html: render_html(cert),
+            pdf: render_pdf(cert),
+        })
+        .map_err(|e| {
+            UserError(if e.starts_with("no record inside") {
+                format!("{records_name}: {e}")
+            } else {
+                e
+            })
+        })
 }
 
 /// What `pedf certificate verify` was asked for.

@@ -133,7 +133,6 @@ impl Services for EmsServices {
         let i = certificate_cmd::issue_prepared(
             setup,
             "the EMS store's interval records",
-            (&from, &to),
             certificate_cmd::IssueFiles {
                 out_dir: &self.certificates,
                 key: &self.issuer_key,

@@ -22,9 +22,14 @@ use crate::account::{account, Accounting, Options};
 use crate::merkle::{hex, merkle_root};
 use crate::records::IntervalRecord;
 
+mod issue;
 mod ledger;
 mod signing;
 mod view;
+
+pub use issue::{
+    factors_used, meters_of, CertificateIssuer, Issued, Period as IssuePeriod, Rendered,
+};
 
 pub use ledger::{
     append_line, load_or_create_key, next_entry, overlapping, read_ledger, write_atomic,
