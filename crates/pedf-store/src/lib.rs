@@ -157,36 +157,42 @@ impl Store {
         };
         store
             .conn
-            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;")
+            .busy_timeout(std::time::Duration::from_secs(5))
             .map_err(|e| store.err(e))?;
-        let version: i64 = store
-            .conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(|e| store.err(e))?;
-        match version {
-            0..=3 => {
-                // 0: new file; 1: the tables of version 1 exist, version 2 adds tokens, 3 the
-                // counterfactual without the EMS, 4 the records' split by battery.
-                if version <= 2 {
-                    store.conn.execute_batch(SCHEMA).map_err(|e| store.err(e))?;
-                    store
-                        .conn
-                        .execute_batch(SCHEMA_V2)
-                        .map_err(|e| store.err(e))?;
-                    store
-                        .conn
-                        .execute_batch(SCHEMA_V3)
-                        .map_err(|e| store.err(e))?;
+        // Switching a new file to WAL and migrating take the file to themselves; two processes
+        // opening it at that moment (the runtime and a reader) may be told "busy" without
+        // SQLite's busy handler waiting (it refuses what could deadlock): such an open waits a
+        // little and tries again, for at most the busy timeout. Migrations run in one
+        // immediate transaction that reads the version again inside it, so a file is
+        // migrated once.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let version = loop {
+            let attempt = (|| {
+                store.conn.execute_batch(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+                )?;
+                let version: i64 = store
+                    .conn
+                    .query_row("PRAGMA user_version", [], |r| r.get(0))?;
+                if (0..SCHEMA_VERSION).contains(&version) {
+                    store.migrate()
+                } else {
+                    Ok(version)
                 }
-                store
-                    .conn
-                    .execute_batch(SCHEMA_V4)
-                    .map_err(|e| store.err(e))?;
-                store
-                    .conn
-                    .execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
-                    .map_err(|e| store.err(e))?;
+            })();
+            match attempt {
+                Err(rusqlite::Error::SqliteFailure(f, _))
+                    if matches!(
+                        f.code,
+                        rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                    ) && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                other => break other.map_err(|e| store.err(e))?,
             }
+        };
+        match version {
             SCHEMA_VERSION => {}
             other => {
                 return Err(StoreError::Schema {
@@ -197,6 +203,43 @@ impl Store {
             }
         }
         Ok(store)
+    }
+
+    /// Brings the file to [`SCHEMA_VERSION`] inside one immediate transaction; returns the
+    /// version it then has.
+    fn migrate(&self) -> Result<i64, rusqlite::Error> {
+        let c = &self.conn;
+        c.execute_batch("BEGIN IMMEDIATE")?;
+        let result = (|| {
+            let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            if version >= SCHEMA_VERSION {
+                return Ok(version);
+            }
+            // 0: new file; 1: the tables of version 1 exist, version 2 adds tokens, 3 the
+            // counterfactual without the EMS, 4 the records' split by battery.
+            if version <= 2 {
+                c.execute_batch(SCHEMA)?;
+                c.execute_batch(SCHEMA_V2)?;
+                c.execute_batch(SCHEMA_V3)?;
+            }
+            let has_batteries: bool = c.query_row(
+                "SELECT count(*) FROM pragma_table_info('interval_records') WHERE name = 'batteries'",
+                [],
+                |r| r.get::<_, i64>(0).map(|n| n > 0),
+            )?;
+            if !has_batteries {
+                c.execute_batch(SCHEMA_V4)?;
+            }
+            c.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
+            Ok(SCHEMA_VERSION)
+        })();
+        match result {
+            Ok(v) => c.execute_batch("COMMIT").map(|()| v),
+            Err(e) => {
+                let _ = c.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
     }
 
     fn err(&self, e: rusqlite::Error) -> StoreError {

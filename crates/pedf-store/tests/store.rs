@@ -295,3 +295,25 @@ fn a_schema_3_store_gains_the_split_by_battery() {
     assert_eq!(back[1].0, rec);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Several processes (threads here) opening one new file at the same moment: each gets the
+/// store, none fails on a half-made migration (the runtime and a reader do this at start).
+#[test]
+fn a_new_store_opened_at_once_by_several_is_migrated_once() {
+    let path = temp_db("open-at-once");
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let (p, b) = (path.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                b.wait();
+                Store::open(&p).map(|_| ()).map_err(|e| e.to_string())
+            })
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().unwrap(), Ok(()));
+    }
+    let st = Store::open(&path).unwrap();
+    assert_eq!(st.integrity_check().unwrap(), "ok");
+}
