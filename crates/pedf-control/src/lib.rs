@@ -223,6 +223,25 @@ pub struct PlanTarget {
     pub loads_kw: Vec<(String, f64)>,
 }
 
+impl PlanTarget {
+    /// What the controller follows of a plan's interval: its grid exchange, its battery
+    /// charging, each charger's and each flexible load's power (by park asset). One mapping
+    /// for the runtime and the simulator's backtests.
+    pub fn of(i: &pedf_core::plan::PlanInterval) -> PlanTarget {
+        PlanTarget {
+            grid_import_kw: i.grid_import_kw,
+            grid_export_kw: i.grid_export_kw,
+            battery_charge_kw: i.battery_charge_kw,
+            ev_kw: i.ev_chargers.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            loads_kw: i
+                .flexible_loads
+                .iter()
+                .map(|(k, v)| (k.clone(), *v))
+                .collect(),
+        }
+    }
+}
+
 /// Operating modes (a pedf-core type: the server sets it, the controller follows it).
 pub use pedf_core::live::Mode;
 

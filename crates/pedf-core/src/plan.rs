@@ -8,10 +8,10 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, FixedOffset};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Which strategy made a plan.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Strategy {
     /// The MILP optimiser.
@@ -21,7 +21,7 @@ pub enum Strategy {
 }
 
 /// How the solver ended.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SolverInfo {
     /// Solver name, e.g. "HiGHS" or "rule-based".
     pub name: String,
@@ -60,7 +60,7 @@ impl SolverInfo {
 }
 
 /// One interval of a plan.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlanInterval {
     /// Interval start in the park's local offset.
     pub start: DateTime<FixedOffset>,
@@ -103,7 +103,7 @@ pub struct PlanInterval {
 }
 
 /// A requirement the plan could not meet, with its shortfall.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Unmet {
     /// What kind: "ev_session", "deferrable_load", "fixed_load", "terminal_soc".
     pub kind: String,
@@ -116,7 +116,7 @@ pub struct Unmet {
 }
 
 /// A whole plan with its cost and carbon terms.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     /// Park id.
     pub park_id: String,

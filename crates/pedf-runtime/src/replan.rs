@@ -498,6 +498,53 @@ mod tests {
         Ok(p)
     }
 
+    /// A plan read back from its JSON (as the runtime reads the active plan from the store) is
+    /// the plan, and the controller's target of an interval is that interval's grid exchange,
+    /// battery charging, chargers and flexible loads: the runtime and the backtests follow a
+    /// plan through the same `PlanTarget::of`.
+    #[test]
+    fn the_active_plan_reads_back_typed_and_maps_to_the_controllers_target() {
+        let p = park();
+        let day = chrono::NaiveDate::from_ymd_opt(2026, 6, 21).unwrap();
+        let inputs = pedf_core::inputs::load_day_inputs_from_dir(&p, &cfg().inputs, day).unwrap();
+        let plan = plan_rule_based(
+            &p,
+            &inputs,
+            &PlanOptions::default(),
+            &CurrentState::default(),
+        )
+        .unwrap();
+        let back: Plan = serde_json::from_str(&serde_json::to_string(&plan).unwrap()).unwrap();
+        // The same plan (decimal text round-trips floats to within a unit in the last place).
+        assert_eq!(
+            (back.strategy, back.intervals.len(), &back.notes),
+            (plan.strategy, plan.intervals.len(), &plan.notes)
+        );
+        for (a, b) in back.intervals.iter().zip(&plan.intervals) {
+            assert_eq!(a.start, b.start);
+            assert!(
+                (a.grid_import_kw - b.grid_import_kw).abs()
+                    <= 1e-9 * b.grid_import_kw.abs().max(1.0)
+            );
+            assert_eq!(
+                a.ev_chargers.keys().collect::<Vec<_>>(),
+                b.ev_chargers.keys().collect::<Vec<_>>()
+            );
+        }
+        let i = plan
+            .intervals
+            .iter()
+            .find(|i| !i.ev_chargers.is_empty() && !i.flexible_loads.is_empty())
+            .expect("an interval with cars and flexible loads");
+        let t = crate::controller::PlanTarget::of(i);
+        assert_eq!(
+            (t.grid_import_kw, t.grid_export_kw, t.battery_charge_kw),
+            (i.grid_import_kw, i.grid_export_kw, i.battery_charge_kw)
+        );
+        assert_eq!(t.ev_kw.len(), i.ev_chargers.len());
+        assert_eq!(t.loads_kw.len(), i.flexible_loads.len());
+    }
+
     #[test]
     fn the_optimisers_own_fallback_is_labelled_a_fallback() {
         let mut r = Replanner::new(cfg(), park()).with_planner(falls_back_inside);

@@ -241,48 +241,52 @@ fn samples_of(state: &DeviceState, now: DateTime<Utc>, out: &mut Vec<Sample>) {
     }
 }
 
-/// A plan interval's per-asset powers (a JSON object of id -> kW); empty when absent.
-fn kw_by_id(v: &serde_json::Value) -> Vec<(String, f64)> {
-    v.as_object()
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_f64()?)))
-                .collect()
-        })
-        .unwrap_or_default()
+/// The active plan, read from the store when it changes (not every cycle).
+struct ActivePlan {
+    id: i64,
+    label: String,
+    plan: Result<pedf_core::plan::Plan, String>,
 }
 
-/// The active plan's interval at `now` from the store (plan JSON as `pedf plan` writes it),
-/// with the plan's label.
+/// The active plan's interval at `now` (typed: the plan as `pedf plan` writes it, read once
+/// per plan), with the plan's label and its shed of curtailable demand, kW. A stored plan this
+/// version cannot read is a fault, named, and the controller runs without a plan.
 fn plan_target(
     store: &Store,
     park: &Park,
     now: DateTime<Utc>,
+    cache: &mut Option<ActivePlan>,
+    faults: &mut Vec<String>,
 ) -> Option<(PlanTarget, String, f64)> {
     let day = park.clock.local(now).date_naive().to_string();
     let (id, strategy, json) = store.active_plan(&day).ok()??;
-    let label = format!("plan #{id} ({strategy})");
-    let v: serde_json::Value = serde_json::from_str(&json).ok()?;
+    if cache.as_ref().is_none_or(|c| c.id != id) {
+        *cache = Some(ActivePlan {
+            id,
+            label: format!("plan #{id} ({strategy})"),
+            plan: serde_json::from_str(&json).map_err(|e| e.to_string()),
+        });
+    }
+    let active = cache.as_ref()?;
+    let plan = match &active.plan {
+        Ok(p) => p,
+        Err(e) => {
+            faults.push(format!(
+                "{} cannot be read ({e}): running without a plan",
+                active.label
+            ));
+            return None;
+        }
+    };
     let start = park.clock.interval_start(now);
-    let interval = v["intervals"].as_array()?.iter().find(|i| {
-        i["start"]
-            .as_str()
-            .and_then(|s| pedf_core::time::parse_rfc3339(s).ok())
-            == Some(start)
-    })?;
+    let interval = plan
+        .intervals
+        .iter()
+        .find(|i| i.start.with_timezone(&Utc) == start)?;
     Some((
-        PlanTarget {
-            grid_import_kw: interval["grid_import_kw"].as_f64()?,
-            grid_export_kw: interval["grid_export_kw"].as_f64()?,
-            battery_charge_kw: interval["battery_charge_kw"].as_f64().unwrap_or(0.0),
-            ev_kw: kw_by_id(&interval["ev_chargers"]),
-            // The plan's power per flexible load, by park asset (the run loop maps the
-            // deferrable ones to their devices).
-            loads_kw: kw_by_id(&interval["flexible_loads"]),
-        },
-        label,
-        // The plan's shed of curtailable demand, kW.
-        interval["load_shed_kw"].as_f64().unwrap_or(0.0).max(0.0),
+        PlanTarget::of(interval),
+        active.label.clone(),
+        interval.load_shed_kw.max(0.0),
     ))
 }
 
@@ -631,6 +635,7 @@ pub async fn run_with(
             ),
         )
         .map_err(|e| e.to_string())?;
+    let mut active_plan: Option<ActivePlan> = None;
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
@@ -905,25 +910,27 @@ pub async fn run_with(
             )
         });
         // The plan names loads by asset; the controller by device.
-        let plan = plan_target(&store, &park, now).map(|(mut target, label, shed)| {
-            target.ev_kw = controlled
-                .iter()
-                .filter(|c| c.capability == Capability::EvCharger)
-                .filter_map(|c| {
-                    let kw = target.ev_kw.iter().find(|(id, _)| *id == c.asset)?.1;
-                    Some((c.id.clone(), kw))
-                })
-                .collect();
-            target.loads_kw = controlled
-                .iter()
-                .filter_map(|c| {
-                    let a = c.deferrable.as_ref()?;
-                    let kw = target.loads_kw.iter().find(|(id, _)| id == a)?.1;
-                    Some((c.id.clone(), kw))
-                })
-                .collect();
-            (target, label, shed)
-        });
+        let plan = plan_target(&store, &park, now, &mut active_plan, &mut faults).map(
+            |(mut target, label, shed)| {
+                target.ev_kw = controlled
+                    .iter()
+                    .filter(|c| c.capability == Capability::EvCharger)
+                    .filter_map(|c| {
+                        let kw = target.ev_kw.iter().find(|(id, _)| *id == c.asset)?.1;
+                        Some((c.id.clone(), kw))
+                    })
+                    .collect();
+                target.loads_kw = controlled
+                    .iter()
+                    .filter_map(|c| {
+                        let a = c.deferrable.as_ref()?;
+                        let kw = target.loads_kw.iter().find(|(id, _)| id == a)?.1;
+                        Some((c.id.clone(), kw))
+                    })
+                    .collect();
+                (target, label, shed)
+            },
+        );
         let mode = io
             .mode
             .as_ref()

@@ -212,16 +212,36 @@ async fn the_plans_shed_caps_the_curtailable_load() {
     )
     .value
     .unwrap();
-    // The plan covers the EMS's interval and the next (the test may cross a boundary).
+    // A real plan of the day (as the store keeps plans), whose EMS interval and the next (the
+    // test may cross a boundary) shed 30 kW at 100 kW of import.
     let now = ems_origin();
     let t0 = park.clock.interval_start(now);
-    let iv = |t: chrono::DateTime<Utc>| {
-        serde_json::json!({
-            "start": t.to_rfc3339(), "grid_import_kw": 100.0, "grid_export_kw": 0.0,
-            "battery_charge_kw": 0.0, "ev_chargers": {}, "flexible_loads": {}, "load_shed_kw": 30.0
-        })
-    };
-    let plan = serde_json::json!({"intervals": [iv(t0), iv(t0 + park.clock.interval.duration())]});
+    let day = park.clock.local(now).date_naive();
+    let inputs = pedf_core::inputs::load_day_inputs_from_dir(
+        &park,
+        std::path::Path::new(&format!("{ROOT}/simulations/qingzhou-pedf/day-inputs")),
+        day,
+    )
+    .unwrap();
+    let mut plan = pedf_dispatch::plan_rule_based(
+        &park,
+        &inputs,
+        &pedf_dispatch::PlanOptions::default(),
+        &pedf_dispatch::CurrentState::default(),
+    )
+    .unwrap();
+    for i in plan.intervals.iter_mut().filter(|i| {
+        let s = i.start.with_timezone(&Utc);
+        s == t0 || s == t0 + park.clock.interval.duration()
+    }) {
+        i.grid_import_kw = 100.0;
+        i.grid_export_kw = 0.0;
+        i.battery_charge_kw = 0.0;
+        i.ev_chargers.clear();
+        i.flexible_loads.clear();
+        i.load_shed_kw = 30.0;
+    }
+    let plan = serde_json::to_value(&plan).unwrap();
     {
         let mut st = Store::open(&dir.join("pedf.sqlite")).unwrap();
         let day = park.clock.local(now).date_naive().to_string();
@@ -360,4 +380,57 @@ async fn two_batteries_share_the_parks_setpoint() {
         drop(sim);
         let _ = std::fs::remove_dir_all(&dir);
     }
+}
+
+/// An active plan this version cannot read (a hand-made or older JSON) is a fault the live
+/// state names, and the controller runs without a plan rather than on a guess.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_active_plan_is_a_named_fault() {
+    use pedf_runtime::run::{run_with, RunIo};
+    let (dir, _sim, mut cfg) = sim_park("bad-plan").await;
+    cfg.time = pedf_core::time::TimeSource::scaled(ems_origin(), 1.0);
+    {
+        let mut st = Store::open(&dir.join("pedf.sqlite")).unwrap();
+        let id = st
+            .put_plan(ems_origin(), "2026-06-21", "test", r#"{"intervals": []}"#)
+            .unwrap();
+        st.activate_plan(id).unwrap();
+    }
+    let (live_tx, mut live_rx) =
+        tokio::sync::watch::channel(std::sync::Arc::new(pedf_runtime::live::Live::default()));
+    let io = RunIo {
+        live: Some(live_tx),
+        ..RunIo::default()
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let watcher = tokio::spawn(async move {
+        let wait = async {
+            while live_rx.changed().await.is_ok() {
+                let l = live_rx.borrow_and_update().clone();
+                if let Some(f) = l.faults.iter().find(|f| f.contains("cannot be read")) {
+                    return Some((f.clone(), l.strategy.clone()));
+                }
+            }
+            None
+        };
+        let seen = tokio::time::timeout(Duration::from_secs(60), wait)
+            .await
+            .ok()
+            .flatten();
+        let _ = tx.send(());
+        seen
+    });
+    run_with(cfg, io, async {
+        let _ = rx.await;
+    })
+    .await
+    .unwrap();
+    let (fault, strategy) = watcher.await.unwrap().expect("the fault was never shown");
+    eprintln!("fault shown: {fault}");
+    assert!(
+        fault.starts_with("plan #1 (test) cannot be read"),
+        "{fault}"
+    );
+    assert!(!strategy.starts_with("plan #"), "followed {strategy}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -596,13 +596,9 @@ fn run_one(
                 kind != StrategyKind::None && demand.marginal_rate() > 0.0 && *level > 0.0
             }),
         };
-        let target = plan_iv.map(|p| PlanTarget {
-            grid_import_kw: p.grid_import_kw,
-            grid_export_kw: p.grid_export_kw,
-            battery_charge_kw: p.battery_charge_kw,
-            ev_kw: p.ev_chargers.iter().map(|(k, v)| (k.clone(), *v)).collect(),
-            loads_kw: Vec::new(),
-        });
+        // The same mapping as the runtime's (the deferrable loads' powers in it are applied
+        // above: the snapshot has no commanded loads, so the controller leaves them).
+        let target = plan_iv.map(PlanTarget::of);
         let sp = control(&limits, &snapshot, target.as_ref(), &Mode::Automatic);
         if !sp.alarms.is_empty() {
             alarms += 1;
