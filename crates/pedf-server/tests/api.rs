@@ -55,9 +55,11 @@ async fn send(
     )
 }
 
+/// No token or a wrong one is refused with a reason; the viewer sees the simulated park; the
+/// re-plan that cannot run (no forecast for the EMS's day) is reported.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn api_end_to_end() {
-    let ems = Ems::start("api").await;
+async fn auth_and_the_live_park() {
+    let ems = Ems::start("auth-and-the-live-park").await;
     let c = client();
     let b = &ems.base;
 
@@ -110,6 +112,15 @@ async fn api_end_to_end() {
                     .starts_with("re-plan failed (every 15 min")),
         "{ev}"
     );
+    ems.stop().await;
+}
+
+/// The live stream shows a measurement that changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_follows_a_measurement() {
+    let ems = Ems::start("the-stream-follows-a-mea").await;
+    let c = client();
+    let b = &ems.base;
 
     // The stream: a measurement that changes shows in the stream (how fast is the stream
     // bench's figure, crates/pedf-server/benches/stream.rs, not an assert here).
@@ -146,6 +157,16 @@ async fn api_end_to_end() {
     let latency = seen.expect("the stream never showed the new grid value (20 s)");
     eprintln!("api: measurement to stream in {latency:?}");
     drop(resp);
+    ems.stop().await;
+}
+
+/// A viewer cannot change the mode; an operator's change is audited (API and store) and the
+/// runtime follows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mode_changes_are_authorised_audited_and_followed() {
+    let ems = Ems::start("mode-changes-are-authori").await;
+    let c = client();
+    let b = &ems.base;
 
     // Control: a viewer is refused, an operator changes the mode, which is audited and followed.
     let url = format!("{b}/api/v1/mode");
@@ -194,8 +215,23 @@ async fn api_end_to_end() {
     );
     let (s, _) = get(&c, &format!("{b}/api/v1/audit"), Some(&ems.viewer)).await;
     assert_eq!(s, 403);
+    // The audit of the mode change is in the store the runtime writes.
+    let st = Store::open(&ems.store).unwrap();
+    assert!(st.audit_count().unwrap() > 0);
+    drop(st);
+    ems.stop().await;
+}
+
+/// Each bad body is refused with a status and a reason naming the problem; an unknown path
+/// is a JSON 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_bodies_are_refused_with_a_reason() {
+    let ems = Ems::start("bad-bodies-are-refused-w").await;
+    let c = client();
+    let b = &ems.base;
 
     // Bad bodies: each refused with a status and a reason naming the problem.
+    let url = format!("{b}/api/v1/mode");
     let cases: &[(&str, &str, u16, &str)] = &[
         ("{\"mode\":", "application/json", 400, "request body"),
         (
@@ -251,6 +287,16 @@ async fn api_end_to_end() {
     let (s, v) = get(&c, &format!("{b}/api/v1/nothing"), Some(&ems.viewer)).await;
     assert_eq!(s, 404);
     assert!(v["error"].as_str().unwrap().contains("openapi"), "{v}");
+    ems.stop().await;
+}
+
+/// Only an admin makes tokens, which work at once with their role; metrics need a token; the
+/// OpenAPI document describes exactly the routes served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_metrics_and_the_openapi_document() {
+    let ems = Ems::start("tokens-metrics-and-the-o").await;
+    let c = client();
+    let b = &ems.base;
 
     // Tokens: only an admin creates them; the new token works at once with its role.
     let (s, _) = send(
@@ -319,6 +365,15 @@ async fn api_end_to_end() {
         .collect();
     served.sort();
     assert_eq!(documented, served);
+    ems.stop().await;
+}
+
+/// A device that fails mid-run shows as bad, and the EMS keeps cycling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_device_shows_bad_and_the_ems_goes_on() {
+    let ems = Ems::start("a-failing-device-shows-b").await;
+    let c = client();
+    let b = &ems.base;
 
     // A device that fails mid-run: shown as bad, and the EMS keeps cycling.
     ems.sim.modbus.set_faults(pedf_sim::bank::Faults {
@@ -335,17 +390,17 @@ async fn api_end_to_end() {
     })
     .await;
     assert!(ok, "the failed battery never showed as bad");
+    // The EMS goes on: its cycle count moves on (waited for, not timed).
     let (_, v1) = get(&c, &format!("{b}/api/v1/state"), Some(&ems.viewer)).await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    let (_, v2) = get(&c, &format!("{b}/api/v1/state"), Some(&ems.viewer)).await;
-    assert!(v2["cycle"].as_u64() > v1["cycle"].as_u64(), "EMS stopped");
-
-    // The audit of the mode change is in the store the runtime writes.
-    let st = Store::open(&ems.store).unwrap();
-    assert!(st.audit_count().unwrap() > 0);
-    drop(st);
+    let before = v1["cycle"].as_u64().unwrap_or(0);
+    let ok = eventually(10.0, || async {
+        let (_, v) = get(&c, &format!("{b}/api/v1/state"), Some(&ems.viewer)).await;
+        v["cycle"].as_u64().unwrap_or(0) > before + 2
+    })
+    .await;
+    assert!(ok, "the EMS stopped cycling after the device failed");
     let summary = ems.stop().await;
-    assert!(summary.cycles >= 5, "{summary:?}");
+    assert!(summary.cycles >= 3, "{summary:?}");
 }
 
 /// An operator tells the EMS what the car on ev-01 needs and when it leaves: the live state
