@@ -326,8 +326,15 @@ async fn exceptions_are_final_and_the_link_recovers_after_a_fault() {
     ));
     assert_eq!(dev.state.pv_power(t1).unwrap().quality, Quality::Stale);
     sim.set_faults(Faults::default());
-    tokio::time::sleep(Duration::from_millis(450)).await; // let the late answers drain
-    dev.poll(t1).await.unwrap();
+    // The late answers drain: polls succeed again (waited for with a deadline).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while dev.poll(t1).await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "polls never recovered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(dev.state.pv_power(t1).unwrap().quality, Quality::Good);
     // Exception responses from a device are reported as such.
     sim.set_faults(Faults {
@@ -392,18 +399,30 @@ async fn the_poller_keeps_states_fresh_and_flags_an_outage() {
             .and_then(|s| s.pv_power(Utc::now()))
             .map(|r| r.quality)
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(quality(&states), Some(Quality::Good));
+    // Each state is waited for with a deadline, never for a fixed time.
+    let until = |want: Quality, what: &'static str| {
+        let states = states.clone();
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while quality(&states) != Some(want) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{what}: {:?}",
+                    quality(&states)
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    until(Quality::Good, "first values").await;
     drop(sim); // the device goes away
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(quality(&states), Some(Quality::Stale));
+    until(Quality::Stale, "stale after the device went away").await;
     assert!(states.lock().unwrap()["pv"].last_error.is_some());
     // It comes back on the same address: the link reconnects, values are good again.
     let _sim = SimServer::start_on(addr, BTreeMap::from([(1, bank)]))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(quality(&states), Some(Quality::Good));
+    until(Quality::Good, "good again after the device came back").await;
     task.abort();
 }
 

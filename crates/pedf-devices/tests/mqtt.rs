@@ -111,13 +111,12 @@ async fn ingest_command_and_broker_restart() {
     // The broker goes away: no crash, values turn stale, the hub says it is disconnected.
     broker.stop();
     wait_for("disconnect seen", || !hub.status().connected).await;
-    tokio::time::sleep(Duration::from_millis(900)).await;
-    let r = hub
-        .state("ev-01")
-        .unwrap()
-        .reading(Field::PowerKw, Utc::now())
-        .unwrap();
-    assert_eq!(r.quality, Quality::Stale);
+    wait_for("values stale", || {
+        hub.state("ev-01")
+            .and_then(|s| s.reading(Field::PowerKw, Utc::now()))
+            .is_some_and(|r| r.quality == Quality::Stale)
+    })
+    .await;
     // It comes back on the same port: reconnect, resubscribe, fresh values.
     broker.restart().expect("restart");
     wait_for("reconnected", || {
