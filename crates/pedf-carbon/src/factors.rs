@@ -208,9 +208,13 @@ pub fn combined_margin(operating_margin: f64, build_margin: f64, w_om: f64) -> f
 pub const SHIPPED: &str = include_str!("../../../config/emission-factors/china-grid.toml");
 
 impl FactorTable {
-    /// [`SHIPPED`], parsed (it is checked by the tests, so it parses).
-    pub fn shipped() -> FactorTable {
-        FactorTable::parse("config/emission-factors/china-grid.toml", SHIPPED).unwrap_or_default()
+    /// [`SHIPPED`], parsed once (it is checked by the tests, so it parses).
+    pub fn shipped() -> &'static FactorTable {
+        static TABLE: std::sync::OnceLock<FactorTable> = std::sync::OnceLock::new();
+        TABLE.get_or_init(|| {
+            FactorTable::parse("config/emission-factors/china-grid.toml", SHIPPED)
+                .unwrap_or_default()
+        })
     }
 }
 
@@ -330,6 +334,11 @@ mod tests {
     #[test]
     fn the_shipped_table_parses_and_answers() {
         let t = FactorTable::parse("china-grid.toml", TABLE).unwrap();
+        assert_eq!(
+            FactorTable::shipped(),
+            &t,
+            "the shipped table is the file, whole"
+        );
         let f = t
             .latest_for("north-china", "regional-average", 2026)
             .unwrap();

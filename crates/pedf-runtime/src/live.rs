@@ -162,7 +162,7 @@ pub fn today(park: &Park, records: &[IntervalRecord], now: DateTime<Utc>) -> Tod
     // the combined margin), so the dashboard's avoided emissions are the certificate's; a park
     // whose region the table lacks is shown at its own grid factor for both.
     let year = chrono::Datelike::year(&park.clock.local(now));
-    let mut o = match choose(park, &FactorTable::shipped(), year, "auto") {
+    let mut o = match choose(park, FactorTable::shipped(), year, "auto") {
         Ok(choice) => Options::for_park(park, &choice, 0.0),
         Err(_) => Options {
             grid_factor: f,
@@ -295,7 +295,7 @@ mod tests {
         // Avoided at the factor a certificate of the day uses: the shipped table's combined
         // margin for North China (the park file names no project baseline), on the 100 kWh
         // of PV delivered to the loads.
-        let choice = choose(&p, &FactorTable::shipped(), 2026, "auto").unwrap();
+        let choice = choose(&p, FactorTable::shipped(), 2026, "auto").unwrap();
         assert!((choice.baseline - (0.75 * 0.9419 + 0.25 * 0.48)).abs() < 1e-12);
         assert!((t.avoided_kg - 100.0 * choice.baseline).abs() < 1e-9);
         assert!((t.location_kg - 10.0 * f).abs() < 1e-9);
