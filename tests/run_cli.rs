@@ -23,7 +23,22 @@ fn sigterm_stops_a_run_cleanly() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // Waits (with a deadline) for the run to have started its loop, which registers the signal
+    // handlers in its first turn: the store's "pedf run started" event comes just before it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let started = pedf_store::Store::open(&dir.join("var/pedf.sqlite"))
+            .and_then(|st| st.recent_events(10))
+            .is_ok_and(|ev| ev.iter().any(|e| e.3.starts_with("pedf run started")));
+        if started {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pedf run never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

@@ -1,9 +1,7 @@
 //! The controller: plan following, forecast error absorbed by the battery, hard grid limits,
 //! export rules, safe mode; and properties on random snapshots.
 
-use pedf_runtime::controller::{
-    control, BatteryNow, ChargerNow, Limits, LoadNow, Mode, PlanTarget, Snapshot,
-};
+use pedf_control::{control, BatteryNow, ChargerNow, Limits, LoadNow, Mode, PlanTarget, Snapshot};
 
 fn limits() -> Limits {
     Limits {
@@ -381,7 +379,7 @@ fn the_peak_guard_holds_a_forecast_error_with_the_battery_then_the_loads() {
 /// may cut below it, and says so.
 #[test]
 fn a_session_gets_what_it_needs_by_its_departure() {
-    use pedf_runtime::controller::ev_must_kw;
+    use pedf_control::ev_must_kw;
     let must = ev_must_kw(30.0, 100.0, 20.0 / 60.0, 0.25);
     close(must, (30.0 - 100.0 * 5.0 / 60.0) / 0.25);
     // Time to spare: nothing is forced; nothing owed: nothing either.
@@ -443,7 +441,7 @@ fn a_session_gets_what_it_needs_by_its_departure() {
 
 #[test]
 fn the_window_allowance_keeps_the_windows_average_at_the_level() {
-    use pedf_runtime::controller::window_allowance;
+    use pedf_control::window_allowance;
     // Half of a 15-minute window at 800 kW (100 kWh): 400 kW for the rest keeps 600 on average.
     close(window_allowance(600.0, 900.0, 450.0, 100.0), 400.0);
     // Nothing imported yet: the level.
