@@ -243,6 +243,65 @@ impl From<crate::park::BudgetStatus> for BudgetLive {
     }
 }
 
+/// The control cycle's timing since start: how long each cycle's work took and how late each
+/// started against its period.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CycleTiming {
+    /// Each cycle's work, from its start to its publishing, ms.
+    pub work: Histogram,
+    /// How late each cycle started against its period, ms.
+    pub lag: Histogram,
+}
+
+/// Counts of values at or below each bound (cumulative, as Prometheus histograms are), with
+/// their number, sum and largest value; ms.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Histogram {
+    /// The upper bounds of the buckets, ms, ascending.
+    pub bounds_ms: Vec<f64>,
+    /// Values at or below each bound, in the order of `bounds_ms`.
+    pub at_or_below: Vec<u64>,
+    /// Values counted.
+    pub count: u64,
+    /// Their sum, ms.
+    pub sum_ms: f64,
+    /// The largest, ms.
+    pub max_ms: f64,
+}
+
+impl Default for Histogram {
+    /// Bounds for a control cycle of about a second: 1 ms to 5 s.
+    fn default() -> Self {
+        let bounds_ms = vec![
+            1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0,
+        ];
+        Histogram {
+            at_or_below: vec![0; bounds_ms.len()],
+            bounds_ms,
+            count: 0,
+            sum_ms: 0.0,
+            max_ms: 0.0,
+        }
+    }
+}
+
+impl Histogram {
+    /// Counts one value (a value that is not a number is left out).
+    pub fn add(&mut self, ms: f64) {
+        if !ms.is_finite() {
+            return;
+        }
+        for (b, n) in self.bounds_ms.iter().zip(&mut self.at_or_below) {
+            if ms <= *b {
+                *n += 1;
+            }
+        }
+        self.count += 1;
+        self.sum_ms += ms;
+        self.max_ms = self.max_ms.max(ms);
+    }
+}
+
 /// The park now: one value per cycle.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Live {
@@ -258,6 +317,12 @@ pub struct Live {
     pub cycle: u64,
     /// How long the last cycle's work took, ms.
     pub cycle_work_ms: f64,
+    /// How late the last cycle started against its period, ms (its jitter).
+    pub cycle_lag_ms: f64,
+    /// Every cycle's work time and lag since start, as histograms (for /metrics; not on the
+    /// live stream).
+    #[serde(skip)]
+    pub timing: CycleTiming,
     /// The operating mode.
     pub mode: Option<ModeView>,
     /// What the controller follows: `plan #N (strategy)`, or self-consumption without a plan.
@@ -284,4 +349,27 @@ pub struct Live {
     pub alarms: Vec<String>,
     /// Problems of the runtime itself this cycle (store not writable, ...).
     pub faults: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Histogram;
+
+    #[test]
+    fn a_histogram_counts_at_or_below_each_bound() {
+        let mut h = Histogram::default();
+        for ms in [0.4, 3.0, 3.0, 120.0, 9000.0, f64::NAN] {
+            h.add(ms);
+        }
+        assert_eq!(h.count, 5, "NaN left out");
+        assert_eq!(h.at_or_below[0], 1, "<= 1 ms");
+        assert_eq!(h.at_or_below[2], 3, "<= 5 ms");
+        assert_eq!(h.at_or_below[8], 4, "<= 500 ms");
+        assert_eq!(
+            *h.at_or_below.last().unwrap(),
+            4,
+            "9 s is above every bound"
+        );
+        assert_eq!((h.sum_ms, h.max_ms), (9126.4, 9000.0));
+    }
 }

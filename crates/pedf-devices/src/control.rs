@@ -148,6 +148,14 @@ impl SafeControl {
         }
     }
 
+    /// The controller was alive at `at` (it ran, whether or not it had a new value for this
+    /// device): the watchdog's silence counts from the later of this and the last command.
+    pub fn heard(&mut self, at: DateTime<Utc>) {
+        if self.last_command.is_none_or(|t| t < at) {
+            self.last_command = Some(at);
+        }
+    }
+
     /// Whether the last write put the device into its safe state.
     pub fn in_safe_state(&self) -> bool {
         self.in_safe_state

@@ -7,8 +7,10 @@
 //! - [`modbus`], [`codec`], [`sunspec`], [`device`]: Modbus TCP/RTU links, register decoding,
 //!   SunSpec discovery, a polled device and its state.
 //! - [`mqtt`]: MQTT devices through one hub (subscriptions, availability, commands).
-//! - [`poller`]: each device polled on its own interval into a shared map.
 //! - [`control`]: safe control of setpoints (clamp, ramp, write, read back, audit, watchdog).
+//! - [`unit`]: every device in its own task, read on its own period into the process image
+//!   and written through safe control, with its watchdog; the control cycle never waits on
+//!   the network.
 //!
 //! Every transport, protocol and decoding problem is a value, never a panic: a device never
 //! crashes the EMS.
@@ -19,6 +21,6 @@ pub mod control;
 pub mod device;
 pub mod modbus;
 pub mod mqtt;
-pub mod poller;
 pub mod sunspec;
 pub mod template;
+pub mod unit;

@@ -325,19 +325,44 @@ impl MqttHub {
         self.task.abort();
     }
 
-    /// A handle for safe control of one device.
+    /// A handle for safe control of one device (its state read every second by a
+    /// [`crate::unit::Unit`]; see [`MqttDevice::with_period`]).
     pub fn device(&self, id: &str) -> MqttDevice {
         MqttDevice {
             hub: self.clone(),
             id: id.into(),
+            period: Duration::from_secs(1),
         }
     }
 }
 
-/// One MQTT device, for [`crate::control::SafeControl`].
+/// One MQTT device, for [`crate::control::SafeControl`] and [`crate::unit::Unit`].
 pub struct MqttDevice {
     hub: MqttHub,
     id: String,
+    /// How often a unit takes the device's state from the hub.
+    pub(crate) period: Duration,
+}
+
+impl MqttDevice {
+    /// Its state read this often by a unit.
+    pub fn with_period(mut self, period: Duration) -> MqttDevice {
+        self.period = period.max(Duration::from_millis(1));
+        self
+    }
+
+    /// What the hub last received from the device (nothing yet: an empty state, not
+    /// answering).
+    pub fn state(&self) -> DeviceState {
+        self.hub.state(&self.id).unwrap_or_else(|| {
+            let spec = self.hub.specs.get(&self.id);
+            DeviceState::new(
+                self.id.clone(),
+                spec.map_or(crate::capability::Capability::Meter, |s| s.capability),
+                spec.map_or(Duration::from_secs(10), |s| s.stale_after),
+            )
+        })
+    }
 }
 
 impl SetpointSink for MqttDevice {

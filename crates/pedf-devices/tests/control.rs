@@ -243,3 +243,82 @@ async fn a_device_that_stops_answering_is_reported_by_the_watchdog() {
     assert_eq!(ctl.audit[0].by, "watchdog");
     assert_eq!(ctl.audit[0].reason, "device not answering");
 }
+
+/// A device in its unit: an order is written through safe control (clamped, audited) without
+/// the caller waiting, and when the controller stops beating the heartbeat the unit's own
+/// watchdog puts the device into its safe state. The EMS clock runs ten times faster than real
+/// time from a fixed instant; every state is waited for with a deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unit_writes_orders_and_goes_safe_when_the_controller_stops() {
+    use pedf_devices::unit::{Heartbeat, Order, ProcessImage, Unit};
+    let mut bank = Bank::default();
+    bank.writable.push((100, 1));
+    let sim = SimServer::start(BTreeMap::from([(1, bank)])).await.unwrap();
+    let t = Template::parse("c.toml", &CHARGER.replace("readback_address = 101\n", "")).unwrap();
+    let mut cfg = config("ev-01", Capability::EvCharger, false);
+    cfg.poll_ms = 50;
+    let time = pedf_core::time::TimeSource::scaled(
+        chrono::DateTime::parse_from_rfc3339("2026-06-21T02:00:00Z")
+            .unwrap()
+            .to_utc(),
+        10.0,
+    );
+    let heartbeat = Heartbeat::new(time.now());
+    let ctl = SafeControl::new(
+        "ev-01",
+        Policy {
+            capability: Capability::EvCharger,
+            limits: Limits {
+                min: 0.0,
+                max: 60.0,
+            },
+            ramp_per_s: None,
+            safe_value: 0.0,
+            command_timeout: Duration::from_secs(5),
+        },
+    );
+    let image = ProcessImage::default();
+    let mut unit = Unit::spawn(
+        "ev-01",
+        ModbusDevice::with_template(cfg, t, link(sim.addr)),
+        Some(ctl),
+        image.clone(),
+        heartbeat.clone(),
+        time,
+    );
+    unit.order(Order {
+        value: 75.0,
+        by: "controller".into(),
+        reason: "automatic cycle".into(),
+    });
+    let register = || sim.with_bank(1, |b| b.holding[100]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while register() != 600 {
+        heartbeat.beat(time.now());
+        assert!(std::time::Instant::now() < deadline, "order never written");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut audit = unit.take_audit();
+    assert_eq!(
+        (
+            audit[0].requested,
+            audit[0].written,
+            audit[0].outcome.as_str()
+        ),
+        (75.0, Some(60.0), "ok"),
+        "clamped to the charger's 60 kW"
+    );
+    assert!(image.get("ev-01").is_some_and(|s| s.last_ok.is_some()));
+    // The controller stops: no more beats. The unit's watchdog takes the charger to 0 kW.
+    while register() != 0 {
+        assert!(std::time::Instant::now() < deadline, "watchdog never acted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    audit.extend(unit.take_audit());
+    let last = audit.last().unwrap();
+    assert_eq!(last.by, "watchdog");
+    assert!(last.reason.starts_with("controller silent for"), "{last:?}");
+    // Stopping writes the safe value once more and reports it.
+    assert_eq!(unit.stop("shutdown").await, Some(Ok(0.0)));
+    assert_eq!(unit.take_audit().last().unwrap().reason, "shutdown");
+}

@@ -376,8 +376,8 @@ async fn rtu_framing_over_a_gateway_and_a_missing_serial_port() {
 }
 
 #[tokio::test]
-async fn the_poller_keeps_states_fresh_and_flags_an_outage() {
-    use pedf_devices::poller::{spawn_poller, States};
+async fn a_unit_keeps_the_process_image_fresh_and_flags_an_outage() {
+    use pedf_devices::unit::{Heartbeat, ProcessImage, Unit};
     let (bank, _) = inverter_bank();
     let sim = SimServer::start(BTreeMap::from([(1, bank.clone())]))
         .await
@@ -386,29 +386,32 @@ async fn the_poller_keeps_states_fresh_and_flags_an_outage() {
     let mut cfg = config("pv", Capability::PvInverter, true);
     cfg.poll_ms = 50;
     cfg.stale_after_ms = 300;
-    let states: States = Default::default();
-    let task = spawn_poller(
+    let time = pedf_core::time::TimeSource::wall();
+    let image = ProcessImage::default();
+    let mut unit = Unit::spawn(
+        "pv",
         ModbusDevice::sunspec(cfg, ModbusLink::tcp(addr, fast()), false),
-        states.clone(),
+        None,
+        image.clone(),
+        Heartbeat::new(time.now()),
+        time,
     );
-    let quality = |states: &States| {
-        states
-            .lock()
-            .unwrap()
+    let quality = |image: &ProcessImage| {
+        image
             .get("pv")
-            .and_then(|s| s.pv_power(Utc::now()))
+            .and_then(|s| s.pv_power(time.now()))
             .map(|r| r.quality)
     };
     // Each state is waited for with a deadline, never for a fixed time.
     let until = |want: Quality, what: &'static str| {
-        let states = states.clone();
+        let image = image.clone();
         async move {
             let deadline = std::time::Instant::now() + Duration::from_secs(20);
-            while quality(&states) != Some(want) {
+            while quality(&image) != Some(want) {
                 assert!(
                     std::time::Instant::now() < deadline,
                     "{what}: {:?}",
-                    quality(&states)
+                    quality(&image)
                 );
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
@@ -417,13 +420,13 @@ async fn the_poller_keeps_states_fresh_and_flags_an_outage() {
     until(Quality::Good, "first values").await;
     drop(sim); // the device goes away
     until(Quality::Stale, "stale after the device went away").await;
-    assert!(states.lock().unwrap()["pv"].last_error.is_some());
+    assert!(image.get("pv").unwrap().last_error.is_some());
     // It comes back on the same address: the link reconnects, values are good again.
     let _sim = SimServer::start_on(addr, BTreeMap::from([(1, bank)]))
         .await
         .unwrap();
     until(Quality::Good, "good again after the device came back").await;
-    task.abort();
+    assert!(unit.stop("test over").await.is_none(), "not controllable");
 }
 
 #[tokio::test]

@@ -1,11 +1,19 @@
 //! `pedf run`: devices → park state → store → controller → safe setpoints, once per cycle.
 //!
-//! One task owns every Modbus device (polled when due, concurrently) and the controller; MQTT
-//! devices arrive through the hub. Each cycle: poll, build the snapshot, take the active plan's
-//! interval from the store (or none: self-consumption), run the controller, write setpoints
-//! through `SafeControl` (clamp, ramp, read-back, audit), store the samples, events and audit
-//! entries in one transaction each. A device that stops answering goes to its safe state by
-//! the watchdog; the cycle goes on. On shutdown (Ctrl-C, SIGTERM, or the given duration) every
+//! Every device runs in its own unit (`pedf_devices::unit`): read on its own period into the
+//! process image, written through its `SafeControl` (clamp, ramp, read-back, audit), with its
+//! own watchdog. The cycle never waits on the network; in phases:
+//!
+//! 1. **snapshot**: beat the heartbeat, copy the process image;
+//! 2. **control**: sessions and orders, the active plan's interval from the store (or none:
+//!    self-consumption), the controller;
+//! 3. **apply**: hand each unit its setpoint (the latest wins; never waits);
+//! 4. **record**: samples, events and the units' audit into the store (one transaction each),
+//!    the InfluxDB sink, energy records;
+//! 5. **publish**: the park now to the server.
+//!
+//! A device that stops answering, or a cycle that stalls, puts the devices into their safe
+//! state by the units' watchdogs. On shutdown (Ctrl-C, SIGTERM, or the given duration) every
 //! controllable device is put into its safe state and the store is flushed.
 
 use std::collections::BTreeMap;
@@ -18,12 +26,13 @@ use chrono::{DateTime, Datelike, Utc};
 use pedf_core::Park;
 use pedf_devices::capability::{Capability, DeviceState, Field, Quality};
 use pedf_devices::control::{
-    default_safe_value, park_limits, Limits as SetLimits, Policy, SafeControl,
+    default_safe_value, park_limits, AuditEvent, Limits as SetLimits, Policy, SafeControl,
 };
 use pedf_devices::device::ModbusDevice;
 use pedf_devices::modbus::{Endpoint, LinkOptions, ModbusLink};
 use pedf_devices::mqtt::{MqttDeviceSpec, MqttHub};
 use pedf_devices::template::{load_device_set, TransportKind};
+use pedf_devices::unit::{Heartbeat, Order, ProcessImage, Unit};
 use pedf_store::{Sample, Store};
 use serde::Deserialize;
 
@@ -193,6 +202,9 @@ impl RunConfig {
     }
 }
 
+/// How long shutdown waits for a device to take its safe state.
+const SHUTDOWN_BOUND: Duration = Duration::from_secs(5);
+
 /// What a run did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunSummary {
@@ -216,7 +228,8 @@ struct Controlled {
     /// The deferrable flexible load of the park it serves (device file `asset`), which the
     /// plan schedules.
     deferrable: Option<String>,
-    ctl: SafeControl,
+    /// Its limits and safe value (its `SafeControl` lives in its unit).
+    policy: Policy,
 }
 
 fn quality_code(q: Quality) -> u8 {
@@ -290,9 +303,14 @@ fn plan_target(
     ))
 }
 
-/// Moves a device's audit entries from safe control into the store.
-fn store_audit(store: &mut Store, ctl: &mut SafeControl) {
-    for a in ctl.audit.drain(..) {
+/// Moves the units' audit entries into the store; returns how many were the controller's
+/// setpoints taken.
+fn store_audit(store: &mut Store, audit: Vec<AuditEvent>) -> u64 {
+    let taken = audit
+        .iter()
+        .filter(|a| a.by == "controller" && a.readback.is_some())
+        .count() as u64;
+    for a in audit {
         let _ = store.audit(
             a.at,
             &a.device,
@@ -304,6 +322,7 @@ fn store_audit(store: &mut Store, ctl: &mut SafeControl) {
             &a.outcome,
         );
     }
+    taken
 }
 
 /// The channels between the run loop and the server.
@@ -422,6 +441,7 @@ pub async fn run_with(
             None => ModbusDevice::sunspec(d.clone(), link, invert),
         });
     }
+    let mqtt_ids: Vec<String> = mqtt_specs.iter().map(|s| s.id.clone()).collect();
     let hub = match (&mqtt_addr, mqtt_specs.is_empty()) {
         (Some(a), false) => {
             let (host, port) = a
@@ -506,8 +526,48 @@ pub async fn run_with(
                             )
                     })
             }),
-            ctl: SafeControl::new(d.id.clone(), policy),
+            policy,
         });
+    }
+
+    // Every device in its unit: Modbus devices polled on their own period, MQTT devices taken
+    // from the hub once a cycle; the controllable ones with their safe control and watchdog.
+    let image = ProcessImage::default();
+    let heartbeat = Heartbeat::new(time.now());
+    let control_of = |id: &str| {
+        controlled
+            .iter()
+            .find(|c| c.id == id)
+            .map(|c| SafeControl::new(id, c.policy))
+    };
+    let mut units: BTreeMap<String, Unit> = BTreeMap::new();
+    for d in modbus {
+        let id = d.config.id.clone();
+        let unit = Unit::spawn(
+            &id,
+            d,
+            control_of(&id),
+            image.clone(),
+            heartbeat.clone(),
+            time,
+        );
+        units.insert(id, unit);
+    }
+    if let Some(h) = &hub {
+        for id in &mqtt_ids {
+            let device = h
+                .device(id)
+                .with_period(Duration::from_millis(cfg.cycle_ms).mul_f64(time.speed()));
+            let unit = Unit::spawn(
+                id,
+                device,
+                control_of(id),
+                image.clone(),
+                heartbeat.clone(),
+                time,
+            );
+            units.insert(id.clone(), unit);
+        }
     }
 
     let mut summary = RunSummary::default();
@@ -621,8 +681,28 @@ pub async fn run_with(
     let mut caps: BTreeMap<String, f64> = BTreeMap::new();
     let mut tick = tokio::time::interval(Duration::from_millis(cfg.cycle_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_poll: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
     tokio::pin!(shutdown);
+    let mut active_plan: Option<ActivePlan> = None;
+    // The first cycle starts on a full process image: each device read once (answering or
+    // not), waiting no longer than the devices' values would take to go stale.
+    let first_read_bound = Duration::from_millis(
+        set.devices
+            .devices
+            .iter()
+            .map(|d| d.stale_after_ms)
+            .max()
+            .unwrap_or(0),
+    )
+    .div_f64(time.speed())
+    .clamp(Duration::from_secs(1), Duration::from_secs(10));
+    let unit_ids: Vec<String> = units.keys().cloned().collect();
+    // A shutdown asked meanwhile is taken (polling it also installs the signal handlers).
+    let unread = tokio::select! {
+        _ = &mut shutdown => None,
+        unread = image.first_reads(&unit_ids, first_read_bound) => Some(unread),
+    };
+    let stopping = unread.is_none();
+    let unread = unread.unwrap_or_default();
     store
         .event(
             time.now(),
@@ -635,60 +715,44 @@ pub async fn run_with(
             ),
         )
         .map_err(|e| e.to_string())?;
-    let mut active_plan: Option<ActivePlan> = None;
+    if !unread.is_empty() {
+        let _ = store.event(
+            time.now(),
+            "warning",
+            "devices",
+            &format!(
+                "not read before the first cycle (control starts without them): {}",
+                unread.join(", ")
+            ),
+        );
+    }
+    let mut timing = pedf_core::live::CycleTiming::default();
     loop {
-        tokio::select! {
-            _ = &mut shutdown => break,
-            _ = tick.tick() => {}
+        if stopping {
+            break;
         }
+        let scheduled = tokio::select! {
+            _ = &mut shutdown => break,
+            at = tick.tick() => at,
+        };
         let now = time.now();
         let work_started = std::time::Instant::now();
+        let lag_ms = work_started
+            .saturating_duration_since(scheduled.into_std())
+            .as_secs_f64()
+            * 1e3;
         let mut faults: Vec<String> = Vec::new();
-        // Poll the devices that are due, concurrently.
-        let taken = std::mem::take(&mut modbus);
-        let mut set_j = tokio::task::JoinSet::new();
-        for (i, mut d) in taken.into_iter().enumerate() {
-            let due = last_poll
-                .get(&d.config.id)
-                .is_none_or(|t| (now - *t).num_milliseconds() >= d.config.poll_ms as i64 - 5);
-            set_j.spawn(async move {
-                if due {
-                    let _ = d.poll(now).await;
-                }
-                (i, due, d)
-            });
-        }
-        let mut back = Vec::new();
-        while let Some(r) = set_j.join_next().await {
-            if let Ok(x) = r {
-                back.push(x);
-            }
-        }
-        back.sort_by_key(|x| x.0);
-        for (_, due, d) in &back {
-            if *due {
-                last_poll.insert(d.config.id.clone(), now);
-            }
-        }
-        modbus = back.into_iter().map(|x| x.2).collect();
-        let mut states: BTreeMap<String, DeviceState> = modbus
-            .iter()
-            .map(|d| (d.config.id.clone(), d.state.clone()))
-            .collect();
-        if let Some(h) = &hub {
-            for d in &set.devices.devices {
-                if let Some(s) = h.state(&d.id) {
-                    states.insert(d.id.clone(), s);
-                }
-            }
-        }
+        // Snapshot: the controller is alive; the process image as it is now.
+        heartbeat.beat(now);
+        let states = image.snapshot();
         // Snapshot.
         let good = |cap: Capability, f: Field| -> f64 {
             states
                 .values()
                 .filter(|s| s.capability == cap)
                 .filter_map(|s| s.good(f, now))
-                .sum()
+                .sum::<f64>()
+                + 0.0 // an empty sum is -0.0
         };
         let pv = good(Capability::PvInverter, Field::PowerKw);
         // Each battery that answers with its SoC, by park asset; the controller sees them
@@ -847,14 +911,14 @@ pub async fn run_with(
             .iter()
             .filter(|c| c.capability == Capability::EvCharger)
             .map(|c| {
-                let max_kw = c.ctl.policy.limits.max;
+                let max_kw = c.policy.limits.max;
                 ChargerNow {
                     id: c.id.clone(),
                     wanted_kw: states
                         .get(&c.id)
                         .and_then(|s| s.good(Field::PowerKw, now))
                         .unwrap_or(0.0),
-                    min_kw: c.ctl.policy.limits.min.max(0.0),
+                    min_kw: c.policy.limits.min.max(0.0),
                     max_kw,
                     // What the session needs now to finish by its departure.
                     must_kw: sessions.on(&c.id).map_or(0.0, |s| {
@@ -876,8 +940,8 @@ pub async fn run_with(
                 Some(LoadNow {
                     id: c.id.clone(),
                     kw: states.get(&c.id)?.good(Field::PowerKw, now)?,
-                    min_kw: c.ctl.policy.limits.min.max(0.0),
-                    max_kw: c.ctl.policy.limits.max,
+                    min_kw: c.policy.limits.min.max(0.0),
+                    max_kw: c.policy.limits.max,
                 })
             })
             .collect();
@@ -999,7 +1063,7 @@ pub async fn run_with(
             let max = controlled
                 .iter()
                 .find(|c| c.id == *id)
-                .map_or(*free, |c| c.ctl.policy.limits.max);
+                .map_or(*free, |c| c.policy.limits.max);
             if shed > 0.01 {
                 let cap = (free - shed).max(0.0);
                 if caps.get(id).is_none_or(|old| (old - cap).abs() > 0.5) {
@@ -1022,7 +1086,8 @@ pub async fn run_with(
                 cap_writes.insert(id.clone(), max);
             }
         }
-        // Setpoints through safe control; the watchdog for devices that stopped answering.
+        // Apply: each unit gets its setpoint (written through its safe control; a device that
+        // does not answer is held in its safe state by its unit's watchdog).
         let battery_shares = share_battery_power(out.battery_kw, &battery_units, &batteries_now);
         // The audit names the mode the setpoint came from.
         let reason = match &mode {
@@ -1030,10 +1095,7 @@ pub async fn run_with(
             Mode::Manual { .. } => "manual mode (operator's battery setpoint)",
             Mode::Safe => "safe mode",
         };
-        for c in &mut controlled {
-            let answering = states
-                .get(&c.id)
-                .is_some_and(|s| s.last_error.is_none() && s.last_ok.is_some());
+        for c in &controlled {
             let value = match c.capability {
                 Capability::Battery => battery_shares
                     .iter()
@@ -1044,17 +1106,13 @@ pub async fn run_with(
                     .iter()
                     .find(|(id, _)| *id == c.id)
                     .map(|(_, kw)| *kw),
-                // A scheduled load that stops answering goes through the watchdog below; a
-                // curtailable one gets its cap.
+                // A scheduled load gets the plan's power; a curtailable one its cap.
                 Capability::DcLoad => out
                     .loads
                     .iter()
                     .find(|(id, _)| *id == c.id)
                     .map(|(_, kw)| *kw)
-                    .or_else(|| cap_writes.get(&c.id).copied())
-                    .or_else(|| {
-                        (!answering && c.deferrable.is_some()).then_some(c.ctl.policy.safe_value)
-                    }),
+                    .or_else(|| cap_writes.get(&c.id).copied()),
                 Capability::PvInverter => Some(if out.pv_kw + 1e-6 < snapshot.pv_available_kw {
                     100.0 * out.pv_kw / park.pv_peak_power().0.max(1e-9)
                 } else {
@@ -1062,30 +1120,12 @@ pub async fn run_with(
                 }),
                 _ => None,
             };
-            let Some(value) = value else { continue };
-            if let Some(d) = modbus.iter_mut().find(|d| d.config.id == c.id) {
-                if !answering {
-                    let _ = c.ctl.watchdog(d, false, now).await;
-                } else if c
-                    .ctl
-                    .command(d, value, "controller", reason, now)
-                    .await
-                    .is_ok()
-                {
-                    summary.setpoints += 1;
-                }
-            } else if let Some(h) = &hub {
-                let mut d = h.device(&c.id);
-                if !answering {
-                    let _ = c.ctl.watchdog(&mut d, false, now).await;
-                } else if c
-                    .ctl
-                    .command(&mut d, value, "controller", reason, now)
-                    .await
-                    .is_ok()
-                {
-                    summary.setpoints += 1;
-                }
+            if let (Some(value), Some(unit)) = (value, units.get(&c.id)) {
+                unit.order(Order {
+                    value,
+                    by: "controller".into(),
+                    reason: reason.into(),
+                });
             }
         }
         // Store: samples, alarms, audit.
@@ -1107,8 +1147,8 @@ pub async fn run_with(
             summary.alarms += 1;
             let _ = store.event(now, "alarm", "control", a);
         }
-        for c in &mut controlled {
-            store_audit(&mut store, &mut c.ctl);
+        for u in units.values() {
+            summary.setpoints += store_audit(&mut store, u.take_audit());
         }
         // The park now: flows from the measurements, energy records, today's figures.
         let converter_dc_kw;
@@ -1276,6 +1316,11 @@ pub async fn run_with(
             }
             day_records.push(closed);
         }
+        // Publish: the park now, with the cycle's work time and lag (the work is done: the
+        // phases above).
+        let work_ms = work_started.elapsed().as_secs_f64() * 1e3;
+        timing.work.add(work_ms);
+        timing.lag.add(lag_ms);
         if let Some(tx) = &io.live {
             let day_start = park
                 .clock
@@ -1347,7 +1392,9 @@ pub async fn run_with(
                 park_name_zh: park.name_zh.clone(),
                 at: Some(now),
                 cycle: summary.cycles + 1,
-                cycle_work_ms: work_started.elapsed().as_secs_f64() * 1e3,
+                cycle_work_ms: work_ms,
+                cycle_lag_ms: lag_ms,
+                timing: timing.clone(),
                 mode: Some(ModeView::from(&mode)),
                 strategy: match &mode {
                     Mode::Safe => "safe state (every device at its safe value)".to_string(),
@@ -1390,21 +1437,42 @@ pub async fn run_with(
     if let Some(partial) = integrator.finish() {
         let _ = store.put_records(&[partial], "measured-partial");
     }
-    for c in &mut controlled {
-        let r = if let Some(d) = modbus.iter_mut().find(|d| d.config.id == c.id) {
-            c.ctl.force_safe(d, "shutdown", now).await
-        } else if let Some(h) = &hub {
-            c.ctl
-                .force_safe(&mut h.device(&c.id), "shutdown", now)
+    // Every unit stops at once; the controllable ones write their safe value first.
+    summary.not_made_safe = controlled
+        .iter()
+        .filter(|c| !units.contains_key(&c.id))
+        .map(|c| c.id.clone())
+        .collect();
+    let mut stops = tokio::task::JoinSet::new();
+    for (id, mut unit) in std::mem::take(&mut units) {
+        stops.spawn(async move {
+            // A device that does not take its safe state within the bound is left to its own
+            // fail-safe (and named), rather than holding up the shutdown for its link timeout.
+            let outcome = tokio::time::timeout(SHUTDOWN_BOUND, unit.stop("shutdown"))
                 .await
-        } else {
-            Err(pedf_devices::device::DeviceError::NotControllable)
-        };
-        if r.is_err() {
-            summary.not_made_safe.push(c.id.clone());
-        }
-        store_audit(&mut store, &mut c.ctl);
+                .unwrap_or_else(|_| {
+                    Some(Err(pedf_devices::device::DeviceError::Link(
+                        pedf_devices::modbus::LinkError::Timeout(SHUTDOWN_BOUND.as_millis() as u64),
+                    )))
+                });
+            (id, outcome, unit.take_audit())
+        });
     }
+    let mut stopped = Vec::new();
+    while let Some(r) = stops.join_next().await {
+        stopped.extend(r.ok());
+    }
+    stopped.sort_by(|a, b| a.0.cmp(&b.0));
+    for (id, outcome, audit) in stopped {
+        if matches!(outcome, Some(Err(_))) {
+            summary.not_made_safe.push(id);
+        }
+        summary.setpoints += store_audit(&mut store, audit);
+    }
+    // In the device list's order.
+    summary
+        .not_made_safe
+        .sort_by_key(|id| controlled.iter().position(|c| c.id == *id));
     let message = if summary.not_made_safe.is_empty() {
         "pedf run stopped; devices in their safe state".to_string()
     } else {

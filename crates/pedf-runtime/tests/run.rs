@@ -269,12 +269,17 @@ async fn the_plans_shed_caps_the_curtailable_load() {
     })
     .await
     .unwrap();
+    let st = Store::open(&dir.join("pedf.sqlite")).unwrap();
     assert_eq!(
         watcher.await.unwrap(),
         Some(90.0),
-        "the HVAC was never capped at 90 kW"
+        "the HVAC was never capped at 90 kW: {:?}",
+        st.recent_audit(500)
+            .unwrap()
+            .into_iter()
+            .filter(|a| a.device == "hvac")
+            .collect::<Vec<_>>()
     );
-    let st = Store::open(&dir.join("pedf.sqlite")).unwrap();
     let events = st
         .events(
             now - chrono::Duration::minutes(1),
@@ -432,5 +437,80 @@ async fn an_unreadable_active_plan_is_a_named_fault() {
         "{fault}"
     );
     assert!(!strategy.starts_with("plan #"), "followed {strategy}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A device that accepts the connection and never answers (a 60 s link timeout) does not delay
+/// the cycle: it is read and written in its own unit, and the cycle runs on at its period with
+/// the other devices good. Before units the first cycle waited the whole timeout on its poll.
+/// The run stops after 15 cycles (waited for with a deadline far beyond 15 x 200 ms, far below
+/// the 60 s the old cycle needed for one), and shutdown does not wait on the silent device:
+/// it is listed as not made safe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_that_never_answers_does_not_delay_the_cycle() {
+    use pedf_runtime::run::{run_with, RunIo};
+    let (dir, _sim, mut cfg) = sim_park("silent").await;
+    cfg.time = pedf_core::time::TimeSource::scaled(ems_origin(), 1.0);
+    // A listener that takes connections and reads nothing back.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            open.push(s);
+        }
+    });
+    let devices = std::fs::read_to_string(dir.join("devices.toml")).unwrap();
+    std::fs::write(
+        dir.join("devices.toml"),
+        format!(
+            "{devices}\n[[connection]]\nid = \"silent\"\nkind = \"tcp\"\naddress = \"{silent_addr}\"\ntimeout_ms = 60000\n\n[[device]]\nid = \"pv-silent\"\ncapability = \"pv-inverter\"\nconnection = \"silent\"\nunit_id = 1\nsunspec = true\npoll_ms = 200\nstale_after_ms = 2000\n"
+        ),
+    )
+    .unwrap();
+    let (live_tx, mut live_rx) =
+        tokio::sync::watch::channel(std::sync::Arc::new(pedf_runtime::live::Live::default()));
+    let io = RunIo {
+        live: Some(live_tx),
+        ..RunIo::default()
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let watcher = tokio::spawn(async move {
+        let wait = async {
+            while live_rx.changed().await.is_ok() {
+                let l = live_rx.borrow_and_update().clone();
+                if l.cycle >= 15 {
+                    return Some(l);
+                }
+            }
+            None
+        };
+        let seen = tokio::time::timeout(Duration::from_secs(30), wait)
+            .await
+            .ok()
+            .flatten();
+        let _ = tx.send(());
+        seen
+    });
+    let summary = run_with(cfg, io, async {
+        let _ = rx.await;
+    })
+    .await
+    .unwrap();
+    let live = watcher
+        .await
+        .unwrap()
+        .expect("the cycle stalled on the device that never answers");
+    let quality = |id: &str| {
+        live.devices
+            .iter()
+            .find(|d| d.id == id)
+            .map(|d| d.quality.clone())
+    };
+    assert_eq!(quality("pv-silent").as_deref(), Some("none"));
+    assert_eq!(quality("pv-roof-a").as_deref(), Some("good"));
+    assert_eq!(live.flows.pv_kw, 300.0, "the answering inverter counts");
+    assert_eq!(summary.not_made_safe, vec!["pv-silent".to_string()]);
+    held.abort();
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -112,6 +112,26 @@ pub(crate) async fn metrics(_c: Caller, State(s): State<AppState>) -> Response {
         "Time the last control cycle's work took, ms.",
     );
     let _ = writeln!(o, "pedf_cycle_work_ms {}", live.cycle_work_ms);
+    for (name, help, h) in [
+        (
+            "pedf_cycle_work_seconds",
+            "Time each control cycle's work took (snapshot, control, apply, record), s.",
+            &live.timing.work,
+        ),
+        (
+            "pedf_cycle_lag_seconds",
+            "How late each control cycle started against its period (jitter), s.",
+            &live.timing.lag,
+        ),
+    ] {
+        family(&mut o, name, "histogram", help);
+        for (b, n) in h.bounds_ms.iter().zip(&h.at_or_below) {
+            let _ = writeln!(o, "{name}_bucket{{le=\"{}\"}} {n}", b / 1000.0);
+        }
+        let _ = writeln!(o, "{name}_bucket{{le=\"+Inf\"}} {}", h.count);
+        let _ = writeln!(o, "{name}_sum {}", h.sum_ms / 1000.0);
+        let _ = writeln!(o, "{name}_count {}", h.count);
+    }
     family(
         &mut o,
         "pedf_alarms",

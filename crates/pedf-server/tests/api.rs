@@ -342,6 +342,20 @@ async fn tokens_metrics_and_the_openapi_document() {
     assert!(text.contains("pedf_power_kw{flow=\"pv\"} 300"), "{text}");
     assert!(text.contains("# TYPE pedf_cycles_total counter"));
     assert!(text.contains("pedf_auth_failures_total "));
+    // The text as the Prometheus project's own parser reads it (prometheus-client, in the venv
+    // of outside peers scripts/setup makes): the cycle's work and lag are histograms.
+    let families = prometheus_parse(&text);
+    for h in ["pedf_cycle_work_seconds", "pedf_cycle_lag_seconds"] {
+        assert_eq!(families[h]["type"], "histogram", "{h}: {families}");
+        let count = families[h]["samples"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s[0] == format!("{h}_count"))
+            .map(|s| s[2].as_f64().unwrap());
+        assert!(count.is_some_and(|n| n >= 1.0), "{h}: {count:?}");
+    }
+    assert_eq!(families["pedf_power_kw"]["type"], "gauge");
 
     // The OpenAPI document describes exactly the routes served.
     let (s, doc) = get(&c, &format!("{b}/api/v1/openapi.json"), None).await;
@@ -510,4 +524,36 @@ async fn an_operator_sets_a_cars_session() {
     .await;
     assert_eq!(s, 404, "{v}");
     ems.stop().await;
+}
+
+/// Parses Prometheus text with the Prometheus project's Python client (tests/peers/check_metrics.py).
+fn prometheus_parse(text: &str) -> serde_json::Value {
+    use std::io::Write;
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let python = std::path::Path::new(root).join(".venv-peers/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/setup (it makes the venv of outside test peers)",
+        python.display()
+    );
+    let mut child = std::process::Command::new(python)
+        .arg(format!("{root}/tests/peers/check_metrics.py"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the peer runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "prometheus-client refused the text: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
