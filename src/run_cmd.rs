@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::NaiveDate;
+use pedf_core::live::Mode;
 use pedf_core::Park;
 use pedf_dispatch::{plan_optimized, CurrentState, PlanOptions};
-use pedf_runtime::controller::Mode;
 use pedf_runtime::live::Live;
 use pedf_runtime::run::{run_with, RunConfig, RunIo};
 use pedf_server::{AppState, Services};

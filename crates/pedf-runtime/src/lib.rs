@@ -1,9 +1,7 @@
-//! The EMS runtime: the real-time controller (pure logic from a snapshot of the park to safe
-//! setpoints), the run loop wiring devices, store and controller (`pedf run`), and what the
-//! loop publishes for the server each cycle (`live`).
-
-/// The controller lives in its own crate so the simulator can run the very same logic.
-pub use pedf_control as controller;
+//! The EMS runtime, the application layer where the domain crates meet: the run loop wiring
+//! device units, store, InfluxDB sink and the controller of pedf-control (`pedf run`), intraday
+//! re-planning (`replan`), EV sessions (`sessions`) and what the loop publishes for the server
+//! each cycle (`live`).
 pub mod live;
 pub mod replan;
 pub mod run;

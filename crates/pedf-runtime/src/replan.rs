@@ -536,7 +536,7 @@ mod tests {
             .iter()
             .find(|i| !i.ev_chargers.is_empty() && !i.flexible_loads.is_empty())
             .expect("an interval with cars and flexible loads");
-        let t = crate::controller::PlanTarget::of(i);
+        let t = pedf_control::PlanTarget::of(i);
         assert_eq!(
             (t.grid_import_kw, t.grid_export_kw, t.battery_charge_kw),
             (i.grid_import_kw, i.grid_export_kw, i.battery_charge_kw)

@@ -36,11 +36,11 @@ use pedf_devices::unit::{Heartbeat, Order, ProcessImage, Unit};
 use pedf_store::{Sample, Store};
 use serde::Deserialize;
 
-use crate::controller::{
+use crate::live::{tariff_now, today, ChargerLive, DeviceLive, Flows, Integrator, Live, ModeView};
+use pedf_control::{
     control, pool_batteries, share_battery_power, BatteryNow, BatteryUnit, ChargerNow, Limits,
     LoadNow, Mode, PlanTarget, Snapshot,
 };
-use crate::live::{tariff_now, today, ChargerLive, DeviceLive, Flows, Integrator, Live, ModeView};
 use tokio::sync::watch;
 
 /// The run configuration (TOML); paths are relative to the file.

@@ -301,7 +301,7 @@ async fn the_plans_shed_caps_the_curtailable_load() {
 /// discharge (below its SoC minimum) is asked nothing and the other takes it all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_batteries_share_the_parks_setpoint() {
-    use pedf_runtime::controller::Mode;
+    use pedf_core::live::Mode;
     use pedf_runtime::run::{run_with, RunIo};
     for (socs, _want) in [([60.0, 60.0], [200.0, 200.0]), ([60.0, 8.0], [400.0, 0.0])] {
         let dir = std::env::temp_dir().join(format!(

@@ -101,7 +101,7 @@ fn fanout(c: &mut Criterion) {
         )
         .unwrap();
         let (live_tx, live_rx) = watch::channel(Arc::new(Live::default()));
-        let (mode_tx, _) = watch::channel(pedf_runtime::controller::Mode::Automatic);
+        let (mode_tx, _) = watch::channel(pedf_core::live::Mode::Automatic);
         let (_stop_tx, stop_rx) = watch::channel(false);
         std::mem::forget(_stop_tx);
         let state = AppState::new(park, live_rx, mode_tx, store, None, stop_rx.clone());

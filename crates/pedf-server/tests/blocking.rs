@@ -6,7 +6,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pedf_runtime::controller::Mode;
+use pedf_core::live::Mode;
 use pedf_runtime::live::Live;
 use pedf_server::auth::create_token;
 use pedf_server::{AppState, Role, Services};

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use chrono::TimeZone;
-use pedf_runtime::controller::Mode;
+use pedf_core::live::Mode;
 use pedf_runtime::live::Live;
 use pedf_server::auth::ensure_admin_token;
 use pedf_server::AppState;

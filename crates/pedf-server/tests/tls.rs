@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::sync::Arc;
 
-use pedf_runtime::controller::Mode;
+use pedf_core::live::Mode;
 use pedf_runtime::live::Live;
 use pedf_server::auth::create_token;
 use pedf_server::{tls_config, AppState, Role};

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pedf_runtime::controller::Mode;
+use pedf_core::live::Mode;
 use pedf_runtime::live::Live;
 use pedf_runtime::run::{run_with, RunConfig, RunIo, RunSummary};
 use pedf_server::auth::{create_token, ensure_admin_token};
