@@ -2,7 +2,10 @@
 //! device units, store, InfluxDB sink and the controller of pedf-control (`pedf run`), intraday
 //! re-planning (`replan`), EV sessions (`sessions`) and what the loop publishes for the server
 //! each cycle (`live`).
+pub mod config;
+mod devices;
 pub mod live;
 pub mod replan;
 pub mod run;
 pub mod sessions;
+mod so_far;

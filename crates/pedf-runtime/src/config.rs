@@ -1,0 +1,166 @@
+//! The run configuration (`pedf run --config FILE`): park, devices, store, cycle, and the
+//! optional server, InfluxDB sink and re-planning tables, read with located errors and paths
+//! made relative to the file.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The run configuration (TOML); paths are relative to the file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    pub park: PathBuf,
+    pub devices: PathBuf,
+    pub store: PathBuf,
+    #[serde(default = "default_cycle_ms")]
+    pub cycle_ms: u64,
+    #[serde(default = "default_retention_days")]
+    pub retention_days: i64,
+    #[serde(default = "default_client_id")]
+    pub mqtt_client_id: String,
+    /// The watchdog's controller-silence timeout.
+    #[serde(default = "default_command_timeout_s")]
+    pub command_timeout_s: u64,
+    /// The HTTP server (API, live stream, dashboard); none: no server.
+    #[serde(default)]
+    pub server: Option<ServerConfig>,
+    /// An InfluxDB v2 sink for every sample, with a store-and-forward buffer; none: no sink.
+    #[serde(default)]
+    pub influx: Option<pedf_influx::InfluxConfig>,
+    /// Intraday re-planning from a forecast folder; none: follow the stored plan only.
+    #[serde(default)]
+    pub replan: Option<crate::replan::ReplanConfig>,
+    /// Where "now" comes from (not in the file): the wall clock, or the accelerated time of
+    /// `pedf demo --speed`.
+    #[serde(skip)]
+    pub time: pedf_core::time::TimeSource,
+}
+
+/// The `[server]` table of a run configuration.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on, e.g. `127.0.0.1:8080`.
+    pub listen: String,
+    /// PEM certificate chain and private key: HTTPS when both are given (rustls).
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// Day-input folder the plan page plans from (`pedf plan --inputs`; a subfolder named
+    /// after the day is used when there is one).
+    #[serde(default)]
+    pub plan_inputs: Option<PathBuf>,
+    /// The emission-factor table carbon accounting uses.
+    #[serde(default = "default_factors")]
+    pub emission_factors: PathBuf,
+    /// Where certificates issued from the dashboard go, with their ledger (default:
+    /// `certificates/` beside the store).
+    #[serde(default)]
+    pub certificates_dir: Option<PathBuf>,
+    /// The issuer's ed25519 key, made at first use (default: `issuer.key` beside the store).
+    #[serde(default)]
+    pub issuer_key: Option<PathBuf>,
+}
+
+fn default_factors() -> PathBuf {
+    PathBuf::from("emission-factors/china-grid.toml")
+}
+
+fn default_cycle_ms() -> u64 {
+    1000
+}
+fn default_retention_days() -> i64 {
+    7
+}
+fn default_client_id() -> String {
+    "pedf-ems".into()
+}
+fn default_command_timeout_s() -> u64 {
+    10
+}
+
+impl RunConfig {
+    /// Reads a run configuration; paths become relative to the file's folder.
+    pub fn load(path: &Path) -> Result<RunConfig, String> {
+        let name = path.display();
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("{name}: cannot read: {e}"))?;
+        let mut c: RunConfig = toml::from_str(&text).map_err(|e| {
+            let (line, col) =
+                pedf_core::config::SourceMap::new(&text).locate(e.span().map_or(0, |s| s.start));
+            format!("{name}:{line}:{col}: {}", e.message().trim())
+        })?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        for p in [&mut c.park, &mut c.devices, &mut c.store] {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        }
+        if let Some(r) = &mut c.replan {
+            if r.inputs.is_relative() {
+                r.inputs = dir.join(&r.inputs);
+            }
+            if !(r.time_limit_s.is_finite() && r.time_limit_s > 0.0) {
+                return Err(format!(
+                    "{name}: [replan] time_limit_s must be a positive number of seconds"
+                ));
+            }
+            if !(r.deviation_kw.is_finite() && r.deviation_kw > 0.0) {
+                return Err(format!("{name}: [replan] deviation_kw must be above 0"));
+            }
+        }
+        if let Some(i) = &mut c.influx {
+            if i.buffer_dir.is_relative() {
+                i.buffer_dir = dir.join(&i.buffer_dir);
+            }
+            if !(i.url.starts_with("http://") || i.url.starts_with("https://")) {
+                return Err(format!(
+                    "{name}: [influx] url = `{}` is not an http:// or https:// URL",
+                    i.url
+                ));
+            }
+            if i.batch_lines == 0 {
+                return Err(format!("{name}: [influx] batch_lines must be at least 1"));
+            }
+        }
+        if let Some(srv) = &mut c.server {
+            let store_dir = c.store.parent().map(Path::to_path_buf).unwrap_or_default();
+            srv.certificates_dir
+                .get_or_insert_with(|| store_dir.join("certificates"));
+            srv.issuer_key
+                .get_or_insert_with(|| store_dir.join("issuer.key"));
+            for p in [
+                Some(&mut srv.emission_factors),
+                srv.plan_inputs.as_mut(),
+                srv.certificates_dir.as_mut(),
+                srv.issuer_key.as_mut(),
+                srv.tls_cert.as_mut(),
+                srv.tls_key.as_mut(),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if p.is_relative() {
+                    *p = dir.join(&*p);
+                }
+            }
+            if srv.tls_cert.is_some() != srv.tls_key.is_some() {
+                return Err(format!(
+                    "{name}: [server] HTTPS needs both tls_cert and tls_key (PEM files), or neither"
+                ));
+            }
+            if srv.listen.parse::<std::net::SocketAddr>().is_err() {
+                return Err(format!(
+                    "{name}: [server] listen = `{}` is not an address:port such as 127.0.0.1:8080",
+                    srv.listen
+                ));
+            }
+        }
+        if c.cycle_ms == 0 {
+            return Err(format!("{name}: cycle_ms must be at least 1"));
+        }
+        Ok(c)
+    }
+}
