@@ -11,8 +11,8 @@ use pedf_devices::control::{default_safe_value, park_limits, Limits, Policy, Saf
 use pedf_devices::device::{DeviceError, ModbusDevice};
 use pedf_devices::modbus::{LinkOptions, ModbusLink};
 use pedf_devices::template::{DeviceConfig, Template};
-use pedf_sim::bank::{Bank, SimServer};
-use pedf_sim::sunspec_image::{self as img, SunSpecImage};
+use pedf_sim_devices::bank::{Bank, SimServer};
+use pedf_sim_devices::sunspec_image::{self as img, SunSpecImage};
 
 fn config(id: &str, capability: Capability, sunspec: bool) -> DeviceConfig {
     DeviceConfig {

@@ -10,10 +10,10 @@ use pedf_devices::device::ModbusDevice;
 use pedf_devices::modbus::{LinkOptions, ModbusLink};
 use pedf_devices::mqtt::{MqttDeviceSpec, MqttHub};
 use pedf_devices::template::load_device_set;
-use pedf_sim::bank::{Bank, SimServer};
-use pedf_sim::broker::Mosquitto;
-use pedf_sim::mqtt::{SimKind, SimMqttDevice};
-use pedf_sim::sunspec_image::{self as img, SunSpecImage};
+use pedf_sim_devices::bank::{Bank, SimServer};
+use pedf_sim_devices::broker::Mosquitto;
+use pedf_sim_devices::mqtt::{SimKind, SimMqttDevice};
+use pedf_sim_devices::sunspec_image::{self as img, SunSpecImage};
 
 const SET: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),

@@ -10,9 +10,9 @@ use pedf_devices::device::{DeviceError, ModbusDevice};
 use pedf_devices::modbus::{LinkError, LinkOptions, ModbusLink};
 use pedf_devices::sunspec::SunSpecError;
 use pedf_devices::template::{DeviceConfig, Table, Template};
-use pedf_sim::bank::{Bank, Faults, SimServer};
-use pedf_sim::faulty::{self, Misbehaviour};
-use pedf_sim::sunspec_image::{self as img, SunSpecImage};
+use pedf_sim_devices::bank::{Bank, Faults, SimServer};
+use pedf_sim_devices::faulty::{self, Misbehaviour};
+use pedf_sim_devices::sunspec_image::{self as img, SunSpecImage};
 
 fn config(id: &str, capability: Capability, sunspec: bool) -> DeviceConfig {
     DeviceConfig {

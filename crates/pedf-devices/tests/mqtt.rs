@@ -8,8 +8,8 @@ use pedf_devices::capability::{ChargerView, DcLoadView, Field, Quality};
 use pedf_devices::control::{Limits, Policy, SafeControl};
 use pedf_devices::mqtt::{MqttDeviceSpec, MqttHub};
 use pedf_devices::template::Template;
-use pedf_sim::broker::Mosquitto;
-use pedf_sim::mqtt::{SimKind, SimMqttDevice};
+use pedf_sim_devices::broker::Mosquitto;
+use pedf_sim_devices::mqtt::{SimKind, SimMqttDevice};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
 const CHARGER: &str = include_str!("../../../config/devices/templates/pedf-sim-dc-charger.toml");

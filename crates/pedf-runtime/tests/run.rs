@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use pedf_runtime::run::{run, RunConfig};
-use pedf_sim::park::SimPark;
+use pedf_sim_devices::park::SimPark;
 use pedf_store::Store;
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
@@ -80,9 +80,11 @@ async fn runs_against_simulated_devices_and_stops_safely() {
         "{events:?}"
     );
     // Shutdown left the battery at 0 kW (OutWRte = InWRte = 0) and the charger at its minimum.
-    let rates = sim.modbus.with_bank(pedf_sim::park::BATTERY_UNIT, |b| {
-        b.holding[usize::from(storage) + 10..usize::from(storage) + 12].to_vec()
-    });
+    let rates = sim
+        .modbus
+        .with_bank(pedf_sim_devices::park::BATTERY_UNIT, |b| {
+            b.holding[usize::from(storage) + 10..usize::from(storage) + 12].to_vec()
+        });
     assert_eq!(rates, vec![0, 0]);
     let mut ev = f64::NAN;
     for _ in 0..40 {
@@ -141,9 +143,12 @@ async fn a_full_disk_is_reported_and_control_goes_on() {
         summary.setpoints > 0 && summary.not_made_safe.is_empty(),
         "{summary:?}"
     );
-    let rates = sim.modbus.with_bank(pedf_sim::park::BATTERY_UNIT, |b| {
-        b.holding[usize::from(sim.storage_addr) + 10..usize::from(sim.storage_addr) + 12].to_vec()
-    });
+    let rates = sim
+        .modbus
+        .with_bank(pedf_sim_devices::park::BATTERY_UNIT, |b| {
+            b.holding[usize::from(sim.storage_addr) + 10..usize::from(sim.storage_addr) + 12]
+                .to_vec()
+        });
     assert_eq!(rates, vec![0, 0]);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -390,7 +390,7 @@ async fn a_failing_device_shows_bad_and_the_ems_goes_on() {
     let b = &ems.base;
 
     // A device that fails mid-run: shown as bad, and the EMS keeps cycling.
-    ems.sim.modbus.set_faults(pedf_sim::bank::Faults {
+    ems.sim.modbus.set_faults(pedf_sim_devices::bank::Faults {
         delay: None,
         exception: Some(tokio_modbus::ExceptionCode::ServerDeviceFailure),
     });

@@ -12,7 +12,7 @@ use pedf_runtime::live::Live;
 use pedf_runtime::run::{run_with, RunConfig, RunIo, RunSummary};
 use pedf_server::auth::{create_token, ensure_admin_token};
 use pedf_server::{AppState, Role};
-use pedf_sim::park::SimPark;
+use pedf_sim_devices::park::SimPark;
 use pedf_store::Store;
 use tokio::sync::watch;
 
