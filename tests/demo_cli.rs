@@ -74,6 +74,8 @@ fn the_demo_runs_the_park_and_serves_the_dashboard() {
         seen.iter().any(|l| l.contains("(embedded broker)")),
         "{seen:?}"
     );
+    // reqwest uses rustls with the ring provider the server has (no aws-lc-sys build).
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
     let c = reqwest::blocking::Client::new();
     // An API read as JSON (null when the body is not JSON yet).
     let get = |path: &str| -> Value {

@@ -96,6 +96,8 @@ fn plans_accounts_and_certifies_through_the_api() {
     }
     let admin = admin.expect("the admin token is printed on first start");
     let b = url.expect("the server's address is printed");
+    // reqwest uses rustls with the ring provider the server has (no aws-lc-sys build).
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
     let c = reqwest::blocking::Client::new();
 
     // The dashboard page itself is served.

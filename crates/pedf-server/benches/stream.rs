@@ -27,6 +27,8 @@ const CLIENTS: usize = 100;
 /// Connects `CLIENTS` stream clients; each keeps the last value `extract` finds in an event.
 async fn clients(base: &str, token: &str, extract: fn(&str) -> Option<u64>) -> Arc<Vec<AtomicU64>> {
     let seen: Arc<Vec<AtomicU64>> = Arc::new((0..CLIENTS).map(|_| AtomicU64::new(0)).collect());
+    // reqwest uses rustls with the ring provider the server has (no aws-lc-sys build).
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::new();
     for i in 0..CLIENTS {
         let mut resp = http

@@ -11,6 +11,8 @@ use pedf_store::Store;
 use serde_json::{json, Value};
 
 fn client() -> reqwest::Client {
+    // reqwest uses rustls with the ring provider the server has (no aws-lc-sys build).
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()

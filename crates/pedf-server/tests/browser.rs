@@ -81,6 +81,8 @@ async fn dashboard_in_headless_chromium() {
         assert!(ok, "message after a viewer's mode change: `{t}`");
         // The refusal came back: the EMS's mode is as it was (asked of the server, not waited
         // for on the page), and the page says so.
+        // reqwest uses rustls with the ring provider the server has (no aws-lc-sys build).
+        let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
         let mode: serde_json::Value = reqwest::Client::new()
             .get(format!("{}/api/v1/mode", ems.base))
             .bearer_auth(&ems.viewer)

@@ -33,6 +33,8 @@ async fn a_token_made_through_the_api_carries_the_ems_time() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(pedf_server::serve(listener, state, stop_rx));
+    // reqwest uses rustls with the ring provider the server has (no aws-lc-sys build).
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
     let r = reqwest::Client::new()
         .post(format!("{base}/api/v1/tokens"))
         .bearer_auth(&admin)

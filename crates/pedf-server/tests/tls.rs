@@ -87,6 +87,8 @@ async fn serves_https_with_a_given_certificate() {
         stop_rx,
     ));
 
+    // reqwest uses rustls with the ring provider the server has (no aws-lc-sys build).
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
     let ca = reqwest::Certificate::from_pem(&std::fs::read(dir.join("a.crt")).unwrap()).unwrap();
     let c = reqwest::Client::builder()
         .tls_certs_only([ca])

@@ -59,11 +59,8 @@ pub async fn start_browser(profile: &std::path::Path) -> (Driver, Client) {
             ]
         }),
     );
-    // rustls has two crypto providers compiled in here (ring for the server's HTTPS,
-    // aws-lc-rs through fantoccini/reqwest): name the process default, or rustls cannot pick.
-    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
-    let client = ClientBuilder::rustls()
-        .unwrap()
+    // chromedriver listens on loopback: plain HTTP.
+    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
         .capabilities(caps)
         .connect(&url)
         .await
