@@ -3,9 +3,9 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, Datelike, Utc};
-use pedf_carbon::account::{account, Accounting, Options, SessionShare, SINKS, SOURCES};
-use pedf_carbon::factors::{choose, FactorChoice, FactorTable};
+use chrono::{DateTime, Utc};
+use pedf_carbon::account::{account, Accounting, SessionShare, SINKS, SOURCES};
+use pedf_carbon::factors::{FactorChoice, FactorTable};
 use pedf_carbon::records::read_records;
 use pedf_core::csvtext::InputFile;
 use pedf_core::time::parse_rfc3339;
@@ -37,16 +37,7 @@ fn time_arg(name: &str, text: &str) -> Result<DateTime<Utc>, UserError> {
     parse_rfc3339(text).map_err(|_| UserError(format!("{name}: `{text}` is not an RFC 3339 time with an offset, e.g. 2026-06-21T00:00:00+08:00")))
 }
 
-/// What both `pedf carbon report` and `pedf certificate issue` start from: the park, the
-/// period, the factors chosen for it, the records, and the accounting options.
-pub struct PeriodSetup {
-    pub park: Park,
-    pub from: DateTime<Utc>,
-    pub to: DateTime<Utc>,
-    pub choice: FactorChoice,
-    pub records: Vec<pedf_carbon::records::IntervalRecord>,
-    pub options: Options,
-}
+pub use pedf_carbon::period::PeriodSetup;
 
 /// Reads and checks everything a period's accounting needs; every problem names its file or
 /// argument.
@@ -122,17 +113,8 @@ pub fn prepare_with(
                 es.len()
             ))
         })?;
-    let year = park.clock.local(from).year();
-    let choice = choose(&park, &table, year, baseline).map_err(UserError)?;
-    let options = Options::for_park(&park, &choice, covered_mwh);
-    Ok(PeriodSetup {
-        park,
-        from,
-        to,
-        choice,
-        records,
-        options,
-    })
+    pedf_carbon::period::setup(park, records, from, to, &table, baseline, covered_mwh)
+        .map_err(UserError)
 }
 
 pub fn run(args: ReportArgs) -> Result<(), UserError> {

@@ -5,11 +5,13 @@ use std::path::{Path, PathBuf};
 use chrono::Utc;
 use pedf_carbon::certificate::{
     check_signature_value, compare_with_data, header, num, read_ledger, v1_records_match,
-    write_atomic, Certificate, CertificateIssuer, GreenCertificates, IssuePeriod, Issued, Rendered,
+    write_atomic, Certificate, CertificateIssuer, GreenCertificates, IssuePeriod, Issued,
 };
 use pedf_carbon::records::read_records;
 use pedf_core::csvtext::InputFile;
 use pedf_core::time::{parse_time_zone, IntervalLength, ParkClock};
+
+use pedf_runtime::services::certificate_renderings;
 
 use crate::carbon_cmd::{prepare, PeriodSetup};
 use crate::{print_diagnostics, UserError};
@@ -249,15 +251,13 @@ pub fn issue_prepared(
         green_certificates,
     };
     issuer
-        .issue(period, issued_at, |cert| Rendered {
-            html: render_html(cert),
-            pdf: render_pdf(cert),
-        })
+        .issue(period, issued_at, certificate_renderings)
         .map_err(|e| {
-            UserError(if e.starts_with("no record inside") {
-                format!("{records_name}: {e}")
-            } else {
-                e
+            UserError(match e {
+                pedf_carbon::certificate::IssueError::NoRecords(m) => {
+                    format!("{records_name}: {m}")
+                }
+                other => other.to_string(),
             })
         })
 }
@@ -450,11 +450,12 @@ pub fn render(file: &Path, out_dir: Option<&Path>) -> Result<(), UserError> {
         .unwrap_or_default();
     std::fs::create_dir_all(&dir)
         .map_err(|e| UserError(format!("--out-dir {}: {e}", dir.display())))?;
+    let rendered = certificate_renderings(&cert);
     let html_path = dir.join(format!("{}.html", cert.serial));
-    write_atomic(&html_path, render_html(&cert).as_bytes())
+    write_atomic(&html_path, rendered.html.as_bytes())
         .map_err(|e| UserError(format!("{}: {e}", html_path.display())))?;
     println!("{}", html_path.display());
-    let pdf = render_pdf(&cert).map_err(|why| {
+    let pdf = rendered.pdf.map_err(|why| {
         UserError(format!(
             "no PDF rendering: {why} (HTML written to {})",
             html_path.display()
@@ -464,29 +465,4 @@ pub fn render(file: &Path, out_dir: Option<&Path>) -> Result<(), UserError> {
     write_atomic(&pdf_path, &pdf).map_err(|e| UserError(format!("{}: {e}", pdf_path.display())))?;
     println!("{}", pdf_path.display());
     Ok(())
-}
-
-/// The certificate as a bilingual statement (pedf-report lays it out).
-fn statement(cert: &Certificate) -> pedf_report::statement::Statement {
-    let (zh, en) = pedf_carbon::certificate::TITLE;
-    pedf_report::statement::Statement {
-        title_zh: zh.into(),
-        title_en: en.into(),
-        heading: cert.serial.clone(),
-        rows: pedf_carbon::certificate::rows(cert),
-        closing: pedf_carbon::certificate::closing_lines(cert),
-    }
-}
-
-/// The bilingual HTML rendering of a certificate.
-pub fn render_html(cert: &Certificate) -> String {
-    statement(cert).to_html()
-}
-
-/// The bilingual PDF rendering of a certificate (A4, fonts subset).
-pub fn render_pdf(cert: &Certificate) -> Result<Vec<u8>, String> {
-    let (latin, cjk) = pedf_report::statement::system_fonts()?;
-    statement(cert)
-        .to_pdf(&[&latin, &cjk])
-        .map_err(|e| e.to_string())
 }

@@ -193,7 +193,7 @@ pub fn run(a: DemoArgs) -> Result<(), UserError> {
             a.speed
         );
         println!("pedf demo: files in {} (run.toml, devices.toml, day-inputs/, demo.sqlite); Ctrl-C stops", dir.display());
-        let summary = crate::run_cmd::run_and_serve(cfg, crate::run_cmd::shutdown_signal(a.for_seconds, "pedf demo"), "pedf demo").await?;
+        let summary = pedf_runtime::ems::run_and_serve(cfg, crate::run_cmd::shutdown_signal(a.for_seconds, "pedf demo"), |line| println!("pedf demo: {line}")).await.map_err(UserError)?;
         let now = demo.now.lock().map(|n| n.clone()).unwrap_or_default();
         drop(demo);
         println!(

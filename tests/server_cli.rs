@@ -162,6 +162,57 @@ fn plans_accounts_and_certifies_through_the_api() {
         Some(r#"{"day":"2027-01-01"}"#),
     );
     assert_eq!(s, 422, "{v}");
+    // The application's reason in the answer, not a command-line one (`--inputs`) pointing at
+    // what the server printed on its console ("see above").
+    let why = v["error"].as_str().unwrap();
+    assert!(
+        why.contains("2027-01-01") && !why.contains("--") && !why.contains("see above"),
+        "{v}"
+    );
+
+    // The period is checked by the server: each problem names its field (400).
+    for (query, field) in [
+        ("from=2026-06-22&to=2026-06-21", "to"),
+        ("from=June&to=2026-06-21", "from"),
+    ] {
+        let (s, v) = call(
+            &c,
+            "GET",
+            &format!("{b}/api/v1/carbon?{query}"),
+            &viewer,
+            None,
+        );
+        assert_eq!(s, 400, "{query}: {v}");
+        assert!(
+            v["error"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{field}:")),
+            "{query}: {v}"
+        );
+    }
+    // A period without records: nothing to certify (422, the store named).
+    let (s, v) = call(
+        &c,
+        "POST",
+        &format!("{b}/api/v1/certificates"),
+        &admin,
+        Some(r#"{"from":"2025-01-01","to":"2025-01-02"}"#),
+    );
+    assert_eq!(s, 422, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("no record inside"),
+        "{v}"
+    );
+    // A certificate that does not exist: 404.
+    let (s, _) = call(
+        &c,
+        "GET",
+        &format!("{b}/api/v1/certificates/QINGZHOU-PEDF-2026-999999/json"),
+        &viewer,
+        None,
+    );
+    assert_eq!(s, 404);
 
     // Carbon accounting of the day in the store.
     let (s, v) = call(

@@ -11,5 +11,6 @@ pub mod counters;
 pub mod factors;
 pub mod jcs;
 pub mod merkle;
+pub mod period;
 /// Interval energy records live in pedf-core (the store and the runtime write them too).
 pub use pedf_core::records;

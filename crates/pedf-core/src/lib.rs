@@ -14,6 +14,7 @@ pub mod live;
 pub mod park;
 pub mod plan;
 pub mod records;
+pub mod services;
 pub mod sign;
 pub mod tariff;
 pub mod time;

@@ -4,8 +4,10 @@
 //! each cycle (`live`).
 pub mod config;
 mod devices;
+pub mod ems;
 pub mod live;
 pub mod replan;
 pub mod run;
+pub mod services;
 pub mod sessions;
 mod so_far;

@@ -24,6 +24,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use pedf_core::live::{Live, Mode, ModeView, Order};
+use pedf_core::services::{
+    CarbonSummary, CertificateFormat, IssuedCertificate, Period, PlannedDay, ServiceError,
+};
 use pedf_core::Park;
 use pedf_store::Store;
 use serde::Deserialize;
@@ -35,18 +38,38 @@ pub use auth::{Caller, Role};
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// Plans and carbon figures come from the parts of pedf that compute them; the binary wires
-/// them in (the server itself only moves requests and answers).
+/// Plans and carbon figures come from the application (pedf-runtime's `EmsServices`); the
+/// server parses and checks the requests, calls these with typed values on the blocking pool,
+/// and answers each [`ServiceError`] with the status of its kind.
 pub trait Services: Send + Sync + 'static {
-    /// Plans a local day; returns the strategy used and the plan JSON (as `pedf plan` writes).
-    fn plan_day(&self, date: chrono::NaiveDate) -> Result<(String, String), String>;
-    /// Carbon accounting of `[from, to)` (RFC 3339 instants or dates) from the store's
-    /// interval records, as JSON.
-    fn carbon(&self, from: &str, to: &str) -> Result<Value, String>;
-    /// Issues a certificate for `[from, to)`; returns its summary (with its id).
-    fn issue_certificate(&self, from: &str, to: &str, by: &str) -> Result<Value, String>;
-    /// A certificate's file: `pdf` or `json`.
-    fn certificate_file(&self, id: &str, kind: &str) -> Result<Vec<u8>, String>;
+    /// Plans a local day.
+    fn plan_day(&self, date: chrono::NaiveDate) -> Result<PlannedDay, ServiceError>;
+    /// Carbon accounting of a period from the store's interval records.
+    fn carbon(&self, period: Period) -> Result<CarbonSummary, ServiceError>;
+    /// Issues a certificate for a period; `by` is who asked.
+    fn issue_certificate(
+        &self,
+        period: Period,
+        by: &str,
+    ) -> Result<IssuedCertificate, ServiceError>;
+    /// A certificate's file (`id` is letters, digits, `-` and `_` only: the server checks).
+    fn certificate_file(
+        &self,
+        id: &str,
+        format: CertificateFormat,
+    ) -> Result<Vec<u8>, ServiceError>;
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> ApiError {
+        let status = match &e {
+            ServiceError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
+            ServiceError::NotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ServiceError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError(status, e.to_string())
+    }
 }
 
 /// What the handlers share.
@@ -846,9 +869,8 @@ async fn plan_run(
     c.require(Role::Operator)?;
     let day = parse_day(&b.day, "day")?;
     let who = c.who();
-    let (strategy, json) = on_blocking_pool(&s, move |x| x.plan_day(day))
-        .await?
-        .map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e))?;
+    let PlannedDay { strategy, plan } = on_blocking_pool(&s, move |x| x.plan_day(day)).await??;
+    let json = serde_json::to_string(&plan).map_err(internal)?;
     let mut store = s.store();
     let id = store
         .put_plan(s.inner.time.now(), &day.to_string(), &strategy, &json)
@@ -921,13 +943,15 @@ struct PeriodQuery {
 /// the other requests go on meanwhile).
 async fn on_blocking_pool<T: Send + 'static>(
     s: &AppState,
-    call: impl FnOnce(&dyn Services) -> Result<T, String> + Send + 'static,
-) -> Result<Result<T, String>, ApiError> {
+    call: impl FnOnce(&dyn Services) -> Result<T, ServiceError> + Send + 'static,
+) -> Result<Result<T, ServiceError>, ApiError> {
     services(s)?;
     let st = s.clone();
     tokio::task::spawn_blocking(move || match st.inner.services.as_deref() {
         Some(x) => call(x),
-        None => Err("carbon accounting and planning are not available in this server".into()),
+        None => Err(ServiceError::NotConfigured(
+            "carbon accounting and planning are not available in this server".into(),
+        )),
     })
     .await
     .map_err(internal)
@@ -944,16 +968,40 @@ async fn carbon(
     _c: Caller,
     State(s): State<AppState>,
     Query(q): Query<PeriodQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CarbonSummary>, ApiError> {
     let (Some(from), Some(to)) = (q.from, q.to) else {
         return Err(bad_request(
             "from and to: both are needed (dates YYYY-MM-DD or RFC 3339 instants)",
         ));
     };
-    on_blocking_pool(&s, move |x| x.carbon(&from, &to))
-        .await?
-        .map(Json)
-        .map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e))
+    let period = parse_period(&s.inner.park, &from, &to)?;
+    Ok(Json(
+        on_blocking_pool(&s, move |x| x.carbon(period)).await??,
+    ))
+}
+
+/// A period from the API's `from` and `to`: dates (the park's local midnight) or RFC 3339
+/// instants with an offset, `from` before `to`.
+fn parse_period(park: &Park, from: &str, to: &str) -> Result<Period, ApiError> {
+    let instant =
+        |text: &str, field: &str| match chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+            Ok(d) => Ok(park.clock.start_of_local_day(d)),
+            Err(_) => pedf_core::time::parse_rfc3339(text).map_err(|_| {
+                bad_request(format!(
+                    "{field}: `{text}` is not a date YYYY-MM-DD or an RFC 3339 time with an offset"
+                ))
+            }),
+        };
+    let period = Period {
+        from: instant(from, "from")?,
+        to: instant(to, "to")?,
+    };
+    if period.to <= period.from {
+        return Err(bad_request(format!(
+            "to: `{to}` is not after from `{from}`"
+        )));
+    }
+    Ok(period)
 }
 
 #[derive(Deserialize)]
@@ -967,20 +1015,19 @@ async fn certificate_issue(
     c: Caller,
     State(s): State<AppState>,
     Body(b): Body<CertificateBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<IssuedCertificate>, ApiError> {
     c.require(Role::Operator)?;
-    let (from, to, who) = (b.from.clone(), b.to.clone(), c.who());
-    let out = on_blocking_pool(&s, move |x| x.issue_certificate(&from, &to, &who))
-        .await?
-        .map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e))?;
-    let id = out["id"].as_str().unwrap_or("?").to_string();
+    let period = parse_period(&s.inner.park, &b.from, &b.to)?;
+    let who = c.who();
+    let out = on_blocking_pool(&s, move |x| x.issue_certificate(period, &who)).await??;
+    let id = out.id.clone();
     s.store()
         .audit(
             s.inner.time.now(),
             "carbon",
             &c.who(),
             &format!("certificate {id} issued for {} .. {}", b.from, b.to),
-            out["stated_t"].as_f64().unwrap_or(0.0),
+            out.stated_t,
             None,
             None,
             "accepted",
@@ -998,21 +1045,18 @@ async fn certificate_file(
     State(s): State<AppState>,
     Path((id, kind)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let content_type = match kind.as_str() {
-        "pdf" => "application/pdf",
-        "json" => "application/json",
-        _ => return Err(bad_request(format!("kind: `{kind}` is not pdf or json"))),
+    let Some(format) = CertificateFormat::parse(&kind) else {
+        return Err(bad_request(format!("kind: `{kind}` is not pdf or json")));
     };
+    let content_type = format.content_type();
     if !id
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     {
         return Err(bad_request(format!("id: `{id}` is not a certificate id")));
     }
-    let (i, k) = (id.clone(), kind.clone());
-    let bytes = on_blocking_pool(&s, move |x| x.certificate_file(&i, &k))
-        .await?
-        .map_err(|e| ApiError(StatusCode::NOT_FOUND, e))?;
+    let i = id.clone();
+    let bytes = on_blocking_pool(&s, move |x| x.certificate_file(&i, format)).await??;
     Ok((
         [
             (header::CONTENT_TYPE, content_type.to_string()),

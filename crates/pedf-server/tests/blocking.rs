@@ -7,11 +7,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pedf_core::live::Mode;
+use pedf_core::services::{
+    CarbonSummary, CarbonTotals, CertificateFormat, IssuedCertificate, Period, PlannedDay,
+    ServiceError,
+};
 use pedf_runtime::live::Live;
 use pedf_server::auth::create_token;
 use pedf_server::{AppState, Role, Services};
 use pedf_store::Store;
-use serde_json::{json, Value};
 use tokio::sync::watch;
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
@@ -24,23 +27,45 @@ struct Slow {
 }
 
 impl Services for Slow {
-    fn plan_day(&self, _: chrono::NaiveDate) -> Result<(String, String), String> {
-        Err("not here".into())
+    fn plan_day(&self, _: chrono::NaiveDate) -> Result<PlannedDay, ServiceError> {
+        Err(ServiceError::NotConfigured("not here".into()))
     }
-    fn carbon(&self, _: &str, _: &str) -> Result<Value, String> {
+    fn carbon(&self, period: Period) -> Result<CarbonSummary, ServiceError> {
         let _ = self.entered.lock().unwrap().send(());
         let _ = self
             .gate
             .lock()
             .unwrap()
             .recv_timeout(Duration::from_secs(60));
-        Ok(json!({"ok": true}))
+        Ok(CarbonSummary {
+            from: period.from.to_rfc3339(),
+            to: period.to.to_rfc3339(),
+            factor: String::new(),
+            baseline: String::new(),
+            notes: Vec::new(),
+            measured_intervals: 0,
+            estimated_intervals: 0,
+            totals: CarbonTotals {
+                pv_kwh: 0.0,
+                grid_import_kwh: 0.0,
+                grid_export_kwh: 0.0,
+                consumption_kwh: 0.0,
+                location_kg: 0.0,
+                market_kg: 0.0,
+                avoided_pv_kg: 0.0,
+                shifting_kg: 0.0,
+                park_intensity_kg_per_kwh: 0.0,
+                self_sufficiency: 0.0,
+                self_consumption: 0.0,
+                cfe_score: 0.0,
+            },
+        })
     }
-    fn issue_certificate(&self, _: &str, _: &str, _: &str) -> Result<Value, String> {
-        Err("not here".into())
+    fn issue_certificate(&self, _: Period, _: &str) -> Result<IssuedCertificate, ServiceError> {
+        Err(ServiceError::NotConfigured("not here".into()))
     }
-    fn certificate_file(&self, _: &str, _: &str) -> Result<Vec<u8>, String> {
-        Err("not here".into())
+    fn certificate_file(&self, _: &str, _: CertificateFormat) -> Result<Vec<u8>, ServiceError> {
+        Err(ServiceError::NotConfigured("not here".into()))
     }
 }
 

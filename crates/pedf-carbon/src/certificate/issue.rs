@@ -136,6 +136,21 @@ pub struct Rendered {
 }
 
 /// A certificate just issued, with where its files are.
+/// Why a certificate was not issued (or, for [`IssueError::Io`] after the ledger entry, its
+/// files not all written: the message says so).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum IssueError {
+    /// The period has no interval record.
+    #[error("{0}")]
+    NoRecords(String),
+    /// The period overlaps one the ledger holds.
+    #[error("{0}")]
+    AlreadyCertified(String),
+    /// A file (key, ledger, certificate folder or file) could not be read or written.
+    #[error("{0}")]
+    Io(String),
+}
+
 pub struct Issued {
     pub cert: Certificate,
     pub json_path: PathBuf,
@@ -156,7 +171,7 @@ impl CertificateIssuer<'_> {
         period: Period,
         issued_at: DateTime<Utc>,
         render: impl Fn(&Certificate) -> Rendered,
-    ) -> Result<Issued, String> {
+    ) -> Result<Issued, IssueError> {
         let Period {
             park,
             records,
@@ -167,32 +182,39 @@ impl CertificateIssuer<'_> {
             green_certificates,
         } = period;
         if !records.iter().any(|r| r.start >= from && r.start < to) {
-            return Err(format!(
+            return Err(IssueError::NoRecords(format!(
                 "no record inside {} – {}: nothing to certify",
                 park.clock.format(from),
                 park.clock.format(to)
-            ));
+            )));
         }
-        std::fs::create_dir_all(self.out_dir)
-            .map_err(|e| format!("--out-dir {}: {e}", self.out_dir.display()))?;
+        std::fs::create_dir_all(self.out_dir).map_err(|e| {
+            IssueError::Io(format!(
+                "{}: cannot make the certificates' folder: {e}",
+                self.out_dir.display()
+            ))
+        })?;
         let ledger_path = self
             .ledger
             .map(Path::to_path_buf)
             .unwrap_or_else(|| self.out_dir.join("ledger.jsonl"));
         // Held from reading the ledger to appending the entry: another issue at the same time
         // (the API, another command) waits, then sees this one's entry.
-        let mut ledger = LockedLedger::open(&ledger_path)
-            .map_err(|e| format!("{e}; no certificate was issued (cannot append to the ledger)"))?;
+        let mut ledger = LockedLedger::open(&ledger_path).map_err(|e| {
+            IssueError::Io(format!(
+                "{e}; no certificate was issued (cannot append to the ledger)"
+            ))
+        })?;
         if let Some(e) = overlapping(&ledger.entries, &park.id, from, to) {
-            return Err(format!(
+            return Err(IssueError::AlreadyCertified(format!(
                 "the period overlaps certificate {} ({} – {}) in {}: refused, a period is certified once",
                 e.serial,
                 e.from,
                 e.to,
                 ledger_path.display()
-            ));
+            )));
         }
-        let (key, key_created) = load_or_create_key(self.key)?;
+        let (key, key_created) = load_or_create_key(self.key).map_err(IssueError::Io)?;
         let serial = format!(
             "{}-{}-{:06}",
             park.id.to_uppercase(),
@@ -218,18 +240,18 @@ impl CertificateIssuer<'_> {
         // certificate file, never a certificate outside the ledger.
         let entry = ledger
             .append(&cert)
-            .map_err(|e| format!("{e}; no certificate was issued"))?;
+            .map_err(|e| IssueError::Io(format!("{e}; no certificate was issued")))?;
         let json_path = self.out_dir.join(format!("{}.json", cert.serial));
         let html_path = self.out_dir.join(format!("{}.html", cert.serial));
         let pdf_path = self.out_dir.join(format!("{}.pdf", cert.serial));
         let rendered = render(&cert);
         let write = |path: &Path, bytes: &[u8]| {
             write_atomic(path, bytes).map_err(|e| {
-                format!(
+                IssueError::Io(format!(
                     "{}: {e} (certificate {} is in the ledger; `pedf certificate render` can write its files again from its JSON)",
                     path.display(),
                     cert.serial
-                )
+                ))
             })
         };
         write(

@@ -28,7 +28,7 @@ mod signing;
 mod view;
 
 pub use issue::{
-    factors_used, meters_of, CertificateIssuer, Issued, Period as IssuePeriod, Rendered,
+    factors_used, meters_of, CertificateIssuer, IssueError, Issued, Period as IssuePeriod, Rendered,
 };
 
 pub use ledger::{

@@ -1,0 +1,159 @@
+//! The typed interface between the HTTP server and the application behind it: what the server
+//! asks (a day to plan, a period to account or certify, a certificate's file) and what it gets
+//! back, each failure a [`ServiceError`] whose kind the server answers with its HTTP status.
+//! The server parses and checks the request (dates, the period's order); the application
+//! never sees text it has to parse again, and never answers with text the server patches.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::plan::Plan;
+
+/// Why a service call failed; the kind decides the HTTP status.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ServiceError {
+    /// The request cannot be served as asked: no data in the period, a period already
+    /// certified, day inputs with errors (422).
+    #[error("{0}")]
+    Unprocessable(String),
+    /// What was asked for does not exist (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// This EMS is not set up for it (a folder or file not configured) (503).
+    #[error("{0}")]
+    NotConfigured(String),
+    /// The application failed (a store or file it could not read or write) (500).
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// A period `[from, to)`, checked: `from` before `to`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Period {
+    /// The start.
+    pub from: DateTime<Utc>,
+    /// The end (not included).
+    pub to: DateTime<Utc>,
+}
+
+/// A day planned.
+#[derive(Debug, Clone)]
+pub struct PlannedDay {
+    /// `optimized`, or `rule, fallback: <why>` when the optimiser failed.
+    pub strategy: String,
+    /// The plan, as `pedf plan` writes it.
+    pub plan: Plan,
+}
+
+/// A period's carbon accounting, as the API returns it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CarbonSummary {
+    /// The start of the period, RFC 3339 in the park's zone.
+    pub from: String,
+    /// The end of the period (not included).
+    pub to: String,
+    /// The location-based factor, with its source.
+    pub factor: String,
+    /// The baseline factor of avoided emissions, with its source.
+    pub baseline: String,
+    /// How the factors were chosen.
+    pub notes: Vec<String>,
+    /// Intervals with measured records.
+    pub measured_intervals: usize,
+    /// Intervals estimated by the documented gap rule.
+    pub estimated_intervals: usize,
+    /// The period's totals.
+    pub totals: CarbonTotals,
+}
+
+/// The totals of a period's carbon accounting.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CarbonTotals {
+    /// PV generated, kWh.
+    pub pv_kwh: f64,
+    /// Imported, kWh.
+    pub grid_import_kwh: f64,
+    /// Exported, kWh.
+    pub grid_export_kwh: f64,
+    /// Consumed on site (loads and EV), kWh.
+    pub consumption_kwh: f64,
+    /// Location-based Scope 2, kg CO2.
+    pub location_kg: f64,
+    /// Market-based Scope 2, kg CO2.
+    pub market_kg: f64,
+    /// Avoided by the PV electricity delivered, kg CO2.
+    pub avoided_pv_kg: f64,
+    /// Avoided by shifting import to cleaner hours, kg CO2.
+    pub shifting_kg: f64,
+    /// Location-based Scope 2 per kWh consumed, kg CO2.
+    pub park_intensity_kg_per_kwh: f64,
+    /// Share of consumption met by the park's own PV.
+    pub self_sufficiency: f64,
+    /// Share of PV used on site.
+    pub self_consumption: f64,
+    /// Hourly carbon-free energy score.
+    pub cfe_score: f64,
+}
+
+/// A certificate issued, as the API returns it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IssuedCertificate {
+    /// Its serial.
+    pub id: String,
+    /// The period certified, as the certificate states it.
+    pub from: String,
+    /// Its end (not included).
+    pub to: String,
+    /// The reductions it states (after green certificates), t CO2.
+    pub stated_t: f64,
+    /// The emission reductions before green certificates, t CO2.
+    pub emission_reductions_t: f64,
+    /// Location-based Scope 2 of the period, t CO2.
+    pub scope2_location_based_t: f64,
+    /// Intervals with a record.
+    pub intervals_recorded: usize,
+    /// Intervals in the period.
+    pub intervals_expected: usize,
+    /// Whether its PDF was made.
+    pub pdf: bool,
+    /// The issuer's ed25519 public key, hex.
+    pub issuer_public_key: String,
+    /// Its entry in the ledger.
+    pub ledger_seq: u64,
+}
+
+/// A certificate's files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertificateFormat {
+    /// The bilingual statement.
+    Pdf,
+    /// The signed certificate.
+    Json,
+}
+
+impl CertificateFormat {
+    /// From the API's `pdf` or `json`.
+    pub fn parse(text: &str) -> Option<CertificateFormat> {
+        match text {
+            "pdf" => Some(CertificateFormat::Pdf),
+            "json" => Some(CertificateFormat::Json),
+            _ => None,
+        }
+    }
+
+    /// The file's extension.
+    pub fn extension(self) -> &'static str {
+        match self {
+            CertificateFormat::Pdf => "pdf",
+            CertificateFormat::Json => "json",
+        }
+    }
+
+    /// The HTTP content type.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            CertificateFormat::Pdf => "application/pdf",
+            CertificateFormat::Json => "application/json",
+        }
+    }
+}

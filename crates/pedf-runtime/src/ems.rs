@@ -1,0 +1,102 @@
+//! The EMS as one application: the run loop and, when the run file has a `[server]` table,
+//! the HTTP server beside it (API, live stream, metrics, dashboard) with the EMS's services
+//! (planning, carbon accounting, certificates) behind it, all on the run's clock.
+
+use std::sync::Arc;
+
+use pedf_core::live::{Live, Mode};
+use pedf_server::AppState;
+use pedf_store::Store;
+use tokio::sync::watch;
+
+use crate::run::{run_with, RunConfig, RunIo, RunSummary};
+use crate::services::EmsServices;
+
+/// The runtime with its server (when the run file has one) until `shutdown`. What an operator
+/// must see (the dashboard's address, the admin token made at first start, a server that did
+/// not stop) goes to `say`, one line each; the binary prints it.
+pub async fn run_and_serve(
+    cfg: RunConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+    say: impl Fn(String),
+) -> Result<RunSummary, String> {
+    let mut io = RunIo::default();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut server = None;
+    if let Some(srv) = cfg.server.clone() {
+        let pname = cfg.park.display().to_string();
+        let bytes = std::fs::read(&cfg.park).map_err(|e| format!("{pname}: cannot read: {e}"))?;
+        let park = pedf_core::config::load_park(&pname, &bytes)
+            .value
+            .ok_or(format!(
+                "{pname}: the park file has errors; `pedf check {pname}` lists them"
+            ))?;
+        if let Some(dir) = cfg.store.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        let mut store = Store::open(&cfg.store).map_err(|e| e.to_string())?;
+        if let Some(token) = pedf_server::auth::ensure_admin_token(&mut store, cfg.time.now())? {
+            say(format!(
+                "first start: admin token (shown once, keep it safe): {token}"
+            ));
+        }
+        let (live_tx, live_rx) = watch::channel(Arc::new(Live::default()));
+        let (mode_tx, mode_rx) = watch::channel(Mode::Automatic);
+        io.live = Some(live_tx);
+        io.mode = Some(mode_rx);
+        let (orders_tx, orders_rx) = tokio::sync::mpsc::channel(64);
+        io.orders = Some(orders_rx);
+        let services = EmsServices {
+            park: park.clone(),
+            store: cfg.store.clone(),
+            plan_inputs: srv.plan_inputs.clone(),
+            factors: srv.emission_factors.clone(),
+            certificates: srv.certificates_dir.clone().unwrap_or_default(),
+            issuer_key: srv.issuer_key.clone().unwrap_or_default(),
+            time: cfg.time,
+        };
+        let state = AppState::new(
+            park,
+            live_rx,
+            mode_tx,
+            store,
+            Some(Box::new(services)),
+            stop_rx.clone(),
+        )
+        .with_time(cfg.time)
+        .with_orders(orders_tx);
+        let tls = match (&srv.tls_cert, &srv.tls_key) {
+            (Some(c), Some(k)) => Some(pedf_server::tls_config(c, k)?),
+            _ => None,
+        };
+        let listener = tokio::net::TcpListener::bind(&srv.listen)
+            .await
+            .map_err(|e| format!("[server] listen = {}: {e}", srv.listen))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        server = Some(match tls {
+            Some(tls) => {
+                say(format!("dashboard and API at https://{addr}/"));
+                tokio::spawn(pedf_server::serve_tls(
+                    listener,
+                    state.with_secure_cookie(),
+                    tls,
+                    stop_rx.clone(),
+                ))
+            }
+            None => {
+                say(format!("dashboard and API at http://{addr}/"));
+                tokio::spawn(pedf_server::serve(listener, state, stop_rx.clone()))
+            }
+        });
+    }
+    let r = run_with(cfg, io, shutdown).await;
+    let _ = stop_tx.send(true);
+    if let Some(s) = server {
+        match tokio::time::timeout(std::time::Duration::from_secs(5), s).await {
+            Ok(Ok(Err(e))) => say(format!("server: {e}")),
+            Err(_) => say("server did not stop within 5 s".into()),
+            _ => {}
+        }
+    }
+    r
+}

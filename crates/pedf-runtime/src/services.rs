@@ -1,0 +1,239 @@
+//! What the running EMS serves besides the live park: planning a day, a period's carbon
+//! accounting, certificates (issued with their bilingual HTML and PDF, and read back), for
+//! pedf-server through its typed `Services` interface. Every failure is a typed
+//! [`ServiceError`]: the request's (422), not configured (503), or the EMS's own (500).
+
+use std::path::PathBuf;
+
+use chrono::NaiveDate;
+use pedf_carbon::certificate::{Certificate, CertificateIssuer, IssueError, IssuePeriod, Rendered};
+use pedf_carbon::factors::FactorTable;
+use pedf_carbon::period::PeriodSetup;
+use pedf_core::inputs::FolderError;
+use pedf_core::services::{
+    CarbonSummary, CarbonTotals, CertificateFormat, IssuedCertificate, Period, PlannedDay,
+    ServiceError,
+};
+use pedf_core::Park;
+use pedf_dispatch::{plan_optimized, CurrentState, PlanOptions};
+use pedf_server::Services;
+use pedf_store::Store;
+
+/// Planning and carbon accounting from a run's files and store.
+pub struct EmsServices {
+    pub park: Park,
+    /// The EMS store (its interval records).
+    pub store: PathBuf,
+    /// The day-input folder days are planned from (a subfolder named after the day when
+    /// there is one).
+    pub plan_inputs: Option<PathBuf>,
+    /// The emission-factor table.
+    pub factors: PathBuf,
+    /// Where certificates and their ledger go.
+    pub certificates: PathBuf,
+    /// The issuer's ed25519 key (made at first use).
+    pub issuer_key: PathBuf,
+    /// The EMS's clock: certificates issued through the API are stamped with its time.
+    pub time: pedf_core::time::TimeSource,
+}
+
+/// A certificate's bilingual statement.
+fn statement(cert: &Certificate) -> pedf_report::statement::Statement {
+    let (zh, en) = pedf_carbon::certificate::TITLE;
+    pedf_report::statement::Statement {
+        title_zh: zh.into(),
+        title_en: en.into(),
+        heading: cert.serial.clone(),
+        rows: pedf_carbon::certificate::rows(cert),
+        closing: pedf_carbon::certificate::closing_lines(cert),
+    }
+}
+
+/// A certificate's HTML and PDF (A4, fonts subset), as its issuer commits them.
+pub fn certificate_renderings(cert: &Certificate) -> Rendered {
+    let s = statement(cert);
+    Rendered {
+        html: s.to_html(),
+        pdf: pedf_report::statement::system_fonts()
+            .and_then(|(latin, cjk)| s.to_pdf(&[&latin, &cjk]).map_err(|e| e.to_string())),
+    }
+}
+
+impl EmsServices {
+    /// The period's setup from the store's interval records.
+    fn setup(&self, period: Period) -> Result<PeriodSetup, ServiceError> {
+        let store = Store::open(&self.store)
+            .map_err(|e| ServiceError::Failed(format!("the EMS store: {e}")))?;
+        let records: Vec<_> = store
+            .records(period.from, period.to)
+            .map_err(|e| ServiceError::Failed(format!("the EMS store: {e}")))?
+            .into_iter()
+            .map(|(r, _)| r)
+            .collect();
+        let name = self.factors.display().to_string();
+        let text = std::fs::read_to_string(&self.factors).map_err(|e| {
+            ServiceError::NotConfigured(format!("[server] emission_factors = {name}: {e}"))
+        })?;
+        let table = FactorTable::parse(&name, &text).map_err(|es| {
+            ServiceError::NotConfigured(format!(
+                "[server] emission_factors = {name}: {} error(s), the first: {}",
+                es.len(),
+                es.first().map(ToString::to_string).unwrap_or_default()
+            ))
+        })?;
+        pedf_carbon::period::setup(
+            self.park.clone(),
+            records,
+            period.from,
+            period.to,
+            &table,
+            "auto",
+            0.0,
+        )
+        .map_err(ServiceError::Unprocessable)
+    }
+
+    fn text(&self, t: chrono::DateTime<chrono::Utc>) -> String {
+        self.park.clock.local(t).to_rfc3339()
+    }
+}
+
+impl Services for EmsServices {
+    fn plan_day(&self, date: NaiveDate) -> Result<PlannedDay, ServiceError> {
+        let dir = self
+            .plan_inputs
+            .as_ref()
+            .ok_or(ServiceError::NotConfigured(
+                "planning needs the day-input folder: set [server] plan_inputs in the run file"
+                    .into(),
+            ))?;
+        let load = |d: &std::path::Path| {
+            pedf_core::inputs::load_days_inputs_from_dir(&self.park, d, date, 1)
+        };
+        let inputs = load(&dir.join(date.to_string()))
+            .or_else(|_| load(dir))
+            .map_err(|e| match e {
+                FolderError::Invalid { diagnostics, .. } => ServiceError::Unprocessable(format!(
+                    "the day inputs of {date} have {} error(s): {}",
+                    diagnostics.len(),
+                    // Where and what (the hints speak to the command line).
+                    diagnostics
+                        .iter()
+                        .take(3)
+                        .map(|d| format!("{}:{}: {}", d.file, d.line, d.message))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )),
+                other => ServiceError::Unprocessable(format!("no day inputs for {date}: {other}")),
+            })?;
+        // The optimiser falls back to the rule-based plan itself when HiGHS fails (its
+        // strategy says so); an error here is in the inputs, which no planner can use.
+        let plan = plan_optimized(
+            &self.park,
+            &inputs,
+            &PlanOptions::default(),
+            &CurrentState::default(),
+        )
+        .map_err(|e| ServiceError::Unprocessable(format!("planning failed: {e}")))?;
+        let strategy = match plan.strategy {
+            pedf_core::plan::Strategy::Optimized => "optimized".to_string(),
+            pedf_core::plan::Strategy::Rule => format!(
+                "rule, fallback: {}",
+                plan.notes
+                    .iter()
+                    .find(|n| n.contains("optimiser failed"))
+                    .map_or("the optimiser gave the rule-based plan", String::as_str)
+            ),
+        };
+        Ok(PlannedDay { strategy, plan })
+    }
+
+    fn carbon(&self, period: Period) -> Result<CarbonSummary, ServiceError> {
+        let setup = self.setup(period)?;
+        let a = pedf_carbon::account::account(&setup.records, setup.from, setup.to, &setup.options);
+        let tt = &a.totals;
+        Ok(CarbonSummary {
+            from: self.text(period.from),
+            to: self.text(period.to),
+            factor: setup.choice.location.describe(),
+            baseline: setup.choice.baseline_text.clone(),
+            notes: setup.choice.notes.clone(),
+            measured_intervals: tt.intervals - tt.estimated_intervals,
+            estimated_intervals: tt.estimated_intervals,
+            totals: CarbonTotals {
+                pv_kwh: tt.pv_kwh,
+                grid_import_kwh: tt.grid_import_kwh,
+                grid_export_kwh: tt.grid_export_kwh,
+                consumption_kwh: tt.consumption_kwh,
+                location_kg: tt.location_kg,
+                market_kg: tt.market_kg,
+                avoided_pv_kg: tt.avoided_pv_kg,
+                shifting_kg: tt.shifting_kg,
+                park_intensity_kg_per_kwh: tt.park_intensity,
+                self_sufficiency: tt.self_sufficiency,
+                self_consumption: tt.self_consumption,
+                cfe_score: tt.cfe_score,
+            },
+        })
+    }
+
+    fn issue_certificate(
+        &self,
+        period: Period,
+        by: &str,
+    ) -> Result<IssuedCertificate, ServiceError> {
+        let setup = self.setup(period)?;
+        let issuer = CertificateIssuer {
+            out_dir: &self.certificates,
+            key: &self.issuer_key,
+            ledger: None,
+        };
+        let i = issuer
+            .issue(
+                IssuePeriod {
+                    park: &setup.park,
+                    records: &setup.records,
+                    from: setup.from,
+                    to: setup.to,
+                    options: &setup.options,
+                    choice: &setup.choice,
+                    green_certificates: Vec::new(),
+                },
+                self.time.now(),
+                certificate_renderings,
+            )
+            .map_err(|e| match e {
+                IssueError::NoRecords(m) => {
+                    ServiceError::Unprocessable(format!("the EMS store's interval records: {m}"))
+                }
+                IssueError::AlreadyCertified(m) => ServiceError::Unprocessable(m),
+                IssueError::Io(m) => ServiceError::Failed(m),
+            })?;
+        tracing::info!(serial = %i.cert.serial, by, "certificate issued from the API");
+        let f = &i.cert.figures;
+        Ok(IssuedCertificate {
+            id: i.cert.serial.clone(),
+            from: i.cert.period.from.clone(),
+            to: i.cert.period.to.clone(),
+            stated_t: f.stated_reductions_t,
+            emission_reductions_t: f.emission_reductions_t,
+            scope2_location_based_t: f.scope2_location_based_t,
+            intervals_recorded: i.cert.data_quality.intervals_recorded,
+            intervals_expected: i.cert.data_quality.intervals_expected,
+            pdf: i.pdf_error.is_none(),
+            issuer_public_key: i.cert.issuer.public_key.clone(),
+            ledger_seq: i.ledger_seq,
+        })
+    }
+
+    fn certificate_file(
+        &self,
+        id: &str,
+        format: CertificateFormat,
+    ) -> Result<Vec<u8>, ServiceError> {
+        let kind = format.extension();
+        let p = self.certificates.join(format!("{id}.{kind}"));
+        std::fs::read(&p)
+            .map_err(|_| ServiceError::NotFound(format!("no {kind} of certificate {id}")))
+    }
+}
