@@ -164,3 +164,99 @@ impl RunConfig {
         Ok(c)
     }
 }
+
+/// Whether a TOML text looks like a run file (it sets `devices` and `store`), for `pedf check`
+/// telling run files from park files.
+pub fn is_run_file_text(text: &str) -> bool {
+    let key = |k: &str| {
+        text.lines().any(|l| {
+            l.trim_start()
+                .strip_prefix(k)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+    };
+    key("devices") && key("store")
+}
+
+/// What `pedf check` found in a run file.
+pub struct RunFileCheck {
+    /// Whether `pedf run` can start from it.
+    pub valid: bool,
+    /// Every problem and warning, located in its own file.
+    pub messages: Vec<String>,
+    /// One line on what it runs, when it is valid.
+    pub summary: String,
+}
+
+/// Checks a run file as `pedf run` would start from it: its keys, the park file and device
+/// list it names (each problem located in its own file), and the files and folders its
+/// `[server]` and `[replan]` tables name.
+pub fn check_run_file(path: &Path) -> RunFileCheck {
+    let name = path.display().to_string();
+    let cfg = match RunConfig::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            return RunFileCheck {
+                valid: false,
+                messages: vec![e],
+                summary: String::new(),
+            }
+        }
+    };
+    let mut valid = true;
+    let mut messages = Vec::new();
+    let pname = cfg.park.display().to_string();
+    match std::fs::read(&cfg.park) {
+        Ok(b) => {
+            let loaded = pedf_core::config::load_park(&pname, &b);
+            messages.extend(loaded.diagnostics.iter().map(ToString::to_string));
+            valid &= loaded.value.is_some();
+        }
+        Err(e) => {
+            messages.push(format!("{name}: park = {pname}: cannot read: {e}"));
+            valid = false;
+        }
+    }
+    if let Err(errors) = pedf_devices::template::load_device_set(&cfg.devices) {
+        messages.extend(errors.iter().map(ToString::to_string));
+        valid = false;
+    }
+    if let Some(srv) = &cfg.server {
+        for (what, p) in [
+            ("plan_inputs", srv.plan_inputs.as_ref()),
+            ("emission_factors", Some(&srv.emission_factors)),
+            ("tls_cert", srv.tls_cert.as_ref()),
+            ("tls_key", srv.tls_key.as_ref()),
+        ] {
+            if let Some(p) = p.filter(|p| !p.exists()) {
+                messages.push(format!(
+                    "{name}: [server] {what} = {}: not found",
+                    p.display()
+                ));
+                valid = false;
+            }
+        }
+    }
+    if let Some(r) = cfg.replan.as_ref().filter(|r| !r.inputs.is_dir()) {
+        messages.push(format!(
+            "{name}: [replan] inputs = {}: not a folder",
+            r.inputs.display()
+        ));
+        valid = false;
+    }
+    let summary = format!(
+        "{name}: run file is valid (park {}, devices {}, store {}{})",
+        cfg.park.display(),
+        cfg.devices.display(),
+        cfg.store.display(),
+        cfg.server
+            .as_ref()
+            .map(|s| format!(", server on {}", s.listen))
+            .unwrap_or_default()
+    );
+    RunFileCheck {
+        valid,
+        messages,
+        summary,
+    }
+}
