@@ -254,6 +254,7 @@ async fn write_order<D: DeviceIo>(
     control: &mut Option<SafeControl>,
     shared: &Shared,
     time: TimeSource,
+    last_order: &mut Option<Order>,
 ) {
     let order = shared
         .order
@@ -264,6 +265,7 @@ async fn write_order<D: DeviceIo>(
         let _ = c
             .command(device, o.value, &o.by, &o.reason, time.now())
             .await;
+        *last_order = Some(o);
     }
 }
 
@@ -291,6 +293,8 @@ async fn drive<D: DeviceIo>(
     // staleness time from the start before the watchdog counts it as not answering.
     let started = time.now();
     let mut waiting_first = true;
+    // The last order written, to write again when the device is back from an outage.
+    let mut last_order: Option<Order> = None;
     let keep = |control: &mut Option<SafeControl>| {
         if let Some(c) = control {
             shared
@@ -317,7 +321,7 @@ async fn drive<D: DeviceIo>(
                 // A device not read yet, or not answering, takes the order after a read that
                 // answers; meanwhile the watchdog has it in its safe state.
                 if is_answering {
-                    write_order(&mut device, &mut control, &shared, time).await;
+                    write_order(&mut device, &mut control, &shared, time, &mut last_order).await;
                     keep(&mut control);
                 }
             }
@@ -334,7 +338,23 @@ async fn drive<D: DeviceIo>(
                 }
                 if control.is_some() {
                     if is_answering {
-                        write_order(&mut device, &mut control, &shared, time).await;
+                        write_order(&mut device, &mut control, &shared, time, &mut last_order)
+                            .await;
+                    }
+                    // Back from an outage the watchdog met with the safe value, with the
+                    // controller alive: the controller's last setpoint again (a curtailable
+                    // load's cap is sent only when it changes, so it would not come again).
+                    if let (true, Some(c), Some(o)) =
+                        (is_answering, control.as_mut(), last_order.as_ref())
+                    {
+                        let alive = (time.now() - heartbeat.last())
+                            .to_std()
+                            .is_ok_and(|d| d <= c.policy.command_timeout)
+                            || time.now() <= heartbeat.last();
+                        if c.in_safe_state() && alive {
+                            let reason = format!("{} (again: the device answers again)", o.reason);
+                            let _ = c.command(&mut device, o.value, &o.by, &reason, time.now()).await;
+                        }
                     }
                     if let Some(c) = control.as_mut() {
                         let answering_or_not_yet = is_answering || waiting_first;
@@ -344,5 +364,120 @@ async fn drive<D: DeviceIo>(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capability::{Capability, Field};
+    use crate::control::{Limits, Policy};
+    use std::sync::atomic::AtomicBool;
+
+    /// A load whose reads fail while `down` (its writes still land, as an MQTT device's
+    /// commands do while it publishes no state), with every value written.
+    struct Load {
+        down: Arc<AtomicBool>,
+        written: Arc<Mutex<Vec<f64>>>,
+    }
+
+    impl SetpointSink for Load {
+        fn write_setpoint(
+            &mut self,
+            value: f64,
+        ) -> impl Future<Output = Result<f64, DeviceError>> + Send {
+            self.written.lock().unwrap().push(value);
+            std::future::ready(Ok(value))
+        }
+    }
+
+    impl DeviceIo for Load {
+        async fn refresh(&mut self, now: DateTime<Utc>) -> DeviceState {
+            let mut s = DeviceState::new("hvac", Capability::DcLoad, Duration::from_secs(5));
+            if self.down.load(Ordering::Relaxed) {
+                s.poll_failed("no state published");
+            } else {
+                s.set(Field::PowerKw, 80.0, now);
+                s.poll_ok(now);
+            }
+            s
+        }
+        fn period(&self) -> Duration {
+            Duration::from_millis(20)
+        }
+    }
+
+    async fn until(what: &str, f: impl Fn() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !f() {
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// A curtailable load capped at 90 kW stops answering: the watchdog lifts the cap (its
+    /// safe value, 120 kW). When it answers again, with the controller alive, the cap is
+    /// written again; before, it stayed lifted until the cap changed.
+    #[tokio::test]
+    async fn a_device_back_from_an_outage_gets_the_last_setpoint_again() {
+        let time = TimeSource::wall();
+        let heartbeat = Heartbeat::new(time.now());
+        let (down, written) = (Arc::new(AtomicBool::new(false)), Arc::default());
+        let load = Load {
+            down: down.clone(),
+            written: Arc::clone(&written),
+        };
+        let policy = Policy {
+            capability: Capability::DcLoad,
+            limits: Limits {
+                min: 0.0,
+                max: 120.0,
+            },
+            ramp_per_s: None,
+            safe_value: 120.0,
+            command_timeout: Duration::from_secs(10),
+        };
+        let unit = Unit::spawn(
+            "hvac",
+            load,
+            Some(SafeControl::new("hvac", policy)),
+            ProcessImage::default(),
+            heartbeat.clone(),
+            time,
+        );
+        let last = || written.lock().unwrap().last().copied();
+        let beat = || heartbeat.beat(time.now());
+        unit.order(Order {
+            value: 90.0,
+            by: "controller".into(),
+            reason: "plan".into(),
+        });
+        until("the cap written", || {
+            beat();
+            last() == Some(90.0)
+        })
+        .await;
+        down.store(true, Ordering::Relaxed);
+        until("the watchdog's safe value", || {
+            beat();
+            last() == Some(120.0)
+        })
+        .await;
+        down.store(false, Ordering::Relaxed);
+        until("the cap written again", || {
+            beat();
+            last() == Some(90.0)
+        })
+        .await;
+        let audit = unit.take_audit();
+        let again = audit.last().unwrap();
+        assert_eq!(
+            (again.by.as_str(), again.written),
+            ("controller", Some(90.0))
+        );
+        assert!(
+            again.reason.ends_with("(again: the device answers again)"),
+            "{again:?}"
+        );
     }
 }
