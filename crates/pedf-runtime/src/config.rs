@@ -165,6 +165,20 @@ impl RunConfig {
     }
 }
 
+impl RunConfig {
+    /// The park file the run names, read and checked (its problems are `pedf check`'s to
+    /// list).
+    pub fn read_park(&self) -> Result<pedf_core::Park, String> {
+        let pname = self.park.display().to_string();
+        let bytes = std::fs::read(&self.park).map_err(|e| format!("{pname}: cannot read: {e}"))?;
+        pedf_core::config::load_park(&pname, &bytes)
+            .value
+            .ok_or(format!(
+                "{pname}: the park file has errors; `pedf check {pname}` lists them"
+            ))
+    }
+}
+
 /// Whether a TOML text looks like a run file (it sets `devices` and `store`), for `pedf check`
 /// telling run files from park files.
 pub fn is_run_file_text(text: &str) -> bool {

@@ -24,13 +24,7 @@ pub async fn run_and_serve(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut server = None;
     if let Some(srv) = cfg.server.clone() {
-        let pname = cfg.park.display().to_string();
-        let bytes = std::fs::read(&cfg.park).map_err(|e| format!("{pname}: cannot read: {e}"))?;
-        let park = pedf_core::config::load_park(&pname, &bytes)
-            .value
-            .ok_or(format!(
-                "{pname}: the park file has errors; `pedf check {pname}` lists them"
-            ))?;
+        let park = cfg.read_park()?;
         if let Some(dir) = cfg.store.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         }

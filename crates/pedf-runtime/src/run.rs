@@ -290,13 +290,7 @@ impl Cycle {
     /// InfluxDB sink and re-planning, and takes up today's records and the month so far.
     fn start(cfg: &RunConfig, io: &RunIo) -> Result<Cycle, String> {
         let time = cfg.time;
-        let pname = cfg.park.display().to_string();
-        let bytes = std::fs::read(&cfg.park).map_err(|e| format!("{pname}: cannot read: {e}"))?;
-        let park = pedf_core::config::load_park(&pname, &bytes)
-            .value
-            .ok_or(format!(
-                "{pname}: the park file has errors; `pedf check {pname}` lists them"
-            ))?;
+        let park = cfg.read_park()?;
         let set = load_device_set(&cfg.devices).map_err(|es| {
             es.iter()
                 .map(ToString::to_string)
