@@ -241,15 +241,7 @@ pub fn issue_prepared(
         key: files.key,
         ledger: files.ledger,
     };
-    let period = IssuePeriod {
-        park: &setup.park,
-        records: &setup.records,
-        from: setup.from,
-        to: setup.to,
-        options: &setup.options,
-        choice: &setup.choice,
-        green_certificates,
-    };
+    let period = IssuePeriod::of(&setup, green_certificates);
     issuer
         .issue(period, issued_at, certificate_renderings)
         .map_err(|e| {

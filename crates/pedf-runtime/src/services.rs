@@ -190,15 +190,7 @@ impl Services for EmsServices {
         };
         let i = issuer
             .issue(
-                IssuePeriod {
-                    park: &setup.park,
-                    records: &setup.records,
-                    from: setup.from,
-                    to: setup.to,
-                    options: &setup.options,
-                    choice: &setup.choice,
-                    green_certificates: Vec::new(),
-                },
+                IssuePeriod::of(&setup, Vec::new()),
                 self.time.now(),
                 certificate_renderings,
             )

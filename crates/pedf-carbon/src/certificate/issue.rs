@@ -128,6 +128,25 @@ pub struct Period<'a> {
     pub green_certificates: Vec<GreenCertificates>,
 }
 
+impl<'a> Period<'a> {
+    /// The period a [`crate::period::PeriodSetup`] made ready, with the green certificates
+    /// issued for it.
+    pub fn of(
+        setup: &'a crate::period::PeriodSetup,
+        green_certificates: Vec<GreenCertificates>,
+    ) -> Period<'a> {
+        Period {
+            park: &setup.park,
+            records: &setup.records,
+            from: setup.from,
+            to: setup.to,
+            options: &setup.options,
+            choice: &setup.choice,
+            green_certificates,
+        }
+    }
+}
+
 /// A certificate's human renderings, made by the application: HTML, and the PDF or why there
 /// is none.
 pub struct Rendered {
