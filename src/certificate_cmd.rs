@@ -4,17 +4,14 @@ use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 use pedf_carbon::certificate::{
-    check_signature_value, compare_with_data, header, num, read_ledger, v1_records_match,
-    write_atomic, Certificate, CertificateIssuer, GreenCertificates, IssuePeriod, Issued,
+    check_signature_value, header, num, parse_green_certificates, parse_trust_list, write_atomic,
+    Certificate, CertificateIssuer, Check, GreenCertificates, IssuePeriod, Issued, Verification,
 };
-use pedf_carbon::records::read_records;
-use pedf_core::csvtext::InputFile;
-use pedf_core::time::{parse_time_zone, IntervalLength, ParkClock};
 
 use pedf_runtime::services::certificate_renderings;
 
 use crate::carbon_cmd::{prepare, PeriodSetup};
-use crate::{print_diagnostics, UserError};
+use crate::UserError;
 
 /// What `pedf certificate issue` was asked for.
 pub struct IssueArgs {
@@ -38,104 +35,15 @@ fn read_text(path: &Path) -> Result<String, UserError> {
         .map_err(|e| UserError(format!("{}: cannot read: {e}", path.display())))
 }
 
-/// The local calendar month `YYYY-MM` of a park as an RFC 3339 period.
-pub fn month_period(clock: &ParkClock, month: &str) -> Result<(String, String), UserError> {
-    let first = chrono::NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d")
-        .ok()
-        .filter(|_| month.len() == 7)
-        .ok_or_else(|| {
-            UserError(format!(
-                "--month `{month}` is not a calendar month YYYY-MM, e.g. 2026-06"
-            ))
-        })?;
-    let next = first
-        .checked_add_months(chrono::Months::new(1))
-        .ok_or_else(|| UserError(format!("--month `{month}` is out of range")))?;
-    Ok((
-        clock.format(clock.start_of_local_day(first)),
-        clock.format(clock.start_of_local_day(next)),
-    ))
-}
-
-/// Reads a green-certificate file: CSV `month,mwh,status,reference` (`#` comments), one line
-/// per month; every problem names its line.
-pub fn read_green_certificates(path: &Path) -> Result<Vec<GreenCertificates>, UserError> {
-    const STATUSES: [&str; 4] = ["issued", "held", "sold", "cancelled"];
-    let name = path.display().to_string();
-    let text = read_text(path)?;
-    let mut out: Vec<GreenCertificates> = Vec::new();
-    let mut header = false;
-    for (i, line) in text.lines().enumerate() {
-        let line = line.split('#').next().unwrap_or("").trim();
-        if line.is_empty() {
-            continue;
-        }
-        let at = |what: String| UserError(format!("{name}:{}: {what}", i + 1));
-        let cols: Vec<&str> = line.split(',').map(str::trim).collect();
-        if !header {
-            if cols != ["month", "mwh", "status", "reference"] {
-                return Err(at(format!(
-                    "the header is `{line}`; it must be `month,mwh,status,reference`"
-                )));
-            }
-            header = true;
-            continue;
-        }
-        if cols.len() != 4 {
-            return Err(at(format!(
-                "{} fields where 4 (month,mwh,status,reference) are expected",
-                cols.len()
-            )));
-        }
-        let valid_month = chrono::NaiveDate::parse_from_str(&format!("{}-01", cols[0]), "%Y-%m-%d")
-            .is_ok()
-            && cols[0].len() == 7;
-        if !valid_month {
-            return Err(at(format!("month `{}` is not YYYY-MM", cols[0])));
-        }
-        let mwh: f64 = cols[1]
-            .parse()
-            .ok()
-            .filter(|x: &f64| x.is_finite() && *x >= 0.0)
-            .ok_or_else(|| {
-                at(format!(
-                    "mwh `{}` is not a number of MWh >= 0 (1 certificate = 1 MWh)",
-                    cols[1]
-                ))
-            })?;
-        if !STATUSES.contains(&cols[2]) {
-            return Err(at(format!(
-                "status `{}` is not one of {}",
-                cols[2],
-                STATUSES.join(", ")
-            )));
-        }
-        if out.iter().any(|g| g.month == cols[0]) {
-            return Err(at(format!(
-                "month {} is listed twice; give one line per month with its total",
-                cols[0]
-            )));
-        }
-        out.push(GreenCertificates {
-            month: cols[0].to_string(),
-            mwh,
-            status: cols[2].to_string(),
-            reference: cols[3].to_string(),
-        });
-    }
-    if !header {
-        return Err(UserError(format!(
-            "{name}: empty; it needs the header `month,mwh,status,reference`"
-        )));
-    }
-    Ok(out)
-}
-
 pub fn issue(args: IssueArgs) -> Result<(), UserError> {
     let (from, to) = match (&args.month, &args.from, &args.to) {
         (Some(m), _, _) => {
             let park = crate::plan_cmd::load_park_file(&args.park)?;
-            month_period(&park.clock, m)?
+            let (from, to) = park
+                .clock
+                .local_month(m)
+                .map_err(|e| UserError(format!("--month {e}")))?;
+            (park.clock.format(from), park.clock.format(to))
         }
         (None, Some(f), Some(t)) => (f.clone(), t.clone()),
         _ => {
@@ -145,7 +53,9 @@ pub fn issue(args: IssueArgs) -> Result<(), UserError> {
         }
     };
     let green = match &args.green_certificates {
-        Some(p) => read_green_certificates(p)?,
+        Some(p) => {
+            parse_green_certificates(&p.display().to_string(), &read_text(p)?).map_err(UserError)?
+        }
         None => Vec::new(),
     };
     let setup = prepare(
@@ -266,141 +176,40 @@ pub struct VerifyArgs {
 
 pub fn verify(args: VerifyArgs) -> Result<(), UserError> {
     let name = args.file.display().to_string();
-    let text = read_text(&args.file)?;
-    let value: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| UserError(format!("{name}: not JSON: {e}")))?;
-    let head =
-        header(&value).map_err(|e| UserError(format!("{name}: not a pedf certificate: {e}")))?;
-    // Format 2 is read whole (every member known); format 1 is checked on its JSON as signed.
-    let cert: Option<Certificate> = match head.version {
-        2 => Some(
-            serde_json::from_value(value.clone())
-                .map_err(|e| UserError(format!("{name}: not a pedf-certificate/2: {e}")))?,
-        ),
-        _ => None,
-    };
-    let mut problems = Vec::new();
-    // The keys trusted here: --public-key and the trust list. A certificate names its own key,
-    // so without a trusted one anybody can re-sign a changed copy: never "verified" then.
+    let v = Verification::read(&name, &read_text(&args.file)?).map_err(UserError)?;
+    // The keys trusted here: --public-key and the trust list.
     let mut trusted: Vec<String> = args
         .public_key
         .iter()
         .map(|k| k.trim().to_string())
         .collect();
     if let Some(t) = &args.trusted_keys {
-        let tname = t.display().to_string();
-        for (i, line) in read_text(t)?.lines().enumerate() {
-            let k = line.split('#').next().unwrap_or("").trim();
-            if k.is_empty() {
-                continue;
-            }
-            if k.len() != 64 || !k.chars().all(|c| c.is_ascii_hexdigit()) {
-                return Err(UserError(format!(
-                    "{tname}:{}: `{k}` is not an ed25519 public key (64 hex digits)",
-                    i + 1
-                )));
-            }
-            trusted.push(k.to_string());
-        }
+        trusted
+            .extend(parse_trust_list(&t.display().to_string(), &read_text(t)?).map_err(UserError)?);
     }
-    let key = &head.public_key;
-    let fingerprint = pedf_carbon::certificate::key_fingerprint(key);
-    let canon = if head.version == 1 {
-        "pedf's format-1 canonical JSON"
-    } else {
-        "RFC 8785 canonical JSON"
-    };
+    let head = &v.header;
     println!(
-        "{name}: {} is a version-{} certificate (format pedf-certificate/{}, signed over {canon})",
-        head.serial, head.version, head.version
+        "{name}: {} is a version-{} certificate (format pedf-certificate/{}, signed over {})",
+        head.serial,
+        head.version,
+        head.version,
+        v.canonical_form()
     );
-    match check_signature_value(&value) {
-        Err(e) => problems.push(format!("signature: {e}")),
-        Ok(()) if trusted.is_empty() => problems.push(format!(
-            "signature: consistent with the key the certificate names ({key}, fingerprint {fingerprint}), but no trusted key was given: anyone can change a copy and re-sign it with their own key; give the issuer's published key with --public-key HEX or --trusted-keys FILE"
-        )),
-        Ok(()) if trusted.iter().any(|k| k.eq_ignore_ascii_case(key)) => println!(
-            "{name}: signature valid, by the trusted key {key} (ed25519, fingerprint {fingerprint})"
-        ),
-        Ok(()) => problems.push(format!(
-            "signature: signed by key {key} (fingerprint {fingerprint}), which is not a trusted key ({})",
-            trusted.join(", ")
-        )),
-    }
+    let mut problems = Vec::new();
+    let mut note = |whose: &str, check: Check| match check {
+        Check::Confirmed(what) => println!("{whose}: {what}"),
+        Check::Problems(ps) => problems.extend(ps),
+    };
+    note(&name, v.signature(&trusted));
     if let Some(d) = &args.data {
-        let park = value.get("park").cloned().unwrap_or_default();
-        let zone = park.get("time_zone").and_then(|z| z.as_str()).unwrap_or("");
-        let tz = parse_time_zone(zone).ok_or_else(|| {
-            UserError(format!(
-                "{name}: park.time_zone `{zone}` is not an IANA zone"
-            ))
-        })?;
-        let minutes = park
-            .get("interval_minutes")
-            .and_then(|m| m.as_i64())
-            .unwrap_or(0);
-        let interval = IntervalLength::from_minutes(minutes).ok_or_else(|| {
-            UserError(format!(
-                "{name}: park.interval_minutes {minutes} is not 5, 15, 30 or 60"
-            ))
-        })?;
-        let clock = ParkClock::new(tz, interval);
         let dname = d.display().to_string();
-        let bytes =
-            std::fs::read(d).map_err(|e| UserError(format!("{dname}: cannot read: {e}")))?;
-        let records = read_records(
-            InputFile {
-                name: &dname,
-                bytes: &bytes,
-            },
-            &clock,
-        )
-        .map_err(|ds| {
-            print_diagnostics(&ds);
-            UserError(format!(
-                "{dname}: {} error(s) in the records (see above)",
-                ds.len()
-            ))
-        })?;
-        match &cert {
-            Some(cert) => match compare_with_data(cert, &records, clock) {
-                Ok(diffs) if diffs.is_empty() => println!(
-                    "{dname}: every figure recomputed from the {} records matches; Merkle root matches",
-                    cert.records.count
-                ),
-                Ok(diffs) => problems.extend(diffs.into_iter().map(|d| format!("data: {d}"))),
-                Err(e) => problems.push(format!("data: {e}")),
-            },
-            None => match v1_records_match(&value, &records, clock) {
-                Ok(true) => println!(
-                    "{dname}: the records' Merkle root matches; the figures of a version-1 certificate (methodology 1.0, avoided emissions on gross PV at the DC bus) are not recomputed by this version"
-                ),
-                Ok(false) => problems.push(format!(
-                    "data: records.merkle_root: the records in {dname} are not the ones the certificate was issued on"
-                )),
-                Err(e) => problems.push(format!("data: {e}")),
-            },
-        }
+        let clock = v.clock().map_err(UserError)?;
+        let records = crate::carbon_cmd::read_records_file(d, &clock)?;
+        note(&dname, v.data(&dname, &records));
     }
     if let Some(l) = &args.ledger {
         let lname = l.display().to_string();
-        let own = pedf_carbon::certificate::canonical_text(&value)
-            .map(|c| pedf_carbon::merkle::sha256_hex(c.as_bytes()));
-        match read_ledger(&read_text(l)?, &lname) {
-            Ok(entries) => match entries.iter().find(|e| e.serial == head.serial) {
-                Some(e) if own.as_deref() == Ok(e.certificate_sha256.as_str()) => println!(
-                    "{lname}: entry {} of {}, hash chain intact, certificate hash matches",
-                    e.seq,
-                    entries.len()
-                ),
-                Some(e) => problems.push(format!(
-                    "ledger: entry {} for {} records another certificate content (hash differs)",
-                    e.seq, head.serial
-                )),
-                None => problems.push(format!("ledger: {} is not in {lname}", head.serial)),
-            },
-            Err(e) => problems.push(format!("ledger: {e}")),
-        }
+        note(&lname, v.ledger(&lname, &read_text(l)?));
     }
     if problems.is_empty() {
         println!("{name}: verified (version {})", head.version);

@@ -179,6 +179,22 @@ impl ParkClock {
             - Duration::nanoseconds(i64::from(local.nanosecond()))
     }
 
+    /// The local calendar month `YYYY-MM` as the UTC instants of its first local midnight and
+    /// the next month's; an error says what a month looks like.
+    pub fn local_month(&self, month: &str) -> Result<(DateTime<Utc>, DateTime<Utc>), String> {
+        let first = NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d")
+            .ok()
+            .filter(|_| month.len() == 7)
+            .ok_or_else(|| format!("`{month}` is not a calendar month YYYY-MM, e.g. 2026-06"))?;
+        let next = first
+            .checked_add_months(chrono::Months::new(1))
+            .ok_or_else(|| format!("`{month}` is out of range"))?;
+        Ok((
+            self.start_of_local_day(first),
+            self.start_of_local_day(next),
+        ))
+    }
+
     /// RFC 3339 text with the park's offset, the format at every boundary.
     pub fn format(&self, t: DateTime<Utc>) -> String {
         self.local(t).to_rfc3339_opts(SecondsFormat::Secs, false)

@@ -22,10 +22,15 @@ use crate::account::{account, Accounting, Options};
 use crate::merkle::{hex, merkle_root};
 use crate::records::IntervalRecord;
 
+mod green;
 mod issue;
 mod ledger;
 mod signing;
+mod verify;
 mod view;
+
+pub use green::parse_green_certificates;
+pub use verify::{parse_trust_list, Check, Verification};
 
 pub use issue::{
     factors_used, meters_of, CertificateIssuer, IssueError, Issued, Period as IssuePeriod, Rendered,
@@ -532,7 +537,8 @@ pub fn compare_with_data(
         records,
         IssueInput {
             serial: cert.serial.clone(),
-            issued_at: Utc::now(),
+            // Not compared: the recomputation's own issue time is the certificate's.
+            issued_at: pedf_core::time::parse_rfc3339(&cert.issued_at).unwrap_or(from),
             park: cert.park.clone(),
             from,
             to,
