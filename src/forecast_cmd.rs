@@ -1,14 +1,13 @@
 //! `pedf forecast pv`: the per-interval PV forecast of every array, as the planner's `pv.csv`,
 //! JSON or a summary table.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
 use pedf_core::csvtext::InputFile;
 use pedf_core::Park;
-use pedf_forecast::correction::{backtest_correction, read_pv_history, BiasCorrection};
+use pedf_forecast::correction::{correct_with_history, read_pv_history};
 use pedf_forecast::irradiance::Transposition;
 use pedf_forecast::pv::{forecast_pv, PvForecast, PvModel};
 use pedf_forecast::pvwatts::Mounting;
@@ -30,9 +29,6 @@ pub struct PvArgs {
     pub format: Option<String>,
     pub out: Option<PathBuf>,
 }
-
-/// Days of history the correction learns from (and is backtested with).
-const TRAIN_DAYS: usize = 14;
 
 fn read(path: &Path) -> Result<Vec<u8>, UserError> {
     std::fs::read(path).map_err(|e| UserError(format!("{}: cannot read: {e}", path.display())))
@@ -153,39 +149,7 @@ fn apply_history(park: &Park, path: &Path, forecast: &mut PvForecast) -> Result<
             )));
         }
     };
-    // Learn from the most recent TRAIN_DAYS days before the forecast.
-    let first = forecast.starts.first().copied();
-    let mut days: Vec<_> = records
-        .iter()
-        .filter(|r| first.is_none_or(|f| r.start < f))
-        .map(|r| park.clock.local(r.start).date_naive())
-        .collect();
-    days.sort();
-    days.dedup();
-    let keep: std::collections::BTreeSet<_> = days.iter().rev().take(TRAIN_DAYS).copied().collect();
-    let recent: Vec<_> = records
-        .iter()
-        .filter(|r| keep.contains(&park.clock.local(r.start).date_naive()))
-        .cloned()
-        .collect();
-    let correction = BiasCorrection::learn(&recent, &park.clock);
-    let limits: BTreeMap<String, f64> = park
-        .pv
-        .iter()
-        .map(|a| (a.id.clone(), a.converter_rating.0))
-        .collect();
-    correction.apply(forecast, &park.clock, &limits);
-    forecast.notes.push(format!(
-        "{name}: bias correction learned from {} day(s) of history before the forecast",
-        correction.days
-    ));
-    match backtest_correction(&records, &park.clock, TRAIN_DAYS.min(days.len().saturating_sub(1)).max(1), park.pv_peak_power().0) {
-        Some(bt) => forecast.notes.push(format!(
-            "{name}: rolling backtest over {} day(s): uncorrected {}; corrected {} (nMAE of installed kWp)",
-            bt.days, bt.raw, bt.corrected
-        )),
-        None => forecast.notes.push(format!("{name}: too little history to backtest the correction")),
-    }
+    correct_with_history(park, &name, &records, forecast);
     Ok(())
 }
 

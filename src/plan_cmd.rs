@@ -79,11 +79,7 @@ pub fn run(args: PlanArgs) -> Result<(), UserError> {
                 park.clock.format(start)
             );
         }
-        state.month_peak_import_kw = state.month_peak_import_kw.max(so_far.month_peak_kw);
-        state.month_scope2_kg = so_far.month_scope2_kg;
-        state.month_scope2_without_ems_kg = so_far.month_scope2_without_ems_kg;
-        state.month_consumption_kwh = so_far.month_consumption_kwh;
-        state.year_scope2_kg = so_far.year_scope2_kg;
+        state.count_so_far(&so_far);
     }
     let opts = &args.options;
     let started = std::time::Instant::now();

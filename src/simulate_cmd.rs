@@ -19,9 +19,6 @@ pub struct SimulateArgs {
     pub progress: bool,
 }
 
-/// The largest share of the supplied energy the period's balance may miss (0.01 %).
-pub const BALANCE_TOLERANCE: f64 = 1e-4;
-
 pub fn run(a: SimulateArgs) -> Result<(), UserError> {
     let mut s = Scenario::load(&a.scenario).map_err(|ds| {
         crate::print_diagnostics(&ds);
@@ -100,17 +97,11 @@ pub fn run(a: SimulateArgs) -> Result<(), UserError> {
         "wrote {}: report.txt, report.json, monthly.csv, comparison.svg/.png, week.svg/.png",
         a.out_dir.display()
     );
-    for r in &bt.results {
-        if r.energy.balance_residual_share > BALANCE_TOLERANCE {
-            return Err(UserError(format!(
-                "{}: the period's energy balance misses {:.3} kWh ({:.4} %), above 0.01 %: a simulator fault, please report it",
-                r.strategy.name(),
-                r.energy.balance_residual_kwh,
-                100.0 * r.energy.balance_residual_share
-            )));
-        }
+    // Written first, so a fault can be looked into.
+    match bt.balance_fault() {
+        Some(fault) => Err(UserError(fault)),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 fn plot_series(bt: &Backtest) -> (Vec<StrategySeries>, String) {

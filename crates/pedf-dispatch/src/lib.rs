@@ -105,6 +105,19 @@ pub struct CurrentState {
     pub month_consumption_kwh: f64,
 }
 
+impl CurrentState {
+    /// Takes the month and year so far from the park's records: the month's peak (the higher
+    /// of it and the peak already known), its Scope 2 with and without the EMS, its
+    /// consumption and the year's Scope 2.
+    pub fn count_so_far(&mut self, so_far: &pedf_core::records::PeriodSoFar) {
+        self.month_peak_import_kw = self.month_peak_import_kw.max(so_far.month_peak_kw);
+        self.month_scope2_kg = so_far.month_scope2_kg;
+        self.month_scope2_without_ems_kg = so_far.month_scope2_without_ems_kg;
+        self.month_consumption_kwh = so_far.month_consumption_kwh;
+        self.year_scope2_kg = so_far.year_scope2_kg;
+    }
+}
+
 /// Why planning failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DispatchError {

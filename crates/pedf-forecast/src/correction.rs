@@ -209,6 +209,56 @@ impl BiasCorrection {
     }
 }
 
+/// Days of history the correction learns from (and is backtested with).
+pub const TRAIN_DAYS: usize = 14;
+
+/// Corrects a park's forecast with its PV history (`history` names the file in the notes):
+/// factors learned from the last [`TRAIN_DAYS`] days before the forecast, each array kept
+/// within its converter rating; the correction's rolling backtest goes to the forecast's
+/// notes.
+pub fn correct_with_history(
+    park: &pedf_core::Park,
+    history: &str,
+    records: &[PvRecord],
+    forecast: &mut PvForecast,
+) {
+    let first = forecast.starts.first().copied();
+    let mut days: Vec<NaiveDate> = records
+        .iter()
+        .filter(|r| first.is_none_or(|f| r.start < f))
+        .map(|r| park.clock.local(r.start).date_naive())
+        .collect();
+    days.sort();
+    days.dedup();
+    let keep: BTreeSet<NaiveDate> = days.iter().rev().take(TRAIN_DAYS).copied().collect();
+    let recent: Vec<PvRecord> = records
+        .iter()
+        .filter(|r| keep.contains(&park.clock.local(r.start).date_naive()))
+        .cloned()
+        .collect();
+    let correction = BiasCorrection::learn(&recent, &park.clock);
+    let limits: BTreeMap<String, f64> = park
+        .pv
+        .iter()
+        .map(|a| (a.id.clone(), a.converter_rating.0))
+        .collect();
+    correction.apply(forecast, &park.clock, &limits);
+    forecast.notes.push(format!(
+        "{history}: bias correction learned from {} day(s) of history before the forecast",
+        correction.days
+    ));
+    let train_days = TRAIN_DAYS.min(days.len().saturating_sub(1)).max(1);
+    match backtest_correction(records, &park.clock, train_days, park.pv_peak_power().0) {
+        Some(bt) => forecast.notes.push(format!(
+            "{history}: rolling backtest over {} day(s): uncorrected {}; corrected {} (nMAE of installed kWp)",
+            bt.days, bt.raw, bt.corrected
+        )),
+        None => forecast
+            .notes
+            .push(format!("{history}: too little history to backtest the correction")),
+    }
+}
+
 /// Result of a rolling backtest of the correction.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CorrectionBacktest {

@@ -210,6 +210,24 @@ pub struct Backtest {
     pub starts: Vec<DateTime<Utc>>,
 }
 
+/// The largest share of the supplied energy a period's balance may miss (0.01 %).
+pub const BALANCE_TOLERANCE: f64 = 1e-4;
+
+impl Backtest {
+    /// The first strategy whose period energy balance misses more than
+    /// [`BALANCE_TOLERANCE`], said as a simulator fault; `None` when every balance closes.
+    pub fn balance_fault(&self) -> Option<String> {
+        self.results.iter().find(|r| r.energy.balance_residual_share > BALANCE_TOLERANCE).map(|r| {
+            format!(
+                "{}: the period's energy balance misses {:.3} kWh ({:.4} %), above 0.01 %: a simulator fault, please report it",
+                r.strategy.name(),
+                r.energy.balance_residual_kwh,
+                100.0 * r.energy.balance_residual_share
+            )
+        })
+    }
+}
+
 /// Runs `strategies` over `days` days from the scenario's start. `progress` is called after
 /// every simulated day with (days done, days in all, over all strategies).
 pub fn run(
