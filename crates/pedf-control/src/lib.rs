@@ -21,6 +21,8 @@
 //! them in proportion to what each can do in that direction, so no battery is asked for more
 //! than it can give and the setpoints add up to the park's.
 
+#![warn(missing_docs)]
+
 use pedf_core::Park;
 
 /// What the park measures now (kW, bus side unless said).
@@ -59,19 +61,26 @@ pub fn window_allowance(level_kw: f64, window_s: f64, elapsed_s: f64, imported_k
 /// A deferrable DC load (e.g. cold storage) the plan schedules.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoadNow {
+    /// The park asset id.
     pub id: String,
     /// What it draws now.
     pub kw: f64,
+    /// Its lowest power when running, kW.
     pub min_kw: f64,
+    /// Its highest power, kW.
     pub max_kw: f64,
 }
 
+/// An EV charger with a car plugged in, as the controller sees it this cycle.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChargerNow {
+    /// The charger's park asset id.
     pub id: String,
     /// What the car would draw if let (the plan's or the car's request).
     pub wanted_kw: f64,
+    /// The lowest charging power the car accepts once charging, kW (IEC 61851: 6 A).
     pub min_kw: f64,
+    /// The charger's (or the car's) highest power, kW.
     pub max_kw: f64,
     /// The power the session needs now to still get what it is owed by its departure at full
     /// power afterwards, from [`ev_must_kw`]: the plan and the peak guard never give it less
@@ -90,11 +99,14 @@ pub fn ev_must_kw(owed_kwh: f64, max_kw: f64, hours_left: f64, step_h: f64) -> f
     ((owed_kwh - max_kw * after) / step_h).clamp(0.0, max_kw)
 }
 
+/// The pooled battery as measured this cycle.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BatteryNow {
+    /// State of charge, % of usable capacity.
     pub soc_pct: f64,
     /// BMS limits now (magnitudes).
     pub max_charge_kw: f64,
+    /// Discharge limit now, kW.
     pub max_discharge_kw: f64,
 }
 
@@ -103,10 +115,15 @@ pub struct BatteryNow {
 pub struct BatteryUnit {
     /// The park asset id.
     pub id: String,
+    /// Usable capacity, kWh.
     pub capacity_kwh: f64,
+    /// Lowest state of charge allowed, %.
     pub soc_min_pct: f64,
+    /// Highest state of charge allowed, %.
     pub soc_max_pct: f64,
+    /// Rated charge power, kW.
     pub max_charge_kw: f64,
+    /// Rated discharge power, kW.
     pub max_discharge_kw: f64,
 }
 
@@ -212,7 +229,9 @@ pub fn share_battery_power(
 /// The active plan's interval, as the controller uses it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlanTarget {
+    /// The plan's import from the grid in the interval, kW.
     pub grid_import_kw: f64,
+    /// The plan's export to the grid in the interval, kW.
     pub grid_export_kw: f64,
     /// The plan's battery charging in the interval, kW (magnitude): the peak guard lets the
     /// battery charge this much at the plan's import, and no more above the month's peak.
@@ -270,19 +289,30 @@ pub struct Setpoints {
 /// The limits the controller keeps, from the park file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
+    /// Import limit at the point of connection, kW (the contract or the converter, the lower).
     pub import_kw: f64,
+    /// Export limit at the point of connection, kW.
     pub export_kw: f64,
+    /// Whether the grid connection agreement allows export at all.
     pub allow_export: bool,
+    /// Whether only PV may be exported (no battery-to-grid).
     pub export_only_from_pv: bool,
+    /// Converter efficiency AC to DC (import), 0..1.
     pub eta_in: f64,
+    /// Converter efficiency DC to AC (export), 0..1.
     pub eta_out: f64,
+    /// Lowest state of charge, % (one battery; 0 when several are pooled).
     pub soc_min_pct: f64,
+    /// Highest state of charge, % (one battery; 100 when several are pooled).
     pub soc_max_pct: f64,
+    /// All batteries' rated charge power, kW.
     pub battery_charge_kw: f64,
+    /// All batteries' rated discharge power, kW.
     pub battery_discharge_kw: f64,
 }
 
 impl Limits {
+    /// The limits of a park file.
     pub fn of(park: &Park) -> Limits {
         // One battery: its SoC window. Several: each battery's window is applied where they
         // are pooled ([`pool_batteries`]); the pool's weighted SoC closes nothing.

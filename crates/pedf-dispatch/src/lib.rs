@@ -4,6 +4,8 @@
 //! Both strategies produce a [`pedf_core::plan::Plan`] through one evaluator, so their costs
 //! are computed the same way. The model is described in `milp.rs`; the rules in `rule.rs`.
 
+#![warn(missing_docs)]
+
 mod milp;
 mod problem;
 mod rule;

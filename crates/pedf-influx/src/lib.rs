@@ -12,6 +12,8 @@
 //! per sample named after the device field, e.g.
 //! `pedf,device=bess-1,quality=good soc_pct=60 1782000000000`.
 
+#![warn(missing_docs)]
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -26,7 +28,9 @@ use tokio::sync::{mpsc, oneshot};
 pub struct InfluxConfig {
     /// Server URL, e.g. `http://127.0.0.1:8086`.
     pub url: String,
+    /// Organisation the bucket belongs to.
     pub org: String,
+    /// Bucket the samples are written to.
     pub bucket: String,
     /// API token (may be empty for servers without auth).
     #[serde(default)]
@@ -94,6 +98,7 @@ pub struct SinkStats {
     pub failures: u64,
     /// Segments waiting in the buffer now.
     pub buffered_segments: usize,
+    /// The last write error, as the server or the network said it.
     pub last_error: Option<String>,
 }
 
@@ -112,8 +117,14 @@ pub struct InfluxSink {
 /// Why the sink could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
+    /// The buffer folder cannot be made or opened.
     #[error("{path}: cannot use the InfluxDB buffer folder: {why}")]
-    Buffer { path: String, why: String },
+    Buffer {
+        /// The folder.
+        path: String,
+        /// What the file system said.
+        why: String,
+    },
 }
 
 impl InfluxSink {
@@ -138,6 +149,7 @@ impl InfluxSink {
         self.tx.try_send(Msg::Samples(samples)).is_ok()
     }
 
+    /// The sink's counters now (the default when the sink has stopped).
     pub async fn stats(&self) -> SinkStats {
         let (t, r) = oneshot::channel();
         if self.tx.send(Msg::Stats(t)).await.is_err() {

@@ -8,6 +8,8 @@
 //! Text needs a font: call [`use_font`] with TrueType bytes first (the binary loads DejaVu
 //! Sans from the system). This crate writes the file it is asked to and nothing else.
 
+#![warn(missing_docs)]
+
 pub mod pdf;
 pub mod sim;
 pub mod statement;

@@ -16,8 +16,10 @@ use ttf_parser::{Face, GlyphId};
 /// Why a PDF could not be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PdfError {
+    /// The font file is not a font this writer can embed.
     #[error("the font cannot be read: {0}")]
     Font(String),
+    /// A character of the text is not in the font.
     #[error("the font has no glyph for {0:?}")]
     MissingGlyph(char),
 }
@@ -26,16 +28,26 @@ pub enum PdfError {
 /// (595 x 842).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Item {
+    /// A line of text starting at (x, y), its baseline.
     Text {
+        /// Left edge, pt.
         x: f64,
+        /// Baseline, pt.
         y: f64,
+        /// Font size, pt.
         size: f64,
+        /// The text.
         text: String,
     },
+    /// A straight line from (x1, y1) to (x2, y2), pt.
     Line {
+        /// Start, from the left, pt.
         x1: f64,
+        /// Start, from the bottom, pt.
         y1: f64,
+        /// End, from the left, pt.
         x2: f64,
+        /// End, from the bottom, pt.
         y2: f64,
     },
 }
@@ -43,9 +55,11 @@ pub enum Item {
 /// A document being built.
 pub struct TextPdf<'f> {
     faces: Vec<(Face<'f>, &'f [u8])>,
+    /// What is drawn on each page so far.
     pub pages: Vec<Vec<Item>>,
 }
 
+/// The size of an A4 page, pt (width, height).
 pub const A4: (f64, f64) = (595.0, 842.0);
 
 impl<'f> TextPdf<'f> {
@@ -120,6 +134,7 @@ impl<'f> TextPdf<'f> {
         self.pages.last_mut().expect("a page").push(item);
     }
 
+    /// Starts a new, empty page; what is added next goes there.
     pub fn new_page(&mut self) {
         self.pages.push(Vec::new());
     }

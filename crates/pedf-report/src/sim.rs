@@ -9,11 +9,13 @@ use crate::{err, PlotError, FONT};
 
 /// One strategy's series for the plots.
 pub struct StrategySeries {
+    /// The strategy's name (none, rule, optimized).
     pub name: String,
     /// Per month: (label, net cost CNY, Scope 2 t CO2).
     pub monthly: Vec<(String, f64, f64)>,
     /// One week (or less), per interval: grid kW (+import) and SoC %.
     pub week_grid_kw: Vec<f64>,
+    /// The same week's battery state of charge, %.
     pub week_soc_pct: Vec<f64>,
 }
 

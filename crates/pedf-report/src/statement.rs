@@ -7,7 +7,9 @@ use crate::pdf::{Item, PdfError, TextPdf, A4};
 /// What a statement shows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Statement {
+    /// The title in Chinese.
     pub title_zh: String,
+    /// The title in English.
     pub title_en: String,
     /// A line under the title (the serial, in bold in HTML).
     pub heading: String,

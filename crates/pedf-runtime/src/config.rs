@@ -10,13 +10,19 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunConfig {
+    /// The park file.
     pub park: PathBuf,
+    /// The device file (Modbus and MQTT devices and their assets).
     pub devices: PathBuf,
+    /// The EMS store (SQLite): samples, records, plans, alarms, audit.
     pub store: PathBuf,
+    /// The control cycle's period, ms (default 1000).
     #[serde(default = "default_cycle_ms")]
     pub cycle_ms: u64,
+    /// Days of samples kept in the store (records and plans are kept).
     #[serde(default = "default_retention_days")]
     pub retention_days: i64,
+    /// The MQTT client id the EMS connects with.
     #[serde(default = "default_client_id")]
     pub mqtt_client_id: String,
     /// The watchdog's controller-silence timeout.
@@ -46,6 +52,7 @@ pub struct ServerConfig {
     /// PEM certificate chain and private key: HTTPS when both are given (rustls).
     #[serde(default)]
     pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `tls_cert`.
     #[serde(default)]
     pub tls_key: Option<PathBuf>,
     /// Day-input folder the plan page plans from (`pedf plan --inputs`; a subfolder named

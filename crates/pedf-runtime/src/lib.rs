@@ -2,6 +2,8 @@
 //! device units, store, InfluxDB sink and the controller of pedf-control (`pedf run`), intraday
 //! re-planning (`replan`), EV sessions (`sessions`) and what the loop publishes for the server
 //! each cycle (`live`).
+
+#![warn(missing_docs)]
 pub mod config;
 mod devices;
 pub mod ems;

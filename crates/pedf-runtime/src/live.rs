@@ -27,6 +27,7 @@ pub struct Integrator {
 }
 
 impl Integrator {
+    /// An integrator for a park, before its first sample.
     pub fn new(park: &Park) -> Self {
         Integrator {
             clock: park.clock,

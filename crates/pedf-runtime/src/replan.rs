@@ -24,6 +24,7 @@ pub struct ReplanConfig {
     /// Forecast folder in the day-inputs format (`pedf plan --inputs`); a subfolder named
     /// after the day (YYYY-MM-DD) is used when there is one.
     pub inputs: PathBuf,
+    /// How often a re-plan runs in any case, min (default 15).
     #[serde(default = "default_every")]
     pub every_min: u32,
     /// Grid deviation from the plan that triggers a re-plan, kW.
@@ -58,6 +59,7 @@ pub type Planner =
 /// What a finished re-plan produced.
 #[derive(Debug)]
 pub struct Outcome {
+    /// The day planned (the park's local date).
     pub day: NaiveDate,
     /// The plan and its strategy label, or why there is none.
     pub plan: Result<(Plan, String), String>,
@@ -65,6 +67,7 @@ pub struct Outcome {
     pub why: String,
 }
 
+/// Intraday re-planning: on a schedule, on a lasting grid deviation from the plan or on an event, in a thread of its own (the cycle never waits for the solver).
 pub struct Replanner {
     cfg: ReplanConfig,
     park: Park,
@@ -77,6 +80,7 @@ pub struct Replanner {
 }
 
 impl Replanner {
+    /// A re-planner with pedf-dispatch's optimiser.
     pub fn new(cfg: ReplanConfig, park: Park) -> Replanner {
         Replanner {
             cfg,

@@ -21,6 +21,7 @@ use pedf_store::Store;
 
 /// Planning and carbon accounting from a run's files and store.
 pub struct EmsServices {
+    /// The park the EMS runs.
     pub park: Park,
     /// The EMS store (its interval records).
     pub store: PathBuf,

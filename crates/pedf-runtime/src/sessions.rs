@@ -20,6 +20,7 @@ pub struct Session {
     pub device: String,
     /// The park's charger id (the plan's name for it).
     pub charger: String,
+    /// When the car was plugged in.
     pub arrival: DateTime<Utc>,
     /// When it is expected to leave.
     pub departure: DateTime<Utc>,
@@ -46,6 +47,7 @@ impl Session {
 /// What changed in a cycle.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
+    /// The session as it started.
     Arrived(Session),
     /// The session as it ended.
     Departed(Session),
@@ -54,8 +56,11 @@ pub enum Change {
 /// The defaults of a charger, from the park file.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Defaults {
+    /// Energy a session asks for when the car does not say, kWh.
     pub session_kwh: f64,
+    /// How long a session stays when the car does not say, h.
     pub session_hours: f64,
+    /// The charger's highest power, kW.
     pub max_kw: f64,
 }
 
@@ -81,6 +86,7 @@ pub struct Sessions {
 }
 
 impl Sessions {
+    /// No sessions yet.
     pub fn new() -> Sessions {
         Sessions::default()
     }

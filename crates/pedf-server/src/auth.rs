@@ -10,12 +10,16 @@ use sha2::{Digest, Sha256};
 /// What a token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Role {
+    /// Reads the dashboard and the API.
     Viewer,
+    /// Also changes the mode, plans and acknowledges alarms.
     Operator,
+    /// Also manages tokens.
     Admin,
 }
 
 impl Role {
+    /// The role's name in tokens and the audit log.
     pub fn name(self) -> &'static str {
         match self {
             Role::Viewer => "viewer",
@@ -24,6 +28,7 @@ impl Role {
         }
     }
 
+    /// The role named `s` (viewer, operator, admin), if any.
     pub fn parse(s: &str) -> Option<Role> {
         match s {
             "viewer" => Some(Role::Viewer),
@@ -80,8 +85,11 @@ pub fn ensure_admin_token(store: &mut Store, now: DateTime<Utc>) -> Result<Optio
 /// Who a request comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
+    /// The token's row id.
     pub token_id: i64,
+    /// The label given when the token was made.
     pub label: String,
+    /// What the token may do.
     pub role: Role,
 }
 

@@ -8,6 +8,8 @@
 //! Request bodies are JSON of at most 64 KiB; anything else is refused with a JSON error that
 //! says what was wrong.
 
+#![warn(missing_docs)]
+
 pub mod auth;
 mod metrics;
 mod web;

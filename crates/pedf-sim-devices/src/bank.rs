@@ -15,7 +15,9 @@ use tokio_modbus::{ExceptionCode, Request, Response, SlaveRequest};
 /// The registers of one simulated device.
 #[derive(Debug, Clone)]
 pub struct Bank {
+    /// Holding registers from address 0.
     pub holding: Vec<u16>,
+    /// Input registers from address 0.
     pub input: Vec<u16>,
     /// Holding registers a client may write (start, count); writes elsewhere are refused with
     /// IllegalDataAddress, as real devices do.
@@ -130,8 +132,11 @@ impl Service for Sim {
 
 /// A running simulated Modbus TCP server.
 pub struct SimServer {
+    /// The address it listens on.
     pub addr: SocketAddr,
+    /// The register banks by unit id, shared with the server.
     pub banks: Banks,
+    /// The faults the server plays now (tests change them while it runs).
     pub faults: Arc<Mutex<Faults>>,
     task: tokio::task::JoinHandle<()>,
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 /// A running broker.
 pub struct Mosquitto {
+    /// The port it listens on (127.0.0.1).
     pub port: u16,
     dir: PathBuf,
     child: Option<Child>,

@@ -7,6 +7,8 @@
 //!
 //! It knows no pedf crate: tests of the device layer and the runtime build no planner.
 
+#![warn(missing_docs)]
+
 pub mod bank;
 pub mod broker;
 #[cfg(feature = "embedded-broker")]

@@ -14,8 +14,16 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 /// Which device is simulated.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum SimKind {
-    Charger { max_kw: f64 },
-    DcLoad { max_kw: f64 },
+    /// An EV charger with a car that draws what it is allowed.
+    Charger {
+        /// The charger's highest power, kW.
+        max_kw: f64,
+    },
+    /// A curtailable DC load drawing up to its cap.
+    DcLoad {
+        /// The load's full power, kW.
+        max_kw: f64,
+    },
 }
 
 /// A running simulated MQTT device.

@@ -13,16 +13,22 @@ use crate::broker::Mosquitto;
 use crate::mqtt::{SimKind, SimMqttDevice};
 use crate::sunspec_image::{self as img, SunSpecImage};
 
-/// Modbus unit ids on the one server.
+/// The PV inverter's Modbus unit id (all devices share one server).
 pub const PV_UNIT: u8 = 1;
+/// The first battery's Modbus unit id.
 pub const BATTERY_UNIT: u8 = 2;
+/// The grid meter's Modbus unit id.
 pub const METER_UNIT: u8 = 3;
 
 /// The running simulated park.
 pub struct SimPark {
+    /// The Modbus TCP server with the PV, battery and meter banks.
     pub modbus: SimServer,
+    /// The MQTT broker the charger and the load talk through.
     pub broker: Mosquitto,
+    /// The EV charger (MQTT).
     pub charger: SimMqttDevice,
+    /// The curtailable DC load (MQTT).
     pub load: SimMqttDevice,
     /// Address of SunSpec model 124 (storage controls) in the battery's bank.
     pub storage_addr: u16,

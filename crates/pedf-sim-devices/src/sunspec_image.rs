@@ -55,6 +55,7 @@ impl SunSpecImage {
         self
     }
 
+    /// Appends a model with its data (its length is the data's).
     pub fn model(self, id: u16, data: &[u16]) -> Self {
         let len = data.len() as u16;
         self.model_with_len(id, len, data)

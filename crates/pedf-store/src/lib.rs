@@ -8,6 +8,8 @@
 //! second, so a crash loses at most the last second. A full disk or any SQLite failure is a
 //! `StoreError` naming the file; the caller keeps running.
 
+#![warn(missing_docs)]
+
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -17,14 +19,28 @@ use rusqlite::{params, Connection, ErrorCode};
 /// Why a store operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
+    /// The disk is full: nothing of the write was kept.
     #[error("{path}: the disk is full; nothing was written (free space, the EMS keeps running)")]
-    DiskFull { path: String },
+    DiskFull {
+        /// The store file.
+        path: String,
+    },
+    /// Any other SQLite error.
     #[error("{path}: {message}")]
-    Sqlite { path: String, message: String },
+    Sqlite {
+        /// The store file.
+        path: String,
+        /// What SQLite said.
+        message: String,
+    },
+    /// The file is a store of another schema version (or not a store).
     #[error("{path}: the file is not a pedf store (schema version {found}, expected {expected})")]
     Schema {
+        /// The store file.
         path: String,
+        /// The version the file has.
         found: i64,
+        /// The version this build reads.
         expected: i64,
     },
 }
@@ -38,10 +54,15 @@ pub type EventRow = (DateTime<Utc>, String, String, String);
 /// A 1-minute aggregate.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Aggregate {
+    /// The minute's start.
     pub minute: DateTime<Utc>,
+    /// The lowest value in the minute.
     pub min: f64,
+    /// The mean of the values.
     pub mean: f64,
+    /// The highest value.
     pub max: f64,
+    /// How many values.
     pub count: i64,
 }
 
@@ -103,32 +124,49 @@ ALTER TABLE interval_records ADD COLUMN batteries TEXT NOT NULL DEFAULT '[]';
 /// An API token as stored: never the token itself, only its hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRow {
+    /// The token's row id.
     pub id: i64,
+    /// The label given when it was made.
     pub label: String,
+    /// Its role: viewer, operator or admin.
     pub role: String,
+    /// When it was made.
     pub created: DateTime<Utc>,
 }
 
 /// An audit entry: time, device, by whom, reason, requested, written, read back, outcome.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditRow {
+    /// When the write was made.
     pub at: DateTime<Utc>,
+    /// The device written to.
     pub device: String,
+    /// Who asked: the controller, the watchdog, or an operator's token label.
     pub by: String,
+    /// Why.
     pub reason: String,
+    /// The value asked for.
     pub requested: Option<f64>,
+    /// The value written (after the limits).
     pub written: Option<f64>,
+    /// The value the device reported back.
     pub readback: Option<f64>,
+    /// How it went (ok, refused, failed, with the reason).
     pub outcome: String,
 }
 
 /// A stored plan without its JSON.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanRow {
+    /// The plan's row id.
     pub id: i64,
+    /// When it was stored.
     pub created: DateTime<Utc>,
+    /// The day planned, YYYY-MM-DD.
     pub day: String,
+    /// How it was made (optimized, rule, ...), as stored.
     pub strategy: String,
+    /// Whether the controller follows it.
     pub active: bool,
 }
 
