@@ -61,10 +61,30 @@ pub type Planner =
 pub struct Outcome {
     /// The day planned (the park's local date).
     pub day: NaiveDate,
-    /// The plan and its strategy label, or why there is none.
-    pub plan: Result<(Plan, String), String>,
+    /// The plan, or why there is none.
+    pub plan: Result<Replanned, String>,
     /// What triggered it.
     pub why: String,
+}
+
+/// A re-plan's plan and whether it is the optimiser's or the rule-based fallback.
+#[derive(Debug)]
+pub struct Replanned {
+    /// The plan of the rest of the day.
+    pub plan: Plan,
+    /// Why the rule-based plan stands in for the optimiser's, when it does (an alarm).
+    pub fallback: Option<String>,
+}
+
+impl Replanned {
+    /// The plan's strategy as stored and shown: `optimized, intraday` or
+    /// `rule, fallback: <why>`.
+    pub fn label(&self) -> String {
+        match &self.fallback {
+            Some(why) => format!("rule, fallback: {why}"),
+            None => "optimized, intraday".into(),
+        }
+    }
 }
 
 /// Intraday re-planning: on a schedule, on a lasting grid deviation from the plan or on an event, in a thread of its own (the cycle never waits for the solver).
@@ -216,7 +236,7 @@ fn compute(
     stored_kwh: Option<f64>,
     month: MonthSoFar,
     sessions: &[Session],
-) -> Result<(Plan, String), String> {
+) -> Result<Replanned, String> {
     let day = park.clock.local(now).date_naive();
     let sub = cfg.inputs.join(day.to_string());
     let dir = if sub.is_dir() {
@@ -267,16 +287,25 @@ fn compute(
                 .find(|n| n.contains("optimiser failed"))
                 .cloned()
                 .unwrap_or_else(|| "the optimiser gave the rule-based plan".into());
-            Ok((p, format!("rule, fallback: {why}")))
+            Ok(Replanned {
+                plan: p,
+                fallback: Some(why),
+            })
         }
-        Ok(p) => Ok((p, "optimized, intraday".to_string())),
+        Ok(p) => Ok(Replanned {
+            plan: p,
+            fallback: None,
+        }),
         Err(e) => {
             let mut p = plan_rule_based(park, &tail, &opts, &state).map_err(|e2| {
                 format!("optimiser failed ({e}) and the rule-based plan too ({e2})")
             })?;
             p.notes
                 .push(format!("optimiser failed ({e}): rule-based fallback"));
-            Ok((p, format!("rule, fallback: optimiser failed: {e}")))
+            Ok(Replanned {
+                plan: p,
+                fallback: Some(format!("optimiser failed: {e}")),
+            })
         }
     }
 }
@@ -429,7 +458,9 @@ mod tests {
         r.start(now, Some(1000.0), MonthSoFar::default(), Vec::new(), why);
         assert!(r.due(now, 0.0, None).is_none(), "one at a time");
         let o = r.wait().unwrap();
-        let (plan, strategy) = o.plan.unwrap();
+        let replanned = o.plan.unwrap();
+        assert!(replanned.fallback.is_none());
+        let (plan, strategy) = (&replanned.plan, replanned.label());
         assert_eq!(strategy, "optimized, intraday");
         assert_eq!(plan.intervals.len(), 96 - 40);
         assert_eq!(
@@ -478,7 +509,12 @@ mod tests {
         let mut r = Replanner::new(cfg(), park()).with_planner(failing);
         let now = Utc.with_ymd_and_hms(2026, 6, 21, 6, 30, 0).unwrap();
         r.start(now, None, MonthSoFar::default(), Vec::new(), "test".into());
-        let (plan, strategy) = r.wait().unwrap().plan.unwrap();
+        let replanned = r.wait().unwrap().plan.unwrap();
+        let (plan, strategy) = (&replanned.plan, replanned.label());
+        assert!(
+            replanned.fallback.is_some(),
+            "the runtime alarms on a fallback"
+        );
         assert!(
             strategy.starts_with("rule, fallback: optimiser failed"),
             "{strategy}"
@@ -554,7 +590,12 @@ mod tests {
         let mut r = Replanner::new(cfg(), park()).with_planner(falls_back_inside);
         let now = Utc.with_ymd_and_hms(2026, 6, 21, 6, 30, 0).unwrap();
         r.start(now, None, MonthSoFar::default(), Vec::new(), "test".into());
-        let (plan, strategy) = r.wait().unwrap().plan.unwrap();
+        let replanned = r.wait().unwrap().plan.unwrap();
+        let (plan, strategy) = (&replanned.plan, replanned.label());
+        assert!(
+            replanned.fallback.is_some(),
+            "the runtime alarms on a fallback"
+        );
         assert_eq!(plan.strategy, pedf_core::plan::Strategy::Rule);
         assert!(
             strategy.starts_with("rule, fallback: optimiser failed (HiGHS"),

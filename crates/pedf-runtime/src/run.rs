@@ -1069,8 +1069,9 @@ impl Cycle {
         if let Some(rp) = replanner.as_mut() {
             if let Some(o) = rp.poll() {
                 match o.plan {
-                    Ok((plan, strategy)) => {
-                        let stored = serde_json::to_string(&plan)
+                    Ok(replanned) => {
+                        let strategy = replanned.label();
+                        let stored = serde_json::to_string(&replanned.plan)
                             .map_err(|e| e.to_string())
                             .and_then(|json| {
                                 store
@@ -1083,7 +1084,7 @@ impl Cycle {
                             });
                         match stored {
                             Ok(id) => {
-                                let severity = if strategy.starts_with("rule, fallback") {
+                                let severity = if replanned.fallback.is_some() {
                                     "alarm"
                                 } else {
                                     "info"
