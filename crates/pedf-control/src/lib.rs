@@ -23,6 +23,8 @@
 
 #![warn(missing_docs)]
 
+pub mod curtail;
+
 use pedf_core::Park;
 
 /// What the park measures now (kW, bus side unless said).

@@ -32,6 +32,7 @@ use pedf_store::{Sample, Store};
 use crate::devices::Devices;
 use crate::live::{tariff_now, today, ChargerLive, DeviceLive, Flows, Integrator, Live, ModeView};
 use crate::so_far::SoFar;
+use pedf_control::curtail::{CapChange, CurtailableLoad, Curtailment};
 use pedf_control::{
     control, pool_batteries, share_battery_power, BatteryNow, BatteryUnit, ChargerNow, Limits,
     LoadNow, Mode, PlanTarget, Snapshot,
@@ -236,11 +237,8 @@ struct Cycle {
     tracked: Vec<String>,
     /// The cycle's length, h.
     cycle_h: f64,
-    /// Curtailable loads: each one's demand when not held (measured while its cap is above
-    /// what it draws)...
-    free_kw: BTreeMap<String, f64>,
-    /// ... and the cap written last (none: unrestricted).
-    caps: BTreeMap<String, f64>,
+    /// Curtailable loads: each one's demand when not held and the cap written last.
+    curtailment: Curtailment,
     retention_days: i64,
     summary: RunSummary,
     timing: pedf_core::live::CycleTiming,
@@ -347,8 +345,7 @@ impl Cycle {
             without: pedf_core::records::WithoutEms::new(),
             tracked,
             cycle_h: cfg.cycle_ms as f64 / 3.6e6,
-            free_kw: BTreeMap::new(),
-            caps: BTreeMap::new(),
+            curtailment: Curtailment::default(),
             retention_days: cfg.retention_days,
             summary: RunSummary::default(),
             timing: Default::default(),
@@ -513,8 +510,7 @@ impl Cycle {
             so_far,
             integrator,
             active_plan,
-            free_kw,
-            caps,
+            curtailment,
             limits,
             ..
         } = self;
@@ -604,92 +600,64 @@ impl Cycle {
             .mode
             .as_ref()
             .map_or(Mode::Automatic, |m| m.borrow().clone());
-        // Curtailable loads: their demand when not held, the plan's shed shared over them by
-        // demand (never above a load's sheddable share), and the room left for the peak guard.
-        // The load the controller sees is the demand without last cycle's caps, less the
-        // plan's shed.
-        let mut curtailable: Vec<(String, f64, f64, f64)> = Vec::new(); // id, free, share, plan shed
-        let mut uncapped_extra = 0.0;
-        for c in controlled.iter().filter(|c| c.curtailable.is_some()) {
-            let measured = states.get(&c.id).and_then(|s| s.good(Field::PowerKw, now));
-            if let Some(m) = measured {
-                let free = match caps.get(&c.id) {
-                    // Drawing below its cap: that is its demand.
-                    Some(cap) if m >= cap - 0.5 => {
-                        free_kw.get(&c.id).copied().unwrap_or(m).max(*cap)
-                    }
-                    _ => m,
-                };
-                free_kw.insert(c.id.clone(), free);
-                uncapped_extra += (free - m).max(0.0);
-            }
-            if let Some(&free) = free_kw.get(&c.id) {
-                curtailable.push((c.id.clone(), free, c.curtailable.unwrap_or(0.0), 0.0));
-            }
-        }
+        // Curtailable loads: their demand when not held and the plan's shed over them
+        // (pedf_control::curtail). The load the controller sees is the demand without last
+        // cycle's caps, less the plan's shed.
+        let curtailable: Vec<CurtailableLoad> = controlled
+            .iter()
+            .filter_map(|c| {
+                Some(CurtailableLoad {
+                    id: c.id.clone(),
+                    measured_kw: states.get(&c.id).and_then(|s| s.good(Field::PowerKw, now)),
+                    share: c.curtailable?,
+                    max_kw: c.policy.limits.max,
+                })
+            })
+            .collect();
         let plan_shed = match (&mode, &plan) {
             (Mode::Automatic, Some(p)) => p.2,
             _ => 0.0,
         };
-        let total_free: f64 = curtailable.iter().map(|c| c.1).sum();
-        for c in &mut curtailable {
-            c.3 = (plan_shed * c.1 / total_free.max(1e-9))
-                .min(c.2 * c.1)
-                .max(0.0);
-        }
-        let planned_shed: f64 = curtailable.iter().map(|c| c.3).sum();
+        let shares = curtailment.share(&curtailable, plan_shed);
         let snapshot = Snapshot {
             pv_available_kw: pv,
-            load_kw: (load + uncapped_extra - planned_shed).max(0.0),
+            load_kw: (load + shares.held_kw - shares.planned_kw).max(0.0),
             chargers,
             battery,
             loads,
-            curtailable_kw: curtailable
-                .iter()
-                .map(|c| c.2 * c.1 - c.3)
-                .sum::<f64>()
-                .max(0.0),
+            curtailable_kw: shares.room_kw,
             import_guard_kw,
         };
         let out = control(limits, &snapshot, plan.as_ref().map(|p| &p.0), &mode);
         // Each curtailable load's cap: its demand less the plan's shed and its part of the
-        // guard's (by the room each has); none (its maximum, unrestricted) when nothing is
-        // shed. Written when it changes, and once to lift it.
-        let mut guard_left = out.shed_kw;
-        let room_total: f64 = curtailable.iter().map(|c| c.2 * c.1 - c.3).sum();
+        // guard's; written when it changes, and once to lift it.
         let mut cap_writes: BTreeMap<String, f64> = BTreeMap::new();
-        for (id, free, share, planned) in &curtailable {
-            let room = (share * free - planned).max(0.0);
-            let g = (out.shed_kw * room / room_total.max(1e-9))
-                .min(room)
-                .min(guard_left);
-            guard_left -= g;
-            let shed = planned + g;
-            let max = controlled
-                .iter()
-                .find(|c| c.id == *id)
-                .map_or(*free, |c| c.policy.limits.max);
-            if shed > 0.01 {
-                let cap = (free - shed).max(0.0);
-                if caps.get(id).is_none_or(|old| (old - cap).abs() > 0.5) {
-                    if !caps.contains_key(id) {
-                        let _ = store.event(
-                            now,
-                            "info",
-                            "control",
-                            &format!(
-                                "{id} capped at {cap:.1} kW: {shed:.1} kW of its demand shed ({})",
-                                if g > 0.01 { "peak guard" } else { "plan" }
-                            ),
-                        );
-                    }
-                    caps.insert(id.clone(), cap);
-                    cap_writes.insert(id.clone(), cap);
+        for change in curtailment.caps(&shares, out.shed_kw) {
+            match &change {
+                CapChange::Capped {
+                    id,
+                    cap_kw,
+                    shed_kw,
+                    by_guard,
+                    first: true,
+                } => {
+                    let _ = store.event(
+                        now,
+                        "info",
+                        "control",
+                        &format!(
+                            "{id} capped at {cap_kw:.1} kW: {shed_kw:.1} kW of its demand shed ({})",
+                            if *by_guard { "peak guard" } else { "plan" }
+                        ),
+                    );
                 }
-            } else if caps.remove(id).is_some() {
-                let _ = store.event(now, "info", "control", &format!("{id}: cap lifted"));
-                cap_writes.insert(id.clone(), max);
+                CapChange::Capped { .. } => {}
+                CapChange::Lifted { id, .. } => {
+                    let _ = store.event(now, "info", "control", &format!("{id}: cap lifted"));
+                }
             }
+            let (id, kw) = change.write();
+            cap_writes.insert(id.to_string(), kw);
         }
         Decision {
             mode,
