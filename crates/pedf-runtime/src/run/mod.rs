@@ -1,0 +1,470 @@
+//! `pedf run`: devices → park state → store → controller → safe setpoints, once per cycle.
+//!
+//! Every device runs in its own unit (`pedf_devices::unit`): read on its own period into the
+//! process image, written through its `SafeControl` (clamp, ramp, read-back, audit), with its
+//! own watchdog. The cycle never waits on the network; in phases:
+//!
+//! 1. **snapshot**: beat the heartbeat, copy the process image;
+//! 2. **control**: sessions and orders, the active plan's interval from the store (or none:
+//!    self-consumption), the controller;
+//! 3. **apply**: hand each unit its setpoint (the latest wins; never waits);
+//! 4. **record**: samples, events and the units' audit into the store (one transaction each),
+//!    the InfluxDB sink, energy records;
+//! 5. **publish**: the park now to the server.
+//!
+//! This file holds the loop, the cycle's state and phase 1; `control.rs` phases 2 and 3,
+//! `sessions.rs` the EV sessions and operators' orders taken in phase 2, `record.rs` phase 4
+//! with intraday re-planning, `publish.rs` phase 5.
+//!
+//! A device that stops answering, or a cycle that stalls, puts the devices into their safe
+//! state by the units' watchdogs. On shutdown (Ctrl-C, SIGTERM, or the given duration) every
+//! controllable device is put into its safe state and the store is flushed.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use pedf_core::Park;
+use pedf_devices::capability::{Capability, DeviceState, Field};
+use pedf_devices::template::load_device_set;
+use pedf_store::Store;
+
+use crate::devices::Devices;
+use crate::live::{Integrator, Live};
+use crate::so_far::SoFar;
+use pedf_control::curtail::Curtailment;
+use pedf_control::{pool_batteries, BatteryNow, BatteryUnit, Limits, Mode, PlanTarget, Snapshot};
+use tokio::sync::watch;
+
+pub use crate::config::{RunConfig, ServerConfig};
+
+mod control;
+mod publish;
+mod record;
+mod sessions;
+
+use control::ActivePlan;
+use record::store_audit;
+use sessions::session_defaults;
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunSummary {
+    /// Control cycles run.
+    pub cycles: u64,
+    /// Samples stored.
+    pub samples: u64,
+    /// Setpoints the devices took from the controller.
+    pub setpoints: u64,
+    /// Alarms the controller raised.
+    pub alarms: u64,
+    /// Controllable devices that could not be put into their safe state at shutdown (not
+    /// answering: their own fail-safe applies).
+    pub not_made_safe: Vec<String>,
+}
+
+/// The channels between the run loop and the server.
+#[derive(Default)]
+pub struct RunIo {
+    /// Gets the park state after every cycle.
+    pub live: Option<watch::Sender<Arc<Live>>>,
+    /// The operating mode, set by operators through the server; read every cycle.
+    pub mode: Option<watch::Receiver<Mode>>,
+    /// Operators' orders on EV sessions (energy, departure), from the server.
+    pub orders: Option<tokio::sync::mpsc::Receiver<crate::sessions::Order>>,
+    /// Caps the store file at this many pages, as a full disk would (tests).
+    #[doc(hidden)]
+    pub store_max_pages_for_test: Option<i64>,
+}
+
+/// Runs until `shutdown` resolves.
+pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<RunSummary, String> {
+    run_with(cfg, RunIo::default(), shutdown).await
+}
+
+/// Runs until `shutdown` resolves, publishing the park state and taking the mode through `io`.
+pub async fn run_with(
+    cfg: RunConfig,
+    mut io: RunIo,
+    shutdown: impl Future<Output = ()>,
+) -> Result<RunSummary, String> {
+    let time = cfg.time;
+    let mut ems = Cycle::start(&cfg, &io)?;
+    let mut tick = tokio::time::interval(Duration::from_millis(cfg.cycle_ms));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    // The first cycle starts on a full process image: each device read once (answering or
+    // not), waiting no longer than the devices' values would take to go stale. A shutdown
+    // asked meanwhile is taken (polling it also installs the signal handlers).
+    let unit_ids: Vec<String> = ems.devices.units.keys().cloned().collect();
+    let bound = ems.devices.first_read_bound;
+    let unread = tokio::select! {
+        _ = &mut shutdown => None,
+        unread = ems.devices.image.first_reads(&unit_ids, bound) => Some(unread),
+    };
+    ems.started(time.now(), unread.as_deref().unwrap_or_default())?;
+    if unread.is_some() {
+        loop {
+            let scheduled = tokio::select! {
+                _ = &mut shutdown => break,
+                at = tick.tick() => at,
+            };
+            let lag_ms = std::time::Instant::now()
+                .saturating_duration_since(scheduled.into_std())
+                .as_secs_f64()
+                * 1e3;
+            ems.step(time.now(), lag_ms, &mut io);
+        }
+    }
+    Ok(ems.shutdown(time.now()).await)
+}
+
+/// The running EMS between cycles: the park, the store, the devices, and what one cycle hands
+/// the next (energy records, the month so far, sessions, curtailable loads' caps, the active
+/// plan, re-planning).
+pub(super) struct Cycle {
+    park: Park,
+    limits: Limits,
+    battery_units: Vec<BatteryUnit>,
+    store: Store,
+    devices: Devices,
+    /// Every device of the list, id and capability, for the live state.
+    device_list: Vec<(String, Capability)>,
+    sink: Option<pedf_influx::InfluxSink>,
+    replanner: Option<crate::replan::Replanner>,
+    replan_note: Option<String>,
+    active_plan: Option<ActivePlan>,
+    /// Power integrated into the running interval's energy record.
+    integrator: Integrator,
+    /// Today's closed intervals (reloaded from the store on a restart).
+    day_records: Vec<pedf_core::records::IntervalRecord>,
+    /// 1-minute aggregates are made as each minute closes (and for the last one at shutdown).
+    aggregated_to: DateTime<Utc>,
+    so_far: SoFar,
+    /// EV sessions on the chargers that report whether a car is there.
+    sessions: crate::sessions::Sessions,
+    /// The park without the EMS alongside (cars charged on arrival), for the month's Scope 2
+    /// without it.
+    without: pedf_core::records::WithoutEms,
+    /// Devices whose sessions are tracked (their park charger has a default session).
+    tracked: Vec<String>,
+    /// The cycle's length, h.
+    cycle_h: f64,
+    /// Curtailable loads: each one's demand when not held and the cap written last.
+    curtailment: Curtailment,
+    retention_days: i64,
+    summary: RunSummary,
+    timing: pedf_core::live::CycleTiming,
+}
+
+/// What the snapshot phase read of the park.
+pub(super) struct Measured {
+    states: BTreeMap<String, DeviceState>,
+    pv: f64,
+    /// Each battery that answers with its SoC, by park asset.
+    batteries_now: Vec<(String, BatteryNow)>,
+    /// The batteries pooled, as the controller sees them.
+    battery: Option<BatteryNow>,
+    battery_kw: f64,
+    ev_now: f64,
+    grid_meter: Option<f64>,
+    load: f64,
+}
+
+/// What the control phase decided.
+pub(super) struct Decision {
+    mode: Mode,
+    /// The plan's interval, its label and its shed of curtailable demand, kW.
+    plan: Option<(PlanTarget, String, f64)>,
+    snapshot: Snapshot,
+    out: pedf_control::Setpoints,
+    /// Curtailable loads' caps that changed (lifted: their maximum).
+    cap_writes: BTreeMap<String, f64>,
+}
+
+fn minute_of(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp_millis(t.timestamp_millis().div_euclid(60_000) * 60_000)
+        .unwrap_or(t)
+}
+
+impl Cycle {
+    /// Reads the park and device files, opens the store, starts the devices' units, the
+    /// InfluxDB sink and re-planning, and takes up today's records and the month so far.
+    fn start(cfg: &RunConfig, io: &RunIo) -> Result<Cycle, String> {
+        let time = cfg.time;
+        let park = cfg.read_park()?;
+        let set = load_device_set(&cfg.devices).map_err(|es| {
+            es.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        })?;
+        if let Some(dir) = cfg.store.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        let mut store = Store::open(&cfg.store).map_err(|e| e.to_string())?;
+        if let Some(pages) = io.store_max_pages_for_test {
+            store.set_max_pages_for_test(pages);
+        }
+        let sink = match &cfg.influx {
+            Some(i) => Some(pedf_influx::InfluxSink::start(i.clone()).map_err(|e| e.to_string())?),
+            None => None,
+        };
+        let devices = crate::devices::start(cfg, &park, &set)?;
+        let now = time.now();
+        let mut integrator =
+            Integrator::new(&park).with_max_gap_ms((10_000.0 * time.speed()).round() as i64);
+        let from = park
+            .clock
+            .start_of_local_day(park.clock.local(now).date_naive());
+        let mut day_records: Vec<_> = store
+            .records(from, now)
+            .map(|v| v.into_iter().map(|(r, _)| r).collect())
+            .unwrap_or_default();
+        let running_start = park.clock.interval_start(now);
+        if let Some(i) = day_records.iter().position(|r| r.start == running_start) {
+            integrator.resume(day_records.remove(i));
+        }
+        let tracked = devices
+            .controlled
+            .iter()
+            .filter(|c| c.capability == Capability::EvCharger)
+            .filter(|c| session_defaults(&park, &c.asset).session_kwh > 0.0)
+            .map(|c| c.id.clone())
+            .collect();
+        Ok(Cycle {
+            limits: Limits::of(&park),
+            battery_units: BatteryUnit::of(&park),
+            replanner: cfg
+                .replan
+                .clone()
+                .map(|r| crate::replan::Replanner::new(r, park.clone())),
+            replan_note: None,
+            active_plan: None,
+            so_far: SoFar::load(&park, &store, now),
+            integrator,
+            day_records,
+            aggregated_to: minute_of(now),
+            sessions: crate::sessions::Sessions::new(),
+            without: pedf_core::records::WithoutEms::new(),
+            tracked,
+            cycle_h: cfg.cycle_ms as f64 / 3.6e6,
+            curtailment: Curtailment::default(),
+            retention_days: cfg.retention_days,
+            summary: RunSummary::default(),
+            timing: Default::default(),
+            device_list: set
+                .devices
+                .devices
+                .iter()
+                .map(|d| (d.id.clone(), d.capability))
+                .collect(),
+            sink,
+            devices,
+            store,
+            park,
+        })
+    }
+
+    /// Says the run started (and which devices were not read before the first cycle).
+    fn started(&mut self, now: DateTime<Utc>, unread: &[String]) -> Result<(), String> {
+        self.store
+            .event(
+                now,
+                "info",
+                "run",
+                &format!(
+                    "pedf run started for {} with {} devices",
+                    self.park.id,
+                    self.device_list.len()
+                ),
+            )
+            .map_err(|e| e.to_string())?;
+        if !unread.is_empty() {
+            let _ = self.store.event(
+                now,
+                "warning",
+                "devices",
+                &format!(
+                    "not read before the first cycle (control starts without them): {}",
+                    unread.join(", ")
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// One cycle, in phases; none waits on the network.
+    fn step(&mut self, now: DateTime<Utc>, lag_ms: f64, io: &mut RunIo) {
+        let work_started = std::time::Instant::now();
+        let mut faults: Vec<String> = Vec::new();
+        let m = self.snapshot(now);
+        let d = self.control(now, &m, io, &mut faults);
+        self.apply(&m, &d);
+        let (flows, chargers_live) = self.record(now, &m, &d, &mut faults);
+        let work_ms = work_started.elapsed().as_secs_f64() * 1e3;
+        self.timing.work.add(work_ms);
+        self.timing.lag.add(lag_ms);
+        self.publish(
+            now,
+            &m,
+            &d,
+            (flows, chargers_live),
+            faults,
+            (work_ms, lag_ms),
+            io,
+        );
+        self.housekeeping(now);
+    }
+
+    /// Phase 1: the controller is alive (the units' watchdogs see the heartbeat); the process
+    /// image as it is now, and what it says of the park.
+    fn snapshot(&mut self, now: DateTime<Utc>) -> Measured {
+        let Cycle {
+            devices,
+            battery_units,
+            limits,
+            ..
+        } = self;
+        let controlled = &devices.controlled;
+        devices.heartbeat.beat(now);
+        let states = devices.image.snapshot();
+        let good = |cap: Capability, f: Field| -> f64 {
+            states
+                .values()
+                .filter(|s| s.capability == cap)
+                .filter_map(|s| s.good(f, now))
+                .sum::<f64>()
+                + 0.0 // an empty sum is -0.0
+        };
+        let pv = good(Capability::PvInverter, Field::PowerKw);
+        // Each battery that answers with its SoC, by park asset; the controller sees them
+        // pooled and their setpoints are its share of the park's.
+        let batteries_now: Vec<(String, BatteryNow)> = controlled
+            .iter()
+            .filter(|c| c.capability == Capability::Battery)
+            .filter_map(|c| {
+                let s = states.get(&c.id)?;
+                let unit = battery_units.iter().find(|u| u.id == c.asset);
+                Some((
+                    c.asset.clone(),
+                    BatteryNow {
+                        soc_pct: s.good(Field::SocPct, now)?,
+                        max_charge_kw: s
+                            .good(Field::MaxChargeKw, now)
+                            .or(unit.map(|u| u.max_charge_kw))
+                            .unwrap_or(0.0),
+                        max_discharge_kw: s
+                            .good(Field::MaxDischargeKw, now)
+                            .or(unit.map(|u| u.max_discharge_kw))
+                            .unwrap_or(0.0),
+                    },
+                ))
+            })
+            .collect();
+        let battery = pool_batteries(battery_units, &batteries_now);
+        let battery_kw = good(Capability::Battery, Field::PowerKw);
+        let ev_now = good(Capability::EvCharger, Field::PowerKw);
+        let grid_meter = states
+            .values()
+            .find(|s| s.capability == Capability::Meter)
+            .and_then(|s| s.good(Field::PowerKw, now));
+        let load = match grid_meter {
+            Some(g) => (pv
+                + battery_kw
+                + if g >= 0.0 {
+                    g * limits.eta_in
+                } else {
+                    g / limits.eta_out
+                }
+                - ev_now)
+                .max(0.0),
+            None => good(Capability::DcLoad, Field::PowerKw),
+        };
+        Measured {
+            states,
+            pv,
+            batteries_now,
+            battery,
+            battery_kw,
+            ev_now,
+            grid_meter,
+            load,
+        }
+    }
+
+    /// 1-minute aggregates as each minute closes; old samples pruned every 60 cycles.
+    fn housekeeping(&mut self, now: DateTime<Utc>) {
+        let Cycle {
+            store,
+            aggregated_to,
+            summary,
+            retention_days,
+            ..
+        } = self;
+        let minute = minute_of(now);
+        if minute > *aggregated_to {
+            match store.aggregate_minutes(*aggregated_to, minute) {
+                Ok(_) => *aggregated_to = minute,
+                Err(e) => tracing::error!(error = %e, "1-minute aggregates not made"),
+            }
+        }
+        summary.cycles += 1;
+        if summary.cycles % 60 == 0 {
+            let _ = store.prune_samples(now - chrono::Duration::days(*retention_days));
+        }
+    }
+
+    /// Shutdown: the last minute's aggregates and the running interval's partial record
+    /// stored, every unit stopped (the controllable ones in their safe state), the sink
+    /// flushed, the MQTT connection closed.
+    async fn shutdown(mut self, now: DateTime<Utc>) -> RunSummary {
+        let Cycle {
+            store,
+            integrator,
+            aggregated_to,
+            devices,
+            sink,
+            summary,
+            ..
+        } = &mut self;
+        let _ = store.aggregate_minutes(*aggregated_to, now + chrono::Duration::milliseconds(1));
+        if let Some(partial) = integrator.finish() {
+            let _ = store.put_records(&[partial], "measured-partial");
+        }
+        let (not_made_safe, audit) = devices.stop().await;
+        summary.not_made_safe = not_made_safe;
+        summary.setpoints += store_audit(store, audit);
+        let message = if summary.not_made_safe.is_empty() {
+            "pedf run stopped; devices in their safe state".to_string()
+        } else {
+            format!(
+                "pedf run stopped; not reached for the safe state: {}",
+                summary.not_made_safe.join(", ")
+            )
+        };
+        let _ = store.event(now, "info", "run", &message);
+        if let Some(k) = sink {
+            let st = k.stop().await;
+            if st.buffered_segments > 0 {
+                let _ = store.event(
+                    now,
+                    "warning",
+                    "influx",
+                    &format!(
+                        "InfluxDB: {} buffer segment(s) wait on disk for the next run ({})",
+                        st.buffered_segments,
+                        st.last_error.unwrap_or_default()
+                    ),
+                );
+            }
+        }
+        if let Some(h) = &devices.hub {
+            // Graceful: the safe-state commands queued above go out before the disconnect.
+            h.shutdown().await;
+        }
+        self.summary
+    }
+}

@@ -1,0 +1,106 @@
+//! Phase 5: the park now, to the server.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use crate::live::{tariff_now, today, ChargerLive, DeviceLive, Flows, Live, ModeView};
+use pedf_control::Mode;
+
+use super::{Cycle, Decision, Measured, RunIo};
+
+impl Cycle {
+    /// Phase 5: the park now, with the cycle's work time and lag, to the server.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn publish(
+        &mut self,
+        now: DateTime<Utc>,
+        m: &Measured,
+        d: &Decision,
+        (flows, chargers_live): (Flows, Vec<ChargerLive>),
+        faults: Vec<String>,
+        (work_ms, lag_ms): (f64, f64),
+        io: &RunIo,
+    ) {
+        let Cycle {
+            park,
+            day_records,
+            integrator,
+            device_list,
+            so_far,
+            summary,
+            timing,
+            ..
+        } = self;
+        let states = &m.states;
+        let Decision {
+            mode, plan, out, ..
+        } = d;
+        if let Some(tx) = &io.live {
+            let day_start = park
+                .clock
+                .start_of_local_day(park.clock.local(now).date_naive());
+            day_records.retain(|r| r.start >= day_start);
+            let mut recs = day_records.clone();
+            recs.extend(integrator.running());
+            let devices = device_list
+                .iter()
+                .map(|(id, capability)| {
+                    let st = states.get(id);
+                    let quality = match st {
+                        None => "none",
+                        Some(s) if s.last_error.is_some() => "bad",
+                        Some(s) => match s.last_ok {
+                            None => "none",
+                            Some(t) if (now - t).to_std().unwrap_or_default() > s.stale_after => {
+                                "stale"
+                            }
+                            Some(_) => "good",
+                        },
+                    };
+                    DeviceLive {
+                        id: id.clone(),
+                        capability: capability.name().to_string(),
+                        quality: quality.into(),
+                        last_ok: st.and_then(|s| s.last_ok),
+                        error: st.and_then(|s| s.last_error.clone()),
+                    }
+                })
+                .collect();
+            let month_live = so_far.live(park, now);
+            let live = Live {
+                month: month_live,
+                park_id: park.id.clone(),
+                park_name: park.name.clone(),
+                park_name_zh: park.name_zh.clone(),
+                at: Some(now),
+                cycle: summary.cycles + 1,
+                cycle_work_ms: work_ms,
+                cycle_lag_ms: lag_ms,
+                timing: timing.clone(),
+                mode: Some(ModeView::from(mode)),
+                strategy: match &mode {
+                    Mode::Safe => "safe state (every device at its safe value)".to_string(),
+                    Mode::Manual { .. } => "manual battery setpoint".to_string(),
+                    Mode::Automatic => plan.as_ref().map_or_else(
+                        || "self-consumption (no active plan)".to_string(),
+                        |p| p.1.clone(),
+                    ),
+                },
+                plan_grid_kw: plan
+                    .as_ref()
+                    .map(|p| p.0.grid_import_kw - p.0.grid_export_kw),
+                flows,
+                chargers: chargers_live,
+                tariff: tariff_now(park, now),
+                battery_capacity_kwh: park.battery_capacity().0,
+                grid_factor_kg_per_kwh: park.carbon.grid_factor.value.0,
+                today: today(park, &recs, now),
+                devices,
+                alarms: out.alarms.clone(),
+                faults,
+            };
+            tx.send_replace(Arc::new(live));
+        }
+    }
+}

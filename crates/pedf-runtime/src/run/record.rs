@@ -1,0 +1,300 @@
+//! Phase 4: samples, alarms and audit into the store and the InfluxDB sink, the flows, the
+//! interval's energy record, and intraday re-planning.
+
+
+use chrono::{DateTime, Utc};
+use pedf_core::Park;
+use pedf_devices::capability::{Capability, DeviceState, Field, Quality};
+use pedf_devices::control::AuditEvent;
+use pedf_store::{Sample, Store};
+
+use crate::live::{ChargerLive, Flows};
+use crate::so_far::SoFar;
+use pedf_control::Mode;
+
+use super::{Cycle, Decision, Measured};
+
+pub(super) fn quality_code(q: Quality) -> u8 {
+    match q {
+        Quality::Good => 0,
+        Quality::Stale => 1,
+        Quality::Bad => 2,
+    }
+}
+
+pub(super) fn samples_of(state: &DeviceState, now: DateTime<Utc>, out: &mut Vec<Sample>) {
+    for f in state.capability.fields() {
+        if let Some(r) = state.reading(*f, now) {
+            out.push(Sample {
+                device: state.id.clone(),
+                field: f.name().into(),
+                at: r.at,
+                value: r.value,
+                quality: quality_code(r.quality),
+            });
+        }
+    }
+}
+
+/// Moves the units' audit entries into the store; returns how many were the controller's
+/// setpoints taken.
+pub(super) fn store_audit(store: &mut Store, audit: Vec<AuditEvent>) -> u64 {
+    let taken = audit
+        .iter()
+        .filter(|a| a.by == "controller" && a.readback.is_some())
+        .count() as u64;
+    for a in audit {
+        let _ = store.audit(
+            a.at,
+            &a.device,
+            &a.by,
+            &a.reason,
+            a.requested,
+            a.written,
+            a.readback,
+            &a.outcome,
+        );
+    }
+    taken
+}
+
+impl Cycle {
+    /// Phase 4: samples, alarms and the units' audit into the store, samples to the InfluxDB
+    /// sink, the flows, intraday re-planning, the interval's energy record when it closes.
+    pub(super) fn record(
+        &mut self,
+        now: DateTime<Utc>,
+        m: &Measured,
+        d: &Decision,
+        faults: &mut Vec<String>,
+    ) -> (Flows, Vec<ChargerLive>) {
+        let Cycle {
+            park,
+            store,
+            devices,
+            sink,
+            summary,
+            limits,
+            sessions,
+            replanner,
+            replan_note,
+            so_far,
+            integrator,
+            day_records,
+            tracked,
+            without,
+            ..
+        } = self;
+        let controlled = &devices.controlled;
+        let states = &m.states;
+        let (pv, battery_kw, ev_now, grid_meter, load) =
+            (m.pv, m.battery_kw, m.ev_now, m.grid_meter, m.load);
+        let Decision { snapshot, out, .. } = d;
+        // Store: samples, alarms, audit.
+        let mut samples = Vec::new();
+        for s in states.values() {
+            samples_of(s, now, &mut samples);
+        }
+        summary.samples += samples.len() as u64;
+        if let Err(e) = store.insert_samples(&samples) {
+            tracing::error!(error = %e, "samples not stored; control goes on");
+            faults.push(format!("samples not stored: {e}"));
+        }
+        if let Some(k) = &sink {
+            if !k.send(samples.clone()) {
+                faults.push("InfluxDB sink queue full: this cycle's samples not sent".into());
+            }
+        }
+        for a in &out.alarms {
+            summary.alarms += 1;
+            let _ = store.event(now, "alarm", "control", a);
+        }
+        summary.setpoints += store_audit(store, devices.take_audit());
+        // The park now: flows from the measurements, energy records, today's figures.
+        let converter_dc_kw;
+        let grid_kw;
+        match grid_meter {
+            Some(g) => {
+                grid_kw = g;
+                converter_dc_kw = if g >= 0.0 {
+                    g * limits.eta_in
+                } else {
+                    g / limits.eta_out
+                };
+            }
+            None => {
+                converter_dc_kw = load + ev_now - pv - battery_kw;
+                grid_kw = if converter_dc_kw >= 0.0 {
+                    converter_dc_kw / limits.eta_in
+                } else {
+                    converter_dc_kw * limits.eta_out
+                };
+            }
+        }
+        let flows = Flows {
+            pv_kw: pv,
+            pv_available_kw: snapshot.pv_available_kw,
+            battery_kw,
+            soc_pct: snapshot.battery.as_ref().map(|b| b.soc_pct),
+            load_kw: load,
+            ev_kw: ev_now,
+            converter_dc_kw,
+            grid_kw,
+            grid_measured: grid_meter.is_some(),
+        };
+        let chargers_live: Vec<ChargerLive> = controlled
+            .iter()
+            .filter(|c| c.capability == Capability::EvCharger)
+            .map(|c| ChargerLive {
+                id: c.id.clone(),
+                kw: states
+                    .get(&c.id)
+                    .and_then(|s| s.good(Field::PowerKw, now))
+                    .unwrap_or(0.0),
+                setpoint_kw: out
+                    .chargers
+                    .iter()
+                    .find(|(id, _)| *id == c.id)
+                    .map(|(_, kw)| *kw),
+                session: sessions.on(&c.id).map(|s| crate::live::SessionLive {
+                    arrival: s.arrival,
+                    departure: s.departure,
+                    requested_kwh: s.requested_kwh,
+                    delivered_kwh: s.delivered_kwh,
+                }),
+            })
+            .collect();
+        Self::replan(
+            park,
+            store,
+            replanner,
+            replan_note,
+            so_far,
+            sessions,
+            now,
+            grid_kw,
+            d,
+        );
+        if let Some(n) = replan_note.as_ref() {
+            faults.push(n.clone());
+        }
+        if let Some(closed) = integrator.add(now, &flows, &chargers_live) {
+            // Without the EMS (an interval of the month): the tracked chargers' cars on arrival
+            // (alongside), the others' as they charged.
+            let without_ems_import = so_far.in_month(park, &closed).then(|| {
+                let untracked_ev: f64 = closed
+                    .ev_chargers
+                    .iter()
+                    .filter(|(id, _)| !tracked.contains(id))
+                    .map(|(_, kwh)| kwh)
+                    .sum();
+                let untracked_ev = if tracked.is_empty() {
+                    closed.ev_kwh
+                } else {
+                    untracked_ev
+                };
+                let (imp, _) = without.interval(
+                    park.clock.interval.hours().0,
+                    closed.load_kwh + untracked_ev,
+                    closed.pv_kwh,
+                    park.converter.efficiency_ac_to_dc,
+                );
+                if let Err(e) = store.put_without_ems(closed.start, imp) {
+                    tracing::error!(error = %e, "the interval's import without the EMS not stored");
+                }
+                imp
+            });
+            so_far.add(park, &closed, without_ems_import);
+            if let Err(e) = store.put_records(std::slice::from_ref(&closed), "measured") {
+                tracing::error!(error = %e, "interval record not stored");
+                faults.push(format!("interval record not stored: {e}"));
+            }
+            day_records.push(closed);
+        }
+        (flows, chargers_live)
+    }
+
+    /// Intraday re-planning (automatic mode only), off the control path: a finished re-plan
+    /// stored and activated (an alarm when it is the fallback), a new one started when due.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn replan(
+        park: &Park,
+        store: &mut Store,
+        replanner: &mut Option<crate::replan::Replanner>,
+        replan_note: &mut Option<String>,
+        so_far: &SoFar,
+        sessions: &crate::sessions::Sessions,
+        now: DateTime<Utc>,
+        grid_kw: f64,
+        d: &Decision,
+    ) {
+        let Decision {
+            mode,
+            plan,
+            snapshot,
+            ..
+        } = d;
+        // Intraday re-planning (automatic mode only), off the control path.
+        if let Some(rp) = replanner.as_mut() {
+            if let Some(o) = rp.poll() {
+                match o.plan {
+                    Ok(replanned) => {
+                        let strategy = replanned.label();
+                        let stored = serde_json::to_string(&replanned.plan)
+                            .map_err(|e| e.to_string())
+                            .and_then(|json| {
+                                store
+                                    .put_plan(now, &o.day.to_string(), &strategy, &json)
+                                    .map_err(|e| e.to_string())
+                            })
+                            .and_then(|id| {
+                                store.activate_plan(id).map_err(|e| e.to_string())?;
+                                Ok(id)
+                            });
+                        match stored {
+                            Ok(id) => {
+                                let severity = if replanned.fallback.is_some() {
+                                    "alarm"
+                                } else {
+                                    "info"
+                                };
+                                let _ = store.event(
+                                    now,
+                                    severity,
+                                    "plan",
+                                    &format!(
+                                        "re-planned ({}): plan #{id} ({strategy}) active",
+                                        o.why
+                                    ),
+                                );
+                                *replan_note = None;
+                            }
+                            Err(e) => *replan_note = Some(format!("re-plan not stored: {e}")),
+                        }
+                    }
+                    Err(e) => {
+                        let _ = store.event(
+                            now,
+                            "alarm",
+                            "plan",
+                            &format!("re-plan failed ({}): {e}", o.why),
+                        );
+                        *replan_note = Some(format!("re-plan failed: {e}"));
+                    }
+                }
+            } else if *mode == Mode::Automatic {
+                let plan_grid = plan
+                    .as_ref()
+                    .map(|p| p.0.grid_import_kw - p.0.grid_export_kw);
+                if let Some(why) = rp.due(now, grid_kw, plan_grid) {
+                    let stored = snapshot
+                        .battery
+                        .as_ref()
+                        .map(|b| b.soc_pct / 100.0 * park.battery_capacity().0);
+                    let month = so_far.figures;
+                    rp.start(now, stored, month, sessions.open().cloned().collect(), why);
+                }
+            }
+        }
+    }
+}
