@@ -111,6 +111,7 @@ impl Options {
 /// One battery's carbon-store parameters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BatteryParams {
+    /// The park asset id.
     pub id: String,
     /// Bus to bus.
     pub round_trip_efficiency: f64,
@@ -160,6 +161,7 @@ impl StorageMode {
 /// The result of one interval.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IntervalResult {
+    /// Interval start.
     pub start: DateTime<Utc>,
     /// `flows[source][sink]`, kWh.
     pub flows: [[f64; 5]; 3],
@@ -167,6 +169,7 @@ pub struct IntervalResult {
     pub sink_kg: [f64; 5],
     /// Carbon-free kWh delivered to each sink.
     pub sink_clean_kwh: [f64; 5],
+    /// The grid's emission factor used in the interval, kg CO2/kWh.
     pub grid_factor: f64,
     /// Grid import x factor (location-based Scope 2), kg.
     pub location_kg: f64,
@@ -190,7 +193,9 @@ pub struct IntervalResult {
     /// effect of shifting; with a flat factor it is the cost of the round-trip losses (kg;
     /// positive = avoided). Reported apart from the inventory.
     pub shifting_kg: f64,
+    /// Energy in the battery's carbon store at the interval's end, kWh.
     pub battery_store_kwh: f64,
+    /// Carbon in the battery's store at the interval's end, kg.
     pub battery_store_kg: f64,
     /// The interval was missing and is estimated (see the module documentation).
     pub estimated: bool,
@@ -201,13 +206,21 @@ pub struct IntervalResult {
 /// Totals of a period.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Totals {
+    /// Intervals accounted.
     pub intervals: usize,
+    /// Of them, intervals missing from the records and estimated.
     pub estimated_intervals: usize,
+    /// PV produced at the bus, kWh.
     pub pv_kwh: f64,
+    /// Grid import at the meter, kWh.
     pub grid_import_kwh: f64,
+    /// Grid export at the meter, kWh.
     pub grid_export_kwh: f64,
+    /// Battery charge, kWh.
     pub battery_charge_kwh: f64,
+    /// Battery discharge, kWh.
     pub battery_discharge_kwh: f64,
+    /// Consumption on site (loads and EV), kWh.
     pub consumption_kwh: f64,
     /// Losses as a sink of the bus (on the export path and while not importing), kWh.
     pub losses_kwh: f64,
@@ -215,20 +228,27 @@ pub struct Totals {
     pub conversion_losses_kwh: f64,
     /// `flows[source][sink]` summed, kWh.
     pub flows: [[f64; 5]; 3],
+    /// Location-based Scope 2 (import x grid factor), kg.
     pub location_kg: f64,
+    /// Market-based Scope 2 (covered MWh at 0, the rest at the residual mix), kg.
     pub market_kg: f64,
     /// See [`IntervalResult`]: PV delivered on site, PV delivered to the grid meter, auxiliary
     /// imports, PV lost in storage, kWh (estimated intervals count none).
     pub pv_onsite_kwh: f64,
+    /// PV delivered to the grid meter, kWh (see [`IntervalResult::pv_export_kwh`]).
     pub pv_export_kwh: f64,
+    /// Auxiliary imports, kWh (see [`IntervalResult::aux_import_kwh`]).
     pub aux_import_kwh: f64,
+    /// PV lost in storage, kWh (see [`IntervalResult::pv_storage_losses_kwh`]).
     pub pv_storage_losses_kwh: f64,
     /// PV that charged the battery and was still in it at the end (charged kWh, not credited).
     pub pv_in_storage_end_kwh: f64,
     /// Net delivered electricity EG = onsite + export - auxiliary, per local month (`YYYY-MM`),
     /// kWh: what green certificates are matched against.
     pub net_delivered_by_month: BTreeMap<String, f64>,
+    /// Net delivered PV x baseline factor, kg (avoided emissions).
     pub avoided_pv_kg: f64,
+    /// The battery's shifting effect, kg (see [`IntervalResult::shifting_kg`]).
     pub shifting_kg: f64,
     /// Carbon in the energy the park consumed (loads and EV), kg.
     pub consumption_kg: f64,
@@ -248,7 +268,9 @@ pub struct Totals {
 /// The accounting of a period.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Accounting {
+    /// Each interval's result, in order.
     pub intervals: Vec<IntervalResult>,
+    /// The period's totals.
     pub totals: Totals,
     /// Interval starts that were missing and estimated.
     pub gaps: Vec<DateTime<Utc>>,
@@ -655,14 +677,20 @@ fn interval(
 /// One EV session's energy, its carbon-free part and its carbon.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionShare {
+    /// The session id.
     pub id: String,
+    /// The charger's park asset id.
     pub charger: String,
+    /// Energy delivered, kWh.
     pub kwh: f64,
+    /// Of it carbon-free (PV directly or through the battery's PV share), kWh.
     pub green_kwh: f64,
+    /// Carbon in the energy delivered, kg.
     pub kg: f64,
 }
 
 impl SessionShare {
+    /// The carbon-free share of the session's energy, 0..1 (0 for an empty session).
     pub fn green_share(&self) -> f64 {
         share(self.green_kwh, self.kwh)
     }

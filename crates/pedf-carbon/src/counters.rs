@@ -20,25 +20,39 @@ use pedf_core::time::ParkClock;
 /// What was found while converting.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CounterIssue {
+    /// The counter wrapped at its maximum; the interval's energy counts the wrap.
     Rollover {
+        /// The boundary where it wrapped.
         at: DateTime<Utc>,
+        /// The reading before, kWh.
         before: f64,
+        /// The reading after, kWh.
         after: f64,
     },
+    /// The counter went down otherwise (meter replaced, memory cleared): the interval is a gap.
     Reset {
+        /// The boundary where it went down.
         at: DateTime<Utc>,
+        /// The reading before, kWh.
         before: f64,
+        /// The reading after, kWh.
         after: f64,
     },
+    /// Two readings at one time.
     Duplicate {
+        /// The time.
         at: DateTime<Utc>,
+        /// Whether both had the same value (one reading; else both intervals around it are gaps).
         same_value: bool,
     },
+    /// A reading off the interval boundaries (an error: interpolating would invent data).
     OffBoundary {
+        /// The reading's time.
         at: DateTime<Utc>,
     },
     /// No reading at this boundary: the intervals on both sides are gaps.
     Missing {
+        /// The boundary without a reading.
         at: DateTime<Utc>,
     },
 }
@@ -46,7 +60,9 @@ pub enum CounterIssue {
 /// Interval energies (start → kWh) and the issues met; intervals with unknown energy are absent.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct CounterIntervals {
+    /// Interval start → energy, kWh (intervals with unknown energy are absent).
     pub energy: BTreeMap<DateTime<Utc>, f64>,
+    /// What was found, in order.
     pub issues: Vec<CounterIssue>,
 }
 

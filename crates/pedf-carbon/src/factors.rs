@@ -8,12 +8,16 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
+    /// [C]: from the publisher's own document.
     Confirmed,
+    /// [S]: quoted by a secondary source.
     Secondary,
+    /// [U]: not verified against a source.
     Unverified,
 }
 
 impl Status {
+    /// The tag DOMAIN.md and the certificates print: [C], [S] or [U].
     pub fn tag(self) -> &'static str {
         match self {
             Status::Confirmed => "[C]",
@@ -27,12 +31,19 @@ impl Status {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Factor {
+    /// The grid region (e.g. national, north China).
     pub region: String,
+    /// The kind of factor (average, OM, BM, CM, residual, ...).
     pub variant: String,
+    /// The year the data are of.
     pub data_year: i32,
+    /// The factor, kg CO2/kWh.
     pub value: f64,
+    /// Who published it.
     pub publisher: String,
+    /// The document it comes from.
     pub source: String,
+    /// How sure it is.
     pub status: Status,
 }
 
@@ -61,17 +72,26 @@ struct FactorFile {
 /// A factor table problem, located.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FactorError {
+    /// A mistake in a factor file, located.
     #[error("{file}:{line}:{column}: {message}")]
     File {
+        /// The file.
         file: String,
+        /// The line, from 1.
         line: usize,
+        /// The column, from 1.
         column: usize,
+        /// What is wrong.
         message: String,
     },
+    /// No factor of a variant for a region and year.
     #[error("no {variant} factor for {region} published for {year} or any year before it; add it to config/emission-factors/ (with its source) or give an hourly series")]
     Missing {
+        /// The region.
         region: String,
+        /// The variant.
         variant: String,
+        /// The year asked for.
         year: i32,
     },
 }
@@ -79,6 +99,7 @@ pub enum FactorError {
 /// All factors known.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct FactorTable {
+    /// Every factor of the table's files.
     pub factors: Vec<Factor>,
 }
 
@@ -228,6 +249,7 @@ pub struct FactorChoice {
     pub baseline: f64,
     /// The baseline's provenance, as the certificate prints it.
     pub baseline_text: String,
+    /// How the factors were chosen (fallbacks, editions), for the report.
     pub notes: Vec<String>,
 }
 

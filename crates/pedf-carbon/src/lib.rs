@@ -5,6 +5,8 @@
 //!
 //! No I/O here: readers take bytes and return values or located diagnostics.
 
+#![warn(missing_docs)]
+
 pub mod account;
 pub mod certificate;
 pub mod counters;

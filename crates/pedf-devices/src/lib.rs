@@ -15,6 +15,8 @@
 //! Every transport, protocol and decoding problem is a value, never a panic: a device never
 //! crashes the EMS.
 
+#![warn(missing_docs)]
+
 pub mod capability;
 pub mod codec;
 pub mod control;

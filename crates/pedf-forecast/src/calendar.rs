@@ -16,8 +16,11 @@ use pedf_core::csvtext::{rows, text_of, InputFile, Located};
 /// The kinds of day with different load and charging patterns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum DayType {
+    /// Monday to Friday, or a working weekend day the calendar names.
     Workday,
+    /// Saturday or Sunday that is not a working day.
     Weekend,
+    /// A public holiday the calendar names.
     Holiday,
 }
 

@@ -28,9 +28,13 @@ const FACTOR_RANGE: (f64, f64) = (0.2, 1.5);
 /// One interval of one array.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PvRecord {
+    /// Interval start.
     pub start: DateTime<Utc>,
+    /// The PV array id.
     pub array: String,
+    /// The forecast made for the interval, kW.
     pub forecast_kw: f64,
+    /// The mean power measured, kW.
     pub measured_kw: f64,
 }
 
@@ -264,7 +268,9 @@ pub fn correct_with_history(
 pub struct CorrectionBacktest {
     /// Days scored (each corrected with factors learned from the days before it only).
     pub days: usize,
+    /// The uncorrected forecast's errors.
     pub raw: ErrorMetrics,
+    /// The corrected forecast's errors.
     pub corrected: ErrorMetrics,
 }
 

@@ -27,10 +27,15 @@ use crate::calendar::{Calendar, DayType};
 /// A past or forecast session.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Session {
+    /// The session id.
     pub id: String,
+    /// The charger's park asset id.
     pub charger: String,
+    /// When the car plugs in.
     pub arrival: DateTime<Utc>,
+    /// When it leaves.
     pub departure: DateTime<Utc>,
+    /// The energy it takes, kWh.
     pub energy_kwh: f64,
 }
 
@@ -137,7 +142,9 @@ pub fn read_sessions(file: InputFile) -> Result<Vec<Session>, Vec<Diagnostic>> {
 /// Working days vs days off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum EvDayKind {
+    /// Workdays (commuters charge).
     Working,
+    /// Weekends and holidays.
     Off,
 }
 
@@ -173,6 +180,7 @@ struct Sample {
 pub struct KindStats {
     /// Days of this kind in the history (from the first to the last session's day).
     pub days: usize,
+    /// Sessions on those days.
     pub sessions: usize,
     samples: Vec<Sample>,
 }
@@ -215,6 +223,7 @@ impl KindStats {
 /// What the history says about charging, by kind of day.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct EvStats {
+    /// The statistics of each kind of day seen.
     pub kinds: BTreeMap<EvDayKind, KindStats>,
 }
 

@@ -24,8 +24,11 @@ pub fn relative_air_mass(zenith_deg: f64) -> Option<f64> {
 /// Global, direct normal and diffuse horizontal irradiance.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Components {
+    /// Global horizontal irradiance, W/m².
     pub ghi: f64,
+    /// Direct normal irradiance, W/m².
     pub dni: f64,
+    /// Diffuse horizontal irradiance, W/m².
     pub dhi: f64,
 }
 
@@ -129,11 +132,14 @@ impl std::fmt::Display for Transposition {
 pub struct PlaneOfArray {
     /// Beam on the plane (before reflection losses at the glass).
     pub beam: f64,
+    /// Sky diffuse on the plane, W/m².
     pub sky_diffuse: f64,
+    /// Ground-reflected diffuse on the plane, W/m².
     pub ground_diffuse: f64,
 }
 
 impl PlaneOfArray {
+    /// Beam, sky and ground diffuse together, W/m².
     pub fn total(&self) -> f64 {
         self.beam + self.sky_diffuse + self.ground_diffuse
     }

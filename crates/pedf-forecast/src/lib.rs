@@ -3,6 +3,8 @@
 //! Pure computation on data passed in; file reading lives in the `weather` module's readers
 //! and returns located errors.
 
+#![warn(missing_docs)]
+
 pub mod calendar;
 pub mod correction;
 pub mod ev;

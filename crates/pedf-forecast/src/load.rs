@@ -41,7 +41,9 @@ pub fn load_columns(park: &Park) -> Vec<String> {
 /// Past demand per load: interval start → kW, per column.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct LoadHistory {
+    /// The load ids, in the file's column order.
     pub columns: Vec<String>,
+    /// Interval start → kW per column (`None`: missing).
     pub values: BTreeMap<DateTime<Utc>, Vec<Option<f64>>>,
 }
 
@@ -184,22 +186,30 @@ impl Default for LoadModel {
 /// A load forecast: kW per load per interval.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoadForecast {
+    /// Interval starts, on the park's clock.
     pub starts: Vec<DateTime<Utc>>,
+    /// The load ids.
     pub columns: Vec<String>,
     /// `values[c][i]`: column c, interval i.
     pub values: Vec<Vec<f64>>,
+    /// How the forecast was made, and what it had to fill in.
     pub notes: Vec<String>,
 }
 
 /// Why a load forecast cannot be made.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum LoadForecastError {
+    /// No usable day of the history has data for a load at a time of day.
     #[error("the history has no data for load `{column}` at {time} local on any usable day before {day}")]
     NoData {
+        /// The load id.
         column: String,
+        /// The local time of day.
         time: String,
+        /// The day forecast.
         day: NaiveDate,
     },
+    /// A load of the park has no column in the history.
     #[error("load `{0}` of the park is not in the history")]
     MissingColumn(String),
 }

@@ -30,11 +30,15 @@ pub struct PvModel {
     pub linke_turbidity: [f64; 12],
     /// Ground reflectance (0.2: PVWatts' default).
     pub albedo: f64,
+    /// How irradiance is transposed to the plane of the array.
     pub transposition: Transposition,
+    /// How the modules are mounted (their temperature model).
     pub mounting: Mounting,
     /// Air temperature and wind used when the weather gives none: 25 °C and 1 m/s [U].
     pub default_air_c: f64,
+    /// Wind speed used when the weather gives none, m/s.
     pub default_wind_m_s: f64,
+    /// Options of the solar position algorithm.
     pub spa: SpaOptions,
 }
 
@@ -55,6 +59,7 @@ impl Default for PvModel {
 /// The forecast of one array.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ArrayForecast {
+    /// The PV array id.
     pub id: String,
     /// Mean power at the DC bus per interval, kW, never negative.
     pub kw: Vec<f64>,
@@ -72,6 +77,7 @@ impl ArrayForecast {
 pub struct PvForecast {
     /// Interval starts (UTC), on the park's clock.
     pub starts: Vec<DateTime<Utc>>,
+    /// Each array's forecast, in the park's order.
     pub arrays: Vec<ArrayForecast>,
     /// What the forecast was made from, one line.
     pub source: String,
@@ -91,20 +97,31 @@ impl PvForecast {
 /// Why a forecast cannot be made.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ForecastError {
+    /// The weather file does not cover the forecast's days.
     #[error("the weather file {file} covers {first} to {last}, not the forecast's {need_from} to {need_to}")]
     WeatherTooShort {
+        /// The weather file.
         file: String,
+        /// Its first hour.
         first: String,
+        /// Its last hour.
         last: String,
+        /// The forecast's first interval.
         need_from: String,
+        /// The forecast's last interval.
         need_to: String,
     },
+    /// The weather file lacks a value the forecast needs.
     #[error("the weather file {file} has no {what} for {at}")]
     WeatherMissing {
+        /// The weather file.
         file: String,
+        /// What is missing (irradiance or cloud cover).
         what: &'static str,
+        /// The hour.
         at: String,
     },
+    /// The Linke turbidity given is not a plausible one.
     #[error("Linke turbidity {0} is outside 1..10")]
     Turbidity(f64),
 }

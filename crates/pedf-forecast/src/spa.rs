@@ -182,10 +182,13 @@ pub struct Geocentric {
     pub jd: f64,
     /// Earth heliocentric longitude (L), latitude (B), degrees, and radius vector (R), AU.
     pub helio_longitude_deg: f64,
+    /// Earth heliocentric latitude (B), degrees.
     pub helio_latitude_deg: f64,
+    /// Earth radius vector (R), AU.
     pub earth_sun_au: f64,
     /// Nutation in longitude (Δψ) and obliquity (Δε), degrees.
     pub nutation_longitude_deg: f64,
+    /// Nutation in obliquity (Δε), degrees.
     pub nutation_obliquity_deg: f64,
     /// True obliquity of the ecliptic (ε), degrees.
     pub obliquity_deg: f64,
@@ -193,6 +196,7 @@ pub struct Geocentric {
     pub apparent_longitude_deg: f64,
     /// Geocentric right ascension (α) and declination (δ), degrees.
     pub right_ascension_deg: f64,
+    /// Geocentric declination (δ), degrees.
     pub declination_deg: f64,
     /// Sun's mean longitude (M of eq. A.1), degrees.
     pub mean_longitude_deg: f64,
@@ -495,6 +499,7 @@ pub struct SunTimes {
     /// Sunrise and sunset: the upper limb on the horizon with standard refraction; `None` in
     /// polar day or night.
     pub sunrise: Option<DateTime<Utc>>,
+    /// Sunset, as sunrise; `None` in polar day or night.
     pub sunset: Option<DateTime<Utc>>,
     /// Sun altitude at transit, degrees.
     pub transit_altitude_deg: f64,

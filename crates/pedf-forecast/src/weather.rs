@@ -68,11 +68,15 @@ const OTHER_UNITS: [(&str, &str, &str); 8] = [
 /// One hour of weather.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WeatherRow {
+    /// The hour's start.
     pub time: DateTime<Utc>,
+    /// Global horizontal irradiance, W/m², if given.
     pub ghi_w_m2: Option<f64>,
     /// Cloud cover as a fraction 0..1.
     pub cloud_fraction: Option<f64>,
+    /// Air temperature, °C, if given.
     pub temp_air_c: Option<f64>,
+    /// Wind speed at 10 m, m/s, if given.
     pub wind_speed_m_s: Option<f64>,
 }
 
@@ -81,6 +85,7 @@ pub struct WeatherRow {
 pub struct Weather {
     /// File name as given.
     pub name: String,
+    /// The hours, in order.
     pub rows: Vec<WeatherRow>,
     /// Every repair made, for the forecast's output.
     pub notes: Vec<String>,

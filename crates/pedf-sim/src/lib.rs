@@ -5,6 +5,8 @@
 //!
 //! The simulated devices themselves are pedf-sim-devices' (re-exported here for the demo).
 
+#![warn(missing_docs)]
+
 pub mod backtest;
 pub mod demo;
 pub mod physics;

@@ -112,19 +112,29 @@ pub fn meters_of(park: &Park) -> Vec<MeterUsed> {
 /// Where an issuer keeps its files: the certificates' folder, the issuer key (made at first
 /// use, mode 0600), the ledger (default: ledger.jsonl in the folder).
 pub struct CertificateIssuer<'a> {
+    /// The folder certificates are written to.
     pub out_dir: &'a Path,
+    /// The issuer's ed25519 key file.
     pub key: &'a Path,
+    /// The ledger file (default: ledger.jsonl in `out_dir`).
     pub ledger: Option<&'a Path>,
 }
 
 /// A period to certify, accounted.
 pub struct Period<'a> {
+    /// The park certified.
     pub park: &'a Park,
+    /// Its interval records (the period's are certified).
     pub records: &'a [IntervalRecord],
+    /// The period's first instant.
     pub from: DateTime<Utc>,
+    /// The instant after the period.
     pub to: DateTime<Utc>,
+    /// The accounting options (factors, batteries, clock).
     pub options: &'a Options,
+    /// The factors chosen, with their sources.
     pub choice: &'a FactorChoice,
+    /// Green certificates declared for the months the period touches.
     pub green_certificates: Vec<GreenCertificates>,
 }
 
@@ -150,7 +160,9 @@ impl<'a> Period<'a> {
 /// A certificate's human renderings, made by the application: HTML, and the PDF or why there
 /// is none.
 pub struct Rendered {
+    /// The certificate as HTML.
     pub html: String,
+    /// The certificate as PDF, or why it could not be made.
     pub pdf: Result<Vec<u8>, String>,
 }
 
@@ -170,15 +182,23 @@ pub enum IssueError {
     Io(String),
 }
 
+/// What an issue wrote.
 pub struct Issued {
+    /// The signed certificate.
     pub cert: Certificate,
+    /// Its JSON file (the certificate itself).
     pub json_path: PathBuf,
+    /// Its HTML rendering.
     pub html_path: PathBuf,
+    /// Its PDF rendering (absent when `pdf_error` says why).
     pub pdf_path: PathBuf,
     /// Why there is no PDF, if there is none.
     pub pdf_error: Option<String>,
+    /// The ledger appended to.
     pub ledger_path: PathBuf,
+    /// The new entry's sequence number.
     pub ledger_seq: u64,
+    /// Whether the issuer key was made by this issue.
     pub key_created: bool,
 }
 

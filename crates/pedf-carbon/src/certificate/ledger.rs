@@ -15,10 +15,15 @@ use crate::merkle::{hex, sha256_hex, unhex};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LedgerEntry {
+    /// Position in the ledger, from 1.
     pub seq: u64,
+    /// The certificate's serial.
     pub serial: String,
+    /// The park id.
     pub park: String,
+    /// The period's start, RFC 3339.
     pub from: String,
+    /// The period's end (exclusive), RFC 3339.
     pub to: String,
     /// SHA-256 of the certificate's canonical JSON (signature included).
     pub certificate_sha256: String,
@@ -184,6 +189,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 pub struct LockedLedger {
     file: std::fs::File,
     name: String,
+    /// The entries, read under the lock.
     pub entries: Vec<LedgerEntry>,
 }
 

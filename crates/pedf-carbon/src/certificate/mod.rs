@@ -50,22 +50,34 @@ pub use view::{closing_lines, num, rows, TITLE};
 pub const FORMAT: &str = "pedf-certificate/2";
 /// The first format: pedf's own canonical JSON, methodology 1.0 (gross PV).
 pub const FORMAT_V1: &str = "pedf-certificate/1";
+/// The methodology's name, as the certificate states it.
 pub const METHODOLOGY: &str = "pedf park carbon statement";
+/// The methodology's version (2.0: avoided emissions on net delivered electricity).
 pub const METHODOLOGY_VERSION: &str = "2.0";
 
 /// The park a certificate speaks for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ParkIdentity {
+    /// The park id.
     pub id: String,
+    /// The park's name.
     pub name: String,
+    /// Its Chinese name, if the park file gives one.
     pub name_zh: Option<String>,
+    /// Its owner, if the park file gives one.
     pub owner: Option<String>,
+    /// Latitude, degrees north.
     pub latitude_deg: f64,
+    /// Longitude, degrees east.
     pub longitude_deg: f64,
+    /// Installed PV, kWp.
     pub pv_kwp: f64,
+    /// Battery capacity, kWh.
     pub battery_kwh: f64,
+    /// The park's IANA time zone (the records' clock).
     pub time_zone: String,
+    /// The records' interval, minutes.
     pub interval_minutes: u32,
 }
 
@@ -73,7 +85,9 @@ pub struct ParkIdentity {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Period {
+    /// The period's start, RFC 3339 with the park's offset.
     pub from: String,
+    /// The period's end (exclusive), RFC 3339.
     pub to: String,
 }
 
@@ -81,21 +95,31 @@ pub struct Period {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Methodology {
+    /// The methodology's name.
     pub name: String,
+    /// Its version.
     pub version: String,
+    /// The standards and tools it follows.
     pub references: Vec<String>,
+    /// How the bus's sources are allocated to its sinks.
     pub allocation: String,
     /// What EG, the net delivered electricity, counts.
     pub net_delivered_rule: String,
+    /// How project emissions PE are counted.
     pub project_emissions_rule: String,
+    /// How leakage LE is counted.
     pub leakage_rule: String,
+    /// How green certificates are taken off the claim.
     pub green_certificate_rule: String,
+    /// How figures are rounded before signing.
     pub rounding: String,
+    /// What the statement is and is not (bilingual).
     pub claim_status: String,
     /// How the batteries' carbon was kept: one store per battery, or pooled.
     pub storage_rule: String,
     /// Each battery's carbon-store parameters.
     pub batteries: Vec<BatteryUsed>,
+    /// Share of the grid's supply counted carbon-free in the CFE score, 0..1.
     pub grid_cfe_share: f64,
     /// MWh of grid import covered by instruments the park holds (market-based Scope 2).
     pub covered_import_mwh: f64,
@@ -105,6 +129,7 @@ pub struct Methodology {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatteryUsed {
+    /// The battery's park asset id.
     pub id: String,
     /// Bus to bus.
     pub round_trip_efficiency: f64,
@@ -120,7 +145,9 @@ pub struct FactorUsed {
     pub role: String,
     /// The figure it is used for.
     pub applies_to: String,
+    /// The factor, kg CO2/kWh.
     pub value_kg_per_kwh: f64,
+    /// The factor's publisher, edition and variant.
     pub description: String,
 }
 
@@ -128,7 +155,9 @@ pub struct FactorUsed {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MeterUsed {
+    /// What the meter measures (PV, grid import, ...).
     pub quantity: String,
+    /// Where it measures.
     pub point: String,
     /// Meter ids of the park file; empty when the quantity is the balance of the others.
     pub meters: Vec<String>,
@@ -158,10 +187,15 @@ pub struct Monitored {
     pub green_certificate_mwh: f64,
     /// EG - green-certificate MWh: what the baseline emissions are counted on.
     pub claimed_mwh: f64,
+    /// Grid import at the meter, MWh.
     pub grid_import_mwh: f64,
+    /// Grid export at the meter, MWh.
     pub grid_export_mwh: f64,
+    /// Battery charge, MWh.
     pub battery_charged_mwh: f64,
+    /// Battery discharge, MWh.
     pub battery_discharged_mwh: f64,
+    /// Consumption on site (loads and EV), MWh.
     pub consumption_mwh: f64,
     /// All conversion losses closing the bus balance (import side too).
     pub converter_losses_mwh: f64,
@@ -188,9 +222,13 @@ pub struct GreenCertificateMonth {
 /// Green certificates declared for a month (input of an issue).
 #[derive(Debug, Clone, PartialEq)]
 pub struct GreenCertificates {
+    /// The park's local month, YYYY-MM.
     pub month: String,
+    /// MWh covered (one certificate per MWh).
     pub mwh: f64,
+    /// issued, held, sold or cancelled.
     pub status: String,
+    /// The issuing record or transaction.
     pub reference: String,
 }
 
@@ -198,18 +236,25 @@ pub struct GreenCertificates {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Figures {
+    /// Location-based Scope 2 of the period, t CO2.
     pub scope2_location_based_t: f64,
+    /// Market-based Scope 2, t CO2.
     pub scope2_market_based_t: f64,
     /// BE = claimed MWh x baseline factor.
     pub baseline_emissions_t: f64,
+    /// PE, project emissions, t CO2 (0, see the methodology).
     pub project_emissions_t: f64,
+    /// LE, leakage, t CO2 (0, see the methodology).
     pub leakage_t: f64,
     /// ER = BE - PE - LE.
     pub emission_reductions_t: f64,
     /// ER rounded down to whole tonnes (0 if negative): the figure the statement claims.
     pub stated_reductions_t: f64,
+    /// Carbon in the energy consumed per kWh, kg CO2/kWh.
     pub park_intensity_kg_per_kwh: f64,
+    /// Share of consumption served by the park's PV, 0..1.
     pub self_sufficiency: f64,
+    /// Hourly carbon-free-energy score of consumption, 0..1.
     pub cfe_score: f64,
 }
 
@@ -217,11 +262,17 @@ pub struct Figures {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataQuality {
+    /// Intervals in the period.
     pub intervals_expected: usize,
+    /// Intervals with a record.
     pub intervals_recorded: usize,
+    /// Recorded share of the intervals, 0..1.
     pub coverage: f64,
+    /// Intervals estimated (missing from the records).
     pub estimated_intervals: usize,
+    /// How missing intervals are estimated.
     pub estimation_rule: String,
+    /// The first gaps, as ranges of local time.
     pub first_gaps: Vec<String>,
 }
 
@@ -229,8 +280,11 @@ pub struct DataQuality {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecordsDigest {
+    /// Records in the period.
     pub count: usize,
+    /// RFC 6962 Merkle root of the records' canonical lines, hex.
     pub merkle_root: String,
+    /// How a record becomes a leaf.
     pub leaf_rule: String,
 }
 
@@ -238,7 +292,9 @@ pub struct RecordsDigest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Issuer {
+    /// The signature algorithm (ed25519).
     pub algorithm: String,
+    /// The issuer's public key, hex.
     pub public_key: String,
 }
 
@@ -246,20 +302,35 @@ pub struct Issuer {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Certificate {
+    /// The format, `pedf-certificate/2`.
     pub format: String,
+    /// The serial, unique in the issuer's ledger.
     pub serial: String,
+    /// When it was issued, RFC 3339.
     pub issued_at: String,
+    /// The park certified.
     pub park: ParkIdentity,
+    /// The period certified.
     pub period: Period,
+    /// The methodology and its rules.
     pub methodology: Methodology,
+    /// The emission factors used, with their provenance.
     pub factors: Vec<FactorUsed>,
+    /// The meters the records come from.
     pub meters: Vec<MeterUsed>,
+    /// What was measured in the period.
     pub monitored: Monitored,
+    /// Green certificates of each month the period touches.
     pub green_certificates: Vec<GreenCertificateMonth>,
+    /// Emissions and reductions.
     pub figures: Figures,
+    /// How complete the records are.
     pub data_quality: DataQuality,
+    /// The records' digest.
     pub records: RecordsDigest,
+    /// Who signed.
     pub issuer: Issuer,
+    /// The ed25519 signature over the canonical JSON without this member, hex.
     pub signature: Option<String>,
 }
 
@@ -289,6 +360,7 @@ impl Certificate {
         canonical_text(&self.value()).expect("a format-2 certificate has finite figures")
     }
 
+    /// Signs the certificate (its canonical JSON without `signature`) with the issuer's key.
     pub fn sign(&mut self, key: &SigningKey) {
         self.issuer = Issuer {
             algorithm: "ed25519".into(),
@@ -302,14 +374,23 @@ impl Certificate {
 
 /// What an issue needs besides the records.
 pub struct IssueInput<'a> {
+    /// The serial.
     pub serial: String,
+    /// When it is issued.
     pub issued_at: DateTime<Utc>,
+    /// The park certified.
     pub park: ParkIdentity,
+    /// The period's start.
     pub from: DateTime<Utc>,
+    /// The period's end (exclusive).
     pub to: DateTime<Utc>,
+    /// The accounting options (factors, batteries, clock).
     pub options: &'a Options,
+    /// The emission factors used, with their provenance.
     pub factors: Vec<FactorUsed>,
+    /// The meters the records come from.
     pub meters: Vec<MeterUsed>,
+    /// Green certificates declared for the months of the period.
     pub green_certificates: Vec<GreenCertificates>,
 }
 

@@ -68,8 +68,11 @@ pub fn key_fingerprint(public_key_hex: &str) -> String {
 /// period and issuer key (read from the JSON of any format).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Header {
+    /// 1 (`pedf-certificate/1`) or 2 (`pedf-certificate/2`).
     pub version: u32,
+    /// The certificate's serial.
     pub serial: String,
+    /// The issuer's ed25519 public key, hex, as the certificate names it.
     pub public_key: String,
 }
 
