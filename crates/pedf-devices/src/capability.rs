@@ -16,11 +16,17 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Capability {
+    /// A grid or sub-meter (power and kWh counters).
     Meter,
+    /// A PV inverter (power, energy, power limit).
     PvInverter,
+    /// A battery with its BMS (SoC, power, limits).
     Battery,
+    /// An EV charger (power, state, session energy).
     EvCharger,
+    /// A controllable DC load.
     DcLoad,
+    /// The AC/DC converter to the grid.
     Converter,
 }
 
@@ -32,6 +38,7 @@ pub enum Field {
     PowerKw,
     /// kWh counters of a meter.
     ImportKwh,
+    /// Export counter of a meter, kWh.
     ExportKwh,
     /// kWh produced (PV) or delivered (charger session total, load).
     EnergyKwh,
@@ -39,6 +46,7 @@ pub enum Field {
     SocPct,
     /// kW the battery accepts / gives right now (BMS limits).
     MaxChargeKw,
+    /// kW the battery gives right now (BMS limit).
     MaxDischargeKw,
     /// % of nameplate the PV inverter is limited to.
     PowerLimitPct,
@@ -48,6 +56,7 @@ pub enum Field {
     SessionKwh,
     /// Converter power on each side, kW.
     DcPowerKw,
+    /// Converter power on the AC side, kW.
     AcPowerKw,
 }
 
@@ -66,6 +75,7 @@ impl Field {
         }
     }
 
+    /// The field's name in device files, samples and the API (e.g. `power_kw`).
     pub fn name(self) -> &'static str {
         match self {
             Field::PowerKw => "power_kw",
@@ -110,6 +120,7 @@ impl Capability {
         }
     }
 
+    /// The capability's name in device files and the API (e.g. `pv-inverter`).
     pub fn name(self) -> &'static str {
         match self {
             Capability::Meter => "meter",
@@ -147,15 +158,20 @@ pub enum Quality {
 /// One value with its time and quality.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Reading {
+    /// The value, in the field's unit.
     pub value: f64,
+    /// When it was read.
     pub at: DateTime<Utc>,
+    /// Whether it can be used.
     pub quality: Quality,
 }
 
 /// The last known state of one device.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeviceState {
+    /// The device id.
     pub id: String,
+    /// What kind of device it is.
     pub capability: Capability,
     values: BTreeMap<Field, (f64, DateTime<Utc>)>,
     bad: BTreeMap<Field, String>,
@@ -168,6 +184,7 @@ pub struct DeviceState {
 }
 
 impl DeviceState {
+    /// A device never read yet; its values go stale `stale_after` after they were read.
     pub fn new(id: impl Into<String>, capability: Capability, stale_after: Duration) -> Self {
         DeviceState {
             id: id.into(),
@@ -234,7 +251,9 @@ impl DeviceState {
 pub trait MeterView {
     /// kW, +import / −export.
     fn grid_power(&self, now: DateTime<Utc>) -> Option<Reading>;
+    /// Import counter, kWh.
     fn import_kwh(&self, now: DateTime<Utc>) -> Option<Reading>;
+    /// Export counter, kWh.
     fn export_kwh(&self, now: DateTime<Utc>) -> Option<Reading>;
 }
 
@@ -242,34 +261,45 @@ pub trait MeterView {
 pub trait PvView {
     /// kW produced (>= 0).
     fn pv_power(&self, now: DateTime<Utc>) -> Option<Reading>;
+    /// Energy counter, kWh.
     fn pv_energy_kwh(&self, now: DateTime<Utc>) -> Option<Reading>;
+    /// Active power limit, % of rated power.
     fn power_limit_pct(&self, now: DateTime<Utc>) -> Option<Reading>;
 }
 
 /// A battery with its BMS.
 pub trait BatteryView {
+    /// State of charge, %.
     fn soc_pct(&self, now: DateTime<Utc>) -> Option<Reading>;
     /// kW, +discharge / −charge.
     fn battery_power(&self, now: DateTime<Utc>) -> Option<Reading>;
+    /// Charge power the BMS accepts now, kW.
     fn max_charge_kw(&self, now: DateTime<Utc>) -> Option<Reading>;
+    /// Discharge power the BMS gives now, kW.
     fn max_discharge_kw(&self, now: DateTime<Utc>) -> Option<Reading>;
 }
 
 /// An EV charger.
 pub trait ChargerView {
+    /// Charging power, kW.
     fn charger_power(&self, now: DateTime<Utc>) -> Option<Reading>;
+    /// Charger state (0 no car, 1 connected, 2 charging, 3 fault).
     fn charger_state(&self, now: DateTime<Utc>) -> Option<Reading>;
+    /// Energy delivered in the running session, kWh.
     fn session_kwh(&self, now: DateTime<Utc>) -> Option<Reading>;
 }
 
 /// A DC load.
 pub trait DcLoadView {
+    /// Power drawn, kW.
     fn load_power(&self, now: DateTime<Utc>) -> Option<Reading>;
 }
 
 /// The AC/DC converter to the grid.
 pub trait ConverterView {
+    /// Power on the DC side, kW.
     fn dc_power(&self, now: DateTime<Utc>) -> Option<Reading>;
+    /// Power on the AC side, kW.
     fn ac_power(&self, now: DateTime<Utc>) -> Option<Reading>;
 }
 

@@ -10,11 +10,17 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RegType {
+    /// Unsigned 16 bit, one register.
     U16,
+    /// Signed 16 bit, one register.
     I16,
+    /// Unsigned 32 bit, two registers.
     U32,
+    /// Signed 32 bit, two registers.
     I32,
+    /// Unsigned 64 bit, four registers.
     U64,
+    /// IEEE 754 single, two registers.
     F32,
 }
 
@@ -46,14 +52,20 @@ pub enum WordOrder {
 /// Why words could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
+    /// Too few registers for the type.
     #[error("{ty:?} needs {need} register(s), got {got}")]
     Length {
+        /// The type.
         ty: RegType,
+        /// Registers it needs.
         need: usize,
+        /// Registers given.
         got: usize,
     },
+    /// The value is the SunSpec "not implemented" marker of its type.
     #[error("the value is the \"not implemented\" marker")]
     NotImplemented,
+    /// A float that is NaN or infinite.
     #[error("the value is not a finite number")]
     NotFinite,
 }
@@ -132,8 +144,14 @@ pub fn decode(
 /// Why a value cannot be written as a register type.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum EncodeError {
+    /// The value is outside the type's range.
     #[error("{value} does not fit {ty:?}")]
-    OutOfRange { value: f64, ty: RegType },
+    OutOfRange {
+        /// The value.
+        value: f64,
+        /// The type.
+        ty: RegType,
+    },
 }
 
 /// Encodes a number (already divided by the scale) as `ty`, rounding integers to nearest.

@@ -36,7 +36,9 @@ impl SetpointSink for ModbusDevice {
 /// The allowed range of a setpoint, in pedf's unit and sign.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Limits {
+    /// The lowest value allowed.
     pub min: f64,
+    /// The highest value allowed.
     pub max: f64,
 }
 
@@ -100,10 +102,13 @@ pub fn default_safe_value(capability: Capability, limits: Limits) -> f64 {
 /// How one device is controlled.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Policy {
+    /// What kind of device it is.
     pub capability: Capability,
+    /// The range every setpoint is clamped to.
     pub limits: Limits,
     /// Largest change per second; `None`: no ramp limit.
     pub ramp_per_s: Option<f64>,
+    /// The value written when the controller or the device goes silent, and at shutdown.
     pub safe_value: f64,
     /// The watchdog acts when no command came for this long.
     pub command_timeout: Duration,
@@ -112,14 +117,19 @@ pub struct Policy {
 /// What happened to one write.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditEvent {
+    /// When the write was made.
     pub at: DateTime<Utc>,
+    /// The device id.
     pub device: String,
     /// Who asked: `controller`, `operator:<name>`, `watchdog`, ...
     pub by: String,
+    /// Why it was asked for.
     pub reason: String,
+    /// The value asked for.
     pub requested: f64,
     /// What was written after clamping and ramping (`None`: nothing was written).
     pub written: Option<f64>,
+    /// The value the device reported back (`None`: no read-back).
     pub readback: Option<f64>,
     /// `ok`, or why it failed.
     pub outcome: String,
@@ -128,15 +138,19 @@ pub struct AuditEvent {
 /// The control state of one device.
 #[derive(Debug, Clone)]
 pub struct SafeControl {
+    /// The device id.
     pub device: String,
+    /// How it is controlled.
     pub policy: Policy,
     last: Option<(f64, DateTime<Utc>)>,
     last_command: Option<DateTime<Utc>>,
     in_safe_state: bool,
+    /// Writes not yet taken into the store.
     pub audit: Vec<AuditEvent>,
 }
 
 impl SafeControl {
+    /// Control of a device that has had no command yet.
     pub fn new(device: impl Into<String>, policy: Policy) -> Self {
         SafeControl {
             device: device.into(),
@@ -248,6 +262,7 @@ impl SafeControl {
         r
     }
 
+    /// Writes the safe value once when the device does not answer, no command came since start, or the controller has been silent longer than the policy's timeout; `None` when nothing was written (already safe, or all is well).
     pub async fn watchdog<S: SetpointSink>(
         &mut self,
         dev: &mut S,

@@ -15,18 +15,34 @@ use crate::template::{DeviceConfig, Table, Template};
 /// Why a device operation failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DeviceError {
+    /// The Modbus link failed.
     #[error(transparent)]
     Link(#[from] LinkError),
+    /// SunSpec discovery failed.
     #[error(transparent)]
     SunSpec(#[from] SunSpecError),
+    /// A register value could not be decoded.
     #[error("{0}")]
     Decode(String),
+    /// A setpoint was written to a device without one.
     #[error("the device has no writable setpoint")]
     NotControllable,
+    /// A setpoint cannot be encoded for the device's register.
     #[error("{value} cannot be written: {why}")]
-    Encode { value: f64, why: String },
+    Encode {
+        /// The value.
+        value: f64,
+        /// Why not.
+        why: String,
+    },
+    /// The device reports another value than was written.
     #[error("asked for {asked}, the device reports {readback}")]
-    Readback { asked: f64, readback: f64 },
+    Readback {
+        /// The value written.
+        asked: f64,
+        /// The value read back.
+        readback: f64,
+    },
 }
 
 enum Driver {
@@ -39,9 +55,11 @@ enum Driver {
 
 /// A polled Modbus device.
 pub struct ModbusDevice {
+    /// The device's entry in the device file.
     pub config: DeviceConfig,
     link: ModbusLink,
     driver: Driver,
+    /// What it last read, with times and quality.
     pub state: DeviceState,
     /// Invert the power sign of a SunSpec device (battery charge positive, meter export
     /// positive).

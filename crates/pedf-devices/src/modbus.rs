@@ -16,18 +16,30 @@ use crate::template::Table;
 /// Why a request failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LinkError {
+    /// No answer within the timeout, ms.
     #[error("no answer within {0} ms")]
     Timeout(u64),
+    /// The TCP connection could not be made.
     #[error("cannot connect to {addr}: {why}")]
-    Connect { addr: String, why: String },
+    Connect {
+        /// The address.
+        addr: String,
+        /// What the network said.
+        why: String,
+    },
+    /// The connection broke.
     #[error("connection lost: {0}")]
     Io(String),
+    /// The device answered with a Modbus exception.
     #[error("the device answered with Modbus exception {0}")]
     Exception(String),
+    /// The answer does not parse.
     #[error("malformed answer: {0}")]
     Protocol(String),
+    /// More registers than one request reads.
     #[error("{0} registers asked for; one request reads at most 125")]
     TooMany(u16),
+    /// The link's task has ended.
     #[error("the link task has stopped")]
     Closed,
 }
@@ -47,8 +59,11 @@ struct Request {
 /// Settings of a link.
 #[derive(Debug, Clone, Copy)]
 pub struct LinkOptions {
+    /// How long to wait for an answer.
     pub timeout: Duration,
+    /// Retries after a timeout or a broken connection.
     pub retries: u32,
+    /// Wait before a retry (doubled each time).
     pub backoff: Duration,
 }
 
@@ -70,7 +85,12 @@ pub enum Endpoint {
     /// Modbus RTU frames over a TCP socket (serial-to-Ethernet gateways).
     RtuOverTcp(SocketAddr),
     /// Modbus RTU on a serial line (8N1).
-    Serial { path: String, baud: u32 },
+    Serial {
+        /// The serial device, e.g. /dev/ttyUSB0.
+        path: String,
+        /// Baud rate.
+        baud: u32,
+    },
 }
 
 impl std::fmt::Display for Endpoint {

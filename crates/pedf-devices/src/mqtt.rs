@@ -25,12 +25,19 @@ use crate::template::{JsonCommand, JsonField, Template};
 /// One MQTT device as the hub serves it.
 #[derive(Debug, Clone)]
 pub struct MqttDeviceSpec {
+    /// The device id.
     pub id: String,
+    /// The topic its state is published on.
     pub state_topic: String,
+    /// The topic its setpoint is written to, if it takes one.
     pub command_topic: Option<String>,
+    /// The fields read from the state's JSON.
     pub fields: Vec<JsonField>,
+    /// How a setpoint is written as JSON.
     pub command: Option<JsonCommand>,
+    /// How long a value is good after it arrived.
     pub stale_after: Duration,
+    /// What kind of device it is.
     pub capability: crate::capability::Capability,
 }
 
@@ -61,10 +68,13 @@ impl MqttDeviceSpec {
 /// Connection status of the hub.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct HubStatus {
+    /// Whether the hub is connected to the broker now.
     pub connected: bool,
     /// Connections made (1 after the first; more after reconnects).
     pub connects: u64,
+    /// State messages received.
     pub messages: u64,
+    /// The last connection error.
     pub last_error: Option<String>,
 }
 
@@ -270,6 +280,7 @@ impl MqttHub {
             .cloned()
     }
 
+    /// The hub's connection status now.
     pub fn status(&self) -> HubStatus {
         self.shared.lock().expect("hub lock").status.clone()
     }

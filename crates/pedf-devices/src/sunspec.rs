@@ -34,19 +34,24 @@ const MAX_MODELS: usize = 64;
 /// A model found in the chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ModelEntry {
+    /// The model id.
     pub id: u16,
     /// Address of the model's data (after its id and length).
     pub addr: u16,
+    /// The model's length, registers.
     pub len: u16,
 }
 
 /// Why a SunSpec device cannot be read.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SunSpecError {
+    /// No SunSpec marker at the usual base addresses.
     #[error("no \"SunS\" marker at {BASES:?}")]
     NotFound,
+    /// The chain of models does not end properly.
     #[error("broken model chain: {0}")]
     Chain(String),
+    /// The Modbus link failed.
     #[error(transparent)]
     Link(#[from] LinkError),
 }
@@ -431,6 +436,7 @@ pub struct StorageControl {
     pub mode: u16,
     /// OutWRte and InWRte: percent of WChaMax, scaled by InOutWRte_SF; adjacent registers.
     pub out_rate: u16,
+    /// InWRte's address (OutWRte's plus one).
     pub in_rate: u16,
     /// WChaMax in kW.
     pub w_cha_max_kw: f64,

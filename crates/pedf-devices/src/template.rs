@@ -20,9 +20,13 @@ use crate::codec::{RegType, WordOrder};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{file}:{line}:{column}: {message}")]
 pub struct ConfigError {
+    /// The file.
     pub file: String,
+    /// The line, from 1.
     pub line: usize,
+    /// The column, from 1.
     pub column: usize,
+    /// What is wrong, and what would be valid.
     pub message: String,
 }
 
@@ -30,22 +34,30 @@ pub struct ConfigError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Table {
+    /// Holding registers (function 3).
     #[default]
     Holding,
+    /// Input registers (function 4).
     Input,
 }
 
 /// Units a template may give; values are converted to the field's unit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub enum Unit {
+    /// Watts.
     W,
+    /// Kilowatts.
     #[serde(rename = "kW")]
     KW,
+    /// Watt-hours.
     Wh,
+    /// Kilowatt-hours.
     #[serde(rename = "kWh")]
     KWh,
+    /// Percent.
     #[serde(rename = "%")]
     Percent,
+    /// No unit (a state code).
     #[serde(rename = "")]
     None,
 }
@@ -63,11 +75,15 @@ impl Unit {
     }
 }
 
+/// The `[template]` table: what a device model is.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateHead {
+    /// The model's name.
     pub name: String,
+    /// What kind of device it is.
     pub capability: Capability,
+    /// The word order of multi-register values (unless a point says otherwise).
     #[serde(default)]
     pub word_order: WordOrder,
     /// Treat SunSpec "not implemented" values (0xFFFF, 0x8000, ...) as missing.
@@ -82,12 +98,17 @@ pub struct TemplateHead {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Point {
+    /// The field read.
     pub field: Field,
+    /// The register table.
     #[serde(default)]
     pub table: Table,
+    /// The first register's address.
     pub address: u16,
+    /// The register type.
     #[serde(rename = "type")]
     pub ty: RegType,
+    /// The word order, if not the template's.
     #[serde(default)]
     pub word_order: Option<WordOrder>,
     /// Multiplier from the raw register value to `unit`.
@@ -96,6 +117,7 @@ pub struct Point {
     /// Address of an int16 SunSpec scale factor (10^sf) in the same table.
     #[serde(default)]
     pub scale_register: Option<u16>,
+    /// The unit the scaled value is in.
     pub unit: Unit,
     /// The device counts the other way round from pedf's sign convention.
     #[serde(default)]
@@ -106,19 +128,26 @@ pub struct Point {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SetpointMap {
+    /// Which setpoint it is.
     pub kind: Setpoint,
+    /// The register's address (holding).
     pub address: u16,
+    /// The register type.
     #[serde(rename = "type")]
     pub ty: RegType,
+    /// The word order, if not the template's.
     #[serde(default)]
     pub word_order: Option<WordOrder>,
     /// Register value x scale = value in `unit`.
     #[serde(default)]
     pub scale: Option<f64>,
+    /// The unit of `scale` x register.
     pub unit: Unit,
     /// The device's range, in pedf's unit and sign.
     pub min: f64,
+    /// The highest value, in pedf's unit and sign.
     pub max: f64,
+    /// The device counts the other way round from pedf's sign convention.
     #[serde(default)]
     pub invert: bool,
     /// Where the device reports the setpoint it took (default: the same register).
@@ -130,10 +159,13 @@ pub struct SetpointMap {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JsonField {
+    /// The field read.
     pub field: Field,
     /// Key in the JSON object; a dotted path reaches into nested objects (`meter.power`).
     pub key: String,
+    /// The unit the JSON value is in.
     pub unit: Unit,
+    /// The device counts the other way round from pedf's sign convention.
     #[serde(default)]
     pub invert: bool,
 }
@@ -142,10 +174,15 @@ pub struct JsonField {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JsonCommand {
+    /// Which setpoint it is.
     pub kind: Setpoint,
+    /// The key in the command's JSON object.
     pub key: String,
+    /// The unit the device takes.
     pub unit: Unit,
+    /// The lowest value, in pedf's unit and sign.
     pub min: f64,
+    /// The highest value, in pedf's unit and sign.
     pub max: f64,
 }
 
@@ -154,11 +191,15 @@ pub struct JsonCommand {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MqttMap {
+    /// The topic the device publishes its state on.
     pub state_topic: String,
+    /// The topic it takes setpoints on.
     #[serde(default)]
     pub command_topic: Option<String>,
+    /// The fields of the state's JSON.
     #[serde(rename = "field")]
     pub fields: Vec<JsonField>,
+    /// How a setpoint is written.
     #[serde(default)]
     pub command: Option<JsonCommand>,
 }
@@ -168,11 +209,15 @@ pub struct MqttMap {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Template {
+    /// What the model is.
     pub template: TemplateHead,
+    /// Its Modbus points.
     #[serde(default, rename = "point")]
     pub points: Vec<Point>,
+    /// Its Modbus setpoint, if it takes one.
     #[serde(default)]
     pub setpoint: Option<SetpointMap>,
+    /// Its MQTT map, for MQTT devices.
     #[serde(default)]
     pub mqtt: Option<MqttMap>,
 }
@@ -354,7 +399,9 @@ pub enum TransportKind {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Connection {
+    /// The connection's id, as devices name it.
     pub id: String,
+    /// TCP, RTU over TCP, RTU on a serial line, or MQTT.
     pub kind: TransportKind,
     /// TCP: `host:port`.
     #[serde(default)]
@@ -362,6 +409,7 @@ pub struct Connection {
     /// RTU: serial device and speed.
     #[serde(default)]
     pub path: Option<String>,
+    /// RTU: the baud rate.
     #[serde(default)]
     pub baud: Option<u32>,
     /// Per-request timeout.
@@ -370,6 +418,7 @@ pub struct Connection {
     /// Attempts after the first failure, with doubling back-off from `backoff_ms`.
     #[serde(default = "default_retries")]
     pub retries: u32,
+    /// The first back-off, ms.
     #[serde(default = "default_backoff_ms")]
     pub backoff_ms: u64,
 }
@@ -394,12 +443,16 @@ fn default_stale_ms() -> u64 {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceConfig {
+    /// The device id.
     pub id: String,
+    /// What kind of device it is.
     pub capability: Capability,
     /// The park asset this device is (a pv id, battery id, charger id, `grid`...).
     #[serde(default)]
     pub asset: Option<String>,
+    /// The connection it is reached through.
     pub connection: String,
+    /// Its Modbus unit id (default 1).
     #[serde(default = "one")]
     pub unit_id: u8,
     /// Register-map template name (file `templates/<name>.toml`); absent for SunSpec devices.
@@ -408,8 +461,10 @@ pub struct DeviceConfig {
     /// Discover and decode SunSpec models instead of a template.
     #[serde(default)]
     pub sunspec: bool,
+    /// How often it is read, ms.
     #[serde(default = "default_poll_ms")]
     pub poll_ms: u64,
+    /// How long a value is good after it was read, ms.
     #[serde(default = "default_stale_ms")]
     pub stale_after_ms: u64,
     /// Largest setpoint change per second, in the setpoint's unit.
@@ -436,8 +491,10 @@ fn one() -> u8 {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DevicesFile {
+    /// The connections (Modbus links, MQTT brokers).
     #[serde(default, rename = "connection")]
     pub connections: Vec<Connection>,
+    /// The devices.
     #[serde(default, rename = "device")]
     pub devices: Vec<DeviceConfig>,
 }
@@ -659,7 +716,9 @@ unit = "kWh"
 /// to it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeviceSet {
+    /// The templates by name.
     pub templates: BTreeMap<String, Template>,
+    /// The device file.
     pub devices: DevicesFile,
 }
 

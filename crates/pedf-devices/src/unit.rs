@@ -140,8 +140,11 @@ impl Heartbeat {
 /// A setpoint for a unit to write (pedf's unit and sign), with who asks and why.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Order {
+    /// The setpoint, in pedf's unit and sign.
     pub value: f64,
+    /// Who asks (`controller`, an operator's token label, ...).
     pub by: String,
+    /// Why.
     pub reason: String,
 }
 
