@@ -40,12 +40,16 @@ use crate::world::{Session, World};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StrategyKind {
+    /// No EMS: PV first, the rest from the grid; cars charge on arrival.
     None,
+    /// The rule-based plan, followed by the controller.
     Rule,
+    /// The optimiser's plan (day-ahead and re-planned), followed by the controller.
     Optimized,
 }
 
 impl StrategyKind {
+    /// The strategy's name in reports and arguments (none, rule, optimized).
     pub fn name(self) -> &'static str {
         match self {
             StrategyKind::None => "none",
@@ -58,18 +62,31 @@ impl StrategyKind {
 /// Energy over the period, kWh.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct EnergyTotals {
+    /// PV the arrays could give, kWh.
     pub pv_available_kwh: f64,
+    /// PV used (available less curtailed), kWh.
     pub pv_used_kwh: f64,
+    /// PV curtailed, kWh.
     pub pv_curtailed_kwh: f64,
+    /// Grid import, kWh.
     pub grid_import_kwh: f64,
+    /// Grid export, kWh.
     pub grid_export_kwh: f64,
+    /// Battery charge, kWh.
     pub battery_charge_kwh: f64,
+    /// Battery discharge, kWh.
     pub battery_discharge_kwh: f64,
+    /// Loads served, kWh.
     pub load_kwh: f64,
+    /// Curtailable load shed, kWh.
     pub load_shed_kwh: f64,
+    /// EV charging, kWh.
     pub ev_kwh: f64,
+    /// Converter losses, kWh.
     pub converter_losses_kwh: f64,
+    /// Battery losses, kWh.
     pub battery_losses_kwh: f64,
+    /// Stored energy at the end less at the start, kWh.
     pub battery_stored_change_kwh: f64,
     /// (PV used + import) - (loads + EV + export + converter and battery losses + stored
     /// change), from the period's totals and the battery's state: should be 0.
@@ -81,10 +98,15 @@ pub struct EnergyTotals {
 /// Money over the period, CNY.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct CostTotals {
+    /// Import at time-of-use prices, CNY.
     pub energy_cost_cny: f64,
+    /// Demand charges of the months, CNY.
     pub demand_charge_cny: f64,
+    /// Export revenue, CNY.
     pub export_revenue_cny: f64,
+    /// Battery wear at the park's cost per kWh discharged, CNY.
     pub degradation_cny: f64,
+    /// Shed curtailable load at its value of lost load, CNY.
     pub load_shed_cny: f64,
     /// energy + demand + degradation + load shed - export revenue.
     pub net_cny: f64,
@@ -97,38 +119,54 @@ pub struct CarbonTotals {
     pub location_kg: f64,
     /// PV generation x the grid factor.
     pub avoided_pv_kg: f64,
+    /// Share of consumption served by PV, directly or through the battery.
     pub self_sufficiency: f64,
+    /// Share of PV used in the park.
     pub self_consumption: f64,
+    /// Hourly carbon-free-energy score of consumption.
     pub cfe_score: f64,
+    /// The annual grid factor used, kg CO2/kWh.
     pub grid_factor_kg_per_kwh: f64,
 }
 
 /// EV service.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct EvTotals {
+    /// Sessions that came.
     pub sessions: usize,
+    /// Sessions that found no free charger.
     pub turned_away: usize,
+    /// Energy delivered, kWh.
     pub delivered_kwh: f64,
+    /// Energy the cars asked for, kWh.
     pub wanted_kwh: f64,
+    /// Asked for and not delivered, kWh.
     pub unmet_kwh: f64,
+    /// Sessions that left with less than they asked.
     pub sessions_unmet: usize,
     /// Sessions that left with less than their charger could have given them in their stay
     /// (the lesser of the energy asked and maximum power x whole intervals present), and the
     /// energy they missed: what the EMS, not the charger or the car's stay, left undone.
     pub sessions_short_of_deliverable: usize,
+    /// The energy they missed, kWh.
     pub short_of_deliverable_kwh: f64,
 }
 
 /// How the planner did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SolverTotals {
+    /// Plans made (day-ahead and re-plans).
     pub plans: usize,
+    /// Plans where the rule-based fallback stood in for the optimiser.
     pub fallbacks: usize,
+    /// Time in the solver, s.
     pub solve_seconds: f64,
     /// Relative gap of the plans: median, 95th percentile and largest (a plan with an
     /// objective near zero can show a large relative gap on a few CNY).
     pub median_gap: Option<f64>,
+    /// 95th percentile of the plans' relative gaps.
     pub p95_gap: Option<f64>,
+    /// The largest relative gap.
     pub max_gap: Option<f64>,
     /// Plans made by the LP dive without branch and bound (node limit 0), their gap measured
     /// against the linear relaxation.
@@ -144,14 +182,18 @@ pub struct SolverTotals {
 /// One month of a strategy: its bill term by term, as the grid company and the park see it.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct MonthRow {
+    /// The local month, YYYY-MM.
     pub month: String,
+    /// Grid import, kWh.
     pub import_kwh: f64,
+    /// Grid export, kWh.
     pub export_kwh: f64,
     /// Import at time-of-use prices.
     pub energy_cny: f64,
     /// The month's basic charge (`DemandCharge::monthly_charge` of its peak), prorated to the
     /// days simulated when the period covers only part of the month.
     pub demand_cny: f64,
+    /// Export revenue, CNY.
     pub export_cny: f64,
     /// Battery wear at the park's cost per kWh discharged.
     pub wear_cny: f64,
@@ -175,37 +217,56 @@ pub struct MonthRow {
 /// The result of one strategy.
 #[derive(Debug, Clone, Serialize)]
 pub struct StrategyResult {
+    /// The strategy.
     pub strategy: StrategyKind,
+    /// Energy over the period.
     pub energy: EnergyTotals,
+    /// Money over the period.
     pub cost: CostTotals,
+    /// Carbon over the period.
     pub carbon: CarbonTotals,
+    /// EV service.
     pub ev: EvTotals,
+    /// The highest interval-average import, kW.
     pub peak_import_kw: f64,
     /// Discharged energy / usable capacity (equivalent full cycles).
     pub battery_cycles: f64,
+    /// Deferrable load energy not delivered by its deadline, kWh.
     pub deferrable_unmet_kwh: f64,
+    /// How the planner did.
     pub solver: SolverTotals,
     /// Intervals where the controller could not keep a grid limit.
     pub alarm_intervals: usize,
+    /// Each month's bill and carbon.
     pub monthly: Vec<MonthRow>,
     /// Per interval: grid kW (+import) and battery SoC %, for plots.
     #[serde(skip)]
     pub grid_kw: Vec<f64>,
+    /// Battery state of charge per interval, % (for plots).
     #[serde(skip)]
     pub soc_pct: Vec<f64>,
+    /// Wall-clock time the strategy took, s.
     pub wall_seconds: f64,
 }
 
 /// A backtest's outcome.
 #[derive(Debug, Clone, Serialize)]
 pub struct Backtest {
+    /// The scenario's name.
     pub scenario: String,
+    /// The park id.
     pub park: String,
+    /// The first day simulated, YYYY-MM-DD.
     pub first_day: String,
+    /// Days simulated.
     pub days: u32,
+    /// The seed of the weather and the world.
     pub seed: u64,
+    /// The interval, minutes.
     pub interval_minutes: u32,
+    /// Each strategy's result.
     pub results: Vec<StrategyResult>,
+    /// Interval starts (for plots).
     #[serde(skip)]
     pub starts: Vec<DateTime<Utc>>,
 }

@@ -38,8 +38,11 @@ pub type SimClock = pedf_core::time::TimeSource;
 /// Where the demo's devices listen.
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
+    /// The Modbus TCP address of the PV, battery and meter.
     pub modbus: SocketAddr,
+    /// The MQTT broker's host.
     pub mqtt_host: String,
+    /// The MQTT broker's port.
     pub mqtt_port: u16,
     /// Folder for the device list and its templates.
     pub dir: PathBuf,
@@ -56,21 +59,33 @@ pub struct DemoOptions {
 /// What the physics did last tick, for the console.
 #[derive(Debug, Clone, Default)]
 pub struct DemoNow {
+    /// The tick's simulated time.
     pub at: Option<DateTime<Utc>>,
+    /// PV power, kW.
     pub pv_kw: f64,
+    /// Battery power, kW (+discharge).
     pub battery_kw: f64,
+    /// Battery state of charge, %.
     pub soc_pct: f64,
+    /// Load power, kW.
     pub load_kw: f64,
+    /// EV charging power, kW.
     pub ev_kw: f64,
+    /// Grid power, kW (+import).
     pub grid_kw: f64,
+    /// Cars on chargers.
     pub cars: usize,
 }
 
 /// The running demonstration park.
 pub struct DemoPark {
+    /// The Modbus server with the park's banks.
     pub modbus: SimServer,
+    /// The device file the EMS runs with.
     pub devices_file: PathBuf,
+    /// The park's simulated clock (shared with the EMS at --speed).
     pub clock: SimClock,
+    /// What the physics did last tick.
     pub now: Arc<Mutex<DemoNow>>,
     _mqtt: Vec<SimMqttDevice>,
     driver: tokio::task::JoinHandle<()>,

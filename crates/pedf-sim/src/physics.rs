@@ -16,13 +16,21 @@ pub const TAPER_BAND: f64 = 0.05;
 /// The park's batteries as one (the controller commands their sum).
 #[derive(Debug, Clone, PartialEq)]
 pub struct BatteryModel {
+    /// Usable capacity, kWh.
     pub capacity_kwh: f64,
+    /// Lowest stored energy allowed, kWh.
     pub lo_kwh: f64,
+    /// Highest stored energy allowed, kWh.
     pub hi_kwh: f64,
+    /// Rated charge power, kW.
     pub max_charge_kw: f64,
+    /// Rated discharge power, kW.
     pub max_discharge_kw: f64,
+    /// Charge efficiency, 0..1.
     pub eta_charge: f64,
+    /// Discharge efficiency, 0..1.
     pub eta_discharge: f64,
+    /// Energy stored now, kWh.
     pub stored_kwh: f64,
 }
 
@@ -45,6 +53,7 @@ impl BatteryModel {
         })
     }
 
+    /// Stored energy as % of capacity.
     pub fn soc_pct(&self) -> f64 {
         100.0 * self.stored_kwh / self.capacity_kwh
     }
@@ -91,16 +100,22 @@ impl BatteryModel {
 /// in the window left (its comfort limit: the cold room would warm), then it runs as needed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeferrableModel {
+    /// The park's flexible-load id.
     pub id: String,
+    /// Its lowest power when running, kW.
     pub min_kw: f64,
+    /// Its highest power, kW.
     pub max_kw: f64,
+    /// The energy it needs in its window, kWh.
     pub energy_kwh: f64,
     /// Window in minutes of the local day.
     pub window: (u32, u32),
+    /// Delivered so far in the window, kWh.
     pub delivered_kwh: f64,
 }
 
 impl DeferrableModel {
+    /// The park's deferrable loads.
     pub fn of(park: &Park) -> Vec<DeferrableModel> {
         park.flexible_loads
             .iter()
@@ -163,8 +178,11 @@ impl DeferrableModel {
 /// A car on a charger.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Car {
+    /// Index of the session in the world.
     pub session: usize,
+    /// Energy the car asks for, kWh.
     pub need_kwh: f64,
+    /// Energy it got so far, kWh.
     pub got_kwh: f64,
     /// The last interval (index in the period) the car is present for in full.
     pub last: usize,
@@ -176,7 +194,9 @@ pub struct Car {
 /// The converter between the AC grid and the DC bus.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Converter {
+    /// Efficiency AC to DC (import), 0..1.
     pub eta_in: f64,
+    /// Efficiency DC to AC (export), 0..1.
     pub eta_out: f64,
 }
 

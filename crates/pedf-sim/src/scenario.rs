@@ -25,6 +25,7 @@ pub struct MonthClimate {
     pub sunshine_h: f64,
     /// Mean daily maximum and minimum air temperature, °C.
     pub high_c: f64,
+    /// Mean daily minimum air temperature, °C.
     pub low_c: f64,
     /// HVAC demand relative to the profile (1 = the profile as given).
     pub hvac_factor: f64,
@@ -33,56 +34,79 @@ pub struct MonthClimate {
 /// A group of EV users (commuters, visitors, overnight), each drawn per day.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EvGroup {
+    /// The group's name.
     pub name: String,
     /// Mean sessions per weekday and per weekend day (Poisson).
     pub weekday_per_day: f64,
+    /// Mean sessions per weekend day.
     pub weekend_per_day: f64,
     /// Uniform ranges: arrival hour (local), dwell hours, energy wanted kWh.
     pub arrival_h: (f64, f64),
+    /// Dwell, hours (uniform range).
     pub dwell_h: (f64, f64),
+    /// Energy wanted, kWh (uniform range).
     pub energy_kwh: (f64, f64),
 }
 
 /// Load profiles: per load id, 24 hourly means (kW) for weekdays and for weekends.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoadProfiles {
+    /// Weekday profiles by load id.
     pub weekday: BTreeMap<String, [f64; 24]>,
+    /// Weekend profiles by load id.
     pub weekend: BTreeMap<String, [f64; 24]>,
 }
 
 /// Settings of the optimised strategy in a backtest.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OptimizedSettings {
+    /// Relative MIP gap the optimiser stops at.
     pub mip_gap: f64,
+    /// Time limit of a day-ahead plan, s.
     pub day_ahead_time_limit_s: f64,
+    /// How often the optimised strategy re-plans, minutes.
     pub replan_every_min: u32,
+    /// Time limit of a re-plan, s.
     pub replan_time_limit_s: f64,
     /// Branch-and-bound node limits: the reproducible stop (the time limits are a safety net
     /// whose hits the report counts, since a time-limited solve may end elsewhere next run).
     pub day_ahead_max_nodes: u32,
+    /// Branch-and-bound node limit of a re-plan.
     pub replan_max_nodes: u32,
 }
 
 /// A checked scenario.
 #[derive(Debug, Clone)]
 pub struct Scenario {
+    /// The scenario file.
     pub file: PathBuf,
+    /// The scenario's name.
     pub name: String,
+    /// The park file it runs.
     pub park_file: PathBuf,
+    /// The park.
     pub park: Park,
+    /// The first day simulated.
     pub start: NaiveDate,
+    /// The seed of weather, loads and cars.
     pub seed: u64,
+    /// Monthly climate normals, January first.
     pub climate: [MonthClimate; 12],
+    /// The loads' hourly profiles.
     pub profiles: LoadProfiles,
     /// Relative AR(1) noise of the actual loads around their profile.
     pub load_noise_sd: f64,
+    /// Lag-1 correlation of the load noise.
     pub load_noise_correlation: f64,
+    /// The EV user groups.
     pub ev_groups: Vec<EvGroup>,
     /// Multipliers of the park's annual grid factor per local hour (planning signal only).
     pub carbon_hourly_shape: [f64; 24],
     /// Day-ahead forecast errors: cloud (clear-sky index) and load (relative), standard deviations.
     pub cloud_error_sd: f64,
+    /// Standard deviation of the relative load forecast error.
     pub load_error_sd: f64,
+    /// Settings of the optimised strategy.
     pub optimized: OptimizedSettings,
 }
 

@@ -58,7 +58,9 @@ pub fn cloud_for_index(k: f64) -> f64 {
 /// Actual and forecast weather, hourly, covering `days` local days from the scenario's start
 /// with an hour's margin on both sides.
 pub struct YearWeather {
+    /// The weather that happens.
     pub actual: Weather,
+    /// The weather the forecast sees.
     pub forecast: Weather,
     /// Clear-sky index per hour (actual), for the report.
     pub actual_index: Vec<f64>,

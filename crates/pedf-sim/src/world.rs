@@ -26,21 +26,33 @@ pub use pedf_forecast::ev::Session;
 
 /// The period's series.
 pub struct World {
+    /// The first day.
     pub first_day: NaiveDate,
+    /// Days in the period.
     pub days: u32,
+    /// Interval starts.
     pub starts: Vec<DateTime<Utc>>,
+    /// Intervals per day.
     pub per_day: usize,
+    /// Interval length, h.
     pub dt_h: f64,
+    /// PV available per array per interval, kW.
     pub pv_actual: BTreeMap<String, Vec<f64>>,
+    /// PV forecast per array per interval, kW.
     pub pv_forecast: BTreeMap<String, Vec<f64>>,
+    /// Actual demand per load per interval, kW.
     pub load_actual: BTreeMap<String, Vec<f64>>,
+    /// Forecast demand per load per interval, kW.
     pub load_forecast: BTreeMap<String, Vec<f64>>,
+    /// The EV sessions that happen.
     pub sessions: Vec<Session>,
     /// Cars that found every charger busy.
     pub turned_away: usize,
     /// Expected sessions per day (the planner's day-ahead EV forecast).
     pub sessions_forecast: Vec<Vec<Session>>,
+    /// Import price per interval, CNY/kWh.
     pub import_price: Vec<f64>,
+    /// Export price per interval, CNY/kWh.
     pub export_price: Vec<f64>,
     /// The planner's carbon signal (annual factor x hourly shape), kg/kWh.
     pub intensity: Vec<f64>,

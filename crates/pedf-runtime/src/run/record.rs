@@ -1,7 +1,6 @@
 //! Phase 4: samples, alarms and audit into the store and the InfluxDB sink, the flows, the
 //! interval's energy record, and intraday re-planning.
 
-
 use chrono::{DateTime, Utc};
 use pedf_core::Park;
 use pedf_devices::capability::{Capability, DeviceState, Field, Quality};
