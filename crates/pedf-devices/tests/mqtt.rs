@@ -142,7 +142,6 @@ async fn malformed_json_marks_fields_bad_without_stopping_the_hub() {
         specs(Duration::from_secs(5)),
     );
     wait_for("connected", || hub.status().connected).await;
-    tokio::time::sleep(Duration::from_millis(200)).await; // subscriptions in place
     let (client, mut el) = AsyncClient::new(
         MqttOptions::new("bad-publisher", "127.0.0.1", broker.port),
         16,
@@ -156,7 +155,16 @@ async fn malformed_json_marks_fields_bad_without_stopping_the_hub() {
                 .unwrap()
         }
     };
-    send("{\"power_w\": 5000, \"state\": 2, \"session_wh\": 100}").await;
+    // Retained: the hub gets it whether or not its subscription is in place yet.
+    client
+        .publish(
+            "sim/ev-01/state",
+            QoS::AtLeastOnce,
+            true,
+            "{\"power_w\": 5000, \"state\": 2, \"session_wh\": 100}",
+        )
+        .await
+        .unwrap();
     wait_for("good message", || {
         hub.state("ev-01")
             .and_then(|s| s.good(Field::PowerKw, Utc::now()))

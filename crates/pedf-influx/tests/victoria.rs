@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
 use pedf_core::live::Sample;
-use pedf_influx::{InfluxConfig, InfluxSink};
+use pedf_influx::{InfluxConfig, InfluxSink, SinkStats};
 
 struct Victoria {
     child: Option<Child>,
@@ -178,6 +178,18 @@ async fn until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
+/// The sink's counters once `want` holds, or after `secs` seconds (the caller asserts).
+async fn stats_when(sink: &InfluxSink, secs: u64, want: impl Fn(&SinkStats) -> bool) -> SinkStats {
+    let end = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let st = sink.stats().await;
+        if want(&st) || Instant::now() >= end {
+            return st;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_loses_nothing_and_replays_in_order() {
     let dir = std::env::temp_dir().join(format!("pedf-influx-{}", std::process::id()));
@@ -202,28 +214,27 @@ async fn an_outage_loses_nothing_and_replays_in_order() {
         sent.extend(v.clone());
         assert!(sink.send(v));
     }
-    let mut ok = false;
-    for _ in 0..50 {
-        if sink.stats().await.written_lines == sent.len() as u64 {
-            ok = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(ok, "{:?}", sink.stats().await);
+    let n = sent.len() as u64;
+    let st = stats_when(&sink, 10, |st| st.written_lines == n).await;
+    assert_eq!(st.written_lines, n, "{st:?}");
 
-    // Server down: the next samples go to the disk buffer.
+    // Server down: the next samples go to the disk buffer, every line of them.
     vm.stop();
+    let written = sent.len() as u64;
     for k in 3..6 {
         let v = samples(k * 600, 600);
         sent.extend(v.clone());
         assert!(sink.send(v));
-        tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let st = sink.stats().await;
-    assert!(st.failures > 0 && st.spooled_lines > 0, "{st:?}");
+    let down = sent.len() as u64 - written;
+    let st = stats_when(&sink, 20, |st| st.spooled_lines >= down).await;
+    assert!(st.failures > 0 && st.spooled_lines >= down, "{st:?}");
     assert!(st.buffered_segments > 0, "{st:?}");
     assert!(st.last_error.is_some());
+    assert_eq!(
+        st.written_lines, written,
+        "nothing written while the server is down"
+    );
 
     // Server back: the buffer is replayed, oldest first, and emptied.
     vm.restart();
@@ -232,16 +243,12 @@ async fn an_outage_loses_nothing_and_replays_in_order() {
         sent.extend(v.clone());
         assert!(sink.send(v));
     }
-    let mut done = false;
-    for _ in 0..200 {
-        let st = sink.stats().await;
-        if st.buffered_segments == 0 && st.written_lines == sent.len() as u64 {
-            done = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(done, "{:?}", sink.stats().await);
+    let n = sent.len() as u64;
+    let st = stats_when(&sink, 20, |st| {
+        st.buffered_segments == 0 && st.written_lines == n
+    })
+    .await;
+    assert!(st.buffered_segments == 0 && st.written_lines == n, "{st:?}");
     let want = keys(&sent);
     let port = vm.port;
     let got_all = until(20, || exported(port) == want).await;
@@ -263,15 +270,8 @@ async fn an_outage_loses_nothing_and_replays_in_order() {
     assert!(st.buffered_segments > 0, "{st:?}");
     vm.restart();
     let sink2 = InfluxSink::start(cfg).unwrap();
-    let mut done = false;
-    for _ in 0..200 {
-        if sink2.stats().await.buffered_segments == 0 {
-            done = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(done, "{:?}", sink2.stats().await);
+    let st = stats_when(&sink2, 20, |st| st.buffered_segments == 0).await;
+    assert_eq!(st.buffered_segments, 0, "{st:?}");
     let want = keys(&sent);
     let got_all = until(20, || exported(port) == want).await;
     assert!(got_all, "after a restart of the EMS");
