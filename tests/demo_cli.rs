@@ -3,7 +3,7 @@
 //! the dashboard in headless Chromium shows the live park (values that move, every device
 //! good); it stops cleanly at the end of `--for`.
 
-#[path = "../crates/pedf-server/tests/support/chromium.rs"]
+#[path = "../crates/pedf-runtime/tests/support/chromium.rs"]
 mod chromium;
 
 use std::io::{BufRead, BufReader, Read};

@@ -6,12 +6,12 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use pedf_core::live::Live;
 use pedf_core::live::Mode;
 use pedf_core::services::{
     CarbonSummary, CarbonTotals, CertificateFormat, IssuedCertificate, Period, PlannedDay,
     ServiceError,
 };
-use pedf_runtime::live::Live;
 use pedf_server::auth::create_token;
 use pedf_server::{AppState, Role, Services};
 use pedf_store::Store;

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use chrono::TimeZone;
+use pedf_core::live::Live;
 use pedf_core::live::Mode;
-use pedf_runtime::live::Live;
 use pedf_server::auth::ensure_admin_token;
 use pedf_server::AppState;
 use pedf_store::Store;

@@ -5,8 +5,8 @@
 use std::process::Command;
 use std::sync::Arc;
 
+use pedf_core::live::Live;
 use pedf_core::live::Mode;
-use pedf_runtime::live::Live;
 use pedf_server::auth::create_token;
 use pedf_server::{tls_config, AppState, Role};
 use pedf_store::Store;
