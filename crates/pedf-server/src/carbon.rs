@@ -1,0 +1,155 @@
+//! Carbon figures and certificates, from the application on the blocking pool.
+
+use std::sync::atomic::Ordering;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use pedf_core::services::{
+    CarbonSummary, CertificateFormat, IssuedCertificate, Period, ServiceError,
+};
+use pedf_core::Park;
+use serde::Deserialize;
+
+use crate::auth::{Caller, Role};
+use crate::error::{bad_request, internal, ApiError, Body};
+use crate::{AppState, Services};
+
+#[derive(Deserialize)]
+pub(crate) struct PeriodQuery {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// Runs a service call on the blocking pool: accounting, issuing and reading files take time
+/// and touch the disk, and must never hold an executor thread (the stream, the dashboard and
+/// the other requests go on meanwhile).
+pub(crate) async fn on_blocking_pool<T: Send + 'static>(
+    s: &AppState,
+    call: impl FnOnce(&dyn Services) -> Result<T, ServiceError> + Send + 'static,
+) -> Result<Result<T, ServiceError>, ApiError> {
+    services(s)?;
+    let st = s.clone();
+    tokio::task::spawn_blocking(move || match st.inner.services.as_deref() {
+        Some(x) => call(x),
+        None => Err(ServiceError::NotConfigured(
+            "carbon accounting and planning are not available in this server".into(),
+        )),
+    })
+    .await
+    .map_err(internal)
+}
+
+pub(crate) fn services(s: &AppState) -> Result<&dyn Services, ApiError> {
+    s.inner.services.as_deref().ok_or(ApiError(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "carbon accounting and planning are not available in this server".into(),
+    ))
+}
+
+pub(crate) async fn carbon(
+    _c: Caller,
+    State(s): State<AppState>,
+    Query(q): Query<PeriodQuery>,
+) -> Result<Json<CarbonSummary>, ApiError> {
+    let (Some(from), Some(to)) = (q.from, q.to) else {
+        return Err(bad_request(
+            "from and to: both are needed (dates YYYY-MM-DD or RFC 3339 instants)",
+        ));
+    };
+    let period = parse_period(&s.inner.park, &from, &to)?;
+    Ok(Json(
+        on_blocking_pool(&s, move |x| x.carbon(period)).await??,
+    ))
+}
+
+/// A period from the API's `from` and `to`: dates (the park's local midnight) or RFC 3339
+/// instants with an offset, `from` before `to`.
+pub(crate) fn parse_period(park: &Park, from: &str, to: &str) -> Result<Period, ApiError> {
+    let instant =
+        |text: &str, field: &str| match chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+            Ok(d) => Ok(park.clock.start_of_local_day(d)),
+            Err(_) => pedf_core::time::parse_rfc3339(text).map_err(|_| {
+                bad_request(format!(
+                    "{field}: `{text}` is not a date YYYY-MM-DD or an RFC 3339 time with an offset"
+                ))
+            }),
+        };
+    let period = Period {
+        from: instant(from, "from")?,
+        to: instant(to, "to")?,
+    };
+    if period.to <= period.from {
+        return Err(bad_request(format!(
+            "to: `{to}` is not after from `{from}`"
+        )));
+    }
+    Ok(period)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CertificateBody {
+    from: String,
+    to: String,
+}
+
+pub(crate) async fn certificate_issue(
+    c: Caller,
+    State(s): State<AppState>,
+    Body(b): Body<CertificateBody>,
+) -> Result<Json<IssuedCertificate>, ApiError> {
+    c.require(Role::Operator)?;
+    let period = parse_period(&s.inner.park, &b.from, &b.to)?;
+    let who = c.who();
+    let out = on_blocking_pool(&s, move |x| x.issue_certificate(period, &who)).await??;
+    let id = out.id.clone();
+    s.store()
+        .audit(
+            s.inner.time.now(),
+            "carbon",
+            &c.who(),
+            &format!("certificate {id} issued for {} .. {}", b.from, b.to),
+            out.stated_t,
+            None,
+            None,
+            "accepted",
+        )
+        .map_err(internal)?;
+    s.inner
+        .counters
+        .control_actions
+        .fetch_add(1, Ordering::Relaxed);
+    Ok(Json(out))
+}
+
+pub(crate) async fn certificate_file(
+    _c: Caller,
+    State(s): State<AppState>,
+    Path((id, kind)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let Some(format) = CertificateFormat::parse(&kind) else {
+        return Err(bad_request(format!("kind: `{kind}` is not pdf or json")));
+    };
+    let content_type = format.content_type();
+    if !id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(bad_request(format!("id: `{id}` is not a certificate id")));
+    }
+    let i = id.clone();
+    let bytes = on_blocking_pool(&s, move |x| x.certificate_file(&i, format)).await??;
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type.to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{id}.{kind}\""),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
+}

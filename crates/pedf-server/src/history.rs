@@ -1,0 +1,99 @@
+//! What happened: events, the audit log, interval records of a day.
+
+use axum::extract::{Query, State};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::auth::{Caller, Role};
+use crate::error::{bad_request, internal, ApiError};
+use crate::AppState;
+
+#[derive(Deserialize)]
+pub(crate) struct Limit {
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+pub(crate) async fn events(
+    _c: Caller,
+    State(s): State<AppState>,
+    Query(q): Query<Limit>,
+) -> Result<Json<Value>, ApiError> {
+    let rows = s
+        .store()
+        .recent_events(q.limit.unwrap_or(100).min(1000))
+        .map_err(internal)?;
+    Ok(Json(Value::Array(
+        rows.into_iter()
+            .map(|(at, severity, kind, message)| {
+                json!({"at": at, "severity": severity, "kind": kind, "message": message})
+            })
+            .collect(),
+    )))
+}
+
+pub(crate) async fn audit(
+    c: Caller,
+    State(s): State<AppState>,
+    Query(q): Query<Limit>,
+) -> Result<Json<Value>, ApiError> {
+    c.require(Role::Operator)?;
+    let rows = s
+        .store()
+        .recent_audit(q.limit.unwrap_or(100).min(1000))
+        .map_err(internal)?;
+    Ok(Json(Value::Array(
+        rows.into_iter()
+            .map(|a| {
+                json!({"at": a.at, "device": a.device, "by": a.by, "reason": a.reason,
+                       "requested": a.requested, "written": a.written, "readback": a.readback,
+                       "outcome": a.outcome})
+            })
+            .collect(),
+    )))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct DayQuery {
+    pub(crate) day: Option<String>,
+}
+
+pub(crate) fn parse_day(text: &str, field: &str) -> Result<chrono::NaiveDate, ApiError> {
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|_| bad_request(format!("{field}: `{text}` is not a date; write YYYY-MM-DD")))
+}
+
+/// The interval energy records of a local day (measured by the runtime), with each one's
+/// index in the day.
+pub(crate) async fn records(
+    _c: Caller,
+    State(s): State<AppState>,
+    Query(q): Query<DayQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let clock = s.inner.park.clock;
+    let day = match q.day {
+        Some(d) => parse_day(&d, "day")?,
+        None => clock.local(s.inner.time.now()).date_naive(),
+    };
+    let starts = clock.intervals_of_local_day(day);
+    let (Some(from), Some(last)) = (starts.first(), starts.last()) else {
+        return Err(bad_request(format!("day: {day} has no intervals")));
+    };
+    let to = *last + clock.interval.duration();
+    let rows = s.store().records(*from, to).map_err(internal)?;
+    let list: Vec<Value> = rows
+        .into_iter()
+        .filter_map(|(r, source)| {
+            let index = starts.iter().position(|t| *t == r.start)?;
+            Some(json!({"index": index, "start": r.start, "source": source,
+                "pv_kwh": r.pv_kwh, "grid_import_kwh": r.grid_import_kwh, "grid_export_kwh": r.grid_export_kwh,
+                "battery_charge_kwh": r.battery_charge_kwh, "battery_discharge_kwh": r.battery_discharge_kwh,
+                "load_kwh": r.load_kwh, "ev_kwh": r.ev_kwh}))
+        })
+        .collect();
+    Ok(Json(
+        json!({"day": day.to_string(), "intervals_per_day": starts.len(),
+        "interval_hours": clock.interval.hours().0, "records": list}),
+    ))
+}

@@ -1,0 +1,241 @@
+//! The park now: its state, the live stream, the mode, and operators' orders on EV sessions.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::IntoResponse;
+use axum::Json;
+use pedf_core::live::{Live, Mode, ModeView, Order};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use crate::auth::{Caller, Role};
+use crate::error::{bad_request, internal, ApiError, Body};
+use crate::AppState;
+
+pub(crate) async fn state_now(_c: Caller, State(s): State<AppState>) -> Json<Live> {
+    Json((**s.inner.live.borrow()).clone())
+}
+
+pub(crate) async fn stream(_c: Caller, State(s): State<AppState>) -> impl IntoResponse {
+    struct Client {
+        frames: watch::Receiver<Arc<str>>,
+        stop: watch::Receiver<bool>,
+        first: bool,
+        state: AppState,
+    }
+    impl Drop for Client {
+        fn drop(&mut self) {
+            self.state
+                .inner
+                .counters
+                .stream_clients
+                .fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+    s.inner
+        .counters
+        .stream_clients
+        .fetch_add(1, Ordering::Relaxed);
+    let client = Client {
+        frames: s.inner.frames.clone(),
+        stop: s.inner.shutdown.clone(),
+        first: true,
+        state: s.clone(),
+    };
+    let events = futures_util::stream::unfold(client, |mut c| async move {
+        if *c.stop.borrow() {
+            return None;
+        }
+        if !c.first {
+            tokio::select! {
+                r = c.frames.changed() => r.ok()?,
+                _ = c.stop.changed() => return None,
+            }
+        }
+        c.first = false;
+        let text = c.frames.borrow_and_update().clone();
+        Some((
+            Ok::<_, std::convert::Infallible>(Event::default().event("state").data(&*text)),
+            c,
+        ))
+    });
+    Sse::new(events).keep_alive(KeepAlive::default())
+}
+
+pub(crate) async fn mode_get(_c: Caller, State(s): State<AppState>) -> Json<ModeView> {
+    Json(ModeView::from(&*s.inner.mode.borrow()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ModeBody {
+    mode: String,
+    #[serde(default)]
+    battery_kw: Option<f64>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+pub(crate) async fn mode_put(
+    c: Caller,
+    State(s): State<AppState>,
+    Body(b): Body<ModeBody>,
+) -> Result<Json<ModeView>, ApiError> {
+    c.require(Role::Operator)?;
+    let park = &s.inner.park;
+    let charge: f64 = park.batteries.iter().map(|b| b.max_charge.0).sum();
+    let discharge: f64 = park.batteries.iter().map(|b| b.max_discharge.0).sum();
+    let mode = match (b.mode.as_str(), b.battery_kw) {
+        ("automatic", None) => Mode::Automatic,
+        ("safe", None) => Mode::Safe,
+        ("manual", Some(kw)) if kw.is_finite() && kw >= -charge && kw <= discharge => {
+            Mode::Manual { battery_kw: kw }
+        }
+        ("manual", Some(kw)) => {
+            return Err(bad_request(format!(
+                "battery_kw: {kw} is outside the park's battery range {:.0}..={discharge:.0} kW (+discharge/-charge)",
+                -charge
+            )))
+        }
+        ("manual", None) => {
+            return Err(bad_request(
+                "battery_kw: manual mode needs the battery setpoint in kW (+discharge/-charge)",
+            ))
+        }
+        ("automatic" | "safe", Some(_)) => {
+            return Err(bad_request(format!(
+                "battery_kw: only manual mode takes a setpoint, not {}",
+                b.mode
+            )))
+        }
+        (other, _) => {
+            return Err(bad_request(format!(
+                "mode: `{other}` is not one of automatic, manual, safe"
+            )))
+        }
+    };
+    let view = ModeView::from(&mode);
+    let reason = b.reason.unwrap_or_else(|| "set from the API".into());
+    s.store()
+        .audit(
+            s.inner.time.now(),
+            "park",
+            &c.who(),
+            &format!("mode {}: {reason}", view.mode),
+            b.battery_kw.unwrap_or(0.0),
+            None,
+            None,
+            "accepted",
+        )
+        .map_err(internal)?;
+    s.inner
+        .counters
+        .control_actions
+        .fetch_add(1, Ordering::Relaxed);
+    s.inner.mode.send_replace(mode);
+    Ok(Json(view))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SessionBody {
+    #[serde(default)]
+    energy_kwh: Option<f64>,
+    /// RFC 3339, e.g. 2026-06-21T17:30:00+08:00.
+    #[serde(default)]
+    departure: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// An operator tells the EMS what the car on a charger needs and when it leaves (replacing
+/// the park file's default session); the run loop applies it in its next cycle and re-plans.
+pub(crate) async fn session_put(
+    c: Caller,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Body(b): Body<SessionBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    c.require(Role::Operator)?;
+    let now = s.inner.time.now();
+    if b.energy_kwh.is_none() && b.departure.is_none() {
+        return Err(bad_request(
+            "give energy_kwh (kWh the car still needs in all) and/or departure (RFC 3339)",
+        ));
+    }
+    if let Some(e) = b
+        .energy_kwh
+        .filter(|e| !(e.is_finite() && *e > 0.0 && *e < 1e4))
+    {
+        return Err(bad_request(format!(
+            "energy_kwh: {e} is not a car's energy; give kWh above 0 and below 10000"
+        )));
+    }
+    let departure = match &b.departure {
+        None => None,
+        Some(t) => {
+            let d = pedf_core::time::parse_rfc3339(t).map_err(|_| {
+                bad_request(format!(
+                    "departure: `{t}` is not an RFC 3339 time, e.g. 2026-06-21T17:30:00+08:00"
+                ))
+            })?;
+            if d <= now {
+                return Err(bad_request(format!(
+                    "departure: {t} is not after now ({})",
+                    s.inner.park.clock.format(now)
+                )));
+            }
+            Some(d)
+        }
+    };
+    let live = s.inner.live.borrow().clone();
+    let Some(charger) = live.chargers.iter().find(|x| x.id == id) else {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no charger `{id}` (the chargers are in /api/v1/state)"),
+        ));
+    };
+    if charger.session.is_none() {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            format!("no car on {id} now (or its sessions are not tracked: it needs a charger state and the park's default session)"),
+        ));
+    }
+    let Some(tx) = &s.inner.orders else {
+        return Err(ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this server takes no session orders".into(),
+        ));
+    };
+    let order = Order {
+        charger: id.clone(),
+        energy_kwh: b.energy_kwh,
+        departure,
+        by: c.who(),
+        reason: b.reason.unwrap_or_else(|| "set from the API".into()),
+    };
+    tx.try_send(order).map_err(|_| {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the EMS is not taking orders now; try again".into(),
+        )
+    })?;
+    s.inner
+        .counters
+        .control_actions
+        .fetch_add(1, Ordering::Relaxed);
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "charger": id,
+            "energy_kwh": b.energy_kwh,
+            "departure": departure.map(|d| s.inner.park.clock.format(d)),
+            "applied": "in the next control cycle, then a re-plan",
+        })),
+    ))
+}
