@@ -152,6 +152,25 @@ fn errors_name_what_is_wrong() {
         "{}",
         text(&out.stderr)
     );
+    // Eight thousand years: refused with the limit named (it once aborted on memory).
+    let out = pedf(&[
+        "carbon",
+        "report",
+        "--park",
+        PARK,
+        "--records",
+        RECORDS,
+        "--from",
+        "2021-01-01T00:00:00+08:00",
+        "--to",
+        "9999-12-31T00:00:00+08:00",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("at most 366 days (a year) are accounted at once"),
+        "{}",
+        text(&out.stderr)
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

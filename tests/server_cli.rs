@@ -226,6 +226,20 @@ fn plans_accounts_and_certifies_through_the_api() {
     let pv = v["totals"]["pv_kwh"].as_f64().unwrap();
     assert!((pv - pv_total).abs() < 1e-6, "{pv} vs {pv_total}");
     assert_eq!(v["estimated_intervals"], 0);
+    // One viewer's request for 8000 years is refused before anything is read (it once
+    // accounted every interval in memory and aborted the EMS).
+    let (s, v) = call(
+        &c,
+        "GET",
+        &format!("{b}/api/v1/carbon?from=2021-01-01&to=9999-12-31"),
+        &viewer,
+        None,
+    );
+    assert_eq!(s, 422, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("at most 366 days"),
+        "{v}"
+    );
 
     // Certificates: a viewer is refused; an operator (here the admin) issues one.
     let body = r#"{"from":"2026-06-21","to":"2026-06-22"}"#;

@@ -26,9 +26,35 @@ pub struct PeriodSetup {
     pub options: Options,
 }
 
+/// The longest period accounted or certified at once: a year (366 days: a leap year). A
+/// longer one is accounted year by year; the bound keeps one request's memory and time to
+/// what a year of the park's intervals takes (a year of 5-minute intervals is about 105,000).
+pub const MAX_PERIOD_DAYS: i64 = 366;
+
+/// Checks that `[from, to)` is a period: it ends after it starts, and is at most
+/// [`MAX_PERIOD_DAYS`] long. Callers check before they read a period's records.
+pub fn check_span(park: &Park, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<(), String> {
+    if to <= from {
+        return Err(format!(
+            "the period ends ({}) before it starts ({})",
+            park.clock.local(to).to_rfc3339(),
+            park.clock.local(from).to_rfc3339()
+        ));
+    }
+    if to - from > chrono::Duration::days(MAX_PERIOD_DAYS) {
+        return Err(format!(
+            "the period {} to {} is {} days long; at most {MAX_PERIOD_DAYS} days (a year) are accounted at once: give a year or less and account longer spans year by year",
+            park.clock.local(from).to_rfc3339(),
+            park.clock.local(to).to_rfc3339(),
+            (to - from).num_days()
+        ));
+    }
+    Ok(())
+}
+
 /// Sets up `[from, to)`: factors from `table` for the local year the period starts in, chosen
 /// by `baseline` (see [`choose`]), and `covered_mwh` of energy attribute certificates. An
-/// error says what is wrong with the period, the baseline or the coverage.
+/// error says what is wrong with the period ([`check_span`]), the baseline or the coverage.
 pub fn setup(
     park: Park,
     records: Vec<IntervalRecord>,
@@ -38,13 +64,7 @@ pub fn setup(
     baseline: &str,
     covered_mwh: f64,
 ) -> Result<PeriodSetup, String> {
-    if to <= from {
-        return Err(format!(
-            "the period ends ({}) before it starts ({})",
-            park.clock.local(to).to_rfc3339(),
-            park.clock.local(from).to_rfc3339()
-        ));
-    }
+    check_span(&park, from, to)?;
     if !(covered_mwh.is_finite() && covered_mwh >= 0.0) {
         return Err(format!("covered MWh: {covered_mwh} must be a number >= 0"));
     }
@@ -59,4 +79,44 @@ pub fn setup(
         records,
         options,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pedf_core::time::parse_rfc3339;
+
+    #[test]
+    fn a_period_longer_than_a_year_is_refused_naming_the_limit() {
+        let park = pedf_core::config::load_park(
+            "qingzhou-pedf.toml",
+            include_bytes!("../../../config/qingzhou-pedf.toml"),
+        )
+        .value
+        .unwrap();
+        let t = |s: &str| parse_rfc3339(s).unwrap();
+        // A leap year is accounted whole.
+        assert_eq!(
+            check_span(
+                &park,
+                t("2028-01-01T00:00:00+08:00"),
+                t("2029-01-01T00:00:00+08:00")
+            ),
+            Ok(())
+        );
+        let e = check_span(
+            &park,
+            t("2021-01-01T00:00:00+08:00"),
+            t("9999-12-31T00:00:00+08:00"),
+        )
+        .unwrap_err();
+        assert!(e.contains("at most 366 days"), "{e}");
+        let e = check_span(
+            &park,
+            t("2026-06-02T00:00:00+08:00"),
+            t("2026-06-01T00:00:00+08:00"),
+        )
+        .unwrap_err();
+        assert!(e.contains("before it starts"), "{e}");
+    }
 }

@@ -63,6 +63,9 @@ pub fn certificate_renderings(cert: &Certificate) -> Rendered {
 impl EmsServices {
     /// The period's setup from the store's interval records.
     fn setup(&self, period: Period) -> Result<PeriodSetup, ServiceError> {
+        // Refused before any record is read: one request never accounts more than a year.
+        pedf_carbon::period::check_span(&self.park, period.from, period.to)
+            .map_err(ServiceError::Unprocessable)?;
         let store = Store::open(&self.store)
             .map_err(|e| ServiceError::Failed(format!("the EMS store: {e}")))?;
         let records: Vec<_> = store
