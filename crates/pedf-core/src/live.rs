@@ -82,27 +82,42 @@ impl From<&Mode> for ModeView {
     }
 }
 
-/// Power on each link of the park, kW.
+/// Power on each link of the park, kW. A value is `None` (JSON `null`, "unknown" on the
+/// dashboard) when a device it is measured by has no good reading now: never a 0 kW that
+/// was not measured.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Flows {
     /// PV delivered to the bus (after curtailment).
-    pub pv_kw: f64,
+    pub pv_kw: Option<f64>,
     /// PV the arrays could give now.
-    pub pv_available_kw: f64,
+    pub pv_available_kw: Option<f64>,
     /// Battery, +discharge/-charge.
-    pub battery_kw: f64,
+    pub battery_kw: Option<f64>,
     /// The batteries' state of charge, % (capacity-weighted; `None`: none answers).
     pub soc_pct: Option<f64>,
     /// Fixed and flexible DC loads.
-    pub load_kw: f64,
+    pub load_kw: Option<f64>,
     /// EV chargers together.
-    pub ev_kw: f64,
+    pub ev_kw: Option<f64>,
     /// Converter, DC side: +from the grid onto the bus / -from the bus to the grid.
-    pub converter_dc_kw: f64,
+    pub converter_dc_kw: Option<f64>,
     /// Grid at the AC meter, +import/-export.
-    pub grid_kw: f64,
-    /// The grid value is measured (false: computed from the bus balance).
+    pub grid_kw: Option<f64>,
+    /// The grid value is measured (false: computed from the bus balance, or unknown).
     pub grid_measured: bool,
+}
+
+impl Flows {
+    /// Every flow the bus balance has (PV, battery, loads, EV, grid), when all are known.
+    pub fn known(&self) -> Option<[f64; 5]> {
+        Some([
+            self.pv_kw?,
+            self.battery_kw?,
+            self.load_kw?,
+            self.ev_kw?,
+            self.grid_kw?,
+        ])
+    }
 }
 
 /// One charger now.
@@ -110,8 +125,8 @@ pub struct Flows {
 pub struct ChargerLive {
     /// The charger device id.
     pub id: String,
-    /// What it draws now, kW.
-    pub kw: f64,
+    /// What it draws now, kW (`None`: it has no good reading).
+    pub kw: Option<f64>,
     /// The setpoint written this cycle.
     pub setpoint_kw: Option<f64>,
     /// The car on it, when its sessions are tracked.

@@ -17,13 +17,38 @@ pub use pedf_core::live::{
     Today,
 };
 
-/// Integrates power into interval energy records on the park's clock.
+/// Integrates power into interval energy records on the park's clock, counting how much of
+/// each interval was observed (every flow of the bus balance known).
 pub struct Integrator {
     clock: pedf_core::time::ParkClock,
     current: Option<IntervalRecord>,
     chargers: BTreeMap<String, f64>,
     last: Option<DateTime<Utc>>,
     max_gap_ms: i64,
+    /// Milliseconds of the running interval observed.
+    observed_ms: i64,
+}
+
+/// An interval that closed, with the share of it that was observed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Closed {
+    /// Its energy record (what was observed of it).
+    pub record: IntervalRecord,
+    /// The observed share of the interval, 0..1: less than 1 after a silence longer than the
+    /// maximum gap, while a flow was unknown (a device not answering), or for the interval
+    /// the EMS started or stopped in.
+    pub coverage: f64,
+}
+
+impl Closed {
+    /// The record's source label: `measured` only when the whole interval was observed.
+    pub fn source(&self) -> &'static str {
+        if self.coverage >= 0.999 {
+            "measured"
+        } else {
+            "measured-partial"
+        }
+    }
 }
 
 impl Integrator {
@@ -35,6 +60,7 @@ impl Integrator {
             chargers: BTreeMap::new(),
             last: None,
             max_gap_ms: 10_000,
+            observed_ms: 0,
         }
     }
 
@@ -46,14 +72,14 @@ impl Integrator {
     }
 
     /// Adds the power held since the previous call (at most the maximum gap, 10 s by default:
-    /// a longer silence is a gap, not energy), split at an interval boundary. Returns the
-    /// record of an interval that closed.
+    /// a longer silence is a gap, not energy), split at an interval boundary; flows not all
+    /// known are a gap too. Returns an interval that closed.
     pub fn add(
         &mut self,
         now: DateTime<Utc>,
         f: &Flows,
         chargers: &[ChargerLive],
-    ) -> Option<IntervalRecord> {
+    ) -> Option<Closed> {
         let start = self.clock.interval_start(now);
         let held_ms = self
             .last
@@ -67,8 +93,10 @@ impl Integrator {
             let before = ((start - (now - chrono::Duration::milliseconds(held_ms)))
                 .num_milliseconds())
             .clamp(0, held_ms);
-            self.accumulate(before as f64 / 3.6e6, f, chargers);
-            closed = self.take();
+            self.accumulate(before, f, chargers);
+            let length_ms = self.clock.interval.duration().num_milliseconds().max(1);
+            let coverage = (self.observed_ms as f64 / length_ms as f64).min(1.0);
+            closed = self.take().map(|record| Closed { record, coverage });
             ms_here = held_ms - before;
         }
         if self.current.is_none() {
@@ -86,7 +114,7 @@ impl Integrator {
                 batteries: Vec::new(),
             });
         }
-        self.accumulate(ms_here as f64 / 3.6e6, f, chargers);
+        self.accumulate(ms_here, f, chargers);
         closed
     }
 
@@ -100,23 +128,31 @@ impl Integrator {
         });
     }
 
-    fn accumulate(&mut self, dt_h: f64, f: &Flows, chargers: &[ChargerLive]) {
+    fn accumulate(&mut self, ms: i64, f: &Flows, chargers: &[ChargerLive]) {
         let Some(c) = self.current.as_mut() else {
             return;
         };
-        c.pv_kwh += f.pv_kw.max(0.0) * dt_h;
-        c.grid_import_kwh += f.grid_kw.max(0.0) * dt_h;
-        c.grid_export_kwh += (-f.grid_kw).max(0.0) * dt_h;
-        c.battery_discharge_kwh += f.battery_kw.max(0.0) * dt_h;
-        c.battery_charge_kwh += (-f.battery_kw).max(0.0) * dt_h;
-        c.load_kwh += f.load_kw.max(0.0) * dt_h;
-        c.ev_kwh += f.ev_kw.max(0.0) * dt_h;
+        // A flow not known is not energy: the time is a gap of the record.
+        let Some([pv, battery, load, ev, grid]) = f.known() else {
+            return;
+        };
+        let dt_h = ms as f64 / 3.6e6;
+        self.observed_ms += ms;
+        c.pv_kwh += pv.max(0.0) * dt_h;
+        c.grid_import_kwh += grid.max(0.0) * dt_h;
+        c.grid_export_kwh += (-grid).max(0.0) * dt_h;
+        c.battery_discharge_kwh += battery.max(0.0) * dt_h;
+        c.battery_charge_kwh += (-battery).max(0.0) * dt_h;
+        c.load_kwh += load.max(0.0) * dt_h;
+        c.ev_kwh += ev.max(0.0) * dt_h;
         for ch in chargers {
-            *self.chargers.entry(ch.id.clone()).or_default() += ch.kw.max(0.0) * dt_h;
+            *self.chargers.entry(ch.id.clone()).or_default() +=
+                ch.kw.unwrap_or(0.0).max(0.0) * dt_h;
         }
     }
 
     fn take(&mut self) -> Option<IntervalRecord> {
+        self.observed_ms = 0;
         let mut r = self.current.take()?;
         r.ev_chargers = std::mem::take(&mut self.chargers)
             .into_iter()
@@ -237,28 +273,33 @@ mod tests {
         let mut i = Integrator::new(&p);
         let t0 = Utc.with_ymd_and_hms(2026, 6, 21, 2, 0, 0).unwrap();
         let f = Flows {
-            pv_kw: 600.0,
-            grid_kw: -100.0,
-            battery_kw: -200.0,
-            load_kw: 250.0,
-            ev_kw: 40.0,
+            pv_kw: Some(600.0),
+            grid_kw: Some(-100.0),
+            battery_kw: Some(-200.0),
+            load_kw: Some(250.0),
+            ev_kw: Some(40.0),
             ..Flows::default()
         };
         let ch = vec![ChargerLive {
             id: "ev-01".into(),
-            kw: 40.0,
+            kw: Some(40.0),
             setpoint_kw: None,
             session: None,
         }];
         let mut closed = Vec::new();
         // One second steps over 15 min and a bit.
         for s in 0..=905 {
-            if let Some(r) = i.add(t0 + chrono::Duration::seconds(s), &f, &ch) {
-                closed.push(r);
+            if let Some(c) = i.add(t0 + chrono::Duration::seconds(s), &f, &ch) {
+                closed.push(c);
             }
         }
         assert_eq!(closed.len(), 1);
-        let r = &closed[0];
+        assert_eq!(
+            (closed[0].coverage, closed[0].source()),
+            (1.0, "measured"),
+            "every second observed"
+        );
+        let r = &closed[0].record;
         assert_eq!(r.start, t0);
         // 900 one-second steps inside the first interval; the power held before a step
         // belongs to the interval it was held in.
@@ -273,6 +314,43 @@ mod tests {
         j.add(t0, &f, &ch);
         j.add(t0 + chrono::Duration::seconds(300), &f, &ch);
         assert!((j.running().unwrap().pv_kwh - 600.0 * 10.0 / 3600.0).abs() < 1e-9);
+    }
+
+    /// A flow not known (a device not answering) is a gap of the record, never energy at 0 kW
+    /// nor at its last value; the interval closes as `measured-partial` with its coverage.
+    #[test]
+    fn unknown_flows_are_a_gap_and_the_interval_says_how_much_was_observed() {
+        let p = park();
+        let mut i = Integrator::new(&p);
+        let t0 = Utc.with_ymd_and_hms(2026, 6, 21, 2, 0, 0).unwrap();
+        let known = Flows {
+            pv_kw: Some(600.0),
+            grid_kw: Some(0.0),
+            battery_kw: Some(0.0),
+            load_kw: Some(600.0),
+            ev_kw: Some(0.0),
+            ..Flows::default()
+        };
+        let blind = Flows {
+            pv_kw: None,
+            ..known.clone()
+        };
+        let mut closed = None;
+        for s in 0..=900 {
+            // The PV inverter does not answer for the middle five minutes.
+            let f = if (300..600).contains(&s) {
+                &blind
+            } else {
+                &known
+            };
+            if let Some(c) = i.add(t0 + chrono::Duration::seconds(s), f, &[]) {
+                closed = Some(c);
+            }
+        }
+        let c = closed.expect("the interval closed");
+        assert!((c.coverage - 600.0 / 900.0).abs() < 1e-9, "{}", c.coverage);
+        assert_eq!(c.source(), "measured-partial");
+        assert!((c.record.pv_kwh - 600.0 * 600.0 / 3600.0).abs() < 1e-9);
     }
 
     #[test]

@@ -384,7 +384,11 @@ async fn tokens_metrics_and_the_openapi_document() {
     ems.stop().await;
 }
 
-/// A device that fails mid-run shows as bad, and the EMS keeps cycling.
+/// Devices that fail mid-run show as bad and are alarms; the grid meter among them puts the
+/// park in its safe state (the operator's mode stays what it was); what they measure is
+/// unknown, never 0 kW; the EMS keeps cycling, and when they answer again the alarms go and
+/// the operator's mode applies. (Before, every device could be lost with no alarm, the grid
+/// at 0 kW and the strategy still "optimized".)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_device_shows_bad_and_the_ems_goes_on() {
     let ems = Ems::start("a-failing-device-shows-b").await;
@@ -406,6 +410,33 @@ async fn a_failing_device_shows_bad_and_the_ems_goes_on() {
     })
     .await;
     assert!(ok, "the failed battery never showed as bad");
+    // Every Modbus device (PV, battery, meter) is an alarm within its 2 s stale time, the
+    // meter's loss holds the park safe, and the flows they measure are unknown.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (ok, seen) = loop {
+        let (_, v) = get(&c, &format!("{b}/api/v1/state"), Some(&ems.viewer)).await;
+        let alarms = v["alarms"].to_string();
+        let done = ["pv-roof-a", "bess-1", "grid-meter"]
+            .iter()
+            .all(|id| alarms.contains(&format!("{id} (")))
+            && alarms.contains("not answering")
+            && v["strategy"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("safe state: the grid meter is not answering"));
+        if done || Instant::now() >= deadline {
+            break (done, v);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(ok, "no alarms for the lost devices: {seen}");
+    let f = &seen["flows"];
+    for flow in ["pv_kw", "battery_kw", "grid_kw", "load_kw"] {
+        assert!(f[flow].is_null(), "{flow} is not unknown: {f}");
+    }
+    assert_eq!(
+        seen["mode"]["mode"], "automatic",
+        "the operator's mode is kept"
+    );
     // The EMS goes on: its cycle count moves on (waited for, not timed).
     let (_, v1) = get(&c, &format!("{b}/api/v1/state"), Some(&ems.viewer)).await;
     let before = v1["cycle"].as_u64().unwrap_or(0);
@@ -415,6 +446,27 @@ async fn a_failing_device_shows_bad_and_the_ems_goes_on() {
     })
     .await;
     assert!(ok, "the EMS stopped cycling after the device failed");
+    // They answer again: the alarms go, the operator's mode applies, events tell both ways.
+    ems.sim.modbus.set_faults(pedf_sim_devices::bank::Faults {
+        delay: None,
+        exception: None,
+    });
+    let ok = eventually(10.0, || async {
+        let (_, v) = get(&c, &format!("{b}/api/v1/state"), Some(&ems.viewer)).await;
+        !v["alarms"].to_string().contains("not answering")
+            && !v["strategy"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("safe state")
+            && v["flows"]["grid_kw"].is_number()
+    })
+    .await;
+    assert!(ok, "the devices answer again but the park is still held");
+    let (_, ev) = get(&c, &format!("{b}/api/v1/events"), Some(&ems.viewer)).await;
+    let ev = ev.to_string();
+    assert!(ev.contains("grid-meter (meter) not answering"), "{ev}");
+    assert!(ev.contains("grid-meter answering again"), "{ev}");
+    assert!(ev.contains("the grid meter answers again"), "{ev}");
     let summary = ems.stop().await;
     assert!(summary.cycles >= 3, "{summary:?}");
 }

@@ -514,7 +514,16 @@ async fn a_device_that_never_answers_does_not_delay_the_cycle() {
     };
     assert_eq!(quality("pv-silent").as_deref(), Some("none"));
     assert_eq!(quality("pv-roof-a").as_deref(), Some("good"));
-    assert_eq!(live.flows.pv_kw, 300.0, "the answering inverter counts");
+    // The park's PV is unknown while one inverter is silent (never the answering one's 300 kW
+    // as if it were all), and the silent one is an alarm.
+    assert_eq!(live.flows.pv_kw, None);
+    assert!(
+        live.alarms
+            .iter()
+            .any(|a| a.starts_with("pv-silent (pv-inverter) not answering")),
+        "{:?}",
+        live.alarms
+    );
     assert_eq!(summary.not_made_safe, vec!["pv-silent".to_string()]);
     held.abort();
     let _ = std::fs::remove_dir_all(&dir);

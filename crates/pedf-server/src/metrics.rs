@@ -30,7 +30,7 @@ pub(crate) async fn metrics(_c: Caller, State(s): State<AppState>) -> Response {
         &mut o,
         "pedf_power_kw",
         "gauge",
-        "Power on each link of the park, kW (grid +import/-export, battery +discharge/-charge).",
+        "Power on each link of the park, kW (grid +import/-export, battery +discharge/-charge); absent while unknown.",
     );
     for (k, v) in [
         ("pv", f.pv_kw),
@@ -41,7 +41,10 @@ pub(crate) async fn metrics(_c: Caller, State(s): State<AppState>) -> Response {
         ("converter_dc", f.converter_dc_kw),
         ("grid", f.grid_kw),
     ] {
-        let _ = writeln!(o, "pedf_power_kw{{flow=\"{k}\"}} {v}");
+        // A flow not known now (a device of it not answering) has no sample.
+        if let Some(v) = v {
+            let _ = writeln!(o, "pedf_power_kw{{flow=\"{k}\"}} {v}");
+        }
     }
     if let Some(soc) = f.soc_pct {
         family(

@@ -33,7 +33,7 @@ const I18N = {
     'dev.last': '最近应答',
     'q.good': '正常', 'q.stale': '数据过期', 'q.bad': '故障', 'q.none': '未应答',
     'msg.forbidden': '权限不足：', 'msg.saved': '已生效', 'msg.error': '错误：', 'msg.offline': '连接中断，正在重连…',
-    'msg.planning': '正在计算计划…', 'msg.none': '无',
+    'msg.planning': '正在计算计划…', 'msg.none': '无', 'msg.unknown': '未知',
     'period.valley': '低谷', 'period.deep_valley': '深谷', 'period.flat': '平段', 'period.peak': '高峰', 'period.critical_peak': '尖峰',
     'pva.empty': '今日尚无执行计划或实测时段',
     'c.pv_kwh': '光伏发电 kWh', 'c.grid_import_kwh': '购电 kWh', 'c.grid_export_kwh': '售电 kWh',
@@ -71,7 +71,7 @@ const I18N = {
     'dev.last': 'Last answer',
     'q.good': 'good', 'q.stale': 'stale', 'q.bad': 'fault', 'q.none': 'no answer',
     'msg.forbidden': 'Not allowed: ', 'msg.saved': 'Done', 'msg.error': 'Error: ', 'msg.offline': 'Connection lost, reconnecting…',
-    'msg.planning': 'Planning…', 'msg.none': 'none',
+    'msg.planning': 'Planning…', 'msg.none': 'none', 'msg.unknown': 'unknown',
     'period.valley': 'valley', 'period.deep_valley': 'deep valley', 'period.flat': 'flat', 'period.peak': 'peak', 'period.critical_peak': 'critical peak',
     'pva.empty': 'No active plan or measured interval today yet',
     'c.pv_kwh': 'PV kWh', 'c.grid_import_kwh': 'Grid import kWh', 'c.grid_export_kwh': 'Grid export kWh',
@@ -125,7 +125,8 @@ function fail(e) {
   say((e.status === 403 ? t('msg.forbidden') : t('msg.error')) + e.message, 'error');
 }
 
-const kw = (v) => (v === null || v === undefined ? '–' : `${v.toFixed(1)} kW`);
+// A flow no device measures now is unknown (null in the live state), never 0 kW.
+const kw = (v) => (v === null || v === undefined ? t('msg.unknown') : `${v.toFixed(1)} kW`);
 const pct = (v) => `${(100 * v).toFixed(1)} %`;
 
 function setLink(id, value, towardsBus) {
@@ -144,7 +145,7 @@ function render(s) {
   $('mode-now').textContent = s.mode ? t('mode.' + s.mode.mode) + (s.mode.battery_kw !== undefined ? ` (${s.mode.battery_kw} kW)` : '') : '–';
   $('v-strategy').textContent = s.strategy;
   $('v-pv').textContent = kw(f.pv_kw);
-  $('v-grid').textContent = kw(f.grid_kw) + (f.grid_measured ? '' : ' *');
+  $('v-grid').textContent = kw(f.grid_kw) + (f.grid_measured || f.grid_kw === null ? '' : ' *');
   $('v-converter').textContent = kw(f.converter_dc_kw);
   $('v-battery').textContent = kw(f.battery_kw);
   $('v-soc').textContent = f.soc_pct === null ? 'SoC –' : `SoC ${f.soc_pct.toFixed(1)} %`;

@@ -171,10 +171,20 @@ impl Cycle {
                     .collect();
                 (target, label, shed)
             });
-        let mode = io
+        let chosen = io
             .mode
             .as_ref()
             .map_or(Mode::Automatic, |m| m.borrow().clone());
+        // Blind to the grid, the limits cannot be kept: every device at its safe value until
+        // the meter answers again, whatever the operator's mode.
+        let held_safe = (m.meter_lost && chosen != Mode::Safe).then(|| {
+            "the grid meter is not answering: every device held at its safe value".to_string()
+        });
+        let mode = if held_safe.is_some() {
+            Mode::Safe
+        } else {
+            chosen.clone()
+        };
         // Curtailable loads: their demand when not held and the plan's shed over them
         // (pedf_control::curtail). The load the controller sees is the demand without last
         // cycle's caps, less the plan's shed.
@@ -236,6 +246,8 @@ impl Cycle {
         }
         Decision {
             mode,
+            chosen,
+            held_safe,
             plan,
             snapshot,
             out,

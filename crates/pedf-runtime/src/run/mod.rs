@@ -155,6 +155,10 @@ pub(super) struct Cycle {
     /// Curtailable loads: each one's demand when not held and the cap written last.
     curtailment: Curtailment,
     retention_days: i64,
+    /// Devices not answering at the last cycle (an event when one goes or comes back).
+    lost: std::collections::BTreeSet<String>,
+    /// Whether the last cycle held the devices safe against the operator's mode.
+    held_safe: bool,
     summary: RunSummary,
     timing: pedf_core::live::CycleTiming,
 }
@@ -162,20 +166,55 @@ pub(super) struct Cycle {
 /// What the snapshot phase read of the park.
 pub(super) struct Measured {
     states: BTreeMap<String, DeviceState>,
+    /// PV of the inverters that answer, kW (what the controller works with).
     pv: f64,
     /// Each battery that answers with its SoC, by park asset.
     batteries_now: Vec<(String, BatteryNow)>,
     /// The batteries pooled, as the controller sees them.
     battery: Option<BatteryNow>,
-    battery_kw: f64,
-    ev_now: f64,
     grid_meter: Option<f64>,
     load: f64,
+    /// Each flow as far as it is known: `None` when a device it is measured by has no good
+    /// reading (shown as unknown, never as 0 kW).
+    known: Known,
+    /// Devices without a good reading now, each with why (an alarm while it lasts).
+    lost: Vec<(String, String)>,
+    /// The park has a grid meter and it has no good reading: the cycle holds every device in
+    /// its safe state (the grid limits cannot be kept blind).
+    meter_lost: bool,
+}
+
+/// The flows the measurements give, `None` where a device of the flow has no good reading.
+#[derive(Debug, Clone, Copy)]
+struct Known {
+    pv: Option<f64>,
+    battery: Option<f64>,
+    ev: Option<f64>,
+    load: Option<f64>,
+}
+
+/// A device's communication now: `good`, `stale` (answered before, not within its stale
+/// time), `bad` (its last read failed) or `none` (never read).
+fn quality_of(st: Option<&DeviceState>, now: DateTime<Utc>) -> &'static str {
+    match st {
+        None => "none",
+        Some(s) if s.last_error.is_some() => "bad",
+        Some(s) => match s.last_ok {
+            None => "none",
+            Some(t) if (now - t).to_std().unwrap_or_default() > s.stale_after => "stale",
+            Some(_) => "good",
+        },
+    }
 }
 
 /// What the control phase decided.
 pub(super) struct Decision {
+    /// The mode the cycle ran in: the operator's, or safe while the grid meter is lost.
     mode: Mode,
+    /// The operator's mode (what the dashboard's mode control shows).
+    chosen: Mode,
+    /// Why the cycle holds every device safe against the operator's mode, if it does.
+    held_safe: Option<String>,
     /// The plan's interval, its label and its shed of curtailable demand, kW.
     plan: Option<(PlanTarget, String, f64)>,
     snapshot: Snapshot,
@@ -253,6 +292,8 @@ impl Cycle {
             cycle_h: cfg.cycle_ms as f64 / 3.6e6,
             curtailment: Curtailment::default(),
             retention_days: cfg.retention_days,
+            lost: Default::default(),
+            held_safe: false,
             summary: RunSummary::default(),
             timing: Default::default(),
             device_list: set
@@ -326,6 +367,7 @@ impl Cycle {
             devices,
             battery_units,
             limits,
+            device_list,
             ..
         } = self;
         let controlled = &devices.controlled;
@@ -371,27 +413,84 @@ impl Cycle {
             .values()
             .find(|s| s.capability == Capability::Meter)
             .and_then(|s| s.good(Field::PowerKw, now));
+        let to_bus = |g: f64| {
+            if g >= 0.0 {
+                g * limits.eta_in
+            } else {
+                g / limits.eta_out
+            }
+        };
         let load = match grid_meter {
-            Some(g) => (pv
-                + battery_kw
-                + if g >= 0.0 {
-                    g * limits.eta_in
-                } else {
-                    g / limits.eta_out
-                }
-                - ev_now)
-                .max(0.0),
+            Some(g) => (pv + battery_kw + to_bus(g) - ev_now).max(0.0),
             None => good(Capability::DcLoad, Field::PowerKw),
+        };
+        // What is known: a flow is known when every device it is measured by answers (a park
+        // without devices of a kind has 0 kW of it).
+        let lost: Vec<(String, String)> = device_list
+            .iter()
+            .filter_map(|(id, cap)| {
+                let st = states.get(id);
+                let why = match quality_of(st, now) {
+                    "good" => return None,
+                    "bad" => format!(
+                        "its last read failed ({})",
+                        st.and_then(|s| s.last_error.clone()).unwrap_or_default()
+                    ),
+                    "stale" => format!(
+                        "no reading within its {} s stale time (last {})",
+                        st.map_or(0, |s| s.stale_after.as_secs()),
+                        st.and_then(|s| s.last_ok)
+                            .map(|t| t.to_rfc3339())
+                            .unwrap_or_default()
+                    ),
+                    _ => "never read since the start".to_string(),
+                };
+                Some((
+                    id.clone(),
+                    format!("{id} ({}) not answering: {why}", cap.name()),
+                ))
+            })
+            .collect();
+        let all_of = |cap: Capability| -> Option<f64> {
+            let ids: Vec<&String> = device_list
+                .iter()
+                .filter(|(_, c)| *c == cap)
+                .map(|(id, _)| id)
+                .collect();
+            ids.iter()
+                .map(|id| states.get(*id).and_then(|s| s.good(Field::PowerKw, now)))
+                .sum::<Option<f64>>()
+                .map(|x| x + 0.0)
+        };
+        let meter_configured = device_list.iter().any(|(_, c)| *c == Capability::Meter);
+        let (kpv, kbattery, kev) = (
+            all_of(Capability::PvInverter),
+            all_of(Capability::Battery),
+            all_of(Capability::EvCharger),
+        );
+        let kload = if meter_configured {
+            match (kpv, kbattery, kev, grid_meter) {
+                (Some(p), Some(b), Some(e), Some(g)) => Some((p + b + to_bus(g) - e).max(0.0)),
+                _ => None,
+            }
+        } else {
+            all_of(Capability::DcLoad)
         };
         Measured {
             states,
             pv,
             batteries_now,
             battery,
-            battery_kw,
-            ev_now,
             grid_meter,
             load,
+            known: Known {
+                pv: kpv,
+                battery: kbattery,
+                ev: kev,
+                load: kload,
+            },
+            lost,
+            meter_lost: meter_configured && grid_meter.is_none(),
         }
     }
 
@@ -437,15 +536,21 @@ impl Cycle {
         let (not_made_safe, audit) = devices.stop().await;
         summary.not_made_safe = not_made_safe;
         summary.setpoints += store_audit(store, audit);
-        let message = if summary.not_made_safe.is_empty() {
-            "pedf run stopped; devices in their safe state".to_string()
+        let (severity, message) = if summary.not_made_safe.is_empty() {
+            (
+                "info",
+                "pedf run stopped; devices in their safe state".to_string(),
+            )
         } else {
-            format!(
-                "pedf run stopped; not reached for the safe state: {}",
-                summary.not_made_safe.join(", ")
+            (
+                "warning",
+                format!(
+                    "pedf run stopped; not reached for the safe state (their own fail-safe applies): {}",
+                    summary.not_made_safe.join(", ")
+                ),
             )
         };
-        let _ = store.event(now, "info", "run", &message);
+        let _ = store.event(now, severity, "run", &message);
         if let Some(k) = sink {
             let st = k.stop().await;
             if st.buffered_segments > 0 {

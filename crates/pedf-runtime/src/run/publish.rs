@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use crate::live::{tariff_now, today, ChargerLive, DeviceLive, Flows, Live, ModeView};
 use pedf_control::Mode;
 
-use super::{Cycle, Decision, Measured, RunIo};
+use super::{quality_of, Cycle, Decision, Measured, RunIo};
 
 impl Cycle {
     /// Phase 5: the park now, with the cycle's work time and lag, to the server.
@@ -34,7 +34,12 @@ impl Cycle {
         } = self;
         let states = &m.states;
         let Decision {
-            mode, plan, out, ..
+            mode,
+            chosen,
+            held_safe,
+            plan,
+            out,
+            ..
         } = d;
         if let Some(tx) = &io.live {
             let day_start = park
@@ -47,17 +52,7 @@ impl Cycle {
                 .iter()
                 .map(|(id, capability)| {
                     let st = states.get(id);
-                    let quality = match st {
-                        None => "none",
-                        Some(s) if s.last_error.is_some() => "bad",
-                        Some(s) => match s.last_ok {
-                            None => "none",
-                            Some(t) if (now - t).to_std().unwrap_or_default() > s.stale_after => {
-                                "stale"
-                            }
-                            Some(_) => "good",
-                        },
-                    };
+                    let quality = quality_of(st, now);
                     DeviceLive {
                         id: id.clone(),
                         capability: capability.name().to_string(),
@@ -78,9 +73,12 @@ impl Cycle {
                 cycle_work_ms: work_ms,
                 cycle_lag_ms: lag_ms,
                 timing: timing.clone(),
-                mode: Some(ModeView::from(mode)),
+                mode: Some(ModeView::from(chosen)),
                 strategy: match &mode {
-                    Mode::Safe => "safe state (every device at its safe value)".to_string(),
+                    Mode::Safe => match held_safe {
+                        Some(why) => format!("safe state: {why}"),
+                        None => "safe state (every device at its safe value)".to_string(),
+                    },
                     Mode::Manual { .. } => "manual battery setpoint".to_string(),
                     Mode::Automatic => plan.as_ref().map_or_else(
                         || "self-consumption (no active plan)".to_string(),
@@ -97,7 +95,15 @@ impl Cycle {
                 grid_factor_kg_per_kwh: park.carbon.grid_factor.value.0,
                 today: today(park, &recs, now),
                 devices,
-                alarms: out.alarms.clone(),
+                // The controller's, the safe state forced on the operator's mode, and every
+                // device not answering.
+                alarms: out
+                    .alarms
+                    .iter()
+                    .cloned()
+                    .chain(held_safe.clone())
+                    .chain(m.lost.iter().map(|(_, why)| why.clone()))
+                    .collect(),
                 faults,
             };
             tx.send_replace(Arc::new(live));

@@ -82,12 +82,12 @@ impl Cycle {
             day_records,
             tracked,
             without,
+            lost,
+            held_safe,
             ..
         } = self;
         let controlled = &devices.controlled;
         let states = &m.states;
-        let (pv, battery_kw, ev_now, grid_meter, load) =
-            (m.pv, m.battery_kw, m.ev_now, m.grid_meter, m.load);
         let Decision { snapshot, out, .. } = d;
         // Store: samples, alarms, audit.
         let mut samples = Vec::new();
@@ -108,48 +108,80 @@ impl Cycle {
             summary.alarms += 1;
             let _ = store.event(now, "alarm", "control", a);
         }
+        // Devices that stop or start answering, and the safe state the meter's loss forces:
+        // an event when it begins and when it ends (the live alarms hold it meanwhile).
+        let lost_now: std::collections::BTreeSet<String> =
+            m.lost.iter().map(|(id, _)| id.clone()).collect();
+        for (id, why) in &m.lost {
+            if !lost.contains(id) {
+                let _ = store.event(now, "alarm", "device", why);
+            }
+        }
+        for id in lost.difference(&lost_now) {
+            let _ = store.event(now, "info", "device", &format!("{id} answering again"));
+        }
+        *lost = lost_now;
+        match (&d.held_safe, *held_safe) {
+            (Some(why), false) => {
+                let _ = store.event(now, "alarm", "control", why);
+            }
+            (None, true) => {
+                let _ = store.event(
+                    now,
+                    "info",
+                    "control",
+                    "the grid meter answers again: the operator's mode applies",
+                );
+            }
+            _ => {}
+        }
+        *held_safe = d.held_safe.is_some();
         summary.setpoints += store_audit(store, devices.take_audit());
-        // The park now: flows from the measurements, energy records, today's figures.
-        let converter_dc_kw;
-        let grid_kw;
-        match grid_meter {
-            Some(g) => {
-                grid_kw = g;
-                converter_dc_kw = if g >= 0.0 {
+        // The park now: flows from the measurements (unknown where a device of a flow has no
+        // good reading), energy records, today's figures.
+        let k = m.known;
+        let (grid_kw, converter_dc_kw) = match m.grid_meter {
+            Some(g) => (
+                Some(g),
+                Some(if g >= 0.0 {
                     g * limits.eta_in
                 } else {
                     g / limits.eta_out
-                };
-            }
-            None => {
-                converter_dc_kw = load + ev_now - pv - battery_kw;
-                grid_kw = if converter_dc_kw >= 0.0 {
-                    converter_dc_kw / limits.eta_in
-                } else {
-                    converter_dc_kw * limits.eta_out
-                };
-            }
-        }
+                }),
+            ),
+            // No meter answering: the grid from the bus balance, when every part is known.
+            None => match (k.load, k.ev, k.pv, k.battery) {
+                (Some(l), Some(e), Some(p), Some(b)) => {
+                    let dc = l + e - p - b;
+                    (
+                        Some(if dc >= 0.0 {
+                            dc / limits.eta_in
+                        } else {
+                            dc * limits.eta_out
+                        }),
+                        Some(dc),
+                    )
+                }
+                _ => (None, None),
+            },
+        };
         let flows = Flows {
-            pv_kw: pv,
-            pv_available_kw: snapshot.pv_available_kw,
-            battery_kw,
+            pv_kw: k.pv,
+            pv_available_kw: k.pv.map(|_| snapshot.pv_available_kw),
+            battery_kw: k.battery,
             soc_pct: snapshot.battery.as_ref().map(|b| b.soc_pct),
-            load_kw: load,
-            ev_kw: ev_now,
+            load_kw: k.load,
+            ev_kw: k.ev,
             converter_dc_kw,
             grid_kw,
-            grid_measured: grid_meter.is_some(),
+            grid_measured: m.grid_meter.is_some(),
         };
         let chargers_live: Vec<ChargerLive> = controlled
             .iter()
             .filter(|c| c.capability == Capability::EvCharger)
             .map(|c| ChargerLive {
                 id: c.id.clone(),
-                kw: states
-                    .get(&c.id)
-                    .and_then(|s| s.good(Field::PowerKw, now))
-                    .unwrap_or(0.0),
+                kw: states.get(&c.id).and_then(|s| s.good(Field::PowerKw, now)),
                 setpoint_kw: out
                     .chargers
                     .iter()
@@ -177,7 +209,21 @@ impl Cycle {
         if let Some(n) = replan_note.as_ref() {
             faults.push(n.clone());
         }
-        if let Some(closed) = integrator.add(now, &flows, &chargers_live) {
+        if let Some(interval) = integrator.add(now, &flows, &chargers_live) {
+            let source = interval.source();
+            if source != "measured" {
+                let _ = store.event(
+                    now,
+                    "warning",
+                    "records",
+                    &format!(
+                        "interval {} closed with {:.0} % of it observed: stored as {source}",
+                        park.clock.format(interval.record.start),
+                        100.0 * interval.coverage
+                    ),
+                );
+            }
+            let closed = interval.record;
             // Without the EMS (an interval of the month): the tracked chargers' cars on arrival
             // (alongside), the others' as they charged.
             let without_ems_import = so_far.in_month(park, &closed).then(|| {
@@ -204,7 +250,7 @@ impl Cycle {
                 imp
             });
             so_far.add(park, &closed, without_ems_import);
-            if let Err(e) = store.put_records(std::slice::from_ref(&closed), "measured") {
+            if let Err(e) = store.put_records(std::slice::from_ref(&closed), source) {
                 tracing::error!(error = %e, "interval record not stored");
                 faults.push(format!("interval record not stored: {e}"));
             }
@@ -224,7 +270,7 @@ impl Cycle {
         so_far: &SoFar,
         sessions: &crate::sessions::Sessions,
         now: DateTime<Utc>,
-        grid_kw: f64,
+        grid_kw: Option<f64>,
         d: &Decision,
     ) {
         let Decision {
@@ -282,10 +328,12 @@ impl Cycle {
                     }
                 }
             } else if *mode == Mode::Automatic {
+                // A grid not known is no deviation from the plan (the schedule still runs).
                 let plan_grid = plan
                     .as_ref()
+                    .filter(|_| grid_kw.is_some())
                     .map(|p| p.0.grid_import_kw - p.0.grid_export_kw);
-                if let Some(why) = rp.due(now, grid_kw, plan_grid) {
+                if let Some(why) = rp.due(now, grid_kw.unwrap_or(0.0), plan_grid) {
                     let stored = snapshot
                         .battery
                         .as_ref()
