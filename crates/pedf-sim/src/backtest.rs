@@ -117,7 +117,9 @@ pub struct CostTotals {
 pub struct CarbonTotals {
     /// Grid import x the annual grid factor (Scope 2, location-based).
     pub location_kg: f64,
-    /// PV generation x the grid factor.
+    /// Net delivered PV (delivered on site or to the grid meter, less the park's auxiliary
+    /// import and PV lost in storage: ACM0002's EG) x the grid factor; it depends on the
+    /// strategy (a battery's round-trip losses on PV are not delivered).
     pub avoided_pv_kg: f64,
     /// Share of consumption served by PV, directly or through the battery.
     pub self_sufficiency: f64,
