@@ -82,6 +82,9 @@ pub fn issue(args: IssueArgs) -> Result<(), UserError> {
         Utc::now(),
     )?;
     let cert = &i.cert;
+    for r in &i.recovered {
+        eprintln!("note: an earlier issue was interrupted: {r}");
+    }
     if i.key_created {
         eprintln!(
             "note: new issuer key created at {} (mode 0600); keep it safe and back it up",

@@ -11,8 +11,8 @@ use chrono::{DateTime, Datelike, Utc};
 use pedf_core::Park;
 
 use super::{
-    build, load_or_create_key, overlapping, write_atomic, Certificate, FactorUsed,
-    GreenCertificates, IssueInput, LockedLedger, MeterUsed, ParkIdentity,
+    build, load_or_create_key, overlapping, Certificate, FactorUsed, GreenCertificates, IssueInput,
+    LockedLedger, MeterUsed, ParkIdentity,
 };
 use crate::account::Options;
 use crate::factors::FactorChoice;
@@ -111,6 +111,13 @@ pub fn meters_of(park: &Park) -> Vec<MeterUsed> {
 
 /// Where an issuer keeps its files: the certificates' folder, the issuer key (made at first
 /// use, mode 0600), the ledger (default: ledger.jsonl in the folder).
+///
+/// An issue is crash-safe: under the ledger's lock it writes the certificate's JSON, HTML and
+/// PDF as `.pending` files (synced), then appends the ledger entry (synced: the commit), then
+/// renames the files into place. The next issue, under the same lock, finishes what a crash
+/// left: pending files of a committed certificate are put in place, those of an uncommitted
+/// one removed (its period stays issuable), and a torn last ledger line is cut off
+/// ([`LockedLedger::open`]). A crash leaves a whole certificate or none.
 pub struct CertificateIssuer<'a> {
     /// The folder certificates are written to.
     pub out_dir: &'a Path,
@@ -118,6 +125,52 @@ pub struct CertificateIssuer<'a> {
     pub key: &'a Path,
     /// The ledger file (default: ledger.jsonl in `out_dir`).
     pub ledger: Option<&'a Path>,
+}
+
+/// The steps of an issue after which a crash is simulated in tests ([`CertificateIssuer::issue_crashing_after`]).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IssueStep {
+    /// The JSON written as pending.
+    PendingJson,
+    /// Every file written as pending.
+    PendingAll,
+    /// The ledger entry appended (committed).
+    Committed,
+    /// The JSON renamed into place.
+    JsonInPlace,
+}
+
+impl IssueStep {
+    /// Every step, in order.
+    pub const ALL: [IssueStep; 4] = [
+        IssueStep::PendingJson,
+        IssueStep::PendingAll,
+        IssueStep::Committed,
+        IssueStep::JsonInPlace,
+    ];
+}
+
+/// The pending name of a certificate file: `SERIAL.json` -> `SERIAL.json.pending`.
+fn pending(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".pending");
+    PathBuf::from(name)
+}
+
+/// Writes a file and syncs it (a pending file: not in place yet).
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+/// Syncs a folder, so renames in it survive a power loss.
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
 }
 
 /// A period to certify, accounted.
@@ -200,6 +253,8 @@ pub struct Issued {
     pub ledger_seq: u64,
     /// Whether the issuer key was made by this issue.
     pub key_created: bool,
+    /// What this issue finished of a crashed one before it (files completed or removed).
+    pub recovered: Vec<String>,
 }
 
 impl CertificateIssuer<'_> {
@@ -211,6 +266,57 @@ impl CertificateIssuer<'_> {
         issued_at: DateTime<Utc>,
         render: impl Fn(&Certificate) -> Rendered,
     ) -> Result<Issued, IssueError> {
+        self.issue_crashing_after(period, issued_at, render, None)
+    }
+
+    /// Finishes what a crashed issue left in the folder (under the ledger's lock): pending
+    /// files of a certificate the ledger holds are put in place; those of one it does not
+    /// hold are removed. Returns what was done, one line each.
+    fn recover(&self, ledger: &LockedLedger) -> Vec<String> {
+        let mut done = Vec::new();
+        let Ok(dir) = std::fs::read_dir(self.out_dir) else {
+            return done;
+        };
+        let mut names: Vec<PathBuf> = dir
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "pending"))
+            .collect();
+        names.sort();
+        for p in names {
+            let target = p.with_extension("");
+            let serial = target
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default()
+                .to_string();
+            if ledger.entries.iter().any(|e| e.serial == serial) {
+                if std::fs::rename(&p, &target).is_ok() {
+                    done.push(format!(
+                        "{}: completed (committed in the ledger)",
+                        target.display()
+                    ));
+                }
+            } else if std::fs::remove_file(&p).is_ok() {
+                done.push(format!("{}: removed (never committed)", p.display()));
+            }
+        }
+        sync_dir(self.out_dir);
+        done
+    }
+
+    /// [`CertificateIssuer::issue`], stopping after `crash` as a killed process would (no
+    /// clean-up): for the tests of what the next issue finds.
+    #[doc(hidden)]
+    pub fn issue_crashing_after(
+        &self,
+        period: Period,
+        issued_at: DateTime<Utc>,
+        render: impl Fn(&Certificate) -> Rendered,
+        crash: Option<IssueStep>,
+    ) -> Result<Issued, IssueError> {
+        let crashed = |step: IssueStep| {
+            (crash == Some(step)).then(|| IssueError::Io(format!("crash injected after {step:?}")))
+        };
         let Period {
             park,
             records,
@@ -237,13 +343,14 @@ impl CertificateIssuer<'_> {
             .ledger
             .map(Path::to_path_buf)
             .unwrap_or_else(|| self.out_dir.join("ledger.jsonl"));
-        // Held from reading the ledger to appending the entry: another issue at the same time
-        // (the API, another command) waits, then sees this one's entry.
+        // Held from reading the ledger to putting the files in place: another issue at the
+        // same time (the API, another command) waits, then sees this one's entry.
         let mut ledger = LockedLedger::open(&ledger_path).map_err(|e| {
             IssueError::Io(format!(
                 "{e}; no certificate was issued (cannot append to the ledger)"
             ))
         })?;
+        let recovered = self.recover(&ledger);
         if let Some(e) = overlapping(&ledger.entries, &park.id, from, to) {
             return Err(IssueError::AlreadyCertified(format!(
                 "the period overlaps certificate {} ({} – {}) in {}: refused, a period is certified once",
@@ -275,36 +382,74 @@ impl CertificateIssuer<'_> {
             },
         );
         cert.sign(&key);
-        // The ledger entry first: a crash after it leaves the period reserved and no
-        // certificate file, never a certificate outside the ledger.
-        let entry = ledger
-            .append(&cert)
-            .map_err(|e| IssueError::Io(format!("{e}; no certificate was issued")))?;
         let json_path = self.out_dir.join(format!("{}.json", cert.serial));
         let html_path = self.out_dir.join(format!("{}.html", cert.serial));
         let pdf_path = self.out_dir.join(format!("{}.pdf", cert.serial));
+        // 1. Everything made and written aside (a crash here leaves no certificate).
         let rendered = render(&cert);
-        let write = |path: &Path, bytes: &[u8]| {
-            write_atomic(path, bytes).map_err(|e| {
-                IssueError::Io(format!(
-                    "{}: {e} (certificate {} is in the ledger; `pedf certificate render` can write its files again from its JSON)",
-                    path.display(),
-                    cert.serial
-                ))
-            })
+        let not_issued = |path: &Path, e: std::io::Error| {
+            IssueError::Io(format!(
+                "{}: {e}; no certificate was issued",
+                path.display()
+            ))
         };
-        write(
-            &json_path,
-            format!("{}\n", cert.canonical_json()).as_bytes(),
-        )?;
-        write(&html_path, rendered.html.as_bytes())?;
+        let mut files: Vec<(PathBuf, Vec<u8>)> = vec![(
+            json_path.clone(),
+            format!("{}\n", cert.canonical_json()).into_bytes(),
+        )];
+        files.push((html_path.clone(), rendered.html.into_bytes()));
         let pdf_error = match rendered.pdf {
             Ok(bytes) => {
-                write(&pdf_path, &bytes)?;
+                files.push((pdf_path.clone(), bytes));
                 None
             }
             Err(why) => Some(why),
         };
+        for (i, (path, bytes)) in files.iter().enumerate() {
+            if let Err(e) = write_synced(&pending(path), bytes) {
+                for (p, _) in &files {
+                    let _ = std::fs::remove_file(pending(p));
+                }
+                return Err(not_issued(path, e));
+            }
+            if i == 0 {
+                if let Some(e) = crashed(IssueStep::PendingJson) {
+                    return Err(e);
+                }
+            }
+        }
+        if let Some(e) = crashed(IssueStep::PendingAll) {
+            return Err(e);
+        }
+        // 2. The commit: the ledger entry, synced.
+        let entry = match ledger.append(&cert) {
+            Ok(entry) => entry,
+            Err(e) => {
+                for (p, _) in &files {
+                    let _ = std::fs::remove_file(pending(p));
+                }
+                return Err(IssueError::Io(format!("{e}; no certificate was issued")));
+            }
+        };
+        if let Some(e) = crashed(IssueStep::Committed) {
+            return Err(e);
+        }
+        // 3. The files in place (what a crash leaves of this, the next issue finishes).
+        for (i, (path, _)) in files.iter().enumerate() {
+            std::fs::rename(pending(path), path).map_err(|e| {
+                IssueError::Io(format!(
+                    "{}: {e} (certificate {} is committed in the ledger; the next issue puts its files in place)",
+                    path.display(),
+                    cert.serial
+                ))
+            })?;
+            if i == 0 {
+                if let Some(e) = crashed(IssueStep::JsonInPlace) {
+                    return Err(e);
+                }
+            }
+        }
+        sync_dir(self.out_dir);
         Ok(Issued {
             cert,
             json_path,
@@ -314,6 +459,202 @@ impl CertificateIssuer<'_> {
             ledger_path,
             ledger_seq: entry.seq,
             key_created,
+            recovered,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::read_ledger;
+    use super::*;
+    use crate::factors::{choose, FactorTable};
+
+    fn park() -> Park {
+        pedf_core::config::load_park(
+            "qingzhou-pedf.toml",
+            include_bytes!("../../../../config/qingzhou-pedf.toml"),
+        )
+        .value
+        .unwrap()
+    }
+
+    /// A day of hourly records: PV at noon, grid at night.
+    fn records(park: &Park) -> Vec<IntervalRecord> {
+        let day = park
+            .clock
+            .start_of_local_day(chrono::NaiveDate::from_ymd_opt(2026, 6, 21).unwrap());
+        (0..96)
+            .map(|k| {
+                let sun = (32..64).contains(&k);
+                IntervalRecord {
+                    start: day + chrono::Duration::minutes(15 * k),
+                    pv_kwh: if sun { 100.0 } else { 0.0 },
+                    grid_import_kwh: if sun { 0.0 } else { 52.0 },
+                    load_kwh: 50.0,
+                    grid_export_kwh: if sun { 47.5 } else { 0.0 },
+                    ..Default::default()
+                }
+            })
+            .collect()
+    }
+
+    fn render(c: &Certificate) -> Rendered {
+        Rendered {
+            html: format!("<p>{}</p>", c.serial),
+            pdf: Ok(format!("%PDF {}", c.serial).into_bytes()),
+        }
+    }
+
+    /// Issues the reference day through `dir`'s issuer, crashing after `crash` if given.
+    fn issue_day(dir: &Path, crash: Option<IssueStep>) -> Result<Issued, IssueError> {
+        let park = park();
+        let records = records(&park);
+        let choice = choose(&park, FactorTable::shipped(), 2026, "auto").unwrap();
+        let options = Options::for_park(&park, &choice, 0.0);
+        let from = records[0].start;
+        let to = from + chrono::Duration::days(1);
+        let issuer = CertificateIssuer {
+            out_dir: dir,
+            key: &dir.join("issuer.key"),
+            ledger: None,
+        };
+        issuer.issue_crashing_after(
+            Period {
+                park: &park,
+                records: &records,
+                from,
+                to,
+                options: &options,
+                choice: &choice,
+                green_certificates: Vec::new(),
+            },
+            to,
+            render,
+            crash,
+        )
+    }
+
+    fn fresh(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("pedf-issue-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn files(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n != "issuer.key")
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// A crash after each step of an issue leaves a whole certificate or none: before the
+    /// ledger entry nothing is issued and the next issue of the period succeeds; after it, the
+    /// next issue puts the committed certificate's files in place and refuses the period. (An
+    /// issue once appended the entry first and wrote its files after: a kill while the PDF was
+    /// made left a period reserved by a certificate that did not exist.)
+    #[test]
+    fn a_crash_at_any_step_leaves_a_whole_certificate_or_none() {
+        for step in IssueStep::ALL {
+            let dir = fresh(&format!("{step:?}"));
+            let e = issue_day(&dir, Some(step)).err().unwrap();
+            assert!(e.to_string().contains("crash injected"), "{e}");
+            let committed = matches!(step, IssueStep::Committed | IssueStep::JsonInPlace);
+            let again = issue_day(&dir, None);
+            let serial = "QINGZHOU-PEDF-2026-000001";
+            if committed {
+                assert!(
+                    matches!(&again, Err(IssueError::AlreadyCertified(_))),
+                    "{step:?}: {:?}",
+                    again.as_ref().err()
+                );
+                // The refused issue still finished the committed one's files.
+                assert_eq!(
+                    files(&dir),
+                    vec![
+                        format!("{serial}.html"),
+                        format!("{serial}.json"),
+                        format!("{serial}.pdf"),
+                        "ledger.jsonl".to_string()
+                    ],
+                    "{step:?}"
+                );
+                let json = std::fs::read_to_string(dir.join(format!("{serial}.json"))).unwrap();
+                let cert: Certificate = serde_json::from_str(&json).unwrap();
+                assert_eq!(super::super::check_signature(&cert), Ok(()));
+                let ledger = read_ledger(
+                    &std::fs::read_to_string(dir.join("ledger.jsonl")).unwrap(),
+                    "l",
+                )
+                .unwrap();
+                assert_eq!(ledger.len(), 1);
+                assert_eq!(
+                    ledger[0].certificate_sha256,
+                    crate::merkle::sha256_hex(cert.canonical_json().as_bytes())
+                );
+            } else {
+                let issued = again.unwrap_or_else(|e| panic!("{step:?}: {e}"));
+                assert_eq!(issued.cert.serial, serial, "{step:?}");
+                assert!(
+                    issued.recovered.iter().all(|r| r.contains("removed")),
+                    "{:?}",
+                    issued.recovered
+                );
+                assert_eq!(files(&dir).len(), 4, "{step:?}: {:?}", files(&dir));
+            }
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+
+    /// A ledger whose last append was cut (a crash, a full disk) is repaired at the next
+    /// issue: the torn line committed nothing and is cut off; the chain stays valid and the
+    /// next certificate follows the last whole entry. (A torn line once made every later
+    /// issue fail.)
+    #[test]
+    fn a_torn_last_ledger_line_is_cut_and_issuing_goes_on() {
+        let dir = fresh("torn");
+        issue_day(&dir, None).unwrap();
+        let path = dir.join("ledger.jsonl");
+        let whole = std::fs::read_to_string(&path).unwrap();
+        let torn = "{\"seq\":2,\"serial\":\"QINGZ";
+        std::fs::write(&path, format!("{whole}{torn}")).unwrap();
+        let ledger = LockedLedger::open(&path).unwrap();
+        assert_eq!(ledger.entries.len(), 1);
+        assert_eq!(ledger.repaired, Some(torn.len()));
+        drop(ledger);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), whole);
+        // The day is certified already; the ledger takes the next period's entry.
+        assert!(matches!(
+            issue_day(&dir, None),
+            Err(IssueError::AlreadyCertified(_))
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Issues of one period at the same time (threads standing for the API and the command
+    /// line) give one certificate and a valid ledger.
+    #[test]
+    fn concurrent_issues_of_one_period_give_one_certificate() {
+        let dir = fresh("concurrent");
+        let results: Vec<Result<Issued, IssueError>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4).map(|_| s.spawn(|| issue_day(&dir, None))).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
+        assert!(results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .all(|e| matches!(e, IssueError::AlreadyCertified(_))));
+        let ledger = read_ledger(
+            &std::fs::read_to_string(dir.join("ledger.jsonl")).unwrap(),
+            "l",
+        )
+        .unwrap();
+        assert_eq!(ledger.len(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -191,6 +191,8 @@ pub struct LockedLedger {
     name: String,
     /// The entries, read under the lock.
     pub entries: Vec<LedgerEntry>,
+    /// Bytes of a torn last line cut off at opening (an append that never committed).
+    pub repaired: Option<usize>,
 }
 
 impl LockedLedger {
@@ -206,7 +208,7 @@ impl LockedLedger {
     }
 
     fn open_with(path: &Path, wait: bool) -> Result<LockedLedger, String> {
-        use std::io::{Read, Seek};
+        use std::io::{Read, Seek, Write};
         let name = path.display().to_string();
         let mut file = std::fs::OpenOptions::new()
             .read(true)
@@ -229,11 +231,32 @@ impl LockedLedger {
         file.rewind()
             .and_then(|()| file.read_to_string(&mut text))
             .map_err(|e| format!("{name}: cannot read the ledger: {e}"))?;
+        // An append is committed when its whole line is written and synced. A last line
+        // without its newline is an append a crash or a full disk cut: cut off when it is not
+        // a whole entry (it committed nothing), ended when it is.
+        let mut repaired = None;
+        if !text.is_empty() && !text.ends_with('\n') {
+            let keep = text.rfind('\n').map_or(0, |i| i + 1);
+            let whole = read_ledger(&text, &name).is_ok();
+            let fix = if whole {
+                file.write_all(b"\n").and_then(|()| file.sync_all())
+            } else {
+                file.set_len(keep as u64).and_then(|()| file.sync_all())
+            };
+            fix.map_err(|e| format!("{name}: cannot repair the ledger's torn last line: {e}"))?;
+            if whole {
+                text.push('\n');
+            } else {
+                repaired = Some(text[keep..].len());
+                text.truncate(keep);
+            }
+        }
         let entries = read_ledger(&text, &name)?;
         Ok(LockedLedger {
             file,
             name,
             entries,
+            repaired,
         })
     }
 
@@ -243,10 +266,24 @@ impl LockedLedger {
         use std::io::Write;
         let entry = next_entry(&self.entries, cert);
         let line = serde_json::to_string(&entry).map_err(|e| e.to_string())?;
-        self.file
+        let before = self
+            .file
+            .metadata()
+            .map_err(|e| format!("{}: cannot append to the ledger: {e}", self.name))?
+            .len();
+        if let Err(e) = self
+            .file
             .write_all(format!("{line}\n").as_bytes())
             .and_then(|()| self.file.sync_all())
-            .map_err(|e| format!("{}: cannot append to the ledger: {e}", self.name))?;
+        {
+            // Whatever part of the line was written is taken back (a full disk): the ledger
+            // stays as it was; were that to fail too, the next open cuts the torn line.
+            let _ = self
+                .file
+                .set_len(before)
+                .and_then(|()| self.file.sync_all());
+            return Err(format!("{}: cannot append to the ledger: {e}", self.name));
+        }
         self.entries.push(entry.clone());
         Ok(entry)
     }
