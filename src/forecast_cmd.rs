@@ -35,12 +35,8 @@ fn read(path: &Path) -> Result<Vec<u8>, UserError> {
 }
 
 pub fn run(args: PvArgs) -> Result<(), UserError> {
-    let date = NaiveDate::parse_from_str(&args.date, "%Y-%m-%d").map_err(|_| {
-        UserError(format!(
-            "--date: `{}` is not a date; write YYYY-MM-DD, e.g. 2026-06-21",
-            args.date
-        ))
-    })?;
+    let date =
+        pedf_core::time::parse_date(&args.date).map_err(|e| UserError(format!("--date: {e}")))?;
     if !(1..=366).contains(&args.days) {
         return Err(UserError(format!(
             "--days: {} is outside 1..366",
@@ -285,11 +281,7 @@ fn parse_day(date: &str, days: u32) -> Result<NaiveDate, UserError> {
     if !(1..=366).contains(&days) {
         return Err(UserError(format!("--days: {days} is outside 1..366")));
     }
-    NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|_| {
-        UserError(format!(
-            "--date: `{date}` is not a date; write YYYY-MM-DD, e.g. 2026-06-21"
-        ))
-    })
+    pedf_core::time::parse_date(date).map_err(|e| UserError(format!("--date: {e}")))
 }
 
 /// Reads a file with a located reader, printing its diagnostics.

@@ -13,7 +13,7 @@ use pedf_core::config::Diagnostic;
 
 use check_cmd::check;
 use cli::{CarbonCommand, CertificateCommand, Cli, Command, ForecastCommand};
-use pedf_dispatch::{PlanOptions, TerminalSoc};
+use pedf_dispatch::{PlanOptions, TerminalSoc, MAX_TIME_LIMIT_S};
 
 mod carbon_cmd;
 mod certificate_cmd;
@@ -272,9 +272,9 @@ fn plan_options(
             "--mip-gap: {mip_gap} is outside [0, 1); e.g. 1e-4"
         )));
     }
-    if !(time_limit.is_finite() && time_limit > 0.0) {
+    if !(time_limit.is_finite() && time_limit > 0.0 && time_limit <= MAX_TIME_LIMIT_S) {
         return Err(UserError(format!(
-            "--time-limit: {time_limit} must be a positive number of seconds"
+            "--time-limit: {time_limit} must be a number of seconds above 0 and at most {MAX_TIME_LIMIT_S} (an hour), e.g. 5"
         )));
     }
     if threads == Some(0) {

@@ -49,12 +49,8 @@ pub fn load_park_file(path: &Path) -> Result<Park, UserError> {
 }
 
 pub fn run(args: PlanArgs) -> Result<(), UserError> {
-    let date = NaiveDate::parse_from_str(&args.date, "%Y-%m-%d").map_err(|_| {
-        UserError(format!(
-            "--date: `{}` is not a date; write YYYY-MM-DD, e.g. 2026-06-21",
-            args.date
-        ))
-    })?;
+    let date =
+        pedf_core::time::parse_date(&args.date).map_err(|e| UserError(format!("--date: {e}")))?;
     let park = load_park_file(&args.park)?;
     let inputs = load_inputs(&park, &args.inputs, date, args.days)?;
     let mut state = CurrentState {

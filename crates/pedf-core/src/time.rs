@@ -212,6 +212,25 @@ pub enum TimeError {
     },
 }
 
+/// The years a date given by a user may be in: a park's plans, forecasts and records are of
+/// this era (and the calendar arithmetic of a forecast or a plan stays far from chrono's
+/// limits).
+pub const DATE_YEARS: std::ops::RangeInclusive<i32> = 1900..=2200;
+
+/// Parses a calendar date `YYYY-MM-DD` in [`DATE_YEARS`]; the error says what a date is.
+pub fn parse_date(text: &str) -> Result<NaiveDate, String> {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .filter(|d| DATE_YEARS.contains(&chrono::Datelike::year(d)))
+        .ok_or_else(|| {
+            format!(
+                "`{text}` is not a date YYYY-MM-DD from {} to {}; e.g. 2026-06-21",
+                DATE_YEARS.start(),
+                DATE_YEARS.end()
+            )
+        })
+}
+
 /// Parses an RFC 3339 instant with an explicit offset (`Z` or `+08:00`) into UTC.
 pub fn parse_rfc3339(text: &str) -> Result<DateTime<Utc>, TimeError> {
     DateTime::parse_from_rfc3339(text.trim())

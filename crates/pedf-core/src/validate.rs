@@ -87,12 +87,14 @@ impl Problems {
         self.0.iter().any(|p| p.severity == Severity::Error)
     }
 
+    /// An efficiency of a conversion: no converter or battery an engineer would connect loses
+    /// more than half of what goes through it, and none gains.
     fn fraction_open_closed(&mut self, path: String, what: &str, value: f64) {
-        if !(value > 0.0 && value <= 1.0) {
+        if !(MIN_EFFICIENCY..=1.0).contains(&value) {
             self.error(
                 path,
-                format!("{what} {value} is outside (0, 1]"),
-                "an efficiency is a fraction: 0.97 means 97 %; it must be above 0 and at most 1",
+                format!("{what} {value:?} is outside {MIN_EFFICIENCY}..1"),
+                "an efficiency is a fraction: 0.97 means 97 %; converters and batteries lie between 0.5 and 1",
             );
         }
     }
@@ -621,6 +623,13 @@ pub fn validate_ev_charger(c: &EvCharger, path: &str, p: &mut Problems) {
     }
 }
 
+/// The lowest efficiency of a conversion accepted.
+pub const MIN_EFFICIENCY: f64 = 0.5;
+
+/// The highest energy price accepted, CNY/kWh: ten times Shandong's critical peak (about
+/// 1.25 CNY/kWh, DOMAIN.md); a higher one is a unit mistake (CNY/MWh, fen) or a typo.
+pub const MAX_PRICE_CNY_PER_KWH: f64 = 10.0;
+
 /// The tariff: prices for every period used, every month in one season, every season's
 /// windows covering 00:00-24:00 exactly once on interval boundaries.
 pub fn validate_tariff(t: &Tariff, interval: IntervalLength, p: &mut Problems) {
@@ -631,7 +640,27 @@ pub fn validate_tariff(t: &Tariff, interval: IntervalLength, p: &mut Problems) {
                 format!("{} price is negative ({} CNY/kWh)", kind.key(), price.0),
                 "time-of-use prices are >= 0 CNY/kWh",
             );
+        } else if price.0 > MAX_PRICE_CNY_PER_KWH {
+            p.error(
+                format!("tariff.prices_cny_per_kwh.{}", kind.key()),
+                format!(
+                    "{} price {} CNY/kWh is above {MAX_PRICE_CNY_PER_KWH} CNY/kWh",
+                    kind.key(),
+                    price.0
+                ),
+                "prices are CNY per kWh (not per MWh, not fen), e.g. 0.65",
+            );
         }
+    }
+    if t.export_price.0 > MAX_PRICE_CNY_PER_KWH {
+        p.error(
+            "tariff.export_price_cny_per_kwh",
+            format!(
+                "export price {} CNY/kWh is above {MAX_PRICE_CNY_PER_KWH} CNY/kWh",
+                t.export_price.0
+            ),
+            "prices are CNY per kWh (not per MWh, not fen), e.g. 0.3949",
+        );
     }
     p.non_negative(
         "tariff.export_price_cny_per_kwh".into(),

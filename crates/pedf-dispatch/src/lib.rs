@@ -82,6 +82,9 @@ impl Default for PlanOptions {
     }
 }
 
+/// The longest solver time limit a plan takes, s (an hour; callers refuse more).
+pub const MAX_TIME_LIMIT_S: f64 = 3600.0;
+
 /// What is known now, for re-planning the rest of a day (rolling optimisation).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CurrentState {
@@ -181,6 +184,22 @@ pub fn plan_optimized(
     state: &CurrentState,
 ) -> Result<Plan, DispatchError> {
     check_lengths(inputs)?;
+    // A time limit past an hour (or not a number) would overflow the deadlines: an hour.
+    let bounded;
+    let opts =
+        if opts.time_limit_s.is_finite() && (0.0..=MAX_TIME_LIMIT_S).contains(&opts.time_limit_s) {
+            opts
+        } else {
+            bounded = PlanOptions {
+                time_limit_s: if opts.time_limit_s.is_finite() {
+                    opts.time_limit_s.clamp(0.0, MAX_TIME_LIMIT_S)
+                } else {
+                    MAX_TIME_LIMIT_S
+                },
+                ..opts.clone()
+            };
+            &bounded
+        };
     let plan_start = Instant::now();
     let mut p = problem::Problem::build(park, inputs, opts, state);
     let rule_schedule = rule::schedule(&p);

@@ -109,9 +109,11 @@ impl RunConfig {
             if r.inputs.is_relative() {
                 r.inputs = dir.join(&r.inputs);
             }
-            if !(r.time_limit_s.is_finite() && r.time_limit_s > 0.0) {
+            let most = pedf_dispatch::MAX_TIME_LIMIT_S;
+            if !(r.time_limit_s.is_finite() && r.time_limit_s > 0.0 && r.time_limit_s <= most) {
                 return Err(format!(
-                    "{name}: [replan] time_limit_s must be a positive number of seconds"
+                    "{name}: [replan] time_limit_s = {}: give a number of seconds above 0 and at most {most} (an hour), e.g. 5",
+                    r.time_limit_s
                 ));
             }
             if !(r.deviation_kw.is_finite() && r.deviation_kw > 0.0) {

@@ -60,8 +60,7 @@ pub(crate) struct DayQuery {
 }
 
 pub(crate) fn parse_day(text: &str, field: &str) -> Result<chrono::NaiveDate, ApiError> {
-    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .map_err(|_| bad_request(format!("{field}: `{text}` is not a date; write YYYY-MM-DD")))
+    pedf_core::time::parse_date(text).map_err(|e| bad_request(format!("{field}: {e}")))
 }
 
 /// The interval energy records of a local day (measured by the runtime), with each one's
