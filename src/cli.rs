@@ -109,17 +109,10 @@ pub enum Command {
     /// Signed carbon-reduction certificates: issue and verify.
     #[command(subcommand)]
     Certificate(CertificateCommand),
-    /// The EMS against devices: poll, control within hard limits, store; Ctrl-C or SIGTERM
-    /// leaves every device in its safe state.
-    #[command(
-        after_help = "Example:\n  pedf run --config config/run-qingzhou.toml\n\nThe run file names the park file, the device list and the store (SQLite), relative to\nitself, and the cycle (cycle_ms, default 1000). The active plan of the day in the store is\nfollowed; without one the battery maximises self-consumption. With a [server] table
-(listen = \"127.0.0.1:8080\") the dashboard, API (/api/v1, OpenAPI at /api/v1/openapi.json),
-live stream and /metrics are served; the first start prints an admin token once."
-    )]
     /// The reference park simulated on loopback with the EMS and the dashboard: one command,
     /// no outside service.
     #[command(
-        after_help = "Example:\n  pedf demo            (then open http://127.0.0.1:8080/ and log in with the printed token)\n  pedf demo --speed 60 (the park's physics one simulated minute per second)\n\nStarts an MQTT broker in the process (rumqttd; or --mqtt HOST:PORT), the scenario's park as\nModbus TCP (SunSpec PV inverters and battery, grid meter) and MQTT devices (EV chargers, DC\nloads) driven by the simulator's physics, the EMS with intraday re-planning from the demo's\nforecasts, and the dashboard. Run it from the repository root. --speed accelerates the park's\nphysics (weather, loads, cars); the EMS's clock, tariff periods and records stay on real time."
+        after_help = "Example:\n  pedf demo            (then open http://127.0.0.1:8080/ and log in with the printed token)\n  pedf demo --speed 60 (a simulated minute per second)\n\nStarts an MQTT broker in the process (rumqttd; or --mqtt HOST:PORT), the scenario's park as\nModbus TCP (SunSpec PV inverters and battery, grid meter) and MQTT devices (EV chargers, DC\nloads) driven by the simulator's physics, the EMS with intraday re-planning from the demo's\nforecasts, and the dashboard. Run it from the repository root. --speed runs the park and the EMS\non one simulated clock that many times faster (weather, loads, cars, tariff periods, records\nand plans alike)."
     )]
     Demo {
         /// The scenario folder.
@@ -170,6 +163,13 @@ live stream and /metrics are served; the first start prints an admin token once.
         #[arg(long)]
         quiet: bool,
     },
+    /// The EMS against devices: poll, control within hard limits, store; Ctrl-C or SIGTERM
+    /// leaves every device in its safe state.
+    #[command(
+        after_help = "Example:\n  pedf run --config config/run-qingzhou.toml\n\nThe run file names the park file, the device list and the store (SQLite), relative to\nitself, and the cycle (cycle_ms, default 1000). The active plan of the day in the store is\nfollowed; without one the battery maximises self-consumption. With a [server] table
+(listen = \"127.0.0.1:8080\") the dashboard, API (/api/v1, OpenAPI at /api/v1/openapi.json),
+live stream and /metrics are served; the first start prints an admin token once."
+    )]
     Run {
         /// The run configuration (TOML).
         #[arg(long, value_name = "FILE")]

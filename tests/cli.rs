@@ -93,6 +93,17 @@ fn help_lists_commands_with_examples() {
     let help = text(&out.stdout);
     assert!(help.contains("check"), "{help}");
     assert!(help.contains("Example"), "{help}");
+    // Each command with its own line (run's once sat under demo, run had none).
+    let line = |cmd: &str| {
+        help.lines()
+            .find(|l| l.trim_start().starts_with(&format!("{cmd} ")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(line("run").contains("The EMS against devices"), "{help}");
+    assert!(line("demo").contains("The reference park simulated"), "{help}");
+    let out = pedf(&["run", "--help"]);
+    assert!(text(&out.stdout).contains("pedf run --config config/run-qingzhou.toml"));
     let out = pedf(&["check", "--help"]);
     assert_eq!(out.status.code(), Some(0));
     assert!(text(&out.stdout).contains("pedf check config/qingzhou-pedf.toml"));
