@@ -101,7 +101,10 @@ fn help_lists_commands_with_examples() {
             .to_string()
     };
     assert!(line("run").contains("The EMS against devices"), "{help}");
-    assert!(line("demo").contains("The reference park simulated"), "{help}");
+    assert!(
+        line("demo").contains("The reference park simulated"),
+        "{help}"
+    );
     let out = pedf(&["run", "--help"]);
     assert!(text(&out.stdout).contains("pedf run --config config/run-qingzhou.toml"));
     let out = pedf(&["check", "--help"]);

@@ -147,7 +147,12 @@ pub struct SafeControl {
     in_safe_state: bool,
     /// Writes not yet taken into the store.
     pub audit: Vec<AuditEvent>,
+    /// The last write audited (a write like it is not audited again, see [`SafeControl::log`]).
+    last_audited: Option<AuditEvent>,
 }
+
+/// An unchanged write is audited again at least this often (the log shows control going on).
+const AUDIT_REPEAT_S: i64 = 900;
 
 impl SafeControl {
     /// Control of a device that has had no command yet.
@@ -159,6 +164,7 @@ impl SafeControl {
             last_command: None,
             in_safe_state: false,
             audit: Vec::new(),
+            last_audited: None,
         }
     }
 
@@ -201,8 +207,8 @@ impl SafeControl {
             Ok(r) => (Some(*r), "ok".to_string()),
             Err(e) => (None, e.to_string()),
         };
-        tracing::info!(device = %self.device, by, reason, requested, ?written, ?readback, %outcome, "setpoint");
-        self.audit.push(AuditEvent {
+        tracing::debug!(device = %self.device, by, reason, requested, ?written, ?readback, %outcome, "setpoint");
+        let event = AuditEvent {
             at: now,
             device: self.device.clone(),
             by: by.into(),
@@ -211,7 +217,33 @@ impl SafeControl {
             written,
             readback,
             outcome,
+        };
+        // Audited: a change (by more than 1 % of the device's range), another caller, reason or
+        // outcome (a refusal, a failure, the watchdog), and an unchanged write every 15 min.
+        // The controller rewriting what it wrote a second ago, or the watchdog retrying the
+        // same failed write, is not a new entry.
+        let step = 0.01
+            * (self.policy.limits.max - self.policy.limits.min)
+                .abs()
+                .max(1e-9);
+        let near = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => (a - b).abs() < step,
+            (None, None) => true,
+            _ => false,
+        };
+        let same = self.last_audited.as_ref().is_some_and(|l| {
+            l.by == event.by
+                && l.reason == event.reason
+                && l.outcome == event.outcome
+                && near(l.written, event.written)
+                && near(l.readback, event.readback)
+                && (now - l.at).num_seconds() < AUDIT_REPEAT_S
         });
+        if !same {
+            tracing::info!(device = %self.device, by, reason, requested, ?written, ?readback, outcome = %event.outcome, "setpoint");
+            self.last_audited = Some(event.clone());
+            self.audit.push(event);
+        }
     }
 
     /// Writes a commanded setpoint safely.
@@ -336,6 +368,49 @@ mod tests {
             .unwrap()
             .to_utc()
             + chrono::Duration::seconds(s)
+    }
+
+    /// The controller rewriting the same setpoint every second is one audit entry (then one
+    /// every 15 min); a change, a failure and the watchdog are each an entry; a failure
+    /// retried is not a new one. (Every write of every cycle was audited: ~110 MB a day.)
+    #[tokio::test]
+    async fn unchanged_writes_are_audited_once_changes_and_failures_always() {
+        let mut c = SafeControl::new("bess", policy());
+        let mut dev = Fake {
+            written: vec![],
+            fail: false,
+        };
+        for s in 0..60 {
+            // Wobbling by less than 1 % of the 900 kW range.
+            let kw = 50.0 + if s % 2 == 0 { 0.0 } else { 3.0 };
+            c.command(&mut dev, kw, "controller", "automatic cycle", t(s))
+                .await
+                .unwrap();
+        }
+        assert_eq!(c.audit.len(), 1, "{:?}", c.audit);
+        c.command(&mut dev, 150.0, "controller", "automatic cycle", t(60))
+            .await
+            .unwrap();
+        assert_eq!(c.audit.len(), 2, "a change is audited");
+        c.command(
+            &mut dev,
+            150.0,
+            "controller",
+            "automatic cycle",
+            t(61 + 900),
+        )
+        .await
+        .unwrap();
+        assert_eq!(c.audit.len(), 3, "an unchanged write again after 15 min");
+        dev.fail = true;
+        for s in 0..30 {
+            let _ = c
+                .force_safe(&mut dev, "device not answering", t(1000 + s))
+                .await;
+        }
+        assert_eq!(c.audit.len(), 4, "a failed write retried is one entry");
+        assert_eq!(c.audit[3].by, "watchdog");
+        assert!(c.audit[3].readback.is_none());
     }
 
     #[tokio::test]

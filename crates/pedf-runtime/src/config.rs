@@ -22,6 +22,10 @@ pub struct RunConfig {
     /// Days of samples kept in the store (records and plans are kept).
     #[serde(default = "default_retention_days")]
     pub retention_days: i64,
+    /// Days of events, audit entries and 1-minute aggregates kept (default 400: a year and
+    /// its audit); interval records, plans and tokens are kept.
+    #[serde(default = "default_log_retention_days")]
+    pub log_retention_days: i64,
     /// The MQTT client id the EMS connects with.
     #[serde(default = "default_client_id")]
     pub mqtt_client_id: String,
@@ -81,6 +85,9 @@ fn default_cycle_ms() -> u64 {
 fn default_retention_days() -> i64 {
     7
 }
+fn default_log_retention_days() -> i64 {
+    400
+}
 fn default_client_id() -> String {
     "pedf-ems".into()
 }
@@ -99,6 +106,16 @@ impl RunConfig {
                 pedf_core::config::SourceMap::new(&text).locate(e.span().map_or(0, |s| s.start));
             format!("{name}:{line}:{col}: {}", e.message().trim())
         })?;
+        for (key, days) in [
+            ("retention_days", c.retention_days),
+            ("log_retention_days", c.log_retention_days),
+        ] {
+            if !(1..=36_500).contains(&days) {
+                return Err(format!(
+                    "{name}: {key} = {days}: give whole days from 1 to 36500 (100 years)"
+                ));
+            }
+        }
         let dir = path.parent().unwrap_or(Path::new("."));
         for p in [&mut c.park, &mut c.devices, &mut c.store] {
             if p.is_relative() {

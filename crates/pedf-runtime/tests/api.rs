@@ -215,6 +215,21 @@ async fn mode_changes_are_authorised_audited_and_followed() {
             && a["reason"].as_str().unwrap().contains("test charge")),
         "{audit}"
     );
+    // The whole audit, a page of one at a time: each page before the last id seen.
+    let mut before = None::<i64>;
+    for _ in 0..3 {
+        let url = match before {
+            Some(id) => format!("{b}/api/v1/audit?limit=1&before={id}"),
+            None => format!("{b}/api/v1/audit?limit=1"),
+        };
+        let (_, page) = get(&c, &url, Some(&ems.operator)).await;
+        // Newer entries may have come meanwhile: the page is the next one before `before`.
+        let got = &page.as_array().unwrap()[0];
+        if let Some(id) = before {
+            assert!(got["id"].as_i64().unwrap() < id, "{page}");
+        }
+        before = got["id"].as_i64();
+    }
     let (s, _) = get(&c, &format!("{b}/api/v1/audit"), Some(&ems.viewer)).await;
     assert_eq!(s, 403);
     // The audit of the mode change is in the store the runtime writes.

@@ -33,20 +33,32 @@ pub(crate) async fn events(
     )))
 }
 
+/// A page of the audit query: at most `limit` entries (100, at most 1000), before the entry
+/// `before` (an id of the previous page's last entry; none: the newest).
+#[derive(Deserialize)]
+pub(crate) struct AuditQuery {
+    #[serde(default)]
+    limit: Option<usize>,
+    #[serde(default)]
+    before: Option<i64>,
+}
+
+/// The audit, newest first, a page at a time: each entry has its `id`; the next page is
+/// `?before=<the last id>`, until a page is empty.
 pub(crate) async fn audit(
     c: Caller,
     State(s): State<AppState>,
-    Query(q): Query<Limit>,
+    Query(q): Query<AuditQuery>,
 ) -> Result<Json<Value>, ApiError> {
     c.require(Role::Operator)?;
     let rows = s
         .store()
-        .recent_audit(q.limit.unwrap_or(100).min(1000))
+        .audit_page(q.before, q.limit.unwrap_or(100).min(1000))
         .map_err(internal)?;
     Ok(Json(Value::Array(
         rows.into_iter()
             .map(|a| {
-                json!({"at": a.at, "device": a.device, "by": a.by, "reason": a.reason,
+                json!({"id": a.id, "at": a.at, "device": a.device, "by": a.by, "reason": a.reason,
                        "requested": a.requested, "written": a.written, "readback": a.readback,
                        "outcome": a.outcome})
             })

@@ -137,6 +137,8 @@ pub struct TokenRow {
 /// An audit entry: time, device, by whom, reason, requested, written, read back, outcome.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditRow {
+    /// The entry's id: the API pages through the audit by it (`before`).
+    pub id: i64,
     /// When the write was made.
     pub at: DateTime<Utc>,
     /// The device written to.
@@ -384,6 +386,25 @@ impl Store {
         self.conn
             .execute("DELETE FROM samples WHERE ts_ms < ?1", params![ms(before)])
             .map_err(|e| self.err(e))
+    }
+
+    /// Deletes events, audit entries and 1-minute aggregates older than `before` (one
+    /// transaction); interval records, plans and tokens are kept. Returns the rows deleted.
+    pub fn prune_log(&mut self, before: DateTime<Utc>) -> Result<usize, StoreError> {
+        let path = self.path.display().to_string();
+        let tx = self.conn.transaction().map_err(|e| err(&path, e))?;
+        let mut n = 0;
+        for sql in [
+            "DELETE FROM events WHERE ts_ms < ?1",
+            "DELETE FROM audit WHERE ts_ms < ?1",
+            "DELETE FROM agg_1min WHERE minute_ms < ?1",
+        ] {
+            n += tx
+                .execute(sql, params![ms(before)])
+                .map_err(|e| err(&path, e))?;
+        }
+        tx.commit().map_err(|e| err(&path, e))?;
+        Ok(n)
     }
 
     /// Writes interval records (replacing any at the same start); `source` says where they
@@ -654,21 +675,32 @@ impl Store {
 
     /// The last `limit` audit entries, newest first.
     pub fn recent_audit(&self, limit: usize) -> Result<Vec<AuditRow>, StoreError> {
+        self.audit_page(None, limit)
+    }
+
+    /// `limit` audit entries before the entry `before` (all when `None`), newest first: the
+    /// next page starts before the last entry's id.
+    pub fn audit_page(
+        &self,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<AuditRow>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT ts_ms, device, by_whom, reason, requested, written, readback, outcome FROM audit ORDER BY id DESC LIMIT ?1")
+            .prepare_cached("SELECT id, ts_ms, device, by_whom, reason, requested, written, readback, outcome FROM audit WHERE id < ?1 ORDER BY id DESC LIMIT ?2")
             .map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map(params![limit as i64], |r| {
+            .query_map(params![before.unwrap_or(i64::MAX), limit as i64], |r| {
                 Ok(AuditRow {
-                    at: from_ms(r.get(0)?),
-                    device: r.get(1)?,
-                    by: r.get(2)?,
-                    reason: r.get(3)?,
-                    requested: r.get(4)?,
-                    written: r.get(5)?,
-                    readback: r.get(6)?,
-                    outcome: r.get(7)?,
+                    id: r.get(0)?,
+                    at: from_ms(r.get(1)?),
+                    device: r.get(2)?,
+                    by: r.get(3)?,
+                    reason: r.get(4)?,
+                    requested: r.get(5)?,
+                    written: r.get(6)?,
+                    readback: r.get(7)?,
+                    outcome: r.get(8)?,
                 })
             })
             .map_err(|e| self.err(e))?;

@@ -317,3 +317,50 @@ fn a_new_store_opened_at_once_by_several_is_migrated_once() {
     let st = Store::open(&path).unwrap();
     assert_eq!(st.integrity_check().unwrap(), "ok");
 }
+
+/// The whole audit can be read page by page (the API once showed only the newest 1000
+/// entries), and events, audit and aggregates older than the retention go.
+#[test]
+fn the_audit_pages_and_the_log_is_pruned_by_age() {
+    let path = temp_db("audit-pages");
+    let mut st = Store::open(&path).unwrap();
+    for k in 0..25 {
+        st.audit(
+            t0() + Duration::days(k),
+            "bess-1",
+            "controller",
+            "automatic cycle",
+            k as f64,
+            Some(k as f64),
+            Some(k as f64),
+            "ok",
+        )
+        .unwrap();
+        st.event(
+            t0() + Duration::days(k),
+            "info",
+            "test",
+            &format!("day {k}"),
+        )
+        .unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let page = st.audit_page(before, 10).unwrap();
+        if page.is_empty() {
+            break;
+        }
+        before = page.last().map(|a| a.id);
+        seen.extend(page.into_iter().map(|a| a.requested.unwrap_or(-1.0) as i64));
+    }
+    assert_eq!(
+        seen,
+        (0..25).rev().collect::<Vec<i64>>(),
+        "newest first, each once"
+    );
+    let deleted = st.prune_log(t0() + Duration::days(20)).unwrap();
+    assert_eq!(deleted, 40, "20 audit entries and 20 events");
+    assert_eq!(st.audit_count().unwrap(), 5);
+    assert_eq!(st.events(t0(), t0() + Duration::days(30)).unwrap().len(), 5);
+}

@@ -56,7 +56,8 @@ pub struct RunSummary {
     pub cycles: u64,
     /// Samples stored.
     pub samples: u64,
-    /// Setpoints the devices took from the controller.
+    /// Controller setpoints the devices took, as audited (a change, and an unchanged one every
+    /// 15 min).
     pub setpoints: u64,
     /// Alarms the controller raised.
     pub alarms: u64,
@@ -155,6 +156,7 @@ pub(super) struct Cycle {
     /// Curtailable loads: each one's demand when not held and the cap written last.
     curtailment: Curtailment,
     retention_days: i64,
+    log_retention_days: i64,
     /// Devices not answering at the last cycle (an event when one goes or comes back).
     lost: std::collections::BTreeSet<String>,
     /// Whether the last cycle held the devices safe against the operator's mode.
@@ -292,6 +294,7 @@ impl Cycle {
             cycle_h: cfg.cycle_ms as f64 / 3.6e6,
             curtailment: Curtailment::default(),
             retention_days: cfg.retention_days,
+            log_retention_days: cfg.log_retention_days,
             lost: Default::default(),
             held_safe: false,
             summary: RunSummary::default(),
@@ -501,6 +504,7 @@ impl Cycle {
             aggregated_to,
             summary,
             retention_days,
+            log_retention_days,
             ..
         } = self;
         let minute = minute_of(now);
@@ -513,6 +517,11 @@ impl Cycle {
         summary.cycles += 1;
         if summary.cycles % 60 == 0 {
             let _ = store.prune_samples(now - chrono::Duration::days(*retention_days));
+        }
+        if summary.cycles % 3600 == 1 {
+            if let Err(e) = store.prune_log(now - chrono::Duration::days(*log_retention_days)) {
+                tracing::error!(error = %e, "old events, audit and aggregates not pruned");
+            }
         }
     }
 
