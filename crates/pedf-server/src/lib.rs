@@ -22,7 +22,7 @@ mod serve;
 mod web;
 
 pub use error::{ApiError, Body};
-pub use serve::{serve, serve_tls, tls_config};
+pub use serve::{serve, serve_tls, serve_with, tls_config, ServeOptions};
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -102,6 +102,8 @@ struct Counters {
     auth_failures: AtomicU64,
     stream_clients: AtomicI64,
     control_actions: AtomicU64,
+    /// Connections closed at once: the server had its most open.
+    connections_refused: AtomicU64,
 }
 
 impl AppState {

@@ -177,6 +177,17 @@ pub(crate) async fn metrics(_c: Caller, State(s): State<AppState>) -> Response {
     );
     family(
         &mut o,
+        "pedf_http_connections_refused_total",
+        "counter",
+        "Connections closed at once because the server had its most open.",
+    );
+    let _ = writeln!(
+        o,
+        "pedf_http_connections_refused_total {}",
+        c.connections_refused.load(Ordering::Relaxed)
+    );
+    family(
+        &mut o,
         "pedf_stream_clients",
         "gauge",
         "Clients connected to the live stream.",

@@ -6,18 +6,34 @@ use tokio::sync::watch;
 
 use crate::{router, AppState};
 
-/// Serves `app` on `listener` until `shutdown` turns true.
+/// Limits of the server's connections.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ServeOptions {
+    /// Connections open at once; one more is closed as soon as it is accepted (the EMS keeps
+    /// its file descriptors for its devices and store).
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers, counted from the connection's start
+    /// and from the end of each response: an idle keep-alive socket or a half-sent request
+    /// is closed after it.
+    pub header_timeout: std::time::Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            max_connections: 512,
+            header_timeout: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` turns true, with the default limits.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let app = router(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|s| *s).await;
-        })
-        .await
+    serve_with(listener, state, None, ServeOptions::default(), shutdown).await
 }
 
 /// Reads a PEM certificate chain and private key into a TLS configuration (HTTP/1.1).
@@ -66,21 +82,45 @@ async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
 
-/// Serves `app` over HTTPS on `listener` until `shutdown` turns true. A failed handshake
-/// ends that connection only.
+/// Serves `app` over HTTPS on `listener` until `shutdown` turns true, with the default
+/// limits. A failed handshake ends that connection only.
 pub async fn serve_tls(
     listener: tokio::net::TcpListener,
     state: AppState,
     tls: Arc<tokio_rustls::rustls::ServerConfig>,
+    shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    serve_with(
+        listener,
+        state,
+        Some(tls),
+        ServeOptions::default(),
+        shutdown,
+    )
+    .await
+}
+
+/// Serves `app` on `listener` (over TLS when `tls` is given) until `shutdown` turns true,
+/// within `options`' limits: at most `max_connections` at once, each closed when its client
+/// sends no request headers within `header_timeout` (idle or half-sent). On shutdown every
+/// connection ends gracefully, within 5 s.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    options: ServeOptions,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
+    let counted = state.clone();
     let app = router(state);
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let slots = Arc::new(tokio::sync::Semaphore::new(options.max_connections));
     loop {
         let (tcp, _) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
+                    // Out of descriptors, most likely: wait for connections to end.
                     tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     continue;
@@ -88,26 +128,58 @@ pub async fn serve_tls(
             },
             _ = stopped(&mut shutdown) => return Ok(()),
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            counted
+                .inner
+                .counters
+                .connections_refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            drop(tcp);
+            continue;
+        };
         let acceptor = acceptor.clone();
         let app = app.clone();
         let mut stop = shutdown.clone();
         tokio::spawn(async move {
-            let Ok(Ok(tls)) =
-                tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp))
-                    .await
-            else {
-                return;
-            };
+            let _slot = slot;
             let service = hyper_util::service::TowerToHyperService::new(app);
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(tls), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => return,
-                _ = stopped(&mut stop) => {}
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(options.header_timeout);
+            match acceptor {
+                Some(acceptor) => {
+                    let Ok(Ok(tls)) =
+                        tokio::time::timeout(options.header_timeout, acceptor.accept(tcp)).await
+                    else {
+                        return;
+                    };
+                    let conn = http.serve_connection(hyper_util::rt::TokioIo::new(tls), service);
+                    run_until_stopped(conn, &mut stop).await;
+                }
+                None => {
+                    let conn = http.serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
+                    run_until_stopped(conn, &mut stop).await;
+                }
             }
-            conn.as_mut().graceful_shutdown();
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), conn).await;
         });
     }
+}
+
+/// Serves one connection until it ends, or ends it gracefully (at most 5 s) on shutdown.
+async fn run_until_stopped<I>(
+    conn: hyper::server::conn::http1::Connection<
+        I,
+        hyper_util::service::TowerToHyperService<axum::Router>,
+    >,
+    stop: &mut watch::Receiver<bool>,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = stopped(stop) => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), conn).await;
 }
