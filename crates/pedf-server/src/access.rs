@@ -15,12 +15,52 @@ use crate::auth::{self, Caller, Role};
 use crate::error::{bad_request, internal, ApiError, Body};
 use crate::AppState;
 
-pub(crate) fn token_of(headers: &HeaderMap) -> Option<String> {
+/// Failed logins per peer address: at most [`MAX_FAILED_LOGINS`] a minute, then 429 until
+/// the minute is over.
+#[derive(Default)]
+pub(crate) struct FailedLogins(
+    std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (std::time::Instant, u32)>>,
+);
+
+/// Failed logins a peer may make in a minute.
+pub(crate) const MAX_FAILED_LOGINS: u32 = 10;
+
+impl FailedLogins {
+    /// Seconds `peer` must still wait, when it has failed too often this minute.
+    fn blocked(&self, peer: std::net::IpAddr) -> Option<u64> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let (since, n) = map.get(&peer)?;
+        let left = 60u64.saturating_sub(since.elapsed().as_secs());
+        (*n >= MAX_FAILED_LOGINS && left > 0).then_some(left)
+    }
+
+    fn failed(&self, peer: std::net::IpAddr) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, (since, _)| since.elapsed().as_secs() < 60);
+        let e = map.entry(peer).or_insert((std::time::Instant::now(), 0));
+        e.1 += 1;
+    }
+}
+
+/// How a request's token came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TokenFrom {
+    /// `Authorization: Bearer` (a script: no browser sends it by itself).
+    Header,
+    /// The login cookie (a browser, which also sends it with requests other sites make).
+    Cookie,
+}
+
+pub(crate) fn token_of(headers: &HeaderMap) -> Option<(String, TokenFrom)> {
     if let Some(v) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
     {
-        return v.strip_prefix("Bearer ").map(|t| t.trim().to_string());
+        // The scheme is case-insensitive (RFC 9110, 11.1).
+        let (scheme, token) = v.trim().split_once(' ')?;
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| (token.trim().to_string(), TokenFrom::Header));
     }
     headers
         .get_all(header::COOKIE)
@@ -28,13 +68,45 @@ pub(crate) fn token_of(headers: &HeaderMap) -> Option<String> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .find_map(|c| c.trim().strip_prefix("pedf_token=").map(str::to_string))
+        .map(|t| (t, TokenFrom::Cookie))
+}
+
+/// A change (any method but GET and HEAD) made with the login cookie must come from the
+/// dashboard's own page: its `Origin` is this server. Another page, even on the same host at
+/// another port (same-site, so the cookie goes along), is refused.
+fn same_origin(parts: &Parts) -> Result<(), ApiError> {
+    if matches!(
+        parts.method,
+        axum::http::Method::GET | axum::http::Method::HEAD
+    ) {
+        return Ok(());
+    }
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let origin = parts
+        .headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok());
+    match origin.and_then(|o| o.split_once("://")).map(|(_, a)| a) {
+        Some(authority) if !host.is_empty() && authority.eq_ignore_ascii_case(host) => Ok(()),
+        _ => Err(ApiError(
+            StatusCode::FORBIDDEN,
+            format!(
+                "a change made with the login cookie must come from the dashboard itself (Origin {} is not this server, {host}); scripts send Authorization: Bearer",
+                origin.unwrap_or("missing")
+            ),
+        )),
+    }
 }
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, Self::Rejection> {
-        let Some(token) = token_of(&parts.headers) else {
+        let Some((token, from)) = token_of(&parts.headers) else {
             s.inner
                 .counters
                 .auth_failures
@@ -45,6 +117,9 @@ impl FromRequestParts<AppState> for Caller {
                     .into(),
             ));
         };
+        if from == TokenFrom::Cookie {
+            same_origin(parts)?;
+        }
         match auth::lookup(&s.store(), &token) {
             Ok(Some(c)) => Ok(c),
             Ok(None) => {
@@ -85,7 +160,25 @@ pub(crate) struct LoginBody {
     token: String,
 }
 
-pub(crate) async fn login(State(s): State<AppState>, Body(b): Body<LoginBody>) -> Response {
+pub(crate) async fn login(
+    State(s): State<AppState>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    Body(b): Body<LoginBody>,
+) -> Response {
+    let peer = peer.map(|p| p.0 .0.ip());
+    if let Some(wait) = peer.and_then(|p| s.inner.failed_logins.blocked(p)) {
+        let mut r = ApiError(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "{MAX_FAILED_LOGINS} failed logins from this address in a minute: try again in {wait} s"
+            ),
+        )
+        .into_response();
+        if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return r;
+    }
     match auth::lookup(&s.store(), b.token.trim()) {
         Ok(Some(c)) => {
             let cookie = format!(
@@ -108,6 +201,9 @@ pub(crate) async fn login(State(s): State<AppState>, Body(b): Body<LoginBody>) -
                 .counters
                 .auth_failures
                 .fetch_add(1, Ordering::Relaxed);
+            if let Some(p) = peer {
+                s.inner.failed_logins.failed(p);
+            }
             ApiError(
                 StatusCode::UNAUTHORIZED,
                 "the token is not valid (unknown or revoked)".into(),

@@ -94,6 +94,8 @@ struct Inner {
     time: pedf_core::time::TimeSource,
     /// Operators' orders on EV sessions, to the run loop.
     orders: Option<tokio::sync::mpsc::Sender<Order>>,
+    /// Failed logins per peer address in the running minute.
+    failed_logins: access::FailedLogins,
 }
 
 #[derive(Default)]
@@ -146,6 +148,7 @@ impl AppState {
                 secure_cookie: false,
                 time: pedf_core::time::TimeSource::wall(),
                 orders: None,
+                failed_logins: Default::default(),
             }),
         }
     }

@@ -116,7 +116,7 @@ pub async fn serve_with(
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let slots = Arc::new(tokio::sync::Semaphore::new(options.max_connections));
     loop {
-        let (tcp, _) = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
@@ -142,6 +142,14 @@ pub async fn serve_with(
         let mut stop = shutdown.clone();
         tokio::spawn(async move {
             let _slot = slot;
+            // Each request knows its peer (`ConnectInfo`, as axum::serve gives it).
+            let app = tower::ServiceExt::map_request(
+                app,
+                move |mut r: hyper::Request<hyper::body::Incoming>| {
+                    r.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                    r
+                },
+            );
             let service = hyper_util::service::TowerToHyperService::new(app);
             let mut http = hyper::server::conn::http1::Builder::new();
             http.timer(hyper_util::rt::TokioTimer::new())
@@ -166,14 +174,15 @@ pub async fn serve_with(
 }
 
 /// Serves one connection until it ends, or ends it gracefully (at most 5 s) on shutdown.
-async fn run_until_stopped<I>(
-    conn: hyper::server::conn::http1::Connection<
-        I,
-        hyper_util::service::TowerToHyperService<axum::Router>,
-    >,
+async fn run_until_stopped<I, S>(
+    conn: hyper::server::conn::http1::Connection<I, S>,
     stop: &mut watch::Receiver<bool>,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::ResBody: 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     tokio::pin!(conn);
     tokio::select! {

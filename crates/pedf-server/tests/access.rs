@@ -1,0 +1,112 @@
+//! Who may change what, tried as another web page and as a guesser would: a change made with
+//! the login cookie from a page of another origin (even on this host, another port: the
+//! cookie goes along) is refused, the dashboard's own page and scripts with a bearer token are
+//! not; the bearer scheme is case-insensitive; a peer that keeps failing to log in is made to
+//! wait. (A cross-origin form could activate a plan with the operator's cookie; `bearer` was
+//! refused; logins could be tried without end.)
+
+use std::sync::Arc;
+
+use pedf_core::live::{Live, Mode};
+use pedf_server::AppState;
+use pedf_store::Store;
+use tokio::sync::watch;
+
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookie_changes_need_the_dashboards_origin_and_failed_logins_are_limited() {
+    let dir = std::env::temp_dir().join(format!("pedf-access-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = format!("{ROOT}/config/qingzhou-pedf.toml");
+    let park = pedf_core::config::load_park(&path, &std::fs::read(&path).unwrap())
+        .value
+        .unwrap();
+    let mut store = Store::open(&dir.join("s.sqlite")).unwrap();
+    let admin = pedf_server::auth::ensure_admin_token(&mut store, chrono::Utc::now())
+        .unwrap()
+        .unwrap();
+    let (_live_tx, live_rx) = watch::channel(Arc::new(Live::default()));
+    let (mode_tx, _mode_rx) = watch::channel(Mode::Automatic);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let state = AppState::new(park, live_rx, mode_tx, store, None, stop_rx.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    let base = format!("http://{host}");
+    let server = tokio::spawn(pedf_server::serve(listener, state, stop_rx));
+    // reqwest uses rustls with the ring provider the server has (no aws-lc-sys build).
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
+    let c = reqwest::Client::new();
+    let safe = r#"{"mode":"safe"}"#;
+    let put_mode = |origin: Option<&str>, auth: (&str, String)| {
+        let mut r = c
+            .put(format!("{base}/api/v1/mode"))
+            .header("Content-Type", "application/json")
+            .header(auth.0, auth.1)
+            .body(safe);
+        if let Some(o) = origin {
+            r = r.header("Origin", o);
+        }
+        r.send()
+    };
+    let cookie = ("Cookie", format!("pedf_token={admin}"));
+
+    // Another page on this host (another port) with the cookie: refused, saying why.
+    let r = put_mode(Some("http://127.0.0.1:1"), cookie.clone())
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("must come from the dashboard itself"),
+        "{body}"
+    );
+    // No Origin at all with the cookie: refused too.
+    let r = put_mode(None, cookie.clone()).await.unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    // The dashboard's own page: taken.
+    let own = format!("http://{host}");
+    let r = put_mode(Some(&own), cookie.clone()).await.unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
+    // A script with the token in a header, any case of the scheme, any Origin: taken.
+    let r = put_mode(
+        Some("http://elsewhere.example"),
+        ("Authorization", format!("bearer {admin}")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    // Reading with the cookie needs no Origin.
+    let r = c
+        .get(format!("{base}/api/v1/mode"))
+        .header(cookie.0, cookie.1.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+
+    // Ten wrong tokens, then this peer waits, even with the right one.
+    let login = |token: String| {
+        c.post(format!("{base}/api/v1/session"))
+            .header("Content-Type", "application/json")
+            .body(format!(r#"{{"token":"{token}"}}"#))
+            .send()
+    };
+    for k in 0..10 {
+        let r = login(format!("wrong-{k}")).await.unwrap();
+        assert_eq!(r.status().as_u16(), 401);
+    }
+    let r = login(admin.clone()).await.unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("failed logins from this address"));
+
+    stop_tx.send(true).unwrap();
+    let _ = server.await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
