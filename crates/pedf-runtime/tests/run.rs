@@ -528,3 +528,113 @@ async fn a_device_that_never_answers_does_not_delay_the_cycle() {
     held.abort();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A run killed mid-interval (its task dropped: no shutdown code runs, as with kill -9)
+/// keeps the running interval's energy in the store to its last checkpoint (every 10 cycles);
+/// the next run says the last one did not stop cleanly, resumes the interval from the
+/// checkpoint, and stores it as measured-partial. (After a kill -9 the interval once held
+/// half its PV, labelled `measured`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_run_keeps_its_interval_to_the_last_checkpoint() {
+    use pedf_runtime::run::{run_with, RunIo};
+    let (dir, _sim, mut cfg) = sim_park("killed").await;
+    cfg.time = pedf_core::time::TimeSource::scaled(ems_origin(), 1.0);
+    let (live_tx, mut live_rx) =
+        tokio::sync::watch::channel(std::sync::Arc::new(pedf_runtime::live::Live::default()));
+    let io = RunIo {
+        live: Some(live_tx),
+        ..RunIo::default()
+    };
+    let first = tokio::spawn(run_with(cfg.clone(), io, std::future::pending::<()>()));
+    // Past two checkpoints (cycles 10 and 20), with PV integrated.
+    let seen = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            live_rx.changed().await.unwrap();
+            let l = live_rx.borrow_and_update().clone();
+            if l.cycle >= 25 {
+                return l;
+            }
+        }
+    })
+    .await
+    .expect("the first run never reached 25 cycles");
+    first.abort();
+    let _ = first.await;
+    let st = Store::open(&dir.join("pedf.sqlite")).unwrap();
+    let records = st
+        .records(
+            ems_origin() - chrono::Duration::hours(1),
+            ems_origin() + chrono::Duration::hours(1),
+        )
+        .unwrap();
+    let (checkpoint, source) = records.last().cloned().expect("a checkpoint");
+    assert_eq!(source, "running");
+    // Within one checkpoint (10 cycles of 200 ms at 300 kW) and the few cycles to the kill of
+    // what the run had integrated.
+    let per_cycle = 300.0 * 0.2 / 3600.0;
+    assert!(checkpoint.pv_kwh > 0.0);
+    assert!(
+        seen.today.pv_kwh - checkpoint.pv_kwh <= 16.0 * per_cycle,
+        "{} kWh integrated, {} kWh checkpointed",
+        seen.today.pv_kwh,
+        checkpoint.pv_kwh
+    );
+    drop(st);
+
+    // The next run (another MQTT client id: the killed run's tasks are still about).
+    cfg.mqtt_client_id = "pedf-ems-after-kill".into();
+    cfg.time = pedf_core::time::TimeSource::scaled(ems_origin(), 1.0);
+    let (live_tx, mut live_rx) =
+        tokio::sync::watch::channel(std::sync::Arc::new(pedf_runtime::live::Live::default()));
+    let io = RunIo {
+        live: Some(live_tx),
+        ..RunIo::default()
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let watcher = tokio::spawn(async move {
+        let _ = tokio::time::timeout(Duration::from_secs(60), async {
+            while live_rx.changed().await.is_ok() {
+                if live_rx.borrow_and_update().cycle >= 5 {
+                    return;
+                }
+            }
+        })
+        .await;
+        let _ = tx.send(());
+    });
+    run_with(cfg, io, async {
+        let _ = rx.await;
+    })
+    .await
+    .unwrap();
+    watcher.await.unwrap();
+    let st = Store::open(&dir.join("pedf.sqlite")).unwrap();
+    let events = st
+        .events(
+            ems_origin() - chrono::Duration::hours(1),
+            ems_origin() + chrono::Duration::hours(1),
+        )
+        .unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.1 == "warning" && e.3.starts_with("the last run did not stop cleanly")),
+        "{events:?}"
+    );
+    let records = st
+        .records(
+            ems_origin() - chrono::Duration::hours(1),
+            ems_origin() + chrono::Duration::hours(1),
+        )
+        .unwrap();
+    let (resumed, source) = records.last().cloned().unwrap();
+    assert_eq!(resumed.start, checkpoint.start);
+    assert_eq!(source, "measured-partial");
+    assert!(
+        resumed.pv_kwh >= checkpoint.pv_kwh,
+        "{} < {}",
+        resumed.pv_kwh,
+        checkpoint.pv_kwh
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -407,8 +407,35 @@ impl Store {
         Ok(n)
     }
 
+    /// The starts of the records labelled `source`, in order (e.g. the `running` checkpoints
+    /// a run that did not stop cleanly left).
+    pub fn record_starts_labelled(&self, source: &str) -> Result<Vec<DateTime<Utc>>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT start_ms FROM interval_records WHERE source = ?1 ORDER BY start_ms",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![source], |r| Ok(from_ms(r.get(0)?)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Changes the label of the record starting at `start`.
+    pub fn relabel_record(&mut self, start: DateTime<Utc>, source: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE interval_records SET source = ?2 WHERE start_ms = ?1",
+                params![ms(start), source],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
     /// Writes interval records (replacing any at the same start); `source` says where they
-    /// come from (`measured`, `estimated`, `plan`).
+    /// come from (`measured`, `measured-partial`, `running`: the running interval so far,
+    /// `estimated`, `plan`).
     pub fn put_records(
         &mut self,
         records: &[IntervalRecord],

@@ -161,6 +161,9 @@ pub(super) struct Cycle {
     lost: std::collections::BTreeSet<String>,
     /// Whether the last cycle held the devices safe against the operator's mode.
     held_safe: bool,
+    /// The interval of the last checkpoint of a run that did not stop cleanly, if the store
+    /// had one at start.
+    unclean_since: Option<DateTime<Utc>>,
     summary: RunSummary,
     timing: pedf_core::live::CycleTiming,
 }
@@ -225,6 +228,13 @@ pub(super) struct Decision {
     cap_writes: BTreeMap<String, f64>,
 }
 
+/// The running interval is stored every this many cycles (10 s at the default 1 s cycle).
+const CHECKPOINT_CYCLES: u64 = 10;
+
+/// The label of the running interval's checkpoint in the store (replaced when it closes, or
+/// by `measured-partial` at a clean stop).
+const RUNNING: &str = "running";
+
 fn minute_of(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::<Utc>::from_timestamp_millis(t.timestamp_millis().div_euclid(60_000) * 60_000)
         .unwrap_or(t)
@@ -265,6 +275,17 @@ impl Cycle {
             .map(|v| v.into_iter().map(|(r, _)| r).collect())
             .unwrap_or_default();
         let running_start = park.clock.interval_start(now);
+        // A run that did not stop cleanly left its running interval as a `running`
+        // checkpoint: an interval now past is kept as measured-partial (what was observed of
+        // it), the one still running is resumed.
+        let unclean = store
+            .record_starts_labelled(RUNNING)
+            .map_err(|e| e.to_string())?;
+        for start in unclean.iter().filter(|s| **s != running_start) {
+            store
+                .relabel_record(*start, "measured-partial")
+                .map_err(|e| e.to_string())?;
+        }
         if let Some(i) = day_records.iter().position(|r| r.start == running_start) {
             integrator.resume(day_records.remove(i));
         }
@@ -297,6 +318,7 @@ impl Cycle {
             log_retention_days: cfg.log_retention_days,
             lost: Default::default(),
             held_safe: false,
+            unclean_since: unclean.last().copied(),
             summary: RunSummary::default(),
             timing: Default::default(),
             device_list: set
@@ -326,6 +348,17 @@ impl Cycle {
                 ),
             )
             .map_err(|e| e.to_string())?;
+        if let Some(at) = self.unclean_since {
+            let _ = self.store.event(
+                now,
+                "warning",
+                "run",
+                &format!(
+                    "the last run did not stop cleanly (killed, crashed or lost power) in the interval from {}: its energy is kept to its last checkpoint (at most {CHECKPOINT_CYCLES} cycles before) and the interval marked measured-partial",
+                    self.park.clock.format(at)
+                ),
+            );
+        }
         if !unread.is_empty() {
             let _ = self.store.event(
                 now,
@@ -505,6 +538,7 @@ impl Cycle {
             summary,
             retention_days,
             log_retention_days,
+            integrator,
             ..
         } = self;
         let minute = minute_of(now);
@@ -515,6 +549,14 @@ impl Cycle {
             }
         }
         summary.cycles += 1;
+        // The running interval so far, so a kill loses at most this many cycles of it.
+        if summary.cycles % CHECKPOINT_CYCLES == 0 {
+            if let Some(r) = integrator.running() {
+                if let Err(e) = store.put_records(&[r], RUNNING) {
+                    tracing::error!(error = %e, "the running interval's checkpoint not stored");
+                }
+            }
+        }
         if summary.cycles % 60 == 0 {
             let _ = store.prune_samples(now - chrono::Duration::days(*retention_days));
         }
