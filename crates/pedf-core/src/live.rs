@@ -364,6 +364,25 @@ pub struct Live {
     pub alarms: Vec<String>,
     /// Problems of the runtime itself this cycle (store not writable, ...).
     pub faults: Vec<String>,
+    /// The InfluxDB sink's state, when the run has one.
+    pub influx: Option<SinkLive>,
+}
+
+/// The InfluxDB sink now.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SinkLive {
+    /// Whether its last write reached the server.
+    pub connected: bool,
+    /// Segments waiting in its disk buffer.
+    pub buffered_segments: usize,
+    /// Bytes waiting in its disk buffer.
+    pub buffered_bytes: u64,
+    /// Lines the server refused for good (kept aside, never retried).
+    pub rejected_lines: u64,
+    /// Lines dropped because the buffer was full.
+    pub dropped_lines: u64,
+    /// The last write error.
+    pub last_error: Option<String>,
 }
 
 #[cfg(test)]

@@ -43,10 +43,17 @@ pub struct InfluxConfig {
     /// Longest a sample waits before it is sent, ms.
     #[serde(default = "default_flush")]
     pub flush_ms: u64,
+    /// The most the disk buffer holds, MB; past it the oldest segments are dropped (counted,
+    /// said in the sink's state) so an outage never fills the EMS's disk.
+    #[serde(default = "default_buffer_mb")]
+    pub max_buffer_mb: u64,
 }
 
 fn default_batch() -> usize {
     5000
+}
+fn default_buffer_mb() -> u64 {
+    1024
 }
 fn default_flush() -> u64 {
     1000
@@ -98,6 +105,15 @@ pub struct SinkStats {
     pub failures: u64,
     /// Segments waiting in the buffer now.
     pub buffered_segments: usize,
+    /// Bytes waiting in the buffer now.
+    pub buffered_bytes: u64,
+    /// Lines the server refused for good (a 4xx other than 408 and 429: a bad bucket, token
+    /// or line): kept aside in `.rejected` files, never retried.
+    pub rejected_lines: u64,
+    /// Lines dropped because the buffer reached its size limit (the oldest go first).
+    pub dropped_lines: u64,
+    /// Whether the last write reached the server (false: it is unreachable or refusing).
+    pub connected: bool,
     /// The last write error, as the server or the network said it.
     pub last_error: Option<String>,
 }
@@ -112,6 +128,7 @@ enum Msg {
 #[derive(Clone)]
 pub struct InfluxSink {
     tx: mpsc::Sender<Msg>,
+    state: tokio::sync::watch::Receiver<SinkStats>,
 }
 
 /// Why the sink could not start.
@@ -139,8 +156,14 @@ impl InfluxSink {
             why: e.to_string(),
         })?;
         let (tx, rx) = mpsc::channel(1024);
-        tokio::spawn(task(cfg, spool, rx));
-        Ok(InfluxSink { tx })
+        let (state_tx, state) = tokio::sync::watch::channel(SinkStats::default());
+        tokio::spawn(task(cfg, spool, rx, state_tx));
+        Ok(InfluxSink { tx, state })
+    }
+
+    /// The sink's state as of its last flush, without waiting (for the control cycle).
+    pub fn state(&self) -> SinkStats {
+        self.state.borrow().clone()
     }
 
     /// Hands samples to the sink. Never blocks the control loop: when the sink's queue is full
@@ -173,6 +196,8 @@ struct Spool {
     dir: PathBuf,
     segments: std::collections::VecDeque<(u64, PathBuf)>,
     next: u64,
+    /// Bytes in the segments.
+    bytes: u64,
 }
 
 impl Spool {
@@ -191,11 +216,34 @@ impl Spool {
         }
         found.sort();
         let next = found.last().map_or(1, |(n, _)| n + 1);
+        let bytes = found
+            .iter()
+            .filter_map(|(_, p)| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum();
         Ok(Spool {
             dir: dir.to_path_buf(),
             segments: found.into(),
             next,
+            bytes,
         })
+    }
+
+    /// Takes the oldest segment off the buffer (written, rejected or dropped).
+    fn pop(&mut self) {
+        if let Some((_, p)) = self.segments.pop_front() {
+            self.bytes = self
+                .bytes
+                .saturating_sub(std::fs::metadata(&p).map_or(0, |m| m.len()));
+        }
+    }
+
+    /// Sets a batch the server refused for good aside (`NNN.rejected`), for an operator to
+    /// look at; it is never retried.
+    fn reject(&mut self, body: &str) -> std::io::Result<()> {
+        let path = self.dir.join(format!("{:012}.rejected", self.next));
+        self.next += 1;
+        std::fs::write(path, body)
     }
 
     fn push(&mut self, body: &str) -> std::io::Result<()> {
@@ -210,11 +258,22 @@ impl Spool {
         std::fs::rename(&tmp, &path)?;
         self.segments.push_back((self.next, path));
         self.next += 1;
+        self.bytes += body.len() as u64;
         Ok(())
     }
 }
 
-async fn write(client: &influxdb2::Client, cfg: &InfluxConfig, body: String) -> Result<(), String> {
+/// Why a write failed: for good (the server refused the batch itself) or for now.
+struct Failure {
+    permanent: bool,
+    message: String,
+}
+
+async fn write(
+    client: &influxdb2::Client,
+    cfg: &InfluxConfig,
+    body: String,
+) -> Result<(), Failure> {
     match tokio::time::timeout(
         Duration::from_secs(10),
         client.write_line_protocol_with_precision(
@@ -227,8 +286,20 @@ async fn write(client: &influxdb2::Client, cfg: &InfluxConfig, body: String) -> 
     .await
     {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("no answer within 10 s".into()),
+        Ok(Err(e)) => {
+            // A 4xx says the batch itself (or the bucket, org or token) is wrong: sending it
+            // again gives the same answer. 408 and 429 are "later".
+            let permanent = matches!(&e, influxdb2::RequestError::Http { status, .. }
+                if status.is_client_error() && status.as_u16() != 408 && status.as_u16() != 429);
+            Err(Failure {
+                permanent,
+                message: e.to_string(),
+            })
+        }
+        Err(_) => Err(Failure {
+            permanent: false,
+            message: "no answer within 10 s".into(),
+        }),
     }
 }
 
@@ -244,7 +315,8 @@ struct State {
 
 impl State {
     /// Tries the buffered segments (oldest first), then the pending lines; whatever is not
-    /// taken stays buffered, and the pending lines join the buffer so the order holds.
+    /// taken stays buffered, and the pending lines join the buffer so the order holds. A batch
+    /// refused for good is set aside; the buffer is kept under its size limit.
     async fn flush(&mut self, force_spool: bool) {
         let now = tokio::time::Instant::now();
         let may_try = self.retry_at.is_none_or(|t| now >= t) && !force_spool;
@@ -255,59 +327,100 @@ impl State {
                     Err(e) => {
                         // An unreadable segment is kept aside, never deleted silently.
                         tracing::error!(file = %path.display(), error = %e, "buffer segment unreadable; kept as .bad");
+                        self.spool.pop();
                         let _ = std::fs::rename(&path, path.with_extension("bad"));
-                        self.spool.segments.pop_front();
                         continue;
                     }
                 };
                 let n = body.lines().count() as u64;
                 match write(&self.client, &self.cfg, body).await {
                     Ok(()) => {
+                        self.spool.pop();
                         let _ = std::fs::remove_file(&path);
-                        self.spool.segments.pop_front();
                         self.stats.written_lines += n;
-                        self.backoff = Duration::from_millis(500);
-                        self.retry_at = None;
+                        self.written();
                     }
-                    Err(e) => {
-                        self.failed(e);
+                    Err(f) if f.permanent => {
+                        self.spool.pop();
+                        let _ = std::fs::rename(&path, path.with_extension("rejected"));
+                        self.rejected(n, f.message);
+                    }
+                    Err(f) => {
+                        self.failed(f.message);
                         break;
                     }
                 }
             }
         }
-        if self.pending.is_empty() {
-            self.stats.buffered_segments = self.spool.segments.len();
-            return;
-        }
-        let lines = std::mem::take(&mut self.pending);
-        let body = lines.join("\n");
-        let n = lines.len() as u64;
-        let can_send = may_try && self.spool.segments.is_empty() && self.retry_at.is_none();
-        if can_send {
-            match write(&self.client, &self.cfg, body.clone()).await {
-                Ok(()) => {
-                    self.stats.written_lines += n;
-                    self.stats.buffered_segments = 0;
-                    return;
+        if !self.pending.is_empty() {
+            let lines = std::mem::take(&mut self.pending);
+            let body = lines.join("\n");
+            let n = lines.len() as u64;
+            let can_send = may_try && self.spool.segments.is_empty() && self.retry_at.is_none();
+            let mut keep = true;
+            if can_send {
+                match write(&self.client, &self.cfg, body.clone()).await {
+                    Ok(()) => {
+                        self.stats.written_lines += n;
+                        self.written();
+                        keep = false;
+                    }
+                    Err(f) if f.permanent => {
+                        let _ = self.spool.reject(&body);
+                        self.rejected(n, f.message);
+                        keep = false;
+                    }
+                    Err(f) => self.failed(f.message),
                 }
-                Err(e) => self.failed(e),
+            }
+            if keep {
+                match self.spool.push(&body) {
+                    Ok(()) => self.stats.spooled_lines += n,
+                    Err(e) => {
+                        // The disk refused too: keep the lines in memory and try again later.
+                        tracing::error!(error = %e, "InfluxDB buffer not writable; lines kept in memory");
+                        self.stats.last_error = Some(format!("buffer not writable: {e}"));
+                        self.pending = lines;
+                    }
+                }
             }
         }
-        match self.spool.push(&body) {
-            Ok(()) => self.stats.spooled_lines += n,
-            Err(e) => {
-                // The disk refused too: keep the lines in memory and try again later.
-                tracing::error!(error = %e, "InfluxDB buffer not writable; lines kept in memory");
-                self.stats.last_error = Some(format!("buffer not writable: {e}"));
-                self.pending = lines;
-            }
+        // The buffer's size limit: the oldest segments go first.
+        let limit = self.cfg.max_buffer_mb.saturating_mul(1 << 20);
+        while self.spool.bytes > limit && self.spool.segments.len() > 1 {
+            let Some((_, path)) = self.spool.segments.front().cloned() else {
+                break;
+            };
+            let n = std::fs::read_to_string(&path).map_or(0, |b| b.lines().count() as u64);
+            self.spool.pop();
+            let _ = std::fs::remove_file(&path);
+            self.stats.dropped_lines += n;
+            tracing::error!(
+                lines = n,
+                "InfluxDB buffer full: the oldest segment dropped"
+            );
         }
         self.stats.buffered_segments = self.spool.segments.len();
+        self.stats.buffered_bytes = self.spool.bytes;
+    }
+
+    fn written(&mut self) {
+        self.stats.connected = true;
+        self.backoff = Duration::from_millis(500);
+        self.retry_at = None;
+    }
+
+    fn rejected(&mut self, n: u64, e: String) {
+        tracing::error!(error = %e, lines = n, "InfluxDB refused a batch for good; kept aside as .rejected");
+        // The server answered: it is reachable.
+        self.stats.connected = true;
+        self.stats.rejected_lines += n;
+        self.stats.last_error = Some(e);
     }
 
     fn failed(&mut self, e: String) {
         tracing::warn!(error = %e, "InfluxDB write failed; data buffered on disk");
+        self.stats.connected = false;
         self.stats.failures += 1;
         self.stats.last_error = Some(e);
         self.retry_at = Some(tokio::time::Instant::now() + self.backoff);
@@ -315,7 +428,12 @@ impl State {
     }
 }
 
-async fn task(cfg: InfluxConfig, spool: Spool, mut rx: mpsc::Receiver<Msg>) {
+async fn task(
+    cfg: InfluxConfig,
+    spool: Spool,
+    mut rx: mpsc::Receiver<Msg>,
+    state: tokio::sync::watch::Sender<SinkStats>,
+) {
     let client = influxdb2::Client::new(&cfg.url, &cfg.org, &cfg.token);
     let mut st = State {
         client,
@@ -339,6 +457,7 @@ async fn task(cfg: InfluxConfig, spool: Spool, mut rx: mpsc::Receiver<Msg>) {
                 }
                 Some(Msg::Stats(t)) => {
                     st.stats.buffered_segments = st.spool.segments.len();
+                    st.stats.buffered_bytes = st.spool.bytes;
                     let _ = t.send(st.stats.clone());
                 }
                 Some(Msg::Stop(t)) => {
@@ -363,6 +482,7 @@ async fn task(cfg: InfluxConfig, spool: Spool, mut rx: mpsc::Receiver<Msg>) {
                 st.flush(false).await;
             }
         }
+        state.send_replace(st.stats.clone());
     }
 }
 

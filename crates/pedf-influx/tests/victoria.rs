@@ -16,10 +16,16 @@ struct Victoria {
     child: Option<Child>,
     port: u16,
     data: PathBuf,
+    /// More command-line flags (e.g. basic auth).
+    flags: Vec<String>,
 }
 
 impl Victoria {
     fn start(data: &Path) -> Victoria {
+        Self::start_with(data, &[])
+    }
+
+    fn start_with(data: &Path, flags: &[&str]) -> Victoria {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -29,6 +35,7 @@ impl Victoria {
             child: None,
             port,
             data: data.to_path_buf(),
+            flags: flags.iter().map(|f| f.to_string()).collect(),
         };
         v.restart();
         v
@@ -40,6 +47,7 @@ impl Victoria {
             .arg(format!("-storageDataPath={}", self.data.display()))
             // Without it points older than a month are dropped silently.
             .arg("-retentionPeriod=100y")
+            .args(&self.flags)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -204,6 +212,7 @@ async fn an_outage_loses_nothing_and_replays_in_order() {
         buffer_dir: dir.join("buffer"),
         batch_lines: 1000,
         flush_ms: 100,
+        max_buffer_mb: 1024,
     };
     let sink = InfluxSink::start(cfg.clone()).unwrap();
     let mut sent = Vec::new();
@@ -277,5 +286,88 @@ async fn an_outage_loses_nothing_and_replays_in_order() {
     assert!(got_all, "after a restart of the EMS");
     sink2.stop().await;
     drop(vm);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A server that refuses the sink for good (a wrong token: 401) has each batch set aside as
+/// `.rejected` once, never retried, said in the sink's state; a server out of reach fills the
+/// disk buffer only to its limit, the oldest lines dropped and counted. (A permanent 400 was
+/// retried forever and the buffer grew without a bound, with nothing said.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_is_set_aside_and_the_buffer_keeps_its_limit() {
+    let dir = std::env::temp_dir().join(format!("pedf-influx-refused-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let vm = Victoria::start_with(
+        &dir.join("vm"),
+        &["-httpAuth.username=pedf", "-httpAuth.password=secret"],
+    );
+    let cfg = InfluxConfig {
+        url: format!("http://127.0.0.1:{}", vm.port),
+        org: "pedf".into(),
+        bucket: "park".into(),
+        token: "not-the-token".into(),
+        buffer_dir: dir.join("refused"),
+        batch_lines: 1000,
+        flush_ms: 100,
+        max_buffer_mb: 1024,
+    };
+    let sink = InfluxSink::start(cfg.clone()).unwrap();
+    let sent = samples(0, 600);
+    let n = sent.len() as u64;
+    assert!(sink.send(sent));
+    let st = stats_when(&sink, 20, |st| st.rejected_lines >= n).await;
+    assert_eq!(st.rejected_lines, n, "{st:?}");
+    assert_eq!(st.failures, 0, "a refusal is not retried: {st:?}");
+    assert!(st.connected, "the server answered: {st:?}");
+    assert_eq!(st.buffered_segments, 0, "{st:?}");
+    assert!(
+        st.last_error.as_deref().unwrap_or("").contains("401"),
+        "{st:?}"
+    );
+    let aside = std::fs::read_dir(dir.join("refused"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "rejected")
+        })
+        .count();
+    assert!(aside >= 1, "the refused lines are kept aside");
+    assert_eq!(
+        sink.state(),
+        st,
+        "the state the cycle reads without waiting"
+    );
+    sink.stop().await;
+    drop(vm);
+
+    // Nobody listening: 1 MB of buffer, about 2 MB sent.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let sink = InfluxSink::start(InfluxConfig {
+        url: format!("http://127.0.0.1:{port}"),
+        buffer_dir: dir.join("capped"),
+        max_buffer_mb: 1,
+        ..cfg
+    })
+    .unwrap();
+    for k in 0..30 {
+        assert!(sink.send(samples(k * 600, 600)));
+    }
+    let st = stats_when(&sink, 30, |st| {
+        st.dropped_lines > 0 && st.spooled_lines >= 30 * 1200
+    })
+    .await;
+    assert!(st.dropped_lines > 0, "{st:?}");
+    assert!(!st.connected, "{st:?}");
+    // At most the limit, and one segment over it while a segment is being added.
+    assert!(st.buffered_bytes <= (1 << 20) + 200_000, "{st:?}");
+    sink.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

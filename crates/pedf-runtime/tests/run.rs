@@ -638,3 +638,63 @@ async fn a_killed_run_keeps_its_interval_to_the_last_checkpoint() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// An InfluxDB sink whose server is out of reach is shown in the live state (not connected,
+/// its backlog) and as a fault, while control goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_influxdb_is_shown_live() {
+    use pedf_runtime::run::{run_with, RunIo};
+    let (dir, _sim, _) = sim_park("influx-down").await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let run = std::fs::read_to_string(dir.join("run.toml")).unwrap();
+    std::fs::write(
+        dir.join("run.toml"),
+        format!("{run}\n[influx]\nurl = \"http://127.0.0.1:{port}\"\norg = \"pedf\"\nbucket = \"park\"\nbuffer_dir = \"influx-buffer\"\nflush_ms = 100\nbatch_lines = 50\n"),
+    )
+    .unwrap();
+    let mut cfg = RunConfig::load(&dir.join("run.toml")).unwrap();
+    cfg.time = pedf_core::time::TimeSource::scaled(ems_origin(), 1.0);
+    let (live_tx, mut live_rx) =
+        tokio::sync::watch::channel(std::sync::Arc::new(pedf_runtime::live::Live::default()));
+    let io = RunIo {
+        live: Some(live_tx),
+        ..RunIo::default()
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let watcher = tokio::spawn(async move {
+        let seen = tokio::time::timeout(Duration::from_secs(60), async {
+            while live_rx.changed().await.is_ok() {
+                let l = live_rx.borrow_and_update().clone();
+                if l.influx.as_ref().is_some_and(|k| k.buffered_segments > 0)
+                    && l.faults
+                        .iter()
+                        .any(|f| f.starts_with("InfluxDB not reachable"))
+                {
+                    return Some(l);
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten();
+        let _ = tx.send(());
+        seen
+    });
+    run_with(cfg, io, async {
+        let _ = rx.await;
+    })
+    .await
+    .unwrap();
+    let live = watcher
+        .await
+        .unwrap()
+        .expect("the sink's trouble never showed");
+    let k = live.influx.clone().unwrap();
+    assert!(!k.connected && k.last_error.is_some(), "{k:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

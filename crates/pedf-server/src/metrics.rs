@@ -175,6 +175,37 @@ pub(crate) async fn metrics(_c: Caller, State(s): State<AppState>) -> Response {
         "pedf_control_actions_total {}",
         c.control_actions.load(Ordering::Relaxed)
     );
+    if let Some(k) = &live.influx {
+        for (name, kind, help, v) in [
+            (
+                "pedf_influx_connected",
+                "gauge",
+                "1 when the InfluxDB sink's last write reached the server.",
+                u64::from(k.connected),
+            ),
+            (
+                "pedf_influx_buffer_bytes",
+                "gauge",
+                "Bytes waiting in the InfluxDB sink's disk buffer.",
+                k.buffered_bytes,
+            ),
+            (
+                "pedf_influx_rejected_lines_total",
+                "counter",
+                "Lines InfluxDB refused for good (kept aside, never retried).",
+                k.rejected_lines,
+            ),
+            (
+                "pedf_influx_dropped_lines_total",
+                "counter",
+                "Lines dropped because the InfluxDB sink's buffer was full.",
+                k.dropped_lines,
+            ),
+        ] {
+            family(&mut o, name, kind, help);
+            let _ = writeln!(o, "{name} {v}");
+        }
+    }
     family(
         &mut o,
         "pedf_http_connections_refused_total",

@@ -161,6 +161,8 @@ pub(super) struct Cycle {
     lost: std::collections::BTreeSet<String>,
     /// Whether the last cycle held the devices safe against the operator's mode.
     held_safe: bool,
+    /// The InfluxDB sink's rejected and dropped lines already said in an event.
+    sink_seen: (u64, u64),
     /// The interval of the last checkpoint of a run that did not stop cleanly, if the store
     /// had one at start.
     unclean_since: Option<DateTime<Utc>>,
@@ -318,6 +320,7 @@ impl Cycle {
             log_retention_days: cfg.log_retention_days,
             lost: Default::default(),
             held_safe: false,
+            sink_seen: (0, 0),
             unclean_since: unclean.last().copied(),
             summary: RunSummary::default(),
             timing: Default::default(),

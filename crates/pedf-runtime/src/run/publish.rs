@@ -30,6 +30,7 @@ impl Cycle {
             so_far,
             summary,
             timing,
+            sink,
             ..
         } = self;
         let states = &m.states;
@@ -105,6 +106,17 @@ impl Cycle {
                     .chain(m.lost.iter().map(|(_, why)| why.clone()))
                     .collect(),
                 faults,
+                influx: sink.as_ref().map(|k| {
+                    let st = k.state();
+                    pedf_core::live::SinkLive {
+                        connected: st.connected,
+                        buffered_segments: st.buffered_segments,
+                        buffered_bytes: st.buffered_bytes,
+                        rejected_lines: st.rejected_lines,
+                        dropped_lines: st.dropped_lines,
+                        last_error: st.last_error,
+                    }
+                }),
             };
             tx.send_replace(Arc::new(live));
         }

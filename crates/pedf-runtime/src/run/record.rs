@@ -84,6 +84,7 @@ impl Cycle {
             without,
             lost,
             held_safe,
+            sink_seen,
             ..
         } = self;
         let controlled = &devices.controlled;
@@ -102,6 +103,55 @@ impl Cycle {
         if let Some(k) = &sink {
             if !k.send(samples.clone()) {
                 faults.push("InfluxDB sink queue full: this cycle's samples not sent".into());
+            }
+            // The sink's trouble, said while it lasts; what it refused or dropped, an event
+            // when it grows.
+            let st = k.state();
+            let why = st.last_error.clone().unwrap_or_default();
+            if !st.connected && st.buffered_segments > 0 {
+                faults.push(format!(
+                    "InfluxDB not reachable: {} segment(s), {:.1} MB, wait in the disk buffer ({why})",
+                    st.buffered_segments,
+                    st.buffered_bytes as f64 / 1e6
+                ));
+            }
+            if st.rejected_lines > 0 {
+                faults.push(format!(
+                    "InfluxDB refused {} line(s) for good, kept aside as .rejected ({why})",
+                    st.rejected_lines
+                ));
+            }
+            if st.dropped_lines > 0 {
+                faults.push(format!(
+                    "InfluxDB buffer full: {} line(s) dropped (max_buffer_mb)",
+                    st.dropped_lines
+                ));
+            }
+            let seen = (st.rejected_lines, st.dropped_lines);
+            if seen != *sink_seen {
+                if seen.0 > sink_seen.0 {
+                    let _ = store.event(
+                        now,
+                        "alarm",
+                        "influx",
+                        &format!(
+                            "InfluxDB refused {} more line(s) for good ({why}); they are kept aside as .rejected, not retried",
+                            seen.0 - sink_seen.0
+                        ),
+                    );
+                }
+                if seen.1 > sink_seen.1 {
+                    let _ = store.event(
+                        now,
+                        "alarm",
+                        "influx",
+                        &format!(
+                            "InfluxDB buffer full: {} more line(s) dropped, the oldest first",
+                            seen.1 - sink_seen.1
+                        ),
+                    );
+                }
+                *sink_seen = seen;
             }
         }
         for a in &out.alarms {
