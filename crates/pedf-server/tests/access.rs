@@ -86,6 +86,30 @@ async fn cookie_changes_need_the_dashboards_origin_and_failed_logins_are_limited
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
 
+    // Every error answer is JSON, axum's own rejections too (a path or query that does not
+    // parse, a method the route lacks: they came as text/plain).
+    for (method, path) in [
+        ("GET", "/api/v1/plans/not-a-number"),
+        ("GET", "/api/v1/events?limit=many"),
+        ("DELETE", "/api/v1/state"),
+    ] {
+        let r = c
+            .request(method.parse().unwrap(), format!("{base}{path}"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        assert!((400..500).contains(&status), "{path}: {status}");
+        assert_eq!(
+            r.headers()["content-type"],
+            "application/json",
+            "{method} {path}"
+        );
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{v}");
+    }
+
     // Ten wrong tokens, then this peer waits, even with the right one.
     let login = |token: String| {
         c.post(format!("{base}/api/v1/session"))
