@@ -32,9 +32,16 @@ pub struct InfluxConfig {
     pub org: String,
     /// Bucket the samples are written to.
     pub bucket: String,
-    /// API token (may be empty for servers without auth).
+    /// API token (may be empty for servers without auth). Better kept out of the run file:
+    /// `token_env` or `token_file`.
     #[serde(default)]
     pub token: String,
+    /// The environment variable holding the token (instead of `token`).
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// A file holding the token, relative to the run file (instead of `token`).
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
     /// Folder of the store-and-forward buffer (relative to the run file).
     pub buffer_dir: PathBuf,
     /// Lines per write request.
@@ -47,6 +54,39 @@ pub struct InfluxConfig {
     /// said in the sink's state) so an outage never fills the EMS's disk.
     #[serde(default = "default_buffer_mb")]
     pub max_buffer_mb: u64,
+}
+
+impl InfluxConfig {
+    /// Takes the token from `token_env` or `token_file` (relative to `base`) when one is
+    /// given; an error names the key and what is wrong.
+    pub fn resolve_token(&mut self, base: &Path) -> Result<(), String> {
+        let given = [
+            !self.token.is_empty(),
+            self.token_env.is_some(),
+            self.token_file.is_some(),
+        ];
+        if given.iter().filter(|g| **g).count() > 1 {
+            return Err("[influx]: give the token one way: token, token_env or token_file".into());
+        }
+        if let Some(var) = &self.token_env {
+            self.token = std::env::var(var).map_err(|_| {
+                format!("[influx] token_env = {var}: the environment has no such variable")
+            })?;
+        }
+        if let Some(f) = &self.token_file {
+            let f = if f.is_relative() {
+                base.join(f)
+            } else {
+                f.clone()
+            };
+            self.token = std::fs::read_to_string(&f)
+                .map_err(|e| format!("[influx] token_file = {}: cannot read: {e}", f.display()))?
+                .trim()
+                .to_string();
+            self.token_file = Some(f);
+        }
+        Ok(())
+    }
 }
 
 fn default_batch() -> usize {
@@ -147,7 +187,12 @@ pub enum SinkError {
 impl InfluxSink {
     /// Starts the sink's task (needs a tokio runtime).
     pub fn start(cfg: InfluxConfig) -> Result<InfluxSink, SinkError> {
-        std::fs::create_dir_all(&cfg.buffer_dir).map_err(|e| SinkError::Buffer {
+        // The buffer holds the park's samples: a folder its owner's alone (0700 on Unix).
+        let mut dir = std::fs::DirBuilder::new();
+        dir.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut dir, 0o700);
+        dir.create(&cfg.buffer_dir).map_err(|e| SinkError::Buffer {
             path: cfg.buffer_dir.display().to_string(),
             why: e.to_string(),
         })?;

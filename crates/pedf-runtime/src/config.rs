@@ -150,6 +150,7 @@ impl RunConfig {
             if i.batch_lines == 0 {
                 return Err(format!("{name}: [influx] batch_lines must be at least 1"));
             }
+            i.resolve_token(dir).map_err(|e| format!("{name}: {e}"))?;
         }
         if let Some(srv) = &mut c.server {
             let store_dir = c.store.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -245,6 +246,20 @@ pub fn check_run_file(path: &Path) -> RunFileCheck {
     };
     let mut valid = true;
     let mut messages = Vec::new();
+    // A secret in a file others may read.
+    #[cfg(unix)]
+    if cfg
+        .influx
+        .as_ref()
+        .is_some_and(|i| !i.token.is_empty() && i.token_env.is_none() && i.token_file.is_none())
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o077 != 0) {
+            messages.push(format!(
+                "{name}: warning: [influx] token is in a file others may read; chmod 600 it, or give token_env or token_file"
+            ));
+        }
+    }
     let pname = cfg.park.display().to_string();
     match std::fs::read(&cfg.park) {
         Ok(b) => {

@@ -26,7 +26,7 @@ pub async fn run_and_serve(
     if let Some(srv) = cfg.server.clone() {
         let park = cfg.read_park()?;
         if let Some(dir) = cfg.store.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            pedf_store::create_private_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         }
         let mut store = Store::open(&cfg.store).map_err(|e| e.to_string())?;
         if let Some(token) = pedf_server::auth::ensure_admin_token(&mut store, cfg.time.now())? {

@@ -47,3 +47,57 @@ fn a_run_file_naming_missing_files_says_which() {
     ));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Secrets stay out of files others may read: the Influx token may come from a file or the
+/// environment, a token written in a world-readable run file is a warning, and the store the
+/// EMS makes is its owner's alone. (The database and the run file with its token were 0644.)
+#[cfg(unix)]
+#[test]
+fn secrets_and_the_store_are_the_owners_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("pedf-run-secrets-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let base = format!(
+        "park = \"{ROOT}/config/qingzhou-pedf.toml\"\ndevices = \"{ROOT}/config/devices/qingzhou-pedf.toml\"\nstore = \"var/pedf.sqlite\"\n\n[influx]\nurl = \"http://127.0.0.1:8086\"\norg = \"o\"\nbucket = \"b\"\nbuffer_dir = \"buf\"\n"
+    );
+    let path = dir.join("run.toml");
+    std::fs::write(&path, format!("{base}token = \"s3cret\"\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let check = check_run_file(&path);
+    assert!(
+        check
+            .messages
+            .iter()
+            .any(|m| m.contains("warning: [influx] token is in a file others may read")),
+        "{:?}",
+        check.messages
+    );
+    // From a file next to the run file.
+    std::fs::write(dir.join("influx.token"), "from-a-file\n").unwrap();
+    std::fs::write(&path, format!("{base}token_file = \"influx.token\"\n")).unwrap();
+    let cfg = pedf_runtime::run::RunConfig::load(&path).unwrap();
+    assert_eq!(cfg.influx.unwrap().token, "from-a-file");
+    // Not both ways; an environment variable that is not set is named.
+    std::fs::write(
+        &path,
+        format!("{base}token = \"x\"\ntoken_file = \"influx.token\"\n"),
+    )
+    .unwrap();
+    let e = pedf_runtime::run::RunConfig::load(&path).err().unwrap();
+    assert!(e.contains("give the token one way"), "{e}");
+    std::fs::write(
+        &path,
+        format!("{base}token_env = \"PEDF_TEST_NO_SUCH_VARIABLE\"\n"),
+    )
+    .unwrap();
+    let e = pedf_runtime::run::RunConfig::load(&path).err().unwrap();
+    assert!(e.contains("token_env = PEDF_TEST_NO_SUCH_VARIABLE"), "{e}");
+    // The store, made in a folder of its own: 0600 in 0700.
+    pedf_store::create_private_dir(&dir.join("var")).unwrap();
+    let _store = pedf_store::Store::open(&dir.join("var/pedf.sqlite")).unwrap();
+    let mode = |p: &str| std::fs::metadata(dir.join(p)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode("var/pedf.sqlite"), 0o600);
+    assert_eq!(mode("var"), 0o700);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -16,6 +16,16 @@ use chrono::{DateTime, TimeZone, Utc};
 use pedf_core::records::IntervalRecord;
 use rusqlite::{params, Connection, ErrorCode};
 
+/// Makes a folder (and its parents) only its owner may enter (0700 on Unix), as the EMS's
+/// data folders should be; an existing folder is left as it is.
+pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(path)
+}
+
 /// Why a store operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -191,6 +201,17 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let p = path.display().to_string();
         let conn = Connection::open(path).map_err(|e| err(&p, e))?;
+        // The store holds the audit, token hashes and the park's data: its owner's alone
+        // (SQLite gives the -wal and -shm files the database's mode).
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            if let Ok(m) = std::fs::metadata(path) {
+                if m.permissions().mode() & 0o077 != 0 {
+                    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+                }
+            }
+        }
         let store = Store {
             conn,
             path: path.to_path_buf(),

@@ -255,7 +255,7 @@ impl Cycle {
                 .join("\n")
         })?;
         if let Some(dir) = cfg.store.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            pedf_store::create_private_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         }
         let mut store = Store::open(&cfg.store).map_err(|e| e.to_string())?;
         if let Some(pages) = io.store_max_pages_for_test {
