@@ -83,7 +83,7 @@ pub async fn run_and_serve(
             }
         });
     }
-    let r = run_with(cfg, io, shutdown).await;
+    let r = run_apart(cfg, io, shutdown).await;
     let _ = stop_tx.send(true);
     if let Some(s) = server {
         match tokio::time::timeout(std::time::Duration::from_secs(5), s).await {
@@ -93,4 +93,44 @@ pub async fn run_and_serve(
         }
     }
     r
+}
+
+/// Runs the control cycle, with the devices' units and the sinks it starts, on a thread and a
+/// tokio runtime of its own until `shutdown`: requests, live streams and the planner on the
+/// caller's runtime can never hold the workers the cycle needs.
+pub async fn run_apart(
+    cfg: RunConfig,
+    io: RunIo,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<RunSummary, String> {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("pedf-cycle".into())
+        .spawn(move || {
+            let r = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("pedf-cycle")
+                .enable_all()
+                .build()
+                .map_err(|e| format!("the control cycle's runtime: {e}"))
+                .and_then(|rt| {
+                    rt.block_on(run_with(cfg, io, async {
+                        let _ = stop_rx.await;
+                    }))
+                });
+            let _ = done_tx.send(r);
+        })
+        .map_err(|e| format!("the control cycle's thread: {e}"))?;
+    let ended = |r: Result<Result<RunSummary, String>, _>| {
+        r.unwrap_or_else(|_| Err("the control cycle's thread ended without a summary".into()))
+    };
+    tokio::pin!(done_rx);
+    tokio::select! {
+        _ = shutdown => {
+            let _ = stop_tx.send(());
+            ended(done_rx.await)
+        }
+        r = &mut done_rx => ended(r),
+    }
 }

@@ -698,3 +698,84 @@ async fn an_unreachable_influxdb_is_shown_live() {
     assert!(!k.connected && k.last_error.is_some(), "{k:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The cycle runs on a runtime of its own: with every worker of the caller's runtime (the
+/// server's: requests, streams) held busy, the cycle goes on storing samples. (It shared the
+/// server's workers: two long requests stalled it for seconds.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cycle_goes_on_while_the_servers_runtime_is_busy() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let (dir, _sim, mut cfg) = sim_park("apart").await;
+    cfg.time = pedf_core::time::TimeSource::scaled(ems_origin(), 1.0);
+    let store = dir.join("pedf.sqlite");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(pedf_runtime::ems::run_apart(
+        cfg,
+        pedf_runtime::run::RunIo::default(),
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+    let samples = move || {
+        Store::open(&store)
+            .and_then(|s| s.sample_count())
+            .unwrap_or(0)
+    };
+    // Cycles are storing samples (watched from the blocking pool, not a worker).
+    let s0 = tokio::task::spawn_blocking({
+        let samples = samples.clone();
+        move || {
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                let n = samples();
+                if n > 0 || std::time::Instant::now() > deadline {
+                    return n;
+                }
+                std::thread::yield_now();
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(s0 > 0, "the cycle never stored a sample");
+    // Both workers held busy until the cycle has stored more.
+    let release = Arc::new(AtomicBool::new(false));
+    let busy: Vec<_> = (0..2)
+        .map(|_| {
+            let release = release.clone();
+            tokio::spawn(async move {
+                while !release.load(Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            })
+        })
+        .collect();
+    let watcher = std::thread::spawn({
+        let release = release.clone();
+        move || {
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            let mut grew = false;
+            while std::time::Instant::now() < deadline {
+                if samples() >= s0 + 20 {
+                    grew = true;
+                    break;
+                }
+                std::thread::yield_now();
+            }
+            release.store(true, Ordering::Relaxed);
+            grew
+        }
+    });
+    for b in busy {
+        b.await.unwrap();
+    }
+    assert!(
+        watcher.join().unwrap(),
+        "the cycle stopped while the caller's runtime was busy"
+    );
+    let _ = stop_tx.send(());
+    let summary = run.await.unwrap().unwrap();
+    assert!(summary.cycles > 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
