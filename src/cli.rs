@@ -109,6 +109,9 @@ pub enum Command {
     /// Signed carbon-reduction certificates: issue and verify.
     #[command(subcommand)]
     Certificate(CertificateCommand),
+    /// The EMS's API tokens: list, create, revoke (in the store the run file names).
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// The reference park simulated on loopback with the EMS and the dashboard: one command,
     /// no outside service.
     #[command(
@@ -177,6 +180,42 @@ live stream and /metrics are served; the first start prints an admin token once.
         /// Stop after this many seconds (default: run until Ctrl-C or SIGTERM).
         #[arg(long = "for", value_name = "SECONDS")]
         for_seconds: Option<f64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Every token: id, role, label, when made, whether revoked (never the token itself).
+    #[command(after_help = "Example:\n  pedf token list --config config/run-qingzhou.toml")]
+    List {
+        /// The run file (its store holds the tokens).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// A new token with a role; it is printed once and only its hash is stored.
+    #[command(
+        after_help = "Example:\n  pedf token create --config config/run-qingzhou.toml --role viewer --label \"control room screen\""
+    )]
+    Create {
+        /// The run file (its store holds the tokens).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// What the token may do.
+        #[arg(long, value_parser = ["viewer", "operator", "admin"])]
+        role: String,
+        /// Who or what it is for (1 to 100 characters).
+        #[arg(long)]
+        label: String,
+    },
+    /// Revokes a token: refused from then on; a running EMS ends its open streams at once
+    /// when revoked through the API, at their next reconnect when revoked here.
+    #[command(after_help = "Example:\n  pedf token revoke --config config/run-qingzhou.toml 3")]
+    Revoke {
+        /// The run file (its store holds the tokens).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The token's id (`pedf token list`).
+        id: i64,
     },
 }
 

@@ -12,7 +12,7 @@ use clap::Parser;
 use pedf_core::config::Diagnostic;
 
 use check_cmd::check;
-use cli::{CarbonCommand, CertificateCommand, Cli, Command, ForecastCommand};
+use cli::{CarbonCommand, CertificateCommand, Cli, Command, ForecastCommand, TokenCommand};
 use pedf_dispatch::{PlanOptions, TerminalSoc, MAX_TIME_LIMIT_S};
 
 mod carbon_cmd;
@@ -24,6 +24,7 @@ mod forecast_cmd;
 mod plan_cmd;
 mod run_cmd;
 mod simulate_cmd;
+mod token_cmd;
 
 /// An error the user can fix; printed as `error: ...` with exit code 1.
 #[derive(Debug)]
@@ -240,6 +241,15 @@ fn main() -> ExitCode {
         })),
         Command::Certificate(CertificateCommand::Render { file, out_dir }) => {
             report(certificate_cmd::render(&file, out_dir.as_deref()))
+        }
+        Command::Token(TokenCommand::List { config }) => report(token_cmd::list(&config)),
+        Command::Token(TokenCommand::Create {
+            config,
+            role,
+            label,
+        }) => report(token_cmd::create(&config, &role, &label)),
+        Command::Token(TokenCommand::Revoke { config, id }) => {
+            report(token_cmd::revoke(&config, id))
         }
         Command::Forecast(ForecastCommand::Load { common, history }) => {
             report(forecast_cmd::run_load(common.with(history)))

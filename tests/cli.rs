@@ -424,3 +424,48 @@ fn check_validates_device_lists_and_templates() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Tokens from the command line: made (printed once), listed without the token, revoked
+/// (refused from then on), and a revoked or unknown id named.
+#[test]
+fn tokens_are_made_listed_and_revoked_on_the_command_line() {
+    let dir = std::env::temp_dir().join(format!("pedf-cli-tokens-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let run = dir.join("run.toml");
+    std::fs::write(
+        &run,
+        format!("park = \"{root}/config/qingzhou-pedf.toml\"\ndevices = \"{root}/config/devices/qingzhou-pedf.toml\"\nstore = \"pedf.sqlite\"\n"),
+    )
+    .unwrap();
+    let run = run.to_str().unwrap();
+    let out = pedf(&[
+        "token",
+        "create",
+        "--config",
+        run,
+        "--role",
+        "viewer",
+        "--label",
+        "wall screen",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let token = text(&out.stdout).trim().to_string();
+    assert!(token.starts_with("pedf_") && token.len() == 69, "{token}");
+    let out = pedf(&["token", "list", "--config", run]);
+    let list = text(&out.stdout);
+    assert!(
+        list.contains("viewer") && list.contains("wall screen") && list.contains("active"),
+        "{list}"
+    );
+    assert!(!list.contains(&token), "the token itself is never listed");
+    let out = pedf(&["token", "revoke", "--config", run, "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let list = text(&pedf(&["token", "list", "--config", run]).stdout);
+    assert!(list.contains("revoked"), "{list}");
+    let out = pedf(&["token", "revoke", "--config", run, "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no token #1 that is not revoked already"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -267,3 +267,52 @@ pub(crate) async fn token_create(
         json!({"id": id, "role": role.name(), "label": b.label.trim(), "token": token}),
     ))
 }
+
+/// The tokens: id, label, role, when made, whether revoked (never the token itself) (admin).
+pub(crate) async fn token_list(
+    c: Caller,
+    State(s): State<AppState>,
+) -> Result<Json<Value>, ApiError> {
+    c.require(Role::Admin)?;
+    let rows = s.store().all_tokens().map_err(internal)?;
+    Ok(Json(Value::Array(
+        rows.into_iter()
+            .map(|(t, revoked)| {
+                json!({"id": t.id, "label": t.label, "role": t.role, "created": t.created, "revoked": revoked})
+            })
+            .collect(),
+    )))
+}
+
+/// Revokes a token (admin): it is refused from now on and its open live streams end. The
+/// token making the request cannot revoke itself (an admin would lock themselves out).
+pub(crate) async fn token_revoke(
+    c: Caller,
+    State(s): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    c.require(Role::Admin)?;
+    if id == c.token_id {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            "a token cannot revoke itself: revoke it with another admin token or `pedf token revoke`".into(),
+        ));
+    }
+    let mut store = s.store();
+    if !store.revoke_token(id).map_err(internal)? {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no token #{id} that is not revoked already"),
+        ));
+    }
+    let _ = store.event(
+        s.inner.time.now(),
+        "info",
+        "auth",
+        &format!("token #{id} revoked by {}", c.who()),
+    );
+    s.inner.revoked.send_modify(|r| {
+        r.insert(id);
+    });
+    Ok(Json(json!({"id": id, "revoked": true})))
+}

@@ -40,7 +40,7 @@ use pedf_core::Park;
 use pedf_store::Store;
 use tokio::sync::watch;
 
-use access::{login, logout, token_create, whoami};
+use access::{login, logout, token_create, token_list, token_revoke, whoami};
 use carbon::{carbon, certificate_file, certificate_issue};
 use history::{audit, events, records};
 use live::{mode_get, mode_put, session_put, state_now, stream};
@@ -96,6 +96,8 @@ struct Inner {
     orders: Option<tokio::sync::mpsc::Sender<Order>>,
     /// Failed logins per peer address in the running minute.
     failed_logins: access::FailedLogins,
+    /// Tokens revoked while the server runs: their open streams end.
+    revoked: watch::Sender<std::collections::BTreeSet<i64>>,
 }
 
 #[derive(Default)]
@@ -149,6 +151,7 @@ impl AppState {
                 time: pedf_core::time::TimeSource::wall(),
                 orders: None,
                 failed_logins: Default::default(),
+                revoked: watch::channel(Default::default()).0,
             }),
         }
     }
@@ -203,7 +206,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/carbon"),
     ("post", "/api/v1/certificates"),
     ("get", "/api/v1/certificates/{id}/{kind}"),
+    ("get", "/api/v1/tokens"),
     ("post", "/api/v1/tokens"),
+    ("delete", "/api/v1/tokens/{id}"),
     ("get", "/api/v1/openapi.json"),
     ("get", "/metrics"),
 ];
@@ -226,7 +231,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/carbon", get(carbon))
         .route("/api/v1/certificates", post(certificate_issue))
         .route("/api/v1/certificates/{id}/{kind}", get(certificate_file))
-        .route("/api/v1/tokens", post(token_create))
+        .route("/api/v1/tokens", get(token_list).post(token_create))
+        .route("/api/v1/tokens/{id}", axum::routing::delete(token_revoke))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics::metrics))
         .merge(web::routes())

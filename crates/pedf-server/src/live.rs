@@ -21,10 +21,13 @@ pub(crate) async fn state_now(_c: Caller, State(s): State<AppState>) -> Json<Liv
     Json((**s.inner.live.borrow()).clone())
 }
 
-pub(crate) async fn stream(_c: Caller, State(s): State<AppState>) -> impl IntoResponse {
+pub(crate) async fn stream(c: Caller, State(s): State<AppState>) -> impl IntoResponse {
     struct Client {
         frames: watch::Receiver<Arc<str>>,
         stop: watch::Receiver<bool>,
+        /// Tokens revoked: the stream ends when its token is.
+        revoked: watch::Receiver<std::collections::BTreeSet<i64>>,
+        token: i64,
         first: bool,
         state: AppState,
     }
@@ -44,17 +47,30 @@ pub(crate) async fn stream(_c: Caller, State(s): State<AppState>) -> impl IntoRe
     let client = Client {
         frames: s.inner.frames.clone(),
         stop: s.inner.shutdown.clone(),
+        revoked: s.inner.revoked.subscribe(),
+        token: c.token_id,
         first: true,
         state: s.clone(),
     };
     let events = futures_util::stream::unfold(client, |mut c| async move {
-        if *c.stop.borrow() {
+        let ended = |c: &Client| *c.stop.borrow() || c.revoked.borrow().contains(&c.token);
+        if ended(&c) {
             return None;
         }
-        if !c.first {
+        while !c.first {
             tokio::select! {
-                r = c.frames.changed() => r.ok()?,
+                r = c.frames.changed() => {
+                    r.ok()?;
+                    break;
+                }
                 _ = c.stop.changed() => return None,
+                // Another token's revocation: wait on.
+                r = c.revoked.changed() => {
+                    r.ok()?;
+                    if ended(&c) {
+                        return None;
+                    }
+                }
             }
         }
         c.first = false;

@@ -110,6 +110,95 @@ async fn cookie_changes_need_the_dashboards_origin_and_failed_logins_are_limited
         assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{v}");
     }
 
+    // Tokens are listed and revoked; a revoked token's open stream ends, and it is refused.
+    let r = c
+        .post(format!("{base}/api/v1/tokens"))
+        .bearer_auth(&admin)
+        .header("Content-Type", "application/json")
+        .body(r#"{"label":"wall screen","role":"viewer"}"#)
+        .send()
+        .await
+        .unwrap();
+    let made: serde_json::Value = r.json().await.unwrap();
+    let (viewer, viewer_id) = (
+        made["token"].as_str().unwrap().to_string(),
+        made["id"].as_i64().unwrap(),
+    );
+    let mut stream = c
+        .get(format!("{base}/api/v1/stream"))
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status().as_u16(), 200);
+    let first = stream.chunk().await.unwrap().unwrap_or_default();
+    assert!(String::from_utf8_lossy(&first).contains("event: state"));
+    let list: serde_json::Value = c
+        .get(format!("{base}/api/v1/tokens"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let row = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == viewer_id)
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (row["label"].as_str(), row["revoked"].as_bool()),
+        (Some("wall screen"), Some(false))
+    );
+    assert!(
+        list.to_string().find("pedf_").is_none(),
+        "no token itself is listed"
+    );
+    let r = c
+        .delete(format!("{base}/api/v1/tokens/{viewer_id}"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    // The open stream ends (waited for with a deadline: nothing else would end it).
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            match stream.chunk().await {
+                Ok(Some(_)) => continue,
+                _ => return true,
+            }
+        }
+    })
+    .await
+    .unwrap_or(false);
+    assert!(ended, "the revoked token's stream went on");
+    let r = c
+        .get(format!("{base}/api/v1/mode"))
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    // An admin token does not revoke itself.
+    let admin_id = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["role"] == "admin")
+        .and_then(|t| t["id"].as_i64())
+        .unwrap();
+    let r = c
+        .delete(format!("{base}/api/v1/tokens/{admin_id}"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 409);
+
     // Ten wrong tokens, then this peer waits, even with the right one.
     let login = |token: String| {
         c.post(format!("{base}/api/v1/session"))

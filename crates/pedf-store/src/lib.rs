@@ -857,6 +857,28 @@ impl Store {
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
     }
 
+    /// Every token, revoked or not, by id, each with whether it is revoked.
+    pub fn all_tokens(&self) -> Result<Vec<(TokenRow, bool)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, label, role, created_ms, revoked FROM tokens ORDER BY id")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    TokenRow {
+                        id: r.get(0)?,
+                        label: r.get(1)?,
+                        role: r.get(2)?,
+                        created: from_ms(r.get(3)?),
+                    },
+                    r.get::<_, i64>(4)? != 0,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
     /// Revokes a token; false when there was no such token.
     pub fn revoke_token(&mut self, id: i64) -> Result<bool, StoreError> {
         self.conn

@@ -1,0 +1,82 @@
+//! `pedf token list|create|revoke`: the EMS's API tokens in the store its run file names.
+
+use std::path::Path;
+
+use pedf_server::auth::{create_token, Role};
+use pedf_store::Store;
+
+use crate::UserError;
+
+fn store_of(config: &Path) -> Result<Store, UserError> {
+    let cfg = pedf_runtime::run::RunConfig::load(config).map_err(UserError)?;
+    Store::open(&cfg.store).map_err(|e| UserError(e.to_string()))
+}
+
+pub fn list(config: &Path) -> Result<(), UserError> {
+    let store = store_of(config)?;
+    let rows = store.all_tokens().map_err(|e| UserError(e.to_string()))?;
+    println!(
+        "{:>4}  {:<8}  {:<20}  {:<8}  label",
+        "id", "role", "made", "state"
+    );
+    for (t, revoked) in rows {
+        println!(
+            "{:>4}  {:<8}  {:<20}  {:<8}  {}",
+            t.id,
+            t.role,
+            t.created.format("%Y-%m-%d %H:%M UTC"),
+            if revoked { "revoked" } else { "active" },
+            t.label
+        );
+    }
+    Ok(())
+}
+
+pub fn create(config: &Path, role: &str, label: &str) -> Result<(), UserError> {
+    let role = Role::parse(role)
+        .ok_or_else(|| UserError(format!("--role `{role}`: give viewer, operator or admin")))?;
+    let label = label.trim();
+    if label.is_empty() || label.len() > 100 {
+        return Err(UserError(
+            "--label: give a name of 1 to 100 characters".into(),
+        ));
+    }
+    let mut store = store_of(config)?;
+    let now = chrono::Utc::now();
+    let (token, id) = create_token(&mut store, label, role, now).map_err(UserError)?;
+    let _ = store.event(
+        now,
+        "info",
+        "auth",
+        &format!(
+            "token #{id} ({}) for {label} created on the command line",
+            role.name()
+        ),
+    );
+    eprintln!(
+        "token #{id} ({}, {label}); shown once, keep it safe:",
+        role.name()
+    );
+    println!("{token}");
+    Ok(())
+}
+
+pub fn revoke(config: &Path, id: i64) -> Result<(), UserError> {
+    let mut store = store_of(config)?;
+    if !store
+        .revoke_token(id)
+        .map_err(|e| UserError(e.to_string()))?
+    {
+        return Err(UserError(format!(
+            "no token #{id} that is not revoked already (`pedf token list` shows them)"
+        )));
+    }
+    let _ = store.event(
+        chrono::Utc::now(),
+        "info",
+        "auth",
+        &format!("token #{id} revoked on the command line"),
+    );
+    println!("token #{id} revoked");
+    Ok(())
+}
