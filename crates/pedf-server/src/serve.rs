@@ -12,6 +12,9 @@ pub struct ServeOptions {
     /// Connections open at once; one more is closed as soon as it is accepted (the EMS keeps
     /// its file descriptors for its devices and store).
     pub max_connections: usize,
+    /// Connections open at once from one address: one host holding sockets open cannot take
+    /// the slots the operators' browsers need.
+    pub max_per_peer: usize,
     /// Time a client has to send a request's headers, counted from the connection's start
     /// and from the end of each response: an idle keep-alive socket or a half-sent request
     /// is closed after it.
@@ -22,6 +25,7 @@ impl Default for ServeOptions {
     fn default() -> Self {
         ServeOptions {
             max_connections: 512,
+            max_per_peer: 64,
             header_timeout: std::time::Duration::from_secs(10),
         }
     }
@@ -115,6 +119,8 @@ pub async fn serve_with(
     let app = router(state);
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let slots = Arc::new(tokio::sync::Semaphore::new(options.max_connections));
+    let per_peer: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>> =
+        Arc::default();
     loop {
         let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -128,7 +134,8 @@ pub async fn serve_with(
             },
             _ = stopped(&mut shutdown) => return Ok(()),
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
+        let peer_slot = PeerSlot::take(&per_peer, peer.ip(), options.max_per_peer);
+        let (Ok(slot), Some(peer_slot)) = (slots.clone().try_acquire_owned(), peer_slot) else {
             counted
                 .inner
                 .counters
@@ -141,7 +148,7 @@ pub async fn serve_with(
         let app = app.clone();
         let mut stop = shutdown.clone();
         tokio::spawn(async move {
-            let _slot = slot;
+            let _slots = (slot, peer_slot);
             // Each request knows its peer (`ConnectInfo`, as axum::serve gives it).
             let app = tower::ServiceExt::map_request(
                 app,
@@ -170,6 +177,44 @@ pub async fn serve_with(
                 }
             }
         });
+    }
+}
+
+/// One connection counted against its peer's share, given back when it ends.
+struct PeerSlot {
+    counts: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+    peer: std::net::IpAddr,
+}
+
+impl PeerSlot {
+    /// A slot for `peer`, or none when it has `most` connections open already.
+    fn take(
+        counts: &Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+        peer: std::net::IpAddr,
+        most: usize,
+    ) -> Option<PeerSlot> {
+        let mut map = counts.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(peer).or_insert(0);
+        if *n >= most {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot {
+            counts: counts.clone(),
+            peer,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut map = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.peer) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.peer);
+            }
+        }
     }
 }
 

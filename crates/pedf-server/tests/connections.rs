@@ -49,6 +49,7 @@ async fn idle_and_half_sent_sockets_are_closed_and_the_api_answers() {
     let addr = listener.local_addr().unwrap();
     let options = ServeOptions {
         max_connections: 20,
+        max_per_peer: 100,
         header_timeout: Duration::from_secs(1),
     };
     let server = tokio::spawn(pedf_server::serve_with(
@@ -117,6 +118,65 @@ async fn idle_and_half_sent_sockets_are_closed_and_the_api_answers() {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no refused counter in: {metrics}"));
     assert!(refused >= 1, "{metrics}");
+    stop_tx.send(true).unwrap();
+    let _ = server.await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A thousand idle sockets from one host do not stop the API for another: that host gets its
+/// share (64) and the rest of its sockets are closed at once; an operator's request from
+/// another address is answered while they are held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_idle_sockets_from_one_host_leave_the_api_to_the_others() {
+    let dir = std::env::temp_dir().join(format!("pedf-conns-1000-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = format!("{ROOT}/config/qingzhou-pedf.toml");
+    let park = pedf_core::config::load_park(&path, &std::fs::read(&path).unwrap())
+        .value
+        .unwrap();
+    let store = Store::open(&dir.join("s.sqlite")).unwrap();
+    let (_live_tx, live_rx) = watch::channel(Arc::new(Live::default()));
+    let (mode_tx, _) = watch::channel(Mode::Automatic);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let state = AppState::new(park, live_rx, mode_tx, store, None, stop_rx.clone());
+    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Idle sockets stay open for the test's length.
+    let options = ServeOptions {
+        header_timeout: Duration::from_secs(60),
+        ..ServeOptions::default()
+    };
+    let server = tokio::spawn(pedf_server::serve_with(
+        listener, state, None, options, stop_rx,
+    ));
+    let idle = tokio::task::spawn_blocking(move || {
+        (0..1000)
+            .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    // An operator elsewhere: another loopback address stands for another host.
+    let answered = {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let mut s = sock
+            .connect(format!("127.0.0.1:{port}").parse().unwrap())
+            .await
+            .unwrap();
+        s.write_all(
+            b"GET /api/v1/openapi.json HTTP/1.1\r\nHost: pedf\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut text = String::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut text)).await;
+        text.lines().next().map(str::to_string)
+    };
+    drop(idle);
+    assert_eq!(answered.as_deref(), Some("HTTP/1.1 200 OK"));
     stop_tx.send(true).unwrap();
     let _ = server.await;
     let _ = std::fs::remove_dir_all(&dir);
