@@ -206,6 +206,9 @@ pub enum TokenCommand {
         /// Who or what it is for (1 to 100 characters).
         #[arg(long)]
         label: String,
+        /// Refused after this many days (1 to 3650; default: never).
+        #[arg(long, value_name = "DAYS")]
+        expires_days: Option<u32>,
     },
     /// Revokes a token: refused from then on; a running EMS ends its open streams at once
     /// when revoked through the API, at their next reconnect when revoked here.

@@ -247,7 +247,8 @@ fn main() -> ExitCode {
             config,
             role,
             label,
-        }) => report(token_cmd::create(&config, &role, &label)),
+            expires_days,
+        }) => report(token_cmd::create(&config, &role, &label, expires_days)),
         Command::Token(TokenCommand::Revoke { config, id }) => {
             report(token_cmd::revoke(&config, id))
         }

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use pedf_server::auth::{create_token, Role};
+use pedf_server::auth::{create_expiring_token, Role};
 use pedf_store::Store;
 
 use crate::UserError;
@@ -15,24 +15,37 @@ fn store_of(config: &Path) -> Result<Store, UserError> {
 pub fn list(config: &Path) -> Result<(), UserError> {
     let store = store_of(config)?;
     let rows = store.all_tokens().map_err(|e| UserError(e.to_string()))?;
+    let now = chrono::Utc::now();
+    let when = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d %H:%M UTC").to_string();
     println!(
-        "{:>4}  {:<8}  {:<20}  {:<8}  label",
-        "id", "role", "made", "state"
+        "{:>4}  {:<8}  {:<20}  {:<20}  {:<8}  label",
+        "id", "role", "made", "expires", "state"
     );
-    for (t, revoked) in rows {
+    for t in rows {
+        let state = match (t.revoked, t.expires) {
+            (true, _) => "revoked",
+            (false, Some(e)) if e <= now => "expired",
+            _ => "active",
+        };
         println!(
-            "{:>4}  {:<8}  {:<20}  {:<8}  {}",
+            "{:>4}  {:<8}  {:<20}  {:<20}  {:<8}  {}",
             t.id,
             t.role,
-            t.created.format("%Y-%m-%d %H:%M UTC"),
-            if revoked { "revoked" } else { "active" },
+            when(t.created),
+            t.expires.map_or("never".to_string(), when),
+            state,
             t.label
         );
     }
     Ok(())
 }
 
-pub fn create(config: &Path, role: &str, label: &str) -> Result<(), UserError> {
+pub fn create(
+    config: &Path,
+    role: &str,
+    label: &str,
+    expires_days: Option<u32>,
+) -> Result<(), UserError> {
     let role = Role::parse(role)
         .ok_or_else(|| UserError(format!("--role `{role}`: give viewer, operator or admin")))?;
     let label = label.trim();
@@ -41,9 +54,16 @@ pub fn create(config: &Path, role: &str, label: &str) -> Result<(), UserError> {
             "--label: give a name of 1 to 100 characters".into(),
         ));
     }
+    if expires_days.is_some_and(|d| !(1..=3650).contains(&d)) {
+        return Err(UserError(
+            "--expires-days: give 1 to 3650 days (or leave it out: never)".into(),
+        ));
+    }
     let mut store = store_of(config)?;
     let now = chrono::Utc::now();
-    let (token, id) = create_token(&mut store, label, role, now).map_err(UserError)?;
+    let expires = expires_days.map(|d| now + chrono::Duration::days(i64::from(d)));
+    let (token, id) =
+        create_expiring_token(&mut store, label, role, now, expires).map_err(UserError)?;
     let _ = store.event(
         now,
         "info",
@@ -54,8 +74,9 @@ pub fn create(config: &Path, role: &str, label: &str) -> Result<(), UserError> {
         ),
     );
     eprintln!(
-        "token #{id} ({}, {label}); shown once, keep it safe:",
-        role.name()
+        "token #{id} ({}, {label}{}); shown once, keep it safe:",
+        role.name(),
+        expires.map_or(String::new(), |e| format!(", expires {e}"))
     );
     println!("{token}");
     Ok(())

@@ -120,7 +120,7 @@ impl FromRequestParts<AppState> for Caller {
         if from == TokenFrom::Cookie {
             same_origin(parts)?;
         }
-        match auth::lookup(&s.store(), &token) {
+        match auth::lookup(&s.store(), &token, s.inner.time.now()) {
             Ok(Some(c)) => Ok(c),
             Ok(None) => {
                 s.inner
@@ -179,7 +179,7 @@ pub(crate) async fn login(
         }
         return r;
     }
-    match auth::lookup(&s.store(), b.token.trim()) {
+    match auth::lookup(&s.store(), b.token.trim(), s.inner.time.now()) {
         Ok(Some(c)) => {
             let cookie = format!(
                 "pedf_token={}; Path=/; HttpOnly; SameSite=Strict{}",
@@ -232,6 +232,9 @@ pub(crate) async fn whoami(c: Caller) -> Json<Value> {
 pub(crate) struct TokenBody {
     label: String,
     role: String,
+    /// Refused after this many days (1 to 3650; none: never).
+    #[serde(default)]
+    expires_days: Option<u32>,
 }
 
 pub(crate) async fn token_create(
@@ -249,8 +252,17 @@ pub(crate) async fn token_create(
     if b.label.trim().is_empty() || b.label.len() > 100 {
         return Err(bad_request("label: give a name of 1 to 100 characters"));
     }
+    if b.expires_days.is_some_and(|d| !(1..=3650).contains(&d)) {
+        return Err(bad_request(
+            "expires_days: give 1 to 3650 days (or leave it out: never)",
+        ));
+    }
+    let now = s.inner.time.now();
+    let expires = b
+        .expires_days
+        .map(|d| now + chrono::Duration::days(i64::from(d)));
     let mut store = s.store();
-    let (token, id) = auth::create_token(&mut store, b.label.trim(), role, s.inner.time.now())
+    let (token, id) = auth::create_expiring_token(&mut store, b.label.trim(), role, now, expires)
         .map_err(internal)?;
     let _ = store.event(
         s.inner.time.now(),
@@ -264,7 +276,7 @@ pub(crate) async fn token_create(
         ),
     );
     Ok(Json(
-        json!({"id": id, "role": role.name(), "label": b.label.trim(), "token": token}),
+        json!({"id": id, "role": role.name(), "label": b.label.trim(), "token": token, "expires": expires}),
     ))
 }
 
@@ -277,8 +289,9 @@ pub(crate) async fn token_list(
     let rows = s.store().all_tokens().map_err(internal)?;
     Ok(Json(Value::Array(
         rows.into_iter()
-            .map(|(t, revoked)| {
-                json!({"id": t.id, "label": t.label, "role": t.role, "created": t.created, "revoked": revoked})
+            .map(|t| {
+                json!({"id": t.id, "label": t.label, "role": t.role, "created": t.created,
+                       "revoked": t.revoked, "expires": t.expires})
             })
             .collect(),
     )))

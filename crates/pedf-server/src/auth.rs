@@ -63,9 +63,20 @@ pub fn create_token(
     role: Role,
     now: DateTime<Utc>,
 ) -> Result<(String, i64), String> {
+    create_expiring_token(store, label, role, now, None)
+}
+
+/// As [`create_token`], refused from `expires` on (never: `None`).
+pub fn create_expiring_token(
+    store: &mut Store,
+    label: &str,
+    role: Role,
+    now: DateTime<Utc>,
+    expires: Option<DateTime<Utc>>,
+) -> Result<(String, i64), String> {
     let token = new_token()?;
     let id = store
-        .add_token(now, label, role.name(), &hash_token(&token))
+        .add_token(now, label, role.name(), &hash_token(&token), expires)
         .map_err(|e| e.to_string())?;
     Ok((token, id))
 }
@@ -100,13 +111,18 @@ impl Caller {
     }
 }
 
-/// Looks a presented token up.
-pub fn lookup(store: &Store, token: &str) -> Result<Option<Caller>, StoreError> {
+/// Looks a presented token up at `now` (the EMS's time): `None` when it is unknown, revoked or
+/// expired.
+pub fn lookup(
+    store: &Store,
+    token: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<Caller>, StoreError> {
     // Cheap shape check first: anything else is not one of ours.
     if !(token.starts_with("pedf_") && token.len() == 69) {
         return Ok(None);
     }
-    Ok(store.token_by_hash(&hash_token(token))?.and_then(|t| {
+    Ok(store.token_by_hash(&hash_token(token), now)?.and_then(|t| {
         Some(Caller {
             token_id: t.id,
             label: t.label,
@@ -133,10 +149,13 @@ mod tests {
             ensure_admin_token(&mut st, at).unwrap().is_none(),
             "only once"
         );
-        let c = lookup(&st, &first).unwrap().unwrap();
+        let c = lookup(&st, &first, at).unwrap().unwrap();
         assert_eq!(c.role, Role::Admin);
         let (viewer, id) = create_token(&mut st, "wall screen", Role::Viewer, at).unwrap();
-        assert_eq!(lookup(&st, &viewer).unwrap().unwrap().role, Role::Viewer);
+        assert_eq!(
+            lookup(&st, &viewer, at).unwrap().unwrap().role,
+            Role::Viewer
+        );
         // The plain token is nowhere in the file.
         drop(st);
         let bytes = std::fs::read(dir.join("s.sqlite")).unwrap();
@@ -146,10 +165,20 @@ mod tests {
         // A changed character, a wrong shape, a revoked token: no access.
         let mut wrong = viewer.clone();
         wrong.replace_range(10..11, if &viewer[10..11] == "a" { "b" } else { "a" });
-        assert!(lookup(&st, &wrong).unwrap().is_none());
-        assert!(lookup(&st, "admin").unwrap().is_none());
+        assert!(lookup(&st, &wrong, at).unwrap().is_none());
+        assert!(lookup(&st, "admin", at).unwrap().is_none());
         assert!(st.revoke_token(id).unwrap());
-        assert!(lookup(&st, &viewer).unwrap().is_none());
+        assert!(lookup(&st, &viewer, at).unwrap().is_none());
+        // A token that expires: accepted until the instant it expires (on the EMS's clock).
+        let until = at + chrono::Duration::days(30);
+        let (temp, _) =
+            create_expiring_token(&mut st, "contractor", Role::Operator, at, Some(until)).unwrap();
+        assert!(lookup(&st, &temp, until - chrono::Duration::seconds(1))
+            .unwrap()
+            .is_some());
+        assert!(lookup(&st, &temp, until).unwrap().is_none());
+        let listed = st.all_tokens().unwrap();
+        assert_eq!(listed.last().unwrap().expires, Some(until));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

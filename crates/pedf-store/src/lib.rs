@@ -76,7 +76,7 @@ pub struct Aggregate {
     pub count: i64,
 }
 
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS samples (
@@ -131,6 +131,11 @@ const SCHEMA_V4: &str = "
 ALTER TABLE interval_records ADD COLUMN batteries TEXT NOT NULL DEFAULT '[]';
 ";
 
+/// Added in schema version 5: a token may expire (NULL: never).
+const SCHEMA_V5: &str = "
+ALTER TABLE tokens ADD COLUMN expires_ms INTEGER;
+";
+
 /// An API token as stored: never the token itself, only its hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRow {
@@ -142,6 +147,10 @@ pub struct TokenRow {
     pub role: String,
     /// When it was made.
     pub created: DateTime<Utc>,
+    /// Whether it was revoked.
+    pub revoked: bool,
+    /// When it stops being accepted (`None`: never).
+    pub expires: Option<DateTime<Utc>>,
 }
 
 /// An audit entry: time, device, by whom, reason, requested, written, read back, outcome.
@@ -277,12 +286,12 @@ impl Store {
                 return Ok(version);
             }
             // 0: new file; 1: the tables of version 1 exist, version 2 adds tokens, 3 the
-            // counterfactual without the EMS, 4 the records' split by battery.
-            if version <= 2 {
-                c.execute_batch(SCHEMA)?;
-                c.execute_batch(SCHEMA_V2)?;
-                c.execute_batch(SCHEMA_V3)?;
-            }
+            // counterfactual without the EMS, 4 the records' split by battery, 5 tokens' expiry.
+            // Every table made if missing (each statement is IF NOT EXISTS), then the columns
+            // added since.
+            c.execute_batch(SCHEMA)?;
+            c.execute_batch(SCHEMA_V2)?;
+            c.execute_batch(SCHEMA_V3)?;
             let has_batteries: bool = c.query_row(
                 "SELECT count(*) FROM pragma_table_info('interval_records') WHERE name = 'batteries'",
                 [],
@@ -290,6 +299,14 @@ impl Store {
             )?;
             if !has_batteries {
                 c.execute_batch(SCHEMA_V4)?;
+            }
+            let has_expiry: bool = c.query_row(
+                "SELECT count(*) FROM pragma_table_info('tokens') WHERE name = 'expires_ms'",
+                [],
+                |r| r.get::<_, i64>(0).map(|n| n > 0),
+            )?;
+            if !has_expiry {
+                c.execute_batch(SCHEMA_V5)?;
             }
             c.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
             Ok(SCHEMA_VERSION)
@@ -800,38 +817,46 @@ impl Store {
         )))
     }
 
-    /// Stores an API token's hash with its role; returns its id.
+    /// Stores an API token's hash with its role, expiring at `expires` (never: `None`);
+    /// returns its id.
     pub fn add_token(
         &mut self,
         at: DateTime<Utc>,
         label: &str,
         role: &str,
         hash: &str,
+        expires: Option<DateTime<Utc>>,
     ) -> Result<i64, StoreError> {
         self.conn
             .execute(
-                "INSERT INTO tokens (created_ms, label, role, hash) VALUES (?1, ?2, ?3, ?4)",
-                params![ms(at), label, role, hash],
+                "INSERT INTO tokens (created_ms, label, role, hash, expires_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![ms(at), label, role, hash, expires.map(ms)],
             )
             .map_err(|e| self.err(e))?;
         Ok(self.conn.last_insert_rowid())
     }
 
-    /// The token (not revoked) with this hash.
-    pub fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRow>, StoreError> {
+    /// The token with this hash that is neither revoked nor expired at `now`.
+    pub fn token_by_hash(
+        &self,
+        hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<TokenRow>, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT id, label, role, created_ms FROM tokens WHERE hash = ?1 AND revoked = 0",
+                "SELECT id, label, role, created_ms, revoked, expires_ms FROM tokens WHERE hash = ?1 AND revoked = 0 AND (expires_ms IS NULL OR expires_ms > ?2)",
             )
             .map_err(|e| self.err(e))?;
         let mut rows = stmt
-            .query_map(params![hash], |r| {
+            .query_map(params![hash, ms(now)], |r| {
                 Ok(TokenRow {
                     id: r.get(0)?,
                     label: r.get(1)?,
                     role: r.get(2)?,
                     created: from_ms(r.get(3)?),
+                    revoked: r.get::<_, i64>(4)? != 0,
+                    expires: r.get::<_, Option<i64>>(5)?.map(from_ms),
                 })
             })
             .map_err(|e| self.err(e))?;
@@ -842,7 +867,7 @@ impl Store {
     pub fn tokens_with_role(&self, role: &str) -> Result<Vec<TokenRow>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT id, label, role, created_ms FROM tokens WHERE role = ?1 AND revoked = 0 ORDER BY id")
+            .prepare_cached("SELECT id, label, role, created_ms, revoked, expires_ms FROM tokens WHERE role = ?1 AND revoked = 0 ORDER BY id")
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map(params![role], |r| {
@@ -851,29 +876,32 @@ impl Store {
                     label: r.get(1)?,
                     role: r.get(2)?,
                     created: from_ms(r.get(3)?),
+                    revoked: r.get::<_, i64>(4)? != 0,
+                    expires: r.get::<_, Option<i64>>(5)?.map(from_ms),
                 })
             })
             .map_err(|e| self.err(e))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
     }
 
-    /// Every token, revoked or not, by id, each with whether it is revoked.
-    pub fn all_tokens(&self) -> Result<Vec<(TokenRow, bool)>, StoreError> {
+    /// Every token, revoked or expired or not, by id.
+    pub fn all_tokens(&self) -> Result<Vec<TokenRow>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT id, label, role, created_ms, revoked FROM tokens ORDER BY id")
+            .prepare_cached(
+                "SELECT id, label, role, created_ms, revoked, expires_ms FROM tokens ORDER BY id",
+            )
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map([], |r| {
-                Ok((
-                    TokenRow {
-                        id: r.get(0)?,
-                        label: r.get(1)?,
-                        role: r.get(2)?,
-                        created: from_ms(r.get(3)?),
-                    },
-                    r.get::<_, i64>(4)? != 0,
-                ))
+                Ok(TokenRow {
+                    id: r.get(0)?,
+                    label: r.get(1)?,
+                    role: r.get(2)?,
+                    created: from_ms(r.get(3)?),
+                    revoked: r.get::<_, i64>(4)? != 0,
+                    expires: r.get::<_, Option<i64>>(5)?.map(from_ms),
+                })
             })
             .map_err(|e| self.err(e))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))

@@ -255,8 +255,8 @@ fn the_counterfactual_survives_a_reopen() {
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
 
-/// A store of schema 3 (records without the split by battery) opens as schema 4: its records
-/// read back with no split, and new records keep theirs.
+/// A store of schema 3 (records without the split by battery, tokens without expiry) opens as
+/// the schema of now: its records read back with no split, and new records keep theirs.
 #[test]
 fn a_schema_3_store_gains_the_split_by_battery() {
     let dir = std::env::temp_dir().join(format!("pedf-store-v3-{}", std::process::id()));
