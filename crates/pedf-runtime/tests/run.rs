@@ -42,6 +42,49 @@ async fn sim_park(name: &str) -> (std::path::PathBuf, SimPark, RunConfig) {
     (dir, sim, cfg)
 }
 
+/// Runs the EMS until its live state satisfies `until` (or `secs` pass), then stops it
+/// cleanly; returns the run's summary and the live state that satisfied it.
+async fn run_until(
+    cfg: RunConfig,
+    secs: u64,
+    until: impl Fn(&pedf_runtime::live::Live) -> bool + Send + Sync + 'static,
+) -> (
+    pedf_runtime::run::RunSummary,
+    Option<std::sync::Arc<pedf_runtime::live::Live>>,
+) {
+    use pedf_runtime::run::{run_with, RunIo};
+    let (live_tx, mut live_rx) =
+        tokio::sync::watch::channel(std::sync::Arc::new(pedf_runtime::live::Live::default()));
+    let io = RunIo {
+        live: Some(live_tx),
+        ..RunIo::default()
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let watcher = tokio::spawn(async move {
+        let wait = async {
+            while live_rx.changed().await.is_ok() {
+                let l = live_rx.borrow_and_update().clone();
+                if until(&l) {
+                    return Some(l);
+                }
+            }
+            None
+        };
+        let seen = tokio::time::timeout(Duration::from_secs(secs), wait)
+            .await
+            .ok()
+            .flatten();
+        let _ = tx.send(());
+        seen
+    });
+    let summary = run_with(cfg, io, async {
+        let _ = rx.await;
+    })
+    .await
+    .unwrap();
+    (summary, watcher.await.unwrap())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_against_simulated_devices_and_stops_safely() {
     let (dir, sim, cfg) = sim_park("basic").await;
@@ -453,7 +496,6 @@ async fn an_unreadable_active_plan_is_a_named_fault() {
 /// it is listed as not made safe.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_that_never_answers_does_not_delay_the_cycle() {
-    use pedf_runtime::run::{run_with, RunIo};
     let (dir, _sim, mut cfg) = sim_park("silent").await;
     cfg.time = pedf_core::time::TimeSource::scaled(ems_origin(), 1.0);
     // A listener that takes connections and reads nothing back.
@@ -473,39 +515,8 @@ async fn a_device_that_never_answers_does_not_delay_the_cycle() {
         ),
     )
     .unwrap();
-    let (live_tx, mut live_rx) =
-        tokio::sync::watch::channel(std::sync::Arc::new(pedf_runtime::live::Live::default()));
-    let io = RunIo {
-        live: Some(live_tx),
-        ..RunIo::default()
-    };
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let watcher = tokio::spawn(async move {
-        let wait = async {
-            while live_rx.changed().await.is_ok() {
-                let l = live_rx.borrow_and_update().clone();
-                if l.cycle >= 15 {
-                    return Some(l);
-                }
-            }
-            None
-        };
-        let seen = tokio::time::timeout(Duration::from_secs(30), wait)
-            .await
-            .ok()
-            .flatten();
-        let _ = tx.send(());
-        seen
-    });
-    let summary = run_with(cfg, io, async {
-        let _ = rx.await;
-    })
-    .await
-    .unwrap();
-    let live = watcher
-        .await
-        .unwrap()
-        .expect("the cycle stalled on the device that never answers");
+    let (summary, live) = run_until(cfg, 30, |l| l.cycle >= 15).await;
+    let live = live.expect("the cycle stalled on the device that never answers");
     let quality = |id: &str| {
         live.devices
             .iter()
@@ -584,30 +595,7 @@ async fn a_killed_run_keeps_its_interval_to_the_last_checkpoint() {
     // The next run (another MQTT client id: the killed run's tasks are still about).
     cfg.mqtt_client_id = "pedf-ems-after-kill".into();
     cfg.time = pedf_core::time::TimeSource::scaled(ems_origin(), 1.0);
-    let (live_tx, mut live_rx) =
-        tokio::sync::watch::channel(std::sync::Arc::new(pedf_runtime::live::Live::default()));
-    let io = RunIo {
-        live: Some(live_tx),
-        ..RunIo::default()
-    };
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let watcher = tokio::spawn(async move {
-        let _ = tokio::time::timeout(Duration::from_secs(60), async {
-            while live_rx.changed().await.is_ok() {
-                if live_rx.borrow_and_update().cycle >= 5 {
-                    return;
-                }
-            }
-        })
-        .await;
-        let _ = tx.send(());
-    });
-    run_with(cfg, io, async {
-        let _ = rx.await;
-    })
-    .await
-    .unwrap();
-    watcher.await.unwrap();
+    run_until(cfg, 60, |l| l.cycle >= 5).await;
     let st = Store::open(&dir.join("pedf.sqlite")).unwrap();
     let events = st
         .events(
@@ -643,7 +631,6 @@ async fn a_killed_run_keeps_its_interval_to_the_last_checkpoint() {
 /// its backlog) and as a fault, while control goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_influxdb_is_shown_live() {
-    use pedf_runtime::run::{run_with, RunIo};
     let (dir, _sim, _) = sim_park("influx-down").await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -658,42 +645,14 @@ async fn an_unreachable_influxdb_is_shown_live() {
     .unwrap();
     let mut cfg = RunConfig::load(&dir.join("run.toml")).unwrap();
     cfg.time = pedf_core::time::TimeSource::scaled(ems_origin(), 1.0);
-    let (live_tx, mut live_rx) =
-        tokio::sync::watch::channel(std::sync::Arc::new(pedf_runtime::live::Live::default()));
-    let io = RunIo {
-        live: Some(live_tx),
-        ..RunIo::default()
-    };
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let watcher = tokio::spawn(async move {
-        let seen = tokio::time::timeout(Duration::from_secs(60), async {
-            while live_rx.changed().await.is_ok() {
-                let l = live_rx.borrow_and_update().clone();
-                if l.influx.as_ref().is_some_and(|k| k.buffered_segments > 0)
-                    && l.faults
-                        .iter()
-                        .any(|f| f.starts_with("InfluxDB not reachable"))
-                {
-                    return Some(l);
-                }
-            }
-            None
-        })
-        .await
-        .ok()
-        .flatten();
-        let _ = tx.send(());
-        seen
-    });
-    run_with(cfg, io, async {
-        let _ = rx.await;
+    let (_, live) = run_until(cfg, 60, |l| {
+        l.influx.as_ref().is_some_and(|k| k.buffered_segments > 0)
+            && l.faults
+                .iter()
+                .any(|f| f.starts_with("InfluxDB not reachable"))
     })
-    .await
-    .unwrap();
-    let live = watcher
-        .await
-        .unwrap()
-        .expect("the sink's trouble never showed");
+    .await;
+    let live = live.expect("the sink's trouble never showed");
     let k = live.influx.clone().unwrap();
     assert!(!k.connected && k.last_error.is_some(), "{k:?}");
     let _ = std::fs::remove_dir_all(&dir);

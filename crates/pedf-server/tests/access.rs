@@ -5,32 +5,12 @@
 //! wait. (A cross-origin form could activate a plan with the operator's cookie; `bearer` was
 //! refused; logins could be tried without end.)
 
-use std::sync::Arc;
-
-use pedf_core::live::{Live, Mode};
-use pedf_server::AppState;
-use pedf_store::Store;
-use tokio::sync::watch;
-
-const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+mod common;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cookie_changes_need_the_dashboards_origin_and_failed_logins_are_limited() {
-    let dir = std::env::temp_dir().join(format!("pedf-access-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = format!("{ROOT}/config/qingzhou-pedf.toml");
-    let park = pedf_core::config::load_park(&path, &std::fs::read(&path).unwrap())
-        .value
-        .unwrap();
-    let mut store = Store::open(&dir.join("s.sqlite")).unwrap();
-    let admin = pedf_server::auth::ensure_admin_token(&mut store, chrono::Utc::now())
-        .unwrap()
-        .unwrap();
-    let (_live_tx, live_rx) = watch::channel(Arc::new(Live::default()));
-    let (mode_tx, _mode_rx) = watch::channel(Mode::Automatic);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let state = AppState::new(park, live_rx, mode_tx, store, None, stop_rx.clone());
+    let srv = common::Server::new("access");
+    let (state, admin, stop_rx) = (srv.state.clone(), srv.admin.clone(), srv.stop_rx.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let host = listener.local_addr().unwrap().to_string();
     let base = format!("http://{host}");
@@ -219,7 +199,6 @@ async fn cookie_changes_need_the_dashboards_origin_and_failed_logins_are_limited
         .unwrap()
         .contains("failed logins from this address"));
 
-    stop_tx.send(true).unwrap();
+    srv.stop_tx.send(true).unwrap();
     let _ = server.await;
-    let _ = std::fs::remove_dir_all(&dir);
 }

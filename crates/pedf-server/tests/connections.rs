@@ -3,16 +3,12 @@
 //! the API answers again as soon as the idle ones are gone. (Idle and half-sent requests were
 //! never closed: 260 idle sockets exhausted a 1024-descriptor service.)
 
+mod common;
+
 use std::io::{Read, Write};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pedf_core::live::{Live, Mode};
-use pedf_server::{AppState, ServeOptions};
-use pedf_store::Store;
-use tokio::sync::watch;
-
-const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+use pedf_server::ServeOptions;
 
 /// An HTTP GET on a fresh connection; the status line, or `None` when the server closed it.
 fn get(addr: std::net::SocketAddr, path: &str) -> Option<String> {
@@ -30,21 +26,8 @@ fn get(addr: std::net::SocketAddr, path: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_and_half_sent_sockets_are_closed_and_the_api_answers() {
-    let dir = std::env::temp_dir().join(format!("pedf-conns-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = format!("{ROOT}/config/qingzhou-pedf.toml");
-    let park = pedf_core::config::load_park(&path, &std::fs::read(&path).unwrap())
-        .value
-        .unwrap();
-    let mut store = Store::open(&dir.join("s.sqlite")).unwrap();
-    let admin = pedf_server::auth::ensure_admin_token(&mut store, chrono::Utc::now())
-        .unwrap()
-        .unwrap();
-    let (_live_tx, live_rx) = watch::channel(Arc::new(Live::default()));
-    let (mode_tx, _) = watch::channel(Mode::Automatic);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let state = AppState::new(park, live_rx, mode_tx, store, None, stop_rx.clone());
+    let srv = common::Server::new("conns");
+    let (state, admin, stop_rx) = (srv.state.clone(), srv.admin.clone(), srv.stop_rx.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let options = ServeOptions {
@@ -118,9 +101,8 @@ async fn idle_and_half_sent_sockets_are_closed_and_the_api_answers() {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no refused counter in: {metrics}"));
     assert!(refused >= 1, "{metrics}");
-    stop_tx.send(true).unwrap();
+    srv.stop_tx.send(true).unwrap();
     let _ = server.await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A thousand idle sockets from one host do not stop the API for another: that host gets its
@@ -128,18 +110,8 @@ async fn idle_and_half_sent_sockets_are_closed_and_the_api_answers() {
 /// another address is answered while they are held.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_idle_sockets_from_one_host_leave_the_api_to_the_others() {
-    let dir = std::env::temp_dir().join(format!("pedf-conns-1000-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = format!("{ROOT}/config/qingzhou-pedf.toml");
-    let park = pedf_core::config::load_park(&path, &std::fs::read(&path).unwrap())
-        .value
-        .unwrap();
-    let store = Store::open(&dir.join("s.sqlite")).unwrap();
-    let (_live_tx, live_rx) = watch::channel(Arc::new(Live::default()));
-    let (mode_tx, _) = watch::channel(Mode::Automatic);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let state = AppState::new(park, live_rx, mode_tx, store, None, stop_rx.clone());
+    let srv = common::Server::new("conns-1000");
+    let (state, stop_rx) = (srv.state.clone(), srv.stop_rx.clone());
     let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     // Idle sockets stay open for the test's length.
@@ -177,7 +149,6 @@ async fn a_thousand_idle_sockets_from_one_host_leave_the_api_to_the_others() {
     };
     drop(idle);
     assert_eq!(answered.as_deref(), Some("HTTP/1.1 200 OK"));
-    stop_tx.send(true).unwrap();
+    srv.stop_tx.send(true).unwrap();
     let _ = server.await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
