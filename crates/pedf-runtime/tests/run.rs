@@ -158,23 +158,34 @@ async fn a_full_disk_is_reported_and_control_goes_on() {
         orders: None,
         store_max_pages_for_test: Some(pages + 3),
     };
+    // The run stops 6 cycles after the full disk is reported (or after 60 s without it).
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let watcher = tokio::spawn(async move {
         let mut full_seen_at_cycle = None;
         let mut last_cycle = 0;
-        while live_rx.changed().await.is_ok() {
-            let l = live_rx.borrow_and_update().clone();
-            last_cycle = l.cycle;
-            if full_seen_at_cycle.is_none()
-                && l.faults.iter().any(|f| f.contains("the disk is full"))
-            {
-                full_seen_at_cycle = Some(l.cycle);
+        let watch = async {
+            while live_rx.changed().await.is_ok() {
+                let l = live_rx.borrow_and_update().clone();
+                last_cycle = l.cycle;
+                if full_seen_at_cycle.is_none()
+                    && l.faults.iter().any(|f| f.contains("the disk is full"))
+                {
+                    full_seen_at_cycle = Some(l.cycle);
+                }
+                if full_seen_at_cycle.is_some_and(|f| last_cycle >= f + 6) {
+                    break;
+                }
             }
-        }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(60), watch).await;
+        let _ = stop_tx.send(());
         (full_seen_at_cycle, last_cycle)
     });
-    let summary = run_with(cfg, io, tokio::time::sleep(Duration::from_millis(3000)))
-        .await
-        .unwrap();
+    let summary = run_with(cfg, io, async {
+        let _ = stop_rx.await;
+    })
+    .await
+    .unwrap();
     let (full_at, last) = watcher.await.unwrap();
     let full_at = full_at.expect("the full disk was never reported");
     assert!(

@@ -8,8 +8,8 @@
 //! 2. **control**: sessions and orders, the active plan's interval from the store (or none:
 //!    self-consumption), the controller;
 //! 3. **apply**: hand each unit its setpoint (the latest wins; never waits);
-//! 4. **record**: samples, events and the units' audit into the store (one transaction each),
-//!    the InfluxDB sink, energy records;
+//! 4. **record**: samples to the store's own writer thread (never waited for), events and the
+//!    units' audit into the store, the InfluxDB sink, energy records;
 //! 5. **publish**: the park now to the server.
 //!
 //! This file holds the loop, the cycle's state and phase 1; `control.rs` phases 2 and 3,
@@ -43,6 +43,7 @@ pub use crate::config::{RunConfig, ServerConfig};
 mod control;
 mod publish;
 mod record;
+mod samples;
 mod sessions;
 
 use control::ActivePlan;
@@ -163,6 +164,8 @@ pub(super) struct Cycle {
     held_safe: bool,
     /// The InfluxDB sink's rejected and dropped lines already said in an event.
     sink_seen: (u64, u64),
+    /// The samples' writer (its own store connection and thread).
+    writer: samples::SampleWriter,
     /// The interval of the last checkpoint of a run that did not stop cleanly, if the store
     /// had one at start.
     unclean_since: Option<DateTime<Utc>>,
@@ -321,6 +324,7 @@ impl Cycle {
             lost: Default::default(),
             held_safe: false,
             sink_seen: (0, 0),
+            writer: samples::SampleWriter::start(&cfg.store, io.store_max_pages_for_test)?,
             unclean_since: unclean.last().copied(),
             summary: RunSummary::default(),
             timing: Default::default(),
@@ -581,8 +585,11 @@ impl Cycle {
             devices,
             sink,
             summary,
+            writer,
             ..
         } = &mut self;
+        // The samples still queued are written before the last minute is aggregated.
+        writer.finish();
         let _ = store.aggregate_minutes(*aggregated_to, now + chrono::Duration::milliseconds(1));
         if let Some(partial) = integrator.finish() {
             let _ = store.put_records(&[partial], "measured-partial");

@@ -85,6 +85,7 @@ impl Cycle {
             lost,
             held_safe,
             sink_seen,
+            writer,
             ..
         } = self;
         let controlled = &devices.controlled;
@@ -96,9 +97,18 @@ impl Cycle {
             samples_of(s, now, &mut samples);
         }
         summary.samples += samples.len() as u64;
-        if let Err(e) = store.insert_samples(&samples) {
-            tracing::error!(error = %e, "samples not stored; control goes on");
+        writer.send(samples.clone());
+        // To the store through the samples' own writer: a slow or full disk never holds the
+        // cycle (its error and what it had to drop are the cycle's faults).
+        let written = writer.state();
+        if let Some(e) = written.last_error {
             faults.push(format!("samples not stored: {e}"));
+        }
+        if written.dropped > 0 {
+            faults.push(format!(
+                "the store is behind: {} sample(s) dropped so far",
+                written.dropped
+            ));
         }
         if let Some(k) = &sink {
             if !k.send(samples.clone()) {
