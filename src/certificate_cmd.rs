@@ -28,6 +28,8 @@ pub struct IssueArgs {
     pub out_dir: PathBuf,
     pub key: PathBuf,
     pub ledger: Option<PathBuf>,
+    /// The least share of the period's intervals recorded.
+    pub min_coverage: f64,
 }
 
 fn read_text(path: &Path) -> Result<String, UserError> {
@@ -36,6 +38,12 @@ fn read_text(path: &Path) -> Result<String, UserError> {
 }
 
 pub fn issue(args: IssueArgs) -> Result<(), UserError> {
+    if !(0.0..=1.0).contains(&args.min_coverage) {
+        return Err(UserError(format!(
+            "--min-coverage {}: give a share from 0 to 1, e.g. 0.9",
+            args.min_coverage
+        )));
+    }
     let (from, to) = match (&args.month, &args.from, &args.to) {
         (Some(m), _, _) => {
             let park = crate::plan_cmd::load_park_file(&args.park)?;
@@ -77,6 +85,7 @@ pub fn issue(args: IssueArgs) -> Result<(), UserError> {
             out_dir: &args.out_dir,
             key: &args.key,
             ledger: args.ledger.as_deref(),
+            min_coverage: args.min_coverage,
         },
         green,
         Utc::now(),
@@ -138,6 +147,8 @@ pub struct IssueFiles<'a> {
     pub out_dir: &'a Path,
     pub key: &'a Path,
     pub ledger: Option<&'a Path>,
+    /// The least share of the period's intervals recorded.
+    pub min_coverage: f64,
 }
 
 /// Issues a certificate for a prepared period at `issued_at` (the caller's clock: the EMS's
@@ -153,6 +164,7 @@ pub fn issue_prepared(
         out_dir: files.out_dir,
         key: files.key,
         ledger: files.ledger,
+        min_coverage: files.min_coverage,
     };
     let period = IssuePeriod::of(&setup, green_certificates);
     issuer

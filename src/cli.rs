@@ -280,6 +280,10 @@ pub enum CertificateCommand {
         /// The ledger (default: ledger.jsonl in --out-dir).
         #[arg(long, value_name = "FILE")]
         ledger: Option<PathBuf>,
+        /// The least share of the period's intervals that must be recorded (0..1; the rest
+        /// would be estimated).
+        #[arg(long, value_name = "SHARE", default_value_t = 0.9)]
+        min_coverage: f64,
     },
     /// Verify a certificate: its signature, and with --data every figure recomputed.
     #[command(

@@ -212,6 +212,7 @@ fn main() -> ExitCode {
             out_dir,
             key,
             ledger,
+            min_coverage,
         }) => report(certificate_cmd::issue(certificate_cmd::IssueArgs {
             park,
             records,
@@ -225,6 +226,7 @@ fn main() -> ExitCode {
             out_dir,
             key,
             ledger,
+            min_coverage,
         })),
         Command::Certificate(CertificateCommand::Verify {
             file,

@@ -73,6 +73,14 @@ pub struct ServerConfig {
     /// The issuer's ed25519 key, made at first use (default: `issuer.key` beside the store).
     #[serde(default)]
     pub issuer_key: Option<PathBuf>,
+    /// The least share of a period's intervals that must be recorded for a certificate
+    /// (default 0.9).
+    #[serde(default = "default_min_coverage")]
+    pub certificate_min_coverage: f64,
+}
+
+fn default_min_coverage() -> f64 {
+    pedf_carbon::certificate::DEFAULT_MIN_COVERAGE
 }
 
 fn default_factors() -> PathBuf {
@@ -153,6 +161,12 @@ impl RunConfig {
             i.resolve_token(dir).map_err(|e| format!("{name}: {e}"))?;
         }
         if let Some(srv) = &mut c.server {
+            if !(0.0..=1.0).contains(&srv.certificate_min_coverage) {
+                return Err(format!(
+                    "{name}: [server] certificate_min_coverage = {}: give a share from 0 to 1, e.g. 0.9",
+                    srv.certificate_min_coverage
+                ));
+            }
             let store_dir = c.store.parent().map(Path::to_path_buf).unwrap_or_default();
             srv.certificates_dir
                 .get_or_insert_with(|| store_dir.join("certificates"));

@@ -47,6 +47,7 @@ pub async fn run_and_serve(
             factors: srv.emission_factors.clone(),
             certificates: srv.certificates_dir.clone().unwrap_or_default(),
             issuer_key: srv.issuer_key.clone().unwrap_or_default(),
+            min_coverage: srv.certificate_min_coverage,
             time: cfg.time,
         };
         let state = AppState::new(

@@ -34,6 +34,8 @@ pub struct EmsServices {
     pub certificates: PathBuf,
     /// The issuer's ed25519 key (made at first use).
     pub issuer_key: PathBuf,
+    /// The least share of a period's intervals recorded for a certificate.
+    pub min_coverage: f64,
     /// The EMS's clock: certificates issued through the API are stamped with its time.
     pub time: pedf_core::time::TimeSource,
 }
@@ -191,6 +193,7 @@ impl Services for EmsServices {
             out_dir: &self.certificates,
             key: &self.issuer_key,
             ledger: None,
+            min_coverage: self.min_coverage,
         };
         let i = issuer
             .issue(
@@ -202,7 +205,10 @@ impl Services for EmsServices {
                 IssueError::NoRecords(m) => {
                     ServiceError::Unprocessable(format!("the EMS store's interval records: {m}"))
                 }
-                IssueError::AlreadyCertified(m) => ServiceError::Unprocessable(m),
+                IssueError::AlreadyCertified(m)
+                | IssueError::NotClosed(m)
+                | IssueError::TooLittleData(m)
+                | IssueError::NothingToCertify(m) => ServiceError::Unprocessable(m),
                 IssueError::Io(m) => ServiceError::Failed(m),
             })?;
         tracing::info!(serial = %i.cert.serial, by, "certificate issued from the API");

@@ -125,7 +125,14 @@ pub struct CertificateIssuer<'a> {
     pub key: &'a Path,
     /// The ledger file (default: ledger.jsonl in `out_dir`).
     pub ledger: Option<&'a Path>,
+    /// The least share of the period's intervals that must be recorded, 0..1 (see
+    /// [`DEFAULT_MIN_COVERAGE`]): a statement on mostly estimated data is refused.
+    pub min_coverage: f64,
 }
+
+/// The share of a period's intervals an issue needs recorded unless the issuer says otherwise:
+/// 90 % (a day may miss two hours and some minutes; a month three days).
+pub const DEFAULT_MIN_COVERAGE: f64 = 0.9;
 
 /// The steps of an issue after which a crash is simulated in tests ([`CertificateIssuer::issue_crashing_after`]).
 #[doc(hidden)]
@@ -233,6 +240,15 @@ pub enum IssueError {
     /// A file (key, ledger, certificate folder or file) could not be read or written.
     #[error("{0}")]
     Io(String),
+    /// The period is not over at the issue time: it is certified once it is.
+    #[error("{0}")]
+    NotClosed(String),
+    /// Too little of the period was recorded for this issuer's minimum coverage.
+    #[error("{0}")]
+    TooLittleData(String),
+    /// The reductions round down to 0 t: there is nothing to state.
+    #[error("{0}")]
+    NothingToCertify(String),
 }
 
 /// What an issue wrote.
@@ -333,6 +349,13 @@ impl CertificateIssuer<'_> {
                 park.clock.format(to)
             )));
         }
+        if to > issued_at {
+            return Err(IssueError::NotClosed(format!(
+                "the period ends at {}, after the issue time {}: a period is certified once it is over",
+                park.clock.format(to),
+                park.clock.format(issued_at)
+            )));
+        }
         std::fs::create_dir_all(self.out_dir).map_err(|e| {
             IssueError::Io(format!(
                 "{}: cannot make the certificates' folder: {e}",
@@ -381,6 +404,22 @@ impl CertificateIssuer<'_> {
                 green_certificates,
             },
         );
+        let q = &cert.data_quality;
+        if q.coverage + 1e-12 < self.min_coverage {
+            return Err(IssueError::TooLittleData(format!(
+                "{} of the period's {} intervals are recorded ({:.1} %), below the {:.0} % a certificate needs: the rest would be estimated",
+                q.intervals_recorded,
+                q.intervals_expected,
+                100.0 * q.coverage,
+                100.0 * self.min_coverage
+            )));
+        }
+        if cert.figures.stated_reductions_t <= 0.0 {
+            return Err(IssueError::NothingToCertify(format!(
+                "the emission reductions of the period round down to 0 t CO2e (ER {} t): nothing to certify",
+                cert.figures.emission_reductions_t
+            )));
+        }
         cert.sign(&key);
         let json_path = self.out_dir.join(format!("{}.json", cert.serial));
         let html_path = self.out_dir.join(format!("{}.html", cert.serial));
@@ -509,15 +548,28 @@ mod tests {
     /// Issues the reference day through `dir`'s issuer, crashing after `crash` if given.
     fn issue_day(dir: &Path, crash: Option<IssueStep>) -> Result<Issued, IssueError> {
         let park = park();
-        let records = records(&park);
+        issue_records(dir, records(&park), None, crash)
+    }
+
+    /// Issues the day of `records` (its first record's) at `issued_at` (default: the day's
+    /// end).
+    fn issue_records(
+        dir: &Path,
+        records: Vec<IntervalRecord>,
+        issued_at: Option<DateTime<Utc>>,
+        crash: Option<IssueStep>,
+    ) -> Result<Issued, IssueError> {
+        let park = park();
+        let day = park.clock.local(records[0].start).date_naive();
+        let from = park.clock.start_of_local_day(day);
         let choice = choose(&park, FactorTable::shipped(), 2026, "auto").unwrap();
         let options = Options::for_park(&park, &choice, 0.0);
-        let from = records[0].start;
         let to = from + chrono::Duration::days(1);
         let issuer = CertificateIssuer {
             out_dir: dir,
             key: &dir.join("issuer.key"),
             ledger: None,
+            min_coverage: DEFAULT_MIN_COVERAGE,
         };
         issuer.issue_crashing_after(
             Period {
@@ -529,7 +581,7 @@ mod tests {
                 choice: &choice,
                 green_certificates: Vec::new(),
             },
-            to,
+            issued_at.unwrap_or(to),
             render,
             crash,
         )
@@ -655,6 +707,55 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ledger.len(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A statement only on a period that is over, recorded well enough, with something to
+    /// state: a day not yet over, a day with half its intervals, and a day whose reductions
+    /// round down to 0 t are each refused with the figures, and nothing is written.
+    #[test]
+    fn periods_not_over_thin_or_empty_of_reductions_are_refused() {
+        let dir = fresh("refusals");
+        let park = park();
+        let day = records(&park);
+        let noon = day[48].start;
+        let e = issue_records(&dir, day.clone(), Some(noon), None)
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&e, IssueError::NotClosed(m) if m.contains("certified once it is over")),
+            "{e}"
+        );
+        let half: Vec<IntervalRecord> = day.iter().step_by(2).cloned().collect();
+        let e = issue_records(&dir, half, None, None).err().unwrap();
+        assert!(
+            matches!(&e, IssueError::TooLittleData(m) if m.contains("48 of the period's 96 intervals are recorded (50.0 %), below the 90 %")),
+            "{e}"
+        );
+        let night: Vec<IntervalRecord> = day
+            .iter()
+            .map(|r| IntervalRecord {
+                pv_kwh: 0.0,
+                grid_export_kwh: 0.0,
+                grid_import_kwh: 52.0,
+                ..r.clone()
+            })
+            .collect();
+        let e = issue_records(&dir, night, None, None).err().unwrap();
+        assert!(
+            matches!(&e, IssueError::NothingToCertify(m) if m.contains("round down to 0 t")),
+            "{e}"
+        );
+        assert_eq!(
+            files(&dir),
+            vec!["ledger.jsonl".to_string()],
+            "no certificate written"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.join("ledger.jsonl")).unwrap(),
+            "",
+            "no ledger entry"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -33,7 +33,8 @@ pub use green::parse_green_certificates;
 pub use verify::{parse_trust_list, Check, Verification};
 
 pub use issue::{
-    factors_used, meters_of, CertificateIssuer, IssueError, Issued, Period as IssuePeriod, Rendered,
+    factors_used, meters_of, CertificateIssuer, IssueError, Issued, Period as IssuePeriod,
+    Rendered, DEFAULT_MIN_COVERAGE,
 };
 
 pub use ledger::{
