@@ -11,7 +11,7 @@ use tokio::sync::watch;
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
 /// A server's state over a new store in a folder named after the test (the reference park,
-/// no services, an admin token made at `now`); the admin token and the shutdown sender with
+/// no services, an admin token made at a fixed instant); the admin token and the shutdown sender with
 /// its receiver.
 pub struct Server {
     pub dir: PathBuf,
@@ -34,7 +34,9 @@ impl Server {
             .value
             .unwrap();
         let mut store = Store::open(&dir.join("s.sqlite")).unwrap();
-        let admin = pedf_server::auth::ensure_admin_token(&mut store, chrono::Utc::now())
+        // Made at a fixed instant (the server here runs on the wall clock; tokens never expire).
+        let made = chrono::DateTime::from_timestamp(1_782_000_000, 0).unwrap();
+        let admin = pedf_server::auth::ensure_admin_token(&mut store, made)
             .unwrap()
             .unwrap();
         let (live, live_rx) = watch::channel(Arc::new(Live::default()));
