@@ -61,6 +61,11 @@ fn plans_accounts_and_certifies_through_the_api() {
     let pv_total: f64 = records.iter().map(|r| r.pv_kwh).sum();
     let mut store = pedf_store::Store::open(&dir.join("var/pedf.sqlite")).unwrap();
     store.put_records(&records, "measured").unwrap();
+    // The last interval (23:45, night: no PV) the EMS saw only in part: a gap to carbon
+    // accounting and certificates, never a record observed whole.
+    let last = records.last().unwrap().clone();
+    assert_eq!(last.pv_kwh, 0.0);
+    store.put_records(&[last], "measured-partial").unwrap();
     drop(store);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -225,7 +230,10 @@ fn plans_accounts_and_certifies_through_the_api() {
     assert_eq!(s, 200, "{v}");
     let pv = v["totals"]["pv_kwh"].as_f64().unwrap();
     assert!((pv - pv_total).abs() < 1e-6, "{pv} vs {pv_total}");
-    assert_eq!(v["estimated_intervals"], 0);
+    assert_eq!(
+        v["estimated_intervals"], 1,
+        "the interval seen in part: {v}"
+    );
     // One viewer's request for 8000 years is refused before anything is read (it once
     // accounted every interval in memory and aborted the EMS).
     let (s, v) = call(
@@ -279,6 +287,16 @@ fn plans_accounts_and_certifies_through_the_api() {
         .unwrap();
     let doc: Value = serde_json::from_str(&json).unwrap();
     assert_eq!(doc["serial"].as_str(), Some(serial.as_str()));
+    // The interval seen in part is not claimed as recorded.
+    assert_eq!(
+        (
+            &doc["data_quality"]["intervals_recorded"],
+            &doc["data_quality"]["intervals_expected"]
+        ),
+        (&serde_json::json!(95), &serde_json::json!(96)),
+        "{}",
+        doc["data_quality"]
+    );
     // The downloaded certificate verifies (signature and ledger) with `pedf certificate verify`
     // and the server's issuer key as the park publishes it (from its key file).
     let (issuer, _) =

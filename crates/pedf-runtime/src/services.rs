@@ -62,6 +62,13 @@ pub fn certificate_renderings(cert: &Certificate) -> Rendered {
     }
 }
 
+/// Whether a stored record's source says its whole interval was observed (`measured`; the
+/// runtime's `measured-partial` and `running` were observed in part, `estimated` and `plan`
+/// are no observation).
+fn observed_whole(source: &str) -> bool {
+    source == "measured"
+}
+
 impl EmsServices {
     /// The period's setup from the store's interval records.
     fn setup(&self, period: Period) -> Result<PeriodSetup, ServiceError> {
@@ -70,10 +77,14 @@ impl EmsServices {
             .map_err(ServiceError::Unprocessable)?;
         let store = Store::open(&self.store)
             .map_err(|e| ServiceError::Failed(format!("the EMS store: {e}")))?;
+        // Only intervals observed whole are records here: one the EMS saw in part (a device
+        // not answering, a restart, the running interval) is a gap to the accounting, so no
+        // avoided emissions are claimed for it and the coverage counts it missing.
         let records: Vec<_> = store
             .records(period.from, period.to)
             .map_err(|e| ServiceError::Failed(format!("the EMS store: {e}")))?
             .into_iter()
+            .filter(|(_, source)| observed_whole(source))
             .map(|(r, _)| r)
             .collect();
         let name = self.factors.display().to_string();
