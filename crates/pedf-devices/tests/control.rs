@@ -298,7 +298,16 @@ async fn a_unit_writes_orders_and_goes_safe_when_the_controller_stops() {
         assert!(std::time::Instant::now() < deadline, "order never written");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // The unit audits a write once the device has answered it: wait for the entry too.
     let mut audit = unit.take_audit();
+    while audit.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the write never audited"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        audit.extend(unit.take_audit());
+    }
     assert_eq!(
         (
             audit[0].requested,
@@ -315,6 +324,14 @@ async fn a_unit_writes_orders_and_goes_safe_when_the_controller_stops() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     audit.extend(unit.take_audit());
+    while audit.last().is_none_or(|a| a.by != "watchdog") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the watchdog's write never audited: {audit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        audit.extend(unit.take_audit());
+    }
     let last = audit.last().unwrap();
     assert_eq!(last.by, "watchdog");
     assert!(last.reason.starts_with("controller silent for"), "{last:?}");
