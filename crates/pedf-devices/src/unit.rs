@@ -472,7 +472,15 @@ mod tests {
             last() == Some(90.0)
         })
         .await;
-        let audit = unit.take_audit();
+        // The write is audited once the device has answered it: wait for the entry too.
+        let audit = std::sync::Mutex::new(Vec::new());
+        until("the write again audited", || {
+            let mut a = audit.lock().unwrap();
+            a.extend(unit.take_audit());
+            a.last().is_some_and(|e| e.reason.contains("(again"))
+        })
+        .await;
+        let audit = audit.into_inner().unwrap();
         let again = audit.last().unwrap();
         assert_eq!(
             (again.by.as_str(), again.written),
