@@ -191,6 +191,18 @@ pub struct PlanRow {
     pub active: bool,
 }
 
+/// A token row of `SELECT id, label, role, created_ms, revoked, expires_ms`.
+fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRow> {
+    Ok(TokenRow {
+        id: r.get(0)?,
+        label: r.get(1)?,
+        role: r.get(2)?,
+        created: from_ms(r.get(3)?),
+        revoked: r.get::<_, i64>(4)? != 0,
+        expires: r.get::<_, Option<i64>>(5)?.map(from_ms),
+    })
+}
+
 fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
@@ -849,16 +861,7 @@ impl Store {
             )
             .map_err(|e| self.err(e))?;
         let mut rows = stmt
-            .query_map(params![hash, ms(now)], |r| {
-                Ok(TokenRow {
-                    id: r.get(0)?,
-                    label: r.get(1)?,
-                    role: r.get(2)?,
-                    created: from_ms(r.get(3)?),
-                    revoked: r.get::<_, i64>(4)? != 0,
-                    expires: r.get::<_, Option<i64>>(5)?.map(from_ms),
-                })
-            })
+            .query_map(params![hash, ms(now)], token_row)
             .map_err(|e| self.err(e))?;
         rows.next().transpose().map_err(|e| self.err(e))
     }
@@ -870,16 +873,7 @@ impl Store {
             .prepare_cached("SELECT id, label, role, created_ms, revoked, expires_ms FROM tokens WHERE role = ?1 AND revoked = 0 ORDER BY id")
             .map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map(params![role], |r| {
-                Ok(TokenRow {
-                    id: r.get(0)?,
-                    label: r.get(1)?,
-                    role: r.get(2)?,
-                    created: from_ms(r.get(3)?),
-                    revoked: r.get::<_, i64>(4)? != 0,
-                    expires: r.get::<_, Option<i64>>(5)?.map(from_ms),
-                })
-            })
+            .query_map(params![role], token_row)
             .map_err(|e| self.err(e))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
     }
@@ -892,18 +886,7 @@ impl Store {
                 "SELECT id, label, role, created_ms, revoked, expires_ms FROM tokens ORDER BY id",
             )
             .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok(TokenRow {
-                    id: r.get(0)?,
-                    label: r.get(1)?,
-                    role: r.get(2)?,
-                    created: from_ms(r.get(3)?),
-                    revoked: r.get::<_, i64>(4)? != 0,
-                    expires: r.get::<_, Option<i64>>(5)?.map(from_ms),
-                })
-            })
-            .map_err(|e| self.err(e))?;
+        let rows = stmt.query_map([], token_row).map_err(|e| self.err(e))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
     }
 
