@@ -171,6 +171,21 @@ fn the_demo_runs_the_park_and_serves_the_dashboard() {
             let v = get(&format!("/api/v1/records?day={d}"));
             for r in v["records"].as_array().cloned().unwrap_or_default() {
                 best = best.max(r["load_kwh"].as_f64().unwrap_or(0.0));
+                // Each record says how much of it was observed; a measured one all of it.
+                let observed = r["observed_share"].as_f64().expect("observed_share");
+                assert!((0.0..=1.0).contains(&observed), "{r}");
+                if r["source"] == "measured" {
+                    assert!(observed >= 0.999, "{r}");
+                }
+                // The chargers' parts add up to the EV energy (the record hash covers them).
+                let parts: f64 = r["ev_chargers"]
+                    .as_object()
+                    .expect("ev_chargers")
+                    .values()
+                    .filter_map(|v| v.as_f64())
+                    .sum();
+                let ev = r["ev_kwh"].as_f64().unwrap();
+                assert!((parts - ev).abs() <= 1e-6 * ev.max(1.0), "{r}");
             }
         }
         if best > 50.0 {

@@ -94,8 +94,7 @@ impl Integrator {
                 .num_milliseconds())
             .clamp(0, held_ms);
             self.accumulate(before, f, chargers);
-            let length_ms = self.clock.interval.duration().num_milliseconds().max(1);
-            let coverage = (self.observed_ms as f64 / length_ms as f64).min(1.0);
+            let coverage = self.running_observed();
             closed = self.take().map(|record| Closed { record, coverage });
             ms_here = held_ms - before;
         }
@@ -118,9 +117,13 @@ impl Integrator {
         closed
     }
 
-    /// Continues a partial record of the running interval (stored at a shutdown), so a restart
-    /// inside an interval does not lose its first part.
-    pub fn resume(&mut self, partial: IntervalRecord) {
+    /// Continues a partial record of the running interval (its checkpoint, or the record
+    /// stored at a shutdown) with the share of the interval observed for it (`None`: not
+    /// said, counted as none), so a restart inside an interval loses neither its first part
+    /// nor what is known of its coverage.
+    pub fn resume(&mut self, partial: IntervalRecord, observed: Option<f64>) {
+        let length_ms = self.clock.interval.duration().num_milliseconds().max(1);
+        self.observed_ms = (observed.unwrap_or(0.0).clamp(0.0, 1.0) * length_ms as f64) as i64;
         self.chargers = partial.ev_chargers.iter().cloned().collect();
         self.current = Some(IntervalRecord {
             ev_chargers: Vec::new(),
@@ -173,9 +176,17 @@ impl Integrator {
         Some(r)
     }
 
-    /// Closes the running interval (at shutdown): a partial record.
-    pub fn finish(&mut self) -> Option<IntervalRecord> {
-        self.take()
+    /// The share of the running interval observed so far, 0..1.
+    pub fn running_observed(&self) -> f64 {
+        let length_ms = self.clock.interval.duration().num_milliseconds().max(1);
+        (self.observed_ms as f64 / length_ms as f64).min(1.0)
+    }
+
+    /// Closes the running interval (at shutdown): a partial record, with the share of it
+    /// observed.
+    pub fn finish(&mut self) -> Option<Closed> {
+        let coverage = self.running_observed();
+        self.take().map(|record| Closed { record, coverage })
     }
 }
 

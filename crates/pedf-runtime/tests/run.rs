@@ -591,6 +591,21 @@ async fn a_killed_run_keeps_its_interval_to_the_last_checkpoint() {
         .unwrap();
     let (checkpoint, source) = records.last().cloned().expect("a checkpoint");
     assert_eq!(source, "running");
+    // The checkpoint says how much of its 15-minute interval was observed: at most the
+    // cycles run so far, 200 ms each.
+    let observed_at_kill = st
+        .stored_records(
+            checkpoint.start,
+            checkpoint.start + chrono::Duration::minutes(15),
+        )
+        .unwrap()[0]
+        .observed
+        .expect("the checkpoint's observed share");
+    assert!(
+        observed_at_kill > 0.0 && observed_at_kill <= seen.cycle as f64 * 0.2 / 900.0 + 1e-9,
+        "{observed_at_kill} after {} cycles",
+        seen.cycle
+    );
     // Within one checkpoint (10 cycles of 200 ms at 300 kW) and the few cycles to the kill of
     // what the run had integrated.
     let per_cycle = 300.0 * 0.2 / 3600.0;
@@ -634,6 +649,17 @@ async fn a_killed_run_keeps_its_interval_to_the_last_checkpoint() {
         "{} < {}",
         resumed.pv_kwh,
         checkpoint.pv_kwh
+    );
+    // Its coverage says what was observed: the first run's to its checkpoint and the
+    // second's, never the time between.
+    let observed = st
+        .stored_records(resumed.start, resumed.start + chrono::Duration::minutes(15))
+        .unwrap()[0]
+        .observed
+        .expect("the record's observed share");
+    assert!(
+        observed > observed_at_kill && observed < 0.5,
+        "{observed_at_kill} at the kill, {observed} after the second run"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -92,15 +92,26 @@ pub(crate) async fn records(
         return Err(bad_request(format!("day: {day} has no intervals")));
     };
     let to = *last + clock.interval.duration();
-    let rows = s.store().records(*from, to).map_err(internal)?;
+    let rows = s.store().stored_records(*from, to).map_err(internal)?;
     let list: Vec<Value> = rows
         .into_iter()
-        .filter_map(|(r, source)| {
+        .filter_map(|stored| {
+            let r = stored.record;
             let index = starts.iter().position(|t| *t == r.start)?;
-            Some(json!({"index": index, "start": r.start, "source": source,
+            // Each charger's and each battery's part, as the records file of `pedf carbon`
+            // and of a certificate's verification has them (`ev:<id>`, `charge:<id>`).
+            let chargers: serde_json::Map<String, Value> =
+                r.ev_chargers.iter().map(|(id, kwh)| (id.clone(), json!(kwh))).collect();
+            let batteries: Vec<Value> = r
+                .batteries
+                .iter()
+                .map(|(id, c, d)| json!({"id": id, "charge_kwh": c, "discharge_kwh": d}))
+                .collect();
+            Some(json!({"index": index, "start": r.start, "source": stored.source,
+                "observed_share": stored.observed,
                 "pv_kwh": r.pv_kwh, "grid_import_kwh": r.grid_import_kwh, "grid_export_kwh": r.grid_export_kwh,
                 "battery_charge_kwh": r.battery_charge_kwh, "battery_discharge_kwh": r.battery_discharge_kwh,
-                "load_kwh": r.load_kwh, "ev_kwh": r.ev_kwh}))
+                "load_kwh": r.load_kwh, "ev_kwh": r.ev_kwh, "ev_chargers": chargers, "batteries": batteries}))
         })
         .collect();
     Ok(Json(

@@ -76,7 +76,7 @@ pub struct Aggregate {
     pub count: i64,
 }
 
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS samples (
@@ -135,6 +135,24 @@ ALTER TABLE interval_records ADD COLUMN batteries TEXT NOT NULL DEFAULT '[]';
 const SCHEMA_V5: &str = "
 ALTER TABLE tokens ADD COLUMN expires_ms INTEGER;
 ";
+
+/// Added in schema version 6: the share of each record's interval the EMS observed, 0..1
+/// (NULL: not said, e.g. records imported from a meter file or written before version 6).
+const SCHEMA_V6: &str = "
+ALTER TABLE interval_records ADD COLUMN observed REAL;
+";
+
+/// An interval record as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRecord {
+    /// The record.
+    pub record: IntervalRecord,
+    /// Where it comes from: `measured` (its whole interval observed), `measured-partial`,
+    /// `running` (the running interval's checkpoint), `estimated`, `plan`.
+    pub source: String,
+    /// The share of its interval the EMS observed, 0..1 (`None`: not said).
+    pub observed: Option<f64>,
+}
 
 /// An API token as stored: never the token itself, only its hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -298,7 +316,8 @@ impl Store {
                 return Ok(version);
             }
             // 0: new file; 1: the tables of version 1 exist, version 2 adds tokens, 3 the
-            // counterfactual without the EMS, 4 the records' split by battery, 5 tokens' expiry.
+            // counterfactual without the EMS, 4 the records' split by battery, 5 tokens' expiry, 6 the records'
+            // observed share.
             // Every table made if missing (each statement is IF NOT EXISTS), then the columns
             // added since.
             c.execute_batch(SCHEMA)?;
@@ -319,6 +338,14 @@ impl Store {
             )?;
             if !has_expiry {
                 c.execute_batch(SCHEMA_V5)?;
+            }
+            let has_observed: bool = c.query_row(
+                "SELECT count(*) FROM pragma_table_info('interval_records') WHERE name = 'observed'",
+                [],
+                |r| r.get::<_, i64>(0).map(|n| n > 0),
+            )?;
+            if !has_observed {
+                c.execute_batch(SCHEMA_V6)?;
             }
             c.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
             Ok(SCHEMA_VERSION)
@@ -485,19 +512,30 @@ impl Store {
 
     /// Writes interval records (replacing any at the same start); `source` says where they
     /// come from (`measured`, `measured-partial`, `running`: the running interval so far,
-    /// `estimated`, `plan`).
+    /// `estimated`, `plan`). Their observed share is not said (see [`Store::put_observed`]).
     pub fn put_records(
         &mut self,
         records: &[IntervalRecord],
         source: &str,
+    ) -> Result<usize, StoreError> {
+        self.put_observed(records, source, None)
+    }
+
+    /// Writes interval records as [`Store::put_records`] does, with the share of each
+    /// interval the EMS observed (0..1; `None`: not said).
+    pub fn put_observed(
+        &mut self,
+        records: &[IntervalRecord],
+        source: &str,
+        observed: Option<f64>,
     ) -> Result<usize, StoreError> {
         let path = self.path.display().to_string();
         let tx = self.conn.transaction().map_err(|e| err(&path, e))?;
         {
             let mut stmt = tx
                 .prepare_cached(
-                    "INSERT OR REPLACE INTO interval_records (start_ms, pv_kwh, grid_import_kwh, grid_export_kwh, battery_charge_kwh, battery_discharge_kwh, load_kwh, ev_kwh, ev_chargers, source, batteries)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                    "INSERT OR REPLACE INTO interval_records (start_ms, pv_kwh, grid_import_kwh, grid_export_kwh, battery_charge_kwh, battery_discharge_kwh, load_kwh, ev_kwh, ev_chargers, source, batteries, observed)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 )
                 .map_err(|e| err(&path, e))?;
             for r in records {
@@ -515,7 +553,8 @@ impl Store {
                     r.ev_kwh,
                     chargers,
                     source,
-                    batteries
+                    batteries,
+                    observed.map(|o| o.clamp(0.0, 1.0))
                 ])
                 .map_err(|e| err(&path, e))?;
             }
@@ -591,18 +630,31 @@ impl Store {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<(IntervalRecord, String)>, StoreError> {
+        Ok(self
+            .stored_records(from, to)?
+            .into_iter()
+            .map(|s| (s.record, s.source))
+            .collect())
+    }
+
+    /// Interval records in `[from, to)`, in time order, with their source and observed share.
+    pub fn stored_records(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<StoredRecord>, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT start_ms, pv_kwh, grid_import_kwh, grid_export_kwh, battery_charge_kwh, battery_discharge_kwh, load_kwh, ev_kwh, ev_chargers, source, batteries
+                "SELECT start_ms, pv_kwh, grid_import_kwh, grid_export_kwh, battery_charge_kwh, battery_discharge_kwh, load_kwh, ev_kwh, ev_chargers, source, batteries, observed
                  FROM interval_records WHERE start_ms >= ?1 AND start_ms < ?2 ORDER BY start_ms",
             )
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map(params![ms(from), ms(to)], |r| {
                 let chargers: String = r.get(8)?;
-                Ok((
-                    IntervalRecord {
+                Ok(StoredRecord {
+                    record: IntervalRecord {
                         start: from_ms(r.get(0)?),
                         pv_kwh: r.get(1)?,
                         grid_import_kwh: r.get(2)?,
@@ -615,8 +667,9 @@ impl Store {
                         batteries: serde_json::from_str(&r.get::<_, String>(10)?)
                             .unwrap_or_default(),
                     },
-                    r.get::<_, String>(9)?,
-                ))
+                    source: r.get(9)?,
+                    observed: r.get(11)?,
+                })
             })
             .map_err(|e| self.err(e))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))

@@ -76,6 +76,7 @@ impl Cycle {
         let Cycle {
             park,
             store,
+            writer,
             devices,
             sessions,
             without,
@@ -93,7 +94,7 @@ impl Cycle {
         let states = &m.states;
         let (pv, battery, load) = (m.pv, m.battery, m.load);
         Self::take_sessions(
-            park, store, devices, sessions, without, replanner, tracked, now, states, io,
+            park, writer, devices, sessions, without, replanner, tracked, now, states, io,
         );
         let chargers: Vec<ChargerNow> = controlled
             .iter()
@@ -226,11 +227,11 @@ impl Cycle {
                     by_guard,
                     first: true,
                 } => {
-                    let _ = store.event(
+                    writer.event(
                         now,
                         "info",
                         "control",
-                        &format!(
+                        format!(
                             "{id} capped at {cap_kw:.1} kW: {shed_kw:.1} kW of its demand shed ({})",
                             if *by_guard { "peak guard" } else { "plan" }
                         ),
@@ -238,7 +239,7 @@ impl Cycle {
                 }
                 CapChange::Capped { .. } => {}
                 CapChange::Lifted { id, .. } => {
-                    let _ = store.event(now, "info", "control", &format!("{id}: cap lifted"));
+                    writer.event(now, "info", "control", format!("{id}: cap lifted"));
                 }
             }
             let (id, kw) = change.write();

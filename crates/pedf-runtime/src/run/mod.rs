@@ -8,13 +8,15 @@
 //! 2. **control**: sessions and orders, the active plan's interval from the store (or none:
 //!    self-consumption), the controller;
 //! 3. **apply**: hand each unit its setpoint (the latest wins; never waits);
-//! 4. **record**: samples to the store's own writer thread (never waited for), events and the
-//!    units' audit into the store, the InfluxDB sink, energy records;
+//! 4. **record**: samples, events, the units' audit, energy records and re-plans handed to
+//!    the store's own writer thread (`writer.rs`, never waited for), samples to the InfluxDB
+//!    sink;
 //! 5. **publish**: the park now to the server.
 //!
 //! This file holds the loop, the cycle's state and phase 1; `control.rs` phases 2 and 3,
 //! `sessions.rs` the EV sessions and operators' orders taken in phase 2, `record.rs` phase 4
-//! with intraday re-planning, `publish.rs` phase 5.
+//! with intraday re-planning, `publish.rs` phase 5, `writer.rs` the store's writer. The
+//! cycle's own store connection only reads (the active plan); it writes at startup only.
 //!
 //! A device that stops answering, or a cycle that stalls, puts the devices into their safe
 //! state by the units' watchdogs. On shutdown (Ctrl-C, SIGTERM, or the given duration) every
@@ -43,12 +45,13 @@ pub use crate::config::{RunConfig, ServerConfig};
 mod control;
 mod publish;
 mod record;
-mod samples;
 mod sessions;
+mod writer;
 
 use control::ActivePlan;
 use record::store_audit;
 use sessions::session_defaults;
+use writer::Write;
 
 /// What a run did.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -106,7 +109,7 @@ pub async fn run_with(
         _ = &mut shutdown => None,
         unread = ems.devices.image.first_reads(&unit_ids, bound) => Some(unread),
     };
-    ems.started(time.now(), unread.as_deref().unwrap_or_default())?;
+    ems.started(time.now(), unread.as_deref().unwrap_or_default());
     if unread.is_some() {
         loop {
             let scheduled = tokio::select! {
@@ -164,8 +167,9 @@ pub(super) struct Cycle {
     held_safe: bool,
     /// The InfluxDB sink's rejected and dropped lines already said in an event.
     sink_seen: (u64, u64),
-    /// The samples' writer (its own store connection and thread).
-    writer: samples::SampleWriter,
+    /// The store's writer (its own store connection and thread): everything the cycle
+    /// stores goes through it.
+    writer: writer::StoreWriter,
     /// The interval of the last checkpoint of a run that did not stop cleanly, if the store
     /// had one at start.
     unclean_since: Option<DateTime<Utc>>,
@@ -275,10 +279,7 @@ impl Cycle {
         let from = park
             .clock
             .start_of_local_day(park.clock.local(now).date_naive());
-        let mut day_records: Vec<_> = store
-            .records(from, now)
-            .map(|v| v.into_iter().map(|(r, _)| r).collect())
-            .unwrap_or_default();
+        let mut day_records = store.stored_records(from, now).unwrap_or_default();
         let running_start = park.clock.interval_start(now);
         // A run that did not stop cleanly left its running interval as a `running`
         // checkpoint: an interval now past is kept as measured-partial (what was observed of
@@ -291,9 +292,14 @@ impl Cycle {
                 .relabel_record(*start, "measured-partial")
                 .map_err(|e| e.to_string())?;
         }
-        if let Some(i) = day_records.iter().position(|r| r.start == running_start) {
-            integrator.resume(day_records.remove(i));
+        if let Some(i) = day_records
+            .iter()
+            .position(|s| s.record.start == running_start)
+        {
+            let running = day_records.remove(i);
+            integrator.resume(running.record, running.observed);
         }
+        let day_records = day_records.into_iter().map(|s| s.record).collect();
         let tracked = devices
             .controlled
             .iter()
@@ -324,7 +330,7 @@ impl Cycle {
             lost: Default::default(),
             held_safe: false,
             sink_seen: (0, 0),
-            writer: samples::SampleWriter::start(&cfg.store, io.store_max_pages_for_test)?,
+            writer: writer::StoreWriter::start(&cfg.store, io.store_max_pages_for_test)?,
             unclean_since: unclean.last().copied(),
             summary: RunSummary::default(),
             timing: Default::default(),
@@ -342,42 +348,40 @@ impl Cycle {
     }
 
     /// Says the run started (and which devices were not read before the first cycle).
-    fn started(&mut self, now: DateTime<Utc>, unread: &[String]) -> Result<(), String> {
-        self.store
-            .event(
-                now,
-                "info",
-                "run",
-                &format!(
-                    "pedf run started for {} with {} devices",
-                    self.park.id,
-                    self.device_list.len()
-                ),
-            )
-            .map_err(|e| e.to_string())?;
+    fn started(&mut self, now: DateTime<Utc>, unread: &[String]) {
+        let w = &self.writer;
+        w.event(
+            now,
+            "info",
+            "run",
+            format!(
+                "pedf run started for {} with {} devices",
+                self.park.id,
+                self.device_list.len()
+            ),
+        );
         if let Some(at) = self.unclean_since {
-            let _ = self.store.event(
+            w.event(
                 now,
                 "warning",
                 "run",
-                &format!(
+                format!(
                     "the last run did not stop cleanly (killed, crashed or lost power) in the interval from {}: its energy is kept to its last checkpoint (at most {CHECKPOINT_CYCLES} cycles before) and the interval marked measured-partial",
                     self.park.clock.format(at)
                 ),
             );
         }
         if !unread.is_empty() {
-            let _ = self.store.event(
+            w.event(
                 now,
                 "warning",
                 "devices",
-                &format!(
+                format!(
                     "not read before the first cycle (control starts without them): {}",
                     unread.join(", ")
                 ),
             );
         }
-        Ok(())
     }
 
     /// One cycle, in phases; none waits on the network.
@@ -537,10 +541,11 @@ impl Cycle {
         }
     }
 
-    /// 1-minute aggregates as each minute closes; old samples pruned every 60 cycles.
+    /// 1-minute aggregates as each minute closes; old samples pruned every 60 cycles (all
+    /// handed to the store's writer, after the samples they cover).
     fn housekeeping(&mut self, now: DateTime<Utc>) {
         let Cycle {
-            store,
+            writer,
             aggregated_to,
             summary,
             retention_days,
@@ -550,27 +555,33 @@ impl Cycle {
         } = self;
         let minute = minute_of(now);
         if minute > *aggregated_to {
-            match store.aggregate_minutes(*aggregated_to, minute) {
-                Ok(_) => *aggregated_to = minute,
-                Err(e) => tracing::error!(error = %e, "1-minute aggregates not made"),
-            }
+            writer.send(Write::Aggregate {
+                from: *aggregated_to,
+                to: minute,
+            });
+            *aggregated_to = minute;
         }
         summary.cycles += 1;
         // The running interval so far, so a kill loses at most this many cycles of it.
         if summary.cycles % CHECKPOINT_CYCLES == 0 {
             if let Some(r) = integrator.running() {
-                if let Err(e) = store.put_records(&[r], RUNNING) {
-                    tracing::error!(error = %e, "the running interval's checkpoint not stored");
-                }
+                writer.send(Write::Records {
+                    records: vec![r],
+                    source: RUNNING.into(),
+                    observed: Some(integrator.running_observed()),
+                    closed: false,
+                });
             }
         }
         if summary.cycles % 60 == 0 {
-            let _ = store.prune_samples(now - chrono::Duration::days(*retention_days));
+            writer.send(Write::PruneSamples(
+                now - chrono::Duration::days(*retention_days),
+            ));
         }
         if summary.cycles % 3600 == 1 {
-            if let Err(e) = store.prune_log(now - chrono::Duration::days(*log_retention_days)) {
-                tracing::error!(error = %e, "old events, audit and aggregates not pruned");
-            }
+            writer.send(Write::PruneLog(
+                now - chrono::Duration::days(*log_retention_days),
+            ));
         }
     }
 
@@ -579,7 +590,6 @@ impl Cycle {
     /// flushed, the MQTT connection closed.
     async fn shutdown(mut self, now: DateTime<Utc>) -> RunSummary {
         let Cycle {
-            store,
             integrator,
             aggregated_to,
             devices,
@@ -588,15 +598,23 @@ impl Cycle {
             writer,
             ..
         } = &mut self;
-        // The samples still queued are written before the last minute is aggregated.
-        writer.finish();
-        let _ = store.aggregate_minutes(*aggregated_to, now + chrono::Duration::milliseconds(1));
+        // Handed to the writer after the samples still queued, so the last minute's
+        // aggregates cover them.
+        writer.send(Write::Aggregate {
+            from: *aggregated_to,
+            to: now + chrono::Duration::milliseconds(1),
+        });
         if let Some(partial) = integrator.finish() {
-            let _ = store.put_records(&[partial], "measured-partial");
+            writer.send(Write::Records {
+                records: vec![partial.record],
+                source: "measured-partial".into(),
+                observed: Some(partial.coverage),
+                closed: true,
+            });
         }
         let (not_made_safe, audit) = devices.stop().await;
         summary.not_made_safe = not_made_safe;
-        summary.setpoints += store_audit(store, audit);
+        summary.setpoints += store_audit(writer, audit);
         let (severity, message) = if summary.not_made_safe.is_empty() {
             (
                 "info",
@@ -611,15 +629,15 @@ impl Cycle {
                 ),
             )
         };
-        let _ = store.event(now, severity, "run", &message);
+        writer.event(now, severity, "run", message);
         if let Some(k) = sink {
             let st = k.stop().await;
             if st.buffered_segments > 0 {
-                let _ = store.event(
+                writer.event(
                     now,
                     "warning",
                     "influx",
-                    &format!(
+                    format!(
                         "InfluxDB: {} buffer segment(s) wait on disk for the next run ({})",
                         st.buffered_segments,
                         st.last_error.unwrap_or_default()
@@ -631,6 +649,8 @@ impl Cycle {
             // Graceful: the safe-state commands queued above go out before the disconnect.
             h.shutdown().await;
         }
+        // Everything handed over is written before the run returns.
+        writer.finish();
         self.summary
     }
 }

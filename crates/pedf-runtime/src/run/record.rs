@@ -5,7 +5,9 @@ use chrono::{DateTime, Utc};
 use pedf_core::Park;
 use pedf_devices::capability::{Capability, DeviceState, Field, Quality};
 use pedf_devices::control::AuditEvent;
-use pedf_store::{Sample, Store};
+use pedf_store::Sample;
+
+use super::writer::{StoreWriter, Write};
 
 use crate::live::{ChargerLive, Flows};
 use crate::so_far::SoFar;
@@ -35,31 +37,22 @@ pub(super) fn samples_of(state: &DeviceState, now: DateTime<Utc>, out: &mut Vec<
     }
 }
 
-/// Moves the units' audit entries into the store; returns how many were the controller's
-/// setpoints taken.
-pub(super) fn store_audit(store: &mut Store, audit: Vec<AuditEvent>) -> u64 {
+/// Hands the units' audit entries to the store's writer; returns how many were the
+/// controller's setpoints taken.
+pub(super) fn store_audit(writer: &StoreWriter, audit: Vec<AuditEvent>) -> u64 {
     let taken = audit
         .iter()
         .filter(|a| a.by == "controller" && a.readback.is_some())
         .count() as u64;
-    for a in audit {
-        let _ = store.audit(
-            a.at,
-            &a.device,
-            &a.by,
-            &a.reason,
-            a.requested,
-            a.written,
-            a.readback,
-            &a.outcome,
-        );
+    if !audit.is_empty() {
+        writer.send(Write::Audit(audit));
     }
     taken
 }
 
 impl Cycle {
-    /// Phase 4: samples, alarms and the units' audit into the store, samples to the InfluxDB
-    /// sink, the flows, intraday re-planning, the interval's energy record when it closes.
+    /// Phase 4: samples, alarms and the units' audit to the store's writer, samples to the
+    /// InfluxDB sink, the flows, intraday re-planning, the interval's energy record when it closes.
     pub(super) fn record(
         &mut self,
         now: DateTime<Utc>,
@@ -69,7 +62,6 @@ impl Cycle {
     ) -> (Flows, Vec<ChargerLive>) {
         let Cycle {
             park,
-            store,
             devices,
             sink,
             summary,
@@ -97,19 +89,10 @@ impl Cycle {
             samples_of(s, now, &mut samples);
         }
         summary.samples += samples.len() as u64;
-        writer.send(samples.clone());
-        // To the store through the samples' own writer: a slow or full disk never holds the
-        // cycle (its error and what it had to drop are the cycle's faults).
-        let written = writer.state();
-        if let Some(e) = written.last_error {
-            faults.push(format!("samples not stored: {e}"));
-        }
-        if written.dropped > 0 {
-            faults.push(format!(
-                "the store is behind: {} sample(s) dropped so far",
-                written.dropped
-            ));
-        }
+        // To the store through its own writer: a slow or full disk never holds the cycle
+        // (its errors and what it had to drop are the cycle's faults).
+        writer.send(Write::Samples(samples.clone()));
+        writer.faults(faults);
         if let Some(k) = &sink {
             if !k.send(samples.clone()) {
                 faults.push("InfluxDB sink queue full: this cycle's samples not sent".into());
@@ -140,22 +123,22 @@ impl Cycle {
             let seen = (st.rejected_lines, st.dropped_lines);
             if seen != *sink_seen {
                 if seen.0 > sink_seen.0 {
-                    let _ = store.event(
+                    writer.event(
                         now,
                         "alarm",
                         "influx",
-                        &format!(
+                        format!(
                             "InfluxDB refused {} more line(s) for good ({why}); they are kept aside as .rejected, not retried",
                             seen.0 - sink_seen.0
                         ),
                     );
                 }
                 if seen.1 > sink_seen.1 {
-                    let _ = store.event(
+                    writer.event(
                         now,
                         "alarm",
                         "influx",
-                        &format!(
+                        format!(
                             "InfluxDB buffer full: {} more line(s) dropped, the oldest first",
                             seen.1 - sink_seen.1
                         ),
@@ -166,7 +149,7 @@ impl Cycle {
         }
         for a in &out.alarms {
             summary.alarms += 1;
-            let _ = store.event(now, "alarm", "control", a);
+            writer.event(now, "alarm", "control", a.clone());
         }
         // Devices that stop or start answering, and the safe state the meter's loss forces:
         // an event when it begins and when it ends (the live alarms hold it meanwhile).
@@ -174,19 +157,19 @@ impl Cycle {
             m.lost.iter().map(|(id, _)| id.clone()).collect();
         for (id, why) in &m.lost {
             if !lost.contains(id) {
-                let _ = store.event(now, "alarm", "device", why);
+                writer.event(now, "alarm", "device", why.clone());
             }
         }
         for id in lost.difference(&lost_now) {
-            let _ = store.event(now, "info", "device", &format!("{id} answering again"));
+            writer.event(now, "info", "device", format!("{id} answering again"));
         }
         *lost = lost_now;
         match (&d.held_safe, *held_safe) {
             (Some(why), false) => {
-                let _ = store.event(now, "alarm", "control", why);
+                writer.event(now, "alarm", "control", why.clone());
             }
             (None, true) => {
-                let _ = store.event(
+                writer.event(
                     now,
                     "info",
                     "control",
@@ -196,7 +179,7 @@ impl Cycle {
             _ => {}
         }
         *held_safe = d.held_safe.is_some();
-        summary.setpoints += store_audit(store, devices.take_audit());
+        summary.setpoints += store_audit(writer, devices.take_audit());
         // The park now: flows from the measurements (unknown where a device of a flow has no
         // good reading), energy records, today's figures.
         let k = m.known;
@@ -257,7 +240,7 @@ impl Cycle {
             .collect();
         Self::replan(
             park,
-            store,
+            writer,
             replanner,
             replan_note,
             so_far,
@@ -272,18 +255,18 @@ impl Cycle {
         if let Some(interval) = integrator.add(now, &flows, &chargers_live) {
             let source = interval.source();
             if source != "measured" {
-                let _ = store.event(
+                writer.event(
                     now,
                     "warning",
                     "records",
-                    &format!(
+                    format!(
                         "interval {} closed with {:.0} % of it observed: stored as {source}",
                         park.clock.format(interval.record.start),
                         100.0 * interval.coverage
                     ),
                 );
             }
-            let closed = interval.record;
+            let (closed, observed) = (interval.record, interval.coverage);
             // Without the EMS (an interval of the month): the tracked chargers' cars on arrival
             // (alongside), the others' as they charged.
             let without_ems_import = so_far.in_month(park, &closed).then(|| {
@@ -304,16 +287,19 @@ impl Cycle {
                     closed.pv_kwh,
                     park.converter.efficiency_ac_to_dc,
                 );
-                if let Err(e) = store.put_without_ems(closed.start, imp) {
-                    tracing::error!(error = %e, "the interval's import without the EMS not stored");
-                }
+                writer.send(Write::WithoutEms {
+                    start: closed.start,
+                    import_kwh: imp,
+                });
                 imp
             });
             so_far.add(park, &closed, without_ems_import);
-            if let Err(e) = store.put_records(std::slice::from_ref(&closed), source) {
-                tracing::error!(error = %e, "interval record not stored");
-                faults.push(format!("interval record not stored: {e}"));
-            }
+            writer.send(Write::Records {
+                records: vec![closed.clone()],
+                source: source.into(),
+                observed: Some(observed),
+                closed: true,
+            });
             day_records.push(closed);
         }
         (flows, chargers_live)
@@ -324,7 +310,7 @@ impl Cycle {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn replan(
         park: &Park,
-        store: &mut Store,
+        writer: &StoreWriter,
         replanner: &mut Option<crate::replan::Replanner>,
         replan_note: &mut Option<String>,
         so_far: &SoFar,
@@ -344,45 +330,33 @@ impl Cycle {
             if let Some(o) = rp.poll() {
                 match o.plan {
                     Ok(replanned) => {
-                        let strategy = replanned.label();
-                        let stored = serde_json::to_string(&replanned.plan)
-                            .map_err(|e| e.to_string())
-                            .and_then(|json| {
-                                store
-                                    .put_plan(now, &o.day.to_string(), &strategy, &json)
-                                    .map_err(|e| e.to_string())
-                            })
-                            .and_then(|id| {
-                                store.activate_plan(id).map_err(|e| e.to_string())?;
-                                Ok(id)
-                            });
-                        match stored {
-                            Ok(id) => {
-                                let severity = if replanned.fallback.is_some() {
-                                    "alarm"
-                                } else {
-                                    "info"
-                                };
-                                let _ = store.event(
-                                    now,
-                                    severity,
-                                    "plan",
-                                    &format!(
-                                        "re-planned ({}): plan #{id} ({strategy}) active",
-                                        o.why
-                                    ),
-                                );
+                        // Stored, made active and said by the writer (the cycle reads the
+                        // active plan back from the store).
+                        match serde_json::to_string(&replanned.plan) {
+                            Ok(json) => {
+                                writer.send(Write::Plan {
+                                    at: now,
+                                    day: o.day.to_string(),
+                                    strategy: replanned.label(),
+                                    json,
+                                    severity: if replanned.fallback.is_some() {
+                                        "alarm"
+                                    } else {
+                                        "info"
+                                    },
+                                    why: o.why.clone(),
+                                });
                                 *replan_note = None;
                             }
                             Err(e) => *replan_note = Some(format!("re-plan not stored: {e}")),
                         }
                     }
                     Err(e) => {
-                        let _ = store.event(
+                        writer.event(
                             now,
                             "alarm",
                             "plan",
-                            &format!("re-plan failed ({}): {e}", o.why),
+                            format!("re-plan failed ({}): {e}", o.why),
                         );
                         *replan_note = Some(format!("re-plan failed: {e}"));
                     }

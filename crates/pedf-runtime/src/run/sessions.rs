@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use pedf_core::Park;
 use pedf_devices::capability::{DeviceState, Field};
-use pedf_store::Store;
 
 use crate::devices::Devices;
 
+use super::writer::{StoreWriter, Write};
 use super::{Cycle, RunIo};
 
 pub(super) fn session_defaults(park: &Park, asset: &str) -> crate::sessions::Defaults {
@@ -27,7 +27,7 @@ impl Cycle {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn take_sessions(
         park: &Park,
-        store: &mut Store,
+        writer: &StoreWriter,
         devices: &Devices,
         sessions: &mut crate::sessions::Sessions,
         without: &mut pedf_core::records::WithoutEms,
@@ -61,11 +61,11 @@ impl Cycle {
             match change {
                 crate::sessions::Change::Arrived(s) => {
                     without.arrive(&s.device, s.requested_kwh, s.max_kw);
-                    let _ = store.event(
+                    writer.event(
                         now,
                         "info",
                         "ev",
-                        &format!(
+                        format!(
                             "car on {}: asks {:.1} kWh by {} (the park's default session)",
                             s.charger,
                             s.requested_kwh,
@@ -84,11 +84,11 @@ impl Cycle {
                     } else {
                         "info"
                     };
-                    let _ = store.event(
+                    writer.event(
                         now,
                         severity,
                         "ev",
-                        &format!(
+                        format!(
                             "car left {}: {:.1} of {:.1} kWh in {:.1} h{}",
                             s.charger,
                             s.delivered_kwh,
@@ -131,17 +131,17 @@ impl Cycle {
                     format!("refused: {e}"),
                 ),
             };
-            let _ = store.event(now, severity, "ev", &message);
-            let _ = store.audit(
-                now,
-                &order.charger,
-                &order.by,
-                &format!("session: {}", order.reason),
-                order.energy_kwh.unwrap_or(0.0),
-                None,
-                None,
-                &result,
-            );
+            writer.event(now, severity, "ev", message);
+            writer.send(Write::Audit(vec![pedf_devices::control::AuditEvent {
+                at: now,
+                device: order.charger.clone(),
+                by: order.by.clone(),
+                reason: format!("session: {}", order.reason),
+                requested: order.energy_kwh.unwrap_or(0.0),
+                written: None,
+                readback: None,
+                outcome: result,
+            }]));
             if outcome.is_ok() {
                 if let Some(rp) = replanner.as_mut() {
                     rp.request(format!("the session on {} was changed", order.charger));
