@@ -255,8 +255,9 @@ fn the_counterfactual_survives_a_reopen() {
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
 
-/// A store of schema 3 (records without the split by battery, tokens without expiry) opens as
-/// the schema of now: its records read back with no split, and new records keep theirs.
+/// A store of schema 3 (records without the split by battery or the observed share, tokens
+/// without expiry) opens as the schema of now: its records read back with no split and no
+/// observed share said, and new records keep theirs.
 #[test]
 fn a_schema_3_store_gains_the_split_by_battery() {
     let dir = std::env::temp_dir().join(format!("pedf-store-v3-{}", std::process::id()));
@@ -280,6 +281,10 @@ fn a_schema_3_store_gains_the_split_by_battery() {
     let old = st.records(t, t + Duration::hours(1)).unwrap();
     assert_eq!(old.len(), 1);
     assert!(old[0].0.batteries.is_empty());
+    assert_eq!(
+        st.stored_records(t, t + Duration::hours(1)).unwrap()[0].observed,
+        None
+    );
     let rec = IntervalRecord {
         start: t + Duration::minutes(15),
         battery_discharge_kwh: 1.0,
@@ -287,12 +292,14 @@ fn a_schema_3_store_gains_the_split_by_battery() {
         batteries: vec![("bess-1".into(), 0.0, 1.0)],
         ..Default::default()
     };
-    st.put_records(std::slice::from_ref(&rec), "measured")
+    st.put_observed(std::slice::from_ref(&rec), "measured-partial", Some(0.75))
         .unwrap();
     drop(st);
     let st = Store::open(&path).unwrap();
-    let back = st.records(t, t + Duration::hours(1)).unwrap();
-    assert_eq!(back[1].0, rec);
+    let back = st.stored_records(t, t + Duration::hours(1)).unwrap();
+    assert_eq!(back[1].record, rec);
+    assert_eq!(back[1].source, "measured-partial");
+    assert_eq!(back[1].observed, Some(0.75));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
