@@ -118,9 +118,9 @@ pub enum Command {
         after_help = "Example:\n  pedf demo            (then open http://127.0.0.1:8080/ and log in with the printed token)\n  pedf demo --speed 60 (a simulated minute per second)\n\nStarts an MQTT broker in the process (rumqttd; or --mqtt HOST:PORT), the scenario's park as\nModbus TCP (SunSpec PV inverters and battery, grid meter) and MQTT devices (EV chargers, DC\nloads) driven by the simulator's physics, the EMS with intraday re-planning from the demo's\nforecasts, and the dashboard. Run it from the repository root. --speed runs the park and the EMS\non one simulated clock that many times faster (weather, loads, cars, tariff periods, records\nand plans alike)."
     )]
     Demo {
-        /// The scenario folder.
-        #[arg(long, value_name = "DIR", default_value = "simulations/qingzhou-pedf")]
-        scenario: PathBuf,
+        /// A scenario folder (default: the Qingzhou reference scenario built into pedf).
+        #[arg(long, value_name = "DIR")]
+        scenario: Option<PathBuf>,
         /// Dashboard and API address.
         #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
         listen: String,

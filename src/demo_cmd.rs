@@ -15,7 +15,7 @@ use pedf_sim::world::World;
 use crate::UserError;
 
 pub struct DemoArgs {
-    pub scenario: PathBuf,
+    pub scenario: Option<PathBuf>,
     pub listen: String,
     pub modbus_port: u16,
     pub mqtt: Option<String>,
@@ -23,6 +23,57 @@ pub struct DemoArgs {
     pub speed: f64,
     pub dir: PathBuf,
     pub for_seconds: Option<f64>,
+}
+
+/// The reference scenario and what the demo needs besides, built into the binary (paths as in
+/// the repository, so the scenario's relative park path holds): `pedf demo` runs from any
+/// folder and from an installed binary.
+const REFERENCE: &[(&str, &str)] = &[
+    (
+        "simulations/qingzhou-pedf/scenario.toml",
+        include_str!("../simulations/qingzhou-pedf/scenario.toml"),
+    ),
+    (
+        "simulations/qingzhou-pedf/climate.csv",
+        include_str!("../simulations/qingzhou-pedf/climate.csv"),
+    ),
+    (
+        "simulations/qingzhou-pedf/load-profiles.csv",
+        include_str!("../simulations/qingzhou-pedf/load-profiles.csv"),
+    ),
+    (
+        "config/qingzhou-pedf.toml",
+        include_str!("../config/qingzhou-pedf.toml"),
+    ),
+    (
+        "config/devices/templates/pedf-sim-meter.toml",
+        include_str!("../config/devices/templates/pedf-sim-meter.toml"),
+    ),
+    (
+        "config/devices/templates/pedf-sim-dc-charger.toml",
+        include_str!("../config/devices/templates/pedf-sim-dc-charger.toml"),
+    ),
+    (
+        "config/devices/templates/pedf-sim-dc-load.toml",
+        include_str!("../config/devices/templates/pedf-sim-dc-load.toml"),
+    ),
+    (
+        "config/emission-factors/china-grid.toml",
+        include_str!("../config/emission-factors/china-grid.toml"),
+    ),
+];
+
+/// Writes the built-in reference files under `root` (replacing what an earlier start wrote).
+fn write_reference(root: &Path) -> Result<(), UserError> {
+    for (rel, text) in REFERENCE {
+        let path = root.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| UserError(format!("{}: {e}", parent.display())))?;
+        }
+        std::fs::write(&path, text).map_err(|e| UserError(format!("{}: {e}", path.display())))?;
+    }
+    Ok(())
 }
 
 fn abs(p: &Path) -> Result<PathBuf, UserError> {
@@ -78,11 +129,22 @@ fn write_day_inputs(w: &World, s: &Scenario, dir: &Path) -> Result<(), UserError
 }
 
 pub fn run(a: DemoArgs) -> Result<(), UserError> {
-    let s = Scenario::load(&a.scenario).map_err(|ds| {
+    std::fs::create_dir_all(&a.dir)
+        .map_err(|e| UserError(format!("--dir {}: {e}", a.dir.display())))?;
+    let dir = abs(&a.dir)?;
+    // The built-in files: the simulated devices' templates and the factors always, the
+    // scenario unless --scenario gives another.
+    let root = dir.join("reference");
+    write_reference(&root)?;
+    let scenario = a
+        .scenario
+        .clone()
+        .unwrap_or_else(|| root.join("simulations/qingzhou-pedf"));
+    let s = Scenario::load(&scenario).map_err(|ds| {
         crate::print_diagnostics(&ds);
         UserError(format!(
             "{}: {} error(s) in the scenario",
-            a.scenario.display(),
+            scenario.display(),
             ds.len()
         ))
     })?;
@@ -98,16 +160,7 @@ pub fn run(a: DemoArgs) -> Result<(), UserError> {
             a.listen
         ))
     })?;
-    std::fs::create_dir_all(&a.dir)
-        .map_err(|e| UserError(format!("--dir {}: {e}", a.dir.display())))?;
-    let dir = abs(&a.dir)?;
-    let root = abs(Path::new("."))?;
     let templates = root.join("config/devices/templates");
-    if !templates.join("pedf-sim-meter.toml").is_file() {
-        return Err(UserError(
-            "run pedf demo from the repository root (config/devices/templates is needed)".into(),
-        ));
-    }
     let (mqtt_host, mqtt_port, embedded) = match &a.mqtt {
         Some(hp) => {
             let (h, p) = hp
@@ -192,7 +245,7 @@ pub fn run(a: DemoArgs) -> Result<(), UserError> {
             if embedded { " (embedded broker)" } else { "" },
             a.speed
         );
-        println!("pedf demo: files in {} (run.toml, devices.toml, day-inputs/, demo.sqlite); Ctrl-C stops", dir.display());
+        println!("pedf demo: files in {} (run.toml, devices.toml, day-inputs/, demo.sqlite, reference/: the built-in scenario, templates and factors, written at each start); Ctrl-C stops", dir.display());
         let summary = pedf_runtime::ems::run_and_serve(cfg, crate::run_cmd::shutdown_signal(a.for_seconds, "pedf demo"), |line| println!("pedf demo: {line}")).await.map_err(UserError)?;
         let now = demo.now.lock().map(|n| n.clone()).unwrap_or_default();
         drop(demo);

@@ -1,7 +1,8 @@
 //! `pedf demo` as a newcomer runs it: its own MQTT broker, the simulated park on loopback, the
 //! EMS and the dashboard; the API shows every device answering and the park's flows balanced;
 //! the dashboard in headless Chromium shows the live park (values that move, every device
-//! good); it stops cleanly at the end of `--for`.
+//! good); it stops cleanly at the end of `--for`. It runs from an empty folder, as an installed
+//! binary would: the reference scenario is built in.
 
 #[path = "../crates/pedf-runtime/tests/support/chromium.rs"]
 mod chromium;
@@ -28,8 +29,10 @@ fn the_demo_runs_the_park_and_serves_the_dashboard() {
     let dir = std::env::temp_dir().join(format!("pedf-demo-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let (web, modbus, mqtt) = (free_port(), free_port(), free_port());
+    let elsewhere = dir.join("an-empty-folder");
+    std::fs::create_dir_all(&elsewhere).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_pedf"))
-        .current_dir(ROOT)
+        .current_dir(&elsewhere)
         .args([
             "demo",
             "--for",
