@@ -36,6 +36,15 @@ pub struct ReplanConfig {
     /// Solver time limit per re-plan, s.
     #[serde(default = "default_time_limit")]
     pub time_limit_s: f64,
+    /// The least time from one re-plan's start to the next one an event or a deviation
+    /// asks for, min (default 5; the schedule's own re-plans keep `every_min`): events
+    /// meanwhile are held and taken together when the gap is over.
+    #[serde(default = "default_min_gap")]
+    pub min_gap_min: u32,
+}
+
+fn default_min_gap() -> u32 {
+    5
 }
 
 fn default_every() -> u32 {
@@ -94,6 +103,8 @@ pub struct Replanner {
     planner: Planner,
     task: Option<std::thread::JoinHandle<Outcome>>,
     last_slot: Option<DateTime<Utc>>,
+    /// When the last re-plan started.
+    last_start: Option<DateTime<Utc>>,
     deviation_since: Option<DateTime<Utc>>,
     /// A re-plan asked for by an event (a car arrived), and why.
     requested: Option<String>,
@@ -108,6 +119,7 @@ impl Replanner {
             planner: replan,
             task: None,
             last_slot: None,
+            last_start: None,
             deviation_since: None,
             requested: None,
         }
@@ -146,27 +158,41 @@ impl Replanner {
             None => true,
             Some(last) => slot >= last + every,
         };
-        match (periodic, self.requested.take()) {
-            (true, Some(why)) => return Some(format!("every {} min; {why}", self.cfg.every_min)),
-            (true, None) => return Some(format!("every {} min", self.cfg.every_min)),
-            (false, Some(why)) => return Some(why),
-            (false, None) => {}
+        if periodic {
+            return Some(match self.requested.take() {
+                Some(why) => format!("every {} min; {why}", self.cfg.every_min),
+                None => format!("every {} min", self.cfg.every_min),
+            });
         }
-        match plan_grid_kw {
+        // How long the grid has been off the plan (tracked every cycle, gap or not).
+        let deviation = match plan_grid_kw {
             Some(p) if (grid_kw - p).abs() > self.cfg.deviation_kw => {
                 let since = *self.deviation_since.get_or_insert(now);
-                if (now - since).num_seconds() >= self.cfg.deviation_s as i64 {
-                    self.deviation_since = None;
-                    return Some(format!(
+                ((now - since).num_seconds() >= self.cfg.deviation_s as i64).then(|| {
+                    format!(
                         "grid {grid_kw:.0} kW is {:.0} kW off the plan's {p:.0} kW for {} s",
                         (grid_kw - p).abs(),
                         self.cfg.deviation_s
-                    ));
-                }
+                    )
+                })
             }
-            _ => self.deviation_since = None,
+            _ => {
+                self.deviation_since = None;
+                None
+            }
+        };
+        // Events and deviations wait for the gap after the last re-plan (events are held).
+        let gap = chrono::Duration::minutes(i64::from(self.cfg.min_gap_min));
+        if self.last_start.is_some_and(|t| now < t + gap) {
+            return None;
         }
-        None
+        if let Some(why) = self.requested.take() {
+            return Some(why);
+        }
+        if deviation.is_some() {
+            self.deviation_since = None;
+        }
+        deviation
     }
 
     /// Starts a re-plan of the rest of the local day from `now` with the measured stored
@@ -183,6 +209,7 @@ impl Replanner {
         why: String,
     ) {
         self.last_slot = Some(self.park.clock.interval_start(now));
+        self.last_start = Some(now);
         let park = self.park.clone();
         let cfg = self.cfg.clone();
         let planner = self.planner;
@@ -384,6 +411,7 @@ mod tests {
             deviation_kw: 100.0,
             deviation_s: 60,
             time_limit_s: 5.0,
+            min_gap_min: 5,
         }
     }
 
@@ -442,8 +470,11 @@ mod tests {
         r.start(now, None, MonthSoFar::default(), Vec::new(), "test".into());
         r.request("a car arrived on ev-01".into());
         r.wait();
+        // Held for the gap after the last re-plan, then taken.
+        assert_eq!(r.due(now + chrono::Duration::minutes(4), 0.0, None), None);
         assert_eq!(
-            r.due(now, 0.0, None).as_deref(),
+            r.due(now + chrono::Duration::minutes(5), 0.0, None)
+                .as_deref(),
             Some("a car arrived on ev-01")
         );
     }
@@ -502,6 +533,34 @@ mod tests {
         assert!(r.due(at(50), 500.0, Some(350.0)).is_none());
         let why = r.due(at(111), 500.0, Some(350.0)).expect("61 s off");
         assert!(why.contains("150 kW off"), "{why}");
+    }
+
+    /// Deviations and events never re-plan sooner than `min_gap_min` after the last re-plan
+    /// started (at `pedf demo --speed 60` they once gave a re-plan every 2-4 simulated
+    /// minutes); the schedule's own re-plan keeps its cadence.
+    #[test]
+    fn deviations_and_events_wait_for_the_gap_after_the_last_replan() {
+        let mut r = Replanner::new(cfg(), park());
+        let now = Utc.with_ymd_and_hms(2026, 6, 21, 2, 0, 0).unwrap();
+        r.last_slot = Some(now);
+        r.last_start = Some(now);
+        let at = |s| now + chrono::Duration::seconds(s);
+        // Off the plan from the first second, an event at 30 s: nothing for 5 minutes.
+        r.request("a car arrived on ev-02".into());
+        for s in (1..300).step_by(7) {
+            assert_eq!(r.due(at(s), 500.0, Some(350.0)), None, "at {s} s");
+        }
+        // Then the held event first (the deviation waits for its own turn).
+        assert_eq!(
+            r.due(at(300), 500.0, Some(350.0)).as_deref(),
+            Some("a car arrived on ev-02")
+        );
+        // The deviation lasting since the first second is due at once after the gap.
+        let why = r.due(at(301), 500.0, Some(350.0)).expect("deviation");
+        assert!(why.contains("150 kW off"), "{why}");
+        // The schedule's re-plan at the next 15-minute slot is not held.
+        r.last_start = Some(at(895));
+        assert!(r.due(at(900), 350.0, Some(350.0)).is_some());
     }
 
     #[test]
