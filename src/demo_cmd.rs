@@ -221,7 +221,7 @@ pub fn run(a: DemoArgs) -> Result<(), UserError> {
         let run_file = dir.join("run.toml");
         let q = |p: &Path| p.display().to_string().replace('\\', "/");
         let text = format!(
-            "# Written by `pedf demo`.\npark = \"{}\"\ndevices = \"{}\"\nstore = \"{}\"\ncycle_ms = 1000\nretention_days = 1\nmqtt_client_id = \"pedf-demo-ems\"\ncommand_timeout_s = {timeout}\n\n[server]\nlisten = \"{listen}\"\nplan_inputs = \"{}\"\nemission_factors = \"{}\"\n\n[replan]\ninputs = \"{}\"\nevery_min = 15\ndeviation_kw = 100\ndeviation_s = 60\ntime_limit_s = 5\n",
+            "# Written by `pedf demo`.\npark = \"{}\"\ndevices = \"{}\"\nstore = \"{}\"\ncycle_ms = 1000\nretention_days = 1\nmqtt_client_id = \"pedf-demo-ems\"\ncommand_timeout_s = {timeout}\n\n[server]\nlisten = \"{listen}\"\nsimulated = \"the park simulated by pedf demo (physics of the reference scenario, not a real park's meters)\"\nplan_inputs = \"{}\"\nemission_factors = \"{}\"\n\n[replan]\ninputs = \"{}\"\nevery_min = 15\ndeviation_kw = 100\ndeviation_s = 60\ntime_limit_s = 5\n",
             q(&s.park_file.canonicalize().unwrap_or(s.park_file.clone())),
             q(&demo.devices_file),
             q(&store),

@@ -56,6 +56,7 @@ fn issue_a_day(dir: &Path) -> Certificate {
             options: &options,
             choice: &choice,
             green_certificates: Vec::new(),
+            simulated: None,
         },
         to,
         |c| Rendered {

@@ -77,6 +77,10 @@ pub struct ServerConfig {
     /// (default 0.9).
     #[serde(default = "default_min_coverage")]
     pub certificate_min_coverage: f64,
+    /// Set when the park's devices are simulated (`pedf demo` writes it): what they are.
+    /// Certificates issued from this EMS then say "simulated data" on their face.
+    #[serde(default)]
+    pub simulated: Option<String>,
 }
 
 fn default_min_coverage() -> f64 {

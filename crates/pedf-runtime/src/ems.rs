@@ -49,6 +49,7 @@ pub async fn run_and_serve(
             issuer_key: srv.issuer_key.clone().unwrap_or_default(),
             min_coverage: srv.certificate_min_coverage,
             time: cfg.time,
+            simulated: srv.simulated.clone(),
         };
         let state = AppState::new(
             park,

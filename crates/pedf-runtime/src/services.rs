@@ -38,6 +38,9 @@ pub struct EmsServices {
     pub min_coverage: f64,
     /// The EMS's clock: certificates issued through the API are stamped with its time.
     pub time: pedf_core::time::TimeSource,
+    /// Set when the devices are simulated (`pedf demo`): what they are; certificates say
+    /// so on their face.
+    pub simulated: Option<String>,
 }
 
 /// A certificate's bilingual statement.
@@ -46,7 +49,10 @@ fn statement(cert: &Certificate) -> pedf_report::statement::Statement {
     pedf_report::statement::Statement {
         title_zh: zh.into(),
         title_en: en.into(),
-        heading: cert.serial.clone(),
+        heading: match &cert.data_quality.simulated {
+            Some(_) => format!("{} · 模拟数据 SIMULATED DATA", cert.serial),
+            None => cert.serial.clone(),
+        },
         rows: pedf_carbon::certificate::rows(cert),
         closing: pedf_carbon::certificate::closing_lines(cert),
     }
@@ -208,7 +214,7 @@ impl Services for EmsServices {
         };
         let i = issuer
             .issue(
-                IssuePeriod::of(&setup, Vec::new()),
+                IssuePeriod::of(&setup, Vec::new()).simulated(self.simulated.clone()),
                 self.time.now(),
                 certificate_renderings,
             )

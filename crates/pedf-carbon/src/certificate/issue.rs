@@ -196,6 +196,9 @@ pub struct Period<'a> {
     pub choice: &'a FactorChoice,
     /// Green certificates declared for the months the period touches.
     pub green_certificates: Vec<GreenCertificates>,
+    /// What the records are when they are not a real park's measurements (e.g. "simulated
+    /// by pedf demo"): the certificate says so on its face.
+    pub simulated: Option<String>,
 }
 
 impl<'a> Period<'a> {
@@ -213,7 +216,15 @@ impl<'a> Period<'a> {
             options: &setup.options,
             choice: &setup.choice,
             green_certificates,
+            simulated: None,
         }
+    }
+
+    /// The same, marked as not a real park's measurements (`what`: e.g. "simulated by pedf
+    /// demo").
+    pub fn simulated(mut self, what: Option<String>) -> Period<'a> {
+        self.simulated = what;
+        self
     }
 }
 
@@ -341,6 +352,7 @@ impl CertificateIssuer<'_> {
             options,
             choice,
             green_certificates,
+            simulated,
         } = period;
         if !records.iter().any(|r| r.start >= from && r.start < to) {
             return Err(IssueError::NoRecords(format!(
@@ -402,6 +414,7 @@ impl CertificateIssuer<'_> {
                 factors: factors_used(choice),
                 meters: meters_of(park),
                 green_certificates,
+                simulated,
             },
         );
         let q = &cert.data_quality;
@@ -559,6 +572,17 @@ mod tests {
         issued_at: Option<DateTime<Utc>>,
         crash: Option<IssueStep>,
     ) -> Result<Issued, IssueError> {
+        issue_marked(dir, records, issued_at, crash, None)
+    }
+
+    /// [`issue_records`] with the records marked as simulated (`what`).
+    fn issue_marked(
+        dir: &Path,
+        records: Vec<IntervalRecord>,
+        issued_at: Option<DateTime<Utc>>,
+        crash: Option<IssueStep>,
+        simulated: Option<String>,
+    ) -> Result<Issued, IssueError> {
         let park = park();
         let day = park.clock.local(records[0].start).date_naive();
         let from = park.clock.start_of_local_day(day);
@@ -580,6 +604,7 @@ mod tests {
                 options: &options,
                 choice: &choice,
                 green_certificates: Vec::new(),
+                simulated,
             },
             issued_at.unwrap_or(to),
             render,
@@ -602,6 +627,39 @@ mod tests {
             .collect();
         v.sort();
         v
+    }
+
+    /// A certificate on simulated records (`pedf demo`) says so in its signed data and on its
+    /// face, and still verifies; one on measured records has no such key at all, so the
+    /// format-2 certificates issued before the mark existed are unchanged. (The demo's
+    /// certificates once looked like a real park's.)
+    #[test]
+    fn a_certificate_on_simulated_data_says_so_and_one_on_measured_data_is_unchanged() {
+        let park = park();
+        let what = "the park simulated by pedf demo";
+        let dir = fresh("simulated");
+        let i = issue_marked(&dir, records(&park), None, None, Some(what.into())).unwrap();
+        assert_eq!(i.cert.data_quality.simulated.as_deref(), Some(what));
+        crate::certificate::check_signature(&i.cert).unwrap();
+        let json = std::fs::read_to_string(dir.join(format!("{}.json", i.cert.serial))).unwrap();
+        assert!(
+            json.contains(&format!("\"simulated\":\"{what}\"")),
+            "{json}"
+        );
+        assert!(crate::certificate::rows(&i.cert)
+            .iter()
+            .any(|(zh, en, v)| zh == "数据性质"
+                && en == "Nature of the data"
+                && v.contains("SIMULATED DATA")));
+        // The recomputation from the same records finds nothing changed.
+        let diffs =
+            crate::certificate::compare_with_data(&i.cert, &records(&park), park.clock).unwrap();
+        assert!(diffs.is_empty(), "{diffs:?}");
+        let measured = issue_records(&fresh("measured"), records(&park), None, None).unwrap();
+        assert!(measured.cert.value()["data_quality"]
+            .get("simulated")
+            .is_none());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// A crash after each step of an issue leaves a whole certificate or none: before the

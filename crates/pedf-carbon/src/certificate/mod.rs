@@ -275,6 +275,11 @@ pub struct DataQuality {
     pub estimation_rule: String,
     /// The first gaps, as ranges of local time.
     pub first_gaps: Vec<String>,
+    /// Set when the records are not measurements of a real park (e.g. `pedf demo`'s
+    /// simulated devices): what they are. Absent otherwise, so certificates on measured data
+    /// are unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub simulated: Option<String>,
 }
 
 /// The records the figures come from.
@@ -393,6 +398,8 @@ pub struct IssueInput<'a> {
     pub meters: Vec<MeterUsed>,
     /// Green certificates declared for the months of the period.
     pub green_certificates: Vec<GreenCertificates>,
+    /// What the records are when they are not a real park's measurements (simulated).
+    pub simulated: Option<String>,
 }
 
 /// The lines the Merkle tree covers: the records inside the period, canonical CSV.
@@ -560,6 +567,7 @@ pub fn build(records: &[IntervalRecord], input: IssueInput) -> Certificate {
             estimated_intervals: a.totals.estimated_intervals,
             estimation_rule: "a missing interval claims no PV and is given the mean grid import of recorded intervals at the same time of day".into(),
             first_gaps: a.gaps.iter().take(20).map(|g| o.clock.format(*g)).collect(),
+            simulated: input.simulated,
         },
         records: RecordsDigest {
             count: lines.len(),
@@ -638,6 +646,8 @@ pub fn compare_with_data(
                     reference: g.reference.clone(),
                 })
                 .collect(),
+            // Said by the certificate, not by the records: taken as it is.
+            simulated: cert.data_quality.simulated.clone(),
         },
     );
     let mut diffs = Vec::new();
@@ -733,6 +743,7 @@ mod tests {
                     status: "sold".into(),
                     reference: "GEC-1".into(),
                 }],
+                simulated: None,
             },
         )
     }

@@ -20,6 +20,15 @@ pub fn rows(c: &Certificate) -> Vec<(String, String, String)> {
     let mut r: Vec<(String, String, String)> = Vec::new();
     let mut add = |zh: &str, en: &str, v: String| r.push((zh.into(), en.into(), v));
     add("声明编号", "Serial", c.serial.clone());
+    if let Some(what) = &c.data_quality.simulated {
+        add(
+            "数据性质",
+            "Nature of the data",
+            format!(
+                "模拟数据，非真实园区测量。SIMULATED DATA, not a real park's measurements: {what}"
+            ),
+        );
+    }
     add(
         "声明性质",
         "Status of this statement",
