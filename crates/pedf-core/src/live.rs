@@ -328,6 +328,13 @@ pub struct Live {
     pub park_name_zh: Option<String>,
     /// The cycle's time on the EMS clock.
     pub at: Option<DateTime<Utc>>,
+    /// The park's IANA time zone: every time the dashboard shows is in it, whatever the
+    /// viewer's own zone.
+    pub time_zone: String,
+    /// The park's local day at `at` (YYYY-MM-DD), the EMS's "today".
+    pub local_day: String,
+    /// The park's interval length, minutes.
+    pub interval_minutes: u32,
     /// The cycle number since start.
     pub cycle: u64,
     /// How long the last cycle's work took, ms.

@@ -11,7 +11,7 @@ mod common;
 use std::time::Instant;
 
 use chromium::{click, log_in, shot, start_browser, text, visible, wait_text};
-use common::{Ems, ROOT};
+use common::{ems_origin, Ems, ROOT};
 use fantoccini::Client;
 use serde_json::json;
 
@@ -134,4 +134,159 @@ async fn dashboard_in_headless_chromium() {
     let _ = c.close().await;
 
     ems.stop().await;
+}
+
+/// The live page's plan-against-actual chart on the park's clock with the browser in UTC: an
+/// intraday plan that starts at 10:30 is drawn from 10:30 and the records from their own
+/// times (it once drew the plan from midnight); the hour ticks are the park's; the plan page
+/// opens on the day's active plan with its terms named; and when the EMS stops, the page says
+/// its data is out of date.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn charts_are_on_the_parks_clock_and_stale_data_is_said() {
+    use pedf_core::records::IntervalRecord;
+    use pedf_store::Store;
+    let ems = Ems::start("charts").await;
+    let park = pedf_core::config::load_park(
+        "park",
+        &std::fs::read(format!("{ROOT}/config/qingzhou-pedf.toml")).unwrap(),
+    )
+    .value
+    .unwrap();
+    let now = ems_origin();
+    let day = park.clock.local(now).date_naive();
+    let midnight = park.clock.start_of_local_day(day);
+    let quarter = |k: i64| midnight + chrono::Duration::minutes(15 * k);
+    {
+        let mut st = Store::open(&ems.store).unwrap();
+        // Measured 08:00 to 10:00 at 400 kW of import.
+        let records: Vec<IntervalRecord> = (32..40)
+            .map(|k| IntervalRecord {
+                start: quarter(k),
+                grid_import_kwh: 100.0,
+                load_kwh: 95.0,
+                ..Default::default()
+            })
+            .collect();
+        st.put_records(&records, "measured").unwrap();
+        // An intraday plan of the EMS's day from 10:30: the reference day's rule-based plan,
+        // moved to this day.
+        let example = chrono::NaiveDate::from_ymd_opt(2026, 6, 21).unwrap();
+        let inputs = pedf_core::inputs::load_day_inputs_from_dir(
+            &park,
+            std::path::Path::new(&format!("{ROOT}/simulations/qingzhou-pedf/day-inputs")),
+            example,
+        )
+        .unwrap();
+        let mut plan = pedf_dispatch::plan_rule_based(
+            &park,
+            &inputs,
+            &pedf_dispatch::PlanOptions::default(),
+            &pedf_dispatch::CurrentState::default(),
+        )
+        .unwrap();
+        let shift = day - example;
+        for i in plan.intervals.iter_mut() {
+            i.start += shift;
+        }
+        plan.intervals
+            .retain(|i| i.start.with_timezone(&chrono::Utc) >= quarter(42));
+        assert_eq!(plan.intervals.len(), 96 - 42);
+        let id = st
+            .put_plan(
+                now,
+                &day.to_string(),
+                "optimized, intraday",
+                &serde_json::to_string(&plan).unwrap(),
+            )
+            .unwrap();
+        st.activate_plan(id).unwrap();
+    }
+    let profile = ems.dir.join("chromium-profile");
+    let (_driver, c) = start_browser(&profile).await;
+    async {
+        c.goto(&ems.base).await.unwrap();
+        log_in(&c, &ems.viewer).await;
+        let (ok, _) = wait_text(&c, "#who", 10.0, |t| t.contains("viewer")).await;
+        assert!(ok, "logged in");
+        // Wait (with a deadline) for both series.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        let drawn = loop {
+            let v = c
+                .execute(
+                    r#"const svg = document.getElementById('pva');
+                       const p = svg.querySelector('path.series.plan'), a = svg.querySelector('path.series.act');
+                       if (!p || !a) return null;
+                       const x0 = (e) => Number(e.getAttribute('d').match(/^M([0-9.]+)/)[1]);
+                       return { ticks: [...svg.querySelectorAll('text.xtick')].map((t) => [t.textContent, Number(t.getAttribute('x'))]),
+                                plan: x0(p), actual: x0(a),
+                                zone: Intl.DateTimeFormat().resolvedOptions().timeZone };"#,
+                    vec![],
+                )
+                .await
+                .unwrap();
+            if !v.is_null() {
+                break v;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the chart never drew both series"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        };
+        assert_eq!(drawn["zone"], "UTC", "the browser runs in UTC: {drawn}");
+        let tick = |label: &str| {
+            drawn["ticks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t[0] == label)
+                .and_then(|t| t[1].as_f64())
+                .unwrap_or_else(|| panic!("no {label} tick: {drawn}"))
+        };
+        // The park's hours (UTC would put 10:00 local at 02:00).
+        let (x9, x12) = (tick("09:00"), tick("12:00"));
+        let per_hour = (x12 - x9) / 3.0;
+        let plan = drawn["plan"].as_f64().unwrap();
+        let actual = drawn["actual"].as_f64().unwrap();
+        assert!(
+            (plan - (x9 + 1.5 * per_hour)).abs() < 0.5,
+            "the plan starts at 10:30: x {plan}, 09:00 at {x9}, 12:00 at {x12}"
+        );
+        assert!(
+            (actual - (x9 - per_hour)).abs() < 0.5,
+            "the records start at 08:00: x {actual}, 09:00 at {x9}"
+        );
+        shot(&c, ROOT, "live-zh-chart.png").await;
+
+        // The plan page opens on the day's active plan, its terms in the page's language.
+        click(&c, "[data-page=plan]").await;
+        let (ok, t) = wait_text(&c, "#plan-title", 10.0, |t| t.contains("2026-11-27")).await;
+        assert!(ok, "the active plan shown: `{t}`");
+        let (ok, t) = wait_text(&c, "#plan-terms", 5.0, |t| t.contains("需量电费 元")).await;
+        assert!(ok, "terms named: `{t}`");
+        shot(&c, ROOT, "plan-zh-desktop.png").await;
+
+        // The EMS stops: within seconds the page says its data is out of date.
+        click(&c, "[data-page=live]").await;
+    }
+    .await;
+    ems.stop().await;
+    // Its age counts up while the server is gone.
+    let (ok, t) = wait_text(&c, "#stale", 20.0, |t| {
+        t.starts_with("数据已过时")
+            && t.chars()
+                .filter(char::is_ascii_digit)
+                .collect::<String>()
+                .parse::<u64>()
+                .is_ok_and(|n| n >= 2)
+    })
+    .await;
+    assert!(ok, "stale data said with its age: `{t}`");
+    let stale = c
+        .execute("return document.body.classList.contains('stale');", vec![])
+        .await
+        .unwrap();
+    assert_eq!(stale, json!(true));
+    shot(&c, ROOT, "live-zh-stale.png").await;
+    let _ = c.close().await;
 }

@@ -115,7 +115,7 @@ pub(crate) async fn records(
         })
         .collect();
     Ok(Json(
-        json!({"day": day.to_string(), "intervals_per_day": starts.len(),
+        json!({"day": day.to_string(), "from": from, "to": to, "intervals_per_day": starts.len(),
         "interval_hours": clock.interval.hours().0, "records": list}),
     ))
 }

@@ -40,6 +40,14 @@ const I18N = {
     'c.consumption_kwh': '用电 kWh', 'c.location_kg': '购电排放（基于位置）kg', 'c.market_kg': '购电排放（基于市场）kg',
     'c.avoided_pv_kg': '光伏减排 kg', 'c.shifting_kg': '储能移峰效应 kg', 'c.park_intensity_kg_per_kwh': '园区用电碳强度 kg/kWh',
     'c.self_sufficiency': '自给率', 'c.self_consumption': '自消纳率', 'c.cfe_score': '无碳能源得分',
+    'chart.kw': 'kW', 'chart.soc': 'SoC %', 'chart.price': '底色：电价（越深越贵）', 'chart.now': '现在',
+    'stale.old': '数据已过时：最近一次更新在 {n} 秒前', 'msg.network': '无法连接服务器',
+    'pt.objective_cny': '目标函数 元', 'pt.energy_cost_cny': '购电电费 元', 'pt.export_revenue_cny': '售电收入 元',
+    'pt.demand_charge_cny': '需量电费 元', 'pt.month_peak_before_kw': '本月此前最大需量 kW',
+    'pt.demand_free_up_to_kw': '不增需量电费上限 kW', 'pt.carbon_cost_cny': '碳成本 元',
+    'pt.degradation_cost_cny': '储能损耗成本 元', 'pt.load_shed_cost_cny': '切负荷成本 元', 'pt.penalty_cny': '罚项 元',
+    'pt.carbon_kg': '碳排放 kg', 'pt.scope2_kg': '购电排放（范围二）kg', 'pt.scope2_allowance_kg': '范围二额度 kg',
+    'pt.scope2_without_ems_kg': '无EMS时范围二排放 kg', 'pt.peak_import_kw': '计划最大购电功率 kW',
   },
   en: {
     'nav.live': 'Live', 'nav.plan': 'Plan', 'nav.carbon': 'Carbon', 'nav.devices': 'Devices & events',
@@ -78,6 +86,14 @@ const I18N = {
     'c.consumption_kwh': 'Consumption kWh', 'c.location_kg': 'Scope 2 location-based kg', 'c.market_kg': 'Scope 2 market-based kg',
     'c.avoided_pv_kg': 'Avoided by PV kg', 'c.shifting_kg': 'Battery shifting effect kg', 'c.park_intensity_kg_per_kwh': 'Park intensity kg/kWh',
     'c.self_sufficiency': 'Self-sufficiency', 'c.self_consumption': 'Self-consumption', 'c.cfe_score': 'Carbon-free score',
+    'chart.kw': 'kW', 'chart.soc': 'SoC %', 'chart.price': 'shading: import price (darker is dearer)', 'chart.now': 'now',
+    'stale.old': 'Data out of date: last update {n} s ago', 'msg.network': 'The server cannot be reached',
+    'pt.objective_cny': 'Objective CNY', 'pt.energy_cost_cny': 'Energy cost CNY', 'pt.export_revenue_cny': 'Export revenue CNY',
+    'pt.demand_charge_cny': 'Demand charge CNY', 'pt.month_peak_before_kw': 'Month peak before the plan kW',
+    'pt.demand_free_up_to_kw': 'No demand charge up to kW', 'pt.carbon_cost_cny': 'Carbon cost CNY',
+    'pt.degradation_cost_cny': 'Battery wear CNY', 'pt.load_shed_cost_cny': 'Load shedding CNY', 'pt.penalty_cny': 'Penalties CNY',
+    'pt.carbon_kg': 'Carbon kg', 'pt.scope2_kg': 'Scope 2 kg', 'pt.scope2_allowance_kg': 'Scope 2 allowance kg',
+    'pt.scope2_without_ems_kg': 'Scope 2 without the EMS kg', 'pt.peak_import_kw': 'Planned peak import kW',
   },
 };
 
@@ -122,7 +138,35 @@ async function api(method, path, body) {
 
 function fail(e) {
   if (e.status === 401) { showLogin(); return; }
+  // fetch's own error (no answer at all) is the browser's text: said in the page's language.
+  if (e.status === undefined) { say(t('msg.network'), 'offline'); return; }
   say((e.status === 403 ? t('msg.forbidden') : t('msg.error')) + e.message, 'error');
+}
+
+// Times are shown in the park's zone (the live state's time_zone), never the browser's.
+const tz = () => (live && live.time_zone) || 'Asia/Shanghai';
+function parts(ms, withSeconds) {
+  const o = { timeZone: tz(), year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' };
+  if (withSeconds) o.second = '2-digit';
+  const p = {};
+  for (const x of new Intl.DateTimeFormat('en-GB', o).formatToParts(new Date(ms))) p[x.type] = x.value;
+  return p;
+}
+// 2026-11-27 10:30 (one unambiguous form in both languages).
+function fmtDateTime(v, withSeconds = true) {
+  const p = parts(new Date(v).getTime(), withSeconds);
+  return `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute}${withSeconds ? ':' + p.second : ''}`;
+}
+function fmtTime(v, withSeconds) {
+  const p = parts(new Date(v).getTime(), withSeconds);
+  return `${p.hour}:${p.minute}${withSeconds ? ':' + p.second : ''}`;
+}
+// The park's local day, `offsetDays` from the EMS's today (the live state's local_day).
+function parkDay(offsetDays) {
+  const base = live && live.local_day ? live.local_day : new Date().toISOString().slice(0, 10);
+  const d = new Date(`${base}T00:00:00Z`);
+  d.setUTCDate(d.getUTCDate() + offsetDays);
+  return d.toISOString().slice(0, 10);
 }
 
 // A flow no device measures now is unknown (null in the live state), never 0 kW.
@@ -141,7 +185,7 @@ function render(s) {
   live = s;
   const f = s.flows;
   $('park-name').textContent = lang === 'zh' && s.park_name_zh ? s.park_name_zh : s.park_name;
-  $('v-at').textContent = s.at ? new Date(s.at).toLocaleTimeString(lang === 'zh' ? 'zh-CN' : 'en-GB') : '–';
+  $('v-at').textContent = s.at ? fmtDateTime(s.at) : '–';
   $('mode-now').textContent = s.mode ? t('mode.' + s.mode.mode) + (s.mode.battery_kw !== undefined ? ` (${s.mode.battery_kw} kW)` : '') : '–';
   $('v-strategy').textContent = s.strategy;
   $('v-pv').textContent = kw(f.pv_kw);
@@ -191,7 +235,7 @@ function render(s) {
   const tb = $('devices');
   tb.replaceChildren(row([t('dev.id'), t('dev.cap'), t('dev.quality'), t('dev.last')], true),
     ...s.devices.map((x) => {
-      const r = row([x.id, x.capability, t('q.' + x.quality), x.last_ok ? new Date(x.last_ok).toLocaleTimeString() : '–']);
+      const r = row([x.id, x.capability, t('q.' + x.quality), x.last_ok ? fmtTime(x.last_ok, true) : '–']);
       r.children[2].className = 'q-' + x.quality;
       if (x.error) r.title = x.error;
       return r;
@@ -220,13 +264,30 @@ function connect() {
   stream = new EventSource('/api/v1/stream');
   stream.addEventListener('state', (ev) => {
     if ($('msg').className === 'offline') say('');
+    lastSeen = Date.now();
+    const first = !live || !live.local_day;
+    const day = live && live.local_day;
     render(JSON.parse(ev.data));
+    setStale(false);
+    // The park's midnight passed (at --speed the EMS's clock runs ahead): today's chart anew.
+    if (first || live.local_day !== day) loadPlanVsActual();
   });
   stream.onerror = () => {
     // The browser reconnects by itself; a 401 closes the stream, so check the session.
+    setStale(true);
     say(t('msg.offline'), 'offline');
     api('GET', '/api/v1/whoami').catch(fail);
   };
+}
+
+// Stale: no state for 5 s (the server stopped, the network is gone). Values are greyed,
+// their age is said and the flow's animation stops.
+let lastSeen = 0;
+function setStale(on) {
+  document.body.classList.toggle('stale', on);
+  const n = Math.round((Date.now() - lastSeen) / 1000);
+  $('stale').hidden = !on || !lastSeen;
+  $('stale').textContent = t('stale.old').replace('{n}', n);
 }
 
 function showLogin() {
@@ -245,6 +306,10 @@ async function start() {
     $('login').hidden = true;
     $('app').hidden = false;
     $('logout').hidden = false;
+    // The state once before the stream: the park's zone and today for what loads first.
+    render(await api('GET', '/api/v1/state'));
+    $('carbon-from').value = parkDay(-7);
+    $('carbon-to').value = parkDay(0);
     connect();
     loadEvents();
     loadPlanVsActual();
@@ -256,70 +321,115 @@ async function start() {
 async function loadEvents() {
   try {
     const ev = await api('GET', '/api/v1/events?limit=50');
-    $('events').replaceChildren(...ev.map((e) => li(`${new Date(e.at).toLocaleString()} [${e.severity}] ${e.message}`, e.severity)));
+    $('events').replaceChildren(...ev.map((e) => li(`${fmtDateTime(e.at)} [${e.severity}] ${e.message}`, e.severity)));
   } catch (e) { fail(e); }
 }
 
-function localDay(offsetDays) {
-  const d = new Date(Date.now() + offsetDays * 864e5);
-  return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
+// A chart on a time axis in the park's zone: `series` of {points: [[ms, value]], stepMs, cls,
+// right (SoC % on the right axis)}, drawn as steps over their interval (a single interval
+// shows); `bands` of {from, to, level 0..1} shade the import price; `now` marks the EMS's time.
+function timeChart(svg, { from, to, series, bands = [], now = null, right = false }) {
+  const W = 800; const H = 240; const L = 52; const R = right ? 48 : 14; const T = 18; const B = 26;
+  svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
+  const ns = 'http://www.w3.org/2000/svg';
+  const el = (name, attrs, text) => {
+    const e = document.createElementNS(ns, name);
+    for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+    if (text !== undefined) e.textContent = text;
+    return e;
+  };
+  const left = series.filter((x) => !x.right).flatMap((x) => x.points.map((p) => p[1])).filter(Number.isFinite);
+  let lo = Math.min(0, ...left); let hi = Math.max(1, ...left);
+  const raw = (hi - lo) / 4; const mag = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((m) => m >= raw);
+  lo = Math.floor(lo / step) * step; hi = Math.ceil(hi / step) * step;
+  const x = (ms) => L + ((ms - from) / (to - from)) * (W - L - R);
+  const y = (v) => H - B - ((v - lo) / (hi - lo)) * (H - T - B);
+  const ys = (v) => H - B - (v / 100) * (H - T - B);
+  const parts_ = [];
+  for (const b of bands) {
+    parts_.push(el('rect', { x: x(b.from).toFixed(1), y: T, width: (x(b.to) - x(b.from)).toFixed(1), height: H - T - B, class: 'band', 'fill-opacity': (0.04 + 0.22 * b.level).toFixed(3) }));
+  }
+  for (let v = lo; v <= hi + step / 2; v += step) {
+    parts_.push(el('line', { x1: L, x2: W - R, y1: y(v), y2: y(v), class: v === 0 ? 'axis zero' : 'axis' }));
+    parts_.push(el('text', { x: L - 4, y: y(v) + 4, class: 'tick ytick' }, `${+v.toFixed(6)}`));
+  }
+  parts_.push(el('text', { x: L - 4, y: T - 6, class: 'tick ytick' }, t('chart.kw')));
+  if (right) {
+    for (const v of [0, 50, 100]) parts_.push(el('text', { x: W - R + 4, y: ys(v) + 4, class: 'tick rtick' }, `${v}`));
+    parts_.push(el('text', { x: W - R + 4, y: T - 6, class: 'tick rtick' }, t('chart.soc')));
+  }
+  // Hour ticks: every 3 h of the park's clock (every hour for spans of 6 h or less).
+  const hour = 3600e3; const every = to - from <= 6 * hour ? hour : 3 * hour;
+  const p0 = parts(from); const offset = (Number(p0.hour) * 60 + Number(p0.minute)) * 60e3;
+  for (let tk = from - offset + Math.ceil(offset / every) * every; tk <= to; tk += every) {
+    parts_.push(el('line', { x1: x(tk), x2: x(tk), y1: T, y2: H - B, class: 'axis vgrid' }));
+    const tx = el('text', { x: x(tk), y: H - B + 16, class: 'tick xtick' }, fmtTime(tk));
+    tx.dataset.ms = tk;
+    parts_.push(tx);
+  }
+  for (const s_ of series) {
+    const pts = s_.points.filter((p) => Number.isFinite(p[1])).sort((a, b) => a[0] - b[0]);
+    if (!pts.length) continue;
+    const yy = s_.right ? ys : y;
+    let d = ''; let end = null;
+    for (const [ms, v] of pts) {
+      d += (end === ms ? `V${yy(v).toFixed(1)}` : `M${x(ms).toFixed(1)},${yy(v).toFixed(1)}`) + `H${x(ms + s_.stepMs).toFixed(1)}`;
+      end = ms + s_.stepMs;
+    }
+    const path = el('path', { d, class: 'series ' + s_.cls });
+    path.dataset.firstMs = pts[0][0];
+    parts_.push(path);
+  }
+  if (now !== null && now >= from && now <= to) {
+    parts_.push(el('line', { x1: x(now), x2: x(now), y1: T, y2: H - B, class: 'now' }));
+    parts_.push(el('text', { x: x(now) + 3, y: T + 10, class: 'tick' }, t('chart.now')));
+  }
+  svg.replaceChildren(...parts_);
+  svg.dataset.from = from; svg.dataset.to = to;
 }
 
-// A small line chart: series of {values, cls}, on a shared y scale unless `right` is set.
-function chart(svg, series, w = 400, h = svg.viewBox.baseVal.height) {
-  const pad = 24;
-  const all = series.filter((s) => !s.right).flatMap((s) => s.values.filter((v) => v !== null));
-  const lo = Math.min(0, ...all); const hi = Math.max(1, ...all);
-  const n = Math.max(...series.map((s) => s.values.length), 2);
-  const x = (i) => pad + (i * (w - 2 * pad)) / (n - 1);
-  const y = (v, s) => (s.right ? h - pad - (v / 100) * (h - 2 * pad) : h - pad - ((v - lo) / (hi - lo)) * (h - 2 * pad));
-  const ns = 'http://www.w3.org/2000/svg';
-  const parts = [];
-  const zero = document.createElementNS(ns, 'line');
-  zero.setAttribute('x1', pad); zero.setAttribute('x2', w - pad);
-  zero.setAttribute('y1', y(0, {})); zero.setAttribute('y2', y(0, {}));
-  zero.setAttribute('class', 'axis');
-  parts.push(zero);
-  for (const [v, cls] of [[hi, 'hi'], [lo, 'lo']]) {
-    const tx = document.createElementNS(ns, 'text');
-    tx.setAttribute('x', 2); tx.setAttribute('y', y(v, {}) + 4); tx.setAttribute('class', 'tick');
-    tx.textContent = `${Math.round(v)}`;
-    if (cls) parts.push(tx);
-  }
-  for (const s of series) {
-    let d = '';
-    s.values.forEach((v, i) => { if (v !== null) d += `${d ? 'L' : 'M'}${x(i).toFixed(1)},${y(v, s).toFixed(1)}`; });
-    const p = document.createElementNS(ns, 'path');
-    p.setAttribute('d', d); p.setAttribute('class', 'series ' + s.cls);
-    parts.push(p);
-  }
-  svg.replaceChildren(...parts);
+// The plan's import price as shading, darkest at its dearest interval.
+function priceBands(intervals, stepMs) {
+  const prices = intervals.map((i) => i.import_price_cny_per_kwh);
+  const lo = Math.min(...prices); const hi = Math.max(...prices);
+  return intervals.map((i) => {
+    const from = Date.parse(i.start);
+    return { from, to: from + stepMs, level: hi > lo ? (i.import_price_cny_per_kwh - lo) / (hi - lo) : 0 };
+  });
+}
+
+function emptyChart(svg, key) {
+  const tx = document.createElementNS('http://www.w3.org/2000/svg', 'text');
+  svg.setAttribute('viewBox', '0 0 800 240');
+  tx.setAttribute('x', 400); tx.setAttribute('y', 120); tx.setAttribute('class', 'empty');
+  tx.textContent = t(key);
+  svg.replaceChildren(tx);
 }
 
 async function loadPlanVsActual() {
   try {
-    const day = localDay(0);
+    const day = parkDay(0);
     const [plans, recs] = await Promise.all([
       api('GET', `/api/v1/plans?day=${day}`),
       api('GET', `/api/v1/records?day=${day}`),
     ]);
     const act = plans.find((p) => p.active);
-    let planned = [];
+    const stepMs = recs.interval_hours * 3600e3;
+    let planned = []; let bands = [];
     if (act) {
       const p = await api('GET', `/api/v1/plans/${act.id}`);
-      planned = p.plan.intervals.map((i) => i.grid_import_kw - i.grid_export_kw);
+      // Each interval at its own start: an intraday plan begins where it begins.
+      planned = p.plan.intervals.map((i) => [Date.parse(i.start), i.grid_import_kw - i.grid_export_kw]);
+      bands = priceBands(p.plan.intervals, stepMs);
     }
-    const n = Math.max(planned.length, recs.intervals_per_day);
-    const actual = new Array(n).fill(null);
-    for (const r of recs.records) actual[r.index] = (r.grid_import_kwh - r.grid_export_kwh) / recs.interval_hours;
-    if (!planned.length && !recs.records.length) {
-      const tx = document.createElementNS('http://www.w3.org/2000/svg', 'text');
-      tx.setAttribute('x', 200); tx.setAttribute('y', 80); tx.setAttribute('class', 'empty');
-      tx.textContent = t('pva.empty');
-      $('pva').replaceChildren(tx);
-      return;
-    }
-    chart($('pva'), [{ values: planned, cls: 'plan' }, { values: actual, cls: 'act' }]);
+    const actual = recs.records.map((r) => [Date.parse(r.start), (r.grid_import_kwh - r.grid_export_kwh) / recs.interval_hours]);
+    if (!planned.length && !actual.length) { emptyChart($('pva'), 'pva.empty'); return; }
+    timeChart($('pva'), {
+      from: Date.parse(recs.from), to: Date.parse(recs.to), bands,
+      now: live && live.at ? Date.parse(live.at) : null,
+      series: [{ points: planned, stepMs, cls: 'plan' }, { points: actual, stepMs, cls: 'act' }],
+    });
   } catch (e) { fail(e); }
 }
 
@@ -331,7 +441,7 @@ async function listPlans() {
       const b = document.createElement('button');
       b.textContent = t('plan.view');
       b.onclick = () => viewPlan(p.id);
-      return row([`#${p.id}`, p.strategy, new Date(p.created).toLocaleString(), p.active ? t('plan.active') : '', b]);
+      return row([`#${p.id}`, p.strategy, fmtDateTime(p.created), p.active ? t('plan.active') : '', b]);
     }));
   } catch (e) { fail(e); }
 }
@@ -343,22 +453,56 @@ async function viewPlan(id) {
     $('plan-view').hidden = false;
     $('plan-title').textContent = `#${p.id} · ${p.day} · ${p.strategy}${p.active ? ' · ' + t('plan.active') : ''}`;
     const iv = p.plan.intervals;
-    chart($('plan-chart'), [
-      { values: iv.map((i) => i.grid_import_kw - i.grid_export_kw), cls: 'grid' },
-      { values: iv.map((i) => i.pv_used_kw), cls: 'pv' },
-      { values: iv.map((i) => i.battery_discharge_kw - i.battery_charge_kw), cls: 'bat' },
-      { values: iv.map((i) => (live && live.battery_capacity_kwh > 0 ? (100 * i.battery_soc_kwh) / live.battery_capacity_kwh : null)), cls: 'soc', right: true },
-    ]);
+    const stepMs = p.plan.interval_minutes * 60e3;
+    if (iv.length) {
+      const at = (i) => Date.parse(i.start);
+      const cap = live && live.battery_capacity_kwh > 0 ? live.battery_capacity_kwh : null;
+      // The plan's day from midnight (an intraday plan starts where it starts).
+      const from = Math.min(at(iv[0]), Date.parse(`${p.day}T00:00:00${iv[0].start.slice(19)}`));
+      timeChart($('plan-chart'), {
+        from, to: Math.max(at(iv[iv.length - 1]) + stepMs, from + 864e5), right: cap !== null,
+        bands: priceBands(iv, stepMs),
+        series: [
+          { points: iv.map((i) => [at(i), i.grid_import_kw - i.grid_export_kw]), stepMs, cls: 'grid' },
+          { points: iv.map((i) => [at(i), i.pv_used_kw]), stepMs, cls: 'pv' },
+          { points: iv.map((i) => [at(i), i.battery_discharge_kw - i.battery_charge_kw]), stepMs, cls: 'bat' },
+          { points: cap ? iv.map((i) => [at(i), (100 * i.battery_soc_kwh) / cap]) : [], stepMs, cls: 'soc', right: true },
+        ],
+      });
+    } else emptyChart($('plan-chart'), 'msg.none');
     const terms = $('plan-terms');
     terms.replaceChildren();
-    for (const [k, v] of Object.entries(p.plan)) {
+    // The bill's terms first, then the peak and carbon figures; anything newer after them.
+    const order = ['objective_cny', 'energy_cost_cny', 'export_revenue_cny', 'demand_charge_cny', 'degradation_cost_cny',
+      'carbon_cost_cny', 'load_shed_cost_cny', 'penalty_cny', 'peak_import_kw', 'month_peak_before_kw',
+      'demand_free_up_to_kw', 'scope2_kg', 'scope2_without_ems_kg', 'scope2_allowance_kg', 'carbon_kg'];
+    const rank = (k) => (order.includes(k) ? order.indexOf(k) : order.length);
+    const entries = Object.entries(p.plan).sort((a, b) => rank(a[0]) - rank(b[0]));
+    for (const [k, v] of entries) {
       if (typeof v !== 'number' || k === 'interval_minutes') continue;
-      const dt = document.createElement('dt'); dt.textContent = k;
+      const dt = document.createElement('dt'); dt.textContent = t('pt.' + k).replace(/^pt\./, '');
       const dd = document.createElement('dd'); dd.textContent = v.toFixed(2);
       terms.append(dt, dd);
     }
     const keys = iv.length ? Object.keys(iv[0]).filter((k) => typeof iv[0][k] !== 'object') : [];
-    $('plan-table').replaceChildren(row(keys, true), ...iv.map((i) => row(keys.map((k) => (typeof i[k] === 'number' ? i[k].toFixed(2) : String(i[k]))))));
+    const cell = (k, v) => {
+      if (k === 'start') return fmtTime(v);
+      if (typeof v !== 'number') return String(v);
+      return v.toFixed(k.endsWith('_per_kwh') ? 4 : 1);
+    };
+    $('plan-table').replaceChildren(row(keys, true), ...iv.map((i) => row(keys.map((k) => cell(k, i[k])))));
+  } catch (e) { fail(e); }
+}
+
+// The plan page opens on today's active plan (the day's list, the active one shown).
+async function openPlanPage() {
+  if (!$('plan-day').value) $('plan-day').value = parkDay(0);
+  await listPlans();
+  if (currentPlan) return;
+  try {
+    const plans = await api('GET', `/api/v1/plans?day=${$('plan-day').value}`);
+    const act = plans.find((p) => p.active);
+    if (act) viewPlan(act.id);
   } catch (e) { fail(e); }
 }
 
@@ -366,7 +510,7 @@ function showPage(name) {
   document.querySelectorAll('.tab').forEach((b) => b.classList.toggle('active', b.dataset.page === name));
   document.querySelectorAll('.page').forEach((p) => { p.hidden = p.id !== 'page-' + name; });
   if (name === 'devices') loadEvents();
-  if (name === 'plan') listPlans();
+  if (name === 'plan') openPlanPage();
   if (name === 'live') loadPlanVsActual();
 }
 
@@ -394,9 +538,6 @@ document.addEventListener('DOMContentLoaded', () => {
       say(`${t('msg.saved')}: ${t('mode.' + m.mode)}`, 'ok');
     } catch (err) { fail(err); }
   };
-  $('plan-day').value = localDay(1);
-  $('carbon-from').value = localDay(-7);
-  $('carbon-to').value = localDay(1);
   $('plan-list').onclick = listPlans;
   $('plan-form').onsubmit = async (e) => {
     e.preventDefault();
@@ -446,4 +587,8 @@ document.addEventListener('DOMContentLoaded', () => {
   };
   start();
   setInterval(() => { if (!$('app').hidden && !$('page-live').hidden) loadPlanVsActual(); }, 60000);
+  setInterval(() => {
+    const stale = document.body.classList.contains('stale');
+    if (stale || (stream && lastSeen && Date.now() - lastSeen > 5000)) setStale(true);
+  }, 1000);
 });

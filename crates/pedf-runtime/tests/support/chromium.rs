@@ -30,8 +30,10 @@ pub fn free_port() -> u16 {
 pub async fn start_browser(profile: &std::path::Path) -> (Driver, Client) {
     let port = free_port();
     // Without --allowed-ips chromedriver listens on loopback only.
+    // The browser in UTC: the dashboard must show the park's zone, not the viewer's.
     let child = Command::new("chromedriver")
         .arg(format!("--port={port}"))
+        .env("TZ", "UTC")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
