@@ -158,6 +158,16 @@ fn plans_accounts_and_certifies_through_the_api() {
         None,
     );
     assert_eq!(list[0]["active"], Value::Bool(true), "{list}");
+    // The activation is an event naming who made it.
+    let (_, ev) = call(&c, "GET", &format!("{b}/api/v1/events"), &viewer, None);
+    let said = format!("plan #{id} (");
+    assert!(
+        ev.as_array().unwrap().iter().any(|e| {
+            let m = e["message"].as_str().unwrap();
+            m.starts_with(&said) && m.contains("made active by admin #")
+        }),
+        "{ev}"
+    );
     // A day without inputs: a clear reason.
     let (s, v) = call(
         &c,

@@ -232,6 +232,15 @@ async fn mode_changes_are_authorised_audited_and_followed() {
     }
     let (s, _) = get(&c, &format!("{b}/api/v1/audit"), Some(&ems.viewer)).await;
     assert_eq!(s, 403);
+    // The operator's action is an event anyone with a token sees, not only an audit row.
+    let (_, ev) = get(&c, &format!("{b}/api/v1/events"), Some(&ems.viewer)).await;
+    assert!(
+        ev.as_array().unwrap().iter().any(|e| e["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("mode manual (battery -50 kW) set by operator #")),
+        "{ev}"
+    );
     // The audit of the mode change is in the store the runtime writes.
     let st = Store::open(&ems.store).unwrap();
     assert!(st.audit_count().unwrap() > 0);

@@ -137,7 +137,8 @@ pub(crate) async fn mode_put(
     };
     let view = ModeView::from(&mode);
     let reason = b.reason.unwrap_or_else(|| "set from the API".into());
-    s.store()
+    let mut store = s.store();
+    store
         .audit(
             s.inner.time.now(),
             "park",
@@ -149,6 +150,21 @@ pub(crate) async fn mode_put(
             "accepted",
         )
         .map_err(internal)?;
+    // An operator's action is an event too (the audit holds every setpoint besides).
+    let _ = store.event(
+        s.inner.time.now(),
+        "info",
+        "control",
+        &format!(
+            "mode {}{} set by {}: {reason}",
+            view.mode,
+            b.battery_kw
+                .map(|kw| format!(" (battery {kw} kW)"))
+                .unwrap_or_default(),
+            c.who()
+        ),
+    );
+    drop(store);
     s.inner
         .counters
         .control_actions

@@ -90,7 +90,24 @@ pub(crate) async fn plan_activate(
     let Some((row, _)) = store.plan(id).map_err(internal)? else {
         return Err(ApiError(StatusCode::NOT_FOUND, format!("no plan #{id}")));
     };
+    let before = store.active_plan(&row.day).map_err(internal)?;
     store.activate_plan(id).map_err(internal)?;
+    let _ = store.event(
+        s.inner.time.now(),
+        "info",
+        "plan",
+        &format!(
+            "plan #{id} ({}) for {} made active by {}{}",
+            row.strategy,
+            row.day,
+            c.who(),
+            match before {
+                Some((old, strategy, _)) if old != id =>
+                    format!(", replacing plan #{old} ({strategy})"),
+                _ => String::new(),
+            }
+        ),
+    );
     store
         .audit(
             s.inner.time.now(),

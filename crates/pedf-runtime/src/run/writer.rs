@@ -167,13 +167,17 @@ impl Write {
                 severity,
                 why,
             } => {
+                let before = store.active_plan(day)?;
                 let id = store.put_plan(*at, day, strategy, json)?;
                 store.activate_plan(id)?;
+                let replaced = before
+                    .map(|(old, s, _)| format!(", replacing plan #{old} ({s})"))
+                    .unwrap_or_default();
                 store.event(
                     *at,
                     severity,
                     "plan",
-                    &format!("re-planned ({why}): plan #{id} ({strategy}) active"),
+                    &format!("re-planned ({why}): plan #{id} ({strategy}) active{replaced}"),
                 )
             }
             #[cfg(test)]
