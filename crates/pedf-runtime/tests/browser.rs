@@ -258,6 +258,13 @@ async fn charts_are_on_the_parks_clock_and_stale_data_is_said() {
         );
         shot(&c, ROOT, "live-zh-chart.png").await;
 
+        // A card per charger: its state and its power against the limit in force.
+        let (ok, t) = wait_text(&c, ".charger[data-id=ev-01]", 5.0, |t| {
+            t.starts_with("ev-01 · ") && t.contains(" kW")
+        })
+        .await;
+        assert!(ok, "the charger's card: `{t}`");
+
         // The plan page opens on the day's active plan, its terms in the page's language.
         click(&c, "[data-page=plan]").await;
         let (ok, t) = wait_text(&c, "#plan-title", 10.0, |t| t.contains("2026-11-27")).await;

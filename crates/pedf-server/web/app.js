@@ -41,6 +41,8 @@ const I18N = {
     'c.avoided_pv_kg': '光伏减排 kg', 'c.shifting_kg': '储能移峰效应 kg', 'c.park_intensity_kg_per_kwh': '园区用电碳强度 kg/kWh',
     'c.self_sufficiency': '自给率', 'c.self_consumption': '自消纳率', 'c.cfe_score': '无碳能源得分',
     'chart.kw': 'kW', 'chart.soc': 'SoC %', 'chart.price': '底色：电价（越深越贵）', 'chart.now': '现在',
+    'live.chargers': '充电桩', 'ch.charging': '充电中', 'ch.waiting': '车辆在桩，未充电', 'ch.idle': '空闲', 'ch.lost': '未应答',
+    'ch.limit': '限值', 'ch.session': '本次', 'ch.leaves': '预计离开',
     'stale.old': '数据已过时：最近一次更新在 {n} 秒前', 'msg.network': '无法连接服务器',
     'pt.objective_cny': '目标函数 元', 'pt.energy_cost_cny': '购电电费 元', 'pt.export_revenue_cny': '售电收入 元',
     'pt.demand_charge_cny': '需量电费 元', 'pt.month_peak_before_kw': '本月此前最大需量 kW',
@@ -87,6 +89,8 @@ const I18N = {
     'c.avoided_pv_kg': 'Avoided by PV kg', 'c.shifting_kg': 'Battery shifting effect kg', 'c.park_intensity_kg_per_kwh': 'Park intensity kg/kWh',
     'c.self_sufficiency': 'Self-sufficiency', 'c.self_consumption': 'Self-consumption', 'c.cfe_score': 'Carbon-free score',
     'chart.kw': 'kW', 'chart.soc': 'SoC %', 'chart.price': 'shading: import price (darker is dearer)', 'chart.now': 'now',
+    'live.chargers': 'EV chargers', 'ch.charging': 'charging', 'ch.waiting': 'car plugged in, not charging', 'ch.idle': 'free', 'ch.lost': 'not answering',
+    'ch.limit': 'limit', 'ch.session': 'session', 'ch.leaves': 'leaves',
     'stale.old': 'Data out of date: last update {n} s ago', 'msg.network': 'The server cannot be reached',
     'pt.objective_cny': 'Objective CNY', 'pt.energy_cost_cny': 'Energy cost CNY', 'pt.export_revenue_cny': 'Export revenue CNY',
     'pt.demand_charge_cny': 'Demand charge CNY', 'pt.month_peak_before_kw': 'Month peak before the plan kW',
@@ -229,6 +233,7 @@ function render(s) {
       el.className = b && !b.on_track ? 'alarm' : '';
     }
   }
+  renderChargers(s);
   const al = $('alarms');
   al.replaceChildren(...[...s.alarms, ...s.faults].map((a) => li(a, 'alarm')));
   if (!al.children.length) al.append(li(t('msg.none')));
@@ -240,6 +245,37 @@ function render(s) {
       if (x.error) r.title = x.error;
       return r;
     }));
+}
+
+// A card per charger: its state, power against the limit in force, the session's energy
+// against what the car asked and when it leaves, the charger's last answer.
+function renderChargers(s) {
+  const quality = Object.fromEntries(s.devices.map((d) => [d.id, d]));
+  $('chargers').replaceChildren(...s.chargers.map((c) => {
+    const q = quality[c.id];
+    const state = c.kw === null || (q && q.quality !== 'good') ? 'lost'
+      : c.kw > 0.05 ? 'charging' : c.session ? 'waiting' : 'idle';
+    const e = document.createElement('div');
+    e.className = 'charger ' + state;
+    e.dataset.id = c.id;
+    const line = (text, cls) => { const d = document.createElement('div'); d.textContent = text; if (cls) d.className = cls; return d; };
+    const head = document.createElement('div');
+    const b = document.createElement('b'); b.textContent = c.id;
+    head.append(b, ` · ${t('ch.' + state)}`);
+    e.append(head);
+    e.append(line(`${kw(c.kw)}${c.setpoint_kw === null || c.setpoint_kw === undefined ? '' : ` / ${t('ch.limit')} ${c.setpoint_kw.toFixed(1)} kW`}`, 'kw'));
+    if (c.session) {
+      const ss = c.session;
+      e.append(line(`${t('ch.session')} ${ss.delivered_kwh.toFixed(1)} / ${ss.requested_kwh.toFixed(1)} kWh`));
+      const bar = document.createElement('div'); bar.className = 'bar';
+      const fill = document.createElement('i');
+      fill.style.width = `${Math.min(100, (100 * ss.delivered_kwh) / Math.max(ss.requested_kwh, 1e-9)).toFixed(0)}%`;
+      bar.append(fill); e.append(bar);
+      e.append(line(`${t('ch.leaves')} ${fmtDateTime(ss.departure, false)}`));
+    }
+    if (q && q.last_ok) e.title = `${t('dev.last')}: ${fmtDateTime(q.last_ok)}`;
+    return e;
+  }));
 }
 
 function li(text, cls) {
