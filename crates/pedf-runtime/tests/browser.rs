@@ -128,6 +128,18 @@ async fn dashboard_in_headless_chromium() {
             .unwrap();
         assert_eq!(width, json!(true), "no horizontal scrolling at phone width");
         assert!(visible(&c, "#v-grid").await);
+        // A header of two short rows (it once took 150 px in four), flow values readable.
+        let sizes = c
+            .execute(
+                "return [document.querySelector('header').getBoundingClientRect().height,
+                         document.getElementById('v-grid').getBoundingClientRect().height];",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let (header, value) = (sizes[0].as_f64().unwrap(), sizes[1].as_f64().unwrap());
+        assert!(header <= 90.0, "header {header} px high at phone width");
+        assert!(value >= 12.0, "flow value {value} px high at phone width");
         shot(&c, ROOT, "live-en-phone.png").await;
     }
     .await;
