@@ -336,6 +336,43 @@ fn plans_accounts_and_certifies_through_the_api() {
         String::from_utf8_lossy(&verify.stdout),
         String::from_utf8_lossy(&verify.stderr)
     );
+    // The records it covers, from the API, and the data check: the figures recomputed from
+    // them, the Merkle root over them (the PDF's verify command works as printed).
+    let records = c
+        .get(format!("{b}/api/v1/certificates/{serial}/records"))
+        .bearer_auth(&viewer)
+        .send()
+        .unwrap();
+    assert_eq!(records.status().as_u16(), 200);
+    assert!(records.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
+    std::fs::write(dir.join("covered.csv"), records.bytes().unwrap()).unwrap();
+    let verify = Command::new(env!("CARGO_BIN_EXE_pedf"))
+        .args([
+            "certificate",
+            "verify",
+            dir.join("downloaded.json").to_str().unwrap(),
+            "--public-key",
+            &issuer_public_key,
+            "--data",
+            dir.join("covered.csv").to_str().unwrap(),
+            "--ledger",
+            dir.join("var/certificates/ledger.jsonl").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    assert!(verify.status.success(), "{said}");
+    assert!(
+        said.contains("every figure recomputed from the 95 records matches; Merkle root matches"),
+        "the data was checked: {said}"
+    );
     // The same period again: refused, a period is certified once.
     let (s, v) = call(
         &c,

@@ -129,14 +129,18 @@ pub enum CertificateFormat {
     Pdf,
     /// The signed certificate.
     Json,
+    /// The interval records it covers, as the CSV `pedf certificate verify --data` reads:
+    /// exactly the records its Merkle root hashes.
+    Records,
 }
 
 impl CertificateFormat {
-    /// From the API's `pdf` or `json`.
+    /// From the API's `pdf`, `json` or `records`.
     pub fn parse(text: &str) -> Option<CertificateFormat> {
         match text {
             "pdf" => Some(CertificateFormat::Pdf),
             "json" => Some(CertificateFormat::Json),
+            "records" => Some(CertificateFormat::Records),
             _ => None,
         }
     }
@@ -146,6 +150,7 @@ impl CertificateFormat {
         match self {
             CertificateFormat::Pdf => "pdf",
             CertificateFormat::Json => "json",
+            CertificateFormat::Records => "records.csv",
         }
     }
 
@@ -154,6 +159,7 @@ impl CertificateFormat {
         match self {
             CertificateFormat::Pdf => "application/pdf",
             CertificateFormat::Json => "application/json",
+            CertificateFormat::Records => "text/csv; charset=utf-8",
         }
     }
 }

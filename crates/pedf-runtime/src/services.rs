@@ -116,6 +116,34 @@ impl EmsServices {
         .map_err(ServiceError::Unprocessable)
     }
 
+    /// The records a certificate covers, as its issue took them from the store (the
+    /// intervals observed whole inside its period), in the records file format: what
+    /// `pedf certificate verify --data` recomputes the certificate from.
+    fn certificate_records(&self, id: &str) -> Result<String, ServiceError> {
+        let p = self.certificates.join(format!("{id}.json"));
+        let text = std::fs::read_to_string(&p)
+            .map_err(|_| ServiceError::NotFound(format!("no certificate {id}")))?;
+        let cert: Certificate = serde_json::from_str(&text)
+            .map_err(|e| ServiceError::Failed(format!("certificate {id}: {e}")))?;
+        let instant = |s: &str| {
+            pedf_core::time::parse_rfc3339(s)
+                .map_err(|e| ServiceError::Failed(format!("certificate {id}'s period: {e}")))
+        };
+        let (from, to) = (instant(&cert.period.from)?, instant(&cert.period.to)?);
+        let setup = self.setup(Period { from, to })?;
+        let inside: Vec<_> = setup
+            .records
+            .into_iter()
+            .filter(|r| r.start >= from && r.start < to)
+            .collect();
+        Ok(format!(
+            "# The interval records certificate {id} covers ({} to {}), from the EMS store: check with\n# pedf certificate verify {id}.json --public-key KEY --data {id}.records.csv\n{}",
+            cert.period.from,
+            cert.period.to,
+            pedf_core::records::write_records(&inside, &self.park.clock)
+        ))
+    }
+
     fn text(&self, t: chrono::DateTime<chrono::Utc>) -> String {
         self.park.clock.local(t).to_rfc3339()
     }
@@ -251,6 +279,9 @@ impl Services for EmsServices {
         format: CertificateFormat,
     ) -> Result<Vec<u8>, ServiceError> {
         let kind = format.extension();
+        if format == CertificateFormat::Records {
+            return self.certificate_records(id).map(String::into_bytes);
+        }
         let p = self.certificates.join(format!("{id}.{kind}"));
         std::fs::read(&p)
             .map_err(|_| ServiceError::NotFound(format!("no {kind} of certificate {id}")))

@@ -130,7 +130,9 @@ pub(crate) async fn certificate_file(
     Path((id, kind)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let Some(format) = CertificateFormat::parse(&kind) else {
-        return Err(bad_request(format!("kind: `{kind}` is not pdf or json")));
+        return Err(bad_request(format!(
+            "kind: `{kind}` is not pdf, json or records"
+        )));
     };
     let content_type = format.content_type();
     if !id
@@ -146,7 +148,7 @@ pub(crate) async fn certificate_file(
             (header::CONTENT_TYPE, content_type.to_string()),
             (
                 header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{id}.{kind}\""),
+                format!("attachment; filename=\"{id}.{}\"", format.extension()),
             ),
         ],
         bytes,

@@ -614,9 +614,10 @@ document.addEventListener('DOMContentLoaded', () => {
       const p = $('cert-out');
       p.replaceChildren();
       p.append(`${r.id}: ${r.stated_t} t CO₂ `);
-      for (const k of ['pdf', 'json']) {
+      // The statement, the signed certificate and the records it covers (for the check).
+      for (const [k, file, label] of [['pdf', 'pdf', 'PDF'], ['json', 'json', 'JSON'], ['records', 'records.csv', 'CSV']]) {
         const a = document.createElement('a');
-        a.href = `/api/v1/certificates/${r.id}/${k}`; a.textContent = k.toUpperCase(); a.download = `${r.id}.${k}`;
+        a.href = `/api/v1/certificates/${r.id}/${k}`; a.textContent = label; a.download = `${r.id}.${file}`;
         p.append(a, ' ');
       }
     } catch (err) { fail(err); }

@@ -276,8 +276,12 @@ pub fn closing_lines(c: &Certificate) -> Vec<String> {
             key_fingerprint(&c.issuer.public_key)
         ),
         format!(
-            "$ pedf certificate verify {}.json --public-key {} --data RECORDS.csv",
+            "$ pedf certificate verify {0}.json --public-key {1} --data {0}.records.csv",
             c.serial, c.issuer.public_key
+        ),
+        format!(
+            "记录文件 The records file: the one it was issued from; from a park's EMS, GET /api/v1/certificates/{}/records (exactly the records the Merkle root covers).",
+            c.serial
         ),
         "只有当该密钥来自签发方公布的渠道时，核验才有意义。 The check means something only with the key from the issuer's published channel, not from this page alone.".into(),
     ]
