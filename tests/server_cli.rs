@@ -338,17 +338,17 @@ fn plans_accounts_and_certifies_through_the_api() {
     );
     // The records it covers, from the API, and the data check: the figures recomputed from
     // them, the Merkle root over them (the PDF's verify command works as printed).
-    let records = c
+    let covered = c
         .get(format!("{b}/api/v1/certificates/{serial}/records"))
         .bearer_auth(&viewer)
         .send()
         .unwrap();
-    assert_eq!(records.status().as_u16(), 200);
-    assert!(records.headers()["content-type"]
+    assert_eq!(covered.status().as_u16(), 200);
+    assert!(covered.headers()["content-type"]
         .to_str()
         .unwrap()
         .starts_with("text/csv"));
-    std::fs::write(dir.join("covered.csv"), records.bytes().unwrap()).unwrap();
+    std::fs::write(dir.join("covered.csv"), covered.bytes().unwrap()).unwrap();
     let verify = Command::new(env!("CARGO_BIN_EXE_pedf"))
         .args([
             "certificate",
@@ -373,6 +373,67 @@ fn plans_accounts_and_certifies_through_the_api() {
         said.contains("every figure recomputed from the 95 records matches; Merkle root matches"),
         "the data was checked: {said}"
     );
+    // The day's history: its bill, computed here from the records with the park file's June
+    // prices by hand (not pedf's tariff code), and terms that add up to the month's total.
+    let (s, h) = call(
+        &c,
+        "GET",
+        &format!("{b}/api/v1/history?from=2026-06-21&to=2026-06-22"),
+        &viewer,
+        None,
+    );
+    assert_eq!(s, 200, "{h}");
+    let june_price = |hour: u32| match hour {
+        0..=6 | 10 | 23 => 0.32,
+        7..=9 | 14 | 15 | 21 | 22 => 0.65,
+        11..=13 => 0.20,
+        16..=18 => 1.05,
+        _ => 1.25,
+    };
+    let whole = &records[..records.len() - 1];
+    let hour = |r: &pedf_core::records::IntervalRecord| {
+        use chrono::Timelike;
+        park.clock.local(r.start).hour()
+    };
+    let energy: f64 = whole
+        .iter()
+        .map(|r| r.grid_import_kwh * june_price(hour(r)))
+        .sum();
+    let export: f64 = whole.iter().map(|r| r.grid_export_kwh * 0.3949).sum();
+    let wear: f64 = whole.iter().map(|r| r.battery_discharge_kwh * 0.10).sum();
+    let peak = whole
+        .iter()
+        .map(|r| r.grid_import_kwh / 0.25)
+        .fold(0.0, f64::max);
+    let day = &h["days"][0];
+    let close = |v: &Value, x: f64| (v.as_f64().unwrap() - x).abs() < 1e-6 * x.abs().max(1.0);
+    assert_eq!(day["day"], "2026-06-21", "{h}");
+    assert_eq!(
+        (&day["intervals"], &day["intervals_expected"]),
+        (&serde_json::json!(95), &serde_json::json!(96))
+    );
+    assert!(close(&day["energy_cny"], energy), "energy {energy}: {day}");
+    assert!(close(&day["export_cny"], export), "export {export}: {day}");
+    assert!(close(&day["wear_cny"], wear), "wear {wear}: {day}");
+    assert!(close(&day["peak_import_kw"], peak), "peak {peak}: {day}");
+    let month = &h["months"][0];
+    assert!(close(&month["demand_cny"], 38.0 * peak), "{month}");
+    assert!(
+        close(&month["total_cny"], energy - export + 38.0 * peak + wear),
+        "{month}"
+    );
+    let csv = c
+        .get(format!(
+            "{b}/api/v1/history?from=2026-06-21&to=2026-06-22&format=csv"
+        ))
+        .bearer_auth(&viewer)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let lines: Vec<&str> = csv.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(lines.len(), 2, "{csv}");
+    assert!(lines[0].starts_with("day,intervals,") && lines[1].starts_with("2026-06-21,95,96,"));
     // The same period again: refused, a period is certified once.
     let (s, v) = call(
         &c,

@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod assets;
+pub mod bill;
 pub mod config;
 pub mod csvtext;
 pub mod inputs;

@@ -45,6 +45,39 @@ pub struct PlannedDay {
     pub plan: Plan,
 }
 
+/// A day of the park's history: its bill (energy by flow, cost by term) and its carbon.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HistoryDay {
+    /// The day's energy and bill terms.
+    #[serde(flatten)]
+    pub bill: crate::bill::DayBill,
+    /// Intervals the day has.
+    pub intervals_expected: usize,
+    /// Location-based Scope 2 of the day's import, kg.
+    pub scope2_kg: f64,
+    /// CO2 avoided by the park's PV, kg.
+    pub avoided_kg: f64,
+    /// Share of consumption served by the park's PV, 0..1.
+    pub self_sufficiency: f64,
+}
+
+/// The park's history over a period, day by day, with its months' bills.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct History {
+    /// The period's start, the park's local time.
+    pub from: String,
+    /// The period's end (exclusive).
+    pub to: String,
+    /// Each day with a record.
+    pub days: Vec<HistoryDay>,
+    /// Each month a day belongs to: the demand charge on its peak so far and the total.
+    pub months: Vec<crate::bill::MonthBill>,
+    /// Intervals the tariff gives no price for (counted at 0 CNY).
+    pub unpriced_intervals: usize,
+    /// What the figures rest on (the records counted, the tariff, the factor).
+    pub notes: Vec<String>,
+}
+
 /// A period's carbon accounting, as the API returns it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CarbonSummary {

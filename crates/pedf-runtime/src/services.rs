@@ -11,8 +11,8 @@ use pedf_carbon::factors::FactorTable;
 use pedf_carbon::period::PeriodSetup;
 use pedf_core::inputs::FolderError;
 use pedf_core::services::{
-    CarbonSummary, CarbonTotals, CertificateFormat, IssuedCertificate, Period, PlannedDay,
-    ServiceError,
+    CarbonSummary, CarbonTotals, CertificateFormat, History, HistoryDay, IssuedCertificate, Period,
+    PlannedDay, ServiceError,
 };
 use pedf_core::Park;
 use pedf_dispatch::{plan_optimized, CurrentState, PlanOptions};
@@ -225,6 +225,59 @@ impl Services for EmsServices {
                 self_consumption: tt.self_consumption,
                 cfe_score: tt.cfe_score,
             },
+        })
+    }
+
+    fn history(&self, period: Period) -> Result<History, ServiceError> {
+        let setup = self.setup(period)?;
+        let clock = &self.park.clock;
+        // Not past the EMS's now: the intervals still to come are no gap of the day.
+        let now = self.time.now();
+        let end = setup
+            .to
+            .min(clock.interval_start(now) + clock.interval.duration());
+        let bill = pedf_core::bill::bill(&self.park, &setup.records, setup.from, end);
+        let days = bill
+            .days
+            .into_iter()
+            .map(|b| {
+                let date =
+                    chrono::NaiveDate::parse_from_str(&b.day, "%Y-%m-%d").unwrap_or_default();
+                let from = clock.start_of_local_day(date).max(setup.from);
+                let to = clock
+                    .start_of_local_day(date + chrono::Duration::days(1))
+                    .min(end);
+                let a = pedf_carbon::account::account(&setup.records, from, to, &setup.options);
+                HistoryDay {
+                    intervals_expected: a.totals.intervals,
+                    scope2_kg: a.totals.location_kg,
+                    avoided_kg: a.totals.avoided_pv_kg,
+                    self_sufficiency: a.totals.self_sufficiency,
+                    bill: b,
+                }
+            })
+            .collect();
+        let mut notes = vec![
+            "records: the intervals the EMS observed whole (measured); a day's missing intervals are counted in its carbon figures as the carbon page estimates them, never in its bill".to_string(),
+            format!(
+                "bill: {} (source: {}); the demand charge is the month's on its highest {}-minute import so far",
+                self.park.tariff.name, self.park.tariff.source, self.park.tariff.demand.window_minutes
+            ),
+            format!("carbon: {}", setup.choice.location.describe()),
+        ];
+        if bill.unpriced_intervals > 0 {
+            notes.push(format!(
+                "{} interval(s) have no time-of-use price in the tariff: counted at 0 CNY",
+                bill.unpriced_intervals
+            ));
+        }
+        Ok(History {
+            from: self.text(period.from),
+            to: self.text(period.to),
+            days,
+            months: bill.months,
+            unpriced_intervals: bill.unpriced_intervals,
+            notes,
         })
     }
 

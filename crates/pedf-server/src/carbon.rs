@@ -64,6 +64,88 @@ pub(crate) async fn carbon(
     ))
 }
 
+#[derive(Deserialize)]
+pub(crate) struct HistoryQuery {
+    from: Option<String>,
+    to: Option<String>,
+    format: Option<String>,
+}
+
+/// The park's history, day by day: energy by flow, the bill's terms (energy at its
+/// time-of-use prices, export, wear; each month's demand charge on its peak so far) and
+/// carbon, as JSON or (`format=csv`) one CSV line per day.
+pub(crate) async fn history(
+    _c: Caller,
+    State(s): State<AppState>,
+    Query(q): Query<HistoryQuery>,
+) -> Result<Response, ApiError> {
+    let (Some(from), Some(to)) = (q.from, q.to) else {
+        return Err(bad_request(
+            "from and to: both are needed (dates YYYY-MM-DD or RFC 3339 instants)",
+        ));
+    };
+    let csv = match q.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => return Err(bad_request(format!("format: `{other}` is not json or csv"))),
+    };
+    let period = parse_period(&s.inner.park, &from, &to)?;
+    let h = on_blocking_pool(&s, move |x| x.history(period)).await??;
+    if !csv {
+        return Ok(Json(h).into_response());
+    }
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"history-{from}-{to}.csv\""),
+            ),
+        ],
+        history_csv(&h),
+    )
+        .into_response())
+}
+
+/// One line per day: energy kWh, the bill's terms CNY, the day's peak kW, carbon kg.
+fn history_csv(h: &pedf_core::services::History) -> String {
+    let mut s = String::new();
+    for n in &h.notes {
+        s.push_str(&format!("# {n}\n"));
+    }
+    s.push_str("day,intervals,intervals_expected,pv_kwh,import_kwh,export_kwh,battery_charge_kwh,battery_discharge_kwh,load_kwh,ev_kwh,energy_cny,export_cny,wear_cny,peak_import_kw,scope2_kg,avoided_kg,self_sufficiency\n");
+    for d in &h.days {
+        let b = &d.bill;
+        s.push_str(&format!(
+            "{},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.2},{:.2},{:.2},{:.1},{:.1},{:.1},{:.4}\n",
+            b.day,
+            b.intervals,
+            d.intervals_expected,
+            b.pv_kwh,
+            b.import_kwh,
+            b.export_kwh,
+            b.battery_charge_kwh,
+            b.battery_discharge_kwh,
+            b.load_kwh,
+            b.ev_kwh,
+            b.energy_cny,
+            b.export_cny,
+            b.wear_cny,
+            b.peak_import_kw,
+            d.scope2_kg,
+            d.avoided_kg,
+            d.self_sufficiency
+        ));
+    }
+    for m in &h.months {
+        s.push_str(&format!(
+            "# month {}: {} day(s), energy {:.2} CNY - export {:.2} CNY + demand {:.2} CNY (peak {:.1} kW) + wear {:.2} CNY = {:.2} CNY\n",
+            m.month, m.days, m.energy_cny, m.export_cny, m.demand_cny, m.peak_import_kw, m.wear_cny, m.total_cny
+        ));
+    }
+    s
+}
+
 /// A period from the API's `from` and `to`: dates (the park's local midnight) or RFC 3339
 /// instants with an offset, `from` before `to`.
 pub(crate) fn parse_period(park: &Park, from: &str, to: &str) -> Result<Period, ApiError> {

@@ -59,6 +59,8 @@ pub trait Services: Send + Sync + 'static {
     fn plan_day(&self, date: chrono::NaiveDate) -> Result<PlannedDay, ServiceError>;
     /// Carbon accounting of a period from the store's interval records.
     fn carbon(&self, period: Period) -> Result<CarbonSummary, ServiceError>;
+    /// The park's history over a period: each day's energy, bill terms and carbon.
+    fn history(&self, period: Period) -> Result<pedf_core::services::History, ServiceError>;
     /// Issues a certificate for a period; `by` is who asked.
     fn issue_certificate(
         &self,
@@ -204,6 +206,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/plans/{id}"),
     ("post", "/api/v1/plans/{id}/activate"),
     ("get", "/api/v1/carbon"),
+    ("get", "/api/v1/history"),
     ("post", "/api/v1/certificates"),
     ("get", "/api/v1/certificates/{id}/{kind}"),
     ("get", "/api/v1/tokens"),
@@ -229,6 +232,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/plans/{id}", get(plan_get))
         .route("/api/v1/plans/{id}/activate", post(plan_activate))
         .route("/api/v1/carbon", get(carbon))
+        .route("/api/v1/history", get(carbon::history))
         .route("/api/v1/certificates", post(certificate_issue))
         .route("/api/v1/certificates/{id}/{kind}", get(certificate_file))
         .route("/api/v1/tokens", get(token_list).post(token_create))

@@ -30,6 +30,9 @@ impl Services for Slow {
     fn plan_day(&self, _: chrono::NaiveDate) -> Result<PlannedDay, ServiceError> {
         Err(ServiceError::NotConfigured("not here".into()))
     }
+    fn history(&self, _: Period) -> Result<pedf_core::services::History, ServiceError> {
+        Err(ServiceError::NotConfigured("not here".into()))
+    }
     fn carbon(&self, period: Period) -> Result<CarbonSummary, ServiceError> {
         let _ = self.entered.lock().unwrap().send(());
         let _ = self
