@@ -285,6 +285,18 @@ async fn charts_are_on_the_parks_clock_and_stale_data_is_said() {
         assert!(ok, "terms named: `{t}`");
         shot(&c, ROOT, "plan-zh-desktop.png").await;
 
+        // The month's bill on the history page: 800 kWh at the flat 0.65 CNY/kWh, and
+        // 38 CNY/kW-month on the 400 kW peak; the terms add up to the total.
+        click(&c, "[data-page=history]").await;
+        let (ok, t) = wait_text(&c, "#history-months tr[data-month='2026-11']", 10.0, |t| {
+            t.contains("520.00") && t.contains("15200.00") && t.contains("15720.00")
+        })
+        .await;
+        assert!(ok, "the month's bill: `{t}` ({})", text(&c, "#msg").await);
+        let (ok, t) = wait_text(&c, "#history-days", 5.0, |t| t.contains("2026-11-27")).await;
+        assert!(ok, "the day's row: `{t}`");
+        shot(&c, ROOT, "history-zh-desktop.png").await;
+
         // The EMS stops: within seconds the page says its data is out of date.
         click(&c, "[data-page=live]").await;
     }

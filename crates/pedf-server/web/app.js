@@ -41,6 +41,11 @@ const I18N = {
     'c.avoided_pv_kg': '光伏减排 kg', 'c.shifting_kg': '储能移峰效应 kg', 'c.park_intensity_kg_per_kwh': '园区用电碳强度 kg/kWh',
     'c.self_sufficiency': '自给率', 'c.self_consumption': '自消纳率', 'c.cfe_score': '无碳能源得分',
     'chart.kw': 'kW', 'chart.soc': 'SoC %', 'chart.price': '底色：电价（越深越贵）', 'chart.now': '现在',
+    'nav.history': '历史与电费', 'history.show': '查询', 'history.csv': '导出 CSV',
+    'h.month': '月份', 'h.days': '天数', 'h.energy': '电度电费 元', 'h.export': '售电收入 元', 'h.demand': '需量电费 元',
+    'h.peak': '最大需量 kW', 'h.wear': '储能损耗 元', 'h.total': '合计 元', 'h.day': '日期', 'h.cover': '时段',
+    'h.pv': '光伏 kWh', 'h.import': '购电 kWh', 'h.exportkwh': '售电 kWh', 'h.use': '用电 kWh', 'h.scope2': '购电排放 kg',
+    'h.avoided': '减排 kg', 'h.selfsuff': '自给率',
     'live.chargers': '充电桩', 'ch.charging': '充电中', 'ch.waiting': '车辆在桩，未充电', 'ch.idle': '空闲', 'ch.lost': '未应答',
     'ch.limit': '限值', 'ch.session': '本次', 'ch.leaves': '预计离开',
     'stale.old': '数据已过时：最近一次更新在 {n} 秒前', 'msg.network': '无法连接服务器',
@@ -89,6 +94,11 @@ const I18N = {
     'c.avoided_pv_kg': 'Avoided by PV kg', 'c.shifting_kg': 'Battery shifting effect kg', 'c.park_intensity_kg_per_kwh': 'Park intensity kg/kWh',
     'c.self_sufficiency': 'Self-sufficiency', 'c.self_consumption': 'Self-consumption', 'c.cfe_score': 'Carbon-free score',
     'chart.kw': 'kW', 'chart.soc': 'SoC %', 'chart.price': 'shading: import price (darker is dearer)', 'chart.now': 'now',
+    'nav.history': 'History & bill', 'history.show': 'Show', 'history.csv': 'Export CSV',
+    'h.month': 'Month', 'h.days': 'Days', 'h.energy': 'Energy CNY', 'h.export': 'Export CNY', 'h.demand': 'Demand charge CNY',
+    'h.peak': 'Peak demand kW', 'h.wear': 'Battery wear CNY', 'h.total': 'Total CNY', 'h.day': 'Day', 'h.cover': 'Intervals',
+    'h.pv': 'PV kWh', 'h.import': 'Import kWh', 'h.exportkwh': 'Export kWh', 'h.use': 'Consumption kWh', 'h.scope2': 'Scope 2 kg',
+    'h.avoided': 'Avoided kg', 'h.selfsuff': 'Self-sufficiency',
     'live.chargers': 'EV chargers', 'ch.charging': 'charging', 'ch.waiting': 'car plugged in, not charging', 'ch.idle': 'free', 'ch.lost': 'not answering',
     'ch.limit': 'limit', 'ch.session': 'session', 'ch.leaves': 'leaves',
     'stale.old': 'Data out of date: last update {n} s ago', 'msg.network': 'The server cannot be reached',
@@ -530,6 +540,36 @@ async function viewPlan(id) {
   } catch (e) { fail(e); }
 }
 
+// History: each month's bill (its terms add up to the total) and each day's energy, cost
+// and carbon; the same as CSV from the API.
+async function loadHistory() {
+  const from = $('history-from').value; const to = $('history-to').value;
+  $('history-csv').href = `/api/v1/history?from=${from}&to=${to}&format=csv`;
+  try {
+    const h = await api('GET', `/api/v1/history?from=${from}&to=${to}`);
+    const num = (v, d = 2) => v.toFixed(d);
+    const numRow = (cells, head) => {
+      const r = row(cells, head);
+      [...r.children].forEach((c, i) => { if (i > 0) c.className = 'num'; });
+      return r;
+    };
+    $('history-months').replaceChildren(
+      numRow([t('h.month'), t('h.days'), t('h.energy'), t('h.export'), t('h.demand'), t('h.peak'), t('h.wear'), t('h.total')], true),
+      ...h.months.map((m) => {
+        const r = numRow([m.month, String(m.days), num(m.energy_cny), m.export_cny > 0.005 ? `−${num(m.export_cny)}` : num(0), num(m.demand_cny), num(m.peak_import_kw, 1), num(m.wear_cny), num(m.total_cny)]);
+        r.dataset.month = m.month;
+        return r;
+      }));
+    $('history-notes').textContent = h.notes.join(' · ');
+    $('history-days').replaceChildren(
+      numRow([t('h.day'), t('h.cover'), t('h.pv'), t('h.import'), t('h.exportkwh'), t('h.use'), t('h.energy'), t('h.export'), t('h.wear'), t('h.peak'), t('h.scope2'), t('h.avoided'), t('h.selfsuff')], true),
+      ...h.days.map((d) => numRow([d.day, `${d.intervals}/${d.intervals_expected}`, num(d.pv_kwh, 1), num(d.import_kwh, 1), num(d.export_kwh, 1),
+        num(d.load_kwh + d.ev_kwh, 1), num(d.energy_cny), num(d.export_cny), num(d.wear_cny), num(d.peak_import_kw, 1),
+        num(d.scope2_kg, 1), num(d.avoided_kg, 1), pct(d.self_sufficiency)])));
+    say('');
+  } catch (e) { fail(e); }
+}
+
 // The plan page opens on today's active plan (the day's list, the active one shown).
 async function openPlanPage() {
   if (!$('plan-day').value) $('plan-day').value = parkDay(0);
@@ -548,6 +588,11 @@ function showPage(name) {
   if (name === 'devices') loadEvents();
   if (name === 'plan') openPlanPage();
   if (name === 'live') loadPlanVsActual();
+  if (name === 'history') {
+    // This billing month so far by default.
+    if (!$('history-from').value) { $('history-from').value = `${parkDay(0).slice(0, 8)}01`; $('history-to').value = parkDay(1); }
+    loadHistory();
+  }
 }
 
 document.addEventListener('DOMContentLoaded', () => {
@@ -575,6 +620,7 @@ document.addEventListener('DOMContentLoaded', () => {
     } catch (err) { fail(err); }
   };
   $('plan-list').onclick = listPlans;
+  $('history-form').onsubmit = (e) => { e.preventDefault(); loadHistory(); };
   $('plan-form').onsubmit = async (e) => {
     e.preventDefault();
     say(t('msg.planning'), 'ok');

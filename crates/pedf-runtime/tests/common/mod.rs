@@ -76,9 +76,28 @@ impl Ems {
         let (stop, stop_rx) = watch::channel(false);
         let (orders_tx, orders_rx) = tokio::sync::mpsc::channel(64);
         let time = cfg.time;
-        let state = AppState::new(park, live_rx, mode_tx, store, None, stop_rx.clone())
-            .with_time(time)
-            .with_orders(orders_tx);
+        // The application's services (carbon, history, certificates) on the EMS's store.
+        let services = pedf_runtime::services::EmsServices {
+            park: park.clone(),
+            store: cfg.store.clone(),
+            plan_inputs: None,
+            factors: format!("{ROOT}/config/emission-factors/china-grid.toml").into(),
+            certificates: dir.join("certificates"),
+            issuer_key: dir.join("issuer.key"),
+            min_coverage: pedf_carbon::certificate::DEFAULT_MIN_COVERAGE,
+            time,
+            simulated: None,
+        };
+        let state = AppState::new(
+            park,
+            live_rx,
+            mode_tx,
+            store,
+            Some(Box::new(services)),
+            stop_rx.clone(),
+        )
+        .with_time(time)
+        .with_orders(orders_tx);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(pedf_server::serve(listener, state, stop_rx.clone()));
