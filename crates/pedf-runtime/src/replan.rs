@@ -105,6 +105,9 @@ pub struct Replanner {
     last_slot: Option<DateTime<Utc>>,
     /// When the last re-plan started.
     last_start: Option<DateTime<Utc>>,
+    /// The interval of the last re-plan a deviation asked for: at most one per interval (a
+    /// re-plan cannot mend a forecast error of the interval it starts in).
+    last_deviation_slot: Option<DateTime<Utc>>,
     deviation_since: Option<DateTime<Utc>>,
     /// A re-plan asked for by an event (a car arrived), and why.
     requested: Option<String>,
@@ -120,6 +123,7 @@ impl Replanner {
             task: None,
             last_slot: None,
             last_start: None,
+            last_deviation_slot: None,
             deviation_since: None,
             requested: None,
         }
@@ -190,7 +194,11 @@ impl Replanner {
             return Some(why);
         }
         if deviation.is_some() {
+            if self.last_deviation_slot == Some(slot) {
+                return None;
+            }
             self.deviation_since = None;
+            self.last_deviation_slot = Some(slot);
         }
         deviation
     }
@@ -558,9 +566,18 @@ mod tests {
         // The deviation lasting since the first second is due at once after the gap.
         let why = r.due(at(301), 500.0, Some(350.0)).expect("deviation");
         assert!(why.contains("150 kW off"), "{why}");
+        // It lasts on: no second deviation re-plan in the same interval, one in the next.
+        r.last_start = Some(at(301));
+        assert_eq!(r.due(at(400), 500.0, Some(350.0)), None, "starts the clock");
+        assert_eq!(r.due(at(700), 500.0, Some(350.0)), None, "same interval");
+        r.last_slot = Some(at(900));
+        let next = r
+            .due(at(1000), 500.0, Some(350.0))
+            .expect("the next interval's");
+        assert!(next.contains("150 kW off"), "{next}");
         // The schedule's re-plan at the next 15-minute slot is not held.
-        r.last_start = Some(at(895));
-        assert!(r.due(at(900), 350.0, Some(350.0)).is_some());
+        r.last_start = Some(at(1795));
+        assert!(r.due(at(1800), 350.0, Some(350.0)).is_some());
     }
 
     #[test]
