@@ -115,6 +115,53 @@ async fn dashboard_in_headless_chromium() {
         .await;
         assert!(ok, "devices table: `{t}`");
         shot(&c, ROOT, "devices-en-desktop.png").await;
+        // The operator sees no tokens; an admin creates one (shown once) and revokes it.
+        assert!(!visible(&c, "#tokens-card").await);
+        click(&c, "#logout").await;
+        let (ok, _) = wait_text(&c, "#login h2", 3.0, |t| t == "Log in").await;
+        assert!(ok, "back at the login form");
+        log_in(&c, &ems.admin).await;
+        let (ok, t) = wait_text(&c, "#who", 5.0, |t| t.contains("admin")).await;
+        assert!(ok, "{t}");
+        click(&c, "[data-page=devices]").await;
+        let (ok, t) = wait_text(&c, "#tokens", 5.0, |t| t.contains("wall screen")).await;
+        assert!(ok, "the tokens listed: `{t}`");
+        c.execute(
+            "document.getElementById('token-label').value = 'lobby screen';
+             document.getElementById('token-role').value = 'viewer';
+             document.getElementById('token-days').value = '30';",
+            vec![],
+        )
+        .await
+        .unwrap();
+        click(&c, "#token-form button").await;
+        let (ok, t) = wait_text(&c, "#token-new", 5.0, |t| t.contains("pedf_")).await;
+        assert!(ok, "the new token shown once: `{t}`");
+        let (ok, t) = wait_text(&c, "#tokens", 5.0, |t| t.contains("lobby screen")).await;
+        assert!(ok, "the new token listed: `{t}`");
+        c.execute(
+            "[...document.querySelectorAll('#tokens tr')].find((r) => r.textContent.includes('lobby screen')).querySelector('button').click();",
+            vec![],
+        )
+        .await
+        .unwrap();
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        let revoked = loop {
+            let state = c
+                .execute(
+                    "const r = [...document.querySelectorAll('#tokens tr')].find((r) => r.textContent.includes('lobby screen'));
+                     return r ? r.lastElementChild.textContent : null;",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            if state == json!("revoked") || Instant::now() > deadline {
+                break state;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        };
+        let (ok, t) = (revoked == json!("revoked"), revoked.to_string());
+        assert!(ok, "the token revoked: `{t}`");
 
         // Phone-sized screen: the live page still shows the flow and values, one column.
         c.set_window_size(390, 844).await.unwrap();

@@ -40,7 +40,12 @@ const I18N = {
     'c.consumption_kwh': '用电 kWh', 'c.location_kg': '购电排放（基于位置）kg', 'c.market_kg': '购电排放（基于市场）kg',
     'c.avoided_pv_kg': '光伏减排 kg', 'c.shifting_kg': '储能移峰效应 kg', 'c.park_intensity_kg_per_kwh': '园区用电碳强度 kg/kWh',
     'c.self_sufficiency': '自给率', 'c.self_consumption': '自消纳率', 'c.cfe_score': '无碳能源得分',
+    'c.intervals': '数据', 'c.intervals.v': '实测时段 {m} 个，估算时段 {e} 个（估算时段不计光伏减排）',
     'chart.kw': 'kW', 'chart.soc': 'SoC %', 'chart.price': '底色：电价（越深越贵）', 'chart.now': '现在',
+    'tok.title': '访问令牌（管理员）', 'tok.label': '用途，例如 值班电脑', 'tok.viewer': '查看', 'tok.operator': '运行人员',
+    'tok.admin': '管理员', 'tok.days': '有效天数（可空）', 'tok.create': '创建令牌', 'tok.revoke': '吊销',
+    'tok.new': '新令牌（只显示这一次，请妥善保存）：', 'tok.revoked': '已吊销', 'tok.never': '长期',
+    'tok.id': '编号', 'tok.role': '角色', 'tok.created': '创建', 'tok.expires': '到期',
     'nav.history': '历史与电费', 'history.show': '查询', 'history.csv': '导出 CSV',
     'h.month': '月份', 'h.days': '天数', 'h.energy': '电度电费 元', 'h.export': '售电收入 元', 'h.demand': '需量电费 元',
     'h.peak': '最大需量 kW', 'h.wear': '储能损耗 元', 'h.total': '合计 元', 'h.day': '日期', 'h.cover': '时段',
@@ -93,7 +98,12 @@ const I18N = {
     'c.consumption_kwh': 'Consumption kWh', 'c.location_kg': 'Scope 2 location-based kg', 'c.market_kg': 'Scope 2 market-based kg',
     'c.avoided_pv_kg': 'Avoided by PV kg', 'c.shifting_kg': 'Battery shifting effect kg', 'c.park_intensity_kg_per_kwh': 'Park intensity kg/kWh',
     'c.self_sufficiency': 'Self-sufficiency', 'c.self_consumption': 'Self-consumption', 'c.cfe_score': 'Carbon-free score',
+    'c.intervals': 'Data', 'c.intervals.v': '{m} intervals measured, {e} estimated (estimated ones claim no PV)',
     'chart.kw': 'kW', 'chart.soc': 'SoC %', 'chart.price': 'shading: import price (darker is dearer)', 'chart.now': 'now',
+    'tok.title': 'Access tokens (admin)', 'tok.label': 'what for, e.g. control room PC', 'tok.viewer': 'viewer', 'tok.operator': 'operator',
+    'tok.admin': 'admin', 'tok.days': 'valid days (optional)', 'tok.create': 'Create token', 'tok.revoke': 'Revoke',
+    'tok.new': 'New token (shown this once, keep it safe): ', 'tok.revoked': 'revoked', 'tok.never': 'never',
+    'tok.id': 'No.', 'tok.role': 'Role', 'tok.created': 'Created', 'tok.expires': 'Expires',
     'nav.history': 'History & bill', 'history.show': 'Show', 'history.csv': 'Export CSV',
     'h.month': 'Month', 'h.days': 'Days', 'h.energy': 'Energy CNY', 'h.export': 'Export CNY', 'h.demand': 'Demand charge CNY',
     'h.peak': 'Peak demand kW', 'h.wear': 'Battery wear CNY', 'h.total': 'Total CNY', 'h.day': 'Day', 'h.cover': 'Intervals',
@@ -540,6 +550,30 @@ async function viewPlan(id) {
   } catch (e) { fail(e); }
 }
 
+// Tokens (admin): listed with their role and expiry, created (shown once) and revoked.
+async function loadTokens() {
+  const admin = $('who').dataset.role === 'admin';
+  $('tokens-card').hidden = !admin;
+  if (!admin) return;
+  try {
+    const list = await api('GET', '/api/v1/tokens');
+    $('tokens').replaceChildren(row([t('tok.id'), t('tok.label').split(/[,，]/)[0], t('tok.role'), t('tok.created'), t('tok.expires'), ''], true),
+      ...list.map((k) => {
+        let action = t('tok.revoked');
+        if (!k.revoked) {
+          action = document.createElement('button');
+          action.textContent = t('tok.revoke');
+          action.onclick = async () => {
+            try { await api('DELETE', `/api/v1/tokens/${k.id}`); say(`${t('msg.saved')}: #${k.id}`, 'ok'); loadTokens(); } catch (e) { fail(e); }
+          };
+        }
+        const r = row([`#${k.id}`, k.label, t('tok.' + k.role), fmtDateTime(k.created, false), k.expires ? fmtDateTime(k.expires, false) : t('tok.never'), action]);
+        r.dataset.id = k.id;
+        return r;
+      }));
+  } catch (e) { fail(e); }
+}
+
 // History: each month's bill (its terms add up to the total) and each day's energy, cost
 // and carbon; the same as CSV from the API.
 async function loadHistory() {
@@ -585,7 +619,7 @@ async function openPlanPage() {
 function showPage(name) {
   document.querySelectorAll('.tab').forEach((b) => b.classList.toggle('active', b.dataset.page === name));
   document.querySelectorAll('.page').forEach((p) => { p.hidden = p.id !== 'page-' + name; });
-  if (name === 'devices') loadEvents();
+  if (name === 'devices') { loadEvents(); loadTokens(); }
   if (name === 'plan') openPlanPage();
   if (name === 'live') loadPlanVsActual();
   if (name === 'history') {
@@ -621,6 +655,17 @@ document.addEventListener('DOMContentLoaded', () => {
   };
   $('plan-list').onclick = listPlans;
   $('history-form').onsubmit = (e) => { e.preventDefault(); loadHistory(); };
+  $('token-form').onsubmit = async (e) => {
+    e.preventDefault();
+    const body = { label: $('token-label').value.trim(), role: $('token-role').value };
+    if ($('token-days').value) body.expires_days = Number($('token-days').value);
+    try {
+      const r = await api('POST', '/api/v1/tokens', body);
+      $('token-new').textContent = t('tok.new') + r.token;
+      $('token-label').value = '';
+      loadTokens();
+    } catch (err) { fail(err); }
+  };
   $('plan-form').onsubmit = async (e) => {
     e.preventDefault();
     say(t('msg.planning'), 'ok');
@@ -645,6 +690,12 @@ document.addEventListener('DOMContentLoaded', () => {
       const r = await api('GET', `/api/v1/carbon?from=${$('carbon-from').value}&to=${$('carbon-to').value}`);
       const out = $('carbon-out');
       out.replaceChildren();
+      // What the figures rest on: intervals measured whole against those estimated.
+      const dt0 = document.createElement('dt'); dt0.textContent = t('c.intervals');
+      const dd0 = document.createElement('dd');
+      dd0.textContent = t('c.intervals.v').replace('{m}', r.measured_intervals).replace('{e}', r.estimated_intervals);
+      if (r.estimated_intervals > 0) dd0.className = 'alarm';
+      out.append(dt0, dd0);
       for (const [k, v] of Object.entries(r.totals || r)) {
         if (typeof v !== 'number') continue;
         const dt = document.createElement('dt'); dt.textContent = t('c.' + k).replace(/^c\./, '');
@@ -659,7 +710,7 @@ document.addEventListener('DOMContentLoaded', () => {
       const r = await api('POST', '/api/v1/certificates', { from: $('carbon-from').value, to: $('carbon-to').value });
       const p = $('cert-out');
       p.replaceChildren();
-      p.append(`${r.id}: ${r.stated_t} t CO₂ `);
+      p.append(`${r.id}: ${r.stated_t} t CO₂e `);
       // The statement, the signed certificate and the records it covers (for the check).
       for (const [k, file, label] of [['pdf', 'pdf', 'PDF'], ['json', 'json', 'JSON'], ['records', 'records.csv', 'CSV']]) {
         const a = document.createElement('a');
