@@ -137,6 +137,8 @@ pub(super) struct Cycle {
     devices: Devices,
     /// Every device of the list, id and capability, for the live state.
     device_list: Vec<(String, Capability)>,
+    /// Each device's stale time (the grace a device not read yet gets from the start).
+    stale_after: BTreeMap<String, std::time::Duration>,
     sink: Option<pedf_influx::InfluxSink>,
     replanner: Option<crate::replan::Replanner>,
     replan_note: Option<String>,
@@ -163,6 +165,9 @@ pub(super) struct Cycle {
     log_retention_days: i64,
     /// Devices not answering at the last cycle (an event when one goes or comes back).
     lost: std::collections::BTreeSet<String>,
+    /// The controller's alarms raised and not yet cleared, by their text without figures
+    /// (an alarm is an event when it begins and when it clears, not every cycle).
+    control_alarms: BTreeMap<String, String>,
     /// Whether the last cycle held the devices safe against the operator's mode.
     held_safe: bool,
     /// The InfluxDB sink's rejected and dropped lines already said in an event.
@@ -173,6 +178,9 @@ pub(super) struct Cycle {
     /// The interval of the last checkpoint of a run that did not stop cleanly, if the store
     /// had one at start.
     unclean_since: Option<DateTime<Utc>>,
+    /// When the run started: a device not read yet is given its stale time from then before
+    /// it is an alarm.
+    started: DateTime<Utc>,
     summary: RunSummary,
     timing: pedf_core::live::CycleTiming,
 }
@@ -328,10 +336,12 @@ impl Cycle {
             retention_days: cfg.retention_days,
             log_retention_days: cfg.log_retention_days,
             lost: Default::default(),
+            control_alarms: BTreeMap::new(),
             held_safe: false,
             sink_seen: (0, 0),
             writer: writer::StoreWriter::start(&cfg.store, io.store_max_pages_for_test)?,
             unclean_since: unclean.last().copied(),
+            started: now,
             summary: RunSummary::default(),
             timing: Default::default(),
             device_list: set
@@ -339,6 +349,17 @@ impl Cycle {
                 .devices
                 .iter()
                 .map(|d| (d.id.clone(), d.capability))
+                .collect(),
+            stale_after: set
+                .devices
+                .devices
+                .iter()
+                .map(|d| {
+                    (
+                        d.id.clone(),
+                        std::time::Duration::from_millis(d.stale_after_ms),
+                    )
+                })
                 .collect(),
             sink,
             devices,
@@ -415,8 +436,11 @@ impl Cycle {
             battery_units,
             limits,
             device_list,
+            started,
+            stale_after,
             ..
         } = self;
+        let started = *started;
         let controlled = &devices.controlled;
         devices.heartbeat.beat(now);
         let states = devices.image.snapshot();
@@ -490,7 +514,19 @@ impl Cycle {
                             .map(|t| t.to_rfc3339())
                             .unwrap_or_default()
                     ),
-                    _ => "never read since the start".to_string(),
+                    // Not read yet: an alarm only once its stale time from the start is
+                    // over (MQTT devices answer when they next publish).
+                    _ => {
+                        let grace = stale_after
+                            .get(id)
+                            .copied()
+                            .unwrap_or(std::time::Duration::from_secs(10));
+                        let grace = chrono::Duration::from_std(grace).unwrap_or_default();
+                        if now < started + grace {
+                            return None;
+                        }
+                        "never read since the start".to_string()
+                    }
                 };
                 Some((
                     id.clone(),

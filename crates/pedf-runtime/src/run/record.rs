@@ -1,6 +1,8 @@
 //! Phase 4: samples, alarms and audit into the store and the InfluxDB sink, the flows, the
 //! interval's energy record, and intraday re-planning.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use pedf_core::Park;
 use pedf_devices::capability::{Capability, DeviceState, Field, Quality};
@@ -35,6 +37,13 @@ pub(super) fn samples_of(state: &DeviceState, now: DateTime<Utc>, out: &mut Vec<
             });
         }
     }
+}
+
+/// An alarm's text without its figures: the same alarm while its numbers change.
+pub(super) fn alarm_key(text: &str) -> String {
+    text.chars()
+        .filter(|c| !(c.is_ascii_digit() || *c == '.' || *c == '-'))
+        .collect()
 }
 
 /// Hands the units' audit entries to the store's writer; returns how many were the
@@ -78,6 +87,7 @@ impl Cycle {
             held_safe,
             sink_seen,
             writer,
+            control_alarms,
             ..
         } = self;
         let controlled = &devices.controlled;
@@ -147,10 +157,25 @@ impl Cycle {
                 *sink_seen = seen;
             }
         }
-        for a in &out.alarms {
-            summary.alarms += 1;
-            writer.event(now, "alarm", "control", a.clone());
+        // The controller's alarms: an event when one begins (its figures may change while it
+        // lasts) and when it clears; the live state holds it meanwhile.
+        let now_raised: BTreeMap<String, String> = out
+            .alarms
+            .iter()
+            .map(|a| (alarm_key(a), a.clone()))
+            .collect();
+        for (key, a) in &now_raised {
+            if !control_alarms.contains_key(key) {
+                summary.alarms += 1;
+                writer.event(now, "alarm", "control", a.clone());
+            }
         }
+        for (key, a) in control_alarms.iter() {
+            if !now_raised.contains_key(key) {
+                writer.event(now, "info", "control", format!("cleared: {a}"));
+            }
+        }
+        *control_alarms = now_raised;
         // Devices that stop or start answering, and the safe state the meter's loss forces:
         // an event when it begins and when it ends (the live alarms hold it meanwhile).
         let lost_now: std::collections::BTreeSet<String> =
@@ -377,5 +402,23 @@ impl Cycle {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::alarm_key;
+
+    /// An alarm whose figures change while it lasts is one alarm (one event when it begins,
+    /// one when it clears), not one per cycle.
+    #[test]
+    fn an_alarm_is_the_same_while_its_figures_change() {
+        let a = "import 1512.3 kW above the 1500 kW limit: loads exceed what PV, battery and the limit can supply";
+        let b = "import 1530.0 kW above the 1500 kW limit: loads exceed what PV, battery and the limit can supply";
+        assert_eq!(alarm_key(a), alarm_key(b));
+        assert_ne!(
+            alarm_key(a),
+            alarm_key("battery setpoint not a number: held at 0 kW")
+        );
     }
 }
