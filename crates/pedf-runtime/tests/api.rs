@@ -491,6 +491,71 @@ async fn a_failing_device_shows_bad_and_the_ems_goes_on() {
     assert!(ev.contains("grid-meter (meter) not answering"), "{ev}");
     assert!(ev.contains("grid-meter answering again"), "{ev}");
     assert!(ev.contains("the grid meter answers again"), "{ev}");
+    // The meter's alarm acknowledged: not by a viewer, once by an operator (audited, said).
+    let (_, list) = get(&c, &format!("{b}/api/v1/events"), Some(&ems.viewer)).await;
+    let alarm = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| {
+            e["severity"] == "alarm"
+                && e["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("grid-meter (meter) not answering")
+        })
+        .expect("the meter's alarm event")
+        .clone();
+    assert!(alarm["acked_by"].is_null(), "{alarm}");
+    let url = format!("{b}/api/v1/events/{}/ack", alarm["id"]);
+    let (s, _) = send(
+        &c,
+        reqwest::Method::POST,
+        &url,
+        &ems.viewer,
+        "",
+        "application/json",
+    )
+    .await;
+    assert_eq!(s, 403);
+    let (s, v) = send(
+        &c,
+        reqwest::Method::POST,
+        &url,
+        &ems.operator,
+        "",
+        "application/json",
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, _) = send(
+        &c,
+        reqwest::Method::POST,
+        &url,
+        &ems.operator,
+        "",
+        "application/json",
+    )
+    .await;
+    assert_eq!(s, 404, "acknowledged once");
+    let (_, list) = get(&c, &format!("{b}/api/v1/events"), Some(&ems.viewer)).await;
+    let acked = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == alarm["id"])
+        .unwrap();
+    assert!(
+        acked["acked_by"]
+            .as_str()
+            .unwrap()
+            .starts_with("operator #"),
+        "{acked}"
+    );
+    assert!(list.to_string().contains(&format!(
+        "alarm #{} acknowledged by operator #",
+        alarm["id"]
+    )));
     let summary = ems.stop().await;
     assert!(summary.cycles >= 3, "{summary:?}");
 }

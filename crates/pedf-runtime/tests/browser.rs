@@ -107,6 +107,29 @@ async fn dashboard_in_headless_chromium() {
         let (ok, t) = wait_text(&c, "#mode-now", 3.0, |t| t == "Safe").await;
         assert!(ok, "mode after the operator's change: `{t}`");
 
+        // An alarm to acknowledge: the operator does, and it leaves the list.
+        pedf_store::Store::open(&ems.store)
+            .unwrap()
+            .event(ems_origin(), "alarm", "device", "bess-1 (battery) not answering: test")
+            .unwrap();
+        c.execute("loadAlarms();", vec![]).await.unwrap();
+        let (ok, t) = wait_text(&c, "#alarm-log", 5.0, |t| {
+            t.contains("bess-1 (battery) not answering: test") && t.contains("Acknowledge")
+        })
+        .await;
+        assert!(ok, "the alarm to acknowledge: `{t}`");
+        c.execute(
+            "[...document.querySelectorAll('#alarm-log li[data-id]')].find((l) => l.textContent.includes('not answering: test')).querySelector('button').click();",
+            vec![],
+        )
+        .await
+        .unwrap();
+        let (ok, t) = wait_text(&c, "#alarm-log", 5.0, |t| {
+            !t.contains("not answering: test")
+        })
+        .await;
+        assert!(ok, "acknowledged: `{t}`");
+
         // The devices page lists every device with its communication quality.
         click(&c, "[data-page=devices]").await;
         let (ok, t) = wait_text(&c, "#devices", 3.0, |t| {

@@ -22,15 +22,54 @@ pub(crate) async fn events(
 ) -> Result<Json<Value>, ApiError> {
     let rows = s
         .store()
-        .recent_events(q.limit.unwrap_or(100).min(1000))
+        .recent_event_rows(q.limit.unwrap_or(100).min(1000))
         .map_err(internal)?;
     Ok(Json(Value::Array(
         rows.into_iter()
-            .map(|(at, severity, kind, message)| {
-                json!({"at": at, "severity": severity, "kind": kind, "message": message})
+            .map(|e| {
+                json!({"id": e.id, "at": e.at, "severity": e.severity, "kind": e.kind, "message": e.message,
+                       "acked_at": e.acked.as_ref().map(|a| a.0), "acked_by": e.acked.map(|a| a.1)})
             })
             .collect(),
     )))
+}
+
+/// An operator acknowledges an alarm: it is marked with who and when, audited, and said as
+/// an event; an alarm is acknowledged once.
+pub(crate) async fn event_ack(
+    c: Caller,
+    State(s): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    c.require(crate::auth::Role::Operator)?;
+    let now = s.inner.time.now();
+    let who = c.who();
+    let mut store = s.store();
+    if !store.ack_event(id, now, &who).map_err(internal)? {
+        return Err(ApiError(
+            axum::http::StatusCode::NOT_FOUND,
+            format!("no alarm #{id} that is not acknowledged already"),
+        ));
+    }
+    store
+        .audit(
+            now,
+            "park",
+            &who,
+            &format!("alarm #{id} acknowledged"),
+            id as f64,
+            None,
+            None,
+            "accepted",
+        )
+        .map_err(internal)?;
+    let _ = store.event(
+        now,
+        "info",
+        "alarm",
+        &format!("alarm #{id} acknowledged by {who}"),
+    );
+    Ok(Json(json!({"id": id, "acked_at": now, "acked_by": who})))
 }
 
 /// A page of the audit query: at most `limit` entries (100, at most 1000), before the entry

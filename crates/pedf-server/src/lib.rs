@@ -199,6 +199,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("put", "/api/v1/mode"),
     ("put", "/api/v1/chargers/{id}/session"),
     ("get", "/api/v1/events"),
+    ("post", "/api/v1/events/{id}/ack"),
     ("get", "/api/v1/audit"),
     ("get", "/api/v1/records"),
     ("get", "/api/v1/plans"),
@@ -226,6 +227,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/mode", get(mode_get).put(mode_put))
         .route("/api/v1/chargers/{id}/session", put(session_put))
         .route("/api/v1/events", get(events))
+        .route("/api/v1/events/{id}/ack", post(history::event_ack))
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/records", get(records))
         .route("/api/v1/plans", get(plans).post(plan_run))

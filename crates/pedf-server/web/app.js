@@ -46,6 +46,7 @@ const I18N = {
     'tok.admin': '管理员', 'tok.days': '有效天数（可空）', 'tok.create': '创建令牌', 'tok.revoke': '吊销',
     'tok.new': '新令牌（只显示这一次，请妥善保存）：', 'tok.revoked': '已吊销', 'tok.never': '长期',
     'tok.id': '编号', 'tok.role': '角色', 'tok.created': '创建', 'tok.expires': '到期',
+    'alarm.unacked': '待确认的告警', 'alarm.ack': '确认', 'alarm.none': '没有待确认的告警',
     'nav.history': '历史与电费', 'history.show': '查询', 'history.csv': '导出 CSV',
     'h.month': '月份', 'h.days': '天数', 'h.energy': '电度电费 元', 'h.export': '售电收入 元', 'h.demand': '需量电费 元',
     'h.peak': '最大需量 kW', 'h.wear': '储能损耗 元', 'h.total': '合计 元', 'h.day': '日期', 'h.cover': '时段',
@@ -104,6 +105,7 @@ const I18N = {
     'tok.admin': 'admin', 'tok.days': 'valid days (optional)', 'tok.create': 'Create token', 'tok.revoke': 'Revoke',
     'tok.new': 'New token (shown this once, keep it safe): ', 'tok.revoked': 'revoked', 'tok.never': 'never',
     'tok.id': 'No.', 'tok.role': 'Role', 'tok.created': 'Created', 'tok.expires': 'Expires',
+    'alarm.unacked': 'Alarms to acknowledge', 'alarm.ack': 'Acknowledge', 'alarm.none': 'No alarm to acknowledge',
     'nav.history': 'History & bill', 'history.show': 'Show', 'history.csv': 'Export CSV',
     'h.month': 'Month', 'h.days': 'Days', 'h.energy': 'Energy CNY', 'h.export': 'Export CNY', 'h.demand': 'Demand charge CNY',
     'h.peak': 'Peak demand kW', 'h.wear': 'Battery wear CNY', 'h.total': 'Total CNY', 'h.day': 'Day', 'h.cover': 'Intervals',
@@ -368,6 +370,7 @@ async function start() {
     $('carbon-to').value = parkDay(0);
     connect();
     loadEvents();
+    loadAlarms();
     loadPlanVsActual();
   } catch (e) {
     if (e.status === 401) showLogin(); else fail(e);
@@ -550,6 +553,30 @@ async function viewPlan(id) {
   } catch (e) { fail(e); }
 }
 
+// Alarms raised and not yet acknowledged (from the events), newest first; an operator
+// acknowledges each (audited, an event).
+async function loadAlarms() {
+  try {
+    const ev = await api('GET', '/api/v1/events?limit=200');
+    const open = ev.filter((e) => e.severity === 'alarm' && !e.acked_by);
+    const operator = ['operator', 'admin'].includes($('who').dataset.role);
+    $('alarm-log').replaceChildren(...open.map((e) => {
+      const l = li(`${fmtDateTime(e.at)} ${e.message} `, 'alarm');
+      l.dataset.id = e.id;
+      if (operator) {
+        const b = document.createElement('button');
+        b.textContent = t('alarm.ack');
+        b.onclick = async () => {
+          try { await api('POST', `/api/v1/events/${e.id}/ack`); loadAlarms(); } catch (err) { fail(err); }
+        };
+        l.append(b);
+      }
+      return l;
+    }));
+    if (!open.length) $('alarm-log').append(li(t('alarm.none')));
+  } catch (e) { fail(e); }
+}
+
 // Tokens (admin): listed with their role and expiry, created (shown once) and revoked.
 async function loadTokens() {
   const admin = $('who').dataset.role === 'admin';
@@ -621,7 +648,7 @@ function showPage(name) {
   document.querySelectorAll('.page').forEach((p) => { p.hidden = p.id !== 'page-' + name; });
   if (name === 'devices') { loadEvents(); loadTokens(); }
   if (name === 'plan') openPlanPage();
-  if (name === 'live') loadPlanVsActual();
+  if (name === 'live') { loadPlanVsActual(); loadAlarms(); }
   if (name === 'history') {
     // This billing month so far by default.
     if (!$('history-from').value) { $('history-from').value = `${parkDay(0).slice(0, 8)}01`; $('history-to').value = parkDay(1); }
@@ -721,6 +748,7 @@ document.addEventListener('DOMContentLoaded', () => {
   };
   start();
   setInterval(() => { if (!$('app').hidden && !$('page-live').hidden) loadPlanVsActual(); }, 60000);
+  setInterval(() => { if (!$('app').hidden && !$('page-live').hidden && !document.body.classList.contains('stale')) loadAlarms(); }, 10000);
   setInterval(() => {
     const stale = document.body.classList.contains('stale');
     if (stale || (stream && lastSeen && Date.now() - lastSeen > 5000)) setStale(true);

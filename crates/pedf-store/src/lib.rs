@@ -76,7 +76,7 @@ pub struct Aggregate {
     pub count: i64,
 }
 
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS samples (
@@ -136,11 +136,34 @@ const SCHEMA_V5: &str = "
 ALTER TABLE tokens ADD COLUMN expires_ms INTEGER;
 ";
 
+/// Added in schema version 7: an alarm's acknowledgement (who, when).
+const SCHEMA_V7: &str = "
+ALTER TABLE events ADD COLUMN acked_ms INTEGER;
+ALTER TABLE events ADD COLUMN acked_by TEXT;
+";
+
 /// Added in schema version 6: the share of each record's interval the EMS observed, 0..1
 /// (NULL: not said, e.g. records imported from a meter file or written before version 6).
 const SCHEMA_V6: &str = "
 ALTER TABLE interval_records ADD COLUMN observed REAL;
 ";
+
+/// An event as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    /// Its id.
+    pub id: i64,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// `info`, `warning` or `alarm`.
+    pub severity: String,
+    /// Where from.
+    pub kind: String,
+    /// What happened.
+    pub message: String,
+    /// An alarm's acknowledgement: when and by whom.
+    pub acked: Option<(DateTime<Utc>, String)>,
+}
 
 /// An interval record as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -317,7 +340,7 @@ impl Store {
             }
             // 0: new file; 1: the tables of version 1 exist, version 2 adds tokens, 3 the
             // counterfactual without the EMS, 4 the records' split by battery, 5 tokens' expiry, 6 the records'
-            // observed share.
+            // observed share, 7 alarms' acknowledgement.
             // Every table made if missing (each statement is IF NOT EXISTS), then the columns
             // added since.
             c.execute_batch(SCHEMA)?;
@@ -346,6 +369,14 @@ impl Store {
             )?;
             if !has_observed {
                 c.execute_batch(SCHEMA_V6)?;
+            }
+            let has_ack: bool = c.query_row(
+                "SELECT count(*) FROM pragma_table_info('events') WHERE name = 'acked_ms'",
+                [],
+                |r| r.get::<_, i64>(0).map(|n| n > 0),
+            )?;
+            if !has_ack {
+                c.execute_batch(SCHEMA_V7)?;
             }
             c.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
             Ok(SCHEMA_VERSION)
@@ -801,6 +832,43 @@ impl Store {
             })
             .map_err(|e| self.err(e))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// The last `limit` events, newest first, with their ids and acknowledgements.
+    pub fn recent_event_rows(&self, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, ts_ms, severity, kind, message, acked_ms, acked_by FROM events ORDER BY id DESC LIMIT ?1",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![limit as i64], |r| {
+                let acked: Option<i64> = r.get(5)?;
+                let by: Option<String> = r.get(6)?;
+                Ok(StoredEvent {
+                    id: r.get(0)?,
+                    at: from_ms(r.get(1)?),
+                    severity: r.get(2)?,
+                    kind: r.get(3)?,
+                    message: r.get(4)?,
+                    acked: acked.map(|ms| (from_ms(ms), by.unwrap_or_default())),
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Acknowledges an alarm event (once: false when there is no such alarm or it was
+    /// acknowledged already).
+    pub fn ack_event(&mut self, id: i64, at: DateTime<Utc>, by: &str) -> Result<bool, StoreError> {
+        self.conn
+            .execute(
+                "UPDATE events SET acked_ms = ?2, acked_by = ?3 WHERE id = ?1 AND severity = 'alarm' AND acked_ms IS NULL",
+                params![id, ms(at), by],
+            )
+            .map(|n| n > 0)
+            .map_err(|e| self.err(e))
     }
 
     /// The last `limit` audit entries, newest first.
