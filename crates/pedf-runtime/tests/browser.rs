@@ -339,6 +339,9 @@ async fn charts_are_on_the_parks_clock_and_stale_data_is_said() {
             "the records start at 08:00: x {actual}, 09:00 at {x9}"
         );
         shot(&c, ROOT, "live-zh-chart.png").await;
+        // The strategy in the page's language (the plan starts at 10:30: none yet).
+        let (ok, t) = wait_text(&c, "#v-strategy", 5.0, |t| t == "自发自用（无执行计划）").await;
+        assert!(ok, "the strategy in Chinese: `{t}`");
 
         // A card per charger: its state and its power against the limit in force.
         let (ok, t) = wait_text(&c, ".charger[data-id=ev-01]", 5.0, |t| {

@@ -47,6 +47,11 @@ const I18N = {
     'tok.new': '新令牌（只显示这一次，请妥善保存）：', 'tok.revoked': '已吊销', 'tok.never': '长期',
     'tok.id': '编号', 'tok.role': '角色', 'tok.created': '创建', 'tok.expires': '到期',
     'alarm.unacked': '待确认的告警', 'alarm.ack': '确认', 'alarm.none': '没有待确认的告警',
+    'cap.meter': '电表', 'cap.pv-inverter': '光伏逆变器', 'cap.battery': '储能', 'cap.ev-charger': '充电桩',
+    'cap.dc-load': '直流负荷', 'cap.converter': '变流器',
+    'st.self': '自发自用（无执行计划）', 'st.safe': '安全状态（所有设备处于安全值）', 'st.safe.why': '安全状态：',
+    'st.manual': '手动储能功率', 'st.plan': '计划', 'st.optimized': '优化', 'st.intraday': '日内滚动', 'st.rule': '规则',
+    'st.fallback': '兜底',
     'nav.history': '历史与电费', 'history.show': '查询', 'history.csv': '导出 CSV',
     'h.month': '月份', 'h.days': '天数', 'h.energy': '电度电费 元', 'h.export': '售电收入 元', 'h.demand': '需量电费 元',
     'h.peak': '最大需量 kW', 'h.wear': '储能损耗 元', 'h.total': '合计 元', 'h.day': '日期', 'h.cover': '时段',
@@ -106,6 +111,11 @@ const I18N = {
     'tok.new': 'New token (shown this once, keep it safe): ', 'tok.revoked': 'revoked', 'tok.never': 'never',
     'tok.id': 'No.', 'tok.role': 'Role', 'tok.created': 'Created', 'tok.expires': 'Expires',
     'alarm.unacked': 'Alarms to acknowledge', 'alarm.ack': 'Acknowledge', 'alarm.none': 'No alarm to acknowledge',
+    'cap.meter': 'meter', 'cap.pv-inverter': 'PV inverter', 'cap.battery': 'battery', 'cap.ev-charger': 'EV charger',
+    'cap.dc-load': 'DC load', 'cap.converter': 'converter',
+    'st.self': 'self-consumption (no active plan)', 'st.safe': 'safe state (every device at its safe value)', 'st.safe.why': 'safe state: ',
+    'st.manual': 'manual battery setpoint', 'st.plan': 'plan', 'st.optimized': 'optimized', 'st.intraday': 'intraday', 'st.rule': 'rule',
+    'st.fallback': 'fallback',
     'nav.history': 'History & bill', 'history.show': 'Show', 'history.csv': 'Export CSV',
     'h.month': 'Month', 'h.days': 'Days', 'h.energy': 'Energy CNY', 'h.export': 'Export CNY', 'h.demand': 'Demand charge CNY',
     'h.peak': 'Peak demand kW', 'h.wear': 'Battery wear CNY', 'h.total': 'Total CNY', 'h.day': 'Day', 'h.cover': 'Intervals',
@@ -213,7 +223,7 @@ function render(s) {
   $('park-name').textContent = lang === 'zh' && s.park_name_zh ? s.park_name_zh : s.park_name;
   $('v-at').textContent = s.at ? fmtDateTime(s.at) : '–';
   $('mode-now').textContent = s.mode ? t('mode.' + s.mode.mode) + (s.mode.battery_kw !== undefined ? ` (${s.mode.battery_kw} kW)` : '') : '–';
-  $('v-strategy').textContent = s.strategy;
+  $('v-strategy').textContent = strategyText(s.strategy);
   $('v-pv').textContent = kw(f.pv_kw);
   $('v-grid').textContent = kw(f.grid_kw) + (f.grid_measured || f.grid_kw === null ? '' : ' *');
   $('v-converter').textContent = kw(f.converter_dc_kw);
@@ -262,7 +272,7 @@ function render(s) {
   const tb = $('devices');
   tb.replaceChildren(row([t('dev.id'), t('dev.cap'), t('dev.quality'), t('dev.last')], true),
     ...s.devices.map((x) => {
-      const r = row([x.id, x.capability, t('q.' + x.quality), x.last_ok ? fmtTime(x.last_ok, true) : '–']);
+      const r = row([x.id, t('cap.' + x.capability).replace(/^cap\./, ''), t('q.' + x.quality), x.last_ok ? fmtTime(x.last_ok, true) : '–']);
       r.children[2].className = 'q-' + x.quality;
       if (x.error) r.title = x.error;
       return r;
@@ -298,6 +308,22 @@ function renderChargers(s) {
     if (q && q.last_ok) e.title = `${t('dev.last')}: ${fmtDateTime(q.last_ok)}`;
     return e;
   }));
+}
+
+// The strategy the EMS says it follows, in the page's language (its known forms; a reason
+// the runtime gives stays as it is).
+function strategyText(v) {
+  if (v === 'self-consumption (no active plan)') return t('st.self');
+  if (v === 'safe state (every device at its safe value)') return t('st.safe');
+  if (v === 'manual battery setpoint') return t('st.manual');
+  if (v.startsWith('safe state: ')) return t('st.safe.why') + v.slice('safe state: '.length);
+  const m = v.match(/^plan #(\d+) \((.*)\)$/);
+  if (m) {
+    const words = m[2].replace(/\boptimized\b/, t('st.optimized')).replace(/\bintraday\b/, t('st.intraday'))
+      .replace(/^rule\b/, t('st.rule')).replace(/\bfallback\b/, t('st.fallback'));
+    return `${t('st.plan')} #${m[1]}（${words}）`.replace('（', lang === 'zh' ? '（' : ' (').replace(/）$/, lang === 'zh' ? '）' : ')');
+  }
+  return v;
 }
 
 function li(text, cls) {
