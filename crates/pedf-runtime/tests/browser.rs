@@ -7,6 +7,8 @@
 #[path = "support/chromium.rs"]
 mod chromium;
 mod common;
+#[path = "support/plans.rs"]
+mod plans;
 
 use std::time::Instant;
 
@@ -253,19 +255,7 @@ async fn charts_are_on_the_parks_clock_and_stale_data_is_said() {
         // An intraday plan of the EMS's day from 10:30: the reference day's rule-based plan,
         // moved to this day.
         let example = chrono::NaiveDate::from_ymd_opt(2026, 6, 21).unwrap();
-        let inputs = pedf_core::inputs::load_day_inputs_from_dir(
-            &park,
-            std::path::Path::new(&format!("{ROOT}/simulations/qingzhou-pedf/day-inputs")),
-            example,
-        )
-        .unwrap();
-        let mut plan = pedf_dispatch::plan_rule_based(
-            &park,
-            &inputs,
-            &pedf_dispatch::PlanOptions::default(),
-            &pedf_dispatch::CurrentState::default(),
-        )
-        .unwrap();
+        let mut plan = plans::example_rule_plan(&park, ROOT, example);
         let shift = day - example;
         for i in plan.intervals.iter_mut() {
             i.start += shift;

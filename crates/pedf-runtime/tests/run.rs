@@ -3,6 +3,9 @@
 //! writes setpoints through safe control, the store fills, and shutdown leaves every device in
 //! its safe state.
 
+#[path = "support/plans.rs"]
+mod plans;
+
 use std::time::Duration;
 
 use chrono::Utc;
@@ -276,19 +279,7 @@ async fn the_plans_shed_caps_the_curtailable_load() {
     let now = ems_origin();
     let t0 = park.clock.interval_start(now);
     let day = park.clock.local(now).date_naive();
-    let inputs = pedf_core::inputs::load_day_inputs_from_dir(
-        &park,
-        std::path::Path::new(&format!("{ROOT}/simulations/qingzhou-pedf/day-inputs")),
-        day,
-    )
-    .unwrap();
-    let mut plan = pedf_dispatch::plan_rule_based(
-        &park,
-        &inputs,
-        &pedf_dispatch::PlanOptions::default(),
-        &pedf_dispatch::CurrentState::default(),
-    )
-    .unwrap();
+    let mut plan = plans::example_rule_plan(&park, ROOT, day);
     for i in plan.intervals.iter_mut().filter(|i| {
         let s = i.start.with_timezone(&Utc);
         s == t0 || s == t0 + park.clock.interval.duration()
