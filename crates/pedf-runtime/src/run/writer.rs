@@ -6,10 +6,11 @@
 //!
 //! What a writer that falls behind gives up, and what it never does:
 //! - samples: at most 64 batches wait; a newer batch is dropped and counted;
-//! - events, audit entries, checkpoints, aggregates and pruning: at most
-//!   [`MAX_QUEUED_WRITES`] wait; more are dropped and counted;
-//! - closed interval records, imports without the EMS and plans are never dropped: one that
-//!   fails (a full disk) is kept and tried again before the next record and at shutdown.
+//! - events, audit entries, checkpoints, aggregates, pruning and re-plans: at most
+//!   [`MAX_QUEUED_WRITES`] wait; more are dropped and counted (a re-plan that is not stored
+//!   is a fault, and the next one comes within minutes);
+//! - closed interval records and imports without the EMS are never dropped: one that fails
+//!   (a full disk) is kept and tried again before the next record and at shutdown.
 //!
 //! Each kind's last error, while that kind fails, is a fault of the cycle.
 
@@ -119,9 +120,11 @@ impl Write {
 
     /// Kept and tried again when it fails, never dropped when the writer is behind.
     fn kept(&self) -> bool {
+        // Not a re-plan: one stored late would replace a newer plan; the next re-plan comes
+        // within minutes.
         matches!(
             self,
-            Write::Records { closed: true, .. } | Write::WithoutEms { .. } | Write::Plan { .. }
+            Write::Records { closed: true, .. } | Write::WithoutEms { .. }
         )
     }
 
@@ -364,7 +367,7 @@ impl StoreWriter {
         }
         if s.kept > 0 {
             faults.push(format!(
-                "{} record(s) or plan(s) wait to be stored (tried again with the next record)",
+                "{} interval record(s) wait to be stored (tried again with the next record)",
                 s.kept
             ));
         }
@@ -442,7 +445,7 @@ mod tests {
         );
         assert!(faults
             .iter()
-            .any(|f| f.contains("1 record(s) or plan(s) wait")));
+            .any(|f| f.contains("1 interval record(s) wait")));
         // Room again; the next record takes the kept one with it, in order.
         w.send(Write::MaxPages(1_000_000));
         w.send(Write::Records {
