@@ -202,6 +202,12 @@ pub struct Today {
     pub cfe_score: f64,
     /// Intervals in the figures (closed ones; the running one counts as one more).
     pub intervals: usize,
+    /// Import at its time-of-use prices so far today, CNY ([`crate::bill`]).
+    pub energy_cny: f64,
+    /// Export revenue so far today, CNY.
+    pub export_cny: f64,
+    /// The batteries' wear so far today, CNY.
+    pub wear_cny: f64,
 }
 
 /// The billing month so far (and the year's Scope 2 budget), as the planner sees it.

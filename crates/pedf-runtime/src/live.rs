@@ -236,7 +236,13 @@ pub fn today(park: &Park, records: &[IntervalRecord], now: DateTime<Utc>) -> Tod
         .collect();
     let a = account(&recs, from, to, &o);
     let t = &a.totals;
+    // The day's bill so far (the month's demand charge is the month's, shown with its peak).
+    let bill = pedf_core::bill::bill(park, &recs, from, to);
+    let day = bill.days.first().cloned().unwrap_or_default();
     Today {
+        energy_cny: day.energy_cny,
+        export_cny: day.export_cny,
+        wear_cny: day.wear_cny,
         pv_kwh: t.pv_kwh,
         grid_import_kwh: t.grid_import_kwh,
         grid_export_kwh: t.grid_export_kwh,
@@ -390,6 +396,9 @@ mod tests {
         assert!((t.avoided_kg - 100.0 * choice.baseline).abs() < 1e-9);
         assert!((t.location_kg - 10.0 * f).abs() < 1e-9);
         assert_eq!(t.intervals, 1);
+        // Its bill: 10 kWh at 10:00 local, June's valley price 0.32 CNY/kWh.
+        assert!((t.energy_cny - 3.2).abs() < 1e-9, "{t:?}");
+        assert_eq!((t.export_cny, t.wear_cny), (0.0, 0.0));
         // A record of yesterday does not count.
         let t2 = today(&p, &[], start);
         assert_eq!(t2, Today::default());

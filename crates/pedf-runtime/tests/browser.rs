@@ -329,6 +329,11 @@ async fn charts_are_on_the_parks_clock_and_stale_data_is_said() {
             "the records start at 08:00: x {actual}, 09:00 at {x9}"
         );
         shot(&c, ROOT, "live-zh-chart.png").await;
+        // Today's cost so far and what the active plan expects for the day.
+        let (ok, t) = wait_text(&c, "#v-cost", 5.0, |t| t.ends_with(" CNY")).await;
+        assert!(ok, "today's cost: `{t}`");
+        let (ok, t) = wait_text(&c, "#v-cost-plan", 5.0, |t| t.ends_with(" CNY")).await;
+        assert!(ok, "today's cost expected by the plan: `{t}`");
         // The strategy in the page's language (the plan starts at 10:30: none yet).
         let (ok, t) = wait_text(&c, "#v-strategy", 5.0, |t| t == "自发自用（无执行计划）").await;
         assert!(ok, "the strategy in Chinese: `{t}`");

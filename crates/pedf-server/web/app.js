@@ -52,6 +52,7 @@ const I18N = {
     'st.self': '自发自用（无执行计划）', 'st.safe': '安全状态（所有设备处于安全值）', 'st.safe.why': '安全状态：',
     'st.manual': '手动储能功率', 'st.plan': '计划', 'st.optimized': '优化', 'st.intraday': '日内滚动', 'st.rule': '规则',
     'st.fallback': '兜底',
+    'kpi.cost': '今日电费（电度−售电+损耗）', 'kpi.costplan': '今日预计（按执行计划）',
     'nav.history': '历史与电费', 'history.show': '查询', 'history.csv': '导出 CSV',
     'h.month': '月份', 'h.days': '天数', 'h.energy': '电度电费 元', 'h.export': '售电收入 元', 'h.demand': '需量电费 元',
     'h.peak': '最大需量 kW', 'h.wear': '储能损耗 元', 'h.total': '合计 元', 'h.day': '日期', 'h.cover': '时段',
@@ -116,6 +117,7 @@ const I18N = {
     'st.self': 'self-consumption (no active plan)', 'st.safe': 'safe state (every device at its safe value)', 'st.safe.why': 'safe state: ',
     'st.manual': 'manual battery setpoint', 'st.plan': 'plan', 'st.optimized': 'optimized', 'st.intraday': 'intraday', 'st.rule': 'rule',
     'st.fallback': 'fallback',
+    'kpi.cost': 'Cost today (energy − export + wear)', 'kpi.costplan': 'Expected today (active plan)',
     'nav.history': 'History & bill', 'history.show': 'Show', 'history.csv': 'Export CSV',
     'h.month': 'Month', 'h.days': 'Days', 'h.energy': 'Energy CNY', 'h.export': 'Export CNY', 'h.demand': 'Demand charge CNY',
     'h.peak': 'Peak demand kW', 'h.wear': 'Battery wear CNY', 'h.total': 'Total CNY', 'h.day': 'Day', 'h.cover': 'Intervals',
@@ -248,6 +250,11 @@ function render(s) {
   $('v-pvkwh').textContent = `${d.pv_kwh.toFixed(1)} kWh`;
   $('v-import').textContent = `${d.grid_import_kwh.toFixed(1)} kWh`;
   $('v-export').textContent = `${d.grid_export_kwh.toFixed(1)} kWh`;
+  // The day's bill so far; with the active plan's intervals still to come, what it expects.
+  const cost = d.energy_cny - d.export_cny + d.wear_cny;
+  $('v-cost').textContent = `${cost.toFixed(2)} CNY`;
+  $('v-cost').title = `${d.energy_cny.toFixed(2)} − ${d.export_cny.toFixed(2)} + ${d.wear_cny.toFixed(2)}`;
+  $('v-cost-plan').textContent = planRest === null ? '–' : `${(cost + planRest(s.at)).toFixed(2)} CNY`;
   const m = s.month;
   if (m) {
     const tons = (kg) => `${(kg / 1000).toFixed(1)} t`;
@@ -492,6 +499,10 @@ function emptyChart(svg, key) {
   svg.replaceChildren(tx);
 }
 
+// The active plan's energy cost of today's intervals after a given instant (import at the
+// interval's price less export at the export price), or null without a plan.
+let planRest = null;
+
 async function loadPlanVsActual() {
   try {
     const day = parkDay(0);
@@ -507,6 +518,12 @@ async function loadPlanVsActual() {
       // Each interval at its own start: an intraday plan begins where it begins.
       planned = p.plan.intervals.map((i) => [Date.parse(i.start), i.grid_import_kw - i.grid_export_kw]);
       bands = priceBands(p.plan.intervals, stepMs);
+      const end = Date.parse(recs.to);
+      planRest = (at) => p.plan.intervals
+        .filter((i) => Date.parse(i.start) > Date.parse(at) && Date.parse(i.start) < end)
+        .reduce((sum, i) => sum + (i.grid_import_kw * i.import_price_cny_per_kwh - i.grid_export_kw * i.export_price_cny_per_kwh) * (stepMs / 3600e3), 0);
+    } else {
+      planRest = null;
     }
     const actual = recs.records.map((r) => [Date.parse(r.start), (r.grid_import_kwh - r.grid_export_kwh) / recs.interval_hours]);
     if (!planned.length && !actual.length) { emptyChart($('pva'), 'pva.empty'); return; }
