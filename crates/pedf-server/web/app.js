@@ -53,6 +53,11 @@ const I18N = {
     'st.manual': '手动储能功率', 'st.plan': '计划', 'st.optimized': '优化', 'st.intraday': '日内滚动', 'st.rule': '规则',
     'st.fallback': '兜底',
     'kpi.cost': '今日电费（电度−售电+损耗）', 'kpi.costplan': '今日预计（按执行计划）',
+    'pi.start': '时段', 'pi.import_price_cny_per_kwh': '购电价 元/kWh', 'pi.export_price_cny_per_kwh': '售电价 元/kWh',
+    'pi.carbon_intensity_kg_per_kwh': '电网碳强度 kg/kWh', 'pi.grid_import_kw': '购电 kW', 'pi.grid_export_kw': '售电 kW',
+    'pi.pv_available_kw': '光伏可发 kW', 'pi.pv_used_kw': '光伏利用 kW', 'pi.battery_charge_kw': '储能充电 kW',
+    'pi.battery_discharge_kw': '储能放电 kW', 'pi.battery_soc_kwh': '储能电量 kWh', 'pi.fixed_load_kw': '固定负荷 kW',
+    'pi.flexible_load_kw': '柔性负荷 kW', 'pi.load_shed_kw': '削减负荷 kW', 'pi.load_unserved_kw': '未供负荷 kW', 'pi.ev_kw': '充电桩 kW',
     'nav.history': '历史与电费', 'history.show': '查询', 'history.csv': '导出 CSV',
     'h.month': '月份', 'h.days': '天数', 'h.energy': '电度电费 元', 'h.export': '售电收入 元', 'h.demand': '需量电费 元',
     'h.peak': '最大需量 kW', 'h.wear': '储能损耗 元', 'h.total': '合计 元', 'h.day': '日期', 'h.cover': '时段',
@@ -118,6 +123,11 @@ const I18N = {
     'st.manual': 'manual battery setpoint', 'st.plan': 'plan', 'st.optimized': 'optimized', 'st.intraday': 'intraday', 'st.rule': 'rule',
     'st.fallback': 'fallback',
     'kpi.cost': 'Cost today (energy − export + wear)', 'kpi.costplan': 'Expected today (active plan)',
+    'pi.start': 'Interval', 'pi.import_price_cny_per_kwh': 'Import CNY/kWh', 'pi.export_price_cny_per_kwh': 'Export CNY/kWh',
+    'pi.carbon_intensity_kg_per_kwh': 'Grid kg/kWh', 'pi.grid_import_kw': 'Import kW', 'pi.grid_export_kw': 'Export kW',
+    'pi.pv_available_kw': 'PV available kW', 'pi.pv_used_kw': 'PV used kW', 'pi.battery_charge_kw': 'Charge kW',
+    'pi.battery_discharge_kw': 'Discharge kW', 'pi.battery_soc_kwh': 'Stored kWh', 'pi.fixed_load_kw': 'Fixed load kW',
+    'pi.flexible_load_kw': 'Flexible load kW', 'pi.load_shed_kw': 'Shed kW', 'pi.load_unserved_kw': 'Unserved kW', 'pi.ev_kw': 'EV kW',
     'nav.history': 'History & bill', 'history.show': 'Show', 'history.csv': 'Export CSV',
     'h.month': 'Month', 'h.days': 'Days', 'h.energy': 'Energy CNY', 'h.export': 'Export CNY', 'h.demand': 'Demand charge CNY',
     'h.peak': 'Peak demand kW', 'h.wear': 'Battery wear CNY', 'h.total': 'Total CNY', 'h.day': 'Day', 'h.cover': 'Intervals',
@@ -592,7 +602,7 @@ async function viewPlan(id) {
       if (typeof v !== 'number') return String(v);
       return v.toFixed(k.endsWith('_per_kwh') ? 4 : 1);
     };
-    $('plan-table').replaceChildren(row(keys, true), ...iv.map((i) => row(keys.map((k) => cell(k, i[k])))));
+    $('plan-table').replaceChildren(row(keys.map((k) => t('pi.' + k).replace(/^pi\./, '')), true), ...iv.map((i) => row(keys.map((k) => cell(k, i[k])))));
   } catch (e) { fail(e); }
 }
 
