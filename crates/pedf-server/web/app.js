@@ -431,7 +431,7 @@ async function loadEvents() {
 // right (SoC % on the right axis)}, drawn as steps over their interval (a single interval
 // shows); `bands` of {from, to, level 0..1} shade the import price; `now` marks the EMS's time.
 function timeChart(svg, { from, to, series, bands = [], now = null, right = false }) {
-  const W = 800; const H = 240; const L = 52; const R = right ? 48 : 14; const T = 18; const B = 26;
+  const W = 800; const H = 240; const L = 52; const R = right ? 48 : 24; const T = 18; const B = 26;
   svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
   const ns = 'http://www.w3.org/2000/svg';
   const el = (name, attrs, text) => {
