@@ -188,6 +188,35 @@ async fn dashboard_in_headless_chromium() {
         let (ok, t) = (revoked == json!("revoked"), revoked.to_string());
         assert!(ok, "the token revoked: `{t}`");
 
+        // A certificate for a day not over yet is refused, saying why (the day has a
+        // measured interval: 08:00, before the EMS started at 10:00).
+        pedf_store::Store::open(&ems.store)
+            .unwrap()
+            .put_records(
+                &[pedf_core::records::IntervalRecord {
+                    start: ems_origin() - chrono::Duration::hours(2),
+                    pv_kwh: 100.0,
+                    load_kwh: 95.0,
+                    ..Default::default()
+                }],
+                "measured",
+            )
+            .unwrap();
+        click(&c, "[data-page=carbon]").await;
+        c.execute(
+            "document.getElementById('carbon-from').value = '2026-11-27';
+             document.getElementById('carbon-to').value = '2026-11-28';",
+            vec![],
+        )
+        .await
+        .unwrap();
+        click(&c, "#cert-issue").await;
+        let (ok, t) = wait_text(&c, "#msg", 10.0, |t| {
+            t.contains("a period is certified once it is over")
+        })
+        .await;
+        assert!(ok, "the refusal: `{t}`");
+
         // Phone-sized screen: the live page still shows the flow and values, one column.
         c.set_window_size(390, 844).await.unwrap();
         click(&c, "[data-page=live]").await;
