@@ -393,6 +393,10 @@ async fn charts_are_on_the_parks_clock_and_stale_data_is_said() {
         let (ok, t) = wait_text(&c, "#history-days", 5.0, |t| t.contains("2026-11-27")).await;
         assert!(ok, "the day's row: `{t}`");
         shot(&c, ROOT, "history-zh-desktop.png").await;
+        // The EMS's events in Chinese.
+        click(&c, "[data-page=devices]").await;
+        let (ok, t) = wait_text(&c, "#events", 5.0, |t| t.contains("pedf 开始运行：qingzhou-pedf")).await;
+        assert!(ok, "the events in Chinese: `{t}`");
 
         // The EMS stops: within seconds the page says its data is out of date.
         click(&c, "[data-page=live]").await;

@@ -58,6 +58,7 @@ const I18N = {
     'pi.pv_available_kw': '光伏可发 kW', 'pi.pv_used_kw': '光伏利用 kW', 'pi.battery_charge_kw': '储能充电 kW',
     'pi.battery_discharge_kw': '储能放电 kW', 'pi.battery_soc_kwh': '储能电量 kWh', 'pi.fixed_load_kw': '固定负荷 kW',
     'pi.flexible_load_kw': '柔性负荷 kW', 'pi.load_shed_kw': '削减负荷 kW', 'pi.load_unserved_kw': '未供负荷 kW', 'pi.ev_kw': '充电桩 kW',
+    'sev.info': '信息', 'sev.warning': '警告', 'sev.alarm': '告警',
     'nav.history': '历史与电费', 'history.show': '查询', 'history.csv': '导出 CSV',
     'h.month': '月份', 'h.days': '天数', 'h.energy': '电度电费 元', 'h.export': '售电收入 元', 'h.demand': '需量电费 元',
     'h.peak': '最大需量 kW', 'h.wear': '储能损耗 元', 'h.total': '合计 元', 'h.day': '日期', 'h.cover': '时段',
@@ -128,6 +129,7 @@ const I18N = {
     'pi.pv_available_kw': 'PV available kW', 'pi.pv_used_kw': 'PV used kW', 'pi.battery_charge_kw': 'Charge kW',
     'pi.battery_discharge_kw': 'Discharge kW', 'pi.battery_soc_kwh': 'Stored kWh', 'pi.fixed_load_kw': 'Fixed load kW',
     'pi.flexible_load_kw': 'Flexible load kW', 'pi.load_shed_kw': 'Shed kW', 'pi.load_unserved_kw': 'Unserved kW', 'pi.ev_kw': 'EV kW',
+    'sev.info': 'info', 'sev.warning': 'warning', 'sev.alarm': 'alarm',
     'nav.history': 'History & bill', 'history.show': 'Show', 'history.csv': 'Export CSV',
     'h.month': 'Month', 'h.days': 'Days', 'h.energy': 'Energy CNY', 'h.export': 'Export CNY', 'h.demand': 'Demand charge CNY',
     'h.peak': 'Peak demand kW', 'h.wear': 'Battery wear CNY', 'h.total': 'Total CNY', 'h.day': 'Day', 'h.cover': 'Intervals',
@@ -336,11 +338,46 @@ function strategyText(v) {
   if (v.startsWith('safe state: ')) return t('st.safe.why') + v.slice('safe state: '.length);
   const m = v.match(/^plan #(\d+) \((.*)\)$/);
   if (m) {
-    const words = m[2].replace(/\boptimized\b/, t('st.optimized')).replace(/\bintraday\b/, t('st.intraday'))
-      .replace(/^rule\b/, t('st.rule')).replace(/\bfallback\b/, t('st.fallback'));
+    const words = strategyWords(m[2]);
     return `${t('st.plan')} #${m[1]}（${words}）`.replace('（', lang === 'zh' ? '（' : ' (').replace(/）$/, lang === 'zh' ? '）' : ')');
   }
   return v;
+}
+
+// The EMS's event messages in Chinese (their known forms; the figures and names kept, an
+// unknown message as it is).
+const EVENT_ZH = [
+  [/^car on (\S+): asks ([\d.]+) kWh by (.+?) \(the park's default session\)$/, (m) => `车辆接入 ${m[1]}：需要 ${m[2]} kWh，预计 ${m[3]} 离开（园区默认会话）`],
+  [/^car left (\S+): ([\d.]+) of ([\d.]+) kWh in ([\d.]+) h(.*)$/, (m) => `车辆离开 ${m[1]}：${m[4]} 小时充 ${m[2]} / ${m[3]} kWh${m[5].replace(/^, ([\d.]+) kWh short$/, '，少充 $1 kWh').replace(' (before its expected departure)', '（早于预计离开时间）')}`],
+  [/^re-planned \((.+)\): plan #(\d+) \((.+?)\) active(?:, replacing plan #(\d+) \((.+)\))?$/, (m) => `已重新计划（${m[1].replace(/every (\d+) min/, '每 $1 分钟')}）：执行计划 #${m[2]}（${strategyWords(m[3])}）${m[4] ? `，替换计划 #${m[4]}` : ''}`],
+  [/^re-plan failed \((.+?)\): (.+)$/, (m) => `重新计划失败（${m[1]}）：${m[2]}`],
+  [/^(\S+) \(([a-z-]+)\) not answering: (.+)$/, (m) => `${m[1]}（${t('cap.' + m[2])}）未应答：${m[3].replace('never read since the start', '启动以来未读到').replace(/^its last read failed/, '最近一次读取失败').replace(/^no reading within its (\d+) s stale time/, '$1 秒内无读数')}`],
+  [/^(\S+) answering again$/, (m) => `${m[1]} 恢复应答`],
+  [/^the grid meter answers again: the operator's mode applies$/, () => '电网电表恢复应答：按运行人员设定的模式运行'],
+  [/^mode (\w+)(?: \(battery (\S+) kW\))? set by (.+?): (.*)$/, (m) => `模式切换为${t('mode.' + m[1])}${m[2] ? `（储能 ${m[2]} kW）` : ''}，操作人 ${m[3]}：${m[4]}`],
+  [/^plan #(\d+) \((.+?)\) for (\S+) made active by (.+?)(?:, replacing plan #(\d+) \((.+)\))?$/, (m) => `计划 #${m[1]}（${strategyWords(m[2])}）设为 ${m[3]} 的执行计划，操作人 ${m[4]}${m[5] ? `，替换计划 #${m[5]}` : ''}`],
+  [/^plan #(\d+) \((.+?)\) for (\S+) computed, asked by (.+)$/, (m) => `已计算 ${m[3]} 的计划 #${m[1]}（${strategyWords(m[2])}），操作人 ${m[4]}`],
+  [/^pedf run started for (\S+) with (\d+) devices$/, (m) => `pedf 开始运行：${m[1]}，${m[2]} 台设备`],
+  [/^pedf run stopped; devices in their safe state$/, () => 'pedf 已停止运行；设备处于安全状态'],
+  [/^alarm #(\d+) acknowledged by (.+)$/, (m) => `告警 #${m[1]} 已确认，操作人 ${m[2]}`],
+  [/^interval (\S+) closed with (\d+) % of it observed: stored as (.+)$/, (m) => `时段 ${m[1]} 结束，仅观测到 ${m[2]} %：记为 ${m[3] === 'measured-partial' ? '部分实测' : m[3]}`],
+  [/^(\S+) capped at ([\d.]+) kW: ([\d.]+) kW of its demand shed \((plan|peak guard)\)$/, (m) => `${m[1]} 限至 ${m[2]} kW：削减 ${m[3]} kW（${m[4] === 'plan' ? '按计划' : '需量防护'}）`],
+  [/^(\S+): cap lifted$/, (m) => `${m[1]}：取消限值`],
+  [/^token #(\d+) \((\w+)\) for (.+) created by (.+)$/, (m) => `已创建令牌 #${m[1]}（${t('tok.' + m[2])}）：${m[3]}，操作人 ${m[4]}`],
+  [/^token #(\d+) revoked by (.+)$/, (m) => `令牌 #${m[1]} 已吊销，操作人 ${m[2]}`],
+];
+function strategyWords(w) {
+  return lang === 'zh' ? w.replace(/\boptimized\b/, t('st.optimized')).replace(/\bintraday\b/, t('st.intraday'))
+    .replace(/^rule\b/, t('st.rule')).replace(/\bfallback\b/, t('st.fallback')) : w;
+}
+function eventText(msg) {
+  if (lang !== 'zh') return msg;
+  if (msg.startsWith('cleared: ')) return '已解除：' + eventText(msg.slice('cleared: '.length));
+  for (const [re, f] of EVENT_ZH) {
+    const m = msg.match(re);
+    if (m) return f(m);
+  }
+  return msg;
 }
 
 function li(text, cls) {
@@ -423,7 +460,7 @@ async function start() {
 async function loadEvents() {
   try {
     const ev = await api('GET', '/api/v1/events?limit=50');
-    $('events').replaceChildren(...ev.map((e) => li(`${fmtDateTime(e.at)} [${e.severity}] ${e.message}`, e.severity)));
+    $('events').replaceChildren(...ev.map((e) => li(`${fmtDateTime(e.at)} [${t('sev.' + e.severity)}] ${eventText(e.message)}`, e.severity)));
   } catch (e) { fail(e); }
 }
 
@@ -614,7 +651,7 @@ async function loadAlarms() {
     const open = ev.filter((e) => e.severity === 'alarm' && !e.acked_by);
     const operator = ['operator', 'admin'].includes($('who').dataset.role);
     $('alarm-log').replaceChildren(...open.map((e) => {
-      const l = li(`${fmtDateTime(e.at)} ${e.message} `, 'alarm');
+      const l = li(`${fmtDateTime(e.at)} ${eventText(e.message)} `, 'alarm');
       l.dataset.id = e.id;
       if (operator) {
         const b = document.createElement('button');
