@@ -132,6 +132,24 @@ async fn dashboard_in_headless_chromium() {
         .await;
         assert!(ok, "acknowledged: `{t}`");
 
+        // The operator sets what the car on ev-01 needs and when it leaves, from its card.
+        click(&c, ".charger[data-id=ev-01]").await;
+        c.execute(
+            "document.getElementById('session-kwh').value = '20';
+             document.getElementById('session-dep').value = '18:00';",
+            vec![],
+        )
+        .await
+        .unwrap();
+        click(&c, "#session-form button").await;
+        let (ok, t) = wait_text(&c, "#msg", 5.0, |t| t == "Done: ev-01").await;
+        assert!(ok, "the session set: `{t}`");
+        let (ok, t) = wait_text(&c, ".charger[data-id=ev-01]", 10.0, |t| {
+            t.contains("/ 20.0 kWh") && t.contains("2026-11-27 18:00")
+        })
+        .await;
+        assert!(ok, "the card shows the session: `{t}`");
+
         // The devices page lists every device with its communication quality.
         click(&c, "[data-page=devices]").await;
         let (ok, t) = wait_text(&c, "#devices", 3.0, |t| {

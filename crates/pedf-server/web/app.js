@@ -66,6 +66,7 @@ const I18N = {
     'h.avoided': '减排 kg', 'h.selfsuff': '自给率',
     'live.chargers': '充电桩', 'ch.charging': '充电中', 'ch.waiting': '车辆在桩，未充电', 'ch.idle': '空闲', 'ch.lost': '未应答',
     'ch.limit': '限值', 'ch.session': '本次', 'ch.leaves': '预计离开',
+    'ch.kwh': '需要的电量 kWh', 'ch.set': '设置本次充电', 'ch.pick': '点击充电桩设置车辆需要的电量和离开时间（运行人员）',
     'stale.old': '数据已过时：最近一次更新在 {n} 秒前', 'msg.network': '无法连接服务器',
     'pt.objective_cny': '目标函数 元', 'pt.energy_cost_cny': '购电电费 元', 'pt.export_revenue_cny': '售电收入 元',
     'pt.demand_charge_cny': '需量电费 元', 'pt.month_peak_before_kw': '本月此前最大需量 kW',
@@ -137,6 +138,7 @@ const I18N = {
     'h.avoided': 'Avoided kg', 'h.selfsuff': 'Self-sufficiency',
     'live.chargers': 'EV chargers', 'ch.charging': 'charging', 'ch.waiting': 'car plugged in, not charging', 'ch.idle': 'free', 'ch.lost': 'not answering',
     'ch.limit': 'limit', 'ch.session': 'session', 'ch.leaves': 'leaves',
+    'ch.kwh': 'energy the car needs kWh', 'ch.set': 'Set the session', 'ch.pick': 'Click a charger to set what its car needs and when it leaves (operator)',
     'stale.old': 'Data out of date: last update {n} s ago', 'msg.network': 'The server cannot be reached',
     'pt.objective_cny': 'Objective CNY', 'pt.energy_cost_cny': 'Energy cost CNY', 'pt.export_revenue_cny': 'Export revenue CNY',
     'pt.demand_charge_cny': 'Demand charge CNY', 'pt.month_peak_before_kw': 'Month peak before the plan kW',
@@ -300,7 +302,19 @@ function render(s) {
 
 // A card per charger: its state, power against the limit in force, the session's energy
 // against what the car asked and when it leaves, the charger's last answer.
+let sessionCharger = null;
+
+// The park zone's offset from UTC at an instant, as +08:00.
+function zoneOffset(ms) {
+  const p = parts(ms, true);
+  const local = Date.UTC(+p.year, +p.month - 1, +p.day, +p.hour, +p.minute, +p.second);
+  const min = Math.round((local - Math.floor(ms / 1000) * 1000) / 60000);
+  const a = Math.abs(min);
+  return `${min < 0 ? '-' : '+'}${String(Math.floor(a / 60)).padStart(2, '0')}:${String(a % 60).padStart(2, '0')}`;
+}
+
 function renderChargers(s) {
+  $('ch-hint').hidden = !['operator', 'admin'].includes($('who').dataset.role) || !s.chargers.length;
   const quality = Object.fromEntries(s.devices.map((d) => [d.id, d]));
   $('chargers').replaceChildren(...s.chargers.map((c) => {
     const q = quality[c.id];
@@ -325,6 +339,17 @@ function renderChargers(s) {
       e.append(line(`${t('ch.leaves')} ${fmtDateTime(ss.departure, false)}`));
     }
     if (q && q.last_ok) e.title = `${t('dev.last')}: ${fmtDateTime(q.last_ok)}`;
+    // An operator sets what the car on it needs and when it leaves.
+    if (['operator', 'admin'].includes($('who').dataset.role)) {
+      e.classList.add('pick');
+      if (c.id === sessionCharger) e.classList.add('chosen');
+      e.onclick = () => {
+        sessionCharger = c.id;
+        $('session-form').hidden = false;
+        $('session-charger').textContent = c.id;
+        if (c.session) $('session-kwh').value = c.session.requested_kwh.toFixed(1);
+      };
+    }
     return e;
   }));
 }
@@ -772,6 +797,24 @@ document.addEventListener('DOMContentLoaded', () => {
   };
   $('plan-list').onclick = listPlans;
   $('history-form').onsubmit = (e) => { e.preventDefault(); loadHistory(); };
+  $('session-form').onsubmit = async (e) => {
+    e.preventDefault();
+    if (!sessionCharger) return;
+    const body = { reason: 'set on the dashboard' };
+    if ($('session-kwh').value) body.energy_kwh = Number($('session-kwh').value);
+    if ($('session-dep').value) {
+      // Today's (the park's) time, or tomorrow's when it has passed.
+      const now = live && live.at ? Date.parse(live.at) : Date.now();
+      let day = parkDay(0);
+      const at = (d) => Date.parse(`${d}T${$('session-dep').value}:00${zoneOffset(now)}`);
+      if (at(day) <= now) day = parkDay(1);
+      body.departure = `${day}T${$('session-dep').value}:00${zoneOffset(now)}`;
+    }
+    try {
+      await api('PUT', `/api/v1/chargers/${encodeURIComponent(sessionCharger)}/session`, body);
+      say(`${t('msg.saved')}: ${sessionCharger}`, 'ok');
+    } catch (err) { fail(err); }
+  };
   $('token-form').onsubmit = async (e) => {
     e.preventDefault();
     const body = { label: $('token-label').value.trim(), role: $('token-role').value };
