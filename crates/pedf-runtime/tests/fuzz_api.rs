@@ -108,6 +108,13 @@ async fn the_api_fuzzed_from_its_openapi_gives_no_server_error_and_only_json_err
     let _ = stop_tx.send(());
     let _ = run.await;
     let _ = std::fs::remove_dir_all(&dir);
+    // The run's summary (cases, checks) on the test's output (`--nocapture`).
+    for line in text
+        .lines()
+        .filter(|l| l.contains("passed") || l.contains("cases") || l.contains("Test cases"))
+    {
+        eprintln!("schemathesis: {line}");
+    }
     assert!(out.status.success(), "schemathesis found problems:\n{text}");
     assert!(text.contains("passed"), "{text}");
 }
