@@ -91,11 +91,9 @@ pub struct ChargerNow {
     /// (only the hard import limit may). 0: no deadline known, or time to spare.
     pub must_kw: f64,
     /// What the charger draws now, measured (`None`: not known). A car that takes less than
-    /// its setpoint (full, tapering, paused) is balanced at what it takes: the battery follows
-    /// the plan without covering power no car draws, and the export rules see the bus as it
-    /// is. The month-peak guard and the import limit still count every setpoint whole: a car
-    /// may take it within the next cycle, which at `pedf demo --speed 60` is a simulated
-    /// minute (a guard on the draws let the month's peak creep up by 100 kW there).
+    /// its setpoint (full, tapering, paused) is balanced at what it takes: the battery is not
+    /// discharged for power no car draws, and the month-peak guard (a 15-minute average)
+    /// counts it at its draw; the hard import limit still counts every setpoint whole.
     pub drawing_kw: Option<f64>,
 }
 
@@ -487,7 +485,7 @@ pub fn control(l: &Limits, s: &Snapshot, plan: Option<&PlanTarget>, mode: &Mode)
     // forecast error: charge only what the plan charges there.
     if let (Some(level), Some(p), Mode::Automatic) = (s.import_guard_kw, plan, mode) {
         let extra_charge = (-battery - p.battery_charge_kw.max(0.0)).max(0.0);
-        let grid_now = l.grid_for(load_kw.max(0.0) + ev(&chargers) - pv - battery);
+        let grid_now = l.grid_for(load_kw.max(0.0) + ev_exp(&chargers) - pv - battery);
         let above = l.deficit_for(grid_now) - l.deficit_for(level.min(cap));
         let less = extra_charge.min(above).max(0.0);
         if less > 1e-9 {
@@ -497,18 +495,36 @@ pub fn control(l: &Limits, s: &Snapshot, plan: Option<&PlanTarget>, mode: &Mode)
             ));
         }
     }
-    // Import held under the cap: more from the battery first (if it can), then shed
-    // curtailable demand and lower deferrable loads (guard only), then less EV (never below a
-    // charger's minimum while charging, largest first).
-    let mut deficit = load_kw.max(0.0) + ev(&chargers) - pv - battery;
-    let mut grid = l.grid_for(deficit);
-    if grid > cap + 1e-9 {
-        let why = if cap < l.import_kw {
-            format!("the month's peak ({cap:.0} kW)")
+    // Import held under the caps, in two stages: the month's peak, a 15-minute average, with
+    // each charger at what its car draws (a car that starts taking its setpoint is met in the
+    // next cycle, a second of the window); then the hard import limit with every setpoint
+    // whole (a car may take it in the next second). Each stage: more from the battery first
+    // (if it can), then shed curtailable demand and lower deferrable loads (guard only), then
+    // less EV (never below a charger's minimum while charging, largest first; below what a
+    // session needs by its departure only for the hard limit).
+    let stages: &[(f64, bool)] = if cap < l.import_kw {
+        &[(cap, true), (l.import_kw, false)]
+    } else {
+        &[(l.import_kw, false)]
+    };
+    for &(cap_now, peak_stage) in stages {
+        let ev_now = |ch: &[(String, f64, f64, f64, f64)]| {
+            if peak_stage {
+                ev_exp(ch)
+            } else {
+                ev(ch)
+            }
+        };
+        let mut deficit = load_kw.max(0.0) + ev_now(&chargers) - pv - battery;
+        if l.grid_for(deficit) <= cap_now + 1e-9 {
+            continue;
+        }
+        let why = if peak_stage {
+            format!("the month's peak ({cap_now:.0} kW)")
         } else {
             format!("the import limit ({:.0} kW)", l.import_kw)
         };
-        let over = |deficit: f64| deficit - l.deficit_for(cap);
+        let over = |deficit: f64| deficit - l.deficit_for(cap_now);
         let room = bat_hi - battery;
         let extra = room.min(over(deficit)).max(0.0);
         if extra > 0.0 && *mode != Mode::Safe {
@@ -516,17 +532,17 @@ pub fn control(l: &Limits, s: &Snapshot, plan: Option<&PlanTarget>, mode: &Mode)
             notes.push(format!("battery +{extra:.1} kW to keep import under {why}"));
         }
         if guard.is_some() {
-            deficit = load_kw.max(0.0) + ev(&chargers) - pv - battery;
-            let x = over(deficit).min(s.curtailable_kw.max(0.0)).max(0.0);
+            deficit = load_kw.max(0.0) + ev_now(&chargers) - pv - battery;
+            let x = over(deficit).min(s.curtailable_kw.max(0.0) - shed).max(0.0);
             if x > 1e-9 {
-                shed = x;
+                shed += x;
                 load_kw -= x;
                 notes.push(format!(
                     "{x:.1} kW of curtailable load shed to keep import under {why}"
                 ));
             }
             for k in 0..loads.len() {
-                deficit = load_kw.max(0.0) + ev(&chargers) - pv - battery;
+                deficit = load_kw.max(0.0) + ev_now(&chargers) - pv - battery;
                 let cut = over(deficit).min(loads[k].1).max(0.0);
                 if cut > 1e-9 {
                     loads[k].1 -= cut;
@@ -538,17 +554,13 @@ pub fn control(l: &Limits, s: &Snapshot, plan: Option<&PlanTarget>, mode: &Mode)
                 }
             }
         }
-        deficit = load_kw.max(0.0) + ev(&chargers) - pv - battery;
-        let mut over_bus = over(deficit);
         chargers.sort_by(|a, b| b.1.total_cmp(&a.1));
         // First down to what each session must get to finish by its departure; below that
         // only for the hard import limit, never for the month's peak.
-        let hard_over = |deficit: f64| deficit - l.deficit_for(l.import_kw);
-        for keep_deadlines in [true, false] {
-            if !keep_deadlines {
-                let deficit = load_kw.max(0.0) + ev(&chargers) - pv - battery;
-                over_bus = hard_over(deficit);
-            }
+        let passes: &[bool] = if peak_stage { &[true] } else { &[true, false] };
+        for &keep_deadlines in passes {
+            deficit = load_kw.max(0.0) + ev_now(&chargers) - pv - battery;
+            let mut over_bus = over(deficit);
             for c in chargers.iter_mut() {
                 if over_bus <= 1e-9 {
                     break;
@@ -557,9 +569,12 @@ pub fn control(l: &Limits, s: &Snapshot, plan: Option<&PlanTarget>, mode: &Mode)
                 if keep_deadlines {
                     floor = floor.max(c.4.min(c.1));
                 }
-                let cut = (c.1 - floor).min(over_bus).max(0.0);
+                // The peak stage lowers what the car draws (a setpoint above the draw
+                // lowers nothing); the hard limit lowers the setpoint.
+                let now_kw = if peak_stage { expected(c) } else { c.1 };
+                let cut = (now_kw - floor).min(over_bus).max(0.0);
                 if cut > 0.0 {
-                    c.1 -= cut;
+                    c.1 = now_kw - cut;
                     over_bus -= cut;
                     let why = if keep_deadlines {
                         why.clone()
@@ -576,20 +591,25 @@ pub fn control(l: &Limits, s: &Snapshot, plan: Option<&PlanTarget>, mode: &Mode)
                 }
             }
         }
-        deficit = load_kw.max(0.0) + ev(&chargers) - pv - battery;
-        grid = l.grid_for(deficit);
-        if grid > l.import_kw + 1e-6 {
-            alarms.push(format!("import {grid:.1} kW above the {:.0} kW limit: loads exceed what PV, battery and the limit can supply", l.import_kw));
-        } else if grid > cap + 1e-6 {
-            alarms.push(format!(
-                "import {grid:.1} kW sets a new month peak above {cap:.0} kW: battery, flexible loads and chargers are at their limits (chargers at what their sessions need by departure)"
-            ));
-        }
     }
-    // The bus as it is from here on: the chargers at what their cars draw (a car that takes
-    // less leaves more to export; the caps above held at every setpoint whole).
-    deficit = load_kw.max(0.0) + ev_exp(&chargers) - pv - battery;
-    grid = l.grid_for(deficit);
+    let deficit_set = load_kw.max(0.0) + ev(&chargers) - pv - battery;
+    let deficit_exp = load_kw.max(0.0) + ev_exp(&chargers) - pv - battery;
+    if l.grid_for(deficit_set) > l.import_kw + 1e-6 {
+        alarms.push(format!(
+            "import {:.1} kW above the {:.0} kW limit: loads exceed what PV, battery and the limit can supply",
+            l.grid_for(deficit_set),
+            l.import_kw
+        ));
+    } else if cap < l.import_kw && l.grid_for(deficit_exp) > cap + 1e-6 {
+        alarms.push(format!(
+            "import {:.1} kW sets a new month peak above {cap:.0} kW: battery, flexible loads and chargers are at their limits (chargers at what their sessions need by departure)",
+            l.grid_for(deficit_exp)
+        ));
+    }
+    // What the bus balance is from here on: the chargers at what their cars draw (the export
+    // rules too: a car that takes less leaves more to export).
+    let mut deficit = deficit_exp;
+    let mut grid = l.grid_for(deficit);
     // Export rules: the allowed export now.
     let mut max_export = if l.allow_export { l.export_kw } else { 0.0 };
     if l.export_only_from_pv {
