@@ -25,8 +25,6 @@
 
 pub mod curtail;
 
-use std::collections::BTreeMap;
-
 use pedf_core::Park;
 
 /// What the park measures now (kW, bus side unless said).
@@ -90,11 +88,6 @@ pub struct ChargerNow {
     /// power afterwards, from [`ev_must_kw`]: the plan and the peak guard never give it less
     /// (only the hard import limit may). 0: no deadline known, or time to spare.
     pub must_kw: f64,
-    /// What the charger draws now, measured (`None`: not known). A car that takes less than
-    /// its setpoint (full, tapering, paused) is balanced at what it takes: the battery is not
-    /// discharged for power no car draws, and the month-peak guard (a 15-minute average)
-    /// counts it at its draw; the hard import limit still counts every setpoint whole.
-    pub drawing_kw: Option<f64>,
 }
 
 /// The power a session must get now so that what it is still owed can be delivered by its
@@ -413,15 +406,6 @@ pub fn control(l: &Limits, s: &Snapshot, plan: Option<&PlanTarget>, mode: &Mode)
         })
         .collect();
     let ev = |ch: &[(String, f64, f64, f64, f64)]| ch.iter().map(|c| c.1).sum::<f64>();
-    // What each charger is expected to draw: its setpoint, or what its car takes when less.
-    let drawing: BTreeMap<&str, f64> = s
-        .chargers
-        .iter()
-        .filter_map(|c| c.drawing_kw.map(|d| (c.id.as_str(), d.max(0.0))))
-        .collect();
-    let expected =
-        |c: &(String, f64, f64, f64, f64)| drawing.get(c.0.as_str()).map_or(c.1, |d| c.1.min(*d));
-    let ev_exp = |ch: &[(String, f64, f64, f64, f64)]| ch.iter().map(expected).sum::<f64>();
     // Deferrable loads: the plan's power in automatic and manual mode, their maximum (the
     // safe value: keep cooling) in safe mode; the bus balance counts what they are told.
     let mut loads: Vec<(String, f64)> = s
@@ -449,7 +433,7 @@ pub fn control(l: &Limits, s: &Snapshot, plan: Option<&PlanTarget>, mode: &Mode)
     };
     let mut load_kw = told(&loads);
     let mut pv = s.pv_available_kw.max(0.0);
-    let demand = load_kw.max(0.0) + ev_exp(&chargers);
+    let demand = load_kw.max(0.0) + ev(&chargers);
     // The battery's wish.
     let mut battery = match (mode, plan) {
         (Mode::Safe, _) => 0.0,
@@ -485,7 +469,7 @@ pub fn control(l: &Limits, s: &Snapshot, plan: Option<&PlanTarget>, mode: &Mode)
     // forecast error: charge only what the plan charges there.
     if let (Some(level), Some(p), Mode::Automatic) = (s.import_guard_kw, plan, mode) {
         let extra_charge = (-battery - p.battery_charge_kw.max(0.0)).max(0.0);
-        let grid_now = l.grid_for(load_kw.max(0.0) + ev_exp(&chargers) - pv - battery);
+        let grid_now = l.grid_for(load_kw.max(0.0) + ev(&chargers) - pv - battery);
         let above = l.deficit_for(grid_now) - l.deficit_for(level.min(cap));
         let less = extra_charge.min(above).max(0.0);
         if less > 1e-9 {
@@ -495,36 +479,18 @@ pub fn control(l: &Limits, s: &Snapshot, plan: Option<&PlanTarget>, mode: &Mode)
             ));
         }
     }
-    // Import held under the caps, in two stages: the month's peak, a 15-minute average, with
-    // each charger at what its car draws (a car that starts taking its setpoint is met in the
-    // next cycle, a second of the window); then the hard import limit with every setpoint
-    // whole (a car may take it in the next second). Each stage: more from the battery first
-    // (if it can), then shed curtailable demand and lower deferrable loads (guard only), then
-    // less EV (never below a charger's minimum while charging, largest first; below what a
-    // session needs by its departure only for the hard limit).
-    let stages: &[(f64, bool)] = if cap < l.import_kw {
-        &[(cap, true), (l.import_kw, false)]
-    } else {
-        &[(l.import_kw, false)]
-    };
-    for &(cap_now, peak_stage) in stages {
-        let ev_now = |ch: &[(String, f64, f64, f64, f64)]| {
-            if peak_stage {
-                ev_exp(ch)
-            } else {
-                ev(ch)
-            }
-        };
-        let mut deficit = load_kw.max(0.0) + ev_now(&chargers) - pv - battery;
-        if l.grid_for(deficit) <= cap_now + 1e-9 {
-            continue;
-        }
-        let why = if peak_stage {
-            format!("the month's peak ({cap_now:.0} kW)")
+    // Import held under the cap: more from the battery first (if it can), then shed
+    // curtailable demand and lower deferrable loads (guard only), then less EV (never below a
+    // charger's minimum while charging, largest first).
+    let mut deficit = load_kw.max(0.0) + ev(&chargers) - pv - battery;
+    let mut grid = l.grid_for(deficit);
+    if grid > cap + 1e-9 {
+        let why = if cap < l.import_kw {
+            format!("the month's peak ({cap:.0} kW)")
         } else {
             format!("the import limit ({:.0} kW)", l.import_kw)
         };
-        let over = |deficit: f64| deficit - l.deficit_for(cap_now);
+        let over = |deficit: f64| deficit - l.deficit_for(cap);
         let room = bat_hi - battery;
         let extra = room.min(over(deficit)).max(0.0);
         if extra > 0.0 && *mode != Mode::Safe {
@@ -532,17 +498,17 @@ pub fn control(l: &Limits, s: &Snapshot, plan: Option<&PlanTarget>, mode: &Mode)
             notes.push(format!("battery +{extra:.1} kW to keep import under {why}"));
         }
         if guard.is_some() {
-            deficit = load_kw.max(0.0) + ev_now(&chargers) - pv - battery;
-            let x = over(deficit).min(s.curtailable_kw.max(0.0) - shed).max(0.0);
+            deficit = load_kw.max(0.0) + ev(&chargers) - pv - battery;
+            let x = over(deficit).min(s.curtailable_kw.max(0.0)).max(0.0);
             if x > 1e-9 {
-                shed += x;
+                shed = x;
                 load_kw -= x;
                 notes.push(format!(
                     "{x:.1} kW of curtailable load shed to keep import under {why}"
                 ));
             }
             for k in 0..loads.len() {
-                deficit = load_kw.max(0.0) + ev_now(&chargers) - pv - battery;
+                deficit = load_kw.max(0.0) + ev(&chargers) - pv - battery;
                 let cut = over(deficit).min(loads[k].1).max(0.0);
                 if cut > 1e-9 {
                     loads[k].1 -= cut;
@@ -554,13 +520,17 @@ pub fn control(l: &Limits, s: &Snapshot, plan: Option<&PlanTarget>, mode: &Mode)
                 }
             }
         }
+        deficit = load_kw.max(0.0) + ev(&chargers) - pv - battery;
+        let mut over_bus = over(deficit);
         chargers.sort_by(|a, b| b.1.total_cmp(&a.1));
         // First down to what each session must get to finish by its departure; below that
         // only for the hard import limit, never for the month's peak.
-        let passes: &[bool] = if peak_stage { &[true] } else { &[true, false] };
-        for &keep_deadlines in passes {
-            deficit = load_kw.max(0.0) + ev_now(&chargers) - pv - battery;
-            let mut over_bus = over(deficit);
+        let hard_over = |deficit: f64| deficit - l.deficit_for(l.import_kw);
+        for keep_deadlines in [true, false] {
+            if !keep_deadlines {
+                let deficit = load_kw.max(0.0) + ev(&chargers) - pv - battery;
+                over_bus = hard_over(deficit);
+            }
             for c in chargers.iter_mut() {
                 if over_bus <= 1e-9 {
                     break;
@@ -569,12 +539,9 @@ pub fn control(l: &Limits, s: &Snapshot, plan: Option<&PlanTarget>, mode: &Mode)
                 if keep_deadlines {
                     floor = floor.max(c.4.min(c.1));
                 }
-                // The peak stage lowers what the car draws (a setpoint above the draw
-                // lowers nothing); the hard limit lowers the setpoint.
-                let now_kw = if peak_stage { expected(c) } else { c.1 };
-                let cut = (now_kw - floor).min(over_bus).max(0.0);
+                let cut = (c.1 - floor).min(over_bus).max(0.0);
                 if cut > 0.0 {
-                    c.1 = now_kw - cut;
+                    c.1 -= cut;
                     over_bus -= cut;
                     let why = if keep_deadlines {
                         why.clone()
@@ -591,25 +558,16 @@ pub fn control(l: &Limits, s: &Snapshot, plan: Option<&PlanTarget>, mode: &Mode)
                 }
             }
         }
+        deficit = load_kw.max(0.0) + ev(&chargers) - pv - battery;
+        grid = l.grid_for(deficit);
+        if grid > l.import_kw + 1e-6 {
+            alarms.push(format!("import {grid:.1} kW above the {:.0} kW limit: loads exceed what PV, battery and the limit can supply", l.import_kw));
+        } else if grid > cap + 1e-6 {
+            alarms.push(format!(
+                "import {grid:.1} kW sets a new month peak above {cap:.0} kW: battery, flexible loads and chargers are at their limits (chargers at what their sessions need by departure)"
+            ));
+        }
     }
-    let deficit_set = load_kw.max(0.0) + ev(&chargers) - pv - battery;
-    let deficit_exp = load_kw.max(0.0) + ev_exp(&chargers) - pv - battery;
-    if l.grid_for(deficit_set) > l.import_kw + 1e-6 {
-        alarms.push(format!(
-            "import {:.1} kW above the {:.0} kW limit: loads exceed what PV, battery and the limit can supply",
-            l.grid_for(deficit_set),
-            l.import_kw
-        ));
-    } else if cap < l.import_kw && l.grid_for(deficit_exp) > cap + 1e-6 {
-        alarms.push(format!(
-            "import {:.1} kW sets a new month peak above {cap:.0} kW: battery, flexible loads and chargers are at their limits (chargers at what their sessions need by departure)",
-            l.grid_for(deficit_exp)
-        ));
-    }
-    // What the bus balance is from here on: the chargers at what their cars draw (the export
-    // rules too: a car that takes less leaves more to export).
-    let mut deficit = deficit_exp;
-    let mut grid = l.grid_for(deficit);
     // Export rules: the allowed export now.
     let mut max_export = if l.allow_export { l.export_kw } else { 0.0 };
     if l.export_only_from_pv {
@@ -626,14 +584,14 @@ pub fn control(l: &Limits, s: &Snapshot, plan: Option<&PlanTarget>, mode: &Mode)
                 "battery charges {extra:.1} kW more to keep export within {max_export:.0} kW"
             ));
         }
-        deficit = load_kw.max(0.0) + ev_exp(&chargers) - pv - battery;
+        deficit = load_kw.max(0.0) + ev(&chargers) - pv - battery;
         let left = l.deficit_for(-max_export) - deficit;
         if left > 1e-9 {
             let cut = left.min(pv);
             pv -= cut;
             notes.push(format!("PV curtailed by {cut:.1} kW (export rules)"));
         }
-        deficit = load_kw.max(0.0) + ev_exp(&chargers) - pv - battery;
+        deficit = load_kw.max(0.0) + ev(&chargers) - pv - battery;
         // Export-only-from-PV depends on the PV left: check again.
         grid = l.grid_for(deficit);
         if l.export_only_from_pv && -grid > pv * l.eta_out + 1e-6 {

@@ -650,8 +650,6 @@ fn run_one(
                     min_kw: min.min(top),
                     max_kw: top,
                     must_kw: ev_must_kw(owed, *max, hours_left, dt),
-                    // The simulated cars take what they are given (within what they need).
-                    drawing_kw: None,
                 })
             })
             .collect();

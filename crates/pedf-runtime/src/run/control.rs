@@ -101,11 +101,12 @@ impl Cycle {
             .filter(|c| c.capability == Capability::EvCharger)
             .map(|c| {
                 let max_kw = c.policy.limits.max;
-                let drawing_kw = states.get(&c.id).and_then(|s| s.good(Field::PowerKw, now));
                 ChargerNow {
                     id: c.id.clone(),
-                    wanted_kw: drawing_kw.unwrap_or(0.0),
-                    drawing_kw,
+                    wanted_kw: states
+                        .get(&c.id)
+                        .and_then(|s| s.good(Field::PowerKw, now))
+                        .unwrap_or(0.0),
                     min_kw: c.policy.limits.min.max(0.0),
                     max_kw,
                     // What the session needs now to finish by its departure.
