@@ -316,11 +316,15 @@ function zoneOffset(ms) {
 function renderChargers(s) {
   $('ch-hint').hidden = !['operator', 'admin'].includes($('who').dataset.role) || !s.chargers.length;
   const quality = Object.fromEntries(s.devices.map((d) => [d.id, d]));
+  // Each card is kept and its content renewed (a card replaced every cycle would lose the
+  // click that lands while it is replaced).
+  const cards = Object.fromEntries([...$('chargers').children].map((e) => [e.dataset.id, e]));
   $('chargers').replaceChildren(...s.chargers.map((c) => {
     const q = quality[c.id];
     const state = c.kw === null || (q && q.quality !== 'good') ? 'lost'
       : c.kw > 0.05 ? 'charging' : c.session ? 'waiting' : 'idle';
-    const e = document.createElement('div');
+    const e = cards[c.id] || document.createElement('div');
+    e.replaceChildren();
     e.className = 'charger ' + state;
     e.dataset.id = c.id;
     const line = (text, cls) => { const d = document.createElement('div'); d.textContent = text; if (cls) d.className = cls; return d; };
@@ -338,7 +342,6 @@ function renderChargers(s) {
       bar.append(fill); e.append(bar);
       e.append(line(`${t('ch.leaves')} ${fmtDateTime(ss.departure, false)}`));
     }
-    if (q && q.last_ok) e.title = `${t('dev.last')}: ${fmtDateTime(q.last_ok)}`;
     // An operator sets what the car on it needs and when it leaves.
     if (['operator', 'admin'].includes($('who').dataset.role)) {
       e.classList.add('pick');
@@ -347,9 +350,11 @@ function renderChargers(s) {
         sessionCharger = c.id;
         $('session-form').hidden = false;
         $('session-charger').textContent = c.id;
-        if (c.session) $('session-kwh').value = c.session.requested_kwh.toFixed(1);
+        const now = live && live.chargers.find((x) => x.id === c.id);
+        if (now && now.session) $('session-kwh').value = now.session.requested_kwh.toFixed(1);
       };
-    }
+    } else e.onclick = null;
+    e.title = q && q.last_ok ? `${t('dev.last')}: ${fmtDateTime(q.last_ok)}` : '';
     return e;
   }));
 }
