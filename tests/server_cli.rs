@@ -318,24 +318,25 @@ fn plans_accounts_and_certifies_through_the_api() {
         .map(|b| format!("{b:02x}"))
         .collect();
     std::fs::write(dir.join("downloaded.json"), &json).unwrap();
-    let verify = Command::new(env!("CARGO_BIN_EXE_pedf"))
-        .args([
-            "certificate",
-            "verify",
-            dir.join("downloaded.json").to_str().unwrap(),
-            "--public-key",
-            &issuer_public_key,
-            "--ledger",
-            dir.join("var/certificates/ledger.jsonl").to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        verify.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&verify.stdout),
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    // `pedf certificate verify` on the download, with more arguments: (passed, what it said).
+    let verify = |more: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_pedf"))
+            .args(["certificate", "verify"])
+            .arg(dir.join("downloaded.json"))
+            .args(["--public-key", &issuer_public_key, "--ledger"])
+            .arg(dir.join("var/certificates/ledger.jsonl"))
+            .args(more)
+            .output()
+            .unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), said)
+    };
+    let (ok, said) = verify(&[]);
+    assert!(ok, "{said}");
     // The records it covers, from the API, and the data check: the figures recomputed from
     // them, the Merkle root over them (the PDF's verify command works as printed).
     let covered = c
@@ -349,26 +350,9 @@ fn plans_accounts_and_certifies_through_the_api() {
         .unwrap()
         .starts_with("text/csv"));
     std::fs::write(dir.join("covered.csv"), covered.bytes().unwrap()).unwrap();
-    let verify = Command::new(env!("CARGO_BIN_EXE_pedf"))
-        .args([
-            "certificate",
-            "verify",
-            dir.join("downloaded.json").to_str().unwrap(),
-            "--public-key",
-            &issuer_public_key,
-            "--data",
-            dir.join("covered.csv").to_str().unwrap(),
-            "--ledger",
-            dir.join("var/certificates/ledger.jsonl").to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&verify.stdout),
-        String::from_utf8_lossy(&verify.stderr)
-    );
-    assert!(verify.status.success(), "{said}");
+    let covered_csv = dir.join("covered.csv");
+    let (ok, said) = verify(&["--data", covered_csv.to_str().unwrap()]);
+    assert!(ok, "{said}");
     assert!(
         said.contains("every figure recomputed from the 95 records matches; Merkle root matches"),
         "the data was checked: {said}"

@@ -12,7 +12,7 @@ mod plans;
 
 use std::time::Instant;
 
-use chromium::{click, log_in, shot, start_browser, text, visible, wait_text};
+use chromium::{click, log_in, shot, start_browser, text, visible, wait_js, wait_text};
 use common::{ems_origin, Ems, ROOT};
 use fantoccini::Client;
 use serde_json::json;
@@ -188,22 +188,14 @@ async fn dashboard_in_headless_chromium() {
         )
         .await
         .unwrap();
-        let deadline = Instant::now() + std::time::Duration::from_secs(5);
-        let revoked = loop {
-            let state = c
-                .execute(
-                    "const r = [...document.querySelectorAll('#tokens tr')].find((r) => r.textContent.includes('lobby screen'));
-                     return r ? r.lastElementChild.textContent : null;",
-                    vec![],
-                )
-                .await
-                .unwrap();
-            if state == json!("revoked") || Instant::now() > deadline {
-                break state;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        };
-        let (ok, t) = (revoked == json!("revoked"), revoked.to_string());
+        let (ok, t) = wait_js(
+            &c,
+            "const r = [...document.querySelectorAll('#tokens tr')].find((r) => r.textContent.includes('lobby screen'));
+             return r ? r.lastElementChild.textContent : null;",
+            5.0,
+            |v| *v == json!("revoked"),
+        )
+        .await;
         assert!(ok, "the token revoked: `{t}`");
 
         // A certificate for a day not over yet is refused, saying why (the day has a
@@ -328,30 +320,20 @@ async fn charts_are_on_the_parks_clock_and_stale_data_is_said() {
         let (ok, _) = wait_text(&c, "#who", 10.0, |t| t.contains("viewer")).await;
         assert!(ok, "logged in");
         // Wait (with a deadline) for both series.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-        let drawn = loop {
-            let v = c
-                .execute(
-                    r#"const svg = document.getElementById('pva');
-                       const p = svg.querySelector('path.series.plan'), a = svg.querySelector('path.series.act');
-                       if (!p || !a) return null;
-                       const x0 = (e) => Number(e.getAttribute('d').match(/^M([0-9.]+)/)[1]);
-                       return { ticks: [...svg.querySelectorAll('text.xtick')].map((t) => [t.textContent, Number(t.getAttribute('x'))]),
-                                plan: x0(p), actual: x0(a),
-                                zone: Intl.DateTimeFormat().resolvedOptions().timeZone };"#,
-                    vec![],
-                )
-                .await
-                .unwrap();
-            if !v.is_null() {
-                break v;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the chart never drew both series"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        };
+        let (ok, drawn) = wait_js(
+            &c,
+            r#"const svg = document.getElementById('pva');
+               const p = svg.querySelector('path.series.plan'), a = svg.querySelector('path.series.act');
+               if (!p || !a) return null;
+               const x0 = (e) => Number(e.getAttribute('d').match(/^M([0-9.]+)/)[1]);
+               return { ticks: [...svg.querySelectorAll('text.xtick')].map((t) => [t.textContent, Number(t.getAttribute('x'))]),
+                        plan: x0(p), actual: x0(a),
+                        zone: Intl.DateTimeFormat().resolvedOptions().timeZone };"#,
+            15.0,
+            |v| !v.is_null(),
+        )
+        .await;
+        assert!(ok, "the chart never drew both series");
         assert_eq!(drawn["zone"], "UTC", "the browser runs in UTC: {drawn}");
         let tick = |label: &str| {
             drawn["ticks"]

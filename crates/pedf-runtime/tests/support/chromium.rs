@@ -97,6 +97,27 @@ pub async fn wait_text(
     }
 }
 
+/// Waits up to `secs` for a script's value to satisfy `f` (the same deadline wait as
+/// [`wait_text`]); returns the last value seen.
+pub async fn wait_js(
+    c: &Client,
+    script: &str,
+    secs: f64,
+    f: impl Fn(&serde_json::Value) -> bool,
+) -> (bool, serde_json::Value) {
+    let until = Instant::now() + Duration::from_secs_f64(secs);
+    loop {
+        let v = c.execute(script, vec![]).await.unwrap();
+        if f(&v) {
+            return (true, v);
+        }
+        if Instant::now() > until {
+            return (false, v);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 pub async fn visible(c: &Client, css: &str) -> bool {
     match c.find(Locator::Css(css)).await {
         Ok(e) => e.is_displayed().await.unwrap_or(false),
