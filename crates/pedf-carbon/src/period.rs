@@ -4,6 +4,7 @@
 //! file and prints nothing: its callers read, name their own arguments and report.
 
 use chrono::{DateTime, Datelike, Utc};
+use pedf_core::message::Message;
 use pedf_core::Park;
 
 use crate::account::Options;
@@ -33,20 +34,22 @@ pub const MAX_PERIOD_DAYS: i64 = 366;
 
 /// Checks that `[from, to)` is a period: it ends after it starts, and is at most
 /// [`MAX_PERIOD_DAYS`] long. Callers check before they read a period's records.
-pub fn check_span(park: &Park, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<(), String> {
+pub fn check_span(park: &Park, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<(), Message> {
+    let (f, t) = (
+        park.clock.local(from).to_rfc3339(),
+        park.clock.local(to).to_rfc3339(),
+    );
     if to <= from {
-        return Err(format!(
-            "the period ends ({}) before it starts ({})",
-            park.clock.local(to).to_rfc3339(),
-            park.clock.local(from).to_rfc3339()
+        return Err(Message::new(
+            format!("the period ends ({t}) before it starts ({f})"),
+            format!("期间的结束（{t}）早于其开始（{f}）"),
         ));
     }
     if to - from > chrono::Duration::days(MAX_PERIOD_DAYS) {
-        return Err(format!(
-            "the period {} to {} is {} days long; at most {MAX_PERIOD_DAYS} days (a year) are accounted at once: give a year or less and account longer spans year by year",
-            park.clock.local(from).to_rfc3339(),
-            park.clock.local(to).to_rfc3339(),
-            (to - from).num_days()
+        let days = (to - from).num_days();
+        return Err(Message::new(
+            format!("the period {f} to {t} is {days} days long; at most {MAX_PERIOD_DAYS} days (a year) are accounted at once: give a year or less and account longer spans year by year"),
+            format!("期间 {f} 至 {t} 长 {days} 天；一次最多核算 {MAX_PERIOD_DAYS} 天（一年）：请给一年以内的期间，更长的期间逐年核算"),
         ));
     }
     Ok(())
@@ -64,7 +67,7 @@ pub fn setup(
     baseline: &str,
     covered_mwh: f64,
 ) -> Result<PeriodSetup, String> {
-    check_span(&park, from, to)?;
+    check_span(&park, from, to).map_err(|m| m.en)?;
     if !(covered_mwh.is_finite() && covered_mwh >= 0.0) {
         return Err(format!("covered MWh: {covered_mwh} must be a number >= 0"));
     }
@@ -110,13 +113,14 @@ mod tests {
             t("9999-12-31T00:00:00+08:00"),
         )
         .unwrap_err();
-        assert!(e.contains("at most 366 days"), "{e}");
+        assert!(e.en.contains("at most 366 days"), "{e}");
+        assert!(e.zh.contains("最多核算 366 天"), "{}", e.zh);
         let e = check_span(
             &park,
             t("2026-06-02T00:00:00+08:00"),
             t("2026-06-01T00:00:00+08:00"),
         )
         .unwrap_err();
-        assert!(e.contains("before it starts"), "{e}");
+        assert!(e.en.contains("before it starts"), "{e}");
     }
 }

@@ -12,6 +12,7 @@ pub mod config;
 pub mod csvtext;
 pub mod inputs;
 pub mod live;
+pub mod message;
 pub mod park;
 pub mod plan;
 pub mod records;

@@ -144,6 +144,10 @@ pub struct SessionLive {
     pub requested_kwh: f64,
     /// The energy it has had so far, kWh.
     pub delivered_kwh: f64,
+    /// Of what it has had today (the closed intervals and the running one since its arrival or
+    /// the local midnight), the carbon-free share: PV directly or through the batteries' PV
+    /// share, by the carbon accounting's proportional rule, 0..1 (`None`: nothing yet).
+    pub green_share: Option<f64>,
 }
 
 /// One device's communication state.

@@ -7,24 +7,37 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::message::Message;
 use crate::plan::Plan;
 
-/// Why a service call failed; the kind decides the HTTP status.
+/// Why a service call failed, said in both languages; the kind decides the HTTP status.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ServiceError {
     /// The request cannot be served as asked: no data in the period, a period already
     /// certified, day inputs with errors (422).
     #[error("{0}")]
-    Unprocessable(String),
+    Unprocessable(Message),
     /// What was asked for does not exist (404).
     #[error("{0}")]
-    NotFound(String),
+    NotFound(Message),
     /// This EMS is not set up for it (a folder or file not configured) (503).
     #[error("{0}")]
-    NotConfigured(String),
+    NotConfigured(Message),
     /// The application failed (a store or file it could not read or write) (500).
     #[error("{0}")]
-    Failed(String),
+    Failed(Message),
+}
+
+impl ServiceError {
+    /// What it says.
+    pub fn message(&self) -> &Message {
+        match self {
+            ServiceError::Unprocessable(m)
+            | ServiceError::NotFound(m)
+            | ServiceError::NotConfigured(m)
+            | ServiceError::Failed(m) => m,
+        }
+    }
 }
 
 /// A period `[from, to)`, checked: `from` before `to`.
@@ -74,8 +87,9 @@ pub struct History {
     pub months: Vec<crate::bill::MonthBill>,
     /// Intervals the tariff gives no price for (counted at 0 CNY).
     pub unpriced_intervals: usize,
-    /// What the figures rest on (the records counted, the tariff, the factor).
-    pub notes: Vec<String>,
+    /// What the figures rest on (the records counted, the tariff, the factor), in both
+    /// languages.
+    pub notes: Vec<Message>,
 }
 
 /// A period's carbon accounting, as the API returns it.
@@ -83,7 +97,8 @@ pub struct History {
 pub struct CarbonSummary {
     /// The start of the period, RFC 3339 in the park's zone.
     pub from: String,
-    /// The end of the period (not included).
+    /// The end of the period accounted (not included): the one asked, or the start of the
+    /// EMS's running interval when that is earlier (what is to come is not estimated).
     pub to: String,
     /// The location-based factor, with its source.
     pub factor: String,

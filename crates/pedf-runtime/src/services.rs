@@ -10,6 +10,7 @@ use pedf_carbon::certificate::{Certificate, CertificateIssuer, IssueError, Issue
 use pedf_carbon::factors::FactorTable;
 use pedf_carbon::period::PeriodSetup;
 use pedf_core::inputs::FolderError;
+use pedf_core::message::Message;
 use pedf_core::services::{
     CarbonSummary, CarbonTotals, CertificateFormat, History, HistoryDay, IssuedCertificate, Period,
     PlannedDay, ServiceError,
@@ -81,27 +82,38 @@ impl EmsServices {
         // Refused before any record is read: one request never accounts more than a year.
         pedf_carbon::period::check_span(&self.park, period.from, period.to)
             .map_err(ServiceError::Unprocessable)?;
-        let store = Store::open(&self.store)
-            .map_err(|e| ServiceError::Failed(format!("the EMS store: {e}")))?;
+        let store_failed = |e: &dyn std::fmt::Display| {
+            ServiceError::Failed(Message::framed("the EMS store", "EMS 数据库", e))
+        };
+        let store = Store::open(&self.store).map_err(|e| store_failed(&e))?;
         // Only intervals observed whole are records here: one the EMS saw in part (a device
         // not answering, a restart, the running interval) is a gap to the accounting, so no
         // avoided emissions are claimed for it and the coverage counts it missing.
         let records: Vec<_> = store
             .records(period.from, period.to)
-            .map_err(|e| ServiceError::Failed(format!("the EMS store: {e}")))?
+            .map_err(|e| store_failed(&e))?
             .into_iter()
             .filter(|(_, source)| observed_whole(source))
             .map(|(r, _)| r)
             .collect();
         let name = self.factors.display().to_string();
         let text = std::fs::read_to_string(&self.factors).map_err(|e| {
-            ServiceError::NotConfigured(format!("[server] emission_factors = {name}: {e}"))
+            ServiceError::NotConfigured(Message::framed(
+                &format!("[server] emission_factors = {name}"),
+                &format!("运行文件 [server] emission_factors = {name} 无法读取"),
+                e,
+            ))
         })?;
         let table = FactorTable::parse(&name, &text).map_err(|es| {
-            ServiceError::NotConfigured(format!(
-                "[server] emission_factors = {name}: {} error(s), the first: {}",
+            let (n, first) = (
                 es.len(),
-                es.first().map(ToString::to_string).unwrap_or_default()
+                es.first().map(ToString::to_string).unwrap_or_default(),
+            );
+            ServiceError::NotConfigured(Message::new(
+                format!("[server] emission_factors = {name}: {n} error(s), the first: {first}"),
+                format!(
+                    "运行文件 [server] emission_factors = {name} 有 {n} 处错误，第一处：{first}"
+                ),
             ))
         })?;
         pedf_carbon::period::setup(
@@ -113,7 +125,13 @@ impl EmsServices {
             "auto",
             0.0,
         )
-        .map_err(ServiceError::Unprocessable)
+        .map_err(|e| {
+            ServiceError::Unprocessable(Message::framed(
+                "the period's factors",
+                "期间的排放因子",
+                e,
+            ))
+        })
     }
 
     /// The records a certificate covers, as its issue took them from the store (the
@@ -121,13 +139,27 @@ impl EmsServices {
     /// `pedf certificate verify --data` recomputes the certificate from.
     fn certificate_records(&self, id: &str) -> Result<String, ServiceError> {
         let p = self.certificates.join(format!("{id}.json"));
-        let text = std::fs::read_to_string(&p)
-            .map_err(|_| ServiceError::NotFound(format!("no certificate {id}")))?;
-        let cert: Certificate = serde_json::from_str(&text)
-            .map_err(|e| ServiceError::Failed(format!("certificate {id}: {e}")))?;
+        let text = std::fs::read_to_string(&p).map_err(|_| {
+            ServiceError::NotFound(Message::new(
+                format!("no certificate {id}"),
+                format!("没有证书 {id}"),
+            ))
+        })?;
+        let cert: Certificate = serde_json::from_str(&text).map_err(|e| {
+            ServiceError::Failed(Message::framed(
+                &format!("certificate {id}"),
+                &format!("证书 {id} 无法读取"),
+                e,
+            ))
+        })?;
         let instant = |s: &str| {
-            pedf_core::time::parse_rfc3339(s)
-                .map_err(|e| ServiceError::Failed(format!("certificate {id}'s period: {e}")))
+            pedf_core::time::parse_rfc3339(s).map_err(|e| {
+                ServiceError::Failed(Message::framed(
+                    &format!("certificate {id}'s period"),
+                    &format!("证书 {id} 的期间无法读取"),
+                    e,
+                ))
+            })
         };
         let (from, to) = (instant(&cert.period.from)?, instant(&cert.period.to)?);
         let setup = self.setup(Period { from, to })?;
@@ -151,31 +183,37 @@ impl EmsServices {
 
 impl Services for EmsServices {
     fn plan_day(&self, date: NaiveDate) -> Result<PlannedDay, ServiceError> {
-        let dir = self
-            .plan_inputs
-            .as_ref()
-            .ok_or(ServiceError::NotConfigured(
-                "planning needs the day-input folder: set [server] plan_inputs in the run file"
-                    .into(),
-            ))?;
+        let dir = self.plan_inputs.as_ref().ok_or_else(|| {
+            ServiceError::NotConfigured(Message::new(
+                "planning needs the day-input folder: set [server] plan_inputs in the run file",
+                "制定计划需要日输入文件夹：请在运行文件中设置 [server] plan_inputs",
+            ))
+        })?;
         let load = |d: &std::path::Path| {
             pedf_core::inputs::load_days_inputs_from_dir(&self.park, d, date, 1)
         };
         let inputs = load(&dir.join(date.to_string()))
             .or_else(|_| load(dir))
             .map_err(|e| match e {
-                FolderError::Invalid { diagnostics, .. } => ServiceError::Unprocessable(format!(
-                    "the day inputs of {date} have {} error(s): {}",
-                    diagnostics.len(),
+                FolderError::Invalid { diagnostics, .. } => {
+                    let n = diagnostics.len();
                     // Where and what (the hints speak to the command line).
-                    diagnostics
+                    let first = diagnostics
                         .iter()
                         .take(3)
                         .map(|d| format!("{}:{}: {}", d.file, d.line, d.message))
                         .collect::<Vec<_>>()
-                        .join("; ")
+                        .join("; ");
+                    ServiceError::Unprocessable(Message::new(
+                        format!("the day inputs of {date} have {n} error(s): {first}"),
+                        format!("{date} 的日输入有 {n} 处错误：{first}"),
+                    ))
+                }
+                other => ServiceError::Unprocessable(Message::framed(
+                    &format!("no day inputs for {date}"),
+                    &format!("没有 {date} 的日输入"),
+                    other,
                 )),
-                other => ServiceError::Unprocessable(format!("no day inputs for {date}: {other}")),
             })?;
         // The optimiser falls back to the rule-based plan itself when HiGHS fails (its
         // strategy says so); an error here is in the inputs, which no planner can use.
@@ -185,7 +223,9 @@ impl Services for EmsServices {
             &PlanOptions::default(),
             &CurrentState::default(),
         )
-        .map_err(|e| ServiceError::Unprocessable(format!("planning failed: {e}")))?;
+        .map_err(|e| {
+            ServiceError::Unprocessable(Message::framed("planning failed", "计划失败", e))
+        })?;
         let strategy = match plan.strategy {
             pedf_core::plan::Strategy::Optimized => "optimized".to_string(),
             pedf_core::plan::Strategy::Rule => format!(
@@ -201,11 +241,17 @@ impl Services for EmsServices {
 
     fn carbon(&self, period: Period) -> Result<CarbonSummary, ServiceError> {
         let setup = self.setup(period)?;
-        let a = pedf_carbon::account::account(&setup.records, setup.from, setup.to, &setup.options);
+        // Up to the EMS's now: the intervals still to come are no gap to estimate (a period
+        // to the end of the month once counted its future days as estimated intervals).
+        let end = setup
+            .to
+            .min(self.park.clock.interval_start(self.time.now()))
+            .max(setup.from);
+        let a = pedf_carbon::account::account(&setup.records, setup.from, end, &setup.options);
         let tt = &a.totals;
         Ok(CarbonSummary {
             from: self.text(period.from),
-            to: self.text(period.to),
+            to: self.text(end),
             factor: setup.choice.location.describe(),
             baseline: setup.choice.baseline_text.clone(),
             notes: setup.choice.notes.clone(),
@@ -257,18 +303,33 @@ impl Services for EmsServices {
                 }
             })
             .collect();
+        let tariff = &self.park.tariff;
+        let window = tariff.demand.window_minutes;
+        let factor = setup.choice.location.describe();
         let mut notes = vec![
-            "records: the intervals the EMS observed whole (measured); a day's missing intervals are counted in its carbon figures as the carbon page estimates them, never in its bill".to_string(),
-            format!(
-                "bill: {} (source: {}); the demand charge is the month's on its highest {}-minute import so far",
-                self.park.tariff.name, self.park.tariff.source, self.park.tariff.demand.window_minutes
+            Message::new(
+                "records: the intervals the EMS observed whole (measured); a day's missing intervals are counted in its carbon figures as the carbon page estimates them, never in its bill",
+                "记录：EMS 完整观测（实测）的区间；一天中缺失的区间按碳核算页面的估算方法计入碳排放，从不计入电费",
             ),
-            format!("carbon: {}", setup.choice.location.describe()),
+            Message::new(
+                format!(
+                    "bill: {} (source: {}); the demand charge is the month's on its highest {window}-minute import so far",
+                    tariff.name, tariff.source
+                ),
+                format!(
+                    "电费：{}（来源：{}）；需量电费按本月迄今最高的 {window} 分钟平均购电功率计",
+                    tariff.name, tariff.source
+                ),
+            ),
+            Message::new(format!("carbon: {factor}"), format!("碳排放因子：{factor}")),
         ];
         if bill.unpriced_intervals > 0 {
-            notes.push(format!(
-                "{} interval(s) have no time-of-use price in the tariff: counted at 0 CNY",
-                bill.unpriced_intervals
+            let n = bill.unpriced_intervals;
+            notes.push(Message::new(
+                format!(
+                    "{n} interval(s) have no time-of-use price in the tariff: counted at 0 CNY"
+                ),
+                format!("{n} 个区间在电价中没有分时价格：按 0 元计"),
             ));
         }
         Ok(History {
@@ -300,9 +361,10 @@ impl Services for EmsServices {
                 certificate_renderings,
             )
             .map_err(|e| match e {
-                IssueError::NoRecords(m) => {
-                    ServiceError::Unprocessable(format!("the EMS store's interval records: {m}"))
-                }
+                IssueError::NoRecords(m) => ServiceError::Unprocessable(Message::new(
+                    format!("the EMS store's interval records: {}", m.en),
+                    format!("EMS 数据库的区间记录：{}", m.zh),
+                )),
                 IssueError::AlreadyCertified(m)
                 | IssueError::NotClosed(m)
                 | IssueError::TooLittleData(m)
@@ -336,7 +398,11 @@ impl Services for EmsServices {
             return self.certificate_records(id).map(String::into_bytes);
         }
         let p = self.certificates.join(format!("{id}.{kind}"));
-        std::fs::read(&p)
-            .map_err(|_| ServiceError::NotFound(format!("no {kind} of certificate {id}")))
+        std::fs::read(&p).map_err(|_| {
+            ServiceError::NotFound(Message::new(
+                format!("no {kind} of certificate {id}"),
+                format!("证书 {id} 没有 {kind} 文件"),
+            ))
+        })
     }
 }

@@ -81,7 +81,10 @@ async fn the_api_fuzzed_from_its_openapi_gives_no_server_error_and_only_json_err
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(cli)
             .args(["run", &url, "-H", &auth])
-            .args(["--checks", "not_a_server_error,errors_are_json"])
+            .args([
+                "--checks",
+                "not_a_server_error,errors_are_json,response_schema_conformance",
+            ])
             .args(["--exclude-path", "/api/v1/stream"])
             .args([
                 "--max-examples",

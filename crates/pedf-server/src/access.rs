@@ -92,13 +92,14 @@ fn same_origin(parts: &Parts) -> Result<(), ApiError> {
         .and_then(|v| v.to_str().ok());
     match origin.and_then(|o| o.split_once("://")).map(|(_, a)| a) {
         Some(authority) if !host.is_empty() && authority.eq_ignore_ascii_case(host) => Ok(()),
-        _ => Err(ApiError(
-            StatusCode::FORBIDDEN,
-            format!(
-                "a change made with the login cookie must come from the dashboard itself (Origin {} is not this server, {host}); scripts send Authorization: Bearer",
-                origin.unwrap_or("missing")
-            ),
-        )),
+        _ => {
+            let origin = origin.unwrap_or("missing");
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("a change made with the login cookie must come from the dashboard itself (Origin {origin} is not this server, {host}); scripts send Authorization: Bearer"),
+                format!("用登录 Cookie 做的更改必须来自本看板（Origin {origin} 不是本服务器 {host}）；脚本请使用 Authorization: Bearer"),
+            ))
+        }
     }
 }
 
@@ -111,10 +112,10 @@ impl FromRequestParts<AppState> for Caller {
                 .counters
                 .auth_failures
                 .fetch_add(1, Ordering::Relaxed);
-            return Err(ApiError(
+            return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
-                "no token: send `Authorization: Bearer <token>` or log in at POST /api/v1/session"
-                    .into(),
+                "no token: send `Authorization: Bearer <token>` or log in at POST /api/v1/session",
+                "没有令牌：请发送 `Authorization: Bearer <令牌>`，或在 POST /api/v1/session 登录",
             ));
         };
         if from == TokenFrom::Cookie {
@@ -127,10 +128,7 @@ impl FromRequestParts<AppState> for Caller {
                     .counters
                     .auth_failures
                     .fetch_add(1, Ordering::Relaxed);
-                Err(ApiError(
-                    StatusCode::UNAUTHORIZED,
-                    "the token is not valid (unknown or revoked)".into(),
-                ))
+                Err(invalid_token())
             }
             Err(e) => Err(internal(e)),
         }
@@ -142,13 +140,11 @@ impl Caller {
         if self.role >= role {
             Ok(())
         } else {
-            Err(ApiError(
+            let (need, has) = (role.name(), self.role.name());
+            Err(ApiError::new(
                 StatusCode::FORBIDDEN,
-                format!(
-                    "this needs the {} role; the token has {}",
-                    role.name(),
-                    self.role.name()
-                ),
+                format!("this needs the {need} role; the token has {has}"),
+                format!("此操作需要 {need} 角色；该令牌的角色是 {has}"),
             ))
         }
     }
@@ -167,11 +163,10 @@ pub(crate) async fn login(
 ) -> Response {
     let peer = peer.map(|p| p.0 .0.ip());
     if let Some(wait) = peer.and_then(|p| s.inner.failed_logins.blocked(p)) {
-        let mut r = ApiError(
+        let mut r = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
-            format!(
-                "{MAX_FAILED_LOGINS} failed logins from this address in a minute: try again in {wait} s"
-            ),
+            format!("{MAX_FAILED_LOGINS} failed logins from this address in a minute: try again in {wait} s"),
+            format!("此地址一分钟内登录失败 {MAX_FAILED_LOGINS} 次：请 {wait} 秒后再试"),
         )
         .into_response();
         if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
@@ -204,11 +199,7 @@ pub(crate) async fn login(
             if let Some(p) = peer {
                 s.inner.failed_logins.failed(p);
             }
-            ApiError(
-                StatusCode::UNAUTHORIZED,
-                "the token is not valid (unknown or revoked)".into(),
-            )
-            .into_response()
+            invalid_token().into_response()
         }
         Err(e) => internal(e).into_response(),
     }
@@ -244,17 +235,24 @@ pub(crate) async fn token_create(
 ) -> Result<Json<Value>, ApiError> {
     c.require(Role::Admin)?;
     let role = Role::parse(&b.role).ok_or_else(|| {
-        bad_request(format!(
-            "role: `{}` is not one of viewer, operator, admin",
-            b.role
-        ))
+        bad_request(
+            format!("role: `{}` is not one of viewer, operator, admin", b.role),
+            format!(
+                "role：`{}` 不是 viewer（查看）、operator（运行）、admin（管理）之一",
+                b.role
+            ),
+        )
     })?;
     if b.label.trim().is_empty() || b.label.len() > 100 {
-        return Err(bad_request("label: give a name of 1 to 100 characters"));
+        return Err(bad_request(
+            "label: give a name of 1 to 100 characters",
+            "label：请给出 1 到 100 个字符的名称",
+        ));
     }
     if b.expires_days.is_some_and(|d| !(1..=3650).contains(&d)) {
         return Err(bad_request(
             "expires_days: give 1 to 3650 days (or leave it out: never)",
+            "expires_days：请给 1 到 3650 天（不给则永不过期）",
         ));
     }
     let now = s.inner.time.now();
@@ -306,16 +304,18 @@ pub(crate) async fn token_revoke(
 ) -> Result<Json<Value>, ApiError> {
     c.require(Role::Admin)?;
     if id == c.token_id {
-        return Err(ApiError(
+        return Err(ApiError::new(
             StatusCode::CONFLICT,
-            "a token cannot revoke itself: revoke it with another admin token or `pedf token revoke`".into(),
+            "a token cannot revoke itself: revoke it with another admin token or `pedf token revoke`",
+            "令牌不能吊销自己：请用另一个管理员令牌或 `pedf token revoke` 吊销",
         ));
     }
     let mut store = s.store();
     if !store.revoke_token(id).map_err(internal)? {
-        return Err(ApiError(
+        return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("no token #{id} that is not revoked already"),
+            format!("没有尚未吊销的令牌 #{id}"),
         ));
     }
     let _ = store.event(
@@ -328,4 +328,12 @@ pub(crate) async fn token_revoke(
         r.insert(id);
     });
     Ok(Json(json!({"id": id, "revoked": true})))
+}
+
+fn invalid_token() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "the token is not valid (unknown or revoked)",
+        "令牌无效（未知或已吊销）",
+    )
 }

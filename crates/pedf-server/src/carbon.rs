@@ -6,6 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use pedf_core::message::Message;
 use pedf_core::services::{
     CarbonSummary, CertificateFormat, IssuedCertificate, Period, ServiceError,
 };
@@ -33,19 +34,31 @@ pub(crate) async fn on_blocking_pool<T: Send + 'static>(
     let st = s.clone();
     tokio::task::spawn_blocking(move || match st.inner.services.as_deref() {
         Some(x) => call(x),
-        None => Err(ServiceError::NotConfigured(
-            "carbon accounting and planning are not available in this server".into(),
-        )),
+        None => Err(ServiceError::NotConfigured(unavailable())),
     })
     .await
     .map_err(internal)
 }
 
 pub(crate) fn services(s: &AppState) -> Result<&dyn Services, ApiError> {
-    s.inner.services.as_deref().ok_or(ApiError(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "carbon accounting and planning are not available in this server".into(),
-    ))
+    s.inner
+        .services
+        .as_deref()
+        .ok_or_else(|| ApiError(StatusCode::SERVICE_UNAVAILABLE, unavailable()))
+}
+
+fn unavailable() -> Message {
+    Message::new(
+        "carbon accounting and planning are not available in this server",
+        "此服务器不提供碳核算和计划",
+    )
+}
+
+fn from_and_to_needed() -> ApiError {
+    bad_request(
+        "from and to: both are needed (dates YYYY-MM-DD or RFC 3339 instants)",
+        "from 和 to：两者都要给（日期 YYYY-MM-DD 或带时区的 RFC 3339 时刻）",
+    )
 }
 
 pub(crate) async fn carbon(
@@ -54,9 +67,7 @@ pub(crate) async fn carbon(
     Query(q): Query<PeriodQuery>,
 ) -> Result<Json<CarbonSummary>, ApiError> {
     let (Some(from), Some(to)) = (q.from, q.to) else {
-        return Err(bad_request(
-            "from and to: both are needed (dates YYYY-MM-DD or RFC 3339 instants)",
-        ));
+        return Err(from_and_to_needed());
     };
     let period = parse_period(&s.inner.park, &from, &to)?;
     Ok(Json(
@@ -80,14 +91,17 @@ pub(crate) async fn history(
     Query(q): Query<HistoryQuery>,
 ) -> Result<Response, ApiError> {
     let (Some(from), Some(to)) = (q.from, q.to) else {
-        return Err(bad_request(
-            "from and to: both are needed (dates YYYY-MM-DD or RFC 3339 instants)",
-        ));
+        return Err(from_and_to_needed());
     };
     let csv = match q.format.as_deref() {
         None | Some("json") => false,
         Some("csv") => true,
-        Some(other) => return Err(bad_request(format!("format: `{other}` is not json or csv"))),
+        Some(other) => {
+            return Err(bad_request(
+                format!("format: `{other}` is not json or csv"),
+                format!("format：`{other}` 不是 json 或 csv"),
+            ))
+        }
     };
     let period = parse_period(&s.inner.park, &from, &to)?;
     let h = on_blocking_pool(&s, move |x| x.history(period)).await??;
@@ -153,9 +167,12 @@ pub(crate) fn parse_period(park: &Park, from: &str, to: &str) -> Result<Period, 
         |text: &str, field: &str| match chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
             Ok(d) => Ok(park.clock.start_of_local_day(d)),
             Err(_) => pedf_core::time::parse_rfc3339(text).map_err(|_| {
-                bad_request(format!(
+                bad_request(
+                    format!(
                     "{field}: `{text}` is not a date YYYY-MM-DD or an RFC 3339 time with an offset"
-                ))
+                ),
+                    format!("{field}：`{text}` 不是日期 YYYY-MM-DD，也不是带时区的 RFC 3339 时刻"),
+                )
             }),
         };
     let period = Period {
@@ -163,9 +180,10 @@ pub(crate) fn parse_period(park: &Park, from: &str, to: &str) -> Result<Period, 
         to: instant(to, "to")?,
     };
     if period.to <= period.from {
-        return Err(bad_request(format!(
-            "to: `{to}` is not after from `{from}`"
-        )));
+        return Err(bad_request(
+            format!("to: `{to}` is not after from `{from}`"),
+            format!("to：`{to}` 不晚于 from `{from}`"),
+        ));
     }
     Ok(period)
 }
@@ -212,16 +230,20 @@ pub(crate) async fn certificate_file(
     Path((id, kind)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let Some(format) = CertificateFormat::parse(&kind) else {
-        return Err(bad_request(format!(
-            "kind: `{kind}` is not pdf, json or records"
-        )));
+        return Err(bad_request(
+            format!("kind: `{kind}` is not pdf, json or records"),
+            format!("kind：`{kind}` 不是 pdf、json 或 records"),
+        ));
     };
     let content_type = format.content_type();
     if !id
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     {
-        return Err(bad_request(format!("id: `{id}` is not a certificate id")));
+        return Err(bad_request(
+            format!("id: `{id}` is not a certificate id"),
+            format!("id：`{id}` 不是证书编号"),
+        ));
     }
     let i = id.clone();
     let bytes = on_blocking_pool(&s, move |x| x.certificate_file(&i, format)).await??;

@@ -46,9 +46,10 @@ pub(crate) async fn event_ack(
     let who = c.who();
     let mut store = s.store();
     if !store.ack_event(id, now, &who).map_err(internal)? {
-        return Err(ApiError(
+        return Err(ApiError::new(
             axum::http::StatusCode::NOT_FOUND,
             format!("no alarm #{id} that is not acknowledged already"),
+            format!("没有尚未确认的告警 #{id}"),
         ));
     }
     store
@@ -111,7 +112,12 @@ pub(crate) struct DayQuery {
 }
 
 pub(crate) fn parse_day(text: &str, field: &str) -> Result<chrono::NaiveDate, ApiError> {
-    pedf_core::time::parse_date(text).map_err(|e| bad_request(format!("{field}: {e}")))
+    pedf_core::time::parse_date(text).map_err(|e| {
+        bad_request(
+            format!("{field}: {e}"),
+            format!("{field}：`{text}` 不是日期 YYYY-MM-DD（{e}）"),
+        )
+    })
 }
 
 /// The interval energy records of a local day (measured by the runtime), with each one's
@@ -128,7 +134,10 @@ pub(crate) async fn records(
     };
     let starts = clock.intervals_of_local_day(day);
     let (Some(from), Some(last)) = (starts.first(), starts.last()) else {
-        return Err(bad_request(format!("day: {day} has no intervals")));
+        return Err(bad_request(
+            format!("day: {day} has no intervals"),
+            format!("day：{day} 没有区间"),
+        ));
     };
     let to = *last + clock.interval.duration();
     let rows = s.store().stored_records(*from, to).map_err(internal)?;

@@ -112,6 +112,9 @@ struct Counters {
     connections_refused: AtomicU64,
 }
 
+/// The shortest real time between two live-state frames to the stream's clients.
+const MIN_FRAME_GAP: std::time::Duration = std::time::Duration::from_millis(200);
+
 impl AppState {
     /// `store` is the server's own connection to the EMS store (WAL lets it read while the
     /// runtime writes). `shutdown` ends the live streams when it turns true.
@@ -137,6 +140,12 @@ impl AppState {
                 }
                 let text = serde_json::to_string(&**lrx.borrow_and_update()).unwrap_or_default();
                 ftx.send_replace(Arc::from(text));
+                // At most a few frames a second however fast the EMS cycles (`pedf demo
+                // --speed 60` runs 60 cycles a second): the next frame is the newest state.
+                tokio::select! {
+                    _ = tokio::time::sleep(MIN_FRAME_GAP) => {}
+                    _ = stop.changed() => break,
+                }
             }
         });
         AppState {
@@ -244,7 +253,7 @@ pub fn router(state: AppState) -> Router {
         .merge(web::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::map_response(error::json_errors))
+        .layer(axum::middleware::from_fn(error::json_errors))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             count_requests,
@@ -269,9 +278,10 @@ async fn count_requests(
 }
 
 async fn not_found() -> ApiError {
-    ApiError(
+    ApiError::new(
         StatusCode::NOT_FOUND,
-        "no such path; the API is described at /api/v1/openapi.json".into(),
+        "no such path; the API is described at /api/v1/openapi.json",
+        "没有这个地址；API 的说明在 /api/v1/openapi.json",
     )
 }
 

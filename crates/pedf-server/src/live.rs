@@ -113,26 +113,32 @@ pub(crate) async fn mode_put(
             Mode::Manual { battery_kw: kw }
         }
         ("manual", Some(kw)) => {
-            return Err(bad_request(format!(
-                "battery_kw: {kw} is outside the park's battery range {:.0}..={discharge:.0} kW (+discharge/-charge)",
-                -charge
-            )))
+            let low = -charge;
+            return Err(bad_request(
+                format!("battery_kw: {kw} is outside the park's battery range {low:.0}..={discharge:.0} kW (+discharge/-charge)"),
+                format!("battery_kw：{kw} 超出园区储能的范围 {low:.0}..={discharge:.0} kW（正为放电，负为充电）"),
+            ));
         }
         ("manual", None) => {
             return Err(bad_request(
                 "battery_kw: manual mode needs the battery setpoint in kW (+discharge/-charge)",
+                "battery_kw：手动模式需要储能的功率设定值，单位 kW（正为放电，负为充电）",
             ))
         }
         ("automatic" | "safe", Some(_)) => {
-            return Err(bad_request(format!(
-                "battery_kw: only manual mode takes a setpoint, not {}",
-                b.mode
-            )))
+            return Err(bad_request(
+                format!(
+                    "battery_kw: only manual mode takes a setpoint, not {}",
+                    b.mode
+                ),
+                format!("battery_kw：只有手动模式接受设定值，{} 模式不接受", b.mode),
+            ))
         }
         (other, _) => {
-            return Err(bad_request(format!(
-                "mode: `{other}` is not one of automatic, manual, safe"
-            )))
+            return Err(bad_request(
+                format!("mode: `{other}` is not one of automatic, manual, safe"),
+                format!("mode：`{other}` 不是 automatic（自动）、manual（手动）、safe（安全）之一"),
+            ))
         }
     };
     let view = ModeView::from(&mode);
@@ -198,50 +204,59 @@ pub(crate) async fn session_put(
     if b.energy_kwh.is_none() && b.departure.is_none() {
         return Err(bad_request(
             "give energy_kwh (kWh the car still needs in all) and/or departure (RFC 3339)",
+            "请给出 energy_kwh（车辆还需的总电量，kWh）和/或 departure（离开时间，RFC 3339）",
         ));
     }
     if let Some(e) = b
         .energy_kwh
         .filter(|e| !(e.is_finite() && *e > 0.0 && *e < 1e4))
     {
-        return Err(bad_request(format!(
-            "energy_kwh: {e} is not a car's energy; give kWh above 0 and below 10000"
-        )));
+        return Err(bad_request(
+            format!("energy_kwh: {e} is not a car's energy; give kWh above 0 and below 10000"),
+            format!("energy_kwh：{e} 不是一辆车的电量；请给大于 0、小于 10000 的 kWh"),
+        ));
     }
     let departure = match &b.departure {
         None => None,
         Some(t) => {
             let d = pedf_core::time::parse_rfc3339(t).map_err(|_| {
-                bad_request(format!(
-                    "departure: `{t}` is not an RFC 3339 time, e.g. 2026-06-21T17:30:00+08:00"
-                ))
+                bad_request(
+                    format!(
+                        "departure: `{t}` is not an RFC 3339 time, e.g. 2026-06-21T17:30:00+08:00"
+                    ),
+                    format!("departure：`{t}` 不是 RFC 3339 时刻，例如 2026-06-21T17:30:00+08:00"),
+                )
             })?;
             if d <= now {
-                return Err(bad_request(format!(
-                    "departure: {t} is not after now ({})",
-                    s.inner.park.clock.format(now)
-                )));
+                let now = s.inner.park.clock.format(now);
+                return Err(bad_request(
+                    format!("departure: {t} is not after now ({now})"),
+                    format!("departure：{t} 不晚于现在（{now}）"),
+                ));
             }
             Some(d)
         }
     };
     let live = s.inner.live.borrow().clone();
     let Some(charger) = live.chargers.iter().find(|x| x.id == id) else {
-        return Err(ApiError(
+        return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("no charger `{id}` (the chargers are in /api/v1/state)"),
+            format!("没有充电桩 `{id}`（充电桩列在 /api/v1/state）"),
         ));
     };
     if charger.session.is_none() {
-        return Err(ApiError(
+        return Err(ApiError::new(
             StatusCode::CONFLICT,
             format!("no car on {id} now (or its sessions are not tracked: it needs a charger state and the park's default session)"),
+            format!("{id} 现在没有车（或其会话未被跟踪：需要充电桩状态和园区的默认会话）"),
         ));
     }
     let Some(tx) = &s.inner.orders else {
-        return Err(ApiError(
+        return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "this server takes no session orders".into(),
+            "this server takes no session orders",
+            "此服务器不接受充电会话指令",
         ));
     };
     let order = Order {
@@ -252,9 +267,10 @@ pub(crate) async fn session_put(
         reason: b.reason.unwrap_or_else(|| "set from the API".into()),
     };
     tx.try_send(order).map_err(|_| {
-        ApiError(
+        ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "the EMS is not taking orders now; try again".into(),
+            "the EMS is not taking orders now; try again",
+            "EMS 暂时不接受指令；请重试",
         )
     })?;
     s.inner

@@ -70,7 +70,11 @@ pub(crate) async fn plan_get(
     Path(id): Path<i64>,
 ) -> Result<Response, ApiError> {
     let Some((row, text)) = s.store().plan(id).map_err(internal)? else {
-        return Err(ApiError(StatusCode::NOT_FOUND, format!("no plan #{id}")));
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no plan #{id}"),
+            format!("没有计划 #{id}"),
+        ));
     };
     let plan: Value = serde_json::from_str(&text).map_err(internal)?;
     Ok(Json(
@@ -88,7 +92,11 @@ pub(crate) async fn plan_activate(
     c.require(Role::Operator)?;
     let mut store = s.store();
     let Some((row, _)) = store.plan(id).map_err(internal)? else {
-        return Err(ApiError(StatusCode::NOT_FOUND, format!("no plan #{id}")));
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no plan #{id}"),
+            format!("没有计划 #{id}"),
+        ));
     };
     let before = store.active_plan(&row.day).map_err(internal)?;
     store.activate_plan(id).map_err(internal)?;

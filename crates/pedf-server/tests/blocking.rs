@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use pedf_core::live::Live;
 use pedf_core::live::Mode;
+use pedf_core::message::Message;
 use pedf_core::services::{
     CarbonSummary, CarbonTotals, CertificateFormat, IssuedCertificate, Period, PlannedDay,
     ServiceError,
@@ -28,10 +29,16 @@ struct Slow {
 
 impl Services for Slow {
     fn plan_day(&self, _: chrono::NaiveDate) -> Result<PlannedDay, ServiceError> {
-        Err(ServiceError::NotConfigured("not here".into()))
+        Err(ServiceError::NotConfigured(Message::new(
+            "not here",
+            "不在这里",
+        )))
     }
     fn history(&self, _: Period) -> Result<pedf_core::services::History, ServiceError> {
-        Err(ServiceError::NotConfigured("not here".into()))
+        Err(ServiceError::NotConfigured(Message::new(
+            "not here",
+            "不在这里",
+        )))
     }
     fn carbon(&self, period: Period) -> Result<CarbonSummary, ServiceError> {
         let _ = self.entered.lock().unwrap().send(());
@@ -65,10 +72,16 @@ impl Services for Slow {
         })
     }
     fn issue_certificate(&self, _: Period, _: &str) -> Result<IssuedCertificate, ServiceError> {
-        Err(ServiceError::NotConfigured("not here".into()))
+        Err(ServiceError::NotConfigured(Message::new(
+            "not here",
+            "不在这里",
+        )))
     }
     fn certificate_file(&self, _: &str, _: CertificateFormat) -> Result<Vec<u8>, ServiceError> {
-        Err(ServiceError::NotConfigured("not here".into()))
+        Err(ServiceError::NotConfigured(Message::new(
+            "not here",
+            "不在这里",
+        )))
     }
 }
 

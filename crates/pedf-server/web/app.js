@@ -60,12 +60,13 @@ const I18N = {
     'pi.flexible_load_kw': '柔性负荷 kW', 'pi.load_shed_kw': '削减负荷 kW', 'pi.load_unserved_kw': '未供负荷 kW', 'pi.ev_kw': '充电桩 kW',
     'sev.info': '信息', 'sev.warning': '警告', 'sev.alarm': '告警',
     'nav.history': '历史与电费', 'history.show': '查询', 'history.csv': '导出 CSV',
+    'h.r.day': '今日', 'h.r.week': '本周', 'h.r.month': '本月', 'h.r.year': '本年', 'h.sum': '合计',
     'h.month': '月份', 'h.days': '天数', 'h.energy': '电度电费 元', 'h.export': '售电收入 元', 'h.demand': '需量电费 元',
     'h.peak': '最大需量 kW', 'h.wear': '储能损耗 元', 'h.total': '合计 元', 'h.day': '日期', 'h.cover': '时段',
     'h.pv': '光伏 kWh', 'h.import': '购电 kWh', 'h.exportkwh': '售电 kWh', 'h.use': '用电 kWh', 'h.scope2': '购电排放 kg',
     'h.avoided': '减排 kg', 'h.selfsuff': '自给率',
     'live.chargers': '充电桩', 'ch.charging': '充电中', 'ch.waiting': '车辆在桩，未充电', 'ch.idle': '空闲', 'ch.lost': '未应答',
-    'ch.limit': '限值', 'ch.session': '本次', 'ch.leaves': '预计离开',
+    'ch.limit': '限值', 'ch.session': '本次', 'ch.leaves': '预计离开', 'ch.green': '今日绿电占比',
     'ch.kwh': '需要的电量 kWh', 'ch.set': '设置本次充电', 'ch.pick': '点击充电桩设置车辆需要的电量和离开时间（运行人员）',
     'stale.old': '数据已过时：最近一次更新在 {n} 秒前', 'msg.network': '无法连接服务器',
     'pt.objective_cny': '目标函数 元', 'pt.energy_cost_cny': '购电电费 元', 'pt.export_revenue_cny': '售电收入 元',
@@ -132,12 +133,13 @@ const I18N = {
     'pi.flexible_load_kw': 'Flexible load kW', 'pi.load_shed_kw': 'Shed kW', 'pi.load_unserved_kw': 'Unserved kW', 'pi.ev_kw': 'EV kW',
     'sev.info': 'info', 'sev.warning': 'warning', 'sev.alarm': 'alarm',
     'nav.history': 'History & bill', 'history.show': 'Show', 'history.csv': 'Export CSV',
+    'h.r.day': 'Today', 'h.r.week': 'This week', 'h.r.month': 'This month', 'h.r.year': 'This year', 'h.sum': 'Total',
     'h.month': 'Month', 'h.days': 'Days', 'h.energy': 'Energy CNY', 'h.export': 'Export CNY', 'h.demand': 'Demand charge CNY',
     'h.peak': 'Peak demand kW', 'h.wear': 'Battery wear CNY', 'h.total': 'Total CNY', 'h.day': 'Day', 'h.cover': 'Intervals',
     'h.pv': 'PV kWh', 'h.import': 'Import kWh', 'h.exportkwh': 'Export kWh', 'h.use': 'Consumption kWh', 'h.scope2': 'Scope 2 kg',
     'h.avoided': 'Avoided kg', 'h.selfsuff': 'Self-sufficiency',
     'live.chargers': 'EV chargers', 'ch.charging': 'charging', 'ch.waiting': 'car plugged in, not charging', 'ch.idle': 'free', 'ch.lost': 'not answering',
-    'ch.limit': 'limit', 'ch.session': 'session', 'ch.leaves': 'leaves',
+    'ch.limit': 'limit', 'ch.session': 'session', 'ch.leaves': 'leaves', 'ch.green': 'green share today',
     'ch.kwh': 'energy the car needs kWh', 'ch.set': 'Set the session', 'ch.pick': 'Click a charger to set what its car needs and when it leaves (operator)',
     'stale.old': 'Data out of date: last update {n} s ago', 'msg.network': 'The server cannot be reached',
     'pt.objective_cny': 'Objective CNY', 'pt.energy_cost_cny': 'Energy cost CNY', 'pt.export_revenue_cny': 'Export revenue CNY',
@@ -172,7 +174,8 @@ function say(text, kind) {
 }
 
 async function api(method, path, body) {
-  const opt = { method, headers: {}, credentials: 'same-origin' };
+  // The server says its errors in the page's language.
+  const opt = { method, headers: { 'Accept-Language': lang === 'zh' ? 'zh-CN' : 'en' }, credentials: 'same-origin' };
   if (body !== undefined) {
     opt.headers['Content-Type'] = 'application/json';
     opt.body = JSON.stringify(body);
@@ -340,6 +343,9 @@ function renderChargers(s) {
       const fill = document.createElement('i');
       fill.style.width = `${Math.min(100, (100 * ss.delivered_kwh) / Math.max(ss.requested_kwh, 1e-9)).toFixed(0)}%`;
       bar.append(fill); e.append(bar);
+      if (ss.green_share !== null && ss.green_share !== undefined) {
+        e.append(line(`${t('ch.green')} ${(100 * ss.green_share).toFixed(0)} %`, 'green'));
+      }
       e.append(line(`${t('ch.leaves')} ${fmtDateTime(ss.departure, false)}`));
     }
     // An operator sets what the car on it needs and when it leaves.
@@ -723,15 +729,40 @@ async function loadTokens() {
 
 // History: each month's bill (its terms add up to the total) and each day's energy, cost
 // and carbon; the same as CSV from the API.
+// The park's day, week (Monday on), month or year so far.
+function historyRange(kind) {
+  const today = parkDay(0);
+  let from = today;
+  if (kind === 'week') {
+    const d = new Date(`${today}T00:00:00Z`);
+    d.setUTCDate(d.getUTCDate() - ((d.getUTCDay() + 6) % 7));
+    from = d.toISOString().slice(0, 10);
+  } else if (kind === 'month') from = `${today.slice(0, 8)}01`;
+  else if (kind === 'year') from = `${today.slice(0, 5)}01-01`;
+  $('history-from').value = from;
+  $('history-to').value = parkDay(1);
+  loadHistory();
+}
+
 async function loadHistory() {
   const from = $('history-from').value; const to = $('history-to').value;
   $('history-csv').href = `/api/v1/history?from=${from}&to=${to}&format=csv`;
   try {
-    const h = await api('GET', `/api/v1/history?from=${from}&to=${to}`);
+    // Asked from the first of the month: a month's demand charge is on its peak of the whole
+    // month so far, never on the days shown alone.
+    const h = await api('GET', `/api/v1/history?from=${from.slice(0, 8)}01&to=${to}`);
+    h.days = h.days.filter((d) => d.day >= from);
     const num = (v, d = 2) => v.toFixed(d);
     const numRow = (cells, head) => {
       const r = row(cells, head);
       [...r.children].forEach((c, i) => { if (i > 0) c.className = 'num'; });
+      return r;
+    };
+    const dayRow = (d, sum) => {
+      const r = numRow([sum ? t('h.sum') : d.day, `${d.intervals}/${d.intervals_expected}`, num(d.pv_kwh, 1), num(d.import_kwh, 1), num(d.export_kwh, 1),
+        num(d.load_kwh + d.ev_kwh, 1), num(d.energy_cny), num(d.export_cny), num(d.wear_cny), num(d.peak_import_kw, 1),
+        num(d.scope2_kg, 1), num(d.avoided_kg, 1), pct(d.self_sufficiency)]);
+      if (sum) r.className = 'sum';
       return r;
     };
     $('history-months').replaceChildren(
@@ -741,14 +772,27 @@ async function loadHistory() {
         r.dataset.month = m.month;
         return r;
       }));
-    $('history-notes').textContent = h.notes.join(' · ');
+    $('history-notes').textContent = h.notes.map((n) => n[lang]).join(' · ');
     $('history-days').replaceChildren(
       numRow([t('h.day'), t('h.cover'), t('h.pv'), t('h.import'), t('h.exportkwh'), t('h.use'), t('h.energy'), t('h.export'), t('h.wear'), t('h.peak'), t('h.scope2'), t('h.avoided'), t('h.selfsuff')], true),
-      ...h.days.map((d) => numRow([d.day, `${d.intervals}/${d.intervals_expected}`, num(d.pv_kwh, 1), num(d.import_kwh, 1), num(d.export_kwh, 1),
-        num(d.load_kwh + d.ev_kwh, 1), num(d.energy_cny), num(d.export_cny), num(d.wear_cny), num(d.peak_import_kw, 1),
-        num(d.scope2_kg, 1), num(d.avoided_kg, 1), pct(d.self_sufficiency)])));
+      ...h.days.map((d) => dayRow(d)), ...(h.days.length > 1 ? [dayRow(periodSum(h.days), true)] : []));
     say('');
   } catch (e) { fail(e); }
+}
+
+// The days shown together: energy, money and carbon added, the highest peak, and the share
+// of consumption served by PV over the whole period.
+function periodSum(days) {
+  const s = { intervals: 0, intervals_expected: 0, pv_kwh: 0, import_kwh: 0, export_kwh: 0, load_kwh: 0, ev_kwh: 0,
+    energy_cny: 0, export_cny: 0, wear_cny: 0, peak_import_kw: 0, scope2_kg: 0, avoided_kg: 0 };
+  let served = 0;
+  for (const d of days) {
+    for (const k of Object.keys(s)) if (k !== 'peak_import_kw') s[k] += d[k];
+    s.peak_import_kw = Math.max(s.peak_import_kw, d.peak_import_kw);
+    served += d.self_sufficiency * (d.load_kwh + d.ev_kwh);
+  }
+  s.self_sufficiency = served / Math.max(s.load_kwh + s.ev_kwh, 1e-9);
+  return s;
 }
 
 // The plan page opens on today's active plan (the day's list, the active one shown).
@@ -802,6 +846,7 @@ document.addEventListener('DOMContentLoaded', () => {
   };
   $('plan-list').onclick = listPlans;
   $('history-form').onsubmit = (e) => { e.preventDefault(); loadHistory(); };
+  document.querySelectorAll('[data-range]').forEach((b) => { b.onclick = () => historyRange(b.dataset.range); });
   $('session-form').onsubmit = async (e) => {
     e.preventDefault();
     if (!sessionCharger) return;

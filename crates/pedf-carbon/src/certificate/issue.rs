@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Datelike, Utc};
+use pedf_core::message::Message;
 use pedf_core::Park;
 
 use super::{
@@ -244,22 +245,22 @@ pub struct Rendered {
 pub enum IssueError {
     /// The period has no interval record.
     #[error("{0}")]
-    NoRecords(String),
+    NoRecords(Message),
     /// The period overlaps one the ledger holds.
     #[error("{0}")]
-    AlreadyCertified(String),
+    AlreadyCertified(Message),
     /// A file (key, ledger, certificate folder or file) could not be read or written.
     #[error("{0}")]
-    Io(String),
+    Io(Message),
     /// The period is not over at the issue time: it is certified once it is.
     #[error("{0}")]
-    NotClosed(String),
+    NotClosed(Message),
     /// Too little of the period was recorded for this issuer's minimum coverage.
     #[error("{0}")]
-    TooLittleData(String),
+    TooLittleData(Message),
     /// The reductions round down to 0 t: there is nothing to state.
     #[error("{0}")]
-    NothingToCertify(String),
+    NothingToCertify(Message),
 }
 
 /// What an issue wrote.
@@ -342,7 +343,13 @@ impl CertificateIssuer<'_> {
         crash: Option<IssueStep>,
     ) -> Result<Issued, IssueError> {
         let crashed = |step: IssueStep| {
-            (crash == Some(step)).then(|| IssueError::Io(format!("crash injected after {step:?}")))
+            (crash == Some(step)).then(|| {
+                IssueError::Io(Message::framed(
+                    "crash injected",
+                    "注入的崩溃",
+                    format!("{step:?}"),
+                ))
+            })
         };
         let Period {
             park,
@@ -355,23 +362,24 @@ impl CertificateIssuer<'_> {
             simulated,
         } = period;
         if !records.iter().any(|r| r.start >= from && r.start < to) {
-            return Err(IssueError::NoRecords(format!(
-                "no record inside {} – {}: nothing to certify",
-                park.clock.format(from),
-                park.clock.format(to)
+            let (f, t) = (park.clock.format(from), park.clock.format(to));
+            return Err(IssueError::NoRecords(Message::new(
+                format!("no record inside {f} – {t}: nothing to certify"),
+                format!("{f} – {t} 内没有任何区间记录：没有可核证的内容"),
             )));
         }
         if to > issued_at {
-            return Err(IssueError::NotClosed(format!(
-                "the period ends at {}, after the issue time {}: a period is certified once it is over",
-                park.clock.format(to),
-                park.clock.format(issued_at)
+            let (t, at) = (park.clock.format(to), park.clock.format(issued_at));
+            return Err(IssueError::NotClosed(Message::new(
+                format!("the period ends at {t}, after the issue time {at}: a period is certified once it is over"),
+                format!("期间结束于 {t}，晚于签发时间 {at}：期间结束后才能核证"),
             )));
         }
         std::fs::create_dir_all(self.out_dir).map_err(|e| {
-            IssueError::Io(format!(
-                "{}: cannot make the certificates' folder: {e}",
-                self.out_dir.display()
+            let dir = self.out_dir.display();
+            IssueError::Io(Message::new(
+                format!("{dir}: cannot make the certificates' folder: {e}"),
+                format!("{dir}：无法创建证书文件夹：{e}"),
             ))
         })?;
         let ledger_path = self
@@ -381,21 +389,25 @@ impl CertificateIssuer<'_> {
         // Held from reading the ledger to putting the files in place: another issue at the
         // same time (the API, another command) waits, then sees this one's entry.
         let mut ledger = LockedLedger::open(&ledger_path).map_err(|e| {
-            IssueError::Io(format!(
-                "{e}; no certificate was issued (cannot append to the ledger)"
+            IssueError::Io(Message::new(
+                format!("{e}; no certificate was issued (cannot append to the ledger)"),
+                format!("{e}；未签发证书（无法写入台账）"),
             ))
         })?;
         let recovered = self.recover(&ledger);
         if let Some(e) = overlapping(&ledger.entries, &park.id, from, to) {
-            return Err(IssueError::AlreadyCertified(format!(
-                "the period overlaps certificate {} ({} – {}) in {}: refused, a period is certified once",
-                e.serial,
-                e.from,
-                e.to,
-                ledger_path.display()
+            let (serial, f, t, ledger) = (&e.serial, &e.from, &e.to, ledger_path.display());
+            return Err(IssueError::AlreadyCertified(Message::new(
+                format!("the period overlaps certificate {serial} ({f} – {t}) in {ledger}: refused, a period is certified once"),
+                format!("该期间与 {ledger} 中的证书 {serial}（{f} – {t}）重叠：拒绝签发，同一期间只核证一次"),
             )));
         }
-        let (key, key_created) = load_or_create_key(self.key).map_err(IssueError::Io)?;
+        let (key, key_created) = load_or_create_key(self.key).map_err(|e| {
+            IssueError::Io(Message::new(
+                e.clone(),
+                format!("签发密钥无法读取或创建：{e}"),
+            ))
+        })?;
         let serial = format!(
             "{}-{}-{:06}",
             park.id.to_uppercase(),
@@ -419,18 +431,22 @@ impl CertificateIssuer<'_> {
         );
         let q = &cert.data_quality;
         if q.coverage + 1e-12 < self.min_coverage {
-            return Err(IssueError::TooLittleData(format!(
-                "{} of the period's {} intervals are recorded ({:.1} %), below the {:.0} % a certificate needs: the rest would be estimated",
+            let (n, of, got, need) = (
                 q.intervals_recorded,
                 q.intervals_expected,
                 100.0 * q.coverage,
-                100.0 * self.min_coverage
+                100.0 * self.min_coverage,
+            );
+            return Err(IssueError::TooLittleData(Message::new(
+                format!("{n} of the period's {of} intervals are recorded ({got:.1} %), below the {need:.0} % a certificate needs: the rest would be estimated"),
+                format!("期间 {of} 个区间中有记录的只有 {n} 个（{got:.1} %），低于证书要求的 {need:.0} %：其余只能估算"),
             )));
         }
         if cert.figures.stated_reductions_t <= 0.0 {
-            return Err(IssueError::NothingToCertify(format!(
-                "the emission reductions of the period round down to 0 t CO2e (ER {} t): nothing to certify",
-                cert.figures.emission_reductions_t
+            let er = cert.figures.emission_reductions_t;
+            return Err(IssueError::NothingToCertify(Message::new(
+                format!("the emission reductions of the period round down to 0 t CO2e (ER {er} t): nothing to certify"),
+                format!("该期间的减排量取整后为 0 t CO₂e（ER {er} t）：没有可核证的内容"),
             )));
         }
         cert.sign(&key);
@@ -440,9 +456,10 @@ impl CertificateIssuer<'_> {
         // 1. Everything made and written aside (a crash here leaves no certificate).
         let rendered = render(&cert);
         let not_issued = |path: &Path, e: std::io::Error| {
-            IssueError::Io(format!(
-                "{}: {e}; no certificate was issued",
-                path.display()
+            let p = path.display();
+            IssueError::Io(Message::new(
+                format!("{p}: {e}; no certificate was issued"),
+                format!("{p}：{e}；未签发证书"),
             ))
         };
         let mut files: Vec<(PathBuf, Vec<u8>)> = vec![(
@@ -480,7 +497,10 @@ impl CertificateIssuer<'_> {
                 for (p, _) in &files {
                     let _ = std::fs::remove_file(pending(p));
                 }
-                return Err(IssueError::Io(format!("{e}; no certificate was issued")));
+                return Err(IssueError::Io(Message::new(
+                    format!("{e}; no certificate was issued"),
+                    format!("{e}；未签发证书"),
+                )));
             }
         };
         if let Some(e) = crashed(IssueStep::Committed) {
@@ -489,10 +509,10 @@ impl CertificateIssuer<'_> {
         // 3. The files in place (what a crash leaves of this, the next issue finishes).
         for (i, (path, _)) in files.iter().enumerate() {
             std::fs::rename(pending(path), path).map_err(|e| {
-                IssueError::Io(format!(
-                    "{}: {e} (certificate {} is committed in the ledger; the next issue puts its files in place)",
-                    path.display(),
-                    cert.serial
+                let (p, serial) = (path.display(), &cert.serial);
+                IssueError::Io(Message::new(
+                    format!("{p}: {e} (certificate {serial} is committed in the ledger; the next issue puts its files in place)"),
+                    format!("{p}：{e}（证书 {serial} 已记入台账；下一次签发会补齐其文件）"),
                 ))
             })?;
             if i == 0 {
@@ -781,13 +801,13 @@ mod tests {
             .err()
             .unwrap();
         assert!(
-            matches!(&e, IssueError::NotClosed(m) if m.contains("certified once it is over")),
+            matches!(&e, IssueError::NotClosed(m) if m.en.contains("certified once it is over")),
             "{e}"
         );
         let half: Vec<IntervalRecord> = day.iter().step_by(2).cloned().collect();
         let e = issue_records(&dir, half, None, None).err().unwrap();
         assert!(
-            matches!(&e, IssueError::TooLittleData(m) if m.contains("48 of the period's 96 intervals are recorded (50.0 %), below the 90 %")),
+            matches!(&e, IssueError::TooLittleData(m) if m.en.contains("48 of the period's 96 intervals are recorded (50.0 %), below the 90 %")),
             "{e}"
         );
         let night: Vec<IntervalRecord> = day
@@ -801,7 +821,7 @@ mod tests {
             .collect();
         let e = issue_records(&dir, night, None, None).err().unwrap();
         assert!(
-            matches!(&e, IssueError::NothingToCertify(m) if m.contains("round down to 0 t")),
+            matches!(&e, IssueError::NothingToCertify(m) if m.en.contains("round down to 0 t")),
             "{e}"
         );
         assert_eq!(
