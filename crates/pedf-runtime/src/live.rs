@@ -193,6 +193,19 @@ impl Integrator {
 /// Today's figures from the day's records (closed intervals and the running one), accounted
 /// with the park's annual grid factor as both the location and the avoided-emission factor.
 pub fn today(park: &Park, records: &[IntervalRecord], now: DateTime<Utc>) -> Today {
+    today_and_sessions(park, records, now, &[]).0
+}
+
+/// [`today`], and the carbon-free share of each session `(charger, arrival)` of the day's
+/// records (the accounting's proportional rule, as a certificate's per-session shares): what
+/// each car on a charger has had today from the park's PV (`None`: nothing yet).
+pub fn today_and_sessions(
+    park: &Park,
+    records: &[IntervalRecord],
+    now: DateTime<Utc>,
+    sessions: &[(String, DateTime<Utc>)],
+) -> (Today, Vec<Option<f64>>) {
+    let none = || vec![None; sessions.len()];
     let day = park.clock.local(now).date_naive();
     let from = park.clock.start_of_local_day(day);
     let to = park.clock.interval_start(now) + park.clock.interval.duration();
@@ -203,7 +216,7 @@ pub fn today(park: &Park, records: &[IntervalRecord], now: DateTime<Utc>) -> Tod
         .cloned()
         .collect();
     if recs.is_empty() {
-        return Today::default();
+        return (Today::default(), none());
     }
     let from = recs[0].start;
     // The factors a certificate of today would use (the shipped table, the park's baseline or
@@ -236,10 +249,29 @@ pub fn today(park: &Park, records: &[IntervalRecord], now: DateTime<Utc>) -> Tod
         .collect();
     let a = account(&recs, from, to, &o);
     let t = &a.totals;
+    let shares: Vec<(String, String, DateTime<Utc>, DateTime<Utc>)> = sessions
+        .iter()
+        .enumerate()
+        .map(|(i, (charger, arrival))| {
+            // An arrival inside an interval counts the interval: the charger's energy of it
+            // is the session's.
+            let start = park.clock.interval_start(*arrival);
+            (i.to_string(), charger.clone(), start, to)
+        })
+        .collect();
+    let greens = pedf_carbon::account::session_green_shares(
+        &recs,
+        &a.intervals,
+        &shares,
+        park.clock.interval.duration(),
+    )
+    .into_iter()
+    .map(|s| (s.kwh > 1e-9).then(|| s.green_share()))
+    .collect();
     // The day's bill so far (the month's demand charge is the month's, shown with its peak).
     let bill = pedf_core::bill::bill(park, &recs, from, to);
     let day = bill.days.first().cloned().unwrap_or_default();
-    Today {
+    let today = Today {
         energy_cny: day.energy_cny,
         export_cny: day.export_cny,
         wear_cny: day.wear_cny,
@@ -256,7 +288,8 @@ pub fn today(park: &Park, records: &[IntervalRecord], now: DateTime<Utc>) -> Tod
         self_consumption: t.self_consumption,
         cfe_score: t.cfe_score,
         intervals: recs.len(),
-    }
+    };
+    (today, greens)
 }
 
 /// The tariff at `now`.
@@ -402,5 +435,39 @@ mod tests {
         // A record of yesterday does not count.
         let t2 = today(&p, &[], start);
         assert_eq!(t2, Today::default());
+    }
+
+    #[test]
+    fn a_sessions_green_share_is_what_the_accounting_gives_its_charger() {
+        let p = park();
+        let start = Utc.with_ymd_and_hms(2026, 6, 21, 2, 0, 0).unwrap();
+        let step = p.clock.interval.duration();
+        let rec = |at: DateTime<Utc>, pv: f64, import: f64| IntervalRecord {
+            start: at,
+            pv_kwh: pv,
+            grid_import_kwh: import,
+            load_kwh: pv + import - 10.0,
+            ev_kwh: 10.0,
+            ev_chargers: vec![("ev-01".into(), 10.0)],
+            ..Default::default()
+        };
+        // All PV in the first interval; half PV, half grid in the second.
+        let recs = [rec(start, 50.0, 0.0), rec(start + step, 20.0, 20.0)];
+        let now = start + step + chrono::Duration::minutes(1);
+        let (_, g) = today_and_sessions(
+            &p,
+            &recs,
+            now,
+            &[
+                ("ev-01".into(), start + chrono::Duration::minutes(2)),
+                ("ev-01".into(), start + step),
+                ("ev-02".into(), start),
+            ],
+        );
+        // Arrived inside the first interval: both intervals count, 10 + 5 green of 20 kWh.
+        assert!((g[0].unwrap() - 0.75).abs() < 1e-9, "{g:?}");
+        assert!((g[1].unwrap() - 0.5).abs() < 1e-9, "{g:?}");
+        // A charger that delivered nothing has no share yet.
+        assert_eq!(g[2], None);
     }
 }

@@ -149,6 +149,12 @@ async fn dashboard_in_headless_chromium() {
         })
         .await;
         assert!(ok, "the card shows the session: `{t}`");
+        // And the share of the car's energy today that came from the park's PV.
+        let (ok, t) = wait_text(&c, ".charger[data-id=ev-01] .green", 10.0, |t| {
+            t.starts_with("green share today ") && t.ends_with(" %")
+        })
+        .await;
+        assert!(ok, "the session's green share: `{t}`");
 
         // The devices page lists every device with its communication quality.
         click(&c, "[data-page=devices]").await;
@@ -226,6 +232,12 @@ async fn dashboard_in_headless_chromium() {
         })
         .await;
         assert!(ok, "the refusal: `{t}`");
+        // The server says it in the page's language: in Chinese on the Chinese page.
+        click(&c, "#lang").await;
+        click(&c, "#cert-issue").await;
+        let (ok, t) = wait_text(&c, "#msg", 10.0, |t| t.contains("期间结束后才能核证")).await;
+        assert!(ok, "the refusal in Chinese: `{t}`");
+        click(&c, "#lang").await;
 
         // Phone-sized screen: the live page still shows the flow and values, one column.
         c.set_window_size(390, 844).await.unwrap();
@@ -392,6 +404,22 @@ async fn charts_are_on_the_parks_clock_and_stale_data_is_said() {
         assert!(ok, "the month's bill: `{t}` ({})", text(&c, "#msg").await);
         let (ok, t) = wait_text(&c, "#history-days", 5.0, |t| t.contains("2026-11-27")).await;
         assert!(ok, "the day's row: `{t}`");
+        // This week (2026-11-27 is a Friday): from Monday, and the month's bill is still the
+        // month's (its demand charge on the month's peak, not the week's alone).
+        click(&c, "[data-range=week]").await;
+        let (ok, v) = wait_js(
+            &c,
+            "return document.getElementById('history-from').value;",
+            5.0,
+            |v| *v == json!("2026-11-23"),
+        )
+        .await;
+        assert!(ok, "the week's first day: {v}");
+        let (ok, t) = wait_text(&c, "#history-months tr[data-month='2026-11']", 10.0, |t| {
+            t.contains("15720.00")
+        })
+        .await;
+        assert!(ok, "the month's bill in the week's view: `{t}`");
         shot(&c, ROOT, "history-zh-desktop.png").await;
         // The EMS's events in Chinese.
         click(&c, "[data-page=devices]").await;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::live::{tariff_now, today, ChargerLive, DeviceLive, Flows, Live, ModeView};
+use crate::live::{tariff_now, today_and_sessions, ChargerLive, DeviceLive, Flows, Live, ModeView};
 use pedf_control::Mode;
 
 use super::{quality_of, Cycle, Decision, Measured, RunIo};
@@ -17,7 +17,7 @@ impl Cycle {
         now: DateTime<Utc>,
         m: &Measured,
         d: &Decision,
-        (flows, chargers_live): (Flows, Vec<ChargerLive>),
+        (flows, mut chargers_live): (Flows, Vec<ChargerLive>),
         faults: Vec<String>,
         (work_ms, lag_ms): (f64, f64),
         io: &RunIo,
@@ -49,6 +49,15 @@ impl Cycle {
             day_records.retain(|r| r.start >= day_start);
             let mut recs = day_records.clone();
             recs.extend(integrator.running());
+            let sessions: Vec<(String, DateTime<Utc>)> = chargers_live
+                .iter()
+                .filter_map(|c| c.session.as_ref().map(|s| (c.id.clone(), s.arrival)))
+                .collect();
+            let (today, greens) = today_and_sessions(park, &recs, now, &sessions);
+            let mut greens = greens.into_iter();
+            for s in chargers_live.iter_mut().filter_map(|c| c.session.as_mut()) {
+                s.green_share = greens.next().flatten();
+            }
             let devices = device_list
                 .iter()
                 .map(|(id, capability)| {
@@ -97,7 +106,7 @@ impl Cycle {
                 tariff: tariff_now(park, now),
                 battery_capacity_kwh: park.battery_capacity().0,
                 grid_factor_kg_per_kwh: park.carbon.grid_factor.value.0,
-                today: today(park, &recs, now),
+                today,
                 devices,
                 // The controller's, the safe state forced on the operator's mode, and every
                 // device not answering.

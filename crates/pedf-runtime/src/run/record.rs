@@ -260,6 +260,8 @@ impl Cycle {
                     departure: s.departure,
                     requested_kwh: s.requested_kwh,
                     delivered_kwh: s.delivered_kwh,
+                    // Filled in with the day's accounting when the state is published.
+                    green_share: None,
                 }),
             })
             .collect();
