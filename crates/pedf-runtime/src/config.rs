@@ -3,6 +3,7 @@
 //! made relative to the file.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -16,7 +17,8 @@ pub struct RunConfig {
     pub devices: PathBuf,
     /// The EMS store (SQLite): samples, records, plans, alarms, audit.
     pub store: PathBuf,
-    /// The control cycle's period, ms (default 1000).
+    /// The control cycle's period, ms of the EMS's time (default 1000): at `pedf demo
+    /// --speed 60` a 1000 ms cycle is a simulated second, 1/60 s of real time.
     #[serde(default = "default_cycle_ms")]
     pub cycle_ms: u64,
     /// Days of samples kept in the store (records and plans are kept).
@@ -210,7 +212,24 @@ impl RunConfig {
     }
 }
 
+/// The shortest real time between two control cycles: at a speed where `cycle_ms` of the
+/// EMS's time would be less, the cycle is this long in real time and longer in the EMS's
+/// (100 cycles a second is what this 2-core machine's EMS keeps up with next to the
+/// simulated park; `pedf demo --speed 60` runs 60).
+pub const MIN_REAL_CYCLE: Duration = Duration::from_millis(10);
+
 impl RunConfig {
+    /// The control cycle: how long it is in real time (what the cycle's timer waits) and in
+    /// the EMS's time (what the controller integrates over), `cycle_ms` of the EMS's time at
+    /// the time source's speed, no shorter than [`MIN_REAL_CYCLE`] of real time.
+    pub fn cycle(&self) -> (Duration, Duration) {
+        let speed = self.time.speed();
+        let real = Duration::from_millis(self.cycle_ms)
+            .div_f64(speed)
+            .max(MIN_REAL_CYCLE);
+        (real, real.mul_f64(speed))
+    }
+
     /// The park file the run names, read and checked (its problems are `pedf check`'s to
     /// list).
     pub fn read_park(&self) -> Result<pedf_core::Park, String> {

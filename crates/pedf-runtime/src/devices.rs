@@ -229,9 +229,7 @@ pub(crate) fn start(cfg: &RunConfig, park: &Park, set: &DeviceSet) -> Result<Dev
     }
     if let Some(h) = &hub {
         for id in &mqtt_ids {
-            let device = h
-                .device(id)
-                .with_period(Duration::from_millis(cfg.cycle_ms).mul_f64(time.speed()));
+            let device = h.device(id).with_period(cfg.cycle().1);
             let unit = Unit::spawn(
                 id,
                 device,

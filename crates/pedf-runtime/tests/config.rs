@@ -101,3 +101,41 @@ fn secrets_and_the_store_are_the_owners_alone() {
     assert_eq!(mode("var"), 0o700);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The control cycle is `cycle_ms` of the EMS's time: at `pedf demo --speed 60` a 1000 ms
+/// cycle is a simulated second (1/60 s of real time), so the simulated park never runs a
+/// setpoint longer than a real one would (it once ran each for a simulated minute); past
+/// 100 cycles a second the real floor of 10 ms lengthens it in the EMS's time.
+#[test]
+fn the_cycle_is_in_the_ems_time() {
+    use std::time::Duration;
+    let dir = std::env::temp_dir().join(format!("pedf-run-cycle-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("run.toml");
+    std::fs::write(
+        &path,
+        format!("park = \"{ROOT}/config/qingzhou-pedf.toml\"\ndevices = \"{ROOT}/config/devices/qingzhou-pedf.toml\"\nstore = \"pedf.sqlite\"\ncycle_ms = 1000\n"),
+    )
+    .unwrap();
+    let mut cfg = pedf_runtime::run::RunConfig::load(&path).unwrap();
+    let origin = chrono::DateTime::from_timestamp(1_782_000_000, 0).unwrap();
+    let at = |speed: f64| {
+        let mut c = cfg.clone();
+        c.time = pedf_core::time::TimeSource::scaled(origin, speed);
+        c.cycle()
+    };
+    assert_eq!(
+        cfg.cycle(),
+        (Duration::from_secs(1), Duration::from_secs(1))
+    );
+    let (real, ems) = at(60.0);
+    assert_eq!(real, Duration::from_secs(1).div_f64(60.0));
+    assert!((ems.as_secs_f64() - 1.0).abs() < 1e-6, "{ems:?}");
+    let (real, ems) = at(3600.0);
+    assert_eq!(real, Duration::from_millis(10));
+    assert!((ems.as_secs_f64() - 36.0).abs() < 1e-6, "{ems:?}");
+    cfg.cycle_ms = 200;
+    assert_eq!(cfg.cycle().0, Duration::from_millis(200));
+    let _ = std::fs::remove_dir_all(&dir);
+}

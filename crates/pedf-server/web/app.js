@@ -822,7 +822,8 @@ function showPage(name) {
 
 document.addEventListener('DOMContentLoaded', () => {
   applyLang();
-  $('lang').onclick = () => { lang = lang === 'zh' ? 'en' : 'zh'; localStorage.setItem('pedf.lang', lang); applyLang(); };
+  // A message said in the other language is not left standing.
+  $('lang').onclick = () => { lang = lang === 'zh' ? 'en' : 'zh'; localStorage.setItem('pedf.lang', lang); say(''); applyLang(); };
   document.querySelectorAll('.tab').forEach((b) => { b.onclick = () => showPage(b.dataset.page); });
   $('login-form').onsubmit = async (e) => {
     e.preventDefault();

@@ -25,7 +25,6 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use pedf_core::Park;
@@ -97,7 +96,9 @@ pub async fn run_with(
 ) -> Result<RunSummary, String> {
     let time = cfg.time;
     let mut ems = Cycle::start(&cfg, &io)?;
-    let mut tick = tokio::time::interval(Duration::from_millis(cfg.cycle_ms));
+    // The cycle in the EMS's time: at `pedf demo --speed 60` a simulated second is 1/60 s
+    // of real time, so no setpoint runs longer in the simulated park than in a real one.
+    let mut tick = tokio::time::interval(cfg.cycle().0);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     // The first cycle starts on a full process image: each device read once (answering or
@@ -331,7 +332,7 @@ impl Cycle {
             sessions: crate::sessions::Sessions::new(),
             without: pedf_core::records::WithoutEms::new(),
             tracked,
-            cycle_h: cfg.cycle_ms as f64 / 3.6e6,
+            cycle_h: cfg.cycle().1.as_secs_f64() / 3600.0,
             curtailment: Curtailment::default(),
             retention_days: cfg.retention_days,
             log_retention_days: cfg.log_retention_days,
