@@ -35,6 +35,9 @@ pub enum DeviceError {
         /// Why not.
         why: String,
     },
+    /// An OCPP charger refused or did not answer a call, or answered what pedf cannot use.
+    #[error("{0}")]
+    Ocpp(String),
     /// The device reports another value than was written.
     #[error("asked for {asked}, the device reports {readback}")]
     Readback {

@@ -7,6 +7,8 @@
 //! - [`modbus`], [`codec`], [`sunspec`], [`device`]: Modbus TCP/RTU links, register decoding,
 //!   SunSpec discovery, a polled device and its state.
 //! - [`mqtt`]: MQTT devices through one hub (subscriptions, availability, commands).
+//! - [`ocpp`]: EV chargers over OCPP 1.6J, pedf their central system (charging profiles as
+//!   setpoints, read back as composite schedules).
 //! - [`control`]: safe control of setpoints (clamp, ramp, write, read back, audit, watchdog).
 //! - [`unit`]: every device in its own task, read on its own period into the process image
 //!   and written through safe control, with its watchdog; the control cycle never waits on
@@ -23,6 +25,7 @@ pub mod control;
 pub mod device;
 pub mod modbus;
 pub mod mqtt;
+pub mod ocpp;
 pub mod sunspec;
 pub mod template;
 pub mod unit;

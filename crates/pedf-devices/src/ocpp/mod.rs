@@ -1,0 +1,519 @@
+//! EV chargers over OCPP: pedf as their central system.
+//!
+//! The chargers connect to the EMS (a WebSocket per charger, its identity the last segment of
+//! the URL path, the subprotocol `ocpp1.6`, HTTP Basic authentication with the charger's
+//! password: security profile 1, taken on loopback only). The [`OcppHub`] answers what a
+//! charger sends (boot, heartbeats, status, authorisation against the run's id tags,
+//! transactions, meter values), keeps each connector's state, and makes the EMS's calls one
+//! at a time per charger with a timeout. Each connector is a device of the park
+//! ([`OcppDevice`]): its state is what the charger last said, in the process image like any
+//! device's; a setpoint becomes a charging profile and is read back as the composite schedule
+//! the charger reports.
+//!
+//! At boot each connector gets a safe default (a `TxDefaultProfile` at stack level 0 at the
+//! device's safe limit); the EMS's limits sit above it at stack level 1 and hold for
+//! `limit_hold_s` only: an EMS gone silent leaves each charger on its safe default, the
+//! watchdog of an OCPP device living in the charger itself.
+//!
+//! Repeated messages are taken once: a StartTransaction repeated (the confirmation lost) gets
+//! the transaction it started; a StopTransaction for a transaction already stopped, or sent
+//! after an outage for one the EMS never saw, is confirmed and counted once.
+
+pub mod rpc;
+pub mod v16;
+
+mod server;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use pedf_core::time::TimeSource;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::capability::{Capability, DeviceState, Field};
+use crate::control::SetpointSink;
+use crate::device::DeviceError;
+use rpc::Version;
+use v16::{ChargePointStatus, RateUnit, Reading};
+
+/// One connector of a charger, as a device of the park.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectorEntry {
+    /// The connector's number (1 and up).
+    pub connector: u32,
+    /// The park device it is.
+    pub device: String,
+}
+
+/// A charger allowed to connect.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChargerEntry {
+    /// Its charge point identity (the last segment of the URL it connects to).
+    pub identity: String,
+    /// SHA-256 of its password (OCPP's AuthorizationKey), 64 hex digits.
+    pub password_sha256: String,
+    /// Its connectors and the devices they are.
+    pub connectors: Vec<ConnectorEntry>,
+    /// The unit its charging profiles are written in.
+    pub unit: RateUnit,
+    /// The limit of its safe default profile, kW (what it may draw with the EMS silent).
+    pub safe_kw: f64,
+}
+
+/// The central system's configuration.
+#[derive(Debug, Clone)]
+pub struct OcppConfig {
+    /// Where it listens (loopback: plain WebSocket with Basic authentication).
+    pub listen: SocketAddr,
+    /// The chargers allowed.
+    pub chargers: Vec<ChargerEntry>,
+    /// Id tags accepted (the local authorisation list).
+    pub id_tags: Vec<String>,
+    /// Whether an id tag not in the list is accepted (the park's chargers are its own fleet's:
+    /// by default it is refused as `Invalid`).
+    pub accept_unknown_tags: bool,
+    /// The heartbeat interval given at boot, s.
+    pub heartbeat_s: u32,
+    /// How long a call to a charger waits for its answer (real time).
+    pub call_timeout: Duration,
+    /// How long one of the EMS's limits holds before the safe default applies again, s of the
+    /// charger's clock.
+    pub limit_hold_s: u32,
+}
+
+/// The SHA-256 of a password, hex: what the run file keeps of a charger's password.
+pub fn password_hash(password: &str) -> String {
+    Sha256::digest(password.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A call the EMS makes to a charger: its action and payload, and where its answer goes.
+struct Outgoing {
+    action: &'static str,
+    payload: Value,
+    reply: Option<oneshot::Sender<Result<Value, String>>>,
+}
+
+/// One connection of a charger.
+struct Link {
+    seq: u64,
+    version: Version,
+    calls: mpsc::Sender<Outgoing>,
+    /// Told when a newer connection of the charger replaces this one, or the hub stops.
+    closed: Arc<tokio::sync::Notify>,
+}
+
+/// A transaction as the central system knows it.
+#[derive(Debug, Clone)]
+struct Tx {
+    connector: u32,
+    id_tag: String,
+    meter_start_wh: i64,
+    started: String,
+    last_wh: i64,
+    stopped: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Connector {
+    status: Option<ChargePointStatus>,
+    status_at: Option<DateTime<Utc>>,
+    reading: Reading,
+    read_at: Option<DateTime<Utc>>,
+    tx: Option<i64>,
+    limit_kw: Option<f64>,
+    problem: Option<String>,
+}
+
+#[derive(Default)]
+struct Charger {
+    link: Option<Link>,
+    booted: Option<String>,
+    last_seen: Option<DateTime<Utc>>,
+    connectors: BTreeMap<u32, Connector>,
+}
+
+struct State {
+    chargers: BTreeMap<String, Charger>,
+    transactions: BTreeMap<i64, Tx>,
+    next_tx: i64,
+    next_link: u64,
+    events: VecDeque<String>,
+}
+
+/// Events kept for the EMS to take (the oldest dropped beyond this).
+const MAX_EVENTS: usize = 256;
+/// Transactions kept for repeated and late messages (the oldest stopped ones dropped beyond).
+const MAX_TRANSACTIONS: usize = 4096;
+
+struct Inner {
+    config: OcppConfig,
+    time: TimeSource,
+    state: Mutex<State>,
+}
+
+/// The central system: its listener and every charger's state.
+#[derive(Clone)]
+pub struct OcppHub {
+    inner: Arc<Inner>,
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    task: Arc<tokio::task::JoinHandle<()>>,
+}
+
+impl OcppHub {
+    /// Starts listening. A listen address off loopback is refused: plain WebSocket with Basic
+    /// authentication (security profile 1) sends the password in the clear.
+    pub async fn start(config: OcppConfig, time: TimeSource) -> Result<OcppHub, String> {
+        if !config.listen.ip().is_loopback() {
+            return Err(format!(
+                "OCPP listen {}: plain WebSocket with Basic authentication is taken on loopback only (a charger's password would cross the network in the clear)",
+                config.listen
+            ));
+        }
+        for c in &config.chargers {
+            if c.password_sha256.len() != 64
+                || !c.password_sha256.chars().all(|ch| ch.is_ascii_hexdigit())
+            {
+                return Err(format!(
+                    "OCPP charger {}: password_sha256 must be 64 hex digits (the SHA-256 of its password)",
+                    c.identity
+                ));
+            }
+        }
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| format!("OCPP listen {}: {e}", config.listen))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| format!("OCPP listen: {e}"))?;
+        // Transaction ids from the EMS's clock, so a restart does not hand out an id again.
+        let next_tx = (time.now().timestamp() - 1_700_000_000).max(1);
+        let chargers = config
+            .chargers
+            .iter()
+            .map(|c| (c.identity.clone(), Charger::default()))
+            .collect();
+        let inner = Arc::new(Inner {
+            config,
+            time,
+            state: Mutex::new(State {
+                chargers,
+                transactions: BTreeMap::new(),
+                next_tx,
+                next_link: 0,
+                events: VecDeque::new(),
+            }),
+        });
+        let task = tokio::spawn(server::accept_loop(listener, inner.clone()));
+        Ok(OcppHub {
+            inner,
+            addr,
+            task: Arc::new(task),
+        })
+    }
+
+    /// The device of a connector, if a charger has it.
+    pub fn device(&self, device: &str, stale_after: Duration) -> Option<OcppDevice> {
+        self.inner.config.chargers.iter().find_map(|c| {
+            c.connectors
+                .iter()
+                .find(|k| k.device == device)
+                .map(|k| OcppDevice {
+                    hub: self.clone(),
+                    identity: c.identity.clone(),
+                    connector: k.connector,
+                    id: device.to_string(),
+                    unit: c.unit,
+                    stale_after,
+                    period: Duration::from_secs(1),
+                })
+        })
+    }
+
+    /// Whether a charger is connected now.
+    pub fn connected(&self, identity: &str) -> bool {
+        self.inner
+            .lock()
+            .chargers
+            .get(identity)
+            .is_some_and(|c| c.link.is_some())
+    }
+
+    /// The OCPP version a charger speaks now (`None`: not connected).
+    pub fn version(&self, identity: &str) -> Option<Version> {
+        self.inner
+            .lock()
+            .chargers
+            .get(identity)
+            .and_then(|c| c.link.as_ref())
+            .map(|l| l.version)
+    }
+
+    /// The events since the last call (connections, refusals, transactions), oldest first.
+    pub fn take_events(&self) -> Vec<String> {
+        self.inner.lock().events.drain(..).collect()
+    }
+
+    /// Makes a call to a charger and waits for its answer (the call's own timeout applies).
+    pub async fn call(
+        &self,
+        identity: &str,
+        action: &'static str,
+        payload: Value,
+    ) -> Result<Value, String> {
+        let calls = {
+            let st = self.inner.lock();
+            let link = st
+                .chargers
+                .get(identity)
+                .and_then(|c| c.link.as_ref())
+                .ok_or_else(|| format!("charger {identity} is not connected"))?;
+            link.calls.clone()
+        };
+        let (tx, rx) = oneshot::channel();
+        calls
+            .send(Outgoing {
+                action,
+                payload,
+                reply: Some(tx),
+            })
+            .await
+            .map_err(|_| format!("charger {identity} disconnected"))?;
+        rx.await
+            .map_err(|_| format!("charger {identity} disconnected before answering {action}"))?
+    }
+
+    /// Stops listening and closes every charger's connection.
+    pub fn stop(&self) {
+        self.task.abort();
+        let mut st = self.inner.lock();
+        for c in st.chargers.values_mut() {
+            if let Some(l) = c.link.take() {
+                l.closed.notify_one();
+            }
+        }
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn event(&self, st: &mut State, what: String) {
+        tracing::info!(target: "pedf::ocpp", "{what}");
+        if st.events.len() >= MAX_EVENTS {
+            st.events.pop_front();
+        }
+        st.events.push_back(what);
+    }
+
+    fn entry(&self, identity: &str) -> Option<&ChargerEntry> {
+        self.config.chargers.iter().find(|c| c.identity == identity)
+    }
+}
+
+/// One connector of an OCPP charger as a device of the park.
+pub struct OcppDevice {
+    hub: OcppHub,
+    identity: String,
+    connector: u32,
+    id: String,
+    unit: RateUnit,
+    stale_after: Duration,
+    /// How often a unit takes its state from the hub.
+    pub(crate) period: Duration,
+}
+
+impl OcppDevice {
+    /// Its state taken this often by a unit.
+    pub fn with_period(mut self, period: Duration) -> OcppDevice {
+        self.period = period.max(Duration::from_millis(1));
+        self
+    }
+
+    /// What the charger last said of this connector: power, the energy register and the
+    /// session's energy (kWh), its state (0 free, 1 a car connected, 2 charging, 3 fault), the
+    /// car's SoC; not answering while the charger is not connected.
+    pub fn state(&self) -> DeviceState {
+        let mut s = DeviceState::new(&self.id, Capability::EvCharger, self.stale_after);
+        let st = self.hub.inner.lock();
+        let Some(ch) = st.chargers.get(&self.identity) else {
+            return s;
+        };
+        let k = ch
+            .connectors
+            .get(&self.connector)
+            .cloned()
+            .unwrap_or_default();
+        if let (Some(status), Some(at)) = (k.status, k.status_at) {
+            s.set(Field::ChargerState, status.state_code(), at);
+            // A connector that is not charging draws nothing, whatever its last sample said.
+            if status != ChargePointStatus::Charging {
+                s.set(Field::PowerKw, 0.0, at.max(k.read_at.unwrap_or(at)));
+            }
+        }
+        if let Some(at) = k.read_at {
+            let charging = k.status.is_none_or(|st| st == ChargePointStatus::Charging);
+            if let (Some(p), true) = (k.reading.power_kw, charging) {
+                s.set(Field::PowerKw, p.max(0.0), at);
+            }
+            if let Some(e) = k.reading.energy_kwh {
+                s.set(Field::EnergyKwh, e, at);
+            }
+            if let Some(soc) = k.reading.soc_pct {
+                s.set(Field::SocPct, soc, at);
+            }
+        }
+        match k.tx.and_then(|t| st.transactions.get(&t)) {
+            Some(tx) => {
+                let at = k
+                    .read_at
+                    .or(k.status_at)
+                    .unwrap_or_else(|| self.hub.inner.time.now());
+                s.set(
+                    Field::SessionKwh,
+                    (tx.last_wh - tx.meter_start_wh).max(0) as f64 / 1000.0,
+                    at,
+                );
+            }
+            None => {
+                if let Some(at) = k.status_at {
+                    s.set(Field::SessionKwh, 0.0, at);
+                }
+            }
+        }
+        if let Some(p) = &k.problem {
+            s.set_bad(Field::PowerKw, p.clone());
+        }
+        match (&ch.link, ch.last_seen) {
+            (Some(_), Some(seen)) => s.poll_ok(seen),
+            (Some(_), None) => s.poll_failed("connected, nothing said yet"),
+            (None, _) => s.poll_failed("the charger is not connected"),
+        }
+        s
+    }
+
+    /// The limit the charger last confirmed for this connector, kW.
+    pub fn limit_kw(&self) -> Option<f64> {
+        let st = self.hub.inner.lock();
+        st.chargers
+            .get(&self.identity)
+            .and_then(|c| c.connectors.get(&self.connector))
+            .and_then(|k| k.limit_kw)
+    }
+
+    /// Writes a limit (kW) as a charging profile (the running transaction's `TxProfile`, else
+    /// the connector's `TxDefaultProfile`, at stack level 1, held `limit_hold_s`) and reads it
+    /// back as the composite schedule the charger reports, in kW.
+    pub async fn set_limit(&self, kw: f64) -> Result<f64, String> {
+        let (tx, hold) = {
+            let st = self.hub.inner.lock();
+            let tx = st
+                .chargers
+                .get(&self.identity)
+                .and_then(|c| c.connectors.get(&self.connector))
+                .and_then(|k| k.tx);
+            (tx, self.hub.inner.config.limit_hold_s)
+        };
+        let purpose = tx.map_or(v16::Purpose::TxDefault, v16::Purpose::Tx);
+        let limit = self.unit.limit_of_kw(kw.max(0.0));
+        let now = ocpp_time(self.hub.inner.time.now());
+        let payload = v16::set_charging_profile(&v16::Profile {
+            connector: self.connector,
+            id: profile_id(self.connector, purpose),
+            stack_level: 1,
+            purpose,
+            unit: self.unit,
+            limit,
+            start: &now,
+            duration_s: Some(hold),
+        });
+        let answer = self
+            .hub
+            .call(&self.identity, "SetChargingProfile", payload)
+            .await?;
+        match answer.get("status").and_then(Value::as_str) {
+            Some("Accepted") => {}
+            other => {
+                return Err(format!(
+                    "{}: SetChargingProfile answered {}",
+                    self.id,
+                    other.unwrap_or("without a status")
+                ))
+            }
+        }
+        let answer = self
+            .hub
+            .call(
+                &self.identity,
+                "GetCompositeSchedule",
+                serde_json::json!({"connectorId": self.connector, "duration": 60, "chargingRateUnit": self.unit.name()}),
+            )
+            .await?;
+        let (limit, unit) =
+            v16::composite_limit(&answer).map_err(|e| format!("{}: {e}", self.id))?;
+        let unit = match (unit, self.unit) {
+            (RateUnit::A { phases, .. }, RateUnit::A { voltage, .. }) => {
+                RateUnit::A { phases, voltage }
+            }
+            (u, _) => u,
+        };
+        let got = unit.kw_of_limit(limit);
+        let mut st = self.hub.inner.lock();
+        if let Some(k) = st
+            .chargers
+            .get_mut(&self.identity)
+            .and_then(|c| c.connectors.get_mut(&self.connector))
+        {
+            k.limit_kw = Some(got);
+        }
+        Ok(got)
+    }
+}
+
+/// A time as OCPP writes it: RFC 3339 in UTC, milliseconds.
+pub fn ocpp_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// The id of a connector's safe default profile: 10 x the connector (see [`profile_id`]).
+fn safe_profile_id(connector: u32) -> i64 {
+    10 * i64::from(connector)
+}
+
+/// A profile id of its own for each connector and purpose, so no two collide: 10 x the
+/// connector + 0 (the safe default), 1 (the EMS's default), 2 (a transaction's).
+fn profile_id(connector: u32, purpose: v16::Purpose) -> i64 {
+    safe_profile_id(connector)
+        + match purpose {
+            v16::Purpose::TxDefault => 1,
+            v16::Purpose::Tx(_) => 2,
+        }
+}
+
+impl SetpointSink for OcppDevice {
+    fn write_setpoint(
+        &mut self,
+        value: f64,
+    ) -> impl std::future::Future<Output = Result<f64, DeviceError>> + Send {
+        let device = OcppDevice {
+            hub: self.hub.clone(),
+            identity: self.identity.clone(),
+            connector: self.connector,
+            id: self.id.clone(),
+            unit: self.unit,
+            stale_after: self.stale_after,
+            period: self.period,
+        };
+        async move { device.set_limit(value).await.map_err(DeviceError::Ocpp) }
+    }
+}

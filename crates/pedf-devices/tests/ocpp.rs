@@ -1,0 +1,527 @@
+//! pedf's OCPP 1.6J central system against a charge point it did not write: the `ocpp`
+//! package (mobilityhouse, pinned in the outside peers' venv that scripts/setup makes), which
+//! checks every message against the official OCPP 1.6 JSON schemas, driven from here through
+//! `tests/peers/ocpp_cp16.py`. A session: wrong-schema messages answered with the right
+//! CALLERROR, boot, authorisation (a listed tag and an unknown one), a transaction with meter
+//! values into the connector's device state, a limit set as a charging profile and read back
+//! as the composite schedule, a remote stop, a stop repeated; a transaction across a
+//! reconnect with its stop sent on the new connection; a wrong password and an unknown
+//! charger refused.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use pedf_devices::capability::Field;
+use pedf_devices::ocpp::v16::RateUnit;
+use pedf_devices::ocpp::{
+    password_hash, ChargerEntry, ConnectorEntry, OcppConfig, OcppDevice, OcppHub,
+};
+use serde_json::{json, Value};
+
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+
+fn python() -> PathBuf {
+    let p = Path::new(ROOT).join(".venv-peers/bin/python");
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/setup (it makes the venv of outside test peers)",
+        p.display()
+    );
+    p
+}
+
+/// The peer's lines, read on a thread, taken with a deadline.
+struct Peer {
+    child: Child,
+    lines: mpsc::Receiver<Value>,
+    seen: Vec<Value>,
+}
+
+impl Peer {
+    fn start(url: &str, identity: &str, password: &str, scenario: &str) -> Peer {
+        let mut child = Command::new(python())
+            .arg(Path::new(ROOT).join("tests/peers/ocpp_cp16.py"))
+            .args([url, identity, password, scenario])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the OCPP peer starts");
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&l) {
+                    if tx.send(v).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        Peer {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits (at most 20 s) for the peer's next `event`, returning it.
+    async fn next(&mut self, event: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match self.lines.try_recv() {
+                Ok(v) => {
+                    self.seen.push(v.clone());
+                    if v["event"] == event {
+                        return v;
+                    }
+                }
+                Err(mpsc::TryRecvError::Empty) => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "no `{event}` from the peer; it said {:?}",
+                        self.seen
+                    );
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    panic!("the peer ended before `{event}`; it said {:?}", self.seen)
+                }
+            }
+        }
+    }
+}
+
+impl Peer {
+    /// Everything the peer said so far but its meter values.
+    fn said(&mut self) -> Vec<Value> {
+        while let Ok(v) = self.lines.try_recv() {
+            self.seen.push(v);
+        }
+        self.seen
+            .iter()
+            .filter(|v| v["event"] != "meter")
+            .cloned()
+            .collect()
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn config() -> OcppConfig {
+    OcppConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        chargers: vec![
+            ChargerEntry {
+                identity: "CP-A".into(),
+                password_sha256: password_hash("secret-a-0123456789"),
+                connectors: vec![ConnectorEntry {
+                    connector: 1,
+                    device: "ev-a1".into(),
+                }],
+                unit: RateUnit::A {
+                    phases: 3,
+                    voltage: 230.0,
+                },
+                safe_kw: 4.1,
+            },
+            ChargerEntry {
+                identity: "CP-B".into(),
+                password_sha256: password_hash("secret-b-0123456789"),
+                connectors: vec![ConnectorEntry {
+                    connector: 1,
+                    device: "ev-b1".into(),
+                }],
+                unit: RateUnit::W,
+                safe_kw: 3.0,
+            },
+        ],
+        id_tags: vec!["TAG-0001".into()],
+        accept_unknown_tags: false,
+        heartbeat_s: 60,
+        call_timeout: Duration::from_secs(10),
+        limit_hold_s: 120,
+    }
+}
+
+/// Waits (at most 10 s) until the device's state satisfies `ok`.
+async fn wait_state(
+    d: &OcppDevice,
+    what: &str,
+    ok: impl Fn(&pedf_devices::capability::DeviceState) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = d.state();
+        if ok(&s) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: {s:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_charge_point_on_the_ocpp_package_runs_a_session_under_pedfs_limits() {
+    let time = pedf_core::time::TimeSource::wall();
+    let hub = OcppHub::start(config(), time).await.unwrap();
+    let url = format!("ws://{}/ocpp", hub.addr);
+    let dev = hub.device("ev-a1", Duration::from_secs(5)).unwrap();
+    let now = || chrono::Utc::now();
+
+    let mut peer = Peer::start(&url, "CP-A", "secret-a-0123456789", "session");
+    // Messages the schema refuses, each answered with the CALLERROR OCPP-J 1.6 names.
+    let mut errors = Vec::new();
+    for _ in 0..4 {
+        let v = peer.next("callerror").await;
+        let a = v["answer"].as_array().unwrap().clone();
+        assert_eq!(a[0], 4, "{v}");
+        errors.push((
+            a[1].as_str().unwrap().to_string(),
+            a[2].as_str().unwrap().to_string(),
+        ));
+    }
+    assert_eq!(
+        errors,
+        [
+            ("bad-1".into(), "PropertyConstraintViolation".into()),
+            ("bad-2".into(), "FormationViolation".into()),
+            ("bad-3".into(), "ProtocolError".into()),
+            ("-1".into(), "FormationViolation".into()),
+        ]
+    );
+
+    // Boot: accepted with the heartbeat interval; the safe default follows at stack level 0.
+    let boot = peer.next("boot").await;
+    assert_eq!(
+        (boot["status"].as_str(), boot["interval"].as_u64()),
+        (Some("Accepted"), Some(60))
+    );
+    let safe = peer.next("profile").await;
+    assert_eq!(
+        (
+            safe["purpose"].as_str(),
+            safe["stack"].as_u64(),
+            safe["unit"].as_str()
+        ),
+        (Some("TxDefaultProfile"), Some(0), Some("A"))
+    );
+    // 4.1 kW on three phases at 230 V: 5.9 A (rounded down, never above).
+    assert_eq!(safe["limit"].as_f64(), Some(5.9));
+    assert_eq!(safe["duration"], Value::Null);
+    // The listed tag is accepted, another refused.
+    assert_eq!(peer.next("authorize").await["status"], "Accepted");
+    assert_eq!(peer.next("authorize_unknown").await["status"], "Invalid");
+    let started = peer.next("started").await;
+    let tx = started["transaction"].as_i64().unwrap();
+    peer.next("charging").await;
+
+    // Meter values reach the connector's device state: charging at the safe limit.
+    wait_state(&dev, "charging at the safe default", |s| {
+        s.good(Field::ChargerState, now()) == Some(2.0)
+            && s.good(Field::PowerKw, now())
+                .is_some_and(|p| (p - 4.071).abs() < 0.01)
+            && s.good(Field::SessionKwh, now()).is_some_and(|e| e > 0.0)
+            && s.good(Field::SocPct, now()) == Some(57.0)
+    })
+    .await;
+
+    // The EMS's limit: the transaction's own profile, read back as the composite schedule.
+    let got = match dev.set_limit(7.0).await {
+        Ok(g) => g,
+        Err(e) => panic!("{e}; the peer said {:?}", peer.said()),
+    };
+    let p = peer.next("profile").await;
+    assert_eq!(
+        (
+            p["purpose"].as_str(),
+            p["stack"].as_u64(),
+            p["duration"].as_u64()
+        ),
+        (Some("TxProfile"), Some(1), Some(120))
+    );
+    // 7 kW: 10.1 A on three phases (6.969 kW), what the charger confirms.
+    assert_eq!(p["limit"].as_f64(), Some(10.1));
+    assert!((got - 10.1 * 230.0 * 3.0 / 1000.0).abs() < 1e-9, "{got}");
+    assert_eq!(dev.limit_kw(), Some(got));
+    wait_state(&dev, "charging at the EMS's limit", |s| {
+        s.good(Field::PowerKw, now())
+            .is_some_and(|p| (p - got).abs() < 0.01)
+    })
+    .await;
+
+    // A remote stop: the charger stops the transaction; the session's energy is its meter's.
+    let answer = hub
+        .call(
+            "CP-A",
+            "RemoteStopTransaction",
+            json!({"transactionId": tx}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer["status"], "Accepted");
+    let stopped = peer.next("stopped").await;
+    let wh = stopped["wh"].as_i64().unwrap();
+    assert_eq!(peer.next("stopped_again").await["status"], "Accepted");
+    peer.next("done").await;
+    wait_state(&dev, "free after the stop", |s| {
+        s.good(Field::ChargerState, now()) == Some(0.0)
+            && s.good(Field::PowerKw, now()) == Some(0.0)
+            && s.good(Field::EnergyKwh, now()) == Some(wh as f64 / 1000.0)
+    })
+    .await;
+    let events = hub.take_events();
+    let said = events.join("\n");
+    for want in [
+        "charger CP-A connected (ocpp1.6)",
+        "charger CP-A booted: PeerCo Wallbox 11, firmware 1.2.3",
+        &format!("transaction {tx} started by TAG-0001 (Accepted)"),
+        &format!(
+            "transaction {tx} stopped (Remote), {:.3} kWh",
+            (wh - 1000) as f64 / 1000.0
+        ),
+    ] {
+        assert!(said.contains(want), "`{want}` in {said}");
+    }
+    // Counted once: one stop event for the transaction.
+    assert_eq!(
+        said.matches(&format!("transaction {tx} stopped")).count(),
+        1
+    );
+    hub.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_goes_on_across_a_reconnect_and_strangers_are_refused() {
+    let time = pedf_core::time::TimeSource::wall();
+    let hub = OcppHub::start(config(), time).await.unwrap();
+    let url = format!("ws://{}/ocpp", hub.addr);
+    let dev = hub.device("ev-b1", Duration::from_secs(5)).unwrap();
+    let now = || chrono::Utc::now();
+
+    // A wrong password and an unknown charger: refused at the handshake, said as events.
+    let mut p = Peer::start(&url, "CP-B", "not-the-password", "refused");
+    assert_eq!(p.next("refused").await["status"], 401);
+    let mut p = Peer::start(&url, "CP-Z", "whatever", "refused");
+    assert_eq!(p.next("refused").await["status"], 404);
+    let said = hub.take_events().join("\n");
+    assert!(
+        said.contains("charger CP-B was refused: wrong or missing password"),
+        "{said}"
+    );
+    assert!(
+        said.contains("an unknown charger `CP-Z` was refused"),
+        "{said}"
+    );
+    assert!(!hub.connected("CP-B"));
+
+    let mut peer = Peer::start(&url, "CP-B", "secret-b-0123456789", "reconnect");
+    let tx = peer.next("started").await["transaction"].as_i64().unwrap();
+    // The safe default in W: 3000.0 W.
+    let dropped = peer.next("dropped").await;
+    wait_state(&dev, "not answering while disconnected", |s| {
+        s.last_error.as_deref() == Some("the charger is not connected")
+    })
+    .await;
+    let back = peer.next("back").await;
+    assert_eq!(back["transaction"].as_i64(), Some(tx));
+    let stopped = peer.next("stopped").await;
+    peer.next("done").await;
+    let wh = stopped["wh"].as_i64().unwrap();
+    assert!(wh > dropped["wh"].as_i64().unwrap());
+    wait_state(&dev, "the stop after the reconnect counted", |s| {
+        s.good(Field::EnergyKwh, now()) == Some(wh as f64 / 1000.0)
+            && s.good(Field::ChargerState, now()) == Some(0.0)
+    })
+    .await;
+    let said = hub.take_events().join("\n");
+    assert!(
+        said.contains(&format!(
+            "transaction {tx} stopped (EVDisconnected), {:.3} kWh",
+            (wh - 1000) as f64 / 1000.0
+        )),
+        "{said}"
+    );
+    assert_eq!(said.matches("charger CP-B booted").count(), 2, "{said}");
+    hub.stop();
+}
+
+/// A bare charger for faults the well-behaved peer does not make: a WebSocket with the
+/// subprotocol and password, sending and reading raw frames.
+async fn raw(
+    addr: std::net::SocketAddr,
+    identity: &str,
+    password: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    use base64_engine::encode;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://{addr}/ocpp/{identity}")
+        .into_client_request()
+        .unwrap();
+    let h = req.headers_mut();
+    h.insert("Sec-WebSocket-Protocol", "ocpp1.6".parse().unwrap());
+    h.insert(
+        "Authorization",
+        format!("Basic {}", encode(&format!("{identity}:{password}")))
+            .parse()
+            .unwrap(),
+    );
+    tokio_tungstenite::connect_async(req).await.unwrap().0
+}
+
+/// Base64 for the Basic header (the standard alphabet, padded).
+mod base64_engine {
+    pub fn encode(s: &str) -> String {
+        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let b = s.as_bytes();
+        let mut out = String::new();
+        for c in b.chunks(3) {
+            let n = (u32::from(c[0]) << 16)
+                | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+                | u32::from(*c.get(2).unwrap_or(&0));
+            for i in 0..4 {
+                if i <= c.len() {
+                    out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+}
+
+async fn send(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    v: Value,
+) {
+    use futures_util::SinkExt;
+    ws.send(tokio_tungstenite::tungstenite::Message::text(v.to_string()))
+        .await
+        .unwrap();
+}
+
+/// The next text frame, at most 10 s away (`None`: the connection ended).
+async fn recv(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> Option<Value> {
+    use futures_util::StreamExt;
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a frame within 10 s");
+        match m {
+            Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) => {
+                return serde_json::from_str(t.as_str()).ok()
+            }
+            Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_))) | None | Some(Err(_)) => {
+                return None
+            }
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_charger_a_double_and_a_flood_leave_the_hub_working() {
+    let mut cfg = config();
+    cfg.call_timeout = Duration::from_millis(300);
+    let hub = OcppHub::start(cfg, pedf_core::time::TimeSource::wall())
+        .await
+        .unwrap();
+    let dev = hub.device("ev-b1", Duration::from_secs(5)).unwrap();
+    let now = || chrono::Utc::now();
+
+    // A charger that boots, then never answers the EMS: each call fails after its timeout,
+    // one at a time, and the charger's own calls are still answered meanwhile.
+    let mut ws = raw(hub.addr, "CP-B", "secret-b-0123456789").await;
+    send(
+        &mut ws,
+        json!([2, "b1", "BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"}]),
+    )
+    .await;
+    let boot = recv(&mut ws).await.unwrap();
+    assert_eq!(boot[2]["status"], "Accepted", "{boot}");
+    // The safe default profile arrives (unanswered: said as a timeout).
+    let safe = recv(&mut ws).await.unwrap();
+    assert_eq!(
+        (safe[0].as_i64(), safe[2].as_str()),
+        (Some(2), Some("SetChargingProfile"))
+    );
+    let (a, b) = tokio::join!(dev.set_limit(5.0), dev.set_limit(6.0));
+    let (a, b) = (a.unwrap_err(), b.unwrap_err());
+    assert!(
+        a.contains("charger CP-B did not answer SetChargingProfile in 0.3 s"),
+        "{a}"
+    );
+    assert!(b.contains("did not answer SetChargingProfile"), "{b}");
+    send(&mut ws, json!([2, "h1", "Heartbeat", {}])).await;
+    // Frames in order: the two unanswered calls, then the heartbeat's answer.
+    let mut got_heartbeat = false;
+    for _ in 0..3 {
+        let f = recv(&mut ws).await.unwrap();
+        if f[0] == 3 && f[1] == "h1" {
+            got_heartbeat = true;
+            assert!(f[2]["currentTime"].is_string());
+        }
+    }
+    assert!(got_heartbeat);
+
+    // A flood of meter values: every one answered, the newest held.
+    send(&mut ws, json!([2, "s1", "StatusNotification", {"connectorId": 1, "errorCode": "NoError", "status": "Charging"}])).await;
+    let _ = recv(&mut ws).await;
+    let n = 2000;
+    for i in 0..n {
+        send(
+            &mut ws,
+            json!([2, format!("m{i}"), "MeterValues", {"connectorId": 1, "meterValue": [
+            {"timestamp": pedf_devices::ocpp::ocpp_time(now()), "sampledValue": [
+                {"value": format!("{}", 1000 + i), "measurand": "Energy.Active.Import.Register"},
+                {"value": "3000", "measurand": "Power.Active.Import", "unit": "W"}]}]}]),
+        )
+        .await;
+    }
+    let mut answered = 0;
+    while answered < n {
+        let f = recv(&mut ws).await.unwrap();
+        if f[0] == 3 && f[1].as_str().is_some_and(|id| id.starts_with('m')) {
+            answered += 1;
+        }
+    }
+    wait_state(&dev, "the newest of the flood", |s| {
+        s.good(Field::EnergyKwh, now()) == Some((1000 + n - 1) as f64 / 1000.0)
+            && s.good(Field::PowerKw, now()) == Some(3.0)
+    })
+    .await;
+
+    // A second connection claiming the identity: it takes over, the first is closed.
+    let mut second = raw(hub.addr, "CP-B", "secret-b-0123456789").await;
+    assert!(
+        recv(&mut ws).await.is_none(),
+        "the older connection is closed"
+    );
+    send(&mut second, json!([2, "h2", "Heartbeat", {}])).await;
+    assert_eq!(recv(&mut second).await.unwrap()[1], "h2");
+    let said = hub.take_events().join("\n");
+    assert!(
+        said.contains("charger CP-B did not answer SetChargingProfile"),
+        "{said}"
+    );
+    assert!(
+        said.contains("charger CP-B connected again (ocpp1.6); its older connection is closed"),
+        "{said}"
+    );
+    assert!(hub.connected("CP-B"));
+    hub.stop();
+}
