@@ -13,6 +13,9 @@ Scenarios:
 - `reconnect`: a transaction started; the connection dropped mid-transaction; back, the
   transaction goes on and stops after a few meter values, the stop sent on the new
   connection.
+- `charge`: boot, a transaction with meter values every 0.2 s at the power its profiles
+  allow, until the EMS has set a limit of its own (stack level 1) and five meter values
+  followed it; then the car leaves (a local stop).
 - `refused`: connects with this password and prints how the handshake ended.
 """
 
@@ -249,6 +252,24 @@ async def reconnect(url, identity, password):
     say(event="done")
 
 
+async def charge(url, identity, password):
+    async with await connect(url, identity, password) as ws:
+        cp = Car(identity, ws)
+        runner = asyncio.create_task(cp.start())
+        await cp.boot()
+        await cp.status(ChargePointStatus.available)
+        await cp.start_tx()
+        after = 0
+        while after < 5:
+            await cp.meter()
+            if any(level >= 1 for (_, level) in cp.profiles):
+                after += 1
+            await asyncio.sleep(0.2)
+        await cp.stop_tx(reason="EVDisconnected")
+        runner.cancel()
+    say(event="done")
+
+
 async def refused(url, identity, password):
     try:
         ws = await connect(url, identity, password)
@@ -262,7 +283,7 @@ def main():
     # The package's own warnings and errors (a message it refused) on stderr.
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     url, identity, password, scenario = sys.argv[1:5]
-    run = {"session": session, "reconnect": reconnect, "refused": refused}[scenario]
+    run = {"session": session, "reconnect": reconnect, "charge": charge, "refused": refused}[scenario]
     asyncio.run(asyncio.wait_for(run(url, identity, password), 60))
 
 

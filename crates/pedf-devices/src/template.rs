@@ -393,6 +393,9 @@ pub enum TransportKind {
     Mqtt,
     /// Modbus RTU frames through a serial-to-Ethernet gateway: `address = "host:port"`.
     RtuOverTcp,
+    /// EV chargers connecting to the EMS over OCPP (the run file's `[ocpp]` says where it
+    /// listens and which charger and connector each device is): no address.
+    Ocpp,
 }
 
 /// One Modbus connection: one request in flight at a time, shared by its devices.
@@ -509,6 +512,12 @@ impl DevicesFile {
         let d: DevicesFile = from_toml(file, text).map_err(|e| vec![e])?;
         let mut errors = Vec::new();
         let conns: BTreeSet<&str> = d.connections.iter().map(|c| c.id.as_str()).collect();
+        let ocpp: BTreeSet<&str> = d
+            .connections
+            .iter()
+            .filter(|c| c.kind == TransportKind::Ocpp)
+            .map(|c| c.id.as_str())
+            .collect();
         let mut ids = BTreeSet::new();
         for (i, c) in d.connections.iter().enumerate() {
             let at = nth_table(text, "connection", i);
@@ -538,6 +547,11 @@ impl DevicesFile {
                         err("an rtu connection needs `path` (e.g. /dev/ttyUSB0) and `baud` (e.g. 9600)".into());
                     }
                 }
+                TransportKind::Ocpp => {
+                    if c.address.is_some() {
+                        err("an ocpp connection has no `address`: the chargers connect to the EMS, which listens where the run file's [ocpp] `listen` says".into());
+                    }
+                }
             }
         }
         for (i, dev) in d.devices.iter().enumerate() {
@@ -561,6 +575,8 @@ impl DevicesFile {
                 ));
             }
             match (&dev.template, dev.sunspec) {
+                // An OCPP charger speaks OCPP: no register map (checked with its connection).
+                _ if ocpp.contains(dev.connection.as_str()) => {}
                 (Some(_), true) => err("give `template` or `sunspec = true`, not both".into()),
                 (None, false) => err("give a `template` or `sunspec = true`".into()),
                 (Some(t), false) => match templates.get(t) {
@@ -782,6 +798,15 @@ pub fn load_device_set(path: &std::path::Path) -> Result<DeviceSet, Vec<ConfigEr
             .and_then(|t| templates.get(t))
             .is_some_and(|t| t.mqtt.is_some());
         let msg = match (is_mqtt, conn.kind) {
+            (_, TransportKind::Ocpp)
+                if d.template.is_some() || d.sunspec || d.capability != Capability::EvCharger =>
+            {
+                Some(format!(
+                    "a device on OCPP connection `{}` is an ev-charger with no template or sunspec (its charger and connector are in the run file's [ocpp])",
+                    conn.id
+                ))
+            }
+            (_, TransportKind::Ocpp) => None,
             (true, TransportKind::Mqtt) if d.topic.is_none() => {
                 Some("an MQTT device needs `topic`".to_string())
             }

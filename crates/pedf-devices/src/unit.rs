@@ -11,8 +11,8 @@
 //! beating the [`Heartbeat`] for longer than the command timeout, a stalled controller
 //! included.
 //!
-//! Modbus and MQTT devices are driven alike through [`DeviceIo`]; the runtime does not branch
-//! on the transport.
+//! Modbus, MQTT and OCPP devices are driven alike through [`DeviceIo`]; the runtime does not
+//! branch on the transport.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -48,6 +48,15 @@ impl DeviceIo for ModbusDevice {
     }
     fn period(&self) -> Duration {
         Duration::from_millis(self.config.poll_ms.max(1))
+    }
+}
+
+impl DeviceIo for crate::ocpp::OcppDevice {
+    fn refresh(&mut self, _now: DateTime<Utc>) -> impl Future<Output = DeviceState> + Send {
+        std::future::ready(self.state())
+    }
+    fn period(&self) -> Duration {
+        self.period
     }
 }
 

@@ -171,7 +171,7 @@ async fn wait_state(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_charge_point_on_the_ocpp_package_runs_a_session_under_pedfs_limits() {
     let time = pedf_core::time::TimeSource::wall();
-    let hub = OcppHub::start(config(), time).await.unwrap();
+    let hub = OcppHub::start(config(), time).unwrap();
     let url = format!("ws://{}/ocpp", hub.addr);
     let dev = hub.device("ev-a1", Duration::from_secs(5)).unwrap();
     let now = || chrono::Utc::now();
@@ -301,7 +301,7 @@ async fn a_charge_point_on_the_ocpp_package_runs_a_session_under_pedfs_limits() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_goes_on_across_a_reconnect_and_strangers_are_refused() {
     let time = pedf_core::time::TimeSource::wall();
-    let hub = OcppHub::start(config(), time).await.unwrap();
+    let hub = OcppHub::start(config(), time).unwrap();
     let url = format!("ws://{}/ocpp", hub.addr);
     let dev = hub.device("ev-b1", Duration::from_secs(5)).unwrap();
     let now = || chrono::Utc::now();
@@ -437,9 +437,7 @@ async fn recv(
 async fn a_silent_charger_a_double_and_a_flood_leave_the_hub_working() {
     let mut cfg = config();
     cfg.call_timeout = Duration::from_millis(300);
-    let hub = OcppHub::start(cfg, pedf_core::time::TimeSource::wall())
-        .await
-        .unwrap();
+    let hub = OcppHub::start(cfg, pedf_core::time::TimeSource::wall()).unwrap();
     let dev = hub.device("ev-b1", Duration::from_secs(5)).unwrap();
     let now = || chrono::Utc::now();
 

@@ -43,6 +43,10 @@ pub struct RunConfig {
     /// Intraday re-planning from a forecast folder; none: follow the stored plan only.
     #[serde(default)]
     pub replan: Option<crate::replan::ReplanConfig>,
+    /// The OCPP central system for the device list's chargers on an `ocpp` connection; none:
+    /// no OCPP charger.
+    #[serde(default)]
+    pub ocpp: Option<OcppRun>,
     /// Where "now" comes from (not in the file): the wall clock, or the accelerated time of
     /// `pedf demo --speed`.
     #[serde(skip)]
@@ -83,6 +87,177 @@ pub struct ServerConfig {
     /// Certificates issued from this EMS then say "simulated data" on their face.
     #[serde(default)]
     pub simulated: Option<String>,
+}
+
+/// The `[ocpp]` table: where the central system listens and the chargers it takes.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OcppRun {
+    /// Address to listen on (loopback: plain WebSocket with HTTP Basic, OCPP security
+    /// profile 1), e.g. `127.0.0.1:9000`; chargers connect to `ws://ADDRESS/ocpp/IDENTITY`.
+    pub listen: String,
+    /// Id tags accepted (the local authorisation list).
+    #[serde(default)]
+    pub id_tags: Vec<String>,
+    /// Whether an id tag not in the list is accepted (default: refused, `Invalid`).
+    #[serde(default)]
+    pub accept_unknown_tags: bool,
+    /// The heartbeat interval given at boot, s (default 60).
+    #[serde(default = "default_heartbeat_s")]
+    pub heartbeat_s: u32,
+    /// How long a call to a charger waits for its answer, ms of real time (default 10000).
+    #[serde(default = "default_call_timeout_ms")]
+    pub call_timeout_ms: u64,
+    /// How long one of the EMS's limits holds before the charger's safe default applies
+    /// again, s (default 120).
+    #[serde(default = "default_limit_hold_s")]
+    pub limit_hold_s: u32,
+    /// The chargers allowed.
+    #[serde(default, rename = "charger")]
+    pub chargers: Vec<OcppChargerRun>,
+}
+
+/// One `[[ocpp.charger]]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OcppChargerRun {
+    /// Its charge point identity.
+    pub identity: String,
+    /// SHA-256 of its password, 64 hex digits (`printf %s PASSWORD | sha256sum`).
+    pub password_sha256: String,
+    /// `W`, or `A` (with `phases` and `voltage`): the unit its charging profiles take.
+    #[serde(default = "default_rate_unit")]
+    pub unit: String,
+    /// Phases its cars charge on (unit A; default 3).
+    #[serde(default = "default_phases")]
+    pub phases: u8,
+    /// Volts phase to neutral (unit A; default 230).
+    #[serde(default = "default_voltage")]
+    pub voltage: f64,
+    /// The limit of its safe default profile, kW: what it may draw with the EMS silent.
+    pub safe_kw: f64,
+    /// Its connectors: the connector's number and the device (of the device list) it is.
+    pub connectors: Vec<OcppConnectorRun>,
+}
+
+/// One connector of a `[[ocpp.charger]]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OcppConnectorRun {
+    /// The connector's number (1 and up).
+    pub connector: u32,
+    /// The device id in the device list.
+    pub device: String,
+}
+
+fn default_heartbeat_s() -> u32 {
+    60
+}
+fn default_call_timeout_ms() -> u64 {
+    10_000
+}
+fn default_limit_hold_s() -> u32 {
+    120
+}
+fn default_rate_unit() -> String {
+    "A".into()
+}
+fn default_phases() -> u8 {
+    3
+}
+fn default_voltage() -> f64 {
+    230.0
+}
+
+impl OcppRun {
+    /// The central system's configuration, each problem naming its key.
+    pub fn config(&self) -> Result<pedf_devices::ocpp::OcppConfig, String> {
+        use pedf_devices::ocpp::v16::RateUnit;
+        use pedf_devices::ocpp::{ChargerEntry, ConnectorEntry, OcppConfig};
+        let listen: std::net::SocketAddr = self.listen.parse().map_err(|_| {
+            format!(
+                "[ocpp] listen = `{}` is not an address:port such as 127.0.0.1:9000",
+                self.listen
+            )
+        })?;
+        if !listen.ip().is_loopback() {
+            return Err(format!("[ocpp] listen = `{}`: plain WebSocket with Basic authentication is taken on loopback only (TLS, security profile 2, is to come)", self.listen));
+        }
+        let mut chargers = Vec::new();
+        let mut devices = std::collections::BTreeSet::new();
+        for (i, c) in self.chargers.iter().enumerate() {
+            let at = format!("[[ocpp.charger]] {} (`{}`)", i + 1, c.identity);
+            if c.identity.is_empty() || c.identity.len() > 48 || c.identity.contains('/') {
+                return Err(format!(
+                    "{at}: identity must be 1 to 48 characters without `/`"
+                ));
+            }
+            if c.password_sha256.len() != 64
+                || !c.password_sha256.chars().all(|x| x.is_ascii_hexdigit())
+            {
+                return Err(format!(
+                    "{at}: password_sha256 must be 64 hex digits (printf %s PASSWORD | sha256sum)"
+                ));
+            }
+            let unit = match c.unit.as_str() {
+                "W" => RateUnit::W,
+                "A" if (1..=3).contains(&c.phases) && c.voltage.is_finite() && c.voltage > 0.0 => {
+                    RateUnit::A {
+                        phases: c.phases,
+                        voltage: c.voltage,
+                    }
+                }
+                "A" => {
+                    return Err(format!(
+                        "{at}: unit A needs phases 1 to 3 and a voltage above 0"
+                    ))
+                }
+                other => return Err(format!("{at}: unit = `{other}` is not W or A")),
+            };
+            if !(c.safe_kw.is_finite() && c.safe_kw >= 0.0) {
+                return Err(format!("{at}: safe_kw must be a number of kW >= 0"));
+            }
+            if c.connectors.is_empty() {
+                return Err(format!("{at}: give its connectors, e.g. connectors = [{{ connector = 1, device = \"ev-05\" }}]"));
+            }
+            for k in &c.connectors {
+                if k.connector == 0 || !devices.insert(k.device.clone()) {
+                    return Err(format!("{at}: connector {} (`{}`): connectors are numbered from 1 and each device is one connector", k.connector, k.device));
+                }
+            }
+            if self.chargers[..i].iter().any(|o| o.identity == c.identity) {
+                return Err(format!("{at}: the identity is given twice"));
+            }
+            chargers.push(ChargerEntry {
+                identity: c.identity.clone(),
+                password_sha256: c.password_sha256.to_ascii_lowercase(),
+                connectors: c
+                    .connectors
+                    .iter()
+                    .map(|k| ConnectorEntry {
+                        connector: k.connector,
+                        device: k.device.clone(),
+                    })
+                    .collect(),
+                unit,
+                safe_kw: c.safe_kw,
+            });
+        }
+        if self.call_timeout_ms == 0 || self.heartbeat_s == 0 || self.limit_hold_s == 0 {
+            return Err(
+                "[ocpp] call_timeout_ms, heartbeat_s and limit_hold_s must be at least 1".into(),
+            );
+        }
+        Ok(OcppConfig {
+            listen,
+            chargers,
+            id_tags: self.id_tags.clone(),
+            accept_unknown_tags: self.accept_unknown_tags,
+            heartbeat_s: self.heartbeat_s,
+            call_timeout: Duration::from_millis(self.call_timeout_ms),
+            limit_hold_s: self.limit_hold_s,
+        })
+    }
 }
 
 fn default_min_coverage() -> f64 {
@@ -207,6 +382,9 @@ impl RunConfig {
         }
         if c.cycle_ms == 0 {
             return Err(format!("{name}: cycle_ms must be at least 1"));
+        }
+        if let Some(o) = &c.ocpp {
+            o.config().map_err(|e| format!("{name}: {e}"))?;
         }
         Ok(c)
     }

@@ -45,6 +45,8 @@ pub(crate) struct Devices {
     pub(crate) image: ProcessImage,
     pub(crate) heartbeat: Heartbeat,
     pub(crate) hub: Option<MqttHub>,
+    /// The OCPP central system, when the device list has chargers on an `ocpp` connection.
+    pub(crate) ocpp: Option<pedf_devices::ocpp::OcppHub>,
     /// In the device list's order.
     pub(crate) controlled: Vec<Controlled>,
     /// How long the first cycle waits for every device's first read: the largest staleness
@@ -87,12 +89,25 @@ pub(crate) fn start(cfg: &RunConfig, park: &Park, set: &DeviceSet) -> Result<Dev
                 mqtt_addr = c.address.clone();
                 None
             }
+            TransportKind::Ocpp => None,
         };
         if let Some(e) = endpoint {
             links.insert(c.id.clone(), ModbusLink::new(e, opts));
         }
     }
+    let ocpp_conns: Vec<&str> = set
+        .devices
+        .connections
+        .iter()
+        .filter(|c| c.kind == TransportKind::Ocpp)
+        .map(|c| c.id.as_str())
+        .collect();
+    let mut ocpp_devices: Vec<&pedf_devices::template::DeviceConfig> = Vec::new();
     for d in &set.devices.devices {
+        if ocpp_conns.contains(&d.connection.as_str()) {
+            ocpp_devices.push(d);
+            continue;
+        }
         let template = d.template.as_ref().and_then(|t| set.templates.get(t));
         if let Some(t) = template.filter(|t| t.mqtt.is_some()) {
             let prefix = d.topic.clone().unwrap_or_default();
@@ -134,6 +149,41 @@ pub(crate) fn start(cfg: &RunConfig, park: &Park, set: &DeviceSet) -> Result<Dev
             ))
         }
         _ => None,
+    };
+
+    let ocpp = match (&cfg.ocpp, ocpp_devices.is_empty()) {
+        (_, true) => None,
+        (None, false) => {
+            return Err(format!(
+                "device `{}` is on an OCPP connection: the run file needs an [ocpp] table with its charger",
+                ocpp_devices[0].id
+            ))
+        }
+        (Some(o), false) => {
+            let config = o.config()?;
+            let mapped: Vec<&str> = config
+                .chargers
+                .iter()
+                .flat_map(|c| c.connectors.iter().map(|k| k.device.as_str()))
+                .collect();
+            for d in &ocpp_devices {
+                if !mapped.contains(&d.id.as_str()) {
+                    return Err(format!(
+                        "device `{}` is on an OCPP connection but no [[ocpp.charger]] has it among its connectors",
+                        d.id
+                    ));
+                }
+            }
+            if let Some(m) = mapped
+                .iter()
+                .find(|m| !ocpp_devices.iter().any(|d| d.id == **m))
+            {
+                return Err(format!(
+                    "[ocpp] connector device `{m}` is not a device on an OCPP connection of the device list"
+                ));
+            }
+            Some(pedf_devices::ocpp::OcppHub::start(config, time)?)
+        }
     };
 
     // Safe control of every controllable device.
@@ -241,6 +291,23 @@ pub(crate) fn start(cfg: &RunConfig, park: &Park, set: &DeviceSet) -> Result<Dev
             units.insert(id.clone(), unit);
         }
     }
+    if let Some(h) = &ocpp {
+        for d in &ocpp_devices {
+            let Some(device) = h.device(&d.id, Duration::from_millis(d.stale_after_ms)) else {
+                continue;
+            };
+            let device = device.with_period(cfg.cycle().1);
+            let unit = Unit::spawn(
+                &d.id,
+                device,
+                control_of(&d.id),
+                image.clone(),
+                heartbeat.clone(),
+                time,
+            );
+            units.insert(d.id.clone(), unit);
+        }
+    }
     let first_read_bound = Duration::from_millis(
         set.devices
             .devices
@@ -256,6 +323,7 @@ pub(crate) fn start(cfg: &RunConfig, park: &Park, set: &DeviceSet) -> Result<Dev
         image,
         heartbeat,
         hub,
+        ocpp,
         controlled,
         first_read_bound,
     })

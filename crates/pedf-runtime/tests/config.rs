@@ -139,3 +139,53 @@ fn the_cycle_is_in_the_ems_time() {
     assert_eq!(cfg.cycle().0, Duration::from_millis(200));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The `[ocpp]` table: a listen address off loopback, a password that is not a SHA-256, a
+/// unit the profiles do not take and a device given to two connectors are refused, each
+/// naming its key.
+#[test]
+fn an_ocpp_table_with_mistakes_says_which() {
+    let dir = std::env::temp_dir().join(format!("pedf-run-ocpp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("run.toml");
+    let hash = "a".repeat(64);
+    let run = |ocpp: &str| {
+        std::fs::write(
+            &path,
+            format!("park = \"{ROOT}/config/qingzhou-pedf.toml\"\ndevices = \"{ROOT}/config/devices/qingzhou-pedf.toml\"\nstore = \"pedf.sqlite\"\n\n[ocpp]\n{ocpp}"),
+        )
+        .unwrap();
+        pedf_runtime::run::RunConfig::load(&path).map(|_| ())
+    };
+    let charger = |extra: &str| {
+        format!("listen = \"127.0.0.1:9000\"\n\n[[ocpp.charger]]\nidentity = \"CP-1\"\npassword_sha256 = \"{hash}\"\nsafe_kw = 7\nconnectors = [{{ connector = 1, device = \"ev-21\" }}]\n{extra}")
+    };
+    assert_eq!(run(&charger("")), Ok(()));
+    let cases = [
+        (
+            "listen = \"0.0.0.0:9000\"\n".to_string(),
+            "[ocpp] listen = `0.0.0.0:9000`: plain WebSocket with Basic authentication is taken on loopback only",
+        ),
+        (
+            charger("").replace(&hash, "secret"),
+            "[[ocpp.charger]] 1 (`CP-1`): password_sha256 must be 64 hex digits",
+        ),
+        (
+            charger("unit = \"kW\"\n"),
+            "[[ocpp.charger]] 1 (`CP-1`): unit = `kW` is not W or A",
+        ),
+        (
+            charger("").replace(
+                "[{ connector = 1, device = \"ev-21\" }]",
+                "[{ connector = 1, device = \"ev-21\" }, { connector = 2, device = \"ev-21\" }]",
+            ),
+            "connector 2 (`ev-21`): connectors are numbered from 1 and each device is one connector",
+        ),
+    ];
+    for (text, want) in cases {
+        let e = run(&text).unwrap_err();
+        assert!(e.contains(want), "{e}\nwanted: {want}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

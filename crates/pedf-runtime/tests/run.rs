@@ -766,3 +766,123 @@ async fn the_cycle_goes_on_while_the_servers_runtime_is_busy() {
     assert!(summary.cycles > 0);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// An OCPP 1.6J charger (the `ocpp` package's charge point, pinned in the outside peers'
+/// venv) as one of the running EMS's devices: the run file's `[ocpp]` says where the central
+/// system listens and which charger and connector the device list's `ev-02` is; the charger
+/// connects, boots and starts a transaction, its meter values become the live state's charger
+/// power, and the controller's setpoints reach it as charging profiles above its safe default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ocpp_charger_is_a_device_of_the_running_ems() {
+    let (dir, _sim, _) = sim_park("ocpp").await;
+    let python = std::path::Path::new(ROOT).join(".venv-peers/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/setup (it makes the venv of outside test peers)",
+        python.display()
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut devices = std::fs::read_to_string(dir.join("devices.toml")).unwrap();
+    devices.push_str("\n[[connection]]\nid = \"chargers\"\nkind = \"ocpp\"\n\n[[device]]\nid = \"ev-02\"\ncapability = \"ev-charger\"\nasset = \"ev-02\"\nconnection = \"chargers\"\nstale_after_ms = 5000\n");
+    std::fs::write(dir.join("devices.toml"), devices).unwrap();
+    let password = "pw-0123456789abcdef";
+    std::fs::write(
+        dir.join("run.toml"),
+        format!(
+            "park = \"{ROOT}/config/qingzhou-pedf.toml\"\ndevices = \"devices.toml\"\nstore = \"pedf.sqlite\"\ncycle_ms = 200\n\n[ocpp]\nlisten = \"127.0.0.1:{port}\"\nid_tags = [\"TAG-0001\"]\n\n[[ocpp.charger]]\nidentity = \"CP-02\"\npassword_sha256 = \"{}\"\nunit = \"A\"\nsafe_kw = 4.1\nconnectors = [{{ connector = 1, device = \"ev-02\" }}]\n",
+            pedf_devices::ocpp::password_hash(password)
+        ),
+    )
+    .unwrap();
+    let mut cfg = RunConfig::load(&dir.join("run.toml")).unwrap();
+    cfg.time = pedf_core::time::TimeSource::scaled(ems_origin(), 1.0);
+    // The charger connects once the EMS listens (waited for with a deadline).
+    let peer = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the EMS never listened for OCPP"
+            );
+            std::thread::yield_now();
+        }
+        std::process::Command::new(python)
+            .arg(std::path::Path::new(ROOT).join("tests/peers/ocpp_cp16.py"))
+            .args([
+                &format!("ws://127.0.0.1:{port}/ocpp"),
+                "CP-02",
+                password,
+                "charge",
+            ])
+            .output()
+            .expect("the OCPP peer runs")
+    });
+    // Seen charging as a session of the park (its meter's energy), given setpoints by the
+    // controller, then free: the run stops once the car has left.
+    let flags = std::sync::Arc::new([
+        std::sync::atomic::AtomicBool::new(false),
+        std::sync::atomic::AtomicBool::new(false),
+    ]);
+    let f = flags.clone();
+    let (summary, seen) = run_until(cfg, 40, move |l| {
+        use std::sync::atomic::Ordering::Relaxed;
+        let Some(ev) = l.chargers.iter().find(|c| c.id == "ev-02") else {
+            return false;
+        };
+        // The meter's energy in the session (how much power the controller then allows
+        // depends on when the session starts against the first reading: not asserted).
+        if ev.kw.is_some() && ev.session.as_ref().is_some_and(|s| s.delivered_kwh > 0.0) {
+            f[0].store(true, Relaxed);
+        }
+        if ev.session.is_some() && ev.setpoint_kw.is_some() {
+            f[1].store(true, Relaxed);
+        }
+        f[0].load(Relaxed) && f[1].load(Relaxed) && ev.session.is_none()
+    })
+    .await;
+    let flag = |i: usize| flags[i].load(std::sync::atomic::Ordering::Relaxed);
+    assert!(flag(0), "ev-02's meter never seen in a session");
+    assert!(flag(1), "ev-02 never given a setpoint");
+    seen.expect("ev-02 free again after its car left, within 40 s");
+    let out = peer.await.unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    let lines: Vec<serde_json::Value> = said
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let profiles: Vec<&serde_json::Value> =
+        lines.iter().filter(|v| v["event"] == "profile").collect();
+    // The safe default at boot, then the EMS's limits above it.
+    assert_eq!(
+        profiles.first().map(|p| p["stack"].clone()),
+        Some(0.into()),
+        "{said}"
+    );
+    assert!(
+        profiles
+            .iter()
+            .any(|p| p["stack"] == 1 && p["purpose"] == "TxProfile"),
+        "{said}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(lines.iter().any(|v| v["event"] == "done"), "{said}");
+    assert!(summary.setpoints > 0);
+    let st = Store::open(&dir.join("pedf.sqlite")).unwrap();
+    let events = st
+        .events(
+            ems_origin() - chrono::Duration::hours(1),
+            ems_origin() + chrono::Duration::hours(1),
+        )
+        .unwrap();
+    let text: Vec<&str> = events.iter().map(|e| e.3.as_str()).collect();
+    assert!(
+        text.iter()
+            .any(|e| e.contains("charger CP-02 connected (ocpp1.6)")),
+        "{text:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

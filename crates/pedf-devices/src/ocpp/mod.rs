@@ -169,9 +169,10 @@ pub struct OcppHub {
 }
 
 impl OcppHub {
-    /// Starts listening. A listen address off loopback is refused: plain WebSocket with Basic
-    /// authentication (security profile 1) sends the password in the clear.
-    pub async fn start(config: OcppConfig, time: TimeSource) -> Result<OcppHub, String> {
+    /// Starts listening (inside a tokio runtime). A listen address off loopback is refused:
+    /// plain WebSocket with Basic authentication (security profile 1) sends the password in
+    /// the clear.
+    pub fn start(config: OcppConfig, time: TimeSource) -> Result<OcppHub, String> {
         if !config.listen.ip().is_loopback() {
             return Err(format!(
                 "OCPP listen {}: plain WebSocket with Basic authentication is taken on loopback only (a charger's password would cross the network in the clear)",
@@ -188,8 +189,9 @@ impl OcppHub {
                 ));
             }
         }
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
+        let listener = std::net::TcpListener::bind(config.listen)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .and_then(tokio::net::TcpListener::from_std)
             .map_err(|e| format!("OCPP listen {}: {e}", config.listen))?;
         let addr = listener
             .local_addr()

@@ -588,8 +588,23 @@ impl Cycle {
             retention_days,
             log_retention_days,
             integrator,
+            devices,
             ..
         } = self;
+        // What the OCPP central system saw (connections, refusals, transactions): events.
+        if let Some(h) = &devices.ocpp {
+            for e in h.take_events() {
+                let severity = if e.contains("refused")
+                    || e.contains("did not answer")
+                    || e.contains("faulted")
+                {
+                    "warning"
+                } else {
+                    "info"
+                };
+                writer.event(now, severity, "ocpp", e);
+            }
+        }
         let minute = minute_of(now);
         if minute > *aggregated_to {
             writer.send(Write::Aggregate {
@@ -685,6 +700,10 @@ impl Cycle {
         if let Some(h) = &devices.hub {
             // Graceful: the safe-state commands queued above go out before the disconnect.
             h.shutdown().await;
+        }
+        if let Some(h) = &devices.ocpp {
+            // Each charger falls back to its safe default profile when the EMS's limit ends.
+            h.stop();
         }
         // Everything handed over is written before the run returns.
         writer.finish();
