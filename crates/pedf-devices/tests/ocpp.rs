@@ -360,7 +360,8 @@ async fn raw(
     identity: &str,
     password: &str,
 ) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
-    use base64_engine::encode;
+    use base64::Engine;
+    let encode = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let mut req = format!("ws://{addr}/ocpp/{identity}")
         .into_client_request()
@@ -374,28 +375,6 @@ async fn raw(
             .unwrap(),
     );
     tokio_tungstenite::connect_async(req).await.unwrap().0
-}
-
-/// Base64 for the Basic header (the standard alphabet, padded).
-mod base64_engine {
-    pub fn encode(s: &str) -> String {
-        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let b = s.as_bytes();
-        let mut out = String::new();
-        for c in b.chunks(3) {
-            let n = (u32::from(c[0]) << 16)
-                | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-                | u32::from(*c.get(2).unwrap_or(&0));
-            for i in 0..4 {
-                if i <= c.len() {
-                    out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
-    }
 }
 
 async fn send(
