@@ -3,7 +3,7 @@
 //! Modbus TCP devices (SunSpec, and the template meter), the EV chargers and DC loads speak
 //! MQTT; the EMS reads and commands them exactly as it would real ones.
 //!
-//! Each tick (200 ms of real time, `speed` times that of simulated time) the driver reads what
+//! Each tick (200 ms of simulated time, at most [`sample_period`] of real time) the driver reads what
 //! the EMS wrote (battery power in SunSpec 124, PV limits in 123, charger commands), runs the
 //! physics (PV and loads of the scenario's world interpolated to the instant, battery with its
 //! taper, cars that arrive, charge and leave, the deferrable load at the EMS's setpoint or on
@@ -181,7 +181,7 @@ impl DemoPark {
                     max_kw: c.max_power.0,
                 },
                 0.0,
-                Duration::from_millis(500),
+                sample_period(o.clock.speed()),
                 o.clock.speed(),
             );
             d.present.store(false, Ordering::Relaxed);
@@ -196,7 +196,7 @@ impl DemoPark {
         }
         let mut loads = Vec::new();
         for l in &park.flexible_loads {
-            let d = SimMqttDevice::start(
+            let d = SimMqttDevice::start_at_speed(
                 &o.mqtt_host,
                 o.mqtt_port,
                 &format!("demo/{}", l.id),
@@ -204,7 +204,8 @@ impl DemoPark {
                     max_kw: l.max_power.0,
                 },
                 0.0,
-                Duration::from_millis(500),
+                sample_period(o.clock.speed()),
+                o.clock.speed(),
             );
             loads.push((l.id.clone(), d.power_kw.clone(), d.command_kw.clone()));
             mqtt.push(d);
@@ -287,7 +288,12 @@ async fn drive(
     let (mut imp_kwh, mut exp_kwh) = (0.0f64, 0.0f64);
     let mut last = clock.now();
     let mut day = None;
-    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let mut tick = tokio::time::interval(
+        Duration::from_millis(200)
+            .div_f64(clock.speed())
+            .max(sample_period(clock.speed()).min(Duration::from_millis(200))),
+    );
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let t = clock.now();
@@ -436,12 +442,25 @@ async fn drive(
     }
 }
 
-/// The device list. Poll periods and stale ages are in the EMS's (simulated) time, so they are
-/// the real-time figures (poll 500 ms, stale after 5 s) times `speed`.
+/// How often the demo's devices are read and publish, in real time: 500 ms of the park's
+/// simulated time, at least 15 ms of real time (at `--speed 60` a device is read every 0.9 s
+/// of the park's time, near the EMS's 1 s cycle: a controller acting 30 times on one reading,
+/// as when devices were read every 500 ms of real time, swung the battery into export).
+pub fn sample_period(speed: f64) -> Duration {
+    Duration::from_millis(500)
+        .div_f64(speed.max(1e-3))
+        .clamp(Duration::from_millis(15), Duration::from_millis(500))
+}
+
+/// The device list. Poll periods and stale ages are in the EMS's (simulated) time: the
+/// [`sample_period`] times `speed`, stale after ten of them (at least 2 s of real time).
 fn devices_toml(s: &Scenario, modbus: &str, mqtt_host: &str, mqtt_port: u16, speed: f64) -> String {
     let park = &s.park;
-    let poll = (500.0 * speed).round().max(1.0) as u64;
-    let stale = (5000.0 * speed).round().max(1.0) as u64;
+    let poll = (sample_period(speed).as_secs_f64() * 1000.0 * speed)
+        .round()
+        .max(1.0) as u64;
+    // Ten readings, and at least 2 s of real time: a busy machine's hiccup is no outage.
+    let stale = (10 * poll).max((2000.0 * speed).round() as u64);
     let mut t = format!(
         "# Written by `pedf demo`: the demonstration park's devices on loopback.\n\n[[connection]]\nid = \"modbus\"\nkind = \"tcp\"\naddress = \"{modbus}\"\ntimeout_ms = 500\n\n[[connection]]\nid = \"mqtt\"\nkind = \"mqtt\"\naddress = \"{mqtt_host}:{mqtt_port}\"\n"
     );
