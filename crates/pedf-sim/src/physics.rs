@@ -158,9 +158,15 @@ impl DeferrableModel {
             return 0.0;
         }
         let left = (self.energy_kwh - self.delivered_kwh).max(0.0);
-        let after_h = ((we - now_min) / 60.0 - dt_h).max(0.0);
-        // At least what full power after this step could no longer catch up.
-        let must = ((left - self.max_kw * after_h) / dt_h).max(0.0);
+        // At least what full power after the next minute (or this step, when longer) could no
+        // longer catch up. Over a step of a second, reckoning on the step alone ran the load at
+        // full power one step and at nothing the next on the line where it falls behind (a
+        // cold store switching 150 kW on and off every second); over a minute it settles at
+        // full power there, as a load that must catch up does.
+        let rest_h = (we - now_min) / 60.0;
+        let span_h = dt_h.max((1.0 / 60.0f64).min(rest_h));
+        let after_h = (rest_h - span_h).max(0.0);
+        let must = ((left - self.max_kw * after_h) / span_h).max(0.0);
         let mut p = wish_kw.max(must).min(self.max_kw).min(left / dt_h);
         if p > 1e-9 && p < self.min_kw {
             p = if left / dt_h >= self.min_kw {
@@ -277,5 +283,34 @@ mod tests {
         d.new_day();
         assert_eq!(d.run(10.0, 0.0, 0.25), 30.0);
         assert!((d.flat_kw() - 50.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_deferrable_load_that_must_catch_up_stays_on_over_second_steps() {
+        // Told to stay off, stepped every second (the demo at --speed 60): once behind it runs
+        // on, never switching on and off from one second to the next.
+        let mut d = DeferrableModel {
+            id: "cold".into(),
+            min_kw: 30.0,
+            max_kw: 150.0,
+            energy_kwh: 1200.0,
+            window: (0, 1440),
+            delivered_kwh: 0.0,
+        };
+        let dt = 1.0 / 3600.0;
+        let mut powers = Vec::new();
+        let mut total = 0.0;
+        for k in 0..(24 * 3600) {
+            let p = d.run(0.0, f64::from(k) / 60.0, dt);
+            total += p * dt;
+            powers.push(p);
+        }
+        assert!((total - 1200.0).abs() < 0.2, "{total}");
+        let first_on = powers.iter().position(|p| *p > 0.0).unwrap();
+        let switches = powers[first_on..]
+            .windows(2)
+            .filter(|w| (w[0] > 0.0) != (w[1] > 0.0))
+            .count();
+        assert!(switches <= 1, "{switches} switches after it started");
     }
 }
