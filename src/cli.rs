@@ -133,6 +133,9 @@ pub enum Command {
         /// Use this MQTT broker instead of the embedded one.
         #[arg(long, value_name = "HOST:PORT")]
         mqtt: Option<String>,
+        /// Port of the EMS's OCPP central system the demo's OCPP chargers connect to (loopback).
+        #[arg(long, default_value_t = 19000, value_name = "PORT")]
+        ocpp_port: u16,
         /// Simulated seconds per real second for the park's physics.
         #[arg(long, default_value_t = 1.0, value_name = "X")]
         speed: f64,

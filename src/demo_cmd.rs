@@ -18,6 +18,7 @@ pub struct DemoArgs {
     pub scenario: Option<PathBuf>,
     pub listen: String,
     pub modbus_port: u16,
+    pub ocpp_port: u16,
     pub mqtt: Option<String>,
     pub mqtt_port: u16,
     pub speed: f64,
@@ -216,6 +217,9 @@ pub fn run(a: DemoArgs) -> Result<(), UserError> {
             clock,
             days,
             start,
+            ocpp: SocketAddr::from(([127, 0, 0, 1], a.ocpp_port)),
+            // Each start's own passwords (the chargers and the EMS are both the demo's).
+            ocpp_secret: format!("demo-{:x}", start.timestamp_nanos_opt().unwrap_or_default()),
         };
         let demo = DemoPark::start(&s, &opts).await.map_err(UserError)?;
         let run_file = dir.join("run.toml");
@@ -231,11 +235,29 @@ pub fn run(a: DemoArgs) -> Result<(), UserError> {
             // The watchdog's 10 s of real time, in simulated seconds.
             timeout = (10.0 * a.speed).ceil().max(10.0) as u64,
         );
+        // The OCPP chargers: the central system on loopback, each charger with its password's
+        // hash, a safe default of a fifth of its power (what it may draw with the EMS silent).
+        let mut text = text;
+        if !demo.ocpp_chargers.is_empty() {
+            text += &format!(
+                "\n[ocpp]\nlisten = \"127.0.0.1:{}\"\nid_tags = [\"DEMO-CAR\"]\n",
+                a.ocpp_port
+            );
+            for c in &demo.ocpp_chargers {
+                text += &format!(
+                    "\n[[ocpp.charger]]\nidentity = \"{}\"\npassword_sha256 = \"{}\"\nunit = \"W\"\nsafe_kw = {:.1}\nconnectors = [{{ connector = 1, device = \"{}\" }}]\n",
+                    c.identity,
+                    pedf_devices::ocpp::password_hash(&c.password),
+                    c.max_kw / 5.0,
+                    c.device
+                );
+            }
+        }
         std::fs::write(&run_file, text).map_err(|e| UserError(format!("{}: {e}", run_file.display())))?;
         let mut cfg = RunConfig::load(&run_file).map_err(UserError)?;
         cfg.time = clock;
         println!(
-            "pedf demo: {} ({}), simulated on loopback: Modbus {} (PV units 1-{}, battery 10, meter 20), MQTT {}:{}{}; park and EMS in simulated time at {}x real time",
+            "pedf demo: {} ({}), simulated on loopback: Modbus {} (PV units 1-{}, battery 10, meter 20), MQTT {}:{}{}, OCPP 1.6J chargers {} to ws://127.0.0.1:{}/ocpp; park and EMS in simulated time at {}x real time",
             s.park.name,
             s.park.id,
             demo.modbus.addr,
@@ -243,6 +265,8 @@ pub fn run(a: DemoArgs) -> Result<(), UserError> {
             mqtt_host,
             mqtt_port,
             if embedded { " (embedded broker)" } else { "" },
+            demo.ocpp_chargers.iter().map(|c| c.device.as_str()).collect::<Vec<_>>().join(", "),
+            a.ocpp_port,
             a.speed
         );
         println!("pedf demo: files in {} (run.toml, devices.toml, day-inputs/, demo.sqlite, reference/: the built-in scenario, templates and factors, written at each start); Ctrl-C stops", dir.display());

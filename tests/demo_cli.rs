@@ -28,7 +28,7 @@ fn free_port() -> u16 {
 fn the_demo_runs_the_park_and_serves_the_dashboard() {
     let dir = std::env::temp_dir().join(format!("pedf-demo-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let (web, modbus, mqtt) = (free_port(), free_port(), free_port());
+    let (web, modbus, mqtt, ocpp) = (free_port(), free_port(), free_port(), free_port());
     let elsewhere = dir.join("an-empty-folder");
     std::fs::create_dir_all(&elsewhere).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_pedf"))
@@ -45,6 +45,8 @@ fn the_demo_runs_the_park_and_serves_the_dashboard() {
             &modbus.to_string(),
             "--mqtt-port",
             &mqtt.to_string(),
+            "--ocpp-port",
+            &ocpp.to_string(),
             "--dir",
             dir.to_str().unwrap(),
         ])
@@ -103,6 +105,15 @@ fn the_demo_runs_the_park_and_serves_the_dashboard() {
         assert!(Instant::now() < deadline, "devices not all good: {v}");
         std::thread::sleep(Duration::from_millis(500));
     };
+    // The last two chargers speak OCPP 1.6J to the EMS's central system.
+    let events = get("/api/v1/events?limit=1000").to_string();
+    for cp in ["QZ-EV-19", "QZ-EV-20"] {
+        assert!(
+            events.contains(&format!("charger {cp} connected (ocpp1.6)"))
+                && events.contains(&format!("charger {cp} booted: pedf-sim DC 60")),
+            "{cp} not connected: {events}"
+        );
+    }
     let f = &state["flows"];
     assert!(f["grid_measured"].as_bool().unwrap(), "{f}");
     // The bus balances (the runtime derives loads from the meter; check the parts add up).

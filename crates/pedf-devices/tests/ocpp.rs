@@ -502,3 +502,54 @@ async fn a_silent_charger_a_double_and_a_flood_leave_the_hub_working() {
     assert!(hub.connected("CP-B"));
     hub.stop();
 }
+
+/// The simulated charge point of pedf-sim-devices (the demo's OCPP chargers, written apart
+/// from the central system) against the hub: a car plugs in, charges under a limit set and
+/// read back, leaves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulated_charge_point_charges_a_car_under_the_hubs_limit() {
+    let hub = OcppHub::start(config(), pedf_core::time::TimeSource::wall()).unwrap();
+    let dev = hub.device("ev-b1", Duration::from_secs(5)).unwrap();
+    let now = || chrono::Utc::now();
+    let cp = pedf_sim_devices::ocpp::SimOcppCharger::start(
+        &format!("ws://{}/ocpp", hub.addr),
+        "CP-B",
+        "secret-b-0123456789",
+        Duration::from_millis(50),
+        60.0,
+    );
+    // The safe default reaches it after its boot.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while *cp.command_kw.lock().unwrap() != Some(3.0) {
+        assert!(
+            Instant::now() < deadline,
+            "no safe default: {:?}",
+            hub.take_events()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    *cp.power_kw.lock().unwrap() = 3.0;
+    cp.present.store(true, std::sync::atomic::Ordering::Relaxed);
+    wait_state(&dev, "a car charging", |s| {
+        s.good(Field::ChargerState, now()) == Some(2.0)
+            && s.good(Field::PowerKw, now()) == Some(3.0)
+            && s.good(Field::SessionKwh, now()).is_some_and(|e| e > 0.0)
+    })
+    .await;
+    let got = dev.set_limit(5.0).await.unwrap();
+    assert!((got - 5.0).abs() < 1e-9, "{got}");
+    assert_eq!(*cp.command_kw.lock().unwrap(), Some(5.0));
+    cp.present
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    wait_state(&dev, "free", |s| {
+        s.good(Field::ChargerState, now()) == Some(0.0)
+    })
+    .await;
+    let said = hub.take_events().join("\n");
+    assert!(
+        said.contains("charger CP-B booted: pedf-sim DC 60"),
+        "{said}"
+    );
+    assert!(said.contains("stopped (EVDisconnected)"), "{said}");
+    hub.stop();
+}

@@ -54,6 +54,27 @@ pub struct DemoOptions {
     pub days: u32,
     /// The simulated instant the demo starts at.
     pub start: DateTime<Utc>,
+    /// Where the EMS's OCPP central system listens: the last [`OCPP_CHARGERS`] chargers of the
+    /// park speak OCPP 1.6J to it.
+    pub ocpp: SocketAddr,
+    /// A secret the OCPP chargers' passwords are made from (each start's own).
+    pub ocpp_secret: String,
+}
+
+/// How many of the park's chargers (the last ones) speak OCPP in the demo; the others MQTT.
+pub const OCPP_CHARGERS: usize = 2;
+
+/// An OCPP charger of the demo: its identity, password and device (the park's charger id).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OcppCharger {
+    /// Its charge point identity.
+    pub identity: String,
+    /// Its password.
+    pub password: String,
+    /// The park charger (and device) it is.
+    pub device: String,
+    /// Its highest power, kW.
+    pub max_kw: f64,
 }
 
 /// What the physics did last tick, for the console.
@@ -87,7 +108,10 @@ pub struct DemoPark {
     pub clock: SimClock,
     /// What the physics did last tick.
     pub now: Arc<Mutex<DemoNow>>,
+    /// The chargers that speak OCPP, for the run file's `[ocpp]`.
+    pub ocpp_chargers: Vec<OcppCharger>,
     _mqtt: Vec<SimMqttDevice>,
+    _ocpp: Vec<pedf_sim_devices::ocpp::SimOcppCharger>,
     driver: tokio::task::JoinHandle<()>,
 }
 
@@ -172,7 +196,27 @@ impl DemoPark {
             .map_err(|e| format!("Modbus server on {}: {e}", o.modbus))?;
         let mut mqtt = Vec::new();
         let mut chargers = Vec::new();
+        let ocpp_chargers = ocpp_chargers_of(park, &o.ocpp_secret);
+        let mut ocpp = Vec::new();
         for c in &park.ev_chargers {
+            if let Some(oc) = ocpp_chargers.iter().find(|x| x.device == c.id) {
+                let d = pedf_sim_devices::ocpp::SimOcppCharger::start(
+                    &format!("ws://{}/ocpp", o.ocpp),
+                    &oc.identity,
+                    &oc.password,
+                    sample_period(o.clock.speed()),
+                    o.clock.speed(),
+                );
+                chargers.push((
+                    c.id.clone(),
+                    c.max_power.0,
+                    d.power_kw.clone(),
+                    d.command_kw.clone(),
+                    d.present.clone(),
+                ));
+                ocpp.push(d);
+                continue;
+            }
             let d = SimMqttDevice::start_at_speed(
                 &o.mqtt_host,
                 o.mqtt_port,
@@ -219,6 +263,7 @@ impl DemoPark {
                 &o.mqtt_host,
                 o.mqtt_port,
                 o.clock.speed(),
+                &ocpp_chargers,
             ),
         )
         .map_err(|e| format!("{}: {e}", devices_file.display()))?;
@@ -236,7 +281,9 @@ impl DemoPark {
             devices_file,
             clock,
             now,
+            ocpp_chargers,
             _mqtt: mqtt,
+            _ocpp: ocpp,
             driver,
         })
     }
@@ -442,6 +489,21 @@ async fn drive(
     }
 }
 
+/// The demo's OCPP chargers: the park's last [`OCPP_CHARGERS`] chargers, identities
+/// `QZ-<id>`, passwords made from `secret`.
+pub fn ocpp_chargers_of(park: &pedf_core::Park, secret: &str) -> Vec<OcppCharger> {
+    let n = park.ev_chargers.len();
+    park.ev_chargers[n.saturating_sub(OCPP_CHARGERS)..]
+        .iter()
+        .map(|c| OcppCharger {
+            identity: format!("QZ-{}", c.id.to_uppercase()),
+            password: format!("{secret}-{}", c.id),
+            device: c.id.clone(),
+            max_kw: c.max_power.0,
+        })
+        .collect()
+}
+
 /// How often the demo's devices are read and publish, in real time: 500 ms of the park's
 /// simulated time, at least 15 ms of real time (at `--speed 60` a device is read every 0.9 s
 /// of the park's time, near the EMS's 1 s cycle: a controller acting 30 times on one reading,
@@ -454,7 +516,14 @@ pub fn sample_period(speed: f64) -> Duration {
 
 /// The device list. Poll periods and stale ages are in the EMS's (simulated) time: the
 /// [`sample_period`] times `speed`, stale after ten of them (at least 2 s of real time).
-fn devices_toml(s: &Scenario, modbus: &str, mqtt_host: &str, mqtt_port: u16, speed: f64) -> String {
+fn devices_toml(
+    s: &Scenario,
+    modbus: &str,
+    mqtt_host: &str,
+    mqtt_port: u16,
+    speed: f64,
+    ocpp: &[OcppCharger],
+) -> String {
     let park = &s.park;
     let poll = (sample_period(speed).as_secs_f64() * 1000.0 * speed)
         .round()
@@ -480,7 +549,17 @@ fn devices_toml(s: &Scenario, modbus: &str, mqtt_host: &str, mqtt_port: u16, spe
     t += &format!(
         "\n[[device]]\nid = \"grid-meter\"\ncapability = \"meter\"\nasset = \"grid\"\nconnection = \"modbus\"\nunit_id = {METER_UNIT}\ntemplate = \"pedf-sim-meter\"\npoll_ms = {poll}\nstale_after_ms = {stale}\n"
     );
+    if !ocpp.is_empty() {
+        t += "\n[[connection]]\nid = \"ocpp\"\nkind = \"ocpp\"\n";
+    }
     for c in &park.ev_chargers {
+        if ocpp.iter().any(|x| x.device == c.id) {
+            t += &format!(
+                "\n[[device]]\nid = \"{id}\"\ncapability = \"ev-charger\"\nasset = \"{id}\"\nconnection = \"ocpp\"\nstale_after_ms = {stale}\n",
+                id = c.id
+            );
+            continue;
+        }
         t += &format!(
             "\n[[device]]\nid = \"{id}\"\ncapability = \"ev-charger\"\nasset = \"{id}\"\nconnection = \"mqtt\"\ntemplate = \"pedf-sim-dc-charger\"\ntopic = \"demo/{id}\"\nstale_after_ms = {stale}\n",
             id = c.id

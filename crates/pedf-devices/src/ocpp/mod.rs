@@ -347,6 +347,7 @@ impl OcppDevice {
     /// car's SoC; not answering while the charger is not connected.
     pub fn state(&self) -> DeviceState {
         let mut s = DeviceState::new(&self.id, Capability::EvCharger, self.stale_after);
+        let now = self.hub.inner.time.now();
         let st = self.hub.inner.lock();
         let Some(ch) = st.chargers.get(&self.identity) else {
             return s;
@@ -356,11 +357,17 @@ impl OcppDevice {
             .get(&self.connector)
             .cloned()
             .unwrap_or_default();
+        // OCPP says what changes when it changes: a status, the register, the session hold
+        // while the charger is connected (its connection is its liveness), and age from when
+        // it was last heard once it is not. Power while charging is sampled: it ages from its
+        // meter value, so a charger that stops sending them goes stale.
+        let connected = ch.link.is_some();
+        let held = |at: DateTime<Utc>| if connected { now.max(at) } else { at };
         if let (Some(status), Some(at)) = (k.status, k.status_at) {
-            s.set(Field::ChargerState, status.state_code(), at);
+            s.set(Field::ChargerState, status.state_code(), held(at));
             // A connector that is not charging draws nothing, whatever its last sample said.
             if status != ChargePointStatus::Charging {
-                s.set(Field::PowerKw, 0.0, at.max(k.read_at.unwrap_or(at)));
+                s.set(Field::PowerKw, 0.0, held(at));
             }
         }
         if let Some(at) = k.read_at {
@@ -369,37 +376,32 @@ impl OcppDevice {
                 s.set(Field::PowerKw, p.max(0.0), at);
             }
             if let Some(e) = k.reading.energy_kwh {
-                s.set(Field::EnergyKwh, e, at);
+                s.set(Field::EnergyKwh, e, held(at));
             }
             if let Some(soc) = k.reading.soc_pct {
-                s.set(Field::SocPct, soc, at);
+                s.set(Field::SocPct, soc, held(at));
             }
         }
+        let heard = k.read_at.max(k.status_at);
         match k.tx.and_then(|t| st.transactions.get(&t)) {
-            Some(tx) => {
-                let at = k
-                    .read_at
-                    .or(k.status_at)
-                    .unwrap_or_else(|| self.hub.inner.time.now());
-                s.set(
-                    Field::SessionKwh,
-                    (tx.last_wh - tx.meter_start_wh).max(0) as f64 / 1000.0,
-                    at,
-                );
-            }
+            Some(tx) => s.set(
+                Field::SessionKwh,
+                (tx.last_wh - tx.meter_start_wh).max(0) as f64 / 1000.0,
+                held(heard.unwrap_or(now)),
+            ),
             None => {
                 if let Some(at) = k.status_at {
-                    s.set(Field::SessionKwh, 0.0, at);
+                    s.set(Field::SessionKwh, 0.0, held(at));
                 }
             }
         }
         if let Some(p) = &k.problem {
             s.set_bad(Field::PowerKw, p.clone());
         }
-        match (&ch.link, ch.last_seen) {
-            (Some(_), Some(seen)) => s.poll_ok(seen),
-            (Some(_), None) => s.poll_failed("connected, nothing said yet"),
-            (None, _) => s.poll_failed("the charger is not connected"),
+        match (connected, ch.last_seen) {
+            (true, Some(_)) => s.poll_ok(now),
+            (true, None) => s.poll_failed("connected, nothing said yet"),
+            (false, _) => s.poll_failed("the charger is not connected"),
         }
         s
     }

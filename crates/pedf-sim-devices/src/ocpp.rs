@@ -1,0 +1,321 @@
+//! A simulated OCPP 1.6J charge point with one connector (for `pedf demo` and tests): it
+//! connects to a central system (`ws://host:port/path/IDENTITY`, subprotocol `ocpp1.6`, HTTP
+//! Basic), boots, starts a transaction when a car is plugged in and stops it when the car
+//! leaves, sends meter values (the energy register and the power) every period, and takes
+//! charging profiles: the limit of the highest stack level (a transaction's profile over the
+//! defaults) is what the car may draw, answered back as the composite schedule. Written here
+//! from the OCPP 1.6 specification, apart from pedf's central system; it reconnects when the
+//! connection drops and carries its transaction over.
+//!
+//! The same handles as the MQTT charger ([`crate::mqtt::SimMqttDevice`]): the demo's physics
+//! reads the limit in `command_kw`, sets the car's draw in `power_kw` and the car's presence
+//! in `present`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Volts phase to neutral the simulated charger converts amperes with.
+const VOLTS: f64 = 230.0;
+
+/// A running simulated OCPP charge point.
+pub struct SimOcppCharger {
+    /// The car's draw now, kW (set by the physics).
+    pub power_kw: Arc<Mutex<f64>>,
+    /// The limit of the charging profiles in force, kW (`None` before any profile).
+    pub command_kw: Arc<Mutex<Option<f64>>>,
+    /// A car is plugged in.
+    pub present: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for SimOcppCharger {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct Car {
+    power_kw: Arc<Mutex<f64>>,
+    command_kw: Arc<Mutex<Option<f64>>>,
+    present: Arc<AtomicBool>,
+    /// (purpose, stack level) -> (limit kW, transaction).
+    profiles: BTreeMap<(String, u64), (f64, Option<i64>)>,
+    tx: Option<i64>,
+    wh: f64,
+    next_id: u64,
+}
+
+impl SimOcppCharger {
+    /// Starts the charge point: `url` is the central system's base (`ws://127.0.0.1:9000/ocpp`),
+    /// meter values every `period` of real time, energy counted at `speed` times real time.
+    pub fn start(
+        url: &str,
+        identity: &str,
+        password: &str,
+        period: Duration,
+        speed: f64,
+    ) -> SimOcppCharger {
+        let car = Car {
+            power_kw: Arc::new(Mutex::new(0.0)),
+            command_kw: Arc::new(Mutex::new(None)),
+            present: Arc::new(AtomicBool::new(false)),
+            profiles: BTreeMap::new(),
+            tx: None,
+            wh: 0.0,
+            next_id: 0,
+        };
+        let (power_kw, command_kw, present) = (
+            car.power_kw.clone(),
+            car.command_kw.clone(),
+            car.present.clone(),
+        );
+        let (url, identity, password) = (
+            format!("{}/{identity}", url.trim_end_matches('/')),
+            identity.to_string(),
+            password.to_string(),
+        );
+        let task = tokio::spawn(async move {
+            let mut car = car;
+            loop {
+                if let Some(mut ws) = connect(&url, &identity, &password).await {
+                    let _ = car.session(&mut ws, period, speed).await;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+        SimOcppCharger {
+            power_kw,
+            command_kw,
+            present,
+            task,
+        }
+    }
+}
+
+async fn connect(url: &str, identity: &str, password: &str) -> Option<Ws> {
+    use base64::Engine;
+    let mut req = url.into_client_request().ok()?;
+    let h = req.headers_mut();
+    h.insert("Sec-WebSocket-Protocol", "ocpp1.6".parse().ok()?);
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{identity}:{password}"));
+    h.insert("Authorization", format!("Basic {basic}").parse().ok()?);
+    tokio_tungstenite::connect_async(req)
+        .await
+        .ok()
+        .map(|c| c.0)
+}
+
+fn now() -> String {
+    // The charger's own clock: the wall clock (the central system keeps the park's time).
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+impl Car {
+    /// The limit in force: a transaction's profile for this transaction over the defaults,
+    /// the highest stack level of each.
+    fn limit_kw(&self) -> Option<f64> {
+        let best = |purpose: &str| {
+            self.profiles
+                .iter()
+                .filter(|((p, _), (_, tx))| {
+                    p == purpose && (purpose != "TxProfile" || *tx == self.tx)
+                })
+                .max_by_key(|((_, level), _)| *level)
+                .map(|(_, (kw, _))| *kw)
+        };
+        best("TxProfile").or_else(|| best("TxDefaultProfile"))
+    }
+
+    async fn session(&mut self, ws: &mut Ws, period: Duration, speed: f64) -> Option<()> {
+        let boot = self
+            .call(
+                ws,
+                "BootNotification",
+                json!({"chargePointVendor": "pedf-sim", "chargePointModel": "DC 60"}),
+            )
+            .await?;
+        if boot.get("status").and_then(Value::as_str) != Some("Accepted") {
+            return None;
+        }
+        let status = if self.tx.is_some() {
+            "Charging"
+        } else {
+            "Available"
+        };
+        self.status(ws, status).await?;
+        let mut tick = tokio::time::interval(period);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                m = ws.next() => {
+                    let text = match m {
+                        Some(Ok(Message::Text(t))) => t.to_string(),
+                        Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
+                        Some(Ok(_)) => continue,
+                    };
+                    self.answer(ws, &text).await?;
+                    continue;
+                }
+            }
+            let kw = *self.power_kw.lock().ok()?;
+            self.wh += kw * 1000.0 * period.as_secs_f64() * speed / 3600.0;
+            *self.command_kw.lock().ok()? = self.limit_kw();
+            let here = self.present.load(Ordering::Relaxed);
+            match (here, self.tx) {
+                (true, None) => {
+                    self.status(ws, "Preparing").await?;
+                    let r = self
+                        .call(ws, "StartTransaction", json!({"connectorId": 1, "idTag": "DEMO-CAR", "meterStart": self.wh.round() as i64, "timestamp": now()}))
+                        .await?;
+                    self.tx = r.get("transactionId").and_then(Value::as_i64);
+                    self.status(ws, "Charging").await?;
+                }
+                (false, Some(tx)) => {
+                    self.call(ws, "StopTransaction", json!({"transactionId": tx, "meterStop": self.wh.round() as i64, "timestamp": now(), "reason": "EVDisconnected"}))
+                        .await?;
+                    self.tx = None;
+                    self.profiles.retain(|(p, _), _| p != "TxProfile");
+                    self.status(ws, "Available").await?;
+                }
+                (true, Some(tx)) => {
+                    self.call(ws, "MeterValues", json!({"connectorId": 1, "transactionId": tx, "meterValue": [{"timestamp": now(), "sampledValue": [
+                        {"value": format!("{}", self.wh.round() as i64), "measurand": "Energy.Active.Import.Register", "unit": "Wh"},
+                        {"value": format!("{:.1}", kw * 1000.0), "measurand": "Power.Active.Import", "unit": "W"}]}]}))
+                        .await?;
+                }
+                (false, None) => {}
+            }
+        }
+    }
+
+    async fn status(&mut self, ws: &mut Ws, status: &str) -> Option<()> {
+        self.call(
+            ws,
+            "StatusNotification",
+            json!({"connectorId": 1, "errorCode": "NoError", "status": status, "timestamp": now()}),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Sends a call and waits for its result, answering the central system's calls meanwhile.
+    async fn call(&mut self, ws: &mut Ws, action: &str, payload: Value) -> Option<Value> {
+        self.next_id += 1;
+        let id = format!("cp-{}", self.next_id);
+        ws.send(Message::text(json!([2, id, action, payload]).to_string()))
+            .await
+            .ok()?;
+        loop {
+            let m = tokio::time::timeout(Duration::from_secs(30), ws.next())
+                .await
+                .ok()??
+                .ok()?;
+            let Message::Text(t) = m else {
+                if matches!(m, Message::Close(_)) {
+                    return None;
+                }
+                continue;
+            };
+            let v: Value = serde_json::from_str(t.as_str()).ok()?;
+            match v.get(0).and_then(Value::as_u64) {
+                Some(3) if v.get(1).and_then(Value::as_str) == Some(id.as_str()) => {
+                    return v.get(2).cloned();
+                }
+                Some(4) if v.get(1).and_then(Value::as_str) == Some(id.as_str()) => return None,
+                Some(2) => self.answer(ws, t.as_str()).await?,
+                _ => {}
+            }
+        }
+    }
+
+    /// Answers one call of the central system.
+    async fn answer(&mut self, ws: &mut Ws, text: &str) -> Option<()> {
+        let v: Value = serde_json::from_str(text).ok()?;
+        if v.get(0).and_then(Value::as_u64) != Some(2) {
+            return Some(());
+        }
+        let id = v.get(1).cloned().unwrap_or(Value::Null);
+        let action = v.get(2).and_then(Value::as_str).unwrap_or_default();
+        let p = v.get(3).cloned().unwrap_or(Value::Null);
+        let result = match action {
+            "SetChargingProfile" => {
+                let prof = &p["csChargingProfiles"];
+                let period = &prof["chargingSchedule"]["chargingSchedulePeriod"][0];
+                let limit = period["limit"].as_f64().unwrap_or(0.0);
+                let kw = match prof["chargingSchedule"]["chargingRateUnit"].as_str() {
+                    Some("A") => {
+                        limit * VOLTS * period["numberPhases"].as_f64().unwrap_or(3.0) / 1000.0
+                    }
+                    _ => limit / 1000.0,
+                };
+                let key = (
+                    prof["chargingProfilePurpose"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    prof["stackLevel"].as_u64().unwrap_or(0),
+                );
+                self.profiles
+                    .insert(key, (kw, prof["transactionId"].as_i64()));
+                *self.command_kw.lock().ok()? = self.limit_kw();
+                json!({"status": "Accepted"})
+            }
+            "GetCompositeSchedule" => match self.limit_kw() {
+                Some(kw) => {
+                    json!({"status": "Accepted", "connectorId": 1, "scheduleStart": now(), "chargingSchedule": {
+                    "duration": p["duration"], "chargingRateUnit": "W",
+                    "chargingSchedulePeriod": [{"startPeriod": 0, "limit": (kw * 10_000.0).floor() / 10.0}]}})
+                }
+                None => json!({"status": "Rejected"}),
+            },
+            "ClearChargingProfile" => {
+                self.profiles.clear();
+                json!({"status": "Accepted"})
+            }
+            "RemoteStopTransaction" => json!({"status": "Rejected"}),
+            _ => {
+                let e = json!([
+                    4,
+                    id,
+                    "NotImplemented",
+                    format!("{action} is not simulated"),
+                    {}
+                ]);
+                return ws.send(Message::text(e.to_string())).await.ok();
+            }
+        };
+        ws.send(Message::text(json!([3, id, result]).to_string()))
+            .await
+            .ok()
+    }
+}
