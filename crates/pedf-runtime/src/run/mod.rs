@@ -182,9 +182,6 @@ pub(super) struct Cycle {
     /// When the run started: a device not read yet is given its stale time from then before
     /// it is an alarm.
     started: DateTime<Utc>,
-    /// The batteries' power as read lately (the newest reading's time, the sum), to derive the
-    /// loads from the meter with the battery power of the meter's own instant.
-    battery_readings: std::collections::VecDeque<(DateTime<Utc>, f64)>,
     summary: RunSummary,
     timing: pedf_core::live::CycleTiming,
 }
@@ -346,7 +343,6 @@ impl Cycle {
             writer: writer::StoreWriter::start(&cfg.store, io.store_max_pages_for_test)?,
             unclean_since: unclean.last().copied(),
             started: now,
-            battery_readings: std::collections::VecDeque::new(),
             summary: RunSummary::default(),
             timing: Default::default(),
             device_list: set
@@ -443,7 +439,6 @@ impl Cycle {
             device_list,
             started,
             stale_after,
-            battery_readings,
             ..
         } = self;
         let started = *started;
@@ -486,38 +481,10 @@ impl Cycle {
         let battery = pool_batteries(battery_units, &batteries_now);
         let battery_kw = good(Capability::Battery, Field::PowerKw);
         let ev_now = good(Capability::EvCharger, Field::PowerKw);
-        let meter = states
+        let grid_meter = states
             .values()
             .find(|s| s.capability == Capability::Meter)
-            .and_then(|s| s.reading(Field::PowerKw, now))
-            .filter(|r| r.quality == pedf_devices::capability::Quality::Good);
-        let grid_meter = meter.map(|r| r.value);
-        // The battery power of the meter's instant: the loads are what the meter and the
-        // batteries say of one moment. A battery read after the meter has moved on from what
-        // the meter saw (the controller stepped it meanwhile); taking that reading made the
-        // derived loads swing by the step and the battery after them, cycle on cycle.
-        let battery_read_at = states
-            .values()
-            .filter(|s| s.capability == Capability::Battery)
-            .filter_map(|s| s.reading(Field::PowerKw, now).map(|r| r.at))
-            .max();
-        if let Some(at) = battery_read_at {
-            if battery_readings.back().is_none_or(|(t, _)| *t < at) {
-                battery_readings.push_back((at, battery_kw));
-            }
-            while battery_readings.len() > 16 {
-                battery_readings.pop_front();
-            }
-        }
-        let battery_at_meter = meter
-            .and_then(|m| {
-                battery_readings
-                    .iter()
-                    .rev()
-                    .find(|(t, _)| *t <= m.at)
-                    .map(|(_, kw)| *kw)
-            })
-            .unwrap_or(battery_kw);
+            .and_then(|s| s.good(Field::PowerKw, now));
         let to_bus = |g: f64| {
             if g >= 0.0 {
                 g * limits.eta_in
@@ -526,7 +493,7 @@ impl Cycle {
             }
         };
         let load = match grid_meter {
-            Some(g) => (pv + battery_at_meter + to_bus(g) - ev_now).max(0.0),
+            Some(g) => (pv + battery_kw + to_bus(g) - ev_now).max(0.0),
             None => good(Capability::DcLoad, Field::PowerKw),
         };
         // What is known: a flow is known when every device it is measured by answers (a park
@@ -587,9 +554,7 @@ impl Cycle {
         );
         let kload = if meter_configured {
             match (kpv, kbattery, kev, grid_meter) {
-                (Some(p), Some(b), Some(e), Some(g)) => {
-                    Some((p + b + (battery_at_meter - battery_kw) + to_bus(g) - e).max(0.0))
-                }
+                (Some(p), Some(b), Some(e), Some(g)) => Some((p + b + to_bus(g) - e).max(0.0)),
                 _ => None,
             }
         } else {
