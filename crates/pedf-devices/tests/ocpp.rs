@@ -482,6 +482,23 @@ async fn a_silent_charger_a_double_and_a_flood_leave_the_hub_working() {
     })
     .await;
 
+    // A charger whose clock is years behind: its readings are fresh as of their arrival; one
+    // stamped earlier than the one held (sent late) does not replace it.
+    let mv = |id: &str, stamp: &str, w: &str| {
+        json!([2, id, "MeterValues", {"connectorId": 1, "meterValue": [{"timestamp": stamp,
+            "sampledValue": [{"value": w, "measurand": "Power.Active.Import", "unit": "W"}]}]}])
+    };
+    let mut behind = raw(hub.addr, "CP-A", "secret-a-0123456789").await;
+    let a1 = hub.device("ev-a1", Duration::from_secs(5)).unwrap();
+    send(&mut behind, mv("old-1", "2020-01-01T00:00:10Z", "4000")).await;
+    let _ = recv(&mut behind).await;
+    send(&mut behind, mv("old-2", "2020-01-01T00:00:05Z", "9000")).await;
+    let _ = recv(&mut behind).await;
+    wait_state(&a1, "a skewed clock's reading, fresh", |s| {
+        s.good(Field::PowerKw, now()) == Some(4.0)
+    })
+    .await;
+
     // A second connection claiming the identity: it takes over, the first is closed.
     let mut second = raw(hub.addr, "CP-B", "secret-b-0123456789").await;
     assert!(

@@ -126,7 +126,10 @@ struct Connector {
     status: Option<ChargePointStatus>,
     status_at: Option<DateTime<Utc>>,
     reading: Reading,
+    /// When the newest meter value arrived (the EMS's clock).
     read_at: Option<DateTime<Utc>>,
+    /// Its timestamp on the charger's clock (orders late values).
+    stamp: Option<DateTime<Utc>>,
     tx: Option<i64>,
     limit_kw: Option<f64>,
     problem: Option<String>,

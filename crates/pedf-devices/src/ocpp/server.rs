@@ -536,19 +536,21 @@ fn handle(
                 if let Some(v) = latest {
                     let (r, problems) = Reading::of(v);
                     let k = connector(&mut st, identity, m.connector_id);
-                    let at = parse_time(&v.timestamp)
-                        .filter(|t| *t <= now)
-                        .unwrap_or(now);
-                    // A value older than the one held (sent late, after an outage) does not
-                    // replace it.
-                    if k.read_at.is_none_or(|held| at >= held) {
+                    // Fresh as of its arrival, on the EMS's clock: a charger's own clock may
+                    // be anywhere (one on the wall clock beside a simulated park fell hours
+                    // behind, and its every reading was stale on arrival). Its timestamps only
+                    // order its own values: one older than the one held (sent late, after an
+                    // outage) does not replace it.
+                    let stamp = parse_time(&v.timestamp);
+                    if k.stamp.is_none_or(|held| stamp.is_none_or(|t| t >= held)) {
                         k.reading = Reading {
                             energy_kwh: r.energy_kwh.or(k.reading.energy_kwh),
                             power_kw: r.power_kw,
                             current_a: r.current_a,
                             soc_pct: r.soc_pct.or(k.reading.soc_pct),
                         };
-                        k.read_at = Some(at);
+                        k.read_at = Some(now);
+                        k.stamp = stamp.or(k.stamp);
                     }
                     k.problem = (!problems.is_empty()).then(|| problems.join("; "));
                     let tx = m.transaction_id.or(k.tx);
