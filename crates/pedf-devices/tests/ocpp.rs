@@ -321,6 +321,9 @@ async fn a_transaction_goes_on_across_a_reconnect_and_strangers_are_refused() {
         "{said}"
     );
     assert!(!hub.connected("CP-B"));
+    // Never heard from yet: not read, not failed (the runtime's start grace applies).
+    let before = dev.state();
+    assert_eq!((before.last_ok, before.last_error), (None, None));
 
     let mut peer = Peer::start(&url, "CP-B", "secret-b-0123456789", "reconnect");
     let tx = peer.next("started").await["transaction"].as_i64().unwrap();

@@ -403,8 +403,10 @@ impl OcppDevice {
         }
         match (connected, ch.last_seen) {
             (true, Some(_)) => s.poll_ok(now),
-            (true, None) => s.poll_failed("connected, nothing said yet"),
-            (false, _) => s.poll_failed("the charger is not connected"),
+            // Never heard from since the EMS started: not read yet (the runtime gives such
+            // a device its stale time before it is an alarm), not failed.
+            (_, None) => {}
+            (false, Some(_)) => s.poll_failed("the charger is not connected"),
         }
         s
     }
