@@ -433,11 +433,12 @@ async fn drive(
                 // The EMS's setpoint, or the load's own flat schedule until it gets one; the
                 // comfort override still delivers the day's energy.
                 let wish = command.unwrap_or_else(|| d.flat_kw());
-                d.run(
-                    wish,
-                    f64::from(local.hour() * 60 + local.minute()),
-                    dt_h.max(1e-9),
-                )
+                // The local minute with its fraction: whole minutes held the load's time still
+                // for a minute of one-second steps, and its catch-up switched on and off.
+                let minute = f64::from(local.hour() * 60 + local.minute())
+                    + f64::from(local.second()) / 60.0
+                    + f64::from(local.nanosecond()) / 6e10;
+                d.run(wish, minute, dt_h.max(1e-9))
             } else {
                 0.0
             };
