@@ -115,6 +115,15 @@ impl Drop for Peer {
     }
 }
 
+/// The EMS's clock in these tests: from a fixed instant (10:00 local on 21 June 2026), not
+/// today's date; the chargers keep their own.
+fn ems_time() -> pedf_core::time::TimeSource {
+    pedf_core::time::TimeSource::scaled(
+        chrono::DateTime::from_timestamp(1_782_007_200, 0).unwrap(),
+        1.0,
+    )
+}
+
 fn config() -> OcppConfig {
     OcppConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -170,11 +179,11 @@ async fn wait_state(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_charge_point_on_the_ocpp_package_runs_a_session_under_pedfs_limits() {
-    let time = pedf_core::time::TimeSource::wall();
+    let time = ems_time();
     let hub = OcppHub::start(config(), time).unwrap();
     let url = format!("ws://{}/ocpp", hub.addr);
     let dev = hub.device("ev-a1", Duration::from_secs(5)).unwrap();
-    let now = || chrono::Utc::now();
+    let now = || time.now();
 
     let mut peer = Peer::start(&url, "CP-A", "secret-a-0123456789", "session");
     // Messages the schema refuses, each answered with the CALLERROR OCPP-J 1.6 names.
@@ -300,11 +309,11 @@ async fn a_charge_point_on_the_ocpp_package_runs_a_session_under_pedfs_limits() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_goes_on_across_a_reconnect_and_strangers_are_refused() {
-    let time = pedf_core::time::TimeSource::wall();
+    let time = ems_time();
     let hub = OcppHub::start(config(), time).unwrap();
     let url = format!("ws://{}/ocpp", hub.addr);
     let dev = hub.device("ev-b1", Duration::from_secs(5)).unwrap();
-    let now = || chrono::Utc::now();
+    let now = || time.now();
 
     // A wrong password and an unknown charger: refused at the handshake, said as events.
     let mut p = Peer::start(&url, "CP-B", "not-the-password", "refused");
@@ -419,9 +428,10 @@ async fn recv(
 async fn a_silent_charger_a_double_and_a_flood_leave_the_hub_working() {
     let mut cfg = config();
     cfg.call_timeout = Duration::from_millis(300);
-    let hub = OcppHub::start(cfg, pedf_core::time::TimeSource::wall()).unwrap();
+    let time = ems_time();
+    let hub = OcppHub::start(cfg, time).unwrap();
     let dev = hub.device("ev-b1", Duration::from_secs(5)).unwrap();
-    let now = || chrono::Utc::now();
+    let now = || time.now();
 
     // A charger that boots, then never answers the EMS: each call fails after its timeout,
     // one at a time, and the charger's own calls are still answered meanwhile.
@@ -528,9 +538,10 @@ async fn a_silent_charger_a_double_and_a_flood_leave_the_hub_working() {
 /// read back, leaves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_simulated_charge_point_charges_a_car_under_the_hubs_limit() {
-    let hub = OcppHub::start(config(), pedf_core::time::TimeSource::wall()).unwrap();
+    let time = ems_time();
+    let hub = OcppHub::start(config(), time).unwrap();
     let dev = hub.device("ev-b1", Duration::from_secs(5)).unwrap();
-    let now = || chrono::Utc::now();
+    let now = || time.now();
     let cp = pedf_sim_devices::ocpp::SimOcppCharger::start(
         &format!("ws://{}/ocpp", hub.addr),
         "CP-B",
