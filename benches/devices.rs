@@ -12,6 +12,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+#[path = "support/process.rs"]
+mod process;
+use process::cpu_seconds;
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use pedf_devices::capability::Capability;
 use pedf_devices::device::ModbusDevice;
@@ -71,15 +75,6 @@ fn config(i: usize) -> DeviceConfig {
         battery_discharge_sign: None,
         topic: None,
     }
-}
-
-fn cpu_seconds() -> f64 {
-    // utime + stime of this process, in clock ticks (100 per second on Linux).
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn bench(c: &mut Criterion) {
