@@ -71,22 +71,20 @@ impl Peer {
     async fn next(&mut self, event: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            match self.lines.try_recv() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            // Blocking on the peer's line with the deadline, the runtime's other thread
+            // serving the hub meanwhile.
+            match tokio::task::block_in_place(|| self.lines.recv_timeout(left)) {
                 Ok(v) => {
                     self.seen.push(v.clone());
                     if v["event"] == event {
                         return v;
                     }
                 }
-                Err(mpsc::TryRecvError::Empty) => {
-                    assert!(
-                        Instant::now() < deadline,
-                        "no `{event}` from the peer; it said {:?}",
-                        self.seen
-                    );
-                    tokio::time::sleep(Duration::from_millis(10)).await;
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("no `{event}` from the peer; it said {:?}", self.seen)
                 }
-                Err(mpsc::TryRecvError::Disconnected) => {
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
                     panic!("the peer ended before `{event}`; it said {:?}", self.seen)
                 }
             }

@@ -207,13 +207,7 @@ impl DemoPark {
                     sample_period(o.clock.speed()),
                     o.clock.speed(),
                 );
-                chargers.push((
-                    c.id.clone(),
-                    c.max_power.0,
-                    d.power_kw.clone(),
-                    d.command_kw.clone(),
-                    d.present.clone(),
-                ));
+                chargers.push(handles(c, &d.power_kw, &d.command_kw, &d.present));
                 ocpp.push(d);
                 continue;
             }
@@ -229,13 +223,7 @@ impl DemoPark {
                 o.clock.speed(),
             );
             d.present.store(false, Ordering::Relaxed);
-            chargers.push((
-                c.id.clone(),
-                c.max_power.0,
-                d.power_kw.clone(),
-                d.command_kw.clone(),
-                d.present.clone(),
-            ));
+            chargers.push(handles(c, &d.power_kw, &d.command_kw, &d.present));
             mqtt.push(d);
         }
         let mut loads = Vec::new();
@@ -287,6 +275,22 @@ impl DemoPark {
             driver,
         })
     }
+}
+
+/// What the physics drives a charger through, MQTT or OCPP alike.
+fn handles(
+    c: &pedf_core::assets::EvCharger,
+    power: &Arc<Mutex<f64>>,
+    command: &Arc<Mutex<Option<f64>>>,
+    present: &Arc<std::sync::atomic::AtomicBool>,
+) -> ChargerHandles {
+    (
+        c.id.clone(),
+        c.max_power.0,
+        power.clone(),
+        command.clone(),
+        present.clone(),
+    )
 }
 
 type ChargerHandles = (
