@@ -127,6 +127,11 @@ pub struct ExportRules {
     /// Exported energy in an interval never exceeds that interval's PV production
     /// (自发自用、余电上网: bought energy and stored energy are not sold back).
     pub export_only_from_pv: bool,
+    /// Import the controller keeps in hand wherever these rules forbid export now (no PV to
+    /// export, or no export at all): a load that drops on its own between two control cycles
+    /// (a car full, a compressor off) then lowers the import instead of reversing the flow
+    /// (防逆流 margin). Zero: none, the controller follows the plan's import to 0 kW.
+    pub reverse_flow_margin: Kw,
 }
 
 /// The park's connection to the utility feeder.

@@ -371,7 +371,7 @@ impl fmt::Display for ParkSummary<'_> {
         let rules = &p.grid.export_rules;
         writeln!(
             f,
-            "  grid       {} kV, import <= {:.0}, export <= {:.0}; export {}{}{}",
+            "  grid       {} kV, import <= {:.0}, export <= {:.0}; export {}{}{}{}",
             p.grid.feeder_voltage_kv,
             p.grid.import_limit,
             p.grid.export_limit,
@@ -389,6 +389,14 @@ impl fmt::Display for ParkSummary<'_> {
                 ", never with import"
             } else {
                 ""
+            },
+            if rules.reverse_flow_margin.0 > 0.0 {
+                format!(
+                    "; {:.0} kept as import where export is forbidden",
+                    rules.reverse_flow_margin
+                )
+            } else {
+                String::new()
             }
         )?;
         let base: Kw = p.fixed_loads.iter().map(|l| l.base).sum();

@@ -203,6 +203,23 @@ pub fn validate_grid(g: &GridConnection, p: &mut Problems) {
         g.export_limit.0,
         "kW",
     );
+    p.non_negative(
+        "grid.reverse_flow_margin_kw".into(),
+        "reverse-flow margin",
+        g.export_rules.reverse_flow_margin.0,
+        "kW",
+    );
+    if g.export_rules.reverse_flow_margin.0 > g.import_limit.0 && g.import_limit.0 >= 0.0 {
+        p.error(
+            "grid.reverse_flow_margin_kw",
+            format!(
+                "reverse-flow margin {} kW is above the import limit {} kW: the controller could never keep it",
+                g.export_rules.reverse_flow_margin.0, g.import_limit.0
+            ),
+            "a margin of a few percent of the import limit (the largest step a load takes on its own within a control cycle)",
+        );
+        p.involving(&["grid.import_limit_kw"]);
+    }
     p.positive(
         "grid.feeder_voltage_kv".into(),
         "feeder voltage",

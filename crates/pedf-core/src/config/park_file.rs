@@ -351,6 +351,7 @@ fn read_grid(r: &mut Reader, root: &mut Table, required: bool) -> GridConnection
                 allow_export: false,
                 no_simultaneous_import_export: true,
                 export_only_from_pv: true,
+                reverse_flow_margin: Kw::ZERO,
             },
         };
     };
@@ -387,6 +388,15 @@ fn read_grid(r: &mut Reader, root: &mut Table, required: bool) -> GridConnection
         true,
         expect("true or false", "true"),
     );
+    let margin = r.number_or(
+        &mut t,
+        "reverse_flow_margin_kw",
+        0.0,
+        expect(
+            "the import in kW kept wherever export is forbidden, at least 0",
+            "60",
+        ),
+    );
     r.finish(t);
     GridConnection {
         feeder_voltage_kv: kv.unwrap_or(0.0),
@@ -396,6 +406,7 @@ fn read_grid(r: &mut Reader, root: &mut Table, required: bool) -> GridConnection
             allow_export: allow.unwrap_or(false),
             no_simultaneous_import_export: no_sim.unwrap_or(true),
             export_only_from_pv: pv_only.unwrap_or(true),
+            reverse_flow_margin: Kw(margin.unwrap_or(0.0)),
         },
     }
 }
