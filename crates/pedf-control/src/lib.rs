@@ -8,7 +8,10 @@
 //! enforced hard, in this order: the import limit by lowering EV charging (each charger no lower
 //! than its minimum while a session needs it; for the month's peak, also no lower than what the
 //! session needs to finish by its departure, [`ev_must_kw`]); the export limit, the no-export rule and the
-//! export-only-from-PV rule by charging the battery more, then by curtailing PV. Safe mode
+//! export-only-from-PV rule by charging the battery more, then by curtailing PV; where they
+//! forbid export now, the park's reverse-flow margin is kept as import (less battery
+//! discharge). The balance counts each charger and deferrable load at its setpoint, but no
+//! more than it draws now (one that does not take its setpoint is not covered). Safe mode
 //! writes the safe values (battery 0, chargers at minimum, PV unrestricted). What could not be
 //! met is said in `alarms`, never hidden.
 //!
@@ -88,6 +91,11 @@ pub struct ChargerNow {
     /// power afterwards, from [`ev_must_kw`]: the plan and the peak guard never give it less
     /// (only the hard import limit may). 0: no deadline known, or time to spare.
     pub must_kw: f64,
+    /// What the charger draws now, measured; `None`: it draws what it is told (a model that
+    /// follows its setpoint, as the backtest's). The power balance counts no more than this
+    /// for it: a car taking less than its limit (not there yet, full, still ramping up) is not
+    /// covered by the battery, which would otherwise feed that power to the grid.
+    pub drawing_kw: Option<f64>,
 }
 
 /// The power a session must get now so that what it is still owed can be delivered by its
@@ -307,6 +315,11 @@ pub struct Limits {
     pub soc_min_pct: f64,
     /// Highest state of charge, % (one battery; 100 when several are pooled).
     pub soc_max_pct: f64,
+    /// Import kept in hand wherever the export rules forbid export now, kW (防逆流 margin; 0:
+    /// none): the battery discharges this much less (and, where no export is allowed at all,
+    /// charges more or PV is curtailed) so that a load dropping on its own between two cycles
+    /// lowers the import instead of reversing the flow.
+    pub reverse_flow_margin_kw: f64,
     /// All batteries' rated charge power, kW.
     pub battery_charge_kw: f64,
     /// All batteries' rated discharge power, kW.
@@ -328,6 +341,7 @@ impl Limits {
             eta_out: park.converter.efficiency_dc_to_ac,
             soc_min_pct: b.map_or(0.0, |b| b.soc_min * 100.0),
             soc_max_pct: b.map_or(100.0, |b| b.soc_max * 100.0),
+            reverse_flow_margin_kw: park.grid.export_rules.reverse_flow_margin.0.max(0.0),
             battery_charge_kw: park.batteries.iter().map(|b| b.max_charge.0).sum(),
             battery_discharge_kw: park.batteries.iter().map(|b| b.max_discharge.0).sum(),
         }
@@ -367,6 +381,26 @@ fn battery_range(l: &Limits, b: Option<BatteryNow>) -> (f64, f64) {
     (lo, hi)
 }
 
+/// A charger as [`control`] works on it.
+struct Charge {
+    id: String,
+    /// Its setpoint.
+    kw: f64,
+    /// Its minimum while charging.
+    min_kw: f64,
+    /// What the peak guard leaves it at least (its session's need by departure).
+    floor_kw: f64,
+    /// What it draws now (infinite: what it is told).
+    drawing_kw: f64,
+}
+
+impl Charge {
+    /// What it will draw: its setpoint, no more than it draws now.
+    fn draws(&self) -> f64 {
+        self.kw.min(self.drawing_kw)
+    }
+}
+
 /// One control cycle.
 pub fn control(l: &Limits, s: &Snapshot, plan: Option<&PlanTarget>, mode: &Mode) -> Setpoints {
     let mut notes = Vec::new();
@@ -376,7 +410,7 @@ pub fn control(l: &Limits, s: &Snapshot, plan: Option<&PlanTarget>, mode: &Mode)
         notes.push("battery not answering: held at 0 kW".into());
     }
     // EV wishes: the plan's power per charger in automatic mode, else what the car wants.
-    let mut chargers: Vec<(String, f64, f64, f64, f64)> = s
+    let mut chargers: Vec<Charge> = s
         .chargers
         .iter()
         .map(|c| {
@@ -396,16 +430,17 @@ pub fn control(l: &Limits, s: &Snapshot, plan: Option<&PlanTarget>, mode: &Mode)
             // The floor the guard keeps: the charger's minimum while it charges, and what the
             // session must get now (not in safe mode).
             let floor = if *mode == Mode::Safe { 0.0 } else { must };
-            (
-                c.id.clone(),
-                want.clamp(0.0, c.max_kw),
-                c.min_kw.min(c.max_kw),
-                c.max_kw,
-                floor,
-            )
+            Charge {
+                id: c.id.clone(),
+                kw: want.clamp(0.0, c.max_kw),
+                min_kw: c.min_kw.min(c.max_kw),
+                floor_kw: floor,
+                drawing_kw: c.drawing_kw.map_or(f64::INFINITY, |d| d.max(0.0)),
+            }
         })
         .collect();
-    let ev = |ch: &[(String, f64, f64, f64, f64)]| ch.iter().map(|c| c.1).sum::<f64>();
+    // What the chargers will draw: their setpoints, no more than each draws now.
+    let ev = |ch: &[Charge]| ch.iter().map(Charge::draws).sum::<f64>();
     // Deferrable loads: the plan's power in automatic and manual mode, their maximum (the
     // safe value: keep cooling) in safe mode; the bus balance counts what they are told.
     let mut loads: Vec<(String, f64)> = s
@@ -424,11 +459,19 @@ pub fn control(l: &Limits, s: &Snapshot, plan: Option<&PlanTarget>, mode: &Mode)
             Some((x.id.clone(), want.clamp(0.0, x.max_kw.max(0.0))))
         })
         .collect();
+    // A load told more than it draws now is counted at what it draws: one that does not
+    // follow (its energy done, its own controls) would otherwise be covered by the battery
+    // and that power fed to the grid; one told less is counted at its setpoint.
     let told = |loads: &[(String, f64)]| {
         s.load_kw
             + loads
                 .iter()
-                .filter_map(|(id, kw)| s.loads.iter().find(|x| x.id == *id).map(|x| kw - x.kw))
+                .filter_map(|(id, kw)| {
+                    s.loads
+                        .iter()
+                        .find(|x| x.id == *id)
+                        .map(|x| kw.min(x.kw.max(0.0)) - x.kw)
+                })
                 .sum::<f64>()
     };
     let mut load_kw = told(&loads);
@@ -522,7 +565,7 @@ pub fn control(l: &Limits, s: &Snapshot, plan: Option<&PlanTarget>, mode: &Mode)
         }
         deficit = load_kw.max(0.0) + ev(&chargers) - pv - battery;
         let mut over_bus = over(deficit);
-        chargers.sort_by(|a, b| b.1.total_cmp(&a.1));
+        chargers.sort_by(|a, b| b.draws().total_cmp(&a.draws()));
         // First down to what each session must get to finish by its departure; below that
         // only for the hard import limit, never for the month's peak.
         let hard_over = |deficit: f64| deficit - l.deficit_for(l.import_kw);
@@ -535,13 +578,15 @@ pub fn control(l: &Limits, s: &Snapshot, plan: Option<&PlanTarget>, mode: &Mode)
                 if over_bus <= 1e-9 {
                     break;
                 }
-                let mut floor = if c.1 > 0.0 { c.2 } else { 0.0 };
+                // From what it draws (a setpoint above that lowers nothing).
+                let draws = c.draws();
+                let mut floor = if draws > 0.0 { c.min_kw } else { 0.0 };
                 if keep_deadlines {
-                    floor = floor.max(c.4.min(c.1));
+                    floor = floor.max(c.floor_kw.min(draws));
                 }
-                let cut = (c.1 - floor).min(over_bus).max(0.0);
+                let cut = (draws - floor).min(over_bus).max(0.0);
                 if cut > 0.0 {
-                    c.1 -= cut;
+                    c.kw = draws - cut;
                     over_bus -= cut;
                     let why = if keep_deadlines {
                         why.clone()
@@ -553,7 +598,7 @@ pub fn control(l: &Limits, s: &Snapshot, plan: Option<&PlanTarget>, mode: &Mode)
                     };
                     notes.push(format!(
                         "{} lowered by {cut:.1} kW (to keep import under {why})",
-                        c.0
+                        c.id
                     ));
                 }
             }
@@ -601,11 +646,46 @@ pub fn control(l: &Limits, s: &Snapshot, plan: Option<&PlanTarget>, mode: &Mode)
             ));
         }
     }
+    // The reverse-flow margin: where export is forbidden now, the battery does not discharge
+    // (and, with no export allowed at all, PV is not let) so far that a load dropping on its
+    // own before the next cycle reverses the flow.
+    let margin = l.reverse_flow_margin_kw.max(0.0);
     grid = l.grid_for(deficit);
-    chargers.sort_by(|a, b| a.0.cmp(&b.0));
+    let bound = -max_export + margin;
+    if margin > 0.0 && *mode != Mode::Safe && grid < bound - 1e-9 {
+        let short = l.deficit_for(bound) - deficit; // bus power to take from the grid instead
+                                                    // Only the battery's discharge where PV may be exported: a PV surplus feeds the grid
+                                                    // anyway when a load drops.
+        let room = if l.allow_export {
+            battery.max(0.0)
+        } else {
+            battery - bat_lo
+        };
+        let less = room.min(short).max(0.0);
+        if less > 1e-9 {
+            battery -= less;
+            notes.push(format!(
+                "battery {less:.1} kW less to keep the {margin:.0} kW reverse-flow margin"
+            ));
+        }
+        deficit = load_kw.max(0.0) + ev(&chargers) - pv - battery;
+        if !l.allow_export {
+            let left = l.deficit_for(bound) - deficit;
+            if left > 1e-9 {
+                let cut = left.min(pv);
+                pv -= cut;
+                notes.push(format!(
+                    "PV curtailed by {cut:.1} kW to keep the {margin:.0} kW reverse-flow margin"
+                ));
+                deficit = load_kw.max(0.0) + ev(&chargers) - pv - battery;
+            }
+        }
+    }
+    grid = l.grid_for(deficit);
+    chargers.sort_by(|a, b| a.id.cmp(&b.id));
     Setpoints {
         battery_kw: battery,
-        chargers: chargers.into_iter().map(|c| (c.0, c.1)).collect(),
+        chargers: chargers.into_iter().map(|c| (c.id, c.kw)).collect(),
         loads,
         pv_kw: pv,
         shed_kw: shed,

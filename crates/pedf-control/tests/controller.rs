@@ -15,6 +15,7 @@ fn limits() -> Limits {
         soc_max_pct: 95.0,
         battery_charge_kw: 1000.0,
         battery_discharge_kw: 1000.0,
+        reverse_flow_margin_kw: 0.0,
     }
 }
 
@@ -81,6 +82,7 @@ fn the_import_limit_lowers_ev_charging_after_the_battery() {
             min_kw: 6.0,
             max_kw: 60.0,
             must_kw: 0.0,
+            drawing_kw: None,
         },
         ChargerNow {
             id: "ev-02".into(),
@@ -88,6 +90,7 @@ fn the_import_limit_lowers_ev_charging_after_the_battery() {
             min_kw: 6.0,
             max_kw: 60.0,
             must_kw: 0.0,
+            drawing_kw: None,
         },
         ChargerNow {
             id: "ev-03".into(),
@@ -95,6 +98,7 @@ fn the_import_limit_lowers_ev_charging_after_the_battery() {
             min_kw: 6.0,
             max_kw: 60.0,
             must_kw: 0.0,
+            drawing_kw: None,
         },
         ChargerNow {
             id: "ev-04".into(),
@@ -102,6 +106,7 @@ fn the_import_limit_lowers_ev_charging_after_the_battery() {
             min_kw: 6.0,
             max_kw: 60.0,
             must_kw: 0.0,
+            drawing_kw: None,
         },
         ChargerNow {
             id: "ev-05".into(),
@@ -109,6 +114,7 @@ fn the_import_limit_lowers_ev_charging_after_the_battery() {
             min_kw: 6.0,
             max_kw: 60.0,
             must_kw: 0.0,
+            drawing_kw: None,
         },
     ];
     let out = control(&limits(), &s, None, &Mode::Automatic);
@@ -176,6 +182,7 @@ fn safe_mode_and_a_missing_battery() {
         min_kw: 6.0,
         max_kw: 60.0,
         must_kw: 0.0,
+        drawing_kw: None,
     }];
     let out = control(&limits(), &s, None, &Mode::Safe);
     assert_eq!(out.battery_kw, 0.0);
@@ -218,7 +225,7 @@ mod properties {
             let s = Snapshot {
                 pv_available_kw: pv,
                 load_kw: load,
-                chargers: evs.iter().enumerate().map(|(i, (w, m))| ChargerNow { id: format!("ev-{i:02}"), wanted_kw: *w, min_kw: *m, max_kw: 60.0, must_kw: 0.0 }).collect(),
+                chargers: evs.iter().enumerate().map(|(i, (w, m))| ChargerNow { id: format!("ev-{i:02}"), wanted_kw: *w, min_kw: *m, max_kw: 60.0, must_kw: 0.0, drawing_kw: None }).collect(),
                 battery: battery(soc),
                 loads: vec![],
                 curtailable_kw: 0.0,
@@ -246,9 +253,10 @@ mod properties {
 }
 
 #[test]
-fn deferrable_loads_follow_the_plan_and_the_balance_counts_their_command() {
+fn deferrable_loads_follow_the_plan_and_the_balance_counts_what_they_draw() {
     // Cold storage draws 50 kW now (part of the 300 kW load); the plan wants 120 kW. The
-    // battery covers the 70 kW more so the grid stays on the plan's 100 kW import.
+    // battery covers the 70 kW more once the load draws it, not before: a load that does not
+    // follow (its energy done, its thermostat) would have the battery feed the grid.
     let plan = PlanTarget {
         grid_import_kw: 100.0,
         grid_export_kw: 0.0,
@@ -265,8 +273,22 @@ fn deferrable_loads_follow_the_plan_and_the_balance_counts_their_command() {
     }];
     let out = control(&limits(), &s, Some(&plan), &Mode::Automatic);
     assert_eq!(out.loads, vec![("cold".to_string(), 120.0)]);
+    close(out.battery_kw, 300.0 - 150.0 - 97.0);
+    close(out.grid_kw, 100.0);
+    // It draws the 120 kW: the battery covers them.
+    let mut drawing = s.clone();
+    drawing.load_kw = 370.0;
+    drawing.loads[0].kw = 120.0;
+    let out = control(&limits(), &drawing, Some(&plan), &Mode::Automatic);
     close(out.battery_kw, 370.0 - 150.0 - 97.0);
     close(out.grid_kw, 100.0);
+    // Told less than it draws, it counts at its setpoint (it follows a lower setpoint).
+    let less = PlanTarget {
+        loads_kw: vec![("cold".into(), 30.0)],
+        ..plan.clone()
+    };
+    let out = control(&limits(), &s, Some(&less), &Mode::Automatic);
+    close(out.battery_kw, 280.0 - 150.0 - 97.0);
     // A plan beyond the load's rating is clamped to it; safe mode runs it at its maximum;
     // without a plan the load is left to its own control.
     let over = PlanTarget {
@@ -302,6 +324,7 @@ fn the_peak_guard_holds_a_forecast_error_with_the_battery_then_the_loads() {
         min_kw: 20.0,
         max_kw: 100.0,
         must_kw: 0.0,
+        drawing_kw: None,
     };
     let snapshot = |soc: f64, guard: Option<f64>| Snapshot {
         chargers: vec![charger.clone()],
@@ -393,6 +416,7 @@ fn a_session_gets_what_it_needs_by_its_departure() {
         min_kw: 20.0,
         max_kw: 100.0,
         must_kw: must,
+        drawing_kw: None,
     };
     let plan = PlanTarget {
         grid_import_kw: 500.0,
@@ -448,4 +472,97 @@ fn the_window_allowance_keeps_the_windows_average_at_the_level() {
     close(window_allowance(600.0, 900.0, 0.0, 0.0), 600.0);
     // Already above the level's energy: nothing more.
     close(window_allowance(600.0, 900.0, 600.0, 200.0), 0.0);
+}
+
+/// At night the plan covers the park from the battery with no import; a charger the plan
+/// gives 60 kW draws nothing (its car not there yet, or full) and the cold store told 150 kW
+/// stays off (its energy done). Counting their setpoints, the battery would discharge 210 kW
+/// more than the park draws and feed it to the grid, which the export rules forbid with no PV:
+/// the balance counts what each draws.
+#[test]
+fn setpoints_a_device_does_not_take_are_not_covered_by_the_battery() {
+    let plan = PlanTarget {
+        grid_import_kw: 0.0,
+        grid_export_kw: 0.0,
+        battery_charge_kw: 0.0,
+        ev_kw: vec![("ev-01".into(), 60.0)],
+        loads_kw: vec![("cold".into(), 150.0)],
+    };
+    let mut s = snap(0.0, 400.0, 50.0);
+    s.chargers = vec![ChargerNow {
+        id: "ev-01".into(),
+        wanted_kw: 0.0,
+        min_kw: 5.0,
+        max_kw: 60.0,
+        must_kw: 0.0,
+        drawing_kw: Some(0.0),
+    }];
+    s.loads = vec![LoadNow {
+        id: "cold".into(),
+        kw: 0.0,
+        min_kw: 30.0,
+        max_kw: 150.0,
+    }];
+    let out = control(&limits(), &s, Some(&plan), &Mode::Automatic);
+    close(out.battery_kw, 400.0);
+    close(out.grid_kw, 0.0);
+    assert!(out.alarms.is_empty(), "{:?}", out.alarms);
+    // The setpoints stand: the car and the store take them when they can.
+    assert_eq!(out.chargers, vec![("ev-01".to_string(), 60.0)]);
+    assert_eq!(out.loads, vec![("cold".to_string(), 150.0)]);
+    // Drawing 20 kW of the 60, the charger counts 20; the import limit cuts from what it draws.
+    s.chargers[0].drawing_kw = Some(20.0);
+    let out = control(&limits(), &s, Some(&plan), &Mode::Automatic);
+    close(out.battery_kw, 420.0);
+    let mut tight = limits();
+    tight.import_kw = 10.0;
+    let mut flat = s.clone();
+    flat.battery = None;
+    flat.chargers[0].wanted_kw = 60.0;
+    let out = control(&tight, &flat, None, &Mode::Automatic);
+    // 400 kW of other load alone is above the limit: the charger goes to its minimum from the
+    // 20 kW it draws, not from a setpoint it does not take.
+    assert_eq!(out.chargers, vec![("ev-01".to_string(), 5.0)]);
+}
+
+/// The reverse-flow margin (防逆流): with no PV to export, the battery leaves the margin to
+/// the grid; with PV to export it changes nothing (a load dropping then exports PV); where no
+/// export is allowed at all, PV is curtailed to keep it.
+#[test]
+fn the_reverse_flow_margin_keeps_an_import_where_export_is_forbidden() {
+    let mut l = limits();
+    l.reverse_flow_margin_kw = 30.0;
+    let plan = PlanTarget {
+        grid_import_kw: 0.0,
+        grid_export_kw: 0.0,
+        battery_charge_kw: 0.0,
+        ev_kw: vec![],
+        loads_kw: vec![],
+    };
+    // Night: the plan imports nothing; the battery gives 30 kW at the grid less.
+    let out = control(&l, &snap(0.0, 400.0, 50.0), Some(&plan), &Mode::Automatic);
+    close(out.grid_kw, 30.0);
+    close(out.battery_kw, 400.0 - 30.0 * 0.97);
+    // Self-consumption (no plan) and manual mode keep it too; safe mode does not discharge.
+    let out = control(&l, &snap(0.0, 400.0, 50.0), None, &Mode::Automatic);
+    close(out.grid_kw, 30.0);
+    let out = control(
+        &l,
+        &snap(0.0, 400.0, 50.0),
+        None,
+        &Mode::Manual { battery_kw: 500.0 },
+    );
+    close(out.grid_kw, 30.0);
+    // Midday surplus: the battery charges, PV is exported as before.
+    let noon = control(&l, &snap(900.0, 300.0, 50.0), None, &Mode::Automatic);
+    let without = control(&limits(), &snap(900.0, 300.0, 50.0), None, &Mode::Automatic);
+    assert_eq!(noon, without);
+    // Dusk: 20 kW of PV may be exported; the battery stops 30 kW short of that.
+    let out = control(&l, &snap(20.0, 400.0, 50.0), Some(&plan), &Mode::Automatic);
+    close(out.grid_kw, -20.0 * 0.97 + 30.0);
+    // No export allowed, battery full: PV is curtailed to keep the margin.
+    l.allow_export = false;
+    let out = control(&l, &snap(900.0, 300.0, 95.0), None, &Mode::Automatic);
+    close(out.grid_kw, 30.0);
+    close(out.pv_kw, 300.0 - 30.0 * 0.97);
 }

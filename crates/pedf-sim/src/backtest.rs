@@ -650,6 +650,7 @@ fn run_one(
                     min_kw: min.min(top),
                     max_kw: top,
                     must_kw: ev_must_kw(owed, *max, hours_left, dt),
+                    drawing_kw: None,
                 })
             })
             .collect();

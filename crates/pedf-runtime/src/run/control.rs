@@ -101,12 +101,15 @@ impl Cycle {
             .filter(|c| c.capability == Capability::EvCharger)
             .map(|c| {
                 let max_kw = c.policy.limits.max;
+                let drawing = states
+                    .get(&c.id)
+                    .and_then(|s| s.good(Field::PowerKw, now))
+                    .unwrap_or(0.0);
                 ChargerNow {
                     id: c.id.clone(),
-                    wanted_kw: states
-                        .get(&c.id)
-                        .and_then(|s| s.good(Field::PowerKw, now))
-                        .unwrap_or(0.0),
+                    wanted_kw: drawing,
+                    // The balance counts what it draws, not a setpoint a car may not take.
+                    drawing_kw: Some(drawing),
                     min_kw: c.policy.limits.min.max(0.0),
                     max_kw,
                     // What the session needs now to finish by its departure.
