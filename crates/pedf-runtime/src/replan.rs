@@ -4,7 +4,10 @@
 //! pedf-dispatch) on a worker thread, so the control cycle never waits for the solver. When
 //! the optimiser fails, the rule-based plan of the same inputs is used and says so in its
 //! strategy; when even the inputs cannot be read, the controller keeps what it follows and
-//! the failure is reported.
+//! the failure is reported. The day's last scheduled re-plan (the next would fall after
+//! midnight) also plans the next day from the state this one leaves at midnight, so the
+//! controller has the new day's plan from its first second: without it the first minutes of
+//! each day ran without a plan, the battery discharging into the night's valley.
 
 use std::path::PathBuf;
 
@@ -74,6 +77,9 @@ pub struct Outcome {
     pub plan: Result<Replanned, String>,
     /// What triggered it.
     pub why: String,
+    /// The next day's plan made with the day's last re-plan, from the state this one leaves at
+    /// midnight (the next day's first re-plan replaces it), and the day.
+    pub ahead: Option<(NaiveDate, Result<Replanned, String>)>,
 }
 
 /// A re-plan's plan and whether it is the optimiser's or the rule-based fallback.
@@ -92,6 +98,15 @@ impl Replanned {
         match &self.fallback {
             Some(why) => format!("rule, fallback: {why}"),
             None => "optimized, intraday".into(),
+        }
+    }
+
+    /// The label of a next day's plan made ahead: `optimized, day ahead` or
+    /// `rule, day ahead, fallback: <why>`.
+    pub fn ahead_label(&self) -> String {
+        match &self.fallback {
+            Some(why) => format!("rule, {AHEAD}, fallback: {why}"),
+            None => format!("optimized, {AHEAD}"),
         }
     }
 }
@@ -216,15 +231,34 @@ impl Replanner {
         sessions: Vec<Session>,
         why: String,
     ) {
-        self.last_slot = Some(self.park.clock.interval_start(now));
+        let slot = self.park.clock.interval_start(now);
+        self.last_slot = Some(slot);
         self.last_start = Some(now);
         let park = self.park.clone();
         let cfg = self.cfg.clone();
         let planner = self.planner;
+        let day = park.clock.local(now).date_naive();
+        // The last scheduled re-plan of the day: the next one would start after midnight.
+        let next_day = day.succ_opt();
+        let midnight = next_day.map(|d| park.clock.start_of_local_day(d));
+        let every = chrono::Duration::minutes(i64::from(cfg.every_min.max(1)));
+        let last_of_day = midnight.filter(|m| slot + every >= *m);
         self.task = Some(std::thread::spawn(move || {
-            let day = park.clock.local(now).date_naive();
-            let plan = compute(&park, &cfg, planner, now, stored_kwh, month, &sessions);
-            Outcome { day, plan, why }
+            let state = measured_state(&park, stored_kwh, month);
+            let plan = plan_from(&park, &cfg, planner, now, state.clone(), &sessions);
+            let ahead = last_of_day.zip(next_day).map(|(midnight, next)| {
+                let state = at_midnight(&park, &state, plan.as_ref().ok(), midnight);
+                (
+                    next,
+                    plan_from(&park, &cfg, planner, midnight, state, &sessions),
+                )
+            });
+            Outcome {
+                day,
+                plan,
+                why,
+                ahead,
+            }
         }));
     }
 
@@ -238,6 +272,7 @@ impl Replanner {
             day: NaiveDate::MIN,
             plan: Err("the re-plan thread panicked".into()),
             why: String::new(),
+            ahead: None,
         }))
     }
 
@@ -247,6 +282,9 @@ impl Replanner {
         t.join().ok()
     }
 }
+
+/// What a next day's plan made ahead says in its strategy label.
+pub const AHEAD: &str = "day ahead";
 
 /// The billing month so far, as the runtime measured it.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -263,13 +301,88 @@ pub struct MonthSoFar {
     pub year_scope2_kg: f64,
 }
 
-fn compute(
+/// The state a re-plan starts from: the measured stored energy (shared over the batteries by
+/// capacity) and the billing month so far.
+fn measured_state(park: &Park, stored_kwh: Option<f64>, month: MonthSoFar) -> CurrentState {
+    let mut state = CurrentState {
+        month_peak_import_kw: month.peak_kw,
+        month_scope2_kg: month.scope2_kg,
+        month_scope2_without_ems_kg: month.scope2_without_ems_kg,
+        month_consumption_kwh: month.consumption_kwh,
+        year_scope2_kg: month.year_scope2_kg,
+        ..CurrentState::default()
+    };
+    if let Some(kwh) = stored_kwh {
+        let total: f64 = park.batteries.iter().map(|b| b.capacity.0).sum();
+        for b in &park.batteries {
+            state
+                .soc_kwh
+                .insert(b.id.clone(), kwh * b.capacity.0 / total.max(1e-9));
+        }
+    }
+    state
+}
+
+/// The state the rest of today's plan leaves at `midnight`: each battery's stored energy at
+/// its end, the month's peak and Scope 2 with what it adds (a new month or year starts from
+/// nothing); today's deliveries to sessions and loads are not carried (a new day).
+fn at_midnight(
+    park: &Park,
+    now: &CurrentState,
+    today: Option<&Replanned>,
+    midnight: DateTime<Utc>,
+) -> CurrentState {
+    let mut state = CurrentState {
+        soc_kwh: now.soc_kwh.clone(),
+        ..CurrentState::default()
+    };
+    let (mut peak, mut scope2, mut consumption) = (
+        now.month_peak_import_kw,
+        now.month_scope2_kg,
+        now.month_consumption_kwh,
+    );
+    let mut scope2_without = now.month_scope2_without_ems_kg;
+    let mut year = now.year_scope2_kg;
+    if let Some(p) = today.map(|r| &r.plan) {
+        if let Some(last) = p.intervals.last() {
+            if !last.batteries_soc_kwh.is_empty() {
+                state.soc_kwh = last.batteries_soc_kwh.clone();
+            }
+        }
+        let h = f64::from(p.interval_minutes) / 60.0;
+        peak = peak.max(p.peak_import_kw);
+        scope2 += p.scope2_kg;
+        year += p.scope2_kg;
+        scope2_without += p.scope2_without_ems_kg;
+        consumption += p
+            .intervals
+            .iter()
+            .map(|i| (i.fixed_load_kw + i.flexible_load_kw + i.ev_kw) * h)
+            .sum::<f64>();
+    }
+    let before = park.clock.local(midnight - chrono::Duration::seconds(1));
+    let after = park.clock.local(midnight);
+    use chrono::Datelike;
+    if before.month() == after.month() {
+        state.month_peak_import_kw = peak;
+        state.month_scope2_kg = scope2;
+        state.month_scope2_without_ems_kg = scope2_without;
+        state.month_consumption_kwh = consumption;
+    }
+    if before.year() == after.year() {
+        state.year_scope2_kg = year;
+    }
+    state
+}
+
+/// A plan from the interval `from` falls in to the end of its local day, from `state`, the
+/// cars there now in place of the forecast's.
+fn plan_from(
     park: &Park,
     cfg: &ReplanConfig,
     planner: Planner,
     now: DateTime<Utc>,
-    stored_kwh: Option<f64>,
-    month: MonthSoFar,
+    state: CurrentState,
     sessions: &[Session],
 ) -> Result<Replanned, String> {
     let day = park.clock.local(now).date_naive();
@@ -289,23 +402,6 @@ fn compute(
         .ok_or(format!("the forecast has no interval starting at {slot}"))?;
     let mut tail = inputs.tail(k);
     with_sessions(park, &mut tail, now, sessions);
-    let mut state = CurrentState {
-        month_peak_import_kw: month.peak_kw,
-        month_scope2_kg: month.scope2_kg,
-        month_scope2_without_ems_kg: month.scope2_without_ems_kg,
-        month_consumption_kwh: month.consumption_kwh,
-        year_scope2_kg: month.year_scope2_kg,
-        ..CurrentState::default()
-    };
-    if let Some(kwh) = stored_kwh {
-        // The measured energy shared over the batteries by capacity.
-        let total: f64 = park.batteries.iter().map(|b| b.capacity.0).sum();
-        for b in &park.batteries {
-            state
-                .soc_kwh
-                .insert(b.id.clone(), kwh * b.capacity.0 / total.max(1e-9));
-        }
-    }
     let opts = PlanOptions {
         time_limit_s: cfg.time_limit_s,
         // The rest of the day: what the battery lacks at midnight is refilled the next night.
@@ -485,6 +581,91 @@ mod tests {
                 .as_deref(),
             Some("a car arrived on ev-01")
         );
+    }
+
+    /// The day's last scheduled re-plan (23:45, every 15 min) also plans the next day, from
+    /// the stored energy today's plan leaves at midnight; earlier re-plans do not.
+    #[test]
+    fn the_days_last_replan_plans_the_next_day_ahead() {
+        let p = park();
+        // 23:30 local on 2026-06-21: the next re-plan (23:45) is still today's.
+        let at = |h: u32, m: u32| {
+            p.clock
+                .start_of_local_day(NaiveDate::from_ymd_opt(2026, 6, 21).unwrap())
+                + chrono::Duration::minutes(i64::from(h * 60 + m))
+                + chrono::Duration::seconds(7)
+        };
+        let mut r = Replanner::new(cfg(), p.clone());
+        r.start(
+            at(23, 30),
+            Some(1200.0),
+            MonthSoFar::default(),
+            Vec::new(),
+            "t".into(),
+        );
+        let o = r.wait().unwrap();
+        assert!(o.ahead.is_none());
+        for stored in [300.0, 1500.0] {
+            let mut r = Replanner::new(cfg(), p.clone());
+            r.start(
+                at(23, 45),
+                Some(stored),
+                MonthSoFar::default(),
+                Vec::new(),
+                "t".into(),
+            );
+            let o = r.wait().unwrap();
+            let today = o.plan.unwrap().plan;
+            assert_eq!(today.intervals.len(), 1);
+            let (next, ahead) = o.ahead.expect("the day's last re-plan plans ahead");
+            assert_eq!(next, NaiveDate::from_ymd_opt(2026, 6, 22).unwrap());
+            let ahead = ahead.unwrap();
+            assert!(ahead.fallback.is_none());
+            assert_eq!(ahead.ahead_label(), "optimized, day ahead");
+            let plan = &ahead.plan;
+            assert_eq!(plan.intervals.len(), 96);
+            assert_eq!(
+                plan.intervals[0].start.with_timezone(&Utc),
+                p.clock.start_of_local_day(next)
+            );
+            // It starts from what today's plan leaves at midnight: the first interval's energy
+            // is within one interval's battery power of it.
+            let left = today.intervals[0].battery_soc_kwh;
+            let first = plan.intervals[0].battery_soc_kwh;
+            let most = p.batteries[0]
+                .max_charge
+                .0
+                .max(p.batteries[0].max_discharge.0)
+                * 0.25;
+            assert!((first - left).abs() <= most + 1e-6, "{first} vs {left}");
+            assert!((left - stored).abs() <= most + 1e-6, "{left} vs {stored}");
+        }
+    }
+
+    /// The month and year carried to midnight: what today's plan adds, unless the next day
+    /// starts a new month (or year), which starts from nothing.
+    #[test]
+    fn the_state_at_midnight_starts_a_new_month_from_nothing() {
+        let p = park();
+        let now = CurrentState {
+            month_peak_import_kw: 500.0,
+            month_scope2_kg: 1000.0,
+            year_scope2_kg: 9000.0,
+            ..CurrentState::default()
+        };
+        let day = |y, m, d| {
+            p.clock
+                .start_of_local_day(NaiveDate::from_ymd_opt(y, m, d).unwrap())
+        };
+        let same = at_midnight(&p, &now, None, day(2026, 6, 22));
+        assert_eq!(same.month_peak_import_kw, 500.0);
+        assert_eq!(same.month_scope2_kg, 1000.0);
+        let july = at_midnight(&p, &now, None, day(2026, 7, 1));
+        assert_eq!(july.month_peak_import_kw, 0.0);
+        assert_eq!(july.month_scope2_kg, 0.0);
+        assert_eq!(july.year_scope2_kg, 9000.0);
+        let year = at_midnight(&p, &now, None, day(2027, 1, 1));
+        assert_eq!(year.year_scope2_kg, 0.0);
     }
 
     #[test]

@@ -50,7 +50,7 @@ const I18N = {
     'cap.meter': '电表', 'cap.pv-inverter': '光伏逆变器', 'cap.battery': '储能', 'cap.ev-charger': '充电桩',
     'cap.dc-load': '直流负荷', 'cap.converter': '变流器',
     'st.self': '自发自用（无执行计划）', 'st.safe': '安全状态（所有设备处于安全值）', 'st.safe.why': '安全状态：',
-    'st.manual': '手动储能功率', 'st.plan': '计划', 'st.optimized': '优化', 'st.intraday': '日内滚动', 'st.rule': '规则',
+    'st.manual': '手动储能功率', 'st.plan': '计划', 'st.optimized': '优化', 'st.intraday': '日内滚动', 'st.ahead': '日前', 'st.rule': '规则',
     'st.fallback': '兜底',
     'kpi.cost': '今日电费（电度−售电+损耗）', 'kpi.costplan': '今日预计（按执行计划）',
     'pi.start': '时段', 'pi.import_price_cny_per_kwh': '购电价 元/kWh', 'pi.export_price_cny_per_kwh': '售电价 元/kWh',
@@ -123,7 +123,7 @@ const I18N = {
     'cap.meter': 'meter', 'cap.pv-inverter': 'PV inverter', 'cap.battery': 'battery', 'cap.ev-charger': 'EV charger',
     'cap.dc-load': 'DC load', 'cap.converter': 'converter',
     'st.self': 'self-consumption (no active plan)', 'st.safe': 'safe state (every device at its safe value)', 'st.safe.why': 'safe state: ',
-    'st.manual': 'manual battery setpoint', 'st.plan': 'plan', 'st.optimized': 'optimized', 'st.intraday': 'intraday', 'st.rule': 'rule',
+    'st.manual': 'manual battery setpoint', 'st.plan': 'plan', 'st.optimized': 'optimized', 'st.intraday': 'intraday', 'st.ahead': 'day ahead', 'st.rule': 'rule',
     'st.fallback': 'fallback',
     'kpi.cost': 'Cost today (energy − export + wear)', 'kpi.costplan': 'Expected today (active plan)',
     'pi.start': 'Interval', 'pi.import_price_cny_per_kwh': 'Import CNY/kWh', 'pi.export_price_cny_per_kwh': 'Export CNY/kWh',
@@ -387,6 +387,9 @@ const EVENT_ZH = [
   [/^car left (\S+): ([\d.]+) of ([\d.]+) kWh in ([\d.]+) h(.*)$/, (m) => `车辆离开 ${m[1]}：${m[4]} 小时充 ${m[2]} / ${m[3]} kWh${m[5].replace(/^, ([\d.]+) kWh short$/, '，少充 $1 kWh').replace(' (before its expected departure)', '（早于预计离开时间）')}`],
   [/^re-planned \((.+)\): plan #(\d+) \((.+?)\) active(?:, replacing plan #(\d+) \((.+)\))?$/, (m) => `已重新计划（${m[1].replace(/every (\d+) min/, '每 $1 分钟')}）：执行计划 #${m[2]}（${strategyWords(m[3])}）${m[4] ? `，替换计划 #${m[4]}` : ''}`],
   [/^re-plan failed \((.+?)\): (.+)$/, (m) => `重新计划失败（${m[1]}）：${m[2]}`],
+  [/^planned (\S+) ahead \((.+)\): plan #(\d+) \((.+?)\) active for it(?:, replacing plan #(\d+) \((.+)\))?$/, (m) => `已提前计划 ${m[1]}（${m[2].replace(/every (\d+) min/, '每 $1 分钟')}）：计划 #${m[3]}（${strategyWords(m[4])}）为其执行计划${m[5] ? `，替换计划 #${m[5]}` : ''}`],
+  [/^planned (\S+) ahead \((.+)\): plan #(\d+) \((.+?)\) stored; plan #(\d+) \((.+)\) stays active for it$/, (m) => `已提前计划 ${m[1]}（${m[2].replace(/every (\d+) min/, '每 $1 分钟')}）：计划 #${m[3]}（${strategyWords(m[4])}）已保存；计划 #${m[5]}（${strategyWords(m[6])}）仍为其执行计划`],
+  [/^planning (\S+) ahead failed \((.+?)\): (.+); it starts without a plan \(self-consumption\) until its first re-plan$/, (m) => `提前计划 ${m[1]} 失败（${m[2]}）：${m[3]}；该日开始时无计划（自发自用），直到首次重新计划`],
   [/^(\S+) \(([a-z-]+)\) not answering: (.+)$/, (m) => `${m[1]}（${t('cap.' + m[2])}）未应答：${m[3].replace('never read since the start', '启动以来未读到').replace(/^its last read failed/, '最近一次读取失败').replace(/^no reading within its (\d+) s stale time/, '$1 秒内无读数')}`],
   [/^(\S+) answering again$/, (m) => `${m[1]} 恢复应答`],
   [/^the grid meter answers again: the operator's mode applies$/, () => '电网电表恢复应答：按运行人员设定的模式运行'],
@@ -403,7 +406,7 @@ const EVENT_ZH = [
   [/^token #(\d+) revoked by (.+)$/, (m) => `令牌 #${m[1]} 已吊销，操作人 ${m[2]}`],
 ];
 function strategyWords(w) {
-  return lang === 'zh' ? w.replace(/\boptimized\b/, t('st.optimized')).replace(/\bintraday\b/, t('st.intraday'))
+  return lang === 'zh' ? w.replace(/\boptimized\b/, t('st.optimized')).replace(/\bintraday\b/, t('st.intraday')).replace(/\bday ahead\b/, t('st.ahead'))
     .replace(/^rule\b/, t('st.rule')).replace(/\bfallback\b/, t('st.fallback')) : w;
 }
 function eventText(msg) {

@@ -355,6 +355,41 @@ impl Cycle {
         // Intraday re-planning (automatic mode only), off the control path.
         if let Some(rp) = replanner.as_mut() {
             if let Some(o) = rp.poll() {
+                // The next day's plan made ahead (stored first: today's re-plan's event is
+                // the one the operator reads last).
+                match o.ahead {
+                    Some((next, Ok(ahead))) => match serde_json::to_string(&ahead.plan) {
+                        Ok(json) => writer.send(Write::Plan {
+                            at: now,
+                            day: next.to_string(),
+                            strategy: ahead.ahead_label(),
+                            json,
+                            severity: if ahead.fallback.is_some() {
+                                "alarm"
+                            } else {
+                                "info"
+                            },
+                            why: o.why.clone(),
+                            ahead: true,
+                        }),
+                        Err(e) => writer.event(
+                            now,
+                            "alarm",
+                            "plan",
+                            format!("the plan of {next} made ahead not stored: {e}"),
+                        ),
+                    },
+                    Some((next, Err(e))) => writer.event(
+                        now,
+                        "alarm",
+                        "plan",
+                        format!(
+                            "planning {next} ahead failed ({}): {e}; it starts without a plan (self-consumption) until its first re-plan",
+                            o.why
+                        ),
+                    ),
+                    None => {}
+                }
                 match o.plan {
                     Ok(replanned) => {
                         // Stored, made active and said by the writer (the cycle reads the
@@ -372,6 +407,7 @@ impl Cycle {
                                         "info"
                                     },
                                     why: o.why.clone(),
+                                    ahead: false,
                                 });
                                 *replan_note = None;
                             }

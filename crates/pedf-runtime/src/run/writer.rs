@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Mutex};
 
+use crate::replan::AHEAD;
 use chrono::{DateTime, Utc};
 use pedf_core::records::IntervalRecord;
 use pedf_devices::control::AuditEvent;
@@ -89,6 +90,10 @@ pub(super) enum Write {
         json: String,
         /// `info`, or `alarm` for a fallback plan.
         severity: &'static str,
+        /// A next day's plan made ahead: made active unless the day has an active plan that
+        /// is not itself one made ahead (an operator's choice stands until the day's first
+        /// re-plan).
+        ahead: bool,
         /// Why it was made.
         why: String,
     },
@@ -169,9 +174,22 @@ impl Write {
                 json,
                 severity,
                 why,
+                ahead,
             } => {
                 let before = store.active_plan(day)?;
                 let id = store.put_plan(*at, day, strategy, json)?;
+                if *ahead {
+                    if let Some((old, s, _)) =
+                        before.as_ref().filter(|(_, s, _)| !s.contains(AHEAD))
+                    {
+                        return store.event(
+                            *at,
+                            "info",
+                            "plan",
+                            &format!("planned {day} ahead ({why}): plan #{id} ({strategy}) stored; plan #{old} ({s}) stays active for it"),
+                        );
+                    }
+                }
                 store.activate_plan(id)?;
                 let replaced = before
                     .map(|(old, s, _)| format!(", replacing plan #{old} ({s})"))
@@ -180,7 +198,11 @@ impl Write {
                     *at,
                     severity,
                     "plan",
-                    &format!("re-planned ({why}): plan #{id} ({strategy}) active{replaced}"),
+                    &if *ahead {
+                        format!("planned {day} ahead ({why}): plan #{id} ({strategy}) active for it{replaced}")
+                    } else {
+                        format!("re-planned ({why}): plan #{id} ({strategy}) active{replaced}")
+                    },
                 )
             }
             #[cfg(test)]
@@ -459,6 +481,60 @@ mod tests {
         let st = Store::open(&path).unwrap();
         let stored = st.records(t0, t1 + chrono::Duration::minutes(15)).unwrap();
         assert_eq!(stored.len() as i64, n + 1, "every record stored, none lost");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A next day's plan made ahead becomes the day's active plan unless an operator chose
+    /// one for that day (kept, said in an event); a later plan made ahead replaces an earlier
+    /// one, and the day's own re-plan replaces either.
+    #[test]
+    fn a_plan_made_ahead_keeps_an_operators_choice() {
+        let dir = std::env::temp_dir().join(format!("pedf-writer-a-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.sqlite");
+        let t0 = DateTime::<Utc>::from_timestamp(1_782_000_000, 0).unwrap();
+        let day = "2026-06-22";
+        let plan = |strategy: &str, ahead: bool| Write::Plan {
+            at: t0,
+            day: day.into(),
+            strategy: strategy.into(),
+            json: "{}".into(),
+            severity: "info",
+            why: "every 15 min".into(),
+            ahead,
+        };
+        let active = |path: &std::path::Path| {
+            let st = Store::open(path).unwrap();
+            st.active_plan(day).unwrap().map(|(id, s, _)| (id, s))
+        };
+        let mut w = StoreWriter::start(&path, None).unwrap();
+        w.send(plan("optimized, day ahead", true));
+        w.send(plan("optimized, day ahead", true));
+        w.finish();
+        assert_eq!(active(&path), Some((2, "optimized, day ahead".into())));
+        // The operator activates a plan of their own for the day (as the API does).
+        let mut st = Store::open(&path).unwrap();
+        let mine = st.put_plan(t0, day, "optimized", "{}").unwrap();
+        st.activate_plan(mine).unwrap();
+        drop(st);
+        let mut w = StoreWriter::start(&path, None).unwrap();
+        w.send(plan("optimized, day ahead", true));
+        w.finish();
+        assert_eq!(active(&path), Some((mine, "optimized".into())));
+        let st = Store::open(&path).unwrap();
+        let said = st.recent_events(10).unwrap();
+        assert!(
+            said.iter().any(|e| e.3.contains(&format!(
+                "plan #4 (optimized, day ahead) stored; plan #{mine} (optimized) stays active"
+            ))),
+            "{said:?}"
+        );
+        drop(st);
+        let mut w = StoreWriter::start(&path, None).unwrap();
+        w.send(plan("optimized, intraday", false));
+        w.finish();
+        assert_eq!(active(&path), Some((5, "optimized, intraday".into())));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
