@@ -200,6 +200,13 @@ fn the_demo_runs_the_park_and_serves_the_dashboard() {
                     .sum();
                 let ev = r["ev_kwh"].as_f64().unwrap();
                 assert!((parts - ev).abs() <= 1e-6 * ev.max(1.0), "{r}");
+                // The park's export rules (export only from PV) hold in every interval, to
+                // the meter's 0.01 kWh.
+                let (export, pv) = (
+                    r["grid_export_kwh"].as_f64().unwrap(),
+                    r["pv_kwh"].as_f64().unwrap(),
+                );
+                assert!(export <= pv + 0.01, "export beyond the PV: {r}");
             }
         }
         if best > 50.0 {
