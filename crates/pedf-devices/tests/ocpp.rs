@@ -582,3 +582,64 @@ async fn the_simulated_charge_point_charges_a_car_under_the_hubs_limit() {
     assert!(said.contains("stopped (EVDisconnected)"), "{said}");
     hub.stop();
 }
+
+/// A charger whose connection goes half-open (it boots, then reads nothing and sends
+/// nothing: no frame, no answer to the hub's pings) is taken for dead after the silence the
+/// heartbeat allows, and its device stops answering instead of holding its last readings as
+/// fresh; one that answers the pings stays connected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_open_connection_is_taken_for_dead() {
+    use futures_util::StreamExt;
+    let mut cfg = config();
+    cfg.heartbeat_s = 1;
+    cfg.call_timeout = Duration::from_millis(300);
+    let (ping, silence) = pedf_devices::ocpp::liveness(cfg.heartbeat_s, cfg.call_timeout);
+    assert_eq!(ping, Duration::from_secs(1));
+    assert_eq!(silence, Duration::from_millis(2300));
+    let time = ems_time();
+    let hub = OcppHub::start(cfg, time).unwrap();
+    let boot =
+        json!([2, "b1", "BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"}]);
+    // CP-A keeps reading (tungstenite answers pings as it reads) and answers the EMS.
+    let mut alive = raw(hub.addr, "CP-A", "secret-a-0123456789").await;
+    send(&mut alive, boot.clone()).await;
+    let alive_task = tokio::spawn(async move {
+        while let Some(Ok(m)) = alive.next().await {
+            if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
+                let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                if v[0] == 2 {
+                    let id = v[1].clone();
+                    let answer = json!([3, id, {"status": "Accepted"}]).to_string();
+                    use futures_util::SinkExt;
+                    if alive
+                        .send(tokio_tungstenite::tungstenite::Message::text(answer))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    // CP-B boots and goes silent.
+    let mut dead = raw(hub.addr, "CP-B", "secret-b-0123456789").await;
+    send(&mut dead, boot).await;
+    assert_eq!(recv(&mut dead).await.unwrap()[0], 3);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut said = String::new();
+    while !said.contains("charger CP-B silent for 2 s") {
+        assert!(Instant::now() < deadline, "{said}");
+        said += &hub.take_events().join("\n");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!hub.connected("CP-B"));
+    let dev = hub.device("ev-b1", Duration::from_secs(5)).unwrap();
+    assert!(dev.state().last_error.is_some(), "{:?}", dev.state());
+    // Well past CP-B's silence, CP-A (answering the pings) is still there.
+    assert!(hub.connected("CP-A"), "{said}");
+    assert!(!said.contains("charger CP-A silent"), "{said}");
+    drop(dead);
+    alive_task.abort();
+    hub.stop();
+}

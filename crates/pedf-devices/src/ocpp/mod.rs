@@ -23,6 +23,7 @@ pub mod rpc;
 pub mod v16;
 
 mod server;
+pub use server::liveness;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;

@@ -26,6 +26,17 @@ const MAX_MESSAGE: usize = 64 * 1024;
 const QUEUE: usize = 16;
 /// A handshake not done in this long is dropped.
 const HANDSHAKE: Duration = Duration::from_secs(10);
+/// The longest time between the hub's WebSocket pings to a charger it has not heard from.
+const MAX_PING: Duration = Duration::from_secs(60);
+
+/// How often the hub pings a charger it has not heard from, and how long a charger may stay
+/// silent (no frame, no answer to the pings) before its connection is taken for dead: a
+/// half-open TCP connection (a charger whose power or network went without a FIN) otherwise
+/// stays "connected" for hours, its last readings held as fresh.
+pub fn liveness(heartbeat_s: u32, call_timeout: Duration) -> (Duration, Duration) {
+    let ping = Duration::from_secs(u64::from(heartbeat_s.max(1))).min(MAX_PING);
+    (ping, 2 * ping + call_timeout)
+}
 
 pub(super) async fn accept_loop(listener: TcpListener, inner: Arc<Inner>) {
     loop {
@@ -237,6 +248,9 @@ async fn serve(mut ws: Ws, identity: String, version: Version, inner: Arc<Inner>
     let mut pending: Option<Pending> = None;
     let mut next_id: u64 = 0;
     let timeout = inner.config.call_timeout;
+    let (ping_every, silence) = liveness(inner.config.heartbeat_s, timeout);
+    let mut heard = tokio::time::Instant::now();
+    let mut next_ping = heard + ping_every;
     loop {
         // Still this charger's connection? (A newer one replaces it.)
         let current = inner
@@ -256,6 +270,9 @@ async fn serve(mut ws: Ws, identity: String, version: Version, inner: Arc<Inner>
                 return;
             }
             msg = ws.next() => {
+                if matches!(msg, Some(Ok(_))) {
+                    heard = tokio::time::Instant::now();
+                }
                 let text = match msg {
                     Some(Ok(Message::Text(t))) => t.to_string(),
                     Some(Ok(Message::Binary(_))) => {
@@ -324,6 +341,27 @@ async fn serve(mut ws: Ws, identity: String, version: Version, inner: Arc<Inner>
                     break;
                 }
                 pending = Some(Pending { id, action: o.action, reply: o.reply, deadline: tokio::time::Instant::now() + timeout });
+            }
+            _ = tokio::time::sleep_until(next_ping) => {
+                let now = tokio::time::Instant::now();
+                next_ping = now + ping_every;
+                // A send that does not finish (the peer's window shut) is a dead connection too.
+                if now >= heard + ping_every
+                    && !matches!(tokio::time::timeout(timeout, ws.send(Message::Ping(Vec::new().into()))).await, Ok(Ok(())))
+                {
+                    break;
+                }
+            }
+            _ = tokio::time::sleep_until(heard + silence) => {
+                {
+                    let mut st = inner.lock();
+                    inner.event(&mut st, format!(
+                        "charger {identity} silent for {:.0} s (no message, no answer to pings): its connection is taken for dead and closed",
+                        silence.as_secs_f64()
+                    ));
+                }
+                let _ = tokio::time::timeout(timeout, ws.close(None)).await;
+                break;
             }
             _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {
                 if let Some(p) = pending.take() {
