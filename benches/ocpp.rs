@@ -48,6 +48,7 @@ fn bench(c: &mut Criterion) {
         heartbeat_s: 60,
         call_timeout: Duration::from_secs(10),
         limit_hold_s: 120,
+        meter_interval_s: None,
     };
     let rss0 = rss_mib();
     let (hub, devices, chargers): (OcppHub, Vec<OcppDevice>, Vec<SimOcppCharger>) =

@@ -17,6 +17,9 @@ Scenarios:
   allow, until the EMS has set a limit of its own (stack level 1) and five meter values
   followed it; then the car leaves (a local stop).
 - `refused`: connects with this password and prints how the handshake ended.
+- `operate`: boot and available, then does what the central system asks (configuration
+  read and changed, a transaction started and stopped remotely, availability changed, a
+  message triggered) until it is reset.
 """
 
 import asyncio
@@ -27,18 +30,22 @@ import sys
 from datetime import datetime, timezone
 
 import websockets
-from ocpp.routing import on
+from ocpp.routing import after, on
 from ocpp.v16 import ChargePoint as Cp
 from ocpp.v16 import call, call_result
 from ocpp.v16.enums import (
     Action,
     AuthorizationStatus,
+    AvailabilityStatus,
     ChargePointErrorCode,
     ChargePointStatus,
     ChargingProfileStatus,
     ClearChargingProfileStatus,
+    ConfigurationStatus,
     GetCompositeScheduleStatus,
     RemoteStartStopStatus,
+    ResetStatus,
+    TriggerMessageStatus,
 )
 
 MAX_KW = 11.0
@@ -61,6 +68,10 @@ class Car(Cp):
         self.tx = None
         self.wh = 1000
         self.stop_asked = asyncio.Event()
+        self.reset_asked = asyncio.Event()
+        self.config = {"MeterValueSampleInterval": "60", "HeartbeatInterval": "300"}
+        self.unavailable_after_tx = False
+        self.start_tag = None
 
     def limit_kw(self):
         """The composite limit now: a transaction's profile over the default ones, the
@@ -130,6 +141,87 @@ class Car(Cp):
             return call_result.RemoteStopTransaction(status=RemoteStartStopStatus.rejected)
         self.stop_asked.set()
         return call_result.RemoteStopTransaction(status=RemoteStartStopStatus.accepted)
+
+    @on(Action.change_configuration)
+    def on_change_configuration(self, key, value, **_):
+        say(event="configured", key=key, value=value)
+        if key == "NumberOfConnectors":
+            return call_result.ChangeConfiguration(status=ConfigurationStatus.rejected)
+        if key not in self.config:
+            return call_result.ChangeConfiguration(status=ConfigurationStatus.not_supported)
+        self.config[key] = value
+        return call_result.ChangeConfiguration(status=ConfigurationStatus.accepted)
+
+    @on(Action.get_configuration)
+    def on_get_configuration(self, key=None, **_):
+        known = dict(self.config, NumberOfConnectors="1")
+        keys = key if key else list(known)
+        return call_result.GetConfiguration(
+            configuration_key=[{"key": k, "readonly": k == "NumberOfConnectors", "value": known[k]}
+                               for k in keys if k in known],
+            unknown_key=[k for k in keys if k not in known] or None,
+        )
+
+    @on(Action.remote_start_transaction)
+    def on_remote_start(self, id_tag, connector_id=None, **_):
+        say(event="remote_start", id_tag=id_tag, connector=connector_id)
+        if self.tx is not None:
+            return call_result.RemoteStartTransaction(status=RemoteStartStopStatus.rejected)
+        self.start_tag = id_tag
+        return call_result.RemoteStartTransaction(status=RemoteStartStopStatus.accepted)
+
+    @after(Action.remote_start_transaction)
+    async def after_remote_start(self, **_):
+        if self.start_tag is None or self.tx is not None:
+            return
+        await self.status(ChargePointStatus.preparing)
+        r = await self.call(call.StartTransaction(
+            connector_id=1, id_tag=self.start_tag, meter_start=self.wh, timestamp=now()))
+        self.tx = r.transaction_id
+        say(event="started", transaction=self.tx, status=r.id_tag_info["status"])
+        await self.status(ChargePointStatus.charging)
+        await self.meter()
+
+    @on(Action.change_availability)
+    def on_change_availability(self, connector_id, type, **_):
+        say(event="availability", connector=connector_id, type=type)
+        if type == "Inoperative" and self.tx is not None:
+            self.unavailable_after_tx = True
+            return call_result.ChangeAvailability(status=AvailabilityStatus.scheduled)
+        return call_result.ChangeAvailability(status=AvailabilityStatus.accepted)
+
+    @after(Action.change_availability)
+    async def after_change_availability(self, type, **_):
+        if self.tx is None:
+            await self.status(ChargePointStatus.unavailable if type == "Inoperative"
+                              else ChargePointStatus.available)
+
+    @on(Action.trigger_message)
+    def on_trigger(self, requested_message, connector_id=None, **_):
+        say(event="triggered", message=requested_message, connector=connector_id)
+        if requested_message not in ("StatusNotification", "Heartbeat", "MeterValues"):
+            return call_result.TriggerMessage(status=TriggerMessageStatus.not_implemented)
+        return call_result.TriggerMessage(status=TriggerMessageStatus.accepted)
+
+    @after(Action.trigger_message)
+    async def after_trigger(self, requested_message, **_):
+        if requested_message == "StatusNotification":
+            await self.status(ChargePointStatus.charging if self.tx is not None
+                              else ChargePointStatus.available)
+        elif requested_message == "Heartbeat":
+            await self.call(call.Heartbeat())
+        elif requested_message == "MeterValues" and self.tx is not None:
+            await self.meter()
+
+    @on(Action.reset)
+    def on_reset(self, type, **_):
+        say(event="reset", type=type)
+        return call_result.Reset(status=ResetStatus.accepted)
+
+    @after(Action.reset)
+    def after_reset(self, **_):
+        # After the answer is sent: then the connection closes, as a charger restarting.
+        self.reset_asked.set()
 
     async def status(self, status):
         await self.call(call.StatusNotification(
@@ -270,6 +362,29 @@ async def charge(url, identity, password):
     say(event="done")
 
 
+async def operate(url, identity, password):
+    async with await connect(url, identity, password) as ws:
+        cp = Car(identity, ws)
+        runner = asyncio.create_task(cp.start())
+        await cp.boot()
+        await cp.status(ChargePointStatus.available)
+        say(event="ready")
+        while not cp.reset_asked.is_set():
+            if cp.stop_asked.is_set() and cp.tx is not None:
+                cp.stop_asked.clear()
+                await cp.stop_tx()
+                cp.tx = None
+                if cp.unavailable_after_tx:
+                    cp.unavailable_after_tx = False
+                    await cp.status(ChargePointStatus.unavailable)
+            try:
+                await asyncio.wait_for(cp.reset_asked.wait(), 0.05)
+            except asyncio.TimeoutError:
+                pass
+        runner.cancel()
+    say(event="done")
+
+
 async def refused(url, identity, password):
     try:
         ws = await connect(url, identity, password)
@@ -283,7 +398,8 @@ def main():
     # The package's own warnings and errors (a message it refused) on stderr.
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     url, identity, password, scenario = sys.argv[1:5]
-    run = {"session": session, "reconnect": reconnect, "charge": charge, "refused": refused}[scenario]
+    run = {"session": session, "reconnect": reconnect, "charge": charge, "refused": refused,
+           "operate": operate}[scenario]
     asyncio.run(asyncio.wait_for(run(url, identity, password), 60))
 
 

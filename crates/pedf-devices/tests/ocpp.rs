@@ -155,6 +155,7 @@ fn config() -> OcppConfig {
         heartbeat_s: 60,
         call_timeout: Duration::from_secs(10),
         limit_hold_s: 120,
+        meter_interval_s: None,
     }
 }
 
@@ -641,5 +642,93 @@ async fn a_half_open_connection_is_taken_for_dead() {
     assert!(!said.contains("charger CP-A silent"), "{said}");
     drop(dead);
     alive_task.abort();
+    hub.stop();
+}
+
+/// What the EMS asks of a charger, against the `ocpp` package's charge point (which checks
+/// every request against the OCPP 1.6 schemas): the meter value interval set at its boot, its
+/// configuration read and a read-only key refused, a transaction started and stopped
+/// remotely, the connector taken out of service once that transaction ends, a status
+/// triggered, a soft reset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ems_operates_a_charger_of_the_ocpp_package() {
+    let mut cfg = config();
+    cfg.meter_interval_s = Some(10);
+    let time = ems_time();
+    let hub = OcppHub::start(cfg, time).unwrap();
+    let url = format!("ws://{}/ocpp", hub.addr);
+    let dev = hub.device("ev-a1", Duration::from_secs(5)).unwrap();
+    let now = || time.now();
+    let mut peer = Peer::start(&url, "CP-A", "secret-a-0123456789", "operate");
+    let set = peer.next("configured").await;
+    assert_eq!(
+        (set["key"].as_str(), set["value"].as_str()),
+        (Some("MeterValueSampleInterval"), Some("10"))
+    );
+    peer.next("ready").await;
+    wait_state(&dev, "available", |s| {
+        s.good(Field::ChargerState, now()) == Some(0.0)
+    })
+    .await;
+    let (keys, unknown) = hub
+        .get_configuration("CP-A", &["MeterValueSampleInterval", "NoSuchKey"])
+        .await
+        .unwrap();
+    assert_eq!(
+        keys,
+        vec![pedf_devices::ocpp::ConfigKey {
+            key: "MeterValueSampleInterval".into(),
+            value: Some("10".into()),
+            readonly: false,
+        }]
+    );
+    assert_eq!(unknown, vec!["NoSuchKey".to_string()]);
+    let e = hub
+        .change_configuration("CP-A", "NumberOfConnectors", "2")
+        .await
+        .unwrap_err();
+    assert!(e.contains("NumberOfConnectors with Rejected"), "{e}");
+    // No transaction to stop yet: said, nothing sent.
+    let e = dev.remote_stop().await.unwrap_err();
+    assert!(e.contains("no transaction is running"), "{e}");
+    dev.remote_start("TAG-0001").await.unwrap();
+    let started = peer.next("started").await;
+    assert_eq!(started["status"], "Accepted", "{started}");
+    wait_state(&dev, "charging", |s| {
+        s.good(Field::ChargerState, now()) == Some(2.0)
+    })
+    .await;
+    let tx = dev.transaction().expect("the remote start's transaction");
+    assert_eq!(Some(tx), started["transaction"].as_i64());
+    // Out of service while a car charges: scheduled for when its transaction ends.
+    assert_eq!(dev.set_available(false).await.unwrap(), "Scheduled");
+    assert_eq!(dev.remote_stop().await.unwrap(), tx);
+    assert_eq!(peer.next("stopped").await["transaction"], tx);
+    wait_state(&dev, "out of service", |s| {
+        s.good(Field::ChargerState, now()) == Some(3.0)
+    })
+    .await;
+    assert_eq!(dev.transaction(), None);
+    assert_eq!(dev.set_available(true).await.unwrap(), "Accepted");
+    wait_state(&dev, "in service again", |s| {
+        s.good(Field::ChargerState, now()) == Some(0.0)
+    })
+    .await;
+    hub.trigger("CP-A", "StatusNotification", Some(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        peer.next("triggered").await["message"],
+        "StatusNotification"
+    );
+    let e = hub
+        .trigger("CP-A", "DiagnosticsStatusNotification", None)
+        .await;
+    assert!(e.unwrap_err().contains("NotImplemented"));
+    hub.reset("CP-A", false).await.unwrap();
+    assert_eq!(peer.next("reset").await["type"], "Soft");
+    peer.next("done").await;
+    let said = hub.take_events().join("\n");
+    assert!(!said.contains("its own interval"), "{said}");
     hub.stop();
 }

@@ -112,6 +112,10 @@ pub struct OcppRun {
     /// again, s (default 120).
     #[serde(default = "default_limit_hold_s")]
     pub limit_hold_s: u32,
+    /// The meter value interval set at each charger's boot (`MeterValueSampleInterval`), s;
+    /// absent: each charger's own.
+    #[serde(default)]
+    pub meter_interval_s: Option<u32>,
     /// The chargers allowed.
     #[serde(default, rename = "charger")]
     pub chargers: Vec<OcppChargerRun>,
@@ -243,9 +247,13 @@ impl OcppRun {
                 safe_kw: c.safe_kw,
             });
         }
-        if self.call_timeout_ms == 0 || self.heartbeat_s == 0 || self.limit_hold_s == 0 {
+        if self.call_timeout_ms == 0
+            || self.heartbeat_s == 0
+            || self.limit_hold_s == 0
+            || self.meter_interval_s == Some(0)
+        {
             return Err(
-                "[ocpp] call_timeout_ms, heartbeat_s and limit_hold_s must be at least 1".into(),
+                "[ocpp] call_timeout_ms, heartbeat_s, limit_hold_s and meter_interval_s must be at least 1".into(),
             );
         }
         Ok(OcppConfig {
@@ -256,6 +264,7 @@ impl OcppRun {
             heartbeat_s: self.heartbeat_s,
             call_timeout: Duration::from_millis(self.call_timeout_ms),
             limit_hold_s: self.limit_hold_s,
+            meter_interval_s: self.meter_interval_s,
         })
     }
 }

@@ -85,6 +85,20 @@ pub struct OcppConfig {
     /// How long one of the EMS's limits holds before the safe default applies again, s of the
     /// charger's clock.
     pub limit_hold_s: u32,
+    /// The meter value interval set at each boot (`MeterValueSampleInterval`), s; `None`:
+    /// the charger's own.
+    pub meter_interval_s: Option<u32>,
+}
+
+/// One key of a charger's configuration as `GetConfiguration` reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigKey {
+    /// The key.
+    pub key: String,
+    /// Its value (none: the charger does not say).
+    pub value: Option<String>,
+    /// Whether the charger lets it be changed.
+    pub readonly: bool,
 }
 
 /// The SHA-256 of a password, hex: what the run file keeps of a charger's password.
@@ -297,6 +311,91 @@ impl OcppHub {
             .map_err(|_| format!("charger {identity} disconnected before answering {action}"))?
     }
 
+    /// Reads a charger's configuration (`GetConfiguration`; no keys: all it reports), with
+    /// the keys it does not know.
+    pub async fn get_configuration(
+        &self,
+        identity: &str,
+        keys: &[&str],
+    ) -> Result<(Vec<ConfigKey>, Vec<String>), String> {
+        let payload = if keys.is_empty() {
+            serde_json::json!({})
+        } else {
+            serde_json::json!({ "key": keys })
+        };
+        let answer = self.call(identity, "GetConfiguration", payload).await?;
+        let a: v16::GetConfigurationAnswer =
+            v16::read("GetConfiguration", &answer).map_err(|e| {
+                format!(
+                    "charger {identity} answered GetConfiguration: {}",
+                    e.description
+                )
+            })?;
+        Ok((
+            a.configuration_key
+                .into_iter()
+                .map(|k| ConfigKey {
+                    key: k.key.0,
+                    value: k.value.map(|v| v.0),
+                    readonly: k.readonly,
+                })
+                .collect(),
+            a.unknown_key.into_iter().map(|k| k.0).collect(),
+        ))
+    }
+
+    /// Changes one key of a charger's configuration (`ChangeConfiguration`); its answer:
+    /// `Accepted`, or `RebootRequired` (taken at its next boot). `Rejected` and
+    /// `NotSupported` are errors naming the key.
+    pub async fn change_configuration(
+        &self,
+        identity: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<&'static str, String> {
+        let answer = self
+            .call(
+                identity,
+                "ChangeConfiguration",
+                serde_json::json!({"key": key, "value": value}),
+            )
+            .await?;
+        match status_of(&answer) {
+            Some("Accepted") => Ok("Accepted"),
+            Some("RebootRequired") => Ok("RebootRequired"),
+            other => Err(format!(
+                "charger {identity} answered ChangeConfiguration of {key} with {}",
+                other.unwrap_or("no status")
+            )),
+        }
+    }
+
+    /// Restarts a charger (`Reset`, soft: it ends its transactions first; hard: at once).
+    pub async fn reset(&self, identity: &str, hard: bool) -> Result<(), String> {
+        let kind = if hard { "Hard" } else { "Soft" };
+        let answer = self
+            .call(identity, "Reset", serde_json::json!({ "type": kind }))
+            .await?;
+        accepted(identity, "Reset", &answer)
+    }
+
+    /// Asks a charger to send one of its messages now (`TriggerMessage`: `BootNotification`,
+    /// `Heartbeat`, `MeterValues`, `StatusNotification`, ...), for a connector or the whole
+    /// charger.
+    pub async fn trigger(
+        &self,
+        identity: &str,
+        message: &str,
+        connector: Option<u32>,
+    ) -> Result<(), String> {
+        let mut payload = serde_json::json!({ "requestedMessage": message });
+        if let Some(k) = connector {
+            payload["connectorId"] = k.into();
+        }
+        let answer = self.call(identity, "TriggerMessage", payload).await?;
+        accepted(identity, "TriggerMessage", &answer)
+    }
+
     /// Stops listening and closes every charger's connection.
     pub fn stop(&self) {
         self.task.abort();
@@ -412,6 +511,75 @@ impl OcppDevice {
         s
     }
 
+    /// The running transaction on this connector, if any.
+    pub fn transaction(&self) -> Option<i64> {
+        let st = self.hub.inner.lock();
+        st.chargers
+            .get(&self.identity)
+            .and_then(|c| c.connectors.get(&self.connector))
+            .and_then(|k| k.tx)
+            .filter(|t| st.transactions.get(t).is_some_and(|tx| !tx.stopped))
+    }
+
+    /// Stops the connector's running transaction (`RemoteStopTransaction`): the charger ends
+    /// it and sends its StopTransaction. An error when none runs or the charger refuses.
+    pub async fn remote_stop(&self) -> Result<i64, String> {
+        let tx = self
+            .transaction()
+            .ok_or_else(|| format!("{}: no transaction is running", self.id))?;
+        let answer = self
+            .hub
+            .call(
+                &self.identity,
+                "RemoteStopTransaction",
+                serde_json::json!({ "transactionId": tx }),
+            )
+            .await?;
+        accepted(&self.id, "RemoteStopTransaction", &answer)?;
+        Ok(tx)
+    }
+
+    /// Starts a transaction on this connector for `id_tag` (`RemoteStartTransaction`): the
+    /// charger starts it (and sends its StartTransaction) when a car is connected.
+    pub async fn remote_start(&self, id_tag: &str) -> Result<(), String> {
+        let answer = self
+            .hub
+            .call(
+                &self.identity,
+                "RemoteStartTransaction",
+                serde_json::json!({"connectorId": self.connector, "idTag": id_tag}),
+            )
+            .await?;
+        accepted(&self.id, "RemoteStartTransaction", &answer)
+    }
+
+    /// Takes the connector into service or out of it (`ChangeAvailability`); the answer:
+    /// `Accepted`, or `Scheduled` (once its running transaction ends).
+    pub async fn set_available(&self, available: bool) -> Result<&'static str, String> {
+        let kind = if available {
+            "Operative"
+        } else {
+            "Inoperative"
+        };
+        let answer = self
+            .hub
+            .call(
+                &self.identity,
+                "ChangeAvailability",
+                serde_json::json!({"connectorId": self.connector, "type": kind}),
+            )
+            .await?;
+        match status_of(&answer) {
+            Some("Accepted") => Ok("Accepted"),
+            Some("Scheduled") => Ok("Scheduled"),
+            other => Err(format!(
+                "{}: ChangeAvailability ({kind}) answered {}",
+                self.id,
+                other.unwrap_or("without a status")
+            )),
+        }
+    }
+
     /// The limit the charger last confirmed for this connector, kW.
     pub fn limit_kw(&self) -> Option<f64> {
         let st = self.hub.inner.lock();
@@ -487,6 +655,22 @@ impl OcppDevice {
             k.limit_kw = Some(got);
         }
         Ok(got)
+    }
+}
+
+/// The `status` of a charger's answer.
+fn status_of(answer: &Value) -> Option<&str> {
+    answer.get("status").and_then(Value::as_str)
+}
+
+/// An answer that must be `Accepted`; otherwise an error naming who and what.
+fn accepted(who: &str, action: &str, answer: &Value) -> Result<(), String> {
+    match status_of(answer) {
+        Some("Accepted") => Ok(()),
+        other => Err(format!(
+            "{who}: {action} answered {}",
+            other.unwrap_or("without a status")
+        )),
     }
 }
 

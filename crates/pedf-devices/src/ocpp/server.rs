@@ -391,15 +391,26 @@ async fn serve(mut ws: Ws, identity: String, version: Version, inner: Arc<Inner>
     }
 }
 
-/// The answer to one of the hub's own calls (the safe default at boot): a refusal is said.
+/// The answer to one of the hub's own calls (the meter value interval and the safe
+/// default at boot): a refusal is said with what it leaves.
 fn own_call_answered(inner: &Inner, identity: &str, action: &str, payload: &Value) {
     let status = payload.get("status").and_then(Value::as_str);
-    if status != Some("Accepted") {
+    let (fine, leaves) = match action {
+        "ChangeConfiguration" => (
+            matches!(status, Some("Accepted" | "RebootRequired")),
+            "it sends meter values at its own interval",
+        ),
+        _ => (
+            status == Some("Accepted"),
+            "its safe default is not in place",
+        ),
+    };
+    if !fine {
         let mut st = inner.lock();
         inner.event(
             &mut st,
             format!(
-                "charger {identity} answered {action} with {}: its safe default is not in place",
+                "charger {identity} answered {action} with {}: {leaves}",
                 status.unwrap_or("no status")
             ),
         );
@@ -440,6 +451,14 @@ fn handle(
                 inner.event(&mut st, what.clone());
                 if let Some(c) = st.chargers.get_mut(identity) {
                     c.booted = Some(what);
+                }
+                if let Some(secs) = inner.config.meter_interval_s {
+                    // The meter values the EMS needs, as often as it needs them.
+                    after.push(Outgoing {
+                        action: "ChangeConfiguration",
+                        payload: json!({"key": "MeterValueSampleInterval", "value": secs.to_string()}),
+                        reply: None,
+                    });
                 }
                 if let Some(entry) = inner.entry(identity) {
                     // The safe default of every connector, below the EMS's limits.

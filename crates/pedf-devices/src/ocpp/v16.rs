@@ -358,6 +358,28 @@ pub struct DataTransfer {
     pub data: Option<String>,
 }
 
+/// GetConfiguration.conf (section 6.23): the keys a charger reports, and those it does not
+/// know.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct GetConfigurationAnswer {
+    #[serde(default)]
+    pub configuration_key: Vec<KeyValue>,
+    #[serde(default)]
+    pub unknown_key: Vec<Text<50>>,
+}
+
+/// One configuration key of GetConfiguration.conf.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct KeyValue {
+    pub key: Text<50>,
+    pub readonly: bool,
+    pub value: Option<Text<500>>,
+}
+
 /// What a charger measured at one time, in pedf's units.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Reading {
