@@ -38,6 +38,57 @@ pub struct Order {
     pub reason: String,
 }
 
+/// What an operator may ask of a charger that allows it (an OCPP charger): end the running
+/// transaction, start one, take the connector out of service or back into it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChargerAction {
+    /// End the running transaction (OCPP RemoteStopTransaction).
+    Stop,
+    /// Start a transaction for an id tag (OCPP RemoteStartTransaction).
+    Start,
+    /// Take the connector out of service (OCPP ChangeAvailability Inoperative; after the
+    /// running transaction when one runs).
+    Disable,
+    /// Take it back into service.
+    Enable,
+}
+
+impl ChargerAction {
+    /// Every action, in the order the console shows them.
+    pub const ALL: [ChargerAction; 4] = [
+        ChargerAction::Stop,
+        ChargerAction::Start,
+        ChargerAction::Disable,
+        ChargerAction::Enable,
+    ];
+
+    /// Its name in the API (`stop`, `start`, `disable`, `enable`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ChargerAction::Stop => "stop",
+            ChargerAction::Start => "start",
+            ChargerAction::Disable => "disable",
+            ChargerAction::Enable => "enable",
+        }
+    }
+}
+
+/// An operator's command to a charger (`POST /api/v1/chargers/{id}/command`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChargerCommand {
+    /// The charger's device id.
+    pub charger: String,
+    /// What to do.
+    pub action: ChargerAction,
+    /// The id tag a started transaction is for (`start`).
+    pub id_tag: Option<String>,
+    /// Who asked (the token's label and role), for the audit.
+    pub by: String,
+    /// The operator's reason.
+    pub reason: String,
+}
+
 /// One raw value of a device.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
@@ -131,6 +182,9 @@ pub struct ChargerLive {
     pub setpoint_kw: Option<f64>,
     /// The car on it, when its sessions are tracked.
     pub session: Option<SessionLive>,
+    /// What an operator may ask of it ([`ChargerCommand`]; none: its protocol takes no
+    /// commands but the EMS's setpoints).
+    pub actions: Vec<ChargerAction>,
 }
 
 /// A car on a charger as the EMS tracks it.

@@ -40,6 +40,8 @@ pub async fn run_and_serve(
         io.mode = Some(mode_rx);
         let (orders_tx, orders_rx) = tokio::sync::mpsc::channel(64);
         io.orders = Some(orders_rx);
+        let (commands_tx, commands_rx) = tokio::sync::mpsc::channel(16);
+        io.commands = Some(commands_rx);
         let services = EmsServices {
             park: park.clone(),
             store: cfg.store.clone(),
@@ -60,7 +62,8 @@ pub async fn run_and_serve(
             stop_rx.clone(),
         )
         .with_time(cfg.time)
-        .with_orders(orders_tx);
+        .with_orders(orders_tx)
+        .with_commands(commands_tx);
         let tls = match (&srv.tls_cert, &srv.tls_key) {
             (Some(c), Some(k)) => Some(pedf_server::tls_config(c, k)?),
             _ => None,

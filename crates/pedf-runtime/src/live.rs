@@ -335,6 +335,7 @@ mod tests {
             kw: Some(40.0),
             setpoint_kw: None,
             session: None,
+            actions: Vec::new(),
         }];
         let mut closed = Vec::new();
         // One second steps over 15 min and a bit.

@@ -700,3 +700,191 @@ fn prometheus_parse(text: &str) -> serde_json::Value {
     );
     serde_json::from_slice(&out.stdout).unwrap()
 }
+
+/// An operator commands an OCPP charger through the API (the `ocpp` package's charge point,
+/// which checks every request against the 1.6 schemas): a transaction started for an id tag
+/// and stopped, the connector out of service once it ends, each answered with what the
+/// charger did, audited and an event; a charger whose protocol takes no commands, a viewer,
+/// a start without an id tag and a stop with nothing running are refused with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_commands_an_ocpp_charger() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let password = "pw-0123456789abcdef";
+    let ems = Ems::start_with(
+        "command",
+        "\n[[connection]]\nid = \"chargers\"\nkind = \"ocpp\"\n\n[[device]]\nid = \"ev-02\"\ncapability = \"ev-charger\"\nasset = \"ev-02\"\nconnection = \"chargers\"\nstale_after_ms = 5000\n",
+        &format!(
+            "\n[ocpp]\nlisten = \"127.0.0.1:{port}\"\nid_tags = [\"TAG-0001\"]\n\n[[ocpp.charger]]\nidentity = \"CP-02\"\npassword_sha256 = \"{}\"\nunit = \"A\"\nsafe_kw = 4.1\nconnectors = [{{ connector = 1, device = \"ev-02\" }}]\n",
+            pedf_devices::ocpp::password_hash(password)
+        ),
+    )
+    .await;
+    let python = std::path::Path::new(common::ROOT).join(".venv-peers/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/setup",
+        python.display()
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the EMS never listened for OCPP");
+        tokio::task::yield_now().await;
+    }
+    let mut peer = std::process::Command::new(python)
+        .arg(std::path::Path::new(common::ROOT).join("tests/peers/ocpp_cp16.py"))
+        .args([
+            &format!("ws://127.0.0.1:{port}/ocpp"),
+            "CP-02",
+            password,
+            "operate",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let c = client();
+    let b = &ems.base;
+    let state = || async {
+        let (_, v) = get(&c, &format!("{b}/api/v1/state"), Some(&ems.viewer)).await;
+        v
+    };
+    let charger = |v: &Value, id: &str| {
+        v["chargers"]
+            .as_array()
+            .and_then(|a| a.iter().find(|x| x["id"] == id).cloned())
+            .unwrap_or(Value::Null)
+    };
+    // The OCPP charger takes commands; the simulated MQTT one does not.
+    let ok = eventually(20.0, || async {
+        let v = state().await;
+        charger(&v, "ev-02")["actions"] == json!(["stop", "start", "disable", "enable"])
+            && charger(&v, "ev-01")["actions"] == json!([])
+            && v["devices"].as_array().is_some_and(|d| {
+                d.iter()
+                    .any(|x| x["id"] == "ev-02" && x["quality"] == "good")
+            })
+    })
+    .await;
+    assert!(ok, "ev-02 never answered: {}", state().await);
+    let post = |id: &'static str, token: String, body: &'static str| {
+        let c = c.clone();
+        let url = format!("{b}/api/v1/chargers/{id}/command");
+        async move {
+            send(
+                &c,
+                reqwest::Method::POST,
+                &url,
+                &token,
+                body,
+                "application/json",
+            )
+            .await
+        }
+    };
+    let op = ems.operator.clone();
+    let (s, v) = post("ev-01", op.clone(), r#"{"action": "stop"}"#).await;
+    assert_eq!(s, 409, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("takes no `stop`"),
+        "{v}"
+    );
+    let (s, v) = post("ev-02", ems.viewer.clone(), r#"{"action": "stop"}"#).await;
+    assert_eq!(s, 403, "{v}");
+    let (s, v) = post("ev-02", op.clone(), r#"{"action": "start"}"#).await;
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("start needs id_tag"),
+        "{v}"
+    );
+    let (s, v) = post("ev-02", op.clone(), r#"{"action": "stop"}"#).await;
+    assert_eq!(s, 502, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("no transaction is running"),
+        "{v}"
+    );
+    let (s, v) = post(
+        "ev-02",
+        op.clone(),
+        r#"{"action": "start", "id_tag": "TAG-0001", "reason": "the driver's card is lost"}"#,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert!(
+        v["outcome"].as_str().unwrap().starts_with("accepted"),
+        "{v}"
+    );
+    // The charger's transaction is the park's session on ev-02.
+    let ok = eventually(10.0, || async {
+        charger(&state().await, "ev-02")["session"].is_object()
+    })
+    .await;
+    assert!(ok, "no session on ev-02: {}", state().await);
+    let (s, v) = post("ev-02", op.clone(), r#"{"action": "stop"}"#).await;
+    assert_eq!(s, 200, "{v}");
+    assert!(v["outcome"].as_str().unwrap().contains("ended"), "{v}");
+    let ok = eventually(10.0, || async {
+        charger(&state().await, "ev-02")["session"].is_null()
+    })
+    .await;
+    assert!(ok, "the session on ev-02 did not end: {}", state().await);
+    // Out of service with no car (while one charges it is scheduled: the device tests).
+    let (s, v) = post("ev-02", op.clone(), r#"{"action": "disable"}"#).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["outcome"], "out of service", "{v}");
+    let (s, v) = post("ev-02", op.clone(), r#"{"action": "enable"}"#).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["outcome"], "in service", "{v}");
+    // Each command audited and said, refusals too.
+    let ok = eventually(5.0, || async {
+        let (_, a) = get(
+            &c,
+            &format!("{b}/api/v1/audit?limit=1000"),
+            Some(&ems.operator),
+        )
+        .await;
+        let a = a.as_array().cloned().unwrap_or_default();
+        let of = |what: &str, outcome: &str| {
+            a.iter().any(|x| {
+                x["device"] == "ev-02"
+                    && x["reason"].as_str().is_some_and(|r| r.starts_with(what))
+                    && x["outcome"]
+                        .as_str()
+                        .is_some_and(|o| o.starts_with(outcome))
+            })
+        };
+        of("command start: the driver's card is lost", "ok")
+            && of("command stop", "refused")
+            && of("command stop", "ok")
+            && of("command disable", "ok")
+            && of("command enable", "ok")
+    })
+    .await;
+    let (_, a) = get(
+        &c,
+        &format!("{b}/api/v1/audit?limit=1000"),
+        Some(&ems.operator),
+    )
+    .await;
+    assert!(ok, "commands not all audited: {a}");
+    let (_, ev) = get(
+        &c,
+        &format!("{b}/api/v1/events?limit=1000"),
+        Some(&ems.viewer),
+    )
+    .await;
+    assert!(
+        ev.as_array().unwrap().iter().any(|e| e["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("stop on ev-02 by ") && m.contains("ended"))),
+        "{ev}"
+    );
+    let _ = peer.kill();
+    let _ = peer.wait();
+    ems.stop().await;
+}

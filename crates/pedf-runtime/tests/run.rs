@@ -157,9 +157,8 @@ async fn a_full_disk_is_reported_and_control_goes_on() {
         tokio::sync::watch::channel(Arc::new(pedf_runtime::live::Live::default()));
     let io = RunIo {
         live: Some(live_tx),
-        mode: None,
-        orders: None,
         store_max_pages_for_test: Some(pages + 3),
+        ..RunIo::default()
     };
     // The run stops 6 cycles after the full disk is reported (or after 60 s without it).
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

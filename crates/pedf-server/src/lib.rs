@@ -96,6 +96,8 @@ struct Inner {
     time: pedf_core::time::TimeSource,
     /// Operators' orders on EV sessions, to the run loop.
     orders: Option<tokio::sync::mpsc::Sender<Order>>,
+    /// Operators' commands to chargers, to the run loop.
+    commands: Option<Commands>,
     /// Failed logins per peer address in the running minute.
     failed_logins: access::FailedLogins,
     /// Tokens revoked while the server runs: their open streams end.
@@ -161,6 +163,7 @@ impl AppState {
                 secure_cookie: false,
                 time: pedf_core::time::TimeSource::wall(),
                 orders: None,
+                commands: None,
                 failed_logins: Default::default(),
                 revoked: watch::channel(Default::default()).0,
             }),
@@ -192,10 +195,25 @@ impl AppState {
         self
     }
 
+    /// Takes operators' commands to chargers to the run loop (`RunIo::commands`).
+    pub fn with_commands(mut self, commands: Commands) -> AppState {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.commands = Some(commands);
+        }
+        self
+    }
+
     fn store(&self) -> std::sync::MutexGuard<'_, Store> {
         self.inner.store.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
+
+/// Where the outcome of an operator's command to a charger goes: what the charger did, or
+/// why it did not (refused, not connected, no answer).
+pub type CommandReply = tokio::sync::oneshot::Sender<Result<String, String>>;
+
+/// The channel of operators' commands to chargers, server to run loop.
+pub type Commands = tokio::sync::mpsc::Sender<(pedf_core::live::ChargerCommand, CommandReply)>;
 
 /// The routes of the API (method, path): the OpenAPI document lists exactly these.
 pub const ROUTES: &[(&str, &str)] = &[
@@ -207,6 +225,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/mode"),
     ("put", "/api/v1/mode"),
     ("put", "/api/v1/chargers/{id}/session"),
+    ("post", "/api/v1/chargers/{id}/command"),
     ("get", "/api/v1/events"),
     ("post", "/api/v1/events/{id}/ack"),
     ("get", "/api/v1/audit"),
@@ -235,6 +254,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/stream", get(stream))
         .route("/api/v1/mode", get(mode_get).put(mode_put))
         .route("/api/v1/chargers/{id}/session", put(session_put))
+        .route("/api/v1/chargers/{id}/command", post(live::command_post))
         .route("/api/v1/events", get(events))
         .route("/api/v1/events/{id}/ack", post(history::event_ack))
         .route("/api/v1/audit", get(audit))

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
 use axum::Json;
-use pedf_core::live::{Live, Mode, ModeView, Order};
+use pedf_core::live::{ChargerAction, ChargerCommand, Live, Mode, ModeView, Order};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::watch;
@@ -177,6 +177,108 @@ pub(crate) async fn mode_put(
         .fetch_add(1, Ordering::Relaxed);
     s.inner.mode.send_replace(mode);
     Ok(Json(view))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CommandBody {
+    action: ChargerAction,
+    #[serde(default)]
+    id_tag: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// How long the API waits for a charger to do what an operator asked (the charger's own
+/// call timeout is shorter).
+const COMMAND_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// An operator's command to a charger that takes commands (an OCPP charger: its transaction
+/// stopped or started, its connector out of service or back in). Answered with what the
+/// charger did, or why it did not; the run loop audits it and says it in an event.
+pub(crate) async fn command_post(
+    c: Caller,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Body(b): Body<CommandBody>,
+) -> Result<Json<Value>, ApiError> {
+    c.require(Role::Operator)?;
+    let action = b.action.name();
+    let id_tag = match (b.action, b.id_tag) {
+        (ChargerAction::Start, None) => return Err(bad_request(
+            "start needs id_tag: the id tag the transaction is for (the run file's [ocpp] id_tags)",
+            "start 需要 id_tag：交易所属的标识（运行文件 [ocpp] id_tags 中的一个）",
+        )),
+        (_, Some(t)) if t.is_empty() || t.chars().count() > 20 => {
+            return Err(bad_request(
+                format!("id_tag: `{t}` is not an OCPP id tag; give 1 to 20 characters"),
+                format!("id_tag：`{t}` 不是 OCPP 标识；请给 1 到 20 个字符"),
+            ))
+        }
+        (_, t) => t,
+    };
+    let live = s.inner.live.borrow().clone();
+    let Some(charger) = live.chargers.iter().find(|x| x.id == id) else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no charger `{id}` (the chargers are in /api/v1/state)"),
+            format!("没有充电桩 `{id}`（充电桩列在 /api/v1/state）"),
+        ));
+    };
+    if !charger.actions.contains(&b.action) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("{id} takes no `{action}`: its protocol carries only the EMS's setpoints (an OCPP charger takes stop, start, disable and enable)"),
+            format!("{id} 不接受 `{action}`：其协议只传递 EMS 的设定值（OCPP 充电桩接受 stop、start、disable、enable）"),
+        ));
+    }
+    let Some(tx) = &s.inner.commands else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this server takes no charger commands",
+            "此服务器不接受充电桩指令",
+        ));
+    };
+    let command = ChargerCommand {
+        charger: id.clone(),
+        action: b.action,
+        id_tag,
+        by: c.who(),
+        reason: b.reason.unwrap_or_else(|| "from the API".into()),
+    };
+    let (reply, outcome) = tokio::sync::oneshot::channel();
+    tx.try_send((command, reply)).map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the EMS is not taking commands now; try again",
+            "EMS 暂时不接受指令；请重试",
+        )
+    })?;
+    s.inner
+        .counters
+        .control_actions
+        .fetch_add(1, Ordering::Relaxed);
+    match tokio::time::timeout(COMMAND_WAIT, outcome).await {
+        Ok(Ok(Ok(done))) => Ok(Json(
+            json!({"charger": id, "action": action, "outcome": done}),
+        )),
+        Ok(Ok(Err(why))) => Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            format!("{id} did not {action}: {why}"),
+            format!("{id} 未执行 {action}：{why}"),
+        )),
+        _ => Err(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!(
+                "no outcome of {action} on {id} within {} s; see the events",
+                COMMAND_WAIT.as_secs()
+            ),
+            format!(
+                "{} 秒内未得到 {id} 执行 {action} 的结果；请查看事件",
+                COMMAND_WAIT.as_secs()
+            ),
+        )),
+    }
 }
 
 #[derive(Deserialize)]

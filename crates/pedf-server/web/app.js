@@ -67,6 +67,7 @@ const I18N = {
     'h.avoided': '减排 kg', 'h.selfsuff': '自给率',
     'live.chargers': '充电桩', 'ch.charging': '充电中', 'ch.waiting': '车辆在桩，未充电', 'ch.idle': '空闲', 'ch.lost': '未应答',
     'ch.limit': '限值', 'ch.session': '本次', 'ch.leaves': '预计离开', 'ch.green': '今日绿电占比',
+    'cmd.stop': '结束充电', 'cmd.start': '开始充电', 'cmd.disable': '停用', 'cmd.enable': '启用', 'cmd.tag': '标识（开始充电用）',
     'ch.kwh': '需要的电量 kWh', 'ch.set': '设置本次充电', 'ch.pick': '点击充电桩设置车辆需要的电量和离开时间（运行人员）',
     'stale.old': '数据已过时：最近一次更新在 {n} 秒前', 'msg.network': '无法连接服务器',
     'pt.objective_cny': '目标函数 元', 'pt.energy_cost_cny': '购电电费 元', 'pt.export_revenue_cny': '售电收入 元',
@@ -140,6 +141,7 @@ const I18N = {
     'h.avoided': 'Avoided kg', 'h.selfsuff': 'Self-sufficiency',
     'live.chargers': 'EV chargers', 'ch.charging': 'charging', 'ch.waiting': 'car plugged in, not charging', 'ch.idle': 'free', 'ch.lost': 'not answering',
     'ch.limit': 'limit', 'ch.session': 'session', 'ch.leaves': 'leaves', 'ch.green': 'green share today',
+    'cmd.stop': 'Stop charging', 'cmd.start': 'Start charging', 'cmd.disable': 'Out of service', 'cmd.enable': 'Back in service', 'cmd.tag': 'id tag (to start)',
     'ch.kwh': 'energy the car needs kWh', 'ch.set': 'Set the session', 'ch.pick': 'Click a charger to set what its car needs and when it leaves (operator)',
     'stale.old': 'Data out of date: last update {n} s ago', 'msg.network': 'The server cannot be reached',
     'pt.objective_cny': 'Objective CNY', 'pt.energy_cost_cny': 'Energy cost CNY', 'pt.export_revenue_cny': 'Export revenue CNY',
@@ -358,11 +360,25 @@ function renderChargers(s) {
         $('session-charger').textContent = c.id;
         const now = live && live.chargers.find((x) => x.id === c.id);
         if (now && now.session) $('session-kwh').value = now.session.requested_kwh.toFixed(1);
+        // The commands its protocol takes (an OCPP charger's), if any.
+        const acts = (now && now.actions) || [];
+        $('charger-actions').hidden = !acts.length;
+        document.querySelectorAll('#charger-actions [data-action]').forEach((x) => { x.hidden = !acts.includes(x.dataset.action); });
+        $('charger-tag').hidden = !acts.includes('start');
       };
     } else e.onclick = null;
     e.title = q && q.last_ok ? `${t('dev.last')}: ${fmtDateTime(q.last_ok)}` : '';
     return e;
   }));
+}
+
+// What a charger did with an operator's command, in the page's language.
+function cmdOutcome(o) {
+  if (lang !== 'zh') return o;
+  return o.replace(/^transaction (\d+) ended$/, '交易 $1 已结束')
+    .replace(/^accepted: a transaction for (.+) starts when a car is connected$/, '已接受：车辆连接后为 $1 开始交易')
+    .replace(/^scheduled: out of service when its transaction ends$/, '已安排：本次交易结束后停用')
+    .replace(/^out of service$/, '已停用').replace(/^in service$/, '已启用');
 }
 
 // The strategy the EMS says it follows, in the page's language (its known forms; a reason
@@ -387,6 +403,7 @@ const EVENT_ZH = [
   [/^car left (\S+): ([\d.]+) of ([\d.]+) kWh in ([\d.]+) h(.*)$/, (m) => `车辆离开 ${m[1]}：${m[4]} 小时充 ${m[2]} / ${m[3]} kWh${m[5].replace(/^, ([\d.]+) kWh short$/, '，少充 $1 kWh').replace(' (before its expected departure)', '（早于预计离开时间）')}`],
   [/^re-planned \((.+)\): plan #(\d+) \((.+?)\) active(?:, replacing plan #(\d+) \((.+)\))?$/, (m) => `已重新计划（${m[1].replace(/every (\d+) min/, '每 $1 分钟')}）：执行计划 #${m[2]}（${strategyWords(m[3])}）${m[4] ? `，替换计划 #${m[4]}` : ''}`],
   [/^re-plan failed \((.+?)\): (.+)$/, (m) => `重新计划失败（${m[1]}）：${m[2]}`],
+  [/^(stop|start|disable|enable) on (\S+) by (.+?) \((.*)\): (.+)$/, (m) => `${t('cmd.' + m[1])} ${m[2]}，操作人 ${m[3]}（${m[4]}）：${m[5].startsWith('not done: ') ? '未执行：' + m[5].slice(10) : cmdOutcome(m[5])}`],
   [/^planned (\S+) ahead \((.+)\): plan #(\d+) \((.+?)\) active for it(?:, replacing plan #(\d+) \((.+)\))?$/, (m) => `已提前计划 ${m[1]}（${m[2].replace(/every (\d+) min/, '每 $1 分钟')}）：计划 #${m[3]}（${strategyWords(m[4])}）为其执行计划${m[5] ? `，替换计划 #${m[5]}` : ''}`],
   [/^planned (\S+) ahead \((.+)\): plan #(\d+) \((.+?)\) stored; plan #(\d+) \((.+)\) stays active for it$/, (m) => `已提前计划 ${m[1]}（${m[2].replace(/every (\d+) min/, '每 $1 分钟')}）：计划 #${m[3]}（${strategyWords(m[4])}）已保存；计划 #${m[5]}（${strategyWords(m[6])}）仍为其执行计划`],
   [/^planning (\S+) ahead failed \((.+?)\): (.+); it starts without a plan \(self-consumption\) until its first re-plan$/, (m) => `提前计划 ${m[1]} 失败（${m[2]}）：${m[3]}；该日开始时无计划（自发自用），直到首次重新计划`],
@@ -869,6 +886,17 @@ document.addEventListener('DOMContentLoaded', () => {
       say(`${t('msg.saved')}: ${sessionCharger}`, 'ok');
     } catch (err) { fail(err); }
   };
+  document.querySelectorAll('#charger-actions [data-action]').forEach((b) => {
+    b.onclick = async () => {
+      if (!sessionCharger) return;
+      const body = { action: b.dataset.action, reason: 'from the dashboard' };
+      if (b.dataset.action === 'start') body.id_tag = $('charger-tag').value.trim();
+      try {
+        const r = await api('POST', `/api/v1/chargers/${encodeURIComponent(sessionCharger)}/command`, body);
+        say(`${sessionCharger}: ${cmdOutcome(r.outcome)}`, 'ok');
+      } catch (err) { fail(err); }
+    };
+  });
   $('token-form').onsubmit = async (e) => {
     e.preventDefault();
     const body = { label: $('token-label').value.trim(), role: $('token-role').value };

@@ -240,6 +240,15 @@ impl OcppHub {
         })
     }
 
+    /// Whether a charger's connector is this device.
+    pub fn has_device(&self, device: &str) -> bool {
+        self.inner
+            .config
+            .chargers
+            .iter()
+            .any(|c| c.connectors.iter().any(|k| k.device == device))
+    }
+
     /// The device of a connector, if a charger has it.
     pub fn device(&self, device: &str, stale_after: Duration) -> Option<OcppDevice> {
         self.inner.config.chargers.iter().find_map(|c| {

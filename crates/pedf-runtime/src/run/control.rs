@@ -88,6 +88,8 @@ impl Cycle {
             active_plan,
             curtailment,
             limits,
+            time,
+            commands_done,
             ..
         } = self;
         let controlled = &devices.controlled;
@@ -96,6 +98,7 @@ impl Cycle {
         Self::take_sessions(
             park, writer, devices, sessions, without, replanner, tracked, now, states, io,
         );
+        super::commands::take_commands(devices, *time, commands_done, writer, now, io);
         let chargers: Vec<ChargerNow> = controlled
             .iter()
             .filter(|c| c.capability == Capability::EvCharger)

@@ -41,6 +41,7 @@ use tokio::sync::watch;
 
 pub use crate::config::{RunConfig, ServerConfig};
 
+mod commands;
 mod control;
 mod publish;
 mod record;
@@ -78,6 +79,10 @@ pub struct RunIo {
     pub mode: Option<watch::Receiver<Mode>>,
     /// Operators' orders on EV sessions (energy, departure), from the server.
     pub orders: Option<tokio::sync::mpsc::Receiver<crate::sessions::Order>>,
+    /// Operators' commands to chargers, from the server, with where each outcome goes.
+    pub commands: Option<
+        tokio::sync::mpsc::Receiver<(pedf_core::live::ChargerCommand, pedf_server::CommandReply)>,
+    >,
     /// Caps the store file at this many pages, as a full disk would (tests).
     #[doc(hidden)]
     pub store_max_pages_for_test: Option<i64>,
@@ -184,6 +189,10 @@ pub(super) struct Cycle {
     started: DateTime<Utc>,
     /// The load the controller worked with last cycle (derived from the grid meter), kW.
     load_estimate: Option<f64>,
+    /// The EMS's clock.
+    time: pedf_core::time::TimeSource,
+    /// Operators' commands to chargers carried out, to be audited.
+    commands_done: commands::CommandsDone,
     summary: RunSummary,
     timing: pedf_core::live::CycleTiming,
 }
@@ -365,6 +374,8 @@ impl Cycle {
             unclean_since: unclean.last().copied(),
             started: now,
             load_estimate: None,
+            time: cfg.time,
+            commands_done: Default::default(),
             summary: RunSummary::default(),
             timing: Default::default(),
             device_list: set

@@ -14,6 +14,7 @@ use super::writer::{StoreWriter, Write};
 use crate::live::{ChargerLive, Flows};
 use crate::so_far::SoFar;
 use pedf_control::Mode;
+use pedf_core::live::ChargerAction;
 
 use super::{Cycle, Decision, Measured};
 
@@ -263,6 +264,12 @@ impl Cycle {
                     // Filled in with the day's accounting when the state is published.
                     green_share: None,
                 }),
+                // An OCPP charger takes an operator's commands.
+                actions: if devices.ocpp.as_ref().is_some_and(|h| h.has_device(&c.id)) {
+                    ChargerAction::ALL.to_vec()
+                } else {
+                    Vec::new()
+                },
             })
             .collect();
         Self::replan(

@@ -42,6 +42,11 @@ pub fn ems_origin() -> chrono::DateTime<chrono::Utc> {
 
 impl Ems {
     pub async fn start(name: &str) -> Ems {
+        Ems::start_with(name, "", "").await
+    }
+
+    /// The same with more devices in the device list and more tables in the run file.
+    pub async fn start_with(name: &str, more_devices: &str, more_run: &str) -> Ems {
         let dir = std::env::temp_dir().join(format!("pedf-server-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -54,10 +59,15 @@ impl Ems {
         )
         .await
         .expect("simulated park");
+        if !more_devices.is_empty() {
+            let mut devices = std::fs::read_to_string(dir.join("devices.toml")).unwrap();
+            devices.push_str(more_devices);
+            std::fs::write(dir.join("devices.toml"), devices).unwrap();
+        }
         std::fs::write(
             dir.join("run.toml"),
             format!(
-                "park = \"{ROOT}/config/qingzhou-pedf.toml\"\ndevices = \"devices.toml\"\nstore = \"pedf.sqlite\"\ncycle_ms = 200\n\n[server]\nlisten = \"127.0.0.1:0\"\nemission_factors = \"{ROOT}/config/emission-factors/china-grid.toml\"\n\n[replan]\ninputs = \"{ROOT}/simulations/qingzhou-pedf/day-inputs\"\n"
+                "park = \"{ROOT}/config/qingzhou-pedf.toml\"\ndevices = \"devices.toml\"\nstore = \"pedf.sqlite\"\ncycle_ms = 200\n\n[server]\nlisten = \"127.0.0.1:0\"\nemission_factors = \"{ROOT}/config/emission-factors/china-grid.toml\"\n\n[replan]\ninputs = \"{ROOT}/simulations/qingzhou-pedf/day-inputs\"\n{more_run}"
             ),
         )
         .unwrap();
@@ -75,6 +85,7 @@ impl Ems {
         let (mode_tx, mode_rx) = watch::channel(Mode::Automatic);
         let (stop, stop_rx) = watch::channel(false);
         let (orders_tx, orders_rx) = tokio::sync::mpsc::channel(64);
+        let (commands_tx, commands_rx) = tokio::sync::mpsc::channel(16);
         let time = cfg.time;
         // The application's services (carbon, history, certificates) on the EMS's store.
         let services = pedf_runtime::services::EmsServices {
@@ -97,7 +108,8 @@ impl Ems {
             stop_rx.clone(),
         )
         .with_time(time)
-        .with_orders(orders_tx);
+        .with_orders(orders_tx)
+        .with_commands(commands_tx);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(pedf_server::serve(listener, state, stop_rx.clone()));
@@ -109,6 +121,7 @@ impl Ems {
                 live: Some(live_tx),
                 mode: Some(mode_rx),
                 orders: Some(orders_rx),
+                commands: Some(commands_rx),
                 ..RunIo::default()
             },
             async move {
