@@ -240,7 +240,7 @@ fn the_demo_runs_the_park_and_serves_the_dashboard() {
 /// The newcomer's view: the dashboard in a browser, logged in with the token the demo printed.
 #[cfg(unix)]
 async fn dashboard_shows_the_live_park(base: &str, token: &str, dir: &std::path::Path) {
-    use chromium::{click, log_in, shot, start_browser, text, wait_text};
+    use chromium::{click, log_in, shot, start_browser, text, wait_js, wait_text};
 
     let (_driver, c) = start_browser(&dir.join("chromium-profile")).await;
     c.goto(&format!("{base}/")).await.unwrap();
@@ -257,6 +257,36 @@ async fn dashboard_shows_the_live_park(base: &str, token: &str, dir: &std::path:
     let (ok, t) = wait_text(&c, "#v-load", 15.0, |t| kw(t) && t != first).await;
     assert!(ok, "the live load stayed at `{t}`");
     shot(&c, ROOT, "demo-live.png").await;
+    // The OCPP chargers take the operator's commands from their card; an MQTT one does not.
+    // The demo's OCPP charger ev-20 taken out of service and back (through the API, the run
+    // loop and OCPP to the simulated charge point), answered on the page in Chinese.
+    click(&c, "#chargers [data-id=ev-01]").await;
+    let (ok, v) = wait_js(
+        &c,
+        "return document.getElementById('charger-actions').hidden",
+        5.0,
+        |v| v == true,
+    )
+    .await;
+    assert!(ok, "ev-01 (MQTT) shows commands: {v}");
+    click(&c, "#chargers [data-id=ev-20]").await;
+    let (ok, v) = wait_js(
+        &c,
+        "return document.getElementById('charger-actions').hidden",
+        5.0,
+        |v| v == false,
+    )
+    .await;
+    assert!(ok, "ev-20 (OCPP) shows no commands: {v}");
+    click(&c, "#charger-actions [data-action=disable]").await;
+    let (ok, t) = wait_text(&c, "#msg", 15.0, |t| {
+        t.starts_with("ev-20: ") && (t.contains("已停用") || t.contains("已安排"))
+    })
+    .await;
+    assert!(ok, "out of service: `{t}`");
+    click(&c, "#charger-actions [data-action=enable]").await;
+    let (ok, t) = wait_text(&c, "#msg", 15.0, |t| t == "ev-20: 已启用").await;
+    assert!(ok, "back in service: `{t}`");
     click(&c, "[data-page=devices]").await;
     let (ok, t) = wait_text(&c, "#devices", 5.0, |t| {
         ["bess-1", "grid-meter", "pv-carport", "ev-01", "ev-20", "hvac", "cold-storage"]

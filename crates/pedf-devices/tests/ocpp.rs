@@ -569,6 +569,27 @@ async fn the_simulated_charge_point_charges_a_car_under_the_hubs_limit() {
     let got = dev.set_limit(5.0).await.unwrap();
     assert!((got - 5.0).abs() < 1e-9, "{got}");
     assert_eq!(*cp.command_kw.lock().unwrap(), Some(5.0));
+    // The operator's commands: out of service once the transaction ends, which a remote stop
+    // ends; the car, still plugged in, draws nothing until a remote start.
+    assert_eq!(dev.set_available(false).await.unwrap(), "Scheduled");
+    let tx = dev.remote_stop().await.unwrap();
+    wait_state(&dev, "out of service", |s| {
+        s.good(Field::ChargerState, now()) == Some(3.0)
+    })
+    .await;
+    assert_eq!(dev.transaction(), None);
+    assert_eq!(*cp.command_kw.lock().unwrap(), Some(0.0));
+    assert!(
+        dev.remote_start("TAG-0001").await.is_err(),
+        "out of service"
+    );
+    assert_eq!(dev.set_available(true).await.unwrap(), "Accepted");
+    dev.remote_start("TAG-0001").await.unwrap();
+    wait_state(&dev, "charging again", |s| {
+        s.good(Field::ChargerState, now()) == Some(2.0)
+    })
+    .await;
+    assert!(dev.transaction().is_some_and(|t| t != tx));
     cp.present
         .store(false, std::sync::atomic::Ordering::Relaxed);
     wait_state(&dev, "free", |s| {

@@ -5,7 +5,10 @@
 //! charging profiles: the limit of the highest stack level (a transaction's profile over the
 //! defaults) is what the car may draw, answered back as the composite schedule. Written here
 //! from the OCPP 1.6 specification, apart from pedf's central system; it reconnects when the
-//! connection drops and carries its transaction over.
+//! connection drops and carries its transaction over. It takes the central system's remote
+//! stop (the car stays plugged in and draws nothing until it leaves), remote start (for a car
+//! plugged in) and changes of availability (out of service after the running transaction:
+//! the car draws nothing until it is back in service).
 //!
 //! The same handles as the MQTT charger ([`crate::mqtt::SimMqttDevice`]): the demo's physics
 //! reads the limit in `command_kw`, sets the car's draw in `power_kw` and the car's presence
@@ -53,6 +56,18 @@ struct Car {
     tx: Option<i64>,
     wh: f64,
     next_id: u64,
+    /// In service (ChangeAvailability Operative).
+    available: bool,
+    /// Out of service once the running transaction ends.
+    unavailable_after_tx: bool,
+    /// The running transaction is to end (RemoteStopTransaction).
+    stop_asked: bool,
+    /// The car's transaction was ended remotely: none starts again until it leaves.
+    stopped: bool,
+    /// The id tag of a remote start.
+    start_tag: Option<String>,
+    /// A status to send.
+    status_due: Option<&'static str>,
 }
 
 impl SimOcppCharger {
@@ -73,6 +88,12 @@ impl SimOcppCharger {
             tx: None,
             wh: 0.0,
             next_id: 0,
+            available: true,
+            unavailable_after_tx: false,
+            stop_asked: false,
+            stopped: false,
+            start_tag: None,
+            status_due: None,
         };
         let (power_kw, command_kw, present) = (
             car.power_kw.clone(),
@@ -141,6 +162,21 @@ fn now() -> String {
 }
 
 impl Car {
+    /// Out of service or stopped remotely: the car draws nothing.
+    fn held(&self) -> bool {
+        !self.available || self.stopped
+    }
+
+    /// The limit the car takes now, for the physics.
+    fn command(&self) -> Option<()> {
+        *self.command_kw.lock().ok()? = if self.held() {
+            Some(0.0)
+        } else {
+            self.limit_kw()
+        };
+        Some(())
+    }
+
     /// The limit in force: a transaction's profile for this transaction over the defaults,
     /// the highest stack level of each.
     fn limit_kw(&self) -> Option<f64> {
@@ -189,25 +225,47 @@ impl Car {
             }
             let kw = *self.power_kw.lock().ok()?;
             self.wh += kw * 1000.0 * period.as_secs_f64() * speed / 3600.0;
-            *self.command_kw.lock().ok()? = self.limit_kw();
+            if let Some(s) = self.status_due.take() {
+                self.status(ws, s).await?;
+            }
             let here = self.present.load(Ordering::Relaxed);
+            if !here {
+                self.stopped = false;
+            }
+            let held = self.held();
+            self.command()?;
             match (here, self.tx) {
-                (true, None) => {
+                (true, None) if !held => {
                     self.status(ws, "Preparing").await?;
+                    let tag = self.start_tag.take().unwrap_or_else(|| "DEMO-CAR".into());
                     let r = self
-                        .call(ws, "StartTransaction", json!({"connectorId": 1, "idTag": "DEMO-CAR", "meterStart": self.wh.round() as i64, "timestamp": now()}))
+                        .call(ws, "StartTransaction", json!({"connectorId": 1, "idTag": tag, "meterStart": self.wh.round() as i64, "timestamp": now()}))
                         .await?;
                     self.tx = r.get("transactionId").and_then(Value::as_i64);
                     self.status(ws, "Charging").await?;
                 }
-                (false, Some(tx)) => {
-                    self.call(ws, "StopTransaction", json!({"transactionId": tx, "meterStop": self.wh.round() as i64, "timestamp": now(), "reason": "EVDisconnected"}))
+                (true, None) => {}
+                (_, Some(tx)) if !here || self.stop_asked => {
+                    let reason = if here { "Remote" } else { "EVDisconnected" };
+                    self.call(ws, "StopTransaction", json!({"transactionId": tx, "meterStop": self.wh.round() as i64, "timestamp": now(), "reason": reason}))
                         .await?;
                     self.tx = None;
+                    self.stop_asked = false;
+                    self.stopped = here;
                     self.profiles.retain(|(p, _), _| p != "TxProfile");
-                    self.status(ws, "Available").await?;
+                    if self.unavailable_after_tx {
+                        self.unavailable_after_tx = false;
+                        self.available = false;
+                    }
+                    self.command()?;
+                    let status = match (self.available, here) {
+                        (false, _) => "Unavailable",
+                        (true, true) => "Finishing",
+                        (true, false) => "Available",
+                    };
+                    self.status(ws, status).await?;
                 }
-                (true, Some(tx)) => {
+                (_, Some(tx)) => {
                     self.call(ws, "MeterValues", json!({"connectorId": 1, "transactionId": tx, "meterValue": [{"timestamp": now(), "sampledValue": [
                         {"value": format!("{}", self.wh.round() as i64), "measurand": "Energy.Active.Import.Register", "unit": "Wh"},
                         {"value": format!("{:.1}", kw * 1000.0), "measurand": "Power.Active.Import", "unit": "W"}]}]}))
@@ -302,7 +360,44 @@ impl Car {
                 self.profiles.clear();
                 json!({"status": "Accepted"})
             }
-            "RemoteStopTransaction" => json!({"status": "Rejected"}),
+            "RemoteStopTransaction" => {
+                if self.tx.is_some() && p["transactionId"].as_i64() == self.tx {
+                    self.stop_asked = true;
+                    json!({"status": "Accepted"})
+                } else {
+                    json!({"status": "Rejected"})
+                }
+            }
+            "RemoteStartTransaction" => {
+                let here = self.present.load(Ordering::Relaxed);
+                if self.tx.is_none() && self.available && here {
+                    self.start_tag = p["idTag"].as_str().map(str::to_string);
+                    self.stopped = false;
+                    json!({"status": "Accepted"})
+                } else {
+                    json!({"status": "Rejected"})
+                }
+            }
+            "ChangeAvailability" => match (p["type"].as_str(), self.tx) {
+                (Some("Inoperative"), Some(_)) => {
+                    self.unavailable_after_tx = true;
+                    json!({"status": "Scheduled"})
+                }
+                (Some("Inoperative"), None) => {
+                    self.available = false;
+                    self.status_due = Some("Unavailable");
+                    json!({"status": "Accepted"})
+                }
+                (Some("Operative"), _) => {
+                    self.available = true;
+                    self.unavailable_after_tx = false;
+                    if self.tx.is_none() {
+                        self.status_due = Some("Available");
+                    }
+                    json!({"status": "Accepted"})
+                }
+                _ => json!({"status": "Rejected"}),
+            },
             _ => {
                 let e = json!([
                     4,
