@@ -49,6 +49,7 @@ fn bench(c: &mut Criterion) {
         call_timeout: Duration::from_secs(10),
         limit_hold_s: 120,
         meter_interval_s: None,
+        tls: None,
     };
     let rss0 = rss_mib();
     let (hub, devices, chargers): (OcppHub, Vec<OcppDevice>, Vec<SimOcppCharger>) =

@@ -6,6 +6,9 @@ charger with a car behind its connector 1 and says what happens as JSON lines on
 
     python ocpp_cp16.py URL IDENTITY PASSWORD SCENARIO
 
+A `wss://` URL is TLS (OCPP security profile 2): the central system's certificate is trusted
+from the PEM file the environment variable OCPP_CA names.
+
 Scenarios:
 - `session`: a wrong-schema message first (its CALLERROR printed), then boot, status,
   authorize, a transaction with meter values every 0.2 s at the power its charging profiles
@@ -26,6 +29,8 @@ import asyncio
 import base64
 import json
 import logging
+import os
+import ssl
 import sys
 from datetime import datetime, timezone
 
@@ -276,9 +281,10 @@ def headers(identity, password):
 
 
 async def connect(url, identity, password):
+    tls = ssl.create_default_context(cafile=os.environ["OCPP_CA"]) if url.startswith("wss://") else None
     return await websockets.connect(
         f"{url}/{identity}", subprotocols=["ocpp1.6"],
-        additional_headers=headers(identity, password), open_timeout=10)
+        additional_headers=headers(identity, password), open_timeout=10, ssl=tls)
 
 
 async def session(url, identity, password):

@@ -42,7 +42,22 @@ struct Peer {
 
 impl Peer {
     fn start(url: &str, identity: &str, password: &str, scenario: &str) -> Peer {
-        let mut child = Command::new(python())
+        Peer::start_trusting(url, identity, password, scenario, None)
+    }
+
+    /// The same over `wss://`, trusting the central system's certificate `ca` (PEM).
+    fn start_trusting(
+        url: &str,
+        identity: &str,
+        password: &str,
+        scenario: &str,
+        ca: Option<&Path>,
+    ) -> Peer {
+        let mut cmd = Command::new(python());
+        if let Some(ca) = ca {
+            cmd.env("OCPP_CA", ca);
+        }
+        let mut child = cmd
             .arg(Path::new(ROOT).join("tests/peers/ocpp_cp16.py"))
             .args([url, identity, password, scenario])
             .stdout(Stdio::piped())
@@ -156,6 +171,7 @@ fn config() -> OcppConfig {
         call_timeout: Duration::from_secs(10),
         limit_hold_s: 120,
         meter_interval_s: None,
+        tls: None,
     }
 }
 
@@ -752,4 +768,106 @@ async fn the_ems_operates_a_charger_of_the_ocpp_package() {
     let said = hub.take_events().join("\n");
     assert!(!said.contains("its own interval"), "{said}");
     hub.stop();
+}
+
+/// A certificate for `localhost` and 127.0.0.1 made by `openssl` (scripts/setup installs it)
+/// and the rustls configuration of it.
+fn tls_of(dir: &Path) -> (PathBuf, std::sync::Arc<tokio_rustls::rustls::ServerConfig>) {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let (cert, key) = (dir.join("cs.crt"), dir.join("cs.key"));
+    let out = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+            "-addext",
+            "extendedKeyUsage=serverAuth",
+        ])
+        .output()
+        .expect("openssl (scripts/setup installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert)
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(&key).unwrap();
+    let cfg = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    (cert, std::sync::Arc::new(cfg))
+}
+
+/// OCPP security profile 2: TLS with Basic authentication. Off loopback the hub takes only
+/// TLS; over it the `ocpp` package's charge point (trusting the central system's
+/// certificate) charges a car under the EMS's limit; a wrong password inside TLS is refused;
+/// a plain WebSocket to the TLS port gets nothing and the hub goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_profile_2_is_tls_with_basic_authentication() {
+    let dir = std::env::temp_dir().join(format!("pedf-ocpp-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (ca, tls) = tls_of(&dir);
+    let time = ems_time();
+    let mut cfg = config();
+    cfg.listen = "0.0.0.0:0".parse().unwrap();
+    let e = OcppHub::start(cfg.clone(), time)
+        .err()
+        .expect("plain off loopback");
+    assert!(e.contains("loopback only") && e.contains("tls_cert"), "{e}");
+    cfg.tls = Some(tls);
+    let hub = OcppHub::start(cfg, time).unwrap();
+    let url = format!("wss://localhost:{}/ocpp", hub.addr.port());
+    let dev = hub.device("ev-a1", Duration::from_secs(5)).unwrap();
+    let now = || time.now();
+    // A plain WebSocket to the TLS port: refused before any OCPP, the hub unharmed.
+    let plain = format!("ws://127.0.0.1:{}/ocpp/CP-A", hub.addr.port());
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let req = plain.into_client_request().unwrap();
+    let r = tokio::time::timeout(
+        Duration::from_secs(15),
+        tokio_tungstenite::connect_async(req),
+    )
+    .await
+    .expect("the plain handshake ends");
+    assert!(r.is_err(), "a plain WebSocket got through to the TLS port");
+    let mut wrong = Peer::start_trusting(&url, "CP-A", "not-its-password", "refused", Some(&ca));
+    assert_eq!(wrong.next("refused").await["status"], 401);
+    let mut peer = Peer::start_trusting(&url, "CP-A", "secret-a-0123456789", "charge", Some(&ca));
+    peer.next("boot").await;
+    wait_state(&dev, "charging over TLS", |s| {
+        s.good(Field::ChargerState, now()) == Some(2.0)
+    })
+    .await;
+    let got = dev.set_limit(6.9).await.unwrap();
+    assert!((got - 6.9).abs() < 0.25, "{got}");
+    peer.next("done").await;
+    let said = hub.take_events().join("\n");
+    assert!(said.contains("charger CP-A connected (ocpp1.6)"), "{said}");
+    assert!(
+        said.contains("charger CP-A was refused: wrong or missing password"),
+        "{said}"
+    );
+    hub.stop();
+    let _ = std::fs::remove_dir_all(&dir);
 }

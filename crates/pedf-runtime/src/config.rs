@@ -116,6 +116,13 @@ pub struct OcppRun {
     /// absent: each charger's own.
     #[serde(default)]
     pub meter_interval_s: Option<u32>,
+    /// The PEM certificate (chain) of TLS, OCPP security profile 2 (`wss://`, Basic
+    /// authentication inside TLS): then `listen` may be off loopback. Relative to the run file.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `tls_cert`.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
     /// The chargers allowed.
     #[serde(default, rename = "charger")]
     pub chargers: Vec<OcppChargerRun>,
@@ -184,8 +191,19 @@ impl OcppRun {
                 self.listen
             )
         })?;
-        if !listen.ip().is_loopback() {
-            return Err(format!("[ocpp] listen = `{}`: plain WebSocket with Basic authentication is taken on loopback only (TLS, security profile 2, is to come)", self.listen));
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => {
+                Some(pedf_server::tls_config(cert, key).map_err(|e| format!("[ocpp] TLS: {e}"))?)
+            }
+            (None, None) => None,
+            _ => {
+                return Err(
+                    "[ocpp] TLS needs both tls_cert and tls_key (PEM files), or neither".into(),
+                )
+            }
+        };
+        if !listen.ip().is_loopback() && tls.is_none() {
+            return Err(format!("[ocpp] listen = `{}`: plain WebSocket with Basic authentication is taken on loopback only; give tls_cert and tls_key for TLS (security profile 2) to listen on the network", self.listen));
         }
         let mut chargers = Vec::new();
         let mut devices = std::collections::BTreeSet::new();
@@ -265,6 +283,7 @@ impl OcppRun {
             call_timeout: Duration::from_millis(self.call_timeout_ms),
             limit_hold_s: self.limit_hold_s,
             meter_interval_s: self.meter_interval_s,
+            tls,
         })
     }
 }
@@ -392,7 +411,15 @@ impl RunConfig {
         if c.cycle_ms == 0 {
             return Err(format!("{name}: cycle_ms must be at least 1"));
         }
-        if let Some(o) = &c.ocpp {
+        if let Some(o) = &mut c.ocpp {
+            for p in [o.tls_cert.as_mut(), o.tls_key.as_mut()]
+                .into_iter()
+                .flatten()
+            {
+                if p.is_relative() {
+                    *p = dir.join(&*p);
+                }
+            }
             o.config().map_err(|e| format!("{name}: {e}"))?;
         }
         Ok(c)

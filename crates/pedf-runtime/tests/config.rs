@@ -140,9 +140,10 @@ fn the_cycle_is_in_the_ems_time() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The `[ocpp]` table: a listen address off loopback, a password that is not a SHA-256, a
-/// unit the profiles do not take and a device given to two connectors are refused, each
-/// naming its key.
+/// The `[ocpp]` table: a listen address off loopback without TLS, a password that is not a
+/// SHA-256, a unit the profiles do not take, a device given to two connectors, a TLS
+/// certificate without its key and one that cannot be read are refused, each naming its key
+/// or file.
 #[test]
 fn an_ocpp_table_with_mistakes_says_which() {
     let dir = std::env::temp_dir().join(format!("pedf-run-ocpp-{}", std::process::id()));
@@ -181,6 +182,17 @@ fn an_ocpp_table_with_mistakes_says_which() {
                 "[{ connector = 1, device = \"ev-21\" }, { connector = 2, device = \"ev-21\" }]",
             ),
             "connector 2 (`ev-21`): connectors are numbered from 1 and each device is one connector",
+        ),
+        (
+            charger("").replace("listen = ", "tls_cert = \"ocpp.crt\"\nlisten = "),
+            "[ocpp] TLS needs both tls_cert and tls_key (PEM files), or neither",
+        ),
+        (
+            charger("").replace(
+                "listen = ",
+                "tls_cert = \"ocpp.crt\"\ntls_key = \"ocpp.key\"\nlisten = ",
+            ),
+            "ocpp.crt: cannot read",
         ),
     ];
     for (text, want) in cases {

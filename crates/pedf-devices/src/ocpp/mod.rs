@@ -2,7 +2,8 @@
 //!
 //! The chargers connect to the EMS (a WebSocket per charger, its identity the last segment of
 //! the URL path, the subprotocol `ocpp1.6`, HTTP Basic authentication with the charger's
-//! password: security profile 1, taken on loopback only). The [`OcppHub`] answers what a
+//! password: security profile 1, taken on loopback only; with TLS, profile 2, on any address).
+//! The [`OcppHub`] answers what a
 //! charger sends (boot, heartbeats, status, authorisation against the run's id tags,
 //! transactions, meter values), keeps each connector's state, and makes the EMS's calls one
 //! at a time per charger with a timeout. Each connector is a device of the park
@@ -88,6 +89,9 @@ pub struct OcppConfig {
     /// The meter value interval set at each boot (`MeterValueSampleInterval`), s; `None`:
     /// the charger's own.
     pub meter_interval_s: Option<u32>,
+    /// TLS (OCPP security profile 2: TLS with Basic authentication, `wss://`); `None`: plain
+    /// WebSocket (profile 1), taken on loopback only.
+    pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
 }
 
 /// One key of a charger's configuration as `GetConfiguration` reports it.
@@ -187,13 +191,13 @@ pub struct OcppHub {
 }
 
 impl OcppHub {
-    /// Starts listening (inside a tokio runtime). A listen address off loopback is refused:
-    /// plain WebSocket with Basic authentication (security profile 1) sends the password in
-    /// the clear.
+    /// Starts listening (inside a tokio runtime). Without TLS a listen address off loopback
+    /// is refused: plain WebSocket with Basic authentication (security profile 1) sends the
+    /// password in the clear; with TLS (profile 2) any address is taken.
     pub fn start(config: OcppConfig, time: TimeSource) -> Result<OcppHub, String> {
-        if !config.listen.ip().is_loopback() {
+        if !config.listen.ip().is_loopback() && config.tls.is_none() {
             return Err(format!(
-                "OCPP listen {}: plain WebSocket with Basic authentication is taken on loopback only (a charger's password would cross the network in the clear)",
+                "OCPP listen {}: plain WebSocket with Basic authentication is taken on loopback only (a charger's password would cross the network in the clear); give [ocpp] tls_cert and tls_key for TLS (security profile 2)",
                 config.listen
             ));
         }

@@ -1,6 +1,6 @@
-//! The central system's connections: the WebSocket handshake (identity, subprotocol, Basic
-//! authentication), then one task per charger reading its frames, answering its calls and
-//! making the EMS's, one outstanding at a time.
+//! The central system's connections: TLS when configured (security profile 2), the WebSocket
+//! handshake (identity, subprotocol, Basic authentication), then one task per charger reading
+//! its frames, answering its calls and making the EMS's, one outstanding at a time.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +8,8 @@ use std::time::Duration;
 use base64::Engine;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
@@ -50,7 +51,22 @@ pub(super) async fn accept_loop(listener: TcpListener, inner: Arc<Inner>) {
         };
         let inner = inner.clone();
         tokio::spawn(async move {
-            if let Some((ws, identity, version)) = handshake(stream, peer, &inner).await {
+            let io: Box<dyn Io> = match &inner.config.tls {
+                None => Box::new(stream),
+                Some(tls) => {
+                    let acceptor = tokio_rustls::TlsAcceptor::from(tls.clone());
+                    match tokio::time::timeout(HANDSHAKE, acceptor.accept(stream)).await {
+                        Ok(Ok(s)) => Box::new(s),
+                        // Not TLS, or a certificate the charger refused: nothing of it read.
+                        Ok(Err(e)) => {
+                            tracing::debug!(target: "pedf::ocpp", "TLS from {peer}: {e}");
+                            return;
+                        }
+                        Err(_) => return,
+                    }
+                }
+            };
+            if let Some((ws, identity, version)) = handshake(io, peer, &inner).await {
                 serve(ws, identity, version, inner).await;
             }
         });
@@ -145,10 +161,14 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
+/// A charger's byte stream: TCP, or TLS over it.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+type Ws = tokio_tungstenite::WebSocketStream<Box<dyn Io>>;
 
 async fn handshake(
-    stream: TcpStream,
+    stream: Box<dyn Io>,
     peer: std::net::SocketAddr,
     inner: &Arc<Inner>,
 ) -> Option<(Ws, String, Version)> {
