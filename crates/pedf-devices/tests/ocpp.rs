@@ -770,38 +770,16 @@ async fn the_ems_operates_a_charger_of_the_ocpp_package() {
     hub.stop();
 }
 
-/// A certificate for `localhost` and 127.0.0.1 made by `openssl` (scripts/setup installs it)
-/// and the rustls configuration of it.
+#[path = "../../pedf-runtime/tests/support/self_signed.rs"]
+mod certs;
+
+/// A certificate for `localhost` and 127.0.0.1 and the rustls configuration of it.
 fn tls_of(dir: &Path) -> (PathBuf, std::sync::Arc<tokio_rustls::rustls::ServerConfig>) {
     use tokio_rustls::rustls;
     use tokio_rustls::rustls::pki_types::pem::PemObject;
     use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    certs::self_signed(dir, "cs");
     let (cert, key) = (dir.join("cs.crt"), dir.join("cs.key"));
-    let out = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .args([
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            "-addext",
-            "basicConstraints=critical,CA:FALSE",
-            "-addext",
-            "extendedKeyUsage=serverAuth",
-        ])
-        .output()
-        .expect("openssl (scripts/setup installs it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert)
         .unwrap()
         .map(|c| c.unwrap())

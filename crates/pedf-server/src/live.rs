@@ -189,6 +189,24 @@ pub(crate) struct CommandBody {
     reason: Option<String>,
 }
 
+/// A charger of the live state by its device id (404 naming where the chargers are).
+fn live_charger(s: &AppState, id: &str) -> Result<pedf_core::live::ChargerLive, ApiError> {
+    s.inner
+        .live
+        .borrow()
+        .chargers
+        .iter()
+        .find(|x| x.id == id)
+        .cloned()
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no charger `{id}` (the chargers are in /api/v1/state)"),
+                format!("没有充电桩 `{id}`（充电桩列在 /api/v1/state）"),
+            )
+        })
+}
+
 /// How long the API waits for a charger to do what an operator asked (the charger's own
 /// call timeout is shorter).
 const COMMAND_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -217,14 +235,7 @@ pub(crate) async fn command_post(
         }
         (_, t) => t,
     };
-    let live = s.inner.live.borrow().clone();
-    let Some(charger) = live.chargers.iter().find(|x| x.id == id) else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("no charger `{id}` (the chargers are in /api/v1/state)"),
-            format!("没有充电桩 `{id}`（充电桩列在 /api/v1/state）"),
-        ));
-    };
+    let charger = live_charger(&s, &id)?;
     if !charger.actions.contains(&b.action) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -339,14 +350,7 @@ pub(crate) async fn session_put(
             Some(d)
         }
     };
-    let live = s.inner.live.borrow().clone();
-    let Some(charger) = live.chargers.iter().find(|x| x.id == id) else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("no charger `{id}` (the chargers are in /api/v1/state)"),
-            format!("没有充电桩 `{id}`（充电桩列在 /api/v1/state）"),
-        ));
-    };
+    let charger = live_charger(&s, &id)?;
     if charger.session.is_none() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

@@ -2,7 +2,6 @@
 //! answers over TLS to a client that trusts that certificate, marks the login cookie Secure,
 //! and refuses a key that does not fit the certificate with a message naming both files.
 
-use std::process::Command;
 use std::sync::Arc;
 
 use pedf_core::live::Live;
@@ -14,34 +13,9 @@ use tokio::sync::watch;
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
-fn self_signed(dir: &std::path::Path, name: &str) {
-    let st = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .arg("-keyout")
-        .arg(dir.join(format!("{name}.key")))
-        .arg("-out")
-        .arg(dir.join(format!("{name}.crt")))
-        .args([
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            // A server certificate, not a CA (webpki refuses a CA as the end entity).
-            "-addext",
-            "basicConstraints=critical,CA:FALSE",
-            "-addext",
-            "extendedKeyUsage=serverAuth",
-        ])
-        .output()
-        .expect("openssl (scripts/setup installs it)");
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
-    );
-}
+#[path = "../../pedf-runtime/tests/support/self_signed.rs"]
+mod certs;
+use certs::self_signed;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_https_with_a_given_certificate() {
