@@ -849,3 +849,93 @@ async fn security_profile_2_is_tls_with_basic_authentication() {
     hub.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A charger's clock that goes back (NTP, the central system's time at boot): one value
+/// stamped before the one held is taken for one sent late and does not replace it; several in
+/// a row are the charger's new clock, taken and said. Held back, every reading went stale
+/// until the charger's clock came back to where it was (the demo's OCPP chargers, on the
+/// machine's wall clock, were "not answering" for half an hour of the park's time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_charger_whose_clock_goes_back_is_read_on_its_new_clock() {
+    let mut cfg = config();
+    cfg.call_timeout = Duration::from_millis(300);
+    let time = ems_time();
+    let hub = OcppHub::start(cfg, time).unwrap();
+    let dev = hub.device("ev-b1", Duration::from_secs(5)).unwrap();
+    let now = || time.now();
+    let mut ws = raw(hub.addr, "CP-B", "secret-b-0123456789").await;
+    // A call and its answer (the hub's own calls to it, left unanswered, are skipped).
+    async fn ask(
+        ws: &mut tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+        id: &str,
+        action: &str,
+        payload: Value,
+    ) -> Value {
+        send(ws, json!([2, id, action, payload])).await;
+        loop {
+            let v = recv(ws).await.expect("an answer");
+            if v[0] == 3 && v[1] == id {
+                return v[2].clone();
+            }
+        }
+    }
+    ask(
+        &mut ws,
+        "b",
+        "BootNotification",
+        json!({"chargePointVendor": "V", "chargePointModel": "M"}),
+    )
+    .await;
+    ask(
+        &mut ws,
+        "s",
+        "StatusNotification",
+        json!({"connectorId": 1, "errorCode": "NoError", "status": "Charging"}),
+    )
+    .await;
+    let t0 = chrono::DateTime::parse_from_rfc3339("2026-06-21T02:00:00Z").unwrap();
+    let meter = |stamp: chrono::DateTime<chrono::FixedOffset>, w: u32| {
+        json!({"connectorId": 1, "meterValue": [{"timestamp": stamp.to_rfc3339(), "sampledValue": [
+            {"value": w.to_string(), "measurand": "Power.Active.Import", "unit": "W"}]}]})
+    };
+    let power = || dev.state().good(Field::PowerKw, now());
+    ask(&mut ws, "m1", "MeterValues", meter(t0, 3000)).await;
+    assert_eq!(power(), Some(3.0));
+    // One value an hour older: sent late, not taken.
+    let back = t0 - chrono::Duration::hours(1);
+    ask(&mut ws, "m2", "MeterValues", meter(back, 4000)).await;
+    assert_eq!(power(), Some(3.0));
+    ask(
+        &mut ws,
+        "m3",
+        "MeterValues",
+        meter(back + chrono::Duration::seconds(1), 5000),
+    )
+    .await;
+    assert_eq!(power(), Some(3.0));
+    // The third in a row: the charger's clock went back; taken, and on from there.
+    ask(
+        &mut ws,
+        "m4",
+        "MeterValues",
+        meter(back + chrono::Duration::seconds(2), 6000),
+    )
+    .await;
+    assert_eq!(power(), Some(6.0));
+    ask(
+        &mut ws,
+        "m5",
+        "MeterValues",
+        meter(back + chrono::Duration::seconds(3), 7000),
+    )
+    .await;
+    assert_eq!(power(), Some(7.0));
+    let said = hub.take_events().join("\n");
+    assert!(
+        said.contains("charger CP-B connector 1: its clock went back"),
+        "{said}"
+    );
+    hub.stop();
+}

@@ -415,6 +415,7 @@ const EVENT_ZH = [
   [/^charger (\S+) booted: (.+)$/, (m) => `充电桩 ${m[1]} 已启动：${m[2].replace(', firmware ', '，固件 ')}`],
   [/^charger (\S+) connector (\d+): transaction (\d+) started by (.+) \((\w+)\)$/, (m) => `充电桩 ${m[1]} 枪 ${m[2]}：交易 ${m[3]} 开始，标识 ${m[4]}（${m[5] === 'Accepted' ? '已接受' : m[5]}）`],
   [/^charger (\S+) connector (\d+): transaction (\d+) stopped \((\w+)\), ([\d.]+) kWh$/, (m) => `充电桩 ${m[1]} 枪 ${m[2]}：交易 ${m[3]} 结束（${m[4]}），${m[5]} kWh`],
+  [/^charger (\S+) connector (\d+): its clock went back \(values stamped (\S+) after (\S+)\): taken on its new clock$/, (m) => `充电桩 ${m[1]} 枪 ${m[2]}：时钟回拨（${m[4]} 之后的计量值时间为 ${m[3]}）：按新时钟采用`],
   [/^charger (\S+) connector (\d+) faulted: (.+)$/, (m) => `充电桩 ${m[1]} 枪 ${m[2]} 故障：${m[3]}`],
   [/^charger (\S+) did not answer (\w+) in ([\d.]+) s$/, (m) => `充电桩 ${m[1]} 未在 ${m[3]} 秒内应答 ${m[2]}`],
   [/^charger (\S+) silent for (\d+) s \(no message, no answer to pings\): its connection is taken for dead and closed$/, (m) => `充电桩 ${m[1]} 已静默 ${m[2]} 秒（无消息、无 ping 应答）：连接视为失效并关闭`],

@@ -149,6 +149,9 @@ struct Connector {
     read_at: Option<DateTime<Utc>>,
     /// Its timestamp on the charger's clock (orders late values).
     stamp: Option<DateTime<Utc>>,
+    /// Values in a row stamped before `stamp` (a clock that went back, once there are
+    /// [`CLOCK_BACK_AFTER`] of them).
+    behind: u32,
     tx: Option<i64>,
     limit_kw: Option<f64>,
     problem: Option<String>,
@@ -169,6 +172,11 @@ struct State {
     next_link: u64,
     events: VecDeque<String>,
 }
+
+/// Meter values in a row stamped before the one held that mean the charger's clock went back
+/// (NTP, the central system's time at boot), not values sent late: from then on its values
+/// are taken on the new clock.
+pub const CLOCK_BACK_AFTER: u32 = 3;
 
 /// Events kept for the EMS to take (the oldest dropped beyond this).
 const MAX_EVENTS: usize = 256;

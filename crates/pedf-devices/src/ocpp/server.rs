@@ -617,9 +617,25 @@ fn handle(
                     // be anywhere (one on the wall clock beside a simulated park fell hours
                     // behind, and its every reading was stale on arrival). Its timestamps only
                     // order its own values: one older than the one held (sent late, after an
-                    // outage) does not replace it.
+                    // outage) does not replace it; several in a row are a clock that went
+                    // back, and are taken (held back, every reading went stale until the
+                    // charger's clock came back to where it was).
                     let stamp = parse_time(&v.timestamp);
-                    if k.stamp.is_none_or(|held| stamp.is_none_or(|t| t >= held)) {
+                    let late = matches!((k.stamp, stamp), (Some(held), Some(t)) if t < held);
+                    k.behind = if late { k.behind + 1 } else { 0 };
+                    let back = k.behind >= super::CLOCK_BACK_AFTER;
+                    if back {
+                        k.behind = 0;
+                        let what = format!(
+                            "charger {identity} connector {}: its clock went back (values stamped {} after {}): taken on its new clock",
+                            m.connector_id,
+                            v.timestamp,
+                            k.stamp.map(super::ocpp_time).unwrap_or_default()
+                        );
+                        inner.event(&mut st, what);
+                    }
+                    let k = connector(&mut st, identity, m.connector_id);
+                    if !late || back {
                         k.reading = Reading {
                             energy_kwh: r.energy_kwh.or(k.reading.energy_kwh),
                             power_kw: r.power_kw,
