@@ -442,7 +442,8 @@ pub fn control(l: &Limits, s: &Snapshot, plan: Option<&PlanTarget>, mode: &Mode)
     // What the chargers will draw: their setpoints, no more than each draws now.
     let ev = |ch: &[Charge]| ch.iter().map(Charge::draws).sum::<f64>();
     // Deferrable loads: the plan's power in automatic and manual mode, their maximum (the
-    // safe value: keep cooling) in safe mode; the bus balance counts what they are told.
+    // safe value: keep cooling) in safe mode; the bus balance counts what they are told, no
+    // more than they draw (`told`).
     let mut loads: Vec<(String, f64)> = s
         .loads
         .iter()
