@@ -317,6 +317,10 @@ async fn drive<D: DeviceIo>(
         }
     };
     loop {
+        // Stop first, then the read when it is due (it writes the pending order too), then an
+        // order between reads: an order woken every cycle with a write slower than the cycle
+        // (an OCPP charger's two round trips at `pedf demo --speed 60`) must not starve the
+        // reads, or the device goes stale while it answers.
         tokio::select! {
             biased;
             request = &mut stop => {
@@ -328,14 +332,6 @@ async fn drive<D: DeviceIo>(
                 keep(&mut control);
                 let _ = done.send(outcome);
                 return;
-            }
-            _ = shared.wake.notified() => {
-                // A device not read yet, or not answering, takes the order after a read that
-                // answers; meanwhile the watchdog has it in its safe state.
-                if is_answering {
-                    write_order(&mut device, &mut control, &shared, time, &mut last_order).await;
-                    keep(&mut control);
-                }
             }
             _ = tick.tick() => {
                 let state = device.refresh(time.now()).await;
@@ -372,6 +368,14 @@ async fn drive<D: DeviceIo>(
                         let answering_or_not_yet = is_answering || waiting_first;
                         let _ = c.watchdog(&mut device, answering_or_not_yet, time.now()).await;
                     }
+                    keep(&mut control);
+                }
+            }
+            _ = shared.wake.notified() => {
+                // A device not read yet, or not answering, takes the order after a read that
+                // answers; meanwhile the watchdog has it in its safe state.
+                if is_answering {
+                    write_order(&mut device, &mut control, &shared, time, &mut last_order).await;
                     keep(&mut control);
                 }
             }

@@ -154,6 +154,9 @@ struct Connector {
     behind: u32,
     tx: Option<i64>,
     limit_kw: Option<f64>,
+    /// The EMS's last limit taken (kW asked, for which transaction, when): the same limit is
+    /// not sent again until half its hold has passed (the controller asks every cycle).
+    asked: Option<(f64, Option<i64>, tokio::time::Instant)>,
     problem: Option<String>,
 }
 
@@ -614,14 +617,23 @@ impl OcppDevice {
     /// the connector's `TxDefaultProfile`, at stack level 1, held `limit_hold_s`) and reads it
     /// back as the composite schedule the charger reports, in kW.
     pub async fn set_limit(&self, kw: f64) -> Result<f64, String> {
-        let (tx, hold) = {
+        let hold = self.hub.inner.config.limit_hold_s;
+        let tx = {
             let st = self.hub.inner.lock();
-            let tx = st
+            let k = st
                 .chargers
                 .get(&self.identity)
-                .and_then(|c| c.connectors.get(&self.connector))
-                .and_then(|k| k.tx);
-            (tx, self.hub.inner.config.limit_hold_s)
+                .and_then(|c| c.connectors.get(&self.connector));
+            let tx = k.and_then(|k| k.tx);
+            // The same limit for the same transaction, taken less than half its hold ago:
+            // in force, not sent again (a keepalive every half hold, not two calls a cycle).
+            let renew = Duration::from_secs(u64::from(hold)) / 2;
+            if let Some((asked, for_tx, at)) = k.and_then(|k| k.asked) {
+                if asked == kw && for_tx == tx && at.elapsed() < renew {
+                    return Ok(k.and_then(|k| k.limit_kw).unwrap_or(kw));
+                }
+            }
+            tx
         };
         let purpose = tx.map_or(v16::Purpose::TxDefault, v16::Purpose::Tx);
         let limit = self.unit.limit_of_kw(kw.max(0.0));
@@ -674,6 +686,7 @@ impl OcppDevice {
             .and_then(|c| c.connectors.get_mut(&self.connector))
         {
             k.limit_kw = Some(got);
+            k.asked = Some((kw, tx, tokio::time::Instant::now()));
         }
         Ok(got)
     }

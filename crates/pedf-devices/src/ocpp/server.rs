@@ -406,6 +406,8 @@ async fn serve(mut ws: Ws, identity: String, version: Version, inner: Arc<Inner>
     if ours {
         if let Some(c) = st.chargers.get_mut(&identity) {
             c.link = None;
+            // Back, it may have lost the EMS's limits: each is sent again.
+            c.connectors.values_mut().for_each(|k| k.asked = None);
         }
         inner.event(&mut st, format!("charger {identity} disconnected"));
     }
@@ -471,6 +473,8 @@ fn handle(
                 inner.event(&mut st, what.clone());
                 if let Some(c) = st.chargers.get_mut(identity) {
                     c.booted = Some(what);
+                    // A charger that booted has lost the EMS's limits: each is sent again.
+                    c.connectors.values_mut().for_each(|k| k.asked = None);
                 }
                 if let Some(secs) = inner.config.meter_interval_s {
                     // The meter values the EMS needs, as often as it needs them.
