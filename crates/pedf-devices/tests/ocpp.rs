@@ -852,9 +852,9 @@ async fn security_profile_2_is_tls_with_basic_authentication() {
 
 /// A charger's clock that goes back (NTP, the central system's time at boot): one value
 /// stamped before the one held is taken for one sent late and does not replace it; several in
-/// a row are the charger's new clock, taken and said. Held back, every reading went stale
-/// until the charger's clock came back to where it was (the demo's OCPP chargers, on the
-/// machine's wall clock, were "not answering" for half an hour of the park's time).
+/// a row are the charger's new clock, taken and said. Held back, every reading would go stale
+/// until the charger's clock came back to where it was (a charger that sets its clock from
+/// the central system's time at boot steps it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_charger_whose_clock_goes_back_is_read_on_its_new_clock() {
     let mut cfg = config();
