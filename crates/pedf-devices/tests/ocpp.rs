@@ -45,6 +45,11 @@ impl Peer {
         Peer::start_trusting(url, identity, password, scenario, None)
     }
 
+    /// The OCPP 2.0.1 charging station (`tests/peers/ocpp_cs201.py`).
+    fn start201(url: &str, identity: &str, password: &str, scenario: &str) -> Peer {
+        Peer::spawn("ocpp_cs201.py", url, [identity, password, scenario], None)
+    }
+
     /// The same over `wss://`, trusting the central system's certificate `ca` (PEM).
     fn start_trusting(
         url: &str,
@@ -53,13 +58,18 @@ impl Peer {
         scenario: &str,
         ca: Option<&Path>,
     ) -> Peer {
+        Peer::spawn("ocpp_cp16.py", url, [identity, password, scenario], ca)
+    }
+
+    fn spawn(script: &str, url: &str, args: [&str; 3], ca: Option<&Path>) -> Peer {
         let mut cmd = Command::new(python());
         if let Some(ca) = ca {
             cmd.env("OCPP_CA", ca);
         }
         let mut child = cmd
-            .arg(Path::new(ROOT).join("tests/peers/ocpp_cp16.py"))
-            .args([url, identity, password, scenario])
+            .arg(Path::new(ROOT).join("tests/peers").join(script))
+            .arg(url)
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -163,6 +173,17 @@ fn config() -> OcppConfig {
                 }],
                 unit: RateUnit::W,
                 safe_kw: 3.0,
+            },
+            // An OCPP 2.0.1 station: its EVSE 1 is the device.
+            ChargerEntry {
+                identity: "CS-C".into(),
+                password_sha256: password_hash("secret-c-0123456789"),
+                connectors: vec![ConnectorEntry {
+                    connector: 1,
+                    device: "ev-c1".into(),
+                }],
+                unit: RateUnit::W,
+                safe_kw: 3.5,
             },
         ],
         id_tags: vec!["TAG-0001".into()],
@@ -736,11 +757,14 @@ async fn the_ems_operates_a_charger_of_the_ocpp_package() {
     })
     .await;
     let tx = dev.transaction().expect("the remote start's transaction");
-    assert_eq!(Some(tx), started["transaction"].as_i64());
+    assert_eq!(
+        Some(tx.clone()),
+        started["transaction"].as_i64().map(|t| t.to_string())
+    );
     // Out of service while a car charges: scheduled for when its transaction ends.
     assert_eq!(dev.set_available(false).await.unwrap(), "Scheduled");
     assert_eq!(dev.remote_stop().await.unwrap(), tx);
-    assert_eq!(peer.next("stopped").await["transaction"], tx);
+    assert_eq!(peer.next("stopped").await["transaction"].to_string(), tx);
     wait_state(&dev, "out of service", |s| {
         s.good(Field::ChargerState, now()) == Some(3.0)
     })
@@ -937,5 +961,290 @@ async fn a_charger_whose_clock_goes_back_is_read_on_its_new_clock() {
         said.contains("charger CP-B connector 1: its clock went back"),
         "{said}"
     );
+    hub.stop();
+}
+
+/// The 2.0.1 station's (CS-C) password.
+const PASS_C: &str = "secret-c-0123456789";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_charging_station_on_the_ocpp_package_speaks_2_0_1_under_pedfs_limits() {
+    let mut cfg = config();
+    cfg.meter_interval_s = Some(15);
+    let time = ems_time();
+    let hub = OcppHub::start(cfg, time).unwrap();
+    let url = format!("ws://{}/ocpp", hub.addr);
+    let dev = hub.device("ev-c1", Duration::from_secs(5)).unwrap();
+    let now = || time.now();
+    let mut peer = Peer::start201(&url, "CS-C", PASS_C, "session");
+    // Offered both, 2.0.1 first: 2.0.1 it is.
+    assert_eq!(peer.next("subprotocol").await["name"], "ocpp2.0.1");
+    // Messages the 2.0.1 schemas refuse, each answered with the CALLERROR 2.0.1 names.
+    let mut errors = Vec::new();
+    for _ in 0..5 {
+        let v = peer.next("callerror").await;
+        let a = v["answer"].as_array().unwrap().clone();
+        assert_eq!(a[0], 4, "{v}");
+        errors.push((
+            a[1].as_str().unwrap().to_string(),
+            a[2].as_str().unwrap().to_string(),
+        ));
+    }
+    assert_eq!(
+        errors,
+        [
+            ("bad-1".into(), "PropertyConstraintViolation".into()),
+            ("bad-2".into(), "FormatViolation".into()),
+            ("bad-3".into(), "ProtocolError".into()),
+            ("bad-4".into(), "TypeConstraintViolation".into()),
+            ("-1".into(), "FormatViolation".into()),
+        ]
+    );
+    let boot = peer.next("boot").await;
+    assert_eq!(
+        (boot["status"].as_str(), boot["interval"].as_u64()),
+        (Some("Accepted"), Some(60))
+    );
+    // After the boot: the meter value interval as a variable, the EVSE's safe default.
+    let set = peer.next("variable_set").await;
+    assert_eq!(
+        (
+            set["component"].as_str(),
+            set["variable"].as_str(),
+            set["value"].as_str()
+        ),
+        (
+            Some("SampledDataCtrlr"),
+            Some("TxUpdatedInterval"),
+            Some("15")
+        )
+    );
+    let safe = peer.next("profile").await;
+    assert_eq!(
+        (
+            safe["evse"].as_u64(),
+            safe["purpose"].as_str(),
+            safe["stack"].as_u64(),
+            safe["unit"].as_str(),
+            safe["limit"].as_f64()
+        ),
+        (
+            Some(1),
+            Some("TxDefaultProfile"),
+            Some(0),
+            Some("W"),
+            Some(3500.0)
+        )
+    );
+    assert_eq!(safe["id"], safe["schedule_id"]);
+    assert_eq!(peer.next("authorize").await["status"], "Accepted");
+    assert_eq!(peer.next("authorize_unknown").await["status"], "Unknown");
+    let started = peer.next("started").await;
+    assert_eq!(started["status"], "Accepted");
+    let tx = started["transaction"].as_str().unwrap().to_string();
+    // The transaction's meter values reach the EVSE's device state: charging at the safe
+    // default, the register given in kWh by its multiplier read in kWh.
+    wait_state(&dev, "charging at the safe default", |s| {
+        s.good(Field::ChargerState, now()) == Some(2.0)
+            && s.good(Field::PowerKw, now()) == Some(3.5)
+            && s.good(Field::SessionKwh, now()).is_some_and(|e| e > 0.0)
+            && s.good(Field::SocPct, now()) == Some(61.0)
+    })
+    .await;
+    assert_eq!(dev.transaction(), Some(tx.clone()));
+    let got = match dev.set_limit(7.0).await {
+        Ok(g) => g,
+        Err(e) => panic!("{e}; the peer said {:?}", peer.said()),
+    };
+    let p = peer.next("profile").await;
+    assert_eq!(
+        (
+            p["purpose"].as_str(),
+            p["stack"].as_u64(),
+            p["transaction"].as_str(),
+            p["duration"].as_u64()
+        ),
+        (Some("TxProfile"), Some(1), Some(tx.as_str()), Some(120))
+    );
+    // Its own profile id, not the safe default's.
+    assert_ne!(p["id"], safe["id"]);
+    assert_eq!(got, 7.0);
+    wait_state(&dev, "charging at the EMS's limit", |s| {
+        s.good(Field::PowerKw, now()) == Some(7.0)
+    })
+    .await;
+    assert_eq!(dev.remote_stop().await.unwrap(), tx);
+    let stopped = peer.next("stopped").await;
+    let wh = stopped["wh"].as_i64().unwrap();
+    // The Ended again: answered, counted once.
+    peer.next("stopped").await;
+    peer.next("done").await;
+    wait_state(&dev, "free after the stop", |s| {
+        s.good(Field::ChargerState, now()) == Some(0.0)
+            && s.good(Field::PowerKw, now()) == Some(0.0)
+            && s.good(Field::EnergyKwh, now()) == Some(wh as f64 / 1000.0)
+    })
+    .await;
+    assert_eq!(dev.transaction(), None);
+    let said = hub.take_events().join("\n");
+    for want in [
+        "charger CS-C connected (ocpp2.0.1)",
+        "charger CS-C booted: PeerCo Wallbox 22, firmware 2.0.1-7 (PowerUp)",
+        &format!("transaction {tx} started by TAG-0001 (Accepted)"),
+        &format!(
+            "transaction {tx} stopped (Remote), {:.3} kWh",
+            (wh - 1000) as f64 / 1000.0
+        ),
+    ] {
+        assert!(said.contains(want), "`{want}` in {said}");
+    }
+    assert_eq!(
+        said.matches(&format!("transaction {tx} stopped")).count(),
+        1
+    );
+    hub.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2_0_1_stations_events_queued_offline_are_taken_once_on_its_return() {
+    let time = ems_time();
+    let hub = OcppHub::start(config(), time).unwrap();
+    let url = format!("ws://{}/ocpp", hub.addr);
+    let dev = hub.device("ev-c1", Duration::from_secs(5)).unwrap();
+    let now = || time.now();
+    let mut peer = Peer::start201(&url, "CS-C", PASS_C, "reconnect");
+    let first = peer.next("dropped").await["transaction"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let sent = peer.next("sent").await;
+    peer.next("done").await;
+    assert_eq!(sent["first"].as_str(), Some(first.as_str()));
+    let second = sent["second"].as_str().unwrap().to_string();
+    let (first_wh, second_start, second_wh) = (
+        sent["first_wh"].as_i64().unwrap(),
+        sent["second_start_wh"].as_i64().unwrap(),
+        sent["second_wh"].as_i64().unwrap(),
+    );
+    wait_state(&dev, "free, the register the last one sent", |s| {
+        s.good(Field::ChargerState, now()) == Some(0.0)
+            && s.good(Field::EnergyKwh, now()) == Some(second_wh as f64 / 1000.0)
+    })
+    .await;
+    let said = hub.take_events().join("\n");
+    for want in [
+        format!(
+            "transaction {first} stopped (EVDisconnected), {:.3} kWh",
+            (first_wh - 1000) as f64 / 1000.0
+        ),
+        format!("transaction {second} started by TAG-0001 (Accepted)"),
+        format!(
+            "transaction {second} stopped (Local), {:.3} kWh",
+            (second_wh - second_start) as f64 / 1000.0
+        ),
+        "charger CS-C connected again".to_string(),
+    ] {
+        let n = said.matches(&want).count();
+        assert!(
+            n == 1 || want.ends_with("again"),
+            "`{want}` {n} times in {said}"
+        );
+    }
+    assert_eq!(dev.transaction(), None);
+    hub.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ems_operates_a_2_0_1_station_of_the_ocpp_package() {
+    let time = ems_time();
+    let hub = OcppHub::start(config(), time).unwrap();
+    let url = format!("ws://{}/ocpp", hub.addr);
+    let dev = hub.device("ev-c1", Duration::from_secs(5)).unwrap();
+    let now = || time.now();
+    let mut peer = Peer::start201(&url, "CS-C", PASS_C, "operate");
+    peer.next("ready").await;
+    wait_state(&dev, "available", |s| {
+        s.good(Field::ChargerState, now()) == Some(0.0)
+    })
+    .await;
+    use pedf_devices::ocpp::v201::{VariableName, TX_UPDATED_INTERVAL};
+    // 1.6's configuration calls are refused for a 2.0.1 station, with what to use instead.
+    let e = hub.get_configuration("CS-C", &[]).await.unwrap_err();
+    assert!(e.contains("get_variables"), "{e}");
+    assert_eq!(
+        hub.set_variable("CS-C", &TX_UPDATED_INTERVAL, "20")
+            .await
+            .unwrap(),
+        "Accepted"
+    );
+    let unknown = VariableName {
+        component: "SampledDataCtrlr",
+        variable: "NoSuchVariable",
+    };
+    let got = hub
+        .get_variables("CS-C", &[TX_UPDATED_INTERVAL, unknown])
+        .await
+        .unwrap();
+    assert_eq!(got[0], Ok("20".to_string()));
+    assert!(
+        got[1].as_ref().unwrap_err().contains("UnknownVariable"),
+        "{got:?}"
+    );
+    let model = VariableName {
+        component: "ChargingStation",
+        variable: "Model",
+    };
+    let e = hub.set_variable("CS-C", &model, "x").await.unwrap_err();
+    assert!(e.contains("Rejected"), "{e}");
+    // A remote start: the station's own transaction id comes back in its Started event.
+    dev.remote_start("TAG-0001").await.unwrap();
+    let asked = peer.next("remote_start").await;
+    assert_eq!(
+        (
+            asked["id_token"]["id_token"].as_str(),
+            asked["id_token"]["type"].as_str(),
+            asked["evse"].as_u64()
+        ),
+        (Some("TAG-0001"), Some("Central"), Some(1))
+    );
+    let started = peer.next("started").await;
+    assert_eq!(started["status"], "Accepted");
+    wait_state(&dev, "charging", |s| {
+        s.good(Field::ChargerState, now()) == Some(2.0)
+    })
+    .await;
+    let tx = dev.transaction().expect("the remote start's transaction");
+    assert_eq!(started["transaction"].as_str(), Some(tx.as_str()));
+    assert_eq!(dev.set_available(false).await.unwrap(), "Scheduled");
+    assert_eq!(dev.remote_stop().await.unwrap(), tx);
+    assert_eq!(
+        peer.next("stopped").await["transaction"].as_str(),
+        Some(tx.as_str())
+    );
+    wait_state(&dev, "out of service", |s| {
+        s.good(Field::ChargerState, now()) == Some(3.0)
+    })
+    .await;
+    assert!(
+        dev.remote_start("TAG-0001").await.is_err(),
+        "out of service"
+    );
+    assert_eq!(dev.set_available(true).await.unwrap(), "Accepted");
+    wait_state(&dev, "in service again", |s| {
+        s.good(Field::ChargerState, now()) == Some(0.0)
+    })
+    .await;
+    hub.trigger("CS-C", "StatusNotification", Some(1))
+        .await
+        .unwrap();
+    let t = peer.next("triggered").await;
+    assert_eq!(t["evse"]["id"], 1);
+    assert!(hub
+        .trigger("CS-C", "LogStatusNotification", None)
+        .await
+        .is_err());
+    hub.reset("CS-C", false).await.unwrap();
+    assert_eq!(peer.next("reset").await["type"], "OnIdle");
+    peer.next("done").await;
     hub.stop();
 }

@@ -1,8 +1,11 @@
 //! EV chargers over OCPP: pedf as their central system.
 //!
 //! The chargers connect to the EMS (a WebSocket per charger, its identity the last segment of
-//! the URL path, the subprotocol `ocpp1.6`, HTTP Basic authentication with the charger's
-//! password: security profile 1, taken on loopback only; with TLS, profile 2, on any address).
+//! the URL path, the subprotocol `ocpp1.6` or `ocpp2.0.1`, the charger's first choice of the
+//! two; HTTP Basic authentication with the charger's password: security profile 1, taken on
+//! loopback only; with TLS, profile 2, on any address). A 2.0.1 station's device is one of its
+//! EVSEs (the run file's `connector` is the EVSE id); its messages are answered in
+//! `csms201`, its state kept in the same terms as 1.6's (see [`v201`]).
 //! The [`OcppHub`] answers what a
 //! charger sends (boot, heartbeats, status, authorisation against the run's id tags,
 //! transactions, meter values), keeps each connector's state, and makes the EMS's calls one
@@ -22,7 +25,9 @@
 
 pub mod rpc;
 pub mod v16;
+pub mod v201;
 
+mod csms201;
 mod server;
 pub use server::liveness;
 
@@ -129,12 +134,16 @@ struct Link {
     closed: Arc<tokio::sync::Notify>,
 }
 
-/// A transaction as the central system knows it.
+/// A transaction as the central system knows it, under its charger and id (1.6: the
+/// central system's number; 2.0.1: the station's own id).
 #[derive(Debug, Clone)]
 struct Tx {
     connector: u32,
     id_tag: String,
     meter_start_wh: i64,
+    /// Whether `meter_start_wh` is the register at the start (a 2.0.1 transaction may start
+    /// without one: its first register is taken as its start).
+    start_known: bool,
     started: String,
     last_wh: i64,
     stopped: bool,
@@ -152,11 +161,14 @@ struct Connector {
     /// Values in a row stamped before `stamp` (a clock that went back, once there are
     /// [`CLOCK_BACK_AFTER`] of them).
     behind: u32,
-    tx: Option<i64>,
+    tx: Option<String>,
+    /// 2.0.1: the connector's own status (occupied or not), which its transaction's charging
+    /// state refines into `status`.
+    occupied: Option<v201::ConnectorStatus>,
     limit_kw: Option<f64>,
     /// The EMS's last limit taken (kW asked, for which transaction, when): the same limit is
     /// not sent again until half its hold has passed (the controller asks every cycle).
-    asked: Option<(f64, Option<i64>, tokio::time::Instant)>,
+    asked: Option<(f64, Option<String>, tokio::time::Instant)>,
     problem: Option<String>,
 }
 
@@ -168,9 +180,12 @@ struct Charger {
     connectors: BTreeMap<u32, Connector>,
 }
 
+/// A transaction's key: its charger and its id.
+type TxKey = (String, String);
+
 struct State {
     chargers: BTreeMap<String, Charger>,
-    transactions: BTreeMap<i64, Tx>,
+    transactions: BTreeMap<TxKey, Tx>,
     next_tx: i64,
     next_link: u64,
     events: VecDeque<String>,
@@ -301,6 +316,12 @@ impl OcppHub {
             .map(|l| l.version)
     }
 
+    /// The version a connected charger speaks, or why a call cannot be made.
+    fn speaks(&self, identity: &str) -> Result<Version, String> {
+        self.version(identity)
+            .ok_or_else(|| format!("charger {identity} is not connected"))
+    }
+
     /// The events since the last call (connections, refusals, transactions), oldest first.
     pub fn take_events(&self) -> Vec<String> {
         self.inner.lock().events.drain(..).collect()
@@ -342,6 +363,11 @@ impl OcppHub {
         identity: &str,
         keys: &[&str],
     ) -> Result<(Vec<ConfigKey>, Vec<String>), String> {
+        if self.speaks(identity)? == Version::V201 {
+            return Err(format!(
+                "charger {identity} speaks OCPP 2.0.1: its configuration is components' variables (get_variables)"
+            ));
+        }
         let payload = if keys.is_empty() {
             serde_json::json!({})
         } else {
@@ -377,6 +403,11 @@ impl OcppHub {
         key: &str,
         value: &str,
     ) -> Result<&'static str, String> {
+        if self.speaks(identity)? == Version::V201 {
+            return Err(format!(
+                "charger {identity} speaks OCPP 2.0.1: its configuration is components' variables (set_variable)"
+            ));
+        }
         let answer = self
             .call(
                 identity,
@@ -394,9 +425,88 @@ impl OcppHub {
         }
     }
 
-    /// Restarts a charger (`Reset`, soft: it ends its transactions first; hard: at once).
+    /// Reads variables of an OCPP 2.0.1 station (`GetVariables`, their actual values): each
+    /// one's value, or why the station did not give it (`UnknownVariable`, ...).
+    pub async fn get_variables(
+        &self,
+        identity: &str,
+        names: &[v201::VariableName<'_>],
+    ) -> Result<Vec<Result<String, String>>, String> {
+        if self.speaks(identity)? != Version::V201 {
+            return Err(format!(
+                "charger {identity} speaks OCPP 1.6: its configuration is keys (get_configuration)"
+            ));
+        }
+        let answer = self
+            .call(identity, "GetVariables", v201::get_variables(names))
+            .await?;
+        let results = answer
+            .get("getVariableResult")
+            .and_then(Value::as_array)
+            .ok_or_else(|| format!("charger {identity} answered GetVariables without results"))?;
+        Ok(names
+            .iter()
+            .map(|n| {
+                let r = results.iter().find(|r| {
+                    r["component"]["name"] == n.component && r["variable"]["name"] == n.variable
+                });
+                match r {
+                    None => Err(format!("{}.{}: not in the answer", n.component, n.variable)),
+                    Some(r) => match (
+                        status_of(r).or(r["attributeStatus"].as_str()),
+                        r["attributeValue"].as_str(),
+                    ) {
+                        (Some("Accepted"), Some(v)) => Ok(v.to_string()),
+                        (st, _) => Err(format!(
+                            "{}.{}: {}",
+                            n.component,
+                            n.variable,
+                            st.unwrap_or("no status")
+                        )),
+                    },
+                }
+            })
+            .collect())
+    }
+
+    /// Sets one variable of an OCPP 2.0.1 station (`SetVariables`, its actual value); its
+    /// answer: `Accepted`, or `RebootRequired`. Anything else is an error naming it.
+    pub async fn set_variable(
+        &self,
+        identity: &str,
+        name: &v201::VariableName<'_>,
+        value: &str,
+    ) -> Result<&'static str, String> {
+        if self.speaks(identity)? != Version::V201 {
+            return Err(format!(
+                "charger {identity} speaks OCPP 1.6: its configuration is keys (change_configuration)"
+            ));
+        }
+        let answer = self
+            .call(identity, "SetVariables", v201::set_variables(name, value))
+            .await?;
+        let status = answer["setVariableResult"][0]["attributeStatus"].as_str();
+        match status {
+            Some("Accepted") => Ok("Accepted"),
+            Some("RebootRequired") => Ok("RebootRequired"),
+            other => Err(format!(
+                "charger {identity} answered SetVariables of {}.{} with {}",
+                name.component,
+                name.variable,
+                other.unwrap_or("no status")
+            )),
+        }
+    }
+
+    /// Restarts a charger (`Reset`, soft: it ends its transactions first (2.0.1: `OnIdle`);
+    /// hard: at once (2.0.1: `Immediate`)).
     pub async fn reset(&self, identity: &str, hard: bool) -> Result<(), String> {
-        let kind = if hard { "Hard" } else { "Soft" };
+        let kind = match (self.speaks(identity)?, hard) {
+            (Version::V16, true) => "Hard",
+            (Version::V16, false) => "Soft",
+            (Version::V201, true) => "Immediate",
+            (Version::V201, false) => "OnIdle",
+        };
         let answer = self
             .call(identity, "Reset", serde_json::json!({ "type": kind }))
             .await?;
@@ -414,7 +524,10 @@ impl OcppHub {
     ) -> Result<(), String> {
         let mut payload = serde_json::json!({ "requestedMessage": message });
         if let Some(k) = connector {
-            payload["connectorId"] = k.into();
+            match self.speaks(identity)? {
+                Version::V16 => payload["connectorId"] = k.into(),
+                Version::V201 => payload["evse"] = serde_json::json!({ "id": k }),
+            }
         }
         let answer = self.call(identity, "TriggerMessage", payload).await?;
         accepted(identity, "TriggerMessage", &answer)
@@ -510,7 +623,10 @@ impl OcppDevice {
             }
         }
         let heard = k.read_at.max(k.status_at);
-        match k.tx.and_then(|t| st.transactions.get(&t)) {
+        match k
+            .tx
+            .and_then(|t| st.transactions.get(&(self.identity.clone(), t)))
+        {
             Some(tx) => s.set(
                 Field::SessionKwh,
                 (tx.last_wh - tx.meter_start_wh).max(0) as f64 / 1000.0,
@@ -535,46 +651,67 @@ impl OcppDevice {
         s
     }
 
-    /// The running transaction on this connector, if any.
-    pub fn transaction(&self) -> Option<i64> {
+    /// The running transaction on this connector (EVSE), if any: its id as the charger
+    /// knows it.
+    pub fn transaction(&self) -> Option<String> {
         let st = self.hub.inner.lock();
         st.chargers
             .get(&self.identity)
             .and_then(|c| c.connectors.get(&self.connector))
-            .and_then(|k| k.tx)
-            .filter(|t| st.transactions.get(t).is_some_and(|tx| !tx.stopped))
+            .and_then(|k| k.tx.clone())
+            .filter(|t| {
+                st.transactions
+                    .get(&(self.identity.clone(), t.clone()))
+                    .is_some_and(|tx| !tx.stopped)
+            })
     }
 
-    /// Stops the connector's running transaction (`RemoteStopTransaction`): the charger ends
-    /// it and sends its StopTransaction. An error when none runs or the charger refuses.
-    pub async fn remote_stop(&self) -> Result<i64, String> {
+    /// Stops the connector's running transaction (1.6 `RemoteStopTransaction`, 2.0.1
+    /// `RequestStopTransaction`): the charger ends it and says so. An error when none runs or
+    /// the charger refuses.
+    pub async fn remote_stop(&self) -> Result<String, String> {
         let tx = self
             .transaction()
             .ok_or_else(|| format!("{}: no transaction is running", self.id))?;
-        let answer = self
-            .hub
-            .call(
-                &self.identity,
+        let (action, payload) = match self.hub.speaks(&self.identity)? {
+            Version::V16 => (
                 "RemoteStopTransaction",
+                serde_json::json!({ "transactionId": tx.parse::<i64>().map_err(|_| format!("{}: transaction {tx} is not a 1.6 id", self.id))? }),
+            ),
+            Version::V201 => (
+                "RequestStopTransaction",
                 serde_json::json!({ "transactionId": tx }),
-            )
-            .await?;
-        accepted(&self.id, "RemoteStopTransaction", &answer)?;
+            ),
+        };
+        let answer = self.hub.call(&self.identity, action, payload).await?;
+        accepted(&self.id, action, &answer)?;
         Ok(tx)
     }
 
-    /// Starts a transaction on this connector for `id_tag` (`RemoteStartTransaction`): the
-    /// charger starts it (and sends its StartTransaction) when a car is connected.
+    /// Starts a transaction on this connector for `id_tag` (1.6 `RemoteStartTransaction`,
+    /// 2.0.1 `RequestStartTransaction` with the tag as a `Central` token): the charger starts
+    /// it when a car is connected.
     pub async fn remote_start(&self, id_tag: &str) -> Result<(), String> {
-        let answer = self
-            .hub
-            .call(
-                &self.identity,
+        let (action, payload) = match self.hub.speaks(&self.identity)? {
+            Version::V16 => (
                 "RemoteStartTransaction",
                 serde_json::json!({"connectorId": self.connector, "idTag": id_tag}),
-            )
-            .await?;
-        accepted(&self.id, "RemoteStartTransaction", &answer)
+            ),
+            Version::V201 => {
+                let id = {
+                    let mut st = self.hub.inner.lock();
+                    st.next_tx += 1;
+                    st.next_tx
+                };
+                (
+                    "RequestStartTransaction",
+                    serde_json::json!({"evseId": self.connector, "remoteStartId": id,
+                        "idToken": {"idToken": id_tag, "type": "Central"}}),
+                )
+            }
+        };
+        let answer = self.hub.call(&self.identity, action, payload).await?;
+        accepted(&self.id, action, &answer)
     }
 
     /// Takes the connector into service or out of it (`ChangeAvailability`); the answer:
@@ -585,13 +722,15 @@ impl OcppDevice {
         } else {
             "Inoperative"
         };
+        let payload = match self.hub.speaks(&self.identity)? {
+            Version::V16 => serde_json::json!({"connectorId": self.connector, "type": kind}),
+            Version::V201 => {
+                serde_json::json!({"evse": {"id": self.connector}, "operationalStatus": kind})
+            }
+        };
         let answer = self
             .hub
-            .call(
-                &self.identity,
-                "ChangeAvailability",
-                serde_json::json!({"connectorId": self.connector, "type": kind}),
-            )
+            .call(&self.identity, "ChangeAvailability", payload)
             .await?;
         match status_of(&answer) {
             Some("Accepted") => Ok("Accepted"),
@@ -624,21 +763,24 @@ impl OcppDevice {
                 .chargers
                 .get(&self.identity)
                 .and_then(|c| c.connectors.get(&self.connector));
-            let tx = k.and_then(|k| k.tx);
+            let tx = k.and_then(|k| k.tx.clone());
             // The same limit for the same transaction, taken less than half its hold ago:
             // in force, not sent again (a keepalive every half hold, not two calls a cycle).
             let renew = Duration::from_secs(u64::from(hold)) / 2;
-            if let Some((asked, for_tx, at)) = k.and_then(|k| k.asked) {
-                if asked == kw && for_tx == tx && at.elapsed() < renew {
+            if let Some((asked, for_tx, at)) = k.and_then(|k| k.asked.as_ref()) {
+                if *asked == kw && *for_tx == tx && at.elapsed() < renew {
                     return Ok(k.and_then(|k| k.limit_kw).unwrap_or(kw));
                 }
             }
             tx
         };
-        let purpose = tx.map_or(v16::Purpose::TxDefault, v16::Purpose::Tx);
+        let version = self.hub.speaks(&self.identity)?;
+        let purpose = tx
+            .as_deref()
+            .map_or(v16::Purpose::TxDefault, v16::Purpose::Tx);
         let limit = self.unit.limit_of_kw(kw.max(0.0));
         let now = ocpp_time(self.hub.inner.time.now());
-        let payload = v16::set_charging_profile(&v16::Profile {
+        let profile = v16::Profile {
             connector: self.connector,
             id: profile_id(self.connector, purpose),
             stack_level: 1,
@@ -647,7 +789,11 @@ impl OcppDevice {
             limit,
             start: &now,
             duration_s: Some(hold),
-        });
+        };
+        let payload = match version {
+            Version::V16 => v16::set_charging_profile(&profile),
+            Version::V201 => v201::set_charging_profile(&profile),
+        };
         let answer = self
             .hub
             .call(&self.identity, "SetChargingProfile", payload)
@@ -662,16 +808,23 @@ impl OcppDevice {
                 ))
             }
         }
+        let ask = match version {
+            Version::V16 => {
+                serde_json::json!({"connectorId": self.connector, "duration": 60, "chargingRateUnit": self.unit.name()})
+            }
+            Version::V201 => {
+                serde_json::json!({"evseId": self.connector, "duration": 60, "chargingRateUnit": self.unit.name()})
+            }
+        };
         let answer = self
             .hub
-            .call(
-                &self.identity,
-                "GetCompositeSchedule",
-                serde_json::json!({"connectorId": self.connector, "duration": 60, "chargingRateUnit": self.unit.name()}),
-            )
+            .call(&self.identity, "GetCompositeSchedule", ask)
             .await?;
-        let (limit, unit) =
-            v16::composite_limit(&answer).map_err(|e| format!("{}: {e}", self.id))?;
+        let read = match version {
+            Version::V16 => v16::composite_limit(&answer),
+            Version::V201 => v201::composite_limit(&answer),
+        };
+        let (limit, unit) = read.map_err(|e| format!("{}: {e}", self.id))?;
         let unit = match (unit, self.unit) {
             (RateUnit::A { phases, .. }, RateUnit::A { voltage, .. }) => {
                 RateUnit::A { phases, voltage }
@@ -720,7 +873,7 @@ fn safe_profile_id(connector: u32) -> i64 {
 
 /// A profile id of its own for each connector and purpose, so no two collide: 10 x the
 /// connector + 0 (the safe default), 1 (the EMS's default), 2 (a transaction's).
-fn profile_id(connector: u32, purpose: v16::Purpose) -> i64 {
+fn profile_id(connector: u32, purpose: v16::Purpose<'_>) -> i64 {
     safe_profile_id(connector)
         + match purpose {
             v16::Purpose::TxDefault => 1,

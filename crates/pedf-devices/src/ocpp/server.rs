@@ -98,15 +98,16 @@ fn check(req: &Request, inner: &Inner) -> Result<(String, Version), Refusal> {
         .flat_map(|v| v.split(','))
         .filter_map(Version::of_subprotocol)
         .collect::<Vec<_>>();
-    // 2.0.1 is not spoken yet: a charger offering both gets 1.6.
-    if !offered.contains(&Version::V16) {
+    // The charger's first choice of those pedf speaks (a WebSocket client lists its
+    // subprotocols in its order of preference).
+    let Some(version) = offered.first().copied() else {
         return Err(Refusal(
             StatusCode::BAD_REQUEST,
             format!(
-                "charger {identity} was refused: it offers no subprotocol pedf speaks (ocpp1.6)"
+                "charger {identity} was refused: it offers no subprotocol pedf speaks (ocpp2.0.1, ocpp1.6)"
             ),
         ));
-    }
+    };
     let password = req
         .headers()
         .get("Authorization")
@@ -133,7 +134,7 @@ fn check(req: &Request, inner: &Inner) -> Result<(String, Version), Refusal> {
             format!("charger {identity} was refused: wrong or missing password (HTTP Basic, user = its identity)"),
         ));
     }
-    Ok((identity, Version::V16))
+    Ok((identity, version))
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -309,7 +310,10 @@ async fn serve(mut ws: Ws, identity: String, version: Version, inner: Arc<Inner>
                 };
                 match Frame::parse(&text) {
                     Ok(Frame::Call { id, action, payload }) => {
-                        let (answer, after) = handle(&inner, &identity, &action, &payload);
+                        let (answer, after) = match version {
+                            Version::V16 => handle(&inner, &identity, &action, &payload),
+                            Version::V201 => super::csms201::handle(&inner, &identity, &action, &payload),
+                        };
                         let frame = match answer {
                             Ok(p) => Frame::Result { id, payload: p },
                             Err(e) => Frame::error(&id, &e, version),
@@ -415,13 +419,20 @@ async fn serve(mut ws: Ws, identity: String, version: Version, inner: Arc<Inner>
 
 /// The answer to one of the hub's own calls (the meter value interval and the safe
 /// default at boot): a refusal is said with what it leaves.
-fn own_call_answered(inner: &Inner, identity: &str, action: &str, payload: &Value) {
+pub(super) fn own_call_answered(inner: &Inner, identity: &str, action: &str, payload: &Value) {
     let status = payload.get("status").and_then(Value::as_str);
     let (fine, leaves) = match action {
         "ChangeConfiguration" => (
             matches!(status, Some("Accepted" | "RebootRequired")),
             "it sends meter values at its own interval",
         ),
+        "SetVariables" => {
+            let status = payload["setVariableResult"][0]["attributeStatus"].as_str();
+            (
+                matches!(status, Some("Accepted" | "RebootRequired")),
+                "it sends meter values at its own interval",
+            )
+        }
         _ => (
             status == Some("Accepted"),
             "its safe default is not in place",
@@ -439,7 +450,7 @@ fn own_call_answered(inner: &Inner, identity: &str, action: &str, payload: &Valu
     }
 }
 
-fn touch(inner: &Inner, identity: &str) {
+pub(super) fn touch(inner: &Inner, identity: &str) {
     let now = inner.time.now();
     if let Some(c) = inner.lock().chargers.get_mut(identity) {
         c.last_seen = Some(now);
@@ -548,24 +559,26 @@ fn handle(
                 let again = st
                     .transactions
                     .iter()
-                    .find(|(_, t)| {
-                        t.connector == s.connector_id
+                    .find(|((who, _), t)| {
+                        who == identity
+                            && t.connector == s.connector_id
                             && t.id_tag == s.id_tag.0
                             && t.meter_start_wh == s.meter_start
                             && t.started == s.timestamp
                     })
-                    .map(|(id, _)| *id);
+                    .and_then(|((_, id), _)| id.parse::<i64>().ok());
                 let id = match again {
                     Some(id) => id,
                     None => {
                         st.next_tx += 1;
                         let id = st.next_tx;
                         st.transactions.insert(
-                            id,
+                            (identity.to_string(), id.to_string()),
                             Tx {
                                 connector: s.connector_id,
                                 id_tag: s.id_tag.0.clone(),
                                 meter_start_wh: s.meter_start,
+                                start_known: true,
                                 started: s.timestamp.clone(),
                                 last_wh: s.meter_start,
                                 stopped: false,
@@ -577,23 +590,24 @@ fn handle(
                     }
                 };
                 let k = connector(&mut st, identity, s.connector_id);
-                k.tx = Some(id);
+                k.tx = Some(id.to_string());
                 k.reading.energy_kwh = Some(s.meter_start as f64 / 1000.0);
                 Ok(json!({"transactionId": id, "idTagInfo": {"status": status}}))
             }
             "StopTransaction" => {
                 let s: v16::StopTransaction = v16::read(action, payload)?;
-                let known = st.transactions.get(&s.transaction_id).cloned();
+                let key = (identity.to_string(), s.transaction_id.to_string());
+                let known = st.transactions.get(&key).cloned();
                 match known {
                     Some(t) if !t.stopped => {
-                        if let Some(tx) = st.transactions.get_mut(&s.transaction_id) {
+                        if let Some(tx) = st.transactions.get_mut(&key) {
                             tx.stopped = true;
                             tx.last_wh = s.meter_stop.max(tx.meter_start_wh);
                         }
                         let kwh = (s.meter_stop - t.meter_start_wh).max(0) as f64 / 1000.0;
                         inner.event(&mut st, format!("charger {identity} connector {}: transaction {} stopped ({:?}), {kwh:.3} kWh", t.connector, s.transaction_id, s.reason.unwrap_or(v16::Reason::Local)));
                         let k = connector(&mut st, identity, t.connector);
-                        if k.tx == Some(s.transaction_id) {
+                        if k.tx.as_ref() == Some(&key.1) {
                             k.tx = None;
                         }
                         k.reading.energy_kwh = Some(s.meter_stop as f64 / 1000.0);
@@ -616,46 +630,14 @@ fn handle(
                     .max_by_key(|v| parse_time(&v.timestamp));
                 if let Some(v) = latest {
                     let (r, problems) = Reading::of(v);
-                    let k = connector(&mut st, identity, m.connector_id);
-                    // Fresh as of its arrival, on the EMS's clock: a charger's own clock may
-                    // be anywhere (one on the wall clock beside a simulated park fell hours
-                    // behind, and its every reading was stale on arrival). Its timestamps only
-                    // order its own values: one older than the one held (sent late, after an
-                    // outage) does not replace it; several in a row are a clock that went
-                    // back, and are taken (held back, every reading went stale until the
-                    // charger's clock came back to where it was).
-                    let stamp = parse_time(&v.timestamp);
-                    let late = matches!((k.stamp, stamp), (Some(held), Some(t)) if t < held);
-                    k.behind = if late { k.behind + 1 } else { 0 };
-                    let back = k.behind >= super::CLOCK_BACK_AFTER;
-                    if back {
-                        k.behind = 0;
-                        let what = format!(
-                            "charger {identity} connector {}: its clock went back (values stamped {} after {}): taken on its new clock",
-                            m.connector_id,
-                            v.timestamp,
-                            k.stamp.map(super::ocpp_time).unwrap_or_default()
-                        );
-                        inner.event(&mut st, what);
-                    }
-                    let k = connector(&mut st, identity, m.connector_id);
-                    if !late || back {
-                        k.reading = Reading {
-                            energy_kwh: r.energy_kwh.or(k.reading.energy_kwh),
-                            power_kw: r.power_kw,
-                            current_a: r.current_a,
-                            soc_pct: r.soc_pct.or(k.reading.soc_pct),
-                        };
-                        k.read_at = Some(now);
-                        k.stamp = stamp.or(k.stamp);
-                    }
-                    k.problem = (!problems.is_empty()).then(|| problems.join("; "));
-                    let tx = m.transaction_id.or(k.tx);
-                    if let (Some(id), Some(e)) = (tx, r.energy_kwh) {
-                        if let Some(t) = st.transactions.get_mut(&id) {
-                            t.last_wh = t.last_wh.max((e * 1000.0).round() as i64);
-                        }
-                    }
+                    let tx = m.transaction_id.map(|t| t.to_string());
+                    let at = Sample {
+                        connector: m.connector_id,
+                        timestamp: &v.timestamp,
+                        tx,
+                        now,
+                    };
+                    take_reading(inner, &mut st, identity, at, r, problems);
                 }
                 Ok(json!({}))
             }
@@ -685,7 +667,74 @@ fn handle(
     (answer, after)
 }
 
-fn connector<'s>(st: &'s mut State, identity: &str, n: u32) -> &'s mut Connector {
+/// Where and when a reading was taken.
+pub(super) struct Sample<'a> {
+    /// The connector (1.6) or EVSE (2.0.1).
+    pub connector: u32,
+    /// The charger's timestamp of the values.
+    pub timestamp: &'a str,
+    /// The transaction the charger says they are of (else the connector's running one).
+    pub tx: Option<String>,
+    /// The EMS's time.
+    pub now: chrono::DateTime<chrono::Utc>,
+}
+
+/// Takes a meter value's reading into its connector's state and its transaction's energy.
+pub(super) fn take_reading(
+    inner: &Inner,
+    st: &mut State,
+    identity: &str,
+    at: Sample<'_>,
+    r: Reading,
+    problems: Vec<String>,
+) {
+    let k = connector(st, identity, at.connector);
+    // Fresh as of its arrival, on the EMS's clock: a charger's own clock may be anywhere (one
+    // on the wall clock beside a simulated park fell hours behind, and its every reading was
+    // stale on arrival). Its timestamps only order its own values: one older than the one
+    // held (sent late, after an outage) does not replace it; several in a row are a clock
+    // that went back, and are taken (held back, every reading went stale until the charger's
+    // clock came back to where it was).
+    let stamp = parse_time(at.timestamp);
+    let late = matches!((k.stamp, stamp), (Some(held), Some(t)) if t < held);
+    k.behind = if late { k.behind + 1 } else { 0 };
+    let back = k.behind >= super::CLOCK_BACK_AFTER;
+    if back {
+        k.behind = 0;
+        let what = format!(
+            "charger {identity} connector {}: its clock went back (values stamped {} after {}): taken on its new clock",
+            at.connector,
+            at.timestamp,
+            k.stamp.map(super::ocpp_time).unwrap_or_default()
+        );
+        inner.event(st, what);
+    }
+    let k = connector(st, identity, at.connector);
+    if !late || back {
+        k.reading = Reading {
+            energy_kwh: r.energy_kwh.or(k.reading.energy_kwh),
+            power_kw: r.power_kw,
+            current_a: r.current_a,
+            soc_pct: r.soc_pct.or(k.reading.soc_pct),
+        };
+        k.read_at = Some(at.now);
+        k.stamp = stamp.or(k.stamp);
+    }
+    k.problem = (!problems.is_empty()).then(|| problems.join("; "));
+    let tx = at.tx.or(k.tx.clone());
+    if let (Some(id), Some(e)) = (tx, r.energy_kwh) {
+        if let Some(t) = st.transactions.get_mut(&(identity.to_string(), id)) {
+            let wh = (e * 1000.0).round() as i64;
+            if !t.start_known {
+                t.meter_start_wh = wh;
+                t.start_known = true;
+            }
+            t.last_wh = t.last_wh.max(wh);
+        }
+    }
+}
+
+pub(super) fn connector<'s>(st: &'s mut State, identity: &str, n: u32) -> &'s mut Connector {
     st.chargers
         .entry(identity.to_string())
         .or_default()
@@ -694,7 +743,7 @@ fn connector<'s>(st: &'s mut State, identity: &str, n: u32) -> &'s mut Connector
         .or_default()
 }
 
-fn tag_status(inner: &Inner, tag: &str) -> &'static str {
+pub(super) fn tag_status(inner: &Inner, tag: &str) -> &'static str {
     if inner
         .config
         .id_tags
@@ -708,18 +757,18 @@ fn tag_status(inner: &Inner, tag: &str) -> &'static str {
     }
 }
 
-fn parse_time(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+pub(super) fn parse_time(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
     pedf_core::time::parse_rfc3339(s).ok()
 }
 
 /// Keeps the transactions to a bound: the oldest stopped ones go first.
-fn prune(st: &mut State) {
+pub(super) fn prune(st: &mut State) {
     while st.transactions.len() > super::MAX_TRANSACTIONS {
         let Some(id) = st
             .transactions
             .iter()
             .find(|(_, t)| t.stopped)
-            .map(|(id, _)| *id)
+            .map(|(id, _)| id.clone())
         else {
             break;
         };

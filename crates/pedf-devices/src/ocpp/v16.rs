@@ -497,12 +497,13 @@ impl RateUnit {
 
 /// Which profile a limit goes into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Purpose {
+pub enum Purpose<'a> {
     /// The default of the connector's transactions (stack level 0 holds the safe default set
     /// at boot; the EMS's limits sit above it).
     TxDefault,
-    /// The running transaction's own.
-    Tx(i64),
+    /// The running transaction's own (its id: 1.6's a number the central system gave, 2.0.1's
+    /// the station's own text).
+    Tx(&'a str),
 }
 
 /// One limit as a charging profile.
@@ -515,7 +516,7 @@ pub struct Profile<'a> {
     /// Its stack level.
     pub stack_level: u32,
     /// What it applies to.
-    pub purpose: Purpose,
+    pub purpose: Purpose<'a>,
     /// The unit of its limit.
     pub unit: RateUnit,
     /// The limit, in `unit`.
@@ -557,13 +558,15 @@ pub fn set_charging_profile(p: &Profile<'_>) -> Value {
         Purpose::TxDefault => profile["chargingProfilePurpose"] = json!("TxDefaultProfile"),
         Purpose::Tx(tx) => {
             profile["chargingProfilePurpose"] = json!("TxProfile");
-            profile["transactionId"] = json!(tx);
+            // 1.6's transaction ids are the central system's integers.
+            profile["transactionId"] = tx.parse::<i64>().map_or_else(|_| json!(tx), |n| json!(n));
         }
     }
     json!({ "connectorId": connector, "csChargingProfiles": profile })
 }
 
-fn period(unit: RateUnit, limit: f64) -> Value {
+/// One schedule period at `limit` from the start (with the number of phases of a limit in A).
+pub(crate) fn period(unit: RateUnit, limit: f64) -> Value {
     match unit {
         RateUnit::W => json!({ "startPeriod": 0, "limit": limit }),
         RateUnit::A { phases, .. } => {
@@ -581,6 +584,12 @@ pub fn composite_limit(payload: &Value) -> Result<(f64, RateUnit), String> {
     let schedule = payload
         .get("chargingSchedule")
         .ok_or("the composite schedule has no chargingSchedule")?;
+    schedule_limit(schedule)
+}
+
+/// The limit in force at a schedule's start and its unit (1.6's `chargingSchedule` and
+/// 2.0.1's `schedule` alike).
+pub(crate) fn schedule_limit(schedule: &Value) -> Result<(f64, RateUnit), String> {
     let unit = match schedule.get("chargingRateUnit").and_then(Value::as_str) {
         Some("W") => RateUnit::W,
         Some("A") => RateUnit::A {
@@ -658,7 +667,7 @@ mod tests {
             connector: 1,
             id: 101,
             stack_level: 1,
-            purpose: Purpose::Tx(7),
+            purpose: Purpose::Tx("7"),
             unit: a,
             limit: 15.9,
             start: "2026-06-21T10:00:00Z",
