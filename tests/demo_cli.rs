@@ -114,11 +114,11 @@ fn the_demo_runs_the_park_and_serves_the_dashboard() {
         );
         std::thread::sleep(Duration::from_millis(500));
     };
-    // The last two chargers speak OCPP 1.6J to the EMS's central system.
+    // The last two chargers speak OCPP to the EMS's central system: ev-19 1.6J, ev-20 2.0.1.
     let events = get("/api/v1/events?limit=1000").to_string();
-    for cp in ["QZ-EV-19", "QZ-EV-20"] {
+    for (cp, version) in [("QZ-EV-19", "ocpp1.6"), ("QZ-EV-20", "ocpp2.0.1")] {
         assert!(
-            events.contains(&format!("charger {cp} connected (ocpp1.6)"))
+            events.contains(&format!("charger {cp} connected ({version})"))
                 && events.contains(&format!("charger {cp} booted: pedf-sim DC 60")),
             "{cp} not connected: {events}"
         );

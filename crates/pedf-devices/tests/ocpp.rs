@@ -574,20 +574,45 @@ async fn a_silent_charger_a_double_and_a_flood_leave_the_hub_working() {
 /// read back, leaves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_simulated_charge_point_charges_a_car_under_the_hubs_limit() {
-    let time = ems_time();
-    let hub = OcppHub::start(config(), time).unwrap();
-    let dev = hub.device("ev-b1", Duration::from_secs(5)).unwrap();
-    let now = || time.now();
-    let cp = pedf_sim_devices::ocpp::SimOcppCharger::start(
-        &format!("ws://{}/ocpp", hub.addr),
+    use pedf_sim_devices::ocpp::SimOcppVersion;
+    sim_charges(
+        SimOcppVersion::V16,
         "CP-B",
         "secret-b-0123456789",
+        "ev-b1",
+        3.0,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulated_2_0_1_station_charges_a_car_under_the_hubs_limit() {
+    use pedf_sim_devices::ocpp::SimOcppVersion;
+    sim_charges(SimOcppVersion::V201, "CS-C", PASS_C, "ev-c1", 3.5).await;
+}
+
+async fn sim_charges(
+    version: pedf_sim_devices::ocpp::SimOcppVersion,
+    identity: &str,
+    password: &str,
+    device: &str,
+    safe_kw: f64,
+) {
+    let time = ems_time();
+    let hub = OcppHub::start(config(), time).unwrap();
+    let dev = hub.device(device, Duration::from_secs(5)).unwrap();
+    let now = || time.now();
+    let cp = pedf_sim_devices::ocpp::SimOcppCharger::start_speaking(
+        version,
+        &format!("ws://{}/ocpp", hub.addr),
+        identity,
+        password,
         Duration::from_millis(50),
         60.0,
     );
     // The safe default reaches it after its boot.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while *cp.command_kw.lock().unwrap() != Some(3.0) {
+    while *cp.command_kw.lock().unwrap() != Some(safe_kw) {
         assert!(
             Instant::now() < deadline,
             "no safe default: {:?}",
@@ -635,7 +660,7 @@ async fn the_simulated_charge_point_charges_a_car_under_the_hubs_limit() {
     .await;
     let said = hub.take_events().join("\n");
     assert!(
-        said.contains("charger CP-B booted: pedf-sim DC 60"),
+        said.contains(&format!("charger {identity} booted: pedf-sim DC 60")),
         "{said}"
     );
     assert!(said.contains("stopped (EVDisconnected)"), "{said}");

@@ -1,10 +1,12 @@
-//! A simulated OCPP 1.6J charge point with one connector (for `pedf demo` and tests): it
-//! connects to a central system (`ws://host:port/path/IDENTITY`, subprotocol `ocpp1.6`, HTTP
-//! Basic), boots, starts a transaction when a car is plugged in and stops it when the car
+//! A simulated OCPP charge point with one connector, speaking 1.6J or 2.0.1 (for `pedf demo`
+//! and tests): it connects to a central system (`ws://host:port/path/IDENTITY`, subprotocol
+//! `ocpp1.6` or `ocpp2.0.1`, HTTP Basic), boots, starts a transaction when a car is plugged in and stops it when the car
 //! leaves, sends meter values (the energy register and the power) every period, and takes
 //! charging profiles: the limit of the highest stack level (a transaction's profile over the
 //! defaults) is what the car may draw, answered back as the composite schedule. Written here
-//! from the OCPP 1.6 specification, apart from pedf's central system; it reconnects when the
+//! from the OCPP 1.6 and 2.0.1 specifications, apart from pedf's central system (2.0.1: one
+//! EVSE with one connector, its transaction started, updated with the meter values and
+//! ended by TransactionEvent, its id its own); it reconnects when the
 //! connection drops and carries its transaction over. It takes the central system's remote
 //! stop (the car stays plugged in and draws nothing until it leaves), remote start (for a car
 //! plugged in) and changes of availability (out of service after the running transaction:
@@ -30,6 +32,15 @@ type Ws =
 /// Volts phase to neutral the simulated charger converts amperes with.
 const VOLTS: f64 = 230.0;
 
+/// The OCPP version a simulated charger speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SimOcppVersion {
+    /// OCPP 1.6J.
+    V16,
+    /// OCPP 2.0.1.
+    V201,
+}
+
 /// A running simulated OCPP charge point.
 pub struct SimOcppCharger {
     /// The car's draw now, kW (set by the physics).
@@ -48,12 +59,16 @@ impl Drop for SimOcppCharger {
 }
 
 struct Car {
+    version: SimOcppVersion,
     power_kw: Arc<Mutex<f64>>,
     command_kw: Arc<Mutex<Option<f64>>>,
     present: Arc<AtomicBool>,
     /// (purpose, stack level) -> (limit kW, transaction).
-    profiles: BTreeMap<(String, u64), (f64, Option<i64>)>,
-    tx: Option<i64>,
+    profiles: BTreeMap<(String, u64), (f64, Option<String>)>,
+    /// The running transaction (1.6: the central system's number, as text).
+    tx: Option<String>,
+    /// 2.0.1: the TransactionEvents' sequence number.
+    seq: u64,
     wh: f64,
     next_id: u64,
     /// In service (ChangeAvailability Operative).
@@ -80,12 +95,26 @@ impl SimOcppCharger {
         period: Duration,
         speed: f64,
     ) -> SimOcppCharger {
+        SimOcppCharger::start_speaking(SimOcppVersion::V16, url, identity, password, period, speed)
+    }
+
+    /// The same, speaking `version`.
+    pub fn start_speaking(
+        version: SimOcppVersion,
+        url: &str,
+        identity: &str,
+        password: &str,
+        period: Duration,
+        speed: f64,
+    ) -> SimOcppCharger {
         let car = Car {
+            version,
             power_kw: Arc::new(Mutex::new(0.0)),
             command_kw: Arc::new(Mutex::new(None)),
             present: Arc::new(AtomicBool::new(false)),
             profiles: BTreeMap::new(),
             tx: None,
+            seq: 0,
             wh: 0.0,
             next_id: 0,
             available: true,
@@ -108,7 +137,7 @@ impl SimOcppCharger {
         let task = tokio::spawn(async move {
             let mut car = car;
             loop {
-                if let Some(mut ws) = connect(&url, &identity, &password).await {
+                if let Some(mut ws) = connect(&url, &identity, &password, version).await {
                     let _ = car.session(&mut ws, period, speed).await;
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -123,11 +152,15 @@ impl SimOcppCharger {
     }
 }
 
-async fn connect(url: &str, identity: &str, password: &str) -> Option<Ws> {
+async fn connect(url: &str, identity: &str, password: &str, version: SimOcppVersion) -> Option<Ws> {
     use base64::Engine;
     let mut req = url.into_client_request().ok()?;
     let h = req.headers_mut();
-    h.insert("Sec-WebSocket-Protocol", "ocpp1.6".parse().ok()?);
+    let sub = match version {
+        SimOcppVersion::V16 => "ocpp1.6",
+        SimOcppVersion::V201 => "ocpp2.0.1",
+    };
+    h.insert("Sec-WebSocket-Protocol", sub.parse().ok()?);
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("{identity}:{password}"));
     h.insert("Authorization", format!("Basic {basic}").parse().ok()?);
     tokio_tungstenite::connect_async(req)
@@ -193,13 +226,15 @@ impl Car {
     }
 
     async fn session(&mut self, ws: &mut Ws, period: Duration, speed: f64) -> Option<()> {
-        let boot = self
-            .call(
-                ws,
-                "BootNotification",
-                json!({"chargePointVendor": "pedf-sim", "chargePointModel": "DC 60"}),
-            )
-            .await?;
+        let boot = match self.version {
+            SimOcppVersion::V16 => {
+                json!({"chargePointVendor": "pedf-sim", "chargePointModel": "DC 60"})
+            }
+            SimOcppVersion::V201 => {
+                json!({"chargingStation": {"vendorName": "pedf-sim", "model": "DC 60"}, "reason": "PowerUp"})
+            }
+        };
+        let boot = self.call(ws, "BootNotification", boot).await?;
         if boot.get("status").and_then(Value::as_str) != Some("Accepted") {
             return None;
         }
@@ -234,21 +269,16 @@ impl Car {
             }
             let held = self.held();
             self.command()?;
-            match (here, self.tx) {
+            match (here, self.tx.clone()) {
                 (true, None) if !held => {
                     self.status(ws, "Preparing").await?;
-                    let tag = self.start_tag.take().unwrap_or_else(|| "DEMO-CAR".into());
-                    let r = self
-                        .call(ws, "StartTransaction", json!({"connectorId": 1, "idTag": tag, "meterStart": self.wh.round() as i64, "timestamp": now()}))
-                        .await?;
-                    self.tx = r.get("transactionId").and_then(Value::as_i64);
+                    let tag = self.start_tag.take();
+                    self.start(ws, tag).await?;
                     self.status(ws, "Charging").await?;
                 }
                 (true, None) => {}
                 (_, Some(tx)) if !here || self.stop_asked => {
-                    let reason = if here { "Remote" } else { "EVDisconnected" };
-                    self.call(ws, "StopTransaction", json!({"transactionId": tx, "meterStop": self.wh.round() as i64, "timestamp": now(), "reason": reason}))
-                        .await?;
+                    self.stop(ws, &tx, here).await?;
                     self.tx = None;
                     self.stop_asked = false;
                     self.stopped = here;
@@ -265,25 +295,146 @@ impl Car {
                     };
                     self.status(ws, status).await?;
                 }
-                (_, Some(tx)) => {
-                    self.call(ws, "MeterValues", json!({"connectorId": 1, "transactionId": tx, "meterValue": [{"timestamp": now(), "sampledValue": [
-                        {"value": format!("{}", self.wh.round() as i64), "measurand": "Energy.Active.Import.Register", "unit": "Wh"},
-                        {"value": format!("{:.1}", kw * 1000.0), "measurand": "Power.Active.Import", "unit": "W"}]}]}))
-                        .await?;
-                }
+                (_, Some(tx)) => self.meter(ws, &tx, kw).await?,
                 (false, None) => {}
             }
         }
     }
 
+    /// Sends a connector status in 1.6's terms (2.0.1: whether the connector is occupied;
+    /// whether the car charges goes with its transaction).
     async fn status(&mut self, ws: &mut Ws, status: &str) -> Option<()> {
-        self.call(
-            ws,
-            "StatusNotification",
-            json!({"connectorId": 1, "errorCode": "NoError", "status": status, "timestamp": now()}),
-        )
-        .await
-        .map(|_| ())
+        let payload = match self.version {
+            SimOcppVersion::V16 => {
+                json!({"connectorId": 1, "errorCode": "NoError", "status": status, "timestamp": now()})
+            }
+            SimOcppVersion::V201 => {
+                let st = match status {
+                    "Available" | "Unavailable" | "Faulted" | "Reserved" => status,
+                    _ => "Occupied",
+                };
+                json!({"timestamp": now(), "connectorStatus": st, "evseId": 1, "connectorId": 1})
+            }
+        };
+        self.call(ws, "StatusNotification", payload)
+            .await
+            .map(|_| ())
+    }
+
+    /// The register and the power as sampled values of `version`.
+    fn sampled(&self, kw: f64, context: &str) -> Value {
+        match self.version {
+            SimOcppVersion::V16 => json!([
+                {"value": format!("{}", self.wh.round() as i64), "measurand": "Energy.Active.Import.Register", "unit": "Wh", "context": context},
+                {"value": format!("{:.1}", kw * 1000.0), "measurand": "Power.Active.Import", "unit": "W", "context": context}]),
+            SimOcppVersion::V201 => json!([
+                {"value": self.wh.round(), "measurand": "Energy.Active.Import.Register", "unitOfMeasure": {"unit": "Wh"}, "context": context},
+                {"value": (kw * 10_000.0).round() / 10.0, "measurand": "Power.Active.Import", "unitOfMeasure": {"unit": "W"}, "context": context}]),
+        }
+    }
+
+    /// 2.0.1: a TransactionEvent of the running transaction.
+    fn event(&mut self, kind: &str, trigger: &str, info: Value, kw: f64, context: &str) -> Value {
+        self.seq += 1;
+        json!({"eventType": kind, "timestamp": now(), "triggerReason": trigger, "seqNo": self.seq,
+            "transactionInfo": info,
+            "meterValue": [{"timestamp": now(), "sampledValue": self.sampled(kw, context)}]})
+    }
+
+    /// Starts a transaction for a car plugged in (a remote start's tag, else the car's own).
+    async fn start(&mut self, ws: &mut Ws, remote: Option<String>) -> Option<()> {
+        let tag = remote.clone().unwrap_or_else(|| "DEMO-CAR".into());
+        match self.version {
+            SimOcppVersion::V16 => {
+                let r = self
+                    .call(ws, "StartTransaction", json!({"connectorId": 1, "idTag": tag, "meterStart": self.wh.round() as i64, "timestamp": now()}))
+                    .await?;
+                self.tx = r
+                    .get("transactionId")
+                    .and_then(Value::as_i64)
+                    .map(|t| t.to_string());
+            }
+            SimOcppVersion::V201 => {
+                // Its own id: unique across its restarts (the wall clock) and transactions.
+                let secs = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs();
+                let id = format!("sim-{secs}-{}", self.seq + 1);
+                let (trigger, kind) = if remote.is_some() {
+                    ("RemoteStart", "Central")
+                } else {
+                    ("Authorized", "Local")
+                };
+                let mut e = self.event(
+                    "Started",
+                    trigger,
+                    json!({"transactionId": id, "chargingState": "Charging"}),
+                    0.0,
+                    "Transaction.Begin",
+                );
+                e["evse"] = json!({"id": 1, "connectorId": 1});
+                e["idToken"] = json!({"idToken": tag, "type": kind});
+                self.call(ws, "TransactionEvent", e).await?;
+                self.tx = Some(id);
+            }
+        }
+        Some(())
+    }
+
+    /// Ends the running transaction: stopped remotely with the car still `here`, or the car
+    /// gone.
+    async fn stop(&mut self, ws: &mut Ws, tx: &str, here: bool) -> Option<()> {
+        let reason = if here { "Remote" } else { "EVDisconnected" };
+        match self.version {
+            SimOcppVersion::V16 => {
+                self.call(ws, "StopTransaction", json!({"transactionId": tx.parse::<i64>().ok()?, "meterStop": self.wh.round() as i64, "timestamp": now(), "reason": reason}))
+                    .await?;
+            }
+            SimOcppVersion::V201 => {
+                let (trigger, state) = if here {
+                    ("RemoteStop", "EVConnected")
+                } else {
+                    ("EVDeparted", "Idle")
+                };
+                let e = self.event(
+                    "Ended",
+                    trigger,
+                    json!({"transactionId": tx, "chargingState": state, "stoppedReason": reason}),
+                    0.0,
+                    "Transaction.End",
+                );
+                self.call(ws, "TransactionEvent", e).await?;
+            }
+        }
+        Some(())
+    }
+
+    /// The running transaction's meter values.
+    async fn meter(&mut self, ws: &mut Ws, tx: &str, kw: f64) -> Option<()> {
+        match self.version {
+            SimOcppVersion::V16 => {
+                let values = self.sampled(kw, "Sample.Periodic");
+                self.call(ws, "MeterValues", json!({"connectorId": 1, "transactionId": tx.parse::<i64>().ok()?, "meterValue": [{"timestamp": now(), "sampledValue": values}]}))
+                    .await?;
+            }
+            SimOcppVersion::V201 => {
+                let state = if kw > 0.0 {
+                    "Charging"
+                } else {
+                    "SuspendedEVSE"
+                };
+                let e = self.event(
+                    "Updated",
+                    "MeterValuePeriodic",
+                    json!({"transactionId": tx, "chargingState": state}),
+                    kw,
+                    "Sample.Periodic",
+                );
+                self.call(ws, "TransactionEvent", e).await?;
+            }
+        }
+        Some(())
     }
 
     /// Sends a call and waits for its result, answering the central system's calls meanwhile.
@@ -327,10 +478,19 @@ impl Car {
         let p = v.get(3).cloned().unwrap_or(Value::Null);
         let result = match action {
             "SetChargingProfile" => {
-                let prof = &p["csChargingProfiles"];
-                let period = &prof["chargingSchedule"]["chargingSchedulePeriod"][0];
+                let (prof, schedule) = match self.version {
+                    SimOcppVersion::V16 => {
+                        let prof = &p["csChargingProfiles"];
+                        (prof, &prof["chargingSchedule"])
+                    }
+                    SimOcppVersion::V201 => {
+                        let prof = &p["chargingProfile"];
+                        (prof, &prof["chargingSchedule"][0])
+                    }
+                };
+                let period = &schedule["chargingSchedulePeriod"][0];
                 let limit = period["limit"].as_f64().unwrap_or(0.0);
-                let kw = match prof["chargingSchedule"]["chargingRateUnit"].as_str() {
+                let kw = match schedule["chargingRateUnit"].as_str() {
                     Some("A") => {
                         limit * VOLTS * period["numberPhases"].as_f64().unwrap_or(3.0) / 1000.0
                     }
@@ -343,42 +503,72 @@ impl Car {
                         .to_string(),
                     prof["stackLevel"].as_u64().unwrap_or(0),
                 );
-                self.profiles
-                    .insert(key, (kw, prof["transactionId"].as_i64()));
+                let tx = match &prof["transactionId"] {
+                    Value::String(t) => Some(t.clone()),
+                    Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                };
+                self.profiles.insert(key, (kw, tx));
                 *self.command_kw.lock().ok()? = self.limit_kw();
                 json!({"status": "Accepted"})
             }
-            "GetCompositeSchedule" => match self.limit_kw() {
-                Some(kw) => {
+            "GetCompositeSchedule" => match (self.limit_kw(), self.version) {
+                (Some(kw), SimOcppVersion::V16) => {
                     json!({"status": "Accepted", "connectorId": 1, "scheduleStart": now(), "chargingSchedule": {
                     "duration": p["duration"], "chargingRateUnit": "W",
                     "chargingSchedulePeriod": [{"startPeriod": 0, "limit": (kw * 10_000.0).floor() / 10.0}]}})
                 }
-                None => json!({"status": "Rejected"}),
+                (Some(kw), SimOcppVersion::V201) => {
+                    json!({"status": "Accepted", "schedule": {"evseId": 1, "duration": p["duration"],
+                    "scheduleStart": now(), "chargingRateUnit": "W",
+                    "chargingSchedulePeriod": [{"startPeriod": 0, "limit": (kw * 10_000.0).floor() / 10.0}]}})
+                }
+                (None, _) => json!({"status": "Rejected"}),
             },
+            "SetVariables" => {
+                // Taken as asked (the simulated station samples at the demo's own period).
+                let results: Vec<Value> = p["setVariableData"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|d| json!({"attributeStatus": "Accepted", "component": d["component"], "variable": d["variable"]}))
+                    .collect();
+                json!({ "setVariableResult": results })
+            }
             "ClearChargingProfile" => {
                 self.profiles.clear();
                 json!({"status": "Accepted"})
             }
-            "RemoteStopTransaction" => {
-                if self.tx.is_some() && p["transactionId"].as_i64() == self.tx {
+            "RemoteStopTransaction" | "RequestStopTransaction" => {
+                let asked = match &p["transactionId"] {
+                    Value::String(t) => Some(t.clone()),
+                    Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                };
+                if self.tx.is_some() && asked == self.tx {
                     self.stop_asked = true;
                     json!({"status": "Accepted"})
                 } else {
                     json!({"status": "Rejected"})
                 }
             }
-            "RemoteStartTransaction" => {
+            "RemoteStartTransaction" | "RequestStartTransaction" => {
                 let here = self.present.load(Ordering::Relaxed);
                 if self.tx.is_none() && self.available && here {
-                    self.start_tag = p["idTag"].as_str().map(str::to_string);
+                    self.start_tag = p["idTag"]
+                        .as_str()
+                        .or(p["idToken"]["idToken"].as_str())
+                        .map(str::to_string);
                     self.stopped = false;
                     json!({"status": "Accepted"})
                 } else {
                     json!({"status": "Rejected"})
                 }
             }
-            "ChangeAvailability" => match (p["type"].as_str(), self.tx) {
+            "ChangeAvailability" => match (
+                p["type"].as_str().or(p["operationalStatus"].as_str()),
+                self.tx.as_ref(),
+            ) {
                 (Some("Inoperative"), Some(_)) => {
                     self.unavailable_after_tx = true;
                     json!({"status": "Scheduled"})

@@ -55,7 +55,7 @@ pub struct DemoOptions {
     /// The simulated instant the demo starts at.
     pub start: DateTime<Utc>,
     /// Where the EMS's OCPP central system listens: the last [`OCPP_CHARGERS`] chargers of the
-    /// park speak OCPP 1.6J to it.
+    /// park speak OCPP to it (the last of them 2.0.1, the others 1.6J).
     pub ocpp: SocketAddr,
     /// A secret the OCPP chargers' passwords are made from (each start's own).
     pub ocpp_secret: String,
@@ -199,8 +199,19 @@ impl DemoPark {
         let ocpp_chargers = ocpp_chargers_of(park, &o.ocpp_secret);
         let mut ocpp = Vec::new();
         for c in &park.ev_chargers {
-            if let Some(oc) = ocpp_chargers.iter().find(|x| x.device == c.id) {
-                let d = pedf_sim_devices::ocpp::SimOcppCharger::start(
+            if let Some((k, oc)) = ocpp_chargers
+                .iter()
+                .enumerate()
+                .find(|(_, x)| x.device == c.id)
+            {
+                // The last of them a newer charger: OCPP 2.0.1, the others 1.6J.
+                let version = if k + 1 == ocpp_chargers.len() {
+                    pedf_sim_devices::ocpp::SimOcppVersion::V201
+                } else {
+                    pedf_sim_devices::ocpp::SimOcppVersion::V16
+                };
+                let d = pedf_sim_devices::ocpp::SimOcppCharger::start_speaking(
+                    version,
                     &format!("ws://{}/ocpp", o.ocpp),
                     &oc.identity,
                     &oc.password,
