@@ -1,5 +1,5 @@
-//! The OCPP central system at a charging hub's scale (issue 22): 200 simulated OCPP 1.6J
-//! chargers (pedf-sim's `ocpp::SimOcppCharger`, a charge point written apart from the hub) on
+//! The OCPP central system at a charging hub's scale (issue 22): 200 simulated OCPP chargers,
+//! half 1.6J and half 2.0.1 (pedf-sim's `ocpp::SimOcppCharger`, written apart from the hub) on
 //! loopback, each with a car sending meter values every 10 s; a new limit for every charger
 //! set as a charging profile and confirmed by its composite schedule: the time until the last
 //! is confirmed. Printed besides: the process's CPU time per round and its resident memory
@@ -18,7 +18,7 @@ use pedf_devices::ocpp::v16::RateUnit;
 use pedf_devices::ocpp::{
     password_hash, ChargerEntry, ConnectorEntry, OcppConfig, OcppDevice, OcppHub,
 };
-use pedf_sim::ocpp::SimOcppCharger;
+use pedf_sim::ocpp::{SimOcppCharger, SimOcppVersion};
 
 const CHARGERS: usize = 200;
 
@@ -58,7 +58,13 @@ fn bench(c: &mut Criterion) {
             let url = format!("ws://{}/ocpp", hub.addr);
             let chargers: Vec<SimOcppCharger> = (0..CHARGERS)
                 .map(|i| {
-                    let c = SimOcppCharger::start(
+                    let version = if i % 2 == 0 {
+                        SimOcppVersion::V16
+                    } else {
+                        SimOcppVersion::V201
+                    };
+                    let c = SimOcppCharger::start_speaking(
+                        version,
                         &url,
                         &format!("CP-{i:03}"),
                         password,
@@ -103,7 +109,7 @@ fn bench(c: &mut Criterion) {
         (cpu_seconds() - cpu0) / f64::from(rounds),
     );
     println!(
-        "{CHARGERS} OCPP chargers: a new limit for all confirmed in {:.1} ms, {:.1} ms CPU per round; resident memory {:.1} MiB ({:.1} MiB before the hub and chargers)",
+        "{CHARGERS} OCPP chargers (half 1.6J, half 2.0.1): a new limit for all confirmed in {:.1} ms, {:.1} ms CPU per round; resident memory {:.1} MiB ({:.1} MiB before the hub and chargers)",
         wall * 1e3,
         cpu * 1e3,
         rss_mib(),
@@ -112,12 +118,15 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("ocpp");
     g.sample_size(20);
     let mut k = 0u32;
-    g.bench_function("200 chargers: a new limit for all, confirmed", |b| {
-        b.iter(|| {
-            k += 1;
-            set_all(if k.is_multiple_of(2) { 5.0 } else { 6.0 })
-        })
-    });
+    g.bench_function(
+        "200 chargers (1.6J and 2.0.1): a new limit for all, confirmed",
+        |b| {
+            b.iter(|| {
+                k += 1;
+                set_all(if k.is_multiple_of(2) { 5.0 } else { 6.0 })
+            })
+        },
+    );
     g.finish();
     hub.stop();
     drop(chargers);

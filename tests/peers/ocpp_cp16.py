@@ -17,7 +17,7 @@ Scenarios:
   transaction goes on and stops after a few meter values, the stop sent on the new
   connection.
 - `charge`: boot, a transaction with meter values every 0.2 s at the power its profiles
-  allow, until the EMS has set a limit of its own (stack level 1) and five meter values
+  allow, until the EMS has set a limit of its own (stack level 1) and fifteen meter values
   followed it; then the car leaves (a local stop).
 - `refused`: connects with this password and prints how the handshake ended.
 - `operate`: boot and available, then does what the central system asks (configuration
@@ -135,9 +135,17 @@ class Car(Cp):
         )
 
     @on(Action.clear_charging_profile)
-    def on_clear(self, **_):
-        self.profiles.clear()
-        return call_result.ClearChargingProfile(status=ClearChargingProfileStatus.accepted)
+    def on_clear(self, id=None, connector_id=None, charging_profile_purpose=None,
+                 stack_level=None, **_):
+        gone = [k for k, p in self.profiles.items()
+                if (id is None or p["charging_profile_id"] == id)
+                and (charging_profile_purpose is None or k[0] == charging_profile_purpose)
+                and (stack_level is None or k[1] == stack_level)]
+        for k in gone:
+            del self.profiles[k]
+        say(event="cleared", purpose=charging_profile_purpose, n=len(gone))
+        return call_result.ClearChargingProfile(
+            status=ClearChargingProfileStatus.accepted if gone else ClearChargingProfileStatus.unknown)
 
     @on(Action.remote_stop_transaction)
     def on_remote_stop(self, transaction_id, **_):
@@ -358,7 +366,9 @@ async def charge(url, identity, password):
         await cp.status(ChargePointStatus.available)
         await cp.start_tx()
         after = 0
-        while after < 5:
+        # Fifteen meter values (3 s) under the EMS's limit: a running EMS's live state,
+        # slower on a loaded machine, sees the session and the setpoint together.
+        while after < 15:
             await cp.meter()
             if any(level >= 1 for (_, level) in cp.profiles):
                 after += 1

@@ -11,7 +11,8 @@ A `wss://` URL is TLS (OCPP security profile 2): the CSMS's certificate is trust
 PEM file the environment variable OCPP_CA names.
 
 Scenarios:
-- `session`: wrong-schema messages first (their CALLERRORs printed), then boot, status,
+- `session`: wrong-schema messages first (their CALLERRORs printed), then (holding a default
+  profile another CSMS left at stack level 5) boot, status,
   authorize (a listed token and a stranger), a transaction (Started with the register,
   Updated every 0.2 s with meter values at the power the charging profiles allow, 11 kW at
   most) until the CSMS asks for a stop; the Ended sent twice (as after a lost answer).
@@ -125,9 +126,17 @@ class Station(Cp):
         )
 
     @on(Action.clear_charging_profile)
-    def on_clear(self, **_):
-        self.profiles.clear()
-        return call_result.ClearChargingProfile(status="Accepted")
+    def on_clear(self, charging_profile_id=None, charging_profile_criteria=None, **_):
+        c = charging_profile_criteria or {}
+        purpose, level = c.get("charging_profile_purpose"), c.get("stack_level")
+        gone = [k for k, p in self.profiles.items()
+                if (charging_profile_id is None or p["id"] == charging_profile_id)
+                and (purpose is None or k[0] == purpose)
+                and (level is None or k[1] == level)]
+        for k in gone:
+            del self.profiles[k]
+        say(event="cleared", purpose=purpose, n=len(gone))
+        return call_result.ClearChargingProfile(status="Accepted" if gone else "Unknown")
 
     @on(Action.request_stop_transaction)
     def on_request_stop(self, transaction_id, **_):
@@ -331,6 +340,13 @@ async def session(url, identity, password):
         await ws.send("not json")
         say(event="callerror", answer=json.loads(await ws.recv()))
         cp = Station(identity, ws)
+        # A default profile another CSMS left at a higher stack level (22 kW): it would
+        # stand over the CSMS's own until cleared.
+        cp.profiles[("TxDefaultProfile", 5)] = {
+            "id": 99, "stack_level": 5, "charging_profile_purpose": "TxDefaultProfile",
+            "charging_profile_kind": "Absolute", "charging_schedule": [{
+                "id": 99, "charging_rate_unit": "W",
+                "charging_schedule_period": [{"start_period": 0, "limit": 22000.0}]}]}
         runner = asyncio.create_task(cp.start())
         await cp.boot()
         await cp.status("Available")

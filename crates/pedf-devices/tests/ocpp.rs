@@ -249,6 +249,12 @@ async fn a_charge_point_on_the_ocpp_package_runs_a_session_under_pedfs_limits() 
         (boot["status"].as_str(), boot["interval"].as_u64()),
         (Some("Accepted"), Some(60))
     );
+    // Default profiles from before cleared (none here), then the safe default.
+    let cleared = peer.next("cleared").await;
+    assert_eq!(
+        (cleared["purpose"].as_str(), cleared["n"].as_u64()),
+        (Some("TxDefaultProfile"), Some(0))
+    );
     let safe = peer.next("profile").await;
     assert_eq!(
         (
@@ -261,11 +267,18 @@ async fn a_charge_point_on_the_ocpp_package_runs_a_session_under_pedfs_limits() 
     // 4.1 kW on three phases at 230 V: 5.9 A (rounded down, never above).
     assert_eq!(safe["limit"].as_f64(), Some(5.9));
     assert_eq!(safe["duration"], Value::Null);
-    // The listed tag is accepted, another refused.
-    assert_eq!(peer.next("authorize").await["status"], "Accepted");
-    assert_eq!(peer.next("authorize_unknown").await["status"], "Invalid");
     let started = peer.next("started").await;
     let tx = started["transaction"].as_i64().unwrap();
+    // The listed tag is accepted, another refused (said before the start, in whatever order
+    // beside the central system's calls after the boot).
+    let said = peer.said();
+    let status = |e: &str| {
+        said.iter()
+            .find(|v| v["event"] == e)
+            .map(|v| v["status"].clone())
+    };
+    assert_eq!(status("authorize"), Some(json!("Accepted")));
+    assert_eq!(status("authorize_unknown"), Some(json!("Invalid")));
     peer.next("charging").await;
 
     // Meter values reach the connector's device state: charging at the safe limit.
@@ -479,7 +492,16 @@ async fn a_silent_charger_a_double_and_a_flood_leave_the_hub_working() {
     .await;
     let boot = recv(&mut ws).await.unwrap();
     assert_eq!(boot[2]["status"], "Accepted", "{boot}");
-    // The safe default profile arrives (unanswered: said as a timeout).
+    // Default profiles from before cleared, then the safe default profile (each unanswered:
+    // said as a timeout).
+    let clear = recv(&mut ws).await.unwrap();
+    assert_eq!(
+        (
+            clear[2].as_str(),
+            clear[3]["chargingProfilePurpose"].as_str()
+        ),
+        (Some("ClearChargingProfile"), Some("TxDefaultProfile"))
+    );
     let safe = recv(&mut ws).await.unwrap();
     assert_eq!(
         (safe[0].as_i64(), safe[2].as_str()),
@@ -1044,6 +1066,13 @@ async fn a_charging_station_on_the_ocpp_package_speaks_2_0_1_under_pedfs_limits(
             Some("15")
         )
     );
+    // The default profile another CSMS left (stack level 5, 22 kW) cleared before the
+    // safe default is set: charging below proves it gone.
+    let cleared = peer.next("cleared").await;
+    assert_eq!(
+        (cleared["purpose"].as_str(), cleared["n"].as_u64()),
+        (Some("TxDefaultProfile"), Some(1))
+    );
     let safe = peer.next("profile").await;
     assert_eq!(
         (
@@ -1062,9 +1091,17 @@ async fn a_charging_station_on_the_ocpp_package_speaks_2_0_1_under_pedfs_limits(
         )
     );
     assert_eq!(safe["id"], safe["schedule_id"]);
-    assert_eq!(peer.next("authorize").await["status"], "Accepted");
-    assert_eq!(peer.next("authorize_unknown").await["status"], "Unknown");
     let started = peer.next("started").await;
+    // The station's calls and the CSMS's after its boot cross: its authorisations before
+    // its start, in whatever order beside the profiles.
+    let said = peer.said();
+    let status = |e: &str| {
+        said.iter()
+            .find(|v| v["event"] == e)
+            .map(|v| v["status"].clone())
+    };
+    assert_eq!(status("authorize"), Some(json!("Accepted")));
+    assert_eq!(status("authorize_unknown"), Some(json!("Unknown")));
     assert_eq!(started["status"], "Accepted");
     let tx = started["transaction"].as_str().unwrap().to_string();
     // The transaction's meter values reach the EVSE's device state: charging at the safe

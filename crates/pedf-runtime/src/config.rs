@@ -155,7 +155,7 @@ pub struct OcppChargerRun {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct OcppConnectorRun {
-    /// The connector's number (1 and up).
+    /// The connector's number (1 and up); for an OCPP 2.0.1 station, the EVSE's id.
     pub connector: u32,
     /// The device id in the device list.
     pub device: String,

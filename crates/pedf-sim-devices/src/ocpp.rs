@@ -536,8 +536,20 @@ impl Car {
                 json!({ "setVariableResult": results })
             }
             "ClearChargingProfile" => {
-                self.profiles.clear();
-                json!({"status": "Accepted"})
+                // By purpose (the criteria's in 2.0.1); without one, all.
+                let purpose = p["chargingProfilePurpose"]
+                    .as_str()
+                    .or(p["chargingProfileCriteria"]["chargingProfilePurpose"].as_str());
+                let before = self.profiles.len();
+                self.profiles
+                    .retain(|(pu, _), _| purpose.is_some_and(|want| want != pu));
+                *self.command_kw.lock().ok()? = self.limit_kw();
+                let status = if self.profiles.len() < before {
+                    "Accepted"
+                } else {
+                    "Unknown"
+                };
+                json!({ "status": status })
             }
             "RemoteStopTransaction" | "RequestStopTransaction" => {
                 let asked = match &p["transactionId"] {

@@ -64,6 +64,12 @@ pub(super) fn handle(
                         reply: None,
                     });
                 }
+                // Default profiles left from before stand over the EMS's otherwise (see 1.6's).
+                after.push(Outgoing {
+                    action: "ClearChargingProfile",
+                    payload: json!({"chargingProfileCriteria": {"chargingProfilePurpose": "TxDefaultProfile"}}),
+                    reply: None,
+                });
                 if let Some(entry) = inner.entry(identity) {
                     // Each EVSE's safe default, below the EMS's limits.
                     for k in &entry.connectors {

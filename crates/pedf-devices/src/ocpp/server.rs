@@ -426,6 +426,11 @@ pub(super) fn own_call_answered(inner: &Inner, identity: &str, action: &str, pay
             matches!(status, Some("Accepted" | "RebootRequired")),
             "it sends meter values at its own interval",
         ),
+        // Nothing to clear is as good as cleared.
+        "ClearChargingProfile" => (
+            matches!(status, Some("Accepted" | "Unknown")),
+            "default profiles it held before may stand over the EMS's limits",
+        ),
         "SetVariables" => {
             let status = payload["setVariableResult"][0]["attributeStatus"].as_str();
             (
@@ -495,6 +500,14 @@ fn handle(
                         reply: None,
                     });
                 }
+                // Default profiles another central system (or an earlier configuration) left
+                // at any stack level would stand over the EMS's: cleared first. A charge
+                // point maximum (the installer's hardware limit) is left alone.
+                after.push(Outgoing {
+                    action: "ClearChargingProfile",
+                    payload: json!({"chargingProfilePurpose": "TxDefaultProfile"}),
+                    reply: None,
+                });
                 if let Some(entry) = inner.entry(identity) {
                     // The safe default of every connector, below the EMS's limits.
                     for k in &entry.connectors {
