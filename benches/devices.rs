@@ -73,6 +73,9 @@ fn config(i: usize) -> DeviceConfig {
         ramp_per_s: None,
         safe_value: None,
         battery_discharge_sign: None,
+        meter_address: None,
+        ct_ratio: None,
+        pt_ratio: None,
         topic: None,
     }
 }

@@ -98,6 +98,22 @@ fn bench(c: &mut Criterion) {
             }
         })
     };
+    // Every charger booted and in a transaction: its safe default taken after its boot
+    // (a limit set between its connection and its boot is cleared with the defaults it held,
+    // and sent again at the next ask).
+    rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while chargers
+            .iter()
+            .any(|c| *c.command_kw.lock().unwrap() != Some(7.0))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "not every charger took its safe default"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
     set_all(6.0); // every charger in a transaction with a profile of its own
     let (t0, cpu0) = (Instant::now(), cpu_seconds());
     let rounds: u32 = 20;

@@ -58,6 +58,20 @@ pub enum Field {
     DcPowerKw,
     /// Converter power on the AC side, kW.
     AcPowerKw,
+    /// A billing meter's import register of the sharp tariff period (尖, its tariff 1), kWh.
+    ImportKwhSharp,
+    /// ... of the peak period (峰, tariff 2), kWh.
+    ImportKwhPeak,
+    /// ... of the flat period (平, tariff 3), kWh.
+    ImportKwhFlat,
+    /// ... of the valley period (谷, tariff 4), kWh.
+    ImportKwhValley,
+    /// Phase voltage (phase A), V.
+    VoltageV,
+    /// Phase current (phase A), A.
+    CurrentA,
+    /// The billing period's maximum demand (import), kW, as the meter measured it.
+    MaxDemandKw,
 }
 
 impl Field {
@@ -68,8 +82,18 @@ impl Field {
             | Field::MaxChargeKw
             | Field::MaxDischargeKw
             | Field::DcPowerKw
-            | Field::AcPowerKw => "kW",
-            Field::ImportKwh | Field::ExportKwh | Field::EnergyKwh | Field::SessionKwh => "kWh",
+            | Field::AcPowerKw
+            | Field::MaxDemandKw => "kW",
+            Field::ImportKwh
+            | Field::ExportKwh
+            | Field::EnergyKwh
+            | Field::SessionKwh
+            | Field::ImportKwhSharp
+            | Field::ImportKwhPeak
+            | Field::ImportKwhFlat
+            | Field::ImportKwhValley => "kWh",
+            Field::VoltageV => "V",
+            Field::CurrentA => "A",
             Field::SocPct | Field::PowerLimitPct => "%",
             Field::ChargerState => "",
         }
@@ -90,6 +114,13 @@ impl Field {
             Field::SessionKwh => "session_kwh",
             Field::DcPowerKw => "dc_power_kw",
             Field::AcPowerKw => "ac_power_kw",
+            Field::ImportKwhSharp => "import_kwh_sharp",
+            Field::ImportKwhPeak => "import_kwh_peak",
+            Field::ImportKwhFlat => "import_kwh_flat",
+            Field::ImportKwhValley => "import_kwh_valley",
+            Field::VoltageV => "voltage_v",
+            Field::CurrentA => "current_a",
+            Field::MaxDemandKw => "max_demand_kw",
         }
     }
 }
@@ -99,7 +130,18 @@ impl Capability {
     pub fn fields(self) -> &'static [Field] {
         use Field::*;
         match self {
-            Capability::Meter => &[PowerKw, ImportKwh, ExportKwh],
+            Capability::Meter => &[
+                PowerKw,
+                ImportKwh,
+                ExportKwh,
+                ImportKwhSharp,
+                ImportKwhPeak,
+                ImportKwhFlat,
+                ImportKwhValley,
+                VoltageV,
+                CurrentA,
+                MaxDemandKw,
+            ],
             Capability::PvInverter => &[PowerKw, EnergyKwh, PowerLimitPct, DcPowerKw],
             Capability::Battery => &[PowerKw, SocPct, MaxChargeKw, MaxDischargeKw],
             Capability::EvCharger => &[PowerKw, ChargerState, SessionKwh],

@@ -396,6 +396,18 @@ pub enum TransportKind {
     /// EV chargers connecting to the EMS over OCPP (the run file's `[ocpp]` says where it
     /// listens and which charger and connector each device is): no address.
     Ocpp,
+    /// DL/T 645-2007 meters through a TCP serial gateway: `address = "host:port"`.
+    Dlt645Tcp,
+    /// DL/T 645-2007 meters on an RS-485 serial line (8E1): `path`, `baud` (2400 the
+    /// standard's default).
+    Dlt645Serial,
+}
+
+impl TransportKind {
+    /// Whether its devices are DL/T 645 meters.
+    pub fn is_dlt645(self) -> bool {
+        matches!(self, TransportKind::Dlt645Tcp | TransportKind::Dlt645Serial)
+    }
 }
 
 /// One Modbus connection: one request in flight at a time, shared by its devices.
@@ -484,6 +496,17 @@ pub struct DeviceConfig {
     /// or "negative").
     #[serde(default)]
     pub battery_discharge_sign: Option<String>,
+    /// A DL/T 645 meter's address: up to 12 decimal digits, as on its nameplate.
+    #[serde(default)]
+    pub meter_address: Option<String>,
+    /// A DL/T 645 meter's current transformer ratio (e.g. 40 for 200/5 A; default 1): its
+    /// energy, power and current times this.
+    #[serde(default)]
+    pub ct_ratio: Option<f64>,
+    /// A DL/T 645 meter's voltage transformer ratio (e.g. 100 for 10 kV/100 V; default 1): its
+    /// energy, power and voltage times this.
+    #[serde(default)]
+    pub pt_ratio: Option<f64>,
 }
 
 fn one() -> u8 {
@@ -518,6 +541,12 @@ impl DevicesFile {
             .filter(|c| c.kind == TransportKind::Ocpp)
             .map(|c| c.id.as_str())
             .collect();
+        let dlt645: BTreeSet<&str> = d
+            .connections
+            .iter()
+            .filter(|c| c.kind.is_dlt645())
+            .map(|c| c.id.as_str())
+            .collect();
         let mut ids = BTreeSet::new();
         for (i, c) in d.connections.iter().enumerate() {
             let at = nth_table(text, "connection", i);
@@ -533,18 +562,22 @@ impl DevicesFile {
                 err("timeout_ms must be at least 1".into());
             }
             match c.kind {
-                TransportKind::Tcp | TransportKind::Mqtt | TransportKind::RtuOverTcp => match &c
-                    .address
-                {
+                TransportKind::Tcp
+                | TransportKind::Mqtt
+                | TransportKind::RtuOverTcp
+                | TransportKind::Dlt645Tcp => match &c.address {
                     Some(a) if a.parse::<std::net::SocketAddr>().is_ok() => {}
                     Some(a) => err(format!(
                         "address `{a}` is not host:port, e.g. 192.168.1.20:502"
                     )),
-                    None => err("a tcp or mqtt connection needs `address = \"host:port\"`".into()),
+                    None => err(
+                        "a tcp, mqtt or dlt645-tcp connection needs `address = \"host:port\"`"
+                            .into(),
+                    ),
                 },
-                TransportKind::Rtu => {
+                TransportKind::Rtu | TransportKind::Dlt645Serial => {
                     if c.path.is_none() || c.baud.is_none() {
-                        err("an rtu connection needs `path` (e.g. /dev/ttyUSB0) and `baud` (e.g. 9600)".into());
+                        err("a serial connection (rtu, dlt645-serial) needs `path` (e.g. /dev/ttyUSB0) and `baud` (e.g. 9600)".into());
                     }
                 }
                 TransportKind::Ocpp => {
@@ -574,9 +607,41 @@ impl DevicesFile {
                     conns.iter().copied().collect::<Vec<_>>().join(", ")
                 ));
             }
+            let on_dlt645 = dlt645.contains(dev.connection.as_str());
+            if on_dlt645 {
+                if dev.capability != Capability::Meter {
+                    err(format!(
+                        "a DL/T 645 connection carries meters, not a {}",
+                        dev.capability.name()
+                    ));
+                }
+                if dev.template.is_some() || dev.sunspec {
+                    err("a DL/T 645 meter is read by the standard's registers: no `template` or `sunspec`".into());
+                }
+                match dev.meter_address.as_deref().map(crate::dlt645::Address::parse) {
+                    None => err("a DL/T 645 meter needs `meter_address`, its nameplate's 12 digits (e.g. \"000012345678\")".into()),
+                    Some(Err(e)) => err(e),
+                    Some(Ok(_)) => {}
+                }
+            } else if dev.meter_address.is_some()
+                || dev.ct_ratio.is_some()
+                || dev.pt_ratio.is_some()
+            {
+                err("`meter_address`, `ct_ratio` and `pt_ratio` are for meters on a dlt645-tcp or dlt645-serial connection".into());
+            }
+            for (name, r) in [("ct_ratio", dev.ct_ratio), ("pt_ratio", dev.pt_ratio)] {
+                if let Some(r) = r {
+                    if !(r.is_finite() && r > 0.0) {
+                        err(format!(
+                            "{name} {r} must be a positive number (1 without a transformer)"
+                        ));
+                    }
+                }
+            }
             match (&dev.template, dev.sunspec) {
-                // An OCPP charger speaks OCPP: no register map (checked with its connection).
-                _ if ocpp.contains(dev.connection.as_str()) => {}
+                // An OCPP charger speaks OCPP, a DL/T 645 meter its own registers: no register
+                // map (checked with its connection).
+                _ if ocpp.contains(dev.connection.as_str()) || on_dlt645 => {}
                 (Some(_), true) => err("give `template` or `sunspec = true`, not both".into()),
                 (None, false) => err("give a `template` or `sunspec = true`".into()),
                 (Some(t), false) => match templates.get(t) {
@@ -677,7 +742,7 @@ unit = "kWh"
             &METER.replace("field = \"import_kwh\"", "field = \"soc_pct\""),
         )
         .unwrap_err();
-        assert_eq!(e[0].to_string(), "m.toml:12:1: point[1]: a meter has no field `soc_pct`; fields: power_kw, import_kwh, export_kwh");
+        assert_eq!(e[0].to_string(), "m.toml:12:1: point[1]: a meter has no field `soc_pct`; fields: power_kw, import_kwh, export_kwh, import_kwh_sharp, import_kwh_peak, import_kwh_flat, import_kwh_valley, voltage_v, current_a, max_demand_kw");
         let e = Template::parse("m.toml", &METER.replace("unit = \"W\"", "unit = \"kWh\""))
             .unwrap_err();
         assert!(
@@ -723,6 +788,32 @@ unit = "kWh"
                 "d.toml:12:1: device[1] `grid`: the id is used twice",
                 "d.toml:12:1: device[1] `grid`: connection `bus2` is not defined; connections: bus",
                 "d.toml:12:1: device[1] `grid`: SunSpec covers meters, PV inverters and batteries, not a ev-charger",
+            ]
+        );
+    }
+
+    #[test]
+    fn dlt645_meters_are_checked_where_they_are_written() {
+        let templates = BTreeMap::new();
+        let good = "[[connection]]\nid = \"rs485\"\nkind = \"dlt645-tcp\"\naddress = \"127.0.0.1:8899\"\n\n[[device]]\nid = \"billing\"\ncapability = \"meter\"\nconnection = \"rs485\"\nmeter_address = \"000012345678\"\nct_ratio = 40\npoll_ms = 60000\nstale_after_ms = 180000\n";
+        let d = DevicesFile::parse("d.toml", good, &templates).unwrap();
+        assert_eq!(d.devices[0].ct_ratio, Some(40.0));
+        assert_eq!(d.connections[0].kind, TransportKind::Dlt645Tcp);
+        let bad = good
+            .replace("000012345678", "12345678901234")
+            .replace("ct_ratio = 40", "ct_ratio = 0\ntemplate = \"x\"")
+            + "\n[[device]]\nid = \"ev\"\ncapability = \"ev-charger\"\nconnection = \"rs485\"\n\n[[connection]]\nid = \"serial\"\nkind = \"dlt645-serial\"\n";
+        let e = DevicesFile::parse("d.toml", &bad, &templates).unwrap_err();
+        let msgs: Vec<String> = e.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            msgs,
+            [
+                "d.toml:21:1: connection[1] `serial`: a serial connection (rtu, dlt645-serial) needs `path` (e.g. /dev/ttyUSB0) and `baud` (e.g. 9600)",
+                "d.toml:6:1: device[0] `billing`: a DL/T 645 meter is read by the standard's registers: no `template` or `sunspec`",
+                "d.toml:6:1: device[0] `billing`: meter address `12345678901234`: give the meter's address as up to 12 decimal digits, as on its nameplate (e.g. \"000012345678\")",
+                "d.toml:6:1: device[0] `billing`: ct_ratio 0 must be a positive number (1 without a transformer)",
+                "d.toml:16:1: device[1] `ev`: a DL/T 645 connection carries meters, not a ev-charger",
+                "d.toml:16:1: device[1] `ev`: a DL/T 645 meter needs `meter_address`, its nameplate's 12 digits (e.g. \"000012345678\")",
             ]
         );
     }

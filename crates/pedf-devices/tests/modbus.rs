@@ -28,6 +28,9 @@ fn config(id: &str, capability: Capability, sunspec: bool) -> DeviceConfig {
         ramp_per_s: None,
         safe_value: None,
         battery_discharge_sign: None,
+        meter_address: None,
+        ct_ratio: None,
+        pt_ratio: None,
         topic: None,
     }
 }

@@ -64,6 +64,10 @@ pub(crate) fn start(cfg: &RunConfig, park: &Park, set: &DeviceSet) -> Result<Dev
     let mut modbus: Vec<ModbusDevice> = Vec::new();
     let mut mqtt_specs = Vec::new();
     let mut mqtt_addr: Option<String> = None;
+    // DL/T 645 buses: one request at a time on each, shared by its meters.
+    let mut meter_buses: BTreeMap<String, std::sync::Arc<pedf_devices::dlt645::Dlt645Link>> =
+        BTreeMap::new();
+    let mut meters: Vec<pedf_devices::dlt645::Dlt645Device> = Vec::new();
     for c in &set.devices.connections {
         let opts = LinkOptions {
             timeout: Duration::from_millis(c.timeout_ms),
@@ -90,6 +94,26 @@ pub(crate) fn start(cfg: &RunConfig, park: &Park, set: &DeviceSet) -> Result<Dev
                 None
             }
             TransportKind::Ocpp => None,
+            TransportKind::Dlt645Tcp | TransportKind::Dlt645Serial => {
+                let endpoint = match c.kind {
+                    TransportKind::Dlt645Tcp => c
+                        .address
+                        .as_deref()
+                        .and_then(|a| a.parse().ok())
+                        .map(pedf_devices::dlt645::Endpoint::Tcp),
+                    _ => Some(pedf_devices::dlt645::Endpoint::Serial {
+                        path: c.path.clone().unwrap_or_default(),
+                        baud: c.baud.unwrap_or(2400),
+                    }),
+                };
+                if let Some(e) = endpoint {
+                    meter_buses.insert(
+                        c.id.clone(),
+                        pedf_devices::dlt645::Dlt645Link::new(e, opts.timeout),
+                    );
+                }
+                None
+            }
         };
         if let Some(e) = endpoint {
             links.insert(c.id.clone(), ModbusLink::new(e, opts));
@@ -106,6 +130,25 @@ pub(crate) fn start(cfg: &RunConfig, park: &Park, set: &DeviceSet) -> Result<Dev
     for d in &set.devices.devices {
         if ocpp_conns.contains(&d.connection.as_str()) {
             ocpp_devices.push(d);
+            continue;
+        }
+        if let Some(bus) = meter_buses.get(&d.connection) {
+            let address = d
+                .meter_address
+                .as_deref()
+                .map(pedf_devices::dlt645::Address::parse)
+                .transpose()?
+                .ok_or_else(|| {
+                    format!("device `{}`: a DL/T 645 meter needs `meter_address`", d.id)
+                })?;
+            meters.push(pedf_devices::dlt645::Dlt645Device::new(
+                &d.id,
+                address,
+                (d.ct_ratio.unwrap_or(1.0), d.pt_ratio.unwrap_or(1.0)),
+                bus.clone(),
+                Duration::from_millis(d.poll_ms.max(1)),
+                Duration::from_millis(d.stale_after_ms),
+            ));
             continue;
         }
         let template = d.template.as_ref().and_then(|t| set.templates.get(t));
@@ -275,6 +318,11 @@ pub(crate) fn start(cfg: &RunConfig, park: &Park, set: &DeviceSet) -> Result<Dev
             heartbeat.clone(),
             time,
         );
+        units.insert(id, unit);
+    }
+    for d in meters {
+        let id = d.state().id.clone();
+        let unit = Unit::spawn(&id, d, None, image.clone(), heartbeat.clone(), time);
         units.insert(id, unit);
     }
     if let Some(h) = &hub {

@@ -885,3 +885,81 @@ async fn an_ocpp_charger_is_a_device_of_the_running_ems() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A DL/T 645-2007 billing meter (the `dlt645` package's meter, pinned in the outside peers'
+/// venv, behind a TCP serial gateway) as one of the running EMS's devices: its registers, in
+/// their fields with the transformer ratio applied, stored as samples like any device's; as
+/// a meter of another asset than `grid` it is not taken for the grid meter (the park's flows
+/// stay the simulated Modbus meter's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dlt645_billing_meter_is_a_device_of_the_running_ems() {
+    let (dir, _sim, _) = sim_park("dlt645").await;
+    let python = std::path::Path::new(ROOT).join(".venv-peers/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/setup (it makes the venv of outside test peers)",
+        python.display()
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut meter = std::process::Command::new(python)
+        .arg(std::path::Path::new(ROOT).join("tests/peers/dlt645_meter.py"))
+        .args([&port.to_string(), "000012345678", "static"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the DL/T 645 meter runs");
+    {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(meter.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.contains("ready"), "{line}");
+    }
+    let mut devices = std::fs::read_to_string(dir.join("devices.toml")).unwrap();
+    devices.push_str(&format!("\n[[connection]]\nid = \"rs485\"\nkind = \"dlt645-tcp\"\naddress = \"127.0.0.1:{port}\"\n\n[[device]]\nid = \"billing\"\ncapability = \"meter\"\nasset = \"grid-billing\"\nconnection = \"rs485\"\nmeter_address = \"000012345678\"\nct_ratio = 40\npoll_ms = 500\nstale_after_ms = 5000\n"));
+    std::fs::write(dir.join("devices.toml"), devices).unwrap();
+    let mut cfg = RunConfig::load(&dir.join("run.toml")).unwrap();
+    cfg.time = pedf_core::time::TimeSource::scaled(ems_origin(), 1.0);
+    let (summary, seen) = run_until(cfg, 30, |l| {
+        l.devices
+            .iter()
+            .any(|d| d.id == "billing" && d.quality == "good")
+    })
+    .await;
+    let seen = seen.expect("the billing meter read good within 30 s");
+    // The grid's flows are the grid meter's (asset `grid`), not the billing meter's export.
+    assert!(
+        seen.flows
+            .grid_kw
+            .is_some_and(|g| (g - -12.3456 * 40.0).abs() > 1.0),
+        "{:?}",
+        seen.flows
+    );
+    let _ = meter.kill();
+    let _ = meter.wait();
+    assert!(summary.samples > 0, "{summary:?}");
+    let st = Store::open(&dir.join("pedf.sqlite")).unwrap();
+    let t0 = ems_origin() - chrono::Duration::hours(1);
+    let t1 = ems_origin() + chrono::Duration::hours(1);
+    let got = |field: &str| {
+        st.samples("billing", field, t0, t1)
+            .unwrap()
+            .last()
+            .map(|s| s.value)
+    };
+    let close = |field: &str, want: f64| {
+        let v = got(field).unwrap_or_else(|| panic!("no {field} sample"));
+        assert!((v - want).abs() < 1e-6, "{field}: {v} for {want}");
+    };
+    close("import_kwh", 12345.67 * 40.0);
+    close("export_kwh", 89.01 * 40.0);
+    close("import_kwh_valley", 2345.01 * 40.0);
+    close("power_kw", -12.3456 * 40.0);
+    close("voltage_v", 230.1);
+    close("max_demand_kw", 45.6789 * 40.0);
+}

@@ -839,7 +839,13 @@ impl OcppDevice {
             .and_then(|c| c.connectors.get_mut(&self.connector))
         {
             k.limit_kw = Some(got);
-            k.asked = Some((kw, tx, tokio::time::Instant::now()));
+            // Kept from resending only when the charger confirms what was sent (to its own
+            // resolution: 2 %, at least 50 W): a limit another call stood over (a boot's
+            // clearing of default profiles between the profile and its read-back) is sent
+            // again at the next ask.
+            let sent = self.unit.kw_of_limit(limit);
+            k.asked = ((got - sent).abs() <= (0.02 * sent.abs()).max(0.05))
+                .then(|| (kw, tx, tokio::time::Instant::now()));
         }
         Ok(got)
     }

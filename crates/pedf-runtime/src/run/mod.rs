@@ -143,6 +143,10 @@ pub(super) struct Cycle {
     devices: Devices,
     /// Every device of the list, id and capability, for the live state.
     device_list: Vec<(String, Capability)>,
+    /// The meters at the grid connection (asset `grid`; without one, every meter), in the
+    /// list's order: the first with a good power reading is the grid meter of the cycle (a
+    /// billing meter behind the EMS's own stands in when that one is lost).
+    grid_meters: Vec<String>,
     /// Each device's stale time (the grace a device not read yet gets from the start).
     stale_after: BTreeMap<String, std::time::Duration>,
     sink: Option<pedf_influx::InfluxSink>,
@@ -283,6 +287,22 @@ const CHECKPOINT_CYCLES: u64 = 10;
 /// by `measured-partial` at a clean stop).
 const RUNNING: &str = "running";
 
+/// The meters at the park's grid connection, in the list's order: those whose asset is
+/// `grid`; a list with none so named has every meter taken as one (a sub-meter must say its
+/// asset for it not to be read as the grid's).
+fn grid_meters(devices: &[pedf_devices::template::DeviceConfig]) -> Vec<String> {
+    let meters = || devices.iter().filter(|d| d.capability == Capability::Meter);
+    let at_grid: Vec<String> = meters()
+        .filter(|d| d.asset.as_deref().unwrap_or(&d.id) == "grid")
+        .map(|d| d.id.clone())
+        .collect();
+    if at_grid.is_empty() {
+        meters().map(|d| d.id.clone()).collect()
+    } else {
+        at_grid
+    }
+}
+
 fn minute_of(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::<Utc>::from_timestamp_millis(t.timestamp_millis().div_euclid(60_000) * 60_000)
         .unwrap_or(t)
@@ -384,6 +404,7 @@ impl Cycle {
                 .iter()
                 .map(|d| (d.id.clone(), d.capability))
                 .collect(),
+            grid_meters: grid_meters(&set.devices.devices),
             stale_after: set
                 .devices
                 .devices
@@ -470,6 +491,7 @@ impl Cycle {
             battery_units,
             limits,
             device_list,
+            grid_meters,
             started,
             stale_after,
             load_estimate,
@@ -515,10 +537,9 @@ impl Cycle {
         let battery = pool_batteries(battery_units, &batteries_now);
         let battery_kw = good(Capability::Battery, Field::PowerKw);
         let ev_now = good(Capability::EvCharger, Field::PowerKw);
-        let grid_meter = states
-            .values()
-            .find(|s| s.capability == Capability::Meter)
-            .and_then(|s| s.good(Field::PowerKw, now));
+        let grid_meter = grid_meters
+            .iter()
+            .find_map(|id| states.get(id)?.good(Field::PowerKw, now));
         let to_bus = |g: f64| {
             if g >= 0.0 {
                 g * limits.eta_in
@@ -584,7 +605,7 @@ impl Cycle {
                 .sum::<Option<f64>>()
                 .map(|x| x + 0.0)
         };
-        let meter_configured = device_list.iter().any(|(_, c)| *c == Capability::Meter);
+        let meter_configured = !grid_meters.is_empty();
         let (kpv, kbattery, kev) = (
             all_of(Capability::PvInverter),
             all_of(Capability::Battery),

@@ -1,0 +1,178 @@
+//! pedf's DL/T 645-2007 master against a meter it did not write: the `dlt645` package's meter
+//! side (PyPI, pinned in the outside peers' venv that scripts/setup makes) over TCP, as a
+//! serial gateway carries the RS-485 line, driven from here through
+//! `tests/peers/dlt645_meter.py`: every register pedf reads, in its field and unit, with the
+//! transformer ratios applied; a meter of another address on the same bus; a counting
+//! register; the gateway gone and back.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use pedf_devices::capability::Field;
+use pedf_devices::dlt645::{Address, Dlt645Device, Dlt645Link, Endpoint};
+
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+const ADDRESS: &str = "000012345678";
+
+fn python() -> PathBuf {
+    let p = Path::new(ROOT).join(".venv-peers/bin/python");
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/setup (it makes the venv of outside test peers)",
+        p.display()
+    );
+    p
+}
+
+/// The meter, serving until dropped (its stdin closed).
+struct Meter(Child);
+
+impl Meter {
+    /// Starts the meter on `port` and waits (at most 20 s) for it to listen.
+    fn start(port: u16, scenario: &str) -> Meter {
+        let mut child = Command::new(python())
+            .arg(Path::new(ROOT).join("tests/peers/dlt645_meter.py"))
+            .args([&port.to_string(), ADDRESS, scenario])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the DL/T 645 meter starts");
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the meter says it is ready");
+        assert!(line.contains("\"ready\""), "{line}");
+        Meter(child)
+    }
+}
+
+impl Drop for Meter {
+    fn drop(&mut self) {
+        if let Some(mut stdin) = self.0.stdin.take() {
+            let _ = stdin.write_all(b"");
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn now() -> chrono::DateTime<chrono::Utc> {
+    // A fixed instant: the readings' times are the EMS's, not the meter's.
+    chrono::DateTime::from_timestamp(1_782_007_200, 0).unwrap()
+}
+
+fn device(link: &std::sync::Arc<Dlt645Link>, address: &str, ratios: (f64, f64)) -> Dlt645Device {
+    Dlt645Device::new(
+        "grid-billing",
+        Address::parse(address).unwrap(),
+        ratios,
+        link.clone(),
+        Duration::from_secs(1),
+        Duration::from_secs(30),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_registers_of_a_meter_of_the_dlt645_package_are_read_in_pedfs_units() {
+    let port = free_port();
+    let _meter = Meter::start(port, "static");
+    let link = Dlt645Link::new(
+        Endpoint::Tcp(([127, 0, 0, 1], port).into()),
+        Duration::from_secs(2),
+    );
+    let mut d = device(&link, ADDRESS, (1.0, 1.0));
+    d.poll(now()).await.unwrap();
+    let s = d.state();
+    let got = |f: Field| s.good(f, now());
+    assert_eq!(got(Field::ImportKwh), Some(12345.67));
+    assert_eq!(got(Field::ExportKwh), Some(89.01));
+    // Reverse power (the sign bit): the park exporting, negative at the grid meter.
+    assert_eq!(got(Field::PowerKw), Some(-12.3456));
+    assert_eq!(got(Field::ImportKwhSharp), Some(1000.11));
+    assert_eq!(got(Field::ImportKwhPeak), Some(4000.22));
+    assert_eq!(got(Field::ImportKwhFlat), Some(5000.33));
+    assert_eq!(got(Field::ImportKwhValley), Some(2345.01));
+    assert_eq!(got(Field::VoltageV), Some(230.1));
+    assert_eq!(got(Field::CurrentA), Some(-15.123));
+    assert_eq!(got(Field::MaxDemandKw), Some(45.6789));
+    assert!(d.missing().is_empty(), "{:08x?}", d.missing());
+
+    // The same meter behind 200/5 A current transformers (ratio 40) and no PT: primary values.
+    let mut ct = device(&link, ADDRESS, (40.0, 1.0));
+    ct.poll(now()).await.unwrap();
+    let s = ct.state();
+    let close = |f: Field, want: f64| {
+        let v = s.good(f, now()).unwrap();
+        assert!((v - want).abs() < 1e-6, "{f:?}: {v} for {want}");
+    };
+    close(Field::ImportKwh, 12345.67 * 40.0);
+    close(Field::PowerKw, -12.3456 * 40.0);
+    close(Field::CurrentA, -15.123 * 40.0);
+    close(Field::VoltageV, 230.1);
+
+    // A meter of another address on the bus: the read fails, said; the bus goes on.
+    let mut other = device(&link, "000000000099", (1.0, 1.0));
+    let e = other.poll(now()).await.unwrap_err().to_string();
+    assert!(!e.is_empty());
+    assert!(other.state().good(Field::ImportKwh, now()).is_none());
+    d.poll(now()).await.unwrap();
+    assert_eq!(d.state().good(Field::ImportKwh, now()), Some(12345.67));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_counting_register_is_followed_and_a_gateway_gone_and_back_is_reconnected() {
+    let port = free_port();
+    let meter = Meter::start(port, "counting");
+    let link = Dlt645Link::new(
+        Endpoint::Tcp(([127, 0, 0, 1], port).into()),
+        Duration::from_secs(2),
+    );
+    let mut d = device(&link, ADDRESS, (1.0, 1.0));
+    d.poll(now()).await.unwrap();
+    let first = d.state().good(Field::ImportKwh, now()).unwrap();
+    // The register rises (the meter counts every 0.1 s): waited for with a deadline.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        d.poll(now()).await.unwrap();
+        let v = d.state().good(Field::ImportKwh, now()).unwrap();
+        if v > first {
+            assert_eq!(d.state().good(Field::PowerKw, now()), Some(1.8));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the register stayed at {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The gateway gone: the poll fails (its values no longer fresh: the poll says why).
+    drop(meter);
+    let e = d.poll(now()).await.unwrap_err().to_string();
+    assert!(!e.is_empty());
+    assert!(d.state().last_error.is_some());
+    // Back on the same address: the link connects again on its next read.
+    let _meter = Meter::start(port, "static");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while d.poll(now()).await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "never reconnected");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(d.state().good(Field::ImportKwh, now()), Some(12345.67));
+}
