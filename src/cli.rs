@@ -136,6 +136,10 @@ pub enum Command {
         /// Port of the EMS's OCPP central system the demo's OCPP chargers connect to (loopback).
         #[arg(long, default_value_t = 19000, value_name = "PORT")]
         ocpp_port: u16,
+        /// Port of the TCP serial gateway the grid company's billing meter (DL/T 645-2007)
+        /// is read through (loopback).
+        #[arg(long, default_value_t = 16450, value_name = "PORT")]
+        meter_port: u16,
         /// Simulated seconds per real second for the park's physics.
         #[arg(long, default_value_t = 1.0, value_name = "X")]
         speed: f64,

@@ -19,6 +19,7 @@ pub struct DemoArgs {
     pub listen: String,
     pub modbus_port: u16,
     pub ocpp_port: u16,
+    pub meter_port: u16,
     pub mqtt: Option<String>,
     pub mqtt_port: u16,
     pub speed: f64,
@@ -220,6 +221,7 @@ pub fn run(a: DemoArgs) -> Result<(), UserError> {
             ocpp: SocketAddr::from(([127, 0, 0, 1], a.ocpp_port)),
             // Each start's own passwords (the chargers and the EMS are both the demo's).
             ocpp_secret: format!("demo-{:x}", start.timestamp_nanos_opt().unwrap_or_default()),
+            meter: SocketAddr::from(([127, 0, 0, 1], a.meter_port)),
         };
         let demo = DemoPark::start(&s, &opts).await.map_err(UserError)?;
         let run_file = dir.join("run.toml");
@@ -257,7 +259,7 @@ pub fn run(a: DemoArgs) -> Result<(), UserError> {
         let mut cfg = RunConfig::load(&run_file).map_err(UserError)?;
         cfg.time = clock;
         println!(
-            "pedf demo: {} ({}), simulated on loopback: Modbus {} (PV units 1-{}, battery 10, meter 20), MQTT {}:{}{}, OCPP 1.6J chargers {} to ws://127.0.0.1:{}/ocpp; park and EMS in simulated time at {}x real time",
+            "pedf demo: {} ({}), simulated on loopback: Modbus {} (PV units 1-{}, battery 10, meter 20), MQTT {}:{}{}, OCPP chargers {} (1.6J, the last 2.0.1) to ws://127.0.0.1:{}/ocpp, the billing meter (DL/T 645-2007, address {}) at {}; park and EMS in simulated time at {}x real time",
             s.park.name,
             s.park.id,
             demo.modbus.addr,
@@ -267,6 +269,8 @@ pub fn run(a: DemoArgs) -> Result<(), UserError> {
             if embedded { " (embedded broker)" } else { "" },
             demo.ocpp_chargers.iter().map(|c| c.device.as_str()).collect::<Vec<_>>().join(", "),
             a.ocpp_port,
+            pedf_sim::demo::BILLING_METER_ADDRESS,
+            demo.billing.addr,
             a.speed
         );
         println!("pedf demo: files in {} (run.toml, devices.toml, day-inputs/, demo.sqlite, reference/: the built-in scenario, templates and factors, written at each start); Ctrl-C stops", dir.display());

@@ -28,7 +28,13 @@ fn free_port() -> u16 {
 fn the_demo_runs_the_park_and_serves_the_dashboard() {
     let dir = std::env::temp_dir().join(format!("pedf-demo-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let (web, modbus, mqtt, ocpp) = (free_port(), free_port(), free_port(), free_port());
+    let (web, modbus, mqtt, ocpp, meter) = (
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+    );
     let elsewhere = dir.join("an-empty-folder");
     std::fs::create_dir_all(&elsewhere).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_pedf"))
@@ -47,6 +53,8 @@ fn the_demo_runs_the_park_and_serves_the_dashboard() {
             &mqtt.to_string(),
             "--ocpp-port",
             &ocpp.to_string(),
+            "--meter-port",
+            &meter.to_string(),
             "--dir",
             dir.to_str().unwrap(),
         ])
@@ -94,7 +102,8 @@ fn the_demo_runs_the_park_and_serves_the_dashboard() {
     };
     let page = c.get(format!("{b}/")).send().unwrap().text().unwrap();
     assert!(page.contains("/assets/app.js"));
-    // Every device (3 PV inverters, battery, meter, 20 chargers, 2 loads) answers within 15 s,
+    // Every device (3 PV inverters, battery, meter, the billing meter over DL/T 645, 20
+    // chargers, 2 loads) answers within 15 s,
     // and every flow is known (a charger whose car just started charging has no power reading
     // until its first meter value: the EV flow, and the load derived with it, are unknown
     // for that moment, not 0).
@@ -105,7 +114,7 @@ fn the_demo_runs_the_park_and_serves_the_dashboard() {
         let known = ["pv_kw", "battery_kw", "load_kw", "ev_kw", "converter_dc_kw"]
             .iter()
             .all(|k| v["flows"][k].is_number());
-        if devices.len() == 27 && devices.iter().all(|d| d["quality"] == "good") && known {
+        if devices.len() == 28 && devices.iter().all(|d| d["quality"] == "good") && known {
             break v;
         }
         assert!(
@@ -243,6 +252,38 @@ fn the_demo_runs_the_park_and_serves_the_dashboard() {
     ] {
         assert!(dir.join(f).exists(), "{f}");
     }
+    // The billing meter (DL/T 645, secondary values behind 1000/5 A transformers, read back
+    // times 200) agrees with the EMS's own meter on the park's import, and its four tariff
+    // registers add up to its total.
+    let st = pedf_store::Store::open(&dir.join("demo.sqlite")).unwrap();
+    let (t0, t1) = (
+        chrono::DateTime::from_timestamp(946_684_800, 0).unwrap(),
+        chrono::DateTime::from_timestamp(4_102_444_800, 0).unwrap(),
+    );
+    let last = |device: &str, field: &str| {
+        st.samples(device, field, t0, t1)
+            .unwrap()
+            .last()
+            .map(|s| (s.at, s.value))
+            .unwrap_or_else(|| panic!("no {field} sample of {device}"))
+    };
+    let (at_billing, billing) = last("grid-billing", "import_kwh");
+    let (at_meter, own) = last("grid-meter", "import_kwh");
+    // Read at different times (the billing meter every 15 s of the park's time): the import
+    // between the two reads at most the connection's limit.
+    let apart_h = (at_billing - at_meter).num_milliseconds().abs() as f64 / 3.6e6;
+    assert!(
+        (billing - own).abs() <= 3.0 + 2000.0 * apart_h,
+        "billing meter {billing} kWh at {at_billing}, the EMS's {own} kWh at {at_meter}"
+    );
+    let tariffs: f64 = ["sharp", "peak", "flat", "valley"]
+        .iter()
+        .map(|p| last("grid-billing", &format!("import_kwh_{p}")).1)
+        .sum();
+    assert!(
+        (tariffs - billing).abs() <= 8.0,
+        "tariff registers {tariffs} kWh, total {billing} kWh"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

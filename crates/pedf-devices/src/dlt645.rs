@@ -626,7 +626,10 @@ impl Dlt645Device {
                 Scale::Voltage => self.pt_ratio,
                 Scale::Current => self.ct_ratio,
             };
-            got.push((item.field, value.map(|v| v * k)));
+            // Times the ratio, kept to the register's own digits (1.15 x 200 is 230, not
+            // 229.99999999999997).
+            let p = 10f64.powi(item.decimals);
+            got.push((item.field, value.map(|v| (v * k * p).round() / p)));
         }
         Ok(())
     }

@@ -176,3 +176,36 @@ async fn a_counting_register_is_followed_and_a_gateway_gone_and_back_is_reconnec
     }
     assert_eq!(d.state().good(Field::ImportKwh, now()), Some(12345.67));
 }
+
+/// pedf's reader against the demo's simulated meter (pedf-sim-devices, written apart from
+/// the reader): a single-rate meter's "no data requested" for the tariff registers leaves
+/// them out, not asked for again, the rest read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_meter_without_tariff_registers_is_read_without_them() {
+    let meter = pedf_sim_devices::dlt645::SimDlt645Meter::start(
+        "127.0.0.1:0".parse().unwrap(),
+        "000020260001",
+    )
+    .await
+    .unwrap();
+    {
+        let mut r = meter.registers.lock().unwrap();
+        r.tariffs = false;
+        r.import_kwh = 1.15;
+        r.power_kw = -0.5;
+    }
+    let link = Dlt645Link::new(Endpoint::Tcp(meter.addr), Duration::from_secs(2));
+    let mut d = device(&link, "000020260001", (200.0, 1.0));
+    d.poll(now()).await.unwrap();
+    assert_eq!(
+        d.missing(),
+        [0x0001_0100, 0x0001_0200, 0x0001_0300, 0x0001_0400]
+    );
+    let s = d.state();
+    assert_eq!(s.good(Field::ImportKwh, now()), Some(230.0));
+    assert_eq!(s.good(Field::PowerKw, now()), Some(-100.0));
+    assert_eq!(s.good(Field::ImportKwhPeak, now()), None);
+    // Asked once: the next poll does not ask again, and still succeeds.
+    d.poll(now()).await.unwrap();
+    assert_eq!(d.missing().len(), 4);
+}

@@ -12,6 +12,7 @@
 
 pub mod bank;
 pub mod broker;
+pub mod dlt645;
 #[cfg(feature = "embedded-broker")]
 pub mod embedded_broker;
 pub mod faulty;

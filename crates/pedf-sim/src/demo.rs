@@ -18,7 +18,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::{DateTime, Timelike, Utc};
+use chrono::{DateTime, Datelike, Timelike, Utc};
 use sunspec::models::{
     model103::Model103, model123::Model123, model124::Model124, model802::Model802,
 };
@@ -59,7 +59,16 @@ pub struct DemoOptions {
     pub ocpp: SocketAddr,
     /// A secret the OCPP chargers' passwords are made from (each start's own).
     pub ocpp_secret: String,
+    /// Where the grid company's billing meter (DL/T 645-2007 behind a TCP serial gateway)
+    /// is read.
+    pub meter: SocketAddr,
 }
+
+/// The billing meter's address (its nameplate's digits).
+pub const BILLING_METER_ADDRESS: &str = "000020260001";
+/// The billing meter's current transformer ratio (1000/5 A): its registers are secondary
+/// values, the EMS multiplies them back.
+pub const BILLING_CT_RATIO: f64 = 200.0;
 
 /// How many of the park's chargers (the last ones) speak OCPP in the demo; the others MQTT.
 pub const OCPP_CHARGERS: usize = 2;
@@ -112,6 +121,8 @@ pub struct DemoPark {
     pub ocpp_chargers: Vec<OcppCharger>,
     _mqtt: Vec<SimMqttDevice>,
     _ocpp: Vec<pedf_sim_devices::ocpp::SimOcppCharger>,
+    /// The grid company's billing meter.
+    pub billing: pedf_sim_devices::dlt645::SimDlt645Meter,
     driver: tokio::task::JoinHandle<()>,
 }
 
@@ -253,6 +264,10 @@ impl DemoPark {
             loads.push((l.id.clone(), d.power_kw.clone(), d.command_kw.clone()));
             mqtt.push(d);
         }
+        let billing =
+            pedf_sim_devices::dlt645::SimDlt645Meter::start(o.meter, BILLING_METER_ADDRESS)
+                .await
+                .map_err(|e| format!("the billing meter's gateway on {}: {e}", o.meter))?;
         let devices_file = o.dir.join("devices.toml");
         std::fs::write(
             &devices_file,
@@ -263,6 +278,7 @@ impl DemoPark {
                 o.mqtt_port,
                 o.clock.speed(),
                 &ocpp_chargers,
+                &billing.addr.to_string(),
             ),
         )
         .map_err(|e| format!("{}: {e}", devices_file.display()))?;
@@ -271,8 +287,9 @@ impl DemoPark {
         let driver = {
             let now = now.clone();
             let s = s.clone();
+            let meter = billing.registers.clone();
             tokio::spawn(async move {
-                drive(s, world, clock, banks, addrs, chargers, loads, now).await;
+                drive(s, world, clock, banks, addrs, chargers, loads, now, meter).await;
             })
         };
         Ok(DemoPark {
@@ -283,6 +300,7 @@ impl DemoPark {
             ocpp_chargers,
             _mqtt: mqtt,
             _ocpp: ocpp,
+            billing,
             driver,
         })
     }
@@ -329,6 +347,7 @@ async fn drive(
     chargers: Vec<ChargerHandles>,
     loads: Vec<LoadHandles>,
     now_out: Arc<Mutex<DemoNow>>,
+    billing: Arc<Mutex<pedf_sim_devices::dlt645::MeterRegisters>>,
 ) {
     let park = &s.park;
     let mut battery = BatteryModel::of(park).expect("checked at start");
@@ -348,6 +367,10 @@ async fn drive(
     // Cars on chargers: (session index, energy got).
     let mut cars: BTreeMap<String, (usize, f64)> = BTreeMap::new();
     let (mut imp_kwh, mut exp_kwh) = (0.0f64, 0.0f64);
+    // The billing meter's demand: the import of each 15-minute block of the local clock,
+    // the month's highest (kW, primary side).
+    let mut block: Option<(chrono::NaiveDateTime, f64)> = None;
+    let mut month_max = (0u32, 0.0f64);
     let mut last = clock.now();
     let mut day = None;
     let mut tick = tokio::time::interval(
@@ -492,6 +515,43 @@ async fn drive(
             ],
         );
         drop(b);
+        // The billing meter: secondary values behind its current transformers; the tariff
+        // period's register counts the import (a four-register meter: the deep valley in 谷,
+        // an assumption of the simulation).
+        let naive = local.naive_local();
+        let start = naive
+            .date()
+            .and_hms_opt(local.hour(), local.minute() / 15 * 15, 0)
+            .unwrap_or(naive);
+        let kwh = grid.max(0.0) * dt_h;
+        block = match block {
+            Some((s0, e)) if s0 == start => Some((s0, e + kwh)),
+            Some((_, e)) => {
+                if month_max.0 != local.month() {
+                    month_max = (local.month(), 0.0);
+                }
+                month_max.1 = month_max.1.max(e * 4.0);
+                Some((start, kwh))
+            }
+            None => Some((start, kwh)),
+        };
+        if let Ok(mut m) = billing.lock() {
+            let k = BILLING_CT_RATIO;
+            let register = match park.tariff.period_at(naive) {
+                Some(pedf_core::tariff::PeriodKind::CriticalPeak) => 0,
+                Some(pedf_core::tariff::PeriodKind::Peak) => 1,
+                Some(pedf_core::tariff::PeriodKind::Flat) => 2,
+                _ => 3,
+            };
+            m.tariff_kwh[register] += kwh / k;
+            m.import_kwh = imp_kwh / k;
+            m.export_kwh = exp_kwh / k;
+            m.power_kw = grid / k;
+            // Three phases at 230 V, unity power factor.
+            m.current_a = grid * 1000.0 / (3.0 * 230.0) / k;
+            m.voltage_v = 230.0;
+            m.max_demand_kw = month_max.1 / k;
+        }
         *now_out.lock().expect("lock") = DemoNow {
             at: Some(t),
             pv_kw: pv,
@@ -539,6 +599,7 @@ fn devices_toml(
     mqtt_port: u16,
     speed: f64,
     ocpp: &[OcppCharger],
+    billing: &str,
 ) -> String {
     let park = &s.park;
     let poll = (sample_period(speed).as_secs_f64() * 1000.0 * speed)
@@ -564,6 +625,13 @@ fn devices_toml(
     }
     t += &format!(
         "\n[[device]]\nid = \"grid-meter\"\ncapability = \"meter\"\nasset = \"grid\"\nconnection = \"modbus\"\nunit_id = {METER_UNIT}\ntemplate = \"pedf-sim-meter\"\npoll_ms = {poll}\nstale_after_ms = {stale}\n"
+    );
+    // The grid company's billing meter at the same connection, read less often (a bus of
+    // meters at 2400 Bd is read in seconds): the grid meter when the EMS's own is lost.
+    let meter_poll = poll.max(15_000);
+    t += &format!(
+        "\n[[connection]]\nid = \"billing\"\nkind = \"dlt645-tcp\"\naddress = \"{billing}\"\ntimeout_ms = 1000\n\n[[device]]\nid = \"grid-billing\"\ncapability = \"meter\"\nasset = \"grid\"\nconnection = \"billing\"\nmeter_address = \"{BILLING_METER_ADDRESS}\"\nct_ratio = {BILLING_CT_RATIO}\npoll_ms = {meter_poll}\nstale_after_ms = {}\n",
+        meter_poll * 4
     );
     if !ocpp.is_empty() {
         t += "\n[[connection]]\nid = \"ocpp\"\nkind = \"ocpp\"\n";

@@ -17,4 +17,4 @@ pub mod world;
 
 #[cfg(feature = "embedded-broker")]
 pub use pedf_sim_devices::embedded_broker;
-pub use pedf_sim_devices::{bank, broker, faulty, mqtt, ocpp, park, sunspec_image};
+pub use pedf_sim_devices::{bank, broker, dlt645, faulty, mqtt, ocpp, park, sunspec_image};
