@@ -49,6 +49,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("pedf-influx", &["pedf-core"]),
     ("pedf-report", &["pedf-core"]),
     ("pedf-server", &["pedf-core", "pedf-store"]),
+    ("pedf-iec104", &[]),
     ("pedf-sim-devices", &[]),
 ];
 

@@ -36,12 +36,14 @@ pub struct MeterRegisters {
     pub max_demand_kw: f64,
 }
 
-/// A running simulated meter.
+/// A running simulated meter (or a bus of them behind one gateway).
 pub struct SimDlt645Meter {
     /// Where its gateway listens.
     pub addr: SocketAddr,
-    /// Its registers.
+    /// Its registers (the first meter's, on a bus).
     pub registers: Arc<Mutex<MeterRegisters>>,
+    /// Every meter's registers on a bus, in the order of their addresses.
+    pub bus: Vec<Arc<Mutex<MeterRegisters>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -55,26 +57,43 @@ impl SimDlt645Meter {
     /// Starts a meter of address `digits` (twelve decimal digits, as on its nameplate) behind
     /// a gateway listening on `bind`.
     pub async fn start(bind: SocketAddr, digits: &str) -> std::io::Result<SimDlt645Meter> {
+        SimDlt645Meter::start_bus(bind, &[digits]).await
+    }
+
+    /// Starts a bus of meters, one per address, behind one gateway on `bind`: one request on
+    /// the line at a time, as RS-485 carries them.
+    pub async fn start_bus(bind: SocketAddr, digits: &[&str]) -> std::io::Result<SimDlt645Meter> {
         let listener = tokio::net::TcpListener::bind(bind).await?;
         let addr = listener.local_addr()?;
-        let wire = wire_address(digits).ok_or_else(|| {
-            std::io::Error::new(
+        let mut meters = Vec::new();
+        for d in digits {
+            let wire = wire_address(d).ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("meter address `{d}` is not 12 decimal digits"),
+                )
+            })?;
+            let registers = Arc::new(Mutex::new(MeterRegisters {
+                voltage_v: 230.0,
+                tariffs: true,
+                ..MeterRegisters::default()
+            }));
+            meters.push((wire, registers));
+        }
+        let Some(registers) = meters.first().map(|m| m.1.clone()) else {
+            return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
-                format!("meter address `{digits}` is not 12 decimal digits"),
-            )
-        })?;
-        let registers = Arc::new(Mutex::new(MeterRegisters {
-            voltage_v: 230.0,
-            tariffs: true,
-            ..MeterRegisters::default()
-        }));
-        let regs = registers.clone();
+                "a bus needs at least one meter",
+            ));
+        };
+        let bus = meters.iter().map(|m| m.1.clone()).collect();
+        let meters = Arc::new(meters);
         let task = tokio::spawn(async move {
             loop {
                 let Ok((mut s, _)) = listener.accept().await else {
                     continue;
                 };
-                let regs = regs.clone();
+                let meters = meters.clone();
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
                     let mut chunk = [0u8; 256];
@@ -86,9 +105,12 @@ impl SimDlt645Meter {
                         buf.extend_from_slice(&chunk[..n]);
                         while let Some((request, used)) = frame(&buf) {
                             buf.drain(..used);
-                            if let Some(answer) = answer(&wire, &request, &regs) {
-                                if s.write_all(&answer).await.is_err() {
-                                    return;
+                            for (wire, regs) in meters.iter() {
+                                if let Some(answer) = answer(wire, &request, regs) {
+                                    if s.write_all(&answer).await.is_err() {
+                                        return;
+                                    }
+                                    break;
                                 }
                             }
                         }
@@ -102,6 +124,7 @@ impl SimDlt645Meter {
         Ok(SimDlt645Meter {
             addr,
             registers,
+            bus,
             task,
         })
     }
