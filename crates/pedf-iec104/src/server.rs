@@ -82,6 +82,41 @@ pub struct Config {
     pub command_timeout: Duration,
 }
 
+impl Config {
+    /// What is wrong with the configuration, if anything: k and w, the timers, the points'
+    /// addresses.
+    pub fn check(&self) -> Result<(), String> {
+        if self.k == 0 || self.w == 0 || self.w > self.k {
+            return Err(format!(
+                "k {} and w {}: both at least 1, w at most k (the standard's 12 and 8)",
+                self.k, self.w
+            ));
+        }
+        if self.t2 >= self.t1 {
+            return Err(format!(
+                "t2 {:?} must be shorter than t1 {:?}",
+                self.t2, self.t1
+            ));
+        }
+        let mut ioas = std::collections::BTreeSet::new();
+        let all = self
+            .points
+            .measurements
+            .iter()
+            .chain(&self.points.singles)
+            .map(|p| (p.ioa, &p.name))
+            .chain(self.points.setpoints.iter().map(|p| (p.ioa, &p.name)));
+        for (ioa, name) in all {
+            if ioa == 0 || ioa > 0xFF_FFFF || !ioas.insert(ioa) {
+                return Err(format!(
+                    "point `{name}`: information object address {ioa} is 0, above 16777215 or used twice"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A setpoint the master sent, for the application to accept (carry out) or refuse.
 #[derive(Debug)]
 pub struct Command {
@@ -187,39 +222,14 @@ const MAX_ASDU: usize = 249;
 impl Outstation {
     /// Starts listening (inside a tokio runtime); the setpoints the masters send come out of
     /// the receiver. `now` is the station's clock (the time tags).
-    pub async fn start(
+    pub fn start(
         config: Config,
         now: impl Fn() -> DateTime<Utc> + Send + Sync + 'static,
     ) -> Result<(Outstation, mpsc::Receiver<Command>), String> {
-        if config.k == 0 || config.w == 0 || config.w > config.k {
-            return Err(format!(
-                "iec104: k {} and w {}: both at least 1, w at most k (the standard's 12 and 8)",
-                config.k, config.w
-            ));
-        }
-        if config.t2 >= config.t1 {
-            return Err(format!(
-                "iec104: t2 {:?} must be shorter than t1 {:?}",
-                config.t2, config.t1
-            ));
-        }
-        let mut ioas = std::collections::BTreeSet::new();
-        let all = config
-            .points
-            .measurements
-            .iter()
-            .chain(&config.points.singles)
-            .map(|p| (p.ioa, &p.name))
-            .chain(config.points.setpoints.iter().map(|p| (p.ioa, &p.name)));
-        for (ioa, name) in all {
-            if ioa == 0 || ioa > 0xFF_FFFF || !ioas.insert(ioa) {
-                return Err(format!(
-                    "iec104 point `{name}`: information object address {ioa} is 0, above 16777215 or used twice"
-                ));
-            }
-        }
-        let listener = TcpListener::bind(config.listen)
-            .await
+        config.check().map_err(|e| format!("iec104: {e}"))?;
+        let listener = std::net::TcpListener::bind(config.listen)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .and_then(TcpListener::from_std)
             .map_err(|e| format!("iec104 listen {}: {e}", config.listen))?;
         let addr = listener
             .local_addr()

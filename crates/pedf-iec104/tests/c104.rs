@@ -135,9 +135,7 @@ fn clock() -> chrono::DateTime<chrono::Utc> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_c104_master_interrogates_and_sets_the_park() {
-    let (station, mut commands) = Outstation::start(config(&["127.0.0.1"]), clock)
-        .await
-        .unwrap();
+    let (station, mut commands) = Outstation::start(config(&["127.0.0.1"]), clock).unwrap();
     station.update(
         &[
             ("grid_kw", Some(412.5)),
@@ -236,9 +234,7 @@ async fn a_c104_master_interrogates_and_sets_the_park() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_master_not_in_the_list_is_refused() {
-    let (station, _commands) = Outstation::start(config(&["10.1.2.3"]), clock)
-        .await
-        .unwrap();
+    let (station, _commands) = Outstation::start(config(&["10.1.2.3"]), clock).unwrap();
     let mut s = tokio::net::TcpStream::connect(station.addr).await.unwrap();
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let _ = s
@@ -262,7 +258,7 @@ async fn a_master_that_never_acknowledges_is_closed_after_t1_and_a_sequence_erro
     let mut cfg = config(&["127.0.0.1"]);
     cfg.t1 = Duration::from_millis(600);
     cfg.t2 = Duration::from_millis(200);
-    let (station, _commands) = Outstation::start(cfg, clock).await.unwrap();
+    let (station, _commands) = Outstation::start(cfg, clock).unwrap();
     // Started, interrogated, then silent: the station's frames go unacknowledged.
     let mut s = tokio::net::TcpStream::connect(station.addr).await.unwrap();
     s.write_all(&Apdu::U(UFunction::StartDt(false)).encode())

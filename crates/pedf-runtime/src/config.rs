@@ -47,6 +47,10 @@ pub struct RunConfig {
     /// no OCPP charger.
     #[serde(default)]
     pub ocpp: Option<OcppRun>,
+    /// The park as an IEC 60870-5-104 station for the dispatch or distribution master; none:
+    /// no 104 link.
+    #[serde(default)]
+    pub iec104: Option<Iec104Run>,
     /// Where "now" comes from (not in the file): the wall clock, or the accelerated time of
     /// `pedf demo --speed`.
     #[serde(skip)]
@@ -288,6 +292,227 @@ impl OcppRun {
     }
 }
 
+/// The `[iec104]` table: the park as a controlled station.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Iec104Run {
+    /// Where the station listens, e.g. `0.0.0.0:2404` (104's port).
+    pub listen: String,
+    /// The station's common address (1 to 65534).
+    pub common_address: u16,
+    /// The masters allowed, by IP address; a connection from any other is refused.
+    pub masters: Vec<String>,
+    /// Unacknowledged frames the station sends before it waits (default 12).
+    #[serde(default = "default_k")]
+    pub k: u16,
+    /// Frames the station receives before it acknowledges (default 8).
+    #[serde(default = "default_w")]
+    pub w: u16,
+    /// Acknowledgement timeout, s (default 15).
+    #[serde(default = "default_t1")]
+    pub t1_s: f64,
+    /// The station's acknowledgement delay, s (default 10; below t1).
+    #[serde(default = "default_t2")]
+    pub t2_s: f64,
+    /// Idle time before the station tests the link, s (default 20).
+    #[serde(default = "default_t3")]
+    pub t3_s: f64,
+    /// Every measured value this often, s (periodic); absent: only on interrogation and on
+    /// change.
+    #[serde(default)]
+    pub cyclic_s: Option<f64>,
+    /// How long a selected setpoint waits for its execution, s (default 10).
+    #[serde(default = "default_select_timeout")]
+    pub select_timeout_s: f64,
+    /// The point map (TOML, relative to the run file): `[[measurement]]`, `[[single]]`,
+    /// `[[setpoint]]` tables with `name`, `ioa` (and `deadband`, `select_before_operate`).
+    pub points: PathBuf,
+}
+
+fn default_k() -> u16 {
+    12
+}
+fn default_w() -> u16 {
+    8
+}
+fn default_t1() -> f64 {
+    15.0
+}
+fn default_t2() -> f64 {
+    10.0
+}
+fn default_t3() -> f64 {
+    20.0
+}
+fn default_select_timeout() -> f64 {
+    10.0
+}
+
+/// What the station reports and takes, by name (the point map's `name`s).
+pub mod iec104_names {
+    /// Measured values: grid power at the connection (+import), PV, battery (+discharge), its
+    /// SoC, loads, EV charging, the battery's headroom up (more charging, kW the park could
+    /// add to its import now) and down (more discharging, kW it could take off), and the grid
+    /// limits in force.
+    pub const MEASUREMENTS: &[&str] = &[
+        "grid_kw",
+        "pv_kw",
+        "battery_kw",
+        "soc_pct",
+        "load_kw",
+        "ev_kw",
+        "flex_up_kw",
+        "flex_down_kw",
+        "import_limit_kw",
+        "export_limit_kw",
+    ];
+    /// Single points: the cycle holds every device safe; an alarm stands; the EMS runs in
+    /// automatic mode; a limit the grid set is in force.
+    pub const SINGLES: &[&str] = &["safe_state", "alarm", "automatic", "grid_limit_active"];
+    /// Setpoints: the import and export limits at the grid connection, kW.
+    pub const SETPOINTS: &[&str] = &["import_limit_kw", "export_limit_kw"];
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PointsFile {
+    #[serde(default)]
+    measurement: Vec<PointEntry>,
+    #[serde(default)]
+    single: Vec<PointEntry>,
+    #[serde(default)]
+    setpoint: Vec<SetpointEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PointEntry {
+    name: String,
+    ioa: u32,
+    #[serde(default)]
+    deadband: f64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetpointEntry {
+    name: String,
+    ioa: u32,
+    #[serde(default)]
+    select_before_operate: bool,
+}
+
+impl Iec104Run {
+    /// The station's configuration (its point map read), each problem naming its key or its
+    /// place in the point map.
+    pub fn config(&self, utc_offset: chrono::FixedOffset) -> Result<pedf_iec104::Config, String> {
+        use pedf_iec104::{PointMap, SetpointPoint, ValuePoint};
+        let listen: std::net::SocketAddr = self.listen.parse().map_err(|_| {
+            format!(
+                "[iec104] listen = `{}` is not an address:port such as 0.0.0.0:2404",
+                self.listen
+            )
+        })?;
+        if self.common_address == 0 || self.common_address == 0xFFFF {
+            return Err(
+                "[iec104] common_address must be 1 to 65534 (0 is unused, 65535 the broadcast)"
+                    .into(),
+            );
+        }
+        let masters = self
+            .masters
+            .iter()
+            .map(|m| {
+                m.parse::<std::net::IpAddr>()
+                    .map_err(|_| format!("[iec104] masters: `{m}` is not an IP address"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if masters.is_empty() {
+            return Err("[iec104] masters: give the dispatch or distribution master's address (a station answers only the masters it knows)".into());
+        }
+        let secs = |key: &str, v: f64| {
+            if v.is_finite() && v > 0.0 && v <= 3600.0 {
+                Ok(Duration::from_secs_f64(v))
+            } else {
+                Err(format!(
+                    "[iec104] {key} = {v}: give seconds above 0 and at most 3600"
+                ))
+            }
+        };
+        let (t1, t2, t3) = (
+            secs("t1_s", self.t1_s)?,
+            secs("t2_s", self.t2_s)?,
+            secs("t3_s", self.t3_s)?,
+        );
+        let name = self.points.display().to_string();
+        let text = std::fs::read_to_string(&self.points)
+            .map_err(|e| format!("[iec104] points = {name}: cannot read: {e}"))?;
+        let f: PointsFile = toml::from_str(&text).map_err(|e| {
+            let (line, col) =
+                pedf_core::config::SourceMap::new(&text).locate(e.span().map_or(0, |s| s.start));
+            format!("{name}:{line}:{col}: {}", e.message().trim())
+        })?;
+        let known = |kind: &str, n: &str, valid: &[&str]| {
+            if valid.contains(&n) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{name}: [[{kind}]] `{n}` is not one pedf has; {kind}s: {}",
+                    valid.join(", ")
+                ))
+            }
+        };
+        let mut points = PointMap::default();
+        for p in &f.measurement {
+            known("measurement", &p.name, iec104_names::MEASUREMENTS)?;
+            if !(p.deadband.is_finite() && p.deadband >= 0.0) {
+                return Err(format!(
+                    "{name}: [[measurement]] `{}`: deadband must be 0 or more",
+                    p.name
+                ));
+            }
+            points.measurements.push(ValuePoint {
+                name: p.name.clone(),
+                ioa: p.ioa,
+                deadband: p.deadband,
+            });
+        }
+        for p in &f.single {
+            known("single", &p.name, iec104_names::SINGLES)?;
+            points.singles.push(ValuePoint {
+                name: p.name.clone(),
+                ioa: p.ioa,
+                deadband: 0.0,
+            });
+        }
+        for p in &f.setpoint {
+            known("setpoint", &p.name, iec104_names::SETPOINTS)?;
+            points.setpoints.push(SetpointPoint {
+                name: p.name.clone(),
+                ioa: p.ioa,
+                select_before_operate: p.select_before_operate,
+            });
+        }
+        let config = pedf_iec104::Config {
+            listen,
+            common_address: self.common_address,
+            masters,
+            k: self.k,
+            w: self.w,
+            t1,
+            t2,
+            t3,
+            cyclic: self.cyclic_s.map(|c| secs("cyclic_s", c)).transpose()?,
+            points,
+            utc_offset,
+            select_timeout: secs("select_timeout_s", self.select_timeout_s)?,
+            command_timeout: Duration::from_secs(5),
+        };
+        config.check().map_err(|e| format!("[iec104] {e}"))?;
+        Ok(config)
+    }
+}
+
 fn default_min_coverage() -> f64 {
     pedf_carbon::certificate::DEFAULT_MIN_COVERAGE
 }
@@ -421,6 +646,14 @@ impl RunConfig {
                 }
             }
             o.config().map_err(|e| format!("{name}: {e}"))?;
+        }
+        if let Some(g) = &mut c.iec104 {
+            if g.points.is_relative() {
+                g.points = dir.join(&g.points);
+            }
+            // Checked here with any offset; the park's is given at start.
+            g.config(chrono::Offset::fix(&chrono::Utc))
+                .map_err(|e| format!("{name}: {e}"))?;
         }
         Ok(c)
     }

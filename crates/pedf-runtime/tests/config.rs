@@ -201,3 +201,59 @@ fn an_ocpp_table_with_mistakes_says_which() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn an_iec104_table_with_mistakes_says_which() {
+    let dir = std::env::temp_dir().join(format!("pedf-run-iec104-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("run.toml");
+    let run = |table: &str, points: &str| {
+        std::fs::write(dir.join("points.toml"), points).unwrap();
+        std::fs::write(
+            &path,
+            format!("park = \"{ROOT}/config/qingzhou-pedf.toml\"\ndevices = \"{ROOT}/config/devices/qingzhou-pedf.toml\"\nstore = \"pedf.sqlite\"\n\n[iec104]\n{table}"),
+        )
+        .unwrap();
+        pedf_runtime::run::RunConfig::load(&path).map(|_| ())
+    };
+    let table = "listen = \"0.0.0.0:2404\"\ncommon_address = 1\nmasters = [\"10.20.0.5\"]\npoints = \"points.toml\"\n";
+    let points = "[[measurement]]\nname = \"grid_kw\"\nioa = 1001\ndeadband = 5\n\n[[setpoint]]\nname = \"import_limit_kw\"\nioa = 3001\nselect_before_operate = true\n";
+    assert_eq!(run(table, points), Ok(()));
+    let cases = [
+        (
+            table.replace("10.20.0.5", "dispatch.example"),
+            points.to_string(),
+            "[iec104] masters: `dispatch.example` is not an IP address",
+        ),
+        (
+            table.replace("common_address = 1", "common_address = 65535"),
+            points.to_string(),
+            "[iec104] common_address must be 1 to 65534",
+        ),
+        (
+            format!("{table}t1_s = 5\nt2_s = 10\n"),
+            points.to_string(),
+            "[iec104] t2 10s must be shorter than t1 5s",
+        ),
+        (
+            table.to_string(),
+            points.replace("grid_kw", "grid_power"),
+            "[[measurement]] `grid_power` is not one pedf has; measurements: grid_kw, pv_kw",
+        ),
+        (
+            table.to_string(),
+            points.replace("ioa = 3001", "ioa = 1001"),
+            "[iec104] point `import_limit_kw`: information object address 1001 is 0, above 16777215 or used twice",
+        ),
+        (
+            table.to_string(),
+            points.replace("deadband = 5", "dead_band = 5"),
+            "points.toml:4:1: unknown field `dead_band`",
+        ),
+    ];
+    for (t, p, want) in cases {
+        let e = run(&t, &p).unwrap_err();
+        assert!(e.contains(want), "{e}\nwanted: {want}");
+    }
+}

@@ -963,3 +963,120 @@ async fn a_dlt645_billing_meter_is_a_device_of_the_running_ems() {
     close("voltage_v", 230.1);
     close("max_demand_kw", 45.6789 * 40.0);
 }
+
+/// The grid's master (the `c104` package's, on lib60870, pinned in the outside peers' venv)
+/// over IEC 60870-5-104 to the running EMS: it interrogates the park (its grid power and the
+/// park's own import limit), sets an import limit (selected, then executed) that the station
+/// reports in force from the next cycles, is refused one above the park's own, and releases
+/// the limit by setting the park's own; each said in an event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grids_master_sets_the_parks_import_limit_over_iec104() {
+    let (dir, _sim, _) = sim_park("iec104").await;
+    let python = std::path::Path::new(ROOT).join(".venv-peers/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/setup (it makes the venv of outside test peers)",
+        python.display()
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        dir.join("points.toml"),
+        "[[measurement]]\nname = \"grid_kw\"\nioa = 1001\ndeadband = 1\n\n[[measurement]]\nname = \"import_limit_kw\"\nioa = 1009\n\n[[single]]\nname = \"grid_limit_active\"\nioa = 2004\n\n[[setpoint]]\nname = \"import_limit_kw\"\nioa = 3001\nselect_before_operate = true\n",
+    )
+    .unwrap();
+    let mut run = std::fs::read_to_string(dir.join("run.toml")).unwrap();
+    run.push_str(&format!("\n[iec104]\nlisten = \"127.0.0.1:{port}\"\ncommon_address = 7\nmasters = [\"127.0.0.1\"]\npoints = \"points.toml\"\n"));
+    std::fs::write(dir.join("run.toml"), run).unwrap();
+    let mut cfg = RunConfig::load(&dir.join("run.toml")).unwrap();
+    cfg.time = pedf_core::time::TimeSource::scaled(ems_origin(), 1.0);
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let d = done.clone();
+    let master = tokio::task::spawn_blocking(move || {
+        use std::io::{BufRead, Write};
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the EMS never listened for IEC 104"
+            );
+            std::thread::yield_now();
+        }
+        let mut child = std::process::Command::new(python)
+            .arg(std::path::Path::new(ROOT).join("tests/peers/iec104_master.py"))
+            .args(["127.0.0.1", &port.to_string(), "7"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("the c104 master runs");
+        let mut stdin = child.stdin.take().unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut said = Vec::new();
+        let mut ask = |what: serde_json::Value| {
+            if !what.is_null() {
+                writeln!(stdin, "{what}").unwrap();
+                stdin.flush().unwrap();
+            }
+            let mut line = String::new();
+            out.read_line(&mut line).unwrap();
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            said.push(v.clone());
+            v
+        };
+        assert_eq!(ask(serde_json::Value::Null)["ok"], true, "connected");
+        assert_eq!(ask(serde_json::json!({"do": "interrogate"}))["ok"], true);
+        let points = ask(serde_json::json!({"do": "points"}));
+        let value = |ioa: u64| {
+            points["points"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["ioa"] == ioa)
+                .map(|p| p["value"].clone())
+        };
+        let own = value(1009)
+            .and_then(|v| v.as_f64())
+            .expect("the park's import limit");
+        assert_eq!(value(2004), Some(serde_json::json!(false)));
+        let set = |v: f64| serde_json::json!({"do": "set", "ioa": 3001, "value": v, "sbo": true});
+        let capped = ask(set(20.0))["ok"].clone();
+        let limit_seen = ask(serde_json::json!({"do": "wait", "ioa": 1009, "near": 20.0, "within": 0.01, "seconds": 10}))["ok"].clone();
+        // Held for a while: the controller's setpoints of the next cycles are in the audit.
+        std::thread::sleep(Duration::from_millis(1500));
+        let above = ask(set(own + 500.0))["ok"].clone();
+        let released = ask(set(own))["ok"].clone();
+        let back = ask(serde_json::json!({"do": "wait", "ioa": 1009, "near": own, "within": 0.01, "seconds": 10}))["ok"].clone();
+        let _ = writeln!(stdin, "{}", serde_json::json!({"do": "quit"}));
+        let _ = child.wait();
+        d.store(true, std::sync::atomic::Ordering::Relaxed);
+        (own, capped, limit_seen, above, released, back, said)
+    });
+    let (summary, _) = run_until(cfg, 60, move |_| {
+        done.load(std::sync::atomic::Ordering::Relaxed)
+    })
+    .await;
+    let (own, capped, limit_seen, above, released, back, said) = master.await.unwrap();
+    assert!(own > 20.0, "{own}");
+    assert_eq!(capped, true, "{said:?}");
+    assert_eq!(limit_seen, true, "{said:?}");
+    assert_eq!(above, false, "{said:?}");
+    assert_eq!(released, true, "{said:?}");
+    assert_eq!(back, true, "{said:?}");
+    assert!(summary.cycles > 0);
+    let st = Store::open(&dir.join("pedf.sqlite")).unwrap();
+    let events = st.recent_events(200).unwrap();
+    let text: Vec<String> = events.iter().map(|e| e.3.clone()).collect();
+    let all = text.join("\n");
+    for want in [
+        "set the import limit to 20.0 kW: held from this cycle",
+        "refused, ",
+        "released the import limit",
+    ] {
+        assert!(all.contains(want), "`{want}` in {all}");
+    }
+    // Whether the park's power follows is the demo's to show (this park's meter is a fixed
+    // 100 kW, no physics answers it): `demo_cli`.
+}

@@ -73,6 +73,8 @@ impl Cycle {
         io: &mut RunIo,
         faults: &mut Vec<String>,
     ) -> Decision {
+        // The park's limits, with any the grid set over them.
+        let grid_limits = self.grid_limits(now);
         let Cycle {
             park,
             store,
@@ -87,7 +89,6 @@ impl Cycle {
             integrator,
             active_plan,
             curtailment,
-            limits,
             time,
             commands_done,
             ..
@@ -220,7 +221,7 @@ impl Cycle {
             curtailable_kw: shares.room_kw,
             import_guard_kw,
         };
-        let out = control(limits, &snapshot, plan.as_ref().map(|p| &p.0), &mode);
+        let out = control(&grid_limits, &snapshot, plan.as_ref().map(|p| &p.0), &mode);
         // Each curtailable load's cap: its demand less the plan's shed and its part of the
         // guard's; written when it changes, and once to lift it.
         let mut cap_writes: BTreeMap<String, f64> = BTreeMap::new();

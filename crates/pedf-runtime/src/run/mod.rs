@@ -43,6 +43,7 @@ pub use crate::config::{RunConfig, ServerConfig};
 
 mod commands;
 mod control;
+mod grid;
 mod publish;
 mod record;
 mod sessions;
@@ -149,6 +150,8 @@ pub(super) struct Cycle {
     grid_meters: Vec<String>,
     /// Each device's stale time (the grace a device not read yet gets from the start).
     stale_after: BTreeMap<String, std::time::Duration>,
+    /// The park as an IEC 60870-5-104 station, when the run file has `[iec104]`.
+    grid: Option<grid::GridLink>,
     sink: Option<pedf_influx::InfluxSink>,
     replanner: Option<crate::replan::Replanner>,
     replan_note: Option<String>,
@@ -332,6 +335,11 @@ impl Cycle {
             None => None,
         };
         let devices = crate::devices::start(cfg, &park, &set)?;
+        let grid = cfg
+            .iec104
+            .as_ref()
+            .map(|g| grid::GridLink::start(g, &park, time))
+            .transpose()?;
         let now = time.now();
         let mut integrator =
             Integrator::new(&park).with_max_gap_ms((10_000.0 * time.speed()).round() as i64);
@@ -417,6 +425,7 @@ impl Cycle {
                 })
                 .collect(),
             sink,
+            grid,
             devices,
             store,
             park,
@@ -468,6 +477,7 @@ impl Cycle {
         let d = self.control(now, &m, io, &mut faults);
         self.apply(&m, &d);
         let (flows, chargers_live) = self.record(now, &m, &d, &mut faults);
+        self.grid_values(&m, &d, &flows, !faults.is_empty() || !m.lost.is_empty());
         let work_ms = work_started.elapsed().as_secs_f64() * 1e3;
         self.timing.work.add(work_ms);
         self.timing.lag.add(lag_ms);
@@ -707,6 +717,7 @@ impl Cycle {
             sink,
             summary,
             writer,
+            grid,
             ..
         } = &mut self;
         // Handed to the writer after the samples still queued, so the last minute's
@@ -722,6 +733,9 @@ impl Cycle {
                 observed: Some(partial.coverage),
                 closed: true,
             });
+        }
+        if let Some(g) = grid {
+            g.stop();
         }
         let (not_made_safe, audit) = devices.stop().await;
         summary.not_made_safe = not_made_safe;
