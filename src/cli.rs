@@ -140,6 +140,10 @@ pub enum Command {
         /// is read through (loopback).
         #[arg(long, default_value_t = 16450, value_name = "PORT")]
         meter_port: u16,
+        /// Port of the park's IEC 60870-5-104 station (loopback; a master on this host may
+        /// connect, common address 1, its point map in the demo's folder).
+        #[arg(long, default_value_t = 12404, value_name = "PORT")]
+        iec104_port: u16,
         /// Simulated seconds per real second for the park's physics.
         #[arg(long, default_value_t = 1.0, value_name = "X")]
         speed: f64,

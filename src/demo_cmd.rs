@@ -14,12 +14,79 @@ use pedf_sim::world::World;
 
 use crate::UserError;
 
+/// The demo station's IEC 104 point map (`iec104-points.toml` in the demo's folder).
+const IEC104_POINTS: &str =
+    "# Written by `pedf demo`: the park's IEC 60870-5-104 points (information object addresses).
+# Measured values (short floats, time tagged; sent on a change past the deadband), kW or %.
+[[measurement]]
+name = \"grid_kw\"
+ioa = 1001
+deadband = 5
+[[measurement]]
+name = \"pv_kw\"
+ioa = 1002
+deadband = 5
+[[measurement]]
+name = \"battery_kw\"
+ioa = 1003
+deadband = 5
+[[measurement]]
+name = \"soc_pct\"
+ioa = 1004
+deadband = 0.5
+[[measurement]]
+name = \"load_kw\"
+ioa = 1005
+deadband = 5
+[[measurement]]
+name = \"ev_kw\"
+ioa = 1006
+deadband = 5
+[[measurement]]
+name = \"flex_up_kw\"
+ioa = 1007
+deadband = 10
+[[measurement]]
+name = \"flex_down_kw\"
+ioa = 1008
+deadband = 10
+[[measurement]]
+name = \"import_limit_kw\"
+ioa = 1009
+[[measurement]]
+name = \"export_limit_kw\"
+ioa = 1010
+# Single points.
+[[single]]
+name = \"safe_state\"
+ioa = 2001
+[[single]]
+name = \"alarm\"
+ioa = 2002
+[[single]]
+name = \"automatic\"
+ioa = 2003
+[[single]]
+name = \"grid_limit_active\"
+ioa = 2004
+# Setpoints (short floats, kW), selected before they are executed.
+[[setpoint]]
+name = \"import_limit_kw\"
+ioa = 3001
+select_before_operate = true
+[[setpoint]]
+name = \"export_limit_kw\"
+ioa = 3002
+select_before_operate = true
+";
+
 pub struct DemoArgs {
     pub scenario: Option<PathBuf>,
     pub listen: String,
     pub modbus_port: u16,
     pub ocpp_port: u16,
     pub meter_port: u16,
+    pub iec104_port: u16,
     pub mqtt: Option<String>,
     pub mqtt_port: u16,
     pub speed: f64,
@@ -255,11 +322,19 @@ pub fn run(a: DemoArgs) -> Result<(), UserError> {
                 );
             }
         }
+        // The park as an IEC 104 station for a master on this host: every value pedf reports,
+        // the import and export limits as setpoints selected before they are executed.
+        let points = dir.join("iec104-points.toml");
+        std::fs::write(&points, IEC104_POINTS).map_err(|e| UserError(format!("{}: {e}", points.display())))?;
+        text += &format!(
+            "\n[iec104]\nlisten = \"127.0.0.1:{}\"\ncommon_address = 1\nmasters = [\"127.0.0.1\"]\npoints = \"iec104-points.toml\"\n",
+            a.iec104_port
+        );
         std::fs::write(&run_file, text).map_err(|e| UserError(format!("{}: {e}", run_file.display())))?;
         let mut cfg = RunConfig::load(&run_file).map_err(UserError)?;
         cfg.time = clock;
         println!(
-            "pedf demo: {} ({}), simulated on loopback: Modbus {} (PV units 1-{}, battery 10, meter 20), MQTT {}:{}{}, OCPP chargers {} (1.6J, the last 2.0.1) to ws://127.0.0.1:{}/ocpp, the billing meter (DL/T 645-2007, address {}) at {}; park and EMS in simulated time at {}x real time",
+            "pedf demo: {} ({}), simulated on loopback: Modbus {} (PV units 1-{}, battery 10, meter 20), MQTT {}:{}{}, OCPP chargers {} (1.6J, the last 2.0.1) to ws://127.0.0.1:{}/ocpp, the billing meter (DL/T 645-2007, address {}) at {}, the park's IEC 104 station at 127.0.0.1:{} (common address 1); park and EMS in simulated time at {}x real time",
             s.park.name,
             s.park.id,
             demo.modbus.addr,
@@ -271,6 +346,7 @@ pub fn run(a: DemoArgs) -> Result<(), UserError> {
             a.ocpp_port,
             pedf_sim::demo::BILLING_METER_ADDRESS,
             demo.billing.addr,
+            a.iec104_port,
             a.speed
         );
         println!("pedf demo: files in {} (run.toml, devices.toml, day-inputs/, demo.sqlite, reference/: the built-in scenario, templates and factors, written at each start); Ctrl-C stops", dir.display());

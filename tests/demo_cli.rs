@@ -11,7 +11,8 @@ use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Value};
+use std::path::Path;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -28,7 +29,8 @@ fn free_port() -> u16 {
 fn the_demo_runs_the_park_and_serves_the_dashboard() {
     let dir = std::env::temp_dir().join(format!("pedf-demo-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let (web, modbus, mqtt, ocpp, meter) = (
+    let (web, modbus, mqtt, ocpp, meter, iec104) = (
+        free_port(),
         free_port(),
         free_port(),
         free_port(),
@@ -55,6 +57,8 @@ fn the_demo_runs_the_park_and_serves_the_dashboard() {
             &ocpp.to_string(),
             "--meter-port",
             &meter.to_string(),
+            "--iec104-port",
+            &iec104.to_string(),
             "--dir",
             dir.to_str().unwrap(),
         ])
@@ -172,6 +176,7 @@ fn the_demo_runs_the_park_and_serves_the_dashboard() {
         sim <= 60.0 * (real + 1.5),
         "EMS clock advanced {sim} s in {real} s of real time at --speed 60"
     );
+    grid_master_limits_the_park(iec104);
     tokio::runtime::Runtime::new()
         .unwrap()
         .block_on(dashboard_shows_the_live_park(&b, &token, &dir));
@@ -349,4 +354,82 @@ async fn dashboard_shows_the_live_park(base: &str, token: &str, dir: &std::path:
     assert!(ok, "devices page: `{t}`");
     shot(&c, ROOT, "demo-devices.png").await;
     let _ = c.close().await;
+}
+
+/// The grid's master (the `c104` package's, pinned in the outside peers' venv) on the demo
+/// park's IEC 104 station: it interrogates the park, limits whichever way the park's power
+/// flows now to half of it (the import while it imports, the export while it exports), sees
+/// the park's grid power come within the limit (the simulated park's physics answering the
+/// controller) and releases it.
+#[cfg(unix)]
+fn grid_master_limits_the_park(port: u16) {
+    use std::io::Write;
+    let python = Path::new(ROOT).join(".venv-peers/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/setup",
+        python.display()
+    );
+    let mut child = Command::new(python)
+        .arg(Path::new(ROOT).join("tests/peers/iec104_master.py"))
+        .args(["127.0.0.1", &port.to_string(), "1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the c104 master runs");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut said = Vec::new();
+    let mut ask = |what: Option<Value>| {
+        if let Some(w) = what {
+            writeln!(stdin, "{w}").unwrap();
+            stdin.flush().unwrap();
+        }
+        let v: Value = serde_json::from_str(&out.next().unwrap().unwrap()).unwrap();
+        said.push(v.clone());
+        v
+    };
+    assert_eq!(ask(None)["ok"], true, "connected");
+    assert_eq!(ask(Some(json!({"do": "interrogate"})))["ok"], true);
+    let points = ask(Some(json!({"do": "points"})));
+    let value = |ioa: u64| {
+        points["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["ioa"] == ioa)
+            .and_then(|p| p["value"].as_f64())
+            .unwrap_or_else(|| panic!("no value at {ioa}: {points}"))
+    };
+    let grid = value(1001);
+    let (import_own, export_own) = (value(1009), value(1010));
+    // The side the park's power flows now, limited to half of it (an import limit no lower
+    // than 40 kW: the reverse-flow margin keeps 30 kW of import where export is forbidden).
+    let (ioa, limit, own, wait) = if grid >= 0.0 {
+        let cap = (grid / 2.0).max(40.0);
+        (
+            3001,
+            cap,
+            import_own,
+            json!({"do": "wait", "ioa": 1001, "below": cap + 10.0, "seconds": 15}),
+        )
+    } else {
+        let cap = (-grid / 2.0).max(0.0);
+        (
+            3002,
+            cap,
+            export_own,
+            json!({"do": "wait", "ioa": 1001, "above": -cap - 10.0, "seconds": 15}),
+        )
+    };
+    let set = |v: f64| json!({"do": "set", "ioa": ioa, "value": v, "sbo": true});
+    assert_eq!(ask(Some(set(limit)))["ok"], true, "{said:?}");
+    let followed = ask(Some(wait));
+    assert_eq!(
+        followed["ok"], true,
+        "the park's grid power {grid} kW did not come within the limit {limit} kW: {said:?}"
+    );
+    assert_eq!(ask(Some(set(own)))["ok"], true, "released: {said:?}");
+    let _ = writeln!(stdin, "{}", json!({"do": "quit"}));
+    let _ = child.wait();
 }

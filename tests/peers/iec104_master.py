@@ -13,7 +13,8 @@ each with one JSON line on stdout:
 - {"do": "set", "ioa": N, "value": X, "sbo": false}: a short-float setpoint (select before
   operate when `sbo`); the answer says whether the station confirmed it.
 - {"do": "wait", "ioa": N, "near": X, "within": T, "seconds": S}: waits until the point's
-  value is within T of X (sent spontaneously or periodically).
+  value is within T of X (sent spontaneously or periodically); with "below": X or
+  "above": X instead, until it is at most or at least X.
 - {"do": "quit"}.
 
 c104 2.2.1 can lose a confirmation that arrives before it starts waiting for it
@@ -141,17 +142,23 @@ def main():
             seen = outcome(50, ioa, since, term=bool(ask.get("sbo")))
             say(event="set", ioa=ioa, ok=seen is True, c104=verdict, retried=retried)
         elif do == "wait":
+            def fits(v):
+                if "below" in ask:
+                    return v <= ask["below"]
+                if "above" in ask:
+                    return v >= ask["above"]
+                return abs(v - ask["near"]) <= ask["within"]
+
             end = time.time() + ask["seconds"]
             got = None
             while time.time() < end:
                 p = station.get_point(io_address=ask["ioa"])
                 if p is not None and p.value is not None:
                     got = float(p.value)
-                    if abs(got - ask["near"]) <= ask["within"]:
+                    if fits(got):
                         break
                 time.sleep(0.02)
-            say(event="waited", ioa=ask["ioa"], value=got,
-                ok=got is not None and abs(got - ask["near"]) <= ask["within"])
+            say(event="waited", ioa=ask["ioa"], value=got, ok=got is not None and fits(got))
     client.stop()
     say(event="done")
 
