@@ -118,6 +118,21 @@ impl Peer {
 }
 
 impl Peer {
+    /// The next `n` CALLERRORs the peer received: each one's message id and error code.
+    async fn callerrors(&mut self, n: usize) -> Vec<(String, String)> {
+        let mut errors = Vec::new();
+        for _ in 0..n {
+            let v = self.next("callerror").await;
+            let a = v["answer"].as_array().unwrap().clone();
+            assert_eq!(a[0], 4, "{v}");
+            errors.push((
+                a[1].as_str().unwrap().to_string(),
+                a[2].as_str().unwrap().to_string(),
+            ));
+        }
+        errors
+    }
+
     /// Everything the peer said so far but its meter values.
     fn said(&mut self) -> Vec<Value> {
         while let Ok(v) = self.lines.try_recv() {
@@ -223,16 +238,7 @@ async fn a_charge_point_on_the_ocpp_package_runs_a_session_under_pedfs_limits() 
 
     let mut peer = Peer::start(&url, "CP-A", "secret-a-0123456789", "session");
     // Messages the schema refuses, each answered with the CALLERROR OCPP-J 1.6 names.
-    let mut errors = Vec::new();
-    for _ in 0..4 {
-        let v = peer.next("callerror").await;
-        let a = v["answer"].as_array().unwrap().clone();
-        assert_eq!(a[0], 4, "{v}");
-        errors.push((
-            a[1].as_str().unwrap().to_string(),
-            a[2].as_str().unwrap().to_string(),
-        ));
-    }
+    let errors = peer.callerrors(4).await;
     assert_eq!(
         errors,
         [
@@ -1027,16 +1033,7 @@ async fn a_charging_station_on_the_ocpp_package_speaks_2_0_1_under_pedfs_limits(
     // Offered both, 2.0.1 first: 2.0.1 it is.
     assert_eq!(peer.next("subprotocol").await["name"], "ocpp2.0.1");
     // Messages the 2.0.1 schemas refuse, each answered with the CALLERROR 2.0.1 names.
-    let mut errors = Vec::new();
-    for _ in 0..5 {
-        let v = peer.next("callerror").await;
-        let a = v["answer"].as_array().unwrap().clone();
-        assert_eq!(a[0], 4, "{v}");
-        errors.push((
-            a[1].as_str().unwrap().to_string(),
-            a[2].as_str().unwrap().to_string(),
-        ));
-    }
+    let errors = peer.callerrors(5).await;
     assert_eq!(
         errors,
         [

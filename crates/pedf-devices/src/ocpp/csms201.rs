@@ -9,8 +9,9 @@
 
 use serde_json::{json, Value};
 
+use super::rpc::Version;
 use super::rpc::{CallError, ErrorKind};
-use super::server::{connector, parse_time, prune, tag_status, take_reading, Sample};
+use super::server::{booted, connector, parse_time, prune, tag_status, take_reading, Sample};
 use super::v16::{ChargePointStatus, Reading};
 use super::v201::{self, ConnectorStatus, EventType};
 use super::{ocpp_time, Inner, Outgoing, Tx};
@@ -51,12 +52,6 @@ pub(super) fn handle(
                         .unwrap_or_default(),
                     b.reason
                 );
-                inner.event(&mut st, what.clone());
-                if let Some(c) = st.chargers.get_mut(identity) {
-                    c.booted = Some(what);
-                    // A station that booted has lost the EMS's limits: each is sent again.
-                    c.connectors.values_mut().for_each(|k| k.asked = None);
-                }
                 if let Some(secs) = inner.config.meter_interval_s {
                     after.push(Outgoing {
                         action: "SetVariables",
@@ -64,35 +59,7 @@ pub(super) fn handle(
                         reply: None,
                     });
                 }
-                // Default profiles left from before stand over the EMS's otherwise (see 1.6's).
-                after.push(Outgoing {
-                    action: "ClearChargingProfile",
-                    payload: json!({"chargingProfileCriteria": {"chargingProfilePurpose": "TxDefaultProfile"}}),
-                    reply: None,
-                });
-                if let Some(entry) = inner.entry(identity) {
-                    // Each EVSE's safe default, below the EMS's limits.
-                    for k in &entry.connectors {
-                        let start = ocpp_time(now);
-                        after.push(Outgoing {
-                            action: "SetChargingProfile",
-                            payload: v201::set_charging_profile(&super::v16::Profile {
-                                connector: k.connector,
-                                id: super::safe_profile_id(k.connector),
-                                stack_level: 0,
-                                purpose: super::v16::Purpose::TxDefault,
-                                unit: entry.unit,
-                                limit: entry.unit.limit_of_kw(entry.safe_kw.max(0.0)),
-                                start: &start,
-                                duration_s: None,
-                            }),
-                            reply: None,
-                        });
-                    }
-                }
-                Ok(
-                    json!({"status": "Accepted", "currentTime": ocpp_time(now), "interval": inner.config.heartbeat_s}),
-                )
+                Ok(booted(inner, &mut st, identity, what, Version::V201, &mut after))
             }
             "Heartbeat" => {
                 let _: v201::Heartbeat = super::v16::read(action, payload)?;

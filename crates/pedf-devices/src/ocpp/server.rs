@@ -486,12 +486,6 @@ fn handle(
                         .map(|f| format!(", firmware {}", f.0))
                         .unwrap_or_default()
                 );
-                inner.event(&mut st, what.clone());
-                if let Some(c) = st.chargers.get_mut(identity) {
-                    c.booted = Some(what);
-                    // A charger that booted has lost the EMS's limits: each is sent again.
-                    c.connectors.values_mut().for_each(|k| k.asked = None);
-                }
                 if let Some(secs) = inner.config.meter_interval_s {
                     // The meter values the EMS needs, as often as it needs them.
                     after.push(Outgoing {
@@ -500,37 +494,14 @@ fn handle(
                         reply: None,
                     });
                 }
-                // Default profiles another central system (or an earlier configuration) left
-                // at any stack level would stand over the EMS's: cleared first. A charge
-                // point maximum (the installer's hardware limit) is left alone.
-                after.push(Outgoing {
-                    action: "ClearChargingProfile",
-                    payload: json!({"chargingProfilePurpose": "TxDefaultProfile"}),
-                    reply: None,
-                });
-                if let Some(entry) = inner.entry(identity) {
-                    // The safe default of every connector, below the EMS's limits.
-                    for k in &entry.connectors {
-                        let limit = entry.unit.limit_of_kw(entry.safe_kw.max(0.0));
-                        after.push(Outgoing {
-                            action: "SetChargingProfile",
-                            payload: v16::set_charging_profile(&v16::Profile {
-                                connector: k.connector,
-                                id: super::safe_profile_id(k.connector),
-                                stack_level: 0,
-                                purpose: v16::Purpose::TxDefault,
-                                unit: entry.unit,
-                                limit,
-                                start: &ocpp_time(now),
-                                duration_s: None,
-                            }),
-                            reply: None,
-                        });
-                    }
-                }
-                Ok(
-                    json!({"status": "Accepted", "currentTime": ocpp_time(now), "interval": inner.config.heartbeat_s}),
-                )
+                Ok(booted(
+                    inner,
+                    &mut st,
+                    identity,
+                    what,
+                    Version::V16,
+                    &mut after,
+                ))
             }
             "Heartbeat" => {
                 let _: v16::Heartbeat = v16::read(action, payload)?;
@@ -745,6 +716,62 @@ pub(super) fn take_reading(
             t.last_wh = t.last_wh.max(wh);
         }
     }
+}
+
+/// A charger booted (`what` says what it is): said; the EMS's limits it lost are sent again;
+/// after the calls in `after` (its meter value interval), every default profile it held is
+/// cleared (one another central system, or an earlier configuration, left at a higher stack
+/// level would stand over the EMS's; a charge point maximum, the installer's hardware limit,
+/// is left alone) and each connector (EVSE) gets its safe default, below the EMS's limits.
+/// The boot's answer.
+pub(super) fn booted(
+    inner: &Inner,
+    st: &mut State,
+    identity: &str,
+    what: String,
+    version: Version,
+    after: &mut Vec<Outgoing>,
+) -> Value {
+    let now = inner.time.now();
+    inner.event(st, what.clone());
+    if let Some(c) = st.chargers.get_mut(identity) {
+        c.booted = Some(what);
+        c.connectors.values_mut().for_each(|k| k.asked = None);
+    }
+    after.push(Outgoing {
+        action: "ClearChargingProfile",
+        payload: match version {
+            Version::V16 => json!({"chargingProfilePurpose": "TxDefaultProfile"}),
+            Version::V201 => {
+                json!({"chargingProfileCriteria": {"chargingProfilePurpose": "TxDefaultProfile"}})
+            }
+        },
+        reply: None,
+    });
+    if let Some(entry) = inner.entry(identity) {
+        let start = ocpp_time(now);
+        for k in &entry.connectors {
+            let profile = v16::Profile {
+                connector: k.connector,
+                id: super::safe_profile_id(k.connector),
+                stack_level: 0,
+                purpose: v16::Purpose::TxDefault,
+                unit: entry.unit,
+                limit: entry.unit.limit_of_kw(entry.safe_kw.max(0.0)),
+                start: &start,
+                duration_s: None,
+            };
+            after.push(Outgoing {
+                action: "SetChargingProfile",
+                payload: match version {
+                    Version::V16 => v16::set_charging_profile(&profile),
+                    Version::V201 => super::v201::set_charging_profile(&profile),
+                },
+                reply: None,
+            });
+        }
+    }
+    json!({"status": "Accepted", "currentTime": ocpp_time(now), "interval": inner.config.heartbeat_s})
 }
 
 pub(super) fn connector<'s>(st: &'s mut State, identity: &str, n: u32) -> &'s mut Connector {
