@@ -1080,3 +1080,110 @@ async fn the_grids_master_sets_the_parks_import_limit_over_iec104() {
     // Whether the park's power follows is the demo's to show (this park's meter is a fixed
     // 100 kW, no physics answers it): `demo_cli`.
 }
+
+/// The c104 master on `port` (common address `ca`), once the station listens: it does each
+/// of `asks` in turn and says what each answered (the connection first).
+fn c104_master(port: u16, ca: u16, asks: &[serde_json::Value]) -> Vec<serde_json::Value> {
+    use std::io::{BufRead, Write};
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the EMS never listened for IEC 104"
+        );
+        std::thread::yield_now();
+    }
+    let mut child =
+        std::process::Command::new(std::path::Path::new(ROOT).join(".venv-peers/bin/python"))
+            .arg(std::path::Path::new(ROOT).join("tests/peers/iec104_master.py"))
+            .args(["127.0.0.1", &port.to_string(), &ca.to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("the c104 master runs");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = || {
+        let mut l = String::new();
+        out.read_line(&mut l).unwrap();
+        serde_json::from_str::<serde_json::Value>(&l).unwrap_or_default()
+    };
+    let mut said = vec![line()];
+    for a in asks {
+        writeln!(stdin, "{a}").unwrap();
+        stdin.flush().unwrap();
+        said.push(line());
+    }
+    let _ = writeln!(stdin, "{}", serde_json::json!({"do": "quit"}));
+    let _ = child.wait();
+    said
+}
+
+/// A limit the grid set is kept across a restart of the EMS: the next run holds it from its
+/// first cycle, says so, and reports it to the master.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limit_the_grid_set_holds_after_a_restart() {
+    let (dir, _sim, _) = sim_park("iec104-restart").await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        dir.join("points.toml"),
+        "[[measurement]]\nname = \"import_limit_kw\"\nioa = 1009\n\n[[single]]\nname = \"grid_limit_active\"\nioa = 2004\n\n[[setpoint]]\nname = \"import_limit_kw\"\nioa = 3001\n",
+    )
+    .unwrap();
+    let mut run = std::fs::read_to_string(dir.join("run.toml")).unwrap();
+    run.push_str(&format!("\n[iec104]\nlisten = \"127.0.0.1:{port}\"\ncommon_address = 7\nmasters = [\"127.0.0.1\"]\npoints = \"points.toml\"\n"));
+    std::fs::write(dir.join("run.toml"), run).unwrap();
+    let config = || {
+        let mut cfg = RunConfig::load(&dir.join("run.toml")).unwrap();
+        cfg.time = pedf_core::time::TimeSource::scaled(ems_origin(), 1.0);
+        cfg
+    };
+    let run_with_master = |asks: Vec<serde_json::Value>| {
+        let cfg = config();
+        async move {
+            let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let d = done.clone();
+            let master = tokio::task::spawn_blocking(move || {
+                let said = c104_master(port, 7, &asks);
+                d.store(true, std::sync::atomic::Ordering::Relaxed);
+                said
+            });
+            run_until(cfg, 60, move |_| {
+                done.load(std::sync::atomic::Ordering::Relaxed)
+            })
+            .await;
+            master.await.unwrap()
+        }
+    };
+    let set = serde_json::json!({"do": "set", "ioa": 3001, "value": 120.0, "sbo": false});
+    let first = run_with_master(vec![set]).await;
+    assert_eq!(first[1]["ok"], true, "{first:?}");
+    // The next run: held from its start, reported at interrogation.
+    let second = run_with_master(vec![
+        serde_json::json!({"do": "interrogate"}),
+        serde_json::json!({"do": "points"}),
+    ])
+    .await;
+    let points = second[2]["points"].as_array().cloned().unwrap_or_default();
+    let value = |ioa: u64| {
+        points
+            .iter()
+            .find(|p| p["ioa"] == ioa)
+            .map(|p| p["value"].clone())
+    };
+    assert_eq!(value(1009), Some(serde_json::json!(120.0)), "{second:?}");
+    assert_eq!(value(2004), Some(serde_json::json!(true)), "{second:?}");
+    let st = Store::open(&dir.join("pedf.sqlite")).unwrap();
+    let events = st.recent_events(200).unwrap();
+    assert!(
+        events.iter().any(|e| e
+            .3
+            .contains("the import limit of 120.0 kW the grid (IEC 104 master 127.0.0.1:")
+            && e.3.contains("holds after the restart")),
+        "{events:?}"
+    );
+}

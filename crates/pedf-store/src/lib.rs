@@ -76,7 +76,7 @@ pub struct Aggregate {
     pub count: i64,
 }
 
-const SCHEMA_VERSION: i64 = 7;
+const SCHEMA_VERSION: i64 = 8;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS samples (
@@ -142,11 +142,32 @@ ALTER TABLE events ADD COLUMN acked_ms INTEGER;
 ALTER TABLE events ADD COLUMN acked_by TEXT;
 ";
 
+/// Added in schema version 8: the limits the grid set at the connection (IEC 104 setpoints),
+/// kept across a restart: one row per limit in force, who set it and when.
+const SCHEMA_V8: &str = "
+CREATE TABLE IF NOT EXISTS grid_limits (
+    name TEXT PRIMARY KEY, kw REAL NOT NULL, set_by TEXT NOT NULL, set_ms INTEGER NOT NULL
+);
+";
+
 /// Added in schema version 6: the share of each record's interval the EMS observed, 0..1
 /// (NULL: not said, e.g. records imported from a meter file or written before version 6).
 const SCHEMA_V6: &str = "
 ALTER TABLE interval_records ADD COLUMN observed REAL;
 ";
+
+/// A limit the grid set at the connection, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GridLimit {
+    /// `import_limit_kw` or `export_limit_kw`.
+    pub name: String,
+    /// kW.
+    pub kw: f64,
+    /// Who set it (the master's address).
+    pub by: String,
+    /// When.
+    pub at: DateTime<Utc>,
+}
 
 /// An event as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -340,7 +361,7 @@ impl Store {
             }
             // 0: new file; 1: the tables of version 1 exist, version 2 adds tokens, 3 the
             // counterfactual without the EMS, 4 the records' split by battery, 5 tokens' expiry, 6 the records'
-            // observed share, 7 alarms' acknowledgement.
+            // observed share, 7 alarms' acknowledgement, 8 the grid's limits.
             // Every table made if missing (each statement is IF NOT EXISTS), then the columns
             // added since.
             c.execute_batch(SCHEMA)?;
@@ -378,6 +399,7 @@ impl Store {
             if !has_ack {
                 c.execute_batch(SCHEMA_V7)?;
             }
+            c.execute_batch(SCHEMA_V8)?;
             c.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
             Ok(SCHEMA_VERSION)
         })();
@@ -592,6 +614,55 @@ impl Store {
         }
         tx.commit().map_err(|e| err(&path, e))?;
         Ok(records.len())
+    }
+
+    /// Keeps a limit the grid set (`Some(kW)`, who, when), or forgets it (`None`: released).
+    pub fn put_grid_limit(
+        &mut self,
+        name: &str,
+        kw: Option<f64>,
+        by: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let r = match kw {
+            Some(kw) => self.conn.execute(
+                "INSERT OR REPLACE INTO grid_limits (name, kw, set_by, set_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![name, kw, by, ms(at)],
+            ),
+            None => self
+                .conn
+                .execute("DELETE FROM grid_limits WHERE name = ?1", params![name]),
+        };
+        r.map(|_| ()).map_err(|e| self.err(e))
+    }
+
+    /// The limits the grid set and has not released.
+    pub fn grid_limits(&self) -> Result<Vec<GridLimit>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT name, kw, set_by, set_ms FROM grid_limits ORDER BY name")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, f64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (name, kw, by, t) = row.map_err(|e| self.err(e))?;
+            out.push(GridLimit {
+                name,
+                kw,
+                by,
+                at: DateTime::<Utc>::from_timestamp_millis(t).unwrap_or_default(),
+            });
+        }
+        Ok(out)
     }
 
     /// Stores the grid import without the EMS of a closed interval, kWh (replacing one stored

@@ -5,8 +5,9 @@
 //! same cycle on (the park's limits lowered to it), said in an event with who set it.
 //!
 //! A limit the grid set holds until the master changes it (a setpoint equal to the park's own
-//! limit releases it) or the EMS restarts (the master sees the limits in force, points
-//! `import_limit_kw` and `export_limit_kw`, and the `grid_limit_active` single point).
+//! limit releases it), across a restart of the EMS too (kept in the store; said at the start);
+//! the master sees the limits in force (points `import_limit_kw` and `export_limit_kw`, and the
+//! `grid_limit_active` single point).
 
 use chrono::{DateTime, Offset, Utc};
 use pedf_control::Limits;
@@ -21,6 +22,8 @@ pub(crate) struct GridLink {
     station: Outstation,
     commands: mpsc::Receiver<Command>,
     caps: GridCaps,
+    /// What is to be said at the first cycle (limits held after a restart).
+    said: Vec<String>,
 }
 
 /// Limits the grid set at the connection, kW (`None`: the park's own).
@@ -49,19 +52,40 @@ impl GridCaps {
 }
 
 impl GridLink {
-    /// Starts the station of `cfg` (its time tags in the park's time zone now).
+    /// Starts the station of `cfg` (its time tags in the park's time zone now), holding the
+    /// limits the grid set before a restart (`kept`) that are still within the park's own.
     pub(crate) fn start(
         cfg: &crate::config::Iec104Run,
         park: &pedf_core::Park,
         time: pedf_core::time::TimeSource,
+        kept: &[pedf_store::GridLimit],
     ) -> Result<GridLink, String> {
         let offset = park.clock.local(time.now()).offset().fix();
         let config = cfg.config(offset)?;
         let (station, commands) = Outstation::start(config, move || time.now())?;
+        let own = Limits::of(park);
+        let mut caps = GridCaps::default();
+        let mut said = Vec::new();
+        for pedf_store::GridLimit { name, kw, by, at } in kept {
+            let (slot, own_kw) = match name.as_str() {
+                "import_limit_kw" => (&mut caps.import_kw, own.import_kw),
+                "export_limit_kw" => (&mut caps.export_kw, own.export_kw),
+                _ => continue,
+            };
+            if kw.is_finite() && *kw >= 0.0 && *kw < own_kw {
+                *slot = Some(*kw);
+                said.push(format!(
+                    "the {} of {kw:.1} kW the grid (IEC 104 master {by}) set at {} holds after the restart",
+                    name.trim_end_matches("_kw").replace('_', " "),
+                    park.clock.format(*at)
+                ));
+            }
+        }
         Ok(GridLink {
             station,
             commands,
-            caps: GridCaps::default(),
+            caps,
+            said,
         })
     }
 
@@ -84,6 +108,9 @@ impl Cycle {
         let Some(g) = grid.as_mut() else {
             return limits.clone();
         };
+        for e in std::mem::take(&mut g.said) {
+            writer.event(now, "warning", "grid", e);
+        }
         for e in g.station.take_events() {
             let severity = if e.contains("refused") || e.contains("closed") {
                 "warning"
@@ -110,6 +137,12 @@ impl Cycle {
                     "import_limit_kw" => g.caps.import_kw = cap,
                     _ => g.caps.export_kw = cap,
                 }
+                writer.send(super::Write::GridLimit {
+                    name: c.point.clone(),
+                    kw: cap,
+                    by: c.master.to_string(),
+                    at: now,
+                });
                 Ok(cap)
             };
             let said = match &outcome {

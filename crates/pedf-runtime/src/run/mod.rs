@@ -335,10 +335,12 @@ impl Cycle {
             None => None,
         };
         let devices = crate::devices::start(cfg, &park, &set)?;
+        // The grid's link, with the limits it set before a restart.
+        let kept = store.grid_limits().map_err(|e| e.to_string())?;
         let grid = cfg
             .iec104
             .as_ref()
-            .map(|g| grid::GridLink::start(g, &park, time))
+            .map(|g| grid::GridLink::start(g, &park, time, &kept))
             .transpose()?;
         let now = time.now();
         let mut integrator =

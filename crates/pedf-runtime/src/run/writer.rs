@@ -74,6 +74,17 @@ pub(super) enum Write {
         /// To.
         to: DateTime<Utc>,
     },
+    /// A limit the grid set (`Some`) or released (`None`), kept across a restart.
+    GridLimit {
+        /// `import_limit_kw` or `export_limit_kw`.
+        name: String,
+        /// The limit, kW.
+        kw: Option<f64>,
+        /// Who set it.
+        by: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
     /// Samples older than this pruned.
     PruneSamples(DateTime<Utc>),
     /// Events, audit and aggregates older than this pruned.
@@ -115,6 +126,7 @@ impl Write {
             Write::Records { closed: true, .. } => "interval records",
             Write::Records { closed: false, .. } => "the running interval's checkpoint",
             Write::WithoutEms { .. } => "imports without the EMS",
+            Write::GridLimit { .. } => "the grid's limits",
             Write::Aggregate { .. } => "1-minute aggregates",
             Write::PruneSamples(_) | Write::PruneLog(_) => "pruning",
             Write::Plan { .. } => "re-plans",
@@ -129,7 +141,9 @@ impl Write {
         // within minutes.
         matches!(
             self,
-            Write::Records { closed: true, .. } | Write::WithoutEms { .. }
+            Write::Records { closed: true, .. }
+                | Write::WithoutEms { .. }
+                | Write::GridLimit { .. }
         )
     }
 
@@ -164,6 +178,7 @@ impl Write {
                 ..
             } => store.put_observed(records, source, *observed).map(|_| ()),
             Write::WithoutEms { start, import_kwh } => store.put_without_ems(*start, *import_kwh),
+            Write::GridLimit { name, kw, by, at } => store.put_grid_limit(name, *kw, by, *at),
             Write::Aggregate { from, to } => store.aggregate_minutes(*from, *to).map(|_| ()),
             Write::PruneSamples(before) => store.prune_samples(*before).map(|_| ()),
             Write::PruneLog(before) => store.prune_log(*before).map(|_| ()),
