@@ -6,6 +6,10 @@ billing meter of a park and says what happens as JSON lines on stdout:
 
     python dlt645_meter.py PORT ADDRESS SCENARIO
 
+PORT `pty`: the meter on a serial line instead (the package's RTU server at 2400 Bd, 8E1, on
+a pseudo-terminal), the line reached through a second pseudo-terminal whose path the `ready`
+line gives (`path`): the bytes are carried between the two as an RS-485 converter would.
+
 Scenarios:
 - `static`: registers set once (forward 12345.67 kWh over four tariff periods, reverse
   89.01 kWh, power -12.3456 kW (exporting), phase A 230.1 V and -15.123 A, the month's
@@ -15,6 +19,9 @@ Scenarios:
 """
 
 import json
+import os
+import pty
+import select
 import sys
 import threading
 import time
@@ -29,8 +36,25 @@ def say(**what):
 
 
 def main():
-    port, address, scenario = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-    meter = MeterServerService.new_tcp_server("127.0.0.1", port, 5.0)
+    port, address, scenario = sys.argv[1], sys.argv[2], sys.argv[3]
+    serial_path = None
+    if port == "pty":
+        # Two pseudo-terminals, their masters joined: the meter's line and pedf's.
+        meter_master, meter_slave = pty.openpty()
+        line_master, line_slave = pty.openpty()
+        serial_path = os.ttyname(line_slave)
+
+        def carry():
+            while True:
+                ready, _, _ = select.select([meter_master, line_master], [], [])
+                for fd in ready:
+                    data = os.read(fd, 4096)
+                    os.write(line_master if fd == meter_master else meter_master, data)
+
+        threading.Thread(target=carry, daemon=True).start()
+        meter = MeterServerService.new_rtu_server(os.ttyname(meter_slave), 8, 1, 2400, "E", 5.0)
+    else:
+        meter = MeterServerService.new_tcp_server("127.0.0.1", int(port), 5.0)
     # The package keeps an address as the bytes on the wire; the standard puts the lowest
     # two digits of the nameplate's first: the nameplate's digits, reversed by byte.
     digits = address.rjust(12, "0")
@@ -47,7 +71,7 @@ def main():
     if not meter.start():
         say(event="failed")
         return
-    say(event="ready", port=port)
+    say(event="ready", port=port, path=serial_path)
     stop = threading.Event()
 
     def count():

@@ -32,9 +32,20 @@ struct Meter(Child);
 impl Meter {
     /// Starts the meter on `port` and waits (at most 20 s) for it to listen.
     fn start(port: u16, scenario: &str) -> Meter {
+        Meter::spawn(&port.to_string(), scenario).0
+    }
+
+    /// Starts the meter on a serial line: the line's path.
+    fn start_serial(scenario: &str) -> (Meter, String) {
+        let (m, ready) = Meter::spawn("pty", scenario);
+        let v: serde_json::Value = serde_json::from_str(&ready).unwrap();
+        (m, v["path"].as_str().unwrap().to_string())
+    }
+
+    fn spawn(port: &str, scenario: &str) -> (Meter, String) {
         let mut child = Command::new(python())
             .arg(Path::new(ROOT).join("tests/peers/dlt645_meter.py"))
-            .args([&port.to_string(), ADDRESS, scenario])
+            .args([port, ADDRESS, scenario])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -51,7 +62,7 @@ impl Meter {
             .recv_timeout(Duration::from_secs(20))
             .expect("the meter says it is ready");
         assert!(line.contains("\"ready\""), "{line}");
-        Meter(child)
+        (Meter(child), line)
     }
 }
 
@@ -208,4 +219,23 @@ async fn a_meter_without_tariff_registers_is_read_without_them() {
     // Asked once: the next poll does not ask again, and still succeeds.
     d.poll(now()).await.unwrap();
     assert_eq!(d.missing().len(), 4);
+}
+
+/// The same meter on a serial line (the package's RTU server at 2400 Bd 8E1 on a
+/// pseudo-terminal, the peer carrying the bytes to a second one pedf opens as its RS-485
+/// port): pedf's serial path reads every register as over a gateway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_meter_on_a_serial_line_is_read_as_over_a_gateway() {
+    let (_meter, path) = Meter::start_serial("static");
+    let link = Dlt645Link::new(
+        Endpoint::Serial { path, baud: 2400 },
+        Duration::from_secs(3),
+    );
+    let mut d = device(&link, ADDRESS, (1.0, 1.0));
+    d.poll(now()).await.unwrap();
+    let s = d.state();
+    assert_eq!(s.good(Field::ImportKwh, now()), Some(12345.67));
+    assert_eq!(s.good(Field::PowerKw, now()), Some(-12.3456));
+    assert_eq!(s.good(Field::ImportKwhValley, now()), Some(2345.01));
+    assert_eq!(s.good(Field::MaxDemandKw, now()), Some(45.6789));
 }
