@@ -42,6 +42,8 @@ pub async fn run_and_serve(
         io.orders = Some(orders_rx);
         let (commands_tx, commands_rx) = tokio::sync::mpsc::channel(16);
         io.commands = Some(commands_rx);
+        let (requests_tx, requests_rx) = tokio::sync::mpsc::channel(16);
+        io.grid_requests = Some(requests_rx);
         let services = EmsServices {
             park: park.clone(),
             store: cfg.store.clone(),
@@ -63,7 +65,8 @@ pub async fn run_and_serve(
         )
         .with_time(cfg.time)
         .with_orders(orders_tx)
-        .with_commands(commands_tx);
+        .with_commands(commands_tx)
+        .with_grid_requests(requests_tx);
         let tls = match (&srv.tls_cert, &srv.tls_key) {
             (Some(c), Some(k)) => Some(pedf_server::tls_config(c, k)?),
             _ => None,

@@ -888,3 +888,121 @@ async fn an_operator_commands_an_ocpp_charger() {
     let _ = peer.wait();
     ems.stop().await;
 }
+
+/// Grid requests through the API: an operator's import cap over the running hour is taken
+/// (held, said in force, listed with its status and, without like days recorded yet, why its
+/// baseline cannot be made); a reduction against a baseline the store cannot give, an export
+/// floor and a window already over are refused with why (422); a bad kind is a 400; a viewer
+/// may read but not give one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_gives_a_grid_request_the_ems_holds_or_refuses() {
+    let ems = Ems::start("grid-requests").await;
+    let c = client();
+    let url = format!("{}/api/v1/grid-requests", ems.base);
+    // The EMS's clock starts at 10:00 local on 27 November 2026: the hour from 10:00.
+    let body = |kind: &str, kw: f64, start: &str, end: &str| {
+        json!({"id": format!("r-{kind}"), "kind": kind, "kw": kw, "start": start, "end": end,
+               "price_cny_per_kwh": 3.0})
+        .to_string()
+    };
+    let (hour_start, hour_end) = ("2026-11-27T10:00:00+08:00", "2026-11-27T11:00:00+08:00");
+    let post = |token: String, b: String| {
+        let (c, url) = (c.clone(), url.clone());
+        async move {
+            send(
+                &c,
+                reqwest::Method::POST,
+                &url,
+                &token,
+                &b,
+                "application/json",
+            )
+            .await
+        }
+    };
+    let (status, v) = post(
+        ems.operator.clone(),
+        body("cap_import", 60.0, hour_start, hour_end),
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v["held_kw"], 60.0);
+    assert!(v["note"].as_str().unwrap().starts_with("accepted"), "{v}");
+    for (kind, start, end, why) in [
+        ("reduce_import", hour_start, hour_end, "like days"),
+        (
+            "export_at_least",
+            hour_start,
+            hour_end,
+            "an export floor is not held yet",
+        ),
+        (
+            "cap_export",
+            "2026-11-27T08:00:00+08:00",
+            "2026-11-27T09:00:00+08:00",
+            "window ended",
+        ),
+    ] {
+        let (status, v) = post(ems.operator.clone(), body(kind, 50.0, start, end)).await;
+        assert_eq!(status, 422, "{kind}: {v}");
+        assert!(
+            v["error"].as_str().unwrap_or_default().contains(why) || v.to_string().contains(why),
+            "{kind}: {v}"
+        );
+    }
+    let (status, v) = post(
+        ems.operator.clone(),
+        body("shed", 50.0, hour_start, hour_end),
+    )
+    .await;
+    assert_eq!(status, 400, "{v}");
+    assert!(v.to_string().contains("kinds: cap_import"), "{v}");
+    let (status, v) = post(
+        ems.operator.clone(),
+        body("cap_import", 50.0, "2026-11-27T10:07:00+08:00", hour_end),
+    )
+    .await;
+    assert_eq!(status, 400, "{v}");
+    let (status, _) = post(
+        ems.viewer.clone(),
+        body("cap_import", 50.0, hour_start, hour_end),
+    )
+    .await;
+    assert_eq!(status, 403);
+    // Listed: in force, what is held, and why no delivery is measured yet.
+    let (status, v) = get(&c, &url, Some(&ems.viewer)).await;
+    assert_eq!(status, 200, "{v}");
+    let list = v["requests"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{v}");
+    let r = &list[0];
+    assert_eq!(
+        (r["id"].as_str(), r["kind"].as_str(), r["status"].as_str()),
+        (Some("r-cap_import"), Some("cap_import"), Some("in force")),
+        "{r}"
+    );
+    assert_eq!(r["held_kw"], 60.0);
+    assert!(
+        r["source"].as_str().unwrap().starts_with("api: operator"),
+        "{r}"
+    );
+    assert!(
+        r["delivery"]["why"].as_str().unwrap().contains("like days"),
+        "{r}"
+    );
+    // Said in the events: taken, in force, the refusals.
+    let events = format!("{}/api/v1/events?limit=200", ems.base);
+    let seen = eventually(10.0, || async {
+        let (_, v) = get(&c, &events, Some(&ems.viewer)).await;
+        let t = v.to_string();
+        t.contains("grid request r-cap_import in force") && t.contains("refused")
+    })
+    .await;
+    let (_, v) = get(&c, &events, Some(&ems.viewer)).await;
+    assert!(seen, "{v}");
+    assert!(
+        v.to_string()
+            .contains("grid request r-export_at_least from api: operator"),
+        "{v}"
+    );
+    ems.stop().await;
+}

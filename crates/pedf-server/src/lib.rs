@@ -14,6 +14,7 @@ mod access;
 pub mod auth;
 mod carbon;
 mod error;
+mod grid;
 mod history;
 mod live;
 mod metrics;
@@ -98,6 +99,8 @@ struct Inner {
     orders: Option<tokio::sync::mpsc::Sender<Order>>,
     /// Operators' commands to chargers, to the run loop.
     commands: Option<Commands>,
+    /// Grid requests, to the run loop.
+    grid_requests: Option<GridRequests>,
     /// Failed logins per peer address in the running minute.
     failed_logins: access::FailedLogins,
     /// Tokens revoked while the server runs: their open streams end.
@@ -164,6 +167,7 @@ impl AppState {
                 time: pedf_core::time::TimeSource::wall(),
                 orders: None,
                 commands: None,
+                grid_requests: None,
                 failed_logins: Default::default(),
                 revoked: watch::channel(Default::default()).0,
             }),
@@ -203,6 +207,14 @@ impl AppState {
         self
     }
 
+    /// Takes grid requests to the run loop (`RunIo::grid_requests`).
+    pub fn with_grid_requests(mut self, requests: GridRequests) -> AppState {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.grid_requests = Some(requests);
+        }
+        self
+    }
+
     fn store(&self) -> std::sync::MutexGuard<'_, Store> {
         self.inner.store.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -215,6 +227,14 @@ pub type CommandReply = tokio::sync::oneshot::Sender<Result<String, String>>;
 /// The channel of operators' commands to chargers, server to run loop.
 pub type Commands = tokio::sync::mpsc::Sender<(pedf_core::live::ChargerCommand, CommandReply)>;
 
+/// Where the EMS's answer to a grid request goes: what it holds of it (kW) and what it said,
+/// or why it refused it.
+pub type GridRequestReply = tokio::sync::oneshot::Sender<Result<(f64, String), String>>;
+
+/// The channel of grid requests, server to run loop.
+pub type GridRequests =
+    tokio::sync::mpsc::Sender<(pedf_core::grid_request::GridRequest, GridRequestReply)>;
+
 /// The routes of the API (method, path): the OpenAPI document lists exactly these.
 pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/session"),
@@ -226,6 +246,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("put", "/api/v1/mode"),
     ("put", "/api/v1/chargers/{id}/session"),
     ("post", "/api/v1/chargers/{id}/command"),
+    ("get", "/api/v1/grid-requests"),
+    ("post", "/api/v1/grid-requests"),
     ("get", "/api/v1/events"),
     ("post", "/api/v1/events/{id}/ack"),
     ("get", "/api/v1/audit"),
@@ -255,6 +277,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/mode", get(mode_get).put(mode_put))
         .route("/api/v1/chargers/{id}/session", put(session_put))
         .route("/api/v1/chargers/{id}/command", post(live::command_post))
+        .route(
+            "/api/v1/grid-requests",
+            get(grid::requests_get).post(grid::request_post),
+        )
         .route("/api/v1/events", get(events))
         .route("/api/v1/events/{id}/ack", post(history::event_ack))
         .route("/api/v1/audit", get(audit))

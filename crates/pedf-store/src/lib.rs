@@ -76,7 +76,7 @@ pub struct Aggregate {
     pub count: i64,
 }
 
-const SCHEMA_VERSION: i64 = 8;
+const SCHEMA_VERSION: i64 = 9;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS samples (
@@ -150,11 +150,33 @@ CREATE TABLE IF NOT EXISTS grid_limits (
 );
 ";
 
+/// Added in schema version 9: the grid requests taken (what was asked, who asked, what the EMS
+/// holds of it).
+const SCHEMA_V9: &str = "
+CREATE TABLE IF NOT EXISTS grid_requests (
+    id TEXT PRIMARY KEY, start_ms INTEGER NOT NULL, end_ms INTEGER NOT NULL, kind TEXT NOT NULL, kw REAL NOT NULL,
+    price REAL, source TEXT NOT NULL, taken_ms INTEGER NOT NULL, held_kw REAL NOT NULL, note TEXT NOT NULL
+);
+";
+
 /// Added in schema version 6: the share of each record's interval the EMS observed, 0..1
 /// (NULL: not said, e.g. records imported from a meter file or written before version 6).
 const SCHEMA_V6: &str = "
 ALTER TABLE interval_records ADD COLUMN observed REAL;
 ";
+
+/// A grid request the EMS took, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TakenGridRequest {
+    /// The request.
+    pub request: pedf_core::grid_request::GridRequest,
+    /// When it was taken.
+    pub taken: DateTime<Utc>,
+    /// What the EMS holds of it, kW (the request's kW, or less when taken in part).
+    pub held_kw: f64,
+    /// What the EMS said when it took it.
+    pub note: String,
+}
 
 /// A limit the grid set at the connection, as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -361,7 +383,7 @@ impl Store {
             }
             // 0: new file; 1: the tables of version 1 exist, version 2 adds tokens, 3 the
             // counterfactual without the EMS, 4 the records' split by battery, 5 tokens' expiry, 6 the records'
-            // observed share, 7 alarms' acknowledgement, 8 the grid's limits.
+            // observed share, 7 alarms' acknowledgement, 8 the grid's limits, 9 grid requests.
             // Every table made if missing (each statement is IF NOT EXISTS), then the columns
             // added since.
             c.execute_batch(SCHEMA)?;
@@ -400,6 +422,7 @@ impl Store {
                 c.execute_batch(SCHEMA_V7)?;
             }
             c.execute_batch(SCHEMA_V8)?;
+            c.execute_batch(SCHEMA_V9)?;
             c.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
             Ok(SCHEMA_VERSION)
         })();
@@ -614,6 +637,84 @@ impl Store {
         }
         tx.commit().map_err(|e| err(&path, e))?;
         Ok(records.len())
+    }
+
+    /// Stores a grid request taken (one of the same id is replaced).
+    pub fn put_grid_request(&mut self, g: &TakenGridRequest) -> Result<(), StoreError> {
+        let r = &g.request;
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO grid_requests (id, start_ms, end_ms, kind, kw, price, source, taken_ms, held_kw, note) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    r.id,
+                    ms(r.start),
+                    ms(r.end),
+                    r.kind.name(),
+                    r.kind.kw(),
+                    r.price_cny_per_kwh,
+                    r.source,
+                    ms(g.taken),
+                    g.held_kw,
+                    g.note
+                ],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// The grid requests whose window ends after `from` and starts before `to`, by start.
+    pub fn grid_requests(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<TakenGridRequest>, StoreError> {
+        use pedf_core::grid_request::{GridRequest, RequestKind};
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, start_ms, end_ms, kind, kw, price, source, taken_ms, held_kw, note FROM grid_requests WHERE end_ms > ?1 AND start_ms < ?2 ORDER BY start_ms, id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![ms(from), ms(to)], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, f64>(4)?,
+                    r.get::<_, Option<f64>>(5)?,
+                    r.get::<_, String>(6)?,
+                    r.get::<_, i64>(7)?,
+                    r.get::<_, f64>(8)?,
+                    r.get::<_, String>(9)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        let t = |v: i64| DateTime::<Utc>::from_timestamp_millis(v).unwrap_or_default();
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, start, end, kind, kw, price, source, taken, held_kw, note) =
+                row.map_err(|e| self.err(e))?;
+            // A kind this version does not know is skipped, not fatal.
+            let Ok(kind) = RequestKind::of(&kind, kw) else {
+                continue;
+            };
+            out.push(TakenGridRequest {
+                request: GridRequest {
+                    id,
+                    start: t(start),
+                    end: t(end),
+                    kind,
+                    price_cny_per_kwh: price,
+                    source,
+                },
+                taken: t(taken),
+                held_kw,
+                note,
+            });
+        }
+        Ok(out)
     }
 
     /// Keeps a limit the grid set (`Some(kW)`, who, when), or forgets it (`None`: released).

@@ -73,7 +73,9 @@ impl Cycle {
         io: &mut RunIo,
         faults: &mut Vec<String>,
     ) -> Decision {
-        // The park's limits, with any the grid set over them.
+        // The park's limits, with any the grid set over them (its link's limits and the
+        // grid requests in force).
+        self.take_grid_requests(now, io);
         let grid_limits = self.grid_limits(now);
         let Cycle {
             park,

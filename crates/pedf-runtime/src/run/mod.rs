@@ -84,6 +84,13 @@ pub struct RunIo {
     pub commands: Option<
         tokio::sync::mpsc::Receiver<(pedf_core::live::ChargerCommand, pedf_server::CommandReply)>,
     >,
+    /// Grid requests, from the server, with where each answer goes.
+    pub grid_requests: Option<
+        tokio::sync::mpsc::Receiver<(
+            pedf_core::grid_request::GridRequest,
+            pedf_server::GridRequestReply,
+        )>,
+    >,
     /// Caps the store file at this many pages, as a full disk would (tests).
     #[doc(hidden)]
     pub store_max_pages_for_test: Option<i64>,
@@ -152,6 +159,9 @@ pub(super) struct Cycle {
     stale_after: BTreeMap<String, std::time::Duration>,
     /// The park as an IEC 60870-5-104 station, when the run file has `[iec104]`.
     grid: Option<grid::GridLink>,
+    /// Grid requests taken whose window has not ended long enough for their delivery to be
+    /// said.
+    requests: grid::Requests,
     sink: Option<pedf_influx::InfluxSink>,
     replanner: Option<crate::replan::Replanner>,
     replan_note: Option<String>,
@@ -342,6 +352,7 @@ impl Cycle {
             .as_ref()
             .map(|g| grid::GridLink::start(g, &park, time, &kept))
             .transpose()?;
+        let requests = grid::Requests::load(&store, &park, time.now())?;
         let now = time.now();
         let mut integrator =
             Integrator::new(&park).with_max_gap_ms((10_000.0 * time.speed()).round() as i64);
@@ -428,6 +439,7 @@ impl Cycle {
                 .collect(),
             sink,
             grid,
+            requests,
             devices,
             store,
             park,
@@ -479,7 +491,13 @@ impl Cycle {
         let d = self.control(now, &m, io, &mut faults);
         self.apply(&m, &d);
         let (flows, chargers_live) = self.record(now, &m, &d, &mut faults);
-        self.grid_values(&m, &d, &flows, !faults.is_empty() || !m.lost.is_empty());
+        self.grid_values(
+            now,
+            &m,
+            &d,
+            &flows,
+            !faults.is_empty() || !m.lost.is_empty(),
+        );
         let work_ms = work_started.elapsed().as_secs_f64() * 1e3;
         self.timing.work.add(work_ms);
         self.timing.lag.add(lag_ms);

@@ -86,6 +86,7 @@ impl Ems {
         let (stop, stop_rx) = watch::channel(false);
         let (orders_tx, orders_rx) = tokio::sync::mpsc::channel(64);
         let (commands_tx, commands_rx) = tokio::sync::mpsc::channel(16);
+        let (requests_tx, requests_rx) = tokio::sync::mpsc::channel(16);
         let time = cfg.time;
         // The application's services (carbon, history, certificates) on the EMS's store.
         let services = pedf_runtime::services::EmsServices {
@@ -109,7 +110,8 @@ impl Ems {
         )
         .with_time(time)
         .with_orders(orders_tx)
-        .with_commands(commands_tx);
+        .with_commands(commands_tx)
+        .with_grid_requests(requests_tx);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(pedf_server::serve(listener, state, stop_rx.clone()));
@@ -122,6 +124,7 @@ impl Ems {
                 mode: Some(mode_rx),
                 orders: Some(orders_rx),
                 commands: Some(commands_rx),
+                grid_requests: Some(requests_rx),
                 ..RunIo::default()
             },
             async move {
