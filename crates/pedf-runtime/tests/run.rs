@@ -1187,3 +1187,111 @@ async fn a_limit_the_grid_set_holds_after_a_restart() {
         "{events:?}"
     );
 }
+
+/// A grid request's whole life in a running EMS: a reduction of 200 kW over two quarter
+/// hours, against a baseline of 400 kW (the park's import at those times on its last five
+/// weekend days, stored before), is taken whole, said in force, and once over said with what
+/// was delivered (this park's meter holds 100 kW: 300 kW below the baseline, counted at the
+/// 200 asked) and its settlement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grid_requests_delivery_is_measured_against_its_baseline() {
+    use chrono::TimeZone;
+    use pedf_core::grid_request::{GridRequest, RequestKind};
+    use pedf_runtime::run::{run_with, RunIo};
+    let (dir, _sim, _) = sim_park("grid-delivery").await;
+    let local = |s: &str| {
+        chrono::FixedOffset::east_opt(8 * 3600)
+            .unwrap()
+            .from_local_datetime(
+                &chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").unwrap(),
+            )
+            .unwrap()
+            .with_timezone(&Utc)
+    };
+    {
+        // Sunday 21 June 2026 is the request's day: its like days are the weekend days before.
+        let mut st = Store::open(&dir.join("pedf.sqlite")).unwrap();
+        let mut records = Vec::new();
+        for day in [
+            "2026-06-20",
+            "2026-06-14",
+            "2026-06-13",
+            "2026-06-07",
+            "2026-06-06",
+        ] {
+            for hm in ["10:15", "10:30"] {
+                records.push(pedf_core::records::IntervalRecord {
+                    start: local(&format!("{day} {hm}")),
+                    pv_kwh: 0.0,
+                    grid_import_kwh: 100.0,
+                    grid_export_kwh: 0.0,
+                    battery_charge_kwh: 0.0,
+                    battery_discharge_kwh: 0.0,
+                    load_kwh: 0.0,
+                    ev_kwh: 0.0,
+                    ev_chargers: Vec::new(),
+                    batteries: Vec::new(),
+                });
+            }
+        }
+        st.put_records(&records, "measured").unwrap();
+    }
+    let mut cfg = RunConfig::load(&dir.join("run.toml")).unwrap();
+    // 10:05 local, 120 times real time: the window 10:15-10:45 passes in about 20 s.
+    cfg.time = pedf_core::time::TimeSource::scaled(ems_origin(), 120.0);
+    let (req_tx, req_rx) = tokio::sync::mpsc::channel(4);
+    let (live_tx, mut live_rx) =
+        tokio::sync::watch::channel(std::sync::Arc::new(pedf_runtime::live::Live::default()));
+    let io = RunIo {
+        live: Some(live_tx),
+        grid_requests: Some(req_rx),
+        ..RunIo::default()
+    };
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    req_tx
+        .send((
+            GridRequest {
+                id: "g1".into(),
+                start: local("2026-06-21 10:15"),
+                end: local("2026-06-21 10:45"),
+                kind: RequestKind::ReduceImport(200.0),
+                price_cny_per_kwh: Some(3.0),
+                source: "test".into(),
+            },
+            reply,
+        ))
+        .await
+        .unwrap();
+    let over = local("2026-06-21 10:55");
+    let stop = async move {
+        let wait = async {
+            while live_rx.changed().await.is_ok() {
+                let at = live_rx.borrow_and_update().at;
+                if at.is_some_and(|t| t >= over) {
+                    return;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(120), wait).await;
+    };
+    run_with(cfg, io, stop).await.unwrap();
+    let (held, note) = answer.await.unwrap().unwrap();
+    assert_eq!(held, 200.0, "{note}");
+    assert!(
+        note.starts_with("accepted: import 200.0 kW below the baseline"),
+        "{note}"
+    );
+    let st = Store::open(&dir.join("pedf.sqlite")).unwrap();
+    let events: Vec<String> = st
+        .recent_events(100_000)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.3)
+        .collect();
+    let all = events.join("\n");
+    assert!(all.contains("grid request g1 in force until"), "{all}");
+    assert!(
+        all.contains("grid request g1 is over: 100.0 of 100.0 kWh delivered (100 %) against the baseline, settlement 300.00 CNY"),
+        "{all}"
+    );
+}
