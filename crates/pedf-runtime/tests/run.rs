@@ -1043,16 +1043,27 @@ async fn the_grids_master_sets_the_parks_import_limit_over_iec104() {
         assert_eq!(value(2004), Some(serde_json::json!(false)));
         let set = |v: f64| serde_json::json!({"do": "set", "ioa": 3001, "value": v, "sbo": true});
         let capped = ask(set(20.0))["ok"].clone();
-        let limit_seen = ask(serde_json::json!({"do": "wait", "ioa": 1009, "near": 20.0, "within": 0.01, "seconds": 10}))["ok"].clone();
-        // Held for a while: the controller's setpoints of the next cycles are in the audit.
-        std::thread::sleep(Duration::from_millis(1500));
+        let limit_seen = ask(
+            serde_json::json!({"do": "wait", "ioa": 1009, "near": 20.0, "within": 0.01, "seconds": 10}),
+        )["ok"]
+            == true;
+        // The station says a grid limit holds (waited for, not slept).
+        let active = ask(serde_json::json!({"do": "wait", "ioa": 2004, "near": 1.0, "within": 0.01, "seconds": 10}))["ok"].clone();
         let above = ask(set(own + 500.0))["ok"].clone();
         let released = ask(set(own))["ok"].clone();
         let back = ask(serde_json::json!({"do": "wait", "ioa": 1009, "near": own, "within": 0.01, "seconds": 10}))["ok"].clone();
         let _ = writeln!(stdin, "{}", serde_json::json!({"do": "quit"}));
         let _ = child.wait();
         d.store(true, std::sync::atomic::Ordering::Relaxed);
-        (own, capped, limit_seen, above, released, back, said)
+        (
+            own,
+            capped,
+            limit_seen && active == true,
+            above,
+            released,
+            back,
+            said,
+        )
     });
     let (summary, _) = run_until(cfg, 60, move |_| {
         done.load(std::sync::atomic::Ordering::Relaxed)
