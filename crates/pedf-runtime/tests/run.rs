@@ -1072,7 +1072,7 @@ async fn the_grids_master_sets_the_parks_import_limit_over_iec104() {
     let (own, capped, limit_seen, above, released, back, said) = master.await.unwrap();
     assert!(own > 20.0, "{own}");
     assert_eq!(capped, true, "{said:?}");
-    assert_eq!(limit_seen, true, "{said:?}");
+    assert!(limit_seen, "{said:?}");
     assert_eq!(above, false, "{said:?}");
     assert_eq!(released, true, "{said:?}");
     assert_eq!(back, true, "{said:?}");
