@@ -424,6 +424,12 @@ fn grid_master_limits_the_park(port: u16) {
     };
     let set = |v: f64| json!({"do": "set", "ioa": ioa, "value": v, "sbo": true});
     assert_eq!(ask(Some(set(limit)))["ok"], true, "{said:?}");
+    // The station reports the limit in force (whichever way the power flows, and however
+    // little: where the park's power already sits within the limit, this is what is checked).
+    let in_force = ask(Some(
+        json!({"do": "wait", "ioa": ioa - 3001 + 1009, "near": limit, "within": 0.01, "seconds": 15}),
+    ));
+    assert_eq!(in_force["ok"], true, "{said:?}");
     let followed = ask(Some(wait));
     assert_eq!(
         followed["ok"], true,

@@ -75,10 +75,10 @@ pub struct Frame {
 
 /// Control code: read data (master to meter).
 pub const READ: u8 = 0x11;
-/// Control code bits of an answer: from the meter, an error answer, more to follow.
+/// Control code bits of an answer: from the meter, an error answer (bit 5, more to follow,
+/// is not asked for: every register pedf reads fits one frame).
 const FROM_METER: u8 = 0x80;
 const ERROR: u8 = 0x40;
-const MORE: u8 = 0x20;
 
 impl Frame {
     /// The bytes on the line: four wake-up bytes, then the frame.
@@ -524,7 +524,6 @@ async fn exchange(
                     let err = f.data.first().copied().unwrap_or(0);
                     return Err(LinkError::Exception(error_text(err)));
                 }
-                let _more = f.control & MORE != 0;
                 if f.data.len() < 4 || f.data[..4] != di.to_le_bytes() {
                     return Err(LinkError::Protocol(format!(
                         "the answer is for DI {:02x?}, not {di:08x}",

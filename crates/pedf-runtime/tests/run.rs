@@ -45,6 +45,17 @@ async fn sim_park(name: &str) -> (std::path::PathBuf, SimPark, RunConfig) {
     (dir, sim, cfg)
 }
 
+/// The Python of the outside test peers' venv (scripts/setup makes it).
+fn peers_python() -> std::path::PathBuf {
+    let python = std::path::Path::new(ROOT).join(".venv-peers/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/setup (it makes the venv of outside test peers)",
+        python.display()
+    );
+    python
+}
+
 /// Runs the EMS until its live state satisfies `until` (or `secs` pass), then stops it
 /// cleanly; returns the run's summary and the live state that satisfied it.
 async fn run_until(
@@ -774,12 +785,7 @@ async fn the_cycle_goes_on_while_the_servers_runtime_is_busy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ocpp_charger_is_a_device_of_the_running_ems() {
     let (dir, _sim, _) = sim_park("ocpp").await;
-    let python = std::path::Path::new(ROOT).join(".venv-peers/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/setup (it makes the venv of outside test peers)",
-        python.display()
-    );
+    let python = peers_python();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -894,12 +900,7 @@ async fn an_ocpp_charger_is_a_device_of_the_running_ems() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dlt645_billing_meter_is_a_device_of_the_running_ems() {
     let (dir, _sim, _) = sim_park("dlt645").await;
-    let python = std::path::Path::new(ROOT).join(".venv-peers/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/setup (it makes the venv of outside test peers)",
-        python.display()
-    );
+    let python = peers_python();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -972,12 +973,7 @@ async fn a_dlt645_billing_meter_is_a_device_of_the_running_ems() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_grids_master_sets_the_parks_import_limit_over_iec104() {
     let (dir, _sim, _) = sim_park("iec104").await;
-    let python = std::path::Path::new(ROOT).join(".venv-peers/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/setup (it makes the venv of outside test peers)",
-        python.display()
-    );
+    let python = peers_python();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -1104,14 +1100,13 @@ fn c104_master(port: u16, ca: u16, asks: &[serde_json::Value]) -> Vec<serde_json
         );
         std::thread::yield_now();
     }
-    let mut child =
-        std::process::Command::new(std::path::Path::new(ROOT).join(".venv-peers/bin/python"))
-            .arg(std::path::Path::new(ROOT).join("tests/peers/iec104_master.py"))
-            .args(["127.0.0.1", &port.to_string(), &ca.to_string()])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("the c104 master runs");
+    let mut child = std::process::Command::new(peers_python())
+        .arg(std::path::Path::new(ROOT).join("tests/peers/iec104_master.py"))
+        .args(["127.0.0.1", &port.to_string(), &ca.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the c104 master runs");
     let mut stdin = child.stdin.take().unwrap();
     let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
     let mut line = || {
