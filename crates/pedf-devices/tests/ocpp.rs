@@ -38,6 +38,8 @@ struct Peer {
     child: Child,
     lines: mpsc::Receiver<Value>,
     seen: Vec<Value>,
+    /// Lines `said` took that `next` has not gone past yet.
+    unread: std::collections::VecDeque<Value>,
 }
 
 impl Peer {
@@ -89,11 +91,18 @@ impl Peer {
             child,
             lines,
             seen: Vec::new(),
+            unread: std::collections::VecDeque::new(),
         }
     }
 
     /// Waits (at most 20 s) for the peer's next `event`, returning it.
     async fn next(&mut self, event: &str) -> Value {
+        // Lines already taken by `said` first, in order.
+        while let Some(v) = self.unread.pop_front() {
+            if v["event"] == event {
+                return v;
+            }
+        }
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -133,10 +142,12 @@ impl Peer {
         errors
     }
 
-    /// Everything the peer said so far but its meter values.
+    /// Everything the peer said so far but its meter values (what `next` has not gone past
+    /// stays for it).
     fn said(&mut self) -> Vec<Value> {
         while let Ok(v) = self.lines.try_recv() {
-            self.seen.push(v);
+            self.seen.push(v.clone());
+            self.unread.push_back(v);
         }
         self.seen
             .iter()
