@@ -243,7 +243,19 @@ fn the_demo_runs_the_park_and_serves_the_dashboard() {
     }
     let status = child.wait().unwrap();
     let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
-    assert!(status.success(), "{rest:?}");
+    if !status.success() {
+        let mut err = String::new();
+        let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+        let tail: String = err
+            .chars()
+            .rev()
+            .take(4000)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        panic!("the demo ended with {status}: {rest:?}\nits stderr ends:\n{tail}");
+    }
     assert!(
         rest.iter().any(|l| l.starts_with("pedf demo stopped:")),
         "{rest:?}"
