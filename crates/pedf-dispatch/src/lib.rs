@@ -108,6 +108,20 @@ pub struct CurrentState {
     /// This month's consumption on site so far (loads and EV at the bus), kWh: an intensity
     /// target allows the target times the month's consumption.
     pub month_consumption_kwh: f64,
+    /// What the grid asks at the connection (grid requests, the dispatch link's setpoints),
+    /// by interval start: an import above its cap is a shortfall priced at twice the unmet
+    /// penalty (the grid's request before a car's or a deferrable load's requirement, after
+    /// serving the fixed load); an export cap lowers the interval's export limit.
+    pub grid_caps: BTreeMap<chrono::DateTime<chrono::Utc>, GridCap>,
+}
+
+/// Limits the grid asks at the connection in one interval, kW (`None`: the park's own).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct GridCap {
+    /// Import at most this much.
+    pub import_kw: Option<f64>,
+    /// Export at most this much.
+    pub export_kw: Option<f64>,
 }
 
 impl CurrentState {

@@ -25,7 +25,9 @@
 //! * Bounds carry the limits (export capped by the interval's PV when export is PV-only), and
 //!   the converter's one-direction nature is the valid inequality `imp + exp <= rating`.
 //! * Every requirement is soft with a penalty, so the model is never infeasible; the plan lists
-//!   each shortfall instead.
+//!   each shortfall instead. A grid request's import cap too (`CurrentState::grid_caps`): one
+//!   column and one row for each interval it covers, import above the cap at twice the unmet
+//!   penalty (before a car's or a deferrable load's requirement, after the fixed load).
 //!
 //! Measured on the reference day (2026-06-21): the plain relaxation with the binaries as
 //! continuous columns bounds the optimum (2015.18 CNY) at 1902; with the hull 1987; with the
@@ -72,6 +74,8 @@ enum Var {
     Peak,
     /// Location-based Scope 2 above the horizon's allowance (carbon dual control), kg.
     CarbonOver,
+    /// Import above the grid's cap in interval `t` (a grid request), kW.
+    GridOver(usize),
     /// A column fixed at 1 whose cost is the objective's constant: the demand charge is paid
     /// on the peak above `Problem::existing_peak` only, so the model's objective equals the
     /// plan's (`schedule::evaluate`) and bounds compare with it directly.
@@ -197,6 +201,13 @@ fn build(
         pv.push(b.col(Var::Pv(t), 0.0, 0.0, p.pv[t]));
         let demand = p.fixed[t] + p.curtailable_demand(t);
         unserved.push(b.col(Var::Unserved(t), dt * p.unserved_penalty, 0.0, demand));
+    }
+    // The grid's import caps (grid requests): import above one is a shortfall at its penalty.
+    for (t, imp_t) in imp.iter().enumerate() {
+        if let Some(cap) = p.imp_req[t] {
+            let over = b.col(Var::GridOver(t), dt * p.grid_penalty, 0.0, f64::INFINITY);
+            b.row_le(cap, &[(*imp_t, 1.0), (over, -1.0)]);
+        }
     }
     // Carbon dual control: the horizon's Scope 2 (import x the annual factor) within its
     // allowance, each kg above it at the penalty.
@@ -728,6 +739,7 @@ fn value_of(p: &Problem, s: &Schedule, v: Var) -> f64 {
         Var::Peak => s.peak(p),
         Var::One => 1.0,
         Var::CarbonOver => s.scope2_over(p),
+        Var::GridOver(t) => s.grid_over(p, t),
         Var::GridDir(t) => {
             if s.exp[t] > 0.0 {
                 0.0

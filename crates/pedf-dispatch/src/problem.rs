@@ -86,6 +86,11 @@ pub(crate) struct Problem {
     pub eta_out: f64,
     pub rating: f64,
     pub imp_cap: f64,
+    /// The grid's import cap per interval (`CurrentState::grid_caps`), kW: import above it is
+    /// a shortfall at `grid_penalty`.
+    pub imp_req: Vec<Option<f64>>,
+    /// CNY per kWh imported above `imp_req`.
+    pub grid_penalty: f64,
     pub exp_cap: Vec<f64>,
     pub pv_only: bool,
     pub no_simultaneous: bool,
@@ -123,6 +128,11 @@ impl Problem {
     /// binary is needed.
     pub fn import_cost(&self, t: usize) -> f64 {
         self.imp_price[t] + self.carbon_price_per_kg * self.ci[t]
+    }
+
+    /// The import the grid asks at most at `t` (its request's cap, or the connection's).
+    pub fn imp_limit(&self, t: usize) -> f64 {
+        self.imp_req[t].map_or(self.imp_cap, |c| c.min(self.imp_cap))
     }
 
     /// Total curtailable demand at t.
@@ -352,17 +362,35 @@ impl Problem {
         let rating = park.converter.rating.0;
         let imp_cap = park.grid.import_limit.0.min(rating);
         let eta_out = park.converter.efficiency_dc_to_ac;
+        let asked: Vec<crate::GridCap> = inputs
+            .starts
+            .iter()
+            .map(|t| state.grid_caps.get(t).copied().unwrap_or_default())
+            .collect();
         let exp_cap: Vec<f64> = (0..n)
             .map(|t| {
-                if !rules.allow_export {
+                let own = if !rules.allow_export {
                     0.0
                 } else if rules.export_only_from_pv {
                     park.grid.export_limit.0.min(rating).min(pv[t] * eta_out)
                 } else {
                     park.grid.export_limit.0.min(rating)
-                }
+                };
+                asked[t].export_kw.map_or(own, |c| own.min(c.max(0.0)))
             })
             .collect();
+        let imp_req: Vec<Option<f64>> = asked
+            .iter()
+            .map(|a| a.import_kw.map(|c| c.max(0.0)).filter(|c| *c < imp_cap))
+            .collect();
+        if imp_req.iter().any(Option::is_some) {
+            notes.push(format!(
+                "the grid asks import at most {:.1} kW (the lowest) in {} interval(s): import above it is a shortfall at {:.0} CNY/kWh",
+                imp_req.iter().flatten().fold(f64::INFINITY, |a, b| a.min(*b)),
+                imp_req.iter().flatten().count(),
+                2.0 * opts.unmet_penalty_cny_per_kwh
+            ));
+        }
         // The demand charge as the bill computes it: one window sets the month's charge, so
         // raising the month's peak costs the whole monthly rate, whatever the horizon; up to
         // the month's peak so far (or the target, or 105 % of a contract) it costs nothing.
@@ -485,6 +513,8 @@ impl Problem {
             eta_out,
             rating,
             imp_cap,
+            imp_req,
+            grid_penalty: 2.0 * opts.unmet_penalty_cny_per_kwh,
             exp_cap,
             pv_only: rules.export_only_from_pv,
             no_simultaneous: rules.no_simultaneous_import_export,

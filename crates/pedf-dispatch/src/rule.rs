@@ -260,6 +260,19 @@ fn schedule_at(p: &Problem, level: Option<f64>) -> (Schedule, f64) {
                 }
             }
             let mut imp = deficit / p.eta_in;
+            // The grid's cap (a request): the battery holds import to it where it can.
+            let asked = p.imp_limit(t);
+            if imp > asked && asked < p.imp_cap {
+                let mut over = (imp - asked) * p.eta_in;
+                for (b, bat) in p.batteries.iter().enumerate() {
+                    let avail = (soc[b] - bat.lo).max(0.0) * bat.ed / dt;
+                    let d = over.min(bat.dis_max - s.dis[b][t]).min(avail).max(0.0);
+                    s.dis[b][t] += d;
+                    soc[b] -= d * dt / bat.ed;
+                    over -= d;
+                    imp -= d / p.eta_in;
+                }
+            }
             if imp > p.imp_cap {
                 let mut over = (imp - p.imp_cap) * p.eta_in;
                 imp = p.imp_cap;

@@ -83,6 +83,11 @@ impl Schedule {
             .map_or(0.0, |a| (self.scope2(p) - a).max(0.0))
     }
 
+    /// Import above the grid's cap at `t`, kW (0 where it asks none).
+    pub fn grid_over(&self, p: &Problem, t: usize) -> f64 {
+        p.imp_req[t].map_or(0.0, |c| (self.imp[t] - c).max(0.0))
+    }
+
     pub fn terminal_short(&self, p: &Problem, b: usize) -> f64 {
         let end = self.soc[b].last().copied().unwrap_or(p.batteries[b].soc0);
         (p.batteries[b].target - end).max(0.0)
@@ -232,6 +237,25 @@ pub(crate) fn evaluate(
                 reason,
             });
         }
+    }
+    let grid_over: f64 = (0..p.n).map(|t| s.grid_over(p, t) * dt).sum();
+    penalty += grid_over * p.grid_penalty;
+    if grid_over > 1e-6 {
+        let worst = (0..p.n)
+            .filter(|t| s.grid_over(p, *t) > 1e-6)
+            .max_by(|a, b| s.grid_over(p, *a).total_cmp(&s.grid_over(p, *b)))
+            .unwrap_or(0);
+        unmet.push(Unmet {
+            kind: "grid_request".into(),
+            id: "park".into(),
+            shortfall_kwh: grid_over,
+            reason: format!(
+                "import above the grid's cap in {} interval(s), at most {:.1} kW over its {:.1} kW (what PV, the batteries and the loads that can wait cannot take off the grid)",
+                (0..p.n).filter(|t| s.grid_over(p, *t) > 1e-6).count(),
+                s.grid_over(p, worst),
+                p.imp_req[worst].unwrap_or(0.0)
+            ),
+        });
     }
     let over = s.scope2_over(p);
     penalty += over * p.penalty;

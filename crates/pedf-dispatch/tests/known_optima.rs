@@ -730,3 +730,69 @@ fn scope2_budgets_and_an_intensity_target_bind() {
         plan.notes
     );
 }
+
+#[test]
+fn a_grid_requests_import_cap_is_held_by_the_battery_and_what_cannot_be_held_is_a_shortfall() {
+    // 100 kW of load for three hours at one price; an empty 100 kWh battery. The grid asks
+    // import at most 20 kW in the third hour: the battery charges 80 kWh before and covers
+    // 80 kW then. Asked at most 0 kW in the first hour, the park cannot (the battery is
+    // empty): the load is still served and the 100 kWh above the cap is the plan's shortfall.
+    use pedf_dispatch::GridCap;
+    let p = park(&Spec {
+        battery_kwh: 100.0,
+        battery_kw: 100.0,
+        ..Spec::default()
+    });
+    let d = Day {
+        pv: vec![0.0; 3],
+        load: vec![100.0; 3],
+        import_price: vec![0.5; 3],
+        export_price: vec![],
+        ci: vec![],
+        sessions: vec![],
+    };
+    let i = inputs(&p, &d);
+    let cap = |t: usize, kw: f64| {
+        let mut s = CurrentState::default();
+        s.grid_caps.insert(
+            i.starts[t],
+            GridCap {
+                import_kw: Some(kw),
+                export_kw: None,
+            },
+        );
+        s
+    };
+    let plan = plan_optimized(&p, &i, &opts(), &cap(2, 20.0)).unwrap();
+    close(
+        plan.intervals[2].grid_import_kw,
+        20.0,
+        "import under the cap",
+    );
+    close(
+        plan.intervals[2].battery_discharge_kw,
+        80.0,
+        "the battery covers the rest",
+    );
+    assert!(plan.unmet.is_empty(), "{:?}", plan.unmet);
+    close(plan.energy_cost_cny, 150.0, "the same energy bought");
+
+    let plan = plan_optimized(&p, &i, &opts(), &cap(0, 0.0)).unwrap();
+    close(
+        plan.intervals[0].grid_import_kw,
+        100.0,
+        "import the load needs",
+    );
+    close(
+        plan.intervals[0].load_unserved_kw,
+        0.0,
+        "the load is served",
+    );
+    let short: Vec<_> = plan
+        .unmet
+        .iter()
+        .filter(|u| u.kind == "grid_request")
+        .collect();
+    assert_eq!(short.len(), 1, "{:?}", plan.unmet);
+    close(short[0].shortfall_kwh, 100.0, "kWh above the cap");
+}

@@ -544,6 +544,7 @@ fn run_one(
                     .filter(|(k, _)| k[..4] == mkey[..4])
                     .map(|(_, m)| m.location_kg)
                     .sum(),
+                grid_caps: BTreeMap::new(),
             };
             let cap = bat.map_or(1.0, |b| b.capacity_kwh);
             let opts = PlanOptions {
