@@ -9,6 +9,7 @@
 //! controller has the new day's plan from its first second: without it the first minutes of
 //! each day ran without a plan, the battery discharging into the night's valley.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -17,7 +18,7 @@ use pedf_core::inputs::{DayInputs, EvSession};
 use crate::sessions::Session;
 use pedf_core::plan::Plan;
 use pedf_core::Park;
-use pedf_dispatch::{plan_rule_based, replan, CurrentState, DispatchError, PlanOptions};
+use pedf_dispatch::{plan_rule_based, replan, CurrentState, DispatchError, GridCap, PlanOptions};
 use serde::Deserialize;
 
 /// The `[replan]` table of a run configuration.
@@ -126,6 +127,9 @@ pub struct Replanner {
     deviation_since: Option<DateTime<Utc>>,
     /// A re-plan asked for by an event (a car arrived), and why.
     requested: Option<String>,
+    /// Whether the one asked for starts without waiting for the gap after the last (a grid
+    /// request waiting for its answer).
+    urgent: bool,
 }
 
 impl Replanner {
@@ -141,6 +145,7 @@ impl Replanner {
             last_deviation_slot: None,
             deviation_since: None,
             requested: None,
+            urgent: false,
         }
     }
 
@@ -161,6 +166,17 @@ impl Replanner {
         }
     }
 
+    /// Asks for a re-plan as soon as none runs (no gap after the last one).
+    pub fn request_now(&mut self, why: String) {
+        self.request(why);
+        self.urgent = true;
+    }
+
+    /// Whether a re-plan is running.
+    pub fn running(&self) -> bool {
+        self.task.is_some()
+    }
+
     /// Whether a re-plan is due now, and why.
     pub fn due(
         &mut self,
@@ -177,7 +193,11 @@ impl Replanner {
             None => true,
             Some(last) => slot >= last + every,
         };
-        if periodic {
+        if periodic || (self.urgent && self.requested.is_some()) {
+            self.urgent = false;
+            if !periodic {
+                return self.requested.take();
+            }
             return Some(match self.requested.take() {
                 Some(why) => format!("every {} min; {why}", self.cfg.every_min),
                 None => format!("every {} min", self.cfg.every_min),
@@ -229,6 +249,7 @@ impl Replanner {
         stored_kwh: Option<f64>,
         month: MonthSoFar,
         sessions: Vec<Session>,
+        grid_caps: BTreeMap<DateTime<Utc>, GridCap>,
         why: String,
     ) {
         let slot = self.park.clock.interval_start(now);
@@ -244,7 +265,8 @@ impl Replanner {
         let every = chrono::Duration::minutes(i64::from(cfg.every_min.max(1)));
         let last_of_day = midnight.filter(|m| slot + every >= *m);
         self.task = Some(std::thread::spawn(move || {
-            let state = measured_state(&park, stored_kwh, month);
+            let mut state = measured_state(&park, stored_kwh, month);
+            state.grid_caps = grid_caps;
             let plan = plan_from(&park, &cfg, planner, now, state.clone(), &sessions);
             let ahead = last_of_day.zip(next_day).map(|(midnight, next)| {
                 let state = at_midnight(&park, &state, plan.as_ref().ok(), midnight);
@@ -334,6 +356,7 @@ fn at_midnight(
 ) -> CurrentState {
     let mut state = CurrentState {
         soc_kwh: now.soc_kwh.clone(),
+        grid_caps: now.grid_caps.clone(),
         ..CurrentState::default()
     };
     let (mut peak, mut scope2, mut consumption) = (
@@ -571,7 +594,14 @@ mod tests {
         assert!(on.iter().all(|x| x.arrival >= s.departure || x.first == 0));
         assert!(tail.sessions.iter().all(|x| x.first < x.end));
         let mut r = Replanner::new(cfg(), p.clone());
-        r.start(now, None, MonthSoFar::default(), Vec::new(), "test".into());
+        r.start(
+            now,
+            None,
+            MonthSoFar::default(),
+            Vec::new(),
+            BTreeMap::new(),
+            "test".into(),
+        );
         r.request("a car arrived on ev-01".into());
         r.wait();
         // Held for the gap after the last re-plan, then taken.
@@ -601,6 +631,7 @@ mod tests {
             Some(1200.0),
             MonthSoFar::default(),
             Vec::new(),
+            BTreeMap::new(),
             "t".into(),
         );
         let o = r.wait().unwrap();
@@ -612,6 +643,7 @@ mod tests {
                 Some(stored),
                 MonthSoFar::default(),
                 Vec::new(),
+                BTreeMap::new(),
                 "t".into(),
             );
             let o = r.wait().unwrap();
@@ -675,7 +707,14 @@ mod tests {
         // 10:00 local on the example day (UTC+8).
         let now = Utc.with_ymd_and_hms(2026, 6, 21, 2, 0, 7).unwrap();
         let why = r.due(now, 0.0, None).expect("first call is due");
-        r.start(now, Some(1000.0), MonthSoFar::default(), Vec::new(), why);
+        r.start(
+            now,
+            Some(1000.0),
+            MonthSoFar::default(),
+            Vec::new(),
+            BTreeMap::new(),
+            why,
+        );
         assert!(r.due(now, 0.0, None).is_none(), "one at a time");
         let o = r.wait().unwrap();
         let replanned = o.plan.unwrap();
@@ -765,7 +804,14 @@ mod tests {
     fn a_failing_optimiser_falls_back_to_the_rule_based_plan() {
         let mut r = Replanner::new(cfg(), park()).with_planner(failing);
         let now = Utc.with_ymd_and_hms(2026, 6, 21, 6, 30, 0).unwrap();
-        r.start(now, None, MonthSoFar::default(), Vec::new(), "test".into());
+        r.start(
+            now,
+            None,
+            MonthSoFar::default(),
+            Vec::new(),
+            BTreeMap::new(),
+            "test".into(),
+        );
         let replanned = r.wait().unwrap().plan.unwrap();
         let (plan, strategy) = (&replanned.plan, replanned.label());
         assert!(
@@ -846,7 +892,14 @@ mod tests {
     fn the_optimisers_own_fallback_is_labelled_a_fallback() {
         let mut r = Replanner::new(cfg(), park()).with_planner(falls_back_inside);
         let now = Utc.with_ymd_and_hms(2026, 6, 21, 6, 30, 0).unwrap();
-        r.start(now, None, MonthSoFar::default(), Vec::new(), "test".into());
+        r.start(
+            now,
+            None,
+            MonthSoFar::default(),
+            Vec::new(),
+            BTreeMap::new(),
+            "test".into(),
+        );
         let replanned = r.wait().unwrap().plan.unwrap();
         let (plan, strategy) = (&replanned.plan, replanned.label());
         assert!(
@@ -864,7 +917,14 @@ mod tests {
     fn no_forecast_for_the_day_is_an_error_naming_it() {
         let mut r = Replanner::new(cfg(), park());
         let now = Utc.with_ymd_and_hms(2026, 11, 27, 6, 30, 0).unwrap();
-        r.start(now, None, MonthSoFar::default(), Vec::new(), "test".into());
+        r.start(
+            now,
+            None,
+            MonthSoFar::default(),
+            Vec::new(),
+            BTreeMap::new(),
+            "test".into(),
+        );
         let e = r.wait().unwrap().plan.unwrap_err();
         assert!(e.contains("no forecast for 2026-11-27"), "{e}");
     }

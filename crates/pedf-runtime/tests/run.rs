@@ -1301,3 +1301,136 @@ async fn a_grid_requests_delivery_is_measured_against_its_baseline() {
         "{all}"
     );
 }
+
+/// A grid request in the rest of the day is checked against the park's plan: the EMS re-plans
+/// with it as a constraint before answering. An evening import cap the battery can carry is
+/// held in full and the plan made with it becomes the active plan (its window's import under
+/// the cap); a cap of nothing from the evening to midnight, which the battery cannot carry,
+/// is refused with the share the park could hold, and the active plan stays as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grid_request_is_planned_for_before_it_is_answered() {
+    use chrono::TimeZone;
+    use pedf_core::grid_request::{GridRequest, RequestKind};
+    use pedf_runtime::run::{run_with, RunIo};
+    let (dir, _sim, _) = sim_park("grid-planned").await;
+    let mut run = std::fs::read_to_string(dir.join("run.toml")).unwrap();
+    run.push_str(&format!(
+        "\n[replan]\ninputs = \"{ROOT}/simulations/qingzhou-pedf/day-inputs\"\n"
+    ));
+    std::fs::write(dir.join("run.toml"), run).unwrap();
+    let local = |s: &str| {
+        chrono::FixedOffset::east_opt(8 * 3600)
+            .unwrap()
+            .from_local_datetime(
+                &chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").unwrap(),
+            )
+            .unwrap()
+            .with_timezone(&Utc)
+    };
+    let mut cfg = RunConfig::load(&dir.join("run.toml")).unwrap();
+    cfg.time = pedf_core::time::TimeSource::scaled(ems_origin(), 1.0);
+    let store_path = cfg.store.clone();
+    let (req_tx, req_rx) = tokio::sync::mpsc::channel(4);
+    let io = RunIo {
+        grid_requests: Some(req_rx),
+        ..RunIo::default()
+    };
+    let day = "2026-06-21";
+    let active = move || {
+        Store::open(&store_path)
+            .ok()
+            .and_then(|s| s.active_plan(day).ok().flatten())
+    };
+    let ask = move |id: &str, kw: f64, from: &str, to: &str| {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let r = GridRequest {
+            id: id.into(),
+            start: local(&format!("{day} {from}")),
+            end: if to == "24:00" {
+                local("2026-06-22 00:00")
+            } else {
+                local(&format!("{day} {to}"))
+            },
+            kind: RequestKind::CapImport(kw),
+            price_cny_per_kwh: None,
+            source: "test".into(),
+        };
+        (r, reply, answer)
+    };
+    let outcome = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let out = outcome.clone();
+    let stop = async move {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        // The day's first plan, made at the start.
+        while active().is_none() {
+            if std::time::Instant::now() > deadline {
+                out.lock()
+                    .unwrap()
+                    .push("no plan made at the start".to_string());
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for (id, kw, from, to) in [
+            ("evening", 150.0, "19:00", "20:00"),
+            ("all-night", 0.0, "17:00", "24:00"),
+        ] {
+            let before = active().map(|p| p.0);
+            let (r, reply, answer) = ask(id, kw, from, to);
+            req_tx.send((r, reply)).await.unwrap();
+            let a = tokio::time::timeout(Duration::from_secs(90), answer).await;
+            // The plan active once the answer is given (a held request's plan is stored by
+            // the writer a moment later).
+            let mut after = active();
+            if matches!(&a, Ok(Ok(Ok(_)))) {
+                while after.as_ref().map(|p| p.0) == before && std::time::Instant::now() < deadline
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    after = active();
+                }
+            }
+            out.lock().unwrap().push(format!(
+                "{id}|{a:?}|{:?}|{:?}|{}",
+                before,
+                after.as_ref().map(|p| p.0),
+                after.map(|p| p.2).unwrap_or_default()
+            ));
+        }
+    };
+    run_with(cfg, io, stop).await.unwrap();
+    let outcome = outcome.lock().unwrap().clone();
+    assert_eq!(outcome.len(), 2, "{outcome:?}");
+    let (evening, night) = (&outcome[0], &outcome[1]);
+    let part = |s: &str, k: usize| s.split('|').nth(k).unwrap().to_string();
+    // Held in full; the plan made with it is active and keeps the cap.
+    assert!(
+        part(evening, 1).contains("Ok(Ok(Ok((150.0")
+            && part(evening, 1).contains("the re-plan holds it in every interval"),
+        "{evening}"
+    );
+    assert_ne!(part(evening, 2), part(evening, 3), "{evening}");
+    let plan: pedf_core::plan::Plan = serde_json::from_str(&part(evening, 4)).unwrap();
+    let window: Vec<f64> = plan
+        .intervals
+        .iter()
+        .filter(|i| {
+            let t = i.start.with_timezone(&Utc);
+            t >= local("2026-06-21 19:00") && t < local("2026-06-21 20:00")
+        })
+        .map(|i| i.grid_import_kw)
+        .collect();
+    assert_eq!(window.len(), 4, "{evening}");
+    assert!(window.iter().all(|kw| *kw <= 150.5), "{window:?}");
+    // Refused with the share; the active plan is the one before it.
+    assert!(
+        part(night, 1).contains("Ok(Ok(Err(\"the park can hold only"),
+        "{night}"
+    );
+    assert_eq!(part(night, 2), part(night, 3), "{night}");
+    let st = Store::open(&dir.join("pedf.sqlite")).unwrap();
+    assert!(st
+        .grid_requests(local("2026-06-21 00:00"), local("2026-06-22 00:00"))
+        .unwrap()
+        .iter()
+        .all(|t| t.request.id == "evening"));
+}

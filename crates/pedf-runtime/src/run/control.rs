@@ -21,6 +21,13 @@ pub(super) struct ActivePlan {
     plan: Result<pedf_core::plan::Plan, String>,
 }
 
+impl ActivePlan {
+    /// The plan, when it could be read.
+    pub(super) fn plan(&self) -> Option<&pedf_core::plan::Plan> {
+        self.plan.as_ref().ok()
+    }
+}
+
 /// The active plan's interval at `now` (typed: the plan as `pedf plan` writes it, read once
 /// per plan), with the plan's label and its shed of curtailable demand, kW. A stored plan this
 /// version cannot read is a fault, named, and the controller runs without a plan.

@@ -24,12 +24,156 @@ use tokio::sync::mpsc;
 use super::{Cycle, Decision, Measured, RunIo};
 
 /// The grid requests the EMS took that are not over (or whose delivery is not said yet), with
-/// the baselines of those that need one.
+/// the baselines of those that need one, and those waiting for the re-plan that checks them.
 pub(crate) struct Requests {
     taken: Vec<TakenGridRequest>,
     baselines: BTreeMap<String, Baseline>,
     /// Requests said to be in force (their window started).
     started: BTreeSet<String>,
+    /// Requests checked against the clock, the limits and the baseline, waiting for a re-plan
+    /// with them as constraints to say how much of them the park can hold.
+    pending: Vec<Pending>,
+    /// The pending requests the running re-plan has as constraints.
+    on_trial: Vec<String>,
+}
+
+/// A grid request waiting for its re-plan: what the first checks hold of it and say, its
+/// baseline, and where its answer goes.
+pub(crate) struct Pending {
+    taken: TakenGridRequest,
+    baseline: Option<Baseline>,
+    reply: pedf_server::GridRequestReply,
+}
+
+/// The least share of what a request asks off the plan the park takes it for: below it the
+/// request is refused (nothing changes). ILLUSTRATIVE [U]: demand-response rules commonly pay
+/// nothing for a response well below what was declared; the share the provincial rules use
+/// must be checked before it is relied on.
+pub(crate) const LEAST_SHARE: f64 = 0.5;
+
+/// Import over a cap the re-plan may leave and still be said to hold it, kW (solver rounding).
+const HOLD_TOLERANCE_KW: f64 = 0.5;
+
+/// What a re-plan with a request as a constraint says of it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Verdict {
+    /// Held in every interval; the note.
+    Full(String),
+    /// Held in part: what is held (kW) and the note saying how much.
+    Part(f64, String),
+    /// Refused: why.
+    Refuse(String),
+}
+
+/// The verdict on an import request `taken` (held as the first checks hold it, with its
+/// `baseline` for a reduction) from the import the re-plan with it as a constraint plans
+/// (`trial`, by interval start) against the plan before it (`before`; the baseline where there
+/// is none): in full where the re-plan keeps every cap of the window the plan covers; in part
+/// where it keeps at least `LEAST_SHARE` of what the request asks off the plan before (or
+/// when there is nothing to measure the share against), saying how much; refused below that.
+pub(crate) fn verdict(
+    taken: &TakenGridRequest,
+    baseline: Option<&Baseline>,
+    trial: &BTreeMap<DateTime<Utc>, f64>,
+    before: Option<&BTreeMap<DateTime<Utc>, f64>>,
+    clock: &pedf_core::time::ParkClock,
+) -> Verdict {
+    let r = &taken.request;
+    let h = clock.interval.hours().0;
+    let mut one = BTreeMap::new();
+    if let Some(b) = baseline {
+        one.insert(r.id.clone(), b.clone());
+    }
+    // Each interval of the window the re-plan covers: its cap, the re-plan's import and the
+    // reference's.
+    let rows: Vec<(f64, f64, Option<f64>)> = r
+        .intervals(clock)
+        .into_iter()
+        .filter_map(|t| {
+            let cap = caps_at(std::iter::once((r, taken.held_kw)), &one, t).import_kw?;
+            let trial_kw = *trial.get(&t)?;
+            let reference = before.and_then(|b| b.get(&t).copied()).or_else(|| {
+                baseline.and_then(|b| b.intervals.iter().find(|x| x.0 == t).map(|x| x.1))
+            });
+            Some((cap, trial_kw, reference))
+        })
+        .collect();
+    let worst = rows
+        .iter()
+        .map(|(cap, trial_kw, _)| trial_kw - cap)
+        .fold(0.0, f64::max);
+    if worst <= HOLD_TOLERANCE_KW {
+        return Verdict::Full(if rows.is_empty() {
+            taken.note.clone()
+        } else {
+            format!("{}; the re-plan holds it in every interval", taken.note)
+        });
+    }
+    // What it asks off the reference, and what the re-plan takes off.
+    let measured = rows.iter().any(|x| x.2.is_some());
+    let (asked, off) = rows.iter().fold((0.0, 0.0), |(a, o), (cap, trial_kw, b)| {
+        let b = b.unwrap_or(*trial_kw);
+        (
+            a + (b - cap).max(0.0) * h,
+            o + (b - trial_kw.max(*cap)).max(0.0) * h,
+        )
+    });
+    let share = if asked > 1e-9 { off / asked } else { 1.0 };
+    let over = format!(
+        "the re-plan with it as a constraint still imports up to {worst:.1} kW above it (what PV, the batteries and the loads that can wait cannot cover)"
+    );
+    let measure = if measured {
+        format!(
+            "{:.0} % of what it asks off the plan: {off:.1} of {asked:.1} kWh",
+            share * 100.0
+        )
+    } else {
+        "no plan before it to measure the share against".to_string()
+    };
+    if measured && share < LEAST_SHARE {
+        return Verdict::Refuse(format!(
+            "the park can hold only {measure}, less than the {:.0} % it takes a request for; {over}",
+            LEAST_SHARE * 100.0
+        ));
+    }
+    let (held, what) = match r.kind {
+        RequestKind::CapImport(c) => (c + worst, "import at most"),
+        _ => ((taken.held_kw - worst).max(0.0), "import lower by"),
+    };
+    Verdict::Part(
+        held,
+        format!("accepted in part: {what} {held:.1} kW ({measure}); {over}"),
+    )
+}
+
+/// The caps `items` (requests and what is held of each: a cap's kW, a reduction's kW below
+/// its baseline) ask at interval `at`.
+fn caps_at<'a>(
+    items: impl Iterator<Item = (&'a GridRequest, f64)>,
+    baselines: &BTreeMap<String, Baseline>,
+    at: DateTime<Utc>,
+) -> GridCaps {
+    let mut caps = GridCaps::default();
+    let lower = |slot: &mut Option<f64>, kw: f64| {
+        *slot = Some(slot.map_or(kw, |c: f64| c.min(kw)));
+    };
+    for (r, held) in items.filter(|(r, _)| r.start <= at && at < r.end) {
+        match r.kind {
+            // A cap held in part holds what was accepted.
+            RequestKind::CapImport(_) => lower(&mut caps.import_kw, held),
+            RequestKind::CapExport(_) => lower(&mut caps.export_kw, held),
+            RequestKind::ReduceImport(_) => {
+                let b = baselines
+                    .get(&r.id)
+                    .and_then(|b| b.intervals.iter().find(|(s, _, _)| *s == at).map(|x| x.1));
+                if let Some(b) = b {
+                    lower(&mut caps.import_kw, (b - held).max(0.0));
+                }
+            }
+            RequestKind::ExportAtLeast(_) => {}
+        }
+    }
+    caps
 }
 
 /// Days of records a baseline may look back over (the rule's, and one for the window).
@@ -79,39 +223,199 @@ impl Requests {
             taken,
             baselines,
             started: BTreeSet::new(),
+            pending: Vec::new(),
+            on_trial: Vec::new(),
         })
     }
 
     /// The import and export caps the requests in force at `now` ask, kW.
     fn caps(&self, now: DateTime<Utc>, clock: &pedf_core::time::ParkClock) -> GridCaps {
-        let mut caps = GridCaps::default();
-        let lower = |slot: &mut Option<f64>, kw: f64| {
-            *slot = Some(slot.map_or(kw, |c: f64| c.min(kw)));
-        };
-        let interval = clock.interval_start(now);
-        for t in self
-            .taken
+        caps_at(
+            self.taken.iter().map(|t| (&t.request, t.held_kw)),
+            &self.baselines,
+            clock.interval_start(now),
+        )
+    }
+
+    /// What a re-plan from `now` must keep at the connection, per interval to the end of the
+    /// next local day: the requests held and those waiting (at what they ask), under the
+    /// limits the grid's master set (`master`, until it releases them). The waiting requests
+    /// are on trial in that re-plan.
+    pub(crate) fn plan_caps(
+        &mut self,
+        now: DateTime<Utc>,
+        clock: &pedf_core::time::ParkClock,
+        master: GridCaps,
+    ) -> BTreeMap<DateTime<Utc>, pedf_dispatch::GridCap> {
+        self.on_trial = self
+            .pending
             .iter()
-            .filter(|t| t.request.start <= now && now < t.request.end)
-        {
-            match t.request.kind {
-                RequestKind::CapImport(c) => lower(&mut caps.import_kw, c),
-                RequestKind::CapExport(c) => lower(&mut caps.export_kw, c),
-                RequestKind::ReduceImport(_) => {
-                    let b = self.baselines.get(&t.request.id).and_then(|b| {
-                        b.intervals
-                            .iter()
-                            .find(|(s, _, _)| *s == interval)
-                            .map(|x| x.1)
-                    });
-                    if let Some(b) = b {
-                        lower(&mut caps.import_kw, (b - t.held_kw).max(0.0));
-                    }
-                }
-                RequestKind::ExportAtLeast(_) => {}
+            .map(|p| p.taken.request.id.clone())
+            .collect();
+        let mut baselines = self.baselines.clone();
+        for p in &self.pending {
+            if let Some(b) = &p.baseline {
+                baselines.insert(p.taken.request.id.clone(), b.clone());
             }
         }
-        caps
+        let today = clock.local(now).date_naive();
+        let end = today
+            .succ_opt()
+            .and_then(|d| d.succ_opt())
+            .map_or(now, |d| clock.start_of_local_day(d));
+        let step = clock.interval.duration();
+        let mut out = BTreeMap::new();
+        let mut at = clock.interval_start(now);
+        while at < end {
+            let c = caps_at(
+                self.taken
+                    .iter()
+                    .chain(self.pending.iter().map(|p| &p.taken))
+                    .map(|t| (&t.request, t.held_kw)),
+                &baselines,
+                at,
+            );
+            let lower = |a: Option<f64>, b: Option<f64>| match (a, b) {
+                (Some(x), Some(y)) => Some(x.min(y)),
+                (x, y) => x.or(y),
+            };
+            let cap = pedf_dispatch::GridCap {
+                import_kw: lower(c.import_kw, master.import_kw),
+                export_kw: lower(c.export_kw, master.export_kw),
+            };
+            if cap != pedf_dispatch::GridCap::default() {
+                out.insert(at, cap);
+            }
+            at += step;
+        }
+        out
+    }
+
+    /// Whether requests wait for a re-plan.
+    pub(crate) fn waiting(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Decides the requests on trial (`all`: every waiting one) from the re-plan that had them
+    /// as constraints (`trial`, or why there is none) against the plan before it (`before`):
+    /// held in full where the re-plan keeps every cap of the window, in part (saying how much)
+    /// where it keeps at least `LEAST_SHARE` of what the request asks off the plan before,
+    /// refused with why below that. Returns whether the re-plan may become the active plan
+    /// (every request on it held in full).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn decide(
+        &mut self,
+        all: bool,
+        trial: Result<&pedf_core::plan::Plan, &str>,
+        before: Option<&pedf_core::plan::Plan>,
+        now: DateTime<Utc>,
+        park: &pedf_core::Park,
+        store: &mut Store,
+        writer: &super::writer::StoreWriter,
+    ) -> bool {
+        let ids = if all {
+            self.pending
+                .iter()
+                .map(|p| p.taken.request.id.clone())
+                .collect()
+        } else {
+            std::mem::take(&mut self.on_trial)
+        };
+        let mut full = true;
+        let imports = |p: &pedf_core::plan::Plan| -> BTreeMap<DateTime<Utc>, f64> {
+            p.intervals
+                .iter()
+                .map(|i| (i.start.with_timezone(&Utc), i.grid_import_kw))
+                .collect()
+        };
+        let before = before.map(imports);
+        for id in ids {
+            let Some(k) = self.pending.iter().position(|p| p.taken.request.id == id) else {
+                continue;
+            };
+            let Pending {
+                mut taken,
+                baseline,
+                reply,
+            } = self.pending.remove(k);
+            let r = taken.request.clone();
+            let plan = match trial {
+                Err(why) => {
+                    taken.note = format!("{} (not checked against a plan: {why})", taken.note);
+                    let _ = reply.send(self.hold(taken, baseline, now, park, store, writer));
+                    continue;
+                }
+                Ok(p) => imports(p),
+            };
+            match verdict(
+                &taken,
+                baseline.as_ref(),
+                &plan,
+                before.as_ref(),
+                &park.clock,
+            ) {
+                Verdict::Full(note) => {
+                    taken.note = note;
+                }
+                Verdict::Part(held, note) => {
+                    full = false;
+                    taken.held_kw = held;
+                    taken.note = note;
+                }
+                Verdict::Refuse(why) => {
+                    full = false;
+                    writer.event(
+                        now,
+                        "warning",
+                        "grid",
+                        format!("grid request {} from {}: refused, {why}", r.id, r.source),
+                    );
+                    let _ = reply.send(Err(why));
+                    continue;
+                }
+            }
+            let _ = reply.send(self.hold(taken, baseline, now, park, store, writer));
+        }
+        full
+    }
+
+    /// Holds `taken` from now (stored, in force in its window, said), or says why not.
+    fn hold(
+        &mut self,
+        taken: TakenGridRequest,
+        baseline: Option<Baseline>,
+        now: DateTime<Utc>,
+        park: &pedf_core::Park,
+        store: &mut Store,
+        writer: &super::writer::StoreWriter,
+    ) -> Result<(f64, String), String> {
+        store
+            .put_grid_request(&taken)
+            .map_err(|e| format!("the store did not take it: {e}"))?;
+        let r = &taken.request;
+        if let Some(b) = baseline {
+            self.baselines.insert(r.id.clone(), b);
+        }
+        writer.event(
+            now,
+            "info",
+            "grid",
+            format!(
+                "grid request {} from {} ({} {} kW, {} to {}): {}",
+                r.id,
+                r.source,
+                r.kind.name(),
+                r.kind.kw(),
+                park.clock.format(r.start),
+                park.clock.format(r.end),
+                taken.note
+            ),
+        );
+        let answer = (taken.held_kw, taken.note.clone());
+        self.taken.retain(|t| t.request.id != r.id);
+        self.started.remove(&r.id);
+        self.taken.push(taken);
+        Ok(answer)
     }
 }
 
@@ -257,6 +561,11 @@ impl GridLink {
         })
     }
 
+    /// The limits the master set and has not released.
+    pub(crate) fn caps(&self) -> GridCaps {
+        self.caps
+    }
+
     /// Stops listening.
     pub(crate) fn stop(&self) {
         self.station.stop();
@@ -274,51 +583,66 @@ impl Cycle {
             writer,
             park,
             limits,
+            replanner,
             ..
         } = self;
+        // The rest of today is what a re-plan covers: a request in it waits for one.
+        let today_ends = park
+            .clock
+            .local(now)
+            .date_naive()
+            .succ_opt()
+            .map_or(now, |d| park.clock.start_of_local_day(d));
         while let Some((r, reply)) = io.grid_requests.as_mut().and_then(|rx| rx.try_recv().ok()) {
-            let outcome = judge(&r, now, park, limits, store);
-            match &outcome {
-                Ok((held, note, b)) => {
+            match judge(&r, now, park, limits, store) {
+                Ok((held, note, baseline)) => {
                     let taken = TakenGridRequest {
                         request: r.clone(),
                         taken: now,
-                        held_kw: *held,
-                        note: note.clone(),
+                        held_kw: held,
+                        note,
                     };
-                    if let Err(e) = store.put_grid_request(&taken) {
-                        let _ = reply.send(Err(format!("the store did not take it: {e}")));
-                        continue;
+                    let import_capped = matches!(
+                        r.kind,
+                        RequestKind::CapImport(_) | RequestKind::ReduceImport(_)
+                    );
+                    match replanner.as_mut() {
+                        Some(rp) if import_capped && r.start < today_ends => {
+                            rp.request_now(format!("grid request {}", r.id));
+                            requests.pending.push(Pending {
+                                taken,
+                                baseline,
+                                reply,
+                            });
+                        }
+                        rp => {
+                            let mut taken = taken;
+                            if import_capped {
+                                taken.note = format!(
+                                    "{} ({})",
+                                    taken.note,
+                                    if rp.is_some() {
+                                        "checked against its day's plan when that is made: a shortfall is said then"
+                                    } else {
+                                        "not checked against a plan: the run file has no [replan]"
+                                    }
+                                );
+                            }
+                            let _ = reply
+                                .send(requests.hold(taken, baseline, now, park, store, writer));
+                        }
                     }
-                    if let Some(b) = b {
-                        requests.baselines.insert(r.id.clone(), b.clone());
-                    }
-                    requests.taken.retain(|t| t.request.id != r.id);
-                    requests.started.remove(&r.id);
-                    requests.taken.push(taken);
+                }
+                Err(why) => {
                     writer.event(
                         now,
-                        "info",
+                        "warning",
                         "grid",
-                        format!(
-                            "grid request {} from {} ({} {} kW, {} to {}): {note}",
-                            r.id,
-                            r.source,
-                            r.kind.name(),
-                            r.kind.kw(),
-                            park.clock.format(r.start),
-                            park.clock.format(r.end)
-                        ),
+                        format!("grid request {} from {}: refused, {why}", r.id, r.source),
                     );
+                    let _ = reply.send(Err(why));
                 }
-                Err(why) => writer.event(
-                    now,
-                    "warning",
-                    "grid",
-                    format!("grid request {} from {}: refused, {why}", r.id, r.source),
-                ),
             }
-            let _ = reply.send(outcome.map(|(held, note, _)| (held, note)));
         }
         // In force; over (its delivery said once its last interval is recorded).
         let step = chrono::Duration::minutes(i64::from(park.clock.interval.minutes()));
@@ -384,6 +708,7 @@ impl Cycle {
             grid,
             limits,
             writer,
+            replanner,
             ..
         } = self;
         let Some(g) = grid.as_mut() else {
@@ -424,6 +749,10 @@ impl Cycle {
                     by: c.master.to_string(),
                     at: now,
                 });
+                // The plan is made again under the limit (the controller holds it meanwhile).
+                if let Some(rp) = replanner.as_mut() {
+                    rp.request_now(format!("the grid's master set the {}", c.point));
+                }
                 Ok(cap)
             };
             let said = match &outcome {
@@ -528,6 +857,86 @@ mod tests {
         }
     }
 
+    /// A cap of 100 kW for an hour against a plan that imports 260 kW: held in full where the
+    /// re-plan keeps it, in part saying how much where it keeps at least half of what was
+    /// asked off the plan, refused below that; with nothing to measure against, in part.
+    #[test]
+    fn a_re_plan_holds_a_request_in_full_in_part_or_not_at_all() {
+        let clock = pedf_core::time::ParkClock::new(
+            chrono_tz::Asia::Shanghai,
+            pedf_core::time::IntervalLength::from_minutes(15).unwrap(),
+        );
+        let t0 = chrono::DateTime::parse_from_rfc3339("2026-07-01T19:00:00+08:00")
+            .unwrap()
+            .with_timezone(&Utc);
+        let q = chrono::Duration::minutes(15);
+        let mut cap = taken("c", RequestKind::CapImport(100.0), 100.0, t0);
+        cap.note = "accepted: import at most 100.0 kW".into();
+        let series = |kw: [f64; 4]| -> BTreeMap<DateTime<Utc>, f64> {
+            kw.iter()
+                .enumerate()
+                .map(|(k, v)| (t0 + q * k as i32, *v))
+                .collect()
+        };
+        let before = series([260.0; 4]);
+        let v = |trial: [f64; 4], before: Option<&BTreeMap<DateTime<Utc>, f64>>| {
+            verdict(&cap, None, &series(trial), before, &clock)
+        };
+        assert_eq!(
+            v([100.0, 100.3, 90.0, 100.0], Some(&before)),
+            Verdict::Full(
+                "accepted: import at most 100.0 kW; the re-plan holds it in every interval".into()
+            )
+        );
+        // 127.5 of 160 kWh taken off: 80 %.
+        match v([100.0, 150.0, 180.0, 100.0], Some(&before)) {
+            Verdict::Part(held, note) => {
+                assert_eq!(held, 180.0);
+                assert!(
+                    note.starts_with("accepted in part: import at most 180.0 kW (80 % of what it asks off the plan: 127.5 of 160.0 kWh)"),
+                    "{note}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // 5 of 160 kWh: 3 %.
+        match v([250.0, 260.0, 260.0, 250.0], Some(&before)) {
+            Verdict::Refuse(why) => assert!(
+                why.starts_with("the park can hold only 3 % of what it asks off the plan: 5.0 of 160.0 kWh, less than the 50 %"),
+                "{why}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        match v([250.0, 260.0, 260.0, 250.0], None) {
+            Verdict::Part(held, note) => {
+                assert_eq!(held, 260.0);
+                assert!(note.contains("no plan before it"), "{note}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // A reduction of 100 kW against its baseline (300 kW): the cap is 200 kW; held to
+        // 240 kW it is 60 kW of reduction.
+        let mut reduce = taken("r", RequestKind::ReduceImport(100.0), 100.0, t0);
+        reduce.note = "accepted".into();
+        let b = Baseline {
+            days: Vec::new(),
+            intervals: (0..4).map(|k| (t0 + q * k, 300.0, 0.0)).collect(),
+        };
+        match verdict(
+            &reduce,
+            Some(&b),
+            &series([200.0, 240.0, 200.0, 200.0]),
+            None,
+            &clock,
+        ) {
+            Verdict::Part(held, note) => {
+                assert_eq!(held, 60.0);
+                assert!(note.contains("import lower by 60.0 kW (90 %"), "{note}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn the_requests_in_force_lower_the_limits_each_interval() {
         let clock = pedf_core::time::ParkClock::new(
@@ -558,6 +967,8 @@ mod tests {
             ],
             baselines: [("r".to_string(), b)].into(),
             started: BTreeSet::new(),
+            pending: Vec::new(),
+            on_trial: Vec::new(),
         };
         let at = |m: i64| r.caps(t0 + chrono::Duration::minutes(m), &clock);
         assert_eq!(at(-1), GridCaps::default());

@@ -60,6 +60,15 @@ pub(super) fn store_audit(writer: &StoreWriter, audit: Vec<AuditEvent>) -> u64 {
     taken
 }
 
+/// What a re-plan needs of the grid's requests: those held and waiting, the limits the grid's
+/// master set, the plan before it and the store.
+pub(super) struct Requesting<'a> {
+    requests: &'a mut super::grid::Requests,
+    master: super::grid::GridCaps,
+    before: Option<&'a pedf_core::plan::Plan>,
+    store: &'a mut pedf_store::Store,
+}
+
 impl Cycle {
     /// Phase 4: samples, alarms and the units' audit to the store's writer, samples to the
     /// InfluxDB sink, the flows, intraday re-planning, the interval's energy record when it closes.
@@ -89,6 +98,10 @@ impl Cycle {
             sink_seen,
             writer,
             control_alarms,
+            requests,
+            grid,
+            active_plan,
+            store,
             ..
         } = self;
         let controlled = &devices.controlled;
@@ -282,6 +295,12 @@ impl Cycle {
             now,
             grid_kw,
             d,
+            Requesting {
+                requests,
+                master: grid.as_ref().map(|g| g.caps()).unwrap_or_default(),
+                before: active_plan.as_ref().and_then(|a| a.plan()),
+                store,
+            },
         );
         if let Some(n) = replan_note.as_ref() {
             faults.push(n.clone());
@@ -352,6 +371,7 @@ impl Cycle {
         now: DateTime<Utc>,
         grid_kw: Option<f64>,
         d: &Decision,
+        g: Requesting,
     ) {
         let Decision {
             mode,
@@ -361,9 +381,67 @@ impl Cycle {
         } = d;
         // Intraday re-planning (automatic mode only), off the control path.
         if let Some(rp) = replanner.as_mut() {
-            if let Some(o) = rp.poll() {
+            // Requests waiting for a re-plan that will not come (not automatic) are decided
+            // on the first checks.
+            if *mode != Mode::Automatic && !rp.running() && g.requests.waiting() {
+                g.requests.decide(
+                    true,
+                    Err("the EMS is not in automatic mode, so it does not re-plan"),
+                    g.before,
+                    now,
+                    park,
+                    &mut *g.store,
+                    writer,
+                );
+            }
+            if let Some(mut o) = rp.poll() {
+                // Grid requests on trial in it: decided on its plan; unless it holds each in
+                // full it is not made active (what is held is planned again at once).
+                let full = g.requests.decide(
+                    false,
+                    o.plan.as_ref().map(|r| &r.plan).map_err(String::as_str),
+                    g.before,
+                    now,
+                    park,
+                    &mut *g.store,
+                    writer,
+                );
+                if !full {
+                    rp.request_now("grid requests held in part: planned with what is held".into());
+                    o.plan = Err(
+                        "superseded: a grid request on trial in it is held in part or refused"
+                            .into(),
+                    );
+                    o.ahead = None;
+                }
                 // The next day's plan made ahead (stored first: today's re-plan's event is
                 // the one the operator reads last).
+                // A plan that cannot hold a cap the grid asks says so (a request for a later
+                // day is checked when its day is planned).
+                let plans = o
+                    .plan
+                    .as_ref()
+                    .ok()
+                    .map(|r| (o.day, &r.plan))
+                    .into_iter()
+                    .chain(
+                        o.ahead
+                            .as_ref()
+                            .and_then(|(d, r)| Some((*d, &r.as_ref().ok()?.plan))),
+                    );
+                for (day, p) in plans {
+                    for u in p.unmet.iter().filter(|u| u.kind == "grid_request") {
+                        writer.event(
+                            now,
+                            "warning",
+                            "grid",
+                            format!(
+                                "the plan of {day} cannot hold what the grid asks: {:.1} kWh {}",
+                                u.shortfall_kwh, u.reason
+                            ),
+                        );
+                    }
+                }
                 match o.ahead {
                     Some((next, Ok(ahead))) => match serde_json::to_string(&ahead.plan) {
                         Ok(json) => writer.send(Write::Plan {
@@ -421,6 +499,7 @@ impl Cycle {
                             Err(e) => *replan_note = Some(format!("re-plan not stored: {e}")),
                         }
                     }
+                    Err(e) if e.starts_with("superseded") => {}
                     Err(e) => {
                         writer.event(
                             now,
@@ -443,7 +522,15 @@ impl Cycle {
                         .as_ref()
                         .map(|b| b.soc_pct / 100.0 * park.battery_capacity().0);
                     let month = so_far.figures;
-                    rp.start(now, stored, month, sessions.open().cloned().collect(), why);
+                    let caps = g.requests.plan_caps(now, &park.clock, g.master);
+                    rp.start(
+                        now,
+                        stored,
+                        month,
+                        sessions.open().cloned().collect(),
+                        caps,
+                        why,
+                    );
                 }
             }
         }
