@@ -74,6 +74,10 @@ pub struct LoadNow {
     pub min_kw: f64,
     /// Its highest power, kW.
     pub max_kw: f64,
+    /// Whether it takes what it is told: `false` once it has drawn more than its last
+    /// setpoint for a while (its own controls: a cold store keeping its temperature), and then
+    /// the balance counts what it draws, not what it is told.
+    pub follows: bool,
 }
 
 /// An EV charger with a car plugged in, as the controller sees it this cycle.
@@ -462,7 +466,9 @@ pub fn control(l: &Limits, s: &Snapshot, plan: Option<&PlanTarget>, mode: &Mode)
         .collect();
     // A load told more than it draws now is counted at what it draws: one that does not
     // follow (its energy done, its own controls) would otherwise be covered by the battery
-    // and that power fed to the grid; one told less is counted at its setpoint.
+    // and that power fed to the grid; one told less is counted at its setpoint, unless it has
+    // not been following (then at what it draws: counted at a setpoint it ignores, the grid
+    // takes what the battery was not told to cover, above any import cap).
     let told = |loads: &[(String, f64)]| {
         s.load_kw
             + loads
@@ -471,6 +477,7 @@ pub fn control(l: &Limits, s: &Snapshot, plan: Option<&PlanTarget>, mode: &Mode)
                     s.loads
                         .iter()
                         .find(|x| x.id == *id)
+                        .filter(|x| x.follows)
                         .map(|x| kw.min(x.kw.max(0.0)) - x.kw)
                 })
                 .sum::<f64>()

@@ -270,6 +270,7 @@ fn deferrable_loads_follow_the_plan_and_the_balance_counts_what_they_draw() {
         kw: 50.0,
         min_kw: 30.0,
         max_kw: 150.0,
+        follows: true,
     }];
     let out = control(&limits(), &s, Some(&plan), &Mode::Automatic);
     assert_eq!(out.loads, vec![("cold".to_string(), 120.0)]);
@@ -289,6 +290,13 @@ fn deferrable_loads_follow_the_plan_and_the_balance_counts_what_they_draw() {
     };
     let out = control(&limits(), &s, Some(&less), &Mode::Automatic);
     close(out.battery_kw, 280.0 - 150.0 - 97.0);
+    // One that has not been following a lower setpoint (its own controls keep it on) counts
+    // at what it draws: the battery covers it and the grid stays at the plan's.
+    let mut ignoring = s.clone();
+    ignoring.loads[0].follows = false;
+    let out = control(&limits(), &ignoring, Some(&less), &Mode::Automatic);
+    close(out.battery_kw, 300.0 - 150.0 - 97.0);
+    close(out.grid_kw, 100.0);
     // A plan beyond the load's rating is clamped to it; safe mode runs it at its maximum;
     // without a plan the load is left to its own control.
     let over = PlanTarget {
@@ -502,6 +510,7 @@ fn setpoints_a_device_does_not_take_are_not_covered_by_the_battery() {
         kw: 0.0,
         min_kw: 30.0,
         max_kw: 150.0,
+        follows: true,
     }];
     let out = control(&limits(), &s, Some(&plan), &Mode::Automatic);
     close(out.battery_kw, 400.0);

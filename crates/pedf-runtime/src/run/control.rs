@@ -21,6 +21,53 @@ pub(super) struct ActivePlan {
     plan: Result<pedf_core::plan::Plan, String>,
 }
 
+/// A deferrable load's last setpoint and how long it has drawn more than that.
+#[derive(Debug, Clone)]
+pub(super) struct LoadOrder {
+    /// The last setpoint, kW (NaN before the first).
+    told_kw: f64,
+    /// Since when, and for how many cycles, it has drawn more than told.
+    over_since: Option<DateTime<Utc>>,
+    over_cycles: u32,
+    /// Whether it was last said to follow.
+    said_following: bool,
+}
+
+impl Default for LoadOrder {
+    fn default() -> Self {
+        LoadOrder {
+            told_kw: f64::NAN,
+            over_since: None,
+            over_cycles: 0,
+            said_following: true,
+        }
+    }
+}
+
+impl LoadOrder {
+    /// How long a load may draw more than told before it is taken as not following, s of the
+    /// EMS's time (and at least `GRACE_CYCLES` cycles): longer than a device's answer to a
+    /// setpoint takes, polls included.
+    pub(super) const GRACE_S: i64 = 60;
+    const GRACE_CYCLES: u32 = 10;
+
+    /// Whether the load follows its setpoints, with it drawing `kw` at `now`: it does until it
+    /// has drawn more than told (by 2 kW or 5 %) for `GRACE_S` and `GRACE_CYCLES`.
+    fn follows(&mut self, kw: f64, now: DateTime<Utc>) -> bool {
+        let told = self.told_kw;
+        if told.is_finite() && kw > told + (0.05 * told).max(2.0) {
+            let since = *self.over_since.get_or_insert(now);
+            self.over_cycles += 1;
+            !((now - since).num_seconds() >= Self::GRACE_S
+                && self.over_cycles >= Self::GRACE_CYCLES)
+        } else {
+            self.over_since = None;
+            self.over_cycles = 0;
+            true
+        }
+    }
+}
+
 impl ActivePlan {
     /// The plan, when it could be read.
     pub(super) fn plan(&self) -> Option<&pedf_core::plan::Plan> {
@@ -100,6 +147,7 @@ impl Cycle {
             curtailment,
             time,
             commands_done,
+            load_orders,
             ..
         } = self;
         let controlled = &devices.controlled;
@@ -137,16 +185,38 @@ impl Cycle {
                 }
             })
             .collect();
-        // Deferrable loads the plan schedules.
+        // Deferrable loads the plan schedules, each with whether it follows its setpoints.
         let loads: Vec<LoadNow> = controlled
             .iter()
             .filter(|c| c.deferrable.is_some())
             .filter_map(|c| {
+                let kw = states.get(&c.id)?.good(Field::PowerKw, now)?;
+                let order = load_orders.entry(c.id.clone()).or_default();
+                let follows = order.follows(kw, now);
+                if follows != order.said_following {
+                    order.said_following = follows;
+                    writer.event(
+                        now,
+                        if follows { "info" } else { "warning" },
+                        "control",
+                        if follows {
+                            format!("{} follows its setpoint again", c.id)
+                        } else {
+                            format!(
+                                "{} does not follow its setpoint: told {:.1} kW, it has drawn {kw:.1} kW for {} s; counted at what it draws (the battery covers it)",
+                                c.id,
+                                order.told_kw,
+                                LoadOrder::GRACE_S
+                            )
+                        },
+                    );
+                }
                 Some(LoadNow {
                     id: c.id.clone(),
-                    kw: states.get(&c.id)?.good(Field::PowerKw, now)?,
+                    kw,
                     min_kw: c.policy.limits.min.max(0.0),
                     max_kw: c.policy.limits.max,
+                    follows,
                 })
             })
             .collect();
@@ -231,6 +301,9 @@ impl Cycle {
             import_guard_kw,
         };
         let out = control(&grid_limits, &snapshot, plan.as_ref().map(|p| &p.0), &mode);
+        for (id, kw) in &out.loads {
+            load_orders.entry(id.clone()).or_default().told_kw = *kw;
+        }
         // Each curtailable load's cap: its demand less the plan's shed and its part of the
         // guard's; written when it changes, and once to lift it.
         let mut cap_writes: BTreeMap<String, f64> = BTreeMap::new();
@@ -332,5 +405,40 @@ impl Cycle {
                 });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LoadOrder;
+
+    /// A load drawing more than told is taken as not following only after the grace (time
+    /// and cycles both), and follows again as soon as it draws what it is told.
+    #[test]
+    fn a_load_that_keeps_drawing_more_than_told_is_not_following() {
+        let t0 = chrono::DateTime::parse_from_rfc3339("2026-12-06T16:00:00+08:00")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let at = |s: i64| t0 + chrono::Duration::seconds(s);
+        let mut o = LoadOrder::default();
+        // No setpoint yet: follows.
+        assert!(o.follows(30.0, at(0)));
+        o.told_kw = 0.0;
+        // Over for 60 s but in fewer than 10 cycles; then over 10 cycles within the grace.
+        assert!(o.follows(30.0, at(0)));
+        assert!(o.follows(30.0, at(61)));
+        let mut p = LoadOrder {
+            told_kw: 0.0,
+            ..LoadOrder::default()
+        };
+        for k in 0..10 {
+            assert!(p.follows(30.0, at(k)), "cycle {k}");
+        }
+        assert!(!p.follows(30.0, at(60)));
+        assert!(!p.follows(145.0, at(120)));
+        // Within 2 kW (or 5 %) of its setpoint it follows.
+        assert!(p.follows(1.5, at(121)));
+        p.told_kw = 100.0;
+        assert!(p.follows(104.0, at(122)));
     }
 }

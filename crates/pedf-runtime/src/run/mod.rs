@@ -210,6 +210,8 @@ pub(super) struct Cycle {
     time: pedf_core::time::TimeSource,
     /// Operators' commands to chargers carried out, to be audited.
     commands_done: commands::CommandsDone,
+    /// Deferrable loads' last setpoints and whether each follows them.
+    load_orders: BTreeMap<String, control::LoadOrder>,
     summary: RunSummary,
     timing: pedf_core::live::CycleTiming,
 }
@@ -417,6 +419,7 @@ impl Cycle {
             load_estimate: None,
             time: cfg.time,
             commands_done: Default::default(),
+            load_orders: BTreeMap::new(),
             summary: RunSummary::default(),
             timing: Default::default(),
             device_list: set
