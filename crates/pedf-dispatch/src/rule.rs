@@ -263,26 +263,14 @@ fn schedule_at(p: &Problem, level: Option<f64>) -> (Schedule, f64) {
             // The grid's cap (a request): the battery holds import to it where it can.
             let asked = p.imp_limit(t);
             if imp > asked && asked < p.imp_cap {
-                let mut over = (imp - asked) * p.eta_in;
-                for (b, bat) in p.batteries.iter().enumerate() {
-                    let avail = (soc[b] - bat.lo).max(0.0) * bat.ed / dt;
-                    let d = over.min(bat.dis_max - s.dis[b][t]).min(avail).max(0.0);
-                    s.dis[b][t] += d;
-                    soc[b] -= d * dt / bat.ed;
-                    over -= d;
-                    imp -= d / p.eta_in;
-                }
+                let over = (imp - asked) * p.eta_in;
+                let left = discharge(p, &mut s, &mut soc, t, over);
+                imp -= (over - left) / p.eta_in;
             }
             if imp > p.imp_cap {
-                let mut over = (imp - p.imp_cap) * p.eta_in;
+                let over = (imp - p.imp_cap) * p.eta_in;
                 imp = p.imp_cap;
-                for (b, bat) in p.batteries.iter().enumerate() {
-                    let avail = (soc[b] - bat.lo).max(0.0) * bat.ed / dt;
-                    let d = over.min(bat.dis_max - s.dis[b][t]).min(avail).max(0.0);
-                    s.dis[b][t] += d;
-                    soc[b] -= d * dt / bat.ed;
-                    over -= d;
-                }
+                let mut over = discharge(p, &mut s, &mut soc, t, over);
                 for (c, cur) in p.curtailable.iter().enumerate() {
                     let x = over.min(cur.share * cur.demand[t]).max(0.0);
                     s.shed[c][t] = x;
@@ -386,4 +374,18 @@ fn shave_level(p: &Problem, idle: &[f64]) -> f64 {
         }
     }
     hi
+}
+
+/// Discharges the batteries by up to `over` kW more at `t` (each within its power and what it
+/// holds above its floor); returns what they could not cover.
+fn discharge(p: &Problem, s: &mut Schedule, soc: &mut [f64], t: usize, mut over: f64) -> f64 {
+    let dt = p.dt;
+    for (b, bat) in p.batteries.iter().enumerate() {
+        let avail = (soc[b] - bat.lo).max(0.0) * bat.ed / dt;
+        let d = over.min(bat.dis_max - s.dis[b][t]).min(avail).max(0.0);
+        s.dis[b][t] += d;
+        soc[b] -= d * dt / bat.ed;
+        over -= d;
+    }
+    over
 }

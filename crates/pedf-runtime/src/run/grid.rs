@@ -841,6 +841,19 @@ impl Cycle {
 mod tests {
     use super::*;
 
+    /// The park's clock (Shanghai, 15-minute intervals) and the time `t`.
+    fn clock_at(t: &str) -> (pedf_core::time::ParkClock, DateTime<Utc>) {
+        (
+            pedf_core::time::ParkClock::new(
+                chrono_tz::Asia::Shanghai,
+                pedf_core::time::IntervalLength::from_minutes(15).unwrap(),
+            ),
+            chrono::DateTime::parse_from_rfc3339(t)
+                .unwrap()
+                .with_timezone(&Utc),
+        )
+    }
+
     fn taken(id: &str, kind: RequestKind, held: f64, start: DateTime<Utc>) -> TakenGridRequest {
         TakenGridRequest {
             request: GridRequest {
@@ -862,13 +875,7 @@ mod tests {
     /// asked off the plan, refused below that; with nothing to measure against, in part.
     #[test]
     fn a_re_plan_holds_a_request_in_full_in_part_or_not_at_all() {
-        let clock = pedf_core::time::ParkClock::new(
-            chrono_tz::Asia::Shanghai,
-            pedf_core::time::IntervalLength::from_minutes(15).unwrap(),
-        );
-        let t0 = chrono::DateTime::parse_from_rfc3339("2026-07-01T19:00:00+08:00")
-            .unwrap()
-            .with_timezone(&Utc);
+        let (clock, t0) = clock_at("2026-07-01T19:00:00+08:00");
         let q = chrono::Duration::minutes(15);
         let mut cap = taken("c", RequestKind::CapImport(100.0), 100.0, t0);
         cap.note = "accepted: import at most 100.0 kW".into();
@@ -939,13 +946,7 @@ mod tests {
 
     #[test]
     fn the_requests_in_force_lower_the_limits_each_interval() {
-        let clock = pedf_core::time::ParkClock::new(
-            chrono_tz::Asia::Shanghai,
-            pedf_core::time::IntervalLength::from_minutes(15).unwrap(),
-        );
-        let t0 = chrono::DateTime::parse_from_rfc3339("2026-07-01T14:00:00+08:00")
-            .unwrap()
-            .with_timezone(&Utc);
+        let (clock, t0) = clock_at("2026-07-01T14:00:00+08:00");
         let q = chrono::Duration::minutes(15);
         // A reduction of 100 kW against a baseline of 300, 250, 180, 90 kW, and from the
         // second hour an import cap of 60 kW and an export cap of 40 kW.
