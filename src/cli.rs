@@ -173,6 +173,11 @@ pub enum Command {
         /// Override the scenario's seed.
         #[arg(long, value_name = "N")]
         seed: Option<u64>,
+        /// Grid requests to hold (a TOML file of [[grid_request]] tables: id, kind =
+        /// cap_import | reduce_import | cap_export, kw, start, end, price_cny_per_kwh), added to
+        /// the scenario's own; each is measured against the strategy's baseline.
+        #[arg(long, value_name = "FILE")]
+        requests: Option<PathBuf>,
         /// No progress bar.
         #[arg(long)]
         quiet: bool,

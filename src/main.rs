@@ -196,6 +196,7 @@ fn main() -> ExitCode {
             strategy,
             out_dir,
             seed,
+            requests,
             quiet,
         } => report(simulate_cmd::run(simulate_cmd::SimulateArgs {
             scenario,
@@ -203,6 +204,7 @@ fn main() -> ExitCode {
             strategy,
             out_dir,
             seed,
+            requests,
             progress: !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
         })),
         Command::Certificate(CertificateCommand::Issue {

@@ -16,6 +16,7 @@ pub struct SimulateArgs {
     pub strategy: String,
     pub out_dir: PathBuf,
     pub seed: Option<u64>,
+    pub requests: Option<PathBuf>,
     pub progress: bool,
 }
 
@@ -30,6 +31,26 @@ pub fn run(a: SimulateArgs) -> Result<(), UserError> {
     })?;
     if let Some(seed) = a.seed {
         s.seed = seed;
+    }
+    if let Some(file) = &a.requests {
+        let more = pedf_sim::scenario::load_requests(file, &s.park).map_err(|ds| {
+            crate::print_diagnostics(&ds);
+            UserError(format!(
+                "{}: {} error(s) in the grid requests; nothing was simulated",
+                file.display(),
+                ds.len()
+            ))
+        })?;
+        for r in more {
+            if s.grid_requests.iter().any(|g| g.id == r.id) {
+                return Err(UserError(format!(
+                    "{}: grid request `{}` is also in the scenario; give each request its own id",
+                    file.display(),
+                    r.id
+                )));
+            }
+            s.grid_requests.push(r);
+        }
     }
     if a.days == 0 || a.days > 3660 {
         return Err(UserError(format!("--days {}: give 1..3660 days", a.days)));
@@ -444,6 +465,40 @@ pub fn summary(bt: &Backtest, elapsed_s: f64) -> String {
             let _ = write!(s, "{:>16}", f(r));
         }
         s.push('\n');
+    }
+    // Grid requests: what each strategy delivered of each, against its own baseline.
+    if let Some(first) = bt.results.first() {
+        if !first.grid_requests.is_empty() {
+            let _ = writeln!(s, "\ngrid requests (delivered against each strategy's own baseline: the same intervals of its last like days):");
+        }
+        for (k, req) in first.grid_requests.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "  {} ({} {} kW, {} to {}):",
+                req.id, req.kind, req.kw, req.start, req.end
+            );
+            for r in &bt.results {
+                let Some(x) = r.grid_requests.get(k) else {
+                    continue;
+                };
+                let line = match (x.requested_kwh, x.delivered_kwh, x.share) {
+                    (Some(asked), Some(got), Some(share)) => format!(
+                        "delivered {got:.1} of {asked:.1} kWh ({:.0} %){}; {:.1} kWh beyond what it allows",
+                        share * 100.0,
+                        x.settlement_cny
+                            .map(|c| format!(", settlement {c:.0} CNY"))
+                            .unwrap_or_default(),
+                        x.over_kwh
+                    ),
+                    _ => format!(
+                        "not measured: {}; {:.1} kWh beyond what it allows",
+                        x.why.as_deref().unwrap_or("no baseline"),
+                        x.over_kwh
+                    ),
+                };
+                let _ = writeln!(s, "    {:<10} {line}", r.strategy.name());
+            }
+        }
     }
     if let Some(base) = bt.results.iter().find(|r| r.strategy == StrategyKind::None) {
         for r in bt

@@ -200,10 +200,13 @@ fn schedule_at(p: &Problem, level: Option<f64>) -> (Schedule, f64) {
     // Grid charging (rules 4 and 5) holds import to the shaving level: the horizon's peak
     // after shaving, never above the month's (no new peak bought to charge).
     let charge_cap = shave.min(p.imp_cap);
+    // The import the battery holds at `t` at any price: the shaving level, or the grid's cap
+    // (a request) where it is lower.
+    let hold = |t: usize| shave.min(p.imp_limit(t));
     // Bus energy the shaving still needs after interval t (kWh), kept back from rule 3.
     let mut reserve = vec![0.0; n + 1];
     for t in (0..n).rev() {
-        reserve[t] = reserve[t + 1] + (idle[t] - shave * p.eta_in).max(0.0) * dt;
+        reserve[t] = reserve[t + 1] + (idle[t] - hold(t) * p.eta_in).max(0.0) * dt;
     }
 
     let mut soc: Vec<f64> = p.batteries.iter().map(|b| b.soc0).collect();
@@ -226,8 +229,9 @@ fn schedule_at(p: &Problem, level: Option<f64>) -> (Schedule, f64) {
         } else {
             s.pv_used[t] = p.pv[t];
             let mut deficit = net;
-            // 3a. Peak shaving: the battery holds import at the shaving level, at any price.
-            let over_shave = deficit - shave * p.eta_in;
+            // 3a. Peak shaving: the battery holds import at the shaving level (or a grid
+            // request's cap), at any price.
+            let over_shave = deficit - hold(t) * p.eta_in;
             if over_shave > 0.0 {
                 let mut want = over_shave;
                 for (b, bat) in p.batteries.iter().enumerate() {
@@ -260,13 +264,6 @@ fn schedule_at(p: &Problem, level: Option<f64>) -> (Schedule, f64) {
                 }
             }
             let mut imp = deficit / p.eta_in;
-            // The grid's cap (a request): the battery holds import to it where it can.
-            let asked = p.imp_limit(t);
-            if imp > asked && asked < p.imp_cap {
-                let over = (imp - asked) * p.eta_in;
-                let left = discharge(p, &mut s, &mut soc, t, over);
-                imp -= (over - left) / p.eta_in;
-            }
             if imp > p.imp_cap {
                 let over = (imp - p.imp_cap) * p.eta_in;
                 imp = p.imp_cap;
@@ -287,7 +284,7 @@ fn schedule_at(p: &Problem, level: Option<f64>) -> (Schedule, f64) {
                     continue;
                 }
                 let room = (bat.hi - soc[b]).max(0.0) / (bat.ec * dt);
-                let grid_room = (charge_cap - s.imp[t]).max(0.0) * p.eta_in;
+                let grid_room = (hold(t).min(charge_cap) - s.imp[t]).max(0.0) * p.eta_in;
                 let c = (bat.ch_max - s.ch[b][t]).min(room).min(grid_room).max(0.0);
                 s.ch[b][t] += c;
                 s.imp[t] += c / p.eta_in;
@@ -318,7 +315,7 @@ fn schedule_at(p: &Problem, level: Option<f64>) -> (Schedule, f64) {
                 .fold(f64::INFINITY, f64::min)
                 .max(0.0);
             let by_power = (bat.ch_max - s.ch[b][t]).max(0.0) * bat.ec * dt;
-            let by_grid = (charge_cap - s.imp[t]).max(0.0) * p.eta_in * bat.ec * dt;
+            let by_grid = (hold(t).min(charge_cap) - s.imp[t]).max(0.0) * p.eta_in * bat.ec * dt;
             let add = short.min(headroom).min(by_power).min(by_grid);
             if add <= 0.0 {
                 continue;

@@ -17,19 +17,24 @@
 //! month's peak as the tariff bills it, prorated only when the period covers part of a
 //! month, export revenue), plus battery wear and the value of shed load.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
-use chrono::{DateTime, Datelike, Timelike, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
 use pedf_carbon::account::{Accountant, Options as CarbonOptions};
 use pedf_carbon::records::IntervalRecord;
 use pedf_control::{
     control, ev_must_kw, BatteryNow, ChargerNow, Limits, Mode, PlanTarget, Snapshot,
 };
 use pedf_core::assets::Flexibility;
+use pedf_core::grid_request::{
+    baseline, delivery, Baseline, BaselineRule, GridRequest, RequestKind,
+};
 use pedf_core::plan::Plan;
 use pedf_core::records::WithoutEms;
-use pedf_dispatch::{plan_optimized, plan_rule_based, CurrentState, PlanOptions, TerminalSoc};
+use pedf_dispatch::{
+    plan_optimized, plan_rule_based, CurrentState, GridCap, PlanOptions, TerminalSoc,
+};
 use serde::Serialize;
 
 use crate::physics::{BatteryModel, Car, Converter, DeferrableModel};
@@ -249,6 +254,38 @@ pub struct StrategyResult {
     pub soc_pct: Vec<f64>,
     /// Wall-clock time the strategy took, s.
     pub wall_seconds: f64,
+    /// The scenario's grid requests in the period and what the strategy delivered of each.
+    pub grid_requests: Vec<RequestResult>,
+}
+
+/// A grid request of the scenario and what a strategy delivered of it, against the simulated
+/// park's own baseline (`pedf_core::grid_request::baseline` over the strategy's records: the
+/// same intervals of its last like days).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RequestResult {
+    /// The request's id.
+    pub id: String,
+    /// Its kind (`cap_import`, `reduce_import`, `cap_export`).
+    pub kind: String,
+    /// Its kW.
+    pub kw: f64,
+    /// Its window, RFC 3339 in the park's zone.
+    pub start: String,
+    /// The window's end.
+    pub end: String,
+    /// What it asked over the window against the baseline, kWh (none without a baseline).
+    pub requested_kwh: Option<f64>,
+    /// What the park delivered of it, kWh.
+    pub delivered_kwh: Option<f64>,
+    /// Delivered over requested.
+    pub share: Option<f64>,
+    /// Price x delivered, CNY.
+    pub settlement_cny: Option<f64>,
+    /// Import (cap and reduction) or export (export cap) above what the request allows in its
+    /// window, kWh: what the strategy did not hold.
+    pub over_kwh: f64,
+    /// Why no delivery is measured, when none is.
+    pub why: Option<String>,
 }
 
 /// A backtest's outcome.
@@ -417,6 +454,25 @@ fn run_one(
     let mut day_start_stored = stored0;
     let mut deferrable_unmet = 0.0;
     let every = (s.optimized.replan_every_min / clock.interval.minutes()).max(1) as usize;
+    // Grid requests in the period: each one's baseline made from the strategy's own records
+    // when its day starts; the EMS's strategies hold them (the park without an EMS does not).
+    let period_end = w
+        .starts
+        .last()
+        .map_or(w.starts[0], |t| *t + clock.interval.duration());
+    let requests: Vec<&GridRequest> = s
+        .grid_requests
+        .iter()
+        .filter(|r| r.end > w.starts[0] && r.start < period_end)
+        .collect();
+    let request_days: BTreeSet<NaiveDate> = requests
+        .iter()
+        .map(|r| clock.local(r.start).date_naive())
+        .collect();
+    let mut baselines: BTreeMap<String, Result<Baseline, String>> = BTreeMap::new();
+    let mut records: Vec<IntervalRecord> =
+        Vec::with_capacity(if requests.is_empty() { 0 } else { n });
+    let holds = kind != StrategyKind::None;
 
     for i in 0..n {
         let t = w.starts[i];
@@ -493,6 +549,22 @@ fn run_one(
             next_session += 1;
         }
 
+        // A request's baseline once its day starts (from the days before it).
+        for r in &requests {
+            let day = clock.local(r.start).date_naive();
+            if !baselines.contains_key(&r.id) && t >= clock.start_of_local_day(day) {
+                let others: BTreeSet<NaiveDate> = request_days
+                    .iter()
+                    .filter(|d| **d != day)
+                    .copied()
+                    .collect();
+                baselines.insert(
+                    r.id.clone(),
+                    baseline(r, &records, clock, &BaselineRule::default(), &others),
+                );
+            }
+        }
+        let caps_at = |at: DateTime<Utc>| request_caps(&requests, &baselines, at);
         // Planning: day-ahead at midnight, a re-plan every `replan_every_min` and when a car
         // arrives (the plan in force knows only the forecast's cars: one that came at another
         // time or charger would get nothing until the next re-plan).
@@ -544,7 +616,12 @@ fn run_one(
                     .filter(|(k, _)| k[..4] == mkey[..4])
                     .map(|(_, m)| m.location_kg)
                     .sum(),
-                grid_caps: BTreeMap::new(),
+                grid_caps: inputs
+                    .starts
+                    .iter()
+                    .map(|t| (*t, caps_at(*t)))
+                    .filter(|(_, c)| *c != GridCap::default())
+                    .collect(),
             };
             let cap = bat.map_or(1.0, |b| b.capacity_kwh);
             let opts = PlanOptions {
@@ -682,7 +759,18 @@ fn run_one(
         // The same mapping as the runtime's (the deferrable loads' powers in it are applied
         // above: the snapshot has no commanded loads, so the controller leaves them).
         let target = plan_iv.map(PlanTarget::of);
-        let sp = control(&limits, &snapshot, target.as_ref(), &Mode::Automatic);
+        // The grid's caps in force lower the controller's limits (the EMS's strategies).
+        let mut limits_now = limits.clone();
+        if holds {
+            let cap = caps_at(t);
+            if let Some(c) = cap.import_kw {
+                limits_now.import_kw = limits_now.import_kw.min(c);
+            }
+            if let Some(c) = cap.export_kw {
+                limits_now.export_kw = limits_now.export_kw.min(c);
+            }
+        }
+        let sp = control(&limits_now, &snapshot, target.as_ref(), &Mode::Automatic);
         if !sp.alarms.is_empty() {
             alarms += 1;
         }
@@ -788,6 +876,9 @@ fn run_one(
             m.location_without_ems_kg += imp_without * w.grid_factor;
         }
         accountant.push(&record, false);
+        if !requests.is_empty() {
+            records.push(record);
+        }
         if (i + 1) % w.per_day == 0 {
             progress(((i + 1) / w.per_day) as u64);
         }
@@ -829,6 +920,10 @@ fn run_one(
     } else {
         0.0
     };
+    let grid_requests: Vec<RequestResult> = requests
+        .iter()
+        .map(|r| request_result(r, baselines.get(&r.id), &records, clock))
+        .collect();
     let totals = accountant.totals();
     gaps.sort_by(f64::total_cmp);
     solver.median_gap = gaps.get(gaps.len() / 2).copied();
@@ -863,7 +958,87 @@ fn run_one(
         grid_kw: grid_series,
         soc_pct: soc_series,
         wall_seconds: started.elapsed().as_secs_f64(),
+        grid_requests,
     })
+}
+
+/// The caps the `requests` in force at `at` ask at the connection, kW: a reduction is its
+/// baseline less its kW (none without a baseline).
+fn request_caps(
+    requests: &[&GridRequest],
+    baselines: &BTreeMap<String, Result<Baseline, String>>,
+    at: DateTime<Utc>,
+) -> GridCap {
+    let mut cap = GridCap::default();
+    let lower = |slot: &mut Option<f64>, kw: f64| {
+        *slot = Some(slot.map_or(kw, |c: f64| c.min(kw)));
+    };
+    for r in requests.iter().filter(|r| r.start <= at && at < r.end) {
+        match r.kind {
+            RequestKind::CapImport(c) => lower(&mut cap.import_kw, c),
+            RequestKind::CapExport(c) => lower(&mut cap.export_kw, c),
+            RequestKind::ReduceImport(x) => {
+                let b = baselines.get(&r.id).and_then(|b| b.as_ref().ok());
+                if let Some((_, imp, _)) = b.and_then(|b| b.intervals.iter().find(|i| i.0 == at)) {
+                    lower(&mut cap.import_kw, (imp - x).max(0.0));
+                }
+            }
+            RequestKind::ExportAtLeast(_) => {}
+        }
+    }
+    cap
+}
+
+/// What a strategy delivered of `r` against its baseline, from the strategy's `records`.
+fn request_result(
+    r: &GridRequest,
+    b: Option<&Result<Baseline, String>>,
+    records: &[IntervalRecord],
+    clock: &pedf_core::time::ParkClock,
+) -> RequestResult {
+    let h = clock.interval.hours().0;
+    let in_window: Vec<&IntervalRecord> = records
+        .iter()
+        .filter(|x| r.start <= x.start && x.start < r.end)
+        .collect();
+    let mut out = RequestResult {
+        id: r.id.clone(),
+        kind: r.kind.name().into(),
+        kw: r.kind.kw(),
+        start: clock.format(r.start),
+        end: clock.format(r.end),
+        requested_kwh: None,
+        delivered_kwh: None,
+        share: None,
+        settlement_cny: None,
+        over_kwh: 0.0,
+        why: None,
+    };
+    match b {
+        None => out.why = Some("the period ends before its day".into()),
+        Some(Err(why)) => out.why = Some(why.clone()),
+        Some(Ok(b)) => {
+            let d = delivery(r, b, records, clock);
+            out.requested_kwh = Some(d.requested_kwh);
+            out.delivered_kwh = Some(d.delivered_kwh);
+            out.share = Some(d.share);
+            out.settlement_cny = d.settlement_cny;
+        }
+    }
+    // What the window's records did not hold of it.
+    let baselines: BTreeMap<String, Result<Baseline, String>> = b
+        .map(|b| [(r.id.clone(), b.clone())].into())
+        .unwrap_or_default();
+    for x in in_window {
+        let cap = request_caps(&[r], &baselines, x.start);
+        if let Some(c) = cap.import_kw {
+            out.over_kwh += (x.grid_import_kwh - c * h).max(0.0);
+        }
+        if let Some(c) = cap.export_kw {
+            out.over_kwh += (x.grid_export_kwh - c * h).max(0.0);
+        }
+    }
+    out
 }
 
 fn total_curtailable(w: &World, curtail: &[(String, f64, f64)], i: usize) -> f64 {
