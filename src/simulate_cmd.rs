@@ -55,6 +55,26 @@ pub fn run(a: SimulateArgs) -> Result<(), UserError> {
     if a.days == 0 || a.days > 3660 {
         return Err(UserError(format!("--days {}: give 1..3660 days", a.days)));
     }
+    // Requests outside the period are said, not silently left out.
+    let from = s.park.clock.start_of_local_day(s.start);
+    let to = s
+        .start
+        .checked_add_days(chrono::Days::new(u64::from(a.days)))
+        .map_or(from, |d| s.park.clock.start_of_local_day(d));
+    for r in s
+        .grid_requests
+        .iter()
+        .filter(|r| r.end <= from || r.start >= to)
+    {
+        eprintln!(
+            "pedf simulate: grid request `{}` ({} to {}) is outside the simulated period ({} to {}): not simulated",
+            r.id,
+            s.park.clock.format(r.start),
+            s.park.clock.format(r.end),
+            s.park.clock.format(from),
+            s.park.clock.format(to)
+        );
+    }
     let strategies = match a.strategy.as_str() {
         "none" => vec![StrategyKind::None],
         "rule" => vec![StrategyKind::Rule],
