@@ -408,14 +408,8 @@ impl Cycle {
                 );
                 if !full {
                     rp.request_now("grid requests held in part: planned with what is held".into());
-                    o.plan = Err(
-                        "superseded: a grid request on trial in it is held in part or refused"
-                            .into(),
-                    );
                     o.ahead = None;
                 }
-                // The next day's plan made ahead (stored first: today's re-plan's event is
-                // the one the operator reads last).
                 // A plan that cannot hold a cap the grid asks says so (a request for a later
                 // day is checked when its day is planned).
                 let plans = o
@@ -429,7 +423,7 @@ impl Cycle {
                             .as_ref()
                             .and_then(|(d, r)| Some((*d, &r.as_ref().ok()?.plan))),
                     );
-                for (day, p) in plans {
+                for (day, p) in plans.filter(|_| full) {
                     for u in p.unmet.iter().filter(|u| u.kind == "grid_request") {
                         writer.event(
                             now,
@@ -442,6 +436,8 @@ impl Cycle {
                         );
                     }
                 }
+                // The next day's plan made ahead (stored first: today's re-plan's event is
+                // the one the operator reads last).
                 match o.ahead {
                     Some((next, Ok(ahead))) => match serde_json::to_string(&ahead.plan) {
                         Ok(json) => writer.send(Write::Plan {
@@ -476,6 +472,8 @@ impl Cycle {
                     None => {}
                 }
                 match o.plan {
+                    // Superseded: a request on trial in it is held in part or refused.
+                    Ok(_) if !full => {}
                     Ok(replanned) => {
                         // Stored, made active and said by the writer (the cycle reads the
                         // active plan back from the store).
@@ -499,7 +497,6 @@ impl Cycle {
                             Err(e) => *replan_note = Some(format!("re-plan not stored: {e}")),
                         }
                     }
-                    Err(e) if e.starts_with("superseded") => {}
                     Err(e) => {
                         writer.event(
                             now,
