@@ -45,6 +45,16 @@ async fn sim_park(name: &str) -> (std::path::PathBuf, SimPark, RunConfig) {
     (dir, sim, cfg)
 }
 
+/// A local time of the park (UTC+8), `YYYY-MM-DD HH:MM`.
+fn local(s: &str) -> chrono::DateTime<Utc> {
+    use chrono::TimeZone;
+    chrono::FixedOffset::east_opt(8 * 3600)
+        .unwrap()
+        .from_local_datetime(&chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").unwrap())
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
 /// The Python of the outside test peers' venv (scripts/setup makes it).
 fn peers_python() -> std::path::PathBuf {
     let python = std::path::Path::new(ROOT).join(".venv-peers/bin/python");
@@ -1201,19 +1211,9 @@ async fn a_limit_the_grid_set_holds_after_a_restart() {
 /// 200 asked) and its settlement.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grid_requests_delivery_is_measured_against_its_baseline() {
-    use chrono::TimeZone;
     use pedf_core::grid_request::{GridRequest, RequestKind};
     use pedf_runtime::run::{run_with, RunIo};
     let (dir, _sim, _) = sim_park("grid-delivery").await;
-    let local = |s: &str| {
-        chrono::FixedOffset::east_opt(8 * 3600)
-            .unwrap()
-            .from_local_datetime(
-                &chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").unwrap(),
-            )
-            .unwrap()
-            .with_timezone(&Utc)
-    };
     {
         // Sunday 21 June 2026 is the request's day: its like days are the weekend days before.
         let mut st = Store::open(&dir.join("pedf.sqlite")).unwrap();
@@ -1309,7 +1309,6 @@ async fn a_grid_requests_delivery_is_measured_against_its_baseline() {
 /// is refused with the share the park could hold, and the active plan stays as it was.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grid_request_is_planned_for_before_it_is_answered() {
-    use chrono::TimeZone;
     use pedf_core::grid_request::{GridRequest, RequestKind};
     use pedf_runtime::run::{run_with, RunIo};
     let (dir, _sim, _) = sim_park("grid-planned").await;
@@ -1318,15 +1317,6 @@ async fn a_grid_request_is_planned_for_before_it_is_answered() {
         "\n[replan]\ninputs = \"{ROOT}/simulations/qingzhou-pedf/day-inputs\"\n"
     ));
     std::fs::write(dir.join("run.toml"), run).unwrap();
-    let local = |s: &str| {
-        chrono::FixedOffset::east_opt(8 * 3600)
-            .unwrap()
-            .from_local_datetime(
-                &chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").unwrap(),
-            )
-            .unwrap()
-            .with_timezone(&Utc)
-    };
     let mut cfg = RunConfig::load(&dir.join("run.toml")).unwrap();
     cfg.time = pedf_core::time::TimeSource::scaled(ems_origin(), 1.0);
     let store_path = cfg.store.clone();

@@ -146,6 +146,23 @@ pub(crate) fn verdict(
     )
 }
 
+/// Refuses `r`: said in a warning and answered with why (nothing of it is kept).
+fn refuse(
+    writer: &super::writer::StoreWriter,
+    now: DateTime<Utc>,
+    r: &GridRequest,
+    reply: pedf_server::GridRequestReply,
+    why: String,
+) {
+    writer.event(
+        now,
+        "warning",
+        "grid",
+        format!("grid request {} from {}: refused, {why}", r.id, r.source),
+    );
+    let _ = reply.send(Err(why));
+}
+
 /// The caps `items` (requests and what is held of each: a cap's kW, a reduction's kW below
 /// its baseline) ask at interval `at`.
 fn caps_at<'a>(
@@ -364,13 +381,7 @@ impl Requests {
                 }
                 Verdict::Refuse(why) => {
                     full = false;
-                    writer.event(
-                        now,
-                        "warning",
-                        "grid",
-                        format!("grid request {} from {}: refused, {why}", r.id, r.source),
-                    );
-                    let _ = reply.send(Err(why));
+                    refuse(writer, now, &r, reply, why);
                     continue;
                 }
             }
@@ -633,15 +644,7 @@ impl Cycle {
                         }
                     }
                 }
-                Err(why) => {
-                    writer.event(
-                        now,
-                        "warning",
-                        "grid",
-                        format!("grid request {} from {}: refused, {why}", r.id, r.source),
-                    );
-                    let _ = reply.send(Err(why));
-                }
+                Err(why) => refuse(writer, now, &r, reply, why),
             }
         }
         // In force; over (its delivery said once its last interval is recorded).
