@@ -168,6 +168,33 @@ pub struct Baseline {
     pub intervals: Vec<(DateTime<Utc>, f64, f64)>,
 }
 
+impl Baseline {
+    /// The reference `plan` gives over `request`'s window (each interval it covers, its
+    /// planned import and export; `days` empty): what a request without a baseline (too few
+    /// like days recorded) is measured against, the plan the park followed before it. Not a
+    /// settlement basis: the grid settles against a baseline of measured days.
+    pub fn of_plan(request: &GridRequest, plan: &crate::plan::Plan, clock: &ParkClock) -> Baseline {
+        let planned: BTreeMap<DateTime<Utc>, (f64, f64)> = plan
+            .intervals
+            .iter()
+            .map(|i| {
+                (
+                    i.start.with_timezone(&Utc),
+                    (i.grid_import_kw, i.grid_export_kw),
+                )
+            })
+            .collect();
+        Baseline {
+            days: Vec::new(),
+            intervals: request
+                .intervals(clock)
+                .into_iter()
+                .filter_map(|t| planned.get(&t).map(|(i, e)| (t, *i, *e)))
+                .collect(),
+        }
+    }
+}
+
 fn working(d: NaiveDate) -> bool {
     !matches!(d.weekday(), Weekday::Sat | Weekday::Sun)
 }

@@ -1,13 +1,13 @@
 //! Grid requests through the API: an operator gives one (the EMS holds it, holds part of it,
 //! or refuses it with why); anyone reads them with their baseline and what the park delivered.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use pedf_core::grid_request::{baseline, delivery, BaselineRule, GridRequest, RequestKind};
+use pedf_core::grid_request::{GridRequest, RequestKind};
+use pedf_store::Reference;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -144,7 +144,6 @@ pub(crate) async fn requests_get(
     }
     let now = s.inner.time.now();
     let clock = &s.inner.park.clock;
-    let rule = BaselineRule::default();
     let store = s.store();
     let taken = store
         .grid_requests(
@@ -155,20 +154,6 @@ pub(crate) async fn requests_get(
     let mut out = Vec::new();
     for t in &taken {
         let r = &t.request;
-        let from = r.start - chrono::Duration::days(rule.look_back_days + 1);
-        let records: Vec<_> = store
-            .stored_records(from, r.end)
-            .map_err(|e| internal(e.to_string()))?
-            .into_iter()
-            .map(|x| x.record)
-            .collect();
-        let excluded: BTreeSet<chrono::NaiveDate> = store
-            .grid_requests(from, r.start)
-            .map_err(|e| internal(e.to_string()))?
-            .iter()
-            .filter(|o| o.request.id != r.id)
-            .map(|o| clock.local(o.request.start).date_naive())
-            .collect();
         let status = if now < r.start {
             "waiting"
         } else if now < r.end {
@@ -176,12 +161,23 @@ pub(crate) async fn requests_get(
         } else {
             "over"
         };
-        let measured = match baseline(r, &records, clock, &rule, &excluded) {
+        let measured = match store.grid_request_delivery(t, clock, None) {
             Err(why) => json!({"baseline": null, "why": why}),
-            Ok(b) => {
-                let d = delivery(r, &b, &records, clock);
+            Ok(m) => {
+                let d = &m.delivery;
+                let (days, plan, why) = match &m.against {
+                    Reference::Baseline(days) => (
+                        days.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+                        None,
+                        None,
+                    ),
+                    Reference::Plan(id, why) => (Vec::new(), Some(*id), Some(why.clone())),
+                };
                 json!({
-                    "baseline_days": b.days.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+                    "against": m.against.said(),
+                    "baseline_days": days,
+                    "reference_plan": plan,
+                    "why_no_baseline": why,
                     "requested_kwh": d.requested_kwh,
                     "delivered_kwh": d.delivered_kwh,
                     "share": d.share,

@@ -55,6 +55,9 @@ pub enum StoreError {
     },
 }
 
+mod grid;
+pub use grid::{Measured, Reference};
+
 /// One raw value (a pedf-core type: the runtime makes it, the InfluxDB sink sends it too).
 pub use pedf_core::live::Sample;
 
@@ -76,7 +79,7 @@ pub struct Aggregate {
     pub count: i64,
 }
 
-const SCHEMA_VERSION: i64 = 9;
+const SCHEMA_VERSION: i64 = 10;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS samples (
@@ -159,6 +162,12 @@ CREATE TABLE IF NOT EXISTS grid_requests (
 );
 ";
 
+/// Added in schema version 10: the plan a grid request's delivery is measured against where
+/// it has no baseline (the plan active when it was taken).
+const SCHEMA_V10: &str = "
+ALTER TABLE grid_requests ADD COLUMN reference_plan INTEGER;
+";
+
 /// Added in schema version 6: the share of each record's interval the EMS observed, 0..1
 /// (NULL: not said, e.g. records imported from a meter file or written before version 6).
 const SCHEMA_V6: &str = "
@@ -176,6 +185,9 @@ pub struct TakenGridRequest {
     pub held_kw: f64,
     /// What the EMS said when it took it.
     pub note: String,
+    /// The plan active when it was taken (its delivery is measured against it where there is
+    /// no baseline).
+    pub reference_plan: Option<i64>,
 }
 
 /// A limit the grid set at the connection, as stored.
@@ -383,7 +395,8 @@ impl Store {
             }
             // 0: new file; 1: the tables of version 1 exist, version 2 adds tokens, 3 the
             // counterfactual without the EMS, 4 the records' split by battery, 5 tokens' expiry, 6 the records'
-            // observed share, 7 alarms' acknowledgement, 8 the grid's limits, 9 grid requests.
+            // observed share, 7 alarms' acknowledgement, 8 the grid's limits, 9 grid requests,
+            // 10 a grid request's reference plan.
             // Every table made if missing (each statement is IF NOT EXISTS), then the columns
             // added since.
             c.execute_batch(SCHEMA)?;
@@ -423,6 +436,14 @@ impl Store {
             }
             c.execute_batch(SCHEMA_V8)?;
             c.execute_batch(SCHEMA_V9)?;
+            let has_reference: bool = c.query_row(
+                "SELECT count(*) FROM pragma_table_info('grid_requests') WHERE name = 'reference_plan'",
+                [],
+                |r| r.get::<_, i64>(0).map(|n| n > 0),
+            )?;
+            if !has_reference {
+                c.execute_batch(SCHEMA_V10)?;
+            }
             c.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
             Ok(SCHEMA_VERSION)
         })();
@@ -644,7 +665,7 @@ impl Store {
         let r = &g.request;
         self.conn
             .execute(
-                "INSERT OR REPLACE INTO grid_requests (id, start_ms, end_ms, kind, kw, price, source, taken_ms, held_kw, note) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                "INSERT OR REPLACE INTO grid_requests (id, start_ms, end_ms, kind, kw, price, source, taken_ms, held_kw, note, reference_plan) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 params![
                     r.id,
                     ms(r.start),
@@ -655,7 +676,8 @@ impl Store {
                     r.source,
                     ms(g.taken),
                     g.held_kw,
-                    g.note
+                    g.note,
+                    g.reference_plan
                 ],
             )
             .map(|_| ())
@@ -672,7 +694,7 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT id, start_ms, end_ms, kind, kw, price, source, taken_ms, held_kw, note FROM grid_requests WHERE end_ms > ?1 AND start_ms < ?2 ORDER BY start_ms, id",
+                "SELECT id, start_ms, end_ms, kind, kw, price, source, taken_ms, held_kw, note, reference_plan FROM grid_requests WHERE end_ms > ?1 AND start_ms < ?2 ORDER BY start_ms, id",
             )
             .map_err(|e| self.err(e))?;
         let rows = stmt
@@ -688,13 +710,14 @@ impl Store {
                     r.get::<_, i64>(7)?,
                     r.get::<_, f64>(8)?,
                     r.get::<_, String>(9)?,
+                    r.get::<_, Option<i64>>(10)?,
                 ))
             })
             .map_err(|e| self.err(e))?;
         let t = |v: i64| DateTime::<Utc>::from_timestamp_millis(v).unwrap_or_default();
         let mut out = Vec::new();
         for row in rows {
-            let (id, start, end, kind, kw, price, source, taken, held_kw, note) =
+            let (id, start, end, kind, kw, price, source, taken, held_kw, note, reference_plan) =
                 row.map_err(|e| self.err(e))?;
             // A kind this version does not know is skipped, not fatal.
             let Ok(kind) = RequestKind::of(&kind, kw) else {
@@ -712,6 +735,7 @@ impl Store {
                 taken: t(taken),
                 held_kw,
                 note,
+                reference_plan,
             });
         }
         Ok(out)

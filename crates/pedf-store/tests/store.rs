@@ -371,3 +371,60 @@ fn the_audit_pages_and_the_log_is_pruned_by_age() {
     assert_eq!(st.audit_count().unwrap(), 5);
     assert_eq!(st.events(t0(), t0() + Duration::days(30)).unwrap().len(), 5);
 }
+
+/// A store of schema 9 (grid requests without a reference plan) opens as the schema of now:
+/// its request reads back with none, a new one keeps its plan; without like days recorded a
+/// request's delivery is measured against its plan, and where that is missing too the error
+/// says both.
+#[test]
+fn a_grid_requests_reference_plan_is_kept_and_said_when_missing() {
+    use pedf_core::grid_request::{GridRequest, RequestKind};
+    let path = temp_db("v9");
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(
+            "CREATE TABLE grid_requests (
+                id TEXT PRIMARY KEY, start_ms INTEGER NOT NULL, end_ms INTEGER NOT NULL, kind TEXT NOT NULL, kw REAL NOT NULL,
+                price REAL, source TEXT NOT NULL, taken_ms INTEGER NOT NULL, held_kw REAL NOT NULL, note TEXT NOT NULL);
+             INSERT INTO grid_requests VALUES ('old', 1782000000000, 1782003600000, 'cap_import', 50, NULL, 'api', 1782000000000, 50, 'accepted');
+             PRAGMA user_version = 9;",
+        )
+        .unwrap();
+    }
+    let mut st = Store::open(&path).unwrap();
+    let t = Utc.timestamp_millis_opt(1_782_000_000_000).unwrap();
+    let old = st.grid_requests(t, t + Duration::days(1)).unwrap();
+    assert_eq!(old.len(), 1);
+    assert_eq!(old[0].reference_plan, None);
+    let new = pedf_store::TakenGridRequest {
+        request: GridRequest {
+            id: "new".into(),
+            start: t + Duration::hours(2),
+            end: t + Duration::hours(3),
+            kind: RequestKind::CapImport(80.0),
+            price_cny_per_kwh: Some(2.0),
+            source: "IEC 104 master 127.0.0.1".into(),
+        },
+        taken: t,
+        held_kw: 80.0,
+        note: "measured".into(),
+        reference_plan: Some(3),
+    };
+    st.put_grid_request(&new).unwrap();
+    drop(st);
+    let st = Store::open(&path).unwrap();
+    let back = st.grid_requests(t, t + Duration::days(1)).unwrap();
+    assert_eq!(back[1], new);
+    let clock = pedf_core::time::ParkClock::new(
+        chrono_tz::Asia::Shanghai,
+        pedf_core::time::IntervalLength::from_minutes(15).unwrap(),
+    );
+    let why = st.grid_request_delivery(&old[0], &clock, None).unwrap_err();
+    assert!(
+        why.contains("0 like days") && why.contains("no plan was active when it was taken"),
+        "{why}"
+    );
+    let why = st.grid_request_delivery(&new, &clock, None).unwrap_err();
+    assert!(why.contains("plan #3 is no longer kept"), "{why}");
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}

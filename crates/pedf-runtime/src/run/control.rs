@@ -73,6 +73,12 @@ impl ActivePlan {
     pub(super) fn plan(&self) -> Option<&pedf_core::plan::Plan> {
         self.plan.as_ref().ok()
     }
+
+    /// Its id, when the plan could be read (a grid request's delivery may be measured
+    /// against it).
+    pub(super) fn readable_id(&self) -> Option<i64> {
+        self.plan.is_ok().then_some(self.id)
+    }
 }
 
 /// The active plan's interval at `now` (typed: the plan as `pedf plan` writes it, read once

@@ -13,9 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Offset, Utc};
 use pedf_control::Limits;
-use pedf_core::grid_request::{
-    baseline, delivery, Baseline, BaselineRule, GridRequest, RequestKind,
-};
+use pedf_core::grid_request::{Baseline, GridRequest, RequestKind};
 use pedf_core::live::Flows;
 use pedf_iec104::{Command, Outstation};
 use pedf_store::{Store, TakenGridRequest};
@@ -193,29 +191,9 @@ fn caps_at<'a>(
     caps
 }
 
-/// Days of records a baseline may look back over (the rule's, and one for the window).
-fn look_back(rule: &BaselineRule) -> chrono::Duration {
-    chrono::Duration::days(rule.look_back_days + 1)
-}
-
-/// The park's records for `r`'s baseline and the days of other requests (excluded from it).
+/// The park's baseline for `r` from the records kept (other requests' days left out).
 fn baseline_of(r: &GridRequest, store: &Store, park: &pedf_core::Park) -> Result<Baseline, String> {
-    let rule = BaselineRule::default();
-    let from = r.start - look_back(&rule);
-    let records: Vec<_> = store
-        .stored_records(from, r.end)
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .map(|s| s.record)
-        .collect();
-    let excluded: BTreeSet<chrono::NaiveDate> = store
-        .grid_requests(from, r.start)
-        .map_err(|e| e.to_string())?
-        .iter()
-        .filter(|o| o.request.id != r.id)
-        .map(|o| park.clock.local(o.request.start).date_naive())
-        .collect();
-    baseline(r, &records, &park.clock, &rule, &excluded)
+    store.grid_request_baseline(r, &park.clock)
 }
 
 impl Requests {
@@ -390,6 +368,65 @@ impl Requests {
         full
     }
 
+    /// Measures the limit the grid's master held on side `k` from `e.since` to `now` as a
+    /// grid request over its whole intervals (stored; its delivery said once its last
+    /// interval is recorded), or says it held none.
+    fn measure_later(
+        &mut self,
+        k: usize,
+        e: &Episode,
+        now: DateTime<Utc>,
+        park: &pedf_core::Park,
+        store: &mut Store,
+        writer: &super::writer::StoreWriter,
+    ) {
+        let Some(taken) = measured_window(k, e, now, &park.clock) else {
+            writer.event(
+                now,
+                "info",
+                "grid",
+                format!(
+                    "the {} limit of {:.1} kW the grid's master set at {} held no whole interval: its delivery is not measured",
+                    SIDES[k],
+                    e.kw,
+                    park.clock.format(e.since)
+                ),
+            );
+            return;
+        };
+        if let Err(why) = store.put_grid_request(&taken) {
+            writer.event(
+                now,
+                "warning",
+                "grid",
+                format!(
+                    "the {} limit the grid's master set at {} is not measured: the store did not take it ({why})",
+                    SIDES[k],
+                    park.clock.format(e.since)
+                ),
+            );
+            return;
+        }
+        let r = &taken.request;
+        writer.event(
+            now,
+            "info",
+            "grid",
+            format!(
+                "grid request {} from {} ({} {:.1} kW, {} to {}): {}",
+                r.id,
+                r.source,
+                r.kind.name(),
+                r.kind.kw(),
+                park.clock.format(r.start),
+                park.clock.format(r.end),
+                taken.note
+            ),
+        );
+        self.taken.retain(|t| t.request.id != r.id);
+        self.taken.push(taken);
+    }
+
     /// Holds `taken` from now (stored, in force in its window, said), or says why not.
     fn hold(
         &mut self,
@@ -505,8 +542,74 @@ pub(crate) struct GridLink {
     station: Outstation,
     commands: mpsc::Receiver<Command>,
     caps: GridCaps,
+    /// The limits in force as the grid's requests to be measured (import, export): each from
+    /// when it was set to when it is released or changed.
+    episodes: [Option<Episode>; 2],
     /// What is to be said at the first cycle (limits held after a restart).
     said: Vec<String>,
+}
+
+/// A limit the master set, from when it holds: measured, once it ends, as a grid request over
+/// the whole intervals it held (its delivery against the baseline, or the plan active when it
+/// was set).
+#[derive(Debug, Clone, PartialEq)]
+struct Episode {
+    kw: f64,
+    since: DateTime<Utc>,
+    by: String,
+    plan: Option<i64>,
+}
+
+/// The side of the connection of episode `k`.
+const SIDES: [&str; 2] = ["import", "export"];
+
+/// The grid request a limit held from `e.since` to `now` on side `k` is measured as: the whole
+/// intervals it held (none when it held no whole interval).
+fn measured_window(
+    k: usize,
+    e: &Episode,
+    now: DateTime<Utc>,
+    clock: &pedf_core::time::ParkClock,
+) -> Option<TakenGridRequest> {
+    let first = clock.interval_start(e.since);
+    let start = if first == e.since {
+        first
+    } else {
+        first + clock.interval.duration()
+    };
+    let end = clock.interval_start(now);
+    if end <= start {
+        return None;
+    }
+    let kind = if k == 0 {
+        RequestKind::CapImport(e.kw)
+    } else {
+        RequestKind::CapExport(e.kw)
+    };
+    Some(TakenGridRequest {
+        request: GridRequest {
+            id: format!(
+                "iec104-{}-{}",
+                SIDES[k],
+                clock.local(start).format("%Y%m%d-%H%M")
+            ),
+            start,
+            end,
+            kind,
+            price_cny_per_kwh: None,
+            source: format!("IEC 104 master {}", e.by),
+        },
+        taken: e.since,
+        held_kw: e.kw,
+        note: format!(
+            "the {} limit of {:.1} kW the grid's master set at {} and released or changed at {}, measured over its whole intervals",
+            SIDES[k],
+            e.kw,
+            clock.format(e.since),
+            clock.format(now)
+        ),
+        reference_plan: e.plan,
+    })
 }
 
 /// Limits the grid set at the connection, kW (`None`: the park's own).
@@ -548,15 +651,24 @@ impl GridLink {
         let (station, commands) = Outstation::start(config, move || time.now())?;
         let own = Limits::of(park);
         let mut caps = GridCaps::default();
+        let mut episodes: [Option<Episode>; 2] = [None, None];
         let mut said = Vec::new();
         for pedf_store::GridLimit { name, kw, by, at } in kept {
-            let (slot, own_kw) = match name.as_str() {
-                "import_limit_kw" => (&mut caps.import_kw, own.import_kw),
-                "export_limit_kw" => (&mut caps.export_kw, own.export_kw),
+            let (slot, own_kw, k) = match name.as_str() {
+                "import_limit_kw" => (&mut caps.import_kw, own.import_kw, 0),
+                "export_limit_kw" => (&mut caps.export_kw, own.export_kw, 1),
                 _ => continue,
             };
             if kw.is_finite() && *kw >= 0.0 && *kw < own_kw {
                 *slot = Some(*kw);
+                // Measured when it ends; against the baseline (the plan before it is not
+                // known after a restart).
+                episodes[k] = Some(Episode {
+                    kw: *kw,
+                    since: *at,
+                    by: by.clone(),
+                    plan: None,
+                });
                 said.push(format!(
                     "the {} of {kw:.1} kW the grid (IEC 104 master {by}) set at {} holds after the restart",
                     name.trim_end_matches("_kw").replace('_', " "),
@@ -568,6 +680,7 @@ impl GridLink {
             station,
             commands,
             caps,
+            episodes,
             said,
         })
     }
@@ -595,6 +708,7 @@ impl Cycle {
             park,
             limits,
             replanner,
+            active_plan,
             ..
         } = self;
         // The rest of today is what a re-plan covers: a request in it waits for one.
@@ -612,6 +726,7 @@ impl Cycle {
                         taken: now,
                         held_kw: held,
                         note,
+                        reference_plan: active_plan.as_ref().and_then(|a| a.readable_id()),
                     };
                     let import_capped = matches!(
                         r.kind,
@@ -668,28 +783,24 @@ impl Cycle {
             // so later.
             if now >= r.end + step / 4 {
                 done.push(r.id.clone());
-                let said = match requests
-                    .baselines
-                    .get(&r.id)
-                    .cloned()
-                    .map_or_else(|| baseline_of(r, store, park), Ok)
-                {
+                let said = match store.grid_request_delivery(
+                    t,
+                    &park.clock,
+                    requests.baselines.get(&r.id),
+                ) {
                     Err(why) => format!(
                         "grid request {} is over: its delivery cannot be measured ({why})",
                         r.id
                     ),
-                    Ok(b) => {
-                        let records: Vec<_> = store
-                            .stored_records(r.start, r.end)
-                            .map(|v| v.into_iter().map(|s| s.record).collect())
-                            .unwrap_or_default();
-                        let d = delivery(r, &b, &records, &park.clock);
+                    Ok(m) => {
+                        let d = &m.delivery;
                         format!(
-                            "grid request {} is over: {:.1} of {:.1} kWh delivered ({:.0} %) against the baseline{}",
+                            "grid request {} is over: {:.1} of {:.1} kWh delivered ({:.0} %) {}{}",
                             r.id,
                             d.delivered_kwh,
                             d.requested_kwh,
                             d.share * 100.0,
+                            m.against.said(),
                             d.settlement_cny
                                 .map(|c| format!(", settlement {c:.2} CNY"))
                                 .unwrap_or_default()
@@ -712,6 +823,10 @@ impl Cycle {
             limits,
             writer,
             replanner,
+            requests,
+            store,
+            park,
+            active_plan,
             ..
         } = self;
         let Some(g) = grid.as_mut() else {
@@ -742,10 +857,27 @@ impl Cycle {
                 ))
             } else {
                 let cap = (c.value < own - 1e-6).then_some(c.value);
-                match c.point.as_str() {
-                    "import_limit_kw" => g.caps.import_kw = cap,
-                    _ => g.caps.export_kw = cap,
+                let k = match c.point.as_str() {
+                    "import_limit_kw" => {
+                        g.caps.import_kw = cap;
+                        0
+                    }
+                    _ => {
+                        g.caps.export_kw = cap;
+                        1
+                    }
+                };
+                // The limit that held until now is measured as a request over its whole
+                // intervals; the new one is measured from now.
+                if let Some(e) = g.episodes[k].take() {
+                    requests.measure_later(k, &e, now, park, store, writer);
                 }
+                g.episodes[k] = cap.map(|kw| Episode {
+                    kw,
+                    since: now,
+                    by: c.master.to_string(),
+                    plan: active_plan.as_ref().and_then(|a| a.readable_id()),
+                });
                 writer.send(super::Write::GridLimit {
                     name: c.point.clone(),
                     kw: cap,
@@ -870,6 +1002,7 @@ mod tests {
             taken: start,
             held_kw: held,
             note: String::new(),
+            reference_plan: None,
         }
     }
 
@@ -945,6 +1078,37 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// A limit the master held from 10:07 to 10:52 is measured over 10:15-10:45 (its whole
+    /// intervals), named by its side and first interval; one set on an interval's start counts
+    /// that interval; one that held no whole interval is not measured.
+    #[test]
+    fn a_limit_the_master_held_is_measured_over_its_whole_intervals() {
+        let (clock, t0) = clock_at("2026-07-01T10:07:00+08:00");
+        let e = Episode {
+            kw: 120.0,
+            since: t0,
+            by: "127.0.0.1".into(),
+            plan: Some(4),
+        };
+        let m = chrono::Duration::minutes;
+        let t = measured_window(0, &e, t0 + m(45), &clock).unwrap();
+        assert_eq!(t.request.id, "iec104-import-20260701-1015");
+        assert_eq!(t.request.start, t0 + m(8));
+        assert_eq!(t.request.end, t0 + m(38));
+        assert_eq!(t.request.kind, RequestKind::CapImport(120.0));
+        assert_eq!(t.request.source, "IEC 104 master 127.0.0.1");
+        assert_eq!((t.taken, t.held_kw, t.reference_plan), (t0, 120.0, Some(4)));
+        let on_start = Episode {
+            since: t0 - m(7),
+            ..e.clone()
+        };
+        let t = measured_window(1, &on_start, t0 + m(9), &clock).unwrap();
+        assert_eq!(t.request.id, "iec104-export-20260701-1000");
+        assert_eq!(t.request.kind, RequestKind::CapExport(120.0));
+        assert_eq!((t.request.start, t.request.end), (t0 - m(7), t0 + m(8)));
+        assert_eq!(measured_window(0, &e, t0 + m(20), &clock), None);
     }
 
     #[test]
