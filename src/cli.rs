@@ -147,6 +147,10 @@ pub enum Command {
         /// Simulated seconds per real second for the park's physics.
         #[arg(long, default_value_t = 1.0, value_name = "X")]
         speed: f64,
+        /// The simulated instant the demo starts at, RFC 3339 with its offset (for example
+        /// 2026-06-22T18:50:00+08:00; default: now): the same park day on every run.
+        #[arg(long, value_name = "TIME")]
+        start: Option<String>,
         /// Where the demo keeps its files (device list, run file, day inputs, store).
         #[arg(long, default_value = ".pedf-demo", value_name = "DIR")]
         dir: PathBuf,

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use pedf_runtime::run::RunConfig;
 use pedf_sim::demo::{DemoOptions, DemoPark};
 use pedf_sim::scenario::Scenario;
@@ -90,6 +90,8 @@ pub struct DemoArgs {
     pub mqtt: Option<String>,
     pub mqtt_port: u16,
     pub speed: f64,
+    /// `--start` as given (RFC 3339), or none: now.
+    pub start: Option<String>,
     pub dir: PathBuf,
     pub for_seconds: Option<f64>,
 }
@@ -254,10 +256,19 @@ pub fn run(a: DemoArgs) -> Result<(), UserError> {
                 .into(),
         ));
     }
-    // The demo starts now; the world and the day inputs cover today and the next days (at
-    // least 3, and about 8 hours of real time at the chosen speed; then the park's world
-    // repeats and the EMS, without a forecast, raises its alarm).
-    let start = Utc::now();
+    // The demo starts now (or at --start); the world and the day inputs cover that day and the
+    // next days (at least 3, and about 8 hours of real time at the chosen speed; then the
+    // park's world repeats and the EMS, without a forecast, raises its alarm).
+    let start = match &a.start {
+        None => Utc::now(),
+        Some(t) => DateTime::parse_from_rfc3339(t)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| {
+                UserError(format!(
+                    "--start {t}: {e}; give a time with its offset, for example 2026-06-22T18:50:00+08:00"
+                ))
+            })?,
+    };
     let clock = pedf_core::time::TimeSource::scaled(start, a.speed);
     let days = ((a.speed / 3.0).ceil() as u32).clamp(3, 366);
     let today = s.park.clock.local(start).date_naive();

@@ -175,6 +175,7 @@ fn main() -> ExitCode {
             meter_port,
             iec104_port,
             speed,
+            start,
             dir,
             for_seconds,
         } => report(demo_cmd::run(demo_cmd::DemoArgs {
@@ -187,6 +188,7 @@ fn main() -> ExitCode {
             mqtt,
             mqtt_port,
             speed,
+            start,
             dir,
             for_seconds,
         })),

@@ -59,6 +59,10 @@ fn the_demo_runs_the_park_and_serves_the_dashboard() {
             &meter.to_string(),
             "--iec104-port",
             &iec104.to_string(),
+            // A summer Monday's evening peak, the same on every run: the park imports, PV is
+            // setting, the battery discharges.
+            "--start",
+            "2026-06-22T18:50:00+08:00",
             "--dir",
             dir.to_str().unwrap(),
         ])
@@ -176,10 +180,68 @@ fn the_demo_runs_the_park_and_serves_the_dashboard() {
         sim <= 60.0 * (real + 1.5),
         "EMS clock advanced {sim} s in {real} s of real time at --speed 60"
     );
-    grid_master_limits_the_park(iec104);
+    // The grid's master limits the park over IEC 104 for two intervals while the dashboard is
+    // looked at; the limit is then measured as a grid request.
+    let master = {
+        let (b, token) = (b.clone(), token.clone());
+        std::thread::spawn(move || grid_master_limits_the_park(iec104, &b, &token))
+    };
     tokio::runtime::Runtime::new()
         .unwrap()
         .block_on(dashboard_shows_the_live_park(&b, &token, &dir));
+    master.join().expect("the grid's master");
+    // The limit the master held, measured over its whole intervals against the plan active
+    // when it was set (a fresh demo has no like days for a baseline): delivered at least 95 %
+    // of what it asked off that plan.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let measured = loop {
+        let v = get("/api/v1/grid-requests");
+        let r = v["requests"]
+            .as_array()
+            .and_then(|l| {
+                l.iter().find(|r| {
+                    r["source"]
+                        .as_str()
+                        .unwrap_or("")
+                        .starts_with("IEC 104 master")
+                })
+            })
+            .cloned();
+        if let Some(r) = r.filter(|r| {
+            let n = r["delivery"]["intervals"].as_array().map_or(0, |i| i.len());
+            r["status"] == "over"
+                && n > 0
+                && n as i64
+                    == (r["end"].as_str().map(ts).unwrap() - r["start"].as_str().map(ts).unwrap())
+                        .num_minutes()
+                        / 15
+        }) {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the grid's limit not measured as a request: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let d = &measured["delivery"];
+    let (asked, delivered) = (
+        d["requested_kwh"].as_f64().unwrap(),
+        d["delivered_kwh"].as_f64().unwrap(),
+    );
+    assert!(
+        d["reference_plan"].is_i64() && d["settlement_cny"].is_null(),
+        "{measured}"
+    );
+    assert!(
+        asked > 10.0,
+        "the limit asked little of the park: {measured}"
+    );
+    assert!(
+        delivered >= 0.95 * asked,
+        "delivered {delivered:.1} of {asked:.1} kWh: {measured}"
+    );
+    println!("the grid's IEC 104 limit: {delivered:.1} of {asked:.1} kWh delivered: {measured}");
     // The EMS schedules the deferrable load (cold storage) by the plan: its setpoints are in
     // the audit log, written by the controller.
     let audit = get("/api/v1/audit?limit=1000");
@@ -368,13 +430,19 @@ async fn dashboard_shows_the_live_park(base: &str, token: &str, dir: &std::path:
     let _ = c.close().await;
 }
 
+/// An RFC 3339 time.
+fn ts(t: &str) -> chrono::DateTime<chrono::Utc> {
+    t.parse().unwrap()
+}
+
 /// The grid's master (the `c104` package's, pinned in the outside peers' venv) on the demo
 /// park's IEC 104 station: it interrogates the park, limits whichever way the park's power
 /// flows now to half of it (the import while it imports, the export while it exports), sees
 /// the park's grid power come within the limit (the simulated park's physics answering the
-/// controller) and releases it.
+/// controller) and releases it once the EMS's clock (`base`'s state) is 31 minutes past the
+/// interval after it was set (at least one whole interval held, usually two).
 #[cfg(unix)]
-fn grid_master_limits_the_park(port: u16) {
+fn grid_master_limits_the_park(port: u16, base: &str, token: &str) {
     use std::io::Write;
     let python = Path::new(ROOT).join(".venv-peers/bin/python");
     assert!(
@@ -434,7 +502,20 @@ fn grid_master_limits_the_park(port: u16) {
             json!({"do": "wait", "ioa": 1001, "above": -cap - 10.0, "seconds": 15}),
         )
     };
+    let c = reqwest::blocking::Client::new();
+    let at = || -> chrono::DateTime<chrono::Utc> {
+        let t = c
+            .get(format!("{base}/api/v1/state"))
+            .bearer_auth(token)
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        let v: Value = serde_json::from_str(&t).unwrap();
+        ts(v["at"].as_str().unwrap())
+    };
     let set = |v: f64| json!({"do": "set", "ioa": ioa, "value": v, "sbo": true});
+    let before = at();
     assert_eq!(ask(Some(set(limit)))["ok"], true, "{said:?}");
     // The station reports the limit in force (whichever way the power flows, and however
     // little: where the park's power already sits within the limit, this is what is checked).
@@ -447,6 +528,14 @@ fn grid_master_limits_the_park(port: u16) {
         followed["ok"], true,
         "the park's grid power {grid} kW did not come within the limit {limit} kW: {said:?}"
     );
+    // Held until 31 minutes past the next interval start (waited for on the EMS's clock).
+    let q = chrono::Duration::minutes(15);
+    let next = chrono::DateTime::from_timestamp(before.timestamp() / 900 * 900, 0).unwrap() + q;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while at() < next + chrono::Duration::minutes(31) {
+        assert!(Instant::now() < deadline, "the EMS's clock stopped");
+        std::thread::sleep(Duration::from_millis(500));
+    }
     assert_eq!(ask(Some(set(own)))["ok"], true, "released: {said:?}");
     let _ = writeln!(stdin, "{}", json!({"do": "quit"}));
     let _ = child.wait();
