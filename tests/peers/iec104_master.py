@@ -133,9 +133,13 @@ def main():
             since = len(wire)
             verdict = cmd.transmit(cause=c104.Cot.ACTIVATION)
             retried = False
-            if not verdict and ask.get("sbo") and outcome(50, ioa, since, 1.0, select=True) is True \
-                    and outcome(50, ioa, since, 0.2) is None:
-                # The selection was confirmed but c104 lost it and never executed: again.
+            # The selection was confirmed but c104 lost it and never executed (its lost
+            # wake-up, more likely on a loaded machine): again, at most three times.
+            for _ in range(3):
+                if verdict or not ask.get("sbo") \
+                        or outcome(50, ioa, since, 1.0, select=True) is not True \
+                        or outcome(50, ioa, since, 0.2) is not None:
+                    break
                 retried = True
                 since = len(wire)
                 verdict = cmd.transmit(cause=c104.Cot.ACTIVATION)
