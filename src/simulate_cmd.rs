@@ -519,6 +519,29 @@ pub fn summary(bt: &Backtest, elapsed_s: f64) -> String {
                 let _ = writeln!(s, "    {:<10} {line}", r.strategy.name());
             }
         }
+        // What delivering them cost each strategy: the same period run again without them.
+        let paired: Vec<_> = bt
+            .results
+            .iter()
+            .filter_map(|r| r.delivering.as_ref().map(|d| (r.strategy, d)))
+            .collect();
+        if !paired.is_empty() {
+            let _ = writeln!(s, "  cost of delivering (each strategy run again over the same period without the requests):");
+        }
+        for (k, d) in paired {
+            let _ = writeln!(
+                s,
+                "    {:<10} bill {:.0} CNY with, {:.0} without ({:+.0}, of it demand charge {:+.0}); settlement {:.0}; net {:+.0} CNY; Scope 2 {:+.2} t",
+                k.name(),
+                d.bill_with_cny,
+                d.bill_without_cny,
+                d.bill_with_cny - d.bill_without_cny,
+                d.demand_change_cny,
+                d.settlement_cny,
+                d.net_cny,
+                d.scope2_change_kg / 1000.0
+            );
+        }
     }
     if let Some(base) = bt.results.iter().find(|r| r.strategy == StrategyKind::None) {
         for r in bt

@@ -256,6 +256,49 @@ pub struct StrategyResult {
     pub wall_seconds: f64,
     /// The scenario's grid requests in the period and what the strategy delivered of each.
     pub grid_requests: Vec<RequestResult>,
+    /// What delivering them cost the strategy: the same period run again without them (none
+    /// when the period has no request, and for `none`, which does not respond).
+    pub delivering: Option<DeliveringCost>,
+}
+
+/// What delivering a scenario's grid requests cost a strategy, against the same strategy over
+/// the same period and world without them (a paired run): the bill's change, the settlement
+/// and Scope 2's change.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DeliveringCost {
+    /// The net bill (energy + demand + wear + lost load - export) without the requests, CNY.
+    pub bill_without_cny: f64,
+    /// The net bill with them, CNY.
+    pub bill_with_cny: f64,
+    /// The demand charge's part of the change, CNY (a request can move the month's peak).
+    pub demand_change_cny: f64,
+    /// The settlements of the requests measured (price x delivered), CNY.
+    pub settlement_cny: f64,
+    /// The bill's change less the settlements: what delivering cost the park, CNY (negative:
+    /// it paid).
+    pub net_cny: f64,
+    /// Scope 2's change, kg CO2 (location-based).
+    pub scope2_change_kg: f64,
+}
+
+impl DeliveringCost {
+    /// The paired run's figures: `with` the requests, `without` them.
+    pub fn of(with: &StrategyResult, without: &StrategyResult) -> DeliveringCost {
+        let settlement_cny: f64 = with
+            .grid_requests
+            .iter()
+            .filter_map(|r| r.settlement_cny)
+            .sum();
+        let change = with.cost.net_cny - without.cost.net_cny;
+        DeliveringCost {
+            bill_without_cny: without.cost.net_cny,
+            bill_with_cny: with.cost.net_cny,
+            demand_change_cny: with.cost.demand_charge_cny - without.cost.demand_charge_cny,
+            settlement_cny,
+            net_cny: change - settlement_cny,
+            scope2_change_kg: with.carbon.location_kg - without.carbon.location_kg,
+        }
+    }
 }
 
 /// A grid request of the scenario and what a strategy delivered of it, against the simulated
@@ -340,12 +383,29 @@ pub fn run(
         return Err("--days must be at least 1".into());
     }
     let world = World::build(s, s.start, days)?;
-    let total = u64::from(days) * strategies.len() as u64;
+    // A strategy that responds to grid requests in the period runs again without them: what
+    // delivering them cost it.
+    let mut plain = s.clone();
+    plain.grid_requests.clear();
+    let (from, to) = period(&world, &s.park.clock);
+    let any_request = s.grid_requests.iter().any(|r| r.end > from && r.start < to);
+    let paired = |k: StrategyKind| k != StrategyKind::None && any_request;
+    let runs: u64 = strategies
+        .iter()
+        .map(|&k| if paired(k) { 2 } else { 1 })
+        .sum();
+    let total = u64::from(days) * runs;
     let mut done = 0;
     let mut results = Vec::new();
     for &k in strategies {
-        results.push(run_one(s, &world, k, &mut |d| progress(done + d, total))?);
+        let mut r = run_one(s, &world, k, &mut |d| progress(done + d, total))?;
         done += u64::from(days);
+        if paired(k) {
+            let without = run_one(&plain, &world, k, &mut |d| progress(done + d, total))?;
+            done += u64::from(days);
+            r.delivering = Some(DeliveringCost::of(&r, &without));
+        }
+        results.push(r);
     }
     Ok(Backtest {
         scenario: s.name.clone(),
@@ -357,6 +417,17 @@ pub fn run(
         results,
         starts: world.starts.clone(),
     })
+}
+
+/// The period the world covers: its first interval's start, its last one's end.
+fn period(w: &World, clock: &pedf_core::time::ParkClock) -> (DateTime<Utc>, DateTime<Utc>) {
+    let from = w.starts[0];
+    (
+        from,
+        w.starts
+            .last()
+            .map_or(from, |t| *t + clock.interval.duration()),
+    )
 }
 
 struct ActivePlan {
@@ -456,10 +527,7 @@ fn run_one(
     let every = (s.optimized.replan_every_min / clock.interval.minutes()).max(1) as usize;
     // Grid requests in the period: each one's baseline made from the strategy's own records
     // when its day starts; the EMS's strategies hold them (the park without an EMS does not).
-    let period_end = w
-        .starts
-        .last()
-        .map_or(w.starts[0], |t| *t + clock.interval.duration());
+    let period_end = period(w, clock).1;
     let requests: Vec<&GridRequest> = s
         .grid_requests
         .iter()
@@ -959,6 +1027,7 @@ fn run_one(
         soc_pct: soc_series,
         wall_seconds: started.elapsed().as_secs_f64(),
         grid_requests,
+        delivering: None,
     })
 }
 

@@ -152,6 +152,7 @@ fn june_pv_and_ev_statistics_are_plausible() {
 /// after it, an import 100 kW below the park's baseline. Each is measured against the
 /// strategy's own baseline (the same intervals of the five weekdays before). Both EMS
 /// strategies hold the cap in every interval; the park without an EMS imports far above it.
+/// What delivering cost each EMS strategy comes from the same period run without them.
 #[test]
 fn a_backtest_holds_the_scenarios_grid_requests_and_measures_them_against_the_baseline() {
     use pedf_core::grid_request::{GridRequest, RequestKind};
@@ -220,5 +221,24 @@ fn a_backtest_holds_the_scenarios_grid_requests_and_measures_them_against_the_ba
     // The balance closes (the controller alarms where a request's cap cannot be held).
     for r in [rule, optimized] {
         assert!(r.energy.balance_residual_share < 1e-4, "{:?}", r.strategy);
+    }
+    // What delivering cost: each EMS strategy run again without the requests (the park
+    // without an EMS does not respond, so it has no paired run); the settlement is the
+    // cap's, and the net is the bill's change less it.
+    assert_eq!(none.delivering, None);
+    for r in [rule, optimized] {
+        let d = r.delivering.as_ref().expect("a paired run");
+        assert_eq!(d.bill_with_cny, r.cost.net_cny);
+        assert!(
+            (d.settlement_cny - r.grid_requests[0].settlement_cny.unwrap()).abs() < 1e-9,
+            "{d:?}"
+        );
+        assert!(
+            (d.net_cny - (d.bill_with_cny - d.bill_without_cny - d.settlement_cny)).abs() < 1e-9,
+            "{d:?}"
+        );
+        // The run without the requests is another run: its bill differs.
+        assert!((d.bill_with_cny - d.bill_without_cny).abs() > 0.01, "{d:?}");
+        println!("{:?}: {d:?}", r.strategy);
     }
 }
