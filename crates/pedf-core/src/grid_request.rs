@@ -18,9 +18,14 @@
 //! an export floor asks the export the baseline lacks below it.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use std::path::Path;
 
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc, Weekday};
+use serde::Deserialize;
+use toml::Spanned;
 
+use crate::config::{Diagnostic, Severity, SourceMap};
 use crate::records::IntervalRecord;
 use crate::time::ParkClock;
 
@@ -137,6 +142,161 @@ impl GridRequest {
             t += step;
         }
         out
+    }
+}
+
+/// One `[[grid_request]]` table as written (in a scenario or a file of requests), each value
+/// with its place in the file for the errors.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestEntry {
+    id: Spanned<String>,
+    kind: Spanned<String>,
+    kw: Spanned<f64>,
+    /// RFC 3339, on the park's intervals.
+    start: Spanned<String>,
+    end: Spanned<String>,
+    #[serde(default)]
+    price_cny_per_kwh: Option<f64>,
+}
+
+/// The grid requests of `list`, each checked: its kind and kW (an export floor is not held
+/// yet), RFC 3339 times on the park's intervals (`clock`, when known), an id given once. Each
+/// mistake goes to `error` with its place in the file, what is wrong and what would be valid;
+/// `source` says where the requests come from.
+pub fn read_entries(
+    list: &[RequestEntry],
+    clock: Option<&ParkClock>,
+    source: &str,
+    error: &mut dyn FnMut(Range<usize>, String, &str),
+) -> Vec<GridRequest> {
+    let mut out: Vec<GridRequest> = Vec::new();
+    for (i, r) in list.iter().enumerate() {
+        let key = |k: &str| format!("grid_request[{i}].{k}");
+        let kind = match RequestKind::of(r.kind.get_ref(), *r.kw.get_ref()) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                let span = if e.starts_with("kw") {
+                    r.kw.span()
+                } else {
+                    r.kind.span()
+                };
+                error(
+                    span,
+                    format!("{}: {e}", key("kind")),
+                    "cap_import, reduce_import or cap_export with kw 0 or more (an export floor is not held yet)",
+                );
+                None
+            }
+        };
+        if matches!(kind, Some(RequestKind::ExportAtLeast(_))) {
+            error(
+                r.kind.span(),
+                format!("{}: export_at_least is not held yet", key("kind")),
+                "cap_import, reduce_import or cap_export",
+            );
+        }
+        let mut time = |v: &Spanned<String>, k: &str| match crate::time::parse_rfc3339(v.get_ref())
+        {
+            Ok(t) => Some(t),
+            Err(_) => {
+                error(
+                    v.span(),
+                    format!("{}: `{}` is not an RFC 3339 time", key(k), v.get_ref()),
+                    "e.g. 2026-07-15T14:00:00+08:00, on the park's intervals",
+                );
+                None
+            }
+        };
+        let (start, end) = (time(&r.start, "start"), time(&r.end, "end"));
+        if out.iter().any(|g| g.id == *r.id.get_ref()) {
+            error(
+                r.id.span(),
+                format!("{}: `{}` is given twice", key("id"), r.id.get_ref()),
+                "each request its own id",
+            );
+        }
+        if let (Some(kind), Some(start), Some(end)) = (kind, start, end) {
+            let g = GridRequest {
+                id: r.id.get_ref().clone(),
+                start,
+                end,
+                kind,
+                price_cny_per_kwh: r.price_cny_per_kwh,
+                source: source.to_string(),
+            };
+            if let Some(c) = clock {
+                if let Err(e) = g.check(c) {
+                    error(
+                        r.start.span(),
+                        format!("{}: {e}", key("start")),
+                        "a window on the park's intervals, its end after its start",
+                    );
+                    continue;
+                }
+            }
+            out.push(g);
+        }
+    }
+    out
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequestsFile {
+    grid_request: Vec<RequestEntry>,
+}
+
+/// Reads a file of grid requests (`[[grid_request]]` tables: id, kind, kw, start, end and
+/// optionally price_cny_per_kwh) for a park on `clock`, each from `source`; every mistake
+/// located (file, line, column, what would be valid).
+pub fn load_file(
+    path: &Path,
+    clock: &ParkClock,
+    source: &str,
+) -> Result<Vec<GridRequest>, Vec<Diagnostic>> {
+    let name = path.display().to_string();
+    let located = |map: &SourceMap, span: Range<usize>, message: String, hint: &str| {
+        let (line, column) = map.locate_span(&span);
+        Diagnostic {
+            severity: Severity::Error,
+            file: name.clone(),
+            line,
+            column,
+            message,
+            hint: Some(hint.to_string()),
+        }
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![Diagnostic {
+            severity: Severity::Error,
+            file: name.clone(),
+            line: 1,
+            column: 1,
+            message: format!("cannot read: {e}"),
+            hint: Some("a TOML file of [[grid_request]] tables".into()),
+        }]
+    })?;
+    let map = SourceMap::new(&text);
+    let f: RequestsFile = toml::from_str(&text).map_err(|e| {
+        vec![located(
+            &map,
+            e.span().unwrap_or(0..0),
+            e.message().trim().to_string(),
+            "[[grid_request]] tables with id, kind, kw, start, end and optionally price_cny_per_kwh",
+        )]
+    })?;
+    let mut out = Vec::new();
+    let list = read_entries(
+        &f.grid_request,
+        Some(clock),
+        source,
+        &mut |span, m, hint| out.push(located(&map, span, m, hint)),
+    );
+    if out.is_empty() {
+        Ok(list)
+    } else {
+        Err(out)
     }
 }
 

@@ -51,6 +51,11 @@ pub struct RunConfig {
     /// no 104 link.
     #[serde(default)]
     pub iec104: Option<Iec104Run>,
+    /// A file of grid requests (`[[grid_request]]` tables: id, kind, kw, start, end,
+    /// price_cny_per_kwh, as `pedf simulate --requests` reads), given to the EMS at its start
+    /// like requests through the API (those it took before are not given again); none: none.
+    #[serde(default)]
+    pub grid_requests: Option<PathBuf>,
     /// Where "now" comes from (not in the file): the wall clock, or the accelerated time of
     /// `pedf demo --speed`.
     #[serde(skip)]
@@ -559,7 +564,10 @@ impl RunConfig {
             }
         }
         let dir = path.parent().unwrap_or(Path::new("."));
-        for p in [&mut c.park, &mut c.devices, &mut c.store] {
+        for p in [&mut c.park, &mut c.devices, &mut c.store]
+            .into_iter()
+            .chain(c.grid_requests.as_mut())
+        {
             if p.is_relative() {
                 *p = dir.join(&*p);
             }
@@ -713,6 +721,16 @@ pub struct RunFileCheck {
     pub summary: String,
 }
 
+/// The grid requests of the run file's `grid_requests` file `f` for `park`, or every mistake
+/// located (file:line:column).
+pub(crate) fn grid_requests_of(
+    f: &Path,
+    park: &pedf_core::Park,
+) -> Result<Vec<pedf_core::grid_request::GridRequest>, Vec<String>> {
+    pedf_core::grid_request::load_file(f, &park.clock, &format!("file {}", f.display()))
+        .map_err(|ds| ds.iter().map(ToString::to_string).collect())
+}
+
 /// Checks a run file as `pedf run` would start from it: its keys, the park file and device
 /// list it names (each problem located in its own file), and the files and folders its
 /// `[server]` and `[replan]` tables name.
@@ -750,6 +768,13 @@ pub fn check_run_file(path: &Path) -> RunFileCheck {
             let loaded = pedf_core::config::load_park(&pname, &b);
             messages.extend(loaded.diagnostics.iter().map(ToString::to_string));
             valid &= loaded.value.is_some();
+            // The grid requests file, on the park's intervals.
+            if let (Some(f), Some(park)) = (&cfg.grid_requests, &loaded.value) {
+                if let Err(ds) = grid_requests_of(f, park) {
+                    messages.extend(ds);
+                    valid = false;
+                }
+            }
         }
         Err(e) => {
             messages.push(format!("{name}: park = {pname}: cannot read: {e}"));

@@ -257,3 +257,45 @@ fn an_iec104_table_with_mistakes_says_which() {
         assert!(e.contains(want), "{e}\nwanted: {want}");
     }
 }
+
+/// The run file's grid requests file is checked as `pedf run` reads it: a window off the
+/// park's intervals and an unknown kind are each located (file:line:column) and said with what
+/// would be valid; a good file passes.
+#[test]
+fn a_run_files_grid_requests_file_is_checked_where_it_is_written() {
+    let dir = std::env::temp_dir().join(format!("pedf-run-requests-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("run.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "park = \"{ROOT}/config/qingzhou-pedf.toml\"\ndevices = \"{ROOT}/config/devices/qingzhou-pedf.toml\"\nstore = \"pedf.sqlite\"\ngrid_requests = \"requests.toml\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("requests.toml"),
+        "[[grid_request]]\nid = \"a\"\nkind = \"cap_import\"\nkw = 100\nstart = \"2026-07-15T14:07:00+08:00\"\nend = \"2026-07-15T15:00:00+08:00\"\n\n[[grid_request]]\nid = \"b\"\nkind = \"shed\"\nkw = 50\nstart = \"2026-07-15T14:00:00+08:00\"\nend = \"2026-07-15T15:00:00+08:00\"\n",
+    )
+    .unwrap();
+    let check = check_run_file(&path);
+    assert!(!check.valid);
+    let all = check.messages.join("\n");
+    let file = dir.join("requests.toml").display().to_string();
+    for want in [
+        format!("{file}:5:9: error: grid_request[0].start:"),
+        format!("{file}:10:8: error: grid_request[1].kind:"),
+        "cap_import, reduce_import or cap_export".to_string(),
+    ] {
+        assert!(all.contains(&want), "{want} not in:\n{all}");
+    }
+    std::fs::write(
+        dir.join("requests.toml"),
+        "[[grid_request]]\nid = \"a\"\nkind = \"cap_import\"\nkw = 100\nstart = \"2026-07-15T14:00:00+08:00\"\nend = \"2026-07-15T15:00:00+08:00\"\n",
+    )
+    .unwrap();
+    let check = check_run_file(&path);
+    assert!(check.valid, "{:?}", check.messages);
+    let _ = std::fs::remove_dir_all(&dir);
+}

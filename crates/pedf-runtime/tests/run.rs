@@ -1425,3 +1425,85 @@ async fn a_grid_request_is_planned_for_before_it_is_answered() {
         .iter()
         .all(|t| t.request.id == "evening"));
 }
+
+/// The run file's `grid_requests` file: at the start the EMS takes its requests as it takes the
+/// API's (an import cap over the running hour held, one whose window is over refused with
+/// why); after a restart a request it took is not given again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_files_grid_requests_are_taken_once() {
+    let (dir, _sim, _) = sim_park("requests-file").await;
+    std::fs::write(
+        dir.join("grid-requests.toml"),
+        "[[grid_request]]\nid = \"f-cap\"\nkind = \"cap_import\"\nkw = 60\nstart = \"2026-06-21T10:00:00+08:00\"\nend = \"2026-06-21T11:00:00+08:00\"\nprice_cny_per_kwh = 2.5\n\n[[grid_request]]\nid = \"f-over\"\nkind = \"cap_export\"\nkw = 10\nstart = \"2026-06-21T08:00:00+08:00\"\nend = \"2026-06-21T09:00:00+08:00\"\n",
+    )
+    .unwrap();
+    let run_file = dir.join("run.toml");
+    let text = std::fs::read_to_string(&run_file).unwrap();
+    std::fs::write(
+        &run_file,
+        format!("grid_requests = \"grid-requests.toml\"\n{text}"),
+    )
+    .unwrap();
+    let store = dir.join("pedf.sqlite");
+    let events = |store: &std::path::Path| -> Vec<String> {
+        Store::open(store)
+            .and_then(|s| s.recent_events(1000))
+            .map(|v| v.into_iter().map(|e| e.3).collect())
+            .unwrap_or_default()
+    };
+    // Runs until `n` events say the cap is in force (waited for, with a deadline).
+    let run_until_in_force = |n: usize| {
+        let mut cfg = RunConfig::load(&run_file).unwrap();
+        cfg.time = pedf_core::time::TimeSource::scaled(ems_origin(), 1.0);
+        let store = store.clone();
+        async move {
+            let stop = async move {
+                let deadline = std::time::Instant::now() + Duration::from_secs(30);
+                while std::time::Instant::now() < deadline
+                    && events(&store)
+                        .iter()
+                        .filter(|e| e.starts_with("grid request f-cap in force"))
+                        .count()
+                        < n
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            };
+            run(cfg, stop).await.unwrap()
+        }
+    };
+    run_until_in_force(1).await;
+    let first = events(&store);
+    let all = first.join("\n");
+    assert!(
+        all.contains(&format!(
+            "grid request f-cap from file {} (cap_import 60 kW",
+            dir.join("grid-requests.toml").display()
+        )) && all.contains("accepted: import at most 60.0 kW"),
+        "{all}"
+    );
+    assert!(
+        all.contains("grid request f-over from file")
+            && all.contains("refused, its window ended at 2026-06-21T09:00:00+08:00"),
+        "{all}"
+    );
+    run_until_in_force(2).await;
+    let all = events(&store);
+    let given = |id: &str| {
+        all.iter()
+            .filter(|e| e.starts_with(&format!("grid request {id} from file")))
+            .count()
+    };
+    // Taken once; the refused one is given (and refused) again at each start.
+    assert_eq!(given("f-cap"), 1, "{all:?}");
+    assert_eq!(given("f-over"), 2, "{all:?}");
+    let taken = Store::open(&store)
+        .unwrap()
+        .grid_requests(
+            ems_origin() - chrono::Duration::days(1),
+            ems_origin() + chrono::Duration::days(1),
+        )
+        .unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].request.price_cny_per_kwh, Some(2.5));
+}

@@ -6,7 +6,7 @@
 //! (file:line:column, what is wrong, what would be valid) and none stops the check early, so a
 //! half-run simulation never happens because of bad input.
 
-use pedf_core::grid_request::{GridRequest, RequestKind};
+use pedf_core::grid_request::{read_entries, GridRequest, RequestEntry};
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -126,20 +126,7 @@ struct File {
     optimized: OptimizedFile,
     /// Grid requests the park is asked to hold in the period (demand response).
     #[serde(default)]
-    grid_request: Vec<RequestFile>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RequestFile {
-    id: Spanned<String>,
-    kind: Spanned<String>,
-    kw: Spanned<f64>,
-    /// RFC 3339, on the park's intervals.
-    start: Spanned<String>,
-    end: Spanned<String>,
-    #[serde(default)]
-    price_cny_per_kwh: Option<f64>,
+    grid_request: Vec<RequestEntry>,
 }
 
 #[derive(Deserialize)]
@@ -229,124 +216,10 @@ impl Diags<'_> {
     }
 }
 
-/// The grid requests of `list` (`[[grid_request]]` of a scenario or a requests file), each
-/// checked: its kind and kW, RFC 3339 times on the park's intervals, an id given once.
-fn read_requests(
-    list: &[RequestFile],
-    park: Option<&Park>,
-    source: &str,
-    d: &mut Diags,
-) -> Vec<GridRequest> {
-    let mut grid_requests: Vec<GridRequest> = Vec::new();
-    for (i, r) in list.iter().enumerate() {
-        let key = |k: &str| format!("grid_request[{i}].{k}");
-        let kind = match RequestKind::of(r.kind.get_ref(), *r.kw.get_ref()) {
-            Ok(k) => Some(k),
-            Err(e) => {
-                let span = if e.starts_with("kw") {
-                    r.kw.span()
-                } else {
-                    r.kind.span()
-                };
-                d.error(
-                    span,
-                    format!("{}: {e}", key("kind")),
-                    "cap_import, reduce_import or cap_export with kw 0 or more (an export floor is not held yet)",
-                );
-                None
-            }
-        };
-        if matches!(kind, Some(RequestKind::ExportAtLeast(_))) {
-            d.error(
-                r.kind.span(),
-                format!("{}: export_at_least is not held yet", key("kind")),
-                "cap_import, reduce_import or cap_export",
-            );
-        }
-        let mut time =
-            |v: &Spanned<String>, k: &str| match pedf_core::time::parse_rfc3339(v.get_ref()) {
-                Ok(t) => Some(t),
-                Err(_) => {
-                    d.error(
-                        v.span(),
-                        format!("{}: `{}` is not an RFC 3339 time", key(k), v.get_ref()),
-                        "e.g. 2026-07-15T14:00:00+08:00, on the park's intervals",
-                    );
-                    None
-                }
-            };
-        let (start, end) = (time(&r.start, "start"), time(&r.end, "end"));
-        if grid_requests.iter().any(|g| g.id == *r.id.get_ref()) {
-            d.error(
-                r.id.span(),
-                format!("{}: `{}` is given twice", key("id"), r.id.get_ref()),
-                "each request its own id",
-            );
-        }
-        if let (Some(kind), Some(start), Some(end)) = (kind, start, end) {
-            let g = GridRequest {
-                id: r.id.get_ref().clone(),
-                start,
-                end,
-                kind,
-                price_cny_per_kwh: r.price_cny_per_kwh,
-                source: source.to_string(),
-            };
-            if let Some(p) = park {
-                if let Err(e) = g.check(&p.clock) {
-                    d.error(
-                        r.start.span(),
-                        format!("{}: {e}", key("start")),
-                        "a window on the park's intervals, its end after its start",
-                    );
-                    continue;
-                }
-            }
-            grid_requests.push(g);
-        }
-    }
-    grid_requests
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RequestsFile {
-    grid_request: Vec<RequestFile>,
-}
-
 /// Reads a file of grid requests (`[[grid_request]]` tables: id, kind, kw, start, end,
 /// price_cny_per_kwh) for `park`; every mistake located.
 pub fn load_requests(path: &Path, park: &Park) -> Result<Vec<GridRequest>, Vec<Diagnostic>> {
-    let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        vec![whole_file(
-            &name,
-            format!("cannot read: {e}"),
-            "a TOML file of [[grid_request]] tables",
-        )]
-    })?;
-    let mut d = Diags {
-        file: &name,
-        map: SourceMap::new(&text),
-        out: Vec::new(),
-    };
-    let f: RequestsFile = match toml::from_str(&text) {
-        Ok(f) => f,
-        Err(e) => {
-            d.error(
-                e.span().unwrap_or(0..0),
-                e.message().trim().to_string(),
-                "[[grid_request]] tables with id, kind, kw, start, end and optionally price_cny_per_kwh",
-            );
-            return Err(d.out);
-        }
-    };
-    let out = read_requests(&f.grid_request, Some(park), &format!("file {name}"), &mut d);
-    if d.out.is_empty() {
-        Ok(out)
-    } else {
-        Err(d.out)
-    }
+    pedf_core::grid_request::load_file(path, &park.clock, &format!("file {}", path.display()))
 }
 
 fn whole_file(name: &str, message: String, hint: &str) -> Diagnostic {
@@ -585,11 +458,11 @@ impl Scenario {
                 );
             }
         }
-        let grid_requests = read_requests(
+        let grid_requests = read_entries(
             &f.grid_request,
-            park.as_ref(),
+            park.as_ref().map(|p| &p.clock),
             &format!("scenario {}", f.scenario.name),
-            &mut d,
+            &mut |span, message, hint| d.error(span, message, hint),
         );
         let climate = read_climate(
             &dir.join(f.scenario.climate.get_ref()),

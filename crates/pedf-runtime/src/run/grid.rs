@@ -33,6 +33,9 @@ pub(crate) struct Requests {
     pending: Vec<Pending>,
     /// The pending requests the running re-plan has as constraints.
     on_trial: Vec<String>,
+    /// Requests from the run file's `grid_requests` file not taken yet (given to the EMS at
+    /// its first cycle, as the API's are).
+    file: Vec<GridRequest>,
 }
 
 /// A grid request waiting for its re-plan: what the first checks hold of it and say, its
@@ -220,7 +223,29 @@ impl Requests {
             started: BTreeSet::new(),
             pending: Vec::new(),
             on_trial: Vec::new(),
+            file: Vec::new(),
         })
+    }
+
+    /// The requests of the run file's `grid_requests` file, but those the store has (taken
+    /// before a restart): given to the EMS at its first cycle.
+    pub(crate) fn give_from_file(
+        &mut self,
+        list: Vec<GridRequest>,
+        store: &Store,
+    ) -> Result<(), String> {
+        let all = DateTime::<Utc>::MIN_UTC;
+        let known: BTreeSet<String> = store
+            .grid_requests(all, DateTime::<Utc>::MAX_UTC)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|t| t.request.id)
+            .collect();
+        self.file = list
+            .into_iter()
+            .filter(|r| !known.contains(&r.id))
+            .collect();
+        Ok(())
     }
 
     /// The import and export caps the requests in force at `now` ask, kW.
@@ -394,37 +419,18 @@ impl Requests {
             );
             return;
         };
-        if let Err(why) = store.put_grid_request(&taken) {
+        if let Err(why) = self.hold(taken, None, now, park, store, writer) {
             writer.event(
                 now,
                 "warning",
                 "grid",
                 format!(
-                    "the {} limit the grid's master set at {} is not measured: the store did not take it ({why})",
+                    "the {} limit the grid's master set at {} is not measured: {why}",
                     SIDES[k],
                     park.clock.format(e.since)
                 ),
             );
-            return;
         }
-        let r = &taken.request;
-        writer.event(
-            now,
-            "info",
-            "grid",
-            format!(
-                "grid request {} from {} ({} {:.1} kW, {} to {}): {}",
-                r.id,
-                r.source,
-                r.kind.name(),
-                r.kind.kw(),
-                park.clock.format(r.start),
-                park.clock.format(r.end),
-                taken.note
-            ),
-        );
-        self.taken.retain(|t| t.request.id != r.id);
-        self.taken.push(taken);
     }
 
     /// Holds `taken` from now (stored, in force in its window, said), or says why not.
@@ -718,7 +724,13 @@ impl Cycle {
             .date_naive()
             .succ_opt()
             .map_or(now, |d| park.clock.start_of_local_day(d));
-        while let Some((r, reply)) = io.grid_requests.as_mut().and_then(|rx| rx.try_recv().ok()) {
+        // The run file's requests first (their answers are the events), then the API's.
+        let mut from_file = std::mem::take(&mut requests.file).into_iter();
+        while let Some((r, reply)) = from_file
+            .next()
+            .map(|r| (r, tokio::sync::oneshot::channel().0))
+            .or_else(|| io.grid_requests.as_mut().and_then(|rx| rx.try_recv().ok()))
+        {
             match judge(&r, now, park, limits, store) {
                 Ok((held, note, baseline)) => {
                     let taken = TakenGridRequest {
@@ -1137,6 +1149,7 @@ mod tests {
             started: BTreeSet::new(),
             pending: Vec::new(),
             on_trial: Vec::new(),
+            file: Vec::new(),
         };
         let at = |m: i64| r.caps(t0 + chrono::Duration::minutes(m), &clock);
         assert_eq!(at(-1), GridCaps::default());

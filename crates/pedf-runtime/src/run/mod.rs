@@ -354,7 +354,11 @@ impl Cycle {
             .as_ref()
             .map(|g| grid::GridLink::start(g, &park, time, &kept))
             .transpose()?;
-        let requests = grid::Requests::load(&store, &park, time.now())?;
+        let mut requests = grid::Requests::load(&store, &park, time.now())?;
+        if let Some(f) = &cfg.grid_requests {
+            let list = crate::config::grid_requests_of(f, &park).map_err(|ds| ds.join("\n"))?;
+            requests.give_from_file(list, &store)?;
+        }
         let now = time.now();
         let mut integrator =
             Integrator::new(&park).with_max_gap_ms((10_000.0 * time.speed()).round() as i64);
