@@ -132,6 +132,36 @@ async fn dashboard_in_headless_chromium() {
         .await;
         assert!(ok, "acknowledged: `{t}`");
 
+        // The operator gives the grid a request from the dashboard (an import cap of 60 kW
+        // over the running hour, 10:00 to 11:00 on the EMS's clock): the EMS holds it, the
+        // answer is said and the list shows it in force.
+        c.execute(
+            "document.getElementById('rq-kind').value = 'cap_import';
+             document.getElementById('rq-kw').value = '60';
+             document.getElementById('rq-from').value = '10:00';
+             document.getElementById('rq-to').value = '11:00';
+             document.getElementById('rq-price').value = '3';",
+            vec![],
+        )
+        .await
+        .unwrap();
+        click(&c, "#request-form button[type=submit]").await;
+        let (ok, t) = wait_text(&c, "#msg", 15.0, |t| {
+            t.starts_with("dash-2026-11-27-1000-cap_import: accepted")
+        })
+        .await;
+        assert!(ok, "the EMS's answer: `{t}`");
+        let (ok, t) = wait_text(&c, "#grid-requests", 5.0, |t| {
+            t.contains("dash-2026-11-27-1000-cap_import")
+                && t.contains("api: operator")
+                && t.contains("import at most 60 kW")
+                && t.contains("2026-11-27 10:00 – 11:00")
+                && t.contains("in force")
+        })
+        .await;
+        assert!(ok, "the request listed: `{t}`");
+        shot(&c, ROOT, "grid-requests-en.png").await;
+
         // The operator sets what the car on ev-01 needs and when it leaves, from its card.
         click(&c, ".charger[data-id=ev-01]").await;
         c.execute(

@@ -47,6 +47,14 @@ const I18N = {
     'tok.new': '新令牌（只显示这一次，请妥善保存）：', 'tok.revoked': '已吊销', 'tok.never': '长期',
     'tok.id': '编号', 'tok.role': '角色', 'tok.created': '创建', 'tok.expires': '到期',
     'alarm.unacked': '待确认的告警', 'alarm.ack': '确认', 'alarm.none': '没有待确认的告警',
+    'live.requests': '电网需求响应', 'gr.id': '编号', 'gr.source': '来源', 'gr.ask': '要求', 'gr.window': '时段',
+    'gr.status': '状态', 'gr.delivered': '响应电量（实际 / 要求）', 'gr.settlement': '结算',
+    'gr.kind.cap_import': '购电不超过', 'gr.kind.reduce_import': '购电较基线降低', 'gr.kind.cap_export': '售电不超过',
+    'gr.kind.export_at_least': '售电不低于', 'gr.status.waiting': '待执行', 'gr.status.in force': '执行中', 'gr.status.over': '已结束',
+    'gr.vsbaseline': '对比基线', 'gr.vsplan': '对比计划 #{n}（无基线，不结算）', 'gr.notmeasured': '未能计量', 'gr.held': '接受',
+    'gr.none': '近 7 天没有需求响应', 'gr.give': '下达需求响应', 'gr.kw': 'kW', 'gr.from': '开始', 'gr.to': '结束',
+    'gr.price': '价格 元/kWh（可空）', 'gr.submit': '下达',
+    'gr.note': '需要运行人员权限；EMS 先按重新计划校核，再接受、部分接受或拒绝（说明原因）。',
     'cap.meter': '电表', 'cap.pv-inverter': '光伏逆变器', 'cap.battery': '储能', 'cap.ev-charger': '充电桩',
     'cap.dc-load': '直流负荷', 'cap.converter': '变流器',
     'st.self': '自发自用（无执行计划）', 'st.safe': '安全状态（所有设备处于安全值）', 'st.safe.why': '安全状态：',
@@ -121,6 +129,14 @@ const I18N = {
     'tok.new': 'New token (shown this once, keep it safe): ', 'tok.revoked': 'revoked', 'tok.never': 'never',
     'tok.id': 'No.', 'tok.role': 'Role', 'tok.created': 'Created', 'tok.expires': 'Expires',
     'alarm.unacked': 'Alarms to acknowledge', 'alarm.ack': 'Acknowledge', 'alarm.none': 'No alarm to acknowledge',
+    'live.requests': 'Grid requests', 'gr.id': 'Id', 'gr.source': 'From', 'gr.ask': 'Asked', 'gr.window': 'Window',
+    'gr.status': 'Status', 'gr.delivered': 'Delivered / asked', 'gr.settlement': 'Settlement',
+    'gr.kind.cap_import': 'import at most', 'gr.kind.reduce_import': 'import lower by', 'gr.kind.cap_export': 'export at most',
+    'gr.kind.export_at_least': 'export at least', 'gr.status.waiting': 'waiting', 'gr.status.in force': 'in force', 'gr.status.over': 'over',
+    'gr.vsbaseline': 'against the baseline', 'gr.vsplan': 'against plan #{n} (no baseline, no settlement)', 'gr.notmeasured': 'not measured', 'gr.held': 'held',
+    'gr.none': 'No grid request in the last 7 days', 'gr.give': 'Give a request', 'gr.kw': 'kW', 'gr.from': 'from', 'gr.to': 'to',
+    'gr.price': 'price CNY/kWh (optional)', 'gr.submit': 'Give',
+    'gr.note': 'Operator role; the EMS checks it with a re-plan, then holds it, holds part of it or refuses it (saying why).',
     'cap.meter': 'meter', 'cap.pv-inverter': 'PV inverter', 'cap.battery': 'battery', 'cap.ev-charger': 'EV charger',
     'cap.dc-load': 'DC load', 'cap.converter': 'converter',
     'st.self': 'self-consumption (no active plan)', 'st.safe': 'safe state (every device at its safe value)', 'st.safe.why': 'safe state: ',
@@ -527,6 +543,7 @@ async function start() {
     loadEvents();
     loadAlarms();
     loadPlanVsActual();
+    loadRequests();
   } catch (e) {
     if (e.status === 401) showLogin(); else fail(e);
   }
@@ -742,6 +759,38 @@ async function loadAlarms() {
   } catch (e) { fail(e); }
 }
 
+// Grid requests of the last week (the API's, and the IEC 104 master's limits once measured):
+// what was asked and what the EMS holds of it, its window and status, and what the park
+// delivered against its baseline (or, without one, the plan active when it was taken); an
+// operator gives one from the form.
+async function loadRequests() {
+  const operator = ['operator', 'admin'].includes($('who').dataset.role);
+  $('request-form').hidden = !operator;
+  $('rq-note').hidden = !operator;
+  try {
+    const v = await api('GET', '/api/v1/grid-requests?days=7');
+    const list = v.requests.slice().reverse();
+    const head = row([t('gr.id'), t('gr.source'), t('gr.ask'), t('gr.window'), t('gr.status'), t('gr.delivered'), t('gr.settlement')], true);
+    $('grid-requests').replaceChildren(head, ...list.map((r) => {
+      const d = r.delivery || {};
+      const measured = typeof d.requested_kwh === 'number';
+      const against = d.reference_plan ? t('gr.vsplan').replace('{n}', d.reference_plan) : t('gr.vsbaseline');
+      const delivered = measured
+        ? `${d.delivered_kwh.toFixed(1)} / ${d.requested_kwh.toFixed(1)} kWh (${(100 * d.share).toFixed(0)} %), ${against}`
+        : t('gr.notmeasured');
+      const held = Math.abs(r.held_kw - r.kw) > 1e-6 ? ` (${t('gr.held')} ${r.held_kw.toFixed(1)} kW)` : '';
+      const tr = row([r.id, r.source, `${t('gr.kind.' + r.kind)} ${r.kw} kW${held}`,
+        `${fmtDateTime(r.start, false)} – ${fmtTime(r.end, false)}`, t('gr.status.' + r.status), delivered,
+        d.settlement_cny === null || d.settlement_cny === undefined ? '–' : `${d.settlement_cny.toFixed(2)} CNY`]);
+      tr.dataset.id = r.id;
+      // What the EMS said of it (and why nothing is measured, where nothing is).
+      tr.title = measured ? r.note : `${r.note}; ${d.why || ''}`;
+      return tr;
+    }));
+    if (!list.length) $('grid-requests').append(row([t('gr.none')]));
+  } catch (e) { fail(e); }
+}
+
 // Tokens (admin): listed with their role and expiry, created (shown once) and revoked.
 async function loadTokens() {
   const admin = $('who').dataset.role === 'admin';
@@ -851,7 +900,7 @@ function showPage(name) {
   document.querySelectorAll('.page').forEach((p) => { p.hidden = p.id !== 'page-' + name; });
   if (name === 'devices') { loadEvents(); loadTokens(); }
   if (name === 'plan') openPlanPage();
-  if (name === 'live') { loadPlanVsActual(); loadAlarms(); }
+  if (name === 'live') { loadPlanVsActual(); loadAlarms(); loadRequests(); }
   if (name === 'history') {
     // This billing month so far by default.
     if (!$('history-from').value) { $('history-from').value = `${parkDay(0).slice(0, 8)}01`; $('history-to').value = parkDay(1); }
@@ -887,6 +936,25 @@ document.addEventListener('DOMContentLoaded', () => {
   $('plan-list').onclick = listPlans;
   $('history-form').onsubmit = (e) => { e.preventDefault(); loadHistory(); };
   document.querySelectorAll('[data-range]').forEach((b) => { b.onclick = () => historyRange(b.dataset.range); });
+  $('request-form').onsubmit = async (e) => {
+    e.preventDefault();
+    // Today's (the park's) window; one that ends at or before its start ends tomorrow.
+    const now = live && live.at ? Date.parse(live.at) : Date.now();
+    const day = parkDay(0);
+    const start = `${day}T${$('rq-from').value}:00${zoneOffset(now)}`;
+    let end = `${day}T${$('rq-to').value}:00${zoneOffset(now)}`;
+    if (Date.parse(end) <= Date.parse(start)) end = `${parkDay(1)}T${$('rq-to').value}:00${zoneOffset(now + 86400000)}`;
+    const body = {
+      id: `dash-${day}-${$('rq-from').value.replace(':', '')}-${$('rq-kind').value}`,
+      kind: $('rq-kind').value, kw: Number($('rq-kw').value), start, end,
+    };
+    if ($('rq-price').value) body.price_cny_per_kwh = Number($('rq-price').value);
+    try {
+      const r = await api('POST', '/api/v1/grid-requests', body);
+      say(`${r.id}: ${r.note}`, 'ok');
+    } catch (err) { fail(err); }
+    loadRequests();
+  };
   $('session-form').onsubmit = async (e) => {
     e.preventDefault();
     if (!sessionCharger) return;
@@ -981,7 +1049,7 @@ document.addEventListener('DOMContentLoaded', () => {
     } catch (err) { fail(err); }
   };
   start();
-  setInterval(() => { if (!$('app').hidden && !$('page-live').hidden) loadPlanVsActual(); }, 60000);
+  setInterval(() => { if (!$('app').hidden && !$('page-live').hidden) { loadPlanVsActual(); loadRequests(); } }, 60000);
   setInterval(() => { if (!$('app').hidden && !$('page-live').hidden && !document.body.classList.contains('stale')) loadAlarms(); }, 10000);
   setInterval(() => {
     const stale = document.body.classList.contains('stale');
