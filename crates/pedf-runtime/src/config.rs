@@ -357,8 +357,9 @@ fn default_select_timeout() -> f64 {
 pub mod iec104_names {
     /// Measured values: grid power at the connection (+import), PV, battery (+discharge), its
     /// SoC, loads, EV charging, the battery's headroom up (more charging, kW the park could
-    /// add to its import now) and down (more discharging, kW it could take off), and the grid
-    /// limits in force.
+    /// add to its import now) and down (more discharging, kW it could take off), the grid
+    /// limits in force, and how long the limits the master sets hold (minutes, 0: until
+    /// released).
     pub const MEASUREMENTS: &[&str] = &[
         "grid_kw",
         "pv_kw",
@@ -370,12 +371,14 @@ pub mod iec104_names {
         "flex_down_kw",
         "import_limit_kw",
         "export_limit_kw",
+        "limit_minutes",
     ];
     /// Single points: the cycle holds every device safe; an alarm stands; the EMS runs in
     /// automatic mode; a limit the grid set is in force.
     pub const SINGLES: &[&str] = &["safe_state", "alarm", "automatic", "grid_limit_active"];
-    /// Setpoints: the import and export limits at the grid connection, kW.
-    pub const SETPOINTS: &[&str] = &["import_limit_kw", "export_limit_kw"];
+    /// Setpoints: the import and export limits at the grid connection, kW, and how long the
+    /// limits the master sets next hold, minutes (0: until released).
+    pub const SETPOINTS: &[&str] = &["import_limit_kw", "export_limit_kw", "limit_minutes"];
 }
 
 #[derive(Deserialize)]

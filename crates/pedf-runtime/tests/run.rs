@@ -1507,3 +1507,68 @@ async fn a_run_files_grid_requests_are_taken_once() {
     assert_eq!(taken.len(), 1);
     assert_eq!(taken[0].request.price_cny_per_kwh, Some(2.5));
 }
+
+/// The grid's master sets a duration first (`limit_minutes`, here 0.05 min: 3 s), then an
+/// import limit: the limit holds from that cycle, is said with when it ends, ends by itself
+/// (the park's own limit reported again) and the master is told; a duration above a day is
+/// refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limit_the_grid_sets_for_a_while_ends_by_itself() {
+    let (dir, _sim, _) = sim_park("iec104-duration").await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        dir.join("points.toml"),
+        "[[measurement]]\nname = \"import_limit_kw\"\nioa = 1009\n\n[[measurement]]\nname = \"limit_minutes\"\nioa = 1011\n\n[[setpoint]]\nname = \"import_limit_kw\"\nioa = 3001\n\n[[setpoint]]\nname = \"limit_minutes\"\nioa = 3003\n",
+    )
+    .unwrap();
+    let mut run = std::fs::read_to_string(dir.join("run.toml")).unwrap();
+    run.push_str(&format!("\n[iec104]\nlisten = \"127.0.0.1:{port}\"\ncommon_address = 7\nmasters = [\"127.0.0.1\"]\npoints = \"points.toml\"\n"));
+    std::fs::write(dir.join("run.toml"), run).unwrap();
+    let mut cfg = RunConfig::load(&dir.join("run.toml")).unwrap();
+    cfg.time = pedf_core::time::TimeSource::scaled(ems_origin(), 1.0);
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let d = done.clone();
+    let set = |ioa: u32, v: f64| serde_json::json!({"do": "set", "ioa": ioa, "value": v});
+    let wait = |ioa: u32, v: f64| serde_json::json!({"do": "wait", "ioa": ioa, "near": v, "within": 0.01, "seconds": 15});
+    let asks = vec![
+        set(3003, 0.05),
+        wait(1011, 0.05),
+        set(3001, 20.0),
+        wait(1009, 20.0),
+        wait(1009, 1500.0),
+        set(3003, 2000.0),
+    ];
+    let master = tokio::task::spawn_blocking(move || {
+        let said = c104_master(port, 7, &asks);
+        d.store(true, std::sync::atomic::Ordering::Relaxed);
+        said
+    });
+    run_until(cfg, 60, move |_| {
+        done.load(std::sync::atomic::Ordering::Relaxed)
+    })
+    .await;
+    let said = master.await.unwrap();
+    let oks: Vec<bool> = said[1..].iter().map(|v| v["ok"] == true).collect();
+    assert_eq!(oks, [true, true, true, true, true, false], "{said:?}");
+    let all = Store::open(&dir.join("pedf.sqlite"))
+        .unwrap()
+        .recent_events(500)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.3)
+        .collect::<Vec<_>>()
+        .join("\n");
+    for want in [
+        "set the limits' duration to 0.05 min",
+        "set the import limit to 20.0 kW: held from this cycle until 2026-06-21T10:0",
+        "the import limit of 20.0 kW the grid (IEC 104 master 127.0.0.1:",
+        "ended: the park's own 1500.0 kW applies",
+        "asked limit_minutes = 2000: refused, limit_minutes must be 0 (until released) to 1440 minutes",
+    ] {
+        assert!(all.contains(want), "`{want}` in {all}");
+    }
+}

@@ -299,9 +299,10 @@ impl Requests {
                 (Some(x), Some(y)) => Some(x.min(y)),
                 (x, y) => x.or(y),
             };
+            let m = master.at(at);
             let cap = pedf_dispatch::GridCap {
-                import_kw: lower(c.import_kw, master.import_kw),
-                export_kw: lower(c.export_kw, master.export_kw),
+                import_kw: lower(c.import_kw, m.import_kw),
+                export_kw: lower(c.export_kw, m.export_kw),
             };
             if cap != pedf_dispatch::GridCap::default() {
                 out.insert(at, cap);
@@ -551,9 +552,15 @@ pub(crate) struct GridLink {
     /// The limits in force as the grid's requests to be measured (import, export): each from
     /// when it was set to when it is released or changed.
     episodes: [Option<Episode>; 2],
+    /// How long the limits the master sets next hold, minutes (0: until released).
+    minutes: f64,
     /// What is to be said at the first cycle (limits held after a restart).
     said: Vec<String>,
 }
+
+/// The longest a limit may be set for, minutes (a day; longer is a standing limit, set
+/// without a duration and released by the master).
+const MAX_LIMIT_MINUTES: f64 = 1440.0;
 
 /// A limit the master set, from when it holds: measured, once it ends, as a grid request over
 /// the whole intervals it held (its delivery against the baseline, or the plan active when it
@@ -618,14 +625,27 @@ fn measured_window(
     })
 }
 
-/// Limits the grid set at the connection, kW (`None`: the park's own).
+/// Limits the grid set at the connection, kW (`None`: the park's own), and until when each
+/// holds (`None`: until released).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub(crate) struct GridCaps {
     import_kw: Option<f64>,
     export_kw: Option<f64>,
+    until: [Option<DateTime<Utc>>; 2],
 }
 
 impl GridCaps {
+    /// The limits that still hold at the start of the interval from `t` (those ending after
+    /// it: an interval a limit ends in is planned under it).
+    pub(crate) fn at(&self, t: DateTime<Utc>) -> GridCaps {
+        let holds = |k: usize| self.until[k].is_none_or(|u| u > t);
+        GridCaps {
+            import_kw: self.import_kw.filter(|_| holds(0)),
+            export_kw: self.export_kw.filter(|_| holds(1)),
+            until: self.until,
+        }
+    }
+
     /// The park's limits with the grid's over them (the lower of each).
     pub(crate) fn apply(&self, l: &Limits) -> Limits {
         let mut out = l.clone();
@@ -659,14 +679,32 @@ impl GridLink {
         let mut caps = GridCaps::default();
         let mut episodes: [Option<Episode>; 2] = [None, None];
         let mut said = Vec::new();
+        // The duration the master set, and since when: a limit set after it holds that long.
+        let duration = kept
+            .iter()
+            .find(|l| l.name == "limit_minutes")
+            .map(|l| (l.kw, l.at));
+        let now = time.now();
         for pedf_store::GridLimit { name, kw, by, at } in kept {
             let (slot, own_kw, k) = match name.as_str() {
                 "import_limit_kw" => (&mut caps.import_kw, own.import_kw, 0),
                 "export_limit_kw" => (&mut caps.export_kw, own.export_kw, 1),
                 _ => continue,
             };
+            let until = duration
+                .filter(|(m, since)| *m > 0.0 && since <= at)
+                .map(|(m, _)| *at + chrono::Duration::seconds((m * 60.0).round() as i64));
+            if until.is_some_and(|u| u <= now) {
+                said.push(format!(
+                    "the {} of {kw:.1} kW the grid (IEC 104 master {by}) set at {} ended while the EMS was stopped: the park's own applies",
+                    name.trim_end_matches("_kw").replace('_', " "),
+                    park.clock.format(*at)
+                ));
+                continue;
+            }
             if kw.is_finite() && *kw >= 0.0 && *kw < own_kw {
                 *slot = Some(*kw);
+                caps.until[k] = until;
                 // Measured when it ends; against the baseline (the plan before it is not
                 // known after a restart).
                 episodes[k] = Some(Episode {
@@ -687,6 +725,7 @@ impl GridLink {
             commands,
             caps,
             episodes,
+            minutes: duration.map_or(0.0, |d| d.0),
             said,
         })
     }
@@ -855,7 +894,84 @@ impl Cycle {
             };
             writer.event(now, severity, "grid", e);
         }
+        // A limit set for a while ends: the park's own applies again.
+        for k in 0..2 {
+            if g.caps.until[k].is_none_or(|u| u > now) {
+                continue;
+            }
+            let (slot, own, name) = if k == 0 {
+                (&mut g.caps.import_kw, limits.import_kw, "import_limit_kw")
+            } else {
+                (&mut g.caps.export_kw, limits.export_kw, "export_limit_kw")
+            };
+            let kw = slot.take();
+            g.caps.until[k] = None;
+            if let Some(e) = g.episodes[k].take() {
+                requests.measure_later(k, &e, now, park, store, writer);
+                writer.send(super::Write::GridLimit {
+                    name: name.into(),
+                    kw: None,
+                    by: e.by.clone(),
+                    at: now,
+                });
+                writer.event(
+                    now,
+                    "info",
+                    "grid",
+                    format!(
+                        "the {} of {:.1} kW the grid (IEC 104 master {}) set at {} ended: the park's own {own:.1} kW applies",
+                        SIDES[k].to_string() + " limit",
+                        kw.unwrap_or(e.kw),
+                        e.by,
+                        park.clock.format(e.since)
+                    ),
+                );
+            }
+            if let Some(rp) = replanner.as_mut() {
+                rp.request_now(format!("the grid's {} ended", SIDES[k]));
+            }
+        }
         while let Ok(c) = g.commands.try_recv() {
+            if c.point == "limit_minutes" {
+                // A short float's digits beyond a thousandth of a minute are its own noise.
+                let minutes = (c.value * 1000.0).round() / 1000.0;
+                let outcome = if minutes.is_finite() && (0.0..=MAX_LIMIT_MINUTES).contains(&minutes)
+                {
+                    g.minutes = minutes;
+                    writer.send(super::Write::GridLimit {
+                        name: c.point.clone(),
+                        kw: (minutes > 0.0).then_some(minutes),
+                        by: c.master.to_string(),
+                        at: now,
+                    });
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "limit_minutes must be 0 (until released) to {MAX_LIMIT_MINUTES} minutes"
+                    ))
+                };
+                writer.event(
+                    now,
+                    if outcome.is_ok() { "info" } else { "warning" },
+                    "grid",
+                    match &outcome {
+                        Ok(()) if minutes > 0.0 => format!(
+                            "the grid (IEC 104 master {}) set the limits' duration to {minutes} min: a limit it sets from now holds that long",
+                            c.master
+                        ),
+                        Ok(()) => format!(
+                            "the grid (IEC 104 master {}) set the limits' duration to 0: a limit it sets from now holds until released",
+                            c.master
+                        ),
+                        Err(why) => format!(
+                            "the grid (IEC 104 master {}) asked limit_minutes = {}: refused, {why}",
+                            c.master, c.value
+                        ),
+                    },
+                );
+                let _ = c.reply.send(outcome);
+                continue;
+            }
             let own = match c.point.as_str() {
                 "import_limit_kw" => limits.import_kw,
                 _ => limits.export_kw,
@@ -884,6 +1000,9 @@ impl Cycle {
                 if let Some(e) = g.episodes[k].take() {
                     requests.measure_later(k, &e, now, park, store, writer);
                 }
+                g.caps.until[k] = cap
+                    .filter(|_| g.minutes > 0.0)
+                    .map(|_| now + chrono::Duration::seconds((g.minutes * 60.0).round() as i64));
                 g.episodes[k] = cap.map(|kw| Episode {
                     kw,
                     since: now,
@@ -902,11 +1021,15 @@ impl Cycle {
                 }
                 Ok(cap)
             };
+            let side = usize::from(c.point != "import_limit_kw");
             let said = match &outcome {
                 Ok(Some(v)) => format!(
-                    "the grid (IEC 104 master {}) set the {} to {v:.1} kW: held from this cycle",
+                    "the grid (IEC 104 master {}) set the {} to {v:.1} kW: held from this cycle{}",
                     c.master,
-                    c.point.trim_end_matches("_kw").replace('_', " ")
+                    c.point.trim_end_matches("_kw").replace('_', " "),
+                    g.caps.until[side]
+                        .map(|u| format!(" until {}", park.clock.format(u)))
+                        .unwrap_or_default()
                 ),
                 Ok(None) => format!(
                     "the grid (IEC 104 master {}) released the {}: the park's own {own:.1} kW applies",
@@ -967,6 +1090,7 @@ impl Cycle {
                 ("flex_down_kw", flex_down),
                 ("import_limit_kw", Some(limits.import_kw)),
                 ("export_limit_kw", Some(limits.export_kw)),
+                ("limit_minutes", Some(g.minutes)),
             ],
             &[
                 (
@@ -1123,6 +1247,36 @@ mod tests {
         assert_eq!(measured_window(0, &e, t0 + m(20), &clock), None);
     }
 
+    /// A limit the master set for 40 minutes is planned under in the intervals it holds in
+    /// (the one it ends in too), not after; one set until released to the end of the next day.
+    #[test]
+    fn a_limit_set_for_a_while_is_planned_under_until_it_ends() {
+        let (clock, t0) = clock_at("2026-07-01T14:00:00+08:00");
+        let q = chrono::Duration::minutes(15);
+        let mut r = Requests {
+            taken: Vec::new(),
+            baselines: BTreeMap::new(),
+            started: BTreeSet::new(),
+            pending: Vec::new(),
+            on_trial: Vec::new(),
+            file: Vec::new(),
+        };
+        let master = GridCaps {
+            import_kw: Some(100.0),
+            export_kw: Some(0.0),
+            until: [Some(t0 + chrono::Duration::minutes(40)), None],
+        };
+        let caps = r.plan_caps(t0, &clock, master);
+        let import = |k: i32| caps.get(&(t0 + q * k)).and_then(|c| c.import_kw);
+        assert_eq!(
+            (import(0), import(2), import(3)),
+            (Some(100.0), Some(100.0), None)
+        );
+        // The export limit holds to the end of the next day (34 hours from 14:00).
+        assert_eq!(caps.len(), 34 * 4);
+        assert!(caps.values().all(|c| c.export_kw == Some(0.0)));
+    }
+
     #[test]
     fn the_requests_in_force_lower_the_limits_each_interval() {
         let (clock, t0) = clock_at("2026-07-01T14:00:00+08:00");
@@ -1161,7 +1315,8 @@ mod tests {
             at(61),
             GridCaps {
                 import_kw: Some(60.0),
-                export_kw: Some(40.0)
+                export_kw: Some(40.0),
+                until: [None, None],
             }
         );
         assert_eq!(at(121), GridCaps::default());
