@@ -134,6 +134,33 @@ const REFERENCE: &[(&str, &str)] = &[
     ),
 ];
 
+/// Plans `day` from the day inputs in `inputs` and stores the plan, active, in the new store
+/// `store` (labelled as a plan made ahead, as the runtime labels the next day's), made at
+/// `made` (the demo's start on its clock).
+fn day_ahead_plan(
+    park: &pedf_core::Park,
+    inputs: &Path,
+    day: chrono::NaiveDate,
+    store: &Path,
+    made: DateTime<Utc>,
+) -> Result<(), UserError> {
+    let days = pedf_core::inputs::load_days_inputs_from_dir(park, inputs, day, 1)
+        .map_err(|e| UserError(format!("the demo's day inputs for {day}: {e}")))?;
+    let plan = pedf_dispatch::plan_optimized(
+        park,
+        &days,
+        &pedf_dispatch::PlanOptions::default(),
+        &pedf_dispatch::CurrentState::default(),
+    )
+    .map_err(|e| UserError(format!("the demo's day-ahead plan for {day}: {e}")))?;
+    let json = serde_json::to_string(&plan).map_err(|e| UserError(e.to_string()))?;
+    let mut st = pedf_store::Store::open(store).map_err(|e| UserError(e.to_string()))?;
+    let id = st
+        .put_plan(made, &day.to_string(), "optimized, day ahead", &json)
+        .map_err(|e| UserError(e.to_string()))?;
+    st.activate_plan(id).map_err(|e| UserError(e.to_string()))
+}
+
 /// Writes the built-in reference files under `root` (replacing what an earlier start wrote).
 fn write_reference(root: &Path) -> Result<(), UserError> {
     for (rel, text) in REFERENCE {
@@ -280,6 +307,11 @@ pub fn run(a: DemoArgs) -> Result<(), UserError> {
     for ext in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{ext}", store.display()));
     }
+    // A park runs on the day-ahead plan made the day before: the demo makes it (from the day's
+    // inputs) before the EMS starts, so the first cycles follow a plan until the first intraday
+    // re-plan replaces it, not the self-consumption fallback (which holds the import at the
+    // reverse-flow margin, where a load's step can turn it into export).
+    day_ahead_plan(&s.park, &inputs, today, &store, start)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
