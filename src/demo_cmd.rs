@@ -56,6 +56,9 @@ ioa = 1009
 [[measurement]]
 name = \"export_limit_kw\"
 ioa = 1010
+[[measurement]]
+name = \"limit_minutes\"
+ioa = 1011
 # Single points.
 [[single]]
 name = \"safe_state\"
@@ -69,7 +72,8 @@ ioa = 2003
 [[single]]
 name = \"grid_limit_active\"
 ioa = 2004
-# Setpoints (short floats, kW), selected before they are executed.
+# Setpoints (short floats, kW), selected before they are executed; limit_minutes: how long the
+# limits set next hold (0: until released).
 [[setpoint]]
 name = \"import_limit_kw\"
 ioa = 3001
@@ -77,6 +81,10 @@ select_before_operate = true
 [[setpoint]]
 name = \"export_limit_kw\"
 ioa = 3002
+select_before_operate = true
+[[setpoint]]
+name = \"limit_minutes\"
+ioa = 3003
 select_before_operate = true
 ";
 
