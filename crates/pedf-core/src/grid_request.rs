@@ -300,13 +300,34 @@ pub fn load_file(
     }
 }
 
-/// How the baseline is made.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// How the baseline is made (the run file's `[baseline]`: `days`, `look_back_days`).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct BaselineRule {
     /// Like days averaged.
     pub days: usize,
     /// How far back like days are looked for, days.
     pub look_back_days: i64,
+}
+
+impl BaselineRule {
+    /// Whether the rule can make a baseline: 1 to 30 like days, looked for over at least as
+    /// many days and at most 400.
+    pub fn check(&self) -> Result<(), String> {
+        if !(1..=30).contains(&self.days) {
+            return Err(format!(
+                "days = {}: give 1 to 30 like days (the rules in use average 3 to 10)",
+                self.days
+            ));
+        }
+        if !(self.days as i64..=400).contains(&self.look_back_days) {
+            return Err(format!(
+                "look_back_days = {}: give {} (days) to 400",
+                self.look_back_days, self.days
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for BaselineRule {

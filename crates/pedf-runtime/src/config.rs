@@ -56,6 +56,10 @@ pub struct RunConfig {
     /// like requests through the API (those it took before are not given again); none: none.
     #[serde(default)]
     pub grid_requests: Option<PathBuf>,
+    /// How a grid request's baseline is made (`[baseline]`: `days`, like days averaged,
+    /// default 5; `look_back_days`, how far back they are looked for, default 45).
+    #[serde(default)]
+    pub baseline: pedf_core::grid_request::BaselineRule,
     /// Where "now" comes from (not in the file): the wall clock, or the accelerated time of
     /// `pedf demo --speed`.
     #[serde(skip)]
@@ -566,6 +570,9 @@ impl RunConfig {
                 ));
             }
         }
+        c.baseline
+            .check()
+            .map_err(|e| format!("{name}: [baseline] {e}"))?;
         let dir = path.parent().unwrap_or(Path::new("."));
         for p in [&mut c.park, &mut c.devices, &mut c.store]
             .into_iter()

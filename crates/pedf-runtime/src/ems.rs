@@ -66,7 +66,7 @@ pub async fn run_and_serve(
         .with_time(cfg.time)
         .with_orders(orders_tx)
         .with_commands(commands_tx)
-        .with_grid_requests(requests_tx);
+        .with_grid_requests(requests_tx, cfg.baseline);
         let tls = match (&srv.tls_cert, &srv.tls_key) {
             (Some(c), Some(k)) => Some(pedf_server::tls_config(c, k)?),
             _ => None,

@@ -297,5 +297,18 @@ fn a_run_files_grid_requests_file_is_checked_where_it_is_written() {
     .unwrap();
     let check = check_run_file(&path);
     assert!(check.valid, "{:?}", check.messages);
+    // The baseline's rule is checked too.
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, format!("{text}\n[baseline]\ndays = 0\n")).unwrap();
+    let check = check_run_file(&path);
+    assert!(!check.valid);
+    assert!(
+        check
+            .messages
+            .join("\n")
+            .contains("[baseline] days = 0: give 1 to 30 like days"),
+        "{:?}",
+        check.messages
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1205,10 +1205,11 @@ async fn a_limit_the_grid_set_holds_after_a_restart() {
 }
 
 /// A grid request's whole life in a running EMS: a reduction of 200 kW over two quarter
-/// hours, against a baseline of 400 kW (the park's import at those times on its last five
-/// weekend days, stored before), is taken whole, said in force, and once over said with what
-/// was delivered (this park's meter holds 100 kW: 300 kW below the baseline, counted at the
-/// 200 asked) and its settlement.
+/// hours, against a baseline of 400 kW (the park's import at those times on its last like
+/// days, five weekend days stored before, of which the run file's `[baseline]` takes three),
+/// is taken whole, said in force, and once over said with what was delivered (this park's
+/// meter holds 100 kW: 300 kW below the baseline, counted at the 200 asked) and its
+/// settlement.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grid_requests_delivery_is_measured_against_its_baseline() {
     use pedf_core::grid_request::{GridRequest, RequestKind};
@@ -1242,6 +1243,9 @@ async fn a_grid_requests_delivery_is_measured_against_its_baseline() {
         }
         st.put_records(&records, "measured").unwrap();
     }
+    let mut run = std::fs::read_to_string(dir.join("run.toml")).unwrap();
+    run.push_str("\n[baseline]\ndays = 3\n");
+    std::fs::write(dir.join("run.toml"), run).unwrap();
     let mut cfg = RunConfig::load(&dir.join("run.toml")).unwrap();
     // 10:05 local, 120 times real time: the window 10:15-10:45 passes in about 20 s.
     cfg.time = pedf_core::time::TimeSource::scaled(ems_origin(), 120.0);
@@ -1284,7 +1288,9 @@ async fn a_grid_requests_delivery_is_measured_against_its_baseline() {
     let (held, note) = answer.await.unwrap().unwrap();
     assert_eq!(held, 200.0, "{note}");
     assert!(
-        note.starts_with("accepted: import 200.0 kW below the baseline"),
+        note.starts_with(
+            "accepted: import 200.0 kW below the baseline (the mean of 2026-06-20, 2026-06-14, 2026-06-13)"
+        ),
         "{note}"
     );
     let st = Store::open(&dir.join("pedf.sqlite")).unwrap();

@@ -161,7 +161,7 @@ pub(crate) async fn requests_get(
         } else {
             "over"
         };
-        let measured = match store.grid_request_delivery(t, clock, None) {
+        let measured = match store.grid_request_delivery(t, clock, &s.inner.baseline_rule, None) {
             Err(why) => json!({"baseline": null, "why": why}),
             Ok(m) => {
                 let d = &m.delivery;

@@ -101,6 +101,7 @@ struct Inner {
     commands: Option<Commands>,
     /// Grid requests, to the run loop.
     grid_requests: Option<GridRequests>,
+    baseline_rule: pedf_core::grid_request::BaselineRule,
     /// Failed logins per peer address in the running minute.
     failed_logins: access::FailedLogins,
     /// Tokens revoked while the server runs: their open streams end.
@@ -168,6 +169,7 @@ impl AppState {
                 orders: None,
                 commands: None,
                 grid_requests: None,
+                baseline_rule: Default::default(),
                 failed_logins: Default::default(),
                 revoked: watch::channel(Default::default()).0,
             }),
@@ -207,10 +209,16 @@ impl AppState {
         self
     }
 
-    /// Takes grid requests to the run loop (`RunIo::grid_requests`).
-    pub fn with_grid_requests(mut self, requests: GridRequests) -> AppState {
+    /// Takes grid requests to the run loop (`RunIo::grid_requests`); their baselines are
+    /// made under `rule` (the run file's `[baseline]`).
+    pub fn with_grid_requests(
+        mut self,
+        requests: GridRequests,
+        rule: pedf_core::grid_request::BaselineRule,
+    ) -> AppState {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.grid_requests = Some(requests);
+            inner.baseline_rule = rule;
         }
         self
     }

@@ -55,8 +55,8 @@ impl Store {
         &self,
         r: &GridRequest,
         clock: &ParkClock,
+        rule: &BaselineRule,
     ) -> Result<Baseline, String> {
-        let rule = BaselineRule::default();
         let from = r.start - chrono::Duration::days(rule.look_back_days + 1);
         let records: Vec<_> = self
             .stored_records(from, r.end)
@@ -71,16 +71,17 @@ impl Store {
             .filter(|o| o.request.id != r.id)
             .map(|o| clock.local(o.request.start).date_naive())
             .collect();
-        baseline(r, &records, clock, &rule, &excluded)
+        baseline(r, &records, clock, rule, &excluded)
     }
 
     /// What the park delivered of `t` so far: against its baseline (`known`, or made from the
-    /// records), or where there is none against the plan active when it was taken; an error
-    /// says why neither can be had.
+    /// records under `rule`), or where there is none against the plan active when it was
+    /// taken; an error says why neither can be had.
     pub fn grid_request_delivery(
         &self,
         t: &TakenGridRequest,
         clock: &ParkClock,
+        rule: &BaselineRule,
         known: Option<&Baseline>,
     ) -> Result<Measured, String> {
         let r = &t.request;
@@ -92,7 +93,7 @@ impl Store {
             .collect();
         let (reference, against) = match known
             .cloned()
-            .map_or_else(|| self.grid_request_baseline(r, clock), Ok)
+            .map_or_else(|| self.grid_request_baseline(r, clock, rule), Ok)
         {
             Ok(b) => {
                 let days = b.days.clone();

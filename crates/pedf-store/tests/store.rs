@@ -419,12 +419,17 @@ fn a_grid_requests_reference_plan_is_kept_and_said_when_missing() {
         chrono_tz::Asia::Shanghai,
         pedf_core::time::IntervalLength::from_minutes(15).unwrap(),
     );
-    let why = st.grid_request_delivery(&old[0], &clock, None).unwrap_err();
+    let rule = pedf_core::grid_request::BaselineRule::default();
+    let why = st
+        .grid_request_delivery(&old[0], &clock, &rule, None)
+        .unwrap_err();
     assert!(
         why.contains("0 like days") && why.contains("no plan was active when it was taken"),
         "{why}"
     );
-    let why = st.grid_request_delivery(&new, &clock, None).unwrap_err();
+    let why = st
+        .grid_request_delivery(&new, &clock, &rule, None)
+        .unwrap_err();
     assert!(why.contains("plan #3 is no longer kept"), "{why}");
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Offset, Utc};
 use pedf_control::Limits;
-use pedf_core::grid_request::{Baseline, GridRequest, RequestKind};
+use pedf_core::grid_request::{Baseline, BaselineRule, GridRequest, RequestKind};
 use pedf_core::live::Flows;
 use pedf_iec104::{Command, Outstation};
 use pedf_store::{Store, TakenGridRequest};
@@ -36,6 +36,8 @@ pub(crate) struct Requests {
     /// Requests from the run file's `grid_requests` file not taken yet (given to the EMS at
     /// its first cycle, as the API's are).
     file: Vec<GridRequest>,
+    /// How baselines are made (the run file's `[baseline]`).
+    rule: BaselineRule,
 }
 
 /// A grid request waiting for its re-plan: what the first checks hold of it and say, its
@@ -194,9 +196,15 @@ fn caps_at<'a>(
     caps
 }
 
-/// The park's baseline for `r` from the records kept (other requests' days left out).
-fn baseline_of(r: &GridRequest, store: &Store, park: &pedf_core::Park) -> Result<Baseline, String> {
-    store.grid_request_baseline(r, &park.clock)
+/// The park's baseline for `r` from the records kept under `rule` (other requests' days left
+/// out).
+fn baseline_of(
+    r: &GridRequest,
+    store: &Store,
+    park: &pedf_core::Park,
+    rule: &BaselineRule,
+) -> Result<Baseline, String> {
+    store.grid_request_baseline(r, &park.clock, rule)
 }
 
 impl Requests {
@@ -205,6 +213,7 @@ impl Requests {
         store: &Store,
         park: &pedf_core::Park,
         now: DateTime<Utc>,
+        rule: BaselineRule,
     ) -> Result<Requests, String> {
         let taken = store
             .grid_requests(now, now + chrono::Duration::days(3650))
@@ -212,7 +221,7 @@ impl Requests {
         let mut baselines = BTreeMap::new();
         for t in &taken {
             if matches!(t.request.kind, RequestKind::ReduceImport(_)) {
-                if let Ok(b) = baseline_of(&t.request, store, park) {
+                if let Ok(b) = baseline_of(&t.request, store, park, &rule) {
                     baselines.insert(t.request.id.clone(), b);
                 }
             }
@@ -224,6 +233,7 @@ impl Requests {
             pending: Vec::new(),
             on_trial: Vec::new(),
             file: Vec::new(),
+            rule,
         })
     }
 
@@ -483,6 +493,7 @@ fn judge(
     park: &pedf_core::Park,
     limits: &Limits,
     store: &Store,
+    rule: &BaselineRule,
 ) -> Result<(f64, String, Option<Baseline>), String> {
     r.check(&park.clock)?;
     if r.end <= now {
@@ -510,7 +521,7 @@ fn judge(
             None,
         )),
         RequestKind::ReduceImport(x) => {
-            let b = baseline_of(r, store, park)?;
+            let b = baseline_of(r, store, park, rule)?;
             let lowest = b
                 .intervals
                 .iter()
@@ -770,7 +781,7 @@ impl Cycle {
             .map(|r| (r, tokio::sync::oneshot::channel().0))
             .or_else(|| io.grid_requests.as_mut().and_then(|rx| rx.try_recv().ok()))
         {
-            match judge(&r, now, park, limits, store) {
+            match judge(&r, now, park, limits, store, &requests.rule) {
                 Ok((held, note, baseline)) => {
                     let taken = TakenGridRequest {
                         request: r.clone(),
@@ -837,6 +848,7 @@ impl Cycle {
                 let said = match store.grid_request_delivery(
                     t,
                     &park.clock,
+                    &requests.rule,
                     requests.baselines.get(&r.id),
                 ) {
                     Err(why) => format!(
@@ -895,7 +907,7 @@ impl Cycle {
             writer.event(now, severity, "grid", e);
         }
         // A limit set for a while ends: the park's own applies again.
-        for k in 0..2 {
+        for (k, side) in SIDES.iter().enumerate() {
             if g.caps.until[k].is_none_or(|u| u > now) {
                 continue;
             }
@@ -919,8 +931,7 @@ impl Cycle {
                     "info",
                     "grid",
                     format!(
-                        "the {} of {:.1} kW the grid (IEC 104 master {}) set at {} ended: the park's own {own:.1} kW applies",
-                        SIDES[k].to_string() + " limit",
+                        "the {side} limit of {:.1} kW the grid (IEC 104 master {}) set at {} ended: the park's own {own:.1} kW applies",
                         kw.unwrap_or(e.kw),
                         e.by,
                         park.clock.format(e.since)
@@ -928,7 +939,7 @@ impl Cycle {
                 );
             }
             if let Some(rp) = replanner.as_mut() {
-                rp.request_now(format!("the grid's {} ended", SIDES[k]));
+                rp.request_now(format!("the grid's {side} limit ended"));
             }
         }
         while let Ok(c) = g.commands.try_recv() {
@@ -1260,6 +1271,7 @@ mod tests {
             pending: Vec::new(),
             on_trial: Vec::new(),
             file: Vec::new(),
+            rule: BaselineRule::default(),
         };
         let master = GridCaps {
             import_kw: Some(100.0),
@@ -1304,6 +1316,7 @@ mod tests {
             pending: Vec::new(),
             on_trial: Vec::new(),
             file: Vec::new(),
+            rule: BaselineRule::default(),
         };
         let at = |m: i64| r.caps(t0 + chrono::Duration::minutes(m), &clock);
         assert_eq!(at(-1), GridCaps::default());

@@ -354,7 +354,7 @@ impl Cycle {
             .as_ref()
             .map(|g| grid::GridLink::start(g, &park, time, &kept))
             .transpose()?;
-        let mut requests = grid::Requests::load(&store, &park, time.now())?;
+        let mut requests = grid::Requests::load(&store, &park, time.now(), cfg.baseline)?;
         if let Some(f) = &cfg.grid_requests {
             let list = crate::config::grid_requests_of(f, &park).map_err(|ds| ds.join("\n"))?;
             requests.give_from_file(list, &store)?;

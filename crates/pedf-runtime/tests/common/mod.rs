@@ -111,7 +111,7 @@ impl Ems {
         .with_time(time)
         .with_orders(orders_tx)
         .with_commands(commands_tx)
-        .with_grid_requests(requests_tx);
+        .with_grid_requests(requests_tx, Default::default());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(pedf_server::serve(listener, state, stop_rx.clone()));
