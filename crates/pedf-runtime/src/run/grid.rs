@@ -38,6 +38,8 @@ pub(crate) struct Requests {
     file: Vec<GridRequest>,
     /// How baselines are made (the run file's `[baseline]`).
     rule: BaselineRule,
+    /// The shortfall against the grid's caps last said of each day's plan, kWh.
+    shortfalls: BTreeMap<chrono::NaiveDate, f64>,
 }
 
 /// A grid request waiting for its re-plan: what the first checks hold of it and say, its
@@ -234,6 +236,7 @@ impl Requests {
             on_trial: Vec::new(),
             file: Vec::new(),
             rule,
+            shortfalls: BTreeMap::new(),
         })
     }
 
@@ -320,6 +323,29 @@ impl Requests {
             at += step;
         }
         out
+    }
+
+    /// Whether a plan's shortfall against the grid's caps on `day` (`kwh`; none: the plan
+    /// holds them) is news: `Some(true)` when it first appears or moves by more than a tenth
+    /// (and 5 kWh) from what was said last, `Some(false)` when it is gone, `None` otherwise
+    /// (a re-plan under the same limits says nothing again).
+    pub(crate) fn shortfall_news(
+        &mut self,
+        day: chrono::NaiveDate,
+        kwh: Option<f64>,
+    ) -> Option<bool> {
+        match (self.shortfalls.get(&day).copied(), kwh) {
+            (None, None) => None,
+            (Some(_), None) => {
+                self.shortfalls.remove(&day);
+                Some(false)
+            }
+            (Some(said), Some(k)) if (k - said).abs() <= (0.1 * said).max(5.0) => None,
+            (_, Some(k)) => {
+                self.shortfalls.insert(day, k);
+                Some(true)
+            }
+        }
     }
 
     /// Whether requests wait for a re-plan.
@@ -1258,6 +1284,54 @@ mod tests {
         assert_eq!(measured_window(0, &e, t0 + m(20), &clock), None);
     }
 
+    /// A plan's shortfall against the grid's caps is said when it appears, when it moves by
+    /// more than a tenth (and 5 kWh), and when it is gone; not at each re-plan that finds it
+    /// again.
+    #[test]
+    fn a_plans_shortfall_is_said_when_it_is_news() {
+        let mut r = Requests {
+            taken: Vec::new(),
+            baselines: BTreeMap::new(),
+            started: BTreeSet::new(),
+            pending: Vec::new(),
+            on_trial: Vec::new(),
+            file: Vec::new(),
+            rule: BaselineRule::default(),
+            shortfalls: BTreeMap::new(),
+        };
+        let d = chrono::NaiveDate::from_ymd_opt(2026, 6, 22).unwrap();
+        let next = d.succ_opt().unwrap();
+        let seq = [
+            (d, None),
+            (d, Some(539.0)),
+            (d, Some(509.0)),
+            (d, Some(581.5)),
+            (d, Some(620.0)),
+            (next, Some(3.0)),
+            (next, Some(7.0)),
+            (d, None),
+            (d, None),
+        ];
+        let said: Vec<Option<bool>> = seq
+            .iter()
+            .map(|(day, k)| r.shortfall_news(*day, *k))
+            .collect();
+        assert_eq!(
+            said,
+            [
+                None,
+                Some(true),
+                None,
+                None,
+                Some(true),
+                Some(true),
+                None,
+                Some(false),
+                None
+            ]
+        );
+    }
+
     /// A limit the master set for 40 minutes is planned under in the intervals it holds in
     /// (the one it ends in too), not after; one set until released to the end of the next day.
     #[test]
@@ -1272,6 +1346,7 @@ mod tests {
             on_trial: Vec::new(),
             file: Vec::new(),
             rule: BaselineRule::default(),
+            shortfalls: BTreeMap::new(),
         };
         let master = GridCaps {
             import_kw: Some(100.0),
@@ -1317,6 +1392,7 @@ mod tests {
             on_trial: Vec::new(),
             file: Vec::new(),
             rule: BaselineRule::default(),
+            shortfalls: BTreeMap::new(),
         };
         let at = |m: i64| r.caps(t0 + chrono::Duration::minutes(m), &clock);
         assert_eq!(at(-1), GridCaps::default());

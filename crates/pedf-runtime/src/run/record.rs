@@ -423,17 +423,36 @@ impl Cycle {
                             .as_ref()
                             .and_then(|(d, r)| Some((*d, &r.as_ref().ok()?.plan))),
                     );
+                // Said when it is news (not at every re-plan under the same limits).
                 for (day, p) in plans.filter(|_| full) {
-                    for u in p.unmet.iter().filter(|u| u.kind == "grid_request") {
-                        writer.event(
+                    let short: Vec<_> = p
+                        .unmet
+                        .iter()
+                        .filter(|u| u.kind == "grid_request")
+                        .collect();
+                    let total = (!short.is_empty())
+                        .then(|| short.iter().map(|u| u.shortfall_kwh).sum::<f64>());
+                    match g.requests.shortfall_news(day, total) {
+                        Some(true) => {
+                            for u in short {
+                                writer.event(
+                                    now,
+                                    "warning",
+                                    "grid",
+                                    format!(
+                                        "the plan of {day} cannot hold what the grid asks: {:.1} kWh {}",
+                                        u.shortfall_kwh, u.reason
+                                    ),
+                                );
+                            }
+                        }
+                        Some(false) => writer.event(
                             now,
-                            "warning",
+                            "info",
                             "grid",
-                            format!(
-                                "the plan of {day} cannot hold what the grid asks: {:.1} kWh {}",
-                                u.shortfall_kwh, u.reason
-                            ),
-                        );
+                            format!("the plan of {day} now holds what the grid asks"),
+                        ),
+                        None => {}
                     }
                 }
                 // The next day's plan made ahead (stored first: today's re-plan's event is
