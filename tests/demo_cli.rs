@@ -272,6 +272,9 @@ fn the_demo_runs_the_park_and_serves_the_dashboard() {
                 best = best.max(r["load_kwh"].as_f64().unwrap_or(0.0));
                 // Each record says how much of it was observed; a measured one all of it.
                 let observed = r["observed_share"].as_f64().expect("observed_share");
+                // What the grid meters' counters gave for it (none yet for the interval
+                // running when the EMS started).
+                assert!(r["grid_meters"].is_array(), "{r}");
                 assert!((0.0..=1.0).contains(&observed), "{r}");
                 if r["source"] == "measured" {
                     assert!(observed >= 0.999, "{r}");
@@ -362,6 +365,50 @@ fn the_demo_runs_the_park_and_serves_the_dashboard() {
     assert!(
         (tariffs - billing).abs() <= 8.0,
         "tariff registers {tariffs} kWh, total {billing} kWh"
+    );
+    // Each whole interval's import at the billing meter, from its counters at the interval's
+    // boundaries, is stored beside the EMS's record of it, and the two agree (no warning said
+    // they are more apart than the counters' 2 kWh step, the meters' accuracy and the reading's
+    // lateness allow); over the intervals both have, the totals agree to 2 %.
+    let billed: Vec<_> = st
+        .meter_intervals(t0, t1)
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.meter == "grid-billing")
+        .collect();
+    assert!(billed.len() >= 2, "{billed:?}");
+    let records = st.records(t0, t1).unwrap();
+    let (mut by_meter, mut by_ems) = (0.0, 0.0);
+    for m in &billed {
+        let r = records
+            .iter()
+            .find(|(r, _)| r.start == m.start)
+            .unwrap_or_else(|| panic!("no record of {}", m.start));
+        by_meter += m.import_kwh;
+        by_ems += r.0.grid_import_kwh;
+    }
+    assert!(
+        (by_meter - by_ems).abs() <= 0.02 * by_ems,
+        "billing meter {by_meter} kWh, the EMS's records {by_ems} kWh over {} intervals",
+        billed.len()
+    );
+    let events: Vec<String> = st
+        .recent_events(100_000)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.3)
+        .collect();
+    assert!(
+        !events.iter().any(|e| e.contains("more apart than")),
+        "{:?}",
+        events
+            .iter()
+            .filter(|e| e.contains("more apart than"))
+            .collect::<Vec<_>>()
+    );
+    println!(
+        "billing meter: {by_meter:.1} kWh, the EMS's records {by_ems:.1} kWh over {} intervals",
+        billed.len()
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

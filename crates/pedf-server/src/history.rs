@@ -121,7 +121,8 @@ pub(crate) fn parse_day(text: &str, field: &str) -> Result<chrono::NaiveDate, Ap
 }
 
 /// The interval energy records of a local day (measured by the runtime), with each one's
-/// index in the day.
+/// index in the day and what the grid meters' counters gave for it (`grid_meters`: each
+/// meter's import and export between the interval's boundaries, and how late they were read).
 pub(crate) async fn records(
     _c: Caller,
     State(s): State<AppState>,
@@ -140,7 +141,13 @@ pub(crate) async fn records(
         ));
     };
     let to = *last + clock.interval.duration();
-    let rows = s.store().stored_records(*from, to).map_err(internal)?;
+    let (rows, counted) = {
+        let st = s.store();
+        (
+            st.stored_records(*from, to).map_err(internal)?,
+            st.meter_intervals(*from, to).map_err(internal)?,
+        )
+    };
     let list: Vec<Value> = rows
         .into_iter()
         .filter_map(|stored| {
@@ -155,7 +162,12 @@ pub(crate) async fn records(
                 .iter()
                 .map(|(id, c, d)| json!({"id": id, "charge_kwh": c, "discharge_kwh": d}))
                 .collect();
-            Some(json!({"index": index, "start": r.start, "source": stored.source,
+            let meters: Vec<Value> = counted
+                .iter()
+                .filter(|m| m.start == r.start)
+                .map(|m| json!({"meter": m.meter, "import_kwh": m.import_kwh, "export_kwh": m.export_kwh, "lag_s": m.lag_s}))
+                .collect();
+            Some(json!({"grid_meters": meters,"index": index, "start": r.start, "source": stored.source,
                 "observed_share": stored.observed,
                 "pv_kwh": r.pv_kwh, "grid_import_kwh": r.grid_import_kwh, "grid_export_kwh": r.grid_export_kwh,
                 "battery_charge_kwh": r.battery_charge_kwh, "battery_discharge_kwh": r.battery_discharge_kwh,

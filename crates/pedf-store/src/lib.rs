@@ -79,7 +79,7 @@ pub struct Aggregate {
     pub count: i64,
 }
 
-const SCHEMA_VERSION: i64 = 10;
+const SCHEMA_VERSION: i64 = 11;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS samples (
@@ -168,6 +168,16 @@ const SCHEMA_V10: &str = "
 ALTER TABLE grid_requests ADD COLUMN reference_plan INTEGER;
 ";
 
+/// Added in schema version 11: each interval's import and export at a billing meter, from its
+/// energy counters at the interval's boundaries (with how late after each boundary they were
+/// read, summed).
+const SCHEMA_V11: &str = "
+CREATE TABLE IF NOT EXISTS meter_intervals (
+    meter TEXT NOT NULL, start_ms INTEGER NOT NULL, import_kwh REAL NOT NULL, export_kwh REAL,
+    lag_s REAL NOT NULL, PRIMARY KEY (meter, start_ms)
+) WITHOUT ROWID;
+";
+
 /// Added in schema version 6: the share of each record's interval the EMS observed, 0..1
 /// (NULL: not said, e.g. records imported from a meter file or written before version 6).
 const SCHEMA_V6: &str = "
@@ -188,6 +198,22 @@ pub struct TakenGridRequest {
     /// The plan active when it was taken (its delivery is measured against it where there is
     /// no baseline).
     pub reference_plan: Option<i64>,
+}
+
+/// An interval's energy at a billing meter, from its counters at the interval's boundaries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MeterInterval {
+    /// The meter (device id).
+    pub meter: String,
+    /// The interval's start.
+    pub start: DateTime<Utc>,
+    /// Import (forward active energy), kWh.
+    pub import_kwh: f64,
+    /// Export (reverse active energy), kWh; `None` where the meter has no reverse counter.
+    pub export_kwh: Option<f64>,
+    /// How late after its two boundaries the counters were read, s, summed: energy of that
+    /// long at either end may belong to the neighbouring interval.
+    pub lag_s: f64,
 }
 
 /// A limit the grid set at the connection, as stored.
@@ -396,7 +422,7 @@ impl Store {
             // 0: new file; 1: the tables of version 1 exist, version 2 adds tokens, 3 the
             // counterfactual without the EMS, 4 the records' split by battery, 5 tokens' expiry, 6 the records'
             // observed share, 7 alarms' acknowledgement, 8 the grid's limits, 9 grid requests,
-            // 10 a grid request's reference plan.
+            // 10 a grid request's reference plan, 11 billing meters' interval energies.
             // Every table made if missing (each statement is IF NOT EXISTS), then the columns
             // added since.
             c.execute_batch(SCHEMA)?;
@@ -444,6 +470,7 @@ impl Store {
             if !has_reference {
                 c.execute_batch(SCHEMA_V10)?;
             }
+            c.execute_batch(SCHEMA_V11)?;
             c.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
             Ok(SCHEMA_VERSION)
         })();
@@ -788,6 +815,45 @@ impl Store {
             });
         }
         Ok(out)
+    }
+
+    /// Stores an interval's energy at a billing meter (replacing one stored for the same meter
+    /// and interval).
+    pub fn put_meter_interval(&mut self, m: &MeterInterval) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO meter_intervals (meter, start_ms, import_kwh, export_kwh, lag_s) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![m.meter, ms(m.start), m.import_kwh, m.export_kwh, m.lag_s],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// The billing meters' interval energies of the intervals in `[from, to)`, by start and
+    /// meter.
+    pub fn meter_intervals(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<MeterInterval>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT meter, start_ms, import_kwh, export_kwh, lag_s FROM meter_intervals WHERE start_ms >= ?1 AND start_ms < ?2 ORDER BY start_ms, meter",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![ms(from), ms(to)], |r| {
+                Ok(MeterInterval {
+                    meter: r.get(0)?,
+                    start: from_ms(r.get(1)?),
+                    import_kwh: r.get(2)?,
+                    export_kwh: r.get(3)?,
+                    lag_s: r.get(4)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
     }
 
     /// Stores the grid import without the EMS of a closed interval, kWh (replacing one stored

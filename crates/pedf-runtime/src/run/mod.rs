@@ -41,6 +41,7 @@ use tokio::sync::watch;
 
 pub use crate::config::{RunConfig, ServerConfig};
 
+mod billing;
 mod commands;
 mod control;
 mod grid;
@@ -162,6 +163,8 @@ pub(super) struct Cycle {
     /// Grid requests taken whose window has not ended long enough for their delivery to be
     /// said.
     requests: grid::Requests,
+    /// The grid meters' energy counters at the intervals' boundaries.
+    counters: billing::Counters,
     sink: Option<pedf_influx::InfluxSink>,
     replanner: Option<crate::replan::Replanner>,
     replan_note: Option<String>,
@@ -433,6 +436,15 @@ impl Cycle {
                 .map(|d| (d.id.clone(), d.capability))
                 .collect(),
             grid_meters: grid_meters(&set.devices.devices),
+            counters: billing::Counters::new(
+                &grid_meters(&set.devices.devices)
+                    .into_iter()
+                    .map(|id| {
+                        let d = set.devices.devices.iter().find(|d| d.id == id);
+                        (id, d.map_or(1.0, billing::counter_step_kwh))
+                    })
+                    .collect::<Vec<_>>(),
+            ),
             stale_after: set
                 .devices
                 .devices

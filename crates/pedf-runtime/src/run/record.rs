@@ -102,6 +102,7 @@ impl Cycle {
             grid,
             active_plan,
             store,
+            counters,
             ..
         } = self;
         let controlled = &devices.controlled;
@@ -354,6 +355,32 @@ impl Cycle {
                 closed: true,
             });
             day_records.push(closed);
+        }
+        // The grid meters' counters: each interval's energy at them, stored and held against
+        // the EMS's record of it.
+        for taken in counters.observe(states, &park.clock, now) {
+            match taken {
+                super::billing::Taken::Interval(mi, step) => {
+                    if let Some(said) = day_records
+                        .iter()
+                        .rev()
+                        .find(|r| r.start == mi.start)
+                        .and_then(|r| super::billing::disagreement(&mi, r, &park.clock, step))
+                    {
+                        writer.event(now, "warning", "records", said);
+                    }
+                    writer.send(Write::MeterInterval(mi));
+                }
+                super::billing::Taken::Gap(meter, start, why) => writer.event(
+                    now,
+                    "warning",
+                    "records",
+                    format!(
+                        "interval {}: no figure from the grid meter {meter}'s counters: {why}",
+                        park.clock.format(start)
+                    ),
+                ),
+            }
         }
         (flows, chargers_live)
     }

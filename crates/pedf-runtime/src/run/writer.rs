@@ -60,6 +60,8 @@ pub(super) enum Write {
         /// A closed interval (kept until stored) rather than a checkpoint.
         closed: bool,
     },
+    /// An interval's energy at a grid meter, from its counters.
+    MeterInterval(pedf_store::MeterInterval),
     /// A closed interval's import without the EMS, kWh.
     WithoutEms {
         /// The interval's start.
@@ -126,6 +128,7 @@ impl Write {
             Write::Records { closed: true, .. } => "interval records",
             Write::Records { closed: false, .. } => "the running interval's checkpoint",
             Write::WithoutEms { .. } => "imports without the EMS",
+            Write::MeterInterval(_) => "the grid meters' interval energies",
             Write::GridLimit { .. } => "the grid's limits",
             Write::Aggregate { .. } => "1-minute aggregates",
             Write::PruneSamples(_) | Write::PruneLog(_) => "pruning",
@@ -178,6 +181,7 @@ impl Write {
                 ..
             } => store.put_observed(records, source, *observed).map(|_| ()),
             Write::WithoutEms { start, import_kwh } => store.put_without_ems(*start, *import_kwh),
+            Write::MeterInterval(m) => store.put_meter_interval(m),
             Write::GridLimit { name, kw, by, at } => store.put_grid_limit(name, *kw, by, *at),
             Write::Aggregate { from, to } => store.aggregate_minutes(*from, *to).map(|_| ()),
             Write::PruneSamples(before) => store.prune_samples(*before).map(|_| ()),
