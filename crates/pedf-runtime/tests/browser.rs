@@ -146,7 +146,9 @@ async fn dashboard_in_headless_chromium() {
         .await
         .unwrap();
         click(&c, "#request-form button[type=submit]").await;
-        let (ok, t) = wait_text(&c, "#msg", 15.0, |t| {
+        // Waited for past the server's 30 s wait for the EMS's answer: an answer, or its error,
+        // is on the page by then.
+        let (ok, t) = wait_text(&c, "#msg", 35.0, |t| {
             t.starts_with("dash-2026-11-27-1000-cap_import: accepted")
         })
         .await;
