@@ -982,21 +982,12 @@ async fn a_dlt645_billing_meter_is_a_device_of_the_running_ems() {
 /// the limit by setting the park's own; each said in an event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_grids_master_sets_the_parks_import_limit_over_iec104() {
-    let (dir, _sim, _) = sim_park("iec104").await;
-    let python = peers_python();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    std::fs::write(
-        dir.join("points.toml"),
+    let (dir, _sim, port) = iec104_park(
+        "iec104",
         "[[measurement]]\nname = \"grid_kw\"\nioa = 1001\ndeadband = 1\n\n[[measurement]]\nname = \"import_limit_kw\"\nioa = 1009\n\n[[single]]\nname = \"grid_limit_active\"\nioa = 2004\n\n[[setpoint]]\nname = \"import_limit_kw\"\nioa = 3001\nselect_before_operate = true\n",
     )
-    .unwrap();
-    let mut run = std::fs::read_to_string(dir.join("run.toml")).unwrap();
-    run.push_str(&format!("\n[iec104]\nlisten = \"127.0.0.1:{port}\"\ncommon_address = 7\nmasters = [\"127.0.0.1\"]\npoints = \"points.toml\"\n"));
-    std::fs::write(dir.join("run.toml"), run).unwrap();
+    .await;
+    let python = peers_python();
     let mut cfg = RunConfig::load(&dir.join("run.toml")).unwrap();
     cfg.time = pedf_core::time::TimeSource::scaled(ems_origin(), 1.0);
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -1098,6 +1089,23 @@ async fn the_grids_master_sets_the_parks_import_limit_over_iec104() {
     // 100 kW, no physics answers it): `demo_cli`.
 }
 
+/// A simulated park named `name` whose run file has `[iec104]` on a free loopback port
+/// (common address 7, the master on this host, the point map `points`): its folder, the park
+/// and the port.
+async fn iec104_park(name: &str, points: &str) -> (std::path::PathBuf, SimPark, u16) {
+    let (dir, sim, _) = sim_park(name).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(dir.join("points.toml"), points).unwrap();
+    let mut run = std::fs::read_to_string(dir.join("run.toml")).unwrap();
+    run.push_str(&format!("\n[iec104]\nlisten = \"127.0.0.1:{port}\"\ncommon_address = 7\nmasters = [\"127.0.0.1\"]\npoints = \"points.toml\"\n"));
+    std::fs::write(dir.join("run.toml"), run).unwrap();
+    (dir, sim, port)
+}
+
 /// The c104 master on `port` (common address `ca`), once the station listens: it does each
 /// of `asks` in turn and says what each answered (the connection first).
 fn c104_master(port: u16, ca: u16, asks: &[serde_json::Value]) -> Vec<serde_json::Value> {
@@ -1139,20 +1147,7 @@ fn c104_master(port: u16, ca: u16, asks: &[serde_json::Value]) -> Vec<serde_json
 /// first cycle, says so, and reports it to the master.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_limit_the_grid_set_holds_after_a_restart() {
-    let (dir, _sim, _) = sim_park("iec104-restart").await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    std::fs::write(
-        dir.join("points.toml"),
-        "[[measurement]]\nname = \"import_limit_kw\"\nioa = 1009\n\n[[single]]\nname = \"grid_limit_active\"\nioa = 2004\n\n[[setpoint]]\nname = \"import_limit_kw\"\nioa = 3001\n",
-    )
-    .unwrap();
-    let mut run = std::fs::read_to_string(dir.join("run.toml")).unwrap();
-    run.push_str(&format!("\n[iec104]\nlisten = \"127.0.0.1:{port}\"\ncommon_address = 7\nmasters = [\"127.0.0.1\"]\npoints = \"points.toml\"\n"));
-    std::fs::write(dir.join("run.toml"), run).unwrap();
+    let (dir, _sim, port) = iec104_park("iec104-restart", "[[measurement]]\nname = \"import_limit_kw\"\nioa = 1009\n\n[[single]]\nname = \"grid_limit_active\"\nioa = 2004\n\n[[setpoint]]\nname = \"import_limit_kw\"\nioa = 3001\n").await;
     let config = || {
         let mut cfg = RunConfig::load(&dir.join("run.toml")).unwrap();
         cfg.time = pedf_core::time::TimeSource::scaled(ems_origin(), 1.0);
@@ -1520,20 +1515,7 @@ async fn a_run_files_grid_requests_are_taken_once() {
 /// refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_limit_the_grid_sets_for_a_while_ends_by_itself() {
-    let (dir, _sim, _) = sim_park("iec104-duration").await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    std::fs::write(
-        dir.join("points.toml"),
-        "[[measurement]]\nname = \"import_limit_kw\"\nioa = 1009\n\n[[measurement]]\nname = \"limit_minutes\"\nioa = 1011\n\n[[setpoint]]\nname = \"import_limit_kw\"\nioa = 3001\n\n[[setpoint]]\nname = \"limit_minutes\"\nioa = 3003\n",
-    )
-    .unwrap();
-    let mut run = std::fs::read_to_string(dir.join("run.toml")).unwrap();
-    run.push_str(&format!("\n[iec104]\nlisten = \"127.0.0.1:{port}\"\ncommon_address = 7\nmasters = [\"127.0.0.1\"]\npoints = \"points.toml\"\n"));
-    std::fs::write(dir.join("run.toml"), run).unwrap();
+    let (dir, _sim, port) = iec104_park("iec104-duration", "[[measurement]]\nname = \"import_limit_kw\"\nioa = 1009\n\n[[measurement]]\nname = \"limit_minutes\"\nioa = 1011\n\n[[setpoint]]\nname = \"import_limit_kw\"\nioa = 3001\n\n[[setpoint]]\nname = \"limit_minutes\"\nioa = 3003\n").await;
     let mut cfg = RunConfig::load(&dir.join("run.toml")).unwrap();
     cfg.time = pedf_core::time::TimeSource::scaled(ems_origin(), 1.0);
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -23,6 +23,7 @@ use super::{Cycle, Decision, Measured, RunIo};
 
 /// The grid requests the EMS took that are not over (or whose delivery is not said yet), with
 /// the baselines of those that need one, and those waiting for the re-plan that checks them.
+#[derive(Default)]
 pub(crate) struct Requests {
     taken: Vec<TakenGridRequest>,
     baselines: BTreeMap<String, Baseline>,
@@ -1289,16 +1290,7 @@ mod tests {
     /// again.
     #[test]
     fn a_plans_shortfall_is_said_when_it_is_news() {
-        let mut r = Requests {
-            taken: Vec::new(),
-            baselines: BTreeMap::new(),
-            started: BTreeSet::new(),
-            pending: Vec::new(),
-            on_trial: Vec::new(),
-            file: Vec::new(),
-            rule: BaselineRule::default(),
-            shortfalls: BTreeMap::new(),
-        };
+        let mut r = Requests::default();
         let d = chrono::NaiveDate::from_ymd_opt(2026, 6, 22).unwrap();
         let next = d.succ_opt().unwrap();
         let seq = [
@@ -1338,16 +1330,7 @@ mod tests {
     fn a_limit_set_for_a_while_is_planned_under_until_it_ends() {
         let (clock, t0) = clock_at("2026-07-01T14:00:00+08:00");
         let q = chrono::Duration::minutes(15);
-        let mut r = Requests {
-            taken: Vec::new(),
-            baselines: BTreeMap::new(),
-            started: BTreeSet::new(),
-            pending: Vec::new(),
-            on_trial: Vec::new(),
-            file: Vec::new(),
-            rule: BaselineRule::default(),
-            shortfalls: BTreeMap::new(),
-        };
+        let mut r = Requests::default();
         let master = GridCaps {
             import_kw: Some(100.0),
             export_kw: Some(0.0),
@@ -1387,12 +1370,7 @@ mod tests {
                 taken("e", RequestKind::CapExport(40.0), 40.0, later),
             ],
             baselines: [("r".to_string(), b)].into(),
-            started: BTreeSet::new(),
-            pending: Vec::new(),
-            on_trial: Vec::new(),
-            file: Vec::new(),
-            rule: BaselineRule::default(),
-            shortfalls: BTreeMap::new(),
+            ..Requests::default()
         };
         let at = |m: i64| r.caps(t0 + chrono::Duration::minutes(m), &clock);
         assert_eq!(at(-1), GridCaps::default());
