@@ -51,6 +51,21 @@ struct Track {
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     tracks: BTreeMap<String, Track>,
+    /// What was last said of each meter's figures (a state is said when it begins, not at
+    /// every interval: a meter polled less often than the tolerance, or one with a wrong
+    /// ratio, would otherwise say it 96 times a day).
+    said: BTreeMap<String, Said>,
+}
+
+/// How a meter's last interval went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Said {
+    /// A figure that agrees with the EMS's record.
+    Agrees,
+    /// A figure more apart from the record than allowed.
+    Apart,
+    /// No figure.
+    Gap,
 }
 
 /// What a cycle's readings gave: an interval's energy at a meter, or why an interval has none.
@@ -78,6 +93,19 @@ impl Counters {
                     )
                 })
                 .collect(),
+            said: BTreeMap::new(),
+        }
+    }
+
+    /// Whether `meter`'s interval going `now` is news: it is when it differs from how the
+    /// meter's last interval went (the first interval that agrees is news only after one
+    /// that did not). Returns how the last one went when it is.
+    pub(crate) fn news(&mut self, meter: &str, now: Said) -> Option<Option<Said>> {
+        let before = self.said.insert(meter.to_string(), now);
+        match (before, now) {
+            (None, Said::Agrees) => None,
+            (b, n) if b == Some(n) => None,
+            (b, _) => Some(b),
         }
     }
 
@@ -306,6 +334,36 @@ mod tests {
             "{got:?}"
         );
         assert_eq!(read(&mut c, "2026-06-22T11:00:01+08:00", 80.0, 0.0), []);
+    }
+
+    /// How a meter's intervals go is said when it changes, not at every interval.
+    #[test]
+    fn a_meters_state_is_said_when_it_changes() {
+        let mut c = Counters::new(&[("bill".to_string(), 0.01)]);
+        let seq = [
+            Said::Agrees,
+            Said::Agrees,
+            Said::Gap,
+            Said::Gap,
+            Said::Apart,
+            Said::Apart,
+            Said::Agrees,
+            Said::Agrees,
+        ];
+        let news: Vec<_> = seq.iter().map(|s| c.news("bill", *s)).collect();
+        assert_eq!(
+            news,
+            [
+                None,
+                None,
+                Some(Some(Said::Agrees)),
+                None,
+                Some(Some(Said::Gap)),
+                None,
+                Some(Some(Said::Apart)),
+                None
+            ]
+        );
     }
 
     /// The EMS's record and the meter agree within the meters' accuracy and the reading's

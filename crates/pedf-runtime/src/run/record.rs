@@ -358,28 +358,55 @@ impl Cycle {
         }
         // The grid meters' counters: each interval's energy at them, stored and held against
         // the EMS's record of it.
+        // Each is said when it begins (until it changes).
+        use super::billing::{Said, Taken};
         for taken in counters.observe(states, &park.clock, now) {
             match taken {
-                super::billing::Taken::Interval(mi, step) => {
-                    if let Some(said) = day_records
+                Taken::Interval(mi, step) => {
+                    let apart = day_records
                         .iter()
                         .rev()
                         .find(|r| r.start == mi.start)
-                        .and_then(|r| super::billing::disagreement(&mi, r, &park.clock, step))
-                    {
-                        writer.event(now, "warning", "records", said);
+                        .and_then(|r| super::billing::disagreement(&mi, r, &park.clock, step));
+                    let state = if apart.is_some() {
+                        Said::Apart
+                    } else {
+                        Said::Agrees
+                    };
+                    match (counters.news(&mi.meter, state), apart) {
+                        (Some(_), Some(said)) => writer.event(
+                            now,
+                            "warning",
+                            "records",
+                            format!("{said} (said again when they agree)"),
+                        ),
+                        (Some(_), None) => writer.event(
+                            now,
+                            "info",
+                            "records",
+                            format!(
+                                "interval {}: the grid meter {}'s counters give a figure again, agreeing with the EMS's record",
+                                park.clock.format(mi.start),
+                                mi.meter
+                            ),
+                        ),
+                        (None, _) => {}
                     }
                     writer.send(Write::MeterInterval(mi));
                 }
-                super::billing::Taken::Gap(meter, start, why) => writer.event(
-                    now,
-                    "warning",
-                    "records",
-                    format!(
-                        "interval {}: no figure from the grid meter {meter}'s counters: {why}",
-                        park.clock.format(start)
-                    ),
-                ),
+                Taken::Gap(meter, start, why) => {
+                    if counters.news(&meter, Said::Gap).is_some() {
+                        writer.event(
+                            now,
+                            "warning",
+                            "records",
+                            format!(
+                                "interval {}: no figure from the grid meter {meter}'s counters: {why} (said again when there is one)",
+                                park.clock.format(start)
+                            ),
+                        );
+                    }
+                }
             }
         }
         (flows, chargers_live)
