@@ -178,8 +178,9 @@ pub enum Command {
         #[arg(long, value_name = "N")]
         seed: Option<u64>,
         /// Grid requests to hold (a TOML file of [[grid_request]] tables: id, kind =
-        /// cap_import | reduce_import | cap_export, kw, start, end, price_cny_per_kwh), added to
-        /// the scenario's own; each is measured against the strategy's baseline.
+        /// cap_import | reduce_import | cap_export | export_at_least, kw, start, end,
+        /// price_cny_per_kwh), added to the scenario's own; each is measured against the
+        /// strategy's baseline.
         #[arg(long, value_name = "FILE")]
         requests: Option<PathBuf>,
         /// No progress bar.

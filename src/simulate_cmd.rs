@@ -503,7 +503,7 @@ pub fn summary(bt: &Backtest, elapsed_s: f64) -> String {
                 };
                 let line = match (x.requested_kwh, x.delivered_kwh, x.share) {
                     (Some(asked), Some(got), Some(share)) => format!(
-                        "delivered {got:.1} of {asked:.1} kWh ({:.0} %){}; {:.1} kWh beyond what it allows",
+                        "delivered {got:.1} of {asked:.1} kWh ({:.0} %){}; {:.1} kWh beyond what it allows (short of a floor)",
                         share * 100.0,
                         x.settlement_cny
                             .map(|c| format!(", settlement {c:.0} CNY"))
@@ -511,7 +511,7 @@ pub fn summary(bt: &Backtest, elapsed_s: f64) -> String {
                         x.over_kwh
                     ),
                     _ => format!(
-                        "not measured: {}; {:.1} kWh beyond what it allows",
+                        "not measured: {}; {:.1} kWh beyond what it allows (short of a floor)",
                         x.why.as_deref().unwrap_or("no baseline"),
                         x.over_kwh
                     ),

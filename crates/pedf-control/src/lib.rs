@@ -10,7 +10,9 @@
 //! session needs to finish by its departure, [`ev_must_kw`]); the export limit, the no-export rule and the
 //! export-only-from-PV rule by charging the battery more, then by curtailing PV; where they
 //! forbid export now, the park's reverse-flow margin is kept as import (less battery
-//! discharge). The balance counts each charger and deferrable load at its setpoint, but no
+//! discharge). A grid request's export floor (`Limits::export_floor_kw`) is kept within
+//! those rules by more from the battery, then lower deferrable loads, then less EV (never
+//! below a session's minimum or what it needs by its departure). The balance counts each charger and deferrable load at its setpoint, but no
 //! more than it draws now (one that does not take its setpoint is not covered). Safe mode
 //! writes the safe values (battery 0, chargers at minimum, PV unrestricted). What could not be
 //! met is said in `alarms`, never hidden.
@@ -328,6 +330,11 @@ pub struct Limits {
     pub battery_charge_kw: f64,
     /// All batteries' rated discharge power, kW.
     pub battery_discharge_kw: f64,
+    /// Export the grid asks at least, kW (a grid request in force; 0: none): held within the
+    /// export rules and the reverse-flow margin by more from the battery, then lower
+    /// deferrable loads, then less EV charging (no session below its minimum or what it needs
+    /// by its departure); what is still short is an alarm.
+    pub export_floor_kw: f64,
 }
 
 impl Limits {
@@ -348,6 +355,7 @@ impl Limits {
             reverse_flow_margin_kw: park.grid.export_rules.reverse_flow_margin.0.max(0.0),
             battery_charge_kw: park.batteries.iter().map(|b| b.max_charge.0).sum(),
             battery_discharge_kw: park.batteries.iter().map(|b| b.max_discharge.0).sum(),
+            export_floor_kw: 0.0,
         }
     }
 
@@ -626,6 +634,74 @@ pub fn control(l: &Limits, s: &Snapshot, plan: Option<&PlanTarget>, mode: &Mode)
     if l.export_only_from_pv {
         max_export = max_export.min(pv * l.eta_out);
     }
+    let margin = l.reverse_flow_margin_kw.max(0.0);
+    // The grid's export floor, within the export rules and the reverse-flow margin: more from
+    // the battery, then lower deferrable loads, then less EV (each charging car at its minimum
+    // and what its session needs by its departure at least).
+    if l.export_floor_kw > 0.0 && *mode != Mode::Safe {
+        let floor = l.export_floor_kw.min(max_export - margin).max(0.0);
+        let short = |deficit: f64| deficit - l.deficit_for(-floor);
+        deficit = load_kw.max(0.0) + ev(&chargers) - pv - battery;
+        let extra = (bat_hi - battery).min(short(deficit)).max(0.0);
+        if extra > 1e-9 {
+            battery += extra;
+            notes.push(format!(
+                "battery +{extra:.1} kW to export at least {floor:.1} kW (the grid's request)"
+            ));
+        }
+        for k in 0..loads.len() {
+            deficit = load_kw.max(0.0) + ev(&chargers) - pv - battery;
+            let cut = short(deficit).min(loads[k].1).max(0.0);
+            if cut > 1e-9 {
+                loads[k].1 -= cut;
+                load_kw = told(&loads) - shed;
+                notes.push(format!(
+                    "{} lowered by {cut:.1} kW to export at least {floor:.1} kW (the grid's request)",
+                    loads[k].0
+                ));
+            }
+        }
+        chargers.sort_by(|a, b| b.draws().total_cmp(&a.draws()));
+        for k in 0..chargers.len() {
+            deficit = load_kw.max(0.0) + ev(&chargers) - pv - battery;
+            let need = short(deficit);
+            if need <= 1e-9 {
+                break;
+            }
+            let c = &mut chargers[k];
+            let draws = c.draws();
+            let lowest = if draws > 0.0 {
+                c.min_kw.max(c.floor_kw.min(draws))
+            } else {
+                0.0
+            };
+            let cut = (draws - lowest).min(need).max(0.0);
+            if cut > 1e-9 {
+                c.kw = draws - cut;
+                notes.push(format!(
+                    "{} lowered by {cut:.1} kW to export at least {floor:.1} kW (the grid's request)",
+                    c.id
+                ));
+            }
+        }
+        deficit = load_kw.max(0.0) + ev(&chargers) - pv - battery;
+        grid = l.grid_for(deficit);
+        if -grid < floor - 1e-6 || floor < l.export_floor_kw - 1e-6 {
+            alarms.push(format!(
+                "export {:.1} kW short of the grid's floor of {:.0} kW: {}",
+                (l.export_floor_kw + grid).max(0.0),
+                l.export_floor_kw,
+                if floor < l.export_floor_kw - 1e-6 {
+                    format!(
+                        "the export rules allow {:.1} kW now (PV, limits, the reverse-flow margin)",
+                        floor
+                    )
+                } else {
+                    "battery, flexible loads and chargers are at their limits".to_string()
+                }
+            ));
+        }
+    }
     if -grid > max_export + 1e-9 {
         // Charge the battery more, then curtail PV.
         let excess_bus = l.deficit_for(-max_export) - deficit; // > 0: bus surplus to absorb
@@ -657,7 +733,6 @@ pub fn control(l: &Limits, s: &Snapshot, plan: Option<&PlanTarget>, mode: &Mode)
     // The reverse-flow margin: where export is forbidden now, the battery does not discharge
     // (and, with no export allowed at all, PV is not let) so far that a load dropping on its
     // own before the next cycle reverses the flow.
-    let margin = l.reverse_flow_margin_kw.max(0.0);
     grid = l.grid_for(deficit);
     let bound = -max_export + margin;
     if margin > 0.0 && *mode != Mode::Safe && grid < bound - 1e-9 {

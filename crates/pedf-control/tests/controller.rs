@@ -16,6 +16,7 @@ fn limits() -> Limits {
         battery_charge_kw: 1000.0,
         battery_discharge_kw: 1000.0,
         reverse_flow_margin_kw: 0.0,
+        export_floor_kw: 0.0,
     }
 }
 
@@ -219,9 +220,11 @@ mod properties {
             pv in 0.0..2500.0f64, load in 0.0..1800.0f64, soc in 0.0..100.0f64,
             evs in proptest::collection::vec((0.0..60.0f64, 0.0..10.0f64), 0..10),
             plan_grid in -1500.0..1500.0f64, mode in 0..3u8, manual in -1500.0..1500.0f64, allow in any::<bool>(),
+            floor in prop_oneof![Just(0.0), 0.0..1500.0f64],
         ) {
             let mut l = limits();
             l.allow_export = allow;
+            l.export_floor_kw = floor;
             let s = Snapshot {
                 pv_available_kw: pv,
                 load_kw: load,
@@ -248,6 +251,10 @@ mod properties {
             let max_export = if allow { (l.export_kw).min(out.pv_kw * l.eta_out) } else { 0.0 };
             let ok = out.grid_kw <= l.import_kw + 1e-6 && -out.grid_kw <= max_export + 1e-6;
             prop_assert!(ok || !out.alarms.is_empty(), "grid {} alarms {:?}", out.grid_kw, out.alarms);
+            // The grid's export floor holds outside safe mode, or an alarm says why not.
+            if floor > 0.0 && mode != Mode::Safe {
+                prop_assert!(-out.grid_kw >= floor - 1e-6 || !out.alarms.is_empty(), "grid {} floor {floor}", out.grid_kw);
+            }
         }
     }
 }
@@ -574,4 +581,77 @@ fn the_reverse_flow_margin_keeps_an_import_where_export_is_forbidden() {
     let out = control(&l, &snap(900.0, 300.0, 95.0), None, &Mode::Automatic);
     close(out.grid_kw, 30.0);
     close(out.pv_kw, 300.0 - 30.0 * 0.97);
+}
+
+#[test]
+fn the_grids_export_floor_takes_the_battery_then_the_loads_then_the_chargers() {
+    let mut l = limits();
+    l.export_floor_kw = 200.0;
+    // PV 500 kW, load 200 kW, no plan: self-consumption would charge 300 kW; the floor has the
+    // battery charge less so that 200 kW reaches the grid.
+    let out = control(&l, &snap(500.0, 200.0, 50.0), None, &Mode::Automatic);
+    close(out.grid_kw, -200.0);
+    close(out.battery_kw, -(300.0 - 200.0 / 0.97));
+    assert!(out.alarms.is_empty(), "{:?}", out.alarms);
+    assert!(
+        out.notes
+            .iter()
+            .any(|n| n.contains("export at least 200.0 kW")),
+        "{:?}",
+        out.notes
+    );
+
+    // PV 300 kW, a battery at its minimum, a cold store of 80 kW and a car at 50 kW: the
+    // battery stops charging, the cold store is switched off, the car goes to its 6 kW
+    // minimum, and what is still short is an alarm.
+    let mut s = snap(300.0, 200.0, 10.0);
+    s.loads = vec![LoadNow {
+        id: "cold".into(),
+        kw: 80.0,
+        min_kw: 0.0,
+        max_kw: 80.0,
+        follows: true,
+    }];
+    s.chargers = vec![ChargerNow {
+        id: "ev-01".into(),
+        wanted_kw: 50.0,
+        min_kw: 6.0,
+        max_kw: 60.0,
+        must_kw: 0.0,
+        drawing_kw: None,
+    }];
+    let plan = PlanTarget {
+        grid_import_kw: 0.0,
+        grid_export_kw: 0.0,
+        battery_charge_kw: 50.0,
+        ev_kw: vec![("ev-01".into(), 50.0)],
+        loads_kw: vec![("cold".into(), 80.0)],
+    };
+    let out = control(&l, &s, Some(&plan), &Mode::Automatic);
+    close(out.battery_kw, 0.0);
+    close(out.loads[0].1, 0.0);
+    close(out.chargers[0].1, 6.0);
+    close(out.grid_kw, -(300.0 - 120.0 - 6.0) * 0.97);
+    assert!(
+        out.alarms[0].contains("short of the grid's floor of 200 kW")
+            && out.alarms[0].contains("at their limits"),
+        "{:?}",
+        out.alarms
+    );
+    // A session that needs its power by its departure keeps it.
+    s.chargers[0].must_kw = 40.0;
+    let out = control(&l, &s, Some(&plan), &Mode::Automatic);
+    close(out.chargers[0].1, 40.0);
+
+    // At night the export rules (only PV may be exported) allow nothing: said, not forced.
+    let out = control(&l, &snap(0.0, 200.0, 50.0), None, &Mode::Automatic);
+    close(out.grid_kw, 0.0);
+    assert!(
+        out.alarms[0].contains("the export rules allow 0.0 kW now"),
+        "{:?}",
+        out.alarms
+    );
+    // Safe mode does not chase it.
+    let out = control(&l, &snap(500.0, 200.0, 50.0), None, &Mode::Safe);
+    close(out.battery_kw, 0.0);
 }

@@ -184,18 +184,11 @@ pub fn read_entries(
                 error(
                     span,
                     format!("{}: {e}", key("kind")),
-                    "cap_import, reduce_import or cap_export with kw 0 or more (an export floor is not held yet)",
+                    "cap_import, reduce_import, cap_export or export_at_least with kw 0 or more",
                 );
                 None
             }
         };
-        if matches!(kind, Some(RequestKind::ExportAtLeast(_))) {
-            error(
-                r.kind.span(),
-                format!("{}: export_at_least is not held yet", key("kind")),
-                "cap_import, reduce_import or cap_export",
-            );
-        }
         let mut time = |v: &Spanned<String>, k: &str| match crate::time::parse_rfc3339(v.get_ref())
         {
             Ok(t) => Some(t),

@@ -111,7 +111,8 @@ pub struct CurrentState {
     /// What the grid asks at the connection (grid requests, the dispatch link's setpoints),
     /// by interval start: an import above its cap is a shortfall priced at twice the unmet
     /// penalty (the grid's request before a car's or a deferrable load's requirement, after
-    /// serving the fixed load); an export cap lowers the interval's export limit.
+    /// serving the fixed load); an export cap lowers the interval's export limit; an export
+    /// floor left unmet is a shortfall at the same price.
     pub grid_caps: BTreeMap<chrono::DateTime<chrono::Utc>, GridCap>,
 }
 
@@ -122,6 +123,8 @@ pub struct GridCap {
     pub import_kw: Option<f64>,
     /// Export at most this much.
     pub export_kw: Option<f64>,
+    /// Export at least this much (net of import: export less import).
+    pub export_at_least_kw: Option<f64>,
 }
 
 impl CurrentState {

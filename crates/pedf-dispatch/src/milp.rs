@@ -27,7 +27,8 @@
 //! * Every requirement is soft with a penalty, so the model is never infeasible; the plan lists
 //!   each shortfall instead. A grid request's import cap too (`CurrentState::grid_caps`): one
 //!   column and one row for each interval it covers, import above the cap at twice the unmet
-//!   penalty (before a car's or a deferrable load's requirement, after the fixed load).
+//!   penalty (before a car's or a deferrable load's requirement, after the fixed load); an
+//!   export floor likewise (`export - import + short >= floor`, the short at the same price).
 //!
 //! Measured on the reference day (2026-06-21): the plain relaxation with the binaries as
 //! continuous columns bounds the optimum (2015.18 CNY) at 1902; with the hull 1987; with the
@@ -76,6 +77,8 @@ enum Var {
     CarbonOver,
     /// Import above the grid's cap in interval `t` (a grid request), kW.
     GridOver(usize),
+    /// Net export short of the grid's floor in interval `t` (a grid request), kW.
+    GridUnder(usize),
     /// A column fixed at 1 whose cost is the objective's constant: the demand charge is paid
     /// on the peak above `Problem::existing_peak` only, so the model's objective equals the
     /// plan's (`schedule::evaluate`) and bounds compare with it directly.
@@ -207,6 +210,11 @@ fn build(
         if let Some(cap) = p.imp_req[t] {
             let over = b.col(Var::GridOver(t), dt * p.grid_penalty, 0.0, f64::INFINITY);
             b.row_le(cap, &[(*imp_t, 1.0), (over, -1.0)]);
+        }
+        // An export floor: export - import + short >= floor.
+        if let Some(floor) = p.exp_req[t] {
+            let under = b.col(Var::GridUnder(t), dt * p.grid_penalty, 0.0, f64::INFINITY);
+            b.row_le(-floor, &[(*imp_t, 1.0), (exp[t], -1.0), (under, -1.0)]);
         }
     }
     // Carbon dual control: the horizon's Scope 2 (import x the annual factor) within its
@@ -740,6 +748,7 @@ fn value_of(p: &Problem, s: &Schedule, v: Var) -> f64 {
         Var::One => 1.0,
         Var::CarbonOver => s.scope2_over(p),
         Var::GridOver(t) => s.grid_over(p, t),
+        Var::GridUnder(t) => s.grid_under(p, t),
         Var::GridDir(t) => {
             if s.exp[t] > 0.0 {
                 0.0

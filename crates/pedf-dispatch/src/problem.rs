@@ -89,7 +89,10 @@ pub(crate) struct Problem {
     /// The grid's import cap per interval (`CurrentState::grid_caps`), kW: import above it is
     /// a shortfall at `grid_penalty`.
     pub imp_req: Vec<Option<f64>>,
-    /// CNY per kWh imported above `imp_req`.
+    /// The grid's export floor per interval (`GridCap::export_at_least_kw`), kW: net export
+    /// (export less import) below it is a shortfall at `grid_penalty`.
+    pub exp_req: Vec<Option<f64>>,
+    /// CNY per kWh imported above `imp_req` or exported short of `exp_req`.
     pub grid_penalty: f64,
     pub exp_cap: Vec<f64>,
     pub pv_only: bool,
@@ -383,6 +386,18 @@ impl Problem {
             .iter()
             .map(|a| a.import_kw.map(|c| c.max(0.0)).filter(|c| *c < imp_cap))
             .collect();
+        let exp_req: Vec<Option<f64>> = asked
+            .iter()
+            .map(|a| a.export_at_least_kw.filter(|x| *x > 0.0))
+            .collect();
+        if exp_req.iter().any(Option::is_some) {
+            notes.push(format!(
+                "the grid asks export at least {:.1} kW (the highest) in {} interval(s): export short of it is a shortfall at {:.0} CNY/kWh",
+                exp_req.iter().flatten().fold(0.0, |a: f64, b| a.max(*b)),
+                exp_req.iter().flatten().count(),
+                2.0 * opts.unmet_penalty_cny_per_kwh
+            ));
+        }
         if imp_req.iter().any(Option::is_some) {
             notes.push(format!(
                 "the grid asks import at most {:.1} kW (the lowest) in {} interval(s): import above it is a shortfall at {:.0} CNY/kWh",
@@ -514,6 +529,7 @@ impl Problem {
             rating,
             imp_cap,
             imp_req,
+            exp_req,
             grid_penalty: 2.0 * opts.unmet_penalty_cny_per_kwh,
             exp_cap,
             pv_only: rules.export_only_from_pv,

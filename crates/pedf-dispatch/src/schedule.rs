@@ -88,6 +88,11 @@ impl Schedule {
         p.imp_req[t].map_or(0.0, |c| (self.imp[t] - c).max(0.0))
     }
 
+    /// Net export short of the grid's floor at `t`, kW (0 where it asks none).
+    pub fn grid_under(&self, p: &Problem, t: usize) -> f64 {
+        p.exp_req[t].map_or(0.0, |x| (x - (self.exp[t] - self.imp[t])).max(0.0))
+    }
+
     pub fn terminal_short(&self, p: &Problem, b: usize) -> f64 {
         let end = self.soc[b].last().copied().unwrap_or(p.batteries[b].soc0);
         (p.batteries[b].target - end).max(0.0)
@@ -254,6 +259,27 @@ pub(crate) fn evaluate(
                 (0..p.n).filter(|t| s.grid_over(p, *t) > 1e-6).count(),
                 s.grid_over(p, worst),
                 p.imp_req[worst].unwrap_or(0.0)
+            ),
+        });
+    }
+    let grid_under: f64 = (0..p.n).map(|t| s.grid_under(p, t) * dt).sum();
+    penalty += grid_under * p.grid_penalty;
+    if grid_under > 1e-6 {
+        let short: Vec<usize> = (0..p.n).filter(|t| s.grid_under(p, *t) > 1e-6).collect();
+        let worst = short
+            .iter()
+            .copied()
+            .max_by(|a, b| s.grid_under(p, *a).total_cmp(&s.grid_under(p, *b)))
+            .unwrap_or(0);
+        unmet.push(Unmet {
+            kind: "grid_request".into(),
+            id: "park".into(),
+            shortfall_kwh: grid_under,
+            reason: format!(
+                "export below the grid's floor in {} interval(s), at most {:.1} kW short of its {:.1} kW (the PV surplus the export rules let reach the grid, with the batteries and the loads that can wait)",
+                short.len(),
+                s.grid_under(p, worst),
+                p.exp_req[worst].unwrap_or(0.0)
             ),
         });
     }

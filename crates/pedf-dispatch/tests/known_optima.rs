@@ -758,7 +758,7 @@ fn a_grid_requests_import_cap_is_held_by_the_battery_and_what_cannot_be_held_is_
             i.starts[t],
             GridCap {
                 import_kw: Some(kw),
-                export_kw: None,
+                ..GridCap::default()
             },
         );
         s
@@ -795,4 +795,95 @@ fn a_grid_requests_import_cap_is_held_by_the_battery_and_what_cannot_be_held_is_
         .collect();
     assert_eq!(short.len(), 1, "{:?}", plan.unmet);
     close(short[0].shortfall_kwh, 100.0, "kWh above the cap");
+}
+
+#[test]
+fn a_grid_requests_export_floor_is_met_from_the_battery_and_what_cannot_be_met_is_a_shortfall() {
+    use pedf_dispatch::GridCap;
+    // PV 200, 200, 0 kW; load 100 kW; a 100 kWh / 100 kW battery, empty; export only from PV.
+    // Export pays 0.2 CNY/kWh in the first hour, 0.1 after. Without a request: export the
+    // first hour's surplus, charge from the second's, cover the last hour from the battery.
+    let p = park(&Spec {
+        pv_kwp: 300.0,
+        battery_kwh: 100.0,
+        battery_kw: 100.0,
+        ..Spec::default()
+    });
+    let d = Day {
+        pv: vec![200.0, 200.0, 0.0],
+        load: vec![100.0; 3],
+        import_price: vec![0.5; 3],
+        export_price: vec![0.2, 0.1, 0.1],
+        ci: vec![],
+        sessions: vec![],
+    };
+    let i = inputs(&p, &d);
+    let floor = |t: usize, kw: f64| {
+        let mut s = CurrentState::default();
+        s.grid_caps.insert(
+            i.starts[t],
+            GridCap {
+                export_at_least_kw: Some(kw),
+                ..GridCap::default()
+            },
+        );
+        s
+    };
+    let plain = plan_optimized(&p, &i, &opts(), &CurrentState::default()).unwrap();
+    close(
+        plain.intervals[0].grid_export_kw,
+        100.0,
+        "export without a request",
+    );
+    close(
+        plain.intervals[1].grid_export_kw,
+        0.0,
+        "charging without a request",
+    );
+    close(
+        plain.intervals[2].grid_import_kw,
+        0.0,
+        "no import without a request",
+    );
+
+    // At least 150 kW in the second hour: the battery charges in the first, gives the load
+    // 50 kW in the second so that 150 kW of PV reaches the grid, and the last hour imports
+    // the 50 kWh it lacks.
+    let plan = plan_optimized(&p, &i, &opts(), &floor(1, 150.0)).unwrap();
+    close(
+        plan.intervals[1].grid_export_kw,
+        150.0,
+        "export at the floor",
+    );
+    close(
+        plan.intervals[1].battery_discharge_kw,
+        50.0,
+        "the battery covers the load",
+    );
+    close(
+        plan.intervals[2].grid_import_kw,
+        50.0,
+        "the battery's lack imported later",
+    );
+    assert!(plan.unmet.is_empty(), "{:?}", plan.unmet);
+
+    // At least 250 kW: export only from PV allows 200 kW at most; 50 kWh is a shortfall.
+    let plan = plan_optimized(&p, &i, &opts(), &floor(1, 250.0)).unwrap();
+    close(
+        plan.intervals[1].grid_export_kw,
+        200.0,
+        "all the PV exported",
+    );
+    let short: Vec<_> = plan
+        .unmet
+        .iter()
+        .filter(|u| u.kind == "grid_request")
+        .collect();
+    assert_eq!(short.len(), 1, "{:?}", plan.unmet);
+    close(short[0].shortfall_kwh, 50.0, "kWh short of the floor");
+    assert!(
+        short[0].reason.contains("export below the grid's floor"),
+        "{}",
+        short[0].reason
+    );
 }

@@ -892,7 +892,8 @@ async fn an_operator_commands_an_ocpp_charger() {
 /// Grid requests through the API: an operator's import cap over the running hour is taken
 /// (held, said in force, listed with its status and, without like days recorded yet, why its
 /// baseline cannot be made); a reduction against a baseline the store cannot give, an export
-/// floor and a window already over are refused with why (422); a bad kind is a 400; a viewer
+/// floor above the park's export limit and a window already over are refused with why (422);
+/// a bad kind is a 400; a viewer
 /// may read but not give one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_gives_a_grid_request_the_ems_holds_or_refuses() {
@@ -928,22 +929,24 @@ async fn an_operator_gives_a_grid_request_the_ems_holds_or_refuses() {
     assert_eq!(status, 201, "{v}");
     assert_eq!(v["held_kw"], 60.0);
     assert!(v["note"].as_str().unwrap().starts_with("accepted"), "{v}");
-    for (kind, start, end, why) in [
-        ("reduce_import", hour_start, hour_end, "like days"),
+    for (kind, kw, start, end, why) in [
+        ("reduce_import", 50.0, hour_start, hour_end, "like days"),
         (
             "export_at_least",
+            5000.0,
             hour_start,
             hour_end,
-            "an export floor is not held yet",
+            "above the park's export limit",
         ),
         (
             "cap_export",
+            50.0,
             "2026-11-27T08:00:00+08:00",
             "2026-11-27T09:00:00+08:00",
             "window ended",
         ),
     ] {
-        let (status, v) = post(ems.operator.clone(), body(kind, 50.0, start, end)).await;
+        let (status, v) = post(ems.operator.clone(), body(kind, kw, start, end)).await;
         assert_eq!(status, 422, "{kind}: {v}");
         assert!(
             v["error"].as_str().unwrap_or_default().contains(why) || v.to_string().contains(why),

@@ -1308,7 +1308,10 @@ async fn a_grid_requests_delivery_is_measured_against_its_baseline() {
 /// with it as a constraint before answering. An evening import cap the battery can carry is
 /// held in full and the plan made with it becomes the active plan (its window's import under
 /// the cap); a cap of nothing from the evening to midnight, which the battery cannot carry,
-/// is refused with the share the park could hold, and the active plan stays as it was.
+/// is refused with the share the park could hold, and the active plan stays as it was. An
+/// export floor at noon (PV surplus: the battery charges less) is held in full, its plan
+/// exporting at least the floor in the window; one in the evening, when only PV may be
+/// exported and there is none, is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grid_request_is_planned_for_before_it_is_answered() {
     use pedf_core::grid_request::{GridRequest, RequestKind};
@@ -1333,7 +1336,7 @@ async fn a_grid_request_is_planned_for_before_it_is_answered() {
             .ok()
             .and_then(|s| s.active_plan(day).ok().flatten())
     };
-    let ask = move |id: &str, kw: f64, from: &str, to: &str| {
+    let ask = move |id: &str, kind: RequestKind, from: &str, to: &str| {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let r = GridRequest {
             id: id.into(),
@@ -1343,7 +1346,7 @@ async fn a_grid_request_is_planned_for_before_it_is_answered() {
             } else {
                 local(&format!("{day} {to}"))
             },
-            kind: RequestKind::CapImport(kw),
+            kind,
             price_cny_per_kwh: None,
             source: "test".into(),
         };
@@ -1363,12 +1366,24 @@ async fn a_grid_request_is_planned_for_before_it_is_answered() {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        for (id, kw, from, to) in [
-            ("evening", 150.0, "19:00", "20:00"),
-            ("all-night", 0.0, "17:00", "24:00"),
+        for (id, kind, from, to) in [
+            ("evening", RequestKind::CapImport(150.0), "19:00", "20:00"),
+            ("all-night", RequestKind::CapImport(0.0), "17:00", "24:00"),
+            (
+                "noon-export",
+                RequestKind::ExportAtLeast(200.0),
+                "12:00",
+                "13:00",
+            ),
+            (
+                "dusk-export",
+                RequestKind::ExportAtLeast(100.0),
+                "21:00",
+                "22:00",
+            ),
         ] {
             let before = active().map(|p| p.0);
-            let (r, reply, answer) = ask(id, kw, from, to);
+            let (r, reply, answer) = ask(id, kind, from, to);
             req_tx.send((r, reply)).await.unwrap();
             let a = tokio::time::timeout(Duration::from_secs(90), answer).await;
             // The plan active once the answer is given (a held request's plan is stored by
@@ -1391,7 +1406,7 @@ async fn a_grid_request_is_planned_for_before_it_is_answered() {
     };
     run_with(cfg, io, stop).await.unwrap();
     let outcome = outcome.lock().unwrap().clone();
-    assert_eq!(outcome.len(), 2, "{outcome:?}");
+    assert_eq!(outcome.len(), 4, "{outcome:?}");
     let (evening, night) = (&outcome[0], &outcome[1]);
     let part = |s: &str, k: usize| s.split('|').nth(k).unwrap().to_string();
     // Held in full; the plan made with it is active and keeps the cap.
@@ -1419,12 +1434,41 @@ async fn a_grid_request_is_planned_for_before_it_is_answered() {
         "{night}"
     );
     assert_eq!(part(night, 2), part(night, 3), "{night}");
+    // The export floor at noon: held in full, the active plan exports at least it.
+    let (noon, dusk) = (&outcome[2], &outcome[3]);
+    assert!(
+        part(noon, 1).contains("Ok(Ok(Ok((200.0")
+            && part(noon, 1).contains("the re-plan holds it in every interval"),
+        "{noon}"
+    );
+    let plan: pedf_core::plan::Plan = serde_json::from_str(&part(noon, 4)).unwrap();
+    let window: Vec<f64> = plan
+        .intervals
+        .iter()
+        .filter(|i| {
+            let t = i.start.with_timezone(&Utc);
+            t >= local("2026-06-21 12:00") && t < local("2026-06-21 13:00")
+        })
+        .map(|i| i.grid_export_kw - i.grid_import_kw)
+        .collect();
+    assert_eq!(window.len(), 4, "{noon}");
+    assert!(window.iter().all(|kw| *kw >= 199.5), "{window:?}");
+    // In the evening there is no PV to export: refused, nothing changes.
+    assert!(
+        part(dusk, 1).contains("Ok(Ok(Err(\"the park can hold only 0 %")
+            && part(dusk, 1).contains("short of it"),
+        "{dusk}"
+    );
+    assert_eq!(part(dusk, 2), part(dusk, 3), "{dusk}");
     let st = Store::open(&dir.join("pedf.sqlite")).unwrap();
-    assert!(st
+    let mut kept: Vec<String> = st
         .grid_requests(local("2026-06-21 00:00"), local("2026-06-22 00:00"))
         .unwrap()
-        .iter()
-        .all(|t| t.request.id == "evening"));
+        .into_iter()
+        .map(|t| t.request.id)
+        .collect();
+    kept.sort();
+    assert_eq!(kept, ["evening", "noon-export"]);
 }
 
 /// The run file's `grid_requests` file: at the start the EMS takes its requests as it takes the

@@ -325,7 +325,8 @@ pub struct RequestResult {
     /// Price x delivered, CNY.
     pub settlement_cny: Option<f64>,
     /// Import (cap and reduction) or export (export cap) above what the request allows in its
-    /// window, kWh: what the strategy did not hold.
+    /// window, or net export short of its floor (export floor), kWh: what the strategy did
+    /// not hold.
     pub over_kwh: f64,
     /// Why no delivery is measured, when none is.
     pub why: Option<String>,
@@ -837,6 +838,9 @@ fn run_one(
             if let Some(c) = cap.export_kw {
                 limits_now.export_kw = limits_now.export_kw.min(c);
             }
+            if let Some(f) = cap.export_at_least_kw {
+                limits_now.export_floor_kw = limits_now.export_floor_kw.max(f);
+            }
         }
         let sp = control(&limits_now, &snapshot, target.as_ref(), &Mode::Automatic);
         if !sp.alarms.is_empty() {
@@ -1052,7 +1056,9 @@ fn request_caps(
                     lower(&mut cap.import_kw, (imp - x).max(0.0));
                 }
             }
-            RequestKind::ExportAtLeast(_) => {}
+            RequestKind::ExportAtLeast(x) => {
+                cap.export_at_least_kw = Some(cap.export_at_least_kw.map_or(x, |f| f.max(x)));
+            }
         }
     }
     cap
@@ -1105,6 +1111,9 @@ fn request_result(
         }
         if let Some(c) = cap.export_kw {
             out.over_kwh += (x.grid_export_kwh - c * h).max(0.0);
+        }
+        if let Some(f) = cap.export_at_least_kw {
+            out.over_kwh += (f * h - (x.grid_export_kwh - x.grid_import_kwh)).max(0.0);
         }
     }
     out

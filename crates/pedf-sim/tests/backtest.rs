@@ -242,3 +242,45 @@ fn a_backtest_holds_the_scenarios_grid_requests_and_measures_them_against_the_ba
         println!("{:?}: {d:?}", r.strategy);
     }
 }
+
+/// An export floor in a backtest: on Monday 22 June, a noon on which the park without an EMS
+/// imports (about 590 kW, against some 300 kW of export on its like days), the grid asks at least 300 kW of export from 12:00 to 13:00. Both EMS
+/// strategies hold it (the controller has the battery cover the loads so that the PV reaches
+/// the grid, the optimised plan plans for it) and are paid on the export above their own
+/// baseline; the park without an EMS exports nothing.
+#[test]
+fn a_backtest_holds_an_export_floor_from_the_pv_with_the_battery_covering_the_loads() {
+    use pedf_core::grid_request::{GridRequest, RequestKind};
+    let mut s = scenario();
+    s.start = chrono::NaiveDate::from_ymd_opt(2026, 6, 15).unwrap();
+    let at = |t: &str| pedf_core::time::parse_rfc3339(t).unwrap();
+    s.grid_requests = vec![GridRequest {
+        id: "noon-floor".into(),
+        start: at("2026-06-22T12:00:00+08:00"),
+        end: at("2026-06-22T13:00:00+08:00"),
+        kind: RequestKind::ExportAtLeast(300.0),
+        price_cny_per_kwh: Some(1.0),
+        source: "test".into(),
+    }];
+    let kinds = [
+        StrategyKind::None,
+        StrategyKind::Rule,
+        StrategyKind::Optimized,
+    ];
+    let b = run(&s, 8, &kinds, &mut |_, _| {}).unwrap();
+    let floor = |k: usize| &b.results[k].grid_requests[0];
+    for k in 0..3 {
+        assert!(floor(k).why.is_none(), "{:?}", floor(k));
+        println!("{:?}: {:?}", b.results[k].strategy, floor(k));
+    }
+    for k in [1, 2] {
+        let x = floor(k);
+        assert!(x.requested_kwh.unwrap() > 50.0, "{x:?}");
+        assert!(x.share.unwrap() >= 0.95, "{x:?}");
+        assert!(x.over_kwh < 1e-6, "kWh short of the floor: {x:?}");
+        assert_eq!(x.settlement_cny, Some(x.delivered_kwh.unwrap()), "{x:?}");
+    }
+    // The park without an EMS does not respond: it imports at noon.
+    assert_eq!(floor(0).delivered_kwh, Some(0.0), "{:?}", floor(0));
+    assert!(floor(0).over_kwh > 300.0, "{:?}", floor(0));
+}

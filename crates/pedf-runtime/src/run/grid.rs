@@ -57,7 +57,8 @@ pub(crate) struct Pending {
 /// must be checked before it is relied on.
 pub(crate) const LEAST_SHARE: f64 = 0.5;
 
-/// Import over a cap the re-plan may leave and still be said to hold it, kW (solver rounding).
+/// Import over a cap (or export short of a floor) the re-plan may leave and still be said to
+/// hold it, kW (solver rounding).
 const HOLD_TOLERANCE_KW: f64 = 0.5;
 
 /// What a re-plan with a request as a constraint says of it.
@@ -71,12 +72,14 @@ pub(crate) enum Verdict {
     Refuse(String),
 }
 
-/// The verdict on an import request `taken` (held as the first checks hold it, with its
-/// `baseline` for a reduction) from the import the re-plan with it as a constraint plans
-/// (`trial`, by interval start) against the plan before it (`before`; the baseline where there
-/// is none): in full where the re-plan keeps every cap of the window the plan covers; in part
-/// where it keeps at least `LEAST_SHARE` of what the request asks off the plan before (or
-/// when there is nothing to measure the share against), saying how much; refused below that.
+/// The verdict on a request on the import or an export floor `taken` (held as the first checks
+/// hold it, with its `baseline` for a reduction) from the net import (import less export) the
+/// re-plan with it as a constraint plans (`trial`, by interval start) against the plan before
+/// it (`before`; the baseline where there is none): in full where the re-plan keeps every cap
+/// (or floor) of the window the plan covers; in part where it keeps at least `LEAST_SHARE` of
+/// what the request asks off the plan before (or when there is nothing to measure the share
+/// against), saying how much; refused below that. A floor of X kW is a ceiling of -X kW on
+/// the net import.
 pub(crate) fn verdict(
     taken: &TakenGridRequest,
     baseline: Option<&Baseline>,
@@ -90,18 +93,21 @@ pub(crate) fn verdict(
     if let Some(b) = baseline {
         one.insert(r.id.clone(), b.clone());
     }
-    // Each interval of the window the re-plan covers: its cap, the re-plan's import and the
-    // reference's.
+    // Each interval of the window the re-plan covers: its ceiling on the net import, the
+    // re-plan's net import and the reference's. A floor counts export only, as its delivery
+    // is measured (an import lowered is no export delivered).
+    let floor = matches!(r.kind, RequestKind::ExportAtLeast(_));
+    let side = |kw: f64| if floor { kw.min(0.0) } else { kw };
     let rows: Vec<(f64, f64, Option<f64>)> = r
         .intervals(clock)
         .into_iter()
         .filter_map(|t| {
-            let cap = caps_at(std::iter::once((r, taken.held_kw)), &one, t).import_kw?;
-            let trial_kw = *trial.get(&t)?;
+            let cap = caps_at(std::iter::once((r, taken.held_kw)), &one, t).net_ceiling()?;
+            let trial_kw = side(*trial.get(&t)?);
             let reference = before.and_then(|b| b.get(&t).copied()).or_else(|| {
-                baseline.and_then(|b| b.intervals.iter().find(|x| x.0 == t).map(|x| x.1))
+                baseline.and_then(|b| b.intervals.iter().find(|x| x.0 == t).map(|x| x.1 - x.2))
             });
-            Some((cap, trial_kw, reference))
+            Some((cap, trial_kw, reference.map(side)))
         })
         .collect();
     let worst = rows
@@ -125,9 +131,15 @@ pub(crate) fn verdict(
         )
     });
     let share = if asked > 1e-9 { off / asked } else { 1.0 };
-    let over = format!(
-        "the re-plan with it as a constraint still imports up to {worst:.1} kW above it (what PV, the batteries and the loads that can wait cannot cover)"
-    );
+    let over = if floor {
+        format!(
+            "the re-plan with it as a constraint still exports up to {worst:.1} kW short of it (the PV surplus the export rules let reach the grid, with the batteries and the loads that can wait)"
+        )
+    } else {
+        format!(
+            "the re-plan with it as a constraint still imports up to {worst:.1} kW above it (what PV, the batteries and the loads that can wait cannot cover)"
+        )
+    };
     let measure = if measured {
         format!(
             "{:.0} % of what it asks off the plan: {off:.1} of {asked:.1} kWh",
@@ -144,6 +156,7 @@ pub(crate) fn verdict(
     }
     let (held, what) = match r.kind {
         RequestKind::CapImport(c) => (c + worst, "import at most"),
+        RequestKind::ExportAtLeast(_) => ((taken.held_kw - worst).max(0.0), "export at least"),
         _ => ((taken.held_kw - worst).max(0.0), "import lower by"),
     };
     Verdict::Part(
@@ -193,7 +206,9 @@ fn caps_at<'a>(
                     lower(&mut caps.import_kw, (b - held).max(0.0));
                 }
             }
-            RequestKind::ExportAtLeast(_) => {}
+            RequestKind::ExportAtLeast(_) => {
+                caps.export_floor_kw = Some(caps.export_floor_kw.map_or(held, |f| f.max(held)));
+            }
         }
     }
     caps
@@ -317,6 +332,7 @@ impl Requests {
             let cap = pedf_dispatch::GridCap {
                 import_kw: lower(c.import_kw, m.import_kw),
                 export_kw: lower(c.export_kw, m.export_kw),
+                export_at_least_kw: c.export_floor_kw,
             };
             if cap != pedf_dispatch::GridCap::default() {
                 out.insert(at, cap);
@@ -380,10 +396,16 @@ impl Requests {
             std::mem::take(&mut self.on_trial)
         };
         let mut full = true;
+        // Net import (import less export) by interval: a floor is a ceiling below zero.
         let imports = |p: &pedf_core::plan::Plan| -> BTreeMap<DateTime<Utc>, f64> {
             p.intervals
                 .iter()
-                .map(|i| (i.start.with_timezone(&Utc), i.grid_import_kw))
+                .map(|i| {
+                    (
+                        i.start.with_timezone(&Utc),
+                        i.grid_import_kw - i.grid_export_kw,
+                    )
+                })
                 .collect()
         };
         let before = before.map(imports);
@@ -575,10 +597,27 @@ fn judge(
                 ))
             }
         }
-        RequestKind::ExportAtLeast(_) => Err(
-            "an export floor is not held yet: the controller holds limits at the connection, not targets"
-                .into(),
-        ),
+        RequestKind::ExportAtLeast(x) => {
+            if !limits.allow_export {
+                return Err("the park's connection agreement allows no export".into());
+            }
+            if x > limits.export_kw {
+                return Err(format!(
+                    "{x:.1} kW is above the park's export limit of {:.1} kW",
+                    limits.export_kw
+                ));
+            }
+            let from = if limits.export_only_from_pv {
+                "from the PV surplus (only PV may be exported: the battery covers the loads, flexible loads and chargers wait)"
+            } else {
+                "from the PV surplus and the battery (flexible loads and chargers wait)"
+            };
+            Ok((
+                x,
+                format!("accepted: export at least {x:.1} kW, held by the controller in the window {from}"),
+                None,
+            ))
+        }
     }
 }
 
@@ -669,6 +708,8 @@ fn measured_window(
 pub(crate) struct GridCaps {
     import_kw: Option<f64>,
     export_kw: Option<f64>,
+    /// Export at least this much (a grid request's floor).
+    export_floor_kw: Option<f64>,
     until: [Option<DateTime<Utc>>; 2],
 }
 
@@ -680,6 +721,7 @@ impl GridCaps {
         GridCaps {
             import_kw: self.import_kw.filter(|_| holds(0)),
             export_kw: self.export_kw.filter(|_| holds(1)),
+            export_floor_kw: self.export_floor_kw,
             until: self.until,
         }
     }
@@ -693,11 +735,23 @@ impl GridCaps {
         if let Some(c) = self.export_kw {
             out.export_kw = out.export_kw.min(c);
         }
+        if let Some(f) = self.export_floor_kw {
+            out.export_floor_kw = out.export_floor_kw.max(f);
+        }
         out
     }
 
     fn active(&self) -> bool {
-        self.import_kw.is_some() || self.export_kw.is_some()
+        self.import_kw.is_some() || self.export_kw.is_some() || self.export_floor_kw.is_some()
+    }
+
+    /// The most the park may import net (import less export) under these: the import cap,
+    /// or less than nothing where an export floor holds.
+    fn net_ceiling(&self) -> Option<f64> {
+        match (self.import_kw, self.export_floor_kw) {
+            (Some(c), Some(f)) => Some(c.min(-f)),
+            (c, f) => c.or(f.map(|f| -f)),
+        }
     }
 }
 
@@ -817,12 +871,10 @@ impl Cycle {
                         note,
                         reference_plan: active_plan.as_ref().and_then(|a| a.readable_id()),
                     };
-                    let import_capped = matches!(
-                        r.kind,
-                        RequestKind::CapImport(_) | RequestKind::ReduceImport(_)
-                    );
+                    // What the re-plan checks: a request on the import, or an export floor.
+                    let planned_for = !matches!(r.kind, RequestKind::CapExport(_));
                     match replanner.as_mut() {
-                        Some(rp) if import_capped && r.start < today_ends => {
+                        Some(rp) if planned_for && r.start < today_ends => {
                             rp.request_now(format!("grid request {}", r.id));
                             requests.pending.push(Pending {
                                 taken,
@@ -832,7 +884,7 @@ impl Cycle {
                         }
                         rp => {
                             let mut taken = taken;
-                            if import_capped {
+                            if planned_for {
                                 taken.note = format!(
                                     "{} ({})",
                                     taken.note,
@@ -1252,6 +1304,48 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        // An export floor of 200 kW against a plan exporting 100 kW (net -100 kW): a re-plan
+        // exporting 180 kW in its worst interval holds 180 kW, 95 of the 100 kWh asked. A
+        // floor is measured on export only: a plan that imports exports nothing.
+        let mut floor = taken("f", RequestKind::ExportAtLeast(200.0), 200.0, t0);
+        floor.note = "accepted: export at least 200.0 kW".into();
+        let before = series([-100.0; 4]);
+        match verdict(
+            &floor,
+            None,
+            &series([-200.0, -180.0, -200.0, -200.0]),
+            Some(&before),
+            &clock,
+        ) {
+            Verdict::Part(held, note) => {
+                assert_eq!(held, 180.0);
+                assert!(
+                    note.starts_with("accepted in part: export at least 180.0 kW (95 % of what it asks off the plan: 95.0 of 100.0 kWh); the re-plan with it as a constraint still exports up to 20.0 kW short of it"),
+                    "{note}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            verdict(&floor, None, &series([-200.5; 4]), Some(&before), &clock),
+            Verdict::Full(_)
+        ));
+        // A plan importing 150 kW that a re-plan brings to 0 kW delivers no export: refused.
+        match verdict(
+            &floor,
+            None,
+            &series([0.0; 4]),
+            Some(&series([150.0; 4])),
+            &clock,
+        ) {
+            Verdict::Refuse(why) => assert!(
+                why.starts_with(
+                    "the park can hold only 0 % of what it asks off the plan: 0.0 of 200.0 kWh"
+                ),
+                "{why}"
+            ),
+            other => panic!("{other:?}"),
+        }
     }
 
     /// A limit the master held from 10:07 to 10:52 is measured over 10:15-10:45 (its whole
@@ -1335,6 +1429,7 @@ mod tests {
             import_kw: Some(100.0),
             export_kw: Some(0.0),
             until: [Some(t0 + chrono::Duration::minutes(40)), None],
+            ..GridCaps::default()
         };
         let caps = r.plan_caps(t0, &clock, master);
         let import = |k: i32| caps.get(&(t0 + q * k)).and_then(|c| c.import_kw);
@@ -1352,7 +1447,8 @@ mod tests {
         let (clock, t0) = clock_at("2026-07-01T14:00:00+08:00");
         let q = chrono::Duration::minutes(15);
         // A reduction of 100 kW against a baseline of 300, 250, 180, 90 kW, and from the
-        // second hour an import cap of 60 kW and an export cap of 40 kW.
+        // second hour an import cap of 60 kW, an export cap of 40 kW and export floors of 30
+        // and 20 kW (the higher holds).
         let reduce = taken("r", RequestKind::ReduceImport(100.0), 100.0, t0);
         let b = Baseline {
             days: Vec::new(),
@@ -1368,6 +1464,8 @@ mod tests {
                 reduce,
                 taken("c", RequestKind::CapImport(60.0), 60.0, later),
                 taken("e", RequestKind::CapExport(40.0), 40.0, later),
+                taken("f", RequestKind::ExportAtLeast(30.0), 30.0, later),
+                taken("g", RequestKind::ExportAtLeast(20.0), 20.0, later),
             ],
             baselines: [("r".to_string(), b)].into(),
             ..Requests::default()
@@ -1383,8 +1481,29 @@ mod tests {
             GridCaps {
                 import_kw: Some(60.0),
                 export_kw: Some(40.0),
-                until: [None, None],
+                export_floor_kw: Some(30.0),
+                ..GridCaps::default()
             }
+        );
+        assert_eq!(at(61).net_ceiling(), Some(-30.0));
+        let own = Limits {
+            import_kw: 1000.0,
+            export_kw: 1000.0,
+            allow_export: true,
+            export_only_from_pv: true,
+            eta_in: 0.97,
+            eta_out: 0.97,
+            soc_min_pct: 10.0,
+            soc_max_pct: 95.0,
+            reverse_flow_margin_kw: 30.0,
+            battery_charge_kw: 500.0,
+            battery_discharge_kw: 500.0,
+            export_floor_kw: 0.0,
+        };
+        let held = at(61).apply(&own);
+        assert_eq!(
+            (held.import_kw, held.export_kw, held.export_floor_kw),
+            (60.0, 40.0, 30.0)
         );
         assert_eq!(at(121), GridCaps::default());
     }
