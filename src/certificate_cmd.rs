@@ -4,8 +4,9 @@ use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 use pedf_carbon::certificate::{
-    check_signature_value, header, num, parse_green_certificates, parse_trust_list, write_atomic,
-    Certificate, CertificateIssuer, Check, GreenCertificates, IssuePeriod, Issued, Verification,
+    check_signature_value, header, num, parse_green_certificates, parse_meter_intervals,
+    parse_trust_list, write_atomic, Certificate, CertificateIssuer, Check, GreenCertificates,
+    IssuePeriod, Issued, MeterInterval, Verification,
 };
 
 use pedf_runtime::services::certificate_renderings;
@@ -22,6 +23,8 @@ pub struct IssueArgs {
     /// A calendar month of the park's zone instead of from/to.
     pub month: Option<String>,
     pub green_certificates: Option<PathBuf>,
+    /// The billing meters' interval energies (CSV meter,start,import_kwh,export_kwh).
+    pub meter_intervals: Option<PathBuf>,
     pub factors: PathBuf,
     pub covered_mwh: f64,
     pub baseline: String,
@@ -66,6 +69,12 @@ pub fn issue(args: IssueArgs) -> Result<(), UserError> {
         }
         None => Vec::new(),
     };
+    let meter_intervals = match &args.meter_intervals {
+        Some(p) => {
+            parse_meter_intervals(&p.display().to_string(), &read_text(p)?).map_err(UserError)?
+        }
+        None => Vec::new(),
+    };
     let setup = prepare(
         &args.park,
         &args.records,
@@ -88,6 +97,7 @@ pub fn issue(args: IssueArgs) -> Result<(), UserError> {
             min_coverage: args.min_coverage,
         },
         green,
+        meter_intervals,
         Utc::now(),
     )?;
     let cert = &i.cert;
@@ -158,6 +168,7 @@ pub fn issue_prepared(
     records_name: &str,
     files: IssueFiles,
     green_certificates: Vec<GreenCertificates>,
+    meter_intervals: Vec<MeterInterval>,
     issued_at: chrono::DateTime<Utc>,
 ) -> Result<Issued, UserError> {
     let issuer = CertificateIssuer {
@@ -166,7 +177,7 @@ pub fn issue_prepared(
         ledger: files.ledger,
         min_coverage: files.min_coverage,
     };
-    let period = IssuePeriod::of(&setup, green_certificates);
+    let period = IssuePeriod::of(&setup, green_certificates).billing(meter_intervals);
     issuer
         .issue(period, issued_at, certificate_renderings)
         .map_err(|e| {
@@ -183,6 +194,8 @@ pub fn issue_prepared(
 pub struct VerifyArgs {
     pub file: PathBuf,
     pub data: Option<PathBuf>,
+    /// The billing meters' interval energies the certificate states.
+    pub meter_intervals: Option<PathBuf>,
     pub ledger: Option<PathBuf>,
     pub public_key: Option<String>,
     /// A trust list: the issuer keys (hex) accepted, one per line, `#` comments.
@@ -220,7 +233,18 @@ pub fn verify(args: VerifyArgs) -> Result<(), UserError> {
         let dname = d.display().to_string();
         let clock = v.clock().map_err(UserError)?;
         let records = crate::carbon_cmd::read_records_file(d, &clock)?;
-        note(&dname, v.data(&dname, &records));
+        let meters = match &args.meter_intervals {
+            Some(p) => Some(
+                parse_meter_intervals(&p.display().to_string(), &read_text(p)?)
+                    .map_err(UserError)?,
+            ),
+            None => None,
+        };
+        note(&dname, v.data(&dname, &records, meters.as_deref()));
+    } else if args.meter_intervals.is_some() {
+        return Err(UserError(
+            "--meter-intervals is checked with the records: give --data FILE too".into(),
+        ));
     }
     if let Some(l) = &args.ledger {
         let lname = l.display().to_string();

@@ -279,6 +279,11 @@ pub enum CertificateCommand {
         /// month,mwh,status,reference): subtracted from what the certificate claims.
         #[arg(long, value_name = "FILE")]
         green_certificates: Option<PathBuf>,
+        /// The grid company's billing meters' interval energies from their counters (CSV
+        /// meter,start,import_kwh,export_kwh; the EMS serves a certificate's as
+        /// /api/v1/certificates/ID/meter-intervals): stated beside the records' grid figures.
+        #[arg(long, value_name = "FILE")]
+        meter_intervals: Option<PathBuf>,
         #[arg(
             long,
             value_name = "FILE",
@@ -317,6 +322,10 @@ pub enum CertificateCommand {
         /// The interval records it was issued on, to recompute every figure.
         #[arg(long, value_name = "FILE")]
         data: Option<PathBuf>,
+        /// The billing meters' interval energies it states (CSV meter,start,import_kwh,
+        /// export_kwh), to recompute its billing-meter figures (with --data).
+        #[arg(long, value_name = "FILE")]
+        meter_intervals: Option<PathBuf>,
         /// The ledger, to check the chain and the certificate's entry.
         #[arg(long, value_name = "FILE")]
         ledger: Option<PathBuf>,

@@ -641,3 +641,135 @@ fn a_certificate_is_rendered_again_and_a_changed_one_is_not() {
     assert!(text(&out.stderr).contains("a version-1 certificate"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The grid company's billing meter on a certificate: issued with `--meter-intervals` (the
+/// meter's interval energies from its counters), the certificate names the meter and states
+/// its import and export beside the records'; `verify --data --meter-intervals` recomputes
+/// them; a certificate that states them does not verify without the meter's file, nor with a
+/// changed one; a malformed meter file is refused at issue with its line.
+#[test]
+fn a_certificate_on_the_billing_meter_is_checked_against_the_meters_intervals() {
+    let dir = scratch("billing");
+    // The meter's intervals: the records' grid import plus 0.4 % (the utility's meter sees
+    // the converter's losses the records' figure does not), every interval of the morning.
+    let mut meter = String::from(
+        "# the grid company's meter, from its counters\nmeter,start,import_kwh,export_kwh\n",
+    );
+    for line in std::fs::read_to_string(records()).unwrap().lines() {
+        let f: Vec<&str> = line.split(',').collect();
+        if !f[0].starts_with("2026-06-21T") || f[0] >= MORNING.1 {
+            continue;
+        }
+        let import: f64 = f[2].parse().unwrap();
+        meter.push_str(&format!("grid,{},{:.6},{}\n", f[0], import * 1.004, f[3]));
+    }
+    std::fs::write(dir.join("meter.csv"), &meter).unwrap();
+    let (p, r, f) = (park(), records(), factors());
+    let issue_with = |m: &str| {
+        pedf_in(
+            &dir,
+            &[
+                "certificate",
+                "issue",
+                "--park",
+                &p,
+                "--records",
+                &r,
+                "--factors",
+                &f,
+                "--from",
+                MORNING.0,
+                "--to",
+                MORNING.1,
+                "--meter-intervals",
+                m,
+            ],
+        )
+    };
+    std::fs::write(
+        dir.join("bad.csv"),
+        "meter,start,import_kwh,export_kwh\ngrid,2026-06-21T00:00:00+08:00,lots,0\n",
+    )
+    .unwrap();
+    let out = issue_with("bad.csv");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("bad.csv:2: import_kwh: `lots` is not an energy"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = issue_with("meter.csv");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let cert: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join(CERT1)).unwrap()).unwrap();
+    let b = &cert["billing_meter"];
+    assert_eq!(b["meters"], serde_json::json!(["grid"]), "{b}");
+    assert_eq!(b["intervals_counted"], 48, "{b}");
+    let share = b["import_difference_share"].as_f64().unwrap();
+    assert!((share + 0.004 / 1.004).abs() < 1e-5, "{b}");
+    let key = issuer_key(&dir);
+    let check = |more: &[&str]| {
+        let mut args = vec![
+            "certificate",
+            "verify",
+            CERT1,
+            "--public-key",
+            &key,
+            "--data",
+            &r,
+        ];
+        args.extend(more);
+        pedf_in(&dir, &args)
+    };
+    let out = check(&["--meter-intervals", "meter.csv"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains(
+            "the billing meter's figures (grid, 48 intervals) recomputed from its intervals match"
+        ),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = check(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no meter intervals were given to check them"),
+        "{}",
+        text(&out.stderr)
+    );
+    // The first interval's import with a leading 1: 105.7 kWh becomes 1105.7.
+    let changed = meter.replacen(
+        "grid,2026-06-21T00:00:00+08:00,",
+        "grid,2026-06-21T00:00:00+08:00,1",
+        1,
+    );
+    assert_ne!(changed, meter);
+    std::fs::write(dir.join("changed.csv"), changed).unwrap();
+    let out = check(&["--meter-intervals", "changed.csv"]);
+    assert_eq!(out.status.code(), Some(1));
+    let said = text(&out.stderr);
+    assert!(
+        said.contains("billing_meter.import_mwh: the certificate says")
+            && said.contains("billing_meter.intervals_sha256"),
+        "{said}"
+    );
+    let out = pedf_in(
+        &dir,
+        &[
+            "certificate",
+            "verify",
+            CERT1,
+            "--public-key",
+            &key,
+            "--meter-intervals",
+            "meter.csv",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("give --data FILE too"),
+        "{}",
+        text(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

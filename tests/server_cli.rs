@@ -66,6 +66,19 @@ fn plans_accounts_and_certifies_through_the_api() {
     let last = records.last().unwrap().clone();
     assert_eq!(last.pv_kwh, 0.0);
     store.put_records(&[last], "measured-partial").unwrap();
+    // The grid company's billing meter counted every interval (its counters differenced, as
+    // the runtime's billing reads write them): 0.3 % more import than the records.
+    for r in &records {
+        store
+            .put_meter_interval(&pedf_store::MeterInterval {
+                meter: "grid".into(),
+                start: r.start,
+                import_kwh: r.grid_import_kwh * 1.003,
+                export_kwh: Some(r.grid_export_kwh),
+                lag_s: 2.0,
+            })
+            .unwrap();
+    }
     drop(store);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -351,11 +364,38 @@ fn plans_accounts_and_certifies_through_the_api() {
         .starts_with("text/csv"));
     std::fs::write(dir.join("covered.csv"), covered.bytes().unwrap()).unwrap();
     let covered_csv = dir.join("covered.csv");
-    let (ok, said) = verify(&["--data", covered_csv.to_str().unwrap()]);
+    // The certificate states the billing meter beside the records, over the 95 intervals
+    // both have; its intervals come from the API too.
+    let billing = &doc["billing_meter"];
+    assert_eq!(
+        (&billing["meters"], &billing["intervals_counted"]),
+        (&serde_json::json!(["grid"]), &serde_json::json!(95)),
+        "{billing}"
+    );
+    let metered = c
+        .get(format!("{b}/api/v1/certificates/{serial}/meter-intervals"))
+        .bearer_auth(&viewer)
+        .send()
+        .unwrap();
+    assert_eq!(metered.status().as_u16(), 200);
+    std::fs::write(dir.join("metered.csv"), metered.bytes().unwrap()).unwrap();
+    let metered_csv = dir.join("metered.csv");
+    let (ok, said) = verify(&[
+        "--data",
+        covered_csv.to_str().unwrap(),
+        "--meter-intervals",
+        metered_csv.to_str().unwrap(),
+    ]);
     assert!(ok, "{said}");
     assert!(
-        said.contains("every figure recomputed from the 95 records matches; Merkle root matches"),
+        said.contains("every figure recomputed from the 95 records matches; Merkle root matches; the billing meter's figures (grid, 95 intervals) recomputed from its intervals match"),
         "the data was checked: {said}"
+    );
+    // Without the meter's intervals the billing meter's figures are not taken on trust.
+    let (ok, said) = verify(&["--data", covered_csv.to_str().unwrap()]);
+    assert!(
+        !ok && said.contains("no meter intervals were given"),
+        "{said}"
     );
     // The day's history: its bill, computed here from the records with the park file's June
     // prices by hand (not pedf's tariff code), and terms that add up to the month's total.

@@ -57,6 +57,7 @@ fn issue_a_day(dir: &Path) -> Certificate {
             choice: &choice,
             green_certificates: Vec::new(),
             simulated: None,
+            meter_intervals: Vec::new(),
         },
         to,
         |c| Rendered {

@@ -180,15 +180,19 @@ pub enum CertificateFormat {
     /// The interval records it covers, as the CSV `pedf certificate verify --data` reads:
     /// exactly the records its Merkle root hashes.
     Records,
+    /// The billing meters' interval energies it states, as the CSV `pedf certificate verify
+    /// --meter-intervals` reads.
+    MeterIntervals,
 }
 
 impl CertificateFormat {
-    /// From the API's `pdf`, `json` or `records`.
+    /// From the API's `pdf`, `json`, `records` or `meter-intervals`.
     pub fn parse(text: &str) -> Option<CertificateFormat> {
         match text {
             "pdf" => Some(CertificateFormat::Pdf),
             "json" => Some(CertificateFormat::Json),
             "records" => Some(CertificateFormat::Records),
+            "meter-intervals" => Some(CertificateFormat::MeterIntervals),
             _ => None,
         }
     }
@@ -199,6 +203,7 @@ impl CertificateFormat {
             CertificateFormat::Pdf => "pdf",
             CertificateFormat::Json => "json",
             CertificateFormat::Records => "records.csv",
+            CertificateFormat::MeterIntervals => "meter-intervals.csv",
         }
     }
 
@@ -207,7 +212,9 @@ impl CertificateFormat {
         match self {
             CertificateFormat::Pdf => "application/pdf",
             CertificateFormat::Json => "application/json",
-            CertificateFormat::Records => "text/csv; charset=utf-8",
+            CertificateFormat::Records | CertificateFormat::MeterIntervals => {
+                "text/csv; charset=utf-8"
+            }
         }
     }
 }

@@ -6,7 +6,10 @@
 use std::path::PathBuf;
 
 use chrono::NaiveDate;
-use pedf_carbon::certificate::{Certificate, CertificateIssuer, IssueError, IssuePeriod, Rendered};
+use pedf_carbon::certificate::{
+    write_meter_intervals, Certificate, CertificateIssuer, IssueError, IssuePeriod, MeterInterval,
+    Rendered,
+};
 use pedf_carbon::factors::FactorTable;
 use pedf_carbon::period::PeriodSetup;
 use pedf_core::inputs::FolderError;
@@ -137,7 +140,42 @@ impl EmsServices {
     /// The records a certificate covers, as its issue took them from the store (the
     /// intervals observed whole inside its period), in the records file format: what
     /// `pedf certificate verify --data` recomputes the certificate from.
-    fn certificate_records(&self, id: &str) -> Result<String, ServiceError> {
+    /// The billing meters' interval energies in `[from, to)` the EMS kept (from their
+    /// counters, `run/billing.rs`).
+    fn meter_intervals(
+        &self,
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<MeterInterval>, ServiceError> {
+        let failed = |e: &dyn std::fmt::Display| {
+            ServiceError::Failed(Message::framed("the EMS store", "EMS 数据库", e))
+        };
+        let store = Store::open(&self.store).map_err(|e| failed(&e))?;
+        Ok(store
+            .meter_intervals(from, to)
+            .map_err(|e| failed(&e))?
+            .into_iter()
+            .map(|m| MeterInterval {
+                meter: m.meter,
+                start: m.start,
+                import_kwh: m.import_kwh,
+                export_kwh: m.export_kwh,
+            })
+            .collect())
+    }
+
+    /// Certificate `id` as written, and its period.
+    fn certificate_of(
+        &self,
+        id: &str,
+    ) -> Result<
+        (
+            Certificate,
+            chrono::DateTime<chrono::Utc>,
+            chrono::DateTime<chrono::Utc>,
+        ),
+        ServiceError,
+    > {
         let p = self.certificates.join(format!("{id}.json"));
         let text = std::fs::read_to_string(&p).map_err(|_| {
             ServiceError::NotFound(Message::new(
@@ -162,6 +200,28 @@ impl EmsServices {
             })
         };
         let (from, to) = (instant(&cert.period.from)?, instant(&cert.period.to)?);
+        Ok((cert, from, to))
+    }
+
+    /// The billing meters' intervals certificate `id` states, as `pedf certificate verify
+    /// --meter-intervals` reads them (only the header where it states none).
+    fn certificate_meter_intervals(&self, id: &str) -> Result<String, ServiceError> {
+        let (cert, from, to) = self.certificate_of(id)?;
+        let list = if cert.billing_meter.is_some() {
+            self.meter_intervals(from, to)?
+        } else {
+            Vec::new()
+        };
+        Ok(format!(
+            "# The billing meters' interval energies certificate {id} states ({} to {}), from the EMS store: check with\n# pedf certificate verify {id}.json --public-key KEY --data {id}.records.csv --meter-intervals {id}.meter-intervals.csv\n{}",
+            cert.period.from,
+            cert.period.to,
+            write_meter_intervals(&list, &self.park.clock)
+        ))
+    }
+
+    fn certificate_records(&self, id: &str) -> Result<String, ServiceError> {
+        let (cert, from, to) = self.certificate_of(id)?;
         let setup = self.setup(Period { from, to })?;
         let inside: Vec<_> = setup
             .records
@@ -348,6 +408,7 @@ impl Services for EmsServices {
         by: &str,
     ) -> Result<IssuedCertificate, ServiceError> {
         let setup = self.setup(period)?;
+        let meter_intervals = self.meter_intervals(period.from, period.to)?;
         let issuer = CertificateIssuer {
             out_dir: &self.certificates,
             key: &self.issuer_key,
@@ -356,7 +417,9 @@ impl Services for EmsServices {
         };
         let i = issuer
             .issue(
-                IssuePeriod::of(&setup, Vec::new()).simulated(self.simulated.clone()),
+                IssuePeriod::of(&setup, Vec::new())
+                    .simulated(self.simulated.clone())
+                    .billing(meter_intervals),
                 self.time.now(),
                 certificate_renderings,
             )
@@ -396,6 +459,9 @@ impl Services for EmsServices {
         let kind = format.extension();
         if format == CertificateFormat::Records {
             return self.certificate_records(id).map(String::into_bytes);
+        }
+        if format == CertificateFormat::MeterIntervals {
+            return self.certificate_meter_intervals(id).map(String::into_bytes);
         }
         let p = self.certificates.join(format!("{id}.{kind}"));
         std::fs::read(&p).map_err(|_| {

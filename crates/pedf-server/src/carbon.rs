@@ -231,8 +231,8 @@ pub(crate) async fn certificate_file(
 ) -> Result<Response, ApiError> {
     let Some(format) = CertificateFormat::parse(&kind) else {
         return Err(bad_request(
-            format!("kind: `{kind}` is not pdf, json or records"),
-            format!("kind：`{kind}` 不是 pdf、json 或 records"),
+            format!("kind: `{kind}` is not pdf, json, records or meter-intervals"),
+            format!("kind：`{kind}` 不是 pdf、json、records 或 meter-intervals"),
         ));
     };
     let content_type = format.content_type();

@@ -1040,8 +1040,9 @@ document.addEventListener('DOMContentLoaded', () => {
       const p = $('cert-out');
       p.replaceChildren();
       p.append(`${r.id}: ${r.stated_t} t CO₂e `);
-      // The statement, the signed certificate and the records it covers (for the check).
-      for (const [k, file, label] of [['pdf', 'pdf', 'PDF'], ['json', 'json', 'JSON'], ['records', 'records.csv', 'CSV']]) {
+      // The statement, the signed certificate, the records it covers and the billing
+      // meter's intervals it states (for the check).
+      for (const [k, file, label] of [['pdf', 'pdf', 'PDF'], ['json', 'json', 'JSON'], ['records', 'records.csv', 'CSV'], ['meter-intervals', 'meter-intervals.csv', 'meter CSV']]) {
         const a = document.createElement('a');
         a.href = `/api/v1/certificates/${r.id}/${k}`; a.textContent = label; a.download = `${r.id}.${file}`;
         p.append(a, ' ');

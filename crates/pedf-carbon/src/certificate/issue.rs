@@ -200,6 +200,9 @@ pub struct Period<'a> {
     /// What the records are when they are not a real park's measurements (e.g. "simulated
     /// by pedf demo"): the certificate says so on its face.
     pub simulated: Option<String>,
+    /// The billing meters' interval energies from their counters (empty: none read): the
+    /// certificate states them beside the records' grid figures.
+    pub meter_intervals: Vec<super::MeterInterval>,
 }
 
 impl<'a> Period<'a> {
@@ -218,7 +221,14 @@ impl<'a> Period<'a> {
             choice: &setup.choice,
             green_certificates,
             simulated: None,
+            meter_intervals: Vec::new(),
         }
+    }
+
+    /// The same, with the billing meters' interval energies (from their counters).
+    pub fn billing(mut self, meter_intervals: Vec<super::MeterInterval>) -> Period<'a> {
+        self.meter_intervals = meter_intervals;
+        self
     }
 
     /// The same, marked as not a real park's measurements (`what`: e.g. "simulated by pedf
@@ -360,6 +370,7 @@ impl CertificateIssuer<'_> {
             choice,
             green_certificates,
             simulated,
+            meter_intervals,
         } = period;
         if !records.iter().any(|r| r.start >= from && r.start < to) {
             let (f, t) = (park.clock.format(from), park.clock.format(to));
@@ -427,6 +438,7 @@ impl CertificateIssuer<'_> {
                 meters: meters_of(park),
                 green_certificates,
                 simulated,
+                meter_intervals: &meter_intervals,
             },
         );
         let q = &cert.data_quality;
@@ -592,16 +604,18 @@ mod tests {
         issued_at: Option<DateTime<Utc>>,
         crash: Option<IssueStep>,
     ) -> Result<Issued, IssueError> {
-        issue_marked(dir, records, issued_at, crash, None)
+        issue_marked(dir, records, issued_at, crash, None, Vec::new())
     }
 
-    /// [`issue_records`] with the records marked as simulated (`what`).
+    /// [`issue_records`] with the records marked as simulated (`what`), and the billing
+    /// meters' intervals.
     fn issue_marked(
         dir: &Path,
         records: Vec<IntervalRecord>,
         issued_at: Option<DateTime<Utc>>,
         crash: Option<IssueStep>,
         simulated: Option<String>,
+        meter_intervals: Vec<crate::certificate::MeterInterval>,
     ) -> Result<Issued, IssueError> {
         let park = park();
         let day = park.clock.local(records[0].start).date_naive();
@@ -625,6 +639,7 @@ mod tests {
                 choice: &choice,
                 green_certificates: Vec::new(),
                 simulated,
+                meter_intervals,
             },
             issued_at.unwrap_or(to),
             render,
@@ -658,7 +673,15 @@ mod tests {
         let park = park();
         let what = "the park simulated by pedf demo";
         let dir = fresh("simulated");
-        let i = issue_marked(&dir, records(&park), None, None, Some(what.into())).unwrap();
+        let i = issue_marked(
+            &dir,
+            records(&park),
+            None,
+            None,
+            Some(what.into()),
+            Vec::new(),
+        )
+        .unwrap();
         assert_eq!(i.cert.data_quality.simulated.as_deref(), Some(what));
         crate::certificate::check_signature(&i.cert).unwrap();
         let json = std::fs::read_to_string(dir.join(format!("{}.json", i.cert.serial))).unwrap();
@@ -673,12 +696,79 @@ mod tests {
                 && v.contains("SIMULATED DATA")));
         // The recomputation from the same records finds nothing changed.
         let diffs =
-            crate::certificate::compare_with_data(&i.cert, &records(&park), park.clock).unwrap();
+            crate::certificate::compare_with_data(&i.cert, &records(&park), None, park.clock)
+                .unwrap();
         assert!(diffs.is_empty(), "{diffs:?}");
         let measured = issue_records(&fresh("measured"), records(&park), None, None).unwrap();
         assert!(measured.cert.value()["data_quality"]
             .get("simulated")
             .is_none());
+        // Without billing meter intervals there is no billing_meter member either.
+        assert!(measured.cert.value().get("billing_meter").is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A certificate issued with the grid company's billing meter names it and states what
+    /// its counters gave beside the records' grid figures, signed; the figures recompute from
+    /// the meter's intervals, a changed meter file or none at all is a named problem, and the
+    /// statement's own figures stay the records'.
+    #[test]
+    fn a_certificate_states_the_billing_meter_beside_the_records_and_checks_it() {
+        use crate::certificate::MeterInterval;
+        let park = park();
+        let recs = records(&park);
+        // The meter counts 1 % more import than the records (a converter-side measurement
+        // against the utility's), every interval but the last.
+        let meters: Vec<MeterInterval> = recs[..95]
+            .iter()
+            .map(|r| MeterInterval {
+                meter: "grid".into(),
+                start: r.start,
+                import_kwh: r.grid_import_kwh * 1.01,
+                export_kwh: Some(r.grid_export_kwh),
+            })
+            .collect();
+        let dir = fresh("billing");
+        let i = issue_marked(&dir, recs.clone(), None, None, None, meters.clone()).unwrap();
+        crate::certificate::check_signature(&i.cert).unwrap();
+        let b = i.cert.billing_meter.clone().expect("a billing meter block");
+        assert_eq!(b.meters, ["grid"]);
+        assert_eq!(b.intervals_counted, 95);
+        // 63 night intervals of 52 kWh counted (the last one is not): 3.276 MWh in the
+        // records, 3.30876 at the meter; 32 sunny ones of 47.5 kWh exported.
+        assert_eq!(b.records_import_mwh, 3.276);
+        assert_eq!(b.import_mwh, 3.30876);
+        assert_eq!(b.export_mwh, Some(1.52));
+        assert_eq!(b.import_difference_share, Some(-0.009901));
+        let plain = issue_records(&fresh("billing-plain"), recs.clone(), None, None).unwrap();
+        assert_eq!(
+            i.cert.monitored, plain.cert.monitored,
+            "the records' figures"
+        );
+        assert_eq!(i.cert.figures, plain.cert.figures);
+        assert!(crate::certificate::rows(&i.cert).iter().any(|(_, en, v)| en
+            == "Billing meter (the grid company's)"
+            && v.starts_with(
+                "grid: import 3.30876 / export 1.52 MWh by its counters over 95 intervals"
+            )));
+        let check = |m: Option<&[MeterInterval]>| {
+            crate::certificate::compare_with_data(&i.cert, &recs, m, park.clock).unwrap()
+        };
+        assert_eq!(check(Some(&meters)), Vec::<String>::new());
+        let none = check(None);
+        assert!(
+            none.len() == 1 && none[0].contains("no meter intervals were given"),
+            "{none:?}"
+        );
+        let mut changed = meters.clone();
+        changed[0].import_kwh += 1.0;
+        let diffs = check(Some(&changed));
+        assert!(
+            diffs.iter().any(|d| d.starts_with(
+                "billing_meter.import_mwh: the certificate says 3.30876, the meter intervals give 3.30976"
+            )) && diffs.iter().any(|d| d.starts_with("billing_meter.intervals_sha256")),
+            "{diffs:?}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -13,6 +13,8 @@
 //! CCER credits or tradable offsets (distributed PV is not admitted to CCER, NEA/MEE 2024
 //! No. 124), and the certificate says so in both languages.
 
+use std::collections::BTreeSet;
+
 use chrono::{DateTime, Utc};
 use ed25519_dalek::{Signer, SigningKey};
 use serde::{Deserialize, Serialize};
@@ -22,6 +24,7 @@ use crate::account::{account, Accounting, Options};
 use crate::merkle::{hex, merkle_root};
 use crate::records::IntervalRecord;
 
+mod billing;
 mod green;
 mod issue;
 mod ledger;
@@ -29,6 +32,10 @@ mod signing;
 mod verify;
 mod view;
 
+pub use billing::{
+    billing_meter, parse_meter_intervals, write_meter_intervals, BillingMeter, MeterInterval,
+    BILLING_RULE, METER_INTERVALS_HEADER,
+};
 pub use green::parse_green_certificates;
 pub use verify::{parse_trust_list, Check, Verification};
 
@@ -326,6 +333,10 @@ pub struct Certificate {
     pub meters: Vec<MeterUsed>,
     /// What was measured in the period.
     pub monitored: Monitored,
+    /// The grid company's billing meter beside the records, where its counters were read
+    /// (absent otherwise, so certificates without one are unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub billing_meter: Option<BillingMeter>,
     /// Green certificates of each month the period touches.
     pub green_certificates: Vec<GreenCertificateMonth>,
     /// Emissions and reductions.
@@ -400,6 +411,8 @@ pub struct IssueInput<'a> {
     pub green_certificates: Vec<GreenCertificates>,
     /// What the records are when they are not a real park's measurements (simulated).
     pub simulated: Option<String>,
+    /// The billing meters' interval energies (from their counters), where they were read.
+    pub meter_intervals: &'a [MeterInterval],
 }
 
 /// The lines the Merkle tree covers: the records inside the period, canonical CSV.
@@ -558,6 +571,13 @@ pub fn build(records: &[IntervalRecord], input: IssueInput) -> Certificate {
         factors: input.factors,
         meters: input.meters,
         monitored,
+        billing_meter: billing_meter(
+            records,
+            input.meter_intervals,
+            input.from,
+            input.to,
+            &o.clock,
+        ),
         green_certificates: green,
         figures,
         data_quality: DataQuality {
@@ -612,10 +632,13 @@ pub fn options_of(
     })
 }
 
-/// Differences between a certificate and a recomputation from records, each named.
+/// Differences between a certificate and a recomputation from records (and the billing
+/// meters' intervals, where the certificate states them: `None` when none were given), each
+/// named.
 pub fn compare_with_data(
     cert: &Certificate,
     records: &[IntervalRecord],
+    meter_intervals: Option<&[MeterInterval]>,
     clock: pedf_core::time::ParkClock,
 ) -> Result<Vec<String>, String> {
     let options = options_of(cert, clock)?;
@@ -648,10 +671,42 @@ pub fn compare_with_data(
                 .collect(),
             // Said by the certificate, not by the records: taken as it is.
             simulated: cert.data_quality.simulated.clone(),
+            meter_intervals: meter_intervals.unwrap_or_default(),
         },
     );
     let mut diffs = Vec::new();
     let (a, b) = (cert.value(), again.value());
+    match (&cert.billing_meter, meter_intervals, &again.billing_meter) {
+        (Some(_), None, _) => diffs.push(
+            "billing_meter: the certificate states the billing meter's counters, and no meter intervals were given to check them (--meter-intervals FILE)".to_string(),
+        ),
+        (x, _, y) if x != y => {
+            let (x, y) = (
+                a.get("billing_meter").cloned().unwrap_or(Value::Null),
+                b.get("billing_meter").cloned().unwrap_or(Value::Null),
+            );
+            let keys: BTreeSet<String> = [&x, &y]
+                .iter()
+                .filter_map(|v| v.as_object())
+                .flat_map(|o| o.keys().cloned())
+                .collect();
+            if keys.is_empty() {
+                diffs.push(format!(
+                    "billing_meter: the certificate says {x}, the meter intervals give {y}"
+                ));
+            }
+            for k in keys {
+                if x.get(&k) != y.get(&k) {
+                    diffs.push(format!(
+                        "billing_meter.{k}: the certificate says {}, the meter intervals give {}",
+                        x.get(&k).map_or("nothing".into(), Value::to_string),
+                        y.get(&k).map_or("nothing".into(), Value::to_string)
+                    ));
+                }
+            }
+        }
+        _ => {}
+    }
     if a.get("green_certificates") != b.get("green_certificates") {
         diffs.push(format!(
             "green_certificates: the certificate says {}, the data gives {}",
@@ -744,6 +799,7 @@ mod tests {
                     reference: "GEC-1".into(),
                 }],
                 simulated: None,
+                meter_intervals: &[],
             },
         )
     }

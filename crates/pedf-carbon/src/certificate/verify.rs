@@ -9,7 +9,7 @@ use pedf_core::time::{parse_time_zone, IntervalLength, ParkClock};
 
 use super::{
     canonical_text, check_signature_value, compare_with_data, header, key_fingerprint, read_ledger,
-    v1_records_match, Certificate, Header,
+    v1_records_match, Certificate, Header, MeterInterval,
 };
 use crate::merkle::sha256_hex;
 use crate::records::IntervalRecord;
@@ -124,18 +124,30 @@ impl Verification {
         Ok(ParkClock::new(tz, interval))
     }
 
-    /// Every figure recomputed from the records (`data` names their file) and compared; a
-    /// version-1 certificate has only its records' Merkle root compared.
-    pub fn data(&self, data: &str, records: &[IntervalRecord]) -> Check {
+    /// Every figure recomputed from the records (`data` names their file) and compared, and
+    /// the billing meter's figures from its intervals where the certificate states them
+    /// (`meter_intervals`: `None` when no file was given, a problem for a certificate that
+    /// states them); a version-1 certificate has only its records' Merkle root compared.
+    pub fn data(
+        &self,
+        data: &str,
+        records: &[IntervalRecord],
+        meter_intervals: Option<&[MeterInterval]>,
+    ) -> Check {
         let clock = match self.clock() {
             Ok(c) => c,
             Err(e) => return Check::Problems(vec![format!("data: {e}")]),
         };
         match &self.cert {
-            Some(cert) => match compare_with_data(cert, records, clock) {
+            Some(cert) => match compare_with_data(cert, records, meter_intervals, clock) {
                 Ok(diffs) if diffs.is_empty() => Check::Confirmed(format!(
-                    "every figure recomputed from the {} records matches; Merkle root matches",
-                    cert.records.count
+                    "every figure recomputed from the {} records matches; Merkle root matches{}",
+                    cert.records.count,
+                    cert.billing_meter.as_ref().map_or(String::new(), |b| format!(
+                        "; the billing meter's figures ({}, {} intervals) recomputed from its intervals match",
+                        b.meters.join(", "),
+                        b.intervals_counted
+                    ))
                 )),
                 Ok(diffs) => {
                     Check::Problems(diffs.into_iter().map(|d| format!("data: {d}")).collect())

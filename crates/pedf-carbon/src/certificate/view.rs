@@ -178,6 +178,27 @@ pub fn rows(c: &Certificate) -> Vec<(String, String, String)> {
             num(m.grid_export_mwh)
         ),
     );
+    if let Some(b) = &c.billing_meter {
+        add(
+            "关口计量表（电网公司结算表）",
+            "Billing meter (the grid company's)",
+            format!(
+                "{}: import {} / export {} MWh by its counters over {} intervals, against {} / {} MWh in the records ({}); intervals SHA-256 {}",
+                b.meters.join(", "),
+                num(b.import_mwh),
+                b.export_mwh.map_or("–".into(), num),
+                b.intervals_counted,
+                num(b.records_import_mwh),
+                num(b.records_export_mwh),
+                b.import_difference_share.map_or("no import counted".into(), |s| format!(
+                    "import {}{} %",
+                    if s >= 0.0 { "+" } else { "" },
+                    num((s * 1e4).round() / 1e2)
+                )),
+                b.intervals_sha256
+            ),
+        );
+    }
     add(
         "储能充/放电",
         "Battery charged / discharged",
