@@ -59,6 +59,9 @@ ioa = 1010
 [[measurement]]
 name = \"limit_minutes\"
 ioa = 1011
+[[measurement]]
+name = \"power_target_kw\"
+ioa = 1012
 # Single points.
 [[single]]
 name = \"safe_state\"
@@ -73,7 +76,8 @@ ioa = 2003
 name = \"grid_limit_active\"
 ioa = 2004
 # Setpoints (short floats, kW), selected before they are executed; limit_minutes: how long the
-# limits set next hold (0: until released).
+# limits set next hold (0: until released); power_target_kw: the power at the connection
+# (+import: at most; -export: at least and at most; the import limit releases it).
 [[setpoint]]
 name = \"import_limit_kw\"
 ioa = 3001
@@ -85,6 +89,10 @@ select_before_operate = true
 [[setpoint]]
 name = \"limit_minutes\"
 ioa = 3003
+select_before_operate = true
+[[setpoint]]
+name = \"power_target_kw\"
+ioa = 3004
 select_before_operate = true
 ";
 

@@ -362,8 +362,8 @@ pub mod iec104_names {
     /// Measured values: grid power at the connection (+import), PV, battery (+discharge), its
     /// SoC, loads, EV charging, the battery's headroom up (more charging, kW the park could
     /// add to its import now) and down (more discharging, kW it could take off), the grid
-    /// limits in force, and how long the limits the master sets hold (minutes, 0: until
-    /// released).
+    /// limits in force, how long the limits the master sets hold (minutes, 0: until
+    /// released), and the power target in force (the park's import limit when none).
     pub const MEASUREMENTS: &[&str] = &[
         "grid_kw",
         "pv_kw",
@@ -376,13 +376,21 @@ pub mod iec104_names {
         "import_limit_kw",
         "export_limit_kw",
         "limit_minutes",
+        "power_target_kw",
     ];
     /// Single points: the cycle holds every device safe; an alarm stands; the EMS runs in
     /// automatic mode; a limit the grid set is in force.
     pub const SINGLES: &[&str] = &["safe_state", "alarm", "automatic", "grid_limit_active"];
-    /// Setpoints: the import and export limits at the grid connection, kW, and how long the
-    /// limits the master sets next hold, minutes (0: until released).
-    pub const SETPOINTS: &[&str] = &["import_limit_kw", "export_limit_kw", "limit_minutes"];
+    /// Setpoints: the import and export limits at the grid connection, kW, how long the
+    /// limits the master sets next hold, minutes (0: until released), and the power target
+    /// at the connection, kW (+import: import at most it; -export: export at least and at
+    /// most it; the park's import limit releases it).
+    pub const SETPOINTS: &[&str] = &[
+        "import_limit_kw",
+        "export_limit_kw",
+        "limit_minutes",
+        "power_target_kw",
+    ];
 }
 
 #[derive(Deserialize)]

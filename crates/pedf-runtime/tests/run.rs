@@ -1553,6 +1553,57 @@ async fn a_run_files_grid_requests_are_taken_once() {
     assert_eq!(taken[0].request.price_cny_per_kwh, Some(2.5));
 }
 
+/// The grid's master sets a power target at the connection (IEC 104 setpoint
+/// `power_target_kw`): -50 kW (export 50 kW) is held from that cycle and reported (the target,
+/// and the export limit it sets); one beyond what the park may export is refused with why; the
+/// park's own import limit releases it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grids_master_sets_a_power_target_at_the_connection() {
+    let (dir, _sim, port) = iec104_park("iec104-target", "[[measurement]]\nname = \"export_limit_kw\"\nioa = 1010\n\n[[measurement]]\nname = \"power_target_kw\"\nioa = 1012\n\n[[setpoint]]\nname = \"power_target_kw\"\nioa = 3004\n").await;
+    let mut cfg = RunConfig::load(&dir.join("run.toml")).unwrap();
+    cfg.time = pedf_core::time::TimeSource::scaled(ems_origin(), 1.0);
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let d = done.clone();
+    let set = |ioa: u32, v: f64| serde_json::json!({"do": "set", "ioa": ioa, "value": v});
+    let wait = |ioa: u32, v: f64| serde_json::json!({"do": "wait", "ioa": ioa, "near": v, "within": 0.01, "seconds": 15});
+    let asks = vec![
+        set(3004, -50.0),
+        wait(1012, -50.0),
+        wait(1010, 50.0),
+        set(3004, -99999.0),
+        set(3004, 1500.0),
+        wait(1012, 1500.0),
+        wait(1010, 1500.0),
+    ];
+    let master = tokio::task::spawn_blocking(move || {
+        let said = c104_master(port, 7, &asks);
+        d.store(true, std::sync::atomic::Ordering::Relaxed);
+        said
+    });
+    run_until(cfg, 60, move |_| {
+        done.load(std::sync::atomic::Ordering::Relaxed)
+    })
+    .await;
+    let said = master.await.unwrap();
+    let oks: Vec<bool> = said[1..].iter().map(|v| v["ok"] == true).collect();
+    assert_eq!(oks, [true, true, true, false, true, true, true], "{said:?}");
+    let all = Store::open(&dir.join("pedf.sqlite"))
+        .unwrap()
+        .recent_events(500)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.3)
+        .collect::<Vec<_>>()
+        .join("\n");
+    for want in [
+        "set the power target to -50.0 kW: held from this cycle",
+        "asked power_target_kw = -99999: refused, -99999 kW exports more than the park may (1500.0 kW: its export limit and rules)",
+        "released the power target",
+    ] {
+        assert!(all.contains(want), "`{want}` in {all}");
+    }
+}
+
 /// The grid's master sets a duration first (`limit_minutes`, here 0.05 min: 3 s), then an
 /// import limit: the limit holds from that cycle, is said with when it ends, ends by itself
 /// (the park's own limit reported again) and the master is told; a duration above a day is

@@ -324,16 +324,20 @@ impl Requests {
                 &baselines,
                 at,
             );
+            let m = master.at(at);
+            let both = GridCaps {
+                import_kw: c.import_kw,
+                export_kw: c.export_kw,
+                export_floor_kw: c.export_floor_kw,
+                ..m
+            };
             let lower = |a: Option<f64>, b: Option<f64>| match (a, b) {
                 (Some(x), Some(y)) => Some(x.min(y)),
                 (x, y) => x.or(y),
             };
-            let m = master.at(at);
-            let cap = pedf_dispatch::GridCap {
-                import_kw: lower(c.import_kw, m.import_kw),
-                export_kw: lower(c.export_kw, m.export_kw),
-                export_at_least_kw: c.export_floor_kw,
-            };
+            let mut cap = both.planned();
+            cap.import_kw = lower(cap.import_kw, m.import_kw);
+            cap.export_kw = lower(cap.export_kw, m.export_kw);
             if cap != pedf_dispatch::GridCap::default() {
                 out.insert(at, cap);
             }
@@ -471,8 +475,8 @@ impl Requests {
                 "info",
                 "grid",
                 format!(
-                    "the {} limit of {:.1} kW the grid's master set at {} held no whole interval: its delivery is not measured",
-                    SIDES[k],
+                    "the {} of {:.1} kW the grid's master set at {} held no whole interval: its delivery is not measured",
+                    WHAT[k],
                     e.kw,
                     park.clock.format(e.since)
                 ),
@@ -485,8 +489,8 @@ impl Requests {
                 "warning",
                 "grid",
                 format!(
-                    "the {} limit the grid's master set at {} is not measured: {why}",
-                    SIDES[k],
+                    "the {} the grid's master set at {} is not measured: {why}",
+                    WHAT[k],
                     park.clock.format(e.since)
                 ),
             );
@@ -626,13 +630,22 @@ pub(crate) struct GridLink {
     station: Outstation,
     commands: mpsc::Receiver<Command>,
     caps: GridCaps,
-    /// The limits in force as the grid's requests to be measured (import, export): each from
-    /// when it was set to when it is released or changed.
-    episodes: [Option<Episode>; 2],
+    /// The limits in force as the grid's requests to be measured (import, export, power
+    /// target): each from when it was set to when it is released or changed.
+    episodes: [Option<Episode>; 3],
     /// How long the limits the master sets next hold, minutes (0: until released).
     minutes: f64,
     /// What is to be said at the first cycle (limits held after a restart).
     said: Vec<String>,
+}
+
+/// The most the park may export at its connection by its own limits and rules, kW.
+fn export_room(l: &Limits) -> f64 {
+    if l.allow_export {
+        l.export_kw
+    } else {
+        0.0
+    }
 }
 
 /// The longest a limit may be set for, minutes (a day; longer is a standing limit, set
@@ -650,8 +663,12 @@ struct Episode {
     plan: Option<i64>,
 }
 
-/// The side of the connection of episode `k`.
-const SIDES: [&str; 2] = ["import", "export"];
+/// What the master set in slot `k`: the import limit, the export limit, the power target.
+const WHAT: [&str; 3] = ["import limit", "export limit", "power target"];
+/// Slot `k`'s name in a measured request's id.
+const IDS: [&str; 3] = ["import", "export", "target"];
+/// Slot `k`'s setpoint (and store row).
+const POINTS: [&str; 3] = ["import_limit_kw", "export_limit_kw", "power_target_kw"];
 
 /// The grid request a limit held from `e.since` to `now` on side `k` is measured as: the whole
 /// intervals it held (none when it held no whole interval).
@@ -671,16 +688,19 @@ fn measured_window(
     if end <= start {
         return None;
     }
-    let kind = if k == 0 {
-        RequestKind::CapImport(e.kw)
-    } else {
-        RequestKind::CapExport(e.kw)
+    // A power target holds the import at most at it, or the export at least at it.
+    let kind = match k {
+        0 => RequestKind::CapImport(e.kw),
+        1 => RequestKind::CapExport(e.kw),
+        _ if e.kw >= 0.0 => RequestKind::CapImport(e.kw),
+        _ => RequestKind::ExportAtLeast(-e.kw),
     };
+    let held_kw = kind.kw();
     Some(TakenGridRequest {
         request: GridRequest {
             id: format!(
                 "iec104-{}-{}",
-                SIDES[k],
+                IDS[k],
                 clock.local(start).format("%Y%m%d-%H%M")
             ),
             start,
@@ -690,10 +710,10 @@ fn measured_window(
             source: format!("IEC 104 master {}", e.by),
         },
         taken: e.since,
-        held_kw: e.kw,
+        held_kw,
         note: format!(
-            "the {} limit of {:.1} kW the grid's master set at {} and released or changed at {}, measured over its whole intervals",
-            SIDES[k],
+            "the {} of {:.1} kW the grid's master set at {} and released or changed at {}, measured over its whole intervals",
+            WHAT[k],
             e.kw,
             clock.format(e.since),
             clock.format(now)
@@ -710,7 +730,10 @@ pub(crate) struct GridCaps {
     export_kw: Option<f64>,
     /// Export at least this much (a grid request's floor).
     export_floor_kw: Option<f64>,
-    until: [Option<DateTime<Utc>>; 2],
+    /// The power at the connection the master asks (+import, -export): import at most it,
+    /// or export at least and at most it.
+    target_kw: Option<f64>,
+    until: [Option<DateTime<Utc>>; 3],
 }
 
 impl GridCaps {
@@ -722,6 +745,7 @@ impl GridCaps {
             import_kw: self.import_kw.filter(|_| holds(0)),
             export_kw: self.export_kw.filter(|_| holds(1)),
             export_floor_kw: self.export_floor_kw,
+            target_kw: self.target_kw.filter(|_| holds(2)),
             until: self.until,
         }
     }
@@ -738,11 +762,40 @@ impl GridCaps {
         if let Some(f) = self.export_floor_kw {
             out.export_floor_kw = out.export_floor_kw.max(f);
         }
+        if let Some(p) = self.target_kw {
+            if p >= 0.0 {
+                out.import_kw = out.import_kw.min(p);
+            } else {
+                out.export_kw = out.export_kw.min(-p);
+                out.export_floor_kw = out.export_floor_kw.max(-p);
+            }
+        }
         out
     }
 
     fn active(&self) -> bool {
-        self.import_kw.is_some() || self.export_kw.is_some() || self.export_floor_kw.is_some()
+        self.import_kw.is_some()
+            || self.export_kw.is_some()
+            || self.export_floor_kw.is_some()
+            || self.target_kw.is_some()
+    }
+
+    /// What a plan must keep of these in one interval.
+    fn planned(&self) -> pedf_dispatch::GridCap {
+        let lower = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(x), Some(y)) => Some(x.min(y)),
+            (x, y) => x.or(y),
+        };
+        let higher = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(x), Some(y)) => Some(x.max(y)),
+            (x, y) => x.or(y),
+        };
+        let t = self.target_kw;
+        pedf_dispatch::GridCap {
+            import_kw: lower(self.import_kw, t.filter(|p| *p >= 0.0)),
+            export_kw: lower(self.export_kw, t.filter(|p| *p < 0.0).map(|p| -p)),
+            export_at_least_kw: higher(self.export_floor_kw, t.filter(|p| *p < 0.0).map(|p| -p)),
+        }
     }
 
     /// The most the park may import net (import less export) under these: the import cap,
@@ -769,7 +822,7 @@ impl GridLink {
         let (station, commands) = Outstation::start(config, move || time.now())?;
         let own = Limits::of(park);
         let mut caps = GridCaps::default();
-        let mut episodes: [Option<Episode>; 2] = [None, None];
+        let mut episodes: [Option<Episode>; 3] = [None, None, None];
         let mut said = Vec::new();
         // The duration the master set, and since when: a limit set after it holds that long.
         let duration = kept
@@ -781,8 +834,12 @@ impl GridLink {
             let (slot, own_kw, k) = match name.as_str() {
                 "import_limit_kw" => (&mut caps.import_kw, own.import_kw, 0),
                 "export_limit_kw" => (&mut caps.export_kw, own.export_kw, 1),
+                "power_target_kw" => (&mut caps.target_kw, own.import_kw, 2),
                 _ => continue,
             };
+            // The least a setpoint of this slot may be: 0, or for a power target the park's
+            // export (none where it may not export).
+            let least = if k == 2 { -export_room(&own) } else { 0.0 };
             let until = duration
                 .filter(|(m, since)| *m > 0.0 && since <= at)
                 .map(|(m, _)| *at + chrono::Duration::seconds((m * 60.0).round() as i64));
@@ -794,7 +851,7 @@ impl GridLink {
                 ));
                 continue;
             }
-            if kw.is_finite() && *kw >= 0.0 && *kw < own_kw {
+            if kw.is_finite() && *kw >= least && *kw < own_kw {
                 *slot = Some(*kw);
                 caps.until[k] = until;
                 // Measured when it ends; against the baseline (the plan before it is not
@@ -807,7 +864,7 @@ impl GridLink {
                 });
                 said.push(format!(
                     "the {} of {kw:.1} kW the grid (IEC 104 master {by}) set at {} holds after the restart",
-                    name.trim_end_matches("_kw").replace('_', " "),
+                    WHAT[k],
                     park.clock.format(*at)
                 ));
             }
@@ -986,14 +1043,14 @@ impl Cycle {
             writer.event(now, severity, "grid", e);
         }
         // A limit set for a while ends: the park's own applies again.
-        for (k, side) in SIDES.iter().enumerate() {
+        for (k, side) in WHAT.iter().enumerate() {
             if g.caps.until[k].is_none_or(|u| u > now) {
                 continue;
             }
-            let (slot, own, name) = if k == 0 {
-                (&mut g.caps.import_kw, limits.import_kw, "import_limit_kw")
-            } else {
-                (&mut g.caps.export_kw, limits.export_kw, "export_limit_kw")
+            let (slot, own, name) = match k {
+                0 => (&mut g.caps.import_kw, limits.import_kw, POINTS[0]),
+                1 => (&mut g.caps.export_kw, limits.export_kw, POINTS[1]),
+                _ => (&mut g.caps.target_kw, limits.import_kw, POINTS[2]),
             };
             let kw = slot.take();
             g.caps.until[k] = None;
@@ -1010,15 +1067,20 @@ impl Cycle {
                     "info",
                     "grid",
                     format!(
-                        "the {side} limit of {:.1} kW the grid (IEC 104 master {}) set at {} ended: the park's own {own:.1} kW applies",
+                        "the {side} of {:.1} kW the grid (IEC 104 master {}) set at {} ended: {}",
                         kw.unwrap_or(e.kw),
                         e.by,
-                        park.clock.format(e.since)
+                        park.clock.format(e.since),
+                        if k == 2 {
+                            "the park's own limits apply".to_string()
+                        } else {
+                            format!("the park's own {own:.1} kW applies")
+                        }
                     ),
                 );
             }
             if let Some(rp) = replanner.as_mut() {
-                rp.request_now(format!("the grid's {side} limit ended"));
+                rp.request_now(format!("the grid's {side} ended"));
             }
         }
         while let Ok(c) = g.commands.try_recv() {
@@ -1062,12 +1124,27 @@ impl Cycle {
                 let _ = c.reply.send(outcome);
                 continue;
             }
-            let own = match c.point.as_str() {
-                "import_limit_kw" => limits.import_kw,
-                _ => limits.export_kw,
+            let k = POINTS.iter().position(|p| *p == c.point).unwrap_or(1);
+            // A limit is 0 kW up to the park's own on its side; a power target from the
+            // park's export (none where it may not export) to its import limit, which
+            // releases it.
+            let own = if k == 1 {
+                limits.export_kw
+            } else {
+                limits.import_kw
             };
-            let outcome = if !(c.value.is_finite() && c.value >= 0.0) {
-                Err(format!("{} must be 0 kW or more", c.point))
+            let least = if k == 2 { -export_room(limits) } else { 0.0 };
+            let outcome = if !c.value.is_finite() {
+                Err(format!("{} must be a number of kW", c.point))
+            } else if c.value < least - 1e-6 {
+                Err(if k == 2 {
+                    format!(
+                        "{} kW exports more than the park may ({:.1} kW: its export limit and rules)",
+                        c.value, -least
+                    )
+                } else {
+                    format!("{} must be 0 kW or more", c.point)
+                })
             } else if c.value > own + 1e-6 {
                 Err(format!(
                     "{} kW is above the park's own limit of {own:.1} kW (its connection's)",
@@ -1075,16 +1152,11 @@ impl Cycle {
                 ))
             } else {
                 let cap = (c.value < own - 1e-6).then_some(c.value);
-                let k = match c.point.as_str() {
-                    "import_limit_kw" => {
-                        g.caps.import_kw = cap;
-                        0
-                    }
-                    _ => {
-                        g.caps.export_kw = cap;
-                        1
-                    }
-                };
+                match k {
+                    0 => g.caps.import_kw = cap,
+                    1 => g.caps.export_kw = cap,
+                    _ => g.caps.target_kw = cap,
+                }
                 // The limit that held until now is measured as a request over its whole
                 // intervals; the new one is measured from now.
                 if let Some(e) = g.episodes[k].take() {
@@ -1111,7 +1183,7 @@ impl Cycle {
                 }
                 Ok(cap)
             };
-            let side = usize::from(c.point != "import_limit_kw");
+            let side = k;
             let said = match &outcome {
                 Ok(Some(v)) => format!(
                     "the grid (IEC 104 master {}) set the {} to {v:.1} kW: held from this cycle{}",
@@ -1181,6 +1253,12 @@ impl Cycle {
                 ("import_limit_kw", Some(limits.import_kw)),
                 ("export_limit_kw", Some(limits.export_kw)),
                 ("limit_minutes", Some(g.minutes)),
+                // The target in force; the park's own import limit when none holds (the
+                // value that releases one).
+                (
+                    "power_target_kw",
+                    Some(g.caps.target_kw.unwrap_or(self.limits.import_kw)),
+                ),
             ],
             &[
                 (
@@ -1428,7 +1506,7 @@ mod tests {
         let master = GridCaps {
             import_kw: Some(100.0),
             export_kw: Some(0.0),
-            until: [Some(t0 + chrono::Duration::minutes(40)), None],
+            until: [Some(t0 + chrono::Duration::minutes(40)), None, None],
             ..GridCaps::default()
         };
         let caps = r.plan_caps(t0, &clock, master);
@@ -1440,6 +1518,75 @@ mod tests {
         // The export limit holds to the end of the next day (34 hours from 14:00).
         assert_eq!(caps.len(), 34 * 4);
         assert!(caps.values().all(|c| c.export_kw == Some(0.0)));
+    }
+
+    /// A power target the master sets for half an hour: below zero, the plan exports at least
+    /// and at most it (and a request's floor above it holds); above zero, it imports at most
+    /// it; the controller's limits likewise; measured, it is a floor or a cap.
+    #[test]
+    fn a_power_target_is_planned_held_and_measured_as_a_floor_or_a_cap() {
+        let (clock, t0) = clock_at("2026-07-01T12:00:00+08:00");
+        let q = chrono::Duration::minutes(15);
+        let mut r = Requests {
+            taken: vec![taken("f", RequestKind::ExportAtLeast(80.0), 80.0, t0 + q)],
+            ..Requests::default()
+        };
+        let master = GridCaps {
+            target_kw: Some(-50.0),
+            until: [None, None, Some(t0 + chrono::Duration::minutes(30))],
+            ..GridCaps::default()
+        };
+        let caps = r.plan_caps(t0, &clock, master);
+        let at = |k: i32| caps.get(&(t0 + q * k)).copied().unwrap_or_default();
+        assert_eq!(
+            at(0),
+            pedf_dispatch::GridCap {
+                import_kw: None,
+                export_kw: Some(50.0),
+                export_at_least_kw: Some(50.0),
+            }
+        );
+        assert_eq!(at(1).export_at_least_kw, Some(80.0));
+        assert_eq!(at(2).export_kw, None);
+        let own = Limits {
+            import_kw: 1000.0,
+            export_kw: 1000.0,
+            allow_export: true,
+            export_only_from_pv: true,
+            eta_in: 0.97,
+            eta_out: 0.97,
+            soc_min_pct: 10.0,
+            soc_max_pct: 95.0,
+            reverse_flow_margin_kw: 0.0,
+            battery_charge_kw: 500.0,
+            battery_discharge_kw: 500.0,
+            export_floor_kw: 0.0,
+        };
+        let held = master.apply(&own);
+        assert_eq!(
+            (held.import_kw, held.export_kw, held.export_floor_kw),
+            (1000.0, 50.0, 50.0)
+        );
+        let up = GridCaps {
+            target_kw: Some(120.0),
+            ..GridCaps::default()
+        };
+        assert_eq!(up.apply(&own).import_kw, 120.0);
+        assert_eq!(up.planned().import_kw, Some(120.0));
+        // Measured once it ends: a target below zero is an export floor, above zero a cap.
+        let e = |kw: f64| Episode {
+            kw,
+            since: t0,
+            by: "127.0.0.1".into(),
+            plan: None,
+        };
+        let end = t0 + chrono::Duration::minutes(30);
+        let floor = measured_window(2, &e(-50.0), end, &clock).unwrap();
+        assert_eq!(floor.request.kind, RequestKind::ExportAtLeast(50.0));
+        assert_eq!(floor.held_kw, 50.0);
+        assert_eq!(floor.request.id, "iec104-target-20260701-1200");
+        let cap = measured_window(2, &e(120.0), end, &clock).unwrap();
+        assert_eq!(cap.request.kind, RequestKind::CapImport(120.0));
     }
 
     #[test]
