@@ -132,6 +132,44 @@ async fn dashboard_in_headless_chromium() {
         .await;
         assert!(ok, "acknowledged: `{t}`");
 
+        // A request that was over before the EMS started (an import cap of 120 kW from 08:00
+        // to 09:00 today, Friday), with the park's records of that hour: 200 kW on its five
+        // like days (Friday 20 to Thursday 26 November), 100 kW today.
+        {
+            use pedf_core::grid_request::{GridRequest, RequestKind};
+            let mut st = pedf_store::Store::open(&ems.store).unwrap();
+            let eight = ems_origin() - chrono::Duration::hours(2);
+            let q = chrono::Duration::minutes(15);
+            let mut recs = Vec::new();
+            for back in [0i64, 1, 2, 3, 4, 7] {
+                let kwh = if back == 0 { 25.0 } else { 50.0 };
+                for k in 0..4 {
+                    recs.push(pedf_core::records::IntervalRecord {
+                        start: eight - chrono::Duration::days(back) + q * k,
+                        grid_import_kwh: kwh,
+                        load_kwh: kwh,
+                        ..Default::default()
+                    });
+                }
+            }
+            st.put_records(&recs, "measured").unwrap();
+            st.put_grid_request(&pedf_store::TakenGridRequest {
+                request: GridRequest {
+                    id: "seeded-cap".into(),
+                    start: eight,
+                    end: eight + chrono::Duration::hours(1),
+                    kind: RequestKind::CapImport(120.0),
+                    price_cny_per_kwh: Some(3.0),
+                    source: "aggregator".into(),
+                },
+                taken: eight - chrono::Duration::hours(1),
+                held_kw: 120.0,
+                note: "accepted: import at most 120.0 kW".into(),
+                reference_plan: None,
+            })
+            .unwrap();
+        }
+
         // The operator gives the grid a request from the dashboard (an import cap of 60 kW
         // over the running hour, 10:00 to 11:00 on the EMS's clock): the EMS holds it, the
         // answer is said and the list shows it in force.
@@ -162,6 +200,35 @@ async fn dashboard_in_headless_chromium() {
         })
         .await;
         assert!(ok, "the request listed: `{t}`");
+        // The one over: its delivery against the baseline, and interval by interval once its
+        // row is clicked (the baseline's 200 kW, the 100 kW measured, 80 kW asked off it and
+        // delivered).
+        let (ok, t) = wait_text(&c, "#grid-requests", 5.0, |t| {
+            t.contains("seeded-cap") && t.contains("80.0 / 80.0 kWh (100 %), against the baseline") && t.contains("240.00 CNY")
+        })
+        .await;
+        assert!(ok, "the request over, measured: `{t}`");
+        click(&c, "#grid-requests tr[data-id=seeded-cap]").await;
+        let (ok, v) = wait_js(
+            &c,
+            "return [...document.querySelectorAll('#grid-requests tr.intervals[data-for=seeded-cap] tr')].map((r) => [...r.children].map((x) => x.textContent).join('|'));",
+            5.0,
+            |v| {
+                v.as_array().is_some_and(|rows| {
+                    rows.len() == 5
+                        && rows[1] == json!("08:00|200.0|100.0|80.0|80.0")
+                        && rows[4] == json!("08:45|200.0|100.0|80.0|80.0")
+                })
+            },
+        )
+        .await;
+        assert!(ok, "the intervals under the row: `{v}`");
+        c.execute(
+            "document.querySelector('#grid-requests tr.intervals').scrollIntoView({block: 'center'});",
+            vec![],
+        )
+        .await
+        .unwrap();
         shot(&c, ROOT, "grid-requests-en.png").await;
 
         // The operator sets what the car on ev-01 needs and when it leaves, from its card.
@@ -181,8 +248,10 @@ async fn dashboard_in_headless_chromium() {
         })
         .await;
         assert!(ok, "the card shows the session: `{t}`");
-        // And the share of the car's energy today that came from the park's PV.
-        let (ok, t) = wait_text(&c, ".charger[data-id=ev-01] .green", 10.0, |t| {
+        // And the share of the car's energy today that came from the park's PV (shown once
+        // the running interval has energy of the car's: waited for longer than the card, as
+        // a loaded machine once took more than 10 s).
+        let (ok, t) = wait_text(&c, ".charger[data-id=ev-01] .green", 30.0, |t| {
             t.starts_with("green share today ") && t.ends_with(" %")
         })
         .await;

@@ -51,6 +51,8 @@ const I18N = {
     'gr.status': '状态', 'gr.delivered': '响应电量（实际 / 要求）', 'gr.settlement': '结算',
     'gr.kind.cap_import': '购电不超过', 'gr.kind.reduce_import': '购电较基线降低', 'gr.kind.cap_export': '售电不超过',
     'gr.kind.export_at_least': '售电不低于', 'gr.status.waiting': '待执行', 'gr.status.in force': '执行中', 'gr.status.over': '已结束',
+    'gr.iv.at': '区间', 'gr.iv.reference': '基线或计划 kW', 'gr.iv.measured': '实测 kW', 'gr.iv.asked': '要求削减 kW', 'gr.iv.got': '实际响应 kW',
+    'gr.iv.hint': '点击一行查看各区间', 'gr.iv.none': '尚无区间计量',
     'gr.vsbaseline': '对比基线', 'gr.vsplan': '对比计划 #{n}（无基线，不结算）', 'gr.notmeasured': '未能计量', 'gr.held': '接受',
     'gr.none': '近 7 天没有需求响应', 'gr.give': '下达需求响应', 'gr.kw': 'kW', 'gr.from': '开始', 'gr.to': '结束',
     'gr.price': '价格 元/kWh（可空）', 'gr.submit': '下达',
@@ -133,6 +135,8 @@ const I18N = {
     'gr.status': 'Status', 'gr.delivered': 'Delivered / asked', 'gr.settlement': 'Settlement',
     'gr.kind.cap_import': 'import at most', 'gr.kind.reduce_import': 'import lower by', 'gr.kind.cap_export': 'export at most',
     'gr.kind.export_at_least': 'export at least', 'gr.status.waiting': 'waiting', 'gr.status.in force': 'in force', 'gr.status.over': 'over',
+    'gr.iv.at': 'Interval', 'gr.iv.reference': 'Reference kW', 'gr.iv.measured': 'Measured kW', 'gr.iv.asked': 'Asked kW', 'gr.iv.got': 'Delivered kW',
+    'gr.iv.hint': 'click a row for its intervals', 'gr.iv.none': 'no interval measured yet',
     'gr.vsbaseline': 'against the baseline', 'gr.vsplan': 'against plan #{n} (no baseline, no settlement)', 'gr.notmeasured': 'not measured', 'gr.held': 'held',
     'gr.none': 'No grid request in the last 7 days', 'gr.give': 'Give a request', 'gr.kw': 'kW', 'gr.from': 'from', 'gr.to': 'to',
     'gr.price': 'price CNY/kWh (optional)', 'gr.submit': 'Give',
@@ -763,6 +767,28 @@ async function loadAlarms() {
 // what was asked and what the EMS holds of it, its window and status, and what the park
 // delivered against its baseline (or, without one, the plan active when it was taken); an
 // operator gives one from the form.
+// A request's delivery interval by interval, under its row (a second click hides it): the
+// reference (baseline or plan, net import kW), the measured net import, what was asked off it
+// and what was delivered.
+function toggleIntervals(tr, intervals) {
+  const next = tr.nextElementSibling;
+  if (next && next.classList.contains('intervals')) { next.remove(); return; }
+  const detail = document.createElement('tr');
+  detail.className = 'intervals';
+  detail.dataset.for = tr.dataset.id;
+  const td = document.createElement('td');
+  td.colSpan = tr.children.length;
+  const table = document.createElement('table');
+  table.className = 'table';
+  const kw = (x) => (typeof x === 'number' ? x.toFixed(1) : '–');
+  table.append(row([t('gr.iv.at'), t('gr.iv.reference'), t('gr.iv.measured'), t('gr.iv.asked'), t('gr.iv.got')], true),
+    ...intervals.map((i) => row([fmtTime(i.start, false), kw(i.baseline_kw), kw(i.measured_kw), kw(i.requested_kw), kw(i.delivered_kw)])));
+  if (!intervals.length) table.append(row([t('gr.iv.none')]));
+  td.append(table);
+  detail.append(td);
+  tr.after(detail);
+}
+
 async function loadRequests() {
   const operator = ['operator', 'admin'].includes($('who').dataset.role);
   $('request-form').hidden = !operator;
@@ -770,6 +796,8 @@ async function loadRequests() {
   try {
     const v = await api('GET', '/api/v1/grid-requests?days=7');
     const list = v.requests.slice().reverse();
+    // The intervals open now stay open when the list is made again.
+    const open = new Set([...document.querySelectorAll('#grid-requests tr.intervals')].map((x) => x.dataset.for));
     const head = row([t('gr.id'), t('gr.source'), t('gr.ask'), t('gr.window'), t('gr.status'), t('gr.delivered'), t('gr.settlement')], true);
     $('grid-requests').replaceChildren(head, ...list.map((r) => {
       const d = r.delivery || {};
@@ -784,10 +812,13 @@ async function loadRequests() {
         d.settlement_cny === null || d.settlement_cny === undefined ? '–' : `${d.settlement_cny.toFixed(2)} CNY`]);
       tr.dataset.id = r.id;
       // What the EMS said of it (and why nothing is measured, where nothing is).
-      tr.title = measured ? r.note : `${r.note}; ${d.why || ''}`;
+      tr.title = `${measured ? r.note : `${r.note}; ${d.why || ''}`} (${t('gr.iv.hint')})`;
+      tr.classList.add('clickable');
+      tr.onclick = () => toggleIntervals(tr, d.intervals || []);
       return tr;
     }));
     if (!list.length) $('grid-requests').append(row([t('gr.none')]));
+    for (const tr of document.querySelectorAll('#grid-requests tr[data-id]')) if (open.has(tr.dataset.id)) tr.click();
   } catch (e) { fail(e); }
 }
 
