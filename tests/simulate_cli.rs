@@ -42,6 +42,7 @@ fn check_locates_every_mistake_of_a_broken_scenario() {
         "climate.csv:13:23: error: months 3 missing",
         "load-profiles.csv:31:11: error: -180 is outside",
         "weekday profile of `office` has 23 of 24 hours (missing 11)",
+        "scenario.toml:45:1: error: baseline.days = 40: give 1 to 30 like days",
     ] {
         assert!(err.contains(want), "missing `{want}` in:\n{err}");
     }

@@ -27,9 +27,7 @@ use pedf_control::{
     control, ev_must_kw, BatteryNow, ChargerNow, Limits, Mode, PlanTarget, Snapshot,
 };
 use pedf_core::assets::Flexibility;
-use pedf_core::grid_request::{
-    baseline, delivery, Baseline, BaselineRule, GridRequest, RequestKind,
-};
+use pedf_core::grid_request::{baseline, delivery, Baseline, GridRequest, RequestKind};
 use pedf_core::plan::Plan;
 use pedf_core::records::WithoutEms;
 use pedf_dispatch::{
@@ -629,7 +627,7 @@ fn run_one(
                     .collect();
                 baselines.insert(
                     r.id.clone(),
-                    baseline(r, &records, clock, &BaselineRule::default(), &others),
+                    baseline(r, &records, clock, &s.baseline, &others),
                 );
             }
         }

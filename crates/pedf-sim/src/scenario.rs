@@ -112,6 +112,9 @@ pub struct Scenario {
     /// Grid requests in the period (`[[grid_request]]`): held by the EMS's strategies and
     /// measured against the simulated park's own baseline.
     pub grid_requests: Vec<GridRequest>,
+    /// How the requests' baselines are made (`[baseline]`: `days`, `look_back_days`; the run
+    /// file's rule, the defaults without one).
+    pub baseline: pedf_core::grid_request::BaselineRule,
 }
 
 #[derive(Deserialize)]
@@ -127,6 +130,9 @@ struct File {
     /// Grid requests the park is asked to hold in the period (demand response).
     #[serde(default)]
     grid_request: Vec<RequestEntry>,
+    /// How the requests' baselines are made.
+    #[serde(default)]
+    baseline: Option<Spanned<pedf_core::grid_request::BaselineRule>>,
 }
 
 #[derive(Deserialize)]
@@ -464,6 +470,18 @@ impl Scenario {
             &format!("scenario {}", f.scenario.name),
             &mut |span, message, hint| d.error(span, message, hint),
         );
+        let baseline_rule = f
+            .baseline
+            .as_ref()
+            .map(|b| *b.get_ref())
+            .unwrap_or_default();
+        if let (Some(b), Err(e)) = (&f.baseline, baseline_rule.check()) {
+            d.error(
+                b.span(),
+                format!("baseline.{e}"),
+                "e.g. days = 5, look_back_days = 45 (the defaults)",
+            );
+        }
         let climate = read_climate(
             &dir.join(f.scenario.climate.get_ref()),
             &mut d,
@@ -506,6 +524,7 @@ impl Scenario {
             load_error_sd,
             optimized,
             grid_requests,
+            baseline: baseline_rule,
         })
     }
 
