@@ -36,11 +36,23 @@ pub(crate) fn counter_step_kwh(d: &pedf_devices::template::DeviceConfig) -> f64 
     }
 }
 
+/// Where device `d`'s energy counters wrap to zero on the primary side, kWh: a DL/T 645-2007
+/// energy register holds XXXXXX.XX kWh (4 BCD bytes), so 999 999.99 is followed by 0.00, a
+/// wrap at 1 000 000 kWh of its secondary side times its CT and PT ratios; other meters' wrap
+/// is not known (a counter that goes down is a gap).
+pub(crate) fn counter_wrap_kwh(d: &pedf_devices::template::DeviceConfig) -> Option<f64> {
+    d.meter_address
+        .is_some()
+        .then(|| 1_000_000.0 * d.ct_ratio.unwrap_or(1.0) * d.pt_ratio.unwrap_or(1.0))
+}
+
 /// One meter's counters at the boundaries it was read at.
 #[derive(Debug, Default)]
 struct Track {
     /// One step of its counters on the primary side, kWh.
     resolution_kwh: f64,
+    /// Where its counters wrap to zero, kWh (`None`: not known).
+    wrap_kwh: Option<f64>,
     /// The time of the last reading taken.
     last_at: Option<DateTime<Utc>>,
     /// Boundary -> (import, export, how late it was read, s); the last two kept.
@@ -78,16 +90,18 @@ pub(crate) enum Taken {
 }
 
 impl Counters {
-    /// Tracks `meters` (the grid meters: device id, one step of its counters in kWh).
-    pub(crate) fn new(meters: &[(String, f64)]) -> Counters {
+    /// Tracks `meters` (the grid meters: device id, one step of its counters and where they
+    /// wrap to zero, kWh).
+    pub(crate) fn new(meters: &[(String, f64, Option<f64>)]) -> Counters {
         Counters {
             tracks: meters
                 .iter()
-                .map(|(m, step)| {
+                .map(|(m, step, wrap)| {
                     (
                         m.clone(),
                         Track {
                             resolution_kwh: *step,
+                            wrap_kwh: *wrap,
                             ..Track::default()
                         },
                     )
@@ -170,6 +184,7 @@ impl Counters {
                     (imp0, exp0, lag0),
                     (imp.value, export, lag),
                     track.resolution_kwh,
+                    track.wrap_kwh,
                 ));
             }
             while track.at.len() > 2 {
@@ -188,10 +203,11 @@ fn interval(
     a: (f64, Option<f64>, f64),
     b: (f64, Option<f64>, f64),
     resolution_kwh: f64,
+    wrap_kwh: Option<f64>,
 ) -> Taken {
     let end = start + clock.interval.duration();
     let energy = |x: f64, y: f64| {
-        let c = intervals_from_counter(&[(start, x), (end, y)], clock, None, start, end);
+        let c = intervals_from_counter(&[(start, x), (end, y)], clock, wrap_kwh, start, end);
         c.energy
             .get(&start)
             .copied()
@@ -290,7 +306,7 @@ mod tests {
     #[test]
     fn the_counters_at_the_boundaries_give_each_intervals_energy() {
         let clock = clock();
-        let mut c = Counters::new(&[("bill".to_string(), 0.01)]);
+        let mut c = Counters::new(&[("bill".to_string(), 0.01, Some(1_000_000.0))]);
         let mut state = DeviceState::new(
             "bill",
             Capability::Meter,
@@ -334,12 +350,23 @@ mod tests {
             "{got:?}"
         );
         assert_eq!(read(&mut c, "2026-06-22T11:00:01+08:00", 80.0, 0.0), []);
+        // A register that wraps (999 999.99 is followed by 0.00): the interval counts across
+        // the wrap, 0.50 before it and 0.70 after.
+        assert_eq!(
+            read(&mut c, "2026-06-22T11:15:01+08:00", 999_999.5, 0.0).len(),
+            1
+        );
+        let got = read(&mut c, "2026-06-22T11:30:01+08:00", 0.7, 0.0);
+        assert!(
+            matches!(&got[..], [Taken::Interval(m, _)] if m.start == at("2026-06-22T11:15:00+08:00") && (m.import_kwh - 1.2).abs() < 1e-6),
+            "{got:?}"
+        );
     }
 
     /// How a meter's intervals go is said when it changes, not at every interval.
     #[test]
     fn a_meters_state_is_said_when_it_changes() {
-        let mut c = Counters::new(&[("bill".to_string(), 0.01)]);
+        let mut c = Counters::new(&[("bill".to_string(), 0.01, None)]);
         let seq = [
             Said::Agrees,
             Said::Agrees,

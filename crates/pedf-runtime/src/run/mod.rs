@@ -441,7 +441,11 @@ impl Cycle {
                     .into_iter()
                     .map(|id| {
                         let d = set.devices.devices.iter().find(|d| d.id == id);
-                        (id, d.map_or(1.0, billing::counter_step_kwh))
+                        (
+                            id,
+                            d.map_or(1.0, billing::counter_step_kwh),
+                            d.and_then(billing::counter_wrap_kwh),
+                        )
                     })
                     .collect::<Vec<_>>(),
             ),
