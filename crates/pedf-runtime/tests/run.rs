@@ -1336,7 +1336,7 @@ async fn a_grid_request_is_planned_for_before_it_is_answered() {
             .ok()
             .and_then(|s| s.active_plan(day).ok().flatten())
     };
-    let ask = move |id: &str, kind: RequestKind, from: &str, to: &str| {
+    let ask = move |id: &str, kind: RequestKind, from: &str, to: &str, price: Option<f64>| {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let r = GridRequest {
             id: id.into(),
@@ -1347,7 +1347,7 @@ async fn a_grid_request_is_planned_for_before_it_is_answered() {
                 local(&format!("{day} {to}"))
             },
             kind,
-            price_cny_per_kwh: None,
+            price_cny_per_kwh: price,
             source: "test".into(),
         };
         (r, reply, answer)
@@ -1366,24 +1366,38 @@ async fn a_grid_request_is_planned_for_before_it_is_answered() {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        for (id, kind, from, to) in [
-            ("evening", RequestKind::CapImport(150.0), "19:00", "20:00"),
-            ("all-night", RequestKind::CapImport(0.0), "17:00", "24:00"),
+        for (id, kind, from, to, price) in [
+            (
+                "evening",
+                RequestKind::CapImport(150.0),
+                "19:00",
+                "20:00",
+                Some(3.0),
+            ),
+            (
+                "all-night",
+                RequestKind::CapImport(0.0),
+                "17:00",
+                "24:00",
+                None,
+            ),
             (
                 "noon-export",
                 RequestKind::ExportAtLeast(200.0),
                 "12:00",
                 "13:00",
+                None,
             ),
             (
                 "dusk-export",
                 RequestKind::ExportAtLeast(100.0),
                 "21:00",
                 "22:00",
+                None,
             ),
         ] {
             let before = active().map(|p| p.0);
-            let (r, reply, answer) = ask(id, kind, from, to);
+            let (r, reply, answer) = ask(id, kind, from, to, price);
             req_tx.send((r, reply)).await.unwrap();
             let a = tokio::time::timeout(Duration::from_secs(90), answer).await;
             // The plan active once the answer is given (a held request's plan is stored by
@@ -1409,10 +1423,21 @@ async fn a_grid_request_is_planned_for_before_it_is_answered() {
     assert_eq!(outcome.len(), 4, "{outcome:?}");
     let (evening, night) = (&outcome[0], &outcome[1]);
     let part = |s: &str, k: usize| s.split('|').nth(k).unwrap().to_string();
+    for o in &outcome {
+        println!("answer: {}", part(o, 1));
+        assert!(!part(o, 1).contains("-0.0"), "{o}");
+    }
     // Held in full; the plan made with it is active and keeps the cap.
     assert!(
         part(evening, 1).contains("Ok(Ok(Ok((150.0")
             && part(evening, 1).contains("the re-plan holds it in every interval"),
+        "{evening}"
+    );
+    // With what holding it costs against the plan before, and what it pays.
+    assert!(
+        part(evening, 1).contains("holding it changes the plan's bill by ")
+            && part(evening, 1)
+                .contains("it pays 3.00 CNY/kWh on what is delivered against its baseline"),
         "{evening}"
     );
     assert_ne!(part(evening, 2), part(evening, 3), "{evening}");

@@ -165,6 +165,74 @@ pub(crate) fn verdict(
     )
 }
 
+/// What a re-plan with a request as a constraint costs against the plan before it, over the
+/// intervals both cover: the energy bill (import at its price less export at its price), the
+/// month's demand charge (the higher peak above what is free, at the monthly rate), and the
+/// curtailable load shed more.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct HoldingCost {
+    energy_cny: f64,
+    demand_cny: f64,
+    shed_kwh: f64,
+}
+
+impl HoldingCost {
+    /// As the answer says it.
+    fn said(&self) -> String {
+        // Never a -0.0 where a person reads it.
+        let z = |x: f64| if x.abs() < 0.05 { 0.0 } else { x };
+        format!(
+            "holding it changes the plan's bill by {:+.1} CNY against the plan before (energy {:+.1}, demand charge {:+.1}){}",
+            z(self.energy_cny + self.demand_cny),
+            z(self.energy_cny),
+            z(self.demand_cny),
+            if self.shed_kwh.abs() > 0.05 {
+                format!(" and sheds {:+.1} kWh of curtailable load", self.shed_kwh)
+            } else {
+                String::new()
+            }
+        )
+    }
+}
+
+/// [`HoldingCost`] of `trial` against `before` (none when they share no interval).
+pub(crate) fn holding_cost(
+    trial: &pedf_core::plan::Plan,
+    before: &pedf_core::plan::Plan,
+    park: &pedf_core::Park,
+) -> Option<HoldingCost> {
+    let h = park.clock.interval.hours().0;
+    let old: BTreeMap<DateTime<Utc>, &pedf_core::plan::PlanInterval> = before
+        .intervals
+        .iter()
+        .map(|i| (i.start.with_timezone(&Utc), i))
+        .collect();
+    let (mut energy, mut shed, mut peak_new, mut peak_old) = (0.0, 0.0, 0.0f64, 0.0f64);
+    let mut shared = false;
+    for i in &trial.intervals {
+        let Some(o) = old.get(&i.start.with_timezone(&Utc)) else {
+            continue;
+        };
+        shared = true;
+        energy += ((i.grid_import_kw - o.grid_import_kw) * i.import_price_cny_per_kwh
+            - (i.grid_export_kw - o.grid_export_kw) * i.export_price_cny_per_kwh)
+            * h;
+        shed += (i.load_shed_kw - o.load_shed_kw) * h;
+        peak_new = peak_new.max(i.grid_import_kw);
+        peak_old = peak_old.max(o.grid_import_kw);
+    }
+    if !shared {
+        return None;
+    }
+    let free = trial.demand_free_up_to_kw;
+    let demand = park.tariff.demand.marginal_rate() * (peak_new.max(free) - peak_old.max(free));
+    Some(HoldingCost {
+        energy_cny: energy,
+        demand_cny: demand,
+        shed_kwh: shed,
+    })
+}
+
 /// Refuses `r`: said in a warning and answered with why (nothing of it is kept).
 fn refuse(
     writer: &super::writer::StoreWriter,
@@ -412,7 +480,24 @@ impl Requests {
                 })
                 .collect()
         };
+        let before_plan = before;
         let before = before.map(imports);
+        // What holding the requests on trial costs against the plan before, said with each
+        // answer (the operator weighs it against what the request pays).
+        let together = ids.len();
+        let cost = match (trial, before_plan) {
+            (Ok(t), Some(b)) => holding_cost(t, b, park).map(|c| {
+                if together > 1 {
+                    format!(
+                        "with the {together} requests checked together, {}",
+                        c.said()
+                    )
+                } else {
+                    c.said()
+                }
+            }),
+            _ => None,
+        };
         for id in ids {
             let Some(k) = self.pending.iter().position(|p| p.taken.request.id == id) else {
                 continue;
@@ -451,6 +536,17 @@ impl Requests {
                     refuse(writer, now, &r, reply, why);
                     continue;
                 }
+            }
+            if let Some(c) = &cost {
+                taken.note = format!(
+                    "{}; {c}{}",
+                    taken.note,
+                    r.price_cny_per_kwh
+                        .map(|p| format!(
+                            "; it pays {p:.2} CNY/kWh on what is delivered against its baseline"
+                        ))
+                        .unwrap_or_default()
+                );
             }
             let _ = reply.send(self.hold(taken, baseline, now, park, store, writer));
         }
