@@ -60,6 +60,10 @@ pub struct RunConfig {
     /// default 5; `look_back_days`, how far back they are looked for, default 45).
     #[serde(default)]
     pub baseline: pedf_core::grid_request::BaselineRule,
+    /// The park as an edge node of a fleet: its closed interval records and events into the
+    /// hub's NATS JetStream, its live state to NATS (`[fleet]`); none: no fleet.
+    #[serde(default)]
+    pub fleet: Option<crate::fleet::FleetConfig>,
     /// Where "now" comes from (not in the file): the wall clock, or the accelerated time of
     /// `pedf demo --speed`.
     #[serde(skip)]
@@ -581,10 +585,14 @@ impl RunConfig {
         c.baseline
             .check()
             .map_err(|e| format!("{name}: [baseline] {e}"))?;
+        if let Some(f) = &c.fleet {
+            f.check().map_err(|e| format!("{name}: [fleet] {e}"))?;
+        }
         let dir = path.parent().unwrap_or(Path::new("."));
         for p in [&mut c.park, &mut c.devices, &mut c.store]
             .into_iter()
             .chain(c.grid_requests.as_mut())
+            .chain(c.fleet.as_mut().and_then(|f| f.credentials.as_mut()))
         {
             if p.is_relative() {
                 *p = dir.join(&*p);

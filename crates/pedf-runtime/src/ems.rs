@@ -91,8 +91,43 @@ pub async fn run_and_serve(
             }
         });
     }
+    // The fleet's edge publisher (`[fleet]`): on the caller's runtime, apart from the cycle.
+    let fleet = match cfg.fleet.clone() {
+        Some(f) => {
+            let park = cfg.read_park()?;
+            let live = match &io.live {
+                Some(tx) => tx.subscribe(),
+                None => {
+                    let (tx, rx) = watch::channel(Arc::new(Live::default()));
+                    io.live = Some(tx);
+                    rx
+                }
+            };
+            say(format!(
+                "fleet: publishing as pedf.{} to {}",
+                f.name_of(&park.id),
+                f.url
+            ));
+            Some(crate::fleet::start(
+                f,
+                &park,
+                cfg.store.clone(),
+                live,
+                stop_rx.clone(),
+            ))
+        }
+        None => None,
+    };
     let r = run_apart(cfg, io, shutdown).await;
     let _ = stop_tx.send(true);
+    if let Some(f) = fleet {
+        if tokio::time::timeout(std::time::Duration::from_secs(5), f)
+            .await
+            .is_err()
+        {
+            say("fleet publisher did not stop within 5 s".into());
+        }
+    }
     if let Some(s) = server {
         match tokio::time::timeout(std::time::Duration::from_secs(5), s).await {
             Ok(Ok(Err(e))) => say(format!("server: {e}")),

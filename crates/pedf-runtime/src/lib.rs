@@ -7,6 +7,7 @@
 pub mod config;
 mod devices;
 pub mod ems;
+pub mod fleet;
 pub mod live;
 pub mod replan;
 pub mod run;

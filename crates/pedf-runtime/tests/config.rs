@@ -312,3 +312,47 @@ fn a_run_files_grid_requests_file_is_checked_where_it_is_written() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_fleet_table_with_mistakes_says_which() {
+    let dir = std::env::temp_dir().join(format!("pedf-run-fleet-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("run.toml");
+    let run = |table: &str| {
+        std::fs::write(
+            &path,
+            format!("park = \"{ROOT}/config/qingzhou-pedf.toml\"\ndevices = \"{ROOT}/config/devices/qingzhou-pedf.toml\"\nstore = \"pedf.sqlite\"\n\n[fleet]\n{table}"),
+        )
+        .unwrap();
+        pedf_runtime::run::RunConfig::load(&path)
+    };
+    let good =
+        run("url = \"nats://10.0.0.1:4222, nats://10.0.0.2:4222\"\ncredentials = \"park.creds\"\n")
+            .unwrap();
+    let f = good.fleet.unwrap();
+    assert_eq!(f.name_of("qingzhou-pedf"), "qingzhou-pedf");
+    assert_eq!(f.credentials, Some(dir.join("park.creds")));
+    for (table, want) in [
+        (
+            "url = \"http://hub:4222\"\n",
+            "[fleet] url: `http://hub:4222` is not a NATS server address",
+        ),
+        (
+            "url = \"nats://hub:4222\"\npark = \"qingzhou.pedf\"\n",
+            "[fleet] park = `qingzhou.pedf`: give letters, digits, `-` and `_`",
+        ),
+        (
+            "url = \"nats://hub:4222\"\nstate_every_s = 0\n",
+            "[fleet] state_every_s = 0: give 1 to 3600 seconds",
+        ),
+        (
+            "url = \"nats://hub:4222\"\nsubject = \"x\"\n",
+            "unknown field `subject`",
+        ),
+    ] {
+        let e = run(table).map(|_| ()).unwrap_err();
+        assert!(e.contains(want), "{e}\nwanted: {want}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -333,6 +333,29 @@ fn from_ms(v: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(v).single().unwrap_or_default()
 }
 
+/// An interval record as a row of `start_ms, pv_kwh, grid_import_kwh, grid_export_kwh,
+/// battery_charge_kwh, battery_discharge_kwh, load_kwh, ev_kwh, ev_chargers, source,
+/// batteries, observed` gives it.
+fn stored_record_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredRecord> {
+    let chargers: String = r.get(8)?;
+    Ok(StoredRecord {
+        record: IntervalRecord {
+            start: from_ms(r.get(0)?),
+            pv_kwh: r.get(1)?,
+            grid_import_kwh: r.get(2)?,
+            grid_export_kwh: r.get(3)?,
+            battery_charge_kwh: r.get(4)?,
+            battery_discharge_kwh: r.get(5)?,
+            load_kwh: r.get(6)?,
+            ev_kwh: r.get(7)?,
+            ev_chargers: serde_json::from_str(&chargers).unwrap_or_default(),
+            batteries: serde_json::from_str(&r.get::<_, String>(10)?).unwrap_or_default(),
+        },
+        source: r.get(9)?,
+        observed: r.get(11)?,
+    })
+}
+
 /// The store.
 pub struct Store {
     conn: Connection,
@@ -944,28 +967,40 @@ impl Store {
             )
             .map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map(params![ms(from), ms(to)], |r| {
-                let chargers: String = r.get(8)?;
-                Ok(StoredRecord {
-                    record: IntervalRecord {
-                        start: from_ms(r.get(0)?),
-                        pv_kwh: r.get(1)?,
-                        grid_import_kwh: r.get(2)?,
-                        grid_export_kwh: r.get(3)?,
-                        battery_charge_kwh: r.get(4)?,
-                        battery_discharge_kwh: r.get(5)?,
-                        load_kwh: r.get(6)?,
-                        ev_kwh: r.get(7)?,
-                        ev_chargers: serde_json::from_str(&chargers).unwrap_or_default(),
-                        batteries: serde_json::from_str(&r.get::<_, String>(10)?)
-                            .unwrap_or_default(),
-                    },
-                    source: r.get(9)?,
-                    observed: r.get(11)?,
-                })
-            })
+            .query_map(params![ms(from), ms(to)], stored_record_of)
             .map_err(|e| self.err(e))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// The closed interval records after the one starting at `after` (all from the first
+    /// without it), in time order, at most `limit`, up to the first that is still the running
+    /// interval's checkpoint (source `running`: it is sent once its interval closes, or once a
+    /// restart labels it): what a publisher that has sent up to `after` sends next.
+    pub fn closed_records_after(
+        &self,
+        after: Option<DateTime<Utc>>,
+        limit: usize,
+    ) -> Result<Vec<StoredRecord>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT start_ms, pv_kwh, grid_import_kwh, grid_export_kwh, battery_charge_kwh, battery_discharge_kwh, load_kwh, ev_kwh, ev_chargers, source, batteries, observed
+                 FROM interval_records WHERE start_ms > ?1 ORDER BY start_ms LIMIT ?2",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(
+                params![after.map_or(i64::MIN, ms), limit as i64],
+                stored_record_of,
+            )
+            .map_err(|e| self.err(e))?;
+        let list = rows
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e))?;
+        Ok(list
+            .into_iter()
+            .take_while(|r| r.source != "running")
+            .collect())
     }
 
     /// Stores a plan (its JSON); returns its id.
@@ -1091,6 +1126,32 @@ impl Store {
         let rows = stmt
             .query_map(params![limit as i64], |r| {
                 Ok((from_ms(r.get(0)?), r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// The events after `after` (an id), oldest first, at most `limit`, with their
+    /// acknowledgements: what a publisher that has sent up to `after` sends next.
+    pub fn events_after(&self, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, ts_ms, severity, kind, message, acked_ms, acked_by FROM events WHERE id > ?1 ORDER BY id LIMIT ?2",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![after, limit as i64], |r| {
+                let acked: Option<i64> = r.get(5)?;
+                let by: Option<String> = r.get(6)?;
+                Ok(StoredEvent {
+                    id: r.get(0)?,
+                    at: from_ms(r.get(1)?),
+                    severity: r.get(2)?,
+                    kind: r.get(3)?,
+                    message: r.get(4)?,
+                    acked: acked.map(|ms| (from_ms(ms), by.unwrap_or_default())),
+                })
             })
             .map_err(|e| self.err(e))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))

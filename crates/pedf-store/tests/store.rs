@@ -433,3 +433,50 @@ fn a_grid_requests_reference_plan_is_kept_and_said_when_missing() {
     assert!(why.contains("plan #3 is no longer kept"), "{why}");
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
+
+/// What a publisher sends next (the fleet's edge): the closed records after the last one sent,
+/// in time order, up to the running interval's checkpoint; the events after the last id.
+#[test]
+fn a_publisher_reads_the_closed_records_and_the_events_after_its_cursor() {
+    let path = temp_db("after");
+    let mut st = Store::open(&path).unwrap();
+    let t0 = Utc.with_ymd_and_hms(2026, 6, 21, 0, 0, 0).unwrap();
+    let rec = |k: i64| IntervalRecord {
+        start: t0 + Duration::minutes(15 * k),
+        load_kwh: 10.0,
+        grid_import_kwh: 10.0,
+        ..Default::default()
+    };
+    st.put_records(&[rec(0), rec(1)], "measured").unwrap();
+    st.put_records(&[rec(2)], "running").unwrap();
+    st.put_records(&[rec(3)], "measured").unwrap();
+    let starts = |st: &Store, after: Option<DateTime<Utc>>| -> Vec<DateTime<Utc>> {
+        st.closed_records_after(after, 10)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.record.start)
+            .collect()
+    };
+    // Not past the running checkpoint: what follows it waits until it is closed.
+    assert_eq!(starts(&st, None), [rec(0).start, rec(1).start]);
+    assert_eq!(starts(&st, Some(rec(0).start)), [rec(1).start]);
+    assert_eq!(starts(&st, Some(rec(1).start)), Vec::<DateTime<Utc>>::new());
+    st.put_records(&[rec(2)], "measured-partial").unwrap();
+    assert_eq!(
+        starts(&st, Some(rec(1).start)),
+        [rec(2).start, rec(3).start]
+    );
+    assert_eq!(st.closed_records_after(None, 1).unwrap().len(), 1);
+    for m in ["a", "b", "c"] {
+        st.event(t0, "info", "test", m).unwrap();
+    }
+    let all = st.events_after(0, 10).unwrap();
+    assert_eq!(
+        all.iter().map(|e| e.message.as_str()).collect::<Vec<_>>(),
+        ["a", "b", "c"]
+    );
+    let rest = st.events_after(all[0].id, 1).unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].message, "b");
+    let _ = std::fs::remove_file(&path);
+}

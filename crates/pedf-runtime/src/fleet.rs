@@ -1,0 +1,367 @@
+//! The park as an edge node of a fleet (`[fleet]`, issue 24): what the park's EMS keeps goes to
+//! the fleet's hub over NATS. Its closed interval records and its events go into JetStream
+//! (`pedf.<park>.records`, `pedf.<park>.events`), each with a message id the stream
+//! deduplicates on (`<park>/records/<start ms>`, `<park>/events/<id>`), one after the other,
+//! each sent again until the hub acknowledges it: at least once from here, exactly once in the
+//! stream within its duplicate window. Its live state goes to `pedf.<park>.state` every few
+//! seconds, not kept (the next one replaces it).
+//!
+//! The outbox is the park's own store: the publisher reads what comes after the last record
+//! and event the hub acknowledged (kept in `<store>.fleet-cursor.json`, written atomically), so
+//! while the hub is unreachable the park works as before and its backlog waits in the store,
+//! sent in order when the link returns, and a restart resumes where the last run stopped. A
+//! backlog older than the store's retention of events (`log_retention_days`) is gone with it.
+//! The publisher is a task of its own: the control cycle never waits on the network.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use pedf_core::live::Live;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+/// The `[fleet]` table of a run file.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FleetConfig {
+    /// The hub's NATS servers, e.g. `nats://127.0.0.1:4222` (the cluster's nodes separated by
+    /// commas: the client moves to another when one fails).
+    pub url: String,
+    /// The park's name in subjects (`pedf.<park>.records`): letters, digits, `-` and `_`;
+    /// default: the park file's id.
+    #[serde(default)]
+    pub park: Option<String>,
+    /// The park's NATS credentials file (`.creds`: its user JWT and nkey seed), relative to
+    /// the run file; none: the server's own rules (e.g. no authentication on a trial).
+    #[serde(default)]
+    pub credentials: Option<PathBuf>,
+    /// How often the live state is published, s (default 5).
+    #[serde(default = "default_state_every_s")]
+    pub state_every_s: u64,
+}
+
+fn default_state_every_s() -> u64 {
+    5
+}
+
+/// Whether `name` can be one token of a NATS subject as pedf names them.
+fn subject_token(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+impl FleetConfig {
+    /// Whether the table can be used: its servers' addresses, the park's name, the state's
+    /// period.
+    pub fn check(&self) -> Result<(), String> {
+        for u in self.url.split(',') {
+            let u = u.trim();
+            if !(u.starts_with("nats://") || u.starts_with("tls://")) {
+                return Err(format!(
+                    "url: `{u}` is not a NATS server address; give nats://HOST:PORT (or tls://HOST:PORT), several separated by commas"
+                ));
+            }
+            u.parse::<async_nats::ServerAddr>()
+                .map_err(|e| format!("url: `{u}`: {e}"))?;
+        }
+        if let Some(p) = &self.park {
+            if !subject_token(p) {
+                return Err(format!(
+                    "park = `{p}`: give letters, digits, `-` and `_` (one token of a NATS subject, at most 64)"
+                ));
+            }
+        }
+        if !(1..=3600).contains(&self.state_every_s) {
+            return Err(format!(
+                "state_every_s = {}: give 1 to 3600 seconds",
+                self.state_every_s
+            ));
+        }
+        Ok(())
+    }
+
+    /// The park's name in subjects: the table's, or the park id made a subject token.
+    pub fn name_of(&self, park_id: &str) -> String {
+        self.park.clone().unwrap_or_else(|| {
+            park_id
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect()
+        })
+    }
+}
+
+/// How far the hub has acknowledged the park's backlog.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Cursor {
+    /// The start of the last interval record acknowledged.
+    pub records: Option<DateTime<Utc>>,
+    /// The id of the last event acknowledged (0: none).
+    pub events: i64,
+}
+
+/// Where the cursor of the publisher of `store` is kept.
+pub fn cursor_path(store: &Path) -> PathBuf {
+    let mut name = store.as_os_str().to_owned();
+    name.push(".fleet-cursor.json");
+    PathBuf::from(name)
+}
+
+/// The cursor kept beside `store` (none kept: from the start; an unreadable one is said and
+/// taken as none: the stream's deduplication drops what is sent again).
+fn load_cursor(store: &Path) -> Cursor {
+    let p = cursor_path(store);
+    match std::fs::read_to_string(&p) {
+        Ok(t) => serde_json::from_str(&t).unwrap_or_else(|e| {
+            tracing::warn!(target: "pedf::fleet", "{}: {e}: sending the store's backlog from its start", p.display());
+            Cursor::default()
+        }),
+        Err(_) => Cursor::default(),
+    }
+}
+
+/// Writes the cursor atomically (a temporary file renamed over it).
+fn save_cursor(store: &Path, c: &Cursor) -> std::io::Result<()> {
+    let p = cursor_path(store);
+    let mut tmp = p.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, serde_json::to_vec(c).unwrap_or_default())?;
+    std::fs::rename(&tmp, &p)
+}
+
+/// One message of the backlog: its subject, id and body.
+struct Outgoing {
+    subject: String,
+    id: String,
+    body: Vec<u8>,
+    /// What sending it advances the cursor to.
+    advance: Advance,
+}
+
+enum Advance {
+    Record(DateTime<Utc>),
+    Event(i64),
+}
+
+/// At most this many of each kind are read from the store per round.
+const BATCH: usize = 500;
+
+/// The backlog after `cursor`, read from the store at `path`.
+fn backlog(
+    path: &Path,
+    name: &str,
+    clock: pedf_core::time::ParkClock,
+    cursor: &Cursor,
+) -> Result<Vec<Outgoing>, String> {
+    let store = pedf_store::Store::open(path).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for r in store
+        .closed_records_after(cursor.records, BATCH)
+        .map_err(|e| e.to_string())?
+    {
+        let x = &r.record;
+        let body = serde_json::json!({
+            "park": name,
+            "start": clock.format(x.start),
+            "pv_kwh": x.pv_kwh,
+            "grid_import_kwh": x.grid_import_kwh,
+            "grid_export_kwh": x.grid_export_kwh,
+            "battery_charge_kwh": x.battery_charge_kwh,
+            "battery_discharge_kwh": x.battery_discharge_kwh,
+            "load_kwh": x.load_kwh,
+            "ev_kwh": x.ev_kwh,
+            "ev_chargers": x.ev_chargers,
+            "source": r.source,
+            "observed_share": r.observed,
+        });
+        out.push(Outgoing {
+            subject: format!("pedf.{name}.records"),
+            id: format!("{name}/records/{}", x.start.timestamp_millis()),
+            body: serde_json::to_vec(&body).unwrap_or_default(),
+            advance: Advance::Record(x.start),
+        });
+    }
+    for e in store
+        .events_after(cursor.events, BATCH)
+        .map_err(|e| e.to_string())?
+    {
+        let body = serde_json::json!({
+            "park": name,
+            "id": e.id,
+            "at": clock.format(e.at),
+            "severity": e.severity,
+            "kind": e.kind,
+            "message": e.message,
+        });
+        out.push(Outgoing {
+            subject: format!("pedf.{name}.events"),
+            id: format!("{name}/events/{}", e.id),
+            body: serde_json::to_vec(&body).unwrap_or_default(),
+            advance: Advance::Event(e.id),
+        });
+    }
+    Ok(out)
+}
+
+/// Connects to the hub.
+async fn connect(cfg: &FleetConfig, name: &str) -> Result<async_nats::Client, String> {
+    let mut o = async_nats::ConnectOptions::new()
+        .name(format!("pedf park {name}"))
+        .connection_timeout(Duration::from_secs(3));
+    if let Some(c) = &cfg.credentials {
+        o = o
+            .credentials_file(c)
+            .await
+            .map_err(|e| format!("credentials {}: {e}", c.display()))?;
+    }
+    let servers: Vec<async_nats::ServerAddr> = cfg
+        .url
+        .split(',')
+        .filter_map(|u| u.trim().parse().ok())
+        .collect();
+    o.connect(servers.as_slice())
+        .await
+        .map_err(|e| format!("{}: {e}", cfg.url))
+}
+
+/// Sends the backlog after `cursor` in order, advancing it with each acknowledgement; stops
+/// at the first message the hub does not acknowledge (sent again next round). Returns how
+/// many were acknowledged.
+async fn send_backlog(
+    js: &async_nats::jetstream::Context,
+    path: &Path,
+    name: &str,
+    clock: pedf_core::time::ParkClock,
+    cursor: &mut Cursor,
+) -> Result<usize, String> {
+    let (p, n, c) = (path.to_path_buf(), name.to_string(), cursor.clone());
+    let list = tokio::task::spawn_blocking(move || backlog(&p, &n, clock, &c))
+        .await
+        .map_err(|e| e.to_string())??;
+    let mut sent = 0;
+    for m in list {
+        let publish = async_nats::jetstream::context::Publish::build()
+            .message_id(&m.id)
+            .payload(m.body.into());
+        let ack = js
+            .send_publish(m.subject.clone(), publish)
+            .await
+            .map_err(|e| format!("{}: {e}", m.subject))?;
+        ack.await
+            .map_err(|e| format!("{} ({}): {e}", m.subject, m.id))?;
+        match m.advance {
+            Advance::Record(t) => cursor.records = Some(t),
+            Advance::Event(id) => cursor.events = id,
+        }
+        sent += 1;
+    }
+    Ok(sent)
+}
+
+/// Starts the publisher of the park `park_id` whose EMS keeps its store at `store`: it runs
+/// until `stop` turns true, reading the live state from `live`.
+pub fn start(
+    cfg: FleetConfig,
+    park: &pedf_core::Park,
+    store: PathBuf,
+    mut live: watch::Receiver<Arc<Live>>,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let name = cfg.name_of(&park.id);
+    let clock = park.clock;
+    tokio::spawn(async move {
+        let mut cursor = load_cursor(&store);
+        let mut client: Option<async_nats::Client> = None;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let every = Duration::from_secs(cfg.state_every_s);
+        let mut last_state: Option<Instant> = None;
+        // What was last said of the link (said again only when it changes).
+        let mut said = "starting".to_string();
+        let mut say = |what: String| {
+            if what != said {
+                if what.is_empty() {
+                    tracing::info!(target: "pedf::fleet", "fleet hub {}: connected as {name}", cfg.url);
+                } else {
+                    tracing::warn!(target: "pedf::fleet", "fleet hub {}: {what} (the backlog waits in the store)", cfg.url);
+                }
+                said = what;
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.changed() => {}
+            }
+            if *stop.borrow() {
+                break;
+            }
+            if client.is_none() {
+                match connect(&cfg, &name).await {
+                    Ok(c) => client = Some(c),
+                    Err(e) => {
+                        say(format!("not reachable: {e}"));
+                        continue;
+                    }
+                }
+            }
+            let Some(c) = &client else { continue };
+            if c.connection_state() != async_nats::connection::State::Connected {
+                say("link lost, reconnecting".into());
+                continue;
+            }
+            if last_state.is_none_or(|t| t.elapsed() >= every) {
+                let state = live.borrow_and_update().clone();
+                if let Ok(body) = serde_json::to_vec(&*state) {
+                    if c.publish(format!("pedf.{name}.state"), body.into())
+                        .await
+                        .is_ok()
+                    {
+                        last_state = Some(Instant::now());
+                    }
+                }
+            }
+            let js = async_nats::jetstream::new(c.clone());
+            let before = cursor.clone();
+            let outcome = send_backlog(&js, &store, &name, clock, &mut cursor).await;
+            if cursor != before {
+                if let Err(e) = save_cursor(&store, &cursor) {
+                    tracing::warn!(target: "pedf::fleet", "{}: {e}", cursor_path(&store).display());
+                }
+            }
+            match outcome {
+                Ok(_) => say(String::new()),
+                Err(e) => say(format!("not acknowledged: {e}")),
+            }
+        }
+        // The run has stopped and its last records and events are stored: one more round,
+        // for a few seconds at most (what is left waits for the next start).
+        if let Some(c) =
+            client.filter(|c| c.connection_state() == async_nats::connection::State::Connected)
+        {
+            let js = async_nats::jetstream::new(c.clone());
+            let before = cursor.clone();
+            let _ = tokio::time::timeout(
+                Duration::from_secs(3),
+                send_backlog(&js, &store, &name, clock, &mut cursor),
+            )
+            .await;
+            if cursor != before {
+                let _ = save_cursor(&store, &cursor);
+            }
+            let _ = c.flush().await;
+        }
+    })
+}
