@@ -333,6 +333,20 @@ fn from_ms(v: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(v).single().unwrap_or_default()
 }
 
+/// An event as a row of `id, ts_ms, severity, kind, message, acked_ms, acked_by` gives it.
+fn stored_event_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
+    let acked: Option<i64> = r.get(5)?;
+    let by: Option<String> = r.get(6)?;
+    Ok(StoredEvent {
+        id: r.get(0)?,
+        at: from_ms(r.get(1)?),
+        severity: r.get(2)?,
+        kind: r.get(3)?,
+        message: r.get(4)?,
+        acked: acked.map(|ms| (from_ms(ms), by.unwrap_or_default())),
+    })
+}
+
 /// An interval record as a row of `start_ms, pv_kwh, grid_import_kwh, grid_export_kwh,
 /// battery_charge_kwh, battery_discharge_kwh, load_kwh, ev_kwh, ev_chargers, source,
 /// batteries, observed` gives it.
@@ -1141,18 +1155,7 @@ impl Store {
             )
             .map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map(params![after, limit as i64], |r| {
-                let acked: Option<i64> = r.get(5)?;
-                let by: Option<String> = r.get(6)?;
-                Ok(StoredEvent {
-                    id: r.get(0)?,
-                    at: from_ms(r.get(1)?),
-                    severity: r.get(2)?,
-                    kind: r.get(3)?,
-                    message: r.get(4)?,
-                    acked: acked.map(|ms| (from_ms(ms), by.unwrap_or_default())),
-                })
-            })
+            .query_map(params![after, limit as i64], stored_event_of)
             .map_err(|e| self.err(e))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
     }
@@ -1166,18 +1169,7 @@ impl Store {
             )
             .map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map(params![limit as i64], |r| {
-                let acked: Option<i64> = r.get(5)?;
-                let by: Option<String> = r.get(6)?;
-                Ok(StoredEvent {
-                    id: r.get(0)?,
-                    at: from_ms(r.get(1)?),
-                    severity: r.get(2)?,
-                    kind: r.get(3)?,
-                    message: r.get(4)?,
-                    acked: acked.map(|ms| (from_ms(ms), by.unwrap_or_default())),
-                })
-            })
+            .query_map(params![limit as i64], stored_event_of)
             .map_err(|e| self.err(e))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
     }

@@ -1376,6 +1376,24 @@ impl Cycle {
 mod tests {
     use super::*;
 
+    /// A park's own limits: 1000 kW each way, export only from PV.
+    fn own_limits() -> Limits {
+        Limits {
+            import_kw: 1000.0,
+            export_kw: 1000.0,
+            allow_export: true,
+            export_only_from_pv: true,
+            eta_in: 0.97,
+            eta_out: 0.97,
+            soc_min_pct: 10.0,
+            soc_max_pct: 95.0,
+            reverse_flow_margin_kw: 0.0,
+            battery_charge_kw: 500.0,
+            battery_discharge_kw: 500.0,
+            export_floor_kw: 0.0,
+        }
+    }
+
     /// The park's clock (Shanghai, 15-minute intervals) and the time `t`.
     fn clock_at(t: &str) -> (pedf_core::time::ParkClock, DateTime<Utc>) {
         (
@@ -1644,20 +1662,7 @@ mod tests {
         );
         assert_eq!(at(1).export_at_least_kw, Some(80.0));
         assert_eq!(at(2).export_kw, None);
-        let own = Limits {
-            import_kw: 1000.0,
-            export_kw: 1000.0,
-            allow_export: true,
-            export_only_from_pv: true,
-            eta_in: 0.97,
-            eta_out: 0.97,
-            soc_min_pct: 10.0,
-            soc_max_pct: 95.0,
-            reverse_flow_margin_kw: 0.0,
-            battery_charge_kw: 500.0,
-            battery_discharge_kw: 500.0,
-            export_floor_kw: 0.0,
-        };
+        let own = own_limits();
         let held = master.apply(&own);
         assert_eq!(
             (held.import_kw, held.export_kw, held.export_floor_kw),
@@ -1729,20 +1734,7 @@ mod tests {
             }
         );
         assert_eq!(at(61).net_ceiling(), Some(-30.0));
-        let own = Limits {
-            import_kw: 1000.0,
-            export_kw: 1000.0,
-            allow_export: true,
-            export_only_from_pv: true,
-            eta_in: 0.97,
-            eta_out: 0.97,
-            soc_min_pct: 10.0,
-            soc_max_pct: 95.0,
-            reverse_flow_margin_kw: 30.0,
-            battery_charge_kw: 500.0,
-            battery_discharge_kw: 500.0,
-            export_floor_kw: 0.0,
-        };
+        let own = own_limits();
         let held = at(61).apply(&own);
         assert_eq!(
             (held.import_kw, held.export_kw, held.export_floor_kw),
