@@ -286,7 +286,7 @@ fn a_run_files_grid_requests_file_is_checked_where_it_is_written() {
     for want in [
         format!("{file}:5:9: error: grid_request[0].start:"),
         format!("{file}:10:8: error: grid_request[1].kind:"),
-        "cap_import, reduce_import or cap_export".to_string(),
+        "cap_import, reduce_import, cap_export or export_at_least".to_string(),
     ] {
         assert!(all.contains(&want), "{want} not in:\n{all}");
     }
