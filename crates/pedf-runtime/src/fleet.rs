@@ -158,14 +158,36 @@ enum Advance {
 /// At most this many of each kind are read from the store per round.
 const BATCH: usize = 500;
 
-/// The backlog after `cursor`, read from the store at `path`.
+/// The publisher's own connection to the store, opened at its first round and kept (opened
+/// again after an error).
+type Db = Arc<std::sync::Mutex<Option<pedf_store::Store>>>;
+
+/// The backlog after `cursor`, read from the store at `path` through `db`.
 fn backlog(
+    db: &Db,
     path: &Path,
     name: &str,
     clock: pedf_core::time::ParkClock,
     cursor: &Cursor,
 ) -> Result<Vec<Outgoing>, String> {
-    let store = pedf_store::Store::open(path).map_err(|e| e.to_string())?;
+    let mut held = db.lock().unwrap_or_else(|e| e.into_inner());
+    if held.is_none() {
+        *held = Some(pedf_store::Store::open(path).map_err(|e| e.to_string())?);
+    }
+    let read = read_backlog(held.as_ref().expect("opened above"), name, clock, cursor);
+    if read.is_err() {
+        *held = None;
+    }
+    read
+}
+
+/// [`backlog`] from an open store.
+fn read_backlog(
+    store: &pedf_store::Store,
+    name: &str,
+    clock: pedf_core::time::ParkClock,
+    cursor: &Cursor,
+) -> Result<Vec<Outgoing>, String> {
     let mut out = Vec::new();
     for r in store
         .closed_records_after(cursor.records, BATCH)
@@ -241,13 +263,19 @@ async fn connect(cfg: &FleetConfig, name: &str) -> Result<async_nats::Client, St
 /// many were acknowledged.
 async fn send_backlog(
     js: &async_nats::jetstream::Context,
+    db: &Db,
     path: &Path,
     name: &str,
     clock: pedf_core::time::ParkClock,
     cursor: &mut Cursor,
 ) -> Result<usize, String> {
-    let (p, n, c) = (path.to_path_buf(), name.to_string(), cursor.clone());
-    let list = tokio::task::spawn_blocking(move || backlog(&p, &n, clock, &c))
+    let (d, p, n, c) = (
+        db.clone(),
+        path.to_path_buf(),
+        name.to_string(),
+        cursor.clone(),
+    );
+    let list = tokio::task::spawn_blocking(move || backlog(&d, &p, &n, clock, &c))
         .await
         .map_err(|e| e.to_string())??;
     let mut sent = 0;
@@ -283,6 +311,7 @@ pub fn start(
     let clock = park.clock;
     tokio::spawn(async move {
         let mut cursor = load_cursor(&store);
+        let db: Db = Arc::default();
         let mut client: Option<async_nats::Client> = None;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -335,7 +364,7 @@ pub fn start(
             }
             let js = async_nats::jetstream::new(c.clone());
             let before = cursor.clone();
-            let outcome = send_backlog(&js, &store, &name, clock, &mut cursor).await;
+            let outcome = send_backlog(&js, &db, &store, &name, clock, &mut cursor).await;
             if cursor != before {
                 if let Err(e) = save_cursor(&store, &cursor) {
                     tracing::warn!(target: "pedf::fleet", "{}: {e}", cursor_path(&store).display());
@@ -355,7 +384,7 @@ pub fn start(
             let before = cursor.clone();
             let _ = tokio::time::timeout(
                 Duration::from_secs(3),
-                send_backlog(&js, &store, &name, clock, &mut cursor),
+                send_backlog(&js, &db, &store, &name, clock, &mut cursor),
             )
             .await;
             if cursor != before {
