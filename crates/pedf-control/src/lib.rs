@@ -12,8 +12,9 @@
 //! forbid export now, the park's reverse-flow margin is kept as import (less battery
 //! discharge). A grid request's export floor (`Limits::export_floor_kw`) is kept within
 //! those rules by more from the battery, then lower deferrable loads, then less EV (never
-//! below a session's minimum or what it needs by its departure). The balance counts each charger and deferrable load at its setpoint, but no
-//! more than it draws now (one that does not take its setpoint is not covered). Safe mode
+//! below a session's minimum or what it needs by its departure). The balance counts each
+//! charger and deferrable load at its setpoint, but no more than it draws now (one that does
+//! not take its setpoint is not covered). Safe mode
 //! writes the safe values (battery 0, chargers at minimum, PV unrestricted). What could not be
 //! met is said in `alarms`, never hidden.
 //!
