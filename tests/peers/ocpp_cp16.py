@@ -17,8 +17,8 @@ Scenarios:
   transaction goes on and stops after a few meter values, the stop sent on the new
   connection.
 - `charge`: boot, a transaction with meter values every 0.2 s at the power its profiles
-  allow, until the EMS has set a limit of its own (stack level 1) and fifteen meter values
-  followed it; then the car leaves (a local stop).
+  allow, until fifteen meter values have charged under a limit of the EMS's own (stack
+  level 1, above 0), or 30 s have passed; then the car leaves (a local stop).
 - `refused`: connects with this password and prints how the handshake ended.
 - `operate`: boot and available, then does what the central system asks (configuration
   read and changed, a transaction started and stopped remotely, availability changed, a
@@ -365,13 +365,17 @@ async def charge(url, identity, password):
         await cp.boot()
         await cp.status(ChargePointStatus.available)
         await cp.start_tx()
-        after = 0
-        # Fifteen meter values (3 s) under the EMS's limit: a running EMS's live state,
-        # slower on a loaded machine, sees the session and the setpoint together.
-        while after < 15:
+        after, ticks = 0, 0
+        # Fifteen meter values (3 s) charging under the EMS's own limit: a running EMS's live
+        # state, slower on a loaded machine, sees the session, its energy and the setpoint
+        # together. The EMS may hold a new session at 0 until its re-plan has the car (longer
+        # on a loaded machine): those values do not count. 30 s at most.
+        while after < 15 and ticks < 150:
+            kw, _ = cp.limit_kw()
             await cp.meter()
-            if any(level >= 1 for (_, level) in cp.profiles):
+            if kw > 0 and any(level >= 1 for (_, level) in cp.profiles):
                 after += 1
+            ticks += 1
             await asyncio.sleep(0.2)
         await cp.stop_tx(reason="EVDisconnected")
         runner.cancel()

@@ -860,11 +860,17 @@ async fn an_ocpp_charger_is_a_device_of_the_running_ems() {
     })
     .await;
     let flag = |i: usize| flags[i].load(std::sync::atomic::Ordering::Relaxed);
-    assert!(flag(0), "ev-02's meter never seen in a session");
-    assert!(flag(1), "ev-02 never given a setpoint");
-    seen.expect("ev-02 free again after its car left, within 40 s");
     let out = peer.await.unwrap();
     let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        flag(0),
+        "ev-02's meter never seen in a session; the charger said:\n{said}"
+    );
+    assert!(
+        flag(1),
+        "ev-02 never given a setpoint; the charger said:\n{said}"
+    );
+    seen.expect("ev-02 free again after its car left, within 40 s");
     let lines: Vec<serde_json::Value> = said
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
