@@ -55,6 +55,7 @@ pub enum StoreError {
     },
 }
 
+pub mod fleet;
 mod grid;
 pub use grid::{Measured, Reference};
 
@@ -79,7 +80,7 @@ pub struct Aggregate {
     pub count: i64,
 }
 
-const SCHEMA_VERSION: i64 = 11;
+const SCHEMA_VERSION: i64 = 12;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS samples (
@@ -176,6 +177,14 @@ CREATE TABLE IF NOT EXISTS meter_intervals (
     meter TEXT NOT NULL, start_ms INTEGER NOT NULL, import_kwh REAL NOT NULL, export_kwh REAL,
     lag_s REAL NOT NULL, PRIMARY KEY (meter, start_ms)
 ) WITHOUT ROWID;
+";
+
+/// Added in schema version 12: each time a plan is made the active one of its day, in order
+/// (what a fleet publisher sends as the park's activated plans).
+const SCHEMA_V12: &str = "
+CREATE TABLE IF NOT EXISTS plan_activations (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, plan INTEGER NOT NULL
+);
 ";
 
 /// Added in schema version 6: the share of each record's interval the EMS observed, 0..1
@@ -459,7 +468,8 @@ impl Store {
             // 0: new file; 1: the tables of version 1 exist, version 2 adds tokens, 3 the
             // counterfactual without the EMS, 4 the records' split by battery, 5 tokens' expiry, 6 the records'
             // observed share, 7 alarms' acknowledgement, 8 the grid's limits, 9 grid requests,
-            // 10 a grid request's reference plan, 11 billing meters' interval energies.
+            // 10 a grid request's reference plan, 11 billing meters' interval energies, 12 the
+            // plans' activations.
             // Every table made if missing (each statement is IF NOT EXISTS), then the columns
             // added since.
             c.execute_batch(SCHEMA)?;
@@ -508,6 +518,7 @@ impl Store {
                 c.execute_batch(SCHEMA_V10)?;
             }
             c.execute_batch(SCHEMA_V11)?;
+            c.execute_batch(SCHEMA_V12)?;
             c.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
             Ok(SCHEMA_VERSION)
         })();
@@ -1034,21 +1045,65 @@ impl Store {
         Ok(self.conn.last_insert_rowid())
     }
 
-    /// Makes a plan the active one for its day (and no other plan of that day).
+    /// Makes a plan the active one for its day (and no other plan of that day); a plan that
+    /// was not active already is logged as activated (see [`Store::activations_after`]).
     pub fn activate_plan(&mut self, id: i64) -> Result<(), StoreError> {
         let path = self.path.display().to_string();
         let tx = self.conn.transaction().map_err(|e| err(&path, e))?;
-        let day: String = tx
-            .query_row("SELECT day FROM plans WHERE id = ?1", params![id], |r| {
-                r.get(0)
-            })
+        let (day, was): (String, i64) = tx
+            .query_row(
+                "SELECT day, active FROM plans WHERE id = ?1",
+                params![id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .map_err(|e| err(&path, e))?;
         tx.execute(
             "UPDATE plans SET active = (id = ?1) WHERE day = ?2",
             params![id, day],
         )
         .map_err(|e| err(&path, e))?;
+        if was == 0 {
+            tx.execute(
+                "INSERT INTO plan_activations (plan) VALUES (?1)",
+                params![id],
+            )
+            .map_err(|e| err(&path, e))?;
+        }
         tx.commit().map_err(|e| err(&path, e))
+    }
+
+    /// The plans' activations after `after` (a sequence number), oldest first, at most
+    /// `limit`: (sequence number, the plan's row, its JSON). What a publisher that has sent up
+    /// to `after` sends next.
+    pub fn activations_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, PlanRow, String)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT a.seq, p.id, p.created_ms, p.day, p.strategy, p.active, p.json
+                 FROM plan_activations a JOIN plans p ON p.id = a.plan
+                 WHERE a.seq > ?1 ORDER BY a.seq LIMIT ?2",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![after, limit as i64], |r| {
+                Ok((
+                    r.get(0)?,
+                    PlanRow {
+                        id: r.get(1)?,
+                        created: from_ms(r.get(2)?),
+                        day: r.get(3)?,
+                        strategy: r.get(4)?,
+                        active: r.get::<_, i64>(5)? != 0,
+                    },
+                    r.get(6)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
     }
 
     /// The active plan of a day: (id, strategy, json).

@@ -478,5 +478,19 @@ fn a_publisher_reads_the_closed_records_and_the_events_after_its_cursor() {
     let rest = st.events_after(all[0].id, 1).unwrap();
     assert_eq!(rest.len(), 1);
     assert_eq!(rest[0].message, "b");
+    // Plans as they are activated: a plan made active again after another was is a new
+    // activation; one made active while it is already is not.
+    let a = st.put_plan(t0, "2026-06-21", "optimized", "{}").unwrap();
+    let b = st.put_plan(t0, "2026-06-21", "rule", "{}").unwrap();
+    st.activate_plan(a).unwrap();
+    st.activate_plan(a).unwrap();
+    st.activate_plan(b).unwrap();
+    st.activate_plan(a).unwrap();
+    let acts = st.activations_after(0, 10).unwrap();
+    assert_eq!(
+        acts.iter().map(|(_, p, _)| p.id).collect::<Vec<_>>(),
+        [a, b, a]
+    );
+    assert_eq!(st.activations_after(acts[1].0, 10).unwrap().len(), 1);
     let _ = std::fs::remove_file(&path);
 }

@@ -1,0 +1,456 @@
+//! The fleet hub's own store (`pedf fleet serve`, issue 24): one SQLite file in WAL mode with
+//! what the parks sent into the fleet's JetStream stream and the parks' last live state.
+//!
+//! Tables: `parks` (each park the hub has heard of, its last live state and when it came),
+//! `records` (each park's closed interval records), `events` (each park's events and alarms),
+//! `plans` (each plan a park made active, in the park's order). A message the stream delivers
+//! again (at least once from the stream) lands on its row's key, `(park, start)`,
+//! `(park, id)`, `(park, activation)`: the row takes the later copy and counts the delivery
+//! (`deliveries`), so the store holds each once, however often it was delivered.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection};
+
+use crate::{err, from_ms, ms, StoreError};
+
+/// The fleet store's schema version (kept in `PRAGMA user_version`; a park's store has its
+/// own, so neither is taken for the other).
+const FLEET_SCHEMA_VERSION: i64 = 1001;
+
+const FLEET_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS parks (
+    park TEXT PRIMARY KEY, first_ms INTEGER NOT NULL, state_ms INTEGER, state TEXT
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS records (
+    park TEXT NOT NULL, start_ms INTEGER NOT NULL, pv_kwh REAL NOT NULL, grid_import_kwh REAL NOT NULL,
+    grid_export_kwh REAL NOT NULL, battery_charge_kwh REAL NOT NULL, battery_discharge_kwh REAL NOT NULL,
+    load_kwh REAL NOT NULL, ev_kwh REAL NOT NULL, source TEXT NOT NULL, body TEXT NOT NULL,
+    deliveries INTEGER NOT NULL DEFAULT 1, PRIMARY KEY (park, start_ms)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events (
+    park TEXT NOT NULL, id INTEGER NOT NULL, at_ms INTEGER NOT NULL, severity TEXT NOT NULL,
+    kind TEXT NOT NULL, message TEXT NOT NULL, deliveries INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (park, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS plans (
+    park TEXT NOT NULL, activation INTEGER NOT NULL, plan INTEGER NOT NULL, day TEXT NOT NULL,
+    strategy TEXT NOT NULL, body TEXT NOT NULL, deliveries INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (park, activation)
+) WITHOUT ROWID;
+";
+
+/// A park's closed interval record as the hub took it from the stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetRecord {
+    /// The park's name in subjects.
+    pub park: String,
+    /// The interval's start.
+    pub start: DateTime<Utc>,
+    /// Its energies, kWh: PV, grid import, grid export, battery charge, battery discharge,
+    /// load, EV.
+    pub kwh: [f64; 7],
+    /// How the park made it (`measured`, `measured-partial`, ...).
+    pub source: String,
+    /// The message as sent (JSON).
+    pub body: String,
+}
+
+/// A park's event as the hub took it from the stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetEvent {
+    /// The park's name in subjects.
+    pub park: String,
+    /// The event's id in the park's store.
+    pub id: i64,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// `info`, `warning` or `alarm`.
+    pub severity: String,
+    /// Its kind (`plan`, `device`, ...).
+    pub kind: String,
+    /// What it says.
+    pub message: String,
+}
+
+/// A plan a park made active, as the hub took it from the stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetPlan {
+    /// The park's name in subjects.
+    pub park: String,
+    /// The activation's number in the park's order.
+    pub activation: i64,
+    /// The plan's id in the park's store.
+    pub plan: i64,
+    /// The day planned, YYYY-MM-DD.
+    pub day: String,
+    /// How it was made.
+    pub strategy: String,
+    /// The message as sent (JSON, the plan in it).
+    pub body: String,
+}
+
+/// One message of the fleet's stream, taken apart.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FleetMessage {
+    /// A closed interval record.
+    Record(FleetRecord),
+    /// An event.
+    Event(FleetEvent),
+    /// An activated plan.
+    Plan(FleetPlan),
+}
+
+impl FleetMessage {
+    /// The park it is of.
+    pub fn park(&self) -> &str {
+        match self {
+            FleetMessage::Record(r) => &r.park,
+            FleetMessage::Event(e) => &e.park,
+            FleetMessage::Plan(p) => &p.park,
+        }
+    }
+}
+
+/// A park as the hub knows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetPark {
+    /// Its name in subjects.
+    pub park: String,
+    /// When the hub first heard of it.
+    pub first: DateTime<Utc>,
+    /// When its last live state came, and the state (JSON).
+    pub state: Option<(DateTime<Utc>, String)>,
+    /// Its records held.
+    pub records: i64,
+    /// The start of its newest record.
+    pub last_record: Option<DateTime<Utc>>,
+}
+
+/// What the store holds of one kind of message: rows, and deliveries taken (more than the
+/// rows when the stream delivered some again).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Held {
+    /// Rows.
+    pub rows: i64,
+    /// Deliveries.
+    pub deliveries: i64,
+}
+
+/// The fleet hub's store.
+pub struct FleetStore {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl FleetStore {
+    /// Opens (or makes) the fleet store at `path`; a file that is not one (a park's store, or
+    /// no SQLite file) is refused, naming it.
+    pub fn open(path: &Path) -> Result<FleetStore, StoreError> {
+        let p = path.display().to_string();
+        let conn = Connection::open(path).map_err(|e| err(&p, e))?;
+        let s = FleetStore {
+            conn,
+            path: path.to_path_buf(),
+        };
+        s.conn
+            .busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(|e| s.err(e))?;
+        s.conn
+            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
+            .map_err(|e| s.err(e))?;
+        let version: i64 = s
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| s.err(e))?;
+        match version {
+            0 => s
+                .conn
+                .execute_batch(&format!(
+                    "BEGIN IMMEDIATE; {FLEET_SCHEMA} PRAGMA user_version = {FLEET_SCHEMA_VERSION}; COMMIT;"
+                ))
+                .map_err(|e| s.err(e))?,
+            FLEET_SCHEMA_VERSION => {}
+            found => {
+                return Err(StoreError::Schema {
+                    path: p,
+                    found,
+                    expected: FLEET_SCHEMA_VERSION,
+                })
+            }
+        }
+        Ok(s)
+    }
+
+    fn err(&self, e: rusqlite::Error) -> StoreError {
+        err(&self.path.display().to_string(), e)
+    }
+
+    /// Takes messages of the stream in one transaction (all or none): each lands on its key,
+    /// a message delivered again replaces its row and counts a delivery; a park first heard of
+    /// is added at `now`.
+    pub fn apply(&mut self, now: DateTime<Utc>, msgs: &[FleetMessage]) -> Result<(), StoreError> {
+        let path = self.path.display().to_string();
+        let tx = self.conn.transaction().map_err(|e| err(&path, e))?;
+        {
+            let mut park = tx
+                .prepare_cached("INSERT OR IGNORE INTO parks (park, first_ms) VALUES (?1, ?2)")
+                .map_err(|e| err(&path, e))?;
+            let mut rec = tx
+                .prepare_cached(
+                    "INSERT INTO records (park, start_ms, pv_kwh, grid_import_kwh, grid_export_kwh, battery_charge_kwh,
+                        battery_discharge_kwh, load_kwh, ev_kwh, source, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                     ON CONFLICT (park, start_ms) DO UPDATE SET pv_kwh = excluded.pv_kwh,
+                        grid_import_kwh = excluded.grid_import_kwh, grid_export_kwh = excluded.grid_export_kwh,
+                        battery_charge_kwh = excluded.battery_charge_kwh,
+                        battery_discharge_kwh = excluded.battery_discharge_kwh, load_kwh = excluded.load_kwh,
+                        ev_kwh = excluded.ev_kwh, source = excluded.source, body = excluded.body,
+                        deliveries = deliveries + 1",
+                )
+                .map_err(|e| err(&path, e))?;
+            let mut ev = tx
+                .prepare_cached(
+                    "INSERT INTO events (park, id, at_ms, severity, kind, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (park, id) DO UPDATE SET at_ms = excluded.at_ms, severity = excluded.severity,
+                        kind = excluded.kind, message = excluded.message, deliveries = deliveries + 1",
+                )
+                .map_err(|e| err(&path, e))?;
+            let mut plan = tx
+                .prepare_cached(
+                    "INSERT INTO plans (park, activation, plan, day, strategy, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (park, activation) DO UPDATE SET plan = excluded.plan, day = excluded.day,
+                        strategy = excluded.strategy, body = excluded.body, deliveries = deliveries + 1",
+                )
+                .map_err(|e| err(&path, e))?;
+            for m in msgs {
+                park.execute(params![m.park(), ms(now)])
+                    .map_err(|e| err(&path, e))?;
+                match m {
+                    FleetMessage::Record(r) => rec.execute(params![
+                        r.park,
+                        ms(r.start),
+                        r.kwh[0],
+                        r.kwh[1],
+                        r.kwh[2],
+                        r.kwh[3],
+                        r.kwh[4],
+                        r.kwh[5],
+                        r.kwh[6],
+                        r.source,
+                        r.body
+                    ]),
+                    FleetMessage::Event(e) => ev.execute(params![
+                        e.park,
+                        e.id,
+                        ms(e.at),
+                        e.severity,
+                        e.kind,
+                        e.message
+                    ]),
+                    FleetMessage::Plan(p) => plan.execute(params![
+                        p.park,
+                        p.activation,
+                        p.plan,
+                        p.day,
+                        p.strategy,
+                        p.body
+                    ]),
+                }
+                .map_err(|e| err(&path, e))?;
+            }
+        }
+        tx.commit().map_err(|e| err(&path, e))
+    }
+
+    /// Keeps each park's last live state: (park, when it came, the state's JSON).
+    pub fn put_states(
+        &mut self,
+        states: &[(String, DateTime<Utc>, String)],
+    ) -> Result<(), StoreError> {
+        let path = self.path.display().to_string();
+        let tx = self.conn.transaction().map_err(|e| err(&path, e))?;
+        {
+            let mut st = tx
+                .prepare_cached(
+                    "INSERT INTO parks (park, first_ms, state_ms, state) VALUES (?1, ?2, ?2, ?3)
+                     ON CONFLICT (park) DO UPDATE SET state_ms = excluded.state_ms, state = excluded.state",
+                )
+                .map_err(|e| err(&path, e))?;
+            for (park, at, json) in states {
+                st.execute(params![park, ms(*at), json])
+                    .map_err(|e| err(&path, e))?;
+            }
+        }
+        tx.commit().map_err(|e| err(&path, e))
+    }
+
+    /// Every park the hub has heard of, by name.
+    pub fn parks(&self) -> Result<Vec<FleetPark>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT p.park, p.first_ms, p.state_ms, p.state,
+                    (SELECT count(*) FROM records r WHERE r.park = p.park),
+                    (SELECT max(start_ms) FROM records r WHERE r.park = p.park)
+                 FROM parks p ORDER BY p.park",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                let at: Option<i64> = r.get(2)?;
+                let state: Option<String> = r.get(3)?;
+                let last: Option<i64> = r.get(5)?;
+                Ok(FleetPark {
+                    park: r.get(0)?,
+                    first: from_ms(r.get(1)?),
+                    state: at.zip(state).map(|(a, s)| (from_ms(a), s)),
+                    records: r.get(4)?,
+                    last_record: last.map(from_ms),
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// What the store holds of records, events and plans.
+    pub fn held(&self) -> Result<[Held; 3], StoreError> {
+        let mut out = [Held::default(); 3];
+        for (k, table) in ["records", "events", "plans"].iter().enumerate() {
+            out[k] = self
+                .conn
+                .query_row(
+                    &format!("SELECT count(*), coalesce(sum(deliveries), 0) FROM {table}"),
+                    [],
+                    |r| {
+                        Ok(Held {
+                            rows: r.get(0)?,
+                            deliveries: r.get(1)?,
+                        })
+                    },
+                )
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(out)
+    }
+
+    /// A park's records in `[from, to)` as sent (JSON), oldest first.
+    pub fn records(
+        &self,
+        park: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT body FROM records WHERE park = ?1 AND start_ms >= ?2 AND start_ms < ?3 ORDER BY start_ms",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![park, ms(from), ms(to)], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// A park's events, newest first, at most `limit`.
+    pub fn events(&self, park: &str, limit: usize) -> Result<Vec<FleetEvent>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, at_ms, severity, kind, message FROM events WHERE park = ?1 ORDER BY id DESC LIMIT ?2",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![park, limit as i64], |r| {
+                Ok(FleetEvent {
+                    park: park.to_string(),
+                    id: r.get(0)?,
+                    at: from_ms(r.get(1)?),
+                    severity: r.get(2)?,
+                    kind: r.get(3)?,
+                    message: r.get(4)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// The plan a park made active last (its message as sent), if any.
+    pub fn last_plan(&self, park: &str) -> Result<Option<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT body FROM plans WHERE park = ?1 ORDER BY activation DESC LIMIT 1",
+            )
+            .map_err(|e| self.err(e))?;
+        let mut rows = stmt.query(params![park]).map_err(|e| self.err(e))?;
+        match rows.next().map_err(|e| self.err(e))? {
+            Some(r) => Ok(Some(r.get(0).map_err(|e| self.err(e))?)),
+            None => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn a_message_delivered_again_is_held_once_and_counted() {
+        let path =
+            std::env::temp_dir().join(format!("pedf-fleet-store-{}.sqlite", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let mut st = FleetStore::open(&path).unwrap();
+        let t0 = Utc.with_ymd_and_hms(2026, 6, 21, 0, 0, 0).unwrap();
+        let rec = |park: &str, k: i64, pv: f64| {
+            FleetMessage::Record(FleetRecord {
+                park: park.into(),
+                start: t0 + chrono::Duration::minutes(15 * k),
+                kwh: [pv, 1.0, 0.0, 0.0, 0.0, 10.0, 0.0],
+                source: "measured".into(),
+                body: format!("{{\"pv_kwh\": {pv}}}"),
+            })
+        };
+        st.apply(t0, &[rec("a", 0, 5.0), rec("a", 1, 6.0), rec("b", 0, 7.0)])
+            .unwrap();
+        st.apply(t0, &[rec("a", 1, 6.5)]).unwrap();
+        let held = st.held().unwrap();
+        assert_eq!(
+            held[0],
+            Held {
+                rows: 3,
+                deliveries: 4
+            }
+        );
+        assert_eq!(
+            st.records("a", t0, t0 + chrono::Duration::hours(1))
+                .unwrap(),
+            ["{\"pv_kwh\": 5}", "{\"pv_kwh\": 6.5}"]
+        );
+        st.put_states(&[("b".into(), t0, "{}".into()), ("c".into(), t0, "{}".into())])
+            .unwrap();
+        let parks = st.parks().unwrap();
+        assert_eq!(
+            parks
+                .iter()
+                .map(|p| (p.park.as_str(), p.records))
+                .collect::<Vec<_>>(),
+            [("a", 2), ("b", 1), ("c", 0)]
+        );
+        assert!(parks[0].state.is_none() && parks[1].state.is_some());
+        drop(st);
+        // A park's store is not a fleet store.
+        let park_store =
+            std::env::temp_dir().join(format!("pedf-fleet-park-{}.sqlite", std::process::id()));
+        let _ = std::fs::remove_file(&park_store);
+        drop(crate::Store::open(&park_store).unwrap());
+        let e = FleetStore::open(&park_store).err().expect("refused");
+        assert!(e.to_string().contains("schema version"), "{e}");
+        for p in [path, park_store] {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
