@@ -43,6 +43,10 @@ pub fn check(files: &[PathBuf], quiet: bool) -> ExitCode {
             failed += usize::from(!ok);
             continue;
         }
+        if let Some(ok) = check_hub_file(path, &bytes) {
+            failed += usize::from(!ok);
+            continue;
+        }
         if let Some(ok) = check_run_file(path, &bytes) {
             failed += usize::from(!ok);
             continue;
@@ -105,6 +109,41 @@ fn check_scenario(path: &std::path::Path) -> bool {
             print_diagnostics(&ds);
             eprintln!("{}: {} error(s) in the scenario", path.display(), ds.len());
             false
+        }
+    }
+}
+
+/// A fleet hub file (`pedf fleet serve --config`): its top-level keys name NATS servers and
+/// an address to listen on, and no park.
+fn check_hub_file(path: &std::path::Path, bytes: &[u8]) -> Option<bool> {
+    let text = String::from_utf8_lossy(bytes);
+    let top: Vec<&str> = text
+        .lines()
+        .map(str::trim_start)
+        .take_while(|l| !l.starts_with('['))
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k.trim()))
+        .collect();
+    if !(top.contains(&"url") && top.contains(&"listen") && !top.contains(&"park")) {
+        return None;
+    }
+    match pedf_runtime::fleet::hub::HubConfig::load(path) {
+        Ok(c) => {
+            println!(
+                "{}: fleet hub file is valid (NATS {}, store {}, listening on {}{})",
+                path.display(),
+                c.url,
+                c.store.display(),
+                c.listen,
+                c.influx
+                    .as_ref()
+                    .map(|i| format!(", time series to {}", i.url))
+                    .unwrap_or_default()
+            );
+            Some(true)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Some(false)
         }
     }
 }

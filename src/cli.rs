@@ -202,6 +202,26 @@ live stream and /metrics are served; the first start prints an admin token once.
         #[arg(long = "for", value_name = "SECONDS")]
         for_seconds: Option<f64>,
     },
+    /// The fleet of parks on NATS JetStream: its hub.
+    #[command(subcommand)]
+    Fleet(FleetCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FleetCommand {
+    /// The fleet's hub: reads every park's records, events, plans and live state from NATS
+    /// into its store (and a time-series server), and serves the fleet's API.
+    #[command(
+        after_help = "Example:\n  pedf fleet serve --config config/fleet-hub.toml\n\nThe hub file names the NATS servers (url), the hub's store (SQLite) and where the API\nlistens; the hub makes the stream PEDF and reads it with the durable consumer pedf-hub, so a\nrestart resumes where it stopped. Parks join with a [fleet] table in their run file."
+    )]
+    Serve {
+        /// The hub file (TOML).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Stop after this many seconds (default: run until Ctrl-C or SIGTERM).
+        #[arg(long = "for", value_name = "SECONDS")]
+        for_seconds: Option<f64>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -12,7 +12,9 @@ use clap::Parser;
 use pedf_core::config::Diagnostic;
 
 use check_cmd::check;
-use cli::{CarbonCommand, CertificateCommand, Cli, Command, ForecastCommand, TokenCommand};
+use cli::{
+    CarbonCommand, CertificateCommand, Cli, Command, FleetCommand, ForecastCommand, TokenCommand,
+};
 use pedf_dispatch::{PlanOptions, TerminalSoc, MAX_TIME_LIMIT_S};
 
 mod carbon_cmd;
@@ -165,6 +167,10 @@ fn main() -> ExitCode {
             config,
             for_seconds,
         } => report(run_cmd::run_ems(&config, for_seconds)),
+        Command::Fleet(FleetCommand::Serve {
+            config,
+            for_seconds,
+        }) => report(run_cmd::serve_hub(&config, for_seconds)),
         Command::Demo {
             scenario,
             listen,

@@ -69,3 +69,29 @@ pub fn run_ems(config: &Path, for_seconds: Option<f64>) -> Result<(), UserError>
     );
     Ok(())
 }
+
+/// `pedf fleet serve`: the fleet's hub on tokio, stopped by Ctrl-C, SIGTERM or `--for`.
+pub fn serve_hub(config: &Path, for_seconds: Option<f64>) -> Result<(), UserError> {
+    let cfg = pedf_runtime::fleet::hub::HubConfig::load(config).map_err(UserError)?;
+    if let Some(s) = for_seconds {
+        if !(s.is_finite() && s > 0.0) {
+            return Err(UserError(format!(
+                "--for: {s} must be a positive number of seconds"
+            )));
+        }
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| UserError(format!("cannot start the runtime: {e}")))?;
+    let said = rt
+        .block_on(pedf_runtime::fleet::hub::serve(
+            cfg,
+            shutdown_signal(for_seconds, "pedf fleet serve"),
+            |line| println!("pedf fleet serve: {line}"),
+        ))
+        .map_err(UserError)?;
+    println!("pedf fleet serve: stopped; {said}");
+    Ok(())
+}

@@ -100,7 +100,7 @@ fn default_flush() -> u64 {
 }
 
 /// Escapes a tag value or field key (commas, equals signs, spaces).
-fn escape(s: &str) -> String {
+pub fn escape(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
         if matches!(c, ',' | '=' | ' ' | '\\') {
@@ -160,6 +160,7 @@ pub struct SinkStats {
 
 enum Msg {
     Samples(Vec<Sample>),
+    Lines(Vec<String>),
     Stats(oneshot::Sender<SinkStats>),
     Stop(oneshot::Sender<SinkStats>),
 }
@@ -215,6 +216,12 @@ impl InfluxSink {
     /// the samples are refused (and counted by the caller); the queue holds 1024 batches.
     pub fn send(&self, samples: Vec<Sample>) -> bool {
         self.tx.try_send(Msg::Samples(samples)).is_ok()
+    }
+
+    /// Hands lines of line protocol (ms precision) made elsewhere to the sink, as
+    /// [`InfluxSink::send`] does samples (the fleet hub's measurements).
+    pub fn send_lines(&self, lines: Vec<String>) -> bool {
+        self.tx.try_send(Msg::Lines(lines)).is_ok()
     }
 
     /// The sink's counters now (the default when the sink has stopped).
@@ -496,6 +503,12 @@ async fn task(
             m = rx.recv() => match m {
                 Some(Msg::Samples(v)) => {
                     st.pending.extend(v.iter().filter_map(line));
+                    if st.pending.len() >= st.cfg.batch_lines {
+                        st.flush(false).await;
+                    }
+                }
+                Some(Msg::Lines(v)) => {
+                    st.pending.extend(v);
                     if st.pending.len() >= st.cfg.batch_lines {
                         st.flush(false).await;
                     }

@@ -1,7 +1,8 @@
 //! The park as an edge node of a fleet (`[fleet]`, issue 24): what the park's EMS keeps goes to
-//! the fleet's hub over NATS. Its closed interval records and its events go into JetStream
-//! (`pedf.<park>.records`, `pedf.<park>.events`), each with a message id the stream
-//! deduplicates on (`<park>/records/<start ms>`, `<park>/events/<id>`), one after the other,
+//! the fleet's hub over NATS. Its closed interval records, its events and each plan it makes
+//! active go into JetStream (`pedf.<park>.records`, `.events`, `.plans`), each with a message
+//! id the stream deduplicates on (`<park>/records/<start ms>`, `<park>/events/<id>`,
+//! `<park>/plans/<activation>`), one after the other,
 //! each sent again until the hub acknowledges it: at least once from here, exactly once in the
 //! stream within its duplicate window. Its live state goes to `pedf.<park>.state` every few
 //! seconds, not kept (the next one replaces it).
@@ -22,6 +23,8 @@ use pedf_core::live::Live;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+pub mod hub;
+
 /// The `[fleet]` table of a run file.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -40,10 +43,30 @@ pub struct FleetConfig {
     /// How often the live state is published, s (default 5).
     #[serde(default = "default_state_every_s")]
     pub state_every_s: u64,
+    /// The address of the park's own dashboard as the fleet's users reach it (the fleet view
+    /// links to it), e.g. `https://park-7.example.cn:8443/`; none: not linked.
+    #[serde(default)]
+    pub dashboard: Option<String>,
 }
 
 fn default_state_every_s() -> u64 {
     5
+}
+
+/// Whether `url` names NATS servers: `nats://HOST:PORT` or `tls://HOST:PORT`, several
+/// separated by commas.
+fn check_urls(url: &str) -> Result<(), String> {
+    for u in url.split(',') {
+        let u = u.trim();
+        if !(u.starts_with("nats://") || u.starts_with("tls://")) {
+            return Err(format!(
+                "url: `{u}` is not a NATS server address; give nats://HOST:PORT (or tls://HOST:PORT), several separated by commas"
+            ));
+        }
+        u.parse::<async_nats::ServerAddr>()
+            .map_err(|e| format!("url: `{u}`: {e}"))?;
+    }
+    Ok(())
 }
 
 /// Whether `name` can be one token of a NATS subject as pedf names them.
@@ -59,20 +82,18 @@ impl FleetConfig {
     /// Whether the table can be used: its servers' addresses, the park's name, the state's
     /// period.
     pub fn check(&self) -> Result<(), String> {
-        for u in self.url.split(',') {
-            let u = u.trim();
-            if !(u.starts_with("nats://") || u.starts_with("tls://")) {
-                return Err(format!(
-                    "url: `{u}` is not a NATS server address; give nats://HOST:PORT (or tls://HOST:PORT), several separated by commas"
-                ));
-            }
-            u.parse::<async_nats::ServerAddr>()
-                .map_err(|e| format!("url: `{u}`: {e}"))?;
-        }
+        check_urls(&self.url)?;
         if let Some(p) = &self.park {
             if !subject_token(p) {
                 return Err(format!(
                     "park = `{p}`: give letters, digits, `-` and `_` (one token of a NATS subject, at most 64)"
+                ));
+            }
+        }
+        if let Some(d) = &self.dashboard {
+            if !(d.starts_with("http://") || d.starts_with("https://")) {
+                return Err(format!(
+                    "dashboard = `{d}`: give the park dashboard's address, http://... or https://..."
                 ));
             }
         }
@@ -102,6 +123,104 @@ impl FleetConfig {
     }
 }
 
+/// The park's live state as the fleet gets it (`pedf.<park>.state`): what the fleet view shows
+/// of a park, a small part of its own live state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FleetState {
+    /// The park's id (its park file's).
+    pub park_id: String,
+    /// Its name, and in Chinese where the park file gives one.
+    pub name: String,
+    /// Its name in Chinese.
+    #[serde(default)]
+    pub name_zh: Option<String>,
+    /// The EMS's time of the state.
+    pub at: Option<DateTime<Utc>>,
+    /// `automatic`, `manual` or `safe` (none: not known yet).
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// What the controller follows.
+    #[serde(default)]
+    pub strategy: String,
+    /// PV, kW.
+    pub pv_kw: Option<f64>,
+    /// The batteries, +discharge/-charge, kW.
+    pub battery_kw: Option<f64>,
+    /// Their state of charge, %.
+    pub soc_pct: Option<f64>,
+    /// Their usable capacity, kWh.
+    #[serde(default)]
+    pub battery_capacity_kwh: f64,
+    /// The loads, kW.
+    pub load_kw: Option<f64>,
+    /// The chargers, kW.
+    pub ev_kw: Option<f64>,
+    /// The grid connection, +import/-export, kW.
+    pub grid_kw: Option<f64>,
+    /// The local day so far: PV, import, export, kWh, and the location-based CO2 of the
+    /// import and the CO2 the PV avoided, kg.
+    #[serde(default)]
+    pub today_pv_kwh: f64,
+    /// Import today, kWh.
+    #[serde(default)]
+    pub today_import_kwh: f64,
+    /// Export today, kWh.
+    #[serde(default)]
+    pub today_export_kwh: f64,
+    /// CO2 of the import today (location-based), kg.
+    #[serde(default)]
+    pub today_co2_kg: f64,
+    /// CO2 avoided today, kg.
+    #[serde(default)]
+    pub today_avoided_kg: f64,
+    /// Alarms raised now.
+    #[serde(default)]
+    pub alarms: Vec<String>,
+    /// Faults of the EMS itself now.
+    #[serde(default)]
+    pub faults: Vec<String>,
+    /// Devices not answering now, of all.
+    #[serde(default)]
+    pub devices_down: usize,
+    /// Devices.
+    #[serde(default)]
+    pub devices: usize,
+    /// The park's own dashboard.
+    #[serde(default)]
+    pub dashboard: Option<String>,
+}
+
+impl FleetState {
+    /// The fleet's part of a live state.
+    pub fn of(l: &Live, dashboard: Option<&str>) -> FleetState {
+        FleetState {
+            park_id: l.park_id.clone(),
+            name: l.park_name.clone(),
+            name_zh: l.park_name_zh.clone(),
+            at: l.at,
+            mode: l.mode.as_ref().map(|m| m.mode.clone()),
+            strategy: l.strategy.clone(),
+            pv_kw: l.flows.pv_kw,
+            battery_kw: l.flows.battery_kw,
+            soc_pct: l.flows.soc_pct,
+            battery_capacity_kwh: l.battery_capacity_kwh,
+            load_kw: l.flows.load_kw,
+            ev_kw: l.flows.ev_kw,
+            grid_kw: l.flows.grid_kw,
+            today_pv_kwh: l.today.pv_kwh,
+            today_import_kwh: l.today.grid_import_kwh,
+            today_export_kwh: l.today.grid_export_kwh,
+            today_co2_kg: l.today.location_kg,
+            today_avoided_kg: l.today.avoided_kg,
+            alarms: l.alarms.clone(),
+            faults: l.faults.clone(),
+            devices_down: l.devices.iter().filter(|d| d.quality != "good").count(),
+            devices: l.devices.len(),
+            dashboard: dashboard.map(str::to_string),
+        }
+    }
+}
+
 /// How far the hub has acknowledged the park's backlog.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Cursor {
@@ -109,6 +228,9 @@ pub struct Cursor {
     pub records: Option<DateTime<Utc>>,
     /// The id of the last event acknowledged (0: none).
     pub events: i64,
+    /// The last plan activation acknowledged (0: none).
+    #[serde(default)]
+    pub plans: i64,
 }
 
 /// Where the cursor of the publisher of `store` is kept.
@@ -153,6 +275,7 @@ struct Outgoing {
 enum Advance {
     Record(DateTime<Utc>),
     Event(i64),
+    Plan(i64),
 }
 
 /// At most this many of each kind are read from the store per round.
@@ -234,28 +357,54 @@ fn read_backlog(
             advance: Advance::Event(e.id),
         });
     }
+    for (seq, p, json) in store
+        .activations_after(cursor.plans, BATCH)
+        .map_err(|e| e.to_string())?
+    {
+        // The plan as the park's API serves it; one stored unreadable is sent as its text.
+        let plan = serde_json::from_str::<serde_json::Value>(&json)
+            .unwrap_or(serde_json::Value::String(json));
+        let body = serde_json::json!({
+            "park": name,
+            "activation": seq,
+            "id": p.id,
+            "day": p.day,
+            "strategy": p.strategy,
+            "created": clock.format(p.created),
+            "plan": plan,
+        });
+        out.push(Outgoing {
+            subject: format!("pedf.{name}.plans"),
+            id: format!("{name}/plans/{seq}"),
+            body: serde_json::to_vec(&body).unwrap_or_default(),
+            advance: Advance::Plan(seq),
+        });
+    }
     Ok(out)
 }
 
-/// Connects to the hub.
-async fn connect(cfg: &FleetConfig, name: &str) -> Result<async_nats::Client, String> {
+/// Connects to the NATS servers of `url` as `name`, with the credentials file if any.
+async fn connect(
+    url: &str,
+    credentials: Option<&Path>,
+    name: &str,
+) -> Result<async_nats::Client, String> {
     let mut o = async_nats::ConnectOptions::new()
-        .name(format!("pedf park {name}"))
+        .name(name)
         .connection_timeout(Duration::from_secs(3));
-    if let Some(c) = &cfg.credentials {
+    if let Some(c) = credentials {
         o = o
             .credentials_file(c)
             .await
             .map_err(|e| format!("credentials {}: {e}", c.display()))?;
     }
-    let servers: Vec<async_nats::ServerAddr> = cfg
-        .url
+    let servers: Vec<async_nats::ServerAddr> = url
         .split(',')
         .filter_map(|u| u.trim().parse().ok())
         .collect();
     o.connect(servers.as_slice())
         .await
-        .map_err(|e| format!("{}: {e}", cfg.url))
+        .map_err(|e| format!("{url}: {e}"))
 }
 
 /// Sends the backlog after `cursor` in order, advancing it with each acknowledgement; stops
@@ -292,6 +441,7 @@ async fn send_backlog(
         match m.advance {
             Advance::Record(t) => cursor.records = Some(t),
             Advance::Event(id) => cursor.events = id,
+            Advance::Plan(seq) => cursor.plans = seq,
         }
         sent += 1;
     }
@@ -338,7 +488,13 @@ pub fn start(
                 break;
             }
             if client.is_none() {
-                match connect(&cfg, &name).await {
+                match connect(
+                    &cfg.url,
+                    cfg.credentials.as_deref(),
+                    &format!("pedf park {name}"),
+                )
+                .await
+                {
                     Ok(c) => client = Some(c),
                     Err(e) => {
                         say(format!("not reachable: {e}"));
@@ -352,8 +508,8 @@ pub fn start(
                 continue;
             }
             if last_state.is_none_or(|t| t.elapsed() >= every) {
-                let state = live.borrow_and_update().clone();
-                if let Ok(body) = serde_json::to_vec(&*state) {
+                let state = FleetState::of(&live.borrow_and_update(), cfg.dashboard.as_deref());
+                if let Ok(body) = serde_json::to_vec(&state) {
                     if c.publish(format!("pedf.{name}.state"), body.into())
                         .await
                         .is_ok()

@@ -147,7 +147,11 @@ async fn hub(port: u16) -> (async_nats::Client, async_nats::jetstream::Context) 
     let js = async_nats::jetstream::new(client.clone());
     js.get_or_create_stream(async_nats::jetstream::stream::Config {
         name: "PEDF".into(),
-        subjects: vec!["pedf.*.records".into(), "pedf.*.events".into()],
+        subjects: vec![
+            "pedf.*.records".into(),
+            "pedf.*.events".into(),
+            "pedf.*.plans".into(),
+        ],
         duplicate_window: Duration::from_secs(86_400),
         ..Default::default()
     })
@@ -232,7 +236,9 @@ async fn the_park_publishes_its_records_and_events_to_the_fleets_jetstream_once_
         .expect("a live state within 10 s")
         .expect("the subscription is open");
     let live: serde_json::Value = serde_json::from_slice(&live.payload).unwrap();
-    assert!(live.get("flows").is_some(), "{live}");
+    // The fleet's part of the live state.
+    assert_eq!(live["park_id"], "qingzhou-pedf", "{live}");
+    assert_eq!(live["pv_kw"], 300.0, "{live}");
 
     // The hub goes away; two more intervals close meanwhile; it comes back with its streams.
     drop(client);
@@ -315,4 +321,329 @@ async fn the_park_publishes_its_records_and_events_to_the_fleets_jetstream_once_
 async fn futures_next(s: &mut async_nats::Subscriber) -> Option<async_nats::Message> {
     use futures_util::StreamExt;
     s.next().await
+}
+
+/// VictoriaMetrics on a free loopback port (installed by scripts/setup), its data in `dir`;
+/// identical samples of a series (a record delivered twice) kept once; stopped when dropped.
+struct Victoria(Child, u16);
+
+impl Victoria {
+    fn start(dir: &Path) -> Victoria {
+        let port = free_port();
+        let child = Command::new("victoria-metrics")
+            .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+            .arg(format!("-storageDataPath={}", dir.display()))
+            .arg("-retentionPeriod=100y")
+            .arg("-dedup.minScrapeInterval=1ms")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("victoria-metrics (scripts/setup installs it)");
+        let v = Victoria(child, port);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while v.get("/health").is_none_or(|b| b.trim() != "OK") {
+            assert!(
+                Instant::now() < deadline,
+                "victoria-metrics did not become ready"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        v
+    }
+
+    /// A plain HTTP/1.0 GET's body (200 only).
+    fn get(&self, path: &str) -> Option<String> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.1)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).ok()?;
+        let text = String::from_utf8_lossy(&buf).to_string();
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        head.lines()
+            .next()?
+            .contains(" 200 ")
+            .then(|| body.to_string())
+    }
+
+    /// The (park, ms) of each PV energy sample of the records the server holds.
+    fn record_points(&self) -> std::collections::BTreeSet<(String, i64)> {
+        let _ = self.get("/internal/force_flush");
+        let body = self
+            .get("/api/v1/export?match[]=pedf_record_pv_kwh&start=0")
+            .unwrap_or_default();
+        let mut out = std::collections::BTreeSet::new();
+        for line in body.lines() {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            let park = v["metric"]["park"].as_str().unwrap_or_default().to_string();
+            for t in v["timestamps"].as_array().into_iter().flatten() {
+                out.insert((park.clone(), t.as_i64().unwrap_or_default()));
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Victoria {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A park's store as its EMS leaves it: `n` records from 08:00, two events, a plan made
+/// active.
+fn park_store(path: &Path, n: i32) {
+    let mut st = Store::open(path).unwrap();
+    st.put_records(&records("08:00", n), "measured").unwrap();
+    st.event(ems_origin(), "info", "test", "started").unwrap();
+    st.event(ems_origin(), "alarm", "device", "bess-1 not answering")
+        .unwrap();
+    let id = st
+        .put_plan(
+            ems_origin(),
+            "2026-06-21",
+            "optimized",
+            r#"{"intervals": []}"#,
+        )
+        .unwrap();
+    st.activate_plan(id).unwrap();
+}
+
+/// A park's publisher (the EMS's fleet task) on its store, with a live state of `pv_kw`.
+fn publisher(
+    port: u16,
+    park: &pedf_core::Park,
+    name: &str,
+    store: &Path,
+    pv_kw: f64,
+) -> (
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+) {
+    let cfg: pedf_runtime::fleet::FleetConfig = toml::from_str(&format!(
+        "url = \"nats://127.0.0.1:{port}\"\npark = \"{name}\"\nstate_every_s = 1\ndashboard = \"https://{name}.example.cn/\"\n"
+    ))
+    .unwrap();
+    let mut live = pedf_core::live::Live {
+        park_id: name.into(),
+        park_name: name.into(),
+        at: Some(ems_origin()),
+        battery_capacity_kwh: 1000.0,
+        ..Default::default()
+    };
+    live.flows.pv_kw = Some(pv_kw);
+    live.flows.soc_pct = Some(60.0);
+    live.flows.grid_kw = Some(-20.0);
+    let (_live_tx, live_rx) = tokio::sync::watch::channel(std::sync::Arc::new(live));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let task = pedf_runtime::fleet::start(cfg, park, store.to_path_buf(), live_rx, stop_rx);
+    // The live state's sender is kept by the task's receiver's channel: the last value stays.
+    std::mem::forget(_live_tx);
+    (stop_tx, task)
+}
+
+/// Starts the hub; returns how to stop it and its task.
+fn start_hub(
+    cfg: pedf_runtime::fleet::hub::HubConfig,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<String, String>>,
+) {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(pedf_runtime::fleet::hub::serve(
+        cfg,
+        async {
+            let _ = rx.await;
+        },
+        |_| {},
+    ));
+    (tx, task)
+}
+
+/// GETs a JSON document from the hub's API.
+async fn api(port: u16, path: &str) -> Option<serde_json::Value> {
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
+    let r = reqwest::get(format!("http://127.0.0.1:{port}{path}"))
+        .await
+        .ok()?;
+    r.json().await.ok()
+}
+
+/// Waits (with a deadline) for the hub's API at `path` to satisfy `ok`; returns it then.
+async fn api_until(
+    port: u16,
+    path: &str,
+    secs: u64,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let v = api(port, path).await.unwrap_or_default();
+        if ok(&v) || Instant::now() > deadline {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The hub (`pedf fleet serve`) on a real NATS server with JetStream and a real
+/// VictoriaMetrics: two parks' publishers send their stores; the hub holds every record,
+/// event and plan once, shows each park's live state and the fleet's totals, writes the
+/// records to VictoriaMetrics; stopped while the parks go on, it resumes from its durable
+/// consumer without a gap; a message that is not pedf's is refused and does not stop it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hub_holds_every_parks_messages_once_and_resumes_after_a_restart() {
+    let dir: PathBuf = std::env::temp_dir().join(format!("pedf-fleet-hub-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let _nats = Nats::start(port, &dir.join("jetstream"));
+    let vm = Victoria::start(&dir.join("victoria"));
+    let http = free_port();
+    let hub_file = dir.join("hub.toml");
+    std::fs::write(
+        &hub_file,
+        format!(
+            "url = \"nats://127.0.0.1:{port}\"\nstore = \"fleet.sqlite\"\nlisten = \"127.0.0.1:{http}\"\n\n[influx]\nurl = \"http://127.0.0.1:{}\"\norg = \"pedf\"\nbucket = \"fleet\"\nbuffer_dir = \"hub-buffer\"\nflush_ms = 100\n",
+            vm.1
+        ),
+    )
+    .unwrap();
+    let cfg = pedf_runtime::fleet::hub::HubConfig::load(&hub_file).unwrap();
+    assert_eq!(cfg.store, dir.join("fleet.sqlite"));
+    let (stop_hub, hub) = start_hub(cfg.clone());
+    let park = RunConfig::load(Path::new(&format!("{ROOT}/config/run-qingzhou.toml")))
+        .unwrap()
+        .read_park()
+        .unwrap();
+    let (a, b) = (dir.join("a.sqlite"), dir.join("b.sqlite"));
+    park_store(&a, 4);
+    park_store(&b, 3);
+    let pa = publisher(port, &park, "park-a", &a, 120.0);
+    let pb = publisher(port, &park, "park-b", &b, 80.0);
+
+    // Every record, event and plan once; each park's live state; the fleet's totals.
+    let fleet = api_until(http, "/api/v1/fleet", 30, |v| {
+        v["held"]["records"] == 7
+            && v["held"]["events"] == 4
+            && v["held"]["plans"] == 2
+            && v["parks_reporting"] == 2
+    })
+    .await;
+    assert_eq!(fleet["held"]["records"], 7, "{fleet}");
+    assert_eq!(fleet["held"]["events"], 4, "{fleet}");
+    assert_eq!(fleet["held"]["plans"], 2, "{fleet}");
+    assert_eq!(fleet["parks_reporting"], 2, "{fleet}");
+    assert_eq!(fleet["pv_kw"], 200.0, "{fleet}");
+    assert_eq!(fleet["export_kw"], 40.0, "{fleet}");
+    assert_eq!(fleet["soc_pct"], 60.0, "{fleet}");
+    let parks = api(http, "/api/v1/parks").await.unwrap();
+    let list = parks["parks"].as_array().unwrap();
+    assert_eq!(
+        list.iter()
+            .map(|p| (p["park"].as_str().unwrap(), p["records"].as_i64().unwrap()))
+            .collect::<Vec<_>>(),
+        [("park-a", 4), ("park-b", 3)],
+        "{parks}"
+    );
+    assert_eq!(list[0]["state"]["pv_kw"], 120.0, "{parks}");
+    assert_eq!(list[0]["state"]["dashboard"], "https://park-a.example.cn/");
+    assert_eq!(list[0]["reporting"], true);
+
+    // The hub stops; the parks go on (two more of park-a's intervals close, the stream keeps
+    // them); started again on its store, it resumes where its consumer was.
+    let _ = stop_hub.send(());
+    let said = hub.await.unwrap().unwrap();
+    assert!(said.contains("took 7 records, 4 events, 2 plans"), "{said}");
+    Store::open(&a)
+        .unwrap()
+        .put_records(&records("09:00", 2), "measured")
+        .unwrap();
+    // A message on a park's subject that is not pedf's (a bad actor, or a bug): refused for
+    // good, the ones after it taken.
+    let nc = async_nats::connect(format!("nats://127.0.0.1:{port}"))
+        .await
+        .unwrap();
+    let js = async_nats::jetstream::new(nc.clone());
+    js.publish("pedf.park-c.records", "not a record".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let (stop_hub, hub) = start_hub(cfg.clone());
+    let fleet = api_until(http, "/api/v1/fleet", 30, |v| v["held"]["records"] == 9).await;
+    assert_eq!(fleet["held"]["records"], 9, "{fleet}");
+    let recs = api(
+        http,
+        "/api/v1/parks/park-a/records?from=2026-06-21T00:00:00%2B08:00&to=2026-06-22T00:00:00%2B08:00",
+    )
+    .await
+    .unwrap();
+    let starts: Vec<&str> = recs["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["start"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        starts,
+        [
+            "2026-06-21T08:00:00+08:00",
+            "2026-06-21T08:15:00+08:00",
+            "2026-06-21T08:30:00+08:00",
+            "2026-06-21T08:45:00+08:00",
+            "2026-06-21T09:00:00+08:00",
+            "2026-06-21T09:15:00+08:00"
+        ]
+    );
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
+    let bad = reqwest::get(format!(
+        "http://127.0.0.1:{http}/api/v1/parks/park-a/records?from=yesterday&to=now"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(bad.status(), 400);
+    assert!(bad.text().await.unwrap().contains("from = `yesterday`"));
+    let metrics = reqwest::get(format!("http://127.0.0.1:{http}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("pedf_fleet_refused_total 1"), "{metrics}");
+    assert!(
+        metrics.contains("pedf_fleet_messages_total{kind=\"records\"} 2"),
+        "{metrics}"
+    );
+
+    // Each record once in VictoriaMetrics too, by park and interval.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut points = vm.record_points();
+    while points.len() < 9 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        points = vm.record_points();
+    }
+    let want: std::collections::BTreeSet<(String, i64)> = records("08:00", 4)
+        .iter()
+        .chain(&records("09:00", 2))
+        .map(|r| ("park-a".to_string(), r.start.timestamp_millis()))
+        .chain(
+            records("08:00", 3)
+                .iter()
+                .map(|r| ("park-b".to_string(), r.start.timestamp_millis())),
+        )
+        .collect();
+    assert_eq!(points, want);
+
+    let _ = stop_hub.send(());
+    hub.await.unwrap().unwrap();
+    for (stop, task) in [pa, pb] {
+        let _ = stop.send(true);
+        task.await.unwrap();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

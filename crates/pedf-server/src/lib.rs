@@ -23,7 +23,7 @@ mod serve;
 mod web;
 
 pub use error::{ApiError, Body};
-pub use serve::{serve, serve_tls, serve_with, tls_config, ServeOptions};
+pub use serve::{serve, serve_router, serve_tls, serve_with, tls_config, ServeOptions};
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

@@ -113,10 +113,29 @@ pub async fn serve_with(
     state: AppState,
     tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     options: ServeOptions,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let counted = state.clone();
-    let app = router(state);
+    let refused = Arc::new(move || {
+        counted
+            .inner
+            .counters
+            .connections_refused
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    });
+    serve_router(listener, router(state), tls, options, refused, shutdown).await
+}
+
+/// Serves any router `app` as [`serve_with`] serves the park's (the fleet hub's, for one),
+/// calling `refused` for each connection closed for want of a slot.
+pub async fn serve_router(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    options: ServeOptions,
+    refused: Arc<dyn Fn() + Send + Sync>,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let slots = Arc::new(tokio::sync::Semaphore::new(options.max_connections));
     let per_peer: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>> =
@@ -136,11 +155,7 @@ pub async fn serve_with(
         };
         let peer_slot = PeerSlot::take(&per_peer, peer.ip(), options.max_per_peer);
         let (Ok(slot), Some(peer_slot)) = (slots.clone().try_acquire_owned(), peer_slot) else {
-            counted
-                .inner
-                .counters
-                .connections_refused
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            refused();
             drop(tcp);
             continue;
         };

@@ -1,0 +1,907 @@
+//! The fleet's hub (`pedf fleet serve HUB.toml`, issue 24): it makes the fleet's JetStream
+//! stream `PEDF` (every park's records, events and activated plans, deduplicated on their
+//! message ids over `duplicate_window_h`, kept on `replicas` nodes), reads it with the durable
+//! consumer `pedf-hub` (the cluster keeps how far it has read: a hub restarted resumes where
+//! it stopped), and takes each batch into its own store before acknowledging it: a message
+//! delivered again lands on its row's key, so each is held once. The parks' live states
+//! (`pedf.*.state`, not kept by the stream) are held in memory for the view and written to
+//! the store every few seconds. Records and states also go to a time-series server that speaks
+//! InfluxDB's write API (VictoriaMetrics) through the Influx sink, with its on-disk buffer.
+//!
+//! The park a message is of is its subject's second token, never what its body says: a
+//! park's NATS user may publish only under its own name, so the subject is what the server
+//! vouches for.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use pedf_store::fleet::{FleetEvent, FleetMessage, FleetPlan, FleetRecord, FleetStore};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use super::{subject_token, FleetState};
+
+/// The fleet's stream.
+pub const STREAM: &str = "PEDF";
+/// The hub's durable consumer of it.
+pub const CONSUMER: &str = "pedf-hub";
+
+/// A hub file (`pedf fleet serve HUB.toml`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HubConfig {
+    /// The NATS servers (the cluster's nodes separated by commas).
+    pub url: String,
+    /// The hub's NATS credentials file (relative to the hub file); none: the server's rules.
+    #[serde(default)]
+    pub credentials: Option<PathBuf>,
+    /// The hub's store (relative to the hub file).
+    pub store: PathBuf,
+    /// Where the fleet view and API listen, e.g. `127.0.0.1:8090`.
+    pub listen: String,
+    /// On how many nodes the stream is kept: 1, or 3 on a three-node cluster.
+    #[serde(default = "one")]
+    pub replicas: usize,
+    /// Over how long the stream drops a message whose id it has had, hours (default 24).
+    #[serde(default = "day")]
+    pub duplicate_window_h: u64,
+    /// A park whose last state is older than this is shown as not reporting, s (default 30).
+    #[serde(default = "half_minute")]
+    pub stale_after_s: u64,
+    /// The time-series server the records and states also go to (VictoriaMetrics, or
+    /// InfluxDB v2), as a run file's `[influx]`.
+    #[serde(default)]
+    pub influx: Option<pedf_influx::InfluxConfig>,
+}
+
+fn one() -> usize {
+    1
+}
+fn day() -> u64 {
+    24
+}
+fn half_minute() -> u64 {
+    30
+}
+
+impl HubConfig {
+    /// Reads a hub file; paths become relative to its folder; every mistake names the file
+    /// (and the line where it is one of TOML).
+    pub fn load(path: &Path) -> Result<HubConfig, String> {
+        let name = path.display();
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("{name}: cannot read: {e}"))?;
+        let mut c: HubConfig = toml::from_str(&text).map_err(|e| {
+            let (line, col) =
+                pedf_core::config::SourceMap::new(&text).locate(e.span().map_or(0, |s| s.start));
+            format!("{name}:{line}:{col}: {}", e.message().trim())
+        })?;
+        super::check_urls(&c.url).map_err(|e| format!("{name}: {e}"))?;
+        if c.listen.parse::<SocketAddr>().is_err() {
+            return Err(format!(
+                "{name}: listen = `{}`: give an address and port, e.g. 127.0.0.1:8090",
+                c.listen
+            ));
+        }
+        if !matches!(c.replicas, 1 | 3 | 5) {
+            return Err(format!(
+                "{name}: replicas = {}: give 1, 3 or 5 (the stream's copies, at most the cluster's nodes)",
+                c.replicas
+            ));
+        }
+        if !(1..=24 * 30).contains(&c.duplicate_window_h) {
+            return Err(format!(
+                "{name}: duplicate_window_h = {}: give 1 to 720 hours",
+                c.duplicate_window_h
+            ));
+        }
+        if !(1..=86_400).contains(&c.stale_after_s) {
+            return Err(format!(
+                "{name}: stale_after_s = {}: give 1 to 86400 seconds",
+                c.stale_after_s
+            ));
+        }
+        let dir = path.parent().unwrap_or(Path::new("."));
+        for p in [&mut c.store].into_iter().chain(c.credentials.as_mut()) {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        }
+        if let Some(i) = &mut c.influx {
+            if i.buffer_dir.is_relative() {
+                i.buffer_dir = dir.join(&i.buffer_dir);
+            }
+            if !(i.url.starts_with("http://") || i.url.starts_with("https://")) {
+                return Err(format!(
+                    "{name}: [influx] url = `{}` is not an http:// or https:// URL",
+                    i.url
+                ));
+            }
+            i.resolve_token(dir).map_err(|e| format!("{name}: {e}"))?;
+        }
+        Ok(c)
+    }
+}
+
+/// What the hub has done since it started.
+#[derive(Default)]
+struct Counters {
+    /// Stream messages taken into the store, by kind: records, events, plans.
+    taken: [AtomicU64; 3],
+    /// Stream messages refused for good (not a message of pedf's: wrong subject or body).
+    refused: AtomicU64,
+    /// Live states received.
+    states: AtomicU64,
+    /// Batches the store could not take (delivered again later).
+    store_errors: AtomicU64,
+    /// Lines handed to the time-series server.
+    lines: AtomicU64,
+    /// Connections refused by the HTTP server's limits.
+    connections_refused: AtomicU64,
+}
+
+/// A park's last live state as the hub has it.
+#[derive(Clone)]
+struct Latest {
+    /// When it came (the hub's clock).
+    received: DateTime<Utc>,
+    state: FleetState,
+}
+
+/// What the view and the API read.
+#[derive(Clone)]
+struct Shared {
+    store: Arc<Mutex<FleetStore>>,
+    latest: Arc<Mutex<HashMap<String, Latest>>>,
+    counters: Arc<Counters>,
+    /// The hub's link to NATS now, said as it is.
+    link: Arc<Mutex<String>>,
+    stale_after_s: u64,
+}
+
+/// Takes one stream message apart: its subject's park and kind and its body.
+fn parse(subject: &str, body: &[u8]) -> Result<FleetMessage, String> {
+    let mut tokens = subject.split('.');
+    let (Some("pedf"), Some(park), Some(kind), None) =
+        (tokens.next(), tokens.next(), tokens.next(), tokens.next())
+    else {
+        return Err(format!(
+            "{subject}: not a subject of pedf's (pedf.PARK.KIND)"
+        ));
+    };
+    if !subject_token(park) {
+        return Err(format!("{subject}: `{park}` is not a park's name"));
+    }
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("{subject}: not JSON: {e}"))?;
+    let text = |k: &str| -> Result<String, String> {
+        v[k].as_str()
+            .map(str::to_string)
+            .ok_or_else(|| format!("{subject}: `{k}` missing or not text"))
+    };
+    let int = |k: &str| -> Result<i64, String> {
+        v[k].as_i64()
+            .ok_or_else(|| format!("{subject}: `{k}` missing or not a whole number"))
+    };
+    let time = |k: &str| -> Result<DateTime<Utc>, String> {
+        let t = text(k)?;
+        DateTime::parse_from_rfc3339(&t)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| format!("{subject}: `{k}` = `{t}`: {e}"))
+    };
+    let park = park.to_string();
+    match kind {
+        "records" => {
+            let mut kwh = [0.0; 7];
+            for (k, f) in [
+                "pv_kwh",
+                "grid_import_kwh",
+                "grid_export_kwh",
+                "battery_charge_kwh",
+                "battery_discharge_kwh",
+                "load_kwh",
+                "ev_kwh",
+            ]
+            .iter()
+            .enumerate()
+            {
+                kwh[k] = v[f]
+                    .as_f64()
+                    .filter(|x| x.is_finite())
+                    .ok_or_else(|| format!("{subject}: `{f}` missing or not a number"))?;
+            }
+            Ok(FleetMessage::Record(FleetRecord {
+                park,
+                start: time("start")?,
+                kwh,
+                source: text("source")?,
+                body: String::from_utf8_lossy(body).into_owned(),
+            }))
+        }
+        "events" => Ok(FleetMessage::Event(FleetEvent {
+            park,
+            id: int("id")?,
+            at: time("at")?,
+            severity: text("severity")?,
+            kind: text("kind")?,
+            message: text("message")?,
+        })),
+        "plans" => Ok(FleetMessage::Plan(FleetPlan {
+            park,
+            activation: int("activation")?,
+            plan: int("id")?,
+            day: text("day")?,
+            strategy: text("strategy")?,
+            body: String::from_utf8_lossy(body).into_owned(),
+        })),
+        other => Err(format!(
+            "{subject}: `{other}` is not a kind the stream keeps"
+        )),
+    }
+}
+
+/// A record as a line of line protocol (measurement `pedf_record`, tag `park`).
+fn record_line(r: &FleetRecord) -> String {
+    let names = [
+        "pv_kwh",
+        "grid_import_kwh",
+        "grid_export_kwh",
+        "battery_charge_kwh",
+        "battery_discharge_kwh",
+        "load_kwh",
+        "ev_kwh",
+    ];
+    let fields: Vec<String> = names
+        .iter()
+        .zip(r.kwh)
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect();
+    format!(
+        "pedf_record,park={} {} {}",
+        pedf_influx::escape(&r.park),
+        fields.join(","),
+        r.start.timestamp_millis()
+    )
+}
+
+/// A live state as a line of line protocol (measurement `pedf_park`, tag `park`), at the
+/// park's time of it; none when it has no time or no value.
+fn state_line(park: &str, s: &FleetState) -> Option<String> {
+    let at = s.at?;
+    let fields: Vec<String> = [
+        ("pv_kw", s.pv_kw),
+        ("battery_kw", s.battery_kw),
+        ("soc_pct", s.soc_pct),
+        ("load_kw", s.load_kw),
+        ("ev_kw", s.ev_kw),
+        ("grid_kw", s.grid_kw),
+    ]
+    .iter()
+    .filter_map(|(n, v)| v.filter(|x| x.is_finite()).map(|x| format!("{n}={x}")))
+    .collect();
+    (!fields.is_empty()).then(|| {
+        format!(
+            "pedf_park,park={} {} {}",
+            pedf_influx::escape(park),
+            fields.join(","),
+            at.timestamp_millis()
+        )
+    })
+}
+
+/// Makes (or finds) the fleet's stream and the hub's durable consumer of it.
+async fn stream_and_consumer(
+    js: &async_nats::jetstream::Context,
+    cfg: &HubConfig,
+) -> Result<async_nats::jetstream::consumer::PullConsumer, String> {
+    use async_nats::jetstream::{consumer, stream};
+    let s = js
+        .get_or_create_stream(stream::Config {
+            name: STREAM.into(),
+            subjects: vec![
+                "pedf.*.records".into(),
+                "pedf.*.events".into(),
+                "pedf.*.plans".into(),
+            ],
+            storage: stream::StorageType::File,
+            num_replicas: cfg.replicas,
+            duplicate_window: Duration::from_secs(cfg.duplicate_window_h * 3600),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("stream {STREAM}: {e}"))?;
+    s.get_or_create_consumer(
+        CONSUMER,
+        consumer::pull::Config {
+            durable_name: Some(CONSUMER.into()),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: Duration::from_secs(30),
+            ..Default::default()
+        },
+    )
+    .await
+    .map_err(|e| format!("consumer {CONSUMER}: {e}"))
+}
+
+/// Reads the stream with the durable consumer until `stop`: each batch into the store, then
+/// acknowledged (a batch the store cannot take is not, and comes again).
+async fn consume(
+    consumer: async_nats::jetstream::consumer::PullConsumer,
+    shared: Shared,
+    sink: Option<pedf_influx::InfluxSink>,
+    mut stop: watch::Receiver<bool>,
+) {
+    use futures_util::StreamExt;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let batch = tokio::select! {
+            b = consumer.batch().max_messages(500).expires(Duration::from_millis(500)).messages() => b,
+            _ = stop.changed() => return,
+        };
+        let mut batch = match batch {
+            Ok(b) => b,
+            Err(e) => {
+                *shared.link.lock().unwrap_or_else(|p| p.into_inner()) =
+                    format!("reading the stream: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let mut msgs = Vec::new();
+        while let Some(m) = batch.next().await {
+            match m {
+                Ok(m) => msgs.push(m),
+                Err(e) => {
+                    tracing::warn!(target: "pedf::fleet", "fleet stream: {e}");
+                    break;
+                }
+            }
+        }
+        if msgs.is_empty() {
+            continue;
+        }
+        let mut taken = Vec::new();
+        let mut refused = Vec::new();
+        for m in &msgs {
+            match parse(&m.subject, &m.payload) {
+                Ok(x) => taken.push(x),
+                Err(e) => refused.push((m, e)),
+            }
+        }
+        let store = shared.store.clone();
+        let rows = taken.clone();
+        let stored = tokio::task::spawn_blocking(move || {
+            store
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .apply(Utc::now(), &rows)
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+        if let Err(e) = stored {
+            // Not acknowledged: the stream delivers them again after ack_wait.
+            shared.counters.store_errors.fetch_add(1, Relaxed);
+            tracing::warn!(target: "pedf::fleet", "fleet store: {e} ({} messages wait in the stream)", msgs.len());
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        for (m, why) in &refused {
+            shared.counters.refused.fetch_add(1, Relaxed);
+            tracing::warn!(target: "pedf::fleet", "refused for good: {why}");
+            let _ = m.ack_with(async_nats::jetstream::AckKind::Term).await;
+        }
+        for m in &msgs {
+            if refused.iter().all(|(r, _)| !std::ptr::eq(*r, m)) {
+                let _ = m.ack().await;
+            }
+        }
+        let mut lines = Vec::new();
+        for x in &taken {
+            let k = match x {
+                FleetMessage::Record(r) => {
+                    lines.push(record_line(r));
+                    0
+                }
+                FleetMessage::Event(_) => 1,
+                FleetMessage::Plan(_) => 2,
+            };
+            shared.counters.taken[k].fetch_add(1, Relaxed);
+        }
+        if let Some(s) = &sink {
+            let n = lines.len() as u64;
+            if !lines.is_empty() && s.send_lines(lines) {
+                shared.counters.lines.fetch_add(n, Relaxed);
+            }
+        }
+    }
+}
+
+/// Receives the parks' live states until `stop`: the newest of each park held for the view,
+/// written to the store (and the time-series server) every 2 s.
+async fn states(
+    client: async_nats::Client,
+    shared: Shared,
+    sink: Option<pedf_influx::InfluxSink>,
+    mut stop: watch::Receiver<bool>,
+) {
+    use futures_util::StreamExt;
+    let mut sub = match client.subscribe("pedf.*.state").await {
+        Ok(s) => s,
+        Err(e) => {
+            *shared.link.lock().unwrap_or_else(|p| p.into_inner()) =
+                format!("subscribing to the states: {e}");
+            return;
+        }
+    };
+    let mut pending: HashMap<String, (DateTime<Utc>, String)> = HashMap::new();
+    let mut lines = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            m = sub.next() => {
+                let Some(m) = m else { return };
+                let park = m.subject.split('.').nth(1).unwrap_or_default().to_string();
+                let Ok(state) = serde_json::from_slice::<FleetState>(&m.payload) else {
+                    shared.counters.refused.fetch_add(1, Relaxed);
+                    continue;
+                };
+                if !subject_token(&park) {
+                    shared.counters.refused.fetch_add(1, Relaxed);
+                    continue;
+                }
+                shared.counters.states.fetch_add(1, Relaxed);
+                let now = Utc::now();
+                if let Some(l) = state_line(&park, &state) {
+                    lines.push(l);
+                }
+                pending.insert(park.clone(), (now, String::from_utf8_lossy(&m.payload).into_owned()));
+                shared.latest.lock().unwrap_or_else(|p| p.into_inner()).insert(park, Latest { received: now, state });
+            }
+            _ = tick.tick() => {
+                if !pending.is_empty() {
+                    let rows: Vec<(String, DateTime<Utc>, String)> =
+                        pending.drain().map(|(p, (t, s))| (p, t, s)).collect();
+                    let store = shared.store.clone();
+                    let r = tokio::task::spawn_blocking(move || {
+                        store.lock().unwrap_or_else(|p| p.into_inner()).put_states(&rows)
+                    }).await;
+                    if !matches!(r, Ok(Ok(()))) {
+                        shared.counters.store_errors.fetch_add(1, Relaxed);
+                    }
+                }
+                if let Some(s) = &sink {
+                    let n = lines.len() as u64;
+                    if !lines.is_empty() && s.send_lines(std::mem::take(&mut lines)) {
+                        shared.counters.lines.fetch_add(n, Relaxed);
+                    }
+                }
+                lines.clear();
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// A park in the view: its last state, how old it is, what the store holds of it.
+fn park_view(
+    park: &pedf_store::fleet::FleetPark,
+    latest: Option<&Latest>,
+    now: DateTime<Utc>,
+    stale_after_s: u64,
+) -> Value {
+    // The state received since the hub started, else the one the store kept.
+    let (received, state) = match latest {
+        Some(l) => (Some(l.received), Some(l.state.clone())),
+        None => park
+            .state
+            .as_ref()
+            .map(|(t, s)| (Some(*t), serde_json::from_str::<FleetState>(s).ok()))
+            .unwrap_or((None, None)),
+    };
+    let age = received.map(|t| (now - t).num_milliseconds() as f64 / 1000.0);
+    json!({
+        "park": park.park,
+        "state": state,
+        "received": received,
+        "age_s": age,
+        "reporting": age.is_some_and(|a| a <= stale_after_s as f64),
+        "records": park.records,
+        "last_record": park.last_record,
+    })
+}
+
+/// `GET /api/v1/parks`: every park with its last state.
+async fn parks(State(s): State<Shared>) -> Response {
+    let store = s.store.clone();
+    let list = tokio::task::spawn_blocking(move || {
+        store.lock().unwrap_or_else(|p| p.into_inner()).parks()
+    })
+    .await;
+    let Ok(Ok(list)) = list else {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the fleet store cannot be read",
+        )
+            .into_response();
+    };
+    let latest = s.latest.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let now = Utc::now();
+    let mut out: Vec<Value> = list
+        .iter()
+        .map(|p| park_view(p, latest.get(&p.park), now, s.stale_after_s))
+        .collect();
+    // A park heard of only by its state since the last write to the store.
+    for (name, l) in &latest {
+        if list.iter().all(|p| &p.park != name) {
+            let p = pedf_store::fleet::FleetPark {
+                park: name.clone(),
+                first: l.received,
+                state: None,
+                records: 0,
+                last_record: None,
+            };
+            out.push(park_view(&p, Some(l), now, s.stale_after_s));
+        }
+    }
+    Json(json!({ "parks": out })).into_response()
+}
+
+/// `GET /api/v1/fleet`: the fleet's totals now.
+async fn fleet(State(s): State<Shared>) -> Response {
+    let latest = s.latest.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let now = Utc::now();
+    let fresh: Vec<&Latest> = latest
+        .values()
+        .filter(|l| (now - l.received).num_seconds() <= s.stale_after_s as i64)
+        .collect();
+    // Sums from +0 (an empty f64 sum is -0).
+    let total = |it: &mut dyn Iterator<Item = f64>| it.fold(0.0, |a, b| a + b);
+    let sum = |f: fn(&FleetState) -> Option<f64>| -> f64 {
+        total(&mut fresh.iter().filter_map(|l| f(&l.state)))
+    };
+    let cap = total(
+        &mut fresh
+            .iter()
+            .filter(|l| l.state.soc_pct.is_some())
+            .map(|l| l.state.battery_capacity_kwh),
+    );
+    let stored = total(&mut fresh.iter().filter_map(|l| {
+        l.state
+            .soc_pct
+            .map(|soc| soc / 100.0 * l.state.battery_capacity_kwh)
+    }));
+    let store = s.store.clone();
+    let held =
+        tokio::task::spawn_blocking(move || store.lock().unwrap_or_else(|p| p.into_inner()).held())
+            .await;
+    let held = match held {
+        Ok(Ok(h)) => json!({
+            "records": h[0].rows, "record_deliveries": h[0].deliveries,
+            "events": h[1].rows, "event_deliveries": h[1].deliveries,
+            "plans": h[2].rows, "plan_deliveries": h[2].deliveries,
+        }),
+        _ => Value::Null,
+    };
+    Json(json!({
+        "parks_reporting": fresh.len(),
+        "parks_known": latest.len(),
+        "pv_kw": sum(|x| x.pv_kw),
+        "load_kw": sum(|x| x.load_kw),
+        "ev_kw": sum(|x| x.ev_kw),
+        "battery_kw": sum(|x| x.battery_kw),
+        "import_kw": sum(|x| x.grid_kw.map(|g| g.max(0.0))),
+        "export_kw": sum(|x| x.grid_kw.map(|g| (-g).max(0.0))),
+        "battery_capacity_kwh": cap,
+        "battery_stored_kwh": stored,
+        "soc_pct": if cap > 0.0 { Some(stored / cap * 100.0) } else { None },
+        "today_co2_kg": total(&mut fresh.iter().map(|l| l.state.today_co2_kg)),
+        "today_avoided_kg": total(&mut fresh.iter().map(|l| l.state.today_avoided_kg)),
+        "alarms": fresh.iter().map(|l| l.state.alarms.len()).sum::<usize>(),
+        "held": held,
+        "link": s.link.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+    }))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+struct RecordsQuery {
+    from: String,
+    to: String,
+}
+
+/// `GET /api/v1/parks/{park}/records?from=&to=`: a park's records as it sent them.
+async fn park_records(
+    State(s): State<Shared>,
+    UrlPath(park): UrlPath<String>,
+    Query(q): Query<RecordsQuery>,
+) -> Response {
+    let parse = |k: &str, v: &str| {
+        DateTime::parse_from_rfc3339(v)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| {
+                format!(
+                    "{k} = `{v}`: {e}; give a time with its offset, e.g. 2026-06-21T00:00:00+08:00"
+                )
+            })
+    };
+    let (from, to) = match (parse("from", &q.from), parse("to", &q.to)) {
+        (Ok(f), Ok(t)) => (f, t),
+        (Err(e), _) | (_, Err(e)) => {
+            return (StatusCode::BAD_REQUEST, Json(json!({ "error": e }))).into_response()
+        }
+    };
+    if !subject_token(&park) {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": format!("`{park}` is not a park's name") })),
+        )
+            .into_response();
+    }
+    let store = s.store.clone();
+    let r = tokio::task::spawn_blocking(move || {
+        store
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .records(&park, from, to)
+    })
+    .await;
+    match r {
+        Ok(Ok(list)) => {
+            let v: Vec<Value> = list
+                .iter()
+                .filter_map(|b| serde_json::from_str(b).ok())
+                .collect();
+            Json(json!({ "records": v })).into_response()
+        }
+        _ => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the fleet store cannot be read",
+        )
+            .into_response(),
+    }
+}
+
+/// `GET /metrics`: the hub's counters in Prometheus' text format.
+async fn metrics(State(s): State<Shared>) -> Response {
+    let c = &s.counters;
+    let latest = s.latest.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let now = Utc::now();
+    let reporting = latest
+        .values()
+        .filter(|l| (now - l.received).num_seconds() <= s.stale_after_s as i64)
+        .count();
+    let mut out = String::new();
+    out.push_str("# HELP pedf_fleet_messages_total Stream messages taken into the fleet store.\n# TYPE pedf_fleet_messages_total counter\n");
+    for (k, name) in ["records", "events", "plans"].iter().enumerate() {
+        out.push_str(&format!(
+            "pedf_fleet_messages_total{{kind=\"{name}\"}} {}\n",
+            c.taken[k].load(Relaxed)
+        ));
+    }
+    for (name, help, v) in [
+        (
+            "pedf_fleet_refused_total",
+            "Messages refused for good (not pedf's).",
+            c.refused.load(Relaxed),
+        ),
+        (
+            "pedf_fleet_states_total",
+            "Live states received.",
+            c.states.load(Relaxed),
+        ),
+        (
+            "pedf_fleet_store_errors_total",
+            "Writes the fleet store could not take.",
+            c.store_errors.load(Relaxed),
+        ),
+        (
+            "pedf_fleet_lines_total",
+            "Lines handed to the time-series server.",
+            c.lines.load(Relaxed),
+        ),
+        (
+            "pedf_fleet_connections_refused_total",
+            "HTTP connections refused by the limits.",
+            c.connections_refused.load(Relaxed),
+        ),
+    ] {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
+        ));
+    }
+    out.push_str(&format!(
+        "# HELP pedf_fleet_parks Parks whose state the hub has.\n# TYPE pedf_fleet_parks gauge\npedf_fleet_parks {}\n# HELP pedf_fleet_parks_reporting Parks whose last state is fresh.\n# TYPE pedf_fleet_parks_reporting gauge\npedf_fleet_parks_reporting {reporting}\n",
+        latest.len()
+    ));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// The hub's HTTP routes.
+fn router(shared: Shared) -> Router {
+    Router::new()
+        .route("/api/v1/parks", get(parks))
+        .route("/api/v1/fleet", get(fleet))
+        .route("/api/v1/parks/{park}/records", get(park_records))
+        .route("/metrics", get(metrics))
+        .with_state(shared)
+}
+
+/// Connects to NATS, trying again every 2 s until it answers or `stop` turns true.
+async fn connect_until(
+    cfg: &HubConfig,
+    stop: &mut watch::Receiver<bool>,
+    say: &impl Fn(String),
+) -> Option<async_nats::Client> {
+    let mut said = false;
+    loop {
+        match super::connect(&cfg.url, cfg.credentials.as_deref(), "pedf fleet hub").await {
+            Ok(c) => return Some(c),
+            Err(e) if !said => {
+                say(format!(
+                    "NATS not reachable yet ({e}); trying again every 2 s"
+                ));
+                said = true;
+            }
+            Err(_) => {}
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = stop.changed() => return None,
+        }
+    }
+}
+
+/// Runs the hub until `shutdown`: the stream and its consumer, the states, the HTTP view and
+/// API. Returns what it took, said in a line.
+pub async fn serve(
+    cfg: HubConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+    say: impl Fn(String),
+) -> Result<String, String> {
+    let store = {
+        let p = cfg.store.clone();
+        tokio::task::spawn_blocking(move || FleetStore::open(&p))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?
+    };
+    let listener = tokio::net::TcpListener::bind(&cfg.listen)
+        .await
+        .map_err(|e| format!("listen {}: {e}", cfg.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let sink = match &cfg.influx {
+        Some(i) => Some(pedf_influx::InfluxSink::start(i.clone()).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let shared = Shared {
+        store: Arc::new(Mutex::new(store)),
+        latest: Arc::default(),
+        counters: Arc::default(),
+        link: Arc::new(Mutex::new("connecting".into())),
+        stale_after_s: cfg.stale_after_s,
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let counters = shared.counters.clone();
+    let http = tokio::spawn(pedf_server::serve_router(
+        listener,
+        router(shared.clone()),
+        None,
+        pedf_server::ServeOptions::default(),
+        Arc::new(move || {
+            counters.connections_refused.fetch_add(1, Relaxed);
+        }),
+        stop_rx.clone(),
+    ));
+    say(format!("fleet view and API on http://{addr}/"));
+    let work = {
+        let shared = shared.clone();
+        let sink = sink.clone();
+        let mut stop = stop_rx.clone();
+        let cfg = cfg.clone();
+        async move {
+            let Some(client) = connect_until(&cfg, &mut stop, &say).await else {
+                return;
+            };
+            let js = async_nats::jetstream::new(client.clone());
+            let consumer = loop {
+                match stream_and_consumer(&js, &cfg).await {
+                    Ok(c) => break c,
+                    Err(e) => {
+                        *shared.link.lock().unwrap_or_else(|p| p.into_inner()) = e.clone();
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                            _ = stop.changed() => return,
+                        }
+                    }
+                }
+            };
+            *shared.link.lock().unwrap_or_else(|p| p.into_inner()) = "connected".into();
+            say(format!(
+                "reading stream {STREAM} with consumer {CONSUMER} on {}",
+                cfg.url
+            ));
+            let st = tokio::spawn(states(
+                client.clone(),
+                shared.clone(),
+                sink.clone(),
+                stop.clone(),
+            ));
+            consume(consumer, shared.clone(), sink, stop).await;
+            let _ = st.await;
+        }
+    };
+    // The work runs in this task beside the wait for the shutdown (`say` need not be Send).
+    let stopper = async {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    };
+    tokio::join!(work, stopper);
+    let _ = http.await;
+    if let Some(s) = &sink {
+        s.stop().await;
+    }
+    let c = &shared.counters;
+    Ok(format!(
+        "took {} records, {} events, {} plans, {} states; refused {}",
+        c.taken[0].load(Relaxed),
+        c.taken[1].load(Relaxed),
+        c.taken[2].load(Relaxed),
+        c.states.load(Relaxed),
+        c.refused.load(Relaxed)
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_message_is_taken_by_its_subjects_park_and_a_stranger_is_refused() {
+        let body =
+            br#"{"park": "someone-else", "start": "2026-06-21T08:00:00+08:00", "pv_kwh": 50.0,
+            "grid_import_kwh": 10.0, "grid_export_kwh": 0.0, "battery_charge_kwh": 0.0,
+            "battery_discharge_kwh": 0.0, "load_kwh": 59.0, "ev_kwh": 1.0, "source": "measured"}"#;
+        let FleetMessage::Record(r) = parse("pedf.park-a.records", body).unwrap() else {
+            panic!("a record");
+        };
+        assert_eq!(r.park, "park-a");
+        assert_eq!(r.kwh, [50.0, 10.0, 0.0, 0.0, 0.0, 59.0, 1.0]);
+        assert_eq!(
+            record_line(&r),
+            "pedf_record,park=park-a pv_kwh=50,grid_import_kwh=10,grid_export_kwh=0,battery_charge_kwh=0,battery_discharge_kwh=0,load_kwh=59,ev_kwh=1 1782000000000"
+        );
+        let bad_start = String::from_utf8_lossy(body).replace("2026-06-21T08:00:00+08:00", "x");
+        for (subject, body, says) in [
+            ("pedf.park-a.records", bad_start.as_bytes(), "`start` = `x`"),
+            (
+                "pedf.park-a.records",
+                &b"{\"start\": \"x\"}"[..],
+                "`pv_kwh` missing",
+            ),
+            ("pedf.park-a.records", b"not json", "not JSON"),
+            ("pedf.park-a.secrets", b"{}", "`secrets` is not a kind"),
+            ("other.park-a.records", b"{}", "not a subject of pedf's"),
+            (
+                "pedf.park-a.events",
+                b"{\"id\": 1.5}",
+                "`id` missing or not a whole number",
+            ),
+        ] {
+            let e = parse(subject, body).unwrap_err();
+            assert!(e.contains(says), "{subject}: {e}");
+        }
+    }
+}
