@@ -592,11 +592,13 @@ impl RunConfig {
         for p in [&mut c.park, &mut c.devices, &mut c.store]
             .into_iter()
             .chain(c.grid_requests.as_mut())
-            .chain(c.fleet.as_mut().and_then(|f| f.credentials.as_mut()))
         {
             if p.is_relative() {
                 *p = dir.join(&*p);
             }
+        }
+        if let Some(f) = &mut c.fleet {
+            f.resolve(dir);
         }
         if let Some(r) = &mut c.replan {
             if r.inputs.is_relative() {

@@ -36,10 +36,26 @@ pub struct FleetConfig {
     /// default: the park file's id.
     #[serde(default)]
     pub park: Option<String>,
-    /// The park's NATS credentials file (`.creds`: its user JWT and nkey seed), relative to
-    /// the run file; none: the server's own rules (e.g. no authentication on a trial).
+    /// The park's NATS credentials file (`.creds`: its user JWT and nkey seed, for a server
+    /// in operator mode), relative to the run file; none: `nkey_seed`, or the server's own
+    /// rules (e.g. no authentication on a trial).
     #[serde(default)]
     pub credentials: Option<PathBuf>,
+    /// A file holding the park's NATS user nkey seed (`SU...`, for a server whose
+    /// configuration lists the park's public key with its permissions), relative to the run
+    /// file.
+    #[serde(default)]
+    pub nkey_seed: Option<PathBuf>,
+    /// The certificates (PEM) the hub's TLS certificate is checked against, relative to the
+    /// run file; with it the link is TLS only.
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
+    /// The park's own TLS certificate and key (PEM), for a server that asks for one.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// The key of `tls_cert`.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
     /// How often the live state is published, s (default 5).
     #[serde(default = "default_state_every_s")]
     pub state_every_s: u64,
@@ -83,6 +99,7 @@ impl FleetConfig {
     /// period.
     pub fn check(&self) -> Result<(), String> {
         check_urls(&self.url)?;
+        self.link().check()?;
         if let Some(p) = &self.park {
             if !subject_token(p) {
                 return Err(format!(
@@ -104,6 +121,36 @@ impl FleetConfig {
             ));
         }
         Ok(())
+    }
+
+    /// How the park reaches the hub.
+    pub fn link(&self) -> Link {
+        Link {
+            url: self.url.clone(),
+            credentials: self.credentials.clone(),
+            nkey_seed: self.nkey_seed.clone(),
+            tls_ca: self.tls_ca.clone(),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+        }
+    }
+
+    /// Its files made relative to `dir` (the run file's folder).
+    pub fn resolve(&mut self, dir: &Path) {
+        for p in [
+            &mut self.credentials,
+            &mut self.nkey_seed,
+            &mut self.tls_ca,
+            &mut self.tls_cert,
+            &mut self.tls_key,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        }
     }
 
     /// The park's name in subjects: the table's, or the park id made a subject token.
@@ -383,28 +430,77 @@ fn read_backlog(
     Ok(out)
 }
 
-/// Connects to the NATS servers of `url` as `name`, with the credentials file if any.
-async fn connect(
-    url: &str,
-    credentials: Option<&Path>,
-    name: &str,
-) -> Result<async_nats::Client, String> {
+/// How a park or the hub reaches NATS: the servers, who it is, and TLS.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Link {
+    /// The servers, separated by commas.
+    pub url: String,
+    /// A `.creds` file (user JWT and seed).
+    pub credentials: Option<PathBuf>,
+    /// A file holding a user nkey seed.
+    pub nkey_seed: Option<PathBuf>,
+    /// The certificates the server's is checked against (TLS only then).
+    pub tls_ca: Option<PathBuf>,
+    /// A client certificate.
+    pub tls_cert: Option<PathBuf>,
+    /// Its key.
+    pub tls_key: Option<PathBuf>,
+}
+
+impl Link {
+    /// Whether the link's settings go together.
+    pub fn check(&self) -> Result<(), String> {
+        if self.credentials.is_some() && self.nkey_seed.is_some() {
+            return Err(
+                "credentials and nkey_seed: give one (a .creds file for a server in operator mode, or an nkey seed file)".into(),
+            );
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err("tls_cert and tls_key: give both or neither".into());
+        }
+        Ok(())
+    }
+}
+
+/// Connects to the NATS servers of `link` as `name`; its inboxes under `inbox` (a park's
+/// own, so the server's permissions can keep every other park's replies from it).
+async fn connect(link: &Link, name: &str, inbox: &str) -> Result<async_nats::Client, String> {
     let mut o = async_nats::ConnectOptions::new()
         .name(name)
+        .custom_inbox_prefix(inbox)
         .connection_timeout(Duration::from_secs(3));
-    if let Some(c) = credentials {
+    if let Some(c) = &link.credentials {
         o = o
             .credentials_file(c)
             .await
             .map_err(|e| format!("credentials {}: {e}", c.display()))?;
     }
-    let servers: Vec<async_nats::ServerAddr> = url
+    if let Some(f) = &link.nkey_seed {
+        let seed = std::fs::read_to_string(f)
+            .map_err(|e| format!("nkey_seed {}: cannot read: {e}", f.display()))?;
+        let seed = seed.trim().to_string();
+        if !seed.starts_with("SU") {
+            return Err(format!(
+                "nkey_seed {}: not a user nkey seed (it starts with SU)",
+                f.display()
+            ));
+        }
+        o = o.nkey(seed);
+    }
+    if let Some(ca) = &link.tls_ca {
+        o = o.require_tls(true).add_root_certificates(ca.clone());
+    }
+    if let (Some(c), Some(k)) = (&link.tls_cert, &link.tls_key) {
+        o = o.add_client_certificate(c.clone(), k.clone());
+    }
+    let servers: Vec<async_nats::ServerAddr> = link
+        .url
         .split(',')
         .filter_map(|u| u.trim().parse().ok())
         .collect();
     o.connect(servers.as_slice())
         .await
-        .map_err(|e| format!("{url}: {e}"))
+        .map_err(|e| format!("{}: {e}", link.url))
 }
 
 /// Sends the backlog after `cursor` in order, advancing it with each acknowledgement; stops
@@ -489,9 +585,9 @@ pub fn start(
             }
             if client.is_none() {
                 match connect(
-                    &cfg.url,
-                    cfg.credentials.as_deref(),
+                    &cfg.link(),
                     &format!("pedf park {name}"),
+                    &format!("_INBOX.{name}"),
                 )
                 .await
                 {

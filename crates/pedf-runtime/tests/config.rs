@@ -333,6 +333,13 @@ fn a_fleet_table_with_mistakes_says_which() {
     let f = good.fleet.unwrap();
     assert_eq!(f.name_of("qingzhou-pedf"), "qingzhou-pedf");
     assert_eq!(f.credentials, Some(dir.join("park.creds")));
+    let f =
+        run("url = \"tls://10.0.0.1:4222\"\nnkey_seed = \"park.nk\"\ntls_ca = \"hub-ca.pem\"\n")
+            .unwrap()
+            .fleet
+            .unwrap();
+    assert_eq!(f.nkey_seed, Some(dir.join("park.nk")));
+    assert_eq!(f.tls_ca, Some(dir.join("hub-ca.pem")));
     for (table, want) in [
         (
             "url = \"http://hub:4222\"\n",
@@ -349,6 +356,18 @@ fn a_fleet_table_with_mistakes_says_which() {
         (
             "url = \"nats://hub:4222\"\nsubject = \"x\"\n",
             "unknown field `subject`",
+        ),
+        (
+            "url = \"nats://hub:4222\"\ncredentials = \"a.creds\"\nnkey_seed = \"a.nk\"\n",
+            "[fleet] credentials and nkey_seed: give one",
+        ),
+        (
+            "url = \"tls://hub:4222\"\ntls_cert = \"park.crt\"\n",
+            "[fleet] tls_cert and tls_key: give both or neither",
+        ),
+        (
+            "url = \"nats://hub:4222\"\ndashboard = \"park-7:8080\"\n",
+            "[fleet] dashboard = `park-7:8080`: give the park dashboard's address",
         ),
     ] {
         let e = run(table).map(|_| ()).unwrap_err();

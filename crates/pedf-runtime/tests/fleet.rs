@@ -647,3 +647,192 @@ async fn the_hub_holds_every_parks_messages_once_and_resumes_after_a_restart() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[path = "support/self_signed.rs"]
+mod certs;
+
+/// A NATS server with JetStream from a configuration file (its `listen` on `port`).
+fn nats_with_config(port: u16, conf: &Path) -> Nats {
+    let child = Command::new("nats-server")
+        .arg("-c")
+        .arg(conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nats-server (scripts/setup installs it)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "nats-server did not listen on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Nats(child)
+}
+
+/// Each park its own NATS user (an nkey the server's configuration lists with what it may
+/// publish and receive), over TLS with a certificate made here: a park's records reach the
+/// hub through the stream; its user cannot publish as another park nor receive another
+/// park's requests; a client without a key, or without TLS, is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parks_nats_user_publishes_and_receives_only_its_own_over_tls() {
+    use futures_util::StreamExt;
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("pedf-fleet-users-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    certs::self_signed(&dir, "nats");
+    let users: Vec<(&str, nkeys::KeyPair)> = ["hub", "park-a", "park-b"]
+        .into_iter()
+        .map(|n| (n, nkeys::KeyPair::new_user()))
+        .collect();
+    for (n, k) in &users {
+        std::fs::write(dir.join(format!("{n}.nk")), k.seed().unwrap()).unwrap();
+    }
+    // The hub may do anything; a park publishes under its own name only and receives its own
+    // requests and its own inbox's replies only.
+    let park_user = |name: &str, key: &str| {
+        format!(
+            "{{ nkey: {key}, permissions: {{ publish: {{ allow: [\"pedf.{name}.>\"] }}, subscribe: {{ allow: [\"_INBOX.{name}.>\", \"pedf.{name}.requests\"] }} }} }}"
+        )
+    };
+    let port = free_port();
+    let conf = dir.join("nats.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listen: \"127.0.0.1:{port}\"\njetstream {{ store_dir: \"{js}\" }}\ntls {{ cert_file: \"{crt}\", key_file: \"{key}\" }}\nauthorization {{ users: [\n{{ nkey: {hub}, permissions: {{ publish: \">\", subscribe: \">\" }} }}\n{a}\n{b}\n] }}\n",
+            js = dir.join("js").display(),
+            crt = dir.join("nats.crt").display(),
+            key = dir.join("nats.key").display(),
+            hub = users[0].1.public_key(),
+            a = park_user("park-a", &users[1].1.public_key()),
+            b = park_user("park-b", &users[2].1.public_key()),
+        ),
+    )
+    .unwrap();
+    let _nats = nats_with_config(port, &conf);
+    let url = format!("tls://127.0.0.1:{port}");
+    let http = free_port();
+    std::fs::write(
+        dir.join("hub.toml"),
+        format!("url = \"{url}\"\nnkey_seed = \"hub.nk\"\ntls_ca = \"nats.crt\"\nstore = \"fleet.sqlite\"\nlisten = \"127.0.0.1:{http}\"\n"),
+    )
+    .unwrap();
+    let (stop_hub, hub) =
+        start_hub(pedf_runtime::fleet::hub::HubConfig::load(&dir.join("hub.toml")).unwrap());
+    let park = RunConfig::load(Path::new(&format!("{ROOT}/config/run-qingzhou.toml")))
+        .unwrap()
+        .read_park()
+        .unwrap();
+    // Park A's EMS publisher with its own key, over TLS.
+    let a = dir.join("a.sqlite");
+    Store::open(&a)
+        .unwrap()
+        .put_records(&records("08:00", 2), "measured")
+        .unwrap();
+    let cfg: pedf_runtime::fleet::FleetConfig = toml::from_str(&format!(
+        "url = \"{url}\"\npark = \"park-a\"\nnkey_seed = \"{}\"\ntls_ca = \"{}\"\n",
+        dir.join("park-a.nk").display(),
+        dir.join("nats.crt").display()
+    ))
+    .unwrap();
+    cfg.check().unwrap();
+    let (_live_tx, live_rx) =
+        tokio::sync::watch::channel(std::sync::Arc::new(pedf_core::live::Live::default()));
+    let (stop_a, task_a) = tokio::sync::watch::channel(false);
+    let publisher = pedf_runtime::fleet::start(cfg, &park, a.clone(), live_rx, task_a);
+    let fleet = api_until(http, "/api/v1/fleet", 30, |v| v["held"]["records"] == 2).await;
+    assert_eq!(fleet["held"]["records"], 2, "{fleet}");
+
+    // Park A's key on a connection of its own (as a compromised park would use it).
+    let connect_as = |who: usize| {
+        let seed = users[who].1.seed().unwrap();
+        let (ca, url) = (dir.join("nats.crt"), url.clone());
+        let inbox = format!("_INBOX.{}", users[who].0);
+        async move {
+            async_nats::ConnectOptions::new()
+                .nkey(seed)
+                .custom_inbox_prefix(inbox)
+                .require_tls(true)
+                .add_root_certificates(ca)
+                .connect(url)
+                .await
+        }
+    };
+    let pa = connect_as(1).await.expect("park-a connects with its key");
+    let mut js = async_nats::jetstream::new(pa.clone());
+    js.set_timeout(Duration::from_secs(2));
+    let body = br#"{"start": "2026-06-21T10:00:00+08:00", "pv_kwh": 1.0, "grid_import_kwh": 0.0,
+        "grid_export_kwh": 0.0, "battery_charge_kwh": 0.0, "battery_discharge_kwh": 0.0,
+        "load_kwh": 1.0, "ev_kwh": 0.0, "source": "measured"}"#;
+    // As park B: the server drops it (no acknowledgement comes).
+    let forged = match js.publish("pedf.park-b.records", body[..].into()).await {
+        Ok(ack) => ack.await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    assert!(forged.is_err(), "park-a published as park-b");
+    // As itself, on the same connection after the forgery: taken.
+    js.publish("pedf.park-a.records", body[..].into())
+        .await
+        .unwrap()
+        .await
+        .expect("park-a's own record acknowledged");
+    let hubc = connect_as(0).await.expect("the hub's key connects");
+    let hjs = async_nats::jetstream::new(hubc.clone());
+    let stream = hjs.get_stream("PEDF").await.unwrap();
+    assert!(
+        stream
+            .get_last_raw_message_by_subject("pedf.park-b.records")
+            .await
+            .is_err(),
+        "a record of park-b's is in the stream"
+    );
+    assert!(stream
+        .get_last_raw_message_by_subject("pedf.park-a.records")
+        .await
+        .is_ok());
+    // Park B's requests do not reach park A's key; its own do (sent after park B's on the
+    // hub's one connection, so park B's would have come first).
+    let mut theirs = pa.subscribe("pedf.park-b.requests").await.unwrap();
+    let mut mine = pa.subscribe("pedf.park-a.requests").await.unwrap();
+    pa.flush().await.unwrap();
+    hubc.publish("pedf.park-b.requests", "for park-b".into())
+        .await
+        .unwrap();
+    hubc.publish("pedf.park-a.requests", "for park-a".into())
+        .await
+        .unwrap();
+    hubc.flush().await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(10), mine.next())
+        .await
+        .expect("park-a's own request within 10 s")
+        .unwrap();
+    assert_eq!(&got.payload[..], b"for park-a");
+    assert!(
+        !matches!(
+            tokio::time::timeout(Duration::ZERO, theirs.next()).await,
+            Ok(Some(_))
+        ),
+        "park-a received park-b's request"
+    );
+    // No key, or no TLS: refused.
+    let anonymous = async_nats::ConnectOptions::new()
+        .require_tls(true)
+        .add_root_certificates(dir.join("nats.crt"))
+        .connect(url.clone())
+        .await;
+    assert!(anonymous.is_err(), "a client without a key got in");
+    let plain = async_nats::ConnectOptions::new()
+        .nkey(users[1].1.seed().unwrap())
+        .connect(format!("nats://127.0.0.1:{port}"))
+        .await;
+    assert!(plain.is_err(), "a client without TLS got in");
+
+    let _ = stop_a.send(true);
+    publisher.await.unwrap();
+    let _ = stop_hub.send(());
+    hub.await.unwrap().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -43,9 +43,23 @@ pub const CONSUMER: &str = "pedf-hub";
 pub struct HubConfig {
     /// The NATS servers (the cluster's nodes separated by commas).
     pub url: String,
-    /// The hub's NATS credentials file (relative to the hub file); none: the server's rules.
+    /// The hub's NATS credentials file (relative to the hub file); none: `nkey_seed`, or the
+    /// server's rules.
     #[serde(default)]
     pub credentials: Option<PathBuf>,
+    /// A file holding the hub's NATS user nkey seed (relative to the hub file).
+    #[serde(default)]
+    pub nkey_seed: Option<PathBuf>,
+    /// The certificates (PEM) the servers' TLS certificates are checked against; with it
+    /// the link is TLS only.
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
+    /// The hub's own TLS certificate, for servers that ask for one.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// The key of `tls_cert`.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
     /// The hub's store (relative to the hub file).
     pub store: PathBuf,
     /// Where the fleet view and API listen, e.g. `127.0.0.1:8090`.
@@ -76,6 +90,18 @@ fn half_minute() -> u64 {
 }
 
 impl HubConfig {
+    /// How the hub reaches NATS.
+    pub fn link(&self) -> super::Link {
+        super::Link {
+            url: self.url.clone(),
+            credentials: self.credentials.clone(),
+            nkey_seed: self.nkey_seed.clone(),
+            tls_ca: self.tls_ca.clone(),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+        }
+    }
+
     /// Reads a hub file; paths become relative to its folder; every mistake names the file
     /// (and the line where it is one of TOML).
     pub fn load(path: &Path) -> Result<HubConfig, String> {
@@ -88,6 +114,7 @@ impl HubConfig {
             format!("{name}:{line}:{col}: {}", e.message().trim())
         })?;
         super::check_urls(&c.url).map_err(|e| format!("{name}: {e}"))?;
+        c.link().check().map_err(|e| format!("{name}: {e}"))?;
         if c.listen.parse::<SocketAddr>().is_err() {
             return Err(format!(
                 "{name}: listen = `{}`: give an address and port, e.g. 127.0.0.1:8090",
@@ -113,7 +140,17 @@ impl HubConfig {
             ));
         }
         let dir = path.parent().unwrap_or(Path::new("."));
-        for p in [&mut c.store].into_iter().chain(c.credentials.as_mut()) {
+        for p in [&mut c.store].into_iter().chain(
+            [
+                &mut c.credentials,
+                &mut c.nkey_seed,
+                &mut c.tls_ca,
+                &mut c.tls_cert,
+                &mut c.tls_key,
+            ]
+            .into_iter()
+            .flatten(),
+        ) {
             if p.is_relative() {
                 *p = dir.join(&*p);
             }
@@ -747,7 +784,7 @@ async fn connect_until(
 ) -> Option<async_nats::Client> {
     let mut said = false;
     loop {
-        match super::connect(&cfg.url, cfg.credentials.as_deref(), "pedf fleet hub").await {
+        match super::connect(&cfg.link(), "pedf fleet hub", "_INBOX").await {
             Ok(c) => return Some(c),
             Err(e) if !said => {
                 say(format!(
