@@ -183,6 +183,9 @@ pub struct FleetState {
     pub name_zh: Option<String>,
     /// The EMS's time of the state.
     pub at: Option<DateTime<Utc>>,
+    /// The park's IANA time zone (its times are shown in it).
+    #[serde(default)]
+    pub time_zone: String,
     /// `automatic`, `manual` or `safe` (none: not known yet).
     #[serde(default)]
     pub mode: Option<String>,
@@ -245,6 +248,7 @@ impl FleetState {
             name: l.park_name.clone(),
             name_zh: l.park_name_zh.clone(),
             at: l.at,
+            time_zone: l.time_zone.clone(),
             mode: l.mode.as_ref().map(|m| m.mode.clone()),
             strategy: l.strategy.clone(),
             pv_kw: l.flows.pv_kw,

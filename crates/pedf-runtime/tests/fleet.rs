@@ -554,6 +554,58 @@ async fn the_hub_holds_every_parks_messages_once_and_resumes_after_a_restart() {
     assert_eq!(list[0]["state"]["dashboard"], "https://park-a.example.cn/");
     assert_eq!(list[0]["reporting"], true);
 
+    // The fleet view in Chromium: the totals and each park, in Chinese and in English. A
+    // state sent by a bad actor on a park's subject shows its texts as text and links
+    // nowhere.
+    let nc = async_nats::connect(format!("nats://127.0.0.1:{port}"))
+        .await
+        .unwrap();
+    nc.publish(
+        "pedf.park-c.state",
+        serde_json::to_vec(&serde_json::json!({
+            "park_id": "park-c", "name": "<img src=x onerror=alert(1)>", "at": null,
+            "pv_kw": 1.0, "battery_kw": null, "soc_pct": null, "load_kw": null, "ev_kw": null,
+            "grid_kw": null, "dashboard": "javascript:alert(1)"
+        }))
+        .unwrap()
+        .into(),
+    )
+    .await
+    .unwrap();
+    nc.flush().await.unwrap();
+    api_until(http, "/api/v1/parks", 10, |v| {
+        v["parks"].as_array().is_some_and(|l| l.len() == 3)
+    })
+    .await;
+    let (_driver, c) = chromium::start_browser(&dir.join("chromium")).await;
+    c.goto(&format!("http://127.0.0.1:{http}/")).await.unwrap();
+    let (ok, pv) = chromium::wait_text(&c, "#t-pv", 15.0, |t| t == "201").await;
+    assert!(ok, "fleet PV {pv}");
+    let (ok, row) =
+        chromium::wait_text(&c, "tr[data-park=park-a] td.pv", 5.0, |t| t == "120").await;
+    assert!(ok, "park-a's PV {row}");
+    assert_eq!(chromium::text(&c, "th:nth-child(3)").await, "光伏 kW");
+    assert_eq!(
+        chromium::text(&c, "tr[data-park=park-c] td:first-child").await,
+        "<img src=x onerror=alert(1)>"
+    );
+    let links = c
+        .execute(
+            "return [...document.querySelectorAll('#parks a')].map(a => a.getAttribute('href'))",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        links,
+        serde_json::json!(["https://park-a.example.cn/", "https://park-b.example.cn/"])
+    );
+    chromium::click(&c, "#lang").await;
+    let (ok, head) = chromium::wait_text(&c, "th:nth-child(3)", 5.0, |t| t == "PV kW").await;
+    assert!(ok, "{head}");
+    chromium::shot(&c, ROOT, "fleet-en.png").await;
+    let _ = c.close().await;
+
     // The hub stops; the parks go on (two more of park-a's intervals close, the stream keeps
     // them); started again on its store, it resumes where its consumer was.
     let _ = stop_hub.send(());
@@ -565,9 +617,6 @@ async fn the_hub_holds_every_parks_messages_once_and_resumes_after_a_restart() {
         .unwrap();
     // A message on a park's subject that is not pedf's (a bad actor, or a bug): refused for
     // good, the ones after it taken.
-    let nc = async_nats::connect(format!("nats://127.0.0.1:{port}"))
-        .await
-        .unwrap();
     let js = async_nats::jetstream::new(nc.clone());
     js.publish("pedf.park-c.records", "not a record".into())
         .await
@@ -650,6 +699,9 @@ async fn the_hub_holds_every_parks_messages_once_and_resumes_after_a_restart() {
 
 #[path = "support/self_signed.rs"]
 mod certs;
+
+#[path = "support/chromium.rs"]
+mod chromium;
 
 /// A NATS server with JetStream from a configuration file (its `listen` on `port`).
 fn nats_with_config(port: u16, conf: &Path) -> Nats {

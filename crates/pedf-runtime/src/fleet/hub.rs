@@ -491,7 +491,7 @@ async fn states(
             m = sub.next() => {
                 let Some(m) = m else { return };
                 let park = m.subject.split('.').nth(1).unwrap_or_default().to_string();
-                let Ok(state) = serde_json::from_slice::<FleetState>(&m.payload) else {
+                let Ok(mut state) = serde_json::from_slice::<FleetState>(&m.payload) else {
                     shared.counters.refused.fetch_add(1, Relaxed);
                     continue;
                 };
@@ -499,12 +499,18 @@ async fn states(
                     shared.counters.refused.fetch_add(1, Relaxed);
                     continue;
                 }
+                // A park's link is shown only as a web address (not `javascript:` or the like).
+                if state.dashboard.as_deref().is_some_and(|d| {
+                    !(d.starts_with("http://") || d.starts_with("https://"))
+                }) {
+                    state.dashboard = None;
+                }
                 shared.counters.states.fetch_add(1, Relaxed);
                 let now = Utc::now();
                 if let Some(l) = state_line(&park, &state) {
                     lines.push(l);
                 }
-                pending.insert(park.clone(), (now, String::from_utf8_lossy(&m.payload).into_owned()));
+                pending.insert(park.clone(), (now, serde_json::to_string(&state).unwrap_or_default()));
                 shared.latest.lock().unwrap_or_else(|p| p.into_inner()).insert(park, Latest { received: now, state });
             }
             _ = tick.tick() => {
@@ -766,9 +772,45 @@ async fn metrics(State(s): State<Shared>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 
+/// One of the fleet view's files, with the headers that keep a page from running anything but
+/// its own script (a park's texts are data, never markup).
+fn asset(body: &'static str, kind: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, kind),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::REFERRER_POLICY, "no-referrer"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
 /// The hub's HTTP routes.
 fn router(shared: Shared) -> Router {
     Router::new()
+        .route(
+            "/",
+            get(|| async { asset(include_str!("web/index.html"), "text/html; charset=utf-8") }),
+        )
+        .route(
+            "/fleet.js",
+            get(|| async {
+                asset(
+                    include_str!("web/fleet.js"),
+                    "text/javascript; charset=utf-8",
+                )
+            }),
+        )
+        .route(
+            "/fleet.css",
+            get(|| async { asset(include_str!("web/fleet.css"), "text/css; charset=utf-8") }),
+        )
         .route("/api/v1/parks", get(parks))
         .route("/api/v1/fleet", get(fleet))
         .route("/api/v1/parks/{park}/records", get(park_records))

@@ -1,0 +1,136 @@
+// The fleet view of `pedf fleet serve`: the fleet's totals and every park, from the hub's API
+// (/api/v1/fleet, /api/v1/parks) every 2 s. Chinese by default, English on the button; every
+// text from a park is set as text, never as markup, and a park's dashboard is linked only
+// when its address is http(s).
+"use strict";
+
+const T = {
+  zh: {
+    title: "园区群总览", parks: "园区", "t.parks": "在线 / 园区", "t.pv": "光伏 kW", "t.load": "负荷 kW",
+    "t.ev": "充电 kW", "t.battery": "储能 kW（放+）", "t.soc": "储能 SoC", "t.import": "购电 kW",
+    "t.export": "上网 kW", "t.co2": "今日 CO₂ t", "t.alarms": "告警",
+    "c.park": "园区", "c.status": "通信", "c.pv": "光伏 kW", "c.load": "负荷 kW", "c.ev": "充电 kW",
+    "c.battery": "储能 kW", "c.soc": "SoC %", "c.grid": "电网 kW（购+）", "c.co2": "今日 CO₂ kg",
+    "c.alarms": "告警", "c.record": "最新记录", ago: "秒前", never: "无", link: "消息总线",
+    connected: "已连接",
+  },
+  en: {
+    title: "Fleet", parks: "Parks", "t.parks": "Reporting / parks", "t.pv": "PV kW", "t.load": "Load kW",
+    "t.ev": "EV kW", "t.battery": "Battery kW (+discharge)", "t.soc": "Battery SoC", "t.import": "Import kW",
+    "t.export": "Export kW", "t.co2": "CO₂ today t", "t.alarms": "Alarms",
+    "c.park": "Park", "c.status": "Link", "c.pv": "PV kW", "c.load": "Load kW", "c.ev": "EV kW",
+    "c.battery": "Battery kW", "c.soc": "SoC %", "c.grid": "Grid kW (+import)", "c.co2": "CO₂ today kg",
+    "c.alarms": "Alarms", "c.record": "Last record", ago: "s ago", never: "none", link: "NATS",
+    connected: "connected",
+  },
+};
+let lang = localStorage.getItem("pedf-fleet-lang") || "zh";
+const t = (k) => (T[lang] && T[lang][k]) || k;
+
+function applyLang() {
+  document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
+  document.getElementById("lang").textContent = lang === "zh" ? "EN" : "中文";
+  for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
+}
+
+const num = (v, d = 0) => (typeof v === "number" && isFinite(v) ? v.toFixed(d) : "–");
+const set = (id, text) => { document.getElementById(id).textContent = text; };
+
+// A time in the park's own zone (the viewer's may differ), e.g. "06-21 08:45".
+function localTime(iso, zone) {
+  const opts = { month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", hour12: false };
+  try {
+    return new Intl.DateTimeFormat("en-CA", { ...opts, timeZone: zone || "UTC" }).format(new Date(iso)).replace(",", "");
+  } catch (_) {
+    return iso;
+  }
+}
+
+function cell(tr, text, cls) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (cls) td.className = cls;
+  tr.appendChild(td);
+  return td;
+}
+
+function renderTotals(f) {
+  set("t-parks", `${f.parks_reporting} / ${f.parks_known}`);
+  set("t-pv", num(f.pv_kw));
+  set("t-load", num(f.load_kw));
+  set("t-ev", num(f.ev_kw));
+  set("t-battery", num(f.battery_kw));
+  set("t-soc", f.soc_pct == null ? "–" : `${num(f.soc_pct, 1)} %`);
+  set("t-import", num(f.import_kw));
+  set("t-export", num(f.export_kw));
+  set("t-co2", num(f.today_co2_kg / 1000, 2));
+  set("t-alarms", String(f.alarms));
+  const link = document.getElementById("link");
+  const ok = f.link === "connected";
+  link.textContent = `${t("link")}: ${ok ? t("connected") : f.link}`;
+  link.className = ok ? "" : "bad";
+}
+
+function renderParks(list) {
+  const body = document.querySelector("#parks tbody");
+  const rows = [];
+  for (const p of list) {
+    const s = p.state || {};
+    const tr = document.createElement("tr");
+    tr.dataset.park = p.park;
+    if (!p.reporting) tr.className = "stale";
+    const name = cell(tr, "");
+    const label = (lang === "zh" && s.name_zh) || s.name || p.park;
+    if (typeof s.dashboard === "string" && /^https?:\/\//.test(s.dashboard)) {
+      const a = document.createElement("a");
+      a.href = s.dashboard;
+      a.rel = "noopener noreferrer";
+      a.target = "_blank";
+      a.textContent = label;
+      name.appendChild(a);
+    } else {
+      name.textContent = label;
+    }
+    name.title = p.park;
+    cell(tr, p.age_s == null ? t("never") : `${num(p.age_s)} ${t("ago")}`,
+      `status ${p.reporting ? "ok" : "stale"}`);
+    cell(tr, num(s.pv_kw), "pv");
+    cell(tr, num(s.load_kw));
+    cell(tr, num(s.ev_kw));
+    cell(tr, num(s.battery_kw));
+    cell(tr, num(s.soc_pct, 1), "soc");
+    cell(tr, num(s.grid_kw), "grid");
+    cell(tr, num(s.today_co2_kg, 1));
+    const alarms = (s.alarms || []).concat(s.faults || []);
+    const a = cell(tr, String(alarms.length), `alarms${alarms.length ? " some" : ""}`);
+    a.title = alarms.join("\n");
+    cell(tr, p.last_record ? localTime(p.last_record, s.time_zone) : t("never"), "record");
+    rows.push(tr);
+  }
+  body.replaceChildren(...rows);
+}
+
+async function refresh() {
+  try {
+    const [f, p] = await Promise.all([
+      fetch("/api/v1/fleet").then((r) => r.json()),
+      fetch("/api/v1/parks").then((r) => r.json()),
+    ]);
+    renderTotals(f);
+    renderParks(p.parks || []);
+  } catch (e) {
+    const link = document.getElementById("link");
+    link.textContent = String(e);
+    link.className = "bad";
+  }
+}
+
+document.getElementById("lang").addEventListener("click", () => {
+  lang = lang === "zh" ? "en" : "zh";
+  localStorage.setItem("pedf-fleet-lang", lang);
+  applyLang();
+  refresh();
+});
+applyLang();
+refresh();
+setInterval(refresh, 2000);
