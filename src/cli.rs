@@ -222,6 +222,40 @@ pub enum FleetCommand {
         #[arg(long = "for", value_name = "SECONDS")]
         for_seconds: Option<f64>,
     },
+    /// Light simulated parks in one process, each a real edge node (its own store and
+    /// publisher and NATS connection) with cheap physics, for trials and benchmarks of a hub.
+    #[command(
+        after_help = "Example:\n  pedf fleet simulate --parks 100 --url nats://127.0.0.1:4222 --speed 60 --for 120\n\nEach park sim-0001 ... keeps its store in --dir and publishes its state, records, events and\nplan to pedf.<park>.* like `pedf run` with [fleet]; on stopping, the publishers go on until the\nhub has acknowledged everything the parks closed (--drain seconds at most)."
+    )]
+    Simulate {
+        /// How many parks.
+        #[arg(long, value_name = "N")]
+        parks: usize,
+        /// The NATS servers (a cluster's nodes separated by commas).
+        #[arg(long, value_name = "URL")]
+        url: String,
+        /// Where the parks' stores are kept.
+        #[arg(long, default_value = ".pedf-fleet-sim", value_name = "DIR")]
+        dir: PathBuf,
+        /// The parks' names: PREFIX-0001 ...
+        #[arg(long, default_value = "sim", value_name = "PREFIX")]
+        prefix: String,
+        /// Simulated seconds per real second.
+        #[arg(long, default_value_t = 1.0, value_name = "X")]
+        speed: f64,
+        /// The simulated start, RFC 3339 with its offset (default: now).
+        #[arg(long, value_name = "TIME")]
+        start: Option<String>,
+        /// Each park's live state every this many seconds.
+        #[arg(long, default_value_t = 5, value_name = "SECONDS")]
+        state_every: u64,
+        /// After stopping, the longest the publishers may take to send the rest.
+        #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+        drain: u64,
+        /// Stop after this many seconds (default: run until Ctrl-C or SIGTERM).
+        #[arg(long = "for", value_name = "SECONDS")]
+        for_seconds: Option<f64>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

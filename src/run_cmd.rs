@@ -95,3 +95,91 @@ pub fn serve_hub(config: &Path, for_seconds: Option<f64>) -> Result<(), UserErro
     println!("pedf fleet serve: stopped; {said}");
     Ok(())
 }
+
+/// The arguments of `pedf fleet simulate`.
+pub struct FleetSimArgs {
+    pub parks: usize,
+    pub url: String,
+    pub dir: std::path::PathBuf,
+    pub prefix: String,
+    pub speed: f64,
+    pub start: Option<String>,
+    pub state_every: u64,
+    pub drain: u64,
+}
+
+/// `pedf fleet simulate`: light simulated parks against a fleet's NATS servers.
+pub fn simulate_fleet(a: FleetSimArgs, for_seconds: Option<f64>) -> Result<(), UserError> {
+    if let Some(s) = for_seconds {
+        if !(s.is_finite() && s > 0.0) {
+            return Err(UserError(format!(
+                "--for: {s} must be a positive number of seconds"
+            )));
+        }
+    }
+    if !(1..=3600).contains(&a.state_every) {
+        return Err(UserError(format!(
+            "--state-every {}: give 1 to 3600 seconds",
+            a.state_every
+        )));
+    }
+    if !a
+        .prefix
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        || a.prefix.is_empty()
+        || a.prefix.len() > 40
+    {
+        return Err(UserError(format!(
+            "--prefix `{}`: give 1 to 40 letters, digits, `-` or `_`",
+            a.prefix
+        )));
+    }
+    let start = match &a.start {
+        None => chrono::Utc::now(),
+        Some(t) => chrono::DateTime::parse_from_rfc3339(t)
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .map_err(|e| {
+                UserError(format!(
+                    "--start {t}: {e}; give a time with its offset, for example 2026-06-22T08:00:00+08:00"
+                ))
+            })?,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| UserError(format!("cannot start the runtime: {e}")))?;
+    let s = rt
+        .block_on(pedf_runtime::fleet::sim::run(
+            pedf_runtime::fleet::sim::SimOptions {
+                parks: a.parks,
+                prefix: a.prefix,
+                url: a.url,
+                dir: a.dir,
+                start,
+                speed: a.speed,
+                state_every_s: a.state_every,
+                drain_s: a.drain,
+            },
+            shutdown_signal(for_seconds, "pedf fleet simulate"),
+            |line| println!("pedf fleet simulate: {line}"),
+        ))
+        .map_err(UserError)?;
+    println!(
+        "pedf fleet simulate: stopped; the parks closed {} records, wrote {} events, made {} plans active{}",
+        s.records,
+        s.events,
+        s.plans,
+        if s.behind.is_empty() {
+            "; the hub acknowledged all of it".to_string()
+        } else {
+            format!(
+                "; {} parks had not sent all of it (kept in their stores, sent at the next start): {}",
+                s.behind.len(),
+                s.behind.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+            )
+        }
+    );
+    Ok(())
+}

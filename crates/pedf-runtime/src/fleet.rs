@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 pub mod hub;
+pub mod sim;
 
 /// The `[fleet]` table of a run file.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -554,11 +555,28 @@ pub fn start(
     cfg: FleetConfig,
     park: &pedf_core::Park,
     store: PathBuf,
+    live: watch::Receiver<Arc<Live>>,
+    stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    start_named(
+        cfg.clone(),
+        cfg.name_of(&park.id),
+        park.clock,
+        store,
+        live,
+        stop,
+    )
+}
+
+/// [`start`] for a park named `name` in subjects whose intervals are `clock`'s.
+pub fn start_named(
+    cfg: FleetConfig,
+    name: String,
+    clock: pedf_core::time::ParkClock,
+    store: PathBuf,
     mut live: watch::Receiver<Arc<Live>>,
     mut stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
-    let name = cfg.name_of(&park.id);
-    let clock = park.clock;
     tokio::spawn(async move {
         let mut cursor = load_cursor(&store);
         let db: Db = Arc::default();
