@@ -459,7 +459,7 @@ fn start_hub(
         async {
             let _ = rx.await;
         },
-        |_| {},
+        |line| eprintln!("hub: {line}"),
     ));
     (tx, task)
 }
@@ -886,5 +886,168 @@ async fn a_parks_nats_user_publishes_and_receives_only_its_own_over_tls() {
     publisher.await.unwrap();
     let _ = stop_hub.send(());
     hub.await.unwrap().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A three-node NATS cluster with JetStream on loopback; each node's process by index.
+struct Cluster {
+    nodes: Vec<Option<Nats>>,
+    ports: Vec<u16>,
+}
+
+impl Cluster {
+    fn start(dir: &Path) -> Cluster {
+        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let mut nodes = Vec::new();
+        for k in 0..3 {
+            let others: Vec<String> = (0..3)
+                .filter(|j| *j != k)
+                .map(|j| format!("\"nats-route://127.0.0.1:{}\"", routes[j]))
+                .collect();
+            let conf = dir.join(format!("n{k}.conf"));
+            std::fs::write(
+                &conf,
+                format!(
+                    "server_name: n{k}\nlisten: \"127.0.0.1:{}\"\njetstream {{ store_dir: \"{}\" }}\ncluster {{ name: pedf, listen: \"127.0.0.1:{}\", routes: [{}] }}\n",
+                    ports[k],
+                    dir.join(format!("n{k}")).display(),
+                    routes[k],
+                    others.join(", ")
+                ),
+            )
+            .unwrap();
+            nodes.push(Some(nats_with_config(ports[k], &conf)));
+        }
+        Cluster { nodes, ports }
+    }
+
+    fn url(&self) -> String {
+        self.ports
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// 100 simulated parks publish into a three-node cluster whose stream is kept on all three;
+/// one node is killed while they publish and the hub is killed and started again: when the
+/// parks stop, every record, event and plan they made is in the fleet store once (counted
+/// exactly against the parks' stores), and once in the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_and_the_hub_killed_while_100_parks_publish_lose_and_repeat_nothing() {
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("pedf-fleet-cluster-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut cluster = Cluster::start(&dir);
+    let url = cluster.url();
+    let hub_cfg = |http: u16| pedf_runtime::fleet::hub::HubConfig {
+        url: url.clone(),
+        credentials: None,
+        nkey_seed: None,
+        tls_ca: None,
+        tls_cert: None,
+        tls_key: None,
+        store: dir.join("fleet.sqlite"),
+        listen: format!("127.0.0.1:{http}"),
+        replicas: 3,
+        duplicate_window_h: 24,
+        stale_after_s: 30,
+        influx: None,
+    };
+    let http = free_port();
+    let (_stop_first, first_hub) = start_hub(hub_cfg(http));
+    let ready = api_until(http, "/api/v1/fleet", 60, |v| v["link"] == "connected").await;
+    assert_eq!(ready["link"], "connected", "{ready}");
+    // An interval closes every half second of real time.
+    let (stop_sim, sim_rx) = tokio::sync::oneshot::channel::<()>();
+    let sim = tokio::spawn(pedf_runtime::fleet::sim::run(
+        pedf_runtime::fleet::sim::SimOptions {
+            parks: 100,
+            prefix: "sim".into(),
+            url: url.clone(),
+            dir: dir.join("parks"),
+            start: ems_origin(),
+            speed: 1800.0,
+            state_every_s: 1,
+            drain_s: 90,
+        },
+        async {
+            let _ = sim_rx.await;
+        },
+        |_| {},
+    ));
+    let held = |v: &serde_json::Value| v["held"]["records"].as_i64().unwrap_or(0);
+    let v = api_until(http, "/api/v1/fleet", 60, |v| held(v) >= 300).await;
+    assert!(held(&v) >= 300, "{v}");
+    // A node dies (its process killed) while the parks publish.
+    cluster.nodes[0] = None;
+    let before = held(&api(http, "/api/v1/fleet").await.unwrap_or_default());
+    let v = api_until(http, "/api/v1/fleet", 60, |v| held(v) >= before + 300).await;
+    assert!(
+        held(&v) >= before + 300,
+        "the fleet stalled after the node died: {v}"
+    );
+    // The hub dies too (its task dropped mid-batch: what it took and did not acknowledge
+    // comes again) and a new one starts on its store.
+    first_hub.abort();
+    let _ = first_hub.await;
+    let http = free_port();
+    let (stop_hub, hub) = start_hub(hub_cfg(http));
+    let v = api_until(http, "/api/v1/fleet", 60, |v| held(v) >= before + 600).await;
+    assert!(
+        held(&v) >= before + 600,
+        "the restarted hub took nothing: {v}"
+    );
+    let _ = stop_sim.send(());
+    let made = sim.await.unwrap().unwrap();
+    assert!(
+        made.behind.is_empty(),
+        "parks left behind: {:?}",
+        made.behind
+    );
+    assert!(made.records >= 1000, "{made:?}");
+    let want = (made.records as i64, made.events as i64, made.plans as i64);
+    let v = api_until(http, "/api/v1/fleet", 60, |v| {
+        (
+            held(v),
+            v["held"]["events"].as_i64().unwrap_or(0),
+            v["held"]["plans"].as_i64().unwrap_or(0),
+        ) == want
+    })
+    .await;
+    assert_eq!(
+        (
+            held(&v),
+            v["held"]["events"].as_i64().unwrap(),
+            v["held"]["plans"].as_i64().unwrap()
+        ),
+        want,
+        "{v}"
+    );
+    // And the stream holds each message once.
+    let nc = async_nats::connect(format!("nats://127.0.0.1:{}", cluster.ports[1]))
+        .await
+        .unwrap();
+    let mut stream = async_nats::jetstream::new(nc)
+        .get_stream("PEDF")
+        .await
+        .unwrap();
+    let info = stream.info().await.unwrap();
+    assert_eq!(
+        info.state.messages as i64,
+        want.0 + want.1 + want.2,
+        "{:?}",
+        info.state
+    );
+    println!(
+        "cluster: {} records, {} events, {} plans held once; deliveries {}",
+        want.0, want.1, want.2, v["held"]["record_deliveries"]
+    );
+    let _ = stop_hub.send(());
+    hub.await.unwrap().unwrap();
+    drop(cluster);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -362,7 +362,8 @@ async fn stream_and_consumer(
         consumer::pull::Config {
             durable_name: Some(CONSUMER.into()),
             ack_policy: consumer::AckPolicy::Explicit,
-            ack_wait: Duration::from_secs(30),
+            // A batch taken by a hub that died before acknowledging it comes again after this.
+            ack_wait: Duration::from_secs(10),
             ..Default::default()
         },
     )
@@ -895,13 +896,20 @@ pub async fn serve(
                 return;
             };
             let js = async_nats::jetstream::new(client.clone());
+            // A cluster still electing its JetStream leader answers nothing for a while: said
+            // once, tried again every second.
+            let mut said = String::new();
             let consumer = loop {
                 match stream_and_consumer(&js, &cfg).await {
                     Ok(c) => break c,
                     Err(e) => {
-                        *shared.link.lock().unwrap_or_else(|p| p.into_inner()) = e.clone();
+                        if e != said {
+                            say(format!("{e} (trying again every second)"));
+                            said = e.clone();
+                        }
+                        *shared.link.lock().unwrap_or_else(|p| p.into_inner()) = e;
                         tokio::select! {
-                            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                             _ = stop.changed() => return,
                         }
                     }
