@@ -222,6 +222,20 @@ pub enum FleetCommand {
         #[arg(long = "for", value_name = "SECONDS")]
         for_seconds: Option<f64>,
     },
+    /// A new NATS user for a park: its key's seed written for the park's run file
+    /// (`nkey_seed`), and the entry for the NATS servers' configuration printed, with what
+    /// the park may publish and receive.
+    #[command(
+        after_help = "Example:\n  pedf fleet add-park --park qingzhou-pedf --dir keys\n\nWrites keys/qingzhou-pedf.nk (readable by its owner only; copy it to the park and name it in\nthe run file's [fleet] nkey_seed) and prints the line to add to the servers' authorization\n{ users: [...] }: the park may publish under pedf.qingzhou-pedf.> only and receive only\npedf.qingzhou-pedf.requests and the replies to its own inbox."
+    )]
+    AddPark {
+        /// The park's name in subjects (its run file's [fleet] park, default its park id).
+        #[arg(long, value_name = "NAME")]
+        park: String,
+        /// Where its seed file is written (NAME.nk; an existing one is not replaced).
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+    },
     /// Light simulated parks in one process, each a real edge node (its own store and
     /// publisher and NATS connection) with cheap physics, for trials and benchmarks of a hub.
     #[command(

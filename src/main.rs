@@ -171,6 +171,9 @@ fn main() -> ExitCode {
             config,
             for_seconds,
         }) => report(run_cmd::serve_hub(&config, for_seconds)),
+        Command::Fleet(FleetCommand::AddPark { park, dir }) => {
+            report(run_cmd::add_park(&park, &dir))
+        }
         Command::Fleet(FleetCommand::Simulate {
             parks,
             url,

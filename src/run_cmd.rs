@@ -183,3 +183,36 @@ pub fn simulate_fleet(a: FleetSimArgs, for_seconds: Option<f64>) -> Result<(), U
     );
     Ok(())
 }
+
+/// `pedf fleet add-park`: a park's NATS user, its seed written (owner only), the servers'
+/// entry printed.
+pub fn add_park(park: &str, dir: &Path) -> Result<(), UserError> {
+    let (seed, entry) = pedf_runtime::fleet::new_park_user(park).map_err(UserError)?;
+    pedf_store::create_private_dir(dir)
+        .map_err(|e| UserError(format!("{}: {e}", dir.display())))?;
+    let path = dir.join(format!("{park}.nk"));
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    let mut f = o.open(&path).map_err(|e| {
+        UserError(format!(
+            "{}: {e}{}",
+            path.display(),
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                " (a park's key is not replaced: remove the file first if it is to be made anew)"
+            } else {
+                ""
+            }
+        ))
+    })?;
+    std::io::Write::write_all(&mut f, format!("{seed}\n").as_bytes())
+        .map_err(|e| UserError(format!("{}: {e}", path.display())))?;
+    println!(
+        "{}: the park's NATS key (keep it secret; name it in the run file's [fleet] nkey_seed)",
+        path.display()
+    );
+    println!("add to the NATS servers' authorization {{ users: [...] }}:");
+    println!("{entry}");
+    Ok(())
+}

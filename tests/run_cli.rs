@@ -55,3 +55,63 @@ fn sigterm_stops_a_run_cleanly() {
     assert!(dir.join("var/pedf.sqlite").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `pedf fleet add-park` makes a park's NATS user: its seed in a file only its owner reads,
+/// the servers' entry printed with what the park may publish and receive; a park's key is
+/// never replaced. `pedf check` tells a hub file apart and names its mistakes.
+#[test]
+fn a_park_joins_the_fleet_with_a_key_of_its_own() {
+    let dir = std::env::temp_dir().join(format!("pedf-fleet-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let pedf = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_pedf"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let keys = dir.join("keys");
+    let keys = keys.to_str().unwrap();
+    let (code, out, err) = pedf(&["fleet", "add-park", "--park", "park-7", "--dir", keys]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let seed = std::fs::read_to_string(dir.join("keys/park-7.nk")).unwrap();
+    let pair = nkeys::KeyPair::from_seed(seed.trim()).expect("a user nkey seed");
+    assert!(out.contains(&format!(
+        "{{ nkey: {}, permissions: {{ publish: {{ allow: [\"pedf.park-7.>\"] }}, subscribe: {{ allow: [\"_INBOX.park-7.>\", \"pedf.park-7.requests\"] }} }} }}",
+        pair.public_key()
+    )), "{out}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join("keys/park-7.nk"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let (code, _, err) = pedf(&["fleet", "add-park", "--park", "park-7", "--dir", keys]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("a park's key is not replaced"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("keys/park-7.nk")).unwrap(),
+        seed
+    );
+    let root = env!("CARGO_MANIFEST_DIR");
+    let (code, out, err) = pedf(&["check", &format!("{root}/config/fleet-hub.toml")]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("fleet hub file is valid"), "{out}");
+    let bad = dir.join("hub.toml");
+    std::fs::write(
+        &bad,
+        "url = \"nats://127.0.0.1:4222\"\nstore = \"fleet.sqlite\"\nlisten = \"127.0.0.1:8090\"\nreplicas = 2\n",
+    )
+    .unwrap();
+    let (code, _, err) = pedf(&["check", bad.to_str().unwrap()]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("replicas = 2: give 1, 3 or 5"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

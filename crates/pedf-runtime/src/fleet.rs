@@ -273,6 +273,29 @@ impl FleetState {
     }
 }
 
+/// The entry of a park's NATS user in a NATS server's `authorization { users: [...] }`: its
+/// public nkey, allowed to publish under its own name only (`pedf.<park>.>`) and to receive
+/// only its own requests (`pedf.<park>.requests`) and the replies to its own inbox
+/// (`_INBOX.<park>.>`, the inbox prefix its publisher uses).
+pub fn park_user_entry(park: &str, public_key: &str) -> String {
+    format!(
+        "{{ nkey: {public_key}, permissions: {{ publish: {{ allow: [\"pedf.{park}.>\"] }}, subscribe: {{ allow: [\"_INBOX.{park}.>\", \"pedf.{park}.requests\"] }} }} }}"
+    )
+}
+
+/// A new NATS user for the park `park`: (its seed, for the park's `nkey_seed` file; the
+/// server's entry for it, [`park_user_entry`]).
+pub fn new_park_user(park: &str) -> Result<(String, String), String> {
+    if !subject_token(park) {
+        return Err(format!(
+            "park `{park}`: give letters, digits, `-` and `_` (one token of a NATS subject, at most 64)"
+        ));
+    }
+    let k = nkeys::KeyPair::new_user();
+    let seed = k.seed().map_err(|e| e.to_string())?;
+    Ok((seed, park_user_entry(park, &k.public_key())))
+}
+
 /// How far the hub has acknowledged the park's backlog.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Cursor {

@@ -743,12 +743,8 @@ async fn a_parks_nats_user_publishes_and_receives_only_its_own_over_tls() {
         std::fs::write(dir.join(format!("{n}.nk")), k.seed().unwrap()).unwrap();
     }
     // The hub may do anything; a park publishes under its own name only and receives its own
-    // requests and its own inbox's replies only.
-    let park_user = |name: &str, key: &str| {
-        format!(
-            "{{ nkey: {key}, permissions: {{ publish: {{ allow: [\"pedf.{name}.>\"] }}, subscribe: {{ allow: [\"_INBOX.{name}.>\", \"pedf.{name}.requests\"] }} }} }}"
-        )
-    };
+    // requests and its own inbox's replies only (the entry `pedf fleet add-park` prints).
+    let park_user = pedf_runtime::fleet::park_user_entry;
     let port = free_port();
     let conf = dir.join("nats.conf");
     std::fs::write(
