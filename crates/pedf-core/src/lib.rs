@@ -10,6 +10,7 @@ pub mod assets;
 pub mod bill;
 pub mod config;
 pub mod csvtext;
+pub mod flexibility;
 pub mod grid_request;
 pub mod inputs;
 pub mod live;

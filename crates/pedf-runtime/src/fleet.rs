@@ -239,6 +239,10 @@ pub struct FleetState {
     /// The park's own dashboard.
     #[serde(default)]
     pub dashboard: Option<String>,
+    /// When the publisher sent it, on the park machine's wall clock (the hub measures the
+    /// delay to its view with it, both clocks kept by NTP).
+    #[serde(default)]
+    pub sent: Option<DateTime<Utc>>,
 }
 
 impl FleetState {
@@ -269,6 +273,7 @@ impl FleetState {
             devices_down: l.devices.iter().filter(|d| d.quality != "good").count(),
             devices: l.devices.len(),
             dashboard: dashboard.map(str::to_string),
+            sent: None,
         }
     }
 }
@@ -365,14 +370,14 @@ fn backlog(
     db: &Db,
     path: &Path,
     name: &str,
-    clock: pedf_core::time::ParkClock,
+    edge: &Edge,
     cursor: &Cursor,
 ) -> Result<Vec<Outgoing>, String> {
     let mut held = db.lock().unwrap_or_else(|e| e.into_inner());
     if held.is_none() {
         *held = Some(pedf_store::Store::open(path).map_err(|e| e.to_string())?);
     }
-    let read = read_backlog(held.as_ref().expect("opened above"), name, clock, cursor);
+    let read = read_backlog(held.as_ref().expect("opened above"), name, edge, cursor);
     if read.is_err() {
         *held = None;
     }
@@ -383,9 +388,10 @@ fn backlog(
 fn read_backlog(
     store: &pedf_store::Store,
     name: &str,
-    clock: pedf_core::time::ParkClock,
+    edge: &Edge,
     cursor: &Cursor,
 ) -> Result<Vec<Outgoing>, String> {
+    let clock = edge.clock;
     let mut out = Vec::new();
     for r in store
         .closed_records_after(cursor.records, BATCH)
@@ -437,6 +443,13 @@ fn read_backlog(
         .map_err(|e| e.to_string())?
     {
         // The plan as the park's API serves it; one stored unreadable is sent as its text.
+        // What the park can change against the plan, interval by interval (none where the
+        // plan is not one of pedf's, or the park's limits are not known).
+        let flexibility = edge.flex.as_ref().and_then(|f| {
+            serde_json::from_str::<pedf_core::plan::Plan>(&json)
+                .ok()
+                .map(|plan| f.plan(&plan))
+        });
         let plan = serde_json::from_str::<serde_json::Value>(&json)
             .unwrap_or(serde_json::Value::String(json));
         let body = serde_json::json!({
@@ -447,6 +460,7 @@ fn read_backlog(
             "strategy": p.strategy,
             "created": clock.format(p.created),
             "plan": plan,
+            "flexibility": flexibility,
         });
         out.push(Outgoing {
             subject: format!("pedf.{name}.plans"),
@@ -539,16 +553,17 @@ async fn send_backlog(
     db: &Db,
     path: &Path,
     name: &str,
-    clock: pedf_core::time::ParkClock,
+    edge: &Edge,
     cursor: &mut Cursor,
 ) -> Result<usize, String> {
-    let (d, p, n, c) = (
+    let (d, p, n, c, e) = (
         db.clone(),
         path.to_path_buf(),
         name.to_string(),
         cursor.clone(),
+        edge.clone(),
     );
-    let list = tokio::task::spawn_blocking(move || backlog(&d, &p, &n, clock, &c))
+    let list = tokio::task::spawn_blocking(move || backlog(&d, &p, &n, &e, &c))
         .await
         .map_err(|e| e.to_string())??;
     let mut sent = 0;
@@ -581,21 +596,27 @@ pub fn start(
     live: watch::Receiver<Arc<Live>>,
     stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
-    start_named(
-        cfg.clone(),
-        cfg.name_of(&park.id),
-        park.clock,
-        store,
-        live,
-        stop,
-    )
+    let edge = Edge {
+        clock: park.clock,
+        flex: Some(Arc::new(pedf_core::flexibility::FlexLimits::of(park))),
+    };
+    start_named(cfg.clone(), cfg.name_of(&park.id), edge, store, live, stop)
 }
 
-/// [`start`] for a park named `name` in subjects whose intervals are `clock`'s.
+/// What a publisher knows of its park besides its store.
+#[derive(Debug, Clone)]
+pub struct Edge {
+    /// The park's clock (its records' times are sent in its offset).
+    pub clock: pedf_core::time::ParkClock,
+    /// The park's limits its plans' flexibility is computed with (none: not sent).
+    pub flex: Option<Arc<pedf_core::flexibility::FlexLimits>>,
+}
+
+/// [`start`] for a park named `name` in subjects, as `edge` says it is.
 pub fn start_named(
     cfg: FleetConfig,
     name: String,
-    clock: pedf_core::time::ParkClock,
+    edge: Edge,
     store: PathBuf,
     mut live: watch::Receiver<Arc<Live>>,
     mut stop: watch::Receiver<bool>,
@@ -649,7 +670,8 @@ pub fn start_named(
                 continue;
             }
             if last_state.is_none_or(|t| t.elapsed() >= every) {
-                let state = FleetState::of(&live.borrow_and_update(), cfg.dashboard.as_deref());
+                let mut state = FleetState::of(&live.borrow_and_update(), cfg.dashboard.as_deref());
+                state.sent = Some(Utc::now());
                 if let Ok(body) = serde_json::to_vec(&state) {
                     if c.publish(format!("pedf.{name}.state"), body.into())
                         .await
@@ -661,7 +683,7 @@ pub fn start_named(
             }
             let js = async_nats::jetstream::new(c.clone());
             let before = cursor.clone();
-            let outcome = send_backlog(&js, &db, &store, &name, clock, &mut cursor).await;
+            let outcome = send_backlog(&js, &db, &store, &name, &edge, &mut cursor).await;
             if cursor != before {
                 if let Err(e) = save_cursor(&store, &cursor) {
                     tracing::warn!(target: "pedf::fleet", "{}: {e}", cursor_path(&store).display());
@@ -681,7 +703,7 @@ pub fn start_named(
             let before = cursor.clone();
             let _ = tokio::time::timeout(
                 Duration::from_secs(3),
-                send_backlog(&js, &db, &store, &name, clock, &mut cursor),
+                send_backlog(&js, &db, &store, &name, &edge, &mut cursor),
             )
             .await;
             if cursor != before {

@@ -454,8 +454,10 @@ fn start_hub(
     tokio::task::JoinHandle<Result<String, String>>,
 ) {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(pedf_runtime::fleet::hub::serve(
+    // The hub's clock: the parks' morning of 21 June (their plans' today).
+    let task = tokio::spawn(pedf_runtime::fleet::hub::serve_on(
         cfg,
+        pedf_core::time::TimeSource::scaled(ems_origin(), 1.0),
         async {
             let _ = rx.await;
         },
@@ -523,6 +525,24 @@ async fn the_hub_holds_every_parks_messages_once_and_resumes_after_a_restart() {
     let (a, b) = (dir.join("a.sqlite"), dir.join("b.sqlite"));
     park_store(&a, 4);
     park_store(&b, 3);
+    // Park A's real plans for the day and the next (the rule-based ones of the example
+    // inputs): its flexibility goes with them.
+    {
+        let mut st = Store::open(&a).unwrap();
+        for day in ["2026-06-21", "2026-06-22"] {
+            let d = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").unwrap();
+            let plan = plans::example_rule_plan(&park, ROOT, d);
+            let id = st
+                .put_plan(
+                    ems_origin(),
+                    day,
+                    "rule",
+                    &serde_json::to_string(&plan).unwrap(),
+                )
+                .unwrap();
+            st.activate_plan(id).unwrap();
+        }
+    }
     let pa = publisher(port, &park, "park-a", &a, 120.0);
     let pb = publisher(port, &park, "park-b", &b, 80.0);
 
@@ -530,13 +550,13 @@ async fn the_hub_holds_every_parks_messages_once_and_resumes_after_a_restart() {
     let fleet = api_until(http, "/api/v1/fleet", 30, |v| {
         v["held"]["records"] == 7
             && v["held"]["events"] == 4
-            && v["held"]["plans"] == 2
+            && v["held"]["plans"] == 4
             && v["parks_reporting"] == 2
     })
     .await;
     assert_eq!(fleet["held"]["records"], 7, "{fleet}");
     assert_eq!(fleet["held"]["events"], 4, "{fleet}");
-    assert_eq!(fleet["held"]["plans"], 2, "{fleet}");
+    assert_eq!(fleet["held"]["plans"], 4, "{fleet}");
     assert_eq!(fleet["parks_reporting"], 2, "{fleet}");
     assert_eq!(fleet["pv_kw"], 200.0, "{fleet}");
     assert_eq!(fleet["export_kw"], 40.0, "{fleet}");
@@ -553,6 +573,22 @@ async fn the_hub_holds_every_parks_messages_once_and_resumes_after_a_restart() {
     assert_eq!(list[0]["state"]["pv_kw"], 120.0, "{parks}");
     assert_eq!(list[0]["state"]["dashboard"], "https://park-a.example.cn/");
     assert_eq!(list[0]["reporting"], true);
+
+    // The fleet's flexibility: park A's plans say it, park B's (not plans of pedf's) do not.
+    let today = api(http, "/api/v1/flexibility").await.unwrap();
+    assert_eq!(today["day"], "2026-06-21", "{today}");
+    assert_eq!(today["now"]["parks"], 1, "{today}");
+    let tomorrow = api(http, "/api/v1/flexibility?day=tomorrow").await.unwrap();
+    let hours = tomorrow["hours"].as_array().unwrap();
+    assert!(hours.iter().all(|h| h["parks"] == 1), "{tomorrow}");
+    // The reference park's battery (1000 kW both ways) offers both ways in the night; at
+    // noon, importing nothing and exporting PV with its battery full, it offers nothing.
+    assert!(
+        hours[..5].iter().all(|h| {
+            h["down_kw"].as_f64().unwrap() > 100.0 && h["up_kw"].as_f64().unwrap() > 100.0
+        }),
+        "{tomorrow}"
+    );
 
     // The fleet view in Chromium: the totals and each park, in Chinese and in English. A
     // state sent by a bad actor on a park's subject shows its texts as text and links
@@ -584,7 +620,16 @@ async fn the_hub_holds_every_parks_messages_once_and_resumes_after_a_restart() {
     let (ok, row) =
         chromium::wait_text(&c, "tr[data-park=park-a] td.pv", 5.0, |t| t == "120").await;
     assert!(ok, "park-a's PV {row}");
-    assert_eq!(chromium::text(&c, "th:nth-child(3)").await, "光伏 kW");
+    assert_eq!(
+        chromium::text(&c, "#parks th:nth-child(3)").await,
+        "光伏 kW"
+    );
+    let (ok, down) = chromium::wait_text(&c, "#f-down", 5.0, |t| t != "–" && !t.is_empty()).await;
+    assert!(ok, "flexibility now {down}");
+    assert_eq!(
+        chromium::text(&c, "#flex-hours tr.down td:nth-child(2)").await,
+        format!("{:.0}", hours[0]["down_kw"].as_f64().unwrap())
+    );
     assert_eq!(
         chromium::text(&c, "tr[data-park=park-c] td:first-child").await,
         "<img src=x onerror=alert(1)>"
@@ -601,7 +646,7 @@ async fn the_hub_holds_every_parks_messages_once_and_resumes_after_a_restart() {
         serde_json::json!(["https://park-a.example.cn/", "https://park-b.example.cn/"])
     );
     chromium::click(&c, "#lang").await;
-    let (ok, head) = chromium::wait_text(&c, "th:nth-child(3)", 5.0, |t| t == "PV kW").await;
+    let (ok, head) = chromium::wait_text(&c, "#parks th:nth-child(3)", 5.0, |t| t == "PV kW").await;
     assert!(ok, "{head}");
     chromium::shot(&c, ROOT, "fleet-en.png").await;
     let _ = c.close().await;
@@ -610,7 +655,7 @@ async fn the_hub_holds_every_parks_messages_once_and_resumes_after_a_restart() {
     // them); started again on its store, it resumes where its consumer was.
     let _ = stop_hub.send(());
     let said = hub.await.unwrap().unwrap();
-    assert!(said.contains("took 7 records, 4 events, 2 plans"), "{said}");
+    assert!(said.contains("took 7 records, 4 events, 4 plans"), "{said}");
     Store::open(&a)
         .unwrap()
         .put_records(&records("09:00", 2), "measured")
@@ -702,6 +747,9 @@ mod certs;
 
 #[path = "support/chromium.rs"]
 mod chromium;
+
+#[path = "support/plans.rs"]
+mod plans;
 
 /// A NATS server with JetStream from a configuration file (its `listen` on `port`).
 fn nats_with_config(port: u16, conf: &Path) -> Nats {
@@ -952,6 +1000,7 @@ async fn a_node_and_the_hub_killed_while_100_parks_publish_lose_and_repeat_nothi
         duplicate_window_h: 24,
         stale_after_s: 30,
         influx: None,
+        time_zone: "Asia/Shanghai".into(),
     };
     let http = free_port();
     let (_stop_first, first_hub) = start_hub(hub_cfg(http));
@@ -1023,6 +1072,26 @@ async fn a_node_and_the_hub_killed_while_100_parks_publish_lose_and_repeat_nothi
         want,
         "{v}"
     );
+    // Every park's flexibility in each hour of the next day, from the plans they made active
+    // for it.
+    let flex = api(http, "/api/v1/flexibility?day=2026-06-22")
+        .await
+        .unwrap();
+    let hours = flex["hours"].as_array().unwrap();
+    assert_eq!(hours.len(), 24, "{flex}");
+    assert!(hours.iter().all(|h| h["parks"] == 100), "{flex}");
+    assert!(
+        hours
+            .iter()
+            .all(|h| h["down_kw"].as_f64().unwrap() > 0.0 || h["up_kw"].as_f64().unwrap() > 0.0),
+        "{flex}"
+    );
+    let bad = reqwest::get(format!(
+        "http://127.0.0.1:{http}/api/v1/flexibility?day=22.6.2026"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(bad.status(), 400);
     // And the stream holds each message once.
     let nc = async_nats::connect(format!("nats://127.0.0.1:{}", cluster.ports[1]))
         .await

@@ -36,9 +36,10 @@ CREATE TABLE IF NOT EXISTS events (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS plans (
     park TEXT NOT NULL, activation INTEGER NOT NULL, plan INTEGER NOT NULL, day TEXT NOT NULL,
-    strategy TEXT NOT NULL, body TEXT NOT NULL, deliveries INTEGER NOT NULL DEFAULT 1,
+    strategy TEXT NOT NULL, body TEXT NOT NULL, flexibility TEXT, deliveries INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (park, activation)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS plans_by_day ON plans (day, park, activation);
 ";
 
 /// A park's closed interval record as the hub took it from the stream.
@@ -89,6 +90,9 @@ pub struct FleetPlan {
     pub strategy: String,
     /// The message as sent (JSON, the plan in it).
     pub body: String,
+    /// What the park can change against the plan, interval by interval (JSON array of
+    /// `{start, down_kw, up_kw}`), when it said.
+    pub flexibility: Option<String>,
 }
 
 /// One message of the fleet's stream, taken apart.
@@ -219,9 +223,10 @@ impl FleetStore {
                 .map_err(|e| err(&path, e))?;
             let mut plan = tx
                 .prepare_cached(
-                    "INSERT INTO plans (park, activation, plan, day, strategy, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                    "INSERT INTO plans (park, activation, plan, day, strategy, body, flexibility) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                      ON CONFLICT (park, activation) DO UPDATE SET plan = excluded.plan, day = excluded.day,
-                        strategy = excluded.strategy, body = excluded.body, deliveries = deliveries + 1",
+                        strategy = excluded.strategy, body = excluded.body, flexibility = excluded.flexibility,
+                        deliveries = deliveries + 1",
                 )
                 .map_err(|e| err(&path, e))?;
             for m in msgs {
@@ -255,7 +260,8 @@ impl FleetStore {
                         p.plan,
                         p.day,
                         p.strategy,
-                        p.body
+                        p.body,
+                        p.flexibility
                     ]),
                 }
                 .map_err(|e| err(&path, e))?;
@@ -373,6 +379,23 @@ impl FleetStore {
                     message: r.get(4)?,
                 })
             })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Each park's flexibility for `day` (YYYY-MM-DD) from the plan it made active last for
+    /// that day: (park, its JSON), parks whose plan says none left out.
+    pub fn flexibility_of_day(&self, day: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT p.park, p.flexibility FROM plans p
+                 WHERE p.day = ?1 AND p.activation = (SELECT max(q.activation) FROM plans q WHERE q.day = ?1 AND q.park = p.park)
+                   AND p.flexibility IS NOT NULL ORDER BY p.park",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![day], |r| Ok((r.get(0)?, r.get(1)?)))
             .map_err(|e| self.err(e))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
     }

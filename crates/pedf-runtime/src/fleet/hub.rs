@@ -73,6 +73,10 @@ pub struct HubConfig {
     /// A park whose last state is older than this is shown as not reporting, s (default 30).
     #[serde(default = "half_minute")]
     pub stale_after_s: u64,
+    /// The fleet's time zone: its days and hours (the flexibility of tomorrow) are this
+    /// zone's (default Asia/Shanghai).
+    #[serde(default = "shanghai")]
+    pub time_zone: String,
     /// The time-series server the records and states also go to (VictoriaMetrics, or
     /// InfluxDB v2), as a run file's `[influx]`.
     #[serde(default)]
@@ -87,6 +91,9 @@ fn day() -> u64 {
 }
 fn half_minute() -> u64 {
     30
+}
+fn shanghai() -> String {
+    "Asia/Shanghai".into()
 }
 
 impl HubConfig {
@@ -131,6 +138,12 @@ impl HubConfig {
             return Err(format!(
                 "{name}: duplicate_window_h = {}: give 1 to 720 hours",
                 c.duplicate_window_h
+            ));
+        }
+        if c.time_zone.parse::<chrono_tz::Tz>().is_err() {
+            return Err(format!(
+                "{name}: time_zone = `{}`: give an IANA zone, e.g. Asia/Shanghai",
+                c.time_zone
             ));
         }
         if !(1..=86_400).contains(&c.stale_after_s) {
@@ -205,6 +218,30 @@ struct Shared {
     /// The hub's link to NATS now, said as it is.
     link: Arc<Mutex<String>>,
     stale_after_s: u64,
+    zone: chrono_tz::Tz,
+    /// The hub's clock (the wall clock; a test's own).
+    time: pedf_core::time::TimeSource,
+    /// The last states' delays from the park's sending to the hub's view, s (10 000 kept).
+    delays: Arc<Mutex<std::collections::VecDeque<f64>>>,
+}
+
+impl Shared {
+    /// The delays' median and 99th percentile, s, and how many they are of.
+    fn delay_quantiles(&self) -> Option<(f64, f64, usize)> {
+        let mut v: Vec<f64> = self
+            .delays
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .copied()
+            .collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+        Some((at(0.5), at(0.99), v.len()))
+    }
 }
 
 /// Takes one stream message apart: its subject's park and kind and its body.
@@ -273,14 +310,37 @@ fn parse(subject: &str, body: &[u8]) -> Result<FleetMessage, String> {
             kind: text("kind")?,
             message: text("message")?,
         })),
-        "plans" => Ok(FleetMessage::Plan(FleetPlan {
-            park,
-            activation: int("activation")?,
-            plan: int("id")?,
-            day: text("day")?,
-            strategy: text("strategy")?,
-            body: String::from_utf8_lossy(body).into_owned(),
-        })),
+        "plans" => {
+            // Its flexibility kept apart (small; summed over the fleet), only when it is the
+            // list pedf sends: one that is not is left out, the plan taken all the same.
+            let flexibility = v
+                .get("flexibility")
+                .filter(|f| !f.is_null())
+                .and_then(|f| {
+                    serde_json::from_value::<Vec<pedf_core::flexibility::IntervalFlexibility>>(
+                        f.clone(),
+                    )
+                    .ok()
+                })
+                .filter(|l| {
+                    l.iter().all(|x| {
+                        x.down_kw.is_finite()
+                            && x.up_kw.is_finite()
+                            && x.down_kw >= 0.0
+                            && x.up_kw >= 0.0
+                    })
+                })
+                .and_then(|l| serde_json::to_string(&l).ok());
+            Ok(FleetMessage::Plan(FleetPlan {
+                park,
+                activation: int("activation")?,
+                plan: int("id")?,
+                day: text("day")?,
+                strategy: text("strategy")?,
+                body: String::from_utf8_lossy(body).into_owned(),
+                flexibility,
+            }))
+        }
         other => Err(format!(
             "{subject}: `{other}` is not a kind the stream keeps"
         )),
@@ -420,11 +480,12 @@ async fn consume(
         }
         let store = shared.store.clone();
         let rows = taken.clone();
+        let now = shared.time.now();
         let stored = tokio::task::spawn_blocking(move || {
             store
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .apply(Utc::now(), &rows)
+                .apply(now, &rows)
         })
         .await
         .map_err(|e| e.to_string())
@@ -507,7 +568,16 @@ async fn states(
                     state.dashboard = None;
                 }
                 shared.counters.states.fetch_add(1, Relaxed);
-                let now = Utc::now();
+                let now = shared.time.now();
+                // The delay on the wall clocks (the park's sending, the hub's receiving).
+                if let Some(sent) = state.sent {
+                    let d = (Utc::now() - sent).num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6;
+                    let mut q = shared.delays.lock().unwrap_or_else(|p| p.into_inner());
+                    if q.len() >= 10_000 {
+                        q.pop_front();
+                    }
+                    q.push_back(d);
+                }
                 if let Some(l) = state_line(&park, &state) {
                     lines.push(l);
                 }
@@ -582,7 +652,7 @@ async fn parks(State(s): State<Shared>) -> Response {
             .into_response();
     };
     let latest = s.latest.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let now = Utc::now();
+    let now = s.time.now();
     let mut out: Vec<Value> = list
         .iter()
         .map(|p| park_view(p, latest.get(&p.park), now, s.stale_after_s))
@@ -606,7 +676,7 @@ async fn parks(State(s): State<Shared>) -> Response {
 /// `GET /api/v1/fleet`: the fleet's totals now.
 async fn fleet(State(s): State<Shared>) -> Response {
     let latest = s.latest.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let now = Utc::now();
+    let now = s.time.now();
     let fresh: Vec<&Latest> = latest
         .values()
         .filter(|l| (now - l.received).num_seconds() <= s.stale_after_s as i64)
@@ -655,9 +725,116 @@ async fn fleet(State(s): State<Shared>) -> Response {
         "today_avoided_kg": total(&mut fresh.iter().map(|l| l.state.today_avoided_kg)),
         "alarms": fresh.iter().map(|l| l.state.alarms.len()).sum::<usize>(),
         "held": held,
+        "state_delay_s": s.delay_quantiles().map(|(p50, p99, n)| json!({ "p50": p50, "p99": p99, "of": n })),
         "link": s.link.lock().unwrap_or_else(|p| p.into_inner()).clone(),
     }))
     .into_response()
+}
+
+/// The fleet's flexibility over a day from each park's plan for it: per hour of the fleet's
+/// zone, each park's least over the hour's intervals (what it holds through the hour) summed
+/// over the parks; and now (the interval each park's plan has now), when the day is today.
+pub fn fleet_flexibility(
+    plans: &[(String, String)],
+    zone: chrono_tz::Tz,
+    day: chrono::NaiveDate,
+    now: DateTime<Utc>,
+) -> Value {
+    use chrono::{TimeZone, Timelike};
+    let mut hours = vec![(0.0f64, 0.0f64, 0usize); 24];
+    let (mut now_down, mut now_up, mut now_parks) = (0.0, 0.0, 0usize);
+    for (_, json) in plans {
+        let Ok(list) =
+            serde_json::from_str::<Vec<pedf_core::flexibility::IntervalFlexibility>>(json)
+        else {
+            continue;
+        };
+        let mut per_hour: [Option<(f64, f64)>; 24] = [None; 24];
+        for (k, x) in list.iter().enumerate() {
+            let local = x.start.with_timezone(&zone);
+            if local.date_naive() != day {
+                continue;
+            }
+            let h = local.hour() as usize;
+            per_hour[h] = Some(match per_hour[h] {
+                Some((d, u)) => (d.min(x.down_kw), u.min(x.up_kw)),
+                None => (x.down_kw, x.up_kw),
+            });
+            let start = x.start.with_timezone(&Utc);
+            let end = list
+                .get(k + 1)
+                .map(|n| n.start.with_timezone(&Utc))
+                .unwrap_or(start + chrono::Duration::minutes(15));
+            if start <= now && now < end {
+                now_down += x.down_kw;
+                now_up += x.up_kw;
+                now_parks += 1;
+            }
+        }
+        for (h, v) in per_hour.iter().enumerate() {
+            if let Some((d, u)) = v {
+                hours[h].0 += d;
+                hours[h].1 += u;
+                hours[h].2 += 1;
+            }
+        }
+    }
+    let start_of = |h: u32| {
+        zone.from_local_datetime(&day.and_hms_opt(h, 0, 0).unwrap_or_default())
+            .earliest()
+            .map(|t| t.to_rfc3339())
+    };
+    json!({
+        "day": day.to_string(),
+        "time_zone": zone.name(),
+        "now": (now_parks > 0).then(|| json!({ "down_kw": now_down, "up_kw": now_up, "parks": now_parks })),
+        "hours": hours.iter().enumerate().map(|(h, (d, u, n))| json!({
+            "hour": h, "start": start_of(h as u32), "down_kw": d, "up_kw": u, "parks": n,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+#[derive(Deserialize)]
+struct DayQuery {
+    day: Option<String>,
+}
+
+/// `GET /api/v1/flexibility?day=YYYY-MM-DD`: the fleet's flexibility over a day of its zone
+/// (default today) from the parks' plans.
+async fn flexibility(State(s): State<Shared>, Query(q): Query<DayQuery>) -> Response {
+    let now = s.time.now();
+    let today = now.with_timezone(&s.zone).date_naive();
+    let day = match q.day.as_deref() {
+        None | Some("today") => today,
+        Some("tomorrow") => today.succ_opt().unwrap_or(today),
+        Some(d) => match chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d") {
+            Ok(d) => d,
+            Err(e) => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    Json(json!({ "error": format!("day = `{d}`: {e}; give YYYY-MM-DD (e.g. 2026-06-22), today or tomorrow") })),
+                )
+                    .into_response()
+            }
+        },
+    };
+    let store = s.store.clone();
+    let key = day.to_string();
+    let r = tokio::task::spawn_blocking(move || {
+        store
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .flexibility_of_day(&key)
+    })
+    .await;
+    match r {
+        Ok(Ok(plans)) => Json(fleet_flexibility(&plans, s.zone, day, now)).into_response(),
+        _ => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the fleet store cannot be read",
+        )
+            .into_response(),
+    }
 }
 
 #[derive(Deserialize)]
@@ -722,7 +899,7 @@ async fn park_records(
 async fn metrics(State(s): State<Shared>) -> Response {
     let c = &s.counters;
     let latest = s.latest.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let now = Utc::now();
+    let now = s.time.now();
     let reporting = latest
         .values()
         .filter(|l| (now - l.received).num_seconds() <= s.stale_after_s as i64)
@@ -770,6 +947,11 @@ async fn metrics(State(s): State<Shared>) -> Response {
         "# HELP pedf_fleet_parks Parks whose state the hub has.\n# TYPE pedf_fleet_parks gauge\npedf_fleet_parks {}\n# HELP pedf_fleet_parks_reporting Parks whose last state is fresh.\n# TYPE pedf_fleet_parks_reporting gauge\npedf_fleet_parks_reporting {reporting}\n",
         latest.len()
     ));
+    if let Some((p50, p99, _)) = s.delay_quantiles() {
+        out.push_str(&format!(
+            "# HELP pedf_fleet_state_delay_seconds A park's state from its sending to the hub's view, over the last 10000.\n# TYPE pedf_fleet_state_delay_seconds gauge\npedf_fleet_state_delay_seconds{{quantile=\"0.5\"}} {p50}\npedf_fleet_state_delay_seconds{{quantile=\"0.99\"}} {p99}\n"
+        ));
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 
@@ -814,6 +996,7 @@ fn router(shared: Shared) -> Router {
         )
         .route("/api/v1/parks", get(parks))
         .route("/api/v1/fleet", get(fleet))
+        .route("/api/v1/flexibility", get(flexibility))
         .route("/api/v1/parks/{park}/records", get(park_records))
         .route("/metrics", get(metrics))
         .with_state(shared)
@@ -851,6 +1034,16 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
     say: impl Fn(String),
 ) -> Result<String, String> {
+    serve_on(cfg, pedf_core::time::TimeSource::default(), shutdown, say).await
+}
+
+/// [`serve`] on the clock `time` (its "now": the parks' ages, today's flexibility).
+pub async fn serve_on(
+    cfg: HubConfig,
+    time: pedf_core::time::TimeSource,
+    shutdown: impl std::future::Future<Output = ()>,
+    say: impl Fn(String),
+) -> Result<String, String> {
     let store = {
         let p = cfg.store.clone();
         tokio::task::spawn_blocking(move || FleetStore::open(&p))
@@ -872,6 +1065,9 @@ pub async fn serve(
         counters: Arc::default(),
         link: Arc::new(Mutex::new("connecting".into())),
         stale_after_s: cfg.stale_after_s,
+        zone: cfg.time_zone.parse().unwrap_or(chrono_tz::Asia::Shanghai),
+        delays: Arc::default(),
+        time,
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let counters = shared.counters.clone();
@@ -954,6 +1150,49 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fleets_flexibility_is_each_parks_least_over_an_hour_summed() {
+        let iv = |t: &str, down: f64, up: f64| json!({ "start": format!("2026-06-22T{t}:00+08:00"), "down_kw": down, "up_kw": up });
+        let a = json!([
+            iv("09:00", 100.0, 50.0),
+            iv("09:15", 80.0, 60.0),
+            iv("09:30", 90.0, 70.0),
+            iv("09:45", 100.0, 40.0),
+            iv("10:00", 10.0, 5.0)
+        ]);
+        let b = json!([iv("09:00", 5.0, 5.0), iv("09:15", 5.0, 5.0)]);
+        let plans = vec![
+            ("a".to_string(), a.to_string()),
+            ("b".to_string(), b.to_string()),
+            ("c".to_string(), "not a list".to_string()),
+        ];
+        let day = chrono::NaiveDate::from_ymd_opt(2026, 6, 22).unwrap();
+        let now = DateTime::parse_from_rfc3339("2026-06-22T09:20:00+08:00")
+            .unwrap()
+            .with_timezone(&Utc);
+        let f = fleet_flexibility(&plans, chrono_tz::Asia::Shanghai, day, now);
+        // 09:00-10:00: park a holds 80 down and 40 up through the hour, park b 5 and 5.
+        assert_eq!(
+            f["hours"][9],
+            json!({ "hour": 9, "start": "2026-06-22T09:00:00+08:00", "down_kw": 85.0, "up_kw": 45.0, "parks": 2 })
+        );
+        assert_eq!(f["hours"][10]["down_kw"], 10.0);
+        assert_eq!(f["hours"][8]["parks"], 0);
+        // Now (09:20): park a's 09:15 interval and park b's.
+        assert_eq!(
+            f["now"],
+            json!({ "down_kw": 85.0, "up_kw": 65.0, "parks": 2 })
+        );
+        // Another day: nothing of these.
+        let f = fleet_flexibility(
+            &plans,
+            chrono_tz::Asia::Shanghai,
+            day.succ_opt().unwrap(),
+            now,
+        );
+        assert!(f["now"].is_null() && f["hours"][9]["parks"] == 0);
+    }
 
     #[test]
     fn a_stream_message_is_taken_by_its_subjects_park_and_a_stranger_is_refused() {

@@ -5,8 +5,9 @@
 //! optimiser; its flows come from a few lines of physics on one simulated clock shared by all
 //! (PV on a clear-sky arch of its own size, a load with a working-day shape and a seeded
 //! wobble, a battery that takes the surplus and covers the deficit within its limits). At each
-//! interval's end every park's record is closed in its store; each park makes one plan
-//! active at its start and raises an alarm now and then.
+//! interval's end every park's record is closed in its store; each park makes a plan of its
+//! own physics active for the start's day and the next (with their flexibility, its battery
+//! idle in them) and raises an alarm now and then.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -55,16 +56,22 @@ pub struct SimSummary {
     pub behind: Vec<String>,
 }
 
-/// One simulated park's world.
-struct World {
-    name: String,
-    store: pedf_store::Store,
-    live: watch::Sender<Arc<Live>>,
+/// One simulated park's physics.
+#[derive(Debug, Clone, Copy)]
+struct Physics {
     pv_peak_kw: f64,
     load_base_kw: f64,
     capacity_kwh: f64,
     battery_kw_max: f64,
     soc_kwh: f64,
+}
+
+/// One simulated park's world.
+struct World {
+    name: String,
+    store: pedf_store::Store,
+    live: watch::Sender<Arc<Live>>,
+    phys: Physics,
     /// The open interval's energies.
     open: IntervalRecord,
     today: pedf_core::live::Today,
@@ -80,7 +87,95 @@ fn wobble(i: usize, step: i64) -> f64 {
     (x >> 11) as f64 / (1u64 << 53) as f64
 }
 
-impl World {
+/// A simulated park's plan of the local day starting at `day_start`: its physics at each
+/// interval's middle, the battery left idle (the park's flexibility is then its battery's whole
+/// power, within its energy and the connection).
+fn day_plan(
+    name: &str,
+    phys: Physics,
+    i: usize,
+    clock: &ParkClock,
+    day_start: DateTime<Utc>,
+) -> pedf_core::plan::Plan {
+    use pedf_core::plan::{Plan, PlanInterval, SolverInfo, Strategy};
+    let step = clock.interval.duration();
+    let mut probe = phys;
+    let intervals = clock
+        .intervals_of_local_day(clock.local(day_start).date_naive())
+        .into_iter()
+        .map(|t| {
+            let mid = clock.local(t + step / 2);
+            let h = f64::from(mid.hour()) + f64::from(mid.minute()) / 60.0;
+            let soc = probe.soc_kwh;
+            let [pv, load, _, _] = probe.step(i, h, (t + step / 2).timestamp() / 60, 0.0);
+            probe.soc_kwh = soc;
+            let grid = load - pv;
+            PlanInterval {
+                start: clock.local(t).fixed_offset(),
+                import_price_cny_per_kwh: 0.0,
+                export_price_cny_per_kwh: 0.0,
+                carbon_intensity_kg_per_kwh: 0.0,
+                grid_import_kw: grid.max(0.0),
+                grid_export_kw: (-grid).max(0.0),
+                pv_available_kw: pv,
+                pv_used_kw: pv,
+                battery_charge_kw: 0.0,
+                battery_discharge_kw: 0.0,
+                battery_soc_kwh: soc,
+                fixed_load_kw: load,
+                flexible_load_kw: 0.0,
+                load_shed_kw: 0.0,
+                load_unserved_kw: 0.0,
+                ev_kw: 0.0,
+                ev_chargers: Default::default(),
+                batteries_soc_kwh: Default::default(),
+                flexible_loads: Default::default(),
+            }
+        })
+        .collect();
+    Plan {
+        park_id: name.to_string(),
+        strategy: Strategy::Rule,
+        interval_minutes: clock.interval.minutes(),
+        objective_cny: 0.0,
+        energy_cost_cny: 0.0,
+        export_revenue_cny: 0.0,
+        demand_charge_cny: 0.0,
+        month_peak_before_kw: 0.0,
+        demand_free_up_to_kw: 0.0,
+        carbon_cost_cny: 0.0,
+        degradation_cost_cny: 0.0,
+        load_shed_cost_cny: 0.0,
+        penalty_cny: 0.0,
+        carbon_kg: 0.0,
+        scope2_kg: 0.0,
+        scope2_allowance_kg: None,
+        scope2_without_ems_kg: 0.0,
+        peak_import_kw: 0.0,
+        solver: SolverInfo::rule_based("rule", 0.0),
+        intervals,
+        unmet: Vec::new(),
+        notes: vec!["pedf fleet simulate: the park's own physics, battery idle".into()],
+    }
+}
+
+/// A simulated park's limits: its battery one pool from 10 % to 90 %, a 2 MW connection, no
+/// export from the battery, no flexible loads.
+fn limits(p: &Physics) -> pedf_core::flexibility::FlexLimits {
+    pedf_core::flexibility::FlexLimits {
+        charge_kw: p.battery_kw_max,
+        discharge_kw: p.battery_kw_max,
+        floor_kwh: 0.1 * p.capacity_kwh,
+        ceiling_kwh: 0.9 * p.capacity_kwh,
+        charge_eff: 1.0,
+        discharge_eff: 1.0,
+        import_kw: 2000.0,
+        battery_export_kw: 0.0,
+        loads: Vec::new(),
+    }
+}
+
+impl Physics {
     /// The flows at `t` (local hour `h`), kW: PV, load, battery (+discharge), grid (+import);
     /// the battery's energy moved over `dt_h`.
     fn step(&mut self, i: usize, h: f64, minute: i64, dt_h: f64) -> [f64; 4] {
@@ -137,13 +232,26 @@ pub async fn run(
             .event(opts.start, "info", "runtime", "simulated park started")
             .map_err(|e| e.to_string())?;
         summary.events += 1;
-        let day = clock.local(opts.start).date_naive().to_string();
-        let plan = store
-            .put_plan(opts.start, &day, "rule", r#"{"intervals": []}"#)
-            .map_err(|e| e.to_string())?;
-        store.activate_plan(plan).map_err(|e| e.to_string())?;
-        summary.plans += 1;
         let capacity_kwh = 500.0 + 100.0 * (i % 10) as f64;
+        let phys = Physics {
+            pv_peak_kw: 200.0 + (i * 37 % 800) as f64,
+            load_base_kw: 100.0 + (i * 53 % 400) as f64,
+            capacity_kwh,
+            battery_kw_max: capacity_kwh / 2.0,
+            soc_kwh: capacity_kwh / 2.0,
+        };
+        // The day's plan, and the next day's (made active as a park's last re-plan of a day
+        // plans the next).
+        let today = clock.local(opts.start).date_naive();
+        for day in [today, today.succ_opt().unwrap_or(today)] {
+            let plan = day_plan(&name, phys, i, &clock, clock.start_of_local_day(day));
+            let json = serde_json::to_string(&plan).map_err(|e| e.to_string())?;
+            let id = store
+                .put_plan(opts.start, &day.to_string(), "rule", &json)
+                .map_err(|e| e.to_string())?;
+            store.activate_plan(id).map_err(|e| e.to_string())?;
+            summary.plans += 1;
+        }
         let (live_tx, live_rx) = watch::channel(Arc::new(Live {
             park_id: name.clone(),
             park_name: name.clone(),
@@ -164,10 +272,14 @@ pub async fn run(
             dashboard: None,
         };
         cfg.check()?;
+        let edge = super::Edge {
+            clock,
+            flex: Some(Arc::new(limits(&phys))),
+        };
         publishers.push(super::start_named(
             cfg,
             name.clone(),
-            clock,
+            edge,
             path,
             live_rx,
             stop_rx.clone(),
@@ -176,11 +288,7 @@ pub async fn run(
             name,
             store,
             live: live_tx,
-            pv_peak_kw: 200.0 + (i * 37 % 800) as f64,
-            load_base_kw: 100.0 + (i * 53 % 400) as f64,
-            capacity_kwh,
-            battery_kw_max: capacity_kwh / 2.0,
-            soc_kwh: capacity_kwh / 2.0,
+            phys,
             open: IntervalRecord {
                 start: clock.interval_start(opts.start),
                 ..Default::default()
@@ -216,7 +324,7 @@ pub async fn run(
                 if w.live.borrow().local_day != day {
                     w.today = Default::default();
                 }
-                let [pv, load, battery, grid] = w.step(i, h, minute, dt_h);
+                let [pv, load, battery, grid] = w.phys.step(i, h, minute, dt_h);
                 let r = &mut w.open;
                 r.pv_kwh += pv * dt_h;
                 r.load_kwh += load * dt_h;
@@ -240,7 +348,7 @@ pub async fn run(
                 l.flows.pv_kw = Some(pv);
                 l.flows.load_kw = Some(load);
                 l.flows.battery_kw = Some(battery);
-                l.flows.soc_pct = Some(w.soc_kwh / w.capacity_kwh * 100.0);
+                l.flows.soc_pct = Some(w.phys.soc_kwh / w.phys.capacity_kwh * 100.0);
                 l.flows.ev_kw = Some(0.0);
                 l.flows.grid_kw = Some(grid);
                 l.today = w.today.clone();

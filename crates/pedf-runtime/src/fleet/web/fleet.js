@@ -13,6 +13,9 @@ const T = {
     "c.battery": "储能 kW", "c.soc": "SoC %", "c.grid": "电网 kW（购+）", "c.co2": "今日 CO₂ kg",
     "c.alarms": "告警", "c.record": "最新记录", ago: "秒前", never: "无", link: "消息总线",
     connected: "已连接",
+    flex: "可调能力（来自各园区计划）", "flex.down": "现在可减少购电 kW", "flex.up": "现在可增加购电 kW",
+    "flex.hour": "明日（时）", "flex.down.short": "减少 kW", "flex.up.short": "增加 kW",
+    "flex.note": "各园区相对其计划可保持一小时的调节量（储能与可调负荷，不含光伏弃光与电动汽车），按园区求和。",
   },
   en: {
     title: "Fleet", parks: "Parks", "t.parks": "Reporting / parks", "t.pv": "PV kW", "t.load": "Load kW",
@@ -22,6 +25,9 @@ const T = {
     "c.battery": "Battery kW", "c.soc": "SoC %", "c.grid": "Grid kW (+import)", "c.co2": "CO₂ today kg",
     "c.alarms": "Alarms", "c.record": "Last record", ago: "s ago", never: "none", link: "NATS",
     connected: "connected",
+    flex: "Flexibility (from the parks' plans)", "flex.down": "Less import now kW", "flex.up": "More import now kW",
+    "flex.hour": "Tomorrow (hour)", "flex.down.short": "less kW", "flex.up.short": "more kW",
+    "flex.note": "What each park can change against its plan and hold for an hour (batteries and flexible loads; no PV curtailment, no EV), summed over the parks.",
   },
 };
 let lang = localStorage.getItem("pedf-fleet-lang") || "zh";
@@ -110,14 +116,30 @@ function renderParks(list) {
   body.replaceChildren(...rows);
 }
 
+function renderFlex(today, tomorrow) {
+  set("f-down", today.now ? num(today.now.down_kw) : "–");
+  set("f-up", today.now ? num(today.now.up_kw) : "–");
+  const rows = document.querySelectorAll("#flex-hours tr");
+  const [head, down, up] = rows;
+  for (const tr of rows) while (tr.children.length > 1) tr.lastChild.remove();
+  for (const h of tomorrow.hours || []) {
+    cell(head, String(h.hour).padStart(2, "0"));
+    cell(down, h.parks ? num(h.down_kw) : "–");
+    cell(up, h.parks ? num(h.up_kw) : "–");
+  }
+}
+
 async function refresh() {
   try {
-    const [f, p] = await Promise.all([
+    const [f, p, ft, fm] = await Promise.all([
       fetch("/api/v1/fleet").then((r) => r.json()),
       fetch("/api/v1/parks").then((r) => r.json()),
+      fetch("/api/v1/flexibility?day=today").then((r) => r.json()),
+      fetch("/api/v1/flexibility?day=tomorrow").then((r) => r.json()),
     ]);
     renderTotals(f);
     renderParks(p.parks || []);
+    renderFlex(ft, fm);
   } catch (e) {
     const link = document.getElementById("link");
     link.textContent = String(e);
