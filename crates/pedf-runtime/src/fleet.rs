@@ -669,7 +669,9 @@ pub fn start_named(
                 say("link lost, reconnecting".into());
                 continue;
             }
-            if last_state.is_none_or(|t| t.elapsed() >= every) {
+            // Within half a round of its period (the rounds are a second apart: a state due
+            // every second would otherwise go every other round).
+            if last_state.is_none_or(|t| t.elapsed() + Duration::from_millis(500) >= every) {
                 let mut state = FleetState::of(&live.borrow_and_update(), cfg.dashboard.as_deref());
                 state.sent = Some(Utc::now());
                 if let Ok(body) = serde_json::to_vec(&state) {

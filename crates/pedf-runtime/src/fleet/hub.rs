@@ -244,8 +244,9 @@ impl Shared {
     }
 }
 
-/// Takes one stream message apart: its subject's park and kind and its body.
-fn parse(subject: &str, body: &[u8]) -> Result<FleetMessage, String> {
+/// Takes one stream message apart: its subject's park and kind and its body (what the hub
+/// does with each message it reads).
+pub fn parse(subject: &str, body: &[u8]) -> Result<FleetMessage, String> {
     let mut tokens = subject.split('.');
     let (Some("pedf"), Some(park), Some(kind), None) =
         (tokens.next(), tokens.next(), tokens.next(), tokens.next())
