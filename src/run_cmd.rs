@@ -34,21 +34,30 @@ pub async fn shutdown_signal(for_seconds: Option<f64>, who: &str) {
     }
 }
 
-/// `pedf run`: the runtime on a tokio runtime, stopped by Ctrl-C, SIGTERM or `--for`.
-pub fn run_ems(config: &Path, for_seconds: Option<f64>) -> Result<(), UserError> {
-    let cfg = RunConfig::load(config).map_err(UserError)?;
-    if let Some(s) = for_seconds {
-        if !(s.is_finite() && s > 0.0) {
-            return Err(UserError(format!(
-                "--for: {s} must be a positive number of seconds"
-            )));
-        }
+/// `--for`: a positive number of seconds.
+fn check_for(for_seconds: Option<f64>) -> Result<(), UserError> {
+    match for_seconds {
+        Some(s) if !(s.is_finite() && s > 0.0) => Err(UserError(format!(
+            "--for: {s} must be a positive number of seconds"
+        ))),
+        _ => Ok(()),
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
+}
+
+/// The commands' tokio runtime: two worker threads.
+fn runtime() -> Result<tokio::runtime::Runtime, UserError> {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| UserError(format!("cannot start the runtime: {e}")))?;
+        .map_err(|e| UserError(format!("cannot start the runtime: {e}")))
+}
+
+/// `pedf run`: the runtime on a tokio runtime, stopped by Ctrl-C, SIGTERM or `--for`.
+pub fn run_ems(config: &Path, for_seconds: Option<f64>) -> Result<(), UserError> {
+    let cfg = RunConfig::load(config).map_err(UserError)?;
+    check_for(for_seconds)?;
+    let rt = runtime()?;
     let summary = rt.block_on(run_and_serve(
         cfg,
         shutdown_signal(for_seconds, "pedf run"),
@@ -73,18 +82,8 @@ pub fn run_ems(config: &Path, for_seconds: Option<f64>) -> Result<(), UserError>
 /// `pedf fleet serve`: the fleet's hub on tokio, stopped by Ctrl-C, SIGTERM or `--for`.
 pub fn serve_hub(config: &Path, for_seconds: Option<f64>) -> Result<(), UserError> {
     let cfg = pedf_runtime::fleet::hub::HubConfig::load(config).map_err(UserError)?;
-    if let Some(s) = for_seconds {
-        if !(s.is_finite() && s > 0.0) {
-            return Err(UserError(format!(
-                "--for: {s} must be a positive number of seconds"
-            )));
-        }
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| UserError(format!("cannot start the runtime: {e}")))?;
+    check_for(for_seconds)?;
+    let rt = runtime()?;
     let said = rt
         .block_on(pedf_runtime::fleet::hub::serve(
             cfg,
@@ -110,13 +109,7 @@ pub struct FleetSimArgs {
 
 /// `pedf fleet simulate`: light simulated parks against a fleet's NATS servers.
 pub fn simulate_fleet(a: FleetSimArgs, for_seconds: Option<f64>) -> Result<(), UserError> {
-    if let Some(s) = for_seconds {
-        if !(s.is_finite() && s > 0.0) {
-            return Err(UserError(format!(
-                "--for: {s} must be a positive number of seconds"
-            )));
-        }
-    }
+    check_for(for_seconds)?;
     if !(1..=3600).contains(&a.state_every) {
         return Err(UserError(format!(
             "--state-every {}: give 1 to 3600 seconds",
@@ -145,11 +138,7 @@ pub fn simulate_fleet(a: FleetSimArgs, for_seconds: Option<f64>) -> Result<(), U
                 ))
             })?,
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| UserError(format!("cannot start the runtime: {e}")))?;
+    let rt = runtime()?;
     let s = rt
         .block_on(pedf_runtime::fleet::sim::run(
             pedf_runtime::fleet::sim::SimOptions {

@@ -36,15 +36,20 @@ impl Nats {
             .stderr(Stdio::null())
             .spawn()
             .expect("nats-server (scripts/setup installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "nats-server did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        listening(port);
         Nats(child)
+    }
+}
+
+/// Waits (10 s at most) for a server to listen on `port`.
+fn listening(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "nats-server did not listen on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -760,14 +765,7 @@ fn nats_with_config(port: u16, conf: &Path) -> Nats {
         .stderr(Stdio::null())
         .spawn()
         .expect("nats-server (scripts/setup installs it)");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "nats-server did not listen on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    listening(port);
     Nats(child)
 }
 
