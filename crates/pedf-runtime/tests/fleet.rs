@@ -1070,6 +1070,8 @@ async fn a_node_and_the_hub_killed_while_100_parks_publish_lose_and_repeat_nothi
         want,
         "{v}"
     );
+    // The link said as it is again after the node's death.
+    assert_eq!(v["link"], "connected", "{v}");
     // Every park's flexibility in each hour of the next day, from the plans they made active
     // for it.
     let flex = api(http, "/api/v1/flexibility?day=2026-06-22")

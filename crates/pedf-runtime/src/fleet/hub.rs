@@ -450,7 +450,14 @@ async fn consume(
             _ = stop.changed() => return,
         };
         let mut batch = match batch {
-            Ok(b) => b,
+            Ok(b) => {
+                // Reading again after a failure: the link is back.
+                let mut link = shared.link.lock().unwrap_or_else(|p| p.into_inner());
+                if *link != "connected" {
+                    *link = "connected".into();
+                }
+                b
+            }
             Err(e) => {
                 *shared.link.lock().unwrap_or_else(|p| p.into_inner()) =
                     format!("reading the stream: {e}");
