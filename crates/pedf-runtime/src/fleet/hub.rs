@@ -32,6 +32,13 @@ use tokio::sync::watch;
 
 use super::{subject_token, FleetState};
 
+/// A record's energies, kWh, in `FleetRecord::kwh`'s order: a record file's columns after
+/// `start`.
+const ENERGIES: [&str; 7] = {
+    let c = pedf_core::records::COLUMNS;
+    [c[1], c[2], c[3], c[4], c[5], c[6], c[7]]
+};
+
 /// The fleet's stream.
 pub const STREAM: &str = "PEDF";
 /// The hub's durable consumer of it.
@@ -278,18 +285,7 @@ pub fn parse(subject: &str, body: &[u8]) -> Result<FleetMessage, String> {
     match kind {
         "records" => {
             let mut kwh = [0.0; 7];
-            for (k, f) in [
-                "pv_kwh",
-                "grid_import_kwh",
-                "grid_export_kwh",
-                "battery_charge_kwh",
-                "battery_discharge_kwh",
-                "load_kwh",
-                "ev_kwh",
-            ]
-            .iter()
-            .enumerate()
-            {
+            for (k, f) in ENERGIES.iter().enumerate() {
                 kwh[k] = v[f]
                     .as_f64()
                     .filter(|x| x.is_finite())
@@ -350,16 +346,7 @@ pub fn parse(subject: &str, body: &[u8]) -> Result<FleetMessage, String> {
 
 /// A record as a line of line protocol (measurement `pedf_record`, tag `park`).
 fn record_line(r: &FleetRecord) -> String {
-    let names = [
-        "pv_kwh",
-        "grid_import_kwh",
-        "grid_export_kwh",
-        "battery_charge_kwh",
-        "battery_discharge_kwh",
-        "load_kwh",
-        "ev_kwh",
-    ];
-    let fields: Vec<String> = names
+    let fields: Vec<String> = ENERGIES
         .iter()
         .zip(r.kwh)
         .map(|(n, v)| format!("{n}={v}"))
