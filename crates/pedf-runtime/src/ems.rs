@@ -23,6 +23,11 @@ pub async fn run_and_serve(
     let mut io = RunIo::default();
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut server = None;
+    // Grid requests come through the server's API and the fleet's hub, onto one channel.
+    let (requests_tx, requests_rx) = tokio::sync::mpsc::channel(16);
+    if cfg.server.is_some() || cfg.fleet.is_some() {
+        io.grid_requests = Some(requests_rx);
+    }
     if let Some(srv) = cfg.server.clone() {
         let park = cfg.read_park()?;
         if let Some(dir) = cfg.store.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -42,8 +47,6 @@ pub async fn run_and_serve(
         io.orders = Some(orders_rx);
         let (commands_tx, commands_rx) = tokio::sync::mpsc::channel(16);
         io.commands = Some(commands_rx);
-        let (requests_tx, requests_rx) = tokio::sync::mpsc::channel(16);
-        io.grid_requests = Some(requests_rx);
         let services = EmsServices {
             park: park.clone(),
             store: cfg.store.clone(),
@@ -66,7 +69,7 @@ pub async fn run_and_serve(
         .with_time(cfg.time)
         .with_orders(orders_tx)
         .with_commands(commands_tx)
-        .with_grid_requests(requests_tx, cfg.baseline);
+        .with_grid_requests(requests_tx.clone(), cfg.baseline);
         let tls = match (&srv.tls_cert, &srv.tls_key) {
             (Some(c), Some(k)) => Some(pedf_server::tls_config(c, k)?),
             _ => None,
@@ -108,9 +111,15 @@ pub async fn run_and_serve(
                 f.name_of(&park.id),
                 f.url
             ));
-            Some(crate::fleet::start(
-                f,
-                &park,
+            let edge = crate::fleet::Edge {
+                requests: Some(requests_tx.clone()),
+                baseline: cfg.baseline,
+                ..crate::fleet::Edge::of(&park)
+            };
+            Some(crate::fleet::start_named(
+                f.clone(),
+                f.name_of(&park.id),
+                edge,
                 cfg.store.clone(),
                 live,
                 stop_rx.clone(),

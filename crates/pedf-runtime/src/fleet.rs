@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 pub mod hub;
+pub mod requests;
 pub mod sim;
 
 /// The `[fleet]` table of a run file.
@@ -311,6 +312,9 @@ pub struct Cursor {
     /// The last plan activation acknowledged (0: none).
     #[serde(default)]
     pub plans: i64,
+    /// The end of the last grid requests' window whose deliveries are all acknowledged.
+    #[serde(default)]
+    pub deliveries: Option<DateTime<Utc>>,
 }
 
 /// Where the cursor of the publisher of `store` is kept.
@@ -356,6 +360,9 @@ enum Advance {
     Record(DateTime<Utc>),
     Event(i64),
     Plan(i64),
+    /// A delivery: the end of its window once every delivery of that end is sent (none
+    /// before).
+    Delivery(Option<DateTime<Utc>>),
 }
 
 /// At most this many of each kind are read from the store per round.
@@ -469,6 +476,86 @@ fn read_backlog(
             advance: Advance::Plan(seq),
         });
     }
+    out.extend(deliveries(store, name, edge, cursor)?);
+    Ok(out)
+}
+
+/// The deliveries of the grid requests the park took whose windows ended after the cursor's,
+/// each once the park has recorded its window to the end (a closed record of its last
+/// interval or a later one), in the order the windows end: what the park delivered, measured
+/// as its EMS measures it (against the request's baseline, or the plan active when it was
+/// taken where there is none).
+fn deliveries(
+    store: &pedf_store::Store,
+    name: &str,
+    edge: &Edge,
+    cursor: &Cursor,
+) -> Result<Vec<Outgoing>, String> {
+    let clock = edge.clock;
+    let from = cursor.deliveries.unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
+    let until = DateTime::<Utc>::from_timestamp(1 << 36, 0).unwrap_or(from);
+    let mut taken = store
+        .grid_requests(from, until)
+        .map_err(|e| e.to_string())?;
+    taken.sort_by(|a, b| (a.request.end, &a.request.id).cmp(&(b.request.end, &b.request.id)));
+    let step = chrono::Duration::minutes(i64::from(clock.interval.minutes()));
+    let mut ready = Vec::new();
+    for t in taken.into_iter().take(BATCH) {
+        let last = t.request.end - step - chrono::Duration::milliseconds(1);
+        if store
+            .closed_records_after(Some(last), 1)
+            .map_err(|e| e.to_string())?
+            .is_empty()
+        {
+            break;
+        }
+        ready.push(t);
+    }
+    let mut out = Vec::new();
+    for (k, t) in ready.iter().enumerate() {
+        let r = &t.request;
+        let mut body = serde_json::json!({
+            "park": name,
+            "request": r.id,
+            "source": r.source,
+            "kind": r.kind.name(),
+            "kw": r.kind.kw(),
+            "held_kw": t.held_kw,
+            "start": clock.format(r.start),
+            "end": clock.format(r.end),
+        });
+        match store.grid_request_delivery(t, &clock, &edge.baseline, None) {
+            Ok(m) => {
+                let d = &m.delivery;
+                body["requested_kwh"] = d.requested_kwh.into();
+                body["delivered_kwh"] = d.delivered_kwh.into();
+                body["share"] = d.share.into();
+                body["settlement_cny"] = serde_json::json!(d.settlement_cny);
+                body["against"] = m.against.said().into();
+                body["intervals"] = d
+                    .intervals
+                    .iter()
+                    .map(|i| {
+                        serde_json::json!({
+                            "start": clock.format(i.start),
+                            "requested_kw": i.requested_kw,
+                            "delivered_kw": i.delivered_kw,
+                            "baseline_kw": i.baseline_kw,
+                            "measured_kw": i.measured_kw,
+                        })
+                    })
+                    .collect();
+            }
+            Err(why) => body["not_measured"] = why.into(),
+        }
+        let last_of_its_end = ready.get(k + 1).is_none_or(|n| n.request.end != r.end);
+        out.push(Outgoing {
+            subject: format!("pedf.{name}.deliveries"),
+            id: format!("{name}/deliveries/{}", r.id),
+            body: serde_json::to_vec(&body).unwrap_or_default(),
+            advance: Advance::Delivery(last_of_its_end.then_some(r.end)),
+        });
+    }
     Ok(out)
 }
 
@@ -545,6 +632,15 @@ async fn connect(link: &Link, name: &str, inbox: &str) -> Result<async_nats::Cli
         .map_err(|e| format!("{}: {e}", link.url))
 }
 
+/// The next grid request from the hub, when subscribed.
+async fn next_request(inbox: &mut Option<async_nats::Subscriber>) -> Option<async_nats::Message> {
+    use futures_util::StreamExt;
+    match inbox {
+        Some(s) => s.next().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Sends the backlog after `cursor` in order, advancing it with each acknowledgement; stops
 /// at the first message the hub does not acknowledge (sent again next round). Returns how
 /// many were acknowledged.
@@ -581,6 +677,8 @@ async fn send_backlog(
             Advance::Record(t) => cursor.records = Some(t),
             Advance::Event(id) => cursor.events = id,
             Advance::Plan(seq) => cursor.plans = seq,
+            Advance::Delivery(Some(end)) => cursor.deliveries = Some(end),
+            Advance::Delivery(None) => {}
         }
         sent += 1;
     }
@@ -596,11 +694,14 @@ pub fn start(
     live: watch::Receiver<Arc<Live>>,
     stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
-    let edge = Edge {
-        clock: park.clock,
-        flex: Some(Arc::new(pedf_core::flexibility::FlexLimits::of(park))),
-    };
-    start_named(cfg.clone(), cfg.name_of(&park.id), edge, store, live, stop)
+    start_named(
+        cfg.clone(),
+        cfg.name_of(&park.id),
+        Edge::of(park),
+        store,
+        live,
+        stop,
+    )
 }
 
 /// What a publisher knows of its park besides its store.
@@ -610,6 +711,24 @@ pub struct Edge {
     pub clock: pedf_core::time::ParkClock,
     /// The park's limits its plans' flexibility is computed with (none: not sent).
     pub flex: Option<Arc<pedf_core::flexibility::FlexLimits>>,
+    /// Where the fleet's grid requests go: the EMS's channel of grid requests, as its API's
+    /// (none: the park refuses them, saying so).
+    pub requests: Option<pedf_server::GridRequests>,
+    /// How the park's EMS makes its requests' baselines (their deliveries are measured
+    /// against them).
+    pub baseline: pedf_core::grid_request::BaselineRule,
+}
+
+impl Edge {
+    /// A park's edge: its clock and limits; no grid requests taken, the default baseline.
+    pub fn of(park: &pedf_core::Park) -> Edge {
+        Edge {
+            clock: park.clock,
+            flex: Some(Arc::new(pedf_core::flexibility::FlexLimits::of(park))),
+            requests: None,
+            baseline: Default::default(),
+        }
+    }
 }
 
 /// [`start`] for a park named `name` in subjects, as `edge` says it is.
@@ -631,6 +750,8 @@ pub fn start_named(
         let mut last_state: Option<Instant> = None;
         // What was last said of the link (said again only when it changes).
         let mut said = "starting".to_string();
+        // The park's grid requests from the hub (subscribed on each new connection).
+        let mut inbox: Option<async_nats::Subscriber> = None;
         let mut say = |what: String| {
             if what != said {
                 if what.is_empty() {
@@ -645,6 +766,21 @@ pub fn start_named(
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = stop.changed() => {}
+                Some(m) = next_request(&mut inbox) => {
+                    // Answered in a task of its own (the EMS's verdict may wait for a
+                    // re-plan); the publishing goes on meanwhile.
+                    if let (Some(c), Some(to)) = (client.clone(), m.reply.clone()) {
+                        let edge = edge.clone();
+                        tokio::spawn(async move {
+                            let a = requests::answer(&m.payload, &edge.clock, edge.requests.as_ref()).await;
+                            tracing::info!(target: "pedf::fleet", "fleet grid request {}: {} ({} kW held): {}", a.id, a.status, a.held_kw, a.note);
+                            if let Ok(body) = serde_json::to_vec(&a) {
+                                let _ = c.publish(to, body.into()).await;
+                            }
+                        });
+                    }
+                    continue;
+                }
             }
             if *stop.borrow() {
                 break;
@@ -657,7 +793,10 @@ pub fn start_named(
                 )
                 .await
                 {
-                    Ok(c) => client = Some(c),
+                    Ok(c) => {
+                        inbox = c.subscribe(format!("pedf.{name}.requests")).await.ok();
+                        client = Some(c);
+                    }
                     Err(e) => {
                         say(format!("not reachable: {e}"));
                         continue;
@@ -714,4 +853,115 @@ pub fn start_named(
             let _ = c.flush().await;
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pedf_core::grid_request::{GridRequest, RequestKind};
+
+    /// A grid request's delivery goes out once the park has recorded its window to the end,
+    /// measured as the EMS measures it, each once after the cursor.
+    #[test]
+    fn a_requests_delivery_is_sent_once_its_window_is_recorded() {
+        let path =
+            std::env::temp_dir().join(format!("pedf-fleet-delivery-{}.sqlite", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let mut st = pedf_store::Store::open(&path).unwrap();
+        let clock = pedf_core::time::ParkClock::new(
+            chrono_tz::Asia::Shanghai,
+            pedf_core::time::IntervalLength::from_minutes(15).unwrap(),
+        );
+        // Monday 22 June 2026.
+        let on = |day: u32, hm: &str| {
+            pedf_core::time::parse_rfc3339(&format!("2026-06-{day}T{hm}:00+08:00")).unwrap()
+        };
+        let at = |hm: &str| on(22, hm);
+        st.put_grid_request(&pedf_store::TakenGridRequest {
+            request: GridRequest {
+                id: "F-1".into(),
+                start: at("18:00"),
+                end: at("18:30"),
+                kind: RequestKind::ReduceImport(40.0),
+                price_cny_per_kwh: Some(1.5),
+                source: "fleet hub".into(),
+            },
+            taken: at("10:00"),
+            held_kw: 40.0,
+            note: "held".into(),
+            reference_plan: None,
+        })
+        .unwrap();
+        let record = |day: u32, hm: &str, import_kw: f64| pedf_core::records::IntervalRecord {
+            start: on(day, hm),
+            pv_kwh: 0.0,
+            grid_import_kwh: import_kw * 0.25,
+            grid_export_kwh: 0.0,
+            battery_charge_kwh: 0.0,
+            battery_discharge_kwh: 0.0,
+            load_kwh: import_kw * 0.25,
+            ev_kwh: 0.0,
+            ev_chargers: Default::default(),
+            batteries: Default::default(),
+        };
+        let edge = Edge {
+            clock,
+            flex: None,
+            requests: None,
+            baseline: Default::default(),
+        };
+        let sent = |st: &pedf_store::Store, c: &Cursor| {
+            deliveries(st, "park-a", &edge, c)
+                .unwrap()
+                .into_iter()
+                .map(|o| {
+                    (
+                        o.subject,
+                        o.id,
+                        serde_json::from_slice::<serde_json::Value>(&o.body).unwrap(),
+                        o.advance,
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        // The baseline: the last five working days imported 200 kW through the window.
+        for day in 15..=19 {
+            st.put_records(
+                &[record(day, "18:00", 200.0), record(day, "18:15", 200.0)],
+                "measured",
+            )
+            .unwrap();
+        }
+        // Its first interval only: not yet.
+        st.put_records(&[record(22, "18:00", 170.0)], "measured")
+            .unwrap();
+        assert!(sent(&st, &Cursor::default()).is_empty());
+        // Its last one recorded: 30 kW off the baseline, then 40 (of 40).
+        st.put_records(&[record(22, "18:15", 150.0)], "measured")
+            .unwrap();
+        let out = sent(&st, &Cursor::default());
+        assert_eq!(out.len(), 1);
+        let (subject, id, body, advance) = &out[0];
+        assert_eq!(
+            (subject.as_str(), id.as_str()),
+            ("pedf.park-a.deliveries", "park-a/deliveries/F-1")
+        );
+        assert_eq!(body["requested_kwh"], 20.0, "{body}");
+        assert_eq!(body["delivered_kwh"], 17.5, "{body}");
+        assert_eq!(body["end"], "2026-06-22T18:30:00+08:00");
+        assert!(
+            body["against"].as_str().unwrap().contains("2026-06-19"),
+            "{body}"
+        );
+        assert_eq!(body["settlement_cny"], 17.5 * 1.5, "{body}");
+        assert!(matches!(advance, Advance::Delivery(Some(t)) if *t == at("18:30")));
+        // Sent and acknowledged: not again.
+        let c = Cursor {
+            deliveries: Some(at("18:30")),
+            ..Default::default()
+        };
+        assert!(sent(&st, &c).is_empty());
+        drop(st);
+        let _ = std::fs::remove_file(&path);
+    }
 }

@@ -747,6 +747,235 @@ async fn the_hub_holds_every_parks_messages_once_and_resumes_after_a_restart() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A grid request to the fleet through the hub's API: split over the parks by the
+/// flexibility down their plans offer through the window, each part sent to its park by
+/// request/reply and answered by the park's own EMS (two real EMSs on simulated parks, and a
+/// park whose edge has no EMS behind it, which refuses); kept with every part and answer. Only
+/// a holder of the hub's token may give one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grid_request_to_the_fleet_is_split_by_the_parks_offers_and_answered_by_their_emss() {
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("pedf-fleet-request-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let _nats = Nats::start(port, &dir.join("jetstream"));
+    let park = RunConfig::load(Path::new(&format!("{ROOT}/config/run-qingzhou.toml")))
+        .unwrap()
+        .read_park()
+        .unwrap();
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 6, 21).unwrap();
+    let plan = serde_json::to_string(&plans::example_rule_plan(&park, ROOT, day)).unwrap();
+    // Each park's store: the day's plan, and the six weeks before recorded (the baselines of
+    // its grid requests are made from them: a reduction is measured against a baseline).
+    let history: Vec<IntervalRecord> = {
+        let first = records("00:00", 1)[0].start - chrono::Duration::days(42);
+        (0..42 * 96)
+            .map(|k| IntervalRecord {
+                start: first + chrono::Duration::minutes(15 * k),
+                grid_import_kwh: 60.0,
+                load_kwh: 60.0,
+                ..Default::default()
+            })
+            .collect()
+    };
+    let with_plan = |store: &Path| {
+        let mut st = Store::open(store).unwrap();
+        st.put_records(&history, "measured").unwrap();
+        let id = st
+            .put_plan(ems_origin(), "2026-06-21", "rule", &plan)
+            .unwrap();
+        st.activate_plan(id).unwrap();
+    };
+    // Two parks with their EMSs (each on its simulated devices) and the day's plan.
+    let mut sims = Vec::new();
+    let mut emss = Vec::new();
+    for name in ["park-a", "park-b"] {
+        let d = dir.join(name);
+        sims.push(
+            SimPark::start(
+                &d,
+                Path::new(&format!("{ROOT}/config/devices/templates")),
+                100.0,
+                60.0,
+                250.0,
+            )
+            .await
+            .expect("simulated park"),
+        );
+        with_plan(&d.join("pedf.sqlite"));
+        std::fs::write(
+            d.join("run.toml"),
+            format!("park = \"{ROOT}/config/qingzhou-pedf.toml\"\ndevices = \"devices.toml\"\nstore = \"pedf.sqlite\"\ncycle_ms = 200\n\n[fleet]\nurl = \"nats://127.0.0.1:{port}\"\npark = \"{name}\"\nstate_every_s = 1\n"),
+        )
+        .unwrap();
+        emss.push(start_ems(&d.join("run.toml")));
+    }
+    // A third park's edge with no EMS behind it.
+    let c_store = dir.join("park-c.sqlite");
+    with_plan(&c_store);
+    let pc = publisher(port, &park, "park-c", &c_store, 50.0);
+    // The hub, with a token of the grid's dispatcher.
+    let http = free_port();
+    let hub_file = dir.join("hub.toml");
+    std::fs::write(
+        &hub_file,
+        format!("url = \"nats://127.0.0.1:{port}\"\nstore = \"fleet.sqlite\"\nlisten = \"127.0.0.1:{http}\"\n"),
+    )
+    .unwrap();
+    let token = "pedf_dispatcher_token_for_the_test";
+    pedf_store::fleet::FleetStore::open(&dir.join("fleet.sqlite"))
+        .unwrap()
+        .add_token(
+            &pedf_server::auth::hash_token(token),
+            "county dispatcher",
+            ems_origin(),
+        )
+        .unwrap();
+    let (stop_hub, hub) = start_hub(pedf_runtime::fleet::hub::HubConfig::load(&hub_file).unwrap());
+    // The three parks' plans are in; the first hour after noon whose flexibility down the
+    // three hold through it is the window.
+    let flex = api_until(http, "/api/v1/flexibility", 60, |v| {
+        v["hours"]
+            .as_array()
+            .is_some_and(|h| h.iter().any(|x| x["parks"] == 3))
+    })
+    .await;
+    let hour = flex["hours"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| {
+            h["hour"].as_u64().unwrap() >= 12
+                && h["parks"] == 3
+                && h["down_kw"].as_f64().unwrap() >= 30.0
+        })
+        .unwrap_or_else(|| panic!("no hour with flexibility down: {flex}"))
+        .clone();
+    let offered = hour["down_kw"].as_f64().unwrap();
+    let start = hour["start"].as_str().unwrap().to_string();
+    let end = {
+        let t = chrono::DateTime::parse_from_rfc3339(&start).unwrap() + chrono::Duration::hours(1);
+        t.to_rfc3339()
+    };
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::new();
+    let post = |body: serde_json::Value, token: Option<&str>| {
+        let mut r = client
+            .post(format!("http://127.0.0.1:{http}/api/v1/requests"))
+            .json(&body);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    let ask = serde_json::json!({
+        "id": "county-dr-1", "kind": "reduce_import", "kw": (offered / 2.0).round(),
+        "start": start, "end": end, "price_cny_per_kwh": 1.2
+    });
+    // Without the token, or with another's: refused.
+    assert_eq!(post(ask.clone(), None).await.unwrap().status(), 401);
+    assert_eq!(
+        post(ask.clone(), Some("pedf_guess"))
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    // A kind the fleet does not split: said so.
+    let mut other = ask.clone();
+    other["kind"] = "cap_export".into();
+    let r = post(other, Some(token)).await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("reduce_import only"));
+
+    // The parks' EMSs are running (their first cycles done) before the request goes.
+    for name in ["park-a", "park-b"] {
+        api_until(http, "/api/v1/parks", 30, |v| {
+            v["parks"].as_array().is_some_and(|l| {
+                l.iter()
+                    .any(|p| p["park"] == name && p["state"]["mode"].is_string())
+            })
+        })
+        .await;
+    }
+    let r = post(ask.clone(), Some(token)).await.unwrap();
+    assert_eq!(r.status(), 201);
+    let got: serde_json::Value = r.json().await.unwrap();
+    let kw = ask["kw"].as_f64().unwrap();
+    let parts = got["parks"].as_array().unwrap();
+    assert_eq!(parts.len(), 3, "{got}");
+    // Each park offered the same plan: a third each, none above its offer.
+    for p in parts {
+        let asked = p["asked_kw"].as_f64().unwrap();
+        assert!((asked - kw / 3.0).abs() <= 0.1, "{p}");
+        assert!(asked <= p["offered_kw"].as_f64().unwrap(), "{p}");
+    }
+    assert!(
+        (got["offered_kw"].as_f64().unwrap() - offered).abs() < 0.5,
+        "{got}"
+    );
+    // The two EMSs took their parts (held in full or in part, with what they said); the park
+    // without one refused, saying why; the fleet holds what the two hold.
+    let by = |name: &str| parts.iter().find(|p| p["park"] == name).unwrap().clone();
+    for name in ["park-a", "park-b"] {
+        let p = by(name);
+        assert!(
+            matches!(p["status"].as_str(), Some("accepted" | "part")),
+            "{p}"
+        );
+        assert!(p["held_kw"].as_f64().unwrap() > 0.0, "{p}");
+        assert!(!p["note"].as_str().unwrap().is_empty(), "{p}");
+    }
+    let c = by("park-c");
+    assert_eq!(c["status"], "refused", "{c}");
+    assert!(
+        c["note"]
+            .as_str()
+            .unwrap()
+            .contains("takes no grid requests"),
+        "{c}"
+    );
+    let held =
+        by("park-a")["held_kw"].as_f64().unwrap() + by("park-b")["held_kw"].as_f64().unwrap();
+    assert!(
+        (got["held_kw"].as_f64().unwrap() - held).abs() < 1e-6,
+        "{got}"
+    );
+    assert!(
+        (got["short_kw"].as_f64().unwrap() - (kw - held)).abs() < 1e-6,
+        "{got}"
+    );
+    // Each EMS keeps the request as its own, from the fleet, with its part.
+    for name in ["park-a", "park-b"] {
+        let st = Store::open(&dir.join(name).join("pedf.sqlite")).unwrap();
+        let taken = st
+            .grid_requests(ems_origin(), ems_origin() + chrono::Duration::days(1))
+            .unwrap();
+        assert_eq!(taken.len(), 1, "{name}");
+        assert_eq!(taken[0].request.id, "county-dr-1");
+        assert_eq!(taken[0].request.source, "fleet hub");
+        assert!((taken[0].request.kind.kw() - kw / 3.0).abs() <= 0.1);
+    }
+    // Kept by the hub and listed; the same id again is a conflict.
+    let list = api(http, "/api/v1/requests").await.unwrap();
+    assert_eq!(list["requests"][0]["id"], "county-dr-1", "{list}");
+    assert_eq!(list["requests"][0]["by"], "county dispatcher");
+    assert_eq!(list["requests"][0]["parks"].as_array().unwrap().len(), 3);
+    assert_eq!(post(ask, Some(token)).await.unwrap().status(), 409);
+
+    let _ = stop_hub.send(());
+    hub.await.unwrap().unwrap();
+    for (stop, ems) in emss {
+        let _ = stop.send(());
+        ems.await.unwrap().unwrap();
+    }
+    let _ = pc.0.send(true);
+    pc.1.await.unwrap();
+    drop(sims);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[path = "support/self_signed.rs"]
 mod certs;
 

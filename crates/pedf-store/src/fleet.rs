@@ -7,6 +7,10 @@
 //! again (at least once from the stream) lands on its row's key, `(park, start)`,
 //! `(park, id)`, `(park, activation)`: the row takes the later copy and counts the delivery
 //! (`deliveries`), so the store holds each once, however often it was delivered.
+//! `delivered` holds what each park measured it delivered of a grid request, on
+//! `(park, request)` likewise. The hub's own: `requests` (the grid requests given to the
+//! fleet) with `request_parts` (each park's part, offer and answer), and `tokens` (the hashes
+//! of the API's tokens).
 
 use std::path::{Path, PathBuf};
 
@@ -17,7 +21,7 @@ use crate::{err, from_ms, ms, StoreError};
 
 /// The fleet store's schema version (kept in `PRAGMA user_version`; a park's store has its
 /// own, so neither is taken for the other).
-const FLEET_SCHEMA_VERSION: i64 = 1001;
+const FLEET_SCHEMA_VERSION: i64 = 1002;
 
 const FLEET_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS parks (
@@ -40,7 +44,26 @@ CREATE TABLE IF NOT EXISTS plans (
     PRIMARY KEY (park, activation)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS plans_by_day ON plans (day, park, activation);
+CREATE TABLE IF NOT EXISTS delivered (
+    park TEXT NOT NULL, request TEXT NOT NULL, end_ms INTEGER NOT NULL, requested_kwh REAL,
+    delivered_kwh REAL, body TEXT NOT NULL, deliveries INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (park, request)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS requests (
+    id TEXT PRIMARY KEY, given_ms INTEGER NOT NULL, start_ms INTEGER NOT NULL, end_ms INTEGER NOT NULL,
+    kind TEXT NOT NULL, kw REAL NOT NULL, price REAL, by TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS request_parts (
+    request TEXT NOT NULL, park TEXT NOT NULL, offered_kw REAL NOT NULL, asked_kw REAL NOT NULL,
+    status TEXT NOT NULL, held_kw REAL NOT NULL, note TEXT NOT NULL, PRIMARY KEY (request, park)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tokens (
+    hash TEXT PRIMARY KEY, label TEXT NOT NULL, created_ms INTEGER NOT NULL
+) WITHOUT ROWID;
 ";
+
+/// The schema version before the fleet's grid requests (its tables are all kept).
+const FLEET_SCHEMA_1001: i64 = 1001;
 
 /// A park's closed interval record as the hub took it from the stream.
 #[derive(Debug, Clone, PartialEq)]
@@ -95,6 +118,23 @@ pub struct FleetPlan {
     pub flexibility: Option<String>,
 }
 
+/// What a park measured it delivered of a grid request, as the hub took it from the stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetDelivery {
+    /// The park's name in subjects.
+    pub park: String,
+    /// The request's id (a fleet request's parts have the fleet request's).
+    pub request: String,
+    /// Its window's end.
+    pub end: DateTime<Utc>,
+    /// Energy asked over the window's recorded intervals, kWh (none: not measured).
+    pub requested_kwh: Option<f64>,
+    /// Energy delivered, kWh (none: not measured).
+    pub delivered_kwh: Option<f64>,
+    /// The message as sent (JSON).
+    pub body: String,
+}
+
 /// One message of the fleet's stream, taken apart.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FleetMessage {
@@ -104,6 +144,8 @@ pub enum FleetMessage {
     Event(FleetEvent),
     /// An activated plan.
     Plan(FleetPlan),
+    /// A grid request's delivery.
+    Delivery(FleetDelivery),
 }
 
 impl FleetMessage {
@@ -113,8 +155,47 @@ impl FleetMessage {
             FleetMessage::Record(r) => &r.park,
             FleetMessage::Event(e) => &e.park,
             FleetMessage::Plan(p) => &p.park,
+            FleetMessage::Delivery(d) => &d.park,
         }
     }
+}
+
+/// A grid request given to the fleet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetRequest {
+    /// Its id.
+    pub id: String,
+    /// When it was given.
+    pub given: DateTime<Utc>,
+    /// The window.
+    pub start: DateTime<Utc>,
+    /// Its end.
+    pub end: DateTime<Utc>,
+    /// The kind of grid request (`reduce_import`).
+    pub kind: String,
+    /// What it asks of the fleet, kW.
+    pub kw: f64,
+    /// What a delivered kWh is paid, CNY/kWh.
+    pub price: Option<f64>,
+    /// Who gave it (the API token's label).
+    pub by: String,
+}
+
+/// A park's part of a fleet request: what it offered, was asked, and answered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestPart {
+    /// The park.
+    pub park: String,
+    /// What its plan offered over the window, kW.
+    pub offered_kw: f64,
+    /// Its part, kW.
+    pub asked_kw: f64,
+    /// `accepted`, `part`, `refused` or `no answer`.
+    pub status: String,
+    /// What it holds, kW.
+    pub held_kw: f64,
+    /// What it said.
+    pub note: String,
 }
 
 /// A park as the hub knows it.
@@ -176,6 +257,13 @@ impl FleetStore {
                 ))
                 .map_err(|e| s.err(e))?,
             FLEET_SCHEMA_VERSION => {}
+            // The new tables added; nothing else changes.
+            FLEET_SCHEMA_1001 => s
+                .conn
+                .execute_batch(&format!(
+                    "BEGIN IMMEDIATE; {FLEET_SCHEMA} PRAGMA user_version = {FLEET_SCHEMA_VERSION}; COMMIT;"
+                ))
+                .map_err(|e| s.err(e))?,
             found => {
                 return Err(StoreError::Schema {
                     path: p,
@@ -221,6 +309,14 @@ impl FleetStore {
                         kind = excluded.kind, message = excluded.message, deliveries = deliveries + 1",
                 )
                 .map_err(|e| err(&path, e))?;
+            let mut delivered = tx
+                .prepare_cached(
+                    "INSERT INTO delivered (park, request, end_ms, requested_kwh, delivered_kwh, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (park, request) DO UPDATE SET end_ms = excluded.end_ms,
+                        requested_kwh = excluded.requested_kwh, delivered_kwh = excluded.delivered_kwh,
+                        body = excluded.body, deliveries = deliveries + 1",
+                )
+                .map_err(|e| err(&path, e))?;
             let mut plan = tx
                 .prepare_cached(
                     "INSERT INTO plans (park, activation, plan, day, strategy, body, flexibility) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
@@ -262,6 +358,14 @@ impl FleetStore {
                         p.strategy,
                         p.body,
                         p.flexibility
+                    ]),
+                    FleetMessage::Delivery(d) => delivered.execute(params![
+                        d.park,
+                        d.request,
+                        ms(d.end),
+                        d.requested_kwh,
+                        d.delivered_kwh,
+                        d.body
                     ]),
                 }
                 .map_err(|e| err(&path, e))?;
@@ -398,6 +502,147 @@ impl FleetStore {
             .query_map(params![day], |r| Ok((r.get(0)?, r.get(1)?)))
             .map_err(|e| self.err(e))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Keeps a grid request given to the fleet with its parts (replacing one of its id).
+    pub fn put_request(
+        &mut self,
+        r: &FleetRequest,
+        parts: &[RequestPart],
+    ) -> Result<(), StoreError> {
+        let path = self.path.display().to_string();
+        let tx = self.conn.transaction().map_err(|e| err(&path, e))?;
+        tx.execute(
+            "INSERT OR REPLACE INTO requests (id, given_ms, start_ms, end_ms, kind, kw, price, by) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![r.id, ms(r.given), ms(r.start), ms(r.end), r.kind, r.kw, r.price, r.by],
+        )
+        .map_err(|e| err(&path, e))?;
+        tx.execute(
+            "DELETE FROM request_parts WHERE request = ?1",
+            params![r.id],
+        )
+        .map_err(|e| err(&path, e))?;
+        for p in parts {
+            tx.execute(
+                "INSERT INTO request_parts (request, park, offered_kw, asked_kw, status, held_kw, note) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![r.id, p.park, p.offered_kw, p.asked_kw, p.status, p.held_kw, p.note],
+            )
+            .map_err(|e| err(&path, e))?;
+        }
+        tx.commit().map_err(|e| err(&path, e))
+    }
+
+    /// Whether a fleet request of this id was given.
+    pub fn has_request(&self, id: &str) -> Result<bool, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT count(*) FROM requests WHERE id = ?1",
+                params![id],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)
+            .map_err(|e| self.err(e))
+    }
+
+    /// The fleet requests whose windows end after `from`, newest first, each with its parts
+    /// and, by park, what the park measured it delivered (the delivery's JSON as sent).
+    #[allow(clippy::type_complexity)]
+    pub fn requests(
+        &self,
+        from: DateTime<Utc>,
+    ) -> Result<Vec<(FleetRequest, Vec<RequestPart>, Vec<(String, String)>)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, given_ms, start_ms, end_ms, kind, kw, price, by FROM requests WHERE end_ms > ?1 ORDER BY start_ms DESC, id",
+            )
+            .map_err(|e| self.err(e))?;
+        let list = stmt
+            .query_map(params![ms(from)], |r| {
+                Ok(FleetRequest {
+                    id: r.get(0)?,
+                    given: from_ms(r.get(1)?),
+                    start: from_ms(r.get(2)?),
+                    end: from_ms(r.get(3)?),
+                    kind: r.get(4)?,
+                    kw: r.get(5)?,
+                    price: r.get(6)?,
+                    by: r.get(7)?,
+                })
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e))?;
+        let mut parts = self
+            .conn
+            .prepare_cached(
+                "SELECT park, offered_kw, asked_kw, status, held_kw, note FROM request_parts WHERE request = ?1 ORDER BY park",
+            )
+            .map_err(|e| self.err(e))?;
+        let mut delivered = self
+            .conn
+            .prepare_cached("SELECT park, body FROM delivered WHERE request = ?1 ORDER BY park")
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for r in list {
+            let p = parts
+                .query_map(params![r.id], |x| {
+                    Ok(RequestPart {
+                        park: x.get(0)?,
+                        offered_kw: x.get(1)?,
+                        asked_kw: x.get(2)?,
+                        status: x.get(3)?,
+                        held_kw: x.get(4)?,
+                        note: x.get(5)?,
+                    })
+                })
+                .map_err(|e| self.err(e))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| self.err(e))?;
+            let d = delivered
+                .query_map(params![r.id], |x| Ok((x.get(0)?, x.get(1)?)))
+                .map_err(|e| self.err(e))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| self.err(e))?;
+            out.push((r, p, d));
+        }
+        Ok(out)
+    }
+
+    /// Keeps an API token's hash with its label.
+    pub fn add_token(
+        &mut self,
+        hash: &str,
+        label: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO tokens (hash, label, created_ms) VALUES (?1, ?2, ?3)",
+                params![hash, label, ms(now)],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// The label of the token of this hash, if it is one of the API's.
+    pub fn token_label(&self, hash: &str) -> Result<Option<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT label FROM tokens WHERE hash = ?1")
+            .map_err(|e| self.err(e))?;
+        let mut rows = stmt.query(params![hash]).map_err(|e| self.err(e))?;
+        match rows.next().map_err(|e| self.err(e))? {
+            Some(r) => Ok(Some(r.get(0).map_err(|e| self.err(e))?)),
+            None => Ok(None),
+        }
+    }
+
+    /// How many API tokens there are.
+    pub fn tokens(&self) -> Result<i64, StoreError> {
+        self.conn
+            .query_row("SELECT count(*) FROM tokens", [], |r| r.get(0))
+            .map_err(|e| self.err(e))
     }
 
     /// The plan a park made active last (its message as sent), if any.

@@ -20,12 +20,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::HeaderMap;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use pedf_store::fleet::{FleetEvent, FleetMessage, FleetPlan, FleetRecord, FleetStore};
+use pedf_store::fleet::{
+    FleetDelivery, FleetEvent, FleetMessage, FleetPlan, FleetRecord, FleetStore,
+};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::watch;
@@ -194,8 +197,8 @@ impl HubConfig {
 /// What the hub has done since it started.
 #[derive(Default)]
 struct Counters {
-    /// Stream messages taken into the store, by kind: records, events, plans.
-    taken: [AtomicU64; 3],
+    /// Stream messages taken into the store, by kind: records, events, plans, deliveries.
+    taken: [AtomicU64; 4],
     /// Stream messages refused for good (not a message of pedf's: wrong subject or body).
     refused: AtomicU64,
     /// Live states received.
@@ -230,6 +233,8 @@ struct Shared {
     time: pedf_core::time::TimeSource,
     /// The last states' delays from the park's sending to the hub's view, s (10 000 kept).
     delays: Arc<Mutex<std::collections::VecDeque<f64>>>,
+    /// The hub's NATS connection, once made (the fleet's grid requests go out on it).
+    nats: Arc<Mutex<Option<async_nats::Client>>>,
 }
 
 impl Shared {
@@ -338,6 +343,23 @@ pub fn parse(subject: &str, body: &[u8]) -> Result<FleetMessage, String> {
                 flexibility,
             }))
         }
+        "deliveries" => {
+            let kwh = |k: &str| v.get(k).and_then(Value::as_f64).filter(|x| x.is_finite());
+            let request = text("request")?;
+            if request.is_empty() || request.len() > 200 {
+                return Err(format!(
+                    "{subject}: `request` = `{request}`: not a request's id"
+                ));
+            }
+            Ok(FleetMessage::Delivery(FleetDelivery {
+                park,
+                request,
+                end: time("end")?,
+                requested_kwh: kwh("requested_kwh"),
+                delivered_kwh: kwh("delivered_kwh"),
+                body: String::from_utf8_lossy(body).into_owned(),
+            }))
+        }
         other => Err(format!(
             "{subject}: `{other}` is not a kind the stream keeps"
         )),
@@ -390,21 +412,37 @@ async fn stream_and_consumer(
     cfg: &HubConfig,
 ) -> Result<async_nats::jetstream::consumer::PullConsumer, String> {
     use async_nats::jetstream::{consumer, stream};
-    let s = js
-        .get_or_create_stream(stream::Config {
-            name: STREAM.into(),
-            subjects: vec![
-                "pedf.*.records".into(),
-                "pedf.*.events".into(),
-                "pedf.*.plans".into(),
-            ],
-            storage: stream::StorageType::File,
-            num_replicas: cfg.replicas,
-            duplicate_window: Duration::from_secs(cfg.duplicate_window_h * 3600),
-            ..Default::default()
-        })
+    let config = stream::Config {
+        name: STREAM.into(),
+        subjects: ["records", "events", "plans", "deliveries"]
+            .iter()
+            .map(|k| format!("pedf.*.{k}"))
+            .collect(),
+        storage: stream::StorageType::File,
+        num_replicas: cfg.replicas,
+        duplicate_window: Duration::from_secs(cfg.duplicate_window_h * 3600),
+        ..Default::default()
+    };
+    let mut s = js
+        .get_or_create_stream(config.clone())
         .await
         .map_err(|e| format!("stream {STREAM}: {e}"))?;
+    // A stream an earlier hub made keeps fewer subjects: given the ones this hub reads.
+    let has = s
+        .info()
+        .await
+        .map_err(|e| format!("stream {STREAM}: {e}"))?
+        .config
+        .subjects
+        .clone();
+    if config.subjects.iter().any(|x| !has.contains(x)) {
+        js.update_stream(stream::Config {
+            subjects: config.subjects.clone(),
+            ..s.cached_info().config.clone()
+        })
+        .await
+        .map_err(|e| format!("stream {STREAM}: its subjects: {e}"))?;
+    }
     s.get_or_create_consumer(
         CONSUMER,
         consumer::pull::Config {
@@ -511,6 +549,7 @@ async fn consume(
                 }
                 FleetMessage::Event(_) => 1,
                 FleetMessage::Plan(_) => 2,
+                FleetMessage::Delivery(_) => 3,
             };
             shared.counters.taken[k].fetch_add(1, Relaxed);
         }
@@ -901,7 +940,10 @@ async fn metrics(State(s): State<Shared>) -> Response {
         .count();
     let mut out = String::new();
     out.push_str("# HELP pedf_fleet_messages_total Stream messages taken into the fleet store.\n# TYPE pedf_fleet_messages_total counter\n");
-    for (k, name) in ["records", "events", "plans"].iter().enumerate() {
+    for (k, name) in ["records", "events", "plans", "deliveries"]
+        .iter()
+        .enumerate()
+    {
         out.push_str(&format!(
             "pedf_fleet_messages_total{{kind=\"{name}\"}} {}\n",
             c.taken[k].load(Relaxed)
@@ -993,8 +1035,406 @@ fn router(shared: Shared) -> Router {
         .route("/api/v1/fleet", get(fleet))
         .route("/api/v1/flexibility", get(flexibility))
         .route("/api/v1/parks/{park}/records", get(park_records))
+        .route("/api/v1/requests", get(requests_get).post(request_post))
         .route("/metrics", get(metrics))
         .with_state(shared)
+}
+
+/// An error of the API: its status and what it says.
+fn api_error(status: StatusCode, what: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": what.into() }))).into_response()
+}
+
+/// The caller's token (`Authorization: Bearer TOKEN`) checked against the hub's: its label.
+fn caller(s: &Shared, headers: &HeaderMap) -> Result<String, (StatusCode, &'static str)> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    let Some(t) = token else {
+        return Err((
+            StatusCode::UNAUTHORIZED,
+            "give the hub's API token: Authorization: Bearer TOKEN (said once at the hub's first start)",
+        ));
+    };
+    let hash = pedf_server::auth::hash_token(t);
+    match s
+        .store
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .token_label(&hash)
+    {
+        Ok(Some(label)) => Ok(label),
+        Ok(None) => Err((StatusCode::UNAUTHORIZED, "not a token of this hub's")),
+        Err(_) => Err((
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the fleet store cannot be read",
+        )),
+    }
+}
+
+/// A grid request given to the fleet (`POST /api/v1/requests`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GivenRequest {
+    #[serde(default)]
+    id: Option<String>,
+    kind: String,
+    kw: f64,
+    start: String,
+    end: String,
+    #[serde(default)]
+    price_cny_per_kwh: Option<f64>,
+}
+
+/// A fleet request with its parts and the deliveries the parks measured, as the API gives it.
+fn request_json(
+    zone: chrono_tz::Tz,
+    r: &pedf_store::fleet::FleetRequest,
+    parts: &[pedf_store::fleet::RequestPart],
+    delivered: &[(String, String)],
+) -> Value {
+    let at = |t: DateTime<Utc>| {
+        t.with_timezone(&zone)
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+    };
+    let sum = |f: &dyn Fn(&pedf_store::fleet::RequestPart) -> f64| parts.iter().map(f).sum::<f64>();
+    let held = sum(&|p| p.held_kw);
+    let (mut requested, mut got, mut reported) = (0.0, 0.0, 0usize);
+    let list: Vec<Value> = parts
+        .iter()
+        .map(|p| {
+            let d = delivered
+                .iter()
+                .find(|d| d.0 == p.park)
+                .and_then(|d| serde_json::from_str::<Value>(&d.1).ok());
+            let delivery = d.map(|d| {
+                if let (Some(a), Some(b)) =
+                    (d["requested_kwh"].as_f64(), d["delivered_kwh"].as_f64())
+                {
+                    requested += a;
+                    got += b;
+                    reported += 1;
+                }
+                json!({
+                    "requested_kwh": d["requested_kwh"],
+                    "delivered_kwh": d["delivered_kwh"],
+                    "share": d["share"],
+                    "settlement_cny": d["settlement_cny"],
+                    "against": d["against"],
+                    "not_measured": d["not_measured"],
+                })
+            });
+            json!({
+                "park": p.park,
+                "offered_kw": p.offered_kw,
+                "asked_kw": p.asked_kw,
+                "status": p.status,
+                "held_kw": p.held_kw,
+                "note": p.note,
+                "delivery": delivery,
+            })
+        })
+        .collect();
+    let holding = parts.iter().filter(|p| p.held_kw > 0.0).count();
+    json!({
+        "id": r.id,
+        "given": at(r.given),
+        "by": r.by,
+        "kind": r.kind,
+        "kw": r.kw,
+        "start": at(r.start),
+        "end": at(r.end),
+        "price_cny_per_kwh": r.price,
+        "offered_kw": sum(&|p| p.offered_kw),
+        "asked_kw": sum(&|p| p.asked_kw),
+        "held_kw": held,
+        "short_kw": (r.kw - held).max(0.0),
+        "parks": list,
+        "delivery": json!({
+            "parks_reported": reported,
+            "parks_holding": holding,
+            "requested_kwh": requested,
+            "delivered_kwh": got,
+            "share": if requested > 1e-9 { Some(got / requested) } else { None },
+        }),
+    })
+}
+
+/// `POST /api/v1/requests` (the API's token): a grid request to the fleet, `reduce_import` by
+/// `kw` over a window. Split over the parks whose plans offer flexibility down through the
+/// whole window, by their offers; each park's part sent to it and answered by its EMS; kept
+/// with every part and answer. Answers 201 with the parts and what the fleet holds.
+async fn request_post(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    use super::requests::{offered_down, split, ParkAnswer, ParkRequest, ANSWER_WAIT};
+    let by = match caller(&s, &headers) {
+        Ok(l) => l,
+        Err((status, why)) => return api_error(status, why),
+    };
+    let bad = |m: String| api_error(StatusCode::BAD_REQUEST, m);
+    let g: GivenRequest = match serde_json::from_slice(&body) {
+        Ok(g) => g,
+        Err(e) => {
+            return bad(format!(
+                "not a fleet grid request ({e}); give {{\"kind\": \"reduce_import\", \"kw\": KW, \"start\": RFC 3339, \"end\": RFC 3339}} and, if you will, \"id\" and \"price_cny_per_kwh\""
+            ))
+        }
+    };
+    if g.kind != "reduce_import" {
+        return bad(format!(
+            "kind `{}`: the fleet splits reduce_import only (over the parks' flexibility down)",
+            g.kind
+        ));
+    }
+    if !(g.kw.is_finite() && g.kw > 0.0) {
+        return bad(format!(
+            "kw {}: give the kW to take off the fleet's import, more than 0",
+            g.kw
+        ));
+    }
+    if let Some(p) = g.price_cny_per_kwh {
+        if !(p.is_finite() && p >= 0.0) {
+            return bad(format!("price_cny_per_kwh {p}: give 0 or more"));
+        }
+    }
+    let time = |what: &str, t: &str| {
+        pedf_core::time::parse_rfc3339(t).map_err(|_| {
+            format!("{what}: `{t}` is not an RFC 3339 time, e.g. 2026-07-01T18:00:00+08:00")
+        })
+    };
+    let (start, end) = match (time("start", &g.start), time("end", &g.end)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => return bad(e),
+    };
+    let now = s.time.now();
+    if end <= start || end - start > chrono::Duration::days(1) {
+        return bad(format!(
+            "the window {} to {}: give an end after the start, a day at most",
+            g.start, g.end
+        ));
+    }
+    if end <= now {
+        return bad(format!("the window ends at {} and is over", g.end));
+    }
+    let id = match g.id {
+        Some(id)
+            if !id.is_empty()
+                && id.len() <= 64
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) =>
+        {
+            id
+        }
+        Some(id) => {
+            return bad(format!(
+                "id `{id}`: give 1 to 64 letters, digits, `-`, `_` or `.`"
+            ))
+        }
+        None => format!("fleet-{}", now.format("%Y%m%dT%H%M%S%3f")),
+    };
+    // Each park's flexibility over the window's days (the plans it made active last).
+    let days: std::collections::BTreeSet<String> = [start, end - chrono::Duration::seconds(1)]
+        .iter()
+        .map(|t| t.with_timezone(&s.zone).date_naive().to_string())
+        .collect();
+    let store = s.store.clone();
+    let (ids, lists) = {
+        let st = store.lock().unwrap_or_else(|p| p.into_inner());
+        let known = st.has_request(&id);
+        let mut lists: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
+        for d in &days {
+            if let Ok(v) = st.flexibility_of_day(d) {
+                for (park, json) in v {
+                    if let Ok(Value::Array(a)) = serde_json::from_str::<Value>(&json) {
+                        lists.entry(park).or_default().extend(a);
+                    }
+                }
+            }
+        }
+        (known, lists)
+    };
+    match ids {
+        Ok(false) => {}
+        Ok(true) => {
+            return api_error(
+                StatusCode::CONFLICT,
+                format!("a fleet request `{id}` was given already"),
+            )
+        }
+        Err(_) => {
+            return api_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the fleet store cannot be read",
+            )
+        }
+    }
+    let offers: Vec<(String, f64)> = lists
+        .into_iter()
+        .filter_map(|(park, l)| {
+            let k = offered_down(&Value::Array(l).to_string(), start, end)?;
+            (k >= 0.1).then_some((park, k))
+        })
+        .collect();
+    let parts = split(g.kw, &offers);
+    let client = s.nats.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let Some(client) = client else {
+        return api_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the hub is not connected to NATS yet; try again",
+        );
+    };
+    let zone = s.zone;
+    let fmt = |t: DateTime<Utc>| {
+        t.with_timezone(&zone)
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+    };
+    let asks = parts.iter().map(|(park, kw)| {
+        let body = serde_json::to_vec(&ParkRequest {
+            id: id.clone(),
+            kind: g.kind.clone(),
+            kw: *kw,
+            start: fmt(start),
+            end: fmt(end),
+            price_cny_per_kwh: g.price_cny_per_kwh,
+        })
+        .unwrap_or_default();
+        let client = client.clone();
+        let subject = format!("pedf.{park}.requests");
+        async move {
+            let r = client
+                .send_request(
+                    subject,
+                    async_nats::Request::new()
+                        .payload(body.into())
+                        .timeout(Some(ANSWER_WAIT + Duration::from_secs(5))),
+                )
+                .await;
+            match r {
+                Ok(m) => serde_json::from_slice::<ParkAnswer>(&m.payload)
+                    .map_err(|e| format!("not an answer: {e}")),
+                Err(e) => Err(format!("no answer: {e}")),
+            }
+        }
+    });
+    let answers = futures_util::future::join_all(asks).await;
+    let offered = |park: &str| offers.iter().find(|o| o.0 == park).map_or(0.0, |o| o.1);
+    let list: Vec<pedf_store::fleet::RequestPart> = parts
+        .iter()
+        .zip(answers)
+        .map(|((park, kw), a)| match a {
+            Ok(a)
+                if matches!(a.status.as_str(), "accepted" | "part" | "refused")
+                    && a.held_kw.is_finite() =>
+            {
+                pedf_store::fleet::RequestPart {
+                    park: park.clone(),
+                    offered_kw: offered(park),
+                    asked_kw: *kw,
+                    status: a.status,
+                    held_kw: a.held_kw.clamp(0.0, *kw),
+                    note: a.note.chars().take(2000).collect(),
+                }
+            }
+            Ok(a) => pedf_store::fleet::RequestPart {
+                park: park.clone(),
+                offered_kw: offered(park),
+                asked_kw: *kw,
+                status: "no answer".into(),
+                held_kw: 0.0,
+                note: format!(
+                    "not an answer: status `{}`",
+                    a.status.chars().take(40).collect::<String>()
+                ),
+            },
+            Err(why) => pedf_store::fleet::RequestPart {
+                park: park.clone(),
+                offered_kw: offered(park),
+                asked_kw: *kw,
+                status: "no answer".into(),
+                held_kw: 0.0,
+                note: why,
+            },
+        })
+        .collect();
+    let r = pedf_store::fleet::FleetRequest {
+        id,
+        given: now,
+        start,
+        end,
+        kind: g.kind,
+        kw: g.kw,
+        price: g.price_cny_per_kwh,
+        by,
+    };
+    let kept = {
+        let (r, list) = (r.clone(), list.clone());
+        tokio::task::spawn_blocking(move || {
+            store
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .put_request(&r, &list)
+        })
+        .await
+    };
+    if !matches!(kept, Ok(Ok(()))) {
+        return api_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the parks answered but the fleet store could not keep the request",
+        );
+    }
+    tracing::info!(target: "pedf::fleet", "fleet grid request {}: {:.1} of {:.1} kW held by {} parks", r.id, list.iter().map(|p| p.held_kw).sum::<f64>(), r.kw, list.iter().filter(|p| p.held_kw > 0.0).count());
+    (
+        StatusCode::CREATED,
+        Json(request_json(zone, &r, &list, &[])),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct RequestsQuery {
+    days: Option<i64>,
+}
+
+/// `GET /api/v1/requests?days=N`: the fleet requests whose windows ended in the last N days
+/// (default 7) or are to come, newest first, each with its parts, answers and the deliveries
+/// the parks measured, summed.
+async fn requests_get(State(s): State<Shared>, Query(q): Query<RequestsQuery>) -> Response {
+    let days = q.days.unwrap_or(7);
+    if !(1..=400).contains(&days) {
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            format!("days {days}: give 1 to 400"),
+        );
+    }
+    let from = s.time.now() - chrono::Duration::days(days);
+    let store = s.store.clone();
+    let got = tokio::task::spawn_blocking(move || {
+        store
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .requests(from)
+    })
+    .await;
+    match got {
+        Ok(Ok(list)) => Json(json!({
+            "requests": list
+                .iter()
+                .map(|(r, p, d)| request_json(s.zone, r, p, d))
+                .collect::<Vec<_>>()
+        }))
+        .into_response(),
+        _ => api_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the fleet store cannot be read",
+        ),
+    }
 }
 
 /// Connects to NATS, trying again every 2 s until it answers or `stop` turns true.
@@ -1046,6 +1486,17 @@ pub async fn serve_on(
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?
     };
+    // The API's first token, made at the first start (a grid request to the fleet needs one).
+    let mut store = store;
+    if store.tokens().map_err(|e| e.to_string())? == 0 {
+        let token = pedf_server::auth::new_token()?;
+        store
+            .add_token(&pedf_server::auth::hash_token(&token), "admin", time.now())
+            .map_err(|e| e.to_string())?;
+        say(format!(
+            "first start: the hub's API token (shown once, keep it safe): {token}"
+        ));
+    }
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
         .map_err(|e| format!("listen {}: {e}", cfg.listen))?;
@@ -1062,6 +1513,7 @@ pub async fn serve_on(
         stale_after_s: cfg.stale_after_s,
         zone: cfg.time_zone.parse().unwrap_or(chrono_tz::Asia::Shanghai),
         delays: Arc::default(),
+        nats: Arc::default(),
         time,
     };
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -1086,6 +1538,7 @@ pub async fn serve_on(
             let Some(client) = connect_until(&cfg, &mut stop, &say).await else {
                 return;
             };
+            *shared.nats.lock().unwrap_or_else(|p| p.into_inner()) = Some(client.clone());
             let js = async_nats::jetstream::new(client.clone());
             // A cluster still electing its JetStream leader answers nothing for a while: said
             // once, tried again every second.
@@ -1133,10 +1586,11 @@ pub async fn serve_on(
     }
     let c = &shared.counters;
     Ok(format!(
-        "took {} records, {} events, {} plans, {} states; refused {}",
+        "took {} records, {} events, {} plans, {} deliveries, {} states; refused {}",
         c.taken[0].load(Relaxed),
         c.taken[1].load(Relaxed),
         c.taken[2].load(Relaxed),
+        c.taken[3].load(Relaxed),
         c.states.load(Relaxed),
         c.refused.load(Relaxed)
     ))

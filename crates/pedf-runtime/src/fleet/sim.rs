@@ -275,6 +275,8 @@ pub async fn run(
         let edge = super::Edge {
             clock,
             flex: Some(Arc::new(limits(&phys))),
+            requests: None,
+            baseline: Default::default(),
         };
         publishers.push(super::start_named(
             cfg,
@@ -416,6 +418,8 @@ pub async fn run(
                     records,
                     events,
                     plans,
+                    // The simulated parks take no grid requests.
+                    deliveries: None,
                 },
             )
         })
