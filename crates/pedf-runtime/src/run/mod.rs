@@ -45,6 +45,7 @@ mod billing;
 mod commands;
 mod control;
 mod grid;
+mod load;
 mod publish;
 mod record;
 mod sessions;
@@ -207,8 +208,9 @@ pub(super) struct Cycle {
     /// When the run started: a device not read yet is given its stale time from then before
     /// it is an alarm.
     started: DateTime<Utc>,
-    /// The load the controller worked with last cycle (derived from the grid meter), kW.
-    load_estimate: Option<f64>,
+    /// The load the controller works with, derived from the grid meter (held while a step of
+    /// the batteries is being taken).
+    load_estimate: load::LoadEstimate,
     /// The EMS's clock.
     time: pedf_core::time::TimeSource,
     /// Operators' commands to chargers carried out, to be audited.
@@ -217,25 +219,6 @@ pub(super) struct Cycle {
     load_orders: BTreeMap<String, control::LoadOrder>,
     summary: RunSummary,
     timing: pedf_core::live::CycleTiming,
-}
-
-/// How much of the change in the derived load the controller takes in one cycle.
-pub(super) const LOAD_GAIN: f64 = 0.5;
-
-/// The load the controller works with: the load derived from the meter (PV, battery and grid
-/// less EV) taken by [`LOAD_GAIN`] of its change each cycle. The devices are read at different
-/// instants: a battery reading one poll older than the meter's puts the battery's own last
-/// step into the derived load, and answering that in full makes the battery answer its own
-/// echo (an error e in the load gives -e in the next setpoint, growing 1.6 times a cycle when
-/// the battery is read late and never dying when the meter is: `pedf demo --speed 60` swung
-/// the battery between 1000 kW discharge and 490 kW charge within seconds, the grid with
-/// it, and exported at night). At half gain the echo dies by 0.71 a cycle whichever device
-/// is read late; a real step of the load is taken half in the first cycle, 3/4 in two.
-pub(super) fn smooth_load(last: Option<f64>, derived: f64) -> f64 {
-    match last {
-        Some(l) if l.is_finite() => l + LOAD_GAIN * (derived - l),
-        _ => derived,
-    }
 }
 
 /// What the snapshot phase read of the park.
@@ -423,7 +406,7 @@ impl Cycle {
             writer: writer::StoreWriter::start(&cfg.store, io.store_max_pages_for_test)?,
             unclean_since: unclean.last().copied(),
             started: now,
-            load_estimate: None,
+            load_estimate: Default::default(),
             time: cfg.time,
             commands_done: Default::default(),
             load_orders: BTreeMap::new(),
@@ -513,6 +496,7 @@ impl Cycle {
         let m = self.snapshot(now);
         let d = self.control(now, &m, io, &mut faults);
         self.apply(&m, &d);
+        self.load_estimate.decided(d.out.battery_kw, now);
         let (flows, chargers_live) = self.record(now, &m, &d, &mut faults);
         self.grid_values(
             now,
@@ -589,10 +573,22 @@ impl Cycle {
             .collect();
         let battery = pool_batteries(battery_units, &batteries_now);
         let battery_kw = good(Capability::Battery, Field::PowerKw);
+        // When the batteries were read (the oldest of their good readings).
+        let battery_read = states
+            .values()
+            .filter(|s| s.capability == Capability::Battery)
+            .filter_map(|s| s.reading(Field::PowerKw, now))
+            .filter(|r| r.quality == pedf_devices::capability::Quality::Good)
+            .map(|r| r.at)
+            .min();
         let ev_now = good(Capability::EvCharger, Field::PowerKw);
-        let grid_meter = grid_meters
-            .iter()
-            .find_map(|id| states.get(id)?.good(Field::PowerKw, now));
+        let meter_reading = grid_meters.iter().find_map(|id| {
+            states
+                .get(id)?
+                .reading(Field::PowerKw, now)
+                .filter(|r| r.quality == pedf_devices::capability::Quality::Good)
+        });
+        let grid_meter = meter_reading.as_ref().map(|r| r.value);
         let to_bus = |g: f64| {
             if g >= 0.0 {
                 g * limits.eta_in
@@ -600,14 +596,15 @@ impl Cycle {
                 g / limits.eta_out
             }
         };
-        let load = match grid_meter {
-            Some(g) => {
-                let derived = (pv + battery_kw + to_bus(g) - ev_now).max(0.0);
-                smooth_load(*load_estimate, derived)
-            }
-            None => good(Capability::DcLoad, Field::PowerKw),
-        };
-        *load_estimate = grid_meter.map(|_| load);
+        let derived = grid_meter.map(|g| (pv + battery_kw + to_bus(g) - ev_now).max(0.0));
+        let load = load_estimate
+            .update(
+                derived,
+                battery_read.map(|t| (battery_kw, t)),
+                meter_reading.map(|r| r.at),
+                now,
+            )
+            .unwrap_or_else(|| good(Capability::DcLoad, Field::PowerKw));
         // What is known: a flow is known when every device it is measured by answers (a park
         // without devices of a kind has 0 kW of it).
         let lost: Vec<(String, String)> = device_list
@@ -824,65 +821,5 @@ impl Cycle {
         // Everything handed over is written before the run returns.
         writer.finish();
         self.summary
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::smooth_load;
-
-    /// The loop of the meter-derived load: the battery takes its setpoint one read later, and
-    /// the battery's reading is one read older (or newer) than the meter's. Returns the largest
-    /// battery swing (kW) over the last 10 of 60 cycles after a 100 kW error in the load.
-    fn swing(gain_one: bool, battery_read_late: bool) -> f64 {
-        let load = 400.0;
-        let (mut set, mut bat) = (500.0f64, 400.0f64);
-        let mut estimate: Option<f64> = None;
-        let mut swings = Vec::new();
-        for _ in 0..60 {
-            // The battery takes last cycle's setpoint; one of the two readings is a read old.
-            let bat_before = bat;
-            bat = set;
-            let grid = load - bat;
-            let read = if battery_read_late { bat_before } else { bat };
-            let grid_read = if battery_read_late {
-                grid
-            } else {
-                load - bat_before
-            };
-            let derived = read + grid_read;
-            let l = if gain_one {
-                derived
-            } else {
-                smooth_load(estimate, derived)
-            };
-            estimate = Some(l);
-            // The plan: no import; the battery covers the load.
-            set = l;
-            swings.push((set - load).abs());
-        }
-        swings[50..].iter().copied().fold(0.0, f64::max)
-    }
-
-    #[test]
-    fn the_derived_load_does_not_echo_the_batterys_own_steps() {
-        for late in [true, false] {
-            assert!(
-                swing(false, late) < 1.0,
-                "late {late}: {}",
-                swing(false, late)
-            );
-            // Taken in full, the echo grows (battery read late) or never dies (meter late).
-            assert!(
-                swing(true, late) >= 99.0,
-                "late {late}: {}",
-                swing(true, late)
-            );
-        }
-        // A step of the load is taken by half in a cycle, 3/4 in two.
-        let one = smooth_load(Some(400.0), 300.0);
-        assert!((one - 350.0).abs() < 1e-9);
-        assert!((smooth_load(Some(one), 300.0) - 325.0).abs() < 1e-9);
-        assert_eq!(smooth_load(None, 300.0), 300.0);
     }
 }
