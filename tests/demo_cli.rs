@@ -498,6 +498,8 @@ fn grid_master_limits_the_park(port: u16, base: &str, token: &str) {
         python.display()
     );
     let mut child = Command::new(python)
+        // A crash of the C library under it says where (Python's fault handler).
+        .args(["-X", "faulthandler"])
         .arg(Path::new(ROOT).join("tests/peers/iec104_master.py"))
         .args(["127.0.0.1", &port.to_string(), "1"])
         .stdin(Stdio::piped())

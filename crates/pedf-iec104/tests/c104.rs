@@ -37,6 +37,8 @@ struct Master {
 impl Master {
     fn start(port: u16) -> Master {
         let mut child = Command::new(python())
+            // A crash of the C library under it says where (Python's fault handler).
+            .args(["-X", "faulthandler"])
             .arg(Path::new(ROOT).join("tests/peers/iec104_master.py"))
             .args(["127.0.0.1", &port.to_string(), "1"])
             .stdin(Stdio::piped())
@@ -61,10 +63,25 @@ impl Master {
         }
     }
 
-    /// The master's next line (at most 20 s).
+    /// The master's next line (at most 20 s); when there is none, how the master ended.
     async fn next(&mut self) -> Value {
-        tokio::task::block_in_place(|| self.lines.recv_timeout(Duration::from_secs(20)))
-            .expect("the master answers")
+        match tokio::task::block_in_place(|| self.lines.recv_timeout(Duration::from_secs(20))) {
+            Ok(v) => v,
+            Err(e) => {
+                // How it ended, if it did (within 2 s).
+                let deadline = std::time::Instant::now() + Duration::from_secs(2);
+                let ended = loop {
+                    match self.child.try_wait() {
+                        Ok(Some(status)) => break format!("it ended: {status}"),
+                        _ if std::time::Instant::now() > deadline => {
+                            break "it is still running".to_string()
+                        }
+                        _ => std::thread::sleep(Duration::from_millis(20)),
+                    }
+                };
+                panic!("the master answers: {e} ({ended}; its stderr is above)")
+            }
+        }
     }
 
     async fn ask(&mut self, what: Value) -> Value {

@@ -1009,6 +1009,8 @@ async fn the_grids_master_sets_the_parks_import_limit_over_iec104() {
             std::thread::yield_now();
         }
         let mut child = std::process::Command::new(python)
+            // A crash of the C library under it says where (Python's fault handler).
+            .args(["-X", "faulthandler"])
             .arg(std::path::Path::new(ROOT).join("tests/peers/iec104_master.py"))
             .args(["127.0.0.1", &port.to_string(), "7"])
             .stdin(std::process::Stdio::piped())
@@ -1125,6 +1127,8 @@ fn c104_master(port: u16, ca: u16, asks: &[serde_json::Value]) -> Vec<serde_json
         std::thread::yield_now();
     }
     let mut child = std::process::Command::new(peers_python())
+        // A crash of the C library under it says where (Python's fault handler).
+        .args(["-X", "faulthandler"])
         .arg(std::path::Path::new(ROOT).join("tests/peers/iec104_master.py"))
         .args(["127.0.0.1", &port.to_string(), &ca.to_string()])
         .stdin(std::process::Stdio::piped())
