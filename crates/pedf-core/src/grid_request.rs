@@ -82,6 +82,15 @@ impl RequestKind {
     }
 }
 
+/// Whether `id` can be a grid request's id: 1 to 64 letters, digits, `-`, `_` or `.`.
+pub fn id_ok(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
 /// A grid request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GridRequest {

@@ -52,15 +52,7 @@ pub(crate) async fn request_post(
     let kind = RequestKind::of(&b.kind, b.kw).map_err(|e| bad_request(e.clone(), e))?;
     let (start, end) = (time_of("start", &b.start)?, time_of("end", &b.end)?);
     let id = match b.id {
-        Some(id)
-            if !id.is_empty()
-                && id.len() <= 64
-                && id
-                    .chars()
-                    .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch)) =>
-        {
-            id
-        }
+        Some(id) if pedf_core::grid_request::id_ok(&id) => id,
         Some(id) => {
             return Err(bad_request(
                 format!("id: `{id}`: give 1 to 64 letters, digits, `-`, `_` or `.`"),

@@ -1223,15 +1223,7 @@ async fn request_post(
         return bad(format!("the window ends at {} and is over", g.end));
     }
     let id = match g.id {
-        Some(id)
-            if !id.is_empty()
-                && id.len() <= 64
-                && id
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) =>
-        {
-            id
-        }
+        Some(id) if pedf_core::grid_request::id_ok(&id) => id,
         Some(id) => {
             return bad(format!(
                 "id `{id}`: give 1 to 64 letters, digits, `-`, `_` or `.`"

@@ -67,6 +67,12 @@ pub fn park_request(
     r: &ParkRequest,
     clock: &pedf_core::time::ParkClock,
 ) -> Result<GridRequest, String> {
+    if !pedf_core::grid_request::id_ok(&r.id) {
+        return Err(format!(
+            "id `{}`: give 1 to 64 letters, digits, `-`, `_` or `.`",
+            r.id.chars().take(80).collect::<String>()
+        ));
+    }
     let kind = RequestKind::of(&r.kind, r.kw)?;
     let time = |what: &str, t: &str| {
         pedf_core::time::parse_rfc3339(t)
