@@ -963,6 +963,30 @@ async fn a_grid_request_to_the_fleet_is_split_by_the_parks_offers_and_answered_b
     assert_eq!(list["requests"][0]["by"], "county dispatcher");
     assert_eq!(list["requests"][0]["parks"].as_array().unwrap().len(), 3);
     assert_eq!(post(ask, Some(token)).await.unwrap().status(), 409);
+    // The fleet view lists it: what was asked, what the parks hold, who holds it.
+    let (_driver, c) = chromium::start_browser(&dir.join("chromium")).await;
+    c.goto(&format!("http://127.0.0.1:{http}/")).await.unwrap();
+    let (ok, row) = chromium::wait_text(
+        &c,
+        "#requests tr[data-request=county-dr-1] td.held",
+        15.0,
+        |t| t == format!("{held:.1}"),
+    )
+    .await;
+    assert!(ok, "held {row}");
+    assert_eq!(
+        chromium::text(&c, "#requests tr[data-request=county-dr-1] td.parks").await,
+        "2 / 3"
+    );
+    assert_eq!(
+        chromium::text(&c, "#requests tr[data-request=county-dr-1] td.window").await,
+        format!("{} – {}", &start[5..16].replace('T', " "), &end[11..16])
+    );
+    assert_eq!(
+        chromium::text(&c, "#requests th:nth-child(4)").await,
+        "园区承担 kW"
+    );
+    let _ = c.close().await;
 
     let _ = stop_hub.send(());
     hub.await.unwrap().unwrap();
@@ -973,6 +997,183 @@ async fn a_grid_request_to_the_fleet_is_split_by_the_parks_offers_and_answered_b
     let _ = pc.0.send(true);
     pc.1.await.unwrap();
     drop(sims);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A TCP relay on loopback to a server, which the test can cut (every connection through it
+/// closed, new ones refused) and mend: one park's link to the fleet.
+struct Relay {
+    port: u16,
+    to: u16,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Relay {
+    async fn start(to: u16) -> Relay {
+        let mut r = Relay {
+            port: free_port(),
+            to,
+            task: None,
+        };
+        r.mend().await;
+        r
+    }
+
+    /// Accepts again, relaying each connection to the server.
+    async fn mend(&mut self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .unwrap();
+        let to = self.to;
+        self.task = Some(tokio::spawn(async move {
+            let mut links = tokio::task::JoinSet::new();
+            while let Ok((mut a, _)) = listener.accept().await {
+                links.spawn(async move {
+                    if let Ok(mut b) = tokio::net::TcpStream::connect(("127.0.0.1", to)).await {
+                        let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
+                    }
+                });
+            }
+        }));
+    }
+
+    /// Closes every connection and refuses new ones (the listener and the links dropped).
+    async fn cut(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+            let _ = t.await;
+        }
+    }
+}
+
+/// A park offline for more than a simulated hour while the others publish: the hub shows it
+/// not reporting meanwhile; back online it sends its backlog, in order, and the stream and the
+/// hub hold each of its records once, as its store has them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_park_offline_for_a_simulated_hour_sends_its_backlog_in_order() {
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("pedf-fleet-offline-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let _nats = Nats::start(port, &dir.join("jetstream"));
+    let http = free_port();
+    let hub_file = dir.join("hub.toml");
+    std::fs::write(
+        &hub_file,
+        format!("url = \"nats://127.0.0.1:{port}\"\nstore = \"fleet.sqlite\"\nlisten = \"127.0.0.1:{http}\"\nstale_after_s = 3\n"),
+    )
+    .unwrap();
+    let (stop_hub, hub) = start_hub(pedf_runtime::fleet::hub::HubConfig::load(&hub_file).unwrap());
+    // Two parks straight to NATS, one through the relay; 1800 times real time (an interval
+    // every half second).
+    let mut relay = Relay::start(port).await;
+    let sim = |prefix: &str, parks: usize, url: String| {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(pedf_runtime::fleet::sim::run(
+            pedf_runtime::fleet::sim::SimOptions {
+                parks,
+                prefix: prefix.into(),
+                url,
+                dir: dir.join(prefix),
+                start: ems_origin(),
+                speed: 1800.0,
+                state_every_s: 1,
+                drain_s: 60,
+            },
+            async {
+                let _ = rx.await;
+            },
+            |_| {},
+        ));
+        (tx, task)
+    };
+    let (stop_on, on) = sim("on", 2, format!("nats://127.0.0.1:{port}"));
+    let (stop_off, off) = sim("off", 1, format!("nats://127.0.0.1:{}", relay.port));
+    let park_records = |v: &serde_json::Value, name: &str| -> i64 {
+        v["parks"]
+            .as_array()
+            .and_then(|l| l.iter().find(|p| p["park"] == name))
+            .and_then(|p| p["records"].as_i64())
+            .unwrap_or(0)
+    };
+    let v = api_until(http, "/api/v1/parks", 60, |v| {
+        park_records(v, "off-0001") >= 4
+    })
+    .await;
+    assert!(park_records(&v, "off-0001") >= 4, "{v}");
+    // Its link cut for 4 s of real time: two simulated hours.
+    relay.cut().await;
+    let cut_at = park_records(&api(http, "/api/v1/parks").await.unwrap(), "off-0001");
+    let v = api_until(http, "/api/v1/parks", 30, |v| {
+        v["parks"].as_array().is_some_and(|l| {
+            l.iter()
+                .any(|p| p["park"] == "off-0001" && p["reporting"] == false)
+        })
+    })
+    .await;
+    let by = |name: &str| {
+        v["parks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["park"] == name)
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(by("off-0001")["reporting"], false, "{v}");
+    assert_eq!(by("on-0001")["reporting"], true, "{v}");
+    let on_before = park_records(&v, "on-0001");
+    // The others go on meanwhile: eight more of their intervals held by the hub.
+    let v = api_until(http, "/api/v1/parks", 30, |v| {
+        park_records(v, "on-0001") >= on_before + 8
+    })
+    .await;
+    assert!(park_records(&v, "on-0001") >= on_before + 8, "{v}");
+    // Nothing of the offline park came meanwhile (at most what was in flight at the cut).
+    assert!(park_records(&v, "off-0001") <= cut_at + 1, "{v}");
+    relay.mend().await;
+    let _ = stop_off.send(());
+    let _ = stop_on.send(());
+    let made_off = off.await.unwrap().unwrap();
+    let made_on = on.await.unwrap().unwrap();
+    assert!(made_off.behind.is_empty() && made_on.behind.is_empty());
+    // Its store's records, each once and in order in the stream and the hub.
+    let st = Store::open(&dir.join("off").join("off-0001.sqlite")).unwrap();
+    let clock = pedf_core::time::ParkClock::new(
+        chrono_tz::Asia::Shanghai,
+        pedf_core::time::IntervalLength::from_minutes(15).unwrap(),
+    );
+    let kept: Vec<String> = st
+        .closed_records_after(None, 100_000)
+        .unwrap()
+        .iter()
+        .map(|r| clock.format(r.record.start))
+        .collect();
+    assert!(
+        kept.len() as i64 >= cut_at + 8,
+        "{} records kept",
+        kept.len()
+    );
+    let nc = async_nats::connect(format!("nats://127.0.0.1:{port}"))
+        .await
+        .unwrap();
+    let js = async_nats::jetstream::new(nc);
+    let starts = |all: &[(String, String, serde_json::Value)]| -> Vec<String> {
+        all.iter()
+            .filter(|m| m.0 == "pedf.off-0001.records")
+            .map(|m| m.2["start"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    let all = stream_until(&js, 30, |all| starts(all).len() >= kept.len()).await;
+    assert_eq!(starts(&all), kept, "in order, each once");
+    let v = api_until(http, "/api/v1/parks", 30, |v| {
+        park_records(v, "off-0001") == kept.len() as i64
+    })
+    .await;
+    assert_eq!(park_records(&v, "off-0001"), kept.len() as i64, "{v}");
+    let _ = stop_hub.send(());
+    hub.await.unwrap().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
 

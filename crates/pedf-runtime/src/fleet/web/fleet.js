@@ -1,5 +1,6 @@
-// The fleet view of `pedf fleet serve`: the fleet's totals and every park, from the hub's API
-// (/api/v1/fleet, /api/v1/parks) every 2 s. Chinese by default, English on the button; every
+// The fleet view of `pedf fleet serve`: the fleet's totals, flexibility, grid requests and every
+// park, from the hub's API (/api/v1/fleet, /api/v1/parks, /api/v1/flexibility,
+// /api/v1/requests) every 2 s. Chinese by default, English on the button; every
 // text from a park is set as text, never as markup, and a park's dashboard is linked only
 // when its address is http(s).
 "use strict";
@@ -16,6 +17,8 @@ const T = {
     flex: "可调能力（来自各园区计划）", "flex.down": "现在可减少购电 kW", "flex.up": "现在可增加购电 kW",
     "flex.hour": "明日（时）", "flex.down.short": "减少 kW", "flex.up.short": "增加 kW",
     "flex.note": "各园区相对其计划可保持一小时的调节量（储能与可调负荷，不含光伏弃光与电动汽车），按园区求和。",
+    req: "电网需求响应", "r.id": "编号", "r.window": "时段", "r.kw": "要求减少 kW", "r.held": "园区承担 kW",
+    "r.parks": "承担 / 分配园区", "r.delivered": "已完成 / 要求 kWh", "r.none": "暂无",
   },
   en: {
     title: "Fleet", parks: "Parks", "t.parks": "Reporting / parks", "t.pv": "PV kW", "t.load": "Load kW",
@@ -28,6 +31,8 @@ const T = {
     flex: "Flexibility (from the parks' plans)", "flex.down": "Less import now kW", "flex.up": "More import now kW",
     "flex.hour": "Tomorrow (hour)", "flex.down.short": "less kW", "flex.up.short": "more kW",
     "flex.note": "What each park can change against its plan and hold for an hour (batteries and flexible loads; no PV curtailment, no EV), summed over the parks.",
+    req: "Grid requests", "r.id": "Id", "r.window": "Window", "r.kw": "Less import asked kW", "r.held": "Held by parks kW",
+    "r.parks": "Holding / asked parks", "r.delivered": "Delivered / asked kWh", "r.none": "none yet",
   },
 };
 let lang = localStorage.getItem("pedf-fleet-lang") || "zh";
@@ -129,17 +134,48 @@ function renderFlex(today, tomorrow) {
   }
 }
 
+// The grid requests given to the fleet: each with what the parks hold and, once measured,
+// delivered; each park's answer in the row's tooltip.
+function renderRequests(list) {
+  const body = document.querySelector("#requests tbody");
+  const rows = [];
+  for (const r of list) {
+    const tr = document.createElement("tr");
+    tr.dataset.request = r.id;
+    cell(tr, r.id, "id");
+    // The hub gives the times in the fleet's zone: shown as given ("07-01 18:00 – 19:00").
+    const at = (iso) => String(iso || "").slice(5, 16).replace("T", " ");
+    cell(tr, `${at(r.start)} – ${at(r.end).slice(-5)}`, "window");
+    cell(tr, num(r.kw, 1));
+    cell(tr, num(r.held_kw, 1), "held");
+    const parts = r.parks || [];
+    cell(tr, `${parts.filter((p) => p.held_kw > 0).length} / ${parts.length}`, "parks");
+    const d = r.delivery || {};
+    cell(tr, d.parks_reported ? `${num(d.delivered_kwh, 1)} / ${num(d.requested_kwh, 1)}` : "–", "delivered");
+    tr.title = parts.map((p) => `${p.park}: ${p.status} ${num(p.held_kw, 1)} / ${num(p.asked_kw, 1)} kW — ${p.note}`).join("\n");
+    rows.push(tr);
+  }
+  if (!rows.length) {
+    const tr = document.createElement("tr");
+    cell(tr, t("r.none"));
+    rows.push(tr);
+  }
+  body.replaceChildren(...rows);
+}
+
 async function refresh() {
   try {
-    const [f, p, ft, fm] = await Promise.all([
+    const [f, p, ft, fm, rq] = await Promise.all([
       fetch("/api/v1/fleet").then((r) => r.json()),
       fetch("/api/v1/parks").then((r) => r.json()),
       fetch("/api/v1/flexibility?day=today").then((r) => r.json()),
       fetch("/api/v1/flexibility?day=tomorrow").then((r) => r.json()),
+      fetch("/api/v1/requests").then((r) => r.json()),
     ]);
     renderTotals(f);
     renderParks(p.parks || []);
     renderFlex(ft, fm);
+    renderRequests(rq.requests || []);
   } catch (e) {
     const link = document.getElementById("link");
     link.textContent = String(e);
