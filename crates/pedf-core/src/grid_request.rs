@@ -82,6 +82,27 @@ impl RequestKind {
     }
 }
 
+/// A grid request as given to an API (the park's `POST /api/v1/grid-requests`, the fleet hub's
+/// `POST /api/v1/requests`), JSON; unknown members refused.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GivenRequest {
+    /// Its id (default: made from the time it was given).
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Its kind's name ([`RequestKind::name`]).
+    pub kind: String,
+    /// Its kW.
+    pub kw: f64,
+    /// The window's start, RFC 3339 (on the park's intervals).
+    pub start: String,
+    /// Its end.
+    pub end: String,
+    /// What a delivered kWh is paid, CNY/kWh.
+    #[serde(default)]
+    pub price_cny_per_kwh: Option<f64>,
+}
+
 /// Whether `id` can be a grid request's id: 1 to 64 letters, digits, `-`, `_` or `.`.
 pub fn id_ok(id: &str) -> bool {
     !id.is_empty()

@@ -18,21 +18,6 @@ use crate::AppState;
 /// How long a request waits for the EMS's answer (it is taken at the next control cycle).
 const ANSWER_WAIT: Duration = Duration::from_secs(30);
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RequestBody {
-    /// Its id (default: made from the time it was given).
-    #[serde(default)]
-    id: Option<String>,
-    kind: String,
-    kw: f64,
-    /// RFC 3339, on the park's intervals.
-    start: String,
-    end: String,
-    #[serde(default)]
-    price_cny_per_kwh: Option<f64>,
-}
-
 fn time_of(what: &str, t: &str) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
     pedf_core::time::parse_rfc3339(t).map_err(|_| {
         bad_request(
@@ -46,7 +31,7 @@ fn time_of(what: &str, t: &str) -> Result<chrono::DateTime<chrono::Utc>, ApiErro
 pub(crate) async fn request_post(
     c: Caller,
     State(s): State<AppState>,
-    Body(b): Body<RequestBody>,
+    Body(b): Body<pedf_core::grid_request::GivenRequest>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     c.require(Role::Operator)?;
     let kind = RequestKind::of(&b.kind, b.kw).map_err(|e| bad_request(e.clone(), e))?;

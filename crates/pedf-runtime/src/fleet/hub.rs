@@ -1075,20 +1075,6 @@ fn caller(s: &Shared, headers: &HeaderMap) -> Result<String, (StatusCode, &'stat
     }
 }
 
-/// A grid request given to the fleet (`POST /api/v1/requests`).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct GivenRequest {
-    #[serde(default)]
-    id: Option<String>,
-    kind: String,
-    kw: f64,
-    start: String,
-    end: String,
-    #[serde(default)]
-    price_cny_per_kwh: Option<f64>,
-}
-
 /// A fleet request with its parts and the deliveries the parks measured, as the API gives it.
 fn request_json(
     zone: chrono_tz::Tz,
@@ -1178,7 +1164,7 @@ async fn request_post(
         Err((status, why)) => return api_error(status, why),
     };
     let bad = |m: String| api_error(StatusCode::BAD_REQUEST, m);
-    let g: GivenRequest = match serde_json::from_slice(&body) {
+    let g: pedf_core::grid_request::GivenRequest = match serde_json::from_slice(&body) {
         Ok(g) => g,
         Err(e) => {
             return bad(format!(
