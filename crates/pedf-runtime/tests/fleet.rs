@@ -451,13 +451,23 @@ fn publisher(
     (stop_tx, task)
 }
 
-/// Starts the hub; returns how to stop it and its task.
+/// The tests' viewer token of the hub (what a wall screen or a script that reads is given).
+const VIEWER: &str = "pedf_viewer_token_of_the_fleet_tests";
+
+/// Starts the hub (its store holding [`VIEWER`]); returns how to stop it and its task.
 fn start_hub(
     cfg: pedf_runtime::fleet::hub::HubConfig,
 ) -> (
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<Result<String, String>>,
 ) {
+    let mut st = pedf_store::fleet::FleetStore::open(&cfg.store).unwrap();
+    let viewer = pedf_server::auth::hash_token(VIEWER);
+    if st.token(&viewer).unwrap().is_none() {
+        st.add_token(&viewer, "the tests' reader", "viewer", ems_origin())
+            .unwrap();
+    }
+    drop(st);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     // The hub's clock: the parks' morning of 21 June (their plans' today).
     let task = tokio::spawn(pedf_runtime::fleet::hub::serve_on(
@@ -471,13 +481,24 @@ fn start_hub(
     (tx, task)
 }
 
-/// GETs a JSON document from the hub's API.
-async fn api(port: u16, path: &str) -> Option<serde_json::Value> {
+/// GETs `path` from the hub's API with `token` (none: without).
+async fn hub_get(port: u16, path: &str, token: Option<&str>) -> reqwest::Result<reqwest::Response> {
     let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
-    let r = reqwest::get(format!("http://127.0.0.1:{port}{path}"))
+    let mut r = reqwest::Client::new().get(format!("http://127.0.0.1:{port}{path}"));
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    r.send().await
+}
+
+/// GETs a JSON document from the hub's API (as [`VIEWER`]).
+async fn api(port: u16, path: &str) -> Option<serde_json::Value> {
+    hub_get(port, path, Some(VIEWER))
         .await
-        .ok()?;
-    r.json().await.ok()
+        .ok()?
+        .json()
+        .await
+        .ok()
 }
 
 /// Waits (with a deadline) for the hub's API at `path` to satisfy `ok`; returns it then.
@@ -618,8 +639,132 @@ async fn the_hub_holds_every_parks_messages_once_and_resumes_after_a_restart() {
         v["parks"].as_array().is_some_and(|l| l.len() == 3)
     })
     .await;
+    // Reading needs a token too, as on the park's server: an admin makes a reader's, which
+    // reads, logs in by cookie, may not ask the grid nor make tokens, and is revoked.
+    assert_eq!(
+        hub_get(http, "/api/v1/fleet", None).await.unwrap().status(),
+        401
+    );
+    assert_eq!(hub_get(http, "/metrics", None).await.unwrap().status(), 401);
+    let admin = "pedf_admin_token_of_the_fleet_tests";
+    pedf_store::fleet::FleetStore::open(&cfg.store)
+        .unwrap()
+        .add_token(
+            &pedf_server::auth::hash_token(admin),
+            "the tests' admin",
+            "admin",
+            ems_origin(),
+        )
+        .unwrap();
+    let client = reqwest::Client::new();
+    let url = |p: &str| format!("http://127.0.0.1:{http}{p}");
+    let made = client
+        .post(url("/api/v1/tokens"))
+        .bearer_auth(admin)
+        .json(&serde_json::json!({"label": "control-room wall", "role": "viewer"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 201);
+    let made: serde_json::Value = made.json().await.unwrap();
+    let wall = made["token"].as_str().unwrap().to_string();
+    let r = hub_get(http, "/api/v1/fleet", Some(&wall)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = client
+        .post(url("/api/v1/tokens"))
+        .bearer_auth(&wall)
+        .json(&serde_json::json!({"label": "mine", "role": "admin"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let login = client
+        .post(url("/api/v1/session"))
+        .json(&serde_json::json!({ "token": wall }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+    let cookie = login.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        cookie.starts_with(&format!("pedf_fleet_token={wall};")) && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+    let jar = format!("pedf_fleet_token={wall}");
+    let me: serde_json::Value = client
+        .get(url("/api/v1/whoami"))
+        .header("cookie", &jar)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["role"], "viewer", "{me}");
+    // A change with the cookie from another page is refused before the role is looked at.
+    let r = client
+        .post(url("/api/v1/requests"))
+        .header("cookie", &jar)
+        .header("origin", "http://elsewhere.example")
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("must come from the fleet view"));
+    let r = client
+        .delete(url(&format!("/api/v1/tokens/{}", made["id"])))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        hub_get(http, "/api/v1/fleet", Some(&wall))
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let listed: serde_json::Value = client
+        .get(url("/api/v1/tokens"))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        listed["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["label"] == "control-room wall" && !t["revoked"].is_null()),
+        "{listed}"
+    );
+    assert!(
+        !listed.to_string().contains(&wall),
+        "a token is never listed"
+    );
+
     let (_driver, c) = chromium::start_browser(&dir.join("chromium")).await;
     c.goto(&format!("http://127.0.0.1:{http}/")).await.unwrap();
+    // Logged out, the view asks for a token and shows nothing of the fleet.
+    let (ok, _) = chromium::wait_js(
+        &c,
+        "return !document.getElementById('login').hidden",
+        10.0,
+        |v| v == true,
+    )
+    .await;
+    assert!(ok, "the login form");
+    assert!(!chromium::visible(&c, "#app").await);
+    chromium::log_in(&c, VIEWER).await;
     let (ok, pv) = chromium::wait_text(&c, "#t-pv", 15.0, |t| t == "201").await;
     assert!(ok, "fleet PV {pv}");
     let (ok, row) =
@@ -700,14 +845,16 @@ async fn the_hub_holds_every_parks_messages_once_and_resumes_after_a_restart() {
         ]
     );
     let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
-    let bad = reqwest::get(format!(
-        "http://127.0.0.1:{http}/api/v1/parks/park-a/records?from=yesterday&to=now"
-    ))
+    let bad = hub_get(
+        http,
+        "/api/v1/parks/park-a/records?from=yesterday&to=now",
+        Some(VIEWER),
+    )
     .await
     .unwrap();
     assert_eq!(bad.status(), 400);
     assert!(bad.text().await.unwrap().contains("from = `yesterday`"));
-    let metrics = reqwest::get(format!("http://127.0.0.1:{http}/metrics"))
+    let metrics = hub_get(http, "/metrics", Some(VIEWER))
         .await
         .unwrap()
         .text()
@@ -829,6 +976,7 @@ async fn a_grid_request_to_the_fleet_is_split_by_the_parks_offers_and_answered_b
         .add_token(
             &pedf_server::auth::hash_token(token),
             "county dispatcher",
+            "operator",
             ems_origin(),
         )
         .unwrap();
@@ -873,7 +1021,7 @@ async fn a_grid_request_to_the_fleet_is_split_by_the_parks_offers_and_answered_b
         "id": "county-dr-1", "kind": "reduce_import", "kw": (offered / 2.0).round(),
         "start": start, "end": end, "price_cny_per_kwh": 1.2
     });
-    // Without the token, or with another's: refused.
+    // Without the token, or with another's: refused; a reader's token may not ask.
     assert_eq!(post(ask.clone(), None).await.unwrap().status(), 401);
     assert_eq!(
         post(ask.clone(), Some("pedf_guess"))
@@ -882,6 +1030,9 @@ async fn a_grid_request_to_the_fleet_is_split_by_the_parks_offers_and_answered_b
             .status(),
         401
     );
+    let r = post(ask.clone(), Some(VIEWER)).await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("needs the operator role"));
     // A kind the fleet does not split: said so.
     let mut other = ask.clone();
     other["kind"] = "cap_export".into();
@@ -960,12 +1111,13 @@ async fn a_grid_request_to_the_fleet_is_split_by_the_parks_offers_and_answered_b
     // Kept by the hub and listed; the same id again is a conflict.
     let list = api(http, "/api/v1/requests").await.unwrap();
     assert_eq!(list["requests"][0]["id"], "county-dr-1", "{list}");
-    assert_eq!(list["requests"][0]["by"], "county dispatcher");
+    assert_eq!(list["requests"][0]["by"], "operator #1 (county dispatcher)");
     assert_eq!(list["requests"][0]["parks"].as_array().unwrap().len(), 3);
     assert_eq!(post(ask, Some(token)).await.unwrap().status(), 409);
     // The fleet view lists it: what was asked, what the parks hold, who holds it.
     let (_driver, c) = chromium::start_browser(&dir.join("chromium")).await;
     c.goto(&format!("http://127.0.0.1:{http}/")).await.unwrap();
+    chromium::log_in(&c, VIEWER).await;
     let (ok, row) = chromium::wait_text(
         &c,
         "#requests tr[data-request=county-dr-1] td.held",
@@ -1516,11 +1668,9 @@ async fn a_node_and_the_hub_killed_while_100_parks_publish_lose_and_repeat_nothi
             .all(|h| h["down_kw"].as_f64().unwrap() > 0.0 || h["up_kw"].as_f64().unwrap() > 0.0),
         "{flex}"
     );
-    let bad = reqwest::get(format!(
-        "http://127.0.0.1:{http}/api/v1/flexibility?day=22.6.2026"
-    ))
-    .await
-    .unwrap();
+    let bad = hub_get(http, "/api/v1/flexibility?day=22.6.2026", Some(VIEWER))
+        .await
+        .unwrap();
     assert_eq!(bad.status(), 400);
     // And the stream holds each message once.
     let nc = async_nats::connect(format!("nats://127.0.0.1:{}", cluster.ports[1]))

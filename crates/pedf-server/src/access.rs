@@ -18,23 +18,24 @@ use crate::AppState;
 /// Failed logins per peer address: at most [`MAX_FAILED_LOGINS`] a minute, then 429 until
 /// the minute is over.
 #[derive(Default)]
-pub(crate) struct FailedLogins(
+pub struct FailedLogins(
     std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (std::time::Instant, u32)>>,
 );
 
 /// Failed logins a peer may make in a minute.
-pub(crate) const MAX_FAILED_LOGINS: u32 = 10;
+pub const MAX_FAILED_LOGINS: u32 = 10;
 
 impl FailedLogins {
     /// Seconds `peer` must still wait, when it has failed too often this minute.
-    fn blocked(&self, peer: std::net::IpAddr) -> Option<u64> {
+    pub fn blocked(&self, peer: std::net::IpAddr) -> Option<u64> {
         let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let (since, n) = map.get(&peer)?;
         let left = 60u64.saturating_sub(since.elapsed().as_secs());
         (*n >= MAX_FAILED_LOGINS && left > 0).then_some(left)
     }
 
-    fn failed(&self, peer: std::net::IpAddr) {
+    /// Counts a failed login from `peer`.
+    pub fn failed(&self, peer: std::net::IpAddr) {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         map.retain(|_, (since, _)| since.elapsed().as_secs() < 60);
         let e = map.entry(peer).or_insert((std::time::Instant::now(), 0));
@@ -44,14 +45,24 @@ impl FailedLogins {
 
 /// How a request's token came.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum TokenFrom {
+pub enum TokenFrom {
     /// `Authorization: Bearer` (a script: no browser sends it by itself).
     Header,
     /// The login cookie (a browser, which also sends it with requests other sites make).
     Cookie,
 }
 
+/// The park server's login cookie.
+const COOKIE: &str = "pedf_token";
+
 pub(crate) fn token_of(headers: &HeaderMap) -> Option<(String, TokenFrom)> {
+    token_in(headers, COOKIE)
+}
+
+/// The token a request brings: `Authorization: Bearer`, else the login cookie `cookie` (each
+/// server its own name: cookies do not keep ports apart).
+pub fn token_in(headers: &HeaderMap, cookie: &str) -> Option<(String, TokenFrom)> {
+    let prefix = format!("{cookie}=");
     if let Some(v) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -67,7 +78,7 @@ pub(crate) fn token_of(headers: &HeaderMap) -> Option<(String, TokenFrom)> {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .find_map(|c| c.trim().strip_prefix("pedf_token=").map(str::to_string))
+        .find_map(|c| c.trim().strip_prefix(prefix.as_str()).map(str::to_string))
         .map(|t| (t, TokenFrom::Cookie))
 }
 
@@ -75,31 +86,35 @@ pub(crate) fn token_of(headers: &HeaderMap) -> Option<(String, TokenFrom)> {
 /// dashboard's own page: its `Origin` is this server. Another page, even on the same host at
 /// another port (same-site, so the cookie goes along), is refused.
 fn same_origin(parts: &Parts) -> Result<(), ApiError> {
-    if matches!(
-        parts.method,
-        axum::http::Method::GET | axum::http::Method::HEAD
-    ) {
-        return Ok(());
-    }
-    let host = parts
-        .headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let origin = parts
-        .headers
-        .get(header::ORIGIN)
-        .and_then(|v| v.to_str().ok());
-    match origin.and_then(|o| o.split_once("://")).map(|(_, a)| a) {
-        Some(authority) if !host.is_empty() && authority.eq_ignore_ascii_case(host) => Ok(()),
-        _ => {
-            let origin = origin.unwrap_or("missing");
+    match from_elsewhere(&parts.method, &parts.headers) {
+        None => Ok(()),
+        Some((origin, host)) => {
             Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 format!("a change made with the login cookie must come from the dashboard itself (Origin {origin} is not this server, {host}); scripts send Authorization: Bearer"),
                 format!("用登录 Cookie 做的更改必须来自本看板（Origin {origin} 不是本服务器 {host}）；脚本请使用 Authorization: Bearer"),
             ))
         }
+    }
+}
+
+/// A change (a method but GET and HEAD) whose `Origin` is not this server (its `Host`):
+/// the origin (or "missing") and the host, to refuse it when it came with a cookie.
+pub fn from_elsewhere(
+    method: &axum::http::Method,
+    headers: &HeaderMap,
+) -> Option<(String, String)> {
+    if matches!(*method, axum::http::Method::GET | axum::http::Method::HEAD) {
+        return None;
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    match origin.and_then(|o| o.split_once("://")).map(|(_, a)| a) {
+        Some(authority) if !host.is_empty() && authority.eq_ignore_ascii_case(host) => None,
+        _ => Some((origin.unwrap_or("missing").to_string(), host.to_string())),
     }
 }
 

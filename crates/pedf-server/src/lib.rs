@@ -47,6 +47,7 @@ use history::{audit, events, records};
 use live::{mode_get, mode_put, session_put, state_now, stream};
 use plans::{plan_activate, plan_get, plan_run, plans};
 
+pub use access::{from_elsewhere, token_in, FailedLogins, TokenFrom, MAX_FAILED_LOGINS};
 pub use auth::{Caller, Role};
 
 /// Largest request body accepted.

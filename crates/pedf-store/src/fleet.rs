@@ -9,8 +9,8 @@
 //! (`deliveries`), so the store holds each once, however often it was delivered.
 //! `delivered` holds what each park measured it delivered of a grid request, on
 //! `(park, request)` likewise. The hub's own: `requests` (the grid requests given to the
-//! fleet) with `request_parts` (each park's part, offer and answer), and `tokens` (the hashes
-//! of the API's tokens).
+//! fleet) with `request_parts` (each park's part, offer and answer), and `tokens` (the API's
+//! tokens: the hash, never the token, with a label, a role and when revoked).
 
 use std::path::{Path, PathBuf};
 
@@ -21,7 +21,7 @@ use crate::{err, from_ms, ms, StoreError};
 
 /// The fleet store's schema version (kept in `PRAGMA user_version`; a park's store has its
 /// own, so neither is taken for the other).
-const FLEET_SCHEMA_VERSION: i64 = 1002;
+const FLEET_SCHEMA_VERSION: i64 = 1003;
 
 const FLEET_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS parks (
@@ -58,12 +58,31 @@ CREATE TABLE IF NOT EXISTS request_parts (
     status TEXT NOT NULL, held_kw REAL NOT NULL, note TEXT NOT NULL, PRIMARY KEY (request, park)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS tokens (
-    hash TEXT PRIMARY KEY, label TEXT NOT NULL, created_ms INTEGER NOT NULL
-) WITHOUT ROWID;
+    id INTEGER PRIMARY KEY, hash TEXT NOT NULL UNIQUE, label TEXT NOT NULL, role TEXT NOT NULL,
+    created_ms INTEGER NOT NULL, revoked_ms INTEGER
+);
 ";
 
 /// The schema version before the fleet's grid requests (its tables are all kept).
 const FLEET_SCHEMA_1001: i64 = 1001;
+
+/// The schema version whose tokens had no role (each was the admin's) and no id.
+const FLEET_SCHEMA_1002: i64 = 1002;
+
+/// One of the API's tokens (never the token itself).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HubToken {
+    /// Its number (to revoke it by).
+    pub id: i64,
+    /// Whose it is, as given.
+    pub label: String,
+    /// What it may do: viewer, operator or admin.
+    pub role: String,
+    /// When it was made.
+    pub created: DateTime<Utc>,
+    /// When it was revoked, if it was.
+    pub revoked: Option<DateTime<Utc>>,
+}
 
 /// A park's closed interval record as the hub took it from the stream.
 #[derive(Debug, Clone, PartialEq)]
@@ -257,6 +276,16 @@ impl FleetStore {
                 ))
                 .map_err(|e| s.err(e))?,
             FLEET_SCHEMA_VERSION => {}
+            // The tokens get an id and a role (the one token of 1002 was the admin's).
+            FLEET_SCHEMA_1002 => s
+                .conn
+                .execute_batch(&format!(
+                    "BEGIN IMMEDIATE; ALTER TABLE tokens RENAME TO tokens_1002; {FLEET_SCHEMA}
+                     INSERT INTO tokens (hash, label, role, created_ms)
+                         SELECT hash, label, 'admin', created_ms FROM tokens_1002 ORDER BY created_ms;
+                     DROP TABLE tokens_1002; PRAGMA user_version = {FLEET_SCHEMA_VERSION}; COMMIT;"
+                ))
+                .map_err(|e| s.err(e))?,
             // The new tables added; nothing else changes.
             FLEET_SCHEMA_1001 => s
                 .conn
@@ -609,36 +638,72 @@ impl FleetStore {
         Ok(out)
     }
 
-    /// Keeps an API token's hash with its label.
+    /// Keeps an API token's hash with its label and role; its id.
     pub fn add_token(
         &mut self,
         hash: &str,
         label: &str,
+        role: &str,
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<i64, StoreError> {
         self.conn
             .execute(
-                "INSERT INTO tokens (hash, label, created_ms) VALUES (?1, ?2, ?3)",
-                params![hash, label, ms(now)],
+                "INSERT INTO tokens (hash, label, role, created_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![hash, label, role, ms(now)],
             )
-            .map(|_| ())
+            .map_err(|e| self.err(e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// The token of this hash, if it is one of the API's and not revoked.
+    pub fn token(&self, hash: &str) -> Result<Option<HubToken>, StoreError> {
+        Ok(self
+            .all_tokens_where("hash = ?1 AND revoked_ms IS NULL", params![hash])?
+            .pop())
+    }
+
+    /// Every token, revoked or not, in the order made.
+    pub fn all_tokens(&self) -> Result<Vec<HubToken>, StoreError> {
+        self.all_tokens_where("1", [])
+    }
+
+    fn all_tokens_where(
+        &self,
+        filter: &str,
+        p: impl rusqlite::Params,
+    ) -> Result<Vec<HubToken>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT id, label, role, created_ms, revoked_ms FROM tokens WHERE {filter} ORDER BY id"
+            ))
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(p, |r| {
+                Ok(HubToken {
+                    id: r.get(0)?,
+                    label: r.get(1)?,
+                    role: r.get(2)?,
+                    created: from_ms(r.get(3)?),
+                    revoked: r.get::<_, Option<i64>>(4)?.map(from_ms),
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Revokes token `id` at `now`: false when there is no such token not revoked already.
+    pub fn revoke_token(&mut self, id: i64, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.conn
+            .execute(
+                "UPDATE tokens SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms IS NULL",
+                params![id, ms(now)],
+            )
+            .map(|n| n == 1)
             .map_err(|e| self.err(e))
     }
 
-    /// The label of the token of this hash, if it is one of the API's.
-    pub fn token_label(&self, hash: &str) -> Result<Option<String>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT label FROM tokens WHERE hash = ?1")
-            .map_err(|e| self.err(e))?;
-        let mut rows = stmt.query(params![hash]).map_err(|e| self.err(e))?;
-        match rows.next().map_err(|e| self.err(e))? {
-            Some(r) => Ok(Some(r.get(0).map_err(|e| self.err(e))?)),
-            None => Ok(None),
-        }
-    }
-
-    /// How many API tokens there are.
+    /// How many API tokens there are (revoked ones too).
     pub fn tokens(&self) -> Result<i64, StoreError> {
         self.conn
             .query_row("SELECT count(*) FROM tokens", [], |r| r.get(0))
@@ -720,5 +785,43 @@ mod tests {
         for p in [path, park_store] {
             let _ = std::fs::remove_file(p);
         }
+    }
+
+    #[test]
+    fn a_hub_store_of_1002_keeps_its_token_as_the_admins_and_tokens_are_revoked() {
+        let path =
+            std::env::temp_dir().join(format!("pedf-fleet-1002-{}.sqlite", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let t0 = Utc.with_ymd_and_hms(2026, 6, 21, 0, 0, 0).unwrap();
+        // A store as schema 1002 made it: tokens without an id or a role.
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE tokens (hash TEXT PRIMARY KEY, label TEXT NOT NULL, created_ms INTEGER NOT NULL) WITHOUT ROWID;
+                 INSERT INTO tokens VALUES ('abc', 'admin', 1782000000000);
+                 PRAGMA user_version = 1002;",
+            )
+            .unwrap();
+        }
+        let mut st = FleetStore::open(&path).unwrap();
+        let old = st.token("abc").unwrap().unwrap();
+        assert_eq!(
+            (old.id, old.label.as_str(), old.role.as_str()),
+            (1, "admin", "admin")
+        );
+        let id = st.add_token("def", "wall screen", "viewer", t0).unwrap();
+        assert_eq!(id, 2);
+        assert_eq!(st.token("def").unwrap().unwrap().role, "viewer");
+        assert!(st.revoke_token(id, t0).unwrap());
+        assert!(!st.revoke_token(id, t0).unwrap(), "revoked once");
+        assert_eq!(st.token("def").unwrap(), None);
+        let all = st.all_tokens().unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[1].revoked, Some(t0));
+        assert_eq!(st.tokens().unwrap(), 2);
+        drop(st);
+        // Opened again: the schema is the new one, nothing done twice.
+        assert_eq!(FleetStore::open(&path).unwrap().all_tokens().unwrap(), all);
+        let _ = std::fs::remove_file(path);
     }
 }

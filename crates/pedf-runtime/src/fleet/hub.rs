@@ -20,7 +20,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::{Path as UrlPath, Query, State};
-use axum::http::HeaderMap;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -34,6 +33,10 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use super::{subject_token, FleetState};
+use access::HubCaller;
+use pedf_server::Role;
+
+mod access;
 
 /// A record's energies, kWh, in `FleetRecord::kwh`'s order: a record file's columns after
 /// `start`.
@@ -209,6 +212,8 @@ struct Counters {
     lines: AtomicU64,
     /// Connections refused by the HTTP server's limits.
     connections_refused: AtomicU64,
+    /// API calls refused for no token or a wrong one, and failed logins.
+    auth_failures: AtomicU64,
 }
 
 /// A park's last live state as the hub has it.
@@ -235,6 +240,8 @@ struct Shared {
     delays: Arc<Mutex<std::collections::VecDeque<f64>>>,
     /// The hub's NATS connection, once made (the fleet's grid requests go out on it).
     nats: Arc<Mutex<Option<async_nats::Client>>>,
+    /// Failed logins per address in the running minute.
+    failed_logins: Arc<pedf_server::FailedLogins>,
 }
 
 impl Shared {
@@ -672,7 +679,7 @@ fn park_view(
 }
 
 /// `GET /api/v1/parks`: every park with its last state.
-async fn parks(State(s): State<Shared>) -> Response {
+async fn parks(_c: HubCaller, State(s): State<Shared>) -> Response {
     let store = s.store.clone();
     let list = tokio::task::spawn_blocking(move || {
         store.lock().unwrap_or_else(|p| p.into_inner()).parks()
@@ -708,7 +715,7 @@ async fn parks(State(s): State<Shared>) -> Response {
 }
 
 /// `GET /api/v1/fleet`: the fleet's totals now.
-async fn fleet(State(s): State<Shared>) -> Response {
+async fn fleet(_c: HubCaller, State(s): State<Shared>) -> Response {
     let latest = s.latest.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let now = s.time.now();
     let fresh: Vec<&Latest> = latest
@@ -835,7 +842,11 @@ struct DayQuery {
 
 /// `GET /api/v1/flexibility?day=YYYY-MM-DD`: the fleet's flexibility over a day of its zone
 /// (default today) from the parks' plans.
-async fn flexibility(State(s): State<Shared>, Query(q): Query<DayQuery>) -> Response {
+async fn flexibility(
+    _c: HubCaller,
+    State(s): State<Shared>,
+    Query(q): Query<DayQuery>,
+) -> Response {
     let now = s.time.now();
     let today = now.with_timezone(&s.zone).date_naive();
     let day = match q.day.as_deref() {
@@ -879,6 +890,7 @@ struct RecordsQuery {
 
 /// `GET /api/v1/parks/{park}/records?from=&to=`: a park's records as it sent them.
 async fn park_records(
+    _c: HubCaller,
     State(s): State<Shared>,
     UrlPath(park): UrlPath<String>,
     Query(q): Query<RecordsQuery>,
@@ -930,7 +942,7 @@ async fn park_records(
 }
 
 /// `GET /metrics`: the hub's counters in Prometheus' text format.
-async fn metrics(State(s): State<Shared>) -> Response {
+async fn metrics(_c: HubCaller, State(s): State<Shared>) -> Response {
     let c = &s.counters;
     let latest = s.latest.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let now = s.time.now();
@@ -974,6 +986,11 @@ async fn metrics(State(s): State<Shared>) -> Response {
             "pedf_fleet_connections_refused_total",
             "HTTP connections refused by the limits.",
             c.connections_refused.load(Relaxed),
+        ),
+        (
+            "pedf_fleet_auth_failures_total",
+            "API calls without a token of the hub's, and failed logins.",
+            c.auth_failures.load(Relaxed),
         ),
     ] {
         out.push_str(&format!(
@@ -1031,6 +1048,19 @@ fn router(shared: Shared) -> Router {
             "/fleet.css",
             get(|| async { asset(include_str!("web/fleet.css"), "text/css; charset=utf-8") }),
         )
+        .route(
+            "/api/v1/session",
+            axum::routing::post(access::login).delete(access::logout),
+        )
+        .route("/api/v1/whoami", get(access::whoami))
+        .route(
+            "/api/v1/tokens",
+            get(access::token_list).post(access::token_create),
+        )
+        .route(
+            "/api/v1/tokens/{id}",
+            axum::routing::delete(access::token_revoke),
+        )
         .route("/api/v1/parks", get(parks))
         .route("/api/v1/fleet", get(fleet))
         .route("/api/v1/flexibility", get(flexibility))
@@ -1043,36 +1073,6 @@ fn router(shared: Shared) -> Router {
 /// An error of the API: its status and what it says.
 fn api_error(status: StatusCode, what: impl Into<String>) -> Response {
     (status, Json(json!({ "error": what.into() }))).into_response()
-}
-
-/// The caller's token (`Authorization: Bearer TOKEN`) checked against the hub's: its label.
-fn caller(s: &Shared, headers: &HeaderMap) -> Result<String, (StatusCode, &'static str)> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty());
-    let Some(t) = token else {
-        return Err((
-            StatusCode::UNAUTHORIZED,
-            "give the hub's API token: Authorization: Bearer TOKEN (said once at the hub's first start)",
-        ));
-    };
-    let hash = pedf_server::auth::hash_token(t);
-    match s
-        .store
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .token_label(&hash)
-    {
-        Ok(Some(label)) => Ok(label),
-        Ok(None) => Err((StatusCode::UNAUTHORIZED, "not a token of this hub's")),
-        Err(_) => Err((
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the fleet store cannot be read",
-        )),
-    }
 }
 
 /// A fleet request with its parts and the deliveries the parks measured, as the API gives it.
@@ -1153,16 +1153,12 @@ fn request_json(
 /// `kw` over a window. Split over the parks whose plans offer flexibility down through the
 /// whole window, by their offers; each park's part sent to it and answered by its EMS; kept
 /// with every part and answer. Answers 201 with the parts and what the fleet holds.
-async fn request_post(
-    State(s): State<Shared>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
+async fn request_post(c: HubCaller, State(s): State<Shared>, body: axum::body::Bytes) -> Response {
     use super::requests::{offered_down, split, ParkAnswer, ParkRequest, ANSWER_WAIT};
-    let by = match caller(&s, &headers) {
-        Ok(l) => l,
-        Err((status, why)) => return api_error(status, why),
-    };
+    if let Err(r) = c.require(Role::Operator) {
+        return r.into_response();
+    }
+    let by = c.who();
     let bad = |m: String| api_error(StatusCode::BAD_REQUEST, m);
     let g: pedf_core::grid_request::GivenRequest = match serde_json::from_slice(&body) {
         Ok(g) => g,
@@ -1383,7 +1379,11 @@ struct RequestsQuery {
 /// `GET /api/v1/requests?days=N`: the fleet requests whose windows ended in the last N days
 /// (default 7) or are to come, newest first, each with its parts, answers and the deliveries
 /// the parks measured, summed.
-async fn requests_get(State(s): State<Shared>, Query(q): Query<RequestsQuery>) -> Response {
+async fn requests_get(
+    _c: HubCaller,
+    State(s): State<Shared>,
+    Query(q): Query<RequestsQuery>,
+) -> Response {
     let days = q.days.unwrap_or(7);
     if !(1..=400).contains(&days) {
         return api_error(
@@ -1464,15 +1464,27 @@ pub async fn serve_on(
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?
     };
-    // The API's first token, made at the first start (a grid request to the fleet needs one).
+    // An admin's token, made at the first start or whenever none is left that is not revoked:
+    // its holder makes the others (`POST /api/v1/tokens`).
     let mut store = store;
-    if store.tokens().map_err(|e| e.to_string())? == 0 {
+    let admins = store
+        .all_tokens()
+        .map_err(|e| e.to_string())?
+        .iter()
+        .filter(|t| t.role == Role::Admin.name() && t.revoked.is_none())
+        .count();
+    if admins == 0 {
         let token = pedf_server::auth::new_token()?;
         store
-            .add_token(&pedf_server::auth::hash_token(&token), "admin", time.now())
+            .add_token(
+                &pedf_server::auth::hash_token(&token),
+                "admin (made at the first start)",
+                Role::Admin.name(),
+                time.now(),
+            )
             .map_err(|e| e.to_string())?;
         say(format!(
-            "first start: the hub's API token (shown once, keep it safe): {token}"
+            "no admin token yet: the hub's admin token (shown once, keep it safe): {token}"
         ));
     }
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
@@ -1492,6 +1504,7 @@ pub async fn serve_on(
         zone: cfg.time_zone.parse().unwrap_or(chrono_tz::Asia::Shanghai),
         delays: Arc::default(),
         nats: Arc::default(),
+        failed_logins: Arc::default(),
         time,
     };
     let (stop_tx, stop_rx) = watch::channel(false);

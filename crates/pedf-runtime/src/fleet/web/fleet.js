@@ -1,6 +1,8 @@
 // The fleet view of `pedf fleet serve`: the fleet's totals, flexibility, grid requests and every
 // park, from the hub's API (/api/v1/fleet, /api/v1/parks, /api/v1/flexibility,
-// /api/v1/requests) every 2 s. Chinese by default, English on the button; every
+// /api/v1/requests) every 2 s, once logged in with one of the hub's tokens (a viewer's will
+// do; the cookie is HttpOnly, this page never holds the token). Chinese by default, English on
+// the button; every
 // text from a park is set as text, never as markup, and a park's dashboard is linked only
 // when its address is http(s).
 "use strict";
@@ -19,6 +21,8 @@ const T = {
     "flex.note": "各园区相对其计划可保持一小时的调节量（储能与可调负荷，不含光伏弃光与电动汽车），按园区求和。",
     req: "电网需求响应", "r.id": "编号", "r.window": "时段", "r.kw": "要求减少 kW", "r.held": "园区承担 kW",
     "r.parks": "承担 / 分配园区", "r.delivered": "已完成 / 要求 kWh", "r.none": "暂无",
+    "auth.title": "登录", "auth.hint": "请输入本中心的令牌（pedf_…；首次启动时显示一次，或由管理员创建）。",
+    "auth.login": "登录", "auth.logout": "退出", "auth.bad": "令牌无效或已吊销",
   },
   en: {
     title: "Fleet", parks: "Parks", "t.parks": "Reporting / parks", "t.pv": "PV kW", "t.load": "Load kW",
@@ -33,6 +37,8 @@ const T = {
     "flex.note": "What each park can change against its plan and hold for an hour (batteries and flexible loads; no PV curtailment, no EV), summed over the parks.",
     req: "Grid requests", "r.id": "Id", "r.window": "Window", "r.kw": "Less import asked kW", "r.held": "Held by parks kW",
     "r.parks": "Holding / asked parks", "r.delivered": "Delivered / asked kWh", "r.none": "none yet",
+    "auth.title": "Log in", "auth.hint": "Give a token of this hub's (pedf_…; said once at its first start, or made by an admin).",
+    "auth.login": "Log in", "auth.logout": "Log out", "auth.bad": "not a token of this hub's, or revoked",
   },
 };
 let lang = localStorage.getItem("pedf-fleet-lang") || "zh";
@@ -163,20 +169,52 @@ function renderRequests(list) {
   body.replaceChildren(...rows);
 }
 
+// Logged out (no cookie, or its token revoked): the login form instead of the view.
+class LoggedOut extends Error {}
+let loggedIn = false;
+
+async function getJson(path) {
+  const r = await fetch(path);
+  if (r.status === 401) throw new LoggedOut();
+  return r.json();
+}
+
+function showLogin() {
+  loggedIn = false;
+  document.getElementById("login").hidden = false;
+  document.getElementById("app").hidden = true;
+  document.getElementById("logout").hidden = true;
+  set("who", "");
+}
+
+async function showApp() {
+  const r = await fetch("/api/v1/whoami");
+  if (!r.ok) { showLogin(); return; }
+  const me = await r.json();
+  loggedIn = true;
+  document.getElementById("login").hidden = true;
+  document.getElementById("app").hidden = false;
+  document.getElementById("logout").hidden = false;
+  set("who", `${me.label} (${me.role})`);
+  refresh();
+}
+
 async function refresh() {
+  if (!loggedIn) return;
   try {
     const [f, p, ft, fm, rq] = await Promise.all([
-      fetch("/api/v1/fleet").then((r) => r.json()),
-      fetch("/api/v1/parks").then((r) => r.json()),
-      fetch("/api/v1/flexibility?day=today").then((r) => r.json()),
-      fetch("/api/v1/flexibility?day=tomorrow").then((r) => r.json()),
-      fetch("/api/v1/requests").then((r) => r.json()),
+      getJson("/api/v1/fleet"),
+      getJson("/api/v1/parks"),
+      getJson("/api/v1/flexibility?day=today"),
+      getJson("/api/v1/flexibility?day=tomorrow"),
+      getJson("/api/v1/requests"),
     ]);
     renderTotals(f);
     renderParks(p.parks || []);
     renderFlex(ft, fm);
     renderRequests(rq.requests || []);
   } catch (e) {
+    if (e instanceof LoggedOut) { showLogin(); return; }
     const link = document.getElementById("link");
     link.textContent = String(e);
     link.className = "bad";
@@ -189,6 +227,27 @@ document.getElementById("lang").addEventListener("click", () => {
   applyLang();
   refresh();
 });
+document.getElementById("login-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const input = document.getElementById("login-token");
+  const r = await fetch("/api/v1/session", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ token: input.value.trim() }),
+  });
+  input.value = "";
+  if (r.ok) {
+    set("login-error", "");
+    showApp();
+  } else {
+    const b = await r.json().catch(() => ({}));
+    set("login-error", r.status === 401 ? t("auth.bad") : b.error || String(r.status));
+  }
+});
+document.getElementById("logout").addEventListener("click", async () => {
+  await fetch("/api/v1/session", { method: "DELETE" }).catch(() => {});
+  showLogin();
+});
 applyLang();
-refresh();
+showApp();
 setInterval(refresh, 2000);
