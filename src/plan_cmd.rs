@@ -235,10 +235,13 @@ pub fn summary(park: &Park, date: NaiveDate, plan: &Plan, baseline: Option<&Plan
         plan.strategy
     );
     let sv = &plan.solver;
-    let gap = sv
-        .mip_gap
-        .map(|g| format!(", gap {g:.1e}"))
-        .unwrap_or_default();
+    let gap = match (sv.mip_gap, sv.bound_cny, sv.bound_from.as_deref()) {
+        (Some(g), Some(b), Some(from)) => {
+            format!(", gap {g:.1e} against a bound of {b:.2} CNY ({from})")
+        }
+        (Some(g), ..) => format!(", gap {g:.1e}"),
+        _ => String::new(),
+    };
     let _ = writeln!(
         s,
         "solver {} {}{gap}; build {:.3} s, solve {:.3} s; {} columns, {} rows, {} integer/semi-continuous",

@@ -41,6 +41,15 @@ pub struct SolverInfo {
     pub rows: usize,
     /// Integer (binary) columns of the model.
     pub binaries: usize,
+    /// The best lower bound on the optimum of the plan's problem known when it was handed
+    /// out, CNY (the plan's objective less this, over the objective, is `mip_gap`); `None`
+    /// for rules and where no bound is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bound_cny: Option<f64>,
+    /// Where `bound_cny` comes from: `HiGHS branch and bound`, `linear relaxation` or `linear
+    /// relaxation over the narrowed peak range`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bound_from: Option<String>,
 }
 
 impl SolverInfo {
@@ -55,6 +64,8 @@ impl SolverInfo {
             columns: 0,
             rows: 0,
             binaries: 0,
+            bound_cny: None,
+            bound_from: None,
         }
     }
 }

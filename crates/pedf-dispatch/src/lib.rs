@@ -244,6 +244,8 @@ pub fn plan_optimized(
                 columns: d.columns,
                 rows: d.rows,
                 binaries: 0,
+                bound_cny: Some(d.bound),
+                bound_from: Some(milp::BOUND_RELAXATION.into()),
             };
             let (chosen, note) = if cost(&p, s) <= cost(&p, &rule_schedule) {
                 (s, None)
@@ -272,6 +274,7 @@ pub fn plan_optimized(
     // dive's first LP), then the tighter ones of the peak range. HiGHS's own bound replaces
     // it once its root is solved; until then (a search cut short) it keeps the gap honest.
     let mut bound = dive.as_ref().map_or(f64::NEG_INFINITY, |d| d.bound);
+    let mut bound_from = milp::BOUND_RELAXATION;
     // Time kept for settling minimum powers after HiGHS: the rounding's LP from scratch and
     // its re-solves, about twice the dive's first LP (on the week at 15 minutes 0.2 s).
     let settle_seconds = dive.as_ref().map_or(0.0, |d| {
@@ -298,7 +301,10 @@ pub fn plan_optimized(
         // on the week at 15 min the first takes about 1.5 s, later ones 0.3 s).
         let budget = std::time::Duration::from_secs_f64(opts.time_limit_s.max(0.0) * 0.75);
         if let Some(b) = tighten_peak(&mut p, opts, ub, plan_start + budget) {
-            bound = bound.max(b);
+            if b > bound {
+                bound = b;
+                bound_from = milp::BOUND_PEAK_RANGE;
+            }
         }
     }
     let dive_seconds = dive_seconds + tighten_start.elapsed().as_secs_f64();
@@ -309,7 +315,14 @@ pub fn plan_optimized(
         ..opts.clone()
     };
     let deadline = Instant::now() + std::time::Duration::from_secs_f64(search.time_limit_s);
-    match self::search(&mut p, &search, warm, deadline, bound, settle_seconds) {
+    match self::search(
+        &mut p,
+        &search,
+        warm,
+        deadline,
+        (bound, bound_from),
+        settle_seconds,
+    ) {
         Ok(r) => {
             tracing::info!(status = %r.status, gap = r.mip_gap, build_s = r.build_seconds, solve_s = r.solve_seconds, cols = r.columns, rows = r.rows, binaries = r.binaries, objective = r.objective, "HiGHS finished");
             let info = SolverInfo {
@@ -321,6 +334,9 @@ pub fn plan_optimized(
                 columns: r.columns,
                 rows: r.rows,
                 binaries: r.binaries,
+                bound_cny: (r.binaries > 0 && r.dual_bound.is_finite()).then_some(r.dual_bound),
+                bound_from: (r.binaries > 0 && r.dual_bound.is_finite())
+                    .then(|| r.bound_from.to_string()),
             };
             let mut plan = schedule::evaluate(
                 park,
@@ -362,6 +378,43 @@ pub fn plan_optimized(
             ));
             Ok(plan)
         }
+    }
+}
+
+/// What the search's rounds have found so far: the best lower bound on the plan's problem,
+/// where it comes from, and the best plan settled (with its cost).
+///
+/// Every round's model is a relaxation of the plan's problem (a minimum power not yet strict
+/// is relaxed, never tightened), so every round's bound is one of the problem's and the best
+/// of them holds. Taking each round's bound as it came lost an earlier round's better one
+/// when a later round was cut short: at 1000 chargers a longer run reported a larger gap
+/// (1.8e-4 after 60 s, 4.1e-4 after 240 s, issue 26). With this the bound never gets worse
+/// with more rounds, and no round's plan is handed out when an earlier one cost less.
+struct Found<S> {
+    bound: f64,
+    from: &'static str,
+    best: Option<(S, f64)>,
+}
+
+impl<S> Found<S> {
+    /// Takes a round's bound (`from` where it comes from); the best so far and its source.
+    fn bound(&mut self, bound: f64, from: &'static str) -> (f64, &'static str) {
+        if bound > self.bound || self.bound.is_nan() {
+            (self.bound, self.from) = (bound, from);
+        }
+        (self.bound, self.from)
+    }
+
+    /// Takes a round's settled plan, if any; the cheapest so far (an earlier one on a tie).
+    fn settled(&mut self, plan: Option<(S, f64)>) -> Option<(S, f64)>
+    where
+        S: Clone,
+    {
+        self.best = match (self.best.take(), plan) {
+            (Some(a), Some(b)) => Some(if b.1 < a.1 { b } else { a }),
+            (a, b) => a.or(b),
+        };
+        self.best.clone()
     }
 }
 
@@ -730,12 +783,17 @@ fn search(
     opts: &PlanOptions,
     start: Option<&schedule::Schedule>,
     deadline: Instant,
-    bound: f64,
+    (bound, bound_from): (f64, &'static str),
     settle_seconds: f64,
 ) -> Result<milp::MilpResult, DispatchError> {
     if !opts.mip {
         return milp::solve(p, opts, start);
     }
+    let mut found = Found {
+        bound,
+        from: bound_from,
+        best: None,
+    };
     for s in p.sessions.iter_mut() {
         s.strict = false;
     }
@@ -765,11 +823,16 @@ fn search(
         let mut r = milp::solve(p, &o, warm.as_ref())?;
         built += r.build_seconds;
         r.build_seconds = built;
-        r.dual_bound = r.dual_bound.max(bound);
+        let round_bound = r.dual_bound;
+        (r.dual_bound, r.bound_from) = found.bound(r.dual_bound, r.bound_from);
         let gap_of = |objective: f64| relative_gap(objective, r.dual_bound);
         let (sessions, loads) = below_min_power(p, &r.schedule);
         if sessions.is_empty() && loads.is_empty() {
             r.solve_seconds = began.elapsed().as_secs_f64() - built;
+            if let Some((x, objective)) = found.best.take().filter(|b| b.1 < r.objective) {
+                r.schedule = x;
+                r.objective = objective;
+            }
             if r.binaries > 0 && r.dual_bound.is_finite() {
                 r.mip_gap = gap_of(r.objective);
                 if r.status == "time_limit" && r.mip_gap <= opts.mip_gap {
@@ -806,11 +869,14 @@ fn search(
             status = %r.status,
             objective = r.objective,
             dual_bound = r.dual_bound,
+            round_bound,
             below_min_sessions = sessions.len(),
             below_min_loads = loads.len(),
             settled = settled.as_ref().map(|s| s.1),
             "search round ended below some minimum power"
         );
+        // The best plan settled so far, this round's or an earlier one's.
+        let settled = found.settled(settled);
         if let Some((x, objective)) = &settled {
             let gap = gap_of(*objective);
             if gap <= opts.mip_gap || out_of_time {
@@ -909,4 +975,55 @@ pub fn replan(
     state: &CurrentState,
 ) -> Result<Plan, DispatchError> {
     plan_optimized(park, inputs, opts, state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The defect of issue 26: a later round cut short proved less than an earlier one, and
+    /// its bound replaced the earlier's, so a longer run reported a larger gap.
+    #[test]
+    fn the_search_keeps_the_best_bound_and_plan_of_all_its_rounds() {
+        let mut found = Found {
+            bound: 100.0,
+            from: milp::BOUND_RELAXATION,
+            best: None,
+        };
+        assert_eq!(
+            found.bound(110.0, milp::BOUND_HIGHS),
+            (110.0, milp::BOUND_HIGHS)
+        );
+        // A second round stopped early with a weaker bound: the first round's stands.
+        assert_eq!(
+            found.bound(104.0, milp::BOUND_HIGHS),
+            (110.0, milp::BOUND_HIGHS)
+        );
+        assert_eq!(
+            found.bound(f64::NAN, milp::BOUND_HIGHS),
+            (110.0, milp::BOUND_HIGHS)
+        );
+        assert_eq!(found.bound(f64::NEG_INFINITY, milp::BOUND_HIGHS).0, 110.0);
+        // The plans settled: the cheapest stays, whichever round found it.
+        assert_eq!(
+            found.settled(Some(("first", 120.0))),
+            Some(("first", 120.0))
+        );
+        assert_eq!(
+            found.settled(Some(("second", 121.0))),
+            Some(("first", 120.0))
+        );
+        assert_eq!(found.settled(None), Some(("first", 120.0)));
+        assert_eq!(
+            found.settled(Some(("third", 119.0))),
+            Some(("third", 119.0))
+        );
+        // Nothing known before: a round's bound is taken.
+        let mut none: Found<()> = Found {
+            bound: f64::NEG_INFINITY,
+            from: milp::BOUND_RELAXATION,
+            best: None,
+        };
+        assert_eq!(none.bound(5.0, milp::BOUND_HIGHS), (5.0, milp::BOUND_HIGHS));
+    }
 }

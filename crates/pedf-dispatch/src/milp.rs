@@ -127,14 +127,25 @@ impl Builder {
     }
 }
 
+/// A bound from HiGHS's branch and bound (its `mip_dual_bound`; an LP's optimum).
+pub(crate) const BOUND_HIGHS: &str = "HiGHS branch and bound";
+/// A bound from the linear relaxation (the LP dive's first LP).
+pub(crate) const BOUND_RELAXATION: &str = "linear relaxation";
+/// A bound from the linear relaxation over the peak range of the plans no dearer than a plan
+/// found.
+pub(crate) const BOUND_PEAK_RANGE: &str = "linear relaxation over the narrowed peak range";
+
 /// Result of a MILP solve.
 pub(crate) struct MilpResult {
     pub schedule: Schedule,
     pub status: String,
     pub mip_gap: f64,
     pub objective: f64,
-    /// HiGHS's bound on the optimum (a lower bound; -inf when it has none).
+    /// The best lower bound on the optimum known (HiGHS's, or one known before it that is
+    /// higher; -inf when there is none).
     pub dual_bound: f64,
+    /// Where `dual_bound` comes from (`BOUND_*`).
+    pub bound_from: &'static str,
     pub build_seconds: f64,
     pub solve_seconds: f64,
     pub columns: usize,
@@ -567,6 +578,7 @@ pub(crate) fn solve(
         mip_gap,
         objective,
         dual_bound,
+        bound_from: BOUND_HIGHS,
         build_seconds,
         solve_seconds,
         columns,

@@ -201,3 +201,106 @@ pub fn inputs(park: &Park, d: &Day) -> DayInputs {
         notes: Vec::new(),
     }
 }
+
+/// A charging hub of `n` chargers: the reference park (config/qingzhou-pedf.toml) with its
+/// grid connection, PV, battery, loads and their day of 21 June 2026 scaled by n / 20 (its
+/// own 20 chargers), and 1.5 EV sessions per charger drawn from a fixed seed (arrivals 06:00
+/// to 20:00, stays of 1 to 8 hours, 5 to 30 kWh each within what the stay allows at half the
+/// charger's 60 kW). The shape of the outside checks of issue 26.
+pub fn charging_hub(n: usize) -> (Park, DayInputs) {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let k = n as f64 / 20.0;
+    let scaled = [
+        "import_limit_kw",
+        "export_limit_kw",
+        "rating_kw",
+        "peak_power_kwp",
+        "converter_rating_kw",
+        "capacity_kwh",
+        "max_charge_kw",
+        "max_discharge_kw",
+        "base_kw",
+        "peak_kw",
+        "max_kw",
+        "energy_kwh",
+    ];
+    let text = std::fs::read_to_string(format!("{root}/config/qingzhou-pedf.toml")).unwrap();
+    let mut park_text = String::new();
+    let mut in_chargers = false;
+    for line in text.lines() {
+        if line.starts_with('[') {
+            in_chargers = line.contains("ev_charger");
+        }
+        let (key, value) = line.split_once('=').unwrap_or(("", ""));
+        let key = key.trim();
+        let value: Option<f64> = value.split('#').next().and_then(|v| v.trim().parse().ok());
+        match value {
+            // A charger's own power stays; every other size is the park's, scaled.
+            Some(v) if scaled.contains(&key) && !in_chargers && !line.starts_with('#') => {
+                park_text.push_str(&format!("{key} = {}\n", v * k))
+            }
+            _ if key == "count" && in_chargers => park_text.push_str(&format!("count = {n}\n")),
+            _ => {
+                park_text.push_str(line);
+                park_text.push('\n');
+            }
+        }
+    }
+    let park = pedf_core::config::load_park("hub.toml", park_text.as_bytes())
+        .value
+        .expect("the scaled park is valid");
+    let read = |f: &str| {
+        std::fs::read(format!("{root}/simulations/qingzhou-pedf/day-inputs/{f}")).unwrap()
+    };
+    let (pv, loads, ci) = (
+        read("pv.csv"),
+        read("loads.csv"),
+        read("carbon-intensity.csv"),
+    );
+    let day = NaiveDate::from_ymd_opt(2026, 6, 21).unwrap();
+    let horizon = park.clock.intervals_of_local_day(day);
+    let file = |name, bytes| pedf_core::inputs::InputFile { name, bytes };
+    let mut inputs = pedf_core::inputs::load_inputs(
+        &park,
+        &horizon,
+        pedf_core::inputs::DayFiles {
+            pv: file("pv.csv", &pv),
+            loads: file("loads.csv", &loads),
+            sessions: None,
+            carbon: Some(file("carbon-intensity.csv", &ci)),
+            prices: None,
+        },
+    )
+    .expect("the reference inputs are valid");
+    for v in inputs.pv_kw.values_mut().chain(inputs.load_kw.values_mut()) {
+        v.iter_mut().for_each(|x| *x *= k);
+    }
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut rand = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut free_from = vec![0usize; n];
+    while inputs.sessions.len() < n * 3 / 2 {
+        let first = 24 + (rand() * 56.0) as usize;
+        let len = 4 + (rand() * 28.0) as usize;
+        let end = (first + len).min(96);
+        let Some(c) = (0..n).find(|&c| free_from[c] <= first) else {
+            continue;
+        };
+        free_from[c] = end;
+        let hours = (end - first) as f64 / 4.0;
+        inputs.sessions.push(EvSession {
+            id: format!("s{}", inputs.sessions.len()),
+            charger: park.ev_chargers[c].id.clone(),
+            arrival: inputs.starts[first],
+            departure: inputs.starts[end - 1] + park.clock.interval.duration(),
+            energy_kwh: (5.0 + rand() * 25.0).min(0.5 * 60.0 * hours),
+            first,
+            end,
+        });
+    }
+    (park, inputs)
+}
