@@ -307,6 +307,14 @@ pub fn plan_optimized(
             }
         }
     }
+    tracing::debug!(
+        dive_s = dive_seconds,
+        peak_range_s = tighten_start.elapsed().as_secs_f64(),
+        bound,
+        bound_from,
+        start = cost(&p, &start),
+        "before the search"
+    );
     let dive_seconds = dive_seconds + tighten_start.elapsed().as_secs_f64();
     // The time limit covers the whole plan: HiGHS gets what the dive left (at least a tenth).
     let search = PlanOptions {

@@ -208,7 +208,18 @@ pub fn inputs(park: &Park, d: &Day) -> DayInputs {
 /// to 20:00, stays of 1 to 8 hours, 5 to 30 kWh each within what the stay allows at half the
 /// charger's 60 kW). The shape of the outside checks of issue 26.
 pub fn charging_hub(n: usize) -> (Park, DayInputs) {
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    // The workspace's root: two up from this crate, or the root package's own (an example).
+    let root = [
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../.."),
+        env!("CARGO_MANIFEST_DIR"),
+    ]
+    .into_iter()
+    .find(|r| {
+        std::path::Path::new(r)
+            .join("config/qingzhou-pedf.toml")
+            .exists()
+    })
+    .expect("the workspace's config/qingzhou-pedf.toml");
     let k = n as f64 / 20.0;
     let scaled = [
         "import_limit_kw",
