@@ -113,5 +113,16 @@ fn a_park_joins_the_fleet_with_a_key_of_its_own() {
     let (code, _, err) = pedf(&["check", bad.to_str().unwrap()]);
     assert_eq!(code, Some(1));
     assert!(err.contains("replicas = 2: give 1, 3 or 5"), "{err}");
+    std::fs::write(
+        &bad,
+        "url = \"nats://127.0.0.1:4222\"\nstore = \"fleet.sqlite\"\nlisten = \"0.0.0.0:8090\"\nhttps_cert = \"hub.crt\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = pedf(&["check", bad.to_str().unwrap()]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("give https_cert and https_key together"),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

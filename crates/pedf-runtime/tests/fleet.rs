@@ -501,6 +501,13 @@ async fn api(port: u16, path: &str) -> Option<serde_json::Value> {
         .ok()
 }
 
+/// GETs a JSON document from the hub at `base` (its scheme and address) with `client`, as
+/// [`VIEWER`].
+async fn api_at(client: &reqwest::Client, base: &str, path: &str) -> Option<serde_json::Value> {
+    let r = client.get(format!("{base}{path}")).bearer_auth(VIEWER);
+    r.send().await.ok()?.json().await.ok()
+}
+
 /// Waits (with a deadline) for the hub's API at `path` to satisfy `ok`; returns it then.
 async fn api_until(
     port: u16,
@@ -508,9 +515,22 @@ async fn api_until(
     secs: u64,
     ok: impl Fn(&serde_json::Value) -> bool,
 ) -> serde_json::Value {
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
+    let base = format!("http://127.0.0.1:{port}");
+    api_until_at(&reqwest::Client::new(), &base, path, secs, ok).await
+}
+
+/// [`api_until`] with `client` at `base`.
+async fn api_until_at(
+    client: &reqwest::Client,
+    base: &str,
+    path: &str,
+    secs: u64,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
-        let v = api(port, path).await.unwrap_or_default();
+        let v = api_at(client, base, path).await.unwrap_or_default();
         if ok(&v) || Instant::now() > deadline {
             return v;
         }
@@ -1393,7 +1413,7 @@ async fn a_parks_nats_user_publishes_and_receives_only_its_own_over_tls() {
     let http = free_port();
     std::fs::write(
         dir.join("hub.toml"),
-        format!("url = \"{url}\"\nnkey_seed = \"hub.nk\"\ntls_ca = \"nats.crt\"\nstore = \"fleet.sqlite\"\nlisten = \"127.0.0.1:{http}\"\n"),
+        format!("url = \"{url}\"\nnkey_seed = \"hub.nk\"\ntls_ca = \"nats.crt\"\nstore = \"fleet.sqlite\"\nlisten = \"127.0.0.1:{http}\"\nhttps_cert = \"nats.crt\"\nhttps_key = \"nats.key\"\n"),
     )
     .unwrap();
     let (stop_hub, hub) =
@@ -1419,7 +1439,32 @@ async fn a_parks_nats_user_publishes_and_receives_only_its_own_over_tls() {
         tokio::sync::watch::channel(std::sync::Arc::new(pedf_core::live::Live::default()));
     let (stop_a, task_a) = tokio::sync::watch::channel(false);
     let publisher = pedf_runtime::fleet::start(cfg, &park, a.clone(), live_rx, task_a);
-    let fleet = api_until(http, "/api/v1/fleet", 30, |v| v["held"]["records"] == 2).await;
+    // The hub's view and API over HTTPS (the same certificate, made here): the login cookie
+    // is Secure; plain HTTP gets no answer.
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
+    let https = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(dir.join("nats.crt")).unwrap()).unwrap(),
+        )
+        .build()
+        .unwrap();
+    let base = format!("https://127.0.0.1:{http}");
+    let fleet = api_until_at(&https, &base, "/api/v1/fleet", 30, |v| {
+        v["held"]["records"] == 2
+    })
+    .await;
+    let login = https
+        .post(format!("{base}/api/v1/session"))
+        .json(&serde_json::json!({ "token": VIEWER }))
+        .send()
+        .await
+        .unwrap();
+    let cookie = login.headers()["set-cookie"].to_str().unwrap();
+    assert!(cookie.ends_with("; Secure"), "{cookie}");
+    assert!(
+        api(http, "/api/v1/fleet").await.is_none(),
+        "the hub answered plain HTTP"
+    );
     assert_eq!(fleet["held"]["records"], 2, "{fleet}");
 
     // Park A's key on a connection of its own (as a compromised park would use it).
@@ -1576,6 +1621,8 @@ async fn a_node_and_the_hub_killed_while_100_parks_publish_lose_and_repeat_nothi
         tls_key: None,
         store: dir.join("fleet.sqlite"),
         listen: format!("127.0.0.1:{http}"),
+        https_cert: None,
+        https_key: None,
         replicas: 3,
         duplicate_window_h: 24,
         stale_after_s: 30,

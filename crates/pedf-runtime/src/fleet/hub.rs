@@ -77,6 +77,13 @@ pub struct HubConfig {
     pub store: PathBuf,
     /// Where the fleet view and API listen, e.g. `127.0.0.1:8090`.
     pub listen: String,
+    /// The view's and API's own TLS certificate chain (PEM, relative to the hub file): with
+    /// `https_key`, they are served over HTTPS only and the login cookie is `Secure`.
+    #[serde(default)]
+    pub https_cert: Option<PathBuf>,
+    /// The key of `https_cert` (PEM).
+    #[serde(default)]
+    pub https_key: Option<PathBuf>,
     /// On how many nodes the stream is kept: 1, or 3 on a three-node cluster.
     #[serde(default = "one")]
     pub replicas: usize,
@@ -141,6 +148,11 @@ impl HubConfig {
                 c.listen
             ));
         }
+        if c.https_cert.is_some() != c.https_key.is_some() {
+            return Err(format!(
+                "{name}: give https_cert and https_key together (the view's TLS certificate and its key), or neither for plain HTTP"
+            ));
+        }
         if !matches!(c.replicas, 1 | 3 | 5) {
             return Err(format!(
                 "{name}: replicas = {}: give 1, 3 or 5 (the stream's copies, at most the cluster's nodes)",
@@ -173,6 +185,8 @@ impl HubConfig {
                 &mut c.tls_ca,
                 &mut c.tls_cert,
                 &mut c.tls_key,
+                &mut c.https_cert,
+                &mut c.https_key,
             ]
             .into_iter()
             .flatten(),
@@ -242,6 +256,8 @@ struct Shared {
     nats: Arc<Mutex<Option<async_nats::Client>>>,
     /// Failed logins per address in the running minute.
     failed_logins: Arc<pedf_server::FailedLogins>,
+    /// The view is served over HTTPS: the login cookie is `Secure`.
+    secure_cookie: bool,
 }
 
 impl Shared {
@@ -1487,6 +1503,10 @@ pub async fn serve_on(
             "no admin token yet: the hub's admin token (shown once, keep it safe): {token}"
         ));
     }
+    let tls = match (&cfg.https_cert, &cfg.https_key) {
+        (Some(cert), Some(key)) => Some(pedf_server::tls_config(cert, key)?),
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
         .map_err(|e| format!("listen {}: {e}", cfg.listen))?;
@@ -1505,6 +1525,7 @@ pub async fn serve_on(
         delays: Arc::default(),
         nats: Arc::default(),
         failed_logins: Arc::default(),
+        secure_cookie: tls.is_some(),
         time,
     };
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -1512,7 +1533,7 @@ pub async fn serve_on(
     let http = tokio::spawn(pedf_server::serve_router(
         listener,
         router(shared.clone()),
-        None,
+        tls,
         pedf_server::ServeOptions::default(),
         Arc::new(move || {
             counters.connections_refused.fetch_add(1, Relaxed);

@@ -148,8 +148,9 @@ pub(super) async fn login(
         Ok(Some(c)) => {
             let mut r = Json(json!({ "role": c.role.name(), "label": c.label })).into_response();
             let cookie = format!(
-                "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict",
-                b.token.trim()
+                "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict{}",
+                b.token.trim(),
+                if s.secure_cookie { "; Secure" } else { "" }
             );
             if let Ok(v) = HeaderValue::from_str(&cookie) {
                 r.headers_mut().insert(header::SET_COOKIE, v);
