@@ -222,6 +222,9 @@ pub enum FleetCommand {
         #[arg(long = "for", value_name = "SECONDS")]
         for_seconds: Option<f64>,
     },
+    /// The hub's API tokens in its store: list, create, revoke (works while the hub runs).
+    #[command(subcommand)]
+    Token(FleetTokenCommand),
     /// A new NATS user for a park: its key's seed written for the park's run file
     /// (`nkey_seed`), and the entry for the NATS servers' configuration printed, with what
     /// the park may publish and receive.
@@ -269,6 +272,42 @@ pub enum FleetCommand {
         /// Stop after this many seconds (default: run until Ctrl-C or SIGTERM).
         #[arg(long = "for", value_name = "SECONDS")]
         for_seconds: Option<f64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FleetTokenCommand {
+    /// Every token of the hub: id, role, when made and revoked, label (never the token).
+    #[command(after_help = "Example:\n  pedf fleet token list --config config/fleet-hub.toml")]
+    List {
+        /// The hub file (its store holds the tokens).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Makes a token and prints it once (only its hash is kept).
+    #[command(
+        after_help = "Example:\n  pedf fleet token create --config config/fleet-hub.toml --role viewer --label \"control-room wall\"\n\nRoles: viewer (the view, the API's reads, /metrics), operator (and grid requests to the\nfleet), admin (and tokens)."
+    )]
+    Create {
+        /// The hub file (its store holds the tokens).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// viewer, operator or admin.
+        #[arg(long, value_name = "ROLE")]
+        role: String,
+        /// Whose it is (1 to 100 characters).
+        #[arg(long, value_name = "TEXT")]
+        label: String,
+    },
+    /// Revokes a token: refused from now on (an admin who lost theirs revokes it here; the
+    /// hub's next start makes a new admin token when none is left).
+    #[command(after_help = "Example:\n  pedf fleet token revoke --config config/fleet-hub.toml 2")]
+    Revoke {
+        /// The hub file (its store holds the tokens).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The token's id (`pedf fleet token list`).
+        id: i64,
     },
 }
 

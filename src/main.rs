@@ -13,7 +13,8 @@ use pedf_core::config::Diagnostic;
 
 use check_cmd::check;
 use cli::{
-    CarbonCommand, CertificateCommand, Cli, Command, FleetCommand, ForecastCommand, TokenCommand,
+    CarbonCommand, CertificateCommand, Cli, Command, FleetCommand, FleetTokenCommand,
+    ForecastCommand, TokenCommand,
 };
 use pedf_dispatch::{PlanOptions, TerminalSoc, MAX_TIME_LIMIT_S};
 
@@ -171,6 +172,17 @@ fn main() -> ExitCode {
             config,
             for_seconds,
         }) => report(run_cmd::serve_hub(&config, for_seconds)),
+        Command::Fleet(FleetCommand::Token(FleetTokenCommand::List { config })) => {
+            report(token_cmd::hub_list(&config))
+        }
+        Command::Fleet(FleetCommand::Token(FleetTokenCommand::Create {
+            config,
+            role,
+            label,
+        })) => report(token_cmd::hub_create(&config, &role, &label)),
+        Command::Fleet(FleetCommand::Token(FleetTokenCommand::Revoke { config, id })) => {
+            report(token_cmd::hub_revoke(&config, id))
+        }
         Command::Fleet(FleetCommand::AddPark { park, dir }) => {
             report(run_cmd::add_park(&park, &dir))
         }

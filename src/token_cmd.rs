@@ -1,4 +1,5 @@
-//! `pedf token list|create|revoke`: the EMS's API tokens in the store its run file names.
+//! `pedf token list|create|revoke`: the EMS's API tokens in the store its run file names;
+//! `pedf fleet token list|create|revoke`: the fleet hub's, in the store its hub file names.
 
 use std::path::Path;
 
@@ -99,5 +100,61 @@ pub fn revoke(config: &Path, id: i64) -> Result<(), UserError> {
         &format!("token #{id} revoked on the command line"),
     );
     println!("token #{id} revoked");
+    Ok(())
+}
+
+fn hub_store_of(config: &Path) -> Result<pedf_store::fleet::FleetStore, UserError> {
+    let cfg = pedf_runtime::fleet::hub::HubConfig::load(config).map_err(UserError)?;
+    pedf_store::fleet::FleetStore::open(&cfg.store).map_err(|e| UserError(e.to_string()))
+}
+
+pub fn hub_list(config: &Path) -> Result<(), UserError> {
+    let rows = hub_store_of(config)?
+        .all_tokens()
+        .map_err(|e| UserError(e.to_string()))?;
+    let when = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d %H:%M UTC").to_string();
+    println!(
+        "{:>4}  {:<8}  {:<20}  {:<20}  label",
+        "id", "role", "made", "revoked"
+    );
+    for t in rows {
+        println!(
+            "{:>4}  {:<8}  {:<20}  {:<20}  {}",
+            t.id,
+            t.role,
+            when(t.created),
+            t.revoked.map_or("-".to_string(), when),
+            t.label
+        );
+    }
+    Ok(())
+}
+
+pub fn hub_create(config: &Path, role: &str, label: &str) -> Result<(), UserError> {
+    let (role, label) = pedf_runtime::fleet::hub::token_wanted(role, label)
+        .map_err(|e| UserError(format!("--{e}")))?;
+    let mut store = hub_store_of(config)?;
+    let (token, id) =
+        pedf_runtime::fleet::hub::make_token(&mut store, label, role, chrono::Utc::now())
+            .map_err(UserError)?;
+    eprintln!(
+        "the hub's token #{id} ({}, {label}); shown once, keep it safe:",
+        role.name()
+    );
+    println!("{token}");
+    Ok(())
+}
+
+pub fn hub_revoke(config: &Path, id: i64) -> Result<(), UserError> {
+    let mut store = hub_store_of(config)?;
+    if !store
+        .revoke_token(id, chrono::Utc::now())
+        .map_err(|e| UserError(e.to_string()))?
+    {
+        return Err(UserError(format!(
+            "no token #{id} that is not revoked already (`pedf fleet token list` shows them)"
+        )));
+    }
+    println!("the hub's token #{id} revoked");
     Ok(())
 }

@@ -124,5 +124,49 @@ fn a_park_joins_the_fleet_with_a_key_of_its_own() {
         err.contains("give https_cert and https_key together"),
         "{err}"
     );
+    // The hub's tokens from the command line (its store made on the way), as the API makes
+    // them: said once, listed without the token, revoked once.
+    let hub = dir.join("hub-ok.toml");
+    std::fs::write(
+        &hub,
+        "url = \"nats://127.0.0.1:4222\"\nstore = \"fleet.sqlite\"\nlisten = \"127.0.0.1:8090\"\n",
+    )
+    .unwrap();
+    let hub = hub.to_str().unwrap();
+    let (code, out, err) = pedf(&[
+        "fleet", "token", "create", "--config", hub, "--role", "viewer", "--label", "wall",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let token = out.trim();
+    assert!(token.starts_with("pedf_") && token.len() == 69, "{out}");
+    assert!(err.contains("token #1 (viewer, wall)"), "{err}");
+    let (code, _, err) = pedf(&[
+        "fleet", "token", "create", "--config", hub, "--role", "boss", "--label", "x",
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("--role: `boss` is not one of viewer, operator, admin"),
+        "{err}"
+    );
+    let (code, out, _) = pedf(&["fleet", "token", "list", "--config", hub]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains("viewer") && out.contains("wall") && !out.contains(token),
+        "{out}"
+    );
+    let (code, out, _) = pedf(&["fleet", "token", "revoke", "--config", hub, "1"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("token #1 revoked"), "{out}");
+    let (code, _, err) = pedf(&["fleet", "token", "revoke", "--config", hub, "1"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("no token #1 that is not revoked already"),
+        "{err}"
+    );
+    let stored = pedf_store::fleet::FleetStore::open(&dir.join("fleet.sqlite"))
+        .unwrap()
+        .all_tokens()
+        .unwrap();
+    assert!(stored[0].revoked.is_some(), "{stored:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -34,6 +34,7 @@ use tokio::sync::watch;
 
 use super::{subject_token, FleetState};
 use access::HubCaller;
+pub use access::{make_token, token_wanted};
 use pedf_server::Role;
 
 mod access;
@@ -1490,15 +1491,12 @@ pub async fn serve_on(
         .filter(|t| t.role == Role::Admin.name() && t.revoked.is_none())
         .count();
     if admins == 0 {
-        let token = pedf_server::auth::new_token()?;
-        store
-            .add_token(
-                &pedf_server::auth::hash_token(&token),
-                "admin (made at the first start)",
-                Role::Admin.name(),
-                time.now(),
-            )
-            .map_err(|e| e.to_string())?;
+        let (token, _) = make_token(
+            &mut store,
+            "admin (made at the first start)",
+            Role::Admin,
+            time.now(),
+        )?;
         say(format!(
             "no admin token yet: the hub's admin token (shown once, keep it safe): {token}"
         ));

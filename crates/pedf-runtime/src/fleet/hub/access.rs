@@ -207,31 +207,18 @@ pub(super) async fn token_create(
         Ok(b) => b,
         Err(r) => return r.into_response(),
     };
-    let Some(role) = Role::parse(&b.role) else {
-        return api_error(
-            StatusCode::BAD_REQUEST,
-            format!("role: `{}` is not one of viewer, operator, admin", b.role),
-        );
+    let (role, label) = match token_wanted(&b.role, &b.label) {
+        Ok(x) => x,
+        Err(e) => return api_error(StatusCode::BAD_REQUEST, e),
     };
-    let label = b.label.trim();
-    if label.is_empty() || label.chars().count() > 100 {
-        return api_error(
-            StatusCode::BAD_REQUEST,
-            "label: give a name of 1 to 100 characters",
-        );
-    }
-    let token = match pedf_server::auth::new_token() {
-        Ok(t) => t,
-        Err(e) => return api_error(StatusCode::INTERNAL_SERVER_ERROR, e),
-    };
-    let made = s.store.lock().unwrap_or_else(|p| p.into_inner()).add_token(
-        &pedf_server::auth::hash_token(&token),
+    let made = make_token(
+        &mut s.store.lock().unwrap_or_else(|p| p.into_inner()),
         label,
-        role.name(),
+        role,
         s.time.now(),
     );
     match made {
-        Ok(id) => {
+        Ok((token, id)) => {
             tracing::info!(
                 "fleet hub: token #{id} ({}) for {label} made by {}",
                 role.name(),
@@ -243,8 +230,40 @@ pub(super) async fn token_create(
             )
                 .into_response()
         }
-        Err(e) => api_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => api_error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
+}
+
+/// The role and label asked for a new token, checked: the role named, a label of 1 to 100
+/// characters (trimmed).
+pub fn token_wanted<'a>(role: &str, label: &'a str) -> Result<(Role, &'a str), String> {
+    let role = Role::parse(role)
+        .ok_or_else(|| format!("role: `{role}` is not one of viewer, operator, admin"))?;
+    let label = label.trim();
+    if label.is_empty() || label.chars().count() > 100 {
+        return Err("label: give a name of 1 to 100 characters".into());
+    }
+    Ok((role, label))
+}
+
+/// Makes one of the hub's tokens in its store at `now`: the token (said once, only its hash is
+/// kept) and its id. The API's and `pedf fleet token create`'s.
+pub fn make_token(
+    store: &mut pedf_store::fleet::FleetStore,
+    label: &str,
+    role: Role,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(String, i64), String> {
+    let token = pedf_server::auth::new_token()?;
+    let id = store
+        .add_token(
+            &pedf_server::auth::hash_token(&token),
+            label,
+            role.name(),
+            now,
+        )
+        .map_err(|e| e.to_string())?;
+    Ok((token, id))
 }
 
 /// `GET /api/v1/tokens` (admin): each token's id, label, role, when made and revoked (never
