@@ -451,6 +451,14 @@ fn publisher(
     (stop_tx, task)
 }
 
+/// An empty folder of the system's temporary ones for a test, named `name`-PID.
+fn fresh_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// The tests' viewer token of the hub (what a wall screen or a script that reads is given).
 const VIEWER: &str = "pedf_viewer_token_of_the_fleet_tests";
 
@@ -545,9 +553,7 @@ async fn api_until_at(
 /// consumer without a gap; a message that is not pedf's is refused and does not stop it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_hub_holds_every_parks_messages_once_and_resumes_after_a_restart() {
-    let dir: PathBuf = std::env::temp_dir().join(format!("pedf-fleet-hub-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("pedf-fleet-hub");
     let port = free_port();
     let _nats = Nats::start(port, &dir.join("jetstream"));
     let vm = Victoria::start(&dir.join("victoria"));
@@ -918,13 +924,10 @@ async fn the_hub_holds_every_parks_messages_once_and_resumes_after_a_restart() {
 /// flexibility down their plans offer through the window, each part sent to its park by
 /// request/reply and answered by the park's own EMS (two real EMSs on simulated parks, and a
 /// park whose edge has no EMS behind it, which refuses); kept with every part and answer. Only
-/// a holder of the hub's token may give one.
+/// an operator's token may give one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grid_request_to_the_fleet_is_split_by_the_parks_offers_and_answered_by_their_emss() {
-    let dir: PathBuf =
-        std::env::temp_dir().join(format!("pedf-fleet-request-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("pedf-fleet-request");
     let port = free_port();
     let _nats = Nats::start(port, &dir.join("jetstream"));
     let park = RunConfig::load(Path::new(&format!("{ROOT}/config/run-qingzhou.toml")))
@@ -1223,10 +1226,7 @@ impl Relay {
 /// hub hold each of its records once, as its store has them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_park_offline_for_a_simulated_hour_sends_its_backlog_in_order() {
-    let dir: PathBuf =
-        std::env::temp_dir().join(format!("pedf-fleet-offline-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("pedf-fleet-offline");
     let port = free_port();
     let _nats = Nats::start(port, &dir.join("jetstream"));
     let http = free_port();
@@ -1378,10 +1378,7 @@ fn nats_with_config(port: u16, conf: &Path) -> Nats {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_parks_nats_user_publishes_and_receives_only_its_own_over_tls() {
     use futures_util::StreamExt;
-    let dir: PathBuf =
-        std::env::temp_dir().join(format!("pedf-fleet-users-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("pedf-fleet-users");
     certs::self_signed(&dir, "nats");
     let users: Vec<(&str, nkeys::KeyPair)> = ["hub", "park-a", "park-b"]
         .into_iter()
@@ -1606,10 +1603,7 @@ impl Cluster {
 /// exactly against the parks' stores), and once in the stream.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_and_the_hub_killed_while_100_parks_publish_lose_and_repeat_nothing() {
-    let dir: PathBuf =
-        std::env::temp_dir().join(format!("pedf-fleet-cluster-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("pedf-fleet-cluster");
     let mut cluster = Cluster::start(&dir);
     let url = cluster.url();
     let hub_cfg = |http: u16| pedf_runtime::fleet::hub::HubConfig {

@@ -29,17 +29,14 @@ impl IntoResponse for Refused {
     }
 }
 
-/// A caller the hub knows: its token's id, label and role.
-pub(super) struct HubCaller {
-    pub id: i64,
-    pub label: String,
-    pub role: Role,
-}
+/// A caller the hub knows: the park server's caller (token id, label, role), from the hub's
+/// store.
+pub(super) struct HubCaller(pub pedf_server::Caller);
 
 impl HubCaller {
     /// Refused (403) unless the token's role is `role` or above.
     pub fn require(&self, role: Role) -> Result<(), Refused> {
-        if self.role >= role {
+        if self.0.role >= role {
             Ok(())
         } else {
             Err(Refused(
@@ -47,15 +44,15 @@ impl HubCaller {
                 format!(
                     "this needs the {} role; the token has {}",
                     role.name(),
-                    self.role.name()
+                    self.0.role.name()
                 ),
             ))
         }
     }
 
-    /// How the hub's records name the caller.
+    /// How the hub's records name the caller (as the park's audit log does).
     pub fn who(&self) -> String {
-        format!("{} #{} ({})", self.role.name(), self.id, self.label)
+        self.0.who()
     }
 }
 
@@ -69,11 +66,11 @@ fn lookup(s: &Shared, token: &str) -> Result<Option<HubCaller>, Refused> {
         .token(&hash)
         .map_err(|e| Refused(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(t.and_then(|t| {
-        Some(HubCaller {
-            id: t.id,
+        Some(HubCaller(pedf_server::Caller {
+            token_id: t.id,
             label: t.label,
             role: Role::parse(&t.role)?,
-        })
+        }))
     }))
 }
 
@@ -146,6 +143,7 @@ pub(super) async fn login(
     };
     match lookup(&s, &b.token) {
         Ok(Some(c)) => {
+            let c = c.0;
             let mut r = Json(json!({ "role": c.role.name(), "label": c.label })).into_response();
             let cookie = format!(
                 "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict{}",
@@ -183,7 +181,7 @@ pub(super) async fn logout() -> Response {
 
 /// `GET /api/v1/whoami`: the caller's role and label.
 pub(super) async fn whoami(c: HubCaller) -> Json<Value> {
-    Json(json!({ "role": c.role.name(), "label": c.label, "token_id": c.id }))
+    Json(json!({ "role": c.0.role.name(), "label": c.0.label, "token_id": c.0.token_id }))
 }
 
 #[derive(Deserialize)]
@@ -299,7 +297,7 @@ pub(super) async fn token_revoke(
     if let Err(r) = c.require(Role::Admin) {
         return r.into_response();
     }
-    if id == c.id {
+    if id == c.0.token_id {
         return api_error(
             StatusCode::CONFLICT,
             "a token cannot revoke itself: revoke it with another admin token",
