@@ -1,9 +1,10 @@
 //! Plans a generated charging hub (issue 26) and prints what the plan reports: status, gap,
 //! its bound and where it comes from, the cost, the wall time.
 //!
-//! `cargo run --release --example hub_plan -- CHARGERS LIMIT[:NODES] ...`, e.g. `-- 1000 60 240`
-//! plans 1000 chargers (1500 sessions) with a 60-s and then a 240-s limit; `-- 100 600:10` with
-//! a 600-s limit and at most 10 branch-and-bound nodes. The hub is the reference park scaled
+//! `cargo run --release --example hub_plan -- CHARGERS[@SEED] LIMIT[:NODES] ...`, e.g.
+//! `-- 1000 60 240` plans 1000 chargers (1500 sessions) with a 60-s and then a 240-s limit;
+//! `-- 100 600:10` with a 600-s limit and at most 10 branch-and-bound nodes; `-- 500@3 30` the
+//! sessions of seed 3 (0, the default, is the tests' hub). The hub is the reference park scaled
 //! with the chargers (`crates/pedf-dispatch/tests/common`, `charging_hub`). With
 //! `RUST_LOG=pedf_dispatch=debug` the search's rounds are logged.
 
@@ -18,13 +19,12 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: hub_plan CHARGERS LIMIT[:NODES] ...";
-    let n: usize = args
-        .first()
-        .and_then(|a| a.parse().ok())
-        .filter(|&n| n > 0)
-        .expect(usage);
-    let (park, inputs) = common::charging_hub(n);
+    let usage = "usage: hub_plan CHARGERS[@SEED] LIMIT[:NODES] ...";
+    let first = args.first().expect(usage);
+    let (n, seed) = first.split_once('@').unwrap_or((first, "0"));
+    let n: usize = n.parse().ok().filter(|&n| n > 0).expect(usage);
+    let seed: u64 = seed.parse().expect(usage);
+    let (park, inputs) = common::charging_hub_seeded(n, seed);
     for run in &args[1..] {
         let (limit, nodes) = match run.split_once(':') {
             Some((l, k)) => (l, Some(k.parse::<u32>().expect(usage))),
@@ -39,7 +39,7 @@ fn main() {
         let plan = plan_optimized(&park, &inputs, &opts, &CurrentState::default()).unwrap();
         let s = &plan.solver;
         println!(
-            "{n} chargers, {} sessions, limit {limit} s, nodes {nodes:?}: {} gap {:.2e}, bound {:.2} CNY ({}), objective {:.2} CNY, {:.1} s",
+            "{n} chargers (seed {seed}), {} sessions, limit {limit} s, nodes {nodes:?}: {} gap {:.2e}, bound {:.2} CNY ({}), objective {:.2} CNY, {:.1} s",
             inputs.sessions.len(),
             s.status,
             s.mip_gap.unwrap_or(f64::NAN),

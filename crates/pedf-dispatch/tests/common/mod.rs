@@ -208,6 +208,11 @@ pub fn inputs(park: &Park, d: &Day) -> DayInputs {
 /// to 20:00, stays of 1 to 8 hours, 5 to 30 kWh each within what the stay allows at half the
 /// charger's 60 kW). The shape of the outside checks of issue 26.
 pub fn charging_hub(n: usize) -> (Park, DayInputs) {
+    charging_hub_seeded(n, 0)
+}
+
+/// `charging_hub` with its sessions drawn from seed `seed` (0 is `charging_hub`'s).
+pub fn charging_hub_seeded(n: usize, seed: u64) -> (Park, DayInputs) {
     // The workspace's root: two up from this crate, or the root package's own (an example).
     let root = [
         concat!(env!("CARGO_MANIFEST_DIR"), "/../.."),
@@ -286,7 +291,11 @@ pub fn charging_hub(n: usize) -> (Park, DayInputs) {
     for v in inputs.pv_kw.values_mut().chain(inputs.load_kw.values_mut()) {
         v.iter_mut().for_each(|x| *x *= k);
     }
-    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    // xorshift64 from a non-zero state.
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15 ^ seed.wrapping_mul(0x2545_f491_4f6c_dd1d);
+    if seed == 0 {
+        seed = 1;
+    }
     let mut rand = || {
         seed ^= seed << 13;
         seed ^= seed >> 7;
