@@ -307,7 +307,27 @@ pub fn plan_optimized(
             }
         }
     }
+    // Split on how many intervals of each run import (no node limit: a backtest's plans stay
+    // reproducible): a much better bound where the relaxation wants a fractional count.
+    let parts = if opts.mip && opts.max_nodes.is_none() {
+        let ub = cost(&p, &start);
+        let until =
+            plan_start + std::time::Duration::from_secs_f64(opts.time_limit_s.max(0.0) * 0.85);
+        milp::count_split(&p, opts, ub, until, COUNT_SPLIT_LPS).ok()
+    } else {
+        None
+    };
+    if let Some(b) = parts
+        .as_ref()
+        .and_then(|parts| parts.iter().map(|part| part.bound).reduce(f64::min))
+    {
+        if b > bound {
+            bound = b;
+            bound_from = milp::BOUND_COUNT_SPLIT;
+        }
+    }
     tracing::debug!(
+        parts = parts.as_ref().map_or(0, Vec::len),
         dive_s = dive_seconds,
         peak_range_s = tighten_start.elapsed().as_secs_f64(),
         bound,
@@ -323,14 +343,27 @@ pub fn plan_optimized(
         ..opts.clone()
     };
     let deadline = Instant::now() + std::time::Duration::from_secs_f64(search.time_limit_s);
-    match self::search(
-        &mut p,
-        &search,
-        warm,
-        deadline,
-        (bound, bound_from),
-        settle_seconds,
-    ) {
+    let start_cost = warm.map(|w| (w, cost(&p, w)));
+    let searched = match parts {
+        Some(parts) => search_parts(
+            &mut p,
+            &search,
+            start_cost,
+            deadline,
+            (bound, bound_from),
+            settle_seconds,
+            parts,
+        ),
+        None => self::search(
+            &mut p,
+            &search,
+            warm,
+            deadline,
+            (bound, bound_from),
+            settle_seconds,
+        ),
+    };
+    match searched {
         Ok(r) => {
             tracing::info!(status = %r.status, gap = r.mip_gap, build_s = r.build_seconds, solve_s = r.solve_seconds, cols = r.columns, rows = r.rows, binaries = r.binaries, objective = r.objective, "HiGHS finished");
             let info = SolverInfo {
@@ -424,6 +457,138 @@ impl<S> Found<S> {
         };
         self.best.clone()
     }
+}
+
+/// LPs `count_split` may solve before the search.
+const COUNT_SPLIT_LPS: usize = 16;
+
+/// The search over the parts of a count split (`milp::count_split`), best bound first: each
+/// part not pruned is searched with its counts (`search`) while the gap over all parts is
+/// above the target and time is left. The bound handed back is the least over every part of
+/// the best bound known for it (its relaxation's, or its search's), so it holds for the whole
+/// problem; the plan is the cheapest found. With `start` (a plan and its cost) and a bound
+/// that already proves it within the gap, no search at all.
+fn search_parts(
+    p: &mut problem::Problem,
+    opts: &PlanOptions,
+    start: Option<(&schedule::Schedule, f64)>,
+    deadline: Instant,
+    (bound, bound_from): (f64, &'static str),
+    settle_seconds: f64,
+    mut parts: Vec<milp::CountPart>,
+) -> Result<milp::MilpResult, DispatchError> {
+    parts.sort_by(|a, b| a.bound.total_cmp(&b.bound));
+    let mut bounds: Vec<(f64, &'static str)> = parts
+        .iter()
+        .map(|part| {
+            if part.bound > bound {
+                (part.bound, milp::BOUND_COUNT_SPLIT)
+            } else {
+                (bound, bound_from)
+            }
+        })
+        .collect();
+    let least = |bounds: &[(f64, &'static str)]| {
+        let (b, from) = bounds
+            .iter()
+            .copied()
+            .reduce(|a, c| if c.0 < a.0 { c } else { a })
+            .unwrap_or((bound, bound_from));
+        let from = if bounds.len() > 1 {
+            milp::BOUND_COUNT_SPLIT
+        } else {
+            from
+        };
+        (b, from)
+    };
+    let began = Instant::now();
+    if let Some((s, objective)) = start {
+        let (b, from) = least(&bounds);
+        let gap = relative_gap(objective, b);
+        if b.is_finite() && gap <= opts.mip_gap {
+            let (columns, rows, binaries) = milp::size(p, opts)?;
+            return Ok(milp::MilpResult {
+                schedule: s.clone(),
+                status: if gap > 0.0 { "gap_limit" } else { "optimal" }.into(),
+                mip_gap: gap,
+                objective,
+                dual_bound: b,
+                bound_from: from,
+                build_seconds: 0.0,
+                solve_seconds: began.elapsed().as_secs_f64(),
+                columns,
+                rows,
+                binaries,
+            });
+        }
+    }
+    let saved = std::mem::take(&mut p.import_counts);
+    let mut best: Option<milp::MilpResult> = None;
+    let mut failed = None;
+    let (mut build_seconds, mut solve_seconds) = (0.0, 0.0);
+    for (i, part) in parts.iter().enumerate() {
+        if part.pruned {
+            continue;
+        }
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .as_secs_f64();
+        if best.is_some() && left < opts.time_limit_s / 10.0 {
+            break;
+        }
+        p.import_counts = part.counts.clone();
+        let searched = search(
+            p,
+            opts,
+            start.map(|(s, _)| s),
+            deadline,
+            bounds[i],
+            settle_seconds,
+        );
+        p.import_counts = saved.clone();
+        match searched {
+            Ok(r) => {
+                build_seconds += r.build_seconds;
+                solve_seconds += r.solve_seconds;
+                if r.dual_bound > bounds[i].0 {
+                    bounds[i] = (r.dual_bound, r.bound_from);
+                }
+                if best.as_ref().is_none_or(|b| r.objective < b.objective) {
+                    best = Some(r);
+                }
+            }
+            Err(e) => failed = Some(e),
+        }
+        let (b, _) = least(&bounds);
+        if best
+            .as_ref()
+            .is_some_and(|r| relative_gap(r.objective, b) <= opts.mip_gap)
+        {
+            break;
+        }
+    }
+    p.import_counts = saved;
+    let Some(mut r) = best else {
+        return Err(failed.unwrap_or_else(|| {
+            DispatchError::Solver("the count split left no part to search".into())
+        }));
+    };
+    let (b, from) = least(&bounds);
+    r.build_seconds = build_seconds;
+    r.solve_seconds = solve_seconds;
+    if b.is_finite() {
+        (r.dual_bound, r.bound_from) = (b, from);
+        r.mip_gap = relative_gap(r.objective, b);
+        r.status = if r.mip_gap > opts.mip_gap {
+            "time_limit"
+        } else if r.mip_gap > 0.0 {
+            "gap_limit"
+        } else {
+            "optimal"
+        }
+        .into();
+    }
+    Ok(r)
 }
 
 /// Branch-and-bound nodes allowed, under a node limit of 0, when the LP dive finds no plan.

@@ -112,6 +112,9 @@ pub(crate) struct Problem {
     /// Import/export directions held fixed in the MILP (`Some(true)` importing), by interval;
     /// `None` leaves the binary free.
     pub directions: Vec<Option<bool>>,
+    /// Bounds on how many intervals of a run of consecutive import/export-binary intervals
+    /// import, by the run's first interval (`milp::count_split`); a run not listed is free.
+    pub import_counts: std::collections::BTreeMap<usize, (f64, f64)>,
     pub penalty: f64,
     pub unserved_penalty: f64,
     /// The annual grid factor, kg/kWh: location-based Scope 2 as the report and backtests
@@ -540,6 +543,7 @@ impl Problem {
             peak_lo: free,
             peak_hi: imp_cap,
             directions: vec![None; n],
+            import_counts: Default::default(),
             penalty: opts.unmet_penalty_cny_per_kwh,
             unserved_penalty: opts.unserved_penalty_cny_per_kwh,
             notes,
