@@ -343,11 +343,12 @@ pub fn plan_optimized(
         ..opts.clone()
     };
     let deadline = Instant::now() + std::time::Duration::from_secs_f64(search.time_limit_s);
-    let start_cost = warm.map(|w| (w, cost(&p, w)));
+    let start_cost = (&start, cost(&p, &start));
     let searched = match parts {
         Some(parts) => search_parts(
             &mut p,
             &search,
+            warm,
             start_cost,
             deadline,
             (bound, bound_from),
@@ -466,12 +467,15 @@ const COUNT_SPLIT_LPS: usize = 16;
 /// part not pruned is searched with its counts (`search`) while the gap over all parts is
 /// above the target and time is left. The bound handed back is the least over every part of
 /// the best bound known for it (its relaxation's, or its search's), so it holds for the whole
-/// problem; the plan is the cheapest found. With `start` (a plan and its cost) and a bound
-/// that already proves it within the gap, no search at all.
+/// problem; the plan is the cheapest found. `start` is a plan every part's search may start
+/// from (`warm`, when given) and its cost: when the bound already proves it within the gap,
+/// or every part is pruned (none holds a cheaper plan), it is the answer without a search.
+#[allow(clippy::too_many_arguments)]
 fn search_parts(
     p: &mut problem::Problem,
     opts: &PlanOptions,
-    start: Option<(&schedule::Schedule, f64)>,
+    warm: Option<&schedule::Schedule>,
+    (start, start_cost): (&schedule::Schedule, f64),
     deadline: Instant,
     (bound, bound_from): (f64, &'static str),
     settle_seconds: f64,
@@ -502,25 +506,30 @@ fn search_parts(
         (b, from)
     };
     let began = Instant::now();
-    if let Some((s, objective)) = start {
-        let (b, from) = least(&bounds);
-        let gap = relative_gap(objective, b);
-        if b.is_finite() && gap <= opts.mip_gap {
-            let (columns, rows, binaries) = milp::size(p, opts)?;
-            return Ok(milp::MilpResult {
-                schedule: s.clone(),
-                status: if gap > 0.0 { "gap_limit" } else { "optimal" }.into(),
-                mip_gap: gap,
-                objective,
-                dual_bound: b,
-                bound_from: from,
-                build_seconds: 0.0,
-                solve_seconds: began.elapsed().as_secs_f64(),
-                columns,
-                rows,
-                binaries,
-            });
-        }
+    let (b, from) = least(&bounds);
+    let gap = relative_gap(start_cost, b);
+    if (b.is_finite() && gap <= opts.mip_gap) || parts.iter().all(|part| part.pruned) {
+        let (columns, rows, binaries) = milp::size(p, opts)?;
+        return Ok(milp::MilpResult {
+            schedule: start.clone(),
+            status: if gap > opts.mip_gap {
+                "time_limit"
+            } else if gap > 0.0 {
+                "gap_limit"
+            } else {
+                "optimal"
+            }
+            .into(),
+            mip_gap: if b.is_finite() { gap } else { f64::INFINITY },
+            objective: start_cost,
+            dual_bound: b,
+            bound_from: from,
+            build_seconds: 0.0,
+            solve_seconds: began.elapsed().as_secs_f64(),
+            columns,
+            rows,
+            binaries,
+        });
     }
     let saved = std::mem::take(&mut p.import_counts);
     let mut best: Option<milp::MilpResult> = None;
@@ -537,14 +546,7 @@ fn search_parts(
             break;
         }
         p.import_counts = part.counts.clone();
-        let searched = search(
-            p,
-            opts,
-            start.map(|(s, _)| s),
-            deadline,
-            bounds[i],
-            settle_seconds,
-        );
+        let searched = search(p, opts, warm, deadline, bounds[i], settle_seconds);
         p.import_counts = saved.clone();
         match searched {
             Ok(r) => {

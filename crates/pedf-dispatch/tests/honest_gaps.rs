@@ -1,6 +1,7 @@
 //! The gap a plan reports (issue 26): its bound is a lower bound on the optimum of the plan's
 //! problem, labelled with where it comes from, the gap is the plan's against it, and more
-//! search never reports a worse bound.
+//! search never reports a worse bound, with a node limit (HiGHS alone) or a time limit (a
+//! split on how many intervals import, then HiGHS over its parts).
 
 mod common;
 
@@ -67,4 +68,31 @@ fn a_plans_bound_holds_for_its_problem_and_more_search_never_weakens_it() {
         last = bound;
     }
     assert!(last > f64::NEG_INFINITY);
+    // Without a node limit the planner splits on how many intervals import before HiGHS
+    // searches the parts; cut short at any point, the bound it reports is still one of the
+    // problem's (the least over the parts), and the gap the plan's against it.
+    for limit in [0.3, 1.0, 3.0] {
+        let o = PlanOptions {
+            time_limit_s: limit,
+            ..opts(None)
+        };
+        let plan = plan_optimized(&park, &inputs, &o, &state).unwrap();
+        let s = &plan.solver;
+        let Some(bound) = s.bound_cny else {
+            continue;
+        };
+        assert!(
+            bound <= best + 1e-9 * best,
+            "limit {limit} s: bound {bound} above the optimum {best} ({s:?})"
+        );
+        let gap = (plan.objective_cny - bound) / plan.objective_cny;
+        assert!(
+            (s.mip_gap.unwrap() - gap.max(0.0)).abs() < 1e-12,
+            "{s:?} against {gap}"
+        );
+    }
+    assert_eq!(
+        optimum.solver.bound_from.as_deref(),
+        Some("the least over a split on how many intervals import")
+    );
 }
