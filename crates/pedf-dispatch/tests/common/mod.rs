@@ -243,7 +243,13 @@ pub fn charging_hub_seeded(n: usize, seed: u64) -> (Park, DayInputs) {
     let text = std::fs::read_to_string(format!("{root}/config/qingzhou-pedf.toml")).unwrap();
     let mut park_text = String::new();
     let mut in_chargers = false;
+    // A park file's charger entry holds at most 1000: more go into copies of the entry.
+    let mut charger_entry = String::new();
     for line in text.lines() {
+        if in_chargers && !line.starts_with('[') && !line.starts_with('#') {
+            charger_entry.push_str(line);
+            charger_entry.push('\n');
+        }
         if line.starts_with('[') {
             in_chargers = line.contains("ev_charger");
         }
@@ -255,10 +261,27 @@ pub fn charging_hub_seeded(n: usize, seed: u64) -> (Park, DayInputs) {
             Some(v) if scaled.contains(&key) && !in_chargers && !line.starts_with('#') => {
                 park_text.push_str(&format!("{key} = {}\n", v * k))
             }
-            _ if key == "count" && in_chargers => park_text.push_str(&format!("count = {n}\n")),
+            _ if key == "count" && in_chargers => {
+                park_text.push_str(&format!("count = {}\n", n.min(1000)))
+            }
             _ => {
                 park_text.push_str(line);
                 park_text.push('\n');
+            }
+        }
+    }
+    for (i, first) in (1000..n).step_by(1000).enumerate() {
+        park_text.push_str("[[ev_charger]]\n");
+        for line in charger_entry.lines() {
+            match line.split_once('=').map(|(k, _)| k.trim()) {
+                Some("id") => park_text.push_str(&format!("id = \"ev{}\"\n", i + 2)),
+                Some("count") => {
+                    park_text.push_str(&format!("count = {}\n", (n - first).min(1000)))
+                }
+                _ => {
+                    park_text.push_str(line);
+                    park_text.push('\n');
+                }
             }
         }
     }
