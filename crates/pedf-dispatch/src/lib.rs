@@ -1020,6 +1020,7 @@ fn search(
         // above the target (measured on the reference day at 1e-6: the rounding is within
         // it, and the MILP would have cost 0.6 s for a worse plan) and there is time for it
         // and its own settling.
+        let settling = Instant::now();
         let rounded = settle_min_power(p, opts, &r.schedule, None);
         let left = deadline
             .saturating_duration_since(Instant::now())
@@ -1048,6 +1049,8 @@ fn search(
             below_min_sessions = sessions.len(),
             below_min_loads = loads.len(),
             settled = settled.as_ref().map(|s| s.1),
+            settle_s = settling.elapsed().as_secs_f64(),
+            settle_reserved_s = settle_seconds,
             "search round ended below some minimum power"
         );
         // The best plan settled so far, this round's or an earlier one's.
