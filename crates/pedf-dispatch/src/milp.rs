@@ -1173,6 +1173,21 @@ mod tests {
         (park, inputs)
     }
 
+    /// The options of a plan proven to the gap `gap`, and that plan.
+    fn planned_to(
+        park: &pedf_core::Park,
+        inputs: &pedf_core::inputs::DayInputs,
+        gap: f64,
+    ) -> (PlanOptions, pedf_core::plan::Plan) {
+        let proven = PlanOptions {
+            mip_gap: gap,
+            time_limit_s: 60.0,
+            ..PlanOptions::default()
+        };
+        let plan = plan_optimized(park, inputs, &proven, &CurrentState::default()).unwrap();
+        (proven, plan)
+    }
+
     /// The hull relaxation's cost with the peak held at `peak`.
     fn cost_at_peak(p: &Problem, opts: &PlanOptions, peak: f64) -> f64 {
         let lp = PlanOptions {
@@ -1239,12 +1254,7 @@ mod tests {
     fn the_count_split_keeps_the_optimum_in_a_part_and_bounds_it() {
         let (park, inputs) = reference_day();
         let state = CurrentState::default();
-        let proven = PlanOptions {
-            mip_gap: 1e-9,
-            time_limit_s: 60.0,
-            ..PlanOptions::default()
-        };
-        let best = plan_optimized(&park, &inputs, &proven, &state).unwrap();
+        let (proven, best) = planned_to(&park, &inputs, 1e-9);
         let optimum = best.objective_cny;
         // As the planner does: the peak range narrowed to the plans no dearer than one known
         // (here a hair dearer than the optimum, so the optimum's part is never pruned).
@@ -1316,12 +1326,7 @@ mod tests {
         let state = CurrentState::default();
         // The proven optimum of this day and its plain LP relaxation (no exclusivity binaries,
         // no minimum powers), both computed here.
-        let proven = PlanOptions {
-            mip_gap: 1e-6,
-            time_limit_s: 60.0,
-            ..PlanOptions::default()
-        };
-        let best = plan_optimized(&park, &inputs, &proven, &state).unwrap();
+        let (proven, best) = planned_to(&park, &inputs, 1e-6);
         let optimum = best.objective_cny * (1.0 + 1e-6);
         let lp = PlanOptions {
             mip: false,
