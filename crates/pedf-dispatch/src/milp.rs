@@ -897,22 +897,7 @@ pub(crate) fn peak_range(
     ub: f64,
     deadline: Instant,
 ) -> Result<PeakRange, DispatchError> {
-    let lp = PlanOptions {
-        mip: false,
-        ..opts.clone()
-    };
-    let mut b = build(p, &lp, true, true)?;
-    b.model
-        .try_set_option("presolve", "off")
-        .map_err(|e| DispatchError::Solver(format!("HiGHS option presolve: {e:?}")))?;
-    // No LP runs past the deadline (one on the week takes up to 0.7 s). HiGHS's time limit
-    // counts all the solves of a model, so it is the time from now to the deadline.
-    let budget = deadline
-        .saturating_duration_since(Instant::now())
-        .as_secs_f64();
-    b.model
-        .try_set_option("time_limit", budget.max(1e-3))
-        .map_err(|e| DispatchError::Solver(format!("HiGHS option time_limit: {e:?}")))?;
+    let b = hull_relaxation(p, opts, deadline)?;
     let peak = b.peak;
     let mut model = Some(b.model);
     // V(P) and its slope, solving from the last basis.
@@ -1015,6 +1000,32 @@ pub(crate) fn peak_range(
     })
 }
 
+/// The hull relaxation (binaries continuous, minimum powers relaxed) set up for warm
+/// re-solves until `deadline`: no presolve (it costs more than it saves on these LPs) and no
+/// LP past the deadline (one on the week takes up to 0.7 s; HiGHS's time limit counts all
+/// the solves of a model, so it is the time from now to the deadline).
+fn hull_relaxation(
+    p: &Problem,
+    opts: &PlanOptions,
+    deadline: Instant,
+) -> Result<Built, DispatchError> {
+    let lp = PlanOptions {
+        mip: false,
+        ..opts.clone()
+    };
+    let mut b = build(p, &lp, true, true)?;
+    b.model
+        .try_set_option("presolve", "off")
+        .map_err(|e| DispatchError::Solver(format!("HiGHS option presolve: {e:?}")))?;
+    let budget = deadline
+        .saturating_duration_since(Instant::now())
+        .as_secs_f64();
+    b.model
+        .try_set_option("time_limit", budget.max(1e-3))
+        .map_err(|e| DispatchError::Solver(format!("HiGHS option time_limit: {e:?}")))?;
+    Ok(b)
+}
+
 /// One part of `count_split`'s partition: bounds on the import counts of runs, and a lower
 /// bound on every plan within them.
 #[derive(Debug, Clone)]
@@ -1048,29 +1059,19 @@ pub(crate) fn count_split(
     deadline: Instant,
     max_lps: usize,
 ) -> Result<Vec<CountPart>, DispatchError> {
-    let lp = PlanOptions {
-        mip: false,
-        ..opts.clone()
-    };
-    let mut b = build(p, &lp, true, true)?;
-    let runs = std::mem::take(&mut b.counts);
     let root = CountPart {
         counts: p.import_counts.clone(),
         bound: f64::NEG_INFINITY,
         pruned: false,
     };
+    if !p.no_simultaneous {
+        return Ok(vec![root]);
+    }
+    let b = hull_relaxation(p, opts, deadline)?;
+    let runs = b.counts;
     if runs.is_empty() {
         return Ok(vec![root]);
     }
-    b.model
-        .try_set_option("presolve", "off")
-        .map_err(|e| DispatchError::Solver(format!("HiGHS option presolve: {e:?}")))?;
-    let budget = deadline
-        .saturating_duration_since(Instant::now())
-        .as_secs_f64();
-    b.model
-        .try_set_option("time_limit", budget.max(1e-3))
-        .map_err(|e| DispatchError::Solver(format!("HiGHS option time_limit: {e:?}")))?;
     let mut model = Some(b.model);
     let mut open = vec![root];
     let mut done = Vec::new();
