@@ -15,7 +15,7 @@
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, TransactionBehavior};
 
 use crate::{err, from_ms, ms, StoreError};
 
@@ -313,7 +313,10 @@ impl FleetStore {
     /// is added at `now`.
     pub fn apply(&mut self, now: DateTime<Utc>, msgs: &[FleetMessage]) -> Result<(), StoreError> {
         let path = self.path.display().to_string();
-        let tx = self.conn.transaction().map_err(|e| err(&path, e))?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| err(&path, e))?;
         {
             let mut park = tx
                 .prepare_cached("INSERT OR IGNORE INTO parks (park, first_ms) VALUES (?1, ?2)")
@@ -409,7 +412,10 @@ impl FleetStore {
         states: &[(String, DateTime<Utc>, String)],
     ) -> Result<(), StoreError> {
         let path = self.path.display().to_string();
-        let tx = self.conn.transaction().map_err(|e| err(&path, e))?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| err(&path, e))?;
         {
             let mut st = tx
                 .prepare_cached(
@@ -540,7 +546,10 @@ impl FleetStore {
         parts: &[RequestPart],
     ) -> Result<(), StoreError> {
         let path = self.path.display().to_string();
-        let tx = self.conn.transaction().map_err(|e| err(&path, e))?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| err(&path, e))?;
         tx.execute(
             "INSERT OR REPLACE INTO requests (id, given_ms, start_ms, end_ms, kind, kw, price, by) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![r.id, ms(r.given), ms(r.start), ms(r.end), r.kind, r.kw, r.price, r.by],

@@ -5,7 +5,11 @@
 //! interval energy records the carbon ledger and certificates are computed from), `plans`,
 //! `events`, `audit`, `tokens` (API tokens, SHA-256 hashes only). Durability: WAL with `synchronous = NORMAL` keeps every committed
 //! transaction through a process crash (kill -9); writers commit a batch at least once a
-//! second, so a crash loses at most the last second. A full disk or any SQLite failure is a
+//! second, so a crash loses at most the last second. Every write transaction begins IMMEDIATE,
+//! so another connection's write makes it wait (the 5-s busy timeout) instead of failing: a
+//! deferred one that reads first cannot wait for the lock when it comes to write (SQLite
+//! answers "database is locked" at once; it failed a test that activated a plan while the EMS
+//! wrote). A full disk or any SQLite failure is a
 //! `StoreError` naming the file; the caller keeps running.
 
 #![warn(missing_docs)]
@@ -14,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, TimeZone, Utc};
 use pedf_core::records::IntervalRecord;
-use rusqlite::{params, Connection, ErrorCode};
+use rusqlite::{params, Connection, ErrorCode, TransactionBehavior};
 
 /// Makes a folder (and its parents) only its owner may enter (0700 on Unix), as the EMS's
 /// data folders should be; an existing folder is left as it is.
@@ -543,7 +547,10 @@ impl Store {
     /// Inserts a batch of samples in one transaction (commit it at least once a second).
     pub fn insert_samples(&mut self, batch: &[Sample]) -> Result<usize, StoreError> {
         let path = self.path.display().to_string();
-        let tx = self.conn.transaction().map_err(|e| err(&path, e))?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| err(&path, e))?;
         {
             let mut stmt = tx.prepare_cached("INSERT INTO samples (device, field, ts_ms, value, quality) VALUES (?1, ?2, ?3, ?4, ?5)").map_err(|e| err(&path, e))?;
             for s in batch {
@@ -641,7 +648,10 @@ impl Store {
     /// transaction); interval records, plans and tokens are kept. Returns the rows deleted.
     pub fn prune_log(&mut self, before: DateTime<Utc>) -> Result<usize, StoreError> {
         let path = self.path.display().to_string();
-        let tx = self.conn.transaction().map_err(|e| err(&path, e))?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| err(&path, e))?;
         let mut n = 0;
         for sql in [
             "DELETE FROM events WHERE ts_ms < ?1",
@@ -702,7 +712,10 @@ impl Store {
         observed: Option<f64>,
     ) -> Result<usize, StoreError> {
         let path = self.path.display().to_string();
-        let tx = self.conn.transaction().map_err(|e| err(&path, e))?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| err(&path, e))?;
         {
             let mut stmt = tx
                 .prepare_cached(
@@ -1049,7 +1062,10 @@ impl Store {
     /// was not active already is logged as activated (see [`Store::activations_after`]).
     pub fn activate_plan(&mut self, id: i64) -> Result<(), StoreError> {
         let path = self.path.display().to_string();
-        let tx = self.conn.transaction().map_err(|e| err(&path, e))?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| err(&path, e))?;
         let (day, was): (String, i64) = tx
             .query_row(
                 "SELECT day, active FROM plans WHERE id = ?1",
