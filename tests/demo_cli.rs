@@ -16,12 +16,21 @@ use std::path::Path;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
+/// A free port below the kernel's ephemeral range (32768-60999 on Linux): a port taken from
+/// that range and released can go to any outgoing connection (the demo's own clients of its
+/// simulated devices) before the demo binds it, and the demo then stops, its dashboard gone
+/// (a clean-clone CI run once met "connection refused" so). Ports from a start that depends on
+/// the process, each checked by binding it.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 20000 + (std::process::id() % 1000) as u16 * 10;
+    loop {
+        let port = base + NEXT.fetch_add(1, Ordering::Relaxed);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 #[cfg(unix)]
@@ -108,7 +117,16 @@ fn the_demo_runs_the_park_and_serves_the_dashboard() {
             .map(|t| serde_json::from_str(&t).unwrap_or(Value::Null))
             .unwrap()
     };
-    let page = c.get(format!("{b}/")).send().unwrap().text().unwrap();
+    let page = match c.get(format!("{b}/")).send() {
+        Ok(r) => r.text().unwrap(),
+        Err(e) => {
+            // The demo stopped after saying where its dashboard is: say why.
+            let _ = child.kill();
+            let mut err = String::new();
+            let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+            panic!("the dashboard does not answer ({e}): {seen:?}\n{err}");
+        }
+    };
     assert!(page.contains("/assets/app.js"));
     // Every device (3 PV inverters, battery, meter, the billing meter over DL/T 645, 20
     // chargers, 2 loads) answers within 15 s,
