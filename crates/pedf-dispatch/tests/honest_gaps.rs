@@ -71,6 +71,7 @@ fn a_plans_bound_holds_for_its_problem_and_more_search_never_weakens_it() {
     // Without a node limit the planner splits on how many intervals import before HiGHS
     // searches the parts; cut short at any point, the bound it reports is still one of the
     // problem's (the least over the parts), and the gap the plan's against it.
+    let mut checked = 0;
     for limit in [0.3, 1.0, 3.0] {
         let o = PlanOptions {
             time_limit_s: limit,
@@ -90,7 +91,10 @@ fn a_plans_bound_holds_for_its_problem_and_more_search_never_weakens_it() {
             (s.mip_gap.unwrap() - gap.max(0.0)).abs() < 1e-12,
             "{s:?} against {gap}"
         );
+        checked += 1;
     }
+    // At 3 s at least the relaxation's bound is known.
+    assert!(checked >= 1, "no time-limited plan reported a bound");
     assert_eq!(
         optimum.solver.bound_from.as_deref(),
         Some("the least over a split on how many intervals import")
