@@ -6,6 +6,7 @@
 
 #![warn(missing_docs)]
 
+mod exchange;
 mod milp;
 mod problem;
 mod rule;
@@ -275,10 +276,11 @@ pub fn plan_optimized(
     // it once its root is solved; until then (a search cut short) it keeps the gap honest.
     let mut bound = dive.as_ref().map_or(f64::NEG_INFINITY, |d| d.bound);
     let mut bound_from = milp::BOUND_RELAXATION;
-    // Time kept for settling minimum powers after HiGHS: the rounding's LP from scratch and
-    // its re-solves, about twice the dive's first LP (on the week at 15 minutes 0.2 s).
+    // Time kept for settling minimum powers after HiGHS: the exchange's MILP (given half of
+    // it), then the rounding's LP from scratch and its re-solves, each about twice the dive's
+    // first LP (on the week at 15 minutes 0.28 s each).
     let settle_seconds = dive.as_ref().map_or(0.0, |d| {
-        (2.0 * d.first_lp_seconds).min(opts.time_limit_s.max(0.0) / 5.0)
+        (4.0 * d.first_lp_seconds).min(opts.time_limit_s.max(0.0) / 5.0)
     });
     let dive_found = dive.as_ref().is_some_and(|d| d.schedule.is_some());
     let start = match dive.and_then(|d| d.schedule) {
@@ -946,14 +948,16 @@ fn below_min_power(p: &problem::Problem, s: &schedule::Schedule) -> (Vec<usize>,
 
 /// The MILP search with minimum powers enforced lazily: first with every "off or at least the
 /// minimum" relaxed (its dual bound bounds the full problem too); a solution that runs below
-/// some minimum is settled (`settle_min_power`, and when that leaves the gap above the target
-/// also `settle_with_directions`, the cheaper kept) and, if that leaves a gap above the target
+/// some minimum is settled (`exchange::exchange_min_power` held by `settle_min_power`, and
+/// `settle_min_power` alone; when both leave the gap above the target also
+/// `settle_with_directions`; the cheapest kept) and, if that leaves a gap above the target
 /// and time remains, the offending sessions and loads get their semi-continuous columns and
 /// the search runs again from the settled plan. The answer always respects every minimum.
 ///
 /// `bound` is a lower bound on the optimum known beforehand (`-inf` if none): the gap is
 /// measured against the better of it and HiGHS's (HiGHS stopped before its root LP has a poor
-/// one of its own). `settle_seconds` estimates one settling (a few LPs of the relaxation);
+/// one of its own). `settle_seconds` estimates one settling (the exchange's MILP and a few
+/// LPs of the relaxation);
 /// HiGHS stops that long before `deadline`, so the plan is settled in time, and another round
 /// starts only while there is time for it.
 fn search(
@@ -1024,7 +1028,25 @@ fn search(
         // it, and the MILP would have cost 0.6 s for a worse plan) and there is time for it
         // and its own settling.
         let settling = Instant::now();
+        // First the minimum powers exchanged between sessions and loads inside each interval
+        // (`exchange`), then rounded one requirement at a time; the cheaper kept. Not under a
+        // node limit: the exchange's MILP stops on time, and a backtest's plans must repeat.
+        let exchanged = if opts.max_nodes.is_none() {
+            exchange::exchange_min_power(p, &r.schedule, settle_seconds / 2.0, opts.threads)
+                .and_then(|m| settle_min_power(p, opts, &r.schedule, Some(&m)))
+        } else {
+            None
+        };
         let rounded = settle_min_power(p, opts, &r.schedule, None);
+        tracing::debug!(
+            exchanged = exchanged.as_ref().map(|x| x.1),
+            rounded = rounded.as_ref().map(|x| x.1),
+            "minimum powers settled"
+        );
+        let rounded = exchanged
+            .into_iter()
+            .chain(rounded)
+            .min_by(|a, b| a.1.total_cmp(&b.1));
         let left = deadline
             .saturating_duration_since(Instant::now())
             .as_secs_f64();

@@ -1154,7 +1154,7 @@ pub(crate) struct PeakRange {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::{plan_optimized, CurrentState};
     use chrono::NaiveDate;
@@ -1163,7 +1163,7 @@ mod tests {
     const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
     /// The reference park's 2026-06-21 from the repository's example inputs.
-    fn reference_day() -> (pedf_core::Park, pedf_core::inputs::DayInputs) {
+    pub(crate) fn reference_day() -> (pedf_core::Park, pedf_core::inputs::DayInputs) {
         let text = std::fs::read_to_string(format!("{ROOT}/config/qingzhou-pedf.toml")).unwrap();
         let park = pedf_core::config::load_park("qingzhou-pedf.toml", text.as_bytes())
             .value
