@@ -16,22 +16,7 @@ use std::path::Path;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
-/// A free port below the kernel's ephemeral range (32768-60999 on Linux): a port taken from
-/// that range and released can go to any outgoing connection (the demo's own clients of its
-/// simulated devices) before the demo binds it, and the demo then stops, its dashboard gone
-/// (a clean-clone CI run once met "connection refused" so). Ports from a start that depends on
-/// the process, each checked by binding it.
-fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU16, Ordering};
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let base = 20000 + (std::process::id() % 1000) as u16 * 10;
-    loop {
-        let port = base + NEXT.fetch_add(1, Ordering::Relaxed);
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
+use chromium::free_port;
 
 #[cfg(unix)]
 #[test]

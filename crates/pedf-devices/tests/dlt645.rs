@@ -76,13 +76,9 @@ impl Drop for Meter {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+#[path = "../../pedf-runtime/tests/support/ports.rs"]
+mod ports;
+use ports::free_port;
 
 fn now() -> chrono::DateTime<chrono::Utc> {
     // A fixed instant: the readings' times are the EMS's, not the meter's.

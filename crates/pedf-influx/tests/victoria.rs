@@ -12,6 +12,10 @@ use chrono::{TimeZone, Utc};
 use pedf_core::live::Sample;
 use pedf_influx::{InfluxConfig, InfluxSink, SinkStats};
 
+#[path = "../../pedf-runtime/tests/support/ports.rs"]
+mod ports;
+use ports::free_port;
+
 struct Victoria {
     child: Option<Child>,
     port: u16,
@@ -26,11 +30,7 @@ impl Victoria {
     }
 
     fn start_with(data: &Path, flags: &[&str]) -> Victoria {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let mut v = Victoria {
             child: None,
             port,
@@ -349,11 +349,7 @@ async fn a_refusal_is_set_aside_and_the_buffer_keeps_its_limit() {
     drop(vm);
 
     // Nobody listening: 1 MB of buffer, about 2 MB sent.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let sink = InfluxSink::start(InfluxConfig {
         url: format!("http://127.0.0.1:{port}"),
         buffer_dir: dir.join("capped"),

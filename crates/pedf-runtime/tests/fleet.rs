@@ -60,13 +60,7 @@ impl Drop for Nats {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use chromium::free_port;
 
 /// Closed interval records of 21 June from `hh:mm`, `n` of them.
 fn records(from: &str, n: i32) -> Vec<IntervalRecord> {
