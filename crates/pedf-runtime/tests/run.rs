@@ -5,6 +5,8 @@
 
 #[path = "support/plans.rs"]
 mod plans;
+#[path = "support/ports.rs"]
+mod ports;
 
 use std::time::Duration;
 
@@ -796,11 +798,7 @@ async fn the_cycle_goes_on_while_the_servers_runtime_is_busy() {
 async fn an_ocpp_charger_is_a_device_of_the_running_ems() {
     let (dir, _sim, _) = sim_park("ocpp").await;
     let python = peers_python();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = ports::free_port();
     let mut devices = std::fs::read_to_string(dir.join("devices.toml")).unwrap();
     devices.push_str("\n[[connection]]\nid = \"chargers\"\nkind = \"ocpp\"\n\n[[device]]\nid = \"ev-02\"\ncapability = \"ev-charger\"\nasset = \"ev-02\"\nconnection = \"chargers\"\nstale_after_ms = 5000\n");
     std::fs::write(dir.join("devices.toml"), devices).unwrap();
