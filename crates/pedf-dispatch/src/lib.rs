@@ -1023,14 +1023,14 @@ fn search(
             }
             return Ok(r);
         }
-        // The dive's rounding first; the small MILP only when the rounding leaves the gap
-        // above the target (measured on the reference day at 1e-6: the rounding is within
-        // it, and the MILP would have cost 0.6 s for a worse plan) and there is time for it
-        // and its own settling.
-        let settling = Instant::now();
         // First the minimum powers exchanged between sessions and loads inside each interval
-        // (`exchange`), then rounded one requirement at a time; the cheaper kept. Not under a
-        // node limit: the exchange's MILP stops on time, and a backtest's plans must repeat.
+        // (`exchange`), then rounded one requirement at a time as the dive does; the cheaper
+        // kept. Not under a node limit: the exchange's MILP stops on time, and a backtest's
+        // plans must repeat. The small MILP with the directions fixed comes only when both
+        // leave the gap above the target (measured on the reference day at 1e-6: the rounding
+        // is within it, and the MILP would have cost 0.6 s for a worse plan) and there is time
+        // for it and its own settling.
+        let settling = Instant::now();
         let exchanged = if opts.max_nodes.is_none() {
             exchange::exchange_min_power(p, &r.schedule, settle_seconds / 2.0, opts.threads)
                 .and_then(|m| settle_min_power(p, opts, &r.schedule, Some(&m)))
