@@ -284,6 +284,29 @@ async fn a_car_arrives_and_leaves() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A car plugged in but not drawing yet (charger state 1 at 0 kW), with no plan for the day:
+/// the EMS lets it charge, at the session's power within the park's limits, as the charger
+/// would without an EMS. (It once took what the charger drew as the car's wish, so a car
+/// first seen at 0 kW was held at 0 kW.) Waits for the live view with a deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_car_first_seen_at_zero_kw_is_let_charge_without_a_plan() {
+    let (dir, sim, mut cfg) = sim_park("ev-zero").await;
+    cfg.time = pedf_core::time::TimeSource::scaled(ems_origin(), 1.0);
+    *sim.charger.power_kw.lock().unwrap() = 0.0;
+    let (_, seen) = run_until(cfg, 30, |l| {
+        l.chargers.iter().any(|c| {
+            c.id == "ev-01"
+                && c.session.is_some()
+                && c.setpoint_kw.is_some_and(|kw| kw > 1.0)
+                && c.kw.is_some_and(|kw| kw > 1.0)
+        })
+    })
+    .await;
+    seen.expect("ev-01 charging within 30 s of its car being seen at 0 kW");
+    drop(sim);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A plan that sheds 30 kW of the curtailable HVAC (drawing 120 kW, 30 % sheddable): the run
 /// caps it at 90 kW and says so. Waits for the command with a deadline.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -915,11 +938,7 @@ async fn an_ocpp_charger_is_a_device_of_the_running_ems() {
 async fn a_dlt645_billing_meter_is_a_device_of_the_running_ems() {
     let (dir, _sim, _) = sim_park("dlt645").await;
     let python = peers_python();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = ports::free_port();
     let mut meter = std::process::Command::new(python)
         .arg(std::path::Path::new(ROOT).join("tests/peers/dlt645_meter.py"))
         .args([&port.to_string(), "000012345678", "static"])
@@ -1100,11 +1119,7 @@ async fn the_grids_master_sets_the_parks_import_limit_over_iec104() {
 /// and the port.
 async fn iec104_park(name: &str, points: &str) -> (std::path::PathBuf, SimPark, u16) {
     let (dir, sim, _) = sim_park(name).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = ports::free_port();
     std::fs::write(dir.join("points.toml"), points).unwrap();
     let mut run = std::fs::read_to_string(dir.join("run.toml")).unwrap();
     run.push_str(&format!("\n[iec104]\nlisten = \"127.0.0.1:{port}\"\ncommon_address = 7\nmasters = [\"127.0.0.1\"]\npoints = \"points.toml\"\n"));

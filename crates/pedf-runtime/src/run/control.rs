@@ -172,15 +172,21 @@ impl Cycle {
                     .get(&c.id)
                     .and_then(|s| s.good(Field::PowerKw, now))
                     .unwrap_or(0.0);
+                // What the car would draw if let: with a session, the session's highest
+                // power (a plan, the peak guard or the limits lower it). Not what it draws
+                // now: that is this controller's last setpoint, and a car first seen at
+                // 0 kW (not started yet) would be held there for as long as no plan names
+                // its charger. A charger whose sessions are not tracked: what it draws.
+                let session = sessions.on(&c.id);
                 ChargerNow {
                     id: c.id.clone(),
-                    wanted_kw: drawing,
+                    wanted_kw: session.map_or(drawing, |s| s.max_kw.min(max_kw)),
                     // The balance counts what it draws, not a setpoint a car may not take.
                     drawing_kw: Some(drawing),
                     min_kw: c.policy.limits.min.max(0.0),
                     max_kw,
                     // What the session needs now to finish by its departure.
-                    must_kw: sessions.on(&c.id).map_or(0.0, |s| {
+                    must_kw: session.map_or(0.0, |s| {
                         pedf_control::ev_must_kw(
                             s.owed_kwh(),
                             s.max_kw.min(max_kw),
