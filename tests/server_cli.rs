@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+#[path = "../crates/pedf-runtime/tests/support/ports.rs"]
+mod ports;
+
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 fn call(
@@ -80,11 +83,7 @@ fn plans_accounts_and_certifies_through_the_api() {
             .unwrap();
     }
     drop(store);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = ports::free_port();
     std::fs::write(
         dir.join("run.toml"),
         format!(

@@ -3,6 +3,8 @@
 //! metrics, the OpenAPI document, a device that fails mid-run.
 
 mod common;
+#[path = "support/ports.rs"]
+mod ports;
 
 use std::time::{Duration, Instant};
 
@@ -708,11 +710,7 @@ fn prometheus_parse(text: &str) -> serde_json::Value {
 /// a start without an id tag and a stop with nothing running are refused with the reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_commands_an_ocpp_charger() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = ports::free_port();
     let password = "pw-0123456789abcdef";
     let ems = Ems::start_with(
         "command",
