@@ -460,7 +460,11 @@ mod tests {
         let pages = Store::open(&path).unwrap().page_count_for_test();
         let t0 = DateTime::<Utc>::from_timestamp(1_782_000_000, 0).unwrap();
         let mut w = StoreWriter::start(&path, None).unwrap();
+        let before = w.state().handled;
         w.send(Write::MaxPages(pages + 1));
+        // Handled before the first record: else the first wait below can end on it, and a
+        // second record be on its way when the first is refused (two would then wait).
+        wait_until(&w, |s| s.handled > before);
         // Closed records, one at a time, until the disk is full (a bound: 100 pages' worth).
         let mut n = 0;
         while w.state().kept == 0 {
@@ -484,9 +488,12 @@ mod tests {
                 .any(|f| f.contains("interval records not stored")),
             "{faults:?}"
         );
-        assert!(faults
-            .iter()
-            .any(|f| f.contains("1 interval record(s) wait")));
+        assert!(
+            faults
+                .iter()
+                .any(|f| f.contains("1 interval record(s) wait")),
+            "{faults:?}"
+        );
         // Room again; the next record takes the kept one with it, in order.
         w.send(Write::MaxPages(1_000_000));
         w.send(Write::Records {
