@@ -32,22 +32,28 @@ fn binary() -> Option<PathBuf> {
 }
 
 impl Mosquitto {
-    /// Starts a broker on a free loopback port.
+    /// Starts a broker on a free loopback port: below the kernel's ephemeral range
+    /// (32768-60999 on Linux), where no outgoing connection takes a port between its choice
+    /// and mosquitto's bind (port 0 picked one from that range), and on another port if
+    /// mosquitto still cannot bind it (another server took it first).
     pub fn start() -> Result<Mosquitto, String> {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| e.to_string())?
-            .port();
-        let dir =
-            std::env::temp_dir().join(format!("pedf-mosquitto-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        let mut broker = Mosquitto {
-            port,
-            dir,
-            child: None,
-        };
-        broker.launch()?;
-        Ok(broker)
+        let mut last = String::new();
+        for _ in 0..5 {
+            let port = free_port()?;
+            let dir =
+                std::env::temp_dir().join(format!("pedf-mosquitto-{}-{port}", std::process::id()));
+            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            let mut broker = Mosquitto {
+                port,
+                dir,
+                child: None,
+            };
+            match broker.launch() {
+                Ok(()) => return Ok(broker),
+                Err(e) => last = e,
+            }
+        }
+        Err(format!("mosquitto did not start on five ports: {last}"))
     }
 
     fn launch(&mut self) -> Result<(), String> {
@@ -97,6 +103,21 @@ impl Mosquitto {
         self.stop();
         self.launch()
     }
+}
+
+/// A loopback port free now in 10000-19999, counting up from a start that depends on the
+/// process (the tests' own servers take theirs from 20000 up, `support/ports.rs`).
+fn free_port() -> Result<u16, String> {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 10000 + (std::process::id() % 500) as u16 * 20;
+    for _ in 0..10000 {
+        let port = base + NEXT.fetch_add(1, Ordering::Relaxed) % 20;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err("no free loopback port for mosquitto in 10000-19999".into())
 }
 
 impl Drop for Mosquitto {
