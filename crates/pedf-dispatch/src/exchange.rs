@@ -53,17 +53,8 @@ pub(crate) fn exchange_min_power(
     seconds: f64,
     threads: Option<u32>,
 ) -> Option<Schedule> {
-    let below = |v: f64, min: f64| v > 1e-7 && v < min - 1e-7;
-    let any_below = p
-        .sessions
-        .iter()
-        .enumerate()
-        .any(|(k, x)| (x.first..x.end).any(|t| below(s.ev[k][t], x.min)))
-        || p.deferrable.iter().enumerate().any(|(f, d)| {
-            d.requirements
-                .iter()
-                .any(|r| r.intervals.iter().any(|&t| below(s.defer[f][t], d.min)))
-        });
+    let (sessions, loads) = crate::below_min_power(p, s);
+    let any_below = !sessions.is_empty() || !loads.is_empty();
     if !any_below {
         return None;
     }
