@@ -465,8 +465,14 @@ impl<S> Found<S> {
     }
 }
 
-/// LPs `count_split` may solve before the search.
-const COUNT_SPLIT_LPS: usize = 16;
+/// LPs `count_split` may solve before the search (its deadline stops it sooner on a short
+/// limit). The week at 15 minutes has two runs a day (fourteen); its split ends with every
+/// count whole after 63 LPs (0.9 s, 32 parts, the least bound 34,893.9 CNY). Cut at 16 it
+/// kept 14 parts whose least bound was a fractional one's, 34,893.1, and the 10-s plans cost
+/// 34,904.5-34,924.6 CNY (median 34,912.7, gap 5.4e-4, eleven runs) where now
+/// 34,902.0-34,906.0 (median 34,903.2, gap 2.6e-4, nineteen runs): the part searched first
+/// holds cheaper plans. The hubs and the days end their splits in fewer.
+const COUNT_SPLIT_LPS: usize = 128;
 
 /// The search over the parts of a count split (`milp::count_split`), best bound first: each
 /// part not pruned is searched with its counts (`search`) while the gap over all parts is
