@@ -1225,9 +1225,10 @@ pub fn replan(
 mod tests {
     use super::*;
 
-    /// A long search shares its time over the count split's parts (the week at 60 s searched
-    /// nine of fourteen, and found a plan 11-12 CNY cheaper than when the first part kept all
-    /// 50 s); the first part, the least bound's, gets twice its share.
+    /// A long search shares its time over the count split's parts (the week at 60 s, when its
+    /// split stopped at 16 LPs, searched nine of fourteen, and found a plan 11-12 CNY cheaper
+    /// than when the first part kept all 50 s); the first part, the least bound's, gets twice
+    /// its share.
     #[test]
     fn a_long_search_shares_its_time_over_the_parts() {
         // The week at 60 s (about 50 s for fourteen parts, floor 5.4 s): the first part
@@ -1253,6 +1254,36 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The week at 15 minutes (fourteen runs of binary intervals) ends its count split with
+    /// every count whole within `COUNT_SPLIT_LPS`: the same parts as with no cap. Cut at 16
+    /// LPs it kept a part with a fractional count, whose bound was the plan's, and its 10-s
+    /// plans cost about 9 CNY more (median of eleven runs against nineteen).
+    #[test]
+    fn the_weeks_count_split_ends_before_its_cap() {
+        let (park, inputs) = milp::tests::reference_week();
+        let opts = PlanOptions::default();
+        let mut p = problem::Problem::build(&park, &inputs, &opts, &CurrentState::default());
+        // As the planner has it: the peak range narrowed to plans no dearer than the rules'.
+        let rules = rule::schedule(&p);
+        let blank = pedf_core::plan::SolverInfo::rule_based("rule", 0.0);
+        let ub =
+            schedule::evaluate(&park, &inputs, &p, &rules, Strategy::Rule, blank).objective_cny;
+        let far = Instant::now() + std::time::Duration::from_secs(600);
+        tighten_peak(&mut p, &opts, ub, far);
+        let split = |lps| milp::count_split(&p, &opts, ub, far, lps).unwrap();
+        let (capped, free) = (split(COUNT_SPLIT_LPS), split(100 * COUNT_SPLIT_LPS));
+        let key = |parts: &[milp::CountPart]| {
+            let mut k: Vec<String> = parts.iter().map(|x| format!("{:?}", x.counts)).collect();
+            k.sort();
+            k
+        };
+        assert_eq!(capped.len(), free.len(), "parts with and without the cap");
+        assert_eq!(key(&capped), key(&free));
+        let least =
+            |parts: &[milp::CountPart]| parts.iter().map(|x| x.bound).fold(f64::INFINITY, f64::min);
+        assert!((least(&capped) - least(&free)).abs() < 1e-6);
     }
 
     /// The defect of issue 26: a later round cut short proved less than an earlier one, and

@@ -1174,6 +1174,18 @@ pub(crate) mod tests {
         (park, inputs)
     }
 
+    /// The reference park's week 2026-06-18 to 06-24 (the issue-26 week at 15 minutes).
+    pub(crate) fn reference_week() -> (pedf_core::Park, pedf_core::inputs::DayInputs) {
+        let text = std::fs::read_to_string(format!("{ROOT}/config/qingzhou-pedf.toml")).unwrap();
+        let park = pedf_core::config::load_park("qingzhou-pedf.toml", text.as_bytes())
+            .value
+            .unwrap();
+        let dir = std::path::PathBuf::from(format!("{ROOT}/simulations/qingzhou-pedf/day-inputs"));
+        let first = NaiveDate::from_ymd_opt(2026, 6, 18).unwrap();
+        let inputs = pedf_core::inputs::load_days_inputs_from_dir(&park, &dir, first, 7).unwrap();
+        (park, inputs)
+    }
+
     /// The options of a plan proven to the gap `gap`, and that plan.
     fn planned_to(
         park: &pedf_core::Park,
