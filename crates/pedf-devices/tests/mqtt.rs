@@ -236,3 +236,77 @@ async fn the_ems_availability_and_last_will() {
         .unwrap();
     assert_eq!(will, "offline");
 }
+
+/// The EMS's last commands reach the device when it shuts down while devices keep
+/// publishing: the shutdown's commands (the safe state) are on the broker before the
+/// connection closes. Before, the hub closed its socket right after sending DISCONNECT; with
+/// device state still unread in its receive buffer the kernel resets the connection instead
+/// of closing it, and the broker could drop what it had not read yet: in a clean-clone CI
+/// run a charger stayed at 60 kW after `pedf run` stopped "with every device in its safe
+/// state".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_commands_reach_the_device_at_shutdown() {
+    let broker = Mosquitto::start().expect("mosquitto");
+    // A device flooding its state (what the hub must still read when it stops).
+    let (flood, mut flood_el) =
+        AsyncClient::new(MqttOptions::new("flood", "127.0.0.1", broker.port), 1024);
+    tokio::spawn(async move { while flood_el.poll().await.is_ok() {} });
+    let flooding = tokio::spawn(async move {
+        let big = serde_json::json!({ "power_kw": 1.0, "pad": "x".repeat(2000) }).to_string();
+        loop {
+            for _ in 0..20 {
+                let _ = flood.try_publish("sim/hvac/state", QoS::AtMostOnce, false, big.clone());
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    });
+    // The charger's side: the last command it was sent.
+    let (dev, mut dev_el) =
+        AsyncClient::new(MqttOptions::new("charger", "127.0.0.1", broker.port), 64);
+    dev.subscribe("sim/ev-01/set", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let last: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+    let seen = last.clone();
+    tokio::spawn(async move {
+        while let Ok(ev) = dev_el.poll().await {
+            if let Event::Incoming(Packet::Publish(p)) = ev {
+                seen.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&p.payload).into_owned());
+            }
+        }
+    });
+    let mut lost = 0;
+    for round in 0..30 {
+        let hub = MqttHub::start(
+            "127.0.0.1",
+            broker.port,
+            &format!("pedf-ems-{round}"),
+            "pedf/stop/status",
+            specs(Duration::from_secs(5)),
+        );
+        wait_for("connected", || {
+            hub.status().connected && hub.status().messages > 10
+        })
+        .await;
+        last.lock().unwrap().clear();
+        hub.command("ev-01", 60.0).await.unwrap();
+        hub.command("ev-01", 0.0).await.unwrap();
+        hub.shutdown().await;
+        let mut got = None;
+        for _ in 0..60 {
+            got = last.lock().unwrap().last().cloned();
+            if got.as_deref() == Some(r#"{"power_kw":0.0}"#) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if got.as_deref() != Some(r#"{"power_kw":0.0}"#) {
+            lost += 1;
+            eprintln!("round {round}: the device's last command {got:?}");
+        }
+    }
+    flooding.abort();
+    assert_eq!(lost, 0, "rounds whose last command did not arrive");
+}

@@ -811,7 +811,8 @@ impl Cycle {
             }
         }
         if let Some(h) = &devices.hub {
-            // Graceful: the safe-state commands queued above go out before the disconnect.
+            // Graceful: the broker acknowledges the safe-state commands queued above before
+            // the disconnect.
             h.shutdown().await;
         }
         if let Some(h) = &devices.ocpp {
