@@ -1158,31 +1158,29 @@ pub(crate) mod tests {
     use super::*;
     use crate::{plan_optimized, CurrentState};
     use chrono::NaiveDate;
-    use pedf_core::inputs::load_day_inputs_from_dir;
+    use pedf_core::inputs::load_days_inputs_from_dir;
 
     const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
     /// The reference park's 2026-06-21 from the repository's example inputs.
     pub(crate) fn reference_day() -> (pedf_core::Park, pedf_core::inputs::DayInputs) {
-        let text = std::fs::read_to_string(format!("{ROOT}/config/qingzhou-pedf.toml")).unwrap();
-        let park = pedf_core::config::load_park("qingzhou-pedf.toml", text.as_bytes())
-            .value
-            .unwrap();
-        let dir = std::path::PathBuf::from(format!("{ROOT}/simulations/qingzhou-pedf/day-inputs"));
-        let day = NaiveDate::from_ymd_opt(2026, 6, 21).unwrap();
-        let inputs = load_day_inputs_from_dir(&park, &dir, day).unwrap();
-        (park, inputs)
+        reference_days(21, 1)
     }
 
     /// The reference park's week 2026-06-18 to 06-24 (the issue-26 week at 15 minutes).
     pub(crate) fn reference_week() -> (pedf_core::Park, pedf_core::inputs::DayInputs) {
+        reference_days(18, 7)
+    }
+
+    /// The reference park's `days` days from 2026-06-`first`.
+    fn reference_days(first: u32, days: u32) -> (pedf_core::Park, pedf_core::inputs::DayInputs) {
         let text = std::fs::read_to_string(format!("{ROOT}/config/qingzhou-pedf.toml")).unwrap();
         let park = pedf_core::config::load_park("qingzhou-pedf.toml", text.as_bytes())
             .value
             .unwrap();
         let dir = std::path::PathBuf::from(format!("{ROOT}/simulations/qingzhou-pedf/day-inputs"));
-        let first = NaiveDate::from_ymd_opt(2026, 6, 18).unwrap();
-        let inputs = pedf_core::inputs::load_days_inputs_from_dir(&park, &dir, first, 7).unwrap();
+        let first = NaiveDate::from_ymd_opt(2026, 6, first).unwrap();
+        let inputs = load_days_inputs_from_dir(&park, &dir, first, days).unwrap();
         (park, inputs)
     }
 
