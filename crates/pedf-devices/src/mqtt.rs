@@ -360,7 +360,7 @@ impl MqttHub {
     /// Why wait for the acknowledgements: the DISCONNECT going out is not enough. Devices keep
     /// publishing their state, and a socket closed with some of it still unread is reset by
     /// the kernel rather than closed, so the broker could lose commands it had not read yet: a
-    /// stress test lost the last command in 7 of 30 shutdowns
+    /// stress test lost the last command in 7-19 of 30 shutdowns
     /// (`tests/mqtt.rs`, `the_last_commands_reach_the_device_at_shutdown`), and a clean-clone
     /// CI run left a charger at 60 kW after `pedf run` had stopped "with every device in its
     /// safe state". An acknowledged QoS 1 message is the broker's to deliver.
