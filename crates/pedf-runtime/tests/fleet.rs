@@ -1509,7 +1509,16 @@ async fn a_parks_nats_user_publishes_and_receives_only_its_own_over_tls() {
     // hub's one connection, so park B's would have come first).
     let mut theirs = pa.subscribe("pedf.park-b.requests").await.unwrap();
     let mut mine = pa.subscribe("pedf.park-a.requests").await.unwrap();
-    pa.flush().await.unwrap();
+    // Both subscriptions on the server before the hub publishes: `flush` only empties the
+    // client's buffer (async-nats 0.42), and under load the hub's publish on its own
+    // connection could reach the server first (a clean-clone CI run waited 10 s for park A's
+    // request). The server takes a connection's operations in order, so the acknowledgement
+    // of a publish sent after the subscriptions comes after they hold.
+    js.publish("pedf.park-a.records", body[..].into())
+        .await
+        .unwrap()
+        .await
+        .expect("park-a's record acknowledged");
     hubc.publish("pedf.park-b.requests", "for park-b".into())
         .await
         .unwrap();
