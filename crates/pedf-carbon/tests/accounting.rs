@@ -398,7 +398,8 @@ mod properties {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(200))]
+        // A fixed seed: the same cases on every run and machine.
+        #![proptest_config(ProptestConfig { cases: 200, rng_seed: proptest::test_runner::RngSeed::Fixed(20_261_207), ..ProptestConfig::default() })]
 
         /// Energy: every interval's flow matrix sums to its sources and sinks. Carbon: all grid
         /// carbon ends in a sink or the battery store.

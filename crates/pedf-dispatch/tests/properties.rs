@@ -1,6 +1,7 @@
 //! Properties every plan keeps, on random feasible parks: the DC bus balances in every
 //! interval, the battery stays in its window and follows its efficiencies, EVs get their
-//! energy, the objective is the sum of its terms, and the rules never beat the optimum.
+//! energy (or meeting it costs more than its shortfall's penalty), the objective is the sum of
+//! its terms, and the rules never beat the optimum.
 
 mod common;
 
@@ -8,6 +9,7 @@ use common::{inputs, park, Day, Spec};
 use pedf_core::plan::Plan;
 use pedf_dispatch::{plan_optimized, plan_rule_based, CurrentState, PlanOptions};
 use proptest::prelude::*;
+use proptest::test_runner::RngSeed;
 
 #[derive(Debug, Clone)]
 struct Case {
@@ -191,30 +193,138 @@ fn check_plan(park: &pedf_core::Park, plan: &Plan) -> Result<(), TestCaseError> 
     Ok(())
 }
 
+/// Plans both ways for case `c` and checks every property on them.
+fn check_case(c: &Case) -> Result<(), TestCaseError> {
+    let (park, inputs) = build(c);
+    let opts = PlanOptions {
+        mip_gap: 1e-7,
+        time_limit_s: 20.0,
+        ..PlanOptions::default()
+    };
+    let opt = plan_optimized(&park, &inputs, &opts, &CurrentState::default()).unwrap();
+    prop_assert_eq!(opt.solver.name.as_str(), "HiGHS");
+    check_plan(&park, &opt)?;
+    // Every session gets its energy (at most one minimum-power interval over), or the
+    // plan says what it left short, and meeting it would cost more than that penalty.
+    for s in &inputs.sessions {
+        let got: f64 = opt
+            .intervals
+            .iter()
+            .map(|i| i.ev_chargers.get(&s.charger).copied().unwrap_or(0.0))
+            .sum();
+        prop_assert!(
+            got <= s.energy_kwh + c.ev_min + 1e-5,
+            "session {}: {got} of {}",
+            s.id,
+            s.energy_kwh
+        );
+        let short: f64 = opt
+            .unmet
+            .iter()
+            .filter(|u| u.id == s.id)
+            .map(|u| u.shortfall_kwh)
+            .sum();
+        prop_assert!(
+            (got + short - s.energy_kwh).abs() < 1e-5 || (short == 0.0 && got >= s.energy_kwh),
+            "session {}: {got} delivered and {short} reported short of {}",
+            s.id,
+            s.energy_kwh
+        );
+        for i in &opt.intervals {
+            let p = i.ev_chargers.get(&s.charger).copied().unwrap_or(0.0);
+            prop_assert!(
+                p < 1e-6 || p >= c.ev_min - 1e-6,
+                "EV at {p} kW below its minimum {}",
+                c.ev_min
+            );
+        }
+    }
+    prop_assert!(
+        opt.unmet.iter().all(|u| u.kind == "ev_session"),
+        "{:?}",
+        opt.unmet
+    );
+    if !opt.unmet.is_empty() {
+        // Every session fits its charger (half of what it can give), so a plan meeting all
+        // exists; its cost must be at least the optimum's cost with its shortfall penalty.
+        let strict = PlanOptions {
+            unmet_penalty_cny_per_kwh: 1e7,
+            ..opts.clone()
+        };
+        let met = plan_optimized(&park, &inputs, &strict, &CurrentState::default()).unwrap();
+        prop_assert!(
+            met.unmet.is_empty(),
+            "a plan meeting every session exists: {:?}",
+            met.unmet
+        );
+        check_plan(&park, &met)?;
+        let tol = 1e-6 * (1.0 + met.objective_cny.abs()) + 2e-7 * opt.objective_cny.abs();
+        prop_assert!(
+            met.objective_cny >= opt.objective_cny - tol,
+            "meeting every session costs {} but the plan left {:?} short at {}",
+            met.objective_cny,
+            opt.unmet,
+            opt.objective_cny
+        );
+    }
+    let rule = plan_rule_based(&park, &inputs, &opts, &CurrentState::default()).unwrap();
+    check_plan(&park, &rule)?;
+    let tol = 1e-6 * (1.0 + opt.objective_cny.abs())
+        + opt.solver.mip_gap.unwrap_or(0.0) * opt.objective_cny.abs();
+    prop_assert!(
+        rule.objective_cny >= opt.objective_cny - tol,
+        "rule {} cheaper than optimum {}",
+        rule.objective_cny,
+        opt.objective_cny
+    );
+    Ok(())
+}
+
+/// A case the random search found: a session 0.434 kWh over what one hour at full power gives,
+/// where its second hour is the day's peak (104.1 kW) and the charger's minimum is 16.79 kW.
+/// Meeting it raises the peak by 16.79 kW (777 CNY of demand charge), so the optimum leaves
+/// 0.434 kWh short (434 CNY of penalty) and says so.
+#[test]
+fn a_session_is_left_short_when_meeting_it_costs_more_than_its_penalty() {
+    let c = Case {
+        spec_pv: 0.0,
+        battery_kwh: 0.0,
+        battery_kw: 0.0,
+        eff: 0.95,
+        conv_eff: 0.97,
+        soc_min: 0.1,
+        initial: 0.5,
+        demand_charge: 46.27,
+        carbon_price: 0.0,
+        ev_min: 16.79,
+        pv: vec![0.0, 0.0],
+        load: vec![0.0, 104.1],
+        import_price: vec![0.05, 0.05],
+        export_price: vec![0.0, 0.0],
+        sessions: vec![(0, 0, 2, 60.434)],
+    };
+    let (park, inputs) = build(&c);
+    let opts = PlanOptions {
+        mip_gap: 1e-7,
+        time_limit_s: 20.0,
+        ..PlanOptions::default()
+    };
+    let opt = plan_optimized(&park, &inputs, &opts, &CurrentState::default()).unwrap();
+    assert_eq!(opt.unmet.len(), 1, "{:?}", opt.unmet);
+    assert!(
+        (opt.unmet[0].shortfall_kwh - 0.434).abs() < 1e-6,
+        "{:?}",
+        opt.unmet
+    );
+    check_case(&c).unwrap();
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    // A fixed seed: the same 64 cases on every run and machine.
+    #![proptest_config(ProptestConfig { cases: 64, rng_seed: RngSeed::Fixed(20_261_207), ..ProptestConfig::default() })]
 
     #[test]
     fn optimised_and_rule_plans_keep_every_limit(c in case()) {
-        let (park, inputs) = build(&c);
-        let opts = PlanOptions { mip_gap: 1e-7, time_limit_s: 20.0, ..PlanOptions::default() };
-        let opt = plan_optimized(&park, &inputs, &opts, &CurrentState::default()).unwrap();
-        prop_assert_eq!(opt.solver.name.as_str(), "HiGHS");
-        check_plan(&park, &opt)?;
-        // Feasible sessions (half of what the charger can give) always get their energy.
-        for s in &inputs.sessions {
-            let got: f64 = opt.intervals.iter().map(|i| i.ev_chargers.get(&s.charger).copied().unwrap_or(0.0)).sum();
-            prop_assert!(got >= s.energy_kwh - 1e-5 && got <= s.energy_kwh + c.ev_min + 1e-5, "session {}: {got} of {}", s.id, s.energy_kwh);
-            for i in &opt.intervals {
-                let p = i.ev_chargers.get(&s.charger).copied().unwrap_or(0.0);
-                prop_assert!(p < 1e-6 || p >= c.ev_min - 1e-6, "EV at {p} kW below its minimum {}", c.ev_min);
-            }
-        }
-        prop_assert!(opt.unmet.is_empty(), "{:?}", opt.unmet);
-        let rule = plan_rule_based(&park, &inputs, &opts, &CurrentState::default()).unwrap();
-        check_plan(&park, &rule)?;
-        let tol = 1e-6 * (1.0 + opt.objective_cny.abs()) + opt.solver.mip_gap.unwrap_or(0.0) * opt.objective_cny.abs();
-        prop_assert!(rule.objective_cny >= opt.objective_cny - tol,
-            "rule {} cheaper than optimum {}", rule.objective_cny, opt.objective_cny);
+        check_case(&c)?;
     }
 }
