@@ -701,8 +701,8 @@ struct Dive {
 /// zero and solve again from the last basis. With the grid directions settled, optionally try
 /// better ones (`polish_modes`), then round the EV and deferrable-load intervals that run below
 /// their minimum power (`round_min_power`) and solve again, until nothing is violated (at most
-/// `DIVE_DIRECTION_ROUNDS` rounds to settle the directions). The first solve's objective bounds the MILP's optimum from below. `None`
-/// when even the relaxation cannot be solved.
+/// `DIVE_DIRECTION_ROUNDS` rounds to settle the directions). The first solve's objective
+/// bounds the MILP's optimum from below. `None` when even the relaxation cannot be solved.
 fn lp_dive(p: &problem::Problem, opts: &PlanOptions, polish: bool) -> Option<Dive> {
     let started = Instant::now();
     let mut lp = milp::Relaxation::new(p, opts).ok()?;
@@ -724,7 +724,7 @@ fn lp_dive(p: &problem::Problem, opts: &PlanOptions, polish: bool) -> Option<Div
     // Every round after the directions settle holds at least one more (requirement, interval)
     // pair on or off, or one more interval's direction, for good: the rounding ends within as
     // many rounds as there are pairs and intervals. (It had a cap of 40 rounds with the
-    // directions': on the week at 15 minutes it takes 10-36 rounds, and where the polish ended
+    // directions': on the week at 15 minutes it takes 10-44 rounds, and where the polish ended
     // decided whether it settled; when it did not, the search began from the rules' plan, 30 %
     // dearer, and the 10-s plan cost 34,912 CNY at 8.2e-4 instead of 34,902-34,905.)
     let pairs = rounding_pairs(p);
